@@ -1,0 +1,531 @@
+//! Typed settings: an optional YAML file overridden by `AIOPS_*` environment variables.
+//!
+//! Settings are read and validated once at start-up; everything downstream receives typed values.
+//! Secrets are wrapped in [`Secret`], whose `Debug` and `Display` never print the value, so a
+//! settings dump in a log or an error cannot leak a token.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Configuration problems, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid YAML for these settings.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable has a value of the wrong form.
+    #[error("environment variable {name}: {message}")]
+    Env {
+        /// Variable name.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The combination of settings is unsafe or impossible.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// `type Result<T, E = Error>` as in every module of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A secret value. Never printed: `Debug`/`Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The value, for the one place that compares or sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// A duration written as humantime (`30s`, `5m`, `1h30m`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map(HumanDuration).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `30s`, `5m`, `1h30m` and the like.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); write it like 30s, 5m or 1h30m"))
+}
+
+/// All daemon settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on. Default 127.0.0.1:9095.
+    pub listen: SocketAddr,
+    /// `sqlite://FILE?mode=rwc` (default `sqlite://aiops.db?mode=rwc`) or `postgres://…`.
+    pub database_url: Secret,
+    /// Token Alertmanager must present (Bearer, or basic-auth password).
+    pub webhook_token: Option<Secret>,
+    /// Read the webhook token from this file (a mounted Kubernetes Secret).
+    pub webhook_token_file: Option<PathBuf>,
+    /// Directory of rules/*.yaml.
+    pub rules_dir: PathBuf,
+    /// Directory of playbooks/*.rhai.
+    pub playbooks_dir: PathBuf,
+    /// Webhook intake limits.
+    pub intake: Intake,
+    /// Duplicate detection cache.
+    pub dedup: Dedup,
+    /// Guards applied before a job exists.
+    pub guard: Guard,
+    /// Job queue and workers.
+    pub jobs: Jobs,
+    /// Store connection pool.
+    pub store: StoreSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9095)),
+            database_url: Secret::new("sqlite://aiops.db?mode=rwc"),
+            webhook_token: None,
+            webhook_token_file: None,
+            rules_dir: PathBuf::from("rules"),
+            playbooks_dir: PathBuf::from("playbooks"),
+            intake: Intake::default(),
+            dedup: Dedup::default(),
+            guard: Guard::default(),
+            jobs: Jobs::default(),
+            store: StoreSettings::default(),
+        }
+    }
+}
+
+/// Webhook intake limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Intake {
+    /// Largest accepted body; larger ⇒ 413. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Requests per second per client address; 0 disables. Over it ⇒ 503 so Alertmanager retries.
+    pub rate_limit_per_second: u32,
+    /// Burst allowed above the rate.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for Intake {
+    fn default() -> Self {
+        Intake {
+            max_body_bytes: 1024 * 1024,
+            rate_limit_per_second: 0,
+            rate_limit_burst: 100,
+        }
+    }
+}
+
+/// In-memory dedup cache in front of the store.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dedup {
+    /// Entries kept. Default 100,000.
+    pub cache_capacity: u64,
+    /// How long an entry lives; Alertmanager re-sends firing alerts every repeat_interval (4 h).
+    pub cache_ttl: HumanDuration,
+}
+
+impl Default for Dedup {
+    fn default() -> Self {
+        Dedup {
+            cache_capacity: 100_000,
+            cache_ttl: HumanDuration(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+/// Guards applied before a job is created.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Guard {
+    /// Namespace allow/deny lists.
+    pub namespaces: Namespaces,
+    /// The storm brake.
+    pub storm: Storm,
+}
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard {
+            namespaces: Namespaces::default(),
+            storm: Storm::default(),
+        }
+    }
+}
+
+/// Namespaces the daemon may act in. Deny wins over allow; an empty allow list allows all.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Namespaces {
+    /// Only these (empty = any).
+    pub allow: Vec<String>,
+    /// Never these. Default: kube-system.
+    pub deny: Vec<String>,
+}
+
+impl Default for Namespaces {
+    fn default() -> Self {
+        Namespaces {
+            allow: Vec::new(),
+            deny: vec!["kube-system".into()],
+        }
+    }
+}
+
+impl Namespaces {
+    /// Whether acting in `ns` is allowed.
+    pub fn allows(&self, ns: &str) -> bool {
+        !self.deny.iter().any(|d| d == ns) && (self.allow.is_empty() || self.allow.iter().any(|a| a == ns))
+    }
+}
+
+/// Storm brake: more than `max_targets` distinct targets within `window` ⇒ stop acting.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storm {
+    /// Distinct targets tolerated in the window. 0 disables the brake.
+    pub max_targets: u32,
+    /// The sliding window.
+    pub window: HumanDuration,
+}
+
+impl Default for Storm {
+    fn default() -> Self {
+        Storm {
+            max_targets: 10,
+            window: HumanDuration(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// Job queue and workers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Jobs {
+    /// Concurrent repairs in this process.
+    pub workers: usize,
+    /// Jobs queued or waiting before intake answers 503.
+    pub queue_capacity: usize,
+    /// A running job whose heartbeat is older than this belongs to a dead replica.
+    pub lease: HumanDuration,
+    /// How often idle workers look for due jobs (also woken on each new job).
+    pub poll_interval: HumanDuration,
+    /// On SIGTERM, how long running jobs may take to finish.
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs {
+            workers: 4,
+            queue_capacity: 1000,
+            lease: HumanDuration(Duration::from_secs(60)),
+            poll_interval: HumanDuration(Duration::from_secs(1)),
+            shutdown_grace: HumanDuration(Duration::from_secs(20)),
+        }
+    }
+}
+
+/// Store connection pool.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long to wait for a connection before answering 503.
+    pub acquire_timeout: HumanDuration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            max_connections: 8,
+            acquire_timeout: HumanDuration(Duration::from_secs(5)),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the file (if any) then applies the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings> {
+        Self::load_with(file, |k| std::env::var(k).ok())
+    }
+
+    /// Like [`Settings::load`] with an injectable environment, for tests.
+    pub fn load_with(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Settings> {
+        let mut s = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Self::from_yaml(&text, path)?
+            }
+            None => Settings::default(),
+        };
+        s.apply_env(env)?;
+        s.finish()?;
+        Ok(s)
+    }
+
+    /// Parses YAML text; an empty file gives the defaults.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Settings> {
+        if text.trim().is_empty() {
+            return Ok(Settings::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| {
+            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            Error::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.to_string(),
+            }
+        })
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
+        fn parsed<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.trim().parse().map_err(|e: T::Err| Error::Env {
+                name,
+                message: format!("{v:?}: {e}"),
+            })
+        }
+        fn duration(name: &'static str, v: &str) -> Result<HumanDuration> {
+            parse_duration(v)
+                .map(HumanDuration)
+                .map_err(|message| Error::Env { name, message })
+        }
+        let get = |k: &str| env(k).filter(|v| !v.is_empty());
+        if let Some(v) = get("AIOPS_LISTEN") {
+            self.listen = parsed("AIOPS_LISTEN", &v)?;
+        }
+        if let Some(v) = get("AIOPS_DATABASE_URL") {
+            self.database_url = Secret::new(v);
+        }
+        if let Some(v) = get("AIOPS_WEBHOOK_TOKEN") {
+            self.webhook_token = Some(Secret::new(v));
+        }
+        if let Some(v) = get("AIOPS_WEBHOOK_TOKEN_FILE") {
+            self.webhook_token_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("AIOPS_RULES_DIR") {
+            self.rules_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("AIOPS_PLAYBOOKS_DIR") {
+            self.playbooks_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("AIOPS_MAX_BODY_BYTES") {
+            self.intake.max_body_bytes = parsed("AIOPS_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("AIOPS_INTAKE_RATE_LIMIT") {
+            self.intake.rate_limit_per_second = parsed("AIOPS_INTAKE_RATE_LIMIT", &v)?;
+        }
+        if let Some(v) = get("AIOPS_WORKERS") {
+            self.jobs.workers = parsed("AIOPS_WORKERS", &v)?;
+        }
+        if let Some(v) = get("AIOPS_QUEUE_CAPACITY") {
+            self.jobs.queue_capacity = parsed("AIOPS_QUEUE_CAPACITY", &v)?;
+        }
+        if let Some(v) = get("AIOPS_STORM_MAX_TARGETS") {
+            self.guard.storm.max_targets = parsed("AIOPS_STORM_MAX_TARGETS", &v)?;
+        }
+        if let Some(v) = get("AIOPS_STORM_WINDOW") {
+            self.guard.storm.window = duration("AIOPS_STORM_WINDOW", &v)?;
+        }
+        if let Some(v) = get("AIOPS_POLL_INTERVAL") {
+            self.jobs.poll_interval = duration("AIOPS_POLL_INTERVAL", &v)?;
+        }
+        if let Some(v) = get("AIOPS_DENY_NAMESPACES") {
+            self.guard.namespaces.deny = split_list(&v);
+        }
+        if let Some(v) = get("AIOPS_ALLOW_NAMESPACES") {
+            self.guard.namespaces.allow = split_list(&v);
+        }
+        Ok(())
+    }
+
+    /// Resolves indirections and refuses unsafe combinations.
+    fn finish(&mut self) -> Result<()> {
+        if let Some(path) = &self.webhook_token_file {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            self.webhook_token = Some(Secret::new(text.trim()));
+        }
+        if self.webhook_token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+            return Err(Error::Invalid("the webhook token is empty".into()));
+        }
+        if self.intake.max_body_bytes < 1024 {
+            return Err(Error::Invalid("intake.max_body_bytes must be at least 1024".into()));
+        }
+        if self.jobs.workers == 0 {
+            return Err(Error::Invalid("jobs.workers must be at least 1".into()));
+        }
+        if self.jobs.queue_capacity == 0 {
+            return Err(Error::Invalid("jobs.queue_capacity must be at least 1".into()));
+        }
+        if self.jobs.poll_interval.0.is_zero() {
+            return Err(Error::Invalid("jobs.poll_interval must be above 0s".into()));
+        }
+        let url = self.database_url.expose();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(Error::Invalid(
+                "database_url must start with sqlite: or postgres:// (AIOPS_DATABASE_URL)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `serve` refuses a non-loopback address without a token: anyone reaching the port could
+    /// otherwise trigger repairs.
+    pub fn check_listen_is_safe(&self) -> Result<()> {
+        if self.webhook_token.is_none() && !self.listen.ip().is_loopback() {
+            return Err(Error::Invalid(format!(
+                "refusing to listen on {} without a webhook token: anyone who can reach it could trigger repairs. \
+                 Set AIOPS_WEBHOOK_TOKEN (or webhook_token / webhook_token_file in the config file) and give \
+                 Alertmanager the same token in http_config.authorization.credentials",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn zero_config_gives_loopback_sqlite_and_repo_dirs() {
+        let s = Settings::load_with(None, env(&[])).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:9095");
+        assert_eq!(s.database_url.expose(), "sqlite://aiops.db?mode=rwc");
+        assert_eq!(s.rules_dir, PathBuf::from("rules"));
+        assert!(s.check_listen_is_safe().is_ok());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("aiops.yaml");
+        std::fs::write(&f, "listen: 127.0.0.1:1000\nrules_dir: /x\njobs: {workers: 2}\n").unwrap();
+        let s = Settings::load_with(Some(&f), env(&[("AIOPS_LISTEN", "127.0.0.1:2000")])).unwrap();
+        assert_eq!(s.listen.port(), 2000);
+        assert_eq!(s.rules_dir, PathBuf::from("/x"));
+        assert_eq!(s.jobs.workers, 2);
+    }
+
+    #[test]
+    fn a_typo_in_the_file_is_an_error_with_its_line() {
+        let err = Settings::from_yaml("listen: 127.0.0.1:1\nguard:\n  storm: {max_target: 3}\n", Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("a.yaml:3:"), "{err}");
+        assert!(err.contains("max_target"), "{err}");
+    }
+
+    #[test]
+    fn a_public_address_without_a_token_is_refused_with_how_to_fix_it() {
+        let s = Settings::load_with(None, env(&[("AIOPS_LISTEN", "0.0.0.0:9095")])).unwrap();
+        let err = s.check_listen_is_safe().unwrap_err().to_string();
+        assert!(err.contains("AIOPS_WEBHOOK_TOKEN"), "{err}");
+        let s = Settings::load_with(None, env(&[("AIOPS_LISTEN", "0.0.0.0:9095"), ("AIOPS_WEBHOOK_TOKEN", "t")]))
+            .unwrap();
+        assert!(s.check_listen_is_safe().is_ok());
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let s = Settings::load_with(
+            None,
+            env(&[
+                ("AIOPS_WEBHOOK_TOKEN", "hunter2"),
+                ("AIOPS_DATABASE_URL", "postgres://u:pw-secret@h/db"),
+            ]),
+        )
+        .unwrap();
+        let dump = format!("{s:?}");
+        assert!(!dump.contains("hunter2") && !dump.contains("pw-secret"), "{dump}");
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable() {
+        let err = Settings::load_with(None, env(&[("AIOPS_WORKERS", "many")])).unwrap_err().to_string();
+        assert!(err.contains("AIOPS_WORKERS"), "{err}");
+    }
+
+    #[test]
+    fn deny_wins_over_allow_and_kube_system_is_denied_by_default() {
+        let mut n = Namespaces::default();
+        assert!(!n.allows("kube-system"));
+        assert!(n.allows("prod"));
+        n.allow = vec!["prod".into(), "kube-system".into()];
+        assert!(!n.allows("kube-system"));
+        assert!(!n.allows("dev"));
+    }
+}

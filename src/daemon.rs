@@ -1,0 +1,125 @@
+//! `aiops serve`: wires the store, definitions, pipeline, workers and HTTP server together and
+//! runs them until SIGTERM or SIGINT.
+//!
+//! Shutdown order keeps every job recoverable: stop accepting connections, let in-flight webhooks
+//! finish (their transactions commit or roll back as a unit), stop workers from claiming, give
+//! running jobs `jobs.shutdown_grace` to finish. A job still running after that stays `running`
+//! in the store and becomes `interrupted` (and escalated) at the next start.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::{self, Settings};
+use crate::executor::{self, Executor};
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::pipeline::{Definitions, Pipeline};
+use crate::store::{self, Store};
+
+/// Why the daemon could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Settings are unsafe or invalid.
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    /// The store could not be opened or migrated.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] store::Error),
+    /// Rules or playbooks are invalid.
+    #[error("invalid rules or playbooks:\n{}", .0.join("\n"))]
+    Definitions(Vec<String>),
+    /// Start-up recovery failed.
+    #[error("start-up recovery failed: {0}")]
+    Recover(#[from] executor::Error),
+    /// The address could not be bound or served.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// `type Result<T, E = Error>` as in every module of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Opens the store as configured.
+pub async fn open_store(settings: &Settings) -> Result<Store> {
+    let opts = store::Options {
+        max_connections: settings.store.max_connections,
+        acquire_timeout: settings.store.acquire_timeout.0,
+        read_only: false,
+    };
+    Ok(Store::connect(settings.database_url.expose(), &opts).await?)
+}
+
+/// Runs the daemon until `shutdown` completes; each message on `reload` (SIGHUP) reloads
+/// rules and playbooks.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut reload: tokio::sync::mpsc::Receiver<()>,
+) -> Result<()> {
+    settings.check_listen_is_safe()?;
+    let store = open_store(&settings).await?;
+    let defs = Definitions::load(&settings.rules_dir, &settings.playbooks_dir).map_err(Error::Definitions)?;
+    tracing::info!(rules = defs.rules.len(), playbooks = defs.playbooks.len(), backend = ?store.backend(), "definitions loaded");
+
+    let metrics = Metrics::new();
+    let pipeline = Arc::new(Pipeline::new(store.clone(), defs, &settings, metrics.clone()));
+    let executor = Arc::new(Executor::new(pipeline.clone(), settings.jobs.clone()));
+    let interrupted = executor.recover().await?;
+    if interrupted > 0 {
+        tracing::warn!(jobs = interrupted, "jobs left running by a previous process were interrupted and escalated");
+    }
+    metrics.queue_depth.set(store.pending_count().await?);
+
+    let listener = http::bind(settings.listen).await.map_err(|source| Error::Listen {
+        addr: settings.listen,
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(|source| Error::Listen {
+        addr: settings.listen,
+        source,
+    })?;
+    tracing::info!(%addr, owner = executor.owner(), "listening");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = executor.spawn(stop_rx);
+
+    let reloader = {
+        let pipeline = pipeline.clone();
+        let (rules_dir, playbooks_dir) = (settings.rules_dir.clone(), settings.playbooks_dir.clone());
+        tokio::spawn(async move {
+            while reload.recv().await.is_some() {
+                let (p, r, b) = (pipeline.clone(), rules_dir.clone(), playbooks_dir.clone());
+                let _ = tokio::task::spawn_blocking(move || p.reload(&r, &b)).await;
+            }
+        })
+    };
+
+    let app = http::router(AppState::new(pipeline.clone(), &settings));
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        })
+        .await;
+    reloader.abort();
+    let _ = stop_tx.send(true);
+    let grace = executor.shutdown_grace();
+    if tokio::time::timeout(grace, async { while workers.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?grace, "jobs still running after the grace period; they will be escalated as interrupted at the next start");
+        workers.abort_all();
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    served.map_err(|source| Error::Listen { addr, source })
+}

@@ -1,0 +1,122 @@
+//! The HTTP surface: the Alertmanager webhook, health, readiness, metrics and reload.
+//!
+//! Handlers only translate between HTTP and the pipeline; every decision lives below. Errors are
+//! JSON bodies `{"error": "...", "field": "..."}` with the status Alertmanager needs: 4xx for what
+//! a retry cannot fix, 503 for what a retry can.
+
+mod ops;
+mod webhook;
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde_json::json;
+
+use crate::config::{Secret, Settings};
+use crate::pipeline::Pipeline;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The intake pipeline (holds the store, definitions and metrics).
+    pub pipeline: Arc<Pipeline>,
+    /// Token required on the webhook and reload.
+    pub token: Option<Secret>,
+    /// Body size limit.
+    pub max_body_bytes: usize,
+    /// Per-client request limiter (None = unlimited).
+    pub limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    /// Where rules and playbooks are reloaded from.
+    pub rules_dir: PathBuf,
+    /// Playbooks directory.
+    pub playbooks_dir: PathBuf,
+}
+
+impl AppState {
+    /// Builds the state from settings.
+    pub fn new(pipeline: Arc<Pipeline>, settings: &Settings) -> AppState {
+        let limiter = NonZeroU32::new(settings.intake.rate_limit_per_second).map(|rate| {
+            let burst = NonZeroU32::new(settings.intake.rate_limit_burst).unwrap_or(rate);
+            Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+        });
+        AppState {
+            pipeline,
+            token: settings.webhook_token.clone(),
+            max_body_bytes: settings.intake.max_body_bytes,
+            limiter,
+            rules_dir: settings.rules_dir.clone(),
+            playbooks_dir: settings.playbooks_dir.clone(),
+        }
+    }
+}
+
+/// The router with every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/webhook/alertmanager", post(webhook::alertmanager))
+        .route("/-/healthy", get(ops::healthy))
+        .route("/-/ready", get(ops::ready))
+        .route("/-/reload", post(ops::reload))
+        .route("/metrics", get(ops::metrics))
+        .with_state(state)
+}
+
+/// An error answered as JSON.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: serde_json::Value,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    /// An error with a message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: json!({ "error": message.into() }),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds the offending field's path.
+    pub fn field(mut self, field: impl Into<String>) -> ApiError {
+        self.body["field"] = json!(field.into());
+        self
+    }
+
+    /// Adds a response header.
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, axum::Json(self.body)).into_response();
+        for (name, value) in self.headers {
+            if let Ok(v) = value.parse() {
+                resp.headers_mut().insert(name, v);
+            }
+        }
+        resp
+    }
+}
+
+/// Binds the listener; port 0 picks a free port (tests).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}

@@ -1,0 +1,17 @@
+//! aiops: turns Prometheus Alertmanager alerts into safe, verified, rate-limited repairs.
+//!
+//! The path of one alert: [`http`] authenticates and bounds the webhook, [`alert`] parses it,
+//! [`pipeline`] records it in the [`store`], deduplicates, matches [`rules`] and applies the
+//! guards, and [`executor`] workers run the job through its states. See ARCHITECTURE.md.
+
+pub mod alert;
+pub mod config;
+pub mod daemon;
+pub mod executor;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
+pub mod playbook;
+pub mod rules;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,211 @@
+//! The `aiops` command line: serve, check, simulate.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use aiops::config::Settings;
+use aiops::pipeline::{Definitions, Pipeline, RuleVerdict};
+use aiops::telemetry::{self, LogFormat};
+
+/// Turns Prometheus Alertmanager alerts into safe, verified repairs on Kubernetes.
+///
+/// Settings come from an optional YAML file (--config or AIOPS_CONFIG), overridden by AIOPS_*
+/// environment variables: AIOPS_LISTEN, AIOPS_DATABASE_URL, AIOPS_WEBHOOK_TOKEN,
+/// AIOPS_WEBHOOK_TOKEN_FILE, AIOPS_RULES_DIR, AIOPS_PLAYBOOKS_DIR, AIOPS_MAX_BODY_BYTES,
+/// AIOPS_INTAKE_RATE_LIMIT, AIOPS_WORKERS, AIOPS_QUEUE_CAPACITY, AIOPS_POLL_INTERVAL,
+/// AIOPS_STORM_MAX_TARGETS, AIOPS_STORM_WINDOW, AIOPS_ALLOW_NAMESPACES, AIOPS_DENY_NAMESPACES;
+/// AIOPS_LOG sets the log filter (default info).
+#[derive(Parser, Debug)]
+#[command(name = "aiops", version, about, long_about)]
+struct Cli {
+    /// YAML settings file (optional; every key has a default).
+    #[arg(long, global = true, env = "AIOPS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "pretty")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon: listen for Alertmanager webhooks (default 127.0.0.1:9095) and repair.
+    ///
+    /// SIGTERM/SIGINT stop it gracefully; SIGHUP (or POST /-/reload) reloads rules and playbooks.
+    Serve,
+    /// Validate settings, rules and playbooks; exit 0 when valid, 1 with file:line messages otherwise.
+    Check,
+    /// Show what the daemon would do with an Alertmanager payload, changing nothing.
+    ///
+    /// Prints, per alert: the dedup verdict (against the configured store), the matching rule,
+    /// the guard verdict and the plan.
+    Simulate {
+        /// An Alertmanager webhook payload (JSON).
+        file: PathBuf,
+        /// Print the verdicts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Serve => serve(cli.config.as_deref()).await,
+            Command::Check => check(cli.config.as_deref()),
+            Command::Simulate { file, json } => simulate(cli.config.as_deref(), &file, json).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Option<&Path>) -> Result<ExitCode> {
+    let settings = Settings::load(config)?;
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    let shutdown = signals(reload_tx)?;
+    aiops::daemon::run(settings, shutdown, reload_rx).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGTERM or SIGINT; forwards SIGHUP as reload requests.
+fn signals(reload: tokio::sync::mpsc::Sender<()>) -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading rules and playbooks");
+            if reload.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
+}
+
+fn check(config: Option<&Path>) -> Result<ExitCode> {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let source = config.map_or_else(|| "defaults and environment".to_string(), |p| p.display().to_string());
+    println!("settings: OK ({source})");
+    if let Err(e) = settings.check_listen_is_safe() {
+        eprintln!("settings: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    match Definitions::load(&settings.rules_dir, &settings.playbooks_dir) {
+        Ok(defs) => {
+            println!("rules: OK ({} rules in {})", defs.rules.len(), settings.rules_dir.display());
+            println!("playbooks: OK ({} playbooks in {})", defs.playbooks.len(), settings.playbooks_dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            eprintln!("check failed: {} problem(s)", problems.len());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<ExitCode> {
+    let settings = Settings::load(config)?;
+    let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let payload = aiops::alert::Payload::from_slice(&body).with_context(|| format!("{}", file.display()))?;
+    let defs = Definitions::load(&settings.rules_dir, &settings.playbooks_dir)
+        .map_err(|p| anyhow::anyhow!("invalid rules or playbooks:\n{}", p.join("\n")))?;
+    // Read the configured store when it exists, so dedup, cooldowns and budgets are real; never
+    // create it. Every write happens in a transaction that is rolled back.
+    let url = settings.database_url.expose();
+    let (url, note) = match sqlite_path(url) {
+        Some(path) if !Path::new(&path).exists() => ("sqlite::memory:".to_string(), " (store file absent: empty history)"),
+        _ => (url.to_string(), ""),
+    };
+    let store = aiops::store::Store::connect(&url, &aiops::store::Options::default())
+        .await
+        .context("opening the store")?;
+    let pipeline = Pipeline::new(store, defs, &settings, aiops::metrics::Metrics::new());
+    let report = pipeline.simulate(&payload).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.alerts)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("simulating {} alert(s) from {}{note}; nothing is recorded", payload.alerts.len(), file.display());
+    for a in &report.alerts {
+        println!("alert {} {} [{}]: {}", a.alertname, a.fingerprint, a.status.as_str(), a.dedup);
+        if a.dedup == "duplicate" {
+            println!("  already recorded: no action");
+            continue;
+        }
+        if a.status == aiops::alert::Status::Resolved {
+            println!("  resolved: would cancel {} queued/waiting job(s)", a.cancelled_jobs.len());
+            continue;
+        }
+        if a.rules.is_empty() {
+            println!("  no rule matched: recorded only");
+        }
+        for rv in &a.rules {
+            match rv {
+                RuleVerdict::Job { rule, target, state, plan, .. } => {
+                    let when = if plan.not_before > aiops::store::now_ms() {
+                        format!(
+                            "waiting until {}",
+                            chrono::DateTime::from_timestamp_millis(plan.not_before).map_or_else(String::new, |t| t.to_rfc3339())
+                        )
+                    } else {
+                        "now".to_string()
+                    };
+                    println!("  rule {rule}: allowed by every guard -> job {state}");
+                    println!(
+                        "    plan: run playbook {} on {} {when}{}, params {}",
+                        plan.playbook,
+                        target.key(),
+                        if plan.dry_run { " (dry run)" } else { "" },
+                        plan.params
+                    );
+                    println!("    on failure: {}", plan.escalate);
+                }
+                RuleVerdict::Refused { rule, reason, detail, .. } => {
+                    println!("  rule {rule}: refused ({}) - {detail}", reason.as_str());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| path.to_string())
+}

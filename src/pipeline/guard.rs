@@ -1,0 +1,263 @@
+//! Guards: the checks between "a rule matched" and "a job exists".
+//!
+//! Every guard reads the store inside the intake transaction, so the answer is the same for a
+//! restarted process and for a second replica. Order matters and is fixed: a target must be
+//! resolvable and in an allowed namespace; the storm brake then looks at the whole cluster; then
+//! the target must be free, out of cooldown and within its budget; finally the queue must have room.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Pipeline, Plan, RuleVerdict};
+use crate::alert::Alert;
+use crate::config;
+use crate::rules::Rule;
+use crate::store::{self, Decision, NewJob, WriteTx};
+
+/// Why a guard refused. Also the `reason` label of `aiops_guard_refusals_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The alert's labels do not name a target.
+    NoTarget,
+    /// The target's namespace is denied or not allowed.
+    NamespaceDenied,
+    /// Too many distinct targets recently: the storm brake is on.
+    StormBrake,
+    /// Another repair is active on the target.
+    TargetBusy,
+    /// This rule acted on this target too recently.
+    Cooldown,
+    /// This rule used its repair budget for this target.
+    Budget,
+}
+
+impl Refusal {
+    /// The stored and metric name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::NoTarget => "no_target",
+            Refusal::NamespaceDenied => "namespace_denied",
+            Refusal::StormBrake => "storm_brake",
+            Refusal::TargetBusy => "target_busy",
+            Refusal::Cooldown => "cooldown",
+            Refusal::Budget => "budget",
+        }
+    }
+}
+
+pub(super) enum Error {
+    QueueFull,
+    Store(store::Error),
+}
+
+impl From<store::Error> for Error {
+    fn from(e: store::Error) -> Self {
+        Error::Store(e)
+    }
+}
+
+pub(super) enum Outcome {
+    Job(RuleVerdict),
+    /// The refusal, and whether it opened a storm-brake episode (escalated once).
+    Refused(RuleVerdict, bool),
+}
+
+pub(super) struct Ctx<'a> {
+    pub guard: &'a config::Guard,
+    pub queue_capacity: usize,
+    pub now: i64,
+}
+
+fn human(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+fn at(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |t| t.to_rfc3339())
+}
+
+/// Decides on one rule match and records the decision (and the job) in `tx`.
+pub(super) async fn decide(
+    tx: &mut WriteTx,
+    ctx: &Ctx<'_>,
+    rule: &Rule,
+    alert: &Alert,
+    event_id: i64,
+    pending: &mut Option<i64>,
+) -> Result<Outcome, Error> {
+    let now = ctx.now;
+    let Some(target) = rule.target.resolve(&alert.labels) else {
+        let detail = "the alert's labels do not name a namespace, kind and name for this rule's target".to_string();
+        return refuse(tx, rule, None, Refusal::NoTarget, detail, event_id, now, false).await;
+    };
+    let key = target.key();
+    if !ctx.guard.namespaces.allows(&target.namespace) {
+        let detail = format!("namespace {} is not allowed (guard.namespaces)", target.namespace);
+        return refuse(tx, rule, Some(&target), Refusal::NamespaceDenied, detail, event_id, now, false).await;
+    }
+
+    let storm = &ctx.guard.storm;
+    if storm.max_targets > 0 {
+        let window = store::ms(storm.window.0);
+        let targets = tx.distinct_targets_with(now - window, &key).await?;
+        if targets > i64::from(storm.max_targets) {
+            let opened = tx.engage_storm(now, targets, window).await?;
+            let detail = format!(
+                "storm brake: {targets} distinct targets in {} (max {}); automatic repairs paused",
+                human(storm.window.0),
+                storm.max_targets
+            );
+            if opened {
+                tracing::warn!(targets, window = %human(storm.window.0), "storm brake engaged; escalating to humans");
+                tx.insert_escalation(None, Some(&rule.name), Some(&key), "human", "default", &detail, now)
+                    .await?;
+            }
+            return refuse(tx, rule, Some(&target), Refusal::StormBrake, detail, event_id, now, opened).await;
+        } else if tx.storm_open().await? && tx.release_storm(now).await? {
+            tracing::info!(targets, "storm brake released; automatic repairs resume");
+        }
+    }
+
+    if let Some(job) = tx.active_job_for_target(&key).await? {
+        let detail = format!("job {job} is already repairing {key}");
+        return refuse(tx, rule, Some(&target), Refusal::TargetBusy, detail, event_id, now, false).await;
+    }
+    if !rule.cooldown.is_zero()
+        && let Some(last) = tx.last_activity(&rule.name, &key).await?
+        && last > now - store::ms(rule.cooldown)
+    {
+        let detail = format!(
+            "rule {} last acted on {key} at {}; cooldown {} lasts until {}",
+            rule.name,
+            at(last),
+            human(rule.cooldown),
+            at(last + store::ms(rule.cooldown))
+        );
+        return refuse(tx, rule, Some(&target), Refusal::Cooldown, detail, event_id, now, false).await;
+    }
+    if let Some(budget) = &rule.budget {
+        let used = tx
+            .repairs_since(&rule.name, &key, now - store::ms(budget.window))
+            .await?;
+        if used >= i64::from(budget.max) {
+            let detail = format!(
+                "rule {} already started {used} repairs of {key} in the last {} (budget {})",
+                rule.name,
+                human(budget.window),
+                budget.max
+            );
+            return refuse(tx, rule, Some(&target), Refusal::Budget, detail, event_id, now, false).await;
+        }
+    }
+
+    // The queue bound is the store's count of pending jobs, so it holds across replicas.
+    let depth = match pending {
+        Some(n) => *n,
+        None => tx_pending(tx).await?,
+    };
+    if depth >= i64::try_from(ctx.queue_capacity).unwrap_or(i64::MAX) {
+        return Err(Error::QueueFull);
+    }
+
+    let not_before = if rule.wait.is_zero() {
+        now
+    } else {
+        (alert.starts_at_ms() + store::ms(rule.wait)).max(now)
+    };
+    let escalate = Pipeline::chain_json(&rule.escalate);
+    let job = NewJob {
+        alert_event_id: event_id,
+        fingerprint: alert.fingerprint.clone(),
+        alertname: alert.alertname().to_string(),
+        rule: rule.name.clone(),
+        playbook: rule.playbook.clone(),
+        params: rule.params.clone(),
+        escalate: escalate.clone(),
+        chain_index: 0,
+        parent_id: None,
+        target_namespace: target.namespace.clone(),
+        target_kind: target.kind.clone(),
+        target_name: target.name.clone(),
+        dry_run: rule.dry_run,
+        timeout_ms: rule.timeout.map(store::ms),
+        not_before,
+    };
+    let Some((job_id, state)) = tx.insert_job(&job, now).await? else {
+        // Another transaction (another replica) took the target between our check and insert.
+        let detail = format!("another repair of {key} started concurrently");
+        return refuse(tx, rule, Some(&target), Refusal::TargetBusy, detail, event_id, now, false).await;
+    };
+    *pending = Some(depth + 1);
+    let plan = Plan {
+        playbook: rule.playbook.clone(),
+        params: rule.params.clone(),
+        not_before,
+        dry_run: rule.dry_run,
+        escalate,
+    };
+    let reason = format!("{} on {key}{}", rule.playbook, if rule.dry_run { " (dry run)" } else { "" });
+    tx.insert_decision(&Decision {
+        alert_event_id: event_id,
+        rule: &rule.name,
+        target_key: Some(&key),
+        verdict: "job",
+        reason: "plan",
+        detail: &reason,
+        job_id: Some(job_id),
+        created_at: now,
+    })
+    .await?;
+    Ok(Outcome::Job(RuleVerdict::Job {
+        rule: rule.name.clone(),
+        target,
+        job_id,
+        state,
+        plan,
+    }))
+}
+
+async fn tx_pending(tx: &mut WriteTx) -> Result<i64, Error> {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'waiting')")
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(store::Error::from)?;
+    Ok(row.try_get("n").map_err(store::Error::from)?)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn refuse(
+    tx: &mut WriteTx,
+    rule: &Rule,
+    target: Option<&crate::rules::Target>,
+    reason: Refusal,
+    detail: String,
+    event_id: i64,
+    now: i64,
+    storm_opened: bool,
+) -> Result<Outcome, Error> {
+    let key = target.map(|t| t.key());
+    tx.insert_decision(&Decision {
+        alert_event_id: event_id,
+        rule: &rule.name,
+        target_key: key.as_deref(),
+        verdict: "refused",
+        reason: reason.as_str(),
+        detail: &detail,
+        job_id: None,
+        created_at: now,
+    })
+    .await?;
+    tracing::info!(rule = %rule.name, target = key.as_deref().unwrap_or("-"), reason = reason.as_str(), %detail, "repair refused");
+    Ok(Outcome::Refused(
+        RuleVerdict::Refused {
+            rule: rule.name.clone(),
+            target: target.cloned(),
+            reason,
+            detail,
+        },
+        storm_opened,
+    ))
+}

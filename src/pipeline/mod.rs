@@ -1,0 +1,409 @@
+//! From a parsed webhook to recorded decisions: dedup, rule matching, guards, job creation.
+//!
+//! Everything one webhook decides happens in one store transaction that commits before the
+//! webhook is answered: the alerts, each verdict (a job, or a refusal with its reason) and any
+//! storm-brake escalation. A crash before the commit loses nothing Alertmanager was told it
+//! delivered (it gets no 2xx and retries); a crash after it leaves a complete record, so a
+//! re-send is recognised as a duplicate and nothing is done twice.
+//!
+//! The in-memory cache (moka) only short-cuts alerts this process has already committed; the
+//! store's unique index decides for everything else, including re-sends to another replica.
+
+mod guard;
+
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::alert::{Alert, DedupKey, Payload, Status};
+use crate::config::{self, Settings};
+use crate::metrics::Metrics;
+use crate::playbook::{self, Catalog};
+use crate::rules::{EscalationStep, RuleSet, Target};
+use crate::store::{self, NewAlertEvent, Store};
+
+pub use guard::Refusal;
+
+/// Intake failures; all but `Store` are the caller's to translate into HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store could not record: answer 503 so Alertmanager retries.
+    #[error("store unavailable: {0}")]
+    Store(#[from] store::Error),
+    /// Accepting would exceed the job queue bound: answer 503, nothing was recorded.
+    #[error("job queue full ({capacity} jobs queued or waiting)")]
+    QueueFull {
+        /// The configured bound.
+        capacity: usize,
+    },
+}
+
+/// `type Result<T, E = Error>` as in every module of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Rules and playbooks, loaded together and swapped together on reload.
+#[derive(Clone)]
+pub struct Definitions {
+    /// The rules.
+    pub rules: Arc<RuleSet>,
+    /// The compiled playbooks.
+    pub playbooks: Catalog,
+}
+
+impl std::fmt::Debug for Definitions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Definitions")
+            .field("rules", &self.rules.len())
+            .field("playbooks", &self.playbooks)
+            .finish()
+    }
+}
+
+impl Definitions {
+    /// Loads rules and playbooks and checks that every playbook a rule names exists.
+    /// Returns every problem found, each as `file:line: message`.
+    pub fn load(rules_dir: &std::path::Path, playbooks_dir: &std::path::Path) -> Result<Definitions, Vec<String>> {
+        let engine = playbook::sandboxed_engine();
+        let mut problems = Vec::new();
+        let rules = RuleSet::load_dir(rules_dir).map_err(|e| problems.extend(split_lines(&e.to_string())));
+        let playbooks =
+            Catalog::load_dir(&engine, playbooks_dir).map_err(|e| problems.extend(split_lines(&e.to_string())));
+        let (Ok(rules), Ok(playbooks)) = (rules, playbooks) else {
+            return Err(problems);
+        };
+        for rule in rules.rules() {
+            for name in rule.playbooks() {
+                if !playbooks.contains(name) {
+                    problems.push(format!(
+                        "{}: rule {:?} uses playbook {name:?}, but {} has no {name}.rhai",
+                        rule.location,
+                        rule.name,
+                        playbooks_dir.display()
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(Definitions {
+                rules: Arc::new(rules),
+                playbooks,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+fn split_lines(s: &str) -> Vec<String> {
+    s.lines().map(String::from).collect()
+}
+
+/// What happened to one rule's match on one alert.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum RuleVerdict {
+    /// A job was created.
+    Job {
+        /// Rule name.
+        rule: String,
+        /// The target.
+        target: Target,
+        /// Job id.
+        job_id: i64,
+        /// `queued` or `waiting`.
+        state: store::JobState,
+        /// The plan.
+        plan: Plan,
+    },
+    /// A guard refused.
+    Refused {
+        /// Rule name.
+        rule: String,
+        /// The target, when it could be resolved.
+        target: Option<Target>,
+        /// Which guard.
+        reason: Refusal,
+        /// Details for a human.
+        detail: String,
+    },
+}
+
+/// What a job will do.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    /// Playbook to run.
+    pub playbook: String,
+    /// Its params.
+    pub params: serde_json::Value,
+    /// Not before (epoch ms).
+    pub not_before: i64,
+    /// Dry run.
+    pub dry_run: bool,
+    /// What follows a failure.
+    pub escalate: serde_json::Value,
+}
+
+/// The verdict on one alert of a webhook.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertVerdict {
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// Alert name.
+    pub alertname: String,
+    /// The alert's own status.
+    pub status: Status,
+    /// `new` or `duplicate`.
+    pub dedup: &'static str,
+    /// Jobs cancelled by a resolve.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cancelled_jobs: Vec<i64>,
+    /// For a firing alert: `no rule matched`, or one verdict per matching rule.
+    pub rules: Vec<RuleVerdict>,
+}
+
+/// The outcome of one webhook.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Alerts newly recorded.
+    pub accepted: usize,
+    /// Alerts already recorded (re-sends).
+    pub duplicates: usize,
+    /// Jobs created.
+    pub jobs: Vec<i64>,
+    /// Guard refusals.
+    pub refused: usize,
+    /// Per-alert details (kept for `simulate`; not sent to Alertmanager).
+    #[serde(skip)]
+    pub alerts: Vec<AlertVerdict>,
+}
+
+/// The intake pipeline: shared by the HTTP handlers, the executor and the CLI.
+pub struct Pipeline {
+    store: Store,
+    defs: RwLock<Arc<Definitions>>,
+    dedup: moka::sync::Cache<DedupKey, ()>,
+    guard: config::Guard,
+    queue_capacity: usize,
+    metrics: Metrics,
+    wake: Arc<Notify>,
+}
+
+impl Pipeline {
+    /// Builds the pipeline around a store and loaded definitions.
+    pub fn new(store: Store, defs: Definitions, settings: &Settings, metrics: Metrics) -> Pipeline {
+        let dedup = moka::sync::Cache::builder()
+            .max_capacity(settings.dedup.cache_capacity)
+            .time_to_live(settings.dedup.cache_ttl.0)
+            .build();
+        Pipeline {
+            store,
+            defs: RwLock::new(Arc::new(defs)),
+            dedup,
+            guard: settings.guard.clone(),
+            queue_capacity: settings.jobs.queue_capacity,
+            metrics,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Signalled whenever a job is created, so idle workers start at once.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// The current rules and playbooks.
+    pub fn definitions(&self) -> Arc<Definitions> {
+        self.defs.read().expect("definitions lock is never poisoned").clone()
+    }
+
+    /// Replaces the rules and playbooks (after a successful load).
+    pub fn replace_definitions(&self, defs: Definitions) {
+        *self.defs.write().expect("definitions lock is never poisoned") = Arc::new(defs);
+    }
+
+    /// Reloads rules and playbooks from disk. On any problem the running set stays in place
+    /// and the problems are returned; on success returns (rules, playbooks) counts.
+    pub fn reload(&self, rules_dir: &std::path::Path, playbooks_dir: &std::path::Path) -> Result<(usize, usize), Vec<String>> {
+        match Definitions::load(rules_dir, playbooks_dir) {
+            Ok(defs) => {
+                let counts = (defs.rules.len(), defs.playbooks.len());
+                self.replace_definitions(defs);
+                self.metrics.reloads.with_label_values(&["success"]).inc();
+                tracing::info!(rules = counts.0, playbooks = counts.1, "rules and playbooks reloaded");
+                Ok(counts)
+            }
+            Err(problems) => {
+                self.metrics.reloads.with_label_values(&["failure"]).inc();
+                tracing::error!(problems = %problems.join("; "), "reload rejected; keeping the running rules and playbooks");
+                Err(problems)
+            }
+        }
+    }
+
+    /// Records a webhook's alerts and decides on each. Commits before returning.
+    pub async fn ingest(&self, payload: &Payload) -> Result<Report> {
+        self.process(payload, true).await
+    }
+
+    /// Decides as [`Pipeline::ingest`] would, then rolls everything back.
+    pub async fn simulate(&self, payload: &Payload) -> Result<Report> {
+        self.process(payload, false).await
+    }
+
+    async fn process(&self, payload: &Payload, commit: bool) -> Result<Report> {
+        let mut report = Report::default();
+        let mut fresh: Vec<(&Alert, DedupKey)> = Vec::with_capacity(payload.alerts.len());
+        for alert in &payload.alerts {
+            let key = alert.dedup_key();
+            if commit && self.dedup.contains_key(&key) {
+                report.duplicates += 1;
+                continue;
+            }
+            fresh.push((alert, key));
+        }
+        if fresh.is_empty() {
+            self.metrics.alerts_duplicate.inc_by(report.duplicates as u64);
+            return Ok(report);
+        }
+        let defs = self.definitions();
+        let now = store::now_ms();
+        let mut tx = self.store.begin_write().await?;
+        let mut pending: Option<i64> = None;
+        let mut escalations = 0u64;
+        for (alert, _) in &fresh {
+            let ev = NewAlertEvent {
+                alert,
+                receiver: &payload.receiver,
+                group_key: &payload.group_key,
+                received_at: now,
+            };
+            let Some(event_id) = tx.insert_alert_event(&ev).await? else {
+                report.duplicates += 1;
+                report.alerts.push(verdict_for(alert, "duplicate"));
+                continue;
+            };
+            report.accepted += 1;
+            let mut verdict = verdict_for(alert, "new");
+            match alert.status {
+                Status::Resolved => {
+                    verdict.cancelled_jobs = tx.cancel_pending_for_fingerprint(&alert.fingerprint, now).await?;
+                }
+                Status::Firing => {
+                    for rule in defs.rules.matching(&alert.labels) {
+                        let ctx = guard::Ctx {
+                            guard: &self.guard,
+                            queue_capacity: self.queue_capacity,
+                            now,
+                        };
+                        let outcome = guard::decide(&mut tx, &ctx, rule, alert, event_id, &mut pending).await;
+                        let rv = match outcome {
+                            Ok(guard::Outcome::Job(rv)) => rv,
+                            Ok(guard::Outcome::Refused(rv, storm_escalated)) => {
+                                escalations += u64::from(storm_escalated);
+                                rv
+                            }
+                            Err(guard::Error::QueueFull) => {
+                                drop(tx.rollback().await);
+                                if commit {
+                                    self.metrics.queue_full.inc();
+                                }
+                                return Err(Error::QueueFull {
+                                    capacity: self.queue_capacity,
+                                });
+                            }
+                            Err(guard::Error::Store(e)) => return Err(e.into()),
+                        };
+                        verdict.rules.push(rv);
+                    }
+                }
+            }
+            report.alerts.push(verdict);
+        }
+        if !commit {
+            tx.rollback().await?;
+            return Ok(report);
+        }
+        tx.commit().await?;
+
+        // Only now is it true that these occurrences are stored.
+        for (_, key) in fresh {
+            self.dedup.insert(key, ());
+        }
+        self.account(&mut report, escalations);
+        Ok(report)
+    }
+
+    fn account(&self, report: &mut Report, escalations: u64) {
+        let m = &self.metrics;
+        m.alerts_duplicate.inc_by(report.duplicates as u64);
+        if escalations > 0 {
+            m.escalations.with_label_values(&["human"]).inc_by(escalations);
+        }
+        for a in &report.alerts {
+            if a.dedup == "duplicate" {
+                continue;
+            }
+            m.alerts_received.with_label_values(&[a.status.as_str()]).inc();
+            if !a.cancelled_jobs.is_empty() {
+                m.jobs
+                    .with_label_values(&["cancelled"])
+                    .inc_by(a.cancelled_jobs.len() as u64);
+            }
+            for rv in &a.rules {
+                match rv {
+                    RuleVerdict::Job { rule, job_id, state, .. } => {
+                        m.rule_matches.with_label_values(&[rule.as_str()]).inc();
+                        m.jobs.with_label_values(&[state.as_str()]).inc();
+                        report.jobs.push(*job_id);
+                    }
+                    RuleVerdict::Refused { rule, reason, .. } => {
+                        m.rule_matches.with_label_values(&[rule.as_str()]).inc();
+                        m.guard_refusals.with_label_values(&[reason.as_str()]).inc();
+                        report.refused += 1;
+                    }
+                }
+            }
+        }
+        if !report.jobs.is_empty() {
+            self.wake.notify_waiters();
+            self.wake.notify_one();
+        }
+    }
+
+    /// The escalation chain of a rule as stored with its jobs.
+    pub fn chain_json(steps: &[EscalationStep]) -> serde_json::Value {
+        serde_json::Value::Array(
+            steps
+                .iter()
+                .map(|s| match s {
+                    EscalationStep::Playbook { playbook, params } => {
+                        serde_json::json!({"playbook": playbook, "params": params})
+                    }
+                    EscalationStep::Notify { route } => serde_json::json!({"notify": route}),
+                })
+                .collect(),
+        )
+    }
+}
+
+fn verdict_for(alert: &Alert, dedup: &'static str) -> AlertVerdict {
+    AlertVerdict {
+        fingerprint: alert.fingerprint.clone(),
+        alertname: alert.alertname().to_string(),
+        status: alert.status,
+        dedup,
+        cancelled_jobs: Vec::new(),
+        rules: Vec::new(),
+    }
+}

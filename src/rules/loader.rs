@@ -1,0 +1,585 @@
+//! Reading rules files, with every problem reported as `file:line:column: message`.
+//!
+//! Validation happens inside `Deserialize` impls so serde_norway attaches the position of the
+//! offending YAML node. serde stops at the first error, so to report problems in every rule the
+//! `rules:` block sequence is also cut into one text chunk per rule and each chunk is parsed on
+//! its own (line numbers shifted back). The chunks also give each rule its line. When the file is
+//! laid out in a way the cutter does not understand (flow style, say), the whole file is parsed
+//! at once and only its first problem is reported.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
+
+use super::matcher::Matchers;
+use super::{Budget, Diagnostic, Error, EscalationStep, Location, Result, Rule, TargetSpec};
+
+/// A duration written with units (`30s`, `1h30m`); bare numbers are refused.
+#[derive(Clone, Copy, Debug)]
+struct Dur(Duration);
+
+const DURATION_FORM: &str = "a duration with a unit such as \"30s\", \"10m\" or \"1h30m\"";
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(DURATION_FORM)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                let t = s.trim();
+                if !t.is_empty() && t.parse::<f64>().is_ok() {
+                    return Err(E::custom(format!(
+                        "bare number `{t}` is not a duration: expected {DURATION_FORM}"
+                    )));
+                }
+                humantime::parse_duration(t).map(Dur).map_err(|e| {
+                    E::custom(format!(
+                        "invalid duration `{s}` ({e}): expected {DURATION_FORM}"
+                    ))
+                })
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Dur, E> {
+                self.visit_str(&n.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Dur, E> {
+                self.visit_str(&n.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Dur, E> {
+                self.visit_str(&n.to_string())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string restricted to a character set, e.g. rule and playbook names.
+struct Name<K>(String, PhantomData<K>);
+
+trait NameKind {
+    const WHAT: &'static str;
+    const ALLOWED: &'static str;
+    fn allowed(c: char) -> bool;
+}
+
+struct RuleNameKind;
+impl NameKind for RuleNameKind {
+    const WHAT: &'static str = "rule name";
+    const ALLOWED: &'static str = "[a-z0-9_.-]+";
+    fn allowed(c: char) -> bool {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
+    }
+}
+
+struct PlaybookNameKind;
+impl NameKind for PlaybookNameKind {
+    const WHAT: &'static str = "playbook name";
+    const ALLOWED: &'static str = "[a-z0-9_-]+ (the file playbooks/<name>.rhai)";
+    fn allowed(c: char) -> bool {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-')
+    }
+}
+
+struct RouteNameKind;
+impl NameKind for RouteNameKind {
+    const WHAT: &'static str = "notification route name";
+    const ALLOWED: &'static str = "[A-Za-z0-9_.-]+";
+    fn allowed(c: char) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+    }
+}
+
+impl<'de, K: NameKind> Deserialize<'de> for Name<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<K>(PhantomData<K>);
+        impl<K: NameKind> Visitor<'_> for V<K> {
+            type Value = Name<K>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a {} matching {}", K::WHAT, K::ALLOWED)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Name<K>, E> {
+                if !s.is_empty() && s.chars().all(K::allowed) {
+                    Ok(Name(s.to_owned(), PhantomData))
+                } else {
+                    Err(E::custom(format!(
+                        "invalid {} `{s}`: expected {}",
+                        K::WHAT,
+                        K::ALLOWED
+                    )))
+                }
+            }
+        }
+        d.deserialize_str(V(PhantomData))
+    }
+}
+
+/// Deserializes a mapping into `R`, then checks/converts it. The check runs inside the visitor
+/// so a failure is reported at the mapping's position rather than its parent's.
+fn checked_map<'de, D, R, T>(
+    d: D,
+    expecting: &'static str,
+    check: fn(R) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    R: Deserialize<'de>,
+{
+    struct V<R, T> {
+        expecting: &'static str,
+        check: fn(R) -> Result<T, String>,
+    }
+    impl<'de, R: Deserialize<'de>, T> Visitor<'de> for V<R, T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            let raw = R::deserialize(MapAccessDeserializer::new(map))?;
+            (self.check)(raw).map_err(de::Error::custom)
+        }
+    }
+    d.deserialize_map(V { expecting, check })
+}
+
+/// Playbook parameters: any mapping (null means empty), kept as a JSON object.
+struct Params(serde_json::Value);
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Params;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of parameters")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Params, A::Error> {
+                serde_json::Value::deserialize(MapAccessDeserializer::new(map)).map(Params)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Params, E> {
+                Ok(Params(empty_object()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Params, E> {
+                Ok(Params(empty_object()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    max: u32,
+    window: Dur,
+}
+
+fn check_budget(raw: RawBudget) -> Result<Budget, String> {
+    if raw.max == 0 {
+        return Err("budget.max must be at least 1 (to disable a rule, remove it)".to_owned());
+    }
+    if raw.window.0.is_zero() {
+        return Err("budget.window must be longer than 0s".to_owned());
+    }
+    Ok(Budget {
+        max: raw.max,
+        window: raw.window.0,
+    })
+}
+
+struct BudgetField(Budget);
+
+impl<'de> Deserialize<'de> for BudgetField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_map(d, "a mapping {max: N, window: DURATION}", check_budget).map(BudgetField)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    #[serde(default)]
+    playbook: Option<Name<PlaybookNameKind>>,
+    #[serde(default)]
+    params: Option<Params>,
+    #[serde(default)]
+    notify: Option<Name<RouteNameKind>>,
+}
+
+fn check_step(raw: RawStep) -> Result<EscalationStep, String> {
+    match (raw.playbook, raw.params, raw.notify) {
+        (Some(p), params, None) => Ok(EscalationStep::Playbook {
+            playbook: p.0,
+            params: params.map_or_else(empty_object, |p| p.0),
+        }),
+        (None, None, Some(route)) => Ok(EscalationStep::Notify { route: route.0 }),
+        (None, Some(_), Some(_)) => Err("`params` goes with `playbook`, not `notify`".to_owned()),
+        (Some(_), _, Some(_)) => {
+            Err("an escalation step has either `playbook` or `notify`, not both".to_owned())
+        }
+        (None, _, None) => Err("an escalation step needs `playbook` or `notify`".to_owned()),
+    }
+}
+
+struct StepField(EscalationStep);
+
+impl<'de> Deserialize<'de> for StepField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_map(
+            d,
+            "a mapping with `playbook` (and `params`) or `notify`",
+            check_step,
+        )
+        .map(StepField)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Name<RuleNameKind>,
+    matchers: Matchers,
+    playbook: Name<PlaybookNameKind>,
+    #[serde(default)]
+    params: Option<Params>,
+    #[serde(default)]
+    target: Option<TargetSpec>,
+    #[serde(default)]
+    wait: Option<Dur>,
+    #[serde(default)]
+    cooldown: Option<Dur>,
+    #[serde(default)]
+    budget: Option<BudgetField>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default, rename = "continue")]
+    continue_matching: bool,
+    #[serde(default)]
+    timeout: Option<Dur>,
+    #[serde(default)]
+    escalate: Option<Vec<StepField>>,
+}
+
+impl RawRule {
+    fn into_rule(self, location: Location) -> Rule {
+        Rule {
+            name: self.name.0,
+            location,
+            matchers: self.matchers.0,
+            playbook: self.playbook.0,
+            params: self.params.map_or_else(empty_object, |p| p.0),
+            target: self.target.unwrap_or_default(),
+            wait: self.wait.map_or(Duration::ZERO, |d| d.0),
+            cooldown: self.cooldown.map_or(Duration::ZERO, |d| d.0),
+            budget: self.budget.map(|b| b.0),
+            dry_run: self.dry_run,
+            continue_matching: self.continue_matching,
+            timeout: self.timeout.map(|d| d.0),
+            escalate: self
+                .escalate
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| s.0)
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    rules: Option<Vec<RawRule>>,
+}
+
+/// Parses one file. Returns the rules that are valid and the problems found; when there are
+/// problems the caller should not use the rules.
+pub(crate) fn parse_file(text: &str, file: &Path) -> (Vec<Rule>, Vec<Diagnostic>) {
+    let diag = |e: &serde_yaml::Error, line_shift: isize| yaml_diagnostic(e, file, line_shift);
+    // Syntax first: it is the only error that makes the structure below meaningless.
+    let value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return (Vec::new(), vec![diag(&e, 0)]),
+    };
+    if value.is_null() {
+        return (Vec::new(), Vec::new());
+    }
+    let n_items = value
+        .get("rules")
+        .and_then(serde_yaml::Value::as_sequence)
+        .map_or(0, Vec::len);
+    let items = split_rule_items(text).filter(|items| items.len() == n_items);
+    let fallback_line = rules_key_line(text).unwrap_or(1);
+    let line_of = |i: usize| items.as_ref().map_or(fallback_line, |it| it[i].0 + 1);
+    match serde_yaml::from_str::<RawFile>(text) {
+        Ok(raw) => {
+            let rules = raw
+                .rules
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    r.into_rule(Location {
+                        file: file.to_owned(),
+                        line: line_of(i),
+                    })
+                })
+                .collect();
+            (rules, Vec::new())
+        }
+        Err(whole) => {
+            let whole_diag = diag(&whole, 0);
+            let Some(items) = items else {
+                return (Vec::new(), vec![whole_diag]);
+            };
+            let mut diags = Vec::new();
+            for &(start, end) in &items {
+                let chunk = format!("rules:\n{}", line_range(text, start, end));
+                if let Err(e) = serde_yaml::from_str::<RawFile>(&chunk) {
+                    // Chunk line 2 is file line start + 1 (both 1-based).
+                    diags.push(diag(&e, start as isize - 1));
+                }
+            }
+            // Problems outside the rules list (an unknown top-level key, say) only show up in
+            // the whole-file parse; and if cutting hid the problem, trust the whole file.
+            if diags.is_empty() || !whole.to_string().starts_with("rules[") {
+                diags.push(whole_diag);
+            }
+            diags.sort_by_key(|d| (d.location.line, d.column));
+            diags.dedup();
+            (Vec::new(), diags)
+        }
+    }
+}
+
+/// Text of lines `start..end` (0-based, end exclusive), newlines included.
+fn line_range(text: &str, start: usize, end: usize) -> &str {
+    let offset = |line: usize| -> usize {
+        if line == 0 {
+            return 0;
+        }
+        text.match_indices('\n')
+            .nth(line - 1)
+            .map_or(text.len(), |(i, _)| i + 1)
+    };
+    let a = offset(start);
+    let b = offset(end).max(a);
+    &text[a..b]
+}
+
+/// 1-based line of the top-level `rules:` key.
+fn rules_key_line(text: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| l.starts_with("rules:"))
+        .map(|i| i + 1)
+}
+
+/// Cuts the block sequence under a top-level `rules:` key into one line range per item
+/// (0-based, end exclusive). `None` when the layout is not the plain block style this
+/// understands; the caller also checks the count against the parsed YAML.
+fn split_rule_items(text: &str) -> Option<Vec<(usize, usize)>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let key = lines.iter().position(|l| {
+        l.strip_prefix("rules:")
+            .is_some_and(|rest| rest.trim().is_empty() || rest.trim_start().starts_with('#'))
+    })?;
+    let is_item = |l: &str, indent: usize| {
+        l.len() > indent
+            && l[..indent].bytes().all(|b| b == b' ')
+            && (l[indent..].starts_with("- ") || l[indent..].trim_end() == "-")
+    };
+    let mut indent = None;
+    let mut items: Vec<(usize, usize)> = Vec::new();
+    let mut end = lines.len();
+    for (i, line) in lines.iter().enumerate().skip(key + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let this_indent = line.len() - trimmed.len();
+        let d = *indent.get_or_insert(this_indent);
+        if this_indent < d || (this_indent == d && !is_item(line, d)) {
+            if d > 0 && this_indent == d {
+                // Same indentation as the items but not an item: not a layout we understand.
+                return None;
+            }
+            end = i;
+            break;
+        }
+        if this_indent == d {
+            if let Some(last) = items.last_mut() {
+                last.1 = i;
+            }
+            items.push((i, lines.len()));
+        } else if items.is_empty() {
+            return None;
+        }
+    }
+    if let Some(last) = items.last_mut() {
+        last.1 = end;
+    }
+    Some(items)
+}
+
+/// A serde_norway error as a diagnostic; `line_shift` maps chunk lines back to file lines.
+fn yaml_diagnostic(e: &serde_yaml::Error, file: &Path, line_shift: isize) -> Diagnostic {
+    let mut message = e.to_string();
+    let (line, column) = match e.location() {
+        Some(loc) => {
+            // serde_norway appends the position to the message; we print it in front instead.
+            let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+            if let Some(at) = message.find(&suffix) {
+                message.replace_range(at..at + suffix.len(), "");
+            }
+            let line = (loc.line() as isize + line_shift).max(1) as usize;
+            (line, Some(loc.column()))
+        }
+        None => (1, None),
+    };
+    Diagnostic {
+        location: Location {
+            file: file.to_owned(),
+            line,
+        },
+        column,
+        message: strip_rules_path(&message),
+    }
+}
+
+/// `rules[3].budget: invalid value` → `budget: invalid value`: the line already says which
+/// rule, and in a cut-out chunk the index would be wrong.
+fn strip_rules_path(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("rules[")
+        && let Some(close) = rest.find(']')
+        && rest[..close].bytes().all(|b| b.is_ascii_digit())
+    {
+        let rest = &rest[close + 1..];
+        if let Some(r) = rest.strip_prefix(": ") {
+            return r.to_owned();
+        }
+        if let Some(r) = rest.strip_prefix('.') {
+            return r.to_owned();
+        }
+    }
+    message.to_owned()
+}
+
+/// One diagnostic per rule whose name was already used, pointing at the later one.
+pub(crate) fn duplicate_names(rules: &[Rule]) -> Vec<Diagnostic> {
+    let mut seen: HashMap<&str, &Location> = HashMap::new();
+    let mut out = Vec::new();
+    for r in rules {
+        if let Some(first) = seen.get(r.name.as_str()) {
+            out.push(Diagnostic {
+                location: r.location.clone(),
+                column: None,
+                message: format!("duplicate rule name `{}`, first defined at {first}", r.name),
+            });
+        } else {
+            seen.insert(&r.name, &r.location);
+        }
+    }
+    out
+}
+
+/// Rules files of `dir`, sorted by file name.
+fn rule_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let dir_err = |source| Error::Dir {
+        dir: dir.to_owned(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(dir_err)? {
+        let entry = entry.map_err(dir_err)?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // Dot-files are editor droppings (`.#rules.yaml` lock links), not rules.
+        if name.starts_with('.') || !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+            continue;
+        }
+        let path = entry.path();
+        // Follows symlinks, as ConfigMap mounts are symlinks.
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(files)
+}
+
+/// Loads and validates every rules file of `dir`.
+pub(crate) fn load_dir(dir: &Path) -> Result<Vec<Rule>> {
+    let mut rules = Vec::new();
+    let mut diags = Vec::new();
+    for path in rule_files(dir)? {
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io {
+            file: path.clone(),
+            source,
+        })?;
+        let Ok(text) = String::from_utf8(bytes) else {
+            diags.push(Diagnostic {
+                location: Location {
+                    file: path,
+                    line: 1,
+                },
+                column: None,
+                message: "file is not valid UTF-8".to_owned(),
+            });
+            continue;
+        };
+        let (file_rules, file_diags) = parse_file(&text, &path);
+        rules.extend(file_rules);
+        diags.extend(file_diags);
+    }
+    // Duplicates among the rules that did parse; a broken rule cannot be compared by name.
+    diags.extend(duplicate_names(&rules));
+    if diags.is_empty() {
+        Ok(rules)
+    } else {
+        let order: HashMap<PathBuf, usize> = rule_files(dir)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (p, i))
+            .collect();
+        diags.sort_by_key(|d| {
+            (
+                order.get(&d.location.file).copied().unwrap_or(usize::MAX),
+                d.location.line,
+                d.column,
+            )
+        });
+        Err(Error::Invalid(diags))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitter_finds_items_at_any_indentation() {
+        let text = "# c\nrules:\n  - name: a\n    x: 1\n\n  # between\n  - name: b\n";
+        assert_eq!(split_rule_items(text), Some(vec![(2, 6), (6, 7)]));
+        let text = "rules:\n- name: a\n  x: 1\n- name: b\nother: 1\n";
+        assert_eq!(split_rule_items(text), Some(vec![(1, 3), (3, 4)]));
+        assert_eq!(split_rule_items("rules: []\n"), None);
+    }
+
+    #[test]
+    fn path_prefix_of_the_rules_list_is_dropped() {
+        assert_eq!(strip_rules_path("rules[12].budget: bad"), "budget: bad");
+        assert_eq!(strip_rules_path("rules[0]: unknown field"), "unknown field");
+        assert_eq!(strip_rules_path("other: x"), "other: x");
+    }
+}

@@ -1,0 +1,216 @@
+//! Alert occurrences, decisions, and the guard queries that run inside the intake transaction.
+
+use sqlx::Row;
+
+use super::{Result, Store, WriteTx};
+use crate::alert::Alert;
+
+/// One alert occurrence as received, to be recorded.
+pub struct NewAlertEvent<'a> {
+    /// The alert.
+    pub alert: &'a Alert,
+    /// Alertmanager receiver name.
+    pub receiver: &'a str,
+    /// Alertmanager group key.
+    pub group_key: &'a str,
+    /// When it arrived (epoch ms).
+    pub received_at: i64,
+}
+
+/// A verdict on a matched firing alert: a job, or a refusal with its reason.
+pub struct Decision<'a> {
+    /// The recorded alert occurrence.
+    pub alert_event_id: i64,
+    /// The rule that matched.
+    pub rule: &'a str,
+    /// `namespace/Kind/name`, when the target could be resolved.
+    pub target_key: Option<&'a str>,
+    /// `job` or `refused`.
+    pub verdict: &'a str,
+    /// A guard name for refusals, `plan` for jobs.
+    pub reason: &'a str,
+    /// Human-readable details.
+    pub detail: &'a str,
+    /// The job created, if any.
+    pub job_id: Option<i64>,
+    /// When (epoch ms).
+    pub created_at: i64,
+}
+
+impl WriteTx {
+    /// Records an occurrence. Returns its id, or `None` when the same fingerprint, status and
+    /// startsAt is already stored: that is a re-send and must not be acted on again.
+    pub async fn insert_alert_event(&mut self, ev: &NewAlertEvent<'_>) -> Result<Option<i64>> {
+        let a = ev.alert;
+        let labels = serde_json::to_string(&a.labels).expect("string maps serialize");
+        let annotations = serde_json::to_string(&a.annotations).expect("string maps serialize");
+        let row = sqlx::query(
+            "INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, namespace, labels, \
+             annotations, generator_url, receiver, group_key, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(&a.fingerprint)
+        .bind(a.status.as_str())
+        .bind(a.starts_at_ms())
+        .bind(a.ends_at.map(|t| t.timestamp_millis()))
+        .bind(a.alertname())
+        .bind(a.labels.get("namespace").cloned())
+        .bind(labels)
+        .bind(annotations)
+        .bind(&a.generator_url)
+        .bind(ev.receiver)
+        .bind(ev.group_key)
+        .bind(ev.received_at)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("id")?),
+            None => None,
+        })
+    }
+
+    /// Records a verdict.
+    pub async fn insert_decision(&mut self, d: &Decision<'_>) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO decisions (alert_event_id, rule, target_key, verdict, reason, detail, job_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(d.alert_event_id)
+        .bind(d.rule)
+        .bind(d.target_key)
+        .bind(d.verdict)
+        .bind(d.reason)
+        .bind(d.detail)
+        .bind(d.job_id)
+        .bind(d.created_at)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// When this rule last acted on this target (finish time, or creation while unfinished).
+    /// Jobs cancelled before they ran did not act and do not count.
+    pub async fn last_activity(&mut self, rule: &str, target_key: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(COALESCE(finished_at, created_at)) AS t FROM jobs \
+             WHERE rule = $1 AND target_key = $2 AND state <> 'cancelled'",
+        )
+        .bind(rule)
+        .bind(target_key)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get("t")?)
+    }
+
+    /// Repairs this rule started on this target since `since`. Escalation steps belong to the
+    /// repair that started them, so only chain roots count against the budget.
+    pub async fn repairs_since(&mut self, rule: &str, target_key: &str, since: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs WHERE rule = $1 AND target_key = $2 AND chain_index = 0 \
+             AND created_at >= $3 AND state <> 'cancelled'",
+        )
+        .bind(rule)
+        .bind(target_key)
+        .bind(since)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// The active (queued, waiting, running, verifying) job on a target, if any.
+    pub async fn active_job_for_target(&mut self, target_key: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT id FROM jobs WHERE target_key = $1 AND state IN ('queued', 'waiting', 'running', 'verifying') \
+             LIMIT 1",
+        )
+        .bind(target_key)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("id")?),
+            None => None,
+        })
+    }
+
+    /// Distinct targets that matched a rule since `since`, counting `target_key` as one of them.
+    pub async fn distinct_targets_with(&mut self, since: i64, target_key: &str) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(DISTINCT target_key) AS n, \
+             CAST(COALESCE(MAX(CASE WHEN target_key = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS present \
+             FROM decisions WHERE created_at >= $1 AND target_key IS NOT NULL",
+        )
+        .bind(since)
+        .bind(target_key)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        let present: i64 = row.try_get::<Option<i64>, _>("present")?.unwrap_or(0);
+        Ok(if present == 1 { n } else { n + 1 })
+    }
+
+    /// Whether a storm brake episode is open.
+    pub async fn storm_open(&mut self) -> Result<bool> {
+        let row = sqlx::query("SELECT id FROM storm_brakes WHERE open = 1")
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Opens a storm brake episode. Returns false when one is already open, so that the
+    /// escalation "storm brake engaged" happens once per episode, even across replicas.
+    pub async fn engage_storm(&mut self, now: i64, targets: i64, window_ms: i64) -> Result<bool> {
+        let row = sqlx::query(
+            "INSERT INTO storm_brakes (engaged_at, targets, window_ms, open) VALUES ($1, $2, $3, 1) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(now)
+        .bind(targets)
+        .bind(window_ms)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Closes the open storm brake episode. Returns whether one was open.
+    pub async fn release_storm(&mut self, now: i64) -> Result<bool> {
+        let r = sqlx::query("UPDATE storm_brakes SET released_at = $1, open = NULL WHERE open = 1")
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}
+
+impl Store {
+    /// Number of recorded alert occurrences (for tests and diagnostics).
+    pub async fn count_alert_events(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM alert_events").fetch_one(&self.pool).await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Refusals recorded, as (rule, target_key, reason), oldest first.
+    pub async fn refusals(&self) -> Result<Vec<(String, Option<String>, String)>> {
+        let rows = sqlx::query(
+            "SELECT rule, target_key, reason FROM decisions WHERE verdict = 'refused' ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("rule")?, r.try_get("target_key")?, r.try_get("reason")?)))
+            .collect()
+    }
+
+    /// Whether the alert occurrence is already recorded (dedup truth, read-only).
+    pub async fn alert_event_exists(&self, key: &crate::alert::DedupKey) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT id FROM alert_events WHERE fingerprint = $1 AND status = $2 AND starts_at = $3",
+        )
+        .bind(&key.fingerprint)
+        .bind(key.status.as_str())
+        .bind(key.starts_at_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+}

@@ -1,0 +1,607 @@
+//! The persisted job state machine: jobs, their transitions, steps and escalations.
+//!
+//! Every state change is a conditional UPDATE (`WHERE state = from`) plus a `job_events` row in
+//! the same transaction, so two workers or two replicas can never both move a job, and the
+//! history of a repair can always be read back.
+
+use sqlx::{AssertSqlSafe, Row};
+use sqlx::any::AnyRow;
+
+use super::{Backend, Error, Result, Store, WriteTx};
+
+/// Job states. Active ones hold the target (one active repair per target).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Ready to run.
+    Queued,
+    /// Waiting for the rule's `wait` to pass; a resolve cancels it.
+    Waiting,
+    /// A worker is running the playbook.
+    Running,
+    /// The playbook finished; its effect is being checked.
+    Verifying,
+    /// Repaired and verified.
+    Succeeded,
+    /// The repair did not work (followed by escalation).
+    Failed,
+    /// Handed to the next step of the chain or to humans.
+    Escalated,
+    /// Resolved (or otherwise called off) before it ran.
+    Cancelled,
+    /// Its process died while it was running; escalated, never re-run automatically.
+    Interrupted,
+}
+
+impl JobState {
+    /// Every state, for metric initialisation and docs.
+    pub const ALL: [JobState; 9] = [
+        JobState::Queued,
+        JobState::Waiting,
+        JobState::Running,
+        JobState::Verifying,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Escalated,
+        JobState::Cancelled,
+        JobState::Interrupted,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Waiting => "waiting",
+            JobState::Running => "running",
+            JobState::Verifying => "verifying",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Escalated => "escalated",
+            JobState::Cancelled => "cancelled",
+            JobState::Interrupted => "interrupted",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether this state ends the job's life (finished_at is set on entry).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Escalated | JobState::Cancelled | JobState::Failed | JobState::Interrupted
+        )
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job to create.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// The alert occurrence that caused it.
+    pub alert_event_id: i64,
+    /// Alert fingerprint (a resolve cancels pending jobs of it).
+    pub fingerprint: String,
+    /// Alert name, for history queries.
+    pub alertname: String,
+    /// Rule name.
+    pub rule: String,
+    /// Playbook to run.
+    pub playbook: String,
+    /// Playbook params (JSON object).
+    pub params: serde_json::Value,
+    /// The rule's escalation chain at creation (JSON), so a reload cannot change a running incident.
+    pub escalate: serde_json::Value,
+    /// 0 for the rule's own playbook, i for its i-th escalation step.
+    pub chain_index: i64,
+    /// The job this one escalated from.
+    pub parent_id: Option<i64>,
+    /// Target namespace.
+    pub target_namespace: String,
+    /// Target kind.
+    pub target_kind: String,
+    /// Target name.
+    pub target_name: String,
+    /// Run without changing anything.
+    pub dry_run: bool,
+    /// Wall-clock limit for the playbook run.
+    pub timeout_ms: Option<i64>,
+    /// Not to run before this (epoch ms); in the future ⇒ `waiting`.
+    pub not_before: i64,
+}
+
+impl NewJob {
+    /// `namespace/Kind/name`.
+    pub fn target_key(&self) -> String {
+        format!("{}/{}/{}", self.target_namespace, self.target_kind, self.target_name)
+    }
+}
+
+/// A stored job.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Job {
+    /// Id.
+    pub id: i64,
+    /// Cause.
+    pub alert_event_id: i64,
+    /// Alert fingerprint.
+    pub fingerprint: String,
+    /// Alert name.
+    pub alertname: String,
+    /// Rule name.
+    pub rule: String,
+    /// Playbook.
+    pub playbook: String,
+    /// Params.
+    pub params: serde_json::Value,
+    /// Escalation chain snapshot.
+    pub escalate: serde_json::Value,
+    /// Position in the chain.
+    pub chain_index: i64,
+    /// Escalated from.
+    pub parent_id: Option<i64>,
+    /// Target namespace.
+    pub target_namespace: String,
+    /// Target kind.
+    pub target_kind: String,
+    /// Target name.
+    pub target_name: String,
+    /// `namespace/Kind/name`.
+    pub target_key: String,
+    /// Dry run.
+    pub dry_run: bool,
+    /// Wall-clock limit.
+    pub timeout_ms: Option<i64>,
+    /// State.
+    pub state: JobState,
+    /// Earliest run time.
+    pub not_before: i64,
+    /// Created.
+    pub created_at: i64,
+    /// Started running.
+    pub started_at: Option<i64>,
+    /// Reached a terminal state.
+    pub finished_at: Option<i64>,
+    /// Replica that claimed it.
+    pub owner: Option<String>,
+    /// Outcome message.
+    pub outcome: Option<String>,
+    /// Error message.
+    pub error: Option<String>,
+}
+
+const JOB_COLUMNS: &str = "id, alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, chain_index, \
+    parent_id, target_namespace, target_kind, target_name, target_key, dry_run, timeout_ms, state, not_before, \
+    created_at, started_at, finished_at, owner, outcome, error";
+
+fn json_col(row: &AnyRow, column: &'static str) -> Result<serde_json::Value> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| Error::Corrupt {
+        column,
+        message: e.to_string(),
+    })
+}
+
+fn job_from_row(row: &AnyRow) -> Result<Job> {
+    let state: String = row.try_get("state")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        alert_event_id: row.try_get("alert_event_id")?,
+        fingerprint: row.try_get("fingerprint")?,
+        alertname: row.try_get("alertname")?,
+        rule: row.try_get("rule")?,
+        playbook: row.try_get("playbook")?,
+        params: json_col(row, "params")?,
+        escalate: json_col(row, "escalate")?,
+        chain_index: row.try_get("chain_index")?,
+        parent_id: row.try_get("parent_id")?,
+        target_namespace: row.try_get("target_namespace")?,
+        target_kind: row.try_get("target_kind")?,
+        target_name: row.try_get("target_name")?,
+        target_key: row.try_get("target_key")?,
+        dry_run: row.try_get::<i64, _>("dry_run")? != 0,
+        timeout_ms: row.try_get("timeout_ms")?,
+        state: JobState::parse(&state).ok_or(Error::Corrupt {
+            column: "state",
+            message: format!("unknown state {state:?}"),
+        })?,
+        not_before: row.try_get("not_before")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        owner: row.try_get("owner")?,
+        outcome: row.try_get("outcome")?,
+        error: row.try_get("error")?,
+    })
+}
+
+/// One recorded transition.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct JobEvent {
+    /// Previous state (None at creation).
+    pub from: Option<String>,
+    /// New state.
+    pub to: String,
+    /// When.
+    pub at: i64,
+    /// Why.
+    pub note: String,
+}
+
+/// One action a playbook run took (or, in a dry run, would take).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Step {
+    /// When.
+    pub at: i64,
+    /// Short action name.
+    pub action: String,
+    /// Details.
+    pub detail: String,
+}
+
+/// A hand-off recorded for a job.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Escalation {
+    /// Job escalated from (None for the storm brake).
+    pub job_id: Option<i64>,
+    /// `playbook`, `notify` or `human`.
+    pub kind: String,
+    /// Playbook name, route name, or `default`.
+    pub destination: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub created_at: i64,
+}
+
+impl WriteTx {
+    /// Creates a job and its first event. Returns `None` when the target already has an active
+    /// job: the store's unique index is what keeps two replicas from both acting.
+    pub async fn insert_job(&mut self, job: &NewJob, now: i64) -> Result<Option<(i64, JobState)>> {
+        let state = if job.not_before > now {
+            JobState::Waiting
+        } else {
+            JobState::Queued
+        };
+        let row = sqlx::query(
+            "INSERT INTO jobs (alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, chain_index, \
+             parent_id, target_namespace, target_kind, target_name, target_key, dry_run, timeout_ms, state, \
+             not_before, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18) \
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(job.alert_event_id)
+        .bind(&job.fingerprint)
+        .bind(&job.alertname)
+        .bind(&job.rule)
+        .bind(&job.playbook)
+        .bind(job.params.to_string())
+        .bind(job.escalate.to_string())
+        .bind(job.chain_index)
+        .bind(job.parent_id)
+        .bind(&job.target_namespace)
+        .bind(&job.target_kind)
+        .bind(&job.target_name)
+        .bind(job.target_key())
+        .bind(i64::from(job.dry_run))
+        .bind(job.timeout_ms)
+        .bind(state.as_str())
+        .bind(job.not_before)
+        .bind(now)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let id: i64 = row.try_get("id")?;
+        let note = match job.parent_id {
+            Some(p) => format!("escalated from job {p}"),
+            None => format!("rule {} matched", job.rule),
+        };
+        self.insert_event(id, None, state, now, &note).await?;
+        Ok(Some((id, state)))
+    }
+
+    async fn insert_event(&mut self, job_id: i64, from: Option<JobState>, to: JobState, at: i64, note: &str) -> Result<()> {
+        sqlx::query("INSERT INTO job_events (job_id, from_state, to_state, at, note) VALUES ($1, $2, $3, $4, $5)")
+            .bind(job_id)
+            .bind(from.map(JobState::as_str))
+            .bind(to.as_str())
+            .bind(at)
+            .bind(note)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves a job `from` → `to` if it is still in `from`. Returns whether it moved.
+    pub async fn transition(
+        &mut self,
+        job_id: i64,
+        from: JobState,
+        to: JobState,
+        now: i64,
+        note: &str,
+        outcome: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let finished = to.is_terminal().then_some(now);
+        let r = sqlx::query(
+            "UPDATE jobs SET state = $1, updated_at = $2, finished_at = COALESCE($3, finished_at), \
+             outcome = COALESCE($4, outcome), error = COALESCE($5, error) WHERE id = $6 AND state = $7",
+        )
+        .bind(to.as_str())
+        .bind(now)
+        .bind(finished)
+        .bind(outcome)
+        .bind(error)
+        .bind(job_id)
+        .bind(from.as_str())
+        .execute(&mut *self.tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.insert_event(job_id, Some(from), to, now, note).await?;
+        Ok(true)
+    }
+
+    /// Cancels the queued and waiting jobs of an alert that resolved. Returns their ids.
+    pub async fn cancel_pending_for_fingerprint(&mut self, fingerprint: &str, now: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query("SELECT id, state FROM jobs WHERE fingerprint = $1 AND state IN ('queued', 'waiting')")
+            .bind(fingerprint)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            let from = JobState::parse(&r.try_get::<String, _>("state")?).unwrap_or(JobState::Queued);
+            let note = "alert resolved before the repair ran";
+            if self
+                .transition(id, from, JobState::Cancelled, now, note, Some("alert resolved"), None)
+                .await?
+            {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Records an escalation.
+    pub async fn insert_escalation(
+        &mut self,
+        job_id: Option<i64>,
+        rule: Option<&str>,
+        target_key: Option<&str>,
+        kind: &str,
+        destination: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO escalations (job_id, rule, target_key, kind, destination, reason, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(job_id)
+        .bind(rule)
+        .bind(target_key)
+        .bind(kind)
+        .bind(destination)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a step of a job.
+    pub async fn insert_step(&mut self, job_id: i64, action: &str, detail: &str, now: i64) -> Result<()> {
+        sqlx::query("INSERT INTO job_steps (job_id, at, action, detail) VALUES ($1, $2, $3, $4)")
+            .bind(job_id)
+            .bind(now)
+            .bind(action)
+            .bind(detail)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Claims the next due job for `owner`, moving it to `running`. Replicas never claim the
+    /// same job: PostgreSQL skips rows another transaction has locked, and the UPDATE re-checks
+    /// the state on both backends.
+    pub async fn claim_next(&self, owner: &str, now: i64) -> Result<Option<Job>> {
+        let mut tx = self.begin_write().await?;
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let candidate = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id, state FROM jobs WHERE state IN ('queued', 'waiting') AND not_before <= $1 \
+             ORDER BY not_before, id LIMIT 1{lock}"
+        )))
+        .bind(now)
+        .fetch_optional(&mut *tx.tx)
+        .await?;
+        let Some(candidate) = candidate else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let id: i64 = candidate.try_get("id")?;
+        let from = JobState::parse(&candidate.try_get::<String, _>("state")?).unwrap_or(JobState::Queued);
+        let r = sqlx::query(
+            "UPDATE jobs SET state = 'running', owner = $1, started_at = $2, heartbeat_at = $2, updated_at = $2 \
+             WHERE id = $3 AND state = $4",
+        )
+        .bind(owner)
+        .bind(now)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&mut *tx.tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.insert_event(id, Some(from), JobState::Running, now, &format!("claimed by {owner}"))
+            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")))
+            .bind(id)
+            .fetch_one(&mut *tx.tx)
+            .await?;
+        let job = job_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(job))
+    }
+
+    /// Moves a job in its own transaction; see [`WriteTx::transition`].
+    pub async fn transition(&self, job_id: i64, from: JobState, to: JobState, note: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let moved = tx.transition(job_id, from, to, super::now_ms(), note, None, None).await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Records a step in its own transaction.
+    pub async fn add_step(&self, job_id: i64, action: &str, detail: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        tx.insert_step(job_id, action, detail, super::now_ms()).await?;
+        tx.commit().await
+    }
+
+    /// Keeps a running job's lease alive.
+    pub async fn heartbeat(&self, job_id: i64, owner: &str) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND owner = $3")
+            .bind(super::now_ms())
+            .bind(job_id)
+            .bind(owner)
+            .execute(&mut *tx.tx)
+            .await?;
+        tx.commit().await
+    }
+
+    /// Marks running/verifying jobs whose process is gone as `interrupted` and returns them.
+    /// `all` (SQLite at start-up: one process owns the file) takes every such job; otherwise
+    /// only those whose heartbeat is older than the lease (PostgreSQL: another replica may be
+    /// alive and working on the rest).
+    pub async fn interrupt_orphans(&self, now: i64, lease_ms: i64, all: bool) -> Result<Vec<Job>> {
+        let mut tx = self.begin_write().await?;
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('running', 'verifying') \
+             AND ($1 = 1 OR COALESCE(heartbeat_at, 0) < $2) ORDER BY id{lock}"
+        )))
+        .bind(i64::from(all))
+        .bind(now - lease_ms)
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let job = job_from_row(row)?;
+            let note = format!(
+                "process {} stopped while the job was {}; not re-run automatically",
+                job.owner.as_deref().unwrap_or("?"),
+                job.state
+            );
+            if tx
+                .transition(job.id, job.state, JobState::Interrupted, now, &note, None, Some("interrupted"))
+                .await?
+            {
+                jobs.push(Job {
+                    state: JobState::Interrupted,
+                    ..job
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(jobs)
+    }
+
+    /// Jobs queued or waiting (the queue depth across all replicas).
+    pub async fn pending_count(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'waiting')")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// One job.
+    pub async fn job(&self, id: i64) -> Result<Option<Job>> {
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    /// All jobs, oldest first (tests, CLI).
+    pub async fn jobs(&self) -> Result<Vec<Job>> {
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id")))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// A job's transitions, oldest first.
+    pub async fn job_events(&self, job_id: i64) -> Result<Vec<JobEvent>> {
+        let rows = sqlx::query("SELECT from_state, to_state, at, note FROM job_events WHERE job_id = $1 ORDER BY id")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(JobEvent {
+                    from: r.try_get("from_state")?,
+                    to: r.try_get("to_state")?,
+                    at: r.try_get("at")?,
+                    note: r.try_get("note")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A job's steps, oldest first.
+    pub async fn job_steps(&self, job_id: i64) -> Result<Vec<Step>> {
+        let rows = sqlx::query("SELECT at, action, detail FROM job_steps WHERE job_id = $1 ORDER BY id")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Step {
+                    at: r.try_get("at")?,
+                    action: r.try_get("action")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// All escalations, oldest first.
+    pub async fn escalations(&self) -> Result<Vec<Escalation>> {
+        let rows = sqlx::query("SELECT job_id, kind, destination, reason, created_at FROM escalations ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Escalation {
+                    job_id: r.try_get("job_id")?,
+                    kind: r.try_get("kind")?,
+                    destination: r.try_get("destination")?,
+                    reason: r.try_get("reason")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}

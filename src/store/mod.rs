@@ -1,0 +1,233 @@
+//! The durable store: SQLite by default, PostgreSQL by URL, through sqlx's Any driver.
+//!
+//! The store is the source of truth for everything that must survive a restart or be shared by
+//! replicas: which alert occurrences were seen (dedup), which repairs exist and in which state,
+//! what each guard refused and why. Timestamps are epoch milliseconds and JSON is TEXT so one
+//! query text serves both backends; each backend has its own migration folder.
+//!
+//! SQLite allows one writer at a time. Rather than letting concurrent transactions collide and
+//! sleep in SQLite's busy handler, writers queue on an in-process mutex ([`Store::begin_write`]).
+//! PostgreSQL needs no such lock: its row locks and unique indexes arbitrate between replicas.
+
+mod intake;
+mod jobs;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+pub use intake::{Decision, NewAlertEvent};
+pub use jobs::{Escalation, Job, JobEvent, JobState, NewJob, Step};
+
+/// Store failures. All of them mean "could not record": intake answers 503 so Alertmanager retries.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database refused or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed at start-up.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be decoded.
+    #[error("corrupt stored value in {column}: {message}")]
+    Corrupt {
+        /// Column name.
+        column: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Error {
+    /// A short, bounded label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Database(sqlx::Error::PoolTimedOut) => "pool_timeout",
+            Error::Database(_) => "database",
+            Error::Migrate(_) => "migrate",
+            Error::Corrupt { .. } => "corrupt",
+        }
+    }
+}
+
+/// `type Result<T, E = Error>` as in every module of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which database is behind the Any pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded single-file database (single replica).
+    Sqlite,
+    /// Shared database for production and replicas.
+    Postgres,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Options for opening the store.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Connection pool size.
+    pub max_connections: u32,
+    /// How long to wait for a connection.
+    pub acquire_timeout: Duration,
+    /// Open without creating or migrating (for read-only commands).
+    pub read_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            read_only: false,
+        }
+    }
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    write_lock: Arc<Mutex<()>>,
+}
+
+/// A write transaction; on SQLite it also holds the in-process writer lock until dropped.
+pub struct WriteTx {
+    /// The transaction; commit or roll back explicitly, dropping rolls back.
+    pub tx: Transaction<'static, Any>,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = Transaction<'static, Any>;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+impl WriteTx {
+    /// Commits, then releases the writer lock.
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+    /// Rolls back, then releases the writer lock.
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Connects, applies the backend's migrations and returns the handle.
+    pub async fn connect(url: &str, opts: &Options) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // An in-memory SQLite database exists per connection: share one.
+        let max = if in_memory { 1 } else { opts.max_connections.max(1) };
+        let connect_opts = AnyConnectOptions::from_str(url)?;
+        let mut pool_opts = AnyPoolOptions::new()
+            .max_connections(max)
+            .min_connections(if in_memory { 1 } else { 0 })
+            .acquire_timeout(opts.acquire_timeout);
+        if in_memory {
+            pool_opts = pool_opts.idle_timeout(None).max_lifetime(None);
+        }
+        if backend == Backend::Sqlite {
+            pool_opts = pool_opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the writer; FULL sync makes a commit survive
+                    // power loss, which is the promise behind answering Alertmanager 2xx.
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                        "PRAGMA busy_timeout = 5000",
+                        "PRAGMA foreign_keys = ON",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_opts.connect_with(connect_opts).await?;
+        let store = Store {
+            pool,
+            backend,
+            write_lock: Arc::new(Mutex::new(())),
+        };
+        if !opts.read_only {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies pending migrations of this backend.
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for read queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Whether the database answers (used by `/-/ready`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Starts a write transaction. The first statement of every write transaction must write,
+    /// so SQLite takes its write lock at once instead of upgrading a read snapshot.
+    pub async fn begin_write(&self) -> Result<WriteTx> {
+        let guard = match self.backend {
+            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Duration as milliseconds, saturating.
+pub fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
