@@ -76,7 +76,14 @@ async fn handle(st: &AppState, peer: SocketAddr, headers: &HeaderMap, body: Body
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if let Some(n) = declared
+        && n > limit
+    {
+        // Read (and discard) a moderately oversized body so the client sees the 413 instead of
+        // a connection reset mid-upload; anything larger is cut off unread.
+        if n <= limit.saturating_mul(4) {
+            let _ = axum::body::to_bytes(body, n).await;
+        }
         return Err(too_large());
     }
     let bytes = match axum::body::to_bytes(body, limit).await {

@@ -220,60 +220,45 @@ fn is_anchor(op: MatchOp, value: &str) -> bool {
 
 const INLINE: usize = 16;
 
-/// Sorted posting lists being merged; inline for the usual handful so the hot path does not
-/// allocate.
-pub(crate) enum Lists<'a> {
-    Inline {
-        buf: [&'a [u32]; INLINE],
-        len: usize,
-    },
-    Heap(Vec<&'a [u32]>),
+/// Sorted posting lists being merged; the first few inline so the hot path does not allocate
+/// (an empty `Vec` does not allocate either).
+pub(crate) struct Lists<'a> {
+    inline: [&'a [u32]; INLINE],
+    len: usize,
+    overflow: Vec<&'a [u32]>,
 }
 
 impl<'a> Lists<'a> {
     fn new() -> Self {
-        Lists::Inline {
-            buf: [&[]; INLINE],
+        Lists {
+            inline: [&[]; INLINE],
             len: 0,
+            overflow: Vec::new(),
         }
     }
 
     fn push(&mut self, list: &'a [u32]) {
-        match self {
-            Lists::Inline { buf, len } if *len < INLINE => {
-                buf[*len] = list;
-                *len += 1;
-            }
-            Lists::Inline { buf, len } => {
-                let mut v = buf[..*len].to_vec();
-                v.push(list);
-                *self = Lists::Heap(v);
-            }
-            Lists::Heap(v) => v.push(list),
-        }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [&'a [u32]] {
-        match self {
-            Lists::Inline { buf, len } => &mut buf[..*len],
-            Lists::Heap(v) => v,
+        if self.len < INLINE {
+            self.inline[self.len] = list;
+            self.len += 1;
+        } else {
+            self.overflow.push(list);
         }
     }
 
     /// The smallest rule index left in any list, removed from its list.
     #[inline]
     pub(crate) fn pop_min(&mut self) -> Option<u32> {
-        let lists = self.as_mut_slice();
-        let mut best: Option<(usize, u32)> = None;
-        for (i, l) in lists.iter().enumerate() {
+        let mut best: Option<(&mut &'a [u32], u32)> = None;
+        for l in self.inline[..self.len].iter_mut().chain(&mut self.overflow) {
             if let Some(&head) = l.first()
-                && best.is_none_or(|(_, b)| head < b)
+                && best.as_ref().is_none_or(|(_, b)| head < *b)
             {
-                best = Some((i, head));
+                best = Some((l, head));
             }
         }
-        let (i, head) = best?;
-        lists[i] = &lists[i][1..];
+        let (list, head) = best?;
+        *list = &list[1..];
         Some(head)
     }
 }

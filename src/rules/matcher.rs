@@ -64,11 +64,106 @@ pub struct Matcher {
     pub op: MatchOp,
     /// Value as written (unescaped); for regex operators the regex source, unanchored.
     pub value: String,
-    /// Compiled, anchored regex for `=~` / `!~`.
+    /// How `=~` / `!~` are evaluated.
+    compiled: Compiled,
+}
+
+/// The evaluation plan of a regex matcher.
+#[derive(Clone, Debug, Default)]
+struct Compiled {
+    /// Anchored regex (`None` for `=` / `!=`).
     regex: Option<Regex>,
-    /// A literal every matching value must start with (regex operators only). Checking it first
-    /// lets most non-matching values skip the regex engine, which dominates rule evaluation.
+    /// A literal every matching value must start with. Checking it first lets most
+    /// non-matching values skip the regex engine, which dominates rule evaluation.
     prefix: Box<str>,
+    /// When the regex is only literals, `.*` and top-level `|` (`critical|warning`,
+    /// `Kube.*OOM.*`), the same answer without the regex engine.
+    globs: Option<Box<[Glob]>>,
+}
+
+impl Compiled {
+    fn new(op: MatchOp, value: &str) -> Result<Compiled, String> {
+        match op {
+            MatchOp::Eq | MatchOp::Ne => Ok(Compiled::default()),
+            MatchOp::Re | MatchOp::NotRe => Ok(Compiled {
+                regex: Some(compile_anchored(value)?),
+                prefix: literal_prefix(value).into(),
+                globs: globs(value),
+            }),
+        }
+    }
+
+    #[inline]
+    fn is_match(&self, v: &str) -> bool {
+        if !v.starts_with(&*self.prefix) {
+            return false;
+        }
+        match &self.globs {
+            // `.` does not match a newline, which glob matching ignores: leave those to the regex.
+            Some(globs) if !v.contains('\n') => globs.iter().any(|g| g.is_match(v)),
+            _ => self.regex.as_ref().is_some_and(|re| re.is_match(v)),
+        }
+    }
+}
+
+/// Literal pieces separated by `.*`: `a.*b.*c` is `["a", "b", "c"]`; `""` pieces mean the
+/// pattern starts or ends with `.*`.
+#[derive(Clone, Debug)]
+struct Glob(Box<[Box<str>]>);
+
+impl Glob {
+    fn is_match(&self, v: &str) -> bool {
+        // Bytes are fine: pieces are whole UTF-8 strings, so they only match at char boundaries.
+        let v = v.as_bytes();
+        match &*self.0 {
+            [] => false,
+            [only] => v == only.as_bytes(),
+            [first, middle @ .., last] => {
+                let (first, last) = (first.as_bytes(), last.as_bytes());
+                if v.len() < first.len() + last.len() || !v.starts_with(first) || !v.ends_with(last)
+                {
+                    return false;
+                }
+                // Leftmost matching of each middle piece is optimal for `.*`-only patterns.
+                let mut rest = &v[first.len()..v.len() - last.len()];
+                for piece in middle {
+                    match find(rest, piece.as_bytes()) {
+                        Some(at) => rest = &rest[at + piece.len()..],
+                        None => return false,
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
+/// Naive substring search: label values are short, and `str::find` spends more setting up its
+/// two-way searcher than this takes to scan.
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let Some((&first, _)) = needle.split_first() else {
+        return Some(0);
+    };
+    (0..(haystack.len() + 1).saturating_sub(needle.len()))
+        .find(|&i| haystack[i] == first && haystack[i..].starts_with(needle))
+}
+
+/// Characters that are literal in a regex outside a class whatever the flags before them.
+fn is_plain(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '/' | '@' | '=' | ',' | '%' | '!' | ';')
+}
+
+/// The glob form of a regex, when it has one (see [`Compiled::globs`]).
+fn globs(re: &str) -> Option<Box<[Glob]>> {
+    re.split('|')
+        .map(|branch| {
+            let pieces: Vec<Box<str>> = branch.split(".*").map(Box::from).collect();
+            pieces
+                .iter()
+                .all(|p| p.chars().all(is_plain))
+                .then(|| Glob(pieces.into()))
+        })
+        .collect()
 }
 
 impl PartialEq for Matcher {
@@ -96,23 +191,16 @@ impl Matcher {
                 message: format!("invalid label name `{name}`: expected [a-zA-Z_][a-zA-Z0-9_]*"),
             });
         }
-        let (regex, prefix) = match op {
-            MatchOp::Eq | MatchOp::Ne => (None, Box::from("")),
-            MatchOp::Re | MatchOp::NotRe => {
-                let re = compile_anchored(&value).map_err(|message| MatcherError {
-                    input: value.clone(),
-                    column: 1,
-                    message,
-                })?;
-                (Some(re), literal_prefix(&value).into())
-            }
-        };
+        let compiled = Compiled::new(op, &value).map_err(|message| MatcherError {
+            input: value.clone(),
+            column: 1,
+            message,
+        })?;
         Ok(Matcher {
             name,
             op,
             value,
-            regex,
-            prefix,
+            compiled,
         })
     }
 
@@ -143,20 +231,15 @@ impl Matcher {
         match self.op {
             MatchOp::Eq => v == self.value,
             MatchOp::Ne => v != self.value,
-            MatchOp::Re => self.regex_matches(v),
-            MatchOp::NotRe => !self.regex_matches(v),
+            MatchOp::Re => self.compiled.is_match(v),
+            MatchOp::NotRe => !self.compiled.is_match(v),
         }
     }
 
     /// For `=~`: a literal every matching value starts with (possibly empty). Lets the rule
     /// index skip rules whose regex cannot match without running it.
     pub(crate) fn required_prefix(&self) -> Option<&str> {
-        (self.op == MatchOp::Re).then_some(&*self.prefix)
-    }
-
-    #[inline]
-    fn regex_matches(&self, v: &str) -> bool {
-        v.starts_with(&*self.prefix) && self.regex.as_ref().is_some_and(|re| re.is_match(v))
+        (self.op == MatchOp::Re).then_some(&*self.compiled.prefix)
     }
 }
 
@@ -392,19 +475,12 @@ impl<'a> Parser<'a> {
             }
             _ => self.unquoted()?,
         };
-        let (regex, prefix) = match op {
-            MatchOp::Eq | MatchOp::Ne => (None, Box::from("")),
-            MatchOp::Re | MatchOp::NotRe => {
-                let re = compile_anchored(&value).map_err(|m| self.error_at(value_start, m))?;
-                (Some(re), literal_prefix(&value).into())
-            }
-        };
+        let compiled = Compiled::new(op, &value).map_err(|m| self.error_at(value_start, m))?;
         Ok(Matcher {
             name: name.to_owned(),
             op,
             value,
-            regex,
-            prefix,
+            compiled,
         })
     }
 
@@ -711,6 +787,66 @@ mod tests {
                 assert_eq!(m.matches_value(v), plain.is_match(v), "{re} on {v:?}");
             }
         }
+    }
+
+    #[test]
+    fn glob_shortcut_agrees_with_the_regex_engine() {
+        let patterns = [
+            "Kube.*OOM.*",
+            ".*OOM",
+            "a.*b.*c",
+            "critical|warning",
+            "a|.*b",
+            ".*",
+            "",
+            "x.*x",
+            "ab.*ba",
+            ".*.*a",
+            "é.*ü",
+            "a.b",
+            "a.*?b",
+            "(?i)a.*",
+        ];
+        let values = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "aba",
+            "abba",
+            "abxba",
+            "abc",
+            "axbxc",
+            "acb",
+            "x",
+            "xx",
+            "xax",
+            "KubeOOM",
+            "KubePodOOMKilled",
+            "kubeoom",
+            "OOM",
+            "xOOM",
+            "critical",
+            "warning",
+            "criticalwarning",
+            "aXb",
+            "a\nb",
+            "\n",
+            "éü",
+            "éxü",
+            "a.b",
+        ];
+        let mut shortcut = 0;
+        for re in patterns {
+            let m = Matcher::parse(&format!("l=~\"{re}\"")).unwrap();
+            shortcut += usize::from(m.compiled.globs.is_some());
+            let plain = Regex::new(&format!("^(?:{re})$")).unwrap();
+            for v in values {
+                assert_eq!(m.matches_value(v), plain.is_match(v), "{re} on {v:?}");
+            }
+        }
+        // Most of these must take the shortcut, or this test checks nothing.
+        assert_eq!(shortcut, 12);
     }
 
     #[test]
