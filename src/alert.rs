@@ -227,7 +227,8 @@ pub fn fingerprint(labels: &Labels) -> String {
 mod tests {
     use super::*;
 
-    const GROUPED: &str = include_str!("../tests/fixtures/am-0.25-group-firing-with-1-resolved.json");
+    const GROUPED: &str =
+        include_str!("../tests/fixtures/am-0.25-group-firing-with-1-resolved.json");
 
     #[test]
     fn a_real_alertmanager_payload_parses_with_each_alerts_own_status() {
@@ -262,7 +263,8 @@ mod tests {
 
     #[test]
     fn unknown_fields_from_newer_alertmanagers_are_ignored() {
-        let body = r#"{"version":"4","notification_reason":"x","routeLabels":{"a":"b"},"alerts":[]}"#;
+        let body =
+            r#"{"version":"4","notification_reason":"x","routeLabels":{"a":"b"},"alerts":[]}"#;
         assert!(Payload::from_slice(body.as_bytes()).is_ok());
     }
 
@@ -272,7 +274,10 @@ mod tests {
             (r#"{"alerts":[]}"#, "version"),
             (r#"{"version":"4"}"#, "alerts"),
             (r#"{"version":"3","alerts":[]}"#, "version"),
-            (r#"{"version":"4","alerts":[{"status":"firing","labels":{}}]}"#, "alerts[0].startsAt"),
+            (
+                r#"{"version":"4","alerts":[{"status":"firing","labels":{}}]}"#,
+                "alerts[0].startsAt",
+            ),
             (
                 r#"{"version":"4","alerts":[{"status":"burning","labels":{},"startsAt":"2026-01-01T00:00:00Z"}]}"#,
                 "alerts[0].status",
@@ -299,7 +304,10 @@ mod tests {
             );
             Payload::from_slice(body.as_bytes()).unwrap().alerts[0].dedup_key()
         };
-        assert_eq!(mk("2026-11-26T03:35:51.123Z"), mk("2026-11-26T03:35:51.123456789Z"));
+        assert_eq!(
+            mk("2026-11-26T03:35:51.123Z"),
+            mk("2026-11-26T03:35:51.123456789Z")
+        );
         assert_ne!(mk("2026-11-26T03:35:51Z"), mk("2026-11-26T03:35:52Z"));
     }
 }

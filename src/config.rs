@@ -89,7 +89,9 @@ pub struct HumanDuration(pub Duration);
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(HumanDuration).map_err(serde::de::Error::custom)
+        parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -187,22 +189,13 @@ impl Default for Dedup {
 }
 
 /// Guards applied before a job is created.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Guard {
     /// Namespace allow/deny lists.
     pub namespaces: Namespaces,
     /// The storm brake.
     pub storm: Storm,
-}
-
-impl Default for Guard {
-    fn default() -> Self {
-        Guard {
-            namespaces: Namespaces::default(),
-            storm: Storm::default(),
-        }
-    }
 }
 
 /// Namespaces the daemon may act in. Deny wins over allow; an empty allow list allows all.
@@ -227,7 +220,8 @@ impl Default for Namespaces {
 impl Namespaces {
     /// Whether acting in `ns` is allowed.
     pub fn allows(&self, ns: &str) -> bool {
-        !self.deny.iter().any(|d| d == ns) && (self.allow.is_empty() || self.allow.iter().any(|a| a == ns))
+        !self.deny.iter().any(|d| d == ns)
+            && (self.allow.is_empty() || self.allow.iter().any(|a| a == ns))
     }
 }
 
@@ -304,7 +298,10 @@ impl Settings {
     }
 
     /// Like [`Settings::load`] with an injectable environment, for tests.
-    pub fn load_with(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Settings> {
+    pub fn load_with(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings> {
         let mut s = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
@@ -409,23 +406,34 @@ impl Settings {
             })?;
             self.webhook_token = Some(Secret::new(text.trim()));
         }
-        if self.webhook_token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+        if self
+            .webhook_token
+            .as_ref()
+            .is_some_and(|t| t.expose().is_empty())
+        {
             return Err(Error::Invalid("the webhook token is empty".into()));
         }
         if self.intake.max_body_bytes < 1024 {
-            return Err(Error::Invalid("intake.max_body_bytes must be at least 1024".into()));
+            return Err(Error::Invalid(
+                "intake.max_body_bytes must be at least 1024".into(),
+            ));
         }
         if self.jobs.workers == 0 {
             return Err(Error::Invalid("jobs.workers must be at least 1".into()));
         }
         if self.jobs.queue_capacity == 0 {
-            return Err(Error::Invalid("jobs.queue_capacity must be at least 1".into()));
+            return Err(Error::Invalid(
+                "jobs.queue_capacity must be at least 1".into(),
+            ));
         }
         if self.jobs.poll_interval.0.is_zero() {
             return Err(Error::Invalid("jobs.poll_interval must be above 0s".into()));
         }
         let url = self.database_url.expose();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return Err(Error::Invalid(
                 "database_url must start with sqlite: or postgres:// (AIOPS_DATABASE_URL)".into(),
             ));
@@ -449,7 +457,11 @@ impl Settings {
 }
 
 fn split_list(v: &str) -> Vec<String> {
-    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 #[cfg(test)]
@@ -457,7 +469,12 @@ mod tests {
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -473,7 +490,11 @@ mod tests {
     fn environment_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("aiops.yaml");
-        std::fs::write(&f, "listen: 127.0.0.1:1000\nrules_dir: /x\njobs: {workers: 2}\n").unwrap();
+        std::fs::write(
+            &f,
+            "listen: 127.0.0.1:1000\nrules_dir: /x\njobs: {workers: 2}\n",
+        )
+        .unwrap();
         let s = Settings::load_with(Some(&f), env(&[("AIOPS_LISTEN", "127.0.0.1:2000")])).unwrap();
         assert_eq!(s.listen.port(), 2000);
         assert_eq!(s.rules_dir, PathBuf::from("/x"));
@@ -482,9 +503,12 @@ mod tests {
 
     #[test]
     fn a_typo_in_the_file_is_an_error_with_its_line() {
-        let err = Settings::from_yaml("listen: 127.0.0.1:1\nguard:\n  storm: {max_target: 3}\n", Path::new("a.yaml"))
-            .unwrap_err()
-            .to_string();
+        let err = Settings::from_yaml(
+            "listen: 127.0.0.1:1\nguard:\n  storm: {max_target: 3}\n",
+            Path::new("a.yaml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("a.yaml:3:"), "{err}");
         assert!(err.contains("max_target"), "{err}");
     }
@@ -494,8 +518,14 @@ mod tests {
         let s = Settings::load_with(None, env(&[("AIOPS_LISTEN", "0.0.0.0:9095")])).unwrap();
         let err = s.check_listen_is_safe().unwrap_err().to_string();
         assert!(err.contains("AIOPS_WEBHOOK_TOKEN"), "{err}");
-        let s = Settings::load_with(None, env(&[("AIOPS_LISTEN", "0.0.0.0:9095"), ("AIOPS_WEBHOOK_TOKEN", "t")]))
-            .unwrap();
+        let s = Settings::load_with(
+            None,
+            env(&[
+                ("AIOPS_LISTEN", "0.0.0.0:9095"),
+                ("AIOPS_WEBHOOK_TOKEN", "t"),
+            ]),
+        )
+        .unwrap();
         assert!(s.check_listen_is_safe().is_ok());
     }
 
@@ -510,12 +540,17 @@ mod tests {
         )
         .unwrap();
         let dump = format!("{s:?}");
-        assert!(!dump.contains("hunter2") && !dump.contains("pw-secret"), "{dump}");
+        assert!(
+            !dump.contains("hunter2") && !dump.contains("pw-secret"),
+            "{dump}"
+        );
     }
 
     #[test]
     fn a_bad_environment_value_names_the_variable() {
-        let err = Settings::load_with(None, env(&[("AIOPS_WORKERS", "many")])).unwrap_err().to_string();
+        let err = Settings::load_with(None, env(&[("AIOPS_WORKERS", "many")]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("AIOPS_WORKERS"), "{err}");
     }
 

@@ -66,22 +66,33 @@ pub async fn run(
 ) -> Result<()> {
     settings.check_listen_is_safe()?;
     let store = open_store(&settings).await?;
-    let defs = Definitions::load(&settings.rules_dir, &settings.playbooks_dir).map_err(Error::Definitions)?;
+    let defs = Definitions::load(&settings.rules_dir, &settings.playbooks_dir)
+        .map_err(Error::Definitions)?;
     tracing::info!(rules = defs.rules.len(), playbooks = defs.playbooks.len(), backend = ?store.backend(), "definitions loaded");
 
     let metrics = Metrics::new();
-    let pipeline = Arc::new(Pipeline::new(store.clone(), defs, &settings, metrics.clone()));
+    let pipeline = Arc::new(Pipeline::new(
+        store.clone(),
+        defs,
+        &settings,
+        metrics.clone(),
+    ));
     let executor = Arc::new(Executor::new(pipeline.clone(), settings.jobs.clone()));
     let interrupted = executor.recover().await?;
     if interrupted > 0 {
-        tracing::warn!(jobs = interrupted, "jobs left running by a previous process were interrupted and escalated");
+        tracing::warn!(
+            jobs = interrupted,
+            "jobs left running by a previous process were interrupted and escalated"
+        );
     }
     metrics.queue_depth.set(store.pending_count().await?);
 
-    let listener = http::bind(settings.listen).await.map_err(|source| Error::Listen {
-        addr: settings.listen,
-        source,
-    })?;
+    let listener = http::bind(settings.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: settings.listen,
+            source,
+        })?;
     let addr = listener.local_addr().map_err(|source| Error::Listen {
         addr: settings.listen,
         source,
@@ -93,7 +104,8 @@ pub async fn run(
 
     let reloader = {
         let pipeline = pipeline.clone();
-        let (rules_dir, playbooks_dir) = (settings.rules_dir.clone(), settings.playbooks_dir.clone());
+        let (rules_dir, playbooks_dir) =
+            (settings.rules_dir.clone(), settings.playbooks_dir.clone());
         tokio::spawn(async move {
             while reload.recv().await.is_some() {
                 let (p, r, b) = (pipeline.clone(), rules_dir.clone(), playbooks_dir.clone());
@@ -103,18 +115,23 @@ pub async fn run(
     };
 
     let app = http::router(AppState::new(pipeline.clone(), &settings));
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing in-flight requests");
-        })
-        .await;
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    })
+    .await;
     reloader.abort();
     let _ = stop_tx.send(true);
     let grace = executor.shutdown_grace();
-    if tokio::time::timeout(grace, async { while workers.join_next().await.is_some() {} })
-        .await
-        .is_err()
+    if tokio::time::timeout(grace, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
         tracing::warn!(grace = ?grace, "jobs still running after the grace period; they will be escalated as interrupted at the next start");
         workers.abort_all();

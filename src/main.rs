@@ -55,7 +55,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -116,7 +119,10 @@ fn check(config: Option<&Path>) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let source = config.map_or_else(|| "defaults and environment".to_string(), |p| p.display().to_string());
+    let source = config.map_or_else(
+        || "defaults and environment".to_string(),
+        |p| p.display().to_string(),
+    );
     println!("settings: OK ({source})");
     if let Err(e) = settings.check_listen_is_safe() {
         eprintln!("settings: {e}");
@@ -124,8 +130,16 @@ fn check(config: Option<&Path>) -> Result<ExitCode> {
     }
     match Definitions::load(&settings.rules_dir, &settings.playbooks_dir) {
         Ok(defs) => {
-            println!("rules: OK ({} rules in {})", defs.rules.len(), settings.rules_dir.display());
-            println!("playbooks: OK ({} playbooks in {})", defs.playbooks.len(), settings.playbooks_dir.display());
+            println!(
+                "rules: OK ({} rules in {})",
+                defs.rules.len(),
+                settings.rules_dir.display()
+            );
+            println!(
+                "playbooks: OK ({} playbooks in {})",
+                defs.playbooks.len(),
+                settings.playbooks_dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(problems) => {
@@ -141,14 +155,18 @@ fn check(config: Option<&Path>) -> Result<ExitCode> {
 async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<ExitCode> {
     let settings = Settings::load(config)?;
     let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let payload = aiops::alert::Payload::from_slice(&body).with_context(|| format!("{}", file.display()))?;
+    let payload =
+        aiops::alert::Payload::from_slice(&body).with_context(|| format!("{}", file.display()))?;
     let defs = Definitions::load(&settings.rules_dir, &settings.playbooks_dir)
         .map_err(|p| anyhow::anyhow!("invalid rules or playbooks:\n{}", p.join("\n")))?;
     // Read the configured store when it exists, so dedup, cooldowns and budgets are real; never
     // create it. Every write happens in a transaction that is rolled back.
     let url = settings.database_url.expose();
     let (url, note) = match sqlite_path(url) {
-        Some(path) if !Path::new(&path).exists() => ("sqlite::memory:".to_string(), " (store file absent: empty history)"),
+        Some(path) if !Path::new(&path).exists() => (
+            "sqlite::memory:".to_string(),
+            " (store file absent: empty history)",
+        ),
         _ => (url.to_string(), ""),
     };
     let store = aiops::store::Store::connect(&url, &aiops::store::Options::default())
@@ -160,15 +178,28 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
         println!("{}", serde_json::to_string_pretty(&report.alerts)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("simulating {} alert(s) from {}{note}; nothing is recorded", payload.alerts.len(), file.display());
+    println!(
+        "simulating {} alert(s) from {}{note}; nothing is recorded",
+        payload.alerts.len(),
+        file.display()
+    );
     for a in &report.alerts {
-        println!("alert {} {} [{}]: {}", a.alertname, a.fingerprint, a.status.as_str(), a.dedup);
+        println!(
+            "alert {} {} [{}]: {}",
+            a.alertname,
+            a.fingerprint,
+            a.status.as_str(),
+            a.dedup
+        );
         if a.dedup == "duplicate" {
             println!("  already recorded: no action");
             continue;
         }
         if a.status == aiops::alert::Status::Resolved {
-            println!("  resolved: would cancel {} queued/waiting job(s)", a.cancelled_jobs.len());
+            println!(
+                "  resolved: would cancel {} queued/waiting job(s)",
+                a.cancelled_jobs.len()
+            );
             continue;
         }
         if a.rules.is_empty() {
@@ -176,11 +207,18 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
         }
         for rv in &a.rules {
             match rv {
-                RuleVerdict::Job { rule, target, state, plan, .. } => {
+                RuleVerdict::Job {
+                    rule,
+                    target,
+                    state,
+                    plan,
+                    ..
+                } => {
                     let when = if plan.not_before > aiops::store::now_ms() {
                         format!(
                             "waiting until {}",
-                            chrono::DateTime::from_timestamp_millis(plan.not_before).map_or_else(String::new, |t| t.to_rfc3339())
+                            chrono::DateTime::from_timestamp_millis(plan.not_before)
+                                .map_or_else(String::new, |t| t.to_rfc3339())
                         )
                     } else {
                         "now".to_string()
@@ -195,7 +233,12 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
                     );
                     println!("    on failure: {}", plan.escalate);
                 }
-                RuleVerdict::Refused { rule, reason, detail, .. } => {
+                RuleVerdict::Refused {
+                    rule,
+                    reason,
+                    detail,
+                    ..
+                } => {
                     println!("  rule {rule}: refused ({}) - {detail}", reason.as_str());
                 }
             }
@@ -205,7 +248,9 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
 }
 
 fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
     (!path.is_empty() && !path.contains(":memory:")).then(|| path.to_string())
 }

@@ -3,7 +3,10 @@
 //! Label values are bounded sets chosen by the code (status, reason, state) or by the operator
 //! (rule names); nothing from an alert's free-form labels becomes a metric label.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 /// All metric families, registered in their own registry.
 #[derive(Clone)]
@@ -44,36 +47,83 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> T {
-            r.register(Box::new(c.clone())).expect("metric names are unique");
+            r.register(Box::new(c.clone()))
+                .expect("metric names are unique");
             c
         }
         let cv = |name: &str, help: &str, labels: &[&str]| {
-            reg(&registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            reg(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
-        let alerts_received = cv("aiops_alerts_received_total", "Alerts received, by the alert's own status.", &["status"]);
-        let rule_matches = cv("aiops_rule_matches_total", "Alerts matched, by rule.", &["rule"]);
-        let guard_refusals = cv("aiops_guard_refusals_total", "Repairs refused by a guard, by reason.", &["reason"]);
-        let jobs = cv("aiops_jobs_total", "Job state transitions, by the state entered.", &["state"]);
-        let webhook_requests = cv("aiops_webhook_requests_total", "Webhook requests, by HTTP status code.", &["code"]);
-        let escalations = cv("aiops_escalations_total", "Escalations recorded, by kind.", &["kind"]);
-        let reloads = cv("aiops_reloads_total", "Rule and playbook reloads, by result.", &["result"]);
+        let alerts_received = cv(
+            "aiops_alerts_received_total",
+            "Alerts received, by the alert's own status.",
+            &["status"],
+        );
+        let rule_matches = cv(
+            "aiops_rule_matches_total",
+            "Alerts matched, by rule.",
+            &["rule"],
+        );
+        let guard_refusals = cv(
+            "aiops_guard_refusals_total",
+            "Repairs refused by a guard, by reason.",
+            &["reason"],
+        );
+        let jobs = cv(
+            "aiops_jobs_total",
+            "Job state transitions, by the state entered.",
+            &["state"],
+        );
+        let webhook_requests = cv(
+            "aiops_webhook_requests_total",
+            "Webhook requests, by HTTP status code.",
+            &["code"],
+        );
+        let escalations = cv(
+            "aiops_escalations_total",
+            "Escalations recorded, by kind.",
+            &["kind"],
+        );
+        let reloads = cv(
+            "aiops_reloads_total",
+            "Rule and playbook reloads, by result.",
+            &["result"],
+        );
         let alerts_duplicate = reg(
             &registry,
-            IntCounter::new("aiops_alerts_duplicate_total", "Alerts already recorded (re-sends).").expect("valid metric"),
+            IntCounter::new(
+                "aiops_alerts_duplicate_total",
+                "Alerts already recorded (re-sends).",
+            )
+            .expect("valid metric"),
         );
         let queue_full = reg(
             &registry,
-            IntCounter::new("aiops_queue_full_total", "Webhooks answered 503 because the job queue was full.")
-                .expect("valid metric"),
+            IntCounter::new(
+                "aiops_queue_full_total",
+                "Webhooks answered 503 because the job queue was full.",
+            )
+            .expect("valid metric"),
         );
         let queue_depth = reg(
             &registry,
-            IntGauge::new("aiops_queue_depth", "Jobs queued or waiting in this process.").expect("valid metric"),
+            IntGauge::new(
+                "aiops_queue_depth",
+                "Jobs queued or waiting in this process.",
+            )
+            .expect("valid metric"),
         );
         let webhook_duration = reg(
             &registry,
             Histogram::with_opts(
-                HistogramOpts::new("aiops_webhook_request_duration_seconds", "Time to answer a webhook.").buckets(vec![
+                HistogramOpts::new(
+                    "aiops_webhook_request_duration_seconds",
+                    "Time to answer a webhook.",
+                )
+                .buckets(vec![
                     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 ]),
             )

@@ -14,8 +14,11 @@ pub enum LogFormat {
 /// Installs the global subscriber. The filter comes from `AIOPS_LOG` (`info` by default),
 /// using `RUST_LOG` syntax, e.g. `AIOPS_LOG=aiops=debug,sqlx=warn`.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("AIOPS_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("AIOPS_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second init (tests calling into main paths) is harmless: keep the first subscriber.
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),

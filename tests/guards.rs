@@ -8,7 +8,18 @@ use common::{Db, Spawn, TestApp, payload};
 use serde_json::Value;
 
 fn firing(ns: &str, app: &str, starts_at: &str) -> String {
-    payload(&[(&[("auto_repair", "restart"), ("namespace", ns), ("app", app), ("alertname", "Down")], "firing")], starts_at)
+    payload(
+        &[(
+            &[
+                ("auto_repair", "restart"),
+                ("namespace", ns),
+                ("app", app),
+                ("alertname", "Down"),
+            ],
+            "firing",
+        )],
+        starts_at,
+    )
 }
 
 const COOLDOWN_RULES: &str = r#"
@@ -22,15 +33,33 @@ rules:
 
 async fn a_second_firing_within_the_cooldown_is_refused_and_recorded(db: Db) {
     let app = TestApp::spawn(Spawn::new(db).rules(COOLDOWN_RULES)).await;
-    assert_eq!(app.post_webhook(firing("prod", "web", "2026-11-26T01:00:00Z")).await.status(), 200);
+    assert_eq!(
+        app.post_webhook(firing("prod", "web", "2026-11-26T01:00:00Z"))
+            .await
+            .status(),
+        200
+    );
     app.wait_all_jobs_in(&[JobState::Succeeded]).await;
     // A new occurrence (new startsAt) of the same problem on the same target.
-    let resp = app.post_webhook(firing("prod", "web", "2026-11-26T02:00:00Z")).await;
+    let resp = app
+        .post_webhook(firing("prod", "web", "2026-11-26T02:00:00Z"))
+        .await;
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["refused"], 1, "{body}");
     let refusals = app.store().await.refusals().await.unwrap();
-    assert_eq!(refusals, [("restart".to_string(), Some("prod/Deployment/web".to_string()), "cooldown".to_string())]);
-    assert!(app.metrics().await.contains("aiops_guard_refusals_total{reason=\"cooldown\"} 1"));
+    assert_eq!(
+        refusals,
+        [(
+            "restart".to_string(),
+            Some("prod/Deployment/web".to_string()),
+            "cooldown".to_string()
+        )]
+    );
+    assert!(
+        app.metrics()
+            .await
+            .contains("aiops_guard_refusals_total{reason=\"cooldown\"} 1")
+    );
 }
 both_backends!(a_second_firing_within_the_cooldown_is_refused_and_recorded);
 
@@ -43,10 +72,18 @@ rules:
     budget: {max: 2, window: 24h}
 "#;
     let app = TestApp::spawn(Spawn::new(db).rules(rules)).await;
-    for (i, ts) in ["2026-11-26T01:00:00Z", "2026-11-26T01:10:00Z"].iter().enumerate() {
-        assert_eq!(app.post_webhook(firing("prod", "web", ts)).await.status(), 200);
-        app.wait_for_jobs("repair done", |j| j.len() == i + 1 && j.iter().all(|j| j.state == JobState::Succeeded))
-            .await;
+    for (i, ts) in ["2026-11-26T01:00:00Z", "2026-11-26T01:10:00Z"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            app.post_webhook(firing("prod", "web", ts)).await.status(),
+            200
+        );
+        app.wait_for_jobs("repair done", |j| {
+            j.len() == i + 1 && j.iter().all(|j| j.state == JobState::Succeeded)
+        })
+        .await;
     }
     let app = app.restart().await;
     let body: Value = app
@@ -76,7 +113,12 @@ rules:
     matchers: ['auto_repair="restart"']
     playbook: restart
 "#;
-    let app = TestApp::spawn(Spawn::new(db).rules(rules).env("AIOPS_STORM_MAX_TARGETS", "3")).await;
+    let app = TestApp::spawn(
+        Spawn::new(db)
+            .rules(rules)
+            .env("AIOPS_STORM_MAX_TARGETS", "3"),
+    )
+    .await;
     let mut jobs = 0;
     let mut refused = 0;
     for i in 0..6 {
@@ -89,13 +131,30 @@ rules:
         jobs += body["jobs"].as_array().unwrap().len();
         refused += body["refused"].as_u64().unwrap();
     }
-    assert_eq!((jobs, refused), (3, 3), "three targets repaired, then the brake");
+    assert_eq!(
+        (jobs, refused),
+        (3, 3),
+        "three targets repaired, then the brake"
+    );
     let store = app.store().await;
-    let reasons: Vec<String> = store.refusals().await.unwrap().into_iter().map(|r| r.2).collect();
+    let reasons: Vec<String> = store
+        .refusals()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.2)
+        .collect();
     assert_eq!(reasons, ["storm_brake"; 3]);
     let escalations = store.escalations().await.unwrap();
-    let storm: Vec<_> = escalations.iter().filter(|e| e.reason.contains("storm brake")).collect();
-    assert_eq!(storm.len(), 1, "escalated once per episode: {escalations:#?}");
+    let storm: Vec<_> = escalations
+        .iter()
+        .filter(|e| e.reason.contains("storm brake"))
+        .collect();
+    assert_eq!(
+        storm.len(),
+        1,
+        "escalated once per episode: {escalations:#?}"
+    );
     assert_eq!(storm[0].kind, "human");
 }
 both_backends!(a_storm_of_distinct_targets_stops_acting_and_escalates_once);
@@ -128,8 +187,16 @@ rules:
     let body: Value = app.post_webhook(fire.clone()).await.json().await.unwrap();
     let job_id = body["jobs"][0].as_i64().unwrap();
     let store = app.store().await;
-    assert_eq!(store.job(job_id).await.unwrap().unwrap().state, JobState::Waiting);
-    assert_eq!(app.post_webhook(fire.replace("\"firing\"", "\"resolved\"")).await.status(), 200);
+    assert_eq!(
+        store.job(job_id).await.unwrap().unwrap().state,
+        JobState::Waiting
+    );
+    assert_eq!(
+        app.post_webhook(fire.replace("\"firing\"", "\"resolved\""))
+            .await
+            .status(),
+        200
+    );
     let job = store.job(job_id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Cancelled);
     let events = store.job_events(job_id).await.unwrap();
@@ -159,19 +226,38 @@ rules:
     // Arrange what a crash mid-repair leaves behind: the job claimed and running.
     {
         let store = app.store().await;
-        assert!(store.transition(id, JobState::Waiting, JobState::Running, "test: simulated claim").await.unwrap());
+        assert!(
+            store
+                .transition(
+                    id,
+                    JobState::Waiting,
+                    JobState::Running,
+                    "test: simulated claim"
+                )
+                .await
+                .unwrap()
+        );
         store.close().await;
     }
     let app = TestApp::spawn_in(app.dir.clone(), app.db.clone(), Spawn::new(Db::Sqlite)).await;
     let store = app.store().await;
     let job = store.job(id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Escalated);
-    let path: Vec<_> = store.job_events(id).await.unwrap().into_iter().map(|e| e.to).collect();
+    let path: Vec<_> = store
+        .job_events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.to)
+        .collect();
     assert_eq!(path, ["waiting", "running", "interrupted", "escalated"]);
     let esc = store.escalations().await.unwrap();
     assert_eq!(esc.len(), 1);
     assert_eq!((esc[0].kind.as_str(), esc[0].job_id), ("human", Some(id)));
-    assert!(store.job_steps(id).await.unwrap().is_empty(), "nothing was re-run");
+    assert!(
+        store.job_steps(id).await.unwrap().is_empty(),
+        "nothing was re-run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +288,12 @@ rules:
     std::fs::write(dir.path().join("playbooks/flaky.rhai"), "success(\"ok\")").unwrap();
     let app = TestApp::spawn_in(dir.clone(), db, Spawn::new(Db::Sqlite)).await;
     let now = chrono::Utc::now().to_rfc3339();
-    let body: Value = app.post_webhook(firing("prod", "web", &now)).await.json().await.unwrap();
+    let body: Value = app
+        .post_webhook(firing("prod", "web", &now))
+        .await
+        .json()
+        .await
+        .unwrap();
     let first = body["jobs"][0].as_i64().unwrap();
 
     // The playbook disappears before the job is due (a reload without it): the step fails.
@@ -216,18 +307,49 @@ rules:
     assert_eq!(reload.status(), 200);
 
     let jobs = app
-        .wait_for_jobs("the chain to finish", |j| j.len() == 2 && j[1].state == JobState::Succeeded)
+        .wait_for_jobs("the chain to finish", |j| {
+            j.len() == 2 && j[1].state == JobState::Succeeded
+        })
         .await;
     assert_eq!(jobs[0].id, first);
     assert_eq!(jobs[0].state, JobState::Escalated);
-    assert_eq!((jobs[1].playbook.as_str(), jobs[1].parent_id, jobs[1].chain_index), ("rollback", Some(first), 2));
+    assert_eq!(
+        (
+            jobs[1].playbook.as_str(),
+            jobs[1].parent_id,
+            jobs[1].chain_index
+        ),
+        ("rollback", Some(first), 2)
+    );
     assert_eq!(jobs[1].params["rollout_timeout"], "1m");
     let store = app.store().await;
-    let kinds: Vec<_> = store.escalations().await.unwrap().into_iter().map(|e| (e.kind, e.destination)).collect();
-    assert_eq!(kinds, [("notify".into(), "oncall".into()), ("playbook".into(), "rollback".into())]);
-    let path: Vec<_> = store.job_events(first).await.unwrap().into_iter().map(|e| e.to).collect();
+    let kinds: Vec<_> = store
+        .escalations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.destination))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("notify".into(), "oncall".into()),
+            ("playbook".into(), "rollback".into())
+        ]
+    );
+    let path: Vec<_> = store
+        .job_events(first)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.to)
+        .collect();
     assert_eq!(path, ["waiting", "running", "failed", "escalated"]);
-    assert!(app.metrics().await.contains("aiops_escalations_total{kind=\"playbook\"} 1"));
+    assert!(
+        app.metrics()
+            .await
+            .contains("aiops_escalations_total{kind=\"playbook\"} 1")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,14 +363,25 @@ rules:
     dry_run: true
 "#;
     let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules)).await;
-    app.post_webhook(firing("prod", "web", "2026-11-26T04:00:00Z")).await;
+    app.post_webhook(firing("prod", "web", "2026-11-26T04:00:00Z"))
+        .await;
     let jobs = app.wait_all_jobs_in(&[JobState::Succeeded]).await;
     assert!(jobs[0].dry_run);
     let store = app.store().await;
     let steps = store.job_steps(jobs[0].id).await.unwrap();
     assert_eq!(steps.len(), 1);
     assert_eq!(steps[0].action, "dry_run");
-    assert!(steps[0].detail.contains("restart on prod/Deployment/web"), "{}", steps[0].detail);
-    let path: Vec<_> = store.job_events(jobs[0].id).await.unwrap().into_iter().map(|e| e.to).collect();
+    assert!(
+        steps[0].detail.contains("restart on prod/Deployment/web"),
+        "{}",
+        steps[0].detail
+    );
+    let path: Vec<_> = store
+        .job_events(jobs[0].id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.to)
+        .collect();
     assert_eq!(path, ["queued", "running", "verifying", "succeeded"]);
 }

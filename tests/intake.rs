@@ -36,7 +36,10 @@ async fn fifty_concurrent_posts_of_one_payload_make_exactly_one_job(db: Db) {
     let body = fixture(GROUPED);
     let (client, url) = (app.client.clone(), app.url("/webhook/alertmanager"));
     let posts = (0..50).map(|_| {
-        let req = client.post(&url).header("content-type", "application/json").body(body.clone());
+        let req = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone());
         async move { req.send().await.unwrap() }
     });
     let responses = futures_join_all(posts).await;
@@ -48,7 +51,10 @@ async fn fifty_concurrent_posts_of_one_payload_make_exactly_one_job(db: Db) {
     assert_eq!(store.count_alert_events().await.unwrap(), 3);
     let metrics = app.metrics().await;
     // 50 posts × 3 alerts = 150, of which 3 were new.
-    assert!(metrics.contains("aiops_alerts_duplicate_total 147"), "{metrics}");
+    assert!(
+        metrics.contains("aiops_alerts_duplicate_total 147"),
+        "{metrics}"
+    );
 }
 both_backends!(fifty_concurrent_posts_of_one_payload_make_exactly_one_job);
 
@@ -98,17 +104,94 @@ async fn bad_inputs_get_clear_errors_and_record_nothing() {
     }
     let bearer = Some(format!("Bearer {token}"));
     let cases = vec![
-        Case { name: "empty body", body: vec![], content_type: Some("application/json"), auth: bearer.clone(), status: 400, field: Some("$") },
-        Case { name: "not JSON", body: b"hello".to_vec(), content_type: Some("application/json"), auth: bearer.clone(), status: 400, field: Some("$") },
-        Case { name: "wrong version", body: br#"{"version":"3","alerts":[]}"#.to_vec(), content_type: Some("application/json"), auth: bearer.clone(), status: 400, field: Some("version") },
-        Case { name: "no alerts field", body: br#"{"version":"4","status":"firing"}"#.to_vec(), content_type: Some("application/json"), auth: bearer.clone(), status: 400, field: Some("alerts") },
-        Case { name: "alert without startsAt", body: br#"{"version":"4","alerts":[{"status":"firing","labels":{"a":"b"}}]}"#.to_vec(), content_type: Some("application/json"), auth: bearer.clone(), status: 400, field: Some("alerts[0].startsAt") },
-        Case { name: "2 MiB body", body: big.into_bytes(), content_type: Some("application/json"), auth: bearer.clone(), status: 413, field: None },
-        Case { name: "wrong content type", body: good.clone(), content_type: Some("text/plain"), auth: bearer.clone(), status: 415, field: None },
-        Case { name: "no content type", body: good.clone(), content_type: None, auth: bearer.clone(), status: 415, field: None },
-        Case { name: "missing token", body: good.clone(), content_type: Some("application/json"), auth: None, status: 401, field: None },
-        Case { name: "bad token", body: good.clone(), content_type: Some("application/json"), auth: Some("Bearer nope".into()), status: 401, field: None },
-        Case { name: "bad basic password", body: good.clone(), content_type: Some("application/json"), auth: Some("Basic YWxlcnRtYW5hZ2VyOm5vcGU=".into()), status: 401, field: None },
+        Case {
+            name: "empty body",
+            body: vec![],
+            content_type: Some("application/json"),
+            auth: bearer.clone(),
+            status: 400,
+            field: Some("$"),
+        },
+        Case {
+            name: "not JSON",
+            body: b"hello".to_vec(),
+            content_type: Some("application/json"),
+            auth: bearer.clone(),
+            status: 400,
+            field: Some("$"),
+        },
+        Case {
+            name: "wrong version",
+            body: br#"{"version":"3","alerts":[]}"#.to_vec(),
+            content_type: Some("application/json"),
+            auth: bearer.clone(),
+            status: 400,
+            field: Some("version"),
+        },
+        Case {
+            name: "no alerts field",
+            body: br#"{"version":"4","status":"firing"}"#.to_vec(),
+            content_type: Some("application/json"),
+            auth: bearer.clone(),
+            status: 400,
+            field: Some("alerts"),
+        },
+        Case {
+            name: "alert without startsAt",
+            body: br#"{"version":"4","alerts":[{"status":"firing","labels":{"a":"b"}}]}"#.to_vec(),
+            content_type: Some("application/json"),
+            auth: bearer.clone(),
+            status: 400,
+            field: Some("alerts[0].startsAt"),
+        },
+        Case {
+            name: "2 MiB body",
+            body: big.into_bytes(),
+            content_type: Some("application/json"),
+            auth: bearer.clone(),
+            status: 413,
+            field: None,
+        },
+        Case {
+            name: "wrong content type",
+            body: good.clone(),
+            content_type: Some("text/plain"),
+            auth: bearer.clone(),
+            status: 415,
+            field: None,
+        },
+        Case {
+            name: "no content type",
+            body: good.clone(),
+            content_type: None,
+            auth: bearer.clone(),
+            status: 415,
+            field: None,
+        },
+        Case {
+            name: "missing token",
+            body: good.clone(),
+            content_type: Some("application/json"),
+            auth: None,
+            status: 401,
+            field: None,
+        },
+        Case {
+            name: "bad token",
+            body: good.clone(),
+            content_type: Some("application/json"),
+            auth: Some("Bearer nope".into()),
+            status: 401,
+            field: None,
+        },
+        Case {
+            name: "bad basic password",
+            body: good.clone(),
+            content_type: Some("application/json"),
+            auth: Some("Basic YWxlcnRtYW5hZ2VyOm5vcGU=".into()),
+            status: 401,
+            field: None,
+        },
     ];
     for c in &cases {
         let mut req = app.client.post(&url).body(c.body.clone());
@@ -121,12 +204,20 @@ async fn bad_inputs_get_clear_errors_and_record_nothing() {
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status().as_u16(), c.status, "{}", c.name);
         let body: Value = resp.json().await.unwrap_or(Value::Null);
-        assert!(body["error"].is_string(), "{}: JSON error body, got {body}", c.name);
+        assert!(
+            body["error"].is_string(),
+            "{}: JSON error body, got {body}",
+            c.name
+        );
         if let Some(field) = c.field {
             assert_eq!(body["field"], field, "{}: {body}", c.name);
         }
     }
-    assert_eq!(app.store().await.count_alert_events().await.unwrap(), 0, "bad input records nothing");
+    assert_eq!(
+        app.store().await.count_alert_events().await.unwrap(),
+        0,
+        "bad input records nothing"
+    );
 
     // Basic auth with the token as password, as Alertmanager's basic_auth sends it.
     let basic = format!("Basic {}", base64_encode(&format!("alertmanager:{token}")));
@@ -140,7 +231,10 @@ async fn bad_inputs_get_clear_errors_and_record_nothing() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(!app.log_text().contains(token), "the token never appears in logs");
+    assert!(
+        !app.log_text().contains(token),
+        "the token never appears in logs"
+    );
 }
 
 fn base64_encode(s: &str) -> String {
@@ -155,12 +249,19 @@ async fn ten_thousand_alerts_in_one_payload_are_all_recorded() {
         .map(|i| format!(r#"{{"status":"firing","labels":{{"alertname":"Bulk","i":"{i}"}},"startsAt":"2026-11-26T03:00:00Z"}}"#))
         .collect();
     let body = format!(r#"{{"version":"4","alerts":[{}]}}"#, alerts.join(","));
-    assert!(body.len() < 1024 * 1024, "fits the default limit: {}", body.len());
+    assert!(
+        body.len() < 1024 * 1024,
+        "fits the default limit: {}",
+        body.len()
+    );
     let resp = app.post_webhook(body).await;
     assert_eq!(resp.status(), 200);
     let report: Value = resp.json().await.unwrap();
     assert_eq!(report["accepted"], 10_000);
-    assert_eq!(app.store().await.count_alert_events().await.unwrap(), 10_000);
+    assert_eq!(
+        app.store().await.count_alert_events().await.unwrap(),
+        10_000
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,15 +273,44 @@ rules:
     playbook: restart
     wait: 24h
 "#;
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules).env("AIOPS_QUEUE_CAPACITY", "1")).await;
-    let first = payload(&[(&[("auto_repair", "restart"), ("namespace", "a"), ("app", "one")], "firing")], "2026-11-26T03:00:00Z");
-    let second = payload(&[(&[("auto_repair", "restart"), ("namespace", "a"), ("app", "two")], "firing")], "2026-11-26T03:00:00Z");
+    let app = TestApp::spawn(
+        Spawn::new(Db::Sqlite)
+            .rules(rules)
+            .env("AIOPS_QUEUE_CAPACITY", "1"),
+    )
+    .await;
+    let first = payload(
+        &[(
+            &[
+                ("auto_repair", "restart"),
+                ("namespace", "a"),
+                ("app", "one"),
+            ],
+            "firing",
+        )],
+        "2026-11-26T03:00:00Z",
+    );
+    let second = payload(
+        &[(
+            &[
+                ("auto_repair", "restart"),
+                ("namespace", "a"),
+                ("app", "two"),
+            ],
+            "firing",
+        )],
+        "2026-11-26T03:00:00Z",
+    );
     assert_eq!(app.post_webhook(first.clone()).await.status(), 200);
     let resp = app.post_webhook(second.clone()).await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     let store = app.store().await;
-    assert_eq!(store.count_alert_events().await.unwrap(), 1, "the refused payload is not recorded");
+    assert_eq!(
+        store.count_alert_events().await.unwrap(),
+        1,
+        "the refused payload is not recorded"
+    );
     assert!(app.metrics().await.contains("aiops_queue_full_total 1"));
 
     // The first alert resolves: its waiting job is cancelled, the queue has room, the retry lands.
@@ -188,7 +318,10 @@ rules:
     assert_eq!(app.post_webhook(resolved).await.status(), 200);
     assert_eq!(app.post_webhook(second).await.status(), 200);
     let jobs = store.jobs().await.unwrap();
-    assert_eq!(jobs.iter().map(|j| j.state).collect::<Vec<_>>(), [JobState::Cancelled, JobState::Waiting]);
+    assert_eq!(
+        jobs.iter().map(|j| j.state).collect::<Vec<_>>(),
+        [JobState::Cancelled, JobState::Waiting]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,13 +329,22 @@ async fn serve_refuses_a_public_address_without_a_token_and_says_how_to_set_one(
     let dir = tempfile::tempdir().unwrap();
     let env = HashMap::from([
         ("AIOPS_LISTEN", "0.0.0.0:0".to_string()),
-        ("AIOPS_RULES_DIR", common::repo().join("rules").display().to_string()),
-        ("AIOPS_PLAYBOOKS_DIR", common::repo().join("playbooks").display().to_string()),
+        (
+            "AIOPS_RULES_DIR",
+            common::repo().join("rules").display().to_string(),
+        ),
+        (
+            "AIOPS_PLAYBOOKS_DIR",
+            common::repo().join("playbooks").display().to_string(),
+        ),
     ]);
     let (status, _out, err) = common::run_cli(dir.path(), &["serve"], &env);
     assert!(!status.success());
     assert!(err.contains("AIOPS_WEBHOOK_TOKEN"), "{err}");
-    assert!(!dir.path().join("aiops.db").exists(), "refused before touching the store");
+    assert!(
+        !dir.path().join("aiops.db").exists(),
+        "refused before touching the store"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +352,15 @@ async fn health_readiness_and_metrics_are_served() {
     let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;
     let healthy = app.client.get(app.url("/-/healthy")).send().await.unwrap();
     assert_eq!(healthy.status(), 200);
-    let ready: Value = app.client.get(app.url("/-/ready")).send().await.unwrap().json().await.unwrap();
+    let ready: Value = app
+        .client
+        .get(app.url("/-/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["rules"], 5);
     app.post_fixture(GROUPED).await;

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use crate::config::Jobs;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::store::{self, Job, JobState, NewJob, Store};
+use crate::store::{self, Job, JobState, NewEscalation, NewJob, Record, Store};
 
 /// Executor failures (all come from the store; a worker logs them and carries on).
 #[derive(Debug, thiserror::Error)]
@@ -97,10 +97,27 @@ impl Executor {
             );
             let mut tx = self.store.begin_write().await?;
             let now = store::now_ms();
-            tx.insert_escalation(Some(job.id), Some(&job.rule), Some(&job.target_key), "human", "default", &reason, now)
-                .await?;
-            tx.transition(job.id, JobState::Interrupted, JobState::Escalated, now, "escalated to humans", None, None)
-                .await?;
+            tx.insert_escalation(
+                &NewEscalation {
+                    job_id: Some(job.id),
+                    rule: Some(&job.rule),
+                    target_key: Some(&job.target_key),
+                    kind: "human",
+                    destination: "default",
+                    reason: &reason,
+                },
+                now,
+            )
+            .await?;
+            tx.transition(
+                job.id,
+                JobState::Interrupted,
+                JobState::Escalated,
+                now,
+                "escalated to humans",
+                Record::Nothing,
+            )
+            .await?;
             tx.commit().await?;
             self.metrics.escalations.with_label_values(&["human"]).inc();
             self.metrics.jobs.with_label_values(&["escalated"]).inc();
@@ -201,7 +218,10 @@ impl Executor {
     async fn execute(&self, job: &Job) -> Result<Outcome> {
         let defs = self.pipeline.definitions();
         if !defs.playbooks.contains(&job.playbook) {
-            let msg = format!("playbook {} is not loaded (removed by a reload?)", job.playbook);
+            let msg = format!(
+                "playbook {} is not loaded (removed by a reload?)",
+                job.playbook
+            );
             self.store.add_step(job.id, "load_playbook", &msg).await?;
             return Ok(Outcome::Failure(msg));
         }
@@ -215,7 +235,9 @@ impl Executor {
             job.playbook, job.target_key, job.params
         );
         self.store.add_step(job.id, "dry_run", &detail).await?;
-        Ok(Outcome::Success("dry run: plan recorded, nothing changed".into()))
+        Ok(Outcome::Success(
+            "dry run: plan recorded, nothing changed".into(),
+        ))
     }
 
     async fn finish(&self, job: &Job, outcome: Outcome) -> Result<()> {
@@ -223,15 +245,29 @@ impl Executor {
             Outcome::Success(msg) => {
                 let now = store::now_ms();
                 let mut tx = self.store.begin_write().await?;
-                tx.transition(job.id, JobState::Running, JobState::Verifying, now, "playbook finished", None, None)
-                    .await?;
+                tx.transition(
+                    job.id,
+                    JobState::Running,
+                    JobState::Verifying,
+                    now,
+                    "playbook finished",
+                    Record::Nothing,
+                )
+                .await?;
                 let note = if msg.starts_with("dry run") {
                     "dry run: nothing to verify"
                 } else {
                     "verified"
                 };
-                tx.transition(job.id, JobState::Verifying, JobState::Succeeded, now, note, Some(&msg), None)
-                    .await?;
+                tx.transition(
+                    job.id,
+                    JobState::Verifying,
+                    JobState::Succeeded,
+                    now,
+                    note,
+                    Record::Outcome(&msg),
+                )
+                .await?;
                 tx.commit().await?;
                 self.metrics.jobs.with_label_values(&["verifying"]).inc();
                 self.metrics.jobs.with_label_values(&["succeeded"]).inc();
@@ -240,11 +276,25 @@ impl Executor {
             Outcome::Failure(msg) => {
                 let now = store::now_ms();
                 let mut tx = self.store.begin_write().await?;
-                tx.transition(job.id, JobState::Running, JobState::Failed, now, &msg, None, Some(&msg))
-                    .await?;
+                tx.transition(
+                    job.id,
+                    JobState::Running,
+                    JobState::Failed,
+                    now,
+                    &msg,
+                    Record::Error(&msg),
+                )
+                .await?;
                 let escalated = escalate(&mut tx, job, &msg, now).await?;
-                tx.transition(job.id, JobState::Failed, JobState::Escalated, now, &escalated.summary, None, None)
-                    .await?;
+                tx.transition(
+                    job.id,
+                    JobState::Failed,
+                    JobState::Escalated,
+                    now,
+                    &escalated.summary,
+                    Record::Nothing,
+                )
+                .await?;
                 tx.commit().await?;
                 self.metrics.jobs.with_label_values(&["failed"]).inc();
                 self.metrics.jobs.with_label_values(&["escalated"]).inc();
@@ -287,8 +337,18 @@ async fn escalate(tx: &mut store::WriteTx, job: &Job, reason: &str, now: i64) ->
     let start = usize::try_from(job.chain_index).unwrap_or(usize::MAX);
     for (i, step) in steps.iter().enumerate().skip(start) {
         if let Some(route) = step.get("notify").and_then(|r| r.as_str()) {
-            tx.insert_escalation(Some(job.id), Some(&job.rule), Some(&job.target_key), "notify", route, reason, now)
-                .await?;
+            tx.insert_escalation(
+                &NewEscalation {
+                    job_id: Some(job.id),
+                    rule: Some(&job.rule),
+                    target_key: Some(&job.target_key),
+                    kind: "notify",
+                    destination: route,
+                    reason,
+                },
+                now,
+            )
+            .await?;
             kinds.push("notify");
             parts.push(format!("notified {route}"));
             continue;
@@ -302,7 +362,10 @@ async fn escalate(tx: &mut store::WriteTx, job: &Job, reason: &str, now: i64) ->
             alertname: job.alertname.clone(),
             rule: job.rule.clone(),
             playbook: playbook.to_string(),
-            params: step.get("params").cloned().unwrap_or_else(|| serde_json::json!({})),
+            params: step
+                .get("params")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({})),
             escalate: job.escalate.clone(),
             chain_index: i64::try_from(i + 1).unwrap_or(i64::MAX),
             parent_id: Some(job.id),
@@ -315,8 +378,18 @@ async fn escalate(tx: &mut store::WriteTx, job: &Job, reason: &str, now: i64) ->
         };
         match tx.insert_job(&next, now).await? {
             Some((id, _)) => {
-                tx.insert_escalation(Some(job.id), Some(&job.rule), Some(&job.target_key), "playbook", playbook, reason, now)
-                    .await?;
+                tx.insert_escalation(
+                    &NewEscalation {
+                        job_id: Some(job.id),
+                        rule: Some(&job.rule),
+                        target_key: Some(&job.target_key),
+                        kind: "playbook",
+                        destination: playbook,
+                        reason,
+                    },
+                    now,
+                )
+                .await?;
                 kinds.push("playbook");
                 parts.push(format!("next step: job {id} runs {playbook}"));
                 return Ok(Escalated {
@@ -326,7 +399,9 @@ async fn escalate(tx: &mut store::WriteTx, job: &Job, reason: &str, now: i64) ->
                 });
             }
             None => {
-                parts.push(format!("next step {playbook} blocked: another repair holds the target"));
+                parts.push(format!(
+                    "next step {playbook} blocked: another repair holds the target"
+                ));
                 break;
             }
         }
@@ -340,8 +415,18 @@ async fn escalate(tx: &mut store::WriteTx, job: &Job, reason: &str, now: i64) ->
         });
     }
     let why = format!("automatic repair exhausted ({reason}); manual intervention required");
-    tx.insert_escalation(Some(job.id), Some(&job.rule), Some(&job.target_key), "human", "default", &why, now)
-        .await?;
+    tx.insert_escalation(
+        &NewEscalation {
+            job_id: Some(job.id),
+            rule: Some(&job.rule),
+            target_key: Some(&job.target_key),
+            kind: "human",
+            destination: "default",
+            reason: &why,
+        },
+        now,
+    )
+    .await?;
     kinds.push("human");
     parts.push("handed to humans".into());
     Ok(Escalated {

@@ -44,7 +44,9 @@ impl AppState {
     pub fn new(pipeline: Arc<Pipeline>, settings: &Settings) -> AppState {
         let limiter = NonZeroU32::new(settings.intake.rate_limit_per_second).map(|rate| {
             let burst = NonZeroU32::new(settings.intake.rate_limit_burst).unwrap_or(rate);
-            Arc::new(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+            Arc::new(RateLimiter::keyed(
+                Quota::per_second(rate).allow_burst(burst),
+            ))
         });
         AppState {
             pipeline,

@@ -34,7 +34,10 @@ pub async fn ready(State(st): State<AppState>) -> Response {
 /// Prometheus text exposition.
 pub async fn metrics(State(st): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         st.pipeline.metrics().render(),
     )
         .into_response()
@@ -52,7 +55,12 @@ pub async fn reload(
     let (rules_dir, playbooks_dir) = (st.rules_dir.clone(), st.playbooks_dir.clone());
     let result = tokio::task::spawn_blocking(move || pipeline.reload(&rules_dir, &playbooks_dir))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reload task failed: {e}")))?;
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reload task failed: {e}"),
+            )
+        })?;
     match result {
         Ok((rules, playbooks)) => {
             Ok((StatusCode::OK, Json(json!({"status": "reloaded", "rules": rules, "playbooks": playbooks}))).into_response())

@@ -40,17 +40,27 @@ pub async fn alertmanager(
     };
     let m = st.pipeline.metrics();
     m.webhook_duration.observe(started.elapsed().as_secs_f64());
-    m.webhook_requests.with_label_values(&[resp.status().as_str()]).inc();
+    m.webhook_requests
+        .with_label_values(&[resp.status().as_str()])
+        .inc();
     resp
 }
 
-async fn handle(st: &AppState, peer: SocketAddr, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+async fn handle(
+    st: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     if let Some(limiter) = &st.limiter
         && limiter.check_key(&peer.ip()).is_err()
     {
         // 503, not 429: Alertmanager retries 5xx and drops 4xx, and a rate limit must not lose alerts.
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "intake rate limit exceeded for this client")
-            .header("retry-after", "1"));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "intake rate limit exceeded for this client",
+        )
+        .header("retry-after", "1"));
     }
     authorize(st, peer, headers)?;
 
@@ -69,7 +79,9 @@ async fn handle(st: &AppState, peer: SocketAddr, headers: &HeaderMap, body: Body
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {limit} bytes (intake.max_body_bytes); lower max_alerts in Alertmanager's webhook_config or raise the limit"),
+            format!(
+                "body larger than {limit} bytes (intake.max_body_bytes); lower max_alerts in Alertmanager's webhook_config or raise the limit"
+            ),
         )
     };
     let declared = headers
@@ -89,7 +101,12 @@ async fn handle(st: &AppState, peer: SocketAddr, headers: &HeaderMap, body: Body
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) if is_length_limit(&e) => return Err(too_large()),
-        Err(e) => return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("could not read the body: {e}"))),
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the body: {e}"),
+            ));
+        }
     };
     let payload = Payload::from_slice(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.message.clone()).field(e.field))?;
@@ -98,13 +115,18 @@ async fn handle(st: &AppState, peer: SocketAddr, headers: &HeaderMap, body: Body
         Ok(report) => Ok((StatusCode::OK, Json(report)).into_response()),
         Err(pipeline::Error::QueueFull { capacity }) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("job queue full ({capacity} jobs queued or waiting); nothing recorded, retry later"),
+            format!(
+                "job queue full ({capacity} jobs queued or waiting); nothing recorded, retry later"
+            ),
         )
         .header("retry-after", "5")),
         Err(pipeline::Error::Store(e)) => {
             tracing::error!(error = %e, kind = e.metric_label(), "store unavailable; answering 503");
-            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store unavailable; nothing recorded, retry later")
-                .header("retry-after", "5"))
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store unavailable; nothing recorded, retry later",
+            )
+            .header("retry-after", "5"))
         }
     }
 }
@@ -123,22 +145,31 @@ fn is_length_limit(e: &axum::Error) -> bool {
 /// Bearer token, or basic auth with the token as password (Alertmanager's http_config offers
 /// both). Without a configured token only loopback peers are served; `serve` refuses to listen
 /// elsewhere without one.
-pub(super) fn authorize(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(
+    st: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
     let unauthorized = |msg: &str| {
-        ApiError::new(StatusCode::UNAUTHORIZED, msg).header("www-authenticate", "Bearer realm=\"aiops\"")
+        ApiError::new(StatusCode::UNAUTHORIZED, msg)
+            .header("www-authenticate", "Bearer realm=\"aiops\"")
     };
     let Some(token) = &st.token else {
         return if peer.ip().is_loopback() {
             Ok(())
         } else {
-            Err(unauthorized("no webhook token is configured, so only loopback clients are served"))
+            Err(unauthorized(
+                "no webhook token is configured, so only loopback clients are served",
+            ))
         };
     };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(presented_secret)
-        .ok_or_else(|| unauthorized("missing or malformed Authorization header (Bearer token or basic auth)"))?;
+        .ok_or_else(|| {
+            unauthorized("missing or malformed Authorization header (Bearer token or basic auth)")
+        })?;
     if bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
         Ok(())
     } else {
@@ -153,7 +184,9 @@ fn presented_secret(value: &str) -> Option<String> {
         return Some(rest.to_string());
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (_user, password) = text.split_once(':')?;
         return Some(password.to_string());
@@ -170,7 +203,10 @@ mod tests {
         assert_eq!(presented_secret("Bearer abc").as_deref(), Some("abc"));
         assert_eq!(presented_secret("bearer  abc ").as_deref(), Some("abc"));
         // "alertmanager:s3cret"
-        assert_eq!(presented_secret("Basic YWxlcnRtYW5hZ2VyOnMzY3JldA==").as_deref(), Some("s3cret"));
+        assert_eq!(
+            presented_secret("Basic YWxlcnRtYW5hZ2VyOnMzY3JldA==").as_deref(),
+            Some("s3cret")
+        );
         assert_eq!(presented_secret("Basic !!!"), None);
         assert_eq!(presented_secret("Token abc"), None);
         assert_eq!(presented_secret("abc"), None);

@@ -13,7 +13,7 @@ use super::{Pipeline, Plan, RuleVerdict};
 use crate::alert::Alert;
 use crate::config;
 use crate::rules::Rule;
-use crate::store::{self, Decision, NewJob, WriteTx};
+use crate::store::{self, Decision, NewEscalation, NewJob, WriteTx};
 
 /// Why a guard refused. Also the `reason` label of `aiops_guard_refusals_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -89,13 +89,38 @@ pub(super) async fn decide(
 ) -> Result<Outcome, Error> {
     let now = ctx.now;
     let Some(target) = rule.target.resolve(&alert.labels) else {
-        let detail = "the alert's labels do not name a namespace, kind and name for this rule's target".to_string();
-        return refuse(tx, rule, None, Refusal::NoTarget, detail, event_id, now, false).await;
+        let detail =
+            "the alert's labels do not name a namespace, kind and name for this rule's target"
+                .to_string();
+        return refuse(
+            tx,
+            rule,
+            None,
+            Refusal::NoTarget,
+            detail,
+            event_id,
+            now,
+            false,
+        )
+        .await;
     };
     let key = target.key();
     if !ctx.guard.namespaces.allows(&target.namespace) {
-        let detail = format!("namespace {} is not allowed (guard.namespaces)", target.namespace);
-        return refuse(tx, rule, Some(&target), Refusal::NamespaceDenied, detail, event_id, now, false).await;
+        let detail = format!(
+            "namespace {} is not allowed (guard.namespaces)",
+            target.namespace
+        );
+        return refuse(
+            tx,
+            rule,
+            Some(&target),
+            Refusal::NamespaceDenied,
+            detail,
+            event_id,
+            now,
+            false,
+        )
+        .await;
     }
 
     let storm = &ctx.guard.storm;
@@ -111,10 +136,30 @@ pub(super) async fn decide(
             );
             if opened {
                 tracing::warn!(targets, window = %human(storm.window.0), "storm brake engaged; escalating to humans");
-                tx.insert_escalation(None, Some(&rule.name), Some(&key), "human", "default", &detail, now)
-                    .await?;
+                tx.insert_escalation(
+                    &NewEscalation {
+                        job_id: None,
+                        rule: Some(&rule.name),
+                        target_key: Some(&key),
+                        kind: "human",
+                        destination: "default",
+                        reason: &detail,
+                    },
+                    now,
+                )
+                .await?;
             }
-            return refuse(tx, rule, Some(&target), Refusal::StormBrake, detail, event_id, now, opened).await;
+            return refuse(
+                tx,
+                rule,
+                Some(&target),
+                Refusal::StormBrake,
+                detail,
+                event_id,
+                now,
+                opened,
+            )
+            .await;
         } else if tx.storm_open().await? && tx.release_storm(now).await? {
             tracing::info!(targets, "storm brake released; automatic repairs resume");
         }
@@ -122,7 +167,17 @@ pub(super) async fn decide(
 
     if let Some(job) = tx.active_job_for_target(&key).await? {
         let detail = format!("job {job} is already repairing {key}");
-        return refuse(tx, rule, Some(&target), Refusal::TargetBusy, detail, event_id, now, false).await;
+        return refuse(
+            tx,
+            rule,
+            Some(&target),
+            Refusal::TargetBusy,
+            detail,
+            event_id,
+            now,
+            false,
+        )
+        .await;
     }
     if !rule.cooldown.is_zero()
         && let Some(last) = tx.last_activity(&rule.name, &key).await?
@@ -135,7 +190,17 @@ pub(super) async fn decide(
             human(rule.cooldown),
             at(last + store::ms(rule.cooldown))
         );
-        return refuse(tx, rule, Some(&target), Refusal::Cooldown, detail, event_id, now, false).await;
+        return refuse(
+            tx,
+            rule,
+            Some(&target),
+            Refusal::Cooldown,
+            detail,
+            event_id,
+            now,
+            false,
+        )
+        .await;
     }
     if let Some(budget) = &rule.budget {
         let used = tx
@@ -148,7 +213,17 @@ pub(super) async fn decide(
                 human(budget.window),
                 budget.max
             );
-            return refuse(tx, rule, Some(&target), Refusal::Budget, detail, event_id, now, false).await;
+            return refuse(
+                tx,
+                rule,
+                Some(&target),
+                Refusal::Budget,
+                detail,
+                event_id,
+                now,
+                false,
+            )
+            .await;
         }
     }
 
@@ -187,7 +262,17 @@ pub(super) async fn decide(
     let Some((job_id, state)) = tx.insert_job(&job, now).await? else {
         // Another transaction (another replica) took the target between our check and insert.
         let detail = format!("another repair of {key} started concurrently");
-        return refuse(tx, rule, Some(&target), Refusal::TargetBusy, detail, event_id, now, false).await;
+        return refuse(
+            tx,
+            rule,
+            Some(&target),
+            Refusal::TargetBusy,
+            detail,
+            event_id,
+            now,
+            false,
+        )
+        .await;
     };
     *pending = Some(depth + 1);
     let plan = Plan {
@@ -197,7 +282,11 @@ pub(super) async fn decide(
         dry_run: rule.dry_run,
         escalate,
     };
-    let reason = format!("{} on {key}{}", rule.playbook, if rule.dry_run { " (dry run)" } else { "" });
+    let reason = format!(
+        "{} on {key}{}",
+        rule.playbook,
+        if rule.dry_run { " (dry run)" } else { "" }
+    );
     tx.insert_decision(&Decision {
         alert_event_id: event_id,
         rule: &rule.name,

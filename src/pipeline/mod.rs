@@ -63,12 +63,16 @@ impl std::fmt::Debug for Definitions {
 impl Definitions {
     /// Loads rules and playbooks and checks that every playbook a rule names exists.
     /// Returns every problem found, each as `file:line: message`.
-    pub fn load(rules_dir: &std::path::Path, playbooks_dir: &std::path::Path) -> Result<Definitions, Vec<String>> {
+    pub fn load(
+        rules_dir: &std::path::Path,
+        playbooks_dir: &std::path::Path,
+    ) -> Result<Definitions, Vec<String>> {
         let engine = playbook::sandboxed_engine();
         let mut problems = Vec::new();
-        let rules = RuleSet::load_dir(rules_dir).map_err(|e| problems.extend(split_lines(&e.to_string())));
-        let playbooks =
-            Catalog::load_dir(&engine, playbooks_dir).map_err(|e| problems.extend(split_lines(&e.to_string())));
+        let rules =
+            RuleSet::load_dir(rules_dir).map_err(|e| problems.extend(split_lines(&e.to_string())));
+        let playbooks = Catalog::load_dir(&engine, playbooks_dir)
+            .map_err(|e| problems.extend(split_lines(&e.to_string())));
         let (Ok(rules), Ok(playbooks)) = (rules, playbooks) else {
             return Err(problems);
         };
@@ -224,23 +228,37 @@ impl Pipeline {
 
     /// The current rules and playbooks.
     pub fn definitions(&self) -> Arc<Definitions> {
-        self.defs.read().expect("definitions lock is never poisoned").clone()
+        self.defs
+            .read()
+            .expect("definitions lock is never poisoned")
+            .clone()
     }
 
     /// Replaces the rules and playbooks (after a successful load).
     pub fn replace_definitions(&self, defs: Definitions) {
-        *self.defs.write().expect("definitions lock is never poisoned") = Arc::new(defs);
+        *self
+            .defs
+            .write()
+            .expect("definitions lock is never poisoned") = Arc::new(defs);
     }
 
     /// Reloads rules and playbooks from disk. On any problem the running set stays in place
     /// and the problems are returned; on success returns (rules, playbooks) counts.
-    pub fn reload(&self, rules_dir: &std::path::Path, playbooks_dir: &std::path::Path) -> Result<(usize, usize), Vec<String>> {
+    pub fn reload(
+        &self,
+        rules_dir: &std::path::Path,
+        playbooks_dir: &std::path::Path,
+    ) -> Result<(usize, usize), Vec<String>> {
         match Definitions::load(rules_dir, playbooks_dir) {
             Ok(defs) => {
                 let counts = (defs.rules.len(), defs.playbooks.len());
                 self.replace_definitions(defs);
                 self.metrics.reloads.with_label_values(&["success"]).inc();
-                tracing::info!(rules = counts.0, playbooks = counts.1, "rules and playbooks reloaded");
+                tracing::info!(
+                    rules = counts.0,
+                    playbooks = counts.1,
+                    "rules and playbooks reloaded"
+                );
                 Ok(counts)
             }
             Err(problems) => {
@@ -273,7 +291,9 @@ impl Pipeline {
             fresh.push((alert, key));
         }
         if fresh.is_empty() {
-            self.metrics.alerts_duplicate.inc_by(report.duplicates as u64);
+            self.metrics
+                .alerts_duplicate
+                .inc_by(report.duplicates as u64);
             return Ok(report);
         }
         let defs = self.definitions();
@@ -297,7 +317,9 @@ impl Pipeline {
             let mut verdict = verdict_for(alert, "new");
             match alert.status {
                 Status::Resolved => {
-                    verdict.cancelled_jobs = tx.cancel_pending_for_fingerprint(&alert.fingerprint, now).await?;
+                    verdict.cancelled_jobs = tx
+                        .cancel_pending_for_fingerprint(&alert.fingerprint, now)
+                        .await?;
                 }
                 Status::Firing => {
                     for rule in defs.rules.matching(&alert.labels) {
@@ -306,7 +328,8 @@ impl Pipeline {
                             queue_capacity: self.queue_capacity,
                             now,
                         };
-                        let outcome = guard::decide(&mut tx, &ctx, rule, alert, event_id, &mut pending).await;
+                        let outcome =
+                            guard::decide(&mut tx, &ctx, rule, alert, event_id, &mut pending).await;
                         let rv = match outcome {
                             Ok(guard::Outcome::Job(rv)) => rv,
                             Ok(guard::Outcome::Refused(rv, storm_escalated)) => {
@@ -348,13 +371,17 @@ impl Pipeline {
         let m = &self.metrics;
         m.alerts_duplicate.inc_by(report.duplicates as u64);
         if escalations > 0 {
-            m.escalations.with_label_values(&["human"]).inc_by(escalations);
+            m.escalations
+                .with_label_values(&["human"])
+                .inc_by(escalations);
         }
         for a in &report.alerts {
             if a.dedup == "duplicate" {
                 continue;
             }
-            m.alerts_received.with_label_values(&[a.status.as_str()]).inc();
+            m.alerts_received
+                .with_label_values(&[a.status.as_str()])
+                .inc();
             if !a.cancelled_jobs.is_empty() {
                 m.jobs
                     .with_label_values(&["cancelled"])
@@ -362,7 +389,12 @@ impl Pipeline {
             }
             for rv in &a.rules {
                 match rv {
-                    RuleVerdict::Job { rule, job_id, state, .. } => {
+                    RuleVerdict::Job {
+                        rule,
+                        job_id,
+                        state,
+                        ..
+                    } => {
                         m.rule_matches.with_label_values(&[rule.as_str()]).inc();
                         m.jobs.with_label_values(&[state.as_str()]).inc();
                         report.jobs.push(*job_id);

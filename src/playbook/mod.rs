@@ -95,7 +95,11 @@ impl Catalog {
         let mut playbooks = BTreeMap::new();
         let mut problems = Vec::new();
         for path in paths {
-            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
             if !valid_name(&name) {
                 problems.push(format!(
                     "{}: playbook file names must be [a-z0-9_-]+.rhai",
@@ -176,7 +180,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("good.rhai"), "let x = 1;\nx + 1").unwrap();
         std::fs::write(dir.path().join("bad.rhai"), "let x = 1;\nlet = ;\n").unwrap();
-        let err = Catalog::load_dir(&sandboxed_engine(), dir.path()).unwrap_err().to_string();
+        let err = Catalog::load_dir(&sandboxed_engine(), dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("bad.rhai:2:"), "{err}");
         assert!(!err.contains("good.rhai"), "{err}");
     }
@@ -193,9 +199,15 @@ mod tests {
     #[test]
     fn the_sandbox_refuses_eval_imports_and_endless_loops() {
         let engine = sandboxed_engine();
-        assert!(engine.compile(r#"eval("1")"#).is_err(), "eval is disabled at compile time");
+        assert!(
+            engine.compile(r#"eval("1")"#).is_err(),
+            "eval is disabled at compile time"
+        );
         let import = engine.compile(r#"import "os" as os; 1"#).unwrap();
-        assert!(engine.eval_ast::<rhai::Dynamic>(&import).is_err(), "no module resolves");
+        assert!(
+            engine.eval_ast::<rhai::Dynamic>(&import).is_err(),
+            "no module resolves"
+        );
         let spin = engine.compile("loop { }").unwrap();
         let err = engine.eval_ast::<rhai::Dynamic>(&spin).unwrap_err();
         assert!(err.to_string().contains("operations"), "{err}");

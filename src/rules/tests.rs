@@ -603,6 +603,22 @@ fn many_anchor_names_use_the_label_side_probe_and_agree_with_a_scan() {
 }
 
 #[test]
+fn alerts_with_many_labels_match_like_a_scan() {
+    // Past the inline label view's capacity the lookups go to the map itself.
+    let rules = vec![
+        rule("a", r#"l3="v3", l17!="x""#, true),
+        rule("b", r#"l19=~"v1.*""#, false),
+    ];
+    let set = RuleSet::from_rules(rules.clone());
+    for n in [4, 16, 17, 30] {
+        let l: Labels = (0..n).map(|i| (format!("l{i}"), format!("v{i}"))).collect();
+        let expected = names(&linear(&rules, &l));
+        assert_eq!(names(&set.matching(&l)), expected, "{n} labels");
+        assert_eq!(expected.len(), if n >= 20 { 2 } else { 1 }, "{n} labels");
+    }
+}
+
+#[test]
 fn rule_sets_are_cheap_to_share_across_threads() {
     fn assert_send_sync<T: Send + Sync + Clone>() {}
     assert_send_sync::<RuleSet>();

@@ -185,7 +185,9 @@ impl WriteTx {
 impl Store {
     /// Number of recorded alert occurrences (for tests and diagnostics).
     pub async fn count_alert_events(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM alert_events").fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM alert_events")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get("n")?)
     }
 
@@ -197,7 +199,13 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("rule")?, r.try_get("target_key")?, r.try_get("reason")?)))
+            .map(|r| {
+                Ok((
+                    r.try_get("rule")?,
+                    r.try_get("target_key")?,
+                    r.try_get("reason")?,
+                ))
+            })
             .collect()
     }
 

@@ -4,8 +4,8 @@
 //! the same transaction, so two workers or two replicas can never both move a job, and the
 //! history of a repair can always be read back.
 
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{Backend, Error, Result, Store, WriteTx};
 
@@ -71,7 +71,11 @@ impl JobState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            JobState::Succeeded | JobState::Escalated | JobState::Cancelled | JobState::Failed | JobState::Interrupted
+            JobState::Succeeded
+                | JobState::Escalated
+                | JobState::Cancelled
+                | JobState::Failed
+                | JobState::Interrupted
         )
     }
 }
@@ -120,7 +124,10 @@ pub struct NewJob {
 impl NewJob {
     /// `namespace/Kind/name`.
     pub fn target_key(&self) -> String {
-        format!("{}/{}/{}", self.target_namespace, self.target_kind, self.target_name)
+        format!(
+            "{}/{}/{}",
+            self.target_namespace, self.target_kind, self.target_name
+        )
     }
 }
 
@@ -222,6 +229,34 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
     })
 }
 
+/// What a transition writes besides the state: the job's outcome or its error.
+#[derive(Clone, Copy, Debug)]
+pub enum Record<'a> {
+    /// Only the state changes.
+    Nothing,
+    /// Sets the outcome message.
+    Outcome(&'a str),
+    /// Sets the error message.
+    Error(&'a str),
+}
+
+/// An escalation to record.
+#[derive(Clone, Copy, Debug)]
+pub struct NewEscalation<'a> {
+    /// Job escalated from (None for the storm brake).
+    pub job_id: Option<i64>,
+    /// Rule.
+    pub rule: Option<&'a str>,
+    /// Target key.
+    pub target_key: Option<&'a str>,
+    /// `playbook`, `notify` or `human`.
+    pub kind: &'a str,
+    /// Playbook name, route name, or `default`.
+    pub destination: &'a str,
+    /// Why.
+    pub reason: &'a str,
+}
+
 /// One recorded transition.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct JobEvent {
@@ -307,7 +342,14 @@ impl WriteTx {
         Ok(Some((id, state)))
     }
 
-    async fn insert_event(&mut self, job_id: i64, from: Option<JobState>, to: JobState, at: i64, note: &str) -> Result<()> {
+    async fn insert_event(
+        &mut self,
+        job_id: i64,
+        from: Option<JobState>,
+        to: JobState,
+        at: i64,
+        note: &str,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO job_events (job_id, from_state, to_state, at, note) VALUES ($1, $2, $3, $4, $5)")
             .bind(job_id)
             .bind(from.map(JobState::as_str))
@@ -327,9 +369,13 @@ impl WriteTx {
         to: JobState,
         now: i64,
         note: &str,
-        outcome: Option<&str>,
-        error: Option<&str>,
+        record: Record<'_>,
     ) -> Result<bool> {
+        let (outcome, error) = match record {
+            Record::Nothing => (None, None),
+            Record::Outcome(o) => (Some(o), None),
+            Record::Error(e) => (None, Some(e)),
+        };
         let finished = to.is_terminal().then_some(now);
         let r = sqlx::query(
             "UPDATE jobs SET state = $1, updated_at = $2, finished_at = COALESCE($3, finished_at), \
@@ -352,18 +398,32 @@ impl WriteTx {
     }
 
     /// Cancels the queued and waiting jobs of an alert that resolved. Returns their ids.
-    pub async fn cancel_pending_for_fingerprint(&mut self, fingerprint: &str, now: i64) -> Result<Vec<i64>> {
-        let rows = sqlx::query("SELECT id, state FROM jobs WHERE fingerprint = $1 AND state IN ('queued', 'waiting')")
-            .bind(fingerprint)
-            .fetch_all(&mut *self.tx)
-            .await?;
+    pub async fn cancel_pending_for_fingerprint(
+        &mut self,
+        fingerprint: &str,
+        now: i64,
+    ) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT id, state FROM jobs WHERE fingerprint = $1 AND state IN ('queued', 'waiting')",
+        )
+        .bind(fingerprint)
+        .fetch_all(&mut *self.tx)
+        .await?;
         let mut ids = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: i64 = r.try_get("id")?;
-            let from = JobState::parse(&r.try_get::<String, _>("state")?).unwrap_or(JobState::Queued);
+            let from =
+                JobState::parse(&r.try_get::<String, _>("state")?).unwrap_or(JobState::Queued);
             let note = "alert resolved before the repair ran";
             if self
-                .transition(id, from, JobState::Cancelled, now, note, Some("alert resolved"), None)
+                .transition(
+                    id,
+                    from,
+                    JobState::Cancelled,
+                    now,
+                    note,
+                    Record::Outcome("alert resolved"),
+                )
                 .await?
             {
                 ids.push(id);
@@ -373,26 +433,17 @@ impl WriteTx {
     }
 
     /// Records an escalation.
-    pub async fn insert_escalation(
-        &mut self,
-        job_id: Option<i64>,
-        rule: Option<&str>,
-        target_key: Option<&str>,
-        kind: &str,
-        destination: &str,
-        reason: &str,
-        now: i64,
-    ) -> Result<()> {
+    pub async fn insert_escalation(&mut self, e: &NewEscalation<'_>, now: i64) -> Result<()> {
         sqlx::query(
             "INSERT INTO escalations (job_id, rule, target_key, kind, destination, reason, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(job_id)
-        .bind(rule)
-        .bind(target_key)
-        .bind(kind)
-        .bind(destination)
-        .bind(reason)
+        .bind(e.job_id)
+        .bind(e.rule)
+        .bind(e.target_key)
+        .bind(e.kind)
+        .bind(e.destination)
+        .bind(e.reason)
         .bind(now)
         .execute(&mut *self.tx)
         .await?;
@@ -400,7 +451,13 @@ impl WriteTx {
     }
 
     /// Records a step of a job.
-    pub async fn insert_step(&mut self, job_id: i64, action: &str, detail: &str, now: i64) -> Result<()> {
+    pub async fn insert_step(
+        &mut self,
+        job_id: i64,
+        action: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<()> {
         sqlx::query("INSERT INTO job_steps (job_id, at, action, detail) VALUES ($1, $2, $3, $4)")
             .bind(job_id)
             .bind(now)
@@ -434,7 +491,8 @@ impl Store {
             return Ok(None);
         };
         let id: i64 = candidate.try_get("id")?;
-        let from = JobState::parse(&candidate.try_get::<String, _>("state")?).unwrap_or(JobState::Queued);
+        let from =
+            JobState::parse(&candidate.try_get::<String, _>("state")?).unwrap_or(JobState::Queued);
         let r = sqlx::query(
             "UPDATE jobs SET state = 'running', owner = $1, started_at = $2, heartbeat_at = $2, updated_at = $2 \
              WHERE id = $3 AND state = $4",
@@ -449,21 +507,37 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         }
-        tx.insert_event(id, Some(from), JobState::Running, now, &format!("claimed by {owner}"))
-            .await?;
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")))
-            .bind(id)
-            .fetch_one(&mut *tx.tx)
-            .await?;
+        tx.insert_event(
+            id,
+            Some(from),
+            JobState::Running,
+            now,
+            &format!("claimed by {owner}"),
+        )
+        .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_one(&mut *tx.tx)
+        .await?;
         let job = job_from_row(&row)?;
         tx.commit().await?;
         Ok(Some(job))
     }
 
     /// Moves a job in its own transaction; see [`WriteTx::transition`].
-    pub async fn transition(&self, job_id: i64, from: JobState, to: JobState, note: &str) -> Result<bool> {
+    pub async fn transition(
+        &self,
+        job_id: i64,
+        from: JobState,
+        to: JobState,
+        note: &str,
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let moved = tx.transition(job_id, from, to, super::now_ms(), note, None, None).await?;
+        let moved = tx
+            .transition(job_id, from, to, super::now_ms(), note, Record::Nothing)
+            .await?;
         tx.commit().await?;
         Ok(moved)
     }
@@ -471,7 +545,8 @@ impl Store {
     /// Records a step in its own transaction.
     pub async fn add_step(&self, job_id: i64, action: &str, detail: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        tx.insert_step(job_id, action, detail, super::now_ms()).await?;
+        tx.insert_step(job_id, action, detail, super::now_ms())
+            .await?;
         tx.commit().await
     }
 
@@ -514,7 +589,14 @@ impl Store {
                 job.state
             );
             if tx
-                .transition(job.id, job.state, JobState::Interrupted, now, &note, None, Some("interrupted"))
+                .transition(
+                    job.id,
+                    job.state,
+                    JobState::Interrupted,
+                    now,
+                    &note,
+                    Record::Error("interrupted"),
+                )
                 .await?
             {
                 jobs.push(Job {
@@ -529,35 +611,42 @@ impl Store {
 
     /// Jobs queued or waiting (the queue depth across all replicas).
     pub async fn pending_count(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'waiting')")
-            .fetch_one(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'waiting')")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(row.try_get("n")?)
     }
 
     /// One job.
     pub async fn job(&self, id: i64) -> Result<Option<Job>> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(job_from_row).transpose()
     }
 
     /// All jobs, oldest first (tests, CLI).
     pub async fn jobs(&self) -> Result<Vec<Job>> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id")))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(job_from_row).collect()
     }
 
     /// A job's transitions, oldest first.
     pub async fn job_events(&self, job_id: i64) -> Result<Vec<JobEvent>> {
-        let rows = sqlx::query("SELECT from_state, to_state, at, note FROM job_events WHERE job_id = $1 ORDER BY id")
-            .bind(job_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT from_state, to_state, at, note FROM job_events WHERE job_id = $1 ORDER BY id",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(JobEvent {
@@ -572,10 +661,11 @@ impl Store {
 
     /// A job's steps, oldest first.
     pub async fn job_steps(&self, job_id: i64) -> Result<Vec<Step>> {
-        let rows = sqlx::query("SELECT at, action, detail FROM job_steps WHERE job_id = $1 ORDER BY id")
-            .bind(job_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT at, action, detail FROM job_steps WHERE job_id = $1 ORDER BY id")
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(Step {
@@ -589,9 +679,11 @@ impl Store {
 
     /// All escalations, oldest first.
     pub async fn escalations(&self) -> Result<Vec<Escalation>> {
-        let rows = sqlx::query("SELECT job_id, kind, destination, reason, created_at FROM escalations ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT job_id, kind, destination, reason, created_at FROM escalations ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 Ok(Escalation {

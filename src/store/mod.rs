@@ -21,7 +21,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use intake::{Decision, NewAlertEvent};
-pub use jobs::{Escalation, Job, JobEvent, JobState, NewJob, Step};
+pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
 
 /// Store failures. All of them mean "could not record": intake answers 503 so Alertmanager retries.
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +142,11 @@ impl Store {
         };
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         // An in-memory SQLite database exists per connection: share one.
-        let max = if in_memory { 1 } else { opts.max_connections.max(1) };
+        let max = if in_memory {
+            1
+        } else {
+            opts.max_connections.max(1)
+        };
         let connect_opts = AnyConnectOptions::from_str(url)?;
         let mut pool_opts = AnyPoolOptions::new()
             .max_connections(max)

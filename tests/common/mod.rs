@@ -45,7 +45,8 @@ macro_rules! both_backends {
 }
 
 pub fn pg_server_url() -> String {
-    std::env::var("AIOPS_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("AIOPS_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// `Some(())` when PostgreSQL answers; `None` (skip) when it does not, outside CI.
@@ -55,9 +56,15 @@ pub async fn postgres_available() -> Option<()> {
         Ok(_) => Some(()),
         Err(e) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("PostgreSQL is required in CI but {} is unreachable: {e}", pg_server_url());
+                panic!(
+                    "PostgreSQL is required in CI but {} is unreachable: {e}",
+                    pg_server_url()
+                );
             }
-            eprintln!("skipping: PostgreSQL unreachable at {}: {e}", pg_server_url());
+            eprintln!(
+                "skipping: PostgreSQL unreachable at {}: {e}",
+                pg_server_url()
+            );
             None
         }
     }
@@ -103,15 +110,22 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else { return };
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
         // Drop needs its own runtime: the test's may be shutting down.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 use sqlx::Executor;
                 if let Ok(mut c) = pg_connect(&pg_server_url()).await {
                     let _ = c
-                        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
                         .await;
                 }
             });
@@ -191,7 +205,10 @@ impl TestApp {
             ("AIOPS_LISTEN".into(), "127.0.0.1:0".into()),
             ("AIOPS_DATABASE_URL".into(), db.url.clone()),
             ("AIOPS_RULES_DIR".into(), rules_dir.display().to_string()),
-            ("AIOPS_PLAYBOOKS_DIR".into(), playbooks_dir.display().to_string()),
+            (
+                "AIOPS_PLAYBOOKS_DIR".into(),
+                playbooks_dir.display().to_string(),
+            ),
             ("AIOPS_POLL_INTERVAL".into(), "200ms".into()),
             ("AIOPS_LOG".into(), "info,sqlx=warn".into()),
         ];
@@ -231,24 +248,38 @@ impl TestApp {
 
     /// Opens the daemon's store from the test (it is safe to share: SQLite in WAL mode).
     pub async fn store(&self) -> Store {
-        Store::connect(&self.db.url, &aiops::store::Options::default()).await.unwrap()
+        Store::connect(&self.db.url, &aiops::store::Options::default())
+            .await
+            .unwrap()
     }
 
     pub async fn metrics(&self) -> String {
-        self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// Sends a signal to the daemon.
     pub fn signal(&self, sig: &str) {
         let pid = self.child.as_ref().unwrap().id();
-        let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
     /// SIGTERM and wait for exit.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -289,15 +320,20 @@ impl TestApp {
                 return jobs;
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; jobs: {jobs:#?}\nlogs:\n{}", self.log_text());
+                panic!(
+                    "timed out waiting for {what}; jobs: {jobs:#?}\nlogs:\n{}",
+                    self.log_text()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     pub async fn wait_all_jobs_in(&self, states: &[JobState]) -> Vec<Job> {
-        self.wait_for_jobs("jobs to settle", |jobs| jobs.iter().all(|j| states.contains(&j.state)))
-            .await
+        self.wait_for_jobs("jobs to settle", |jobs| {
+            jobs.iter().all(|j| states.contains(&j.state))
+        })
+        .await
     }
 }
 
@@ -318,7 +354,10 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Starts the binary and waits for its "listening" log line (JSON) to learn the port.
-pub async fn start(cwd: &Path, env: &[(String, String)]) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+pub async fn start(
+    cwd: &Path,
+    env: &[(String, String)],
+) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aiops"));
     cmd.args(["--log-format", "json", "serve"])
         .current_dir(cwd)
@@ -355,7 +394,10 @@ pub async fn start(cwd: &Path, env: &[(String, String)]) -> (Child, SocketAddr, 
         Ok(addr) => (child, addr, logs),
         Err(_) => {
             let _ = child.kill();
-            panic!("daemon did not start; logs:\n{}", logs.lock().unwrap().join("\n"));
+            panic!(
+                "daemon did not start; logs:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
         }
     }
 }
@@ -369,7 +411,11 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
 }
 
 /// Runs the binary to completion with a command line, returning (status, stdout, stderr).
-pub fn run_cli(cwd: &Path, args: &[&str], env: &HashMap<&str, String>) -> (ExitStatus, String, String) {
+pub fn run_cli(
+    cwd: &Path,
+    args: &[&str],
+    env: &HashMap<&str, String>,
+) -> (ExitStatus, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_aiops"))
         .args(args)
         .current_dir(cwd)
@@ -390,8 +436,10 @@ pub fn payload(alerts: &[(&[(&str, &str)], &str)], starts_at: &str) -> String {
     let alerts: Vec<serde_json::Value> = alerts
         .iter()
         .map(|(labels, status)| {
-            let labels: serde_json::Map<String, serde_json::Value> =
-                labels.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
+            let labels: serde_json::Map<String, serde_json::Value> = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+                .collect();
             serde_json::json!({
                 "status": status, "labels": labels, "annotations": {},
                 "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z", "generatorURL": ""
