@@ -71,6 +71,16 @@ pub async fn run(
     tracing::info!(rules = defs.rules.len(), playbooks = defs.playbooks.len(), backend = ?store.backend(), "definitions loaded");
 
     let metrics = Metrics::new();
+    // Publish every series at zero so dashboards and `increase()` see the first event.
+    for state in store::JobState::ALL {
+        metrics.jobs.with_label_values(&[state.as_str()]);
+    }
+    for reason in crate::pipeline::Refusal::ALL {
+        metrics.guard_refusals.with_label_values(&[reason.as_str()]);
+    }
+    for status in ["firing", "resolved"] {
+        metrics.alerts_received.with_label_values(&[status]);
+    }
     let pipeline = Arc::new(Pipeline::new(
         store.clone(),
         defs,

@@ -4,6 +4,8 @@
 //! [`pipeline`] records it in the [`store`], deduplicates, matches [`rules`] and applies the
 //! guards, and [`executor`] workers run the job through its states. See ARCHITECTURE.md.
 
+#![warn(missing_docs)]
+
 pub mod alert;
 pub mod config;
 pub mod daemon;

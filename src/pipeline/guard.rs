@@ -34,6 +34,16 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every reason, so metrics can start at zero.
+    pub const ALL: [Refusal; 6] = [
+        Refusal::NoTarget,
+        Refusal::NamespaceDenied,
+        Refusal::StormBrake,
+        Refusal::TargetBusy,
+        Refusal::Cooldown,
+        Refusal::Budget,
+    ];
+
     /// The stored and metric name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -363,6 +363,9 @@ impl Pipeline {
         for (_, key) in fresh {
             self.dedup.insert(key, ());
         }
+        if let Some(depth) = pending {
+            self.metrics.queue_depth.set(depth);
+        }
         self.account(&mut report, escalations);
         Ok(report)
     }
@@ -383,6 +386,8 @@ impl Pipeline {
                 .with_label_values(&[a.status.as_str()])
                 .inc();
             if !a.cancelled_jobs.is_empty() {
+                let left = m.queue_depth.get() - a.cancelled_jobs.len() as i64;
+                m.queue_depth.set(left.max(0));
                 m.jobs
                     .with_label_values(&["cancelled"])
                     .inc_by(a.cancelled_jobs.len() as u64);
@@ -437,5 +442,169 @@ fn verdict_for(alert: &Alert, dedup: &'static str) -> AlertVerdict {
         dedup,
         cancelled_jobs: Vec::new(),
         rules: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::JobState;
+
+    async fn pipeline(rules_yaml: &str, settings: Settings) -> Pipeline {
+        let store = Store::connect("sqlite::memory:", &store::Options::default())
+            .await
+            .unwrap();
+        let rules = RuleSet::parse_str(rules_yaml, std::path::Path::new("test.yaml")).unwrap();
+        let defs = Definitions {
+            rules: Arc::new(RuleSet::from_rules(rules)),
+            playbooks: Catalog::default(),
+        };
+        Pipeline::new(store, defs, &settings, Metrics::new())
+    }
+
+    fn alert_json(app: &str, status: &str, starts: &str) -> String {
+        format!(
+            r#"{{"status":"{status}","labels":{{"alertname":"Down","auto_repair":"restart","namespace":"prod","app":"{app}"}},"startsAt":"{starts}"}}"#
+        )
+    }
+
+    fn payload(alerts: &[String]) -> Payload {
+        Payload::from_slice(
+            format!(
+                r#"{{"version":"4","status":"firing","alerts":[{}]}}"#,
+                alerts.join(",")
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    const RESTART: &str = "rules:\n  - name: restart\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n";
+
+    #[tokio::test]
+    async fn each_alert_is_decided_on_its_own_status_not_the_groups() {
+        let p = pipeline(RESTART, Settings::default()).await;
+        let first = p
+            .ingest(&payload(&[alert_json(
+                "web",
+                "firing",
+                "2026-01-01T00:00:00Z",
+            )]))
+            .await
+            .unwrap();
+        assert_eq!(first.jobs.len(), 1);
+        // Group status says firing; the alert inside is resolved and must cancel, not act.
+        let waiting = p.store.jobs().await.unwrap();
+        assert_eq!(waiting[0].state, JobState::Queued);
+        let report = p
+            .ingest(&payload(&[alert_json(
+                "web",
+                "resolved",
+                "2026-01-01T00:00:00Z",
+            )]))
+            .await
+            .unwrap();
+        assert!(report.jobs.is_empty());
+        assert_eq!(report.alerts[0].cancelled_jobs, first.jobs);
+        assert_eq!(p.store.jobs().await.unwrap()[0].state, JobState::Cancelled);
+    }
+
+    #[tokio::test]
+    async fn continue_lets_a_later_rule_act_on_the_same_alert() {
+        let rules = r#"
+rules:
+  - name: first
+    matchers: ['auto_repair="restart"']
+    playbook: restart
+    continue: true
+  - name: second
+    matchers: ['alertname="Down"']
+    playbook: cleanup
+    target: {namespace: $namespace, kind: StatefulSet, name: $app}
+  - name: never
+    matchers: ['alertname="Down"']
+    playbook: restart
+"#;
+        let p = pipeline(rules, Settings::default()).await;
+        let report = p
+            .ingest(&payload(&[alert_json(
+                "web",
+                "firing",
+                "2026-01-01T00:00:00Z",
+            )]))
+            .await
+            .unwrap();
+        let names: Vec<_> = p
+            .store
+            .jobs()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| (j.rule, j.target_key))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("first".to_string(), "prod/Deployment/web".to_string()),
+                ("second".to_string(), "prod/StatefulSet/web".to_string())
+            ]
+        );
+        assert_eq!(report.jobs.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_storm_brake_releases_once_the_window_has_calmed() {
+        let mut settings = Settings::default();
+        settings.guard.storm.max_targets = 2;
+        let p = pipeline(RESTART, settings).await;
+        let storm: Vec<String> = (0..4)
+            .map(|i| alert_json(&format!("a{i}"), "firing", "2026-01-01T00:00:00Z"))
+            .collect();
+        let report = p.ingest(&payload(&storm)).await.unwrap();
+        assert_eq!((report.jobs.len(), report.refused), (2, 2));
+        // Arrange: everything so far happened long before the window.
+        sqlx::query("UPDATE decisions SET created_at = 0")
+            .execute(p.store.pool())
+            .await
+            .unwrap();
+        let report = p
+            .ingest(&payload(&[alert_json(
+                "calm",
+                "firing",
+                "2026-01-01T00:00:00Z",
+            )]))
+            .await
+            .unwrap();
+        assert_eq!(report.jobs.len(), 1, "repairs resume");
+        let open: i64 = sqlx::Row::get(
+            &sqlx::query("SELECT COUNT(*) AS n FROM storm_brakes WHERE released_at IS NULL")
+                .fetch_one(p.store.pool())
+                .await
+                .unwrap(),
+            "n",
+        );
+        assert_eq!(open, 0, "the episode is closed");
+    }
+
+    #[tokio::test]
+    async fn simulate_decides_like_ingest_but_records_nothing() {
+        let p = pipeline(RESTART, Settings::default()).await;
+        let body = payload(&[alert_json("web", "firing", "2026-01-01T00:00:00Z")]);
+        let sim = p.simulate(&body).await.unwrap();
+        assert!(matches!(sim.alerts[0].rules[0], RuleVerdict::Job { .. }));
+        assert_eq!(p.store.count_alert_events().await.unwrap(), 0);
+        // And the real ingest afterwards is not a duplicate of the simulation.
+        assert_eq!(p.ingest(&body).await.unwrap().accepted, 1);
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_in_the_same_payload_is_recorded_once() {
+        let p = pipeline(RESTART, Settings::default()).await;
+        let a = alert_json("web", "firing", "2026-01-01T00:00:00Z");
+        let report = p.ingest(&payload(&[a.clone(), a])).await.unwrap();
+        assert_eq!(
+            (report.accepted, report.duplicates, report.jobs.len()),
+            (1, 1, 1)
+        );
     }
 }
