@@ -53,6 +53,7 @@ TMP="$(mktemp -d "${TMPDIR:-/tmp}/aiops-load.XXXXXX")"
 AIOPS_PID=""
 BASELINE_PID=""
 
+# shellcheck disable=SC2317  # called from the EXIT trap, which shellcheck cannot follow
 stop() {
     local pid="$1"
     [[ -n "$pid" ]] || return 0
@@ -65,6 +66,7 @@ stop() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
+# shellcheck disable=SC2317
 cleanup() {
     stop "$AIOPS_PID"
     stop "$BASELINE_PID"

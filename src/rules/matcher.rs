@@ -5,6 +5,7 @@
 //! missing label is treated as the empty string.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use regex::Regex;
 use serde::de::{self, Deserialize, Deserializer, Visitor};
@@ -71,8 +72,11 @@ pub struct Matcher {
 /// The evaluation plan of a regex matcher.
 #[derive(Clone, Debug, Default)]
 struct Compiled {
-    /// Anchored regex (`None` for `=` / `!=`).
-    regex: Option<Regex>,
+    /// Anchored regex for `=~` / `!~`. Glob-shaped patterns compile it only when a value with
+    /// a newline needs it: compiling a thousand rules' regexes dominated load time.
+    regex: OnceLock<Regex>,
+    /// The anchored pattern (empty for `=` / `!=`).
+    pattern: Box<str>,
     /// A literal every matching value must start with. Checking it first lets most
     /// non-matching values skip the regex engine, which dominates rule evaluation.
     prefix: Box<str>,
@@ -85,12 +89,30 @@ impl Compiled {
     fn new(op: MatchOp, value: &str) -> Result<Compiled, String> {
         match op {
             MatchOp::Eq | MatchOp::Ne => Ok(Compiled::default()),
-            MatchOp::Re | MatchOp::NotRe => Ok(Compiled {
-                regex: Some(compile_anchored(value)?),
-                prefix: literal_prefix(value).into(),
-                globs: globs(value),
-            }),
+            MatchOp::Re | MatchOp::NotRe => {
+                let globs = globs(value);
+                let regex = OnceLock::new();
+                // Glob-shaped patterns are always valid regexes (literals, `.*`, `|`).
+                if globs.is_none() {
+                    let _ = regex.set(compile_anchored(value)?);
+                }
+                Ok(Compiled {
+                    regex,
+                    pattern: anchored(value).into(),
+                    prefix: literal_prefix(value).into(),
+                    globs,
+                })
+            }
         }
+    }
+
+    fn regex(&self) -> Option<&Regex> {
+        if self.pattern.is_empty() {
+            return None;
+        }
+        Some(self.regex.get_or_init(|| {
+            Regex::new(&self.pattern).expect("glob-shaped patterns are valid regexes")
+        }))
     }
 
     #[inline]
@@ -101,7 +123,7 @@ impl Compiled {
         match &self.globs {
             // `.` does not match a newline, which glob matching ignores: leave those to the regex.
             Some(globs) if !v.contains('\n') => globs.iter().any(|g| g.is_match(v)),
-            _ => self.regex.as_ref().is_some_and(|re| re.is_match(v)),
+            _ => self.regex().is_some_and(|re| re.is_match(v)),
         }
     }
 }
@@ -159,7 +181,7 @@ fn starts_with(h: &[u8], n: &[u8]) -> bool {
 
 /// `a == b`, inlined for the same reason as [`starts_with`].
 #[inline]
-pub(crate) fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && starts_with(a, b)
 }
 
@@ -320,8 +342,12 @@ pub(crate) fn is_label_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+fn anchored(re: &str) -> String {
+    format!("^(?:{re})$")
+}
+
 fn compile_anchored(re: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{re})$")).map_err(|_| {
+    Regex::new(&anchored(re)).map_err(|_| {
         // Compile the user's pattern alone so the message refers to their text, not our wrapper.
         match Regex::new(re) {
             Err(e) => format!("invalid regular expression: {}", describe_regex_error(&e)),

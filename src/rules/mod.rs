@@ -252,13 +252,6 @@ impl Rule {
         self.matchers.iter().all(|m| m.matches(labels))
     }
 
-    #[inline]
-    fn matches_view(&self, labels: &LabelView<'_>) -> bool {
-        self.matchers
-            .iter()
-            .all(|m| m.matches_value(labels.get(&m.name)))
-    }
-
     /// The main playbook, then the escalation playbooks, in order.
     pub fn playbooks(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.playbook.as_str()).chain(self.escalate.iter().filter_map(
@@ -349,7 +342,7 @@ impl RuleSet {
     pub fn matching_iter<'a, 'l>(&'a self, labels: &'l Labels) -> Matching<'a, 'l> {
         Matching {
             rules: &self.inner.rules,
-            labels: LabelView::new(labels),
+            labels,
             lists: self.inner.index.candidates(labels),
             done: false,
         }
@@ -359,7 +352,7 @@ impl RuleSet {
 /// Iterator over the rules that apply to an alert; see [`RuleSet::matching_iter`].
 pub struct Matching<'a, 'l> {
     rules: &'a [Rule],
-    labels: LabelView<'l>,
+    labels: &'l Labels,
     lists: index::Lists<'a>,
     done: bool,
 }
@@ -373,51 +366,13 @@ impl<'a> Iterator for Matching<'a, '_> {
         }
         while let Some(i) = self.lists.pop_min() {
             let rule = &self.rules[i as usize];
-            if rule.matches_view(&self.labels) {
+            if rule.matches(self.labels) {
                 self.done = !rule.continue_matching;
                 return Some(rule);
             }
         }
         self.done = true;
         None
-    }
-}
-
-const VIEW: usize = 16;
-
-/// An alert's labels as a flat array, for the matching hot path: a rule looks labels up once
-/// per matcher, and a `BTreeMap` lookup costs several out-of-line `memcmp` calls while most
-/// label names can be told apart by length alone.
-struct LabelView<'l> {
-    pairs: [(&'l str, &'l str); VIEW],
-    len: usize,
-    /// Used instead of `pairs` when the alert has more than `VIEW` labels.
-    map: &'l Labels,
-}
-
-impl<'l> LabelView<'l> {
-    fn new(map: &'l Labels) -> Self {
-        let mut pairs = [("", ""); VIEW];
-        let len = map.len();
-        if len <= VIEW {
-            for (slot, (k, v)) in pairs.iter_mut().zip(map) {
-                *slot = (k, v);
-            }
-        }
-        LabelView { pairs, len, map }
-    }
-
-    /// The label's value, `""` when absent.
-    #[inline]
-    fn get(&self, name: &str) -> &'l str {
-        if self.len <= VIEW {
-            self.pairs[..self.len]
-                .iter()
-                .find(|(k, _)| matcher::bytes_eq(k.as_bytes(), name.as_bytes()))
-                .map_or("", |(_, v)| v)
-        } else {
-            self.map.get(name).map_or("", String::as_str)
-        }
     }
 }
 

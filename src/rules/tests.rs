@@ -604,7 +604,6 @@ fn many_anchor_names_use_the_label_side_probe_and_agree_with_a_scan() {
 
 #[test]
 fn alerts_with_many_labels_match_like_a_scan() {
-    // Past the inline label view's capacity the lookups go to the map itself.
     let rules = vec![
         rule("a", r#"l3="v3", l17!="x""#, true),
         rule("b", r#"l19=~"v1.*""#, false),
