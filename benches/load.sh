@@ -8,7 +8,8 @@
 #
 # Usage (from anywhere): bash benches/load.sh
 # Environment: DURATION (s, default 15, at most 300), WARMUP (s, default 2), THREADS (default 2),
-#              CONNECTIONS (default 64), BODY_FILE (default the grouped-3 Alertmanager fixture).
+#              CONNECTIONS (default 64), BODY_FILE (default the grouped-3 Alertmanager fixture),
+#              UNIQUE=1 (new startsAt on every request: measures durable writes, not dedup).
 # Exit status: 0 when every aiops response was 2xx; 1 when aiops answered anything else or wrk
 # saw socket errors against it; 2 on a setup failure.
 set -euo pipefail

@@ -16,6 +16,28 @@ wrk.method = "POST"
 wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
 
+-- UNIQUE=1 rewrites every startsAt per request, so each request carries alerts the daemon has
+-- not seen: every request then pays for a durable store write instead of the in-memory
+-- duplicate check. Thread index and a per-thread counter make the instants distinct to the
+-- millisecond, the precision dedup compares.
+if os.getenv("UNIQUE") == "1" then
+  local threads = 0
+  function setup(thread)
+    thread:set("tid", threads)
+    threads = threads + 1
+  end
+  local counter = 0
+  function request()
+    counter = counter + 1
+    local c = counter
+    local ts = string.format("2026-%02d-%02dT%02d:%02d:%02d.%03dZ",
+      1 + (tid or 0) % 12, 1 + math.floor(c / 86400000) % 28, math.floor(c / 3600000) % 24,
+      math.floor(c / 60000) % 60, math.floor(c / 1000) % 60, c % 1000)
+    local b = body:gsub('"startsAt":"[^"]*"', '"startsAt":"' .. ts .. '"')
+    return wrk.format(nil, nil, nil, b)
+  end
+end
+
 -- One machine-readable line after wrk's own report, so load.sh does not have to parse wrk's
 -- unit-suffixed text ("1.23ms", "456.78us"). Latencies are in microseconds. `non2xx` is wrk's
 -- errors.status, the same count wrk prints as "Non-2xx or 3xx responses"; socket errors are kept

@@ -280,6 +280,20 @@ pub struct StoreSettings {
     pub max_connections: u32,
     /// How long to wait for a connection before answering 503.
     pub acquire_timeout: HumanDuration,
+    /// SQLite durability: `full` (a commit survives power loss; default) or `normal` (survives a
+    /// crash of the process, not of the machine; several times faster for new alerts).
+    pub sqlite_synchronous: SqliteSync,
+}
+
+/// SQLite's `synchronous` pragma, as exposed in settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSync {
+    /// fsync on every commit.
+    #[default]
+    Full,
+    /// fsync at checkpoints only (WAL).
+    Normal,
 }
 
 impl Default for StoreSettings {
@@ -287,6 +301,7 @@ impl Default for StoreSettings {
         StoreSettings {
             max_connections: 8,
             acquire_timeout: HumanDuration(Duration::from_secs(5)),
+            sqlite_synchronous: SqliteSync::Full,
         }
     }
 }
@@ -384,6 +399,18 @@ impl Settings {
         }
         if let Some(v) = get("AIOPS_STORM_WINDOW") {
             self.guard.storm.window = duration("AIOPS_STORM_WINDOW", &v)?;
+        }
+        if let Some(v) = get("AIOPS_SQLITE_SYNCHRONOUS") {
+            self.store.sqlite_synchronous = match v.trim().to_ascii_lowercase().as_str() {
+                "full" => SqliteSync::Full,
+                "normal" => SqliteSync::Normal,
+                other => {
+                    return Err(Error::Env {
+                        name: "AIOPS_SQLITE_SYNCHRONOUS",
+                        message: format!("{other:?}: expected full or normal"),
+                    });
+                }
+            };
         }
         if let Some(v) = get("AIOPS_POLL_INTERVAL") {
             self.jobs.poll_interval = duration("AIOPS_POLL_INTERVAL", &v)?;

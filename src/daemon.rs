@@ -53,6 +53,7 @@ pub async fn open_store(settings: &Settings) -> Result<Store> {
         max_connections: settings.store.max_connections,
         acquire_timeout: settings.store.acquire_timeout.0,
         read_only: false,
+        sqlite_full_sync: settings.store.sqlite_synchronous == config::SqliteSync::Full,
     };
     Ok(Store::connect(settings.database_url.expose(), &opts).await?)
 }

@@ -563,7 +563,7 @@ rules:
         let report = p.ingest(&payload(&storm)).await.unwrap();
         assert_eq!((report.jobs.len(), report.refused), (2, 2));
         // Arrange: everything so far happened long before the window.
-        sqlx::query("UPDATE decisions SET created_at = 0")
+        sqlx::query("UPDATE target_activity SET last_seen = 0")
             .execute(p.store.pool())
             .await
             .unwrap();
@@ -575,7 +575,7 @@ rules:
             )]))
             .await
             .unwrap();
-        assert_eq!(report.jobs.len(), 1, "repairs resume");
+        assert_eq!(report.jobs.len(), 1, "repairs resume: {:?}", report.alerts);
         let open: i64 = sqlx::Row::get(
             &sqlx::query("SELECT COUNT(*) AS n FROM storm_brakes WHERE released_at IS NULL")
                 .fetch_one(p.store.pool())

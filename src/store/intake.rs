@@ -86,6 +86,16 @@ impl WriteTx {
         .bind(d.created_at)
         .fetch_one(&mut *self.tx)
         .await?;
+        if let Some(key) = d.target_key {
+            sqlx::query(
+                "INSERT INTO target_activity (target_key, last_seen) VALUES ($1, $2) \
+                 ON CONFLICT (target_key) DO UPDATE SET last_seen = excluded.last_seen",
+            )
+            .bind(key)
+            .bind(d.created_at)
+            .execute(&mut *self.tx)
+            .await?;
+        }
         Ok(row.try_get("id")?)
     }
 
@@ -136,9 +146,9 @@ impl WriteTx {
     /// Distinct targets that matched a rule since `since`, counting `target_key` as one of them.
     pub async fn distinct_targets_with(&mut self, since: i64, target_key: &str) -> Result<i64> {
         let row = sqlx::query(
-            "SELECT COUNT(DISTINCT target_key) AS n, \
+            "SELECT COUNT(*) AS n, \
              CAST(COALESCE(MAX(CASE WHEN target_key = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS present \
-             FROM decisions WHERE created_at >= $1 AND target_key IS NOT NULL",
+             FROM target_activity WHERE last_seen >= $1",
         )
         .bind(since)
         .bind(target_key)

@@ -78,6 +78,8 @@ pub struct Options {
     pub acquire_timeout: Duration,
     /// Open without creating or migrating (for read-only commands).
     pub read_only: bool,
+    /// SQLite `synchronous`: true = FULL (fsync per commit), false = NORMAL.
+    pub sqlite_full_sync: bool,
 }
 
 impl Default for Options {
@@ -86,6 +88,7 @@ impl Default for Options {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             read_only: false,
+            sqlite_full_sync: true,
         }
     }
 }
@@ -156,13 +159,18 @@ impl Store {
             pool_opts = pool_opts.idle_timeout(None).max_lifetime(None);
         }
         if backend == Backend::Sqlite {
-            pool_opts = pool_opts.after_connect(|conn, _meta| {
+            let sync = if opts.sqlite_full_sync {
+                "PRAGMA synchronous = FULL"
+            } else {
+                "PRAGMA synchronous = NORMAL"
+            };
+            pool_opts = pool_opts.after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     // WAL lets readers run beside the writer; FULL sync makes a commit survive
                     // power loss, which is the promise behind answering Alertmanager 2xx.
                     for pragma in [
                         "PRAGMA journal_mode = WAL",
-                        "PRAGMA synchronous = FULL",
+                        sync,
                         "PRAGMA busy_timeout = 5000",
                         "PRAGMA foreign_keys = ON",
                     ] {
