@@ -98,14 +98,7 @@ impl Executor {
             let mut tx = self.store.begin_write().await?;
             let now = store::now_ms();
             tx.insert_escalation(
-                &NewEscalation {
-                    job_id: Some(job.id),
-                    rule: Some(&job.rule),
-                    target_key: Some(&job.target_key),
-                    kind: "human",
-                    destination: "default",
-                    reason: &reason,
-                },
+                &NewEscalation::for_job(job, "human", "default", &reason),
                 now,
             )
             .await?;
@@ -337,18 +330,8 @@ async fn escalate(tx: &mut store::WriteTx, job: &Job, reason: &str, now: i64) ->
     let start = usize::try_from(job.chain_index).unwrap_or(usize::MAX);
     for (i, step) in steps.iter().enumerate().skip(start) {
         if let Some(route) = step.get("notify").and_then(|r| r.as_str()) {
-            tx.insert_escalation(
-                &NewEscalation {
-                    job_id: Some(job.id),
-                    rule: Some(&job.rule),
-                    target_key: Some(&job.target_key),
-                    kind: "notify",
-                    destination: route,
-                    reason,
-                },
-                now,
-            )
-            .await?;
+            tx.insert_escalation(&NewEscalation::for_job(job, "notify", route, reason), now)
+                .await?;
             kinds.push("notify");
             parts.push(format!("notified {route}"));
             continue;
@@ -379,14 +362,7 @@ async fn escalate(tx: &mut store::WriteTx, job: &Job, reason: &str, now: i64) ->
         match tx.insert_job(&next, now).await? {
             Some((id, _)) => {
                 tx.insert_escalation(
-                    &NewEscalation {
-                        job_id: Some(job.id),
-                        rule: Some(&job.rule),
-                        target_key: Some(&job.target_key),
-                        kind: "playbook",
-                        destination: playbook,
-                        reason,
-                    },
+                    &NewEscalation::for_job(job, "playbook", playbook, reason),
                     now,
                 )
                 .await?;
@@ -415,18 +391,8 @@ async fn escalate(tx: &mut store::WriteTx, job: &Job, reason: &str, now: i64) ->
         });
     }
     let why = format!("automatic repair exhausted ({reason}); manual intervention required");
-    tx.insert_escalation(
-        &NewEscalation {
-            job_id: Some(job.id),
-            rule: Some(&job.rule),
-            target_key: Some(&job.target_key),
-            kind: "human",
-            destination: "default",
-            reason: &why,
-        },
-        now,
-    )
-    .await?;
+    tx.insert_escalation(&NewEscalation::for_job(job, "human", "default", &why), now)
+        .await?;
     kinds.push("human");
     parts.push("handed to humans".into());
     Ok(Escalated {

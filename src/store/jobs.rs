@@ -257,6 +257,20 @@ pub struct NewEscalation<'a> {
     pub reason: &'a str,
 }
 
+impl<'a> NewEscalation<'a> {
+    /// An escalation of `job`.
+    pub fn for_job(job: &'a Job, kind: &'a str, destination: &'a str, reason: &'a str) -> Self {
+        NewEscalation {
+            job_id: Some(job.id),
+            rule: Some(&job.rule),
+            target_key: Some(&job.target_key),
+            kind,
+            destination,
+            reason,
+        }
+    }
+}
+
 /// One recorded transition.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct JobEvent {
