@@ -127,6 +127,48 @@ pub struct Settings {
     pub jobs: Jobs,
     /// Store connection pool.
     pub store: StoreSettings,
+    /// The Kubernetes backend.
+    pub cluster: ClusterSettings,
+    /// Playbook runtime limits and host API settings.
+    pub playbook: PlaybookSettings,
+}
+
+/// Which cluster playbooks act on.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// An in-memory cluster described in YAML (the `--state` format of `aiops test-playbook`),
+    /// for demos and end-to-end tests. Without it (and until the Kubernetes backend lands),
+    /// every cluster call fails and repairs end inconclusive, escalated to humans.
+    pub state_file: Option<PathBuf>,
+}
+
+/// Playbook runtime settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaybookSettings {
+    /// Wall-clock deadline of one run (a rule's `timeout` overrides it). Default 5m.
+    pub timeout: HumanDuration,
+    /// Timeout of one host call (cluster, HTTP, knowledge base). Default 30s.
+    pub call_timeout: HumanDuration,
+    /// How often `wait_rollout` polls. Default 2s.
+    pub rollout_poll: HumanDuration,
+    /// Hosts (`host` or `host:port`) that `http_get` may reach. Default none.
+    pub http_allow: Vec<String>,
+    /// Most steps one incident's chain may take before it goes to humans. Default 5.
+    pub max_chain_steps: u32,
+}
+
+impl Default for PlaybookSettings {
+    fn default() -> Self {
+        PlaybookSettings {
+            timeout: HumanDuration(Duration::from_secs(300)),
+            call_timeout: HumanDuration(Duration::from_secs(30)),
+            rollout_poll: HumanDuration(Duration::from_secs(2)),
+            http_allow: Vec::new(),
+            max_chain_steps: 5,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -143,6 +185,8 @@ impl Default for Settings {
             guard: Guard::default(),
             jobs: Jobs::default(),
             store: StoreSettings::default(),
+            cluster: ClusterSettings::default(),
+            playbook: PlaybookSettings::default(),
         }
     }
 }
@@ -415,6 +459,18 @@ impl Settings {
         if let Some(v) = get("AIOPS_POLL_INTERVAL") {
             self.jobs.poll_interval = duration("AIOPS_POLL_INTERVAL", &v)?;
         }
+        if let Some(v) = get("AIOPS_CLUSTER_STATE_FILE") {
+            self.cluster.state_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("AIOPS_HTTP_ALLOW") {
+            self.playbook.http_allow = split_list(&v);
+        }
+        if let Some(v) = get("AIOPS_PLAYBOOK_TIMEOUT") {
+            self.playbook.timeout = duration("AIOPS_PLAYBOOK_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("AIOPS_ROLLOUT_POLL") {
+            self.playbook.rollout_poll = duration("AIOPS_ROLLOUT_POLL", &v)?;
+        }
         if let Some(v) = get("AIOPS_DENY_NAMESPACES") {
             self.guard.namespaces.deny = split_list(&v);
         }
@@ -451,6 +507,16 @@ impl Settings {
         if self.jobs.queue_capacity == 0 {
             return Err(Error::Invalid(
                 "jobs.queue_capacity must be at least 1".into(),
+            ));
+        }
+        if self.playbook.max_chain_steps == 0 {
+            return Err(Error::Invalid(
+                "playbook.max_chain_steps must be at least 1".into(),
+            ));
+        }
+        if self.playbook.timeout.0.is_zero() || self.playbook.call_timeout.0.is_zero() {
+            return Err(Error::Invalid(
+                "playbook.timeout and playbook.call_timeout must be above 0s".into(),
             ));
         }
         if self.jobs.poll_interval.0.is_zero() {

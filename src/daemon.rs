@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::cluster::memory::MemoryCluster;
+use crate::cluster::{Cluster, Unconfigured};
 use crate::config::{self, Settings};
 use crate::executor::{self, Executor};
 use crate::http::{self, AppState};
@@ -31,6 +33,9 @@ pub enum Error {
     /// Rules or playbooks are invalid.
     #[error("invalid rules or playbooks:\n{}", .0.join("\n"))]
     Definitions(Vec<String>),
+    /// The cluster backend could not be set up.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// Start-up recovery failed.
     #[error("start-up recovery failed: {0}")]
     Recover(#[from] executor::Error),
@@ -56,6 +61,24 @@ pub async fn open_store(settings: &Settings) -> Result<Store> {
         sqlite_full_sync: settings.store.sqlite_synchronous == config::SqliteSync::Full,
     };
     Ok(Store::connect(settings.database_url.expose(), &opts).await?)
+}
+
+/// The cluster backend the settings name: the in-memory cluster of `cluster.state_file`, or
+/// none (every call fails, repairs end inconclusive) until the Kubernetes backend is configured.
+pub fn open_cluster(settings: &Settings) -> Result<Arc<dyn Cluster>> {
+    match &settings.cluster.state_file {
+        Some(path) => {
+            let c = MemoryCluster::load(path).map_err(|e| Error::Cluster(e.to_string()))?;
+            tracing::warn!(file = %path.display(), "using the in-memory cluster described in cluster.state_file: nothing real is repaired");
+            Ok(Arc::new(c))
+        }
+        None => {
+            tracing::warn!(
+                "no Kubernetes backend configured: repairs will end inconclusive and go to humans"
+            );
+            Ok(Arc::new(Unconfigured))
+        }
+    }
 }
 
 /// Runs the daemon until `shutdown` completes; each message on `reload` (SIGHUP) reloads
@@ -88,7 +111,13 @@ pub async fn run(
         &settings,
         metrics.clone(),
     ));
-    let executor = Arc::new(Executor::new(pipeline.clone(), settings.jobs.clone()));
+    let cluster = open_cluster(&settings)?;
+    let runtime = executor::Runtime::new(cluster, settings.playbook.clone());
+    let executor = Arc::new(Executor::new(
+        pipeline.clone(),
+        settings.jobs.clone(),
+        runtime,
+    ));
     let interrupted = executor.recover().await?;
     if interrupted > 0 {
         tracing::warn!(

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -50,6 +51,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run one playbook offline against a described cluster state; print its steps and outcome.
+    ///
+    /// The target and params come from the first rule that matches the alert and uses the
+    /// playbook (or the default target labels); --param overrides params. The cluster is the
+    /// in-memory one described by --state (empty without it); changes apply to it, and are
+    /// printed, unless --dry-run.
+    TestPlaybook {
+        /// Playbook name (playbooks/NAME.rhai).
+        name: String,
+        /// An Alertmanager webhook payload; its first firing alert is used.
+        #[arg(long, value_name = "FILE.json")]
+        alert: PathBuf,
+        /// Cluster state (YAML: workloads, pods, jobs).
+        #[arg(long, value_name = "FILE.yaml")]
+        state: Option<PathBuf>,
+        /// Override a param: --param max_limit=2Gi (value read as YAML).
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Validate and report changes without applying them.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +93,23 @@ fn main() -> ExitCode {
             Command::Serve => serve(cli.config.as_deref()).await,
             Command::Check => check(cli.config.as_deref()),
             Command::Simulate { file, json } => simulate(cli.config.as_deref(), &file, json).await,
+            Command::TestPlaybook {
+                name,
+                alert,
+                state,
+                params,
+                dry_run,
+            } => {
+                test_playbook(
+                    cli.config.as_deref(),
+                    &name,
+                    &alert,
+                    state.as_deref(),
+                    &params,
+                    dry_run,
+                )
+                .await
+            }
         }
     });
     match result {
@@ -245,6 +285,90 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn test_playbook(
+    config: Option<&Path>,
+    name: &str,
+    alert_file: &Path,
+    state: Option<&Path>,
+    params: &[String],
+    dry_run: bool,
+) -> Result<ExitCode> {
+    use aiops::cluster::memory::MemoryCluster;
+    use aiops::playbook::offline;
+    let settings = Settings::load(config)?;
+    let defs = Definitions::load(&settings.rules_dir, &settings.playbooks_dir)
+        .map_err(|p| anyhow::anyhow!("invalid rules or playbooks:\n{}", p.join("\n")))?;
+    let body =
+        std::fs::read(alert_file).with_context(|| format!("reading {}", alert_file.display()))?;
+    let payload = aiops::alert::Payload::from_slice(&body)
+        .with_context(|| alert_file.display().to_string())?;
+    let alert = payload
+        .alerts
+        .iter()
+        .find(|a| a.status == aiops::alert::Status::Firing)
+        .with_context(|| format!("{} has no firing alert", alert_file.display()))?;
+    let overrides = params
+        .iter()
+        .map(|p| {
+            let (k, v) = p
+                .split_once('=')
+                .with_context(|| format!("--param {p}: expected KEY=VALUE"))?;
+            let v: serde_json::Value =
+                serde_yaml::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
+            Ok((k.trim().to_string(), v))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let plan = offline::plan(&defs, name, alert, &overrides).map_err(anyhow::Error::msg)?;
+    let cluster = Arc::new(match state {
+        Some(path) => MemoryCluster::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => MemoryCluster::empty(),
+    });
+    println!(
+        "playbook {name} on {}{}, params {}{}",
+        plan.target.key(),
+        plan.rule
+            .as_ref()
+            .map_or(String::new(), |r| format!(" (from rule {r})")),
+        plan.params,
+        if dry_run { ", dry run" } else { "" }
+    );
+    let opts = offline::Options {
+        cluster: cluster.clone(),
+        dry_run,
+        timeout: settings.playbook.timeout.0,
+    };
+    let result = offline::run(
+        Arc::new(aiops::playbook::host::Runner::new()),
+        &defs,
+        name,
+        alert,
+        &plan,
+        opts,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    println!("steps:");
+    for (i, s) in result.steps.iter().enumerate() {
+        println!("  {}. {}: {}", i + 1, s.action, s.detail);
+    }
+    println!(
+        "outcome: {}: {}",
+        result.outcome.kind(),
+        result.outcome.message()
+    );
+    let changes = cluster.actions();
+    if !changes.is_empty() {
+        println!("cluster changes:");
+        for c in changes {
+            println!("  - {c}");
+        }
+    }
+    Ok(match result.outcome {
+        aiops::playbook::host::Outcome::Success(_) => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
 }
 
 fn sqlite_path(url: &str) -> Option<String> {

@@ -353,7 +353,7 @@ rules:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dry_run_and_not_yet_executable_jobs_record_their_plan_as_a_step() {
+async fn a_dry_run_rule_runs_its_playbook_recording_what_it_would_do() {
     let rules = r#"
 rules:
   - name: careful
@@ -369,12 +369,15 @@ rules:
     assert!(jobs[0].dry_run);
     let store = app.store().await;
     let steps = store.job_steps(jobs[0].id).await.unwrap();
-    assert_eq!(steps.len(), 1);
-    assert_eq!(steps[0].action, "dry_run");
-    assert!(
-        steps[0].detail.contains("restart on prod/Deployment/web"),
-        "{}",
-        steps[0].detail
+    let actions: Vec<_> = steps.iter().map(|s| s.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["restart", "wait_rollout", "outcome", "verify"],
+        "{steps:#?}"
+    );
+    assert_eq!(
+        steps[0].detail,
+        "dry run: would restart prod/Deployment/web"
     );
     let path: Vec<_> = store
         .job_events(jobs[0].id)

@@ -6,9 +6,11 @@
 //! woken when intake creates a job and otherwise poll every `jobs.poll_interval` (which is also
 //! how `waiting` jobs become due).
 //!
-//! Execution of the playbook itself arrives with the playbook engine; until then every job
-//! takes the dry-run outcome: the plan is recorded as a step and nothing touches a cluster.
-//! The states, transitions, steps and escalations recorded are the real ones.
+//! A run has three possible results. `success` is then verified (the rollouts of what the
+//! playbook changed, an optional health URL, optionally the alert resolving within a time);
+//! `failure` (measured bad) walks the rule's escalation chain, capped at
+//! `playbook.max_chain_steps`; `inconclusive` (could not measure: a script error, a timeout, an
+//! unreachable cluster) goes straight to humans and never loops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +18,12 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::config::Jobs;
+use crate::cluster::{Cluster, Target};
+use crate::config::{Jobs, PlaybookSettings};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::playbook::host::{HostSettings, Outcome, RunContext, RunInput, Runner, StepSink};
+use crate::rules::Verify;
 use crate::store::{self, Job, JobState, NewEscalation, NewJob, Record, Store};
 
 /// Executor failures (all come from the store; a worker logs them and carries on).
@@ -32,18 +37,45 @@ pub enum Error {
 /// `type Result<T, E = Error>` as in every module of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// How a run ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Repaired (and verified).
-    Success(String),
-    /// Did not work; escalate.
-    Failure(String),
+/// What runs playbooks: the shared engine, the cluster and the host settings.
+#[derive(Clone)]
+pub struct Runtime {
+    /// The engine with the host API.
+    pub runner: Arc<Runner>,
+    /// The cluster backend.
+    pub cluster: Arc<dyn Cluster>,
+    /// Host API settings.
+    pub host: HostSettings,
+    /// Runtime limits.
+    pub settings: PlaybookSettings,
+    /// HTTP client (health checks).
+    pub http: reqwest::Client,
+}
+
+impl Runtime {
+    /// Builds the runtime around a cluster backend.
+    pub fn new(cluster: Arc<dyn Cluster>, settings: PlaybookSettings) -> Runtime {
+        Runtime {
+            runner: Arc::new(Runner::new()),
+            cluster,
+            host: HostSettings {
+                call_timeout: settings.call_timeout.0,
+                http_allow: settings.http_allow.clone(),
+                rollout_poll: settings.rollout_poll.0,
+            },
+            settings,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// The job workers of this process.
 pub struct Executor {
     pipeline: Arc<Pipeline>,
+    rt: Runtime,
     store: Store,
     metrics: Metrics,
     cfg: Jobs,
@@ -53,7 +85,7 @@ pub struct Executor {
 
 impl Executor {
     /// Creates the executor; `owner` identifies this process in job records.
-    pub fn new(pipeline: Arc<Pipeline>, cfg: Jobs) -> Executor {
+    pub fn new(pipeline: Arc<Pipeline>, cfg: Jobs, rt: Runtime) -> Executor {
         let owner = format!(
             "{}-{}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "aiops".into()),
@@ -64,6 +96,7 @@ impl Executor {
             metrics: pipeline.metrics().clone(),
             wake: pipeline.wake(),
             pipeline,
+            rt,
             cfg,
             owner,
         }
@@ -200,85 +233,322 @@ impl Executor {
                 }
             }
         });
-        let result = self.execute(&job).await;
+        let result = self.run_and_verify(&job).await;
         heartbeat.abort();
-        let outcome = result?;
-        self.finish(&job, outcome).await
+        let (state, outcome) = result?;
+        self.finish(&job, state, outcome).await
     }
 
-    /// The dry-run execution: records the plan as a step. Fails (and so escalates) only when
-    /// the playbook has disappeared since the job was created (a reload removed it).
-    async fn execute(&self, job: &Job) -> Result<Outcome> {
+    /// Runs the playbook and, on success, verifies. Returns the state the job is in and how it ended.
+    async fn run_and_verify(&self, job: &Job) -> Result<(JobState, Outcome)> {
+        let (outcome, touched) = self.execute(job).await?;
+        let Outcome::Success(msg) = outcome else {
+            return Ok((JobState::Running, outcome));
+        };
+        self.store
+            .transition(
+                job.id,
+                JobState::Running,
+                JobState::Verifying,
+                &format!("playbook: {msg}"),
+            )
+            .await?;
+        self.metrics.jobs.with_label_values(&["verifying"]).inc();
+        if job.dry_run {
+            self.store
+                .add_step(
+                    job.id,
+                    "verify",
+                    "dry run: nothing changed, nothing to verify",
+                )
+                .await?;
+            return Ok((JobState::Verifying, Outcome::Success(msg)));
+        }
+        let verified = self.verify(job, &touched).await?;
+        Ok((
+            JobState::Verifying,
+            match verified {
+                Outcome::Success(v) => Outcome::Success(format!("{msg}; {v}")),
+                other => other,
+            },
+        ))
+    }
+
+    /// Runs the job's playbook on a blocking thread under the sandbox and the run deadline.
+    async fn execute(&self, job: &Job) -> Result<(Outcome, Vec<Target>)> {
         let defs = self.pipeline.definitions();
-        if !defs.playbooks.contains(&job.playbook) {
+        let Some(playbook) = defs.playbooks.get(&job.playbook).cloned() else {
             let msg = format!(
                 "playbook {} is not loaded (removed by a reload?)",
                 job.playbook
             );
             self.store.add_step(job.id, "load_playbook", &msg).await?;
-            return Ok(Outcome::Failure(msg));
-        }
-        let why = if job.dry_run {
-            "the rule is dry_run"
-        } else {
-            "playbook execution is not enabled in this build"
+            return Ok((Outcome::Failure(msg), Vec::new()));
         };
-        let detail = format!(
-            "would run playbook {} on {} with params {} ({why}; nothing was changed)",
-            job.playbook, job.target_key, job.params
+        let Some(alert) = self.store.alert_event(job.alert_event_id).await? else {
+            let msg = format!(
+                "alert event {} is missing from the store",
+                job.alert_event_id
+            );
+            return Ok((Outcome::Inconclusive(msg), Vec::new()));
+        };
+        let target = Target {
+            namespace: job.target_namespace.clone(),
+            kind: job.target_kind.clone(),
+            name: job.target_name.clone(),
+        };
+        let starts_at = chrono::DateTime::from_timestamp_millis(alert.starts_at)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default();
+        let input = RunInput::new(
+            &alert.labels,
+            &alert.annotations,
+            &alert.fingerprint,
+            &starts_at,
+            &alert.status,
+            &job.params,
+            &target,
         );
-        self.store.add_step(job.id, "dry_run", &detail).await?;
-        Ok(Outcome::Success(
-            "dry run: plan recorded, nothing changed".into(),
-        ))
+        let timeout = job
+            .timeout_ms
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map_or(self.rt.settings.timeout.0, Duration::from_millis);
+        let ctx = Arc::new(RunContext::new(
+            self.rt.cluster.clone(),
+            Some(self.store.clone()),
+            Some(StepSink {
+                store: self.store.clone(),
+                job_id: job.id,
+            }),
+            tokio::runtime::Handle::current(),
+            job.dry_run,
+            self.rt.host.clone(),
+            self.rt.http.clone(),
+            timeout,
+        ));
+        let runner = self.rt.runner.clone();
+        match tokio::task::spawn_blocking(move || runner.run(&playbook, input, ctx)).await {
+            Ok(result) => Ok((result.outcome, result.touched)),
+            Err(e) => Ok((
+                Outcome::Inconclusive(format!("the playbook run crashed: {e}")),
+                Vec::new(),
+            )),
+        }
     }
 
-    async fn finish(&self, job: &Job, outcome: Outcome) -> Result<()> {
+    /// Checks that a repair the playbook calls successful really worked.
+    async fn verify(&self, job: &Job, touched: &[Target]) -> Result<Outcome> {
+        let v = Verify::from_json(&job.verify);
+        let mut checks = Vec::new();
+        if v.rollout {
+            for t in touched {
+                let until = tokio::time::Instant::now() + v.rollout_timeout;
+                loop {
+                    let status = match tokio::time::timeout(
+                        self.rt.host.call_timeout,
+                        self.rt.cluster.rollout_status(t),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            return self
+                                .verdict(
+                                    job,
+                                    Outcome::Inconclusive(format!(
+                                        "could not read the rollout of {t}: {e}"
+                                    )),
+                                )
+                                .await;
+                        }
+                        Err(_) => {
+                            return self
+                                .verdict(
+                                    job,
+                                    Outcome::Inconclusive(format!(
+                                        "reading the rollout of {t} timed out"
+                                    )),
+                                )
+                                .await;
+                        }
+                    };
+                    if status.complete {
+                        checks.push(format!("rollout of {t} complete"));
+                        break;
+                    }
+                    if status.failed {
+                        return self
+                            .verdict(
+                                job,
+                                Outcome::Failure(format!(
+                                    "rollout of {t} failed: {}",
+                                    status.message
+                                )),
+                            )
+                            .await;
+                    }
+                    if tokio::time::Instant::now() >= until {
+                        return self
+                            .verdict(
+                                job,
+                                Outcome::Failure(format!(
+                                    "rollout of {t} not complete {} after the repair: {}",
+                                    humantime::format_duration(v.rollout_timeout),
+                                    status.message
+                                )),
+                            )
+                            .await;
+                    }
+                    tokio::time::sleep(self.rt.host.rollout_poll).await;
+                }
+            }
+        }
+        if let Some(url) = &v.health_url {
+            let resp = self
+                .rt
+                .http
+                .get(url)
+                .timeout(self.rt.host.call_timeout)
+                .send()
+                .await;
+            match resp {
+                Ok(r) if r.status().is_success() => {
+                    checks.push(format!("{url} answered {}", r.status().as_u16()))
+                }
+                Ok(r) => {
+                    return self
+                        .verdict(
+                            job,
+                            Outcome::Failure(format!(
+                                "health check {url} answered {}",
+                                r.status().as_u16()
+                            )),
+                        )
+                        .await;
+                }
+                Err(e) if e.is_timeout() => {
+                    return self
+                        .verdict(
+                            job,
+                            Outcome::Inconclusive(format!("health check {url} timed out")),
+                        )
+                        .await;
+                }
+                Err(e) => {
+                    return self
+                        .verdict(
+                            job,
+                            Outcome::Failure(format!(
+                                "health check {url} failed: {}",
+                                e.without_url()
+                            )),
+                        )
+                        .await;
+                }
+            }
+        }
+        if let Some(within) = v.resolved_within {
+            let since = self
+                .store
+                .job(job.id)
+                .await?
+                .and_then(|j| j.started_at)
+                .unwrap_or(job.created_at);
+            let until = tokio::time::Instant::now() + within;
+            loop {
+                if self.store.resolved_since(&job.fingerprint, since).await? {
+                    checks.push("the alert resolved".to_string());
+                    break;
+                }
+                if tokio::time::Instant::now() >= until {
+                    return self
+                        .verdict(
+                            job,
+                            Outcome::Failure(format!(
+                                "the alert was still firing {} after the repair",
+                                humantime::format_duration(within)
+                            )),
+                        )
+                        .await;
+                }
+                tokio::time::sleep(self.cfg.poll_interval.0).await;
+            }
+        }
+        let summary = if checks.is_empty() {
+            "verified: nothing further to check".to_string()
+        } else {
+            format!("verified: {}", checks.join(", "))
+        };
+        self.verdict(job, Outcome::Success(summary)).await
+    }
+
+    async fn verdict(&self, job: &Job, outcome: Outcome) -> Result<Outcome> {
+        self.store
+            .add_step(
+                job.id,
+                "verify",
+                &format!("{}: {}", outcome.kind(), outcome.message()),
+            )
+            .await?;
+        Ok(outcome)
+    }
+
+    async fn finish(&self, job: &Job, state: JobState, outcome: Outcome) -> Result<()> {
+        let now = store::now_ms();
         match outcome {
             Outcome::Success(msg) => {
-                let now = store::now_ms();
                 let mut tx = self.store.begin_write().await?;
                 tx.transition(
                     job.id,
-                    JobState::Running,
-                    JobState::Verifying,
-                    now,
-                    "playbook finished",
-                    Record::Nothing,
-                )
-                .await?;
-                let note = if msg.starts_with("dry run") {
-                    "dry run: nothing to verify"
-                } else {
-                    "verified"
-                };
-                tx.transition(
-                    job.id,
-                    JobState::Verifying,
+                    state,
                     JobState::Succeeded,
                     now,
-                    note,
+                    &msg,
                     Record::Outcome(&msg),
                 )
                 .await?;
                 tx.commit().await?;
-                self.metrics.jobs.with_label_values(&["verifying"]).inc();
                 self.metrics.jobs.with_label_values(&["succeeded"]).inc();
                 tracing::info!(job = job.id, outcome = %msg, "job succeeded");
             }
-            Outcome::Failure(msg) => {
-                let now = store::now_ms();
+            outcome => {
+                let inconclusive = matches!(outcome, Outcome::Inconclusive(_));
+                let msg = format!("{}: {}", outcome.kind(), outcome.message());
+                let history = self.store.chain_of(job).await?;
                 let mut tx = self.store.begin_write().await?;
                 tx.transition(
                     job.id,
-                    JobState::Running,
+                    state,
                     JobState::Failed,
                     now,
                     &msg,
                     Record::Error(&msg),
                 )
                 .await?;
-                let escalated = escalate(&mut tx, job, &msg, now).await?;
+                let cap = i64::from(self.rt.settings.max_chain_steps);
+                let escalated = if inconclusive {
+                    to_humans(
+                        &mut tx,
+                        job,
+                        &history,
+                        &msg,
+                        "the result could not be measured",
+                        now,
+                    )
+                    .await?
+                } else if job.chain_index + 1 >= cap {
+                    to_humans(
+                        &mut tx,
+                        job,
+                        &history,
+                        &msg,
+                        &format!("the chain reached its cap of {cap} steps"),
+                        now,
+                    )
+                    .await?
+                } else {
+                    escalate(&mut tx, job, &history, &msg, now).await?
+                };
                 tx.transition(
                     job.id,
                     JobState::Failed,
@@ -298,7 +568,7 @@ impl Executor {
                     self.metrics.jobs.with_label_values(&["queued"]).inc();
                     self.wake.notify_one();
                 }
-                tracing::warn!(job = job.id, error = %msg, escalation = %escalated.summary, "job failed");
+                tracing::warn!(job = job.id, error = %msg, escalation = %escalated.summary, "job did not repair; escalated");
             }
         }
         Ok(())
@@ -323,7 +593,13 @@ struct Escalated {
 
 /// Walks the job's chain from its position: records notify steps, creates the next playbook
 /// job, and hands to humans when the chain holds no further playbook.
-async fn escalate(tx: &mut store::WriteTx, job: &Job, reason: &str, now: i64) -> Result<Escalated> {
+async fn escalate(
+    tx: &mut store::WriteTx,
+    job: &Job,
+    history: &[Job],
+    reason: &str,
+    now: i64,
+) -> Result<Escalated> {
     let steps = job.escalate.as_array().cloned().unwrap_or_default();
     let mut kinds = Vec::new();
     let mut parts = Vec::new();
@@ -350,6 +626,7 @@ async fn escalate(tx: &mut store::WriteTx, job: &Job, reason: &str, now: i64) ->
                 .cloned()
                 .unwrap_or_else(|| serde_json::json!({})),
             escalate: job.escalate.clone(),
+            verify: job.verify.clone(),
             chain_index: i64::try_from(i + 1).unwrap_or(i64::MAX),
             parent_id: Some(job.id),
             target_namespace: job.target_namespace.clone(),
@@ -390,14 +667,55 @@ async fn escalate(tx: &mut store::WriteTx, job: &Job, reason: &str, now: i64) ->
             next_job: None,
         });
     }
-    let why = format!("automatic repair exhausted ({reason}); manual intervention required");
-    tx.insert_escalation(&NewEscalation::for_job(job, "human", "default", &why), now)
+    let mut out = to_humans(
+        tx,
+        job,
+        history,
+        reason,
+        "the escalation chain is exhausted",
+        now,
+    )
+    .await?;
+    parts.append(&mut vec![out.summary]);
+    kinds.append(&mut out.kinds);
+    out.summary = parts.join("; ");
+    out.kinds = kinds;
+    Ok(out)
+}
+
+/// "Manual intervention required", with everything the chain tried.
+async fn to_humans(
+    tx: &mut store::WriteTx,
+    job: &Job,
+    history: &[Job],
+    reason: &str,
+    why: &str,
+    now: i64,
+) -> Result<Escalated> {
+    let tried: Vec<String> = history
+        .iter()
+        .map(|j| {
+            let result = if j.id == job.id {
+                reason.to_string()
+            } else {
+                j.error
+                    .clone()
+                    .or_else(|| j.outcome.clone())
+                    .unwrap_or_else(|| j.state.to_string())
+            };
+            format!("job {} {} → {result}", j.id, j.playbook)
+        })
+        .collect();
+    let text = format!(
+        "manual intervention required on {}: {why}. Tried: {}",
+        job.target_key,
+        tried.join("; ")
+    );
+    tx.insert_escalation(&NewEscalation::for_job(job, "human", "default", &text), now)
         .await?;
-    kinds.push("human");
-    parts.push("handed to humans".into());
     Ok(Escalated {
-        summary: parts.join("; "),
-        kinds,
+        summary: format!("handed to humans ({why})"),
+        kinds: vec!["human"],
         next_job: None,
     })
 }

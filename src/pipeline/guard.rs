@@ -260,6 +260,7 @@ pub(super) async fn decide(
         playbook: rule.playbook.clone(),
         params: rule.params.clone(),
         escalate: escalate.clone(),
+        verify: rule.verify.to_json(),
         chain_index: 0,
         parent_id: None,
         target_namespace: target.namespace.clone(),

@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod host;
+pub mod offline;
+
 use rhai::{AST, Engine};
 
 /// Playbook loading problems.

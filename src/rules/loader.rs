@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
 
 use super::matcher::Matchers;
-use super::{Budget, Diagnostic, Error, EscalationStep, Location, Result, Rule, TargetSpec};
+use super::{
+    Budget, Diagnostic, Error, EscalationStep, Location, Result, Rule, TargetSpec, Verify,
+};
 
 /// A duration written with units (`30s`, `1h30m`); bare numbers are refused.
 #[derive(Clone, Copy, Debug)]
@@ -246,6 +248,49 @@ impl<'de> Deserialize<'de> for StepField {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawVerify {
+    #[serde(default)]
+    rollout: Option<bool>,
+    #[serde(default)]
+    rollout_timeout: Option<Dur>,
+    #[serde(default)]
+    health_url: Option<String>,
+    #[serde(default)]
+    resolved_within: Option<Dur>,
+}
+
+fn check_verify(raw: RawVerify) -> Result<Verify, String> {
+    let d = Verify::default();
+    if let Some(url) = &raw.health_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(format!(
+            "verify.health_url must be an http:// or https:// URL, got {url:?}"
+        ));
+    }
+    Ok(Verify {
+        rollout: raw.rollout.unwrap_or(d.rollout),
+        rollout_timeout: raw.rollout_timeout.map_or(d.rollout_timeout, |t| t.0),
+        health_url: raw.health_url,
+        resolved_within: raw.resolved_within.map(|t| t.0),
+    })
+}
+
+struct VerifyField(Verify);
+
+impl<'de> Deserialize<'de> for VerifyField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_map(
+            d,
+            "a mapping {rollout, rollout_timeout, health_url, resolved_within}",
+            check_verify,
+        )
+        .map(VerifyField)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRule {
     name: Name<RuleNameKind>,
     matchers: Matchers,
@@ -268,6 +313,8 @@ struct RawRule {
     timeout: Option<Dur>,
     #[serde(default)]
     escalate: Option<Vec<StepField>>,
+    #[serde(default)]
+    verify: Option<VerifyField>,
 }
 
 impl RawRule {
@@ -291,6 +338,7 @@ impl RawRule {
                 .into_iter()
                 .map(|s| s.0)
                 .collect(),
+            verify: self.verify.map(|v| v.0).unwrap_or_default(),
         }
     }
 }

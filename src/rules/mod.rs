@@ -25,6 +25,11 @@
 //!     dry_run: false                   # optional, default false
 //!     continue: false                  # optional, default false: otherwise the first match wins
 //!     timeout: 5m                      # optional: wall-clock limit of one playbook run
+//!     verify:                          # optional; after the playbook reports success
+//!       rollout: true                  # changed workloads must finish rolling out (default true)
+//!       rollout_timeout: 2m            # how long that may take (default 2m)
+//!       health_url: http://web.prod.svc/healthz   # optional: must answer 2xx
+//!       resolved_within: 10m           # optional: the alert must resolve within this
 //!     escalate:                        # optional chain, tried in order when a step fails
 //!       - playbook: rollback
 //!         params: {}
@@ -187,6 +192,64 @@ pub enum EscalationStep {
     },
 }
 
+/// How a repair is verified after its playbook reports success.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verify {
+    /// Check the rollout of every workload the playbook changed (default true).
+    pub rollout: bool,
+    /// How long that rollout may still take during verification (default 2m).
+    pub rollout_timeout: Duration,
+    /// GET this URL after the repair; a 2xx means healthy.
+    pub health_url: Option<String>,
+    /// The alert must resolve within this time after the repair.
+    pub resolved_within: Option<Duration>,
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Verify {
+            rollout: true,
+            rollout_timeout: Duration::from_secs(120),
+            health_url: None,
+            resolved_within: None,
+        }
+    }
+}
+
+impl Verify {
+    /// The snapshot stored with each job (durations in milliseconds).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "rollout": self.rollout,
+            "rollout_timeout_ms": self.rollout_timeout.as_millis() as u64,
+            "health_url": self.health_url,
+            "resolved_within_ms": self.resolved_within.map(|d| d.as_millis() as u64),
+        })
+    }
+
+    /// Reads a stored snapshot; missing keys take their defaults.
+    pub fn from_json(v: &serde_json::Value) -> Verify {
+        let d = Verify::default();
+        let ms = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_u64)
+                .map(Duration::from_millis)
+        };
+        Verify {
+            rollout: v
+                .get("rollout")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(d.rollout),
+            rollout_timeout: ms("rollout_timeout_ms").unwrap_or(d.rollout_timeout),
+            health_url: v
+                .get("health_url")
+                .and_then(|u| u.as_str())
+                .map(String::from),
+            resolved_within: ms("resolved_within_ms"),
+        }
+    }
+}
+
 /// One rule. See the module documentation for the file format.
 #[derive(Clone, Debug)]
 pub struct Rule {
@@ -216,6 +279,8 @@ pub struct Rule {
     pub timeout: Option<Duration>,
     /// Escalation chain, in order.
     pub escalate: Vec<EscalationStep>,
+    /// Verification after a successful playbook run.
+    pub verify: Verify,
 }
 
 impl Rule {
@@ -243,6 +308,7 @@ impl Rule {
             continue_matching: false,
             timeout: None,
             escalate: Vec::new(),
+            verify: Verify::default(),
         }
     }
 

@@ -192,7 +192,47 @@ impl WriteTx {
     }
 }
 
+/// A recorded alert occurrence, as playbooks see it.
+#[derive(Clone, Debug)]
+pub struct StoredAlert {
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// startsAt (epoch ms).
+    pub starts_at: i64,
+    /// Labels.
+    pub labels: crate::alert::Labels,
+    /// Annotations.
+    pub annotations: crate::alert::Labels,
+}
+
 impl Store {
+    /// One recorded alert occurrence.
+    pub async fn alert_event(&self, id: i64) -> Result<Option<StoredAlert>> {
+        let row = sqlx::query(
+            "SELECT fingerprint, status, starts_at, labels, annotations FROM alert_events WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let map = |col: &'static str| -> Result<crate::alert::Labels> {
+            let text: String = r.try_get(col)?;
+            serde_json::from_str(&text).map_err(|e| super::Error::Corrupt {
+                column: col,
+                message: e.to_string(),
+            })
+        };
+        Ok(Some(StoredAlert {
+            fingerprint: r.try_get("fingerprint")?,
+            status: r.try_get("status")?,
+            starts_at: r.try_get("starts_at")?,
+            labels: map("labels")?,
+            annotations: map("annotations")?,
+        }))
+    }
+
     /// Number of recorded alert occurrences (for tests and diagnostics).
     pub async fn count_alert_events(&self) -> Result<i64> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM alert_events")

@@ -103,6 +103,8 @@ pub struct NewJob {
     pub params: serde_json::Value,
     /// The rule's escalation chain at creation (JSON), so a reload cannot change a running incident.
     pub escalate: serde_json::Value,
+    /// The rule's verification settings at creation (JSON, see `rules::Verify::to_json`).
+    pub verify: serde_json::Value,
     /// 0 for the rule's own playbook, i for its i-th escalation step.
     pub chain_index: i64,
     /// The job this one escalated from.
@@ -150,6 +152,8 @@ pub struct Job {
     pub params: serde_json::Value,
     /// Escalation chain snapshot.
     pub escalate: serde_json::Value,
+    /// Verification snapshot.
+    pub verify: serde_json::Value,
     /// Position in the chain.
     pub chain_index: i64,
     /// Escalated from.
@@ -184,7 +188,7 @@ pub struct Job {
     pub error: Option<String>,
 }
 
-const JOB_COLUMNS: &str = "id, alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, chain_index, \
+const JOB_COLUMNS: &str = "id, alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, verify, chain_index, \
     parent_id, target_namespace, target_kind, target_name, target_key, dry_run, timeout_ms, state, not_before, \
     created_at, started_at, finished_at, owner, outcome, error";
 
@@ -207,6 +211,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         playbook: row.try_get("playbook")?,
         params: json_col(row, "params")?,
         escalate: json_col(row, "escalate")?,
+        verify: json_col(row, "verify")?,
         chain_index: row.try_get("chain_index")?,
         parent_id: row.try_get("parent_id")?,
         target_namespace: row.try_get("target_namespace")?,
@@ -322,8 +327,8 @@ impl WriteTx {
         let row = sqlx::query(
             "INSERT INTO jobs (alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, chain_index, \
              parent_id, target_namespace, target_kind, target_name, target_key, dry_run, timeout_ms, state, \
-             not_before, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18) \
+             not_before, created_at, updated_at, verify) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19) \
              ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(job.alert_event_id)
@@ -344,6 +349,7 @@ impl WriteTx {
         .bind(state.as_str())
         .bind(job.not_before)
         .bind(now)
+        .bind(job.verify.to_string())
         .fetch_optional(&mut *self.tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -689,6 +695,80 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Share of finished, non-dry-run jobs of `playbook` for `alertname` since `since` that
+    /// succeeded; `None` without any such job.
+    pub async fn success_rate(
+        &self,
+        playbook: &str,
+        alertname: &str,
+        since: i64,
+    ) -> Result<Option<f64>> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END), 0) AS BIGINT) AS ok \
+             FROM jobs WHERE playbook = $1 AND alertname = $2 AND created_at >= $3 AND dry_run = 0 \
+             AND state IN ('succeeded', 'failed', 'escalated')",
+        )
+        .bind(playbook)
+        .bind(alertname)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        let ok: i64 = row.try_get("ok")?;
+        Ok((n > 0).then(|| ok as f64 / n as f64))
+    }
+
+    /// Successful, non-dry-run repairs by `playbook` on a target since `since`.
+    pub async fn repairs_of(&self, playbook: &str, target_key: &str, since: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs WHERE playbook = $1 AND target_key = $2 AND created_at >= $3 \
+             AND dry_run = 0 AND state = 'succeeded'",
+        )
+        .bind(playbook)
+        .bind(target_key)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// The `limit` most recent jobs on a target, newest first.
+    pub async fn recent_jobs_of(&self, target_key: &str, limit: i64) -> Result<Vec<Job>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE target_key = $1 ORDER BY id DESC LIMIT $2"
+        )))
+        .bind(target_key)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// The chain a job belongs to, from its root to itself.
+    pub async fn chain_of(&self, job: &Job) -> Result<Vec<Job>> {
+        let mut chain = vec![job.clone()];
+        let mut parent = job.parent_id;
+        while let Some(id) = parent {
+            let Some(j) = self.job(id).await? else { break };
+            parent = j.parent_id;
+            chain.push(j);
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    /// Whether a resolved occurrence of `fingerprint` arrived at or after `since`.
+    pub async fn resolved_since(&self, fingerprint: &str, since: i64) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT id FROM alert_events WHERE fingerprint = $1 AND status = 'resolved' AND received_at >= $2 LIMIT 1",
+        )
+        .bind(fingerprint)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
     }
 
     /// All escalations, oldest first.

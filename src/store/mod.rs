@@ -20,7 +20,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-pub use intake::{Decision, NewAlertEvent};
+pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
 
 /// Store failures. All of them mean "could not record": intake answers 503 so Alertmanager retries.

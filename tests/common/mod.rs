@@ -210,6 +210,14 @@ impl TestApp {
                 playbooks_dir.display().to_string(),
             ),
             ("AIOPS_POLL_INTERVAL".into(), "200ms".into()),
+            ("AIOPS_ROLLOUT_POLL".into(), "100ms".into()),
+            (
+                "AIOPS_CLUSTER_STATE_FILE".into(),
+                repo()
+                    .join("tests/fixtures/cluster-state.yaml")
+                    .display()
+                    .to_string(),
+            ),
             ("AIOPS_LOG".into(), "info,sqlx=warn".into()),
         ];
         env.extend(opts.env.iter().cloned());

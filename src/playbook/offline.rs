@@ -1,0 +1,132 @@
+//! Running a playbook outside the daemon: `aiops test-playbook` and `aiops simulate`.
+//!
+//! The same engine, host API and sandbox as a daemon run, against a cluster the caller chooses
+//! (usually an in-memory one described in YAML) and without the store, so the knowledge base
+//! reads as empty.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::host::{HostSettings, RunContext, RunInput, RunResult, Runner};
+use crate::alert::Alert;
+use crate::cluster::{Cluster, Target};
+use crate::pipeline::Definitions;
+use crate::rules::{EscalationStep, TargetSpec};
+
+/// What a test run needs to know about its alert.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The target resolved from the alert's labels.
+    pub target: Target,
+    /// Params: the rule's (or its escalation step's), with overrides applied.
+    pub params: serde_json::Value,
+    /// The rule that supplied target and params, if any.
+    pub rule: Option<String>,
+}
+
+/// Finds the first rule that matches `alert` and uses `playbook` (as its playbook or in its
+/// chain), and takes the target and params from it; without one, the default target spec and
+/// no params. `overrides` (name, value) replace params.
+pub fn plan(
+    defs: &Definitions,
+    playbook: &str,
+    alert: &Alert,
+    overrides: &[(String, serde_json::Value)],
+) -> Result<Plan, String> {
+    let mut found: Option<(&crate::rules::Rule, serde_json::Value)> = None;
+    for rule in defs.rules.rules() {
+        if !rule.matches(&alert.labels) {
+            continue;
+        }
+        if rule.playbook == playbook {
+            found = Some((rule, rule.params.clone()));
+            break;
+        }
+        if let Some(params) = rule.escalate.iter().find_map(|s| match s {
+            EscalationStep::Playbook {
+                playbook: p,
+                params,
+            } if p == playbook => Some(params.clone()),
+            _ => None,
+        }) {
+            found = Some((rule, params));
+            break;
+        }
+    }
+    let (spec, mut params, rule) = match found {
+        Some((rule, params)) => (rule.target.clone(), params, Some(rule.name.clone())),
+        None => (TargetSpec::default(), serde_json::json!({}), None),
+    };
+    let target = spec.resolve(&alert.labels).ok_or_else(|| {
+        "the alert's labels do not name a target (namespace, kind, name); add labels such as namespace and deployment"
+            .to_string()
+    })?;
+    if let Some(obj) = params.as_object_mut() {
+        for (k, v) in overrides {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(Plan {
+        target,
+        params,
+        rule,
+    })
+}
+
+/// Where and how an offline run acts.
+pub struct Options {
+    /// The cluster.
+    pub cluster: Arc<dyn Cluster>,
+    /// Validate and answer changes without applying them.
+    pub dry_run: bool,
+    /// Wall-clock deadline.
+    pub timeout: Duration,
+}
+
+/// Runs `playbook` for `alert`, on a blocking thread of the current runtime.
+pub async fn run(
+    runner: Arc<Runner>,
+    defs: &Definitions,
+    playbook: &str,
+    alert: &Alert,
+    plan: &Plan,
+    opts: Options,
+) -> Result<RunResult, String> {
+    let Options {
+        cluster,
+        dry_run,
+        timeout,
+    } = opts;
+    let pb = defs.playbooks.get(playbook).cloned().ok_or_else(|| {
+        format!(
+            "no playbook named {playbook} (known: {})",
+            defs.playbooks.names().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let input = RunInput::new(
+        &alert.labels,
+        &alert.annotations,
+        &alert.fingerprint,
+        &alert.starts_at.to_rfc3339(),
+        alert.status.as_str(),
+        &plan.params,
+        &plan.target,
+    );
+    let settings = HostSettings {
+        rollout_poll: Duration::from_millis(200),
+        ..HostSettings::default()
+    };
+    let ctx = Arc::new(RunContext::new(
+        cluster,
+        None,
+        None,
+        tokio::runtime::Handle::current(),
+        dry_run,
+        settings,
+        reqwest::Client::new(),
+        timeout,
+    ));
+    tokio::task::spawn_blocking(move || runner.run(&pb, input, ctx))
+        .await
+        .map_err(|e| format!("the playbook run crashed: {e}"))
+}
