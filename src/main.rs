@@ -43,7 +43,8 @@ enum Command {
     /// Show what the daemon would do with an Alertmanager payload, changing nothing.
     ///
     /// Prints, per alert: the dedup verdict (against the configured store), the matching rule,
-    /// the guard verdict and the plan.
+    /// the guard verdict, the plan, and a dry run of the playbook against the configured
+    /// cluster (cluster.state_file) listing the actions it would take.
     Simulate {
         /// An Alertmanager webhook payload (JSON).
         file: PathBuf,
@@ -214,6 +215,8 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
         .context("opening the store")?;
     let pipeline = Pipeline::new(store, defs, &settings, aiops::metrics::Metrics::new());
     let report = pipeline.simulate(&payload).await?;
+    let cluster = aiops::daemon::open_cluster(&settings)?;
+    let runner = Arc::new(aiops::playbook::host::Runner::new());
     if json {
         println!("{}", serde_json::to_string_pretty(&report.alerts)?);
         return Ok(ExitCode::SUCCESS);
@@ -263,7 +266,9 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
                     } else {
                         "now".to_string()
                     };
-                    println!("  rule {rule}: allowed by every guard -> job {state}");
+                    println!(
+                        "  rule {rule}: allowed by every guard -> would create a job ({state})"
+                    );
                     println!(
                         "    plan: run playbook {} on {} {when}{}, params {}",
                         plan.playbook,
@@ -272,6 +277,45 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
                         plan.params
                     );
                     println!("    on failure: {}", plan.escalate);
+                    // Run the playbook as a dry run: what it would do to the cluster, now.
+                    let Some(alert) = payload
+                        .alerts
+                        .iter()
+                        .find(|x| x.fingerprint == a.fingerprint)
+                    else {
+                        continue;
+                    };
+                    let p = aiops::playbook::offline::Plan {
+                        target: target.clone(),
+                        params: plan.params.clone(),
+                        rule: Some(rule.clone()),
+                    };
+                    let opts = aiops::playbook::offline::Options {
+                        cluster: cluster.clone(),
+                        dry_run: true,
+                        timeout: settings.playbook.timeout.0,
+                        host: (&settings.playbook).into(),
+                    };
+                    let defs = pipeline.definitions();
+                    match aiops::playbook::offline::run(
+                        runner.clone(),
+                        &defs,
+                        &plan.playbook,
+                        alert,
+                        &p,
+                        opts,
+                    )
+                    .await
+                    {
+                        Ok(r) => {
+                            println!("    dry run of {}:", plan.playbook);
+                            for s in &r.steps {
+                                println!("      {}: {}", s.action, s.detail);
+                            }
+                            println!("      -> {}: {}", r.outcome.kind(), r.outcome.message());
+                        }
+                        Err(e) => println!("    dry run of {} not possible: {e}", plan.playbook),
+                    }
                 }
                 RuleVerdict::Refused {
                     rule,
@@ -338,6 +382,7 @@ async fn test_playbook(
         cluster: cluster.clone(),
         dry_run,
         timeout: settings.playbook.timeout.0,
+        host: (&settings.playbook).into(),
     };
     let result = offline::run(
         Arc::new(aiops::playbook::host::Runner::new()),

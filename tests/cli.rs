@@ -93,7 +93,7 @@ async fn simulate_prints_each_verdict_and_changes_nothing() {
     let (status, out, err) = run_cli(dir.path(), &["simulate", fixture.to_str().unwrap()], &env);
     assert!(status.success(), "{out}{err}");
     assert!(
-        out.contains("rule restart: allowed by every guard -> job queued"),
+        out.contains("rule restart: allowed by every guard -> would create a job (queued)"),
         "{out}"
     );
     assert!(
@@ -147,7 +147,7 @@ async fn simulate_prints_each_verdict_and_changes_nothing() {
         &env,
     );
     assert!(status.success());
-    assert!(out.contains("job queued"), "{out}");
+    assert!(out.contains("would create a job (queued)"), "{out}");
     let store = app.store().await;
     assert_eq!(
         store.count_alert_events().await.unwrap(),

@@ -58,11 +58,7 @@ impl Runtime {
         Runtime {
             runner: Arc::new(Runner::new()),
             cluster,
-            host: HostSettings {
-                call_timeout: settings.call_timeout.0,
-                http_allow: settings.http_allow.clone(),
-                rollout_poll: settings.rollout_poll.0,
-            },
+            host: HostSettings::from(&settings),
             settings,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -533,6 +529,7 @@ impl Executor {
                         &history,
                         &msg,
                         "the result could not be measured",
+                        &[],
                         now,
                     )
                     .await?
@@ -543,6 +540,7 @@ impl Executor {
                         &history,
                         &msg,
                         &format!("the chain reached its cap of {cap} steps"),
+                        &[],
                         now,
                     )
                     .await?
@@ -603,13 +601,11 @@ async fn escalate(
     let steps = job.escalate.as_array().cloned().unwrap_or_default();
     let mut kinds = Vec::new();
     let mut parts = Vec::new();
+    let mut routes: Vec<String> = Vec::new();
     let start = usize::try_from(job.chain_index).unwrap_or(usize::MAX);
     for (i, step) in steps.iter().enumerate().skip(start) {
         if let Some(route) = step.get("notify").and_then(|r| r.as_str()) {
-            tx.insert_escalation(&NewEscalation::for_job(job, "notify", route, reason), now)
-                .await?;
-            kinds.push("notify");
-            parts.push(format!("notified {route}"));
+            routes.push(route.to_string());
             continue;
         }
         let Some(playbook) = step.get("playbook").and_then(|p| p.as_str()) else {
@@ -638,6 +634,14 @@ async fn escalate(
         };
         match tx.insert_job(&next, now).await? {
             Some((id, _)) => {
+                // Routes met on the way are told that this step failed and what runs next.
+                let note = format!("{reason}; next step: {playbook}");
+                for route in &routes {
+                    tx.insert_escalation(&NewEscalation::for_job(job, "notify", route, &note), now)
+                        .await?;
+                    kinds.push("notify");
+                    parts.push(format!("notified {route}"));
+                }
                 tx.insert_escalation(
                     &NewEscalation::for_job(job, "playbook", playbook, reason),
                     now,
@@ -659,20 +663,13 @@ async fn escalate(
             }
         }
     }
-    if kinds.contains(&"notify") {
-        // The chain's own notification routes are the humans to tell.
-        return Ok(Escalated {
-            summary: parts.join("; "),
-            kinds,
-            next_job: None,
-        });
-    }
     let mut out = to_humans(
         tx,
         job,
         history,
         reason,
         "the escalation chain is exhausted",
+        &routes,
         now,
     )
     .await?;
@@ -683,13 +680,15 @@ async fn escalate(
     Ok(out)
 }
 
-/// "Manual intervention required", with everything the chain tried.
+/// "Manual intervention required", with everything the chain tried, to the chain's notify
+/// routes, or to the default human route when it names none.
 async fn to_humans(
     tx: &mut store::WriteTx,
     job: &Job,
     history: &[Job],
     reason: &str,
     why: &str,
+    routes: &[String],
     now: i64,
 ) -> Result<Escalated> {
     let tried: Vec<String> = history
@@ -711,11 +710,22 @@ async fn to_humans(
         job.target_key,
         tried.join("; ")
     );
-    tx.insert_escalation(&NewEscalation::for_job(job, "human", "default", &text), now)
-        .await?;
+    if routes.is_empty() {
+        tx.insert_escalation(&NewEscalation::for_job(job, "human", "default", &text), now)
+            .await?;
+        return Ok(Escalated {
+            summary: format!("handed to humans ({why})"),
+            kinds: vec!["human"],
+            next_job: None,
+        });
+    }
+    for route in routes {
+        tx.insert_escalation(&NewEscalation::for_job(job, "notify", route, &text), now)
+            .await?;
+    }
     Ok(Escalated {
-        summary: format!("handed to humans ({why})"),
-        kinds: vec!["human"],
+        summary: format!("handed to humans via {} ({why})", routes.join(", ")),
+        kinds: vec!["notify"; routes.len()],
         next_job: None,
     })
 }

@@ -75,6 +75,9 @@ pub struct HostSettings {
     pub http_allow: Vec<String>,
     /// How often `wait_rollout` polls.
     pub rollout_poll: Duration,
+    /// Most host calls one run may make (a host call in a loop is stopped here, long before it
+    /// could flood the store with steps).
+    pub max_host_calls: u32,
 }
 
 impl Default for HostSettings {
@@ -83,6 +86,18 @@ impl Default for HostSettings {
             call_timeout: Duration::from_secs(30),
             http_allow: Vec::new(),
             rollout_poll: Duration::from_secs(2),
+            max_host_calls: 500,
+        }
+    }
+}
+
+impl From<&crate::config::PlaybookSettings> for HostSettings {
+    fn from(s: &crate::config::PlaybookSettings) -> Self {
+        HostSettings {
+            call_timeout: s.call_timeout.0,
+            http_allow: s.http_allow.clone(),
+            rollout_poll: s.rollout_poll.0,
+            ..HostSettings::default()
         }
     }
 }
@@ -104,6 +119,7 @@ pub struct RunContext {
     /// HTTP client for `http_get`.
     pub http: reqwest::Client,
     deadline: Instant,
+    host_calls: std::sync::atomic::AtomicU32,
     steps: Mutex<Vec<StepRecord>>,
     outcome: Mutex<Option<Outcome>>,
     touched: Mutex<Vec<Target>>,
@@ -131,6 +147,7 @@ impl RunContext {
             settings,
             http,
             deadline: Instant::now() + timeout,
+            host_calls: std::sync::atomic::AtomicU32::new(0),
             steps: Mutex::new(Vec::new()),
             outcome: Mutex::new(None),
             touched: Mutex::new(Vec::new()),
@@ -235,11 +252,27 @@ impl Drop for Installed {
     }
 }
 
+/// The current run's context, counting the host call against the run's budget.
 fn ctx() -> Result<Arc<RunContext>, Box<EvalAltResult>> {
-    CURRENT.with(|c| c.borrow().clone()).ok_or_else(|| {
+    let c = CURRENT.with(|c| c.borrow().clone()).ok_or_else(|| {
         runtime_error("host functions are only available inside a playbook run".into())
-    })
+    })?;
+    let n = c
+        .host_calls
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    if n > c.settings.max_host_calls {
+        // Terminate rather than raise: a script must not be able to catch this and go on.
+        return Err(Box::new(EvalAltResult::ErrorTerminated(
+            HOST_CALLS_TOKEN.into(),
+            Position::NONE,
+        )));
+    }
+    Ok(c)
 }
+
+/// The marker for a run stopped by the host-call budget.
+const HOST_CALLS_TOKEN: &str = "aiops:host-calls";
 
 fn runtime_error(msg: String) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(msg.into(), Position::NONE))
@@ -269,9 +302,12 @@ fn target_of(map: &Map) -> Result<Target, Box<EvalAltResult>> {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| runtime_error(format!("target needs a string `{k}`")))
     };
+    let kind = get("kind")?;
+    // The canonical spelling, so knowledge-base keys and cluster calls agree on "deployment".
+    let kind = crate::rules::canonical_kind(&kind).map_or(kind, str::to_string);
     Ok(Target {
         namespace: get("namespace")?,
-        kind: get("kind")?,
+        kind,
         name: get("name")?,
     })
 }
@@ -410,6 +446,14 @@ impl Runner {
 
 /// `file:line:column: message` for a script error, with what the sandbox stopped.
 fn describe_error(path: &std::path::Path, e: &EvalAltResult) -> String {
+    // An error inside a script function is wrapped once per call level: report the innermost
+    // error at its own position.
+    let mut e = e;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+    | EvalAltResult::ErrorInModule(_, inner, _) = e
+    {
+        e = inner;
+    }
     let pos = e.position();
     let place = match (pos.line(), pos.position()) {
         (Some(l), Some(c)) => format!("{}:{l}:{c}", path.display()),
@@ -419,6 +463,10 @@ fn describe_error(path: &std::path::Path, e: &EvalAltResult) -> String {
     let what = match e {
         EvalAltResult::ErrorTerminated(token, _) if token.to_string() == "deadline" => {
             "stopped: the playbook ran past its wall-clock deadline".to_string()
+        }
+        EvalAltResult::ErrorTerminated(token, _) if token.to_string() == HOST_CALLS_TOKEN => {
+            "stopped: too many host calls in one run (a host function called in a loop?)"
+                .to_string()
         }
         EvalAltResult::ErrorTooManyOperations(_) => format!(
             "stopped: more than {} operations (an endless loop?)",
@@ -431,7 +479,8 @@ fn describe_error(path: &std::path::Path, e: &EvalAltResult) -> String {
         EvalAltResult::ErrorRuntime(msg, _) => msg.to_string(),
         other => other.to_string(),
     };
-    // Rhai's own text repeats the position; keep ours.
+    // Rhai's own text repeats the position; keep ours, on one line.
+    let what = what.lines().next().unwrap_or_default().to_string();
     let what = match what.rfind(" (line ") {
         Some(i) => what[..i].to_string(),
         None => what,

@@ -81,6 +81,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Wall-clock deadline.
     pub timeout: Duration,
+    /// Host API settings (the daemon's, from `playbook:` in settings).
+    pub host: HostSettings,
 }
 
 /// Runs `playbook` for `alert`, on a blocking thread of the current runtime.
@@ -96,6 +98,7 @@ pub async fn run(
         cluster,
         dry_run,
         timeout,
+        host,
     } = opts;
     let pb = defs.playbooks.get(playbook).cloned().ok_or_else(|| {
         format!(
@@ -107,15 +110,15 @@ pub async fn run(
         &alert.labels,
         &alert.annotations,
         &alert.fingerprint,
-        &alert.starts_at.to_rfc3339(),
+        // The same form the daemon gives playbooks.
+        &alert
+            .starts_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         alert.status.as_str(),
         &plan.params,
         &plan.target,
     );
-    let settings = HostSettings {
-        rollout_poll: Duration::from_millis(200),
-        ..HostSettings::default()
-    };
+    let settings = host;
     let ctx = Arc::new(RunContext::new(
         cluster,
         None,

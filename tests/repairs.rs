@@ -1,0 +1,234 @@
+//! Whole repairs through `aiops serve`: playbook runs on the in-memory cluster, verification,
+//! escalation chains and their end ("manual intervention required").
+
+mod common;
+
+use aiops::store::JobState;
+use common::{Db, Spawn, TestApp, payload, repo};
+use serde_json::Value;
+
+fn alert(repair: &str, app: &str, starts_at: &str) -> String {
+    payload(
+        &[(
+            &[
+                ("alertname", "Trouble"),
+                ("auto_repair", repair),
+                ("namespace", "prod"),
+                ("app", app),
+            ],
+            "firing",
+        )],
+        starts_at,
+    )
+}
+
+async fn a_restart_that_does_not_roll_out_walks_the_chain_then_asks_for_a_human(db: Db) {
+    let state = repo().join("tests/fixtures/cluster-failing.yaml");
+    let app =
+        TestApp::spawn(Spawn::new(db).env("AIOPS_CLUSTER_STATE_FILE", state.to_str().unwrap()))
+            .await;
+    let body: Value = app
+        .post_webhook(alert("restart", "web", "2026-11-26T04:00:00Z"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["jobs"].as_array().unwrap().len(), 1, "{body}");
+    let jobs = app
+        .wait_for_jobs("restart then rollback to end", |j| {
+            j.len() == 2 && j.iter().all(|j| j.state == JobState::Escalated)
+        })
+        .await;
+    assert_eq!(
+        (jobs[0].playbook.as_str(), jobs[1].playbook.as_str()),
+        ("restart", "rollback")
+    );
+    assert_eq!(jobs[1].parent_id, Some(jobs[0].id));
+    assert!(
+        jobs[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("progress deadline"),
+        "{:?}",
+        jobs[0].error
+    );
+    let store = app.store().await;
+    let esc = store.escalations().await.unwrap();
+    let last = esc.last().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.destination.as_str()),
+        ("notify", "default")
+    );
+    assert!(
+        last.reason
+            .starts_with("manual intervention required on prod/Deployment/web"),
+        "{}",
+        last.reason
+    );
+    assert!(
+        last.reason.contains(&format!("job {} restart", jobs[0].id)),
+        "{}",
+        last.reason
+    );
+    assert!(
+        last.reason
+            .contains(&format!("job {} rollback", jobs[1].id)),
+        "{}",
+        last.reason
+    );
+    // Every change the playbooks made is a recorded step.
+    let steps = store.job_steps(jobs[0].id).await.unwrap();
+    assert_eq!(steps[0].action, "restart");
+}
+both_backends!(a_restart_that_does_not_roll_out_walks_the_chain_then_asks_for_a_human);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_kill_raises_the_memory_limit_and_the_repair_is_verified() {
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;
+    app.post_webhook(alert("oom_handler", "web", "2026-11-26T04:00:00Z"))
+        .await;
+    let jobs = app
+        .wait_all_jobs_in(&[JobState::Succeeded, JobState::Escalated])
+        .await;
+    assert_eq!(jobs[0].state, JobState::Succeeded, "{jobs:#?}");
+    let outcome = jobs[0].outcome.as_deref().unwrap();
+    assert!(outcome.contains("512Mi -> 615Mi"), "{outcome}");
+    assert!(
+        outcome.contains("verified: rollout of prod/Deployment/web complete"),
+        "{outcome}"
+    );
+    let steps = app.store().await.job_steps(jobs[0].id).await.unwrap();
+    let actions: Vec<_> = steps.iter().map(|s| s.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["set_memory", "wait_rollout", "outcome", "verify"],
+        "{steps:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_cluster_backend_a_repair_is_inconclusive_and_goes_to_humans_once() {
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite).env("AIOPS_CLUSTER_STATE_FILE", "")).await;
+    app.post_webhook(alert("restart", "web", "2026-11-26T04:00:00Z"))
+        .await;
+    let jobs = app.wait_all_jobs_in(&[JobState::Escalated]).await;
+    assert_eq!(
+        jobs.len(),
+        1,
+        "inconclusive never walks the chain: {jobs:#?}"
+    );
+    let error = jobs[0].error.as_deref().unwrap();
+    assert!(error.starts_with("inconclusive:"), "{error}");
+    assert!(
+        error.contains("restart.rhai:") && error.contains("no Kubernetes backend"),
+        "{error}"
+    );
+    let esc = app.store().await.escalations().await.unwrap();
+    assert_eq!(esc.len(), 1);
+    assert_eq!(esc[0].kind, "human");
+    assert!(
+        esc[0].reason.contains("could not be measured"),
+        "{}",
+        esc[0].reason
+    );
+}
+
+/// A one-shot local HTTP server answering every request with `status`.
+async fn health_server(status: u16) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 1024];
+                let _ = sock.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/healthz")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_health_check_fails_verification_and_escalates_along_the_chain() {
+    let url = health_server(500).await;
+    let rules = format!(
+        "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    verify: {{health_url: \"{url}\"}}\n    escalate:\n      - playbook: rollback\n"
+    );
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(&rules)).await;
+    app.post_webhook(alert("restart", "api", "2026-11-26T04:00:00Z"))
+        .await;
+    let jobs = app
+        .wait_for_jobs("the chain to end", |j| {
+            j.len() == 2 && j.iter().all(|j| j.state == JobState::Escalated)
+        })
+        .await;
+    assert!(
+        jobs[0].error.as_deref().unwrap().contains("answered 500"),
+        "{:?}",
+        jobs[0].error
+    );
+    let path: Vec<_> = app
+        .store()
+        .await
+        .job_events(jobs[0].id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.to)
+        .collect();
+    assert_eq!(
+        path,
+        ["queued", "running", "verifying", "failed", "escalated"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_is_verified_by_the_alert_resolving_in_time() {
+    let rules = "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    verify: {resolved_within: 20s}\n";
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules)).await;
+    let fire = alert("restart", "other", "2026-11-26T04:00:00Z");
+    app.post_webhook(fire.clone()).await;
+    app.wait_for_jobs("verification to start", |j| {
+        j.first().is_some_and(|j| j.state == JobState::Verifying)
+    })
+    .await;
+    app.post_webhook(fire.replace("\"firing\"", "\"resolved\""))
+        .await;
+    let jobs = app
+        .wait_all_jobs_in(&[JobState::Succeeded, JobState::Escalated])
+        .await;
+    assert_eq!(jobs[0].state, JobState::Succeeded, "{jobs:#?}");
+    assert!(
+        jobs[0]
+            .outcome
+            .as_deref()
+            .unwrap()
+            .contains("the alert resolved")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_still_firing_after_the_window_fails_verification() {
+    let rules = "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    verify: {resolved_within: 1s}\n";
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules)).await;
+    app.post_webhook(alert("restart", "calm", "2026-11-26T04:00:00Z"))
+        .await;
+    let jobs = app
+        .wait_all_jobs_in(&[JobState::Succeeded, JobState::Escalated])
+        .await;
+    assert_eq!(jobs[0].state, JobState::Escalated, "{jobs:#?}");
+    assert!(
+        jobs[0].error.as_deref().unwrap().contains("still firing"),
+        "{:?}",
+        jobs[0].error
+    );
+}
