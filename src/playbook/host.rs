@@ -252,11 +252,16 @@ impl Drop for Installed {
     }
 }
 
+/// The current run's context, without counting a host call.
+fn current() -> Result<Arc<RunContext>, Box<EvalAltResult>> {
+    CURRENT.with(|c| c.borrow().clone()).ok_or_else(|| {
+        runtime_error("host functions are only available inside a playbook run".into())
+    })
+}
+
 /// The current run's context, counting the host call against the run's budget.
 fn ctx() -> Result<Arc<RunContext>, Box<EvalAltResult>> {
-    let c = CURRENT.with(|c| c.borrow().clone()).ok_or_else(|| {
-        runtime_error("host functions are only available inside a playbook run".into())
-    })?;
+    let c = current()?;
     let n = c
         .host_calls
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -278,11 +283,20 @@ fn runtime_error(msg: String) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(msg.into(), Position::NONE))
 }
 
+/// Ends the run: its wall-clock deadline has passed. Not catchable by the script.
+fn deadline_reached() -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorTerminated(
+        "deadline".into(),
+        Position::NONE,
+    ))
+}
+
 /// The marker a playbook's outcome call terminates the script with.
 const OUTCOME_TOKEN: &str = "aiops:outcome";
 
 fn finish(outcome: Outcome) -> Result<(), Box<EvalAltResult>> {
-    let c = ctx()?;
+    // Ending the run is never refused by the host-call budget.
+    let c = current()?;
     c.record(
         "outcome",
         format!("{}: {}", outcome.kind(), outcome.message()),
@@ -552,6 +566,17 @@ fn wait_rollout(t: Map, timeout: &str) -> Result<Map, Box<EvalAltResult>> {
     let until = Instant::now() + limit.min(c.remaining());
     loop {
         let status = c.call("rollout status", c.cluster.rollout_status(&target))?;
+        if !(status.complete || status.failed || c.dry_run) && c.remaining().is_zero() {
+            // The run's deadline, not the wait's own timeout, cut this wait short.
+            c.record(
+                "wait_rollout",
+                format!(
+                    "rollout of {target}: still waiting at the run's deadline ({})",
+                    status.message
+                ),
+            );
+            return Err(deadline_reached());
+        }
         if status.complete || status.failed || c.dry_run || Instant::now() >= until {
             let verdict = if status.complete {
                 "complete"
@@ -864,7 +889,7 @@ fn register(engine: &mut Engine) {
             let since = store::now_ms() - store::ms(duration_arg(window)?);
             let p = playbook.to_string();
             kb(
-                move |s| Box::pin(async move { s.repairs_of(&p, &target.key(), since).await }),
+                move |s| Box::pin(async move { s.changes_by(&p, &target.key(), since).await }),
                 0,
             )
         },

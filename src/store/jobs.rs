@@ -720,11 +720,14 @@ impl Store {
         Ok((n > 0).then(|| ok as f64 / n as f64))
     }
 
-    /// Successful, non-dry-run repairs by `playbook` on a target since `since`.
-    pub async fn repairs_of(&self, playbook: &str, target_key: &str, since: i64) -> Result<i64> {
+    /// Runs of `playbook` on a target since `since` that changed the cluster (a change step was
+    /// recorded, whatever the run's outcome: a raise whose rollout then failed still raised).
+    /// Dry runs never count.
+    pub async fn changes_by(&self, playbook: &str, target_key: &str, since: i64) -> Result<i64> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM jobs WHERE playbook = $1 AND target_key = $2 AND created_at >= $3 \
-             AND dry_run = 0 AND state = 'succeeded'",
+            "SELECT COUNT(DISTINCT j.id) AS n FROM jobs j JOIN job_steps s ON s.job_id = j.id \
+             WHERE j.playbook = $1 AND j.target_key = $2 AND j.created_at >= $3 AND j.dry_run = 0 \
+             AND s.action IN ('restart', 'rollback', 'set_memory', 'delete_failed_pods', 'delete_finished_jobs')",
         )
         .bind(playbook)
         .bind(target_key)
