@@ -167,14 +167,23 @@ pub async fn run(
     reloader.abort();
     let _ = stop_tx.send(true);
     let grace = executor.shutdown_grace();
-    if tokio::time::timeout(grace, async {
+    let drained = tokio::time::timeout(grace, async {
         while workers.join_next().await.is_some() {}
     })
-    .await
-    .is_err()
-    {
-        tracing::warn!(grace = ?grace, "jobs still running after the grace period; they will be escalated as interrupted at the next start");
-        workers.abort_all();
+    .await;
+    if drained.is_err() {
+        tracing::warn!(grace = ?grace, "jobs still running after the grace period: stopping their playbooks; they will be escalated as interrupted at the next start");
+        // Stop the scripts themselves (they run on blocking threads an abort cannot reach),
+        // then give the workers a moment to record that.
+        executor.stop_running_playbooks();
+        if tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            workers.abort_all();
+        }
     }
     store.close().await;
     tracing::info!("stopped");

@@ -210,7 +210,12 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
         ),
         _ => (url.to_string(), ""),
     };
-    let store = aiops::store::Store::connect(&url, &aiops::store::Options::default())
+    // Read-only: never migrate the live store; the decision transaction is rolled back.
+    let opts = aiops::store::Options {
+        read_only: !url.contains(":memory:"),
+        ..aiops::store::Options::default()
+    };
+    let store = aiops::store::Store::connect(&url, &opts)
         .await
         .context("opening the store")?;
     let pipeline = Pipeline::new(store, defs, &settings, aiops::metrics::Metrics::new());

@@ -391,3 +391,47 @@ async fn a_per_client_rate_limit_answers_503_so_alertmanager_retries() {
     assert!(statuses.contains(&503), "{statuses:?}");
     assert!(!statuses.contains(&429));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_postgresql_act_once_on_duplicate_deliveries() {
+    if common::postgres_available().await.is_none() {
+        return;
+    }
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let db = std::sync::Arc::new(common::TestDb::new(Db::Postgres, dir.path()).await);
+    let a = TestApp::spawn_in(dir.clone(), db.clone(), Spawn::new(Db::Postgres)).await;
+    let b = TestApp::spawn_in(dir.clone(), db.clone(), Spawn::new(Db::Postgres)).await;
+    // Alertmanager with two webhook_configs sends every notification to both, repeatedly.
+    let body = fixture(GROUPED);
+    let mut posts = Vec::new();
+    for i in 0..40 {
+        let app = if i % 2 == 0 { &a } else { &b };
+        let req = app
+            .client
+            .post(app.url("/webhook/alertmanager"))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        posts.push(tokio::spawn(async move {
+            req.send().await.unwrap().status().as_u16()
+        }));
+    }
+    for p in posts {
+        assert_eq!(p.await.unwrap(), 200);
+    }
+    let jobs = a.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    assert_eq!(
+        jobs.len(),
+        1,
+        "exactly one repair across both replicas: {jobs:#?}"
+    );
+    let store = a.store().await;
+    assert_eq!(store.count_alert_events().await.unwrap(), 3);
+    // Exactly one of the replicas ran it.
+    assert!(jobs[0].owner.is_some());
+    let steps = store.job_steps(jobs[0].id).await.unwrap();
+    assert_eq!(
+        steps.iter().filter(|s| s.action == "restart").count(),
+        1,
+        "{steps:#?}"
+    );
+}

@@ -13,6 +13,7 @@
 //! unreachable cluster) goes straight to humans and never loops.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
@@ -72,6 +73,8 @@ impl Runtime {
 pub struct Executor {
     pipeline: Arc<Pipeline>,
     rt: Runtime,
+    /// Set when the shutdown grace has passed: running playbooks stop at their next step.
+    stopping: Arc<AtomicBool>,
     store: Store,
     metrics: Metrics,
     cfg: Jobs,
@@ -93,6 +96,7 @@ impl Executor {
             wake: pipeline.wake(),
             pipeline,
             rt,
+            stopping: Arc::new(AtomicBool::new(false)),
             cfg,
             owner,
         }
@@ -118,31 +122,10 @@ impl Executor {
             .interrupt_orphans(store::now_ms(), store::ms(self.cfg.lease.0), all)
             .await?;
         for job in &jobs {
+            tracing::warn!(job = job.id, rule = %job.rule, target = %job.target_key, "job interrupted (its process stopped or lost its lease); escalated to humans");
             self.metrics.jobs.with_label_values(&["interrupted"]).inc();
-            tracing::warn!(job = job.id, rule = %job.rule, target = %job.target_key, "job interrupted by a stopped process; escalating");
-            let reason = format!(
-                "job {} ({} on {}) was interrupted while running; the target may be half-repaired, a person must check",
-                job.id, job.playbook, job.target_key
-            );
-            let mut tx = self.store.begin_write().await?;
-            let now = store::now_ms();
-            tx.insert_escalation(
-                &NewEscalation::for_job(job, "human", "default", &reason),
-                now,
-            )
-            .await?;
-            tx.transition(
-                job.id,
-                JobState::Interrupted,
-                JobState::Escalated,
-                now,
-                "escalated to humans",
-                Record::Nothing,
-            )
-            .await?;
-            tx.commit().await?;
-            self.metrics.escalations.with_label_values(&["human"]).inc();
             self.metrics.jobs.with_label_values(&["escalated"]).inc();
+            self.metrics.escalations.with_label_values(&["human"]).inc();
         }
         Ok(jobs.len())
     }
@@ -156,8 +139,9 @@ impl Executor {
             let rx = shutdown.clone();
             set.spawn(async move { me.worker(i, rx).await });
         }
-        if self.store.backend() == store::Backend::Postgres {
-            // Another replica may die mid-repair at any time: look for expired leases.
+        {
+            // A replica may die mid-repair at any time, and a worker whose store writes failed
+            // leaves its job behind: expired leases are interrupted and escalated, on both backends.
             let me = self.clone();
             let mut rx = shutdown;
             set.spawn(async move {
@@ -219,36 +203,68 @@ impl Executor {
         let owner = self.owner.clone();
         let id = job.id;
         let lease = self.cfg.lease.0;
-        let heartbeat = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(lease / 3);
-            tick.tick().await;
-            loop {
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let lost = lost.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(lease / 3);
                 tick.tick().await;
-                if let Err(e) = store.heartbeat(id, &owner).await {
-                    tracing::warn!(job = id, error = %e, "heartbeat failed");
+                loop {
+                    tick.tick().await;
+                    match store.heartbeat(id, &owner).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::error!(
+                                job = id,
+                                "lost the job's lease (it was interrupted elsewhere); stopping its playbook"
+                            );
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => tracing::warn!(job = id, error = %e, "heartbeat failed"),
+                    }
                 }
-            }
-        });
-        let result = self.run_and_verify(&job).await;
+            })
+        };
+        let result = self.run_and_verify(&job, &lost).await;
         heartbeat.abort();
-        let (state, outcome) = result?;
-        self.finish(&job, state, outcome).await
+        match result? {
+            Some((state, outcome)) if !lost.load(Ordering::SeqCst) => {
+                self.finish(&job, state, outcome).await
+            }
+            _ => {
+                tracing::warn!(
+                    job = id,
+                    "the job is no longer ours; leaving it as the reaper recorded it"
+                );
+                Ok(())
+            }
+        }
     }
 
-    /// Runs the playbook and, on success, verifies. Returns the state the job is in and how it ended.
-    async fn run_and_verify(&self, job: &Job) -> Result<(JobState, Outcome)> {
-        let (outcome, touched) = self.execute(job).await?;
+    /// Runs the playbook and, on success, verifies. Returns the state the job is in and how it
+    /// ended, or `None` when the job stopped being ours (interrupted after a lost lease).
+    async fn run_and_verify(
+        &self,
+        job: &Job,
+        lost: &Arc<AtomicBool>,
+    ) -> Result<Option<(JobState, Outcome)>> {
+        let (outcome, touched) = self.execute(job, lost).await?;
         let Outcome::Success(msg) = outcome else {
-            return Ok((JobState::Running, outcome));
+            return Ok(Some((JobState::Running, outcome)));
         };
-        self.store
+        if !self
+            .store
             .transition(
                 job.id,
                 JobState::Running,
                 JobState::Verifying,
                 &format!("playbook: {msg}"),
             )
-            .await?;
+            .await?
+        {
+            return Ok(None);
+        }
         self.metrics.jobs.with_label_values(&["verifying"]).inc();
         if job.dry_run {
             self.store
@@ -258,20 +274,20 @@ impl Executor {
                     "dry run: nothing changed, nothing to verify",
                 )
                 .await?;
-            return Ok((JobState::Verifying, Outcome::Success(msg)));
+            return Ok(Some((JobState::Verifying, Outcome::Success(msg))));
         }
         let verified = self.verify(job, &touched).await?;
-        Ok((
+        Ok(Some((
             JobState::Verifying,
             match verified {
                 Outcome::Success(v) => Outcome::Success(format!("{msg}; {v}")),
                 other => other,
             },
-        ))
+        )))
     }
 
     /// Runs the job's playbook on a blocking thread under the sandbox and the run deadline.
-    async fn execute(&self, job: &Job) -> Result<(Outcome, Vec<Target>)> {
+    async fn execute(&self, job: &Job, lost: &Arc<AtomicBool>) -> Result<(Outcome, Vec<Target>)> {
         let defs = self.pipeline.definitions();
         let Some(playbook) = defs.playbooks.get(&job.playbook).cloned() else {
             let msg = format!(
@@ -309,19 +325,22 @@ impl Executor {
             .timeout_ms
             .and_then(|ms| u64::try_from(ms).ok())
             .map_or(self.rt.settings.timeout.0, Duration::from_millis);
-        let ctx = Arc::new(RunContext::new(
-            self.rt.cluster.clone(),
-            Some(self.store.clone()),
-            Some(StepSink {
-                store: self.store.clone(),
-                job_id: job.id,
-            }),
-            tokio::runtime::Handle::current(),
-            job.dry_run,
-            self.rt.host.clone(),
-            self.rt.http.clone(),
-            timeout,
-        ));
+        let ctx = Arc::new(
+            RunContext::new(
+                self.rt.cluster.clone(),
+                Some(self.store.clone()),
+                Some(StepSink {
+                    store: self.store.clone(),
+                    job_id: job.id,
+                }),
+                tokio::runtime::Handle::current(),
+                job.dry_run,
+                self.rt.host.clone(),
+                self.rt.http.clone(),
+                timeout,
+            )
+            .with_cancel(vec![lost.clone(), self.stopping.clone()]),
+        );
         let runner = self.rt.runner.clone();
         match tokio::task::spawn_blocking(move || runner.run(&playbook, input, ctx)).await {
             Ok(result) => Ok((result.outcome, result.touched)),
@@ -522,6 +541,7 @@ impl Executor {
                 )
                 .await?;
                 let cap = i64::from(self.rt.settings.max_chain_steps);
+                let routes = chain_routes(job);
                 let escalated = if inconclusive {
                     to_humans(
                         &mut tx,
@@ -529,7 +549,7 @@ impl Executor {
                         &history,
                         &msg,
                         "the result could not be measured",
-                        &[],
+                        &routes,
                         now,
                     )
                     .await?
@@ -540,7 +560,7 @@ impl Executor {
                         &history,
                         &msg,
                         &format!("the chain reached its cap of {cap} steps"),
-                        &[],
+                        &routes,
                         now,
                     )
                     .await?
@@ -577,10 +597,26 @@ impl Executor {
         self.wake.notify_one();
     }
 
+    /// Stops running playbooks at their next step (after the shutdown grace). Their jobs stay
+    /// `running` and are interrupted and escalated at the next start.
+    pub fn stop_running_playbooks(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
     /// How long shutdown waits for running jobs.
     pub fn shutdown_grace(&self) -> Duration {
         self.cfg.shutdown_grace.0
     }
+}
+
+/// Every notify route named in a job's chain: the humans to tell when automation gives up.
+fn chain_routes(job: &Job) -> Vec<String> {
+    job.escalate
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("notify").and_then(|r| r.as_str()).map(String::from))
+        .collect()
 }
 
 struct Escalated {
@@ -611,6 +647,25 @@ async fn escalate(
         let Some(playbook) = step.get("playbook").and_then(|p| p.as_str()) else {
             continue;
         };
+        if tx.storm_open().await? {
+            // A storm pauses every automatic action, chains already in flight included.
+            let mut all = routes.clone();
+            all.extend(
+                chain_routes(job)
+                    .into_iter()
+                    .filter(|r| !routes.contains(r)),
+            );
+            return to_humans(
+                tx,
+                job,
+                history,
+                reason,
+                "the storm brake is engaged",
+                &all,
+                now,
+            )
+            .await;
+        }
         let next = NewJob {
             alert_event_id: job.alert_event_id,
             fingerprint: job.fingerprint.clone(),

@@ -61,6 +61,20 @@ impl AppState {
 
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
+    if let Some(limiter) = state.limiter.clone() {
+        // Forget clients that have been quiet, so the per-client map cannot grow without bound.
+        let weak = Arc::downgrade(&limiter);
+        drop(limiter);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(l) = weak.upgrade() else { return };
+                l.retain_recent();
+                l.shrink_to_fit();
+            }
+        });
+    }
     Router::new()
         .route("/webhook/alertmanager", post(webhook::alertmanager))
         .route("/-/healthy", get(ops::healthy))

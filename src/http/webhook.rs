@@ -52,6 +52,8 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    authorize(st, peer, headers)?;
+    // After auth: an unauthenticated flood must not use up Alertmanager's allowance.
     if let Some(limiter) = &st.limiter
         && limiter.check_key(&peer.ip()).is_err()
     {
@@ -62,7 +64,6 @@ async fn handle(
         )
         .header("retry-after", "1"));
     }
-    authorize(st, peer, headers)?;
 
     let is_json = headers
         .get(header::CONTENT_TYPE)

@@ -119,6 +119,7 @@ pub struct RunContext {
     /// HTTP client for `http_get`.
     pub http: reqwest::Client,
     deadline: Instant,
+    cancel: Vec<Arc<std::sync::atomic::AtomicBool>>,
     host_calls: std::sync::atomic::AtomicU32,
     steps: Mutex<Vec<StepRecord>>,
     outcome: Mutex<Option<Outcome>>,
@@ -147,11 +148,24 @@ impl RunContext {
             settings,
             http,
             deadline: Instant::now() + timeout,
+            cancel: Vec::new(),
             host_calls: std::sync::atomic::AtomicU32::new(0),
             steps: Mutex::new(Vec::new()),
             outcome: Mutex::new(None),
             touched: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Flags that stop the run at its next step when set (lost lease, shutdown).
+    pub fn with_cancel(mut self, flags: Vec<Arc<std::sync::atomic::AtomicBool>>) -> Self {
+        self.cancel = flags;
+        self
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .iter()
+            .any(|f| f.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     fn record(&self, action: &str, detail: String) {
@@ -199,6 +213,9 @@ impl RunContext {
         what: &str,
         fut: impl std::future::Future<Output = cluster::Result<T>>,
     ) -> Result<T, Box<EvalAltResult>> {
+        if self.cancelled() {
+            return Err(cancelled());
+        }
         let limit = self.settings.call_timeout.min(self.remaining());
         match self
             .handle
@@ -206,6 +223,8 @@ impl RunContext {
         {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(runtime_error(format!("{what}: {e}"))),
+            // The run's deadline, not the call's own timeout, cut it short.
+            Err(_) if self.remaining().is_zero() => Err(deadline_reached()),
             Err(_) => Err(runtime_error(format!(
                 "{what}: {}",
                 cluster::Error::Timeout(limit)
@@ -262,6 +281,12 @@ fn current() -> Result<Arc<RunContext>, Box<EvalAltResult>> {
 /// The current run's context, counting the host call against the run's budget.
 fn ctx() -> Result<Arc<RunContext>, Box<EvalAltResult>> {
     let c = current()?;
+    if c.cancelled() {
+        return Err(cancelled());
+    }
+    if c.remaining().is_zero() {
+        return Err(deadline_reached());
+    }
     let n = c
         .host_calls
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -290,6 +315,17 @@ fn deadline_reached() -> Box<EvalAltResult> {
         Position::NONE,
     ))
 }
+
+/// Ends the run: the daemon is stopping, or another replica took the job over.
+fn cancelled() -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorTerminated(
+        CANCELLED_TOKEN.into(),
+        Position::NONE,
+    ))
+}
+
+/// The marker for a cancelled run.
+const CANCELLED_TOKEN: &str = "aiops:cancelled";
 
 /// The marker a playbook's outcome call terminates the script with.
 const OUTCOME_TOKEN: &str = "aiops:outcome";
@@ -393,12 +429,17 @@ impl Runner {
             if ops % 256 != 0 {
                 return None;
             }
-            let late = CURRENT.with(|c| {
-                c.borrow()
-                    .as_ref()
-                    .is_some_and(|c| Instant::now() >= c.deadline)
-            });
-            late.then(|| Dynamic::from("deadline"))
+            CURRENT.with(|c| {
+                let c = c.borrow();
+                let c = c.as_ref()?;
+                if c.cancelled() {
+                    Some(Dynamic::from(CANCELLED_TOKEN))
+                } else if Instant::now() >= c.deadline {
+                    Some(Dynamic::from("deadline"))
+                } else {
+                    None
+                }
+            })
         });
         engine.on_print(|s| {
             if let Ok(c) = ctx() {
@@ -477,6 +518,9 @@ fn describe_error(path: &std::path::Path, e: &EvalAltResult) -> String {
     let what = match e {
         EvalAltResult::ErrorTerminated(token, _) if token.to_string() == "deadline" => {
             "stopped: the playbook ran past its wall-clock deadline".to_string()
+        }
+        EvalAltResult::ErrorTerminated(token, _) if token.to_string() == CANCELLED_TOKEN => {
+            "stopped: the daemon is shutting down or the job's lease was lost".to_string()
         }
         EvalAltResult::ErrorTerminated(token, _) if token.to_string() == HOST_CALLS_TOKEN => {
             "stopped: too many host calls in one run (a host function called in a loop?)"
@@ -619,30 +663,51 @@ fn http_get(url: &str, timeout: Duration) -> Result<Map, Box<EvalAltResult>> {
     }
     let limit = timeout.min(c.settings.call_timeout).min(c.remaining());
     let client = c.http.clone();
+    let shown = redact(&parsed);
     let res = c.handle.block_on(async move {
-        let resp = client.get(parsed).timeout(limit).send().await?;
+        let mut resp = client.get(parsed).timeout(limit).send().await?;
         let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
-        Ok::<_, reqwest::Error>((status, body))
+        // Read at most 64 KiB: a health endpoint has no business sending more.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            let room = MAX_HTTP_BODY - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= MAX_HTTP_BODY {
+                break;
+            }
+        }
+        Ok::<_, reqwest::Error>((status, String::from_utf8_lossy(&body).into_owned()))
     });
     let mut m = Map::new();
     match res {
         Ok((status, body)) => {
-            c.record("http_get", format!("GET {url} -> {status}"));
+            c.record("http_get", format!("GET {shown} -> {status}"));
             m.insert("status".into(), Dynamic::from_int(i64::from(status)));
             m.insert("ok".into(), (200..300).contains(&status).into());
-            let body: String = body.chars().take(64 * 1024).collect();
             m.insert("body".into(), body.into());
         }
         Err(e) => {
             let e = e.without_url().to_string();
-            c.record("http_get", format!("GET {url} failed: {e}"));
+            c.record("http_get", format!("GET {shown} failed: {e}"));
             m.insert("status".into(), Dynamic::from_int(0));
             m.insert("ok".into(), false.into());
             m.insert("error".into(), e.into());
         }
     }
     Ok(m)
+}
+
+/// Largest body `http_get` reads.
+const MAX_HTTP_BODY: usize = 64 * 1024;
+
+/// A URL as it may appear in steps and logs: no credentials, no query string.
+pub fn redact(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
 }
 
 fn kb<T: Send + 'static>(

@@ -86,7 +86,9 @@ impl WriteTx {
         .bind(d.created_at)
         .fetch_one(&mut *self.tx)
         .await?;
-        if let Some(key) = d.target_key {
+        // Denied namespaces (kube-system by default) do not feed the storm brake: their noise
+        // must not pause repairs everywhere else.
+        if let Some(key) = d.target_key.filter(|_| d.reason != "namespace_denied") {
             sqlx::query(
                 "INSERT INTO target_activity (target_key, last_seen) VALUES ($1, $2) \
                  ON CONFLICT (target_key) DO UPDATE SET last_seen = excluded.last_seen",

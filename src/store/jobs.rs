@@ -571,21 +571,27 @@ impl Store {
     }
 
     /// Keeps a running job's lease alive.
-    pub async fn heartbeat(&self, job_id: i64, owner: &str) -> Result<()> {
+    /// Returns false when the job is no longer this owner's to run (a reaper interrupted it
+    /// after a lost lease): the run must stop without touching the job again.
+    pub async fn heartbeat(&self, job_id: i64, owner: &str) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND owner = $3")
-            .bind(super::now_ms())
-            .bind(job_id)
-            .bind(owner)
-            .execute(&mut *tx.tx)
-            .await?;
-        tx.commit().await
+        let r = sqlx::query(
+            "UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND owner = $3 AND state IN ('running', 'verifying')",
+        )
+        .bind(super::now_ms())
+        .bind(job_id)
+        .bind(owner)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
     }
 
-    /// Marks running/verifying jobs whose process is gone as `interrupted` and returns them.
-    /// `all` (SQLite at start-up: one process owns the file) takes every such job; otherwise
-    /// only those whose heartbeat is older than the lease (PostgreSQL: another replica may be
-    /// alive and working on the rest).
+    /// Marks running/verifying jobs whose process is gone as `interrupted`, escalates each to
+    /// humans and moves it to `escalated`, all in one transaction (so no interrupted job can be
+    /// left without its escalation), and returns them. `all` (SQLite at start-up: one process
+    /// owns the file) takes every such job; otherwise only those whose heartbeat is older than
+    /// the lease (another replica, or another worker, may be alive and working on the rest).
     pub async fn interrupt_orphans(&self, now: i64, lease_ms: i64, all: bool) -> Result<Vec<Job>> {
         let mut tx = self.begin_write().await?;
         let lock = match self.backend {
@@ -619,8 +625,26 @@ impl Store {
                 )
                 .await?
             {
+                let reason = format!(
+                    "job {} ({} on {}) was interrupted while {}; the target may be half-repaired, a person must check",
+                    job.id, job.playbook, job.target_key, job.state
+                );
+                tx.insert_escalation(
+                    &NewEscalation::for_job(&job, "human", "default", &reason),
+                    now,
+                )
+                .await?;
+                tx.transition(
+                    job.id,
+                    JobState::Interrupted,
+                    JobState::Escalated,
+                    now,
+                    "escalated to humans",
+                    Record::Nothing,
+                )
+                .await?;
                 jobs.push(Job {
-                    state: JobState::Interrupted,
+                    state: JobState::Escalated,
                     ..job
                 });
             }

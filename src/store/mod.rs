@@ -217,14 +217,18 @@ impl Store {
         Ok(())
     }
 
-    /// Starts a write transaction. The first statement of every write transaction must write,
-    /// so SQLite takes its write lock at once instead of upgrading a read snapshot.
+    /// Starts a write transaction.
     pub async fn begin_write(&self) -> Result<WriteTx> {
         let guard = match self.backend {
             Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
             Backend::Postgres => None,
         };
-        let tx = self.pool.begin().await?;
+        // IMMEDIATE takes SQLite's write lock at BEGIN: a transaction that reads first can then
+        // never fail to upgrade when another process (the CLI, a test) wrote in between.
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         Ok(WriteTx { tx, _guard: guard })
     }
 
