@@ -419,6 +419,11 @@ impl Executor {
             }
         }
         if let Some(url) = &v.health_url {
+            // Steps and logs show the URL without credentials or query string.
+            let shown = reqwest::Url::parse(url).map_or_else(
+                |_| "<invalid URL>".to_string(),
+                |u| crate::playbook::host::redact(&u),
+            );
             let resp = self
                 .rt
                 .http
@@ -428,14 +433,14 @@ impl Executor {
                 .await;
             match resp {
                 Ok(r) if r.status().is_success() => {
-                    checks.push(format!("{url} answered {}", r.status().as_u16()))
+                    checks.push(format!("{shown} answered {}", r.status().as_u16()))
                 }
                 Ok(r) => {
                     return self
                         .verdict(
                             job,
                             Outcome::Failure(format!(
-                                "health check {url} answered {}",
+                                "health check {shown} answered {}",
                                 r.status().as_u16()
                             )),
                         )
@@ -445,7 +450,7 @@ impl Executor {
                     return self
                         .verdict(
                             job,
-                            Outcome::Inconclusive(format!("health check {url} timed out")),
+                            Outcome::Inconclusive(format!("health check {shown} timed out")),
                         )
                         .await;
                 }
@@ -454,7 +459,7 @@ impl Executor {
                         .verdict(
                             job,
                             Outcome::Failure(format!(
-                                "health check {url} failed: {}",
+                                "health check {shown} failed: {}",
                                 e.without_url()
                             )),
                         )

@@ -290,6 +290,15 @@ impl Pipeline {
             }
             fresh.push((alert, key));
         }
+        // One global order of row locks: two replicas handling overlapping payloads then wait on
+        // each other instead of deadlocking on PostgreSQL.
+        fresh.sort_by(|a, b| {
+            (&a.1.fingerprint, a.1.status.as_str(), a.1.starts_at_ms).cmp(&(
+                &b.1.fingerprint,
+                b.1.status.as_str(),
+                b.1.starts_at_ms,
+            ))
+        });
         if fresh.is_empty() {
             self.metrics
                 .alerts_duplicate
