@@ -141,6 +141,14 @@ pub struct ClusterSettings {
     /// for demos and end-to-end tests. Without it (and until the Kubernetes backend lands),
     /// every cluster call fails and repairs end inconclusive, escalated to humans.
     pub state_file: Option<PathBuf>,
+    /// A kubeconfig file for the Kubernetes backend.
+    pub kubeconfig: Option<PathBuf>,
+    /// Its context (default: the current-context).
+    pub context: Option<String>,
+    /// Use the pod's service account (running inside the cluster).
+    pub in_cluster: bool,
+    /// Override the API server URL.
+    pub api_url: Option<String>,
 }
 
 /// Playbook runtime settings.
@@ -462,6 +470,18 @@ impl Settings {
         if let Some(v) = get("AIOPS_CLUSTER_STATE_FILE") {
             self.cluster.state_file = Some(PathBuf::from(v));
         }
+        if let Some(v) = get("AIOPS_KUBECONFIG") {
+            self.cluster.kubeconfig = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("AIOPS_KUBE_CONTEXT") {
+            self.cluster.context = Some(v);
+        }
+        if let Some(v) = get("AIOPS_KUBE_IN_CLUSTER") {
+            self.cluster.in_cluster = parsed("AIOPS_KUBE_IN_CLUSTER", &v)?;
+        }
+        if let Some(v) = get("AIOPS_KUBE_API_URL") {
+            self.cluster.api_url = Some(v);
+        }
         if let Some(v) = get("AIOPS_HTTP_ALLOW") {
             self.playbook.http_allow = split_list(&v);
         }
@@ -507,6 +527,13 @@ impl Settings {
         if self.jobs.queue_capacity == 0 {
             return Err(Error::Invalid(
                 "jobs.queue_capacity must be at least 1".into(),
+            ));
+        }
+        if self.cluster.state_file.is_some()
+            && (self.cluster.kubeconfig.is_some() || self.cluster.in_cluster)
+        {
+            return Err(Error::Invalid(
+                "cluster.state_file (the in-memory cluster) and a Kubernetes backend (cluster.kubeconfig or cluster.in_cluster) exclude each other".into(),
             ));
         }
         if self.playbook.max_chain_steps == 0 {

@@ -63,18 +63,34 @@ pub async fn open_store(settings: &Settings) -> Result<Store> {
     Ok(Store::connect(settings.database_url.expose(), &opts).await?)
 }
 
-/// The cluster backend the settings name: the in-memory cluster of `cluster.state_file`, or
-/// none (every call fails, repairs end inconclusive) until the Kubernetes backend is configured.
-pub fn open_cluster(settings: &Settings) -> Result<Arc<dyn Cluster>> {
-    match &settings.cluster.state_file {
+/// The cluster backend the settings name: Kubernetes (`cluster.kubeconfig` or
+/// `cluster.in_cluster`), the in-memory cluster of `cluster.state_file`, or none (every call
+/// fails and repairs end inconclusive). Never inferred from ~/.kube/config: acting on whatever
+/// cluster a developer's kubectl points at must be a decision, not a default.
+pub async fn open_cluster(settings: &Settings) -> Result<Arc<dyn Cluster>> {
+    let c = &settings.cluster;
+    if c.kubeconfig.is_some() || c.in_cluster {
+        let connect = crate::cluster::kubernetes::Connect {
+            kubeconfig: c.kubeconfig.clone(),
+            context: c.context.clone(),
+            in_cluster: c.in_cluster,
+            api_url: c.api_url.clone(),
+        };
+        let k = crate::cluster::kubernetes::KubeCluster::connect(&connect)
+            .await
+            .map_err(Error::Cluster)?;
+        tracing::info!(in_cluster = c.in_cluster, "Kubernetes backend configured");
+        return Ok(Arc::new(k));
+    }
+    match &c.state_file {
         Some(path) => {
-            let c = MemoryCluster::load(path).map_err(|e| Error::Cluster(e.to_string()))?;
+            let m = MemoryCluster::load(path).map_err(|e| Error::Cluster(e.to_string()))?;
             tracing::warn!(file = %path.display(), "using the in-memory cluster described in cluster.state_file: nothing real is repaired");
-            Ok(Arc::new(c))
+            Ok(Arc::new(m))
         }
         None => {
             tracing::warn!(
-                "no Kubernetes backend configured: repairs will end inconclusive and go to humans"
+                "no Kubernetes backend configured (cluster.kubeconfig or cluster.in_cluster): repairs will end inconclusive and go to humans"
             );
             Ok(Arc::new(Unconfigured))
         }
@@ -111,7 +127,7 @@ pub async fn run(
         &settings,
         metrics.clone(),
     ));
-    let cluster = open_cluster(&settings)?;
+    let cluster = open_cluster(&settings).await?;
     let runtime = executor::Runtime::new(cluster, settings.playbook.clone());
     let executor = Arc::new(Executor::new(
         pipeline.clone(),

@@ -220,7 +220,7 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
         .context("opening the store")?;
     let pipeline = Pipeline::new(store, defs, &settings, aiops::metrics::Metrics::new());
     let report = pipeline.simulate(&payload).await?;
-    let cluster = aiops::daemon::open_cluster(&settings)?;
+    let cluster = aiops::daemon::open_cluster(&settings).await?;
     let runner = Arc::new(aiops::playbook::host::Runner::new());
     if json {
         println!("{}", serde_json::to_string_pretty(&report.alerts)?);

@@ -12,11 +12,12 @@
 //! `aiops test-playbook` use it.
 //! - [`Unconfigured`]: what the daemon has when no Kubernetes backend is configured; every call
 //!   fails with a clear, non-retryable error, so a repair ends `inconclusive` and goes to humans.
-//! - The kube-rs backend arrives with its own issue.
+//! - [`kubernetes::KubeCluster`]: the real API server through kube-rs, with kubectl's semantics.
 //!
 //! Quantities are Kubernetes quantities: memory in bytes (`Ki`, `Mi`, `Gi`, `k`, `M`, `G`, …),
 //! CPU in millicores (`500m`, `2`); see [`quantity`].
 
+pub mod kubernetes;
 pub mod memory;
 pub mod quantity;
 
@@ -154,6 +155,11 @@ pub trait Cluster: Send + Sync {
     ) -> Result<u64>;
     /// Replica counts.
     async fn replicas(&self, target: &Target) -> Result<Replicas>;
+    /// Records a Kubernetes Event on the target (reason `AutoRepair…`), so `kubectl describe`
+    /// shows what aiops did. Backends without events accept and drop it.
+    async fn record_event(&self, _target: &Target, _reason: &str, _message: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The backend of a daemon with no Kubernetes configured: every call fails, non-retryably.

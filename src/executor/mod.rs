@@ -339,7 +339,14 @@ impl Executor {
                 self.rt.http.clone(),
                 timeout,
             )
-            .with_cancel(vec![lost.clone(), self.stopping.clone()]),
+            .with_cancel(vec![lost.clone(), self.stopping.clone()])
+            .with_event_context(
+                target.clone(),
+                format!(
+                    "job {} (rule {}, alert {} {})",
+                    job.id, job.rule, job.alertname, job.fingerprint
+                ),
+            ),
         );
         let runner = self.rt.runner.clone();
         match tokio::task::spawn_blocking(move || runner.run(&playbook, input, ctx)).await {

@@ -119,6 +119,7 @@ pub struct RunContext {
     /// HTTP client for `http_get`.
     pub http: reqwest::Client,
     deadline: Instant,
+    event_context: Option<(Target, String)>,
     cancel: Vec<Arc<std::sync::atomic::AtomicBool>>,
     host_calls: std::sync::atomic::AtomicU32,
     steps: Mutex<Vec<StepRecord>>,
@@ -148,6 +149,7 @@ impl RunContext {
             settings,
             http,
             deadline: Instant::now() + timeout,
+            event_context: None,
             cancel: Vec::new(),
             host_calls: std::sync::atomic::AtomicU32::new(0),
             steps: Mutex::new(Vec::new()),
@@ -160,6 +162,35 @@ impl RunContext {
     pub fn with_cancel(mut self, flags: Vec<Arc<std::sync::atomic::AtomicBool>>) -> Self {
         self.cancel = flags;
         self
+    }
+
+    /// What Kubernetes Events on changed targets say caused the change (rule and alert).
+    /// `target` is the job's target: namespace-wide changes (cleanup) are reported on it.
+    pub fn with_event_context(mut self, target: Target, context: String) -> Self {
+        self.event_context = Some((target, context));
+        self
+    }
+
+    /// Records a Kubernetes Event for an applied change; a failure is logged, never fatal.
+    fn event(&self, target: &Target, reason: &str, detail: &str) {
+        if self.dry_run {
+            return;
+        }
+        let message = match &self.event_context {
+            Some((_, ctx)) => format!("aiops {ctx}: {detail}"),
+            None => format!("aiops: {detail}"),
+        };
+        let limit = self.settings.call_timeout.min(Duration::from_secs(5));
+        let res = self.handle.block_on(async {
+            tokio::time::timeout(limit, self.cluster.record_event(target, reason, &message)).await
+        });
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, %target, "recording a Kubernetes Event failed")
+            }
+            Err(_) => tracing::warn!(%target, "recording a Kubernetes Event timed out"),
+        }
     }
 
     fn cancelled(&self) -> bool {
@@ -778,6 +809,11 @@ fn register(engine: &mut Engine) {
         let target = target_of(&t)?;
         c.call("restart", c.cluster.restart(&target, c.dry_run))?;
         c.record("restart", format!("restart {target}"));
+        c.event(
+            &target,
+            "AutoRepairRestart",
+            &format!("rollout restart of {target}"),
+        );
         c.touch(&target);
         Ok(())
     });
@@ -805,6 +841,14 @@ fn register(engine: &mut Engine) {
                 "rollback",
                 format!(
                     "roll back {target} to revision {}",
+                    r.revision.map_or("?".into(), |v| v.to_string())
+                ),
+            );
+            c.event(
+                &target,
+                "AutoRepairRollback",
+                &format!(
+                    "rollback of {target} to revision {}",
                     r.revision.map_or("?".into(), |v| v.to_string())
                 ),
             );
@@ -863,6 +907,14 @@ fn register(engine: &mut Engine) {
                     quantity::format_memory(limit)
                 ),
             );
+            c.event(
+                &target,
+                "AutoRepairMemory",
+                &format!(
+                    "memory limit of container {container} set to {}",
+                    quantity::format_memory(limit)
+                ),
+            );
             c.touch(&target);
             Ok(())
         },
@@ -892,6 +944,15 @@ fn register(engine: &mut Engine) {
                     humantime::format_duration(age)
                 ),
             );
+            if n > 0
+                && let Some((t, _)) = &c.event_context
+            {
+                c.event(
+                    t,
+                    "AutoRepairCleanup",
+                    &format!("deleted {n} Failed/Evicted pods in {ns}"),
+                );
+            }
             Ok(n as INT)
         },
     );
@@ -911,6 +972,15 @@ fn register(engine: &mut Engine) {
                     humantime::format_duration(age)
                 ),
             );
+            if n > 0
+                && let Some((t, _)) = &c.event_context
+            {
+                c.event(
+                    t,
+                    "AutoRepairCleanup",
+                    &format!("deleted {n} finished Jobs in {ns}"),
+                );
+            }
             Ok(n as INT)
         },
     );

@@ -1,0 +1,555 @@
+//! Request shapes of the kube-rs backend, with kube's `tower_test` mock (the controller-rs
+//! pattern): each test scripts the API server's side, one expected request at a time, and
+//! checks method, path, query, content type and body exactly as kubectl would send them.
+
+use std::time::Duration;
+
+use aiops::cluster::kubernetes::KubeCluster;
+use aiops::cluster::{Cluster, Error, Target};
+use http::{Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle};
+
+type MockHandle = Handle<Request<Body>, Response<Body>>;
+
+fn cluster() -> (KubeCluster, MockHandle) {
+    let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (
+        KubeCluster::from_client(kube::Client::new(svc, "default")),
+        handle,
+    )
+}
+
+fn web() -> Target {
+    Target {
+        namespace: "prod".into(),
+        kind: "Deployment".into(),
+        name: "web".into(),
+    }
+}
+
+fn deployment(extra: Value) -> Value {
+    let mut d = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "prod", "uid": "uid-web", "generation": 4,
+                     "annotations": {"deployment.kubernetes.io/revision": "3", "team": "a"}},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [
+                                  {"name": "app", "image": "web:3", "resources": {"requests": {"memory": "256Mi"}, "limits": {"memory": "512Mi"}}},
+                                  {"name": "sidecar", "image": "proxy:1", "resources": {"limits": {"memory": "64Mi"}}}]}}},
+        "status": {"observedGeneration": 4, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3, "readyReplicas": 3}
+    });
+    merge(&mut d, extra);
+    d
+}
+
+fn merge(a: &mut Value, b: Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b,
+    }
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code});
+    Response::builder()
+        .status(code)
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}
+
+fn ok(v: &Value) -> Response<Body> {
+    Response::builder()
+        .body(Body::from(serde_json::to_vec(v).unwrap()))
+        .unwrap()
+}
+
+/// Takes the next request, checks method and path (with query), returns content type and body.
+async fn expect(
+    handle: &mut MockHandle,
+    method: &str,
+    path_and_query: &str,
+    reply: Response<Body>,
+) -> (Option<String>, Value) {
+    let (req, send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .expect("a request within 5 s")
+        .expect("the service is still up");
+    assert_eq!(req.method().as_str(), method);
+    assert_eq!(req.uri().path_and_query().unwrap().as_str(), path_and_query);
+    let ct = req
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = req.into_body().collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    send.send_response(reply);
+    (ct, body)
+}
+
+const DEPLOY: &str = "/apis/apps/v1/namespaces/prod/deployments/web";
+
+#[tokio::test]
+async fn restart_patches_kubectls_restarted_at_annotation_by_strategic_merge() {
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        let (ct, body) = expect(
+            &mut h,
+            "PATCH",
+            &format!("{DEPLOY}?&fieldManager=aiops"),
+            ok(&deployment(json!({}))),
+        )
+        .await;
+        (ct, body)
+    });
+    c.restart(&web(), false).await.unwrap();
+    let (ct, body) = server.await.unwrap();
+    assert_eq!(
+        ct.as_deref(),
+        Some("application/strategic-merge-patch+json")
+    );
+    let at =
+        &body["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"];
+    assert!(at.as_str().is_some_and(|s| s.ends_with('Z')), "{body}");
+    assert_eq!(
+        body.as_object().unwrap().len(),
+        1,
+        "only the annotation: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_restart_asks_the_server_for_dry_run_all() {
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        expect(
+            &mut h,
+            "PATCH",
+            &format!("{DEPLOY}?&dryRun=All&fieldManager=aiops"),
+            ok(&deployment(json!({}))),
+        )
+        .await;
+    });
+    c.restart(&web(), true).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_paused_or_opted_out_deployment_is_refused_without_a_patch() {
+    for extra in [
+        json!({"spec": {"paused": true}}),
+        json!({"metadata": {"annotations": {"aiops.wooo.work/auto-repair": "disabled"}}}),
+    ] {
+        let (c, mut h) = cluster();
+        let server = tokio::spawn(async move {
+            expect(&mut h, "GET", DEPLOY, ok(&deployment(extra))).await;
+            // No further request may come.
+            assert!(
+                tokio::time::timeout(Duration::from_millis(100), h.next_request())
+                    .await
+                    .is_err()
+            );
+        });
+        let err = c.restart(&web(), false).await.unwrap_err();
+        assert!(matches!(err, Error::Refused(_)), "{err:?}");
+        assert!(!err.is_retryable());
+        server.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn api_errors_map_to_clear_retryable_or_final_errors() {
+    for (code, reason, retryable, kind) in [
+        (404, "NotFound", false, "not_found"),
+        (403, "Forbidden", false, "refused"),
+        (409, "Conflict", false, "refused"),
+        (422, "Invalid", false, "refused"),
+        (429, "TooManyRequests", true, "unavailable"),
+        (500, "InternalError", true, "unavailable"),
+        (503, "ServiceUnavailable", true, "unavailable"),
+    ] {
+        let (c, mut h) = cluster();
+        let server = tokio::spawn(async move {
+            expect(&mut h, "GET", DEPLOY, status(code, reason, "nope")).await;
+        });
+        let err = c.rollout_status(&web()).await.unwrap_err();
+        assert_eq!(err.is_retryable(), retryable, "{code}: {err:?}");
+        assert_eq!(err.metric_label(), kind, "{code}: {err:?}");
+        server.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn rollout_status_follows_kubectl() {
+    let cases = [
+        (json!({}), true, false, "successfully rolled out"),
+        (
+            json!({"metadata": {"generation": 5}}),
+            false,
+            false,
+            "spec update to be observed",
+        ),
+        (
+            json!({"status": {"updatedReplicas": 1}}),
+            false,
+            false,
+            "1 out of 3 new replicas have been updated",
+        ),
+        (
+            json!({"status": {"replicas": 4}}),
+            false,
+            false,
+            "1 old replicas are pending termination",
+        ),
+        (
+            json!({"status": {"availableReplicas": 2}}),
+            false,
+            false,
+            "2 of 3 updated replicas are available",
+        ),
+        (
+            json!({"status": {"conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}}),
+            false,
+            true,
+            "exceeded its progress deadline",
+        ),
+    ];
+    for (extra, complete, failed, text) in cases {
+        let (c, mut h) = cluster();
+        let d = deployment(extra);
+        let server = tokio::spawn(async move { expect(&mut h, "GET", DEPLOY, ok(&d)).await });
+        let s = c.rollout_status(&web()).await.unwrap();
+        assert_eq!((s.complete, s.failed), (complete, failed), "{s:?}");
+        assert!(s.message.contains(text), "{s:?}");
+        server.await.unwrap();
+    }
+}
+
+fn replicaset(
+    name: &str,
+    revision: i64,
+    owner_uid: &str,
+    image: &str,
+    annotations: Value,
+) -> Value {
+    let mut ann = json!({"deployment.kubernetes.io/revision": revision.to_string()});
+    merge(&mut ann, annotations);
+    json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": "prod", "annotations": ann,
+                     "labels": {"app": "web", "pod-template-hash": name},
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": owner_uid, "controller": true}]},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web", "pod-template-hash": name}},
+                              "spec": {"containers": [{"name": "app", "image": image}]}}}
+    })
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+const RS_LIST: &str = "/apis/apps/v1/namespaces/prod/replicasets?&labelSelector=app%3Dweb";
+
+#[tokio::test]
+async fn rollback_replaces_the_template_with_the_second_highest_owned_revision_by_json_patch() {
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        let rss = list(
+            "ReplicaSetList",
+            vec![
+                replicaset("web-3", 3, "uid-web", "web:3", json!({})),
+                replicaset(
+                    "web-2",
+                    2,
+                    "uid-web",
+                    "web:2",
+                    json!({"kubectl.kubernetes.io/last-applied-configuration": "{}", "change-cause": "v2"}),
+                ),
+                replicaset("web-1", 1, "uid-web", "web:1", json!({})),
+                // Same labels but another owner: must be ignored even with a higher revision.
+                replicaset("other-9", 9, "uid-other", "evil:9", json!({})),
+            ],
+        );
+        expect(&mut h, "GET", RS_LIST, ok(&rss)).await;
+        expect(
+            &mut h,
+            "PATCH",
+            &format!("{DEPLOY}?&fieldManager=aiops"),
+            ok(&deployment(json!({}))),
+        )
+        .await
+    });
+    let r = c.rollback(&web(), false).await.unwrap();
+    assert_eq!((r.done, r.revision), (true, Some(2)), "{r:?}");
+    let (ct, body) = server.await.unwrap();
+    assert_eq!(ct.as_deref(), Some("application/json-patch+json"));
+    let ops = body.as_array().unwrap();
+    assert_eq!(ops[0]["op"], "replace");
+    assert_eq!(ops[0]["path"], "/spec/template");
+    assert_eq!(ops[0]["value"]["spec"]["containers"][0]["image"], "web:2");
+    assert_eq!(
+        ops[0]["value"]["metadata"]["labels"],
+        json!({"app": "web"}),
+        "pod-template-hash dropped"
+    );
+    assert_eq!(ops[1]["path"], "/metadata/annotations");
+    // kubectl's skip list: the deployment's revision stays, the RS's last-applied is not copied.
+    assert_eq!(
+        ops[1]["value"],
+        json!({"deployment.kubernetes.io/revision": "3", "change-cause": "v2"})
+    );
+}
+
+#[tokio::test]
+async fn rollback_edge_cases_answer_without_patching() {
+    // No history: only the current revision.
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        let rss = list(
+            "ReplicaSetList",
+            vec![replicaset("web-3", 3, "uid-web", "web:3", json!({}))],
+        );
+        expect(&mut h, "GET", RS_LIST, ok(&rss)).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), h.next_request())
+                .await
+                .is_err()
+        );
+    });
+    let r = c.rollback(&web(), false).await.unwrap();
+    assert!(!r.done);
+    assert_eq!(r.reason, "no previous revision of deployment prod/web");
+    server.await.unwrap();
+
+    // Already at the previous revision's template.
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        let d = deployment(
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "web:2"}]}}}}),
+        );
+        let mut d = d;
+        d["spec"]["template"]["spec"]["containers"] = json!([{"name": "app", "image": "web:2"}]);
+        expect(&mut h, "GET", DEPLOY, ok(&d)).await;
+        let rss = list(
+            "ReplicaSetList",
+            vec![
+                replicaset("web-3", 3, "uid-web", "web:3", json!({})),
+                replicaset("web-2", 2, "uid-web", "web:2", json!({})),
+            ],
+        );
+        expect(&mut h, "GET", RS_LIST, ok(&rss)).await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), h.next_request())
+                .await
+                .is_err()
+        );
+    });
+    let r = c.rollback(&web(), false).await.unwrap();
+    assert!(
+        !r.done && r.reason.contains("already matches revision 2"),
+        "{r:?}"
+    );
+    server.await.unwrap();
+
+    // Paused.
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        expect(
+            &mut h,
+            "GET",
+            DEPLOY,
+            ok(&deployment(json!({"spec": {"paused": true}}))),
+        )
+        .await;
+    });
+    assert!(
+        matches!(c.rollback(&web(), false).await, Err(Error::Refused(m)) if m.contains("paused"))
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn set_memory_patches_only_the_named_container_by_strategic_merge() {
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        expect(
+            &mut h,
+            "PATCH",
+            &format!("{DEPLOY}?&fieldManager=aiops"),
+            ok(&deployment(json!({}))),
+        )
+        .await
+    });
+    c.set_memory(&web(), "app", None, 615 * 1024 * 1024, false)
+        .await
+        .unwrap();
+    let (ct, body) = server.await.unwrap();
+    assert_eq!(
+        ct.as_deref(),
+        Some("application/strategic-merge-patch+json")
+    );
+    assert_eq!(
+        body,
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "resources": {"limits": {"memory": "615Mi"}}}]}}}})
+    );
+}
+
+#[tokio::test]
+async fn memory_reads_a_containers_request_and_limit_in_bytes() {
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+    });
+    let m = c.memory(&web(), Some("sidecar")).await.unwrap();
+    assert_eq!((m.request, m.limit), (None, Some(64 * 1024 * 1024)));
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn last_terminations_read_the_pods_selected_by_the_workload() {
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        let pods = list(
+            "PodList",
+            vec![
+                json!({"metadata": {"name": "web-a"}, "status": {"phase": "Running", "containerStatuses": [
+                {"name": "app", "ready": true, "restartCount": 2, "image": "x", "imageID": "x",
+                 "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}, "state": {"running": {}}}]}}),
+            ],
+        );
+        expect(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/prod/pods?&labelSelector=app%3Dweb",
+            ok(&pods),
+        )
+        .await;
+    });
+    assert_eq!(c.last_terminations(&web()).await.unwrap(), ["OOMKilled"]);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn cleanup_deletes_only_failed_pods_and_finished_jobs_past_the_age() {
+    let (c, mut h) = cluster();
+    let old = "2020-01-01T00:00:00Z";
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let server = tokio::spawn(async move {
+        let pods = list(
+            "PodList",
+            vec![
+                json!({"metadata": {"name": "evicted-old"}, "status": {"phase": "Failed", "reason": "Evicted", "startTime": old}}),
+                json!({"metadata": {"name": "failed-new"}, "status": {"phase": "Failed", "startTime": now}}),
+            ],
+        );
+        expect(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/prod/pods?&fieldSelector=status.phase%3DFailed",
+            ok(&pods),
+        )
+        .await;
+        let (_, body) = expect(
+            &mut h,
+            "DELETE",
+            "/api/v1/namespaces/prod/pods/evicted-old?",
+            ok(&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "evicted-old"}})),
+        )
+        .await;
+        assert!(body.get("dryRun").is_none(), "a real delete: {body}");
+    });
+    assert_eq!(
+        c.delete_failed_pods("prod", Duration::from_secs(3600), false)
+            .await
+            .unwrap(),
+        1
+    );
+    server.await.unwrap();
+
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        let jobs = list(
+            "JobList",
+            vec![
+                json!({"metadata": {"name": "done-old"}, "status": {"completionTime": old}}),
+                json!({"metadata": {"name": "failed-old"}, "status": {"conditions": [{"type": "Failed", "status": "True", "lastTransitionTime": old}]}}),
+                json!({"metadata": {"name": "running"}, "status": {"active": 1}}),
+            ],
+        );
+        expect(
+            &mut h,
+            "GET",
+            "/apis/batch/v1/namespaces/prod/jobs?",
+            ok(&jobs),
+        )
+        .await;
+        let deleted =
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200});
+        let (_, a) = expect(
+            &mut h,
+            "DELETE",
+            "/apis/batch/v1/namespaces/prod/jobs/done-old?",
+            ok(&deleted),
+        )
+        .await;
+        let (_, b) = expect(
+            &mut h,
+            "DELETE",
+            "/apis/batch/v1/namespaces/prod/jobs/failed-old?",
+            ok(&deleted),
+        )
+        .await;
+        (a, b)
+    });
+    assert_eq!(
+        c.delete_finished_jobs("prod", Duration::from_secs(3600), true)
+            .await
+            .unwrap(),
+        2
+    );
+    let (a, b) = server.await.unwrap();
+    for body in [a, b] {
+        assert_eq!(body["propagationPolicy"], "Background", "{body}");
+        assert_eq!(body["dryRun"], json!(["All"]), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn an_event_is_recorded_on_the_changed_target() {
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        expect(&mut h, "POST", "/api/v1/namespaces/prod/events?", ok(&json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "web.1"}, "involvedObject": {}}))).await
+    });
+    c.record_event(
+        &web(),
+        "AutoRepairRestart",
+        "aiops job 1 (rule restart): restart",
+    )
+    .await
+    .unwrap();
+    let (_, body) = server.await.unwrap();
+    assert_eq!(body["reason"], "AutoRepairRestart");
+    assert_eq!(body["involvedObject"]["kind"], "Deployment");
+    assert_eq!(body["involvedObject"]["uid"], "uid-web");
+    assert_eq!(body["metadata"]["generateName"], "web.");
+    assert_eq!(body["source"]["component"], "aiops");
+}
