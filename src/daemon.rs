@@ -78,7 +78,8 @@ pub async fn open_cluster(settings: &Settings) -> Result<Arc<dyn Cluster>> {
         };
         let k = crate::cluster::kubernetes::KubeCluster::connect(&connect)
             .await
-            .map_err(Error::Cluster)?;
+            .map_err(Error::Cluster)?
+            .with_namespaces(settings.guard.namespaces.clone());
         tracing::info!(in_cluster = c.in_cluster, "Kubernetes backend configured");
         return Ok(Arc::new(k));
     }

@@ -553,3 +553,26 @@ async fn an_event_is_recorded_on_the_changed_target() {
     assert_eq!(body["metadata"]["generateName"], "web.");
     assert_eq!(body["source"]["component"], "aiops");
 }
+
+#[tokio::test]
+async fn denied_namespaces_are_refused_in_the_backend_too_without_a_request() {
+    let (svc, mut h) = mock::pair::<Request<Body>, Response<Body>>();
+    let c = KubeCluster::from_client(kube::Client::new(svc, "default"))
+        .with_namespaces(aiops::config::Namespaces::default());
+    let server = tokio::spawn(async move {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), h.next_request())
+                .await
+                .is_err()
+        );
+    });
+    let err = c
+        .delete_failed_pods("kube-system", Duration::ZERO, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused(m) if m.contains("kube-system")),
+        "{err:?}"
+    );
+    server.await.unwrap();
+}

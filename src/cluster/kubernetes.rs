@@ -50,6 +50,7 @@ const ANNOTATIONS_TO_SKIP: [&str; 6] = [
 #[derive(Clone)]
 pub struct KubeCluster {
     client: kube::Client,
+    namespaces: crate::config::Namespaces,
 }
 
 /// How to reach the API server.
@@ -92,12 +93,37 @@ impl KubeCluster {
         }
         let client =
             kube::Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))?;
-        Ok(KubeCluster { client })
+        Ok(KubeCluster::from_client(client))
     }
 
-    /// Wraps an existing client (tests use kube's tower_test mock).
+    /// Wraps an existing client (tests use kube's tower_test mock). Every namespace is allowed
+    /// until [`KubeCluster::with_namespaces`] says otherwise.
     pub fn from_client(client: kube::Client) -> KubeCluster {
-        KubeCluster { client }
+        KubeCluster {
+            client,
+            namespaces: crate::config::Namespaces {
+                allow: Vec::new(),
+                deny: Vec::new(),
+            },
+        }
+    }
+
+    /// Refuses every call into namespaces the policy denies. Intake's guard already refuses
+    /// such targets; this holds for what a playbook reaches on its own too (a cleanup of
+    /// another namespace, say).
+    pub fn with_namespaces(mut self, namespaces: crate::config::Namespaces) -> KubeCluster {
+        self.namespaces = namespaces;
+        self
+    }
+
+    fn check_ns(&self, ns: &str) -> Result<()> {
+        if self.namespaces.allows(ns) {
+            Ok(())
+        } else {
+            Err(Error::Refused(format!(
+                "namespace {ns} is not allowed (guard.namespaces)"
+            )))
+        }
     }
 
     fn api<K>(&self, ns: &str) -> Api<K>
@@ -387,6 +413,7 @@ fn without_hash(mut t: PodTemplateSpec) -> PodTemplateSpec {
 #[async_trait]
 impl Cluster for KubeCluster {
     async fn restart(&self, t: &Target, dry_run: bool) -> Result<()> {
+        self.check_ns(&t.namespace)?;
         let w = self.workload(t).await?;
         refuse_disabled(&w.meta, t)?;
         if w.paused {
@@ -402,6 +429,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn rollout_status(&self, t: &Target) -> Result<RolloutStatus> {
+        self.check_ns(&t.namespace)?;
         let what = describe(t);
         match t.kind.as_str() {
             "Deployment" => {
@@ -433,6 +461,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn rollback(&self, t: &Target, dry_run: bool) -> Result<Rollback> {
+        self.check_ns(&t.namespace)?;
         if t.kind != "Deployment" {
             return Err(Error::Refused(
                 "rollback is only supported for Deployments".into(),
@@ -522,6 +551,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn memory(&self, t: &Target, container: Option<&str>) -> Result<Memory> {
+        self.check_ns(&t.namespace)?;
         let w = self.workload(t).await?;
         let containers = w.template.spec.map(|s| s.containers).unwrap_or_default();
         let c = match container {
@@ -562,6 +592,7 @@ impl Cluster for KubeCluster {
         limit: i64,
         dry_run: bool,
     ) -> Result<()> {
+        self.check_ns(&t.namespace)?;
         let w = self.workload(t).await?;
         refuse_disabled(&w.meta, t)?;
         if w.paused {
@@ -590,6 +621,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn last_terminations(&self, t: &Target) -> Result<Vec<String>> {
+        self.check_ns(&t.namespace)?;
         let w = self.workload(t).await?;
         let pods = self
             .api::<Pod>(&t.namespace)
@@ -624,6 +656,7 @@ impl Cluster for KubeCluster {
         older_than: Duration,
         dry_run: bool,
     ) -> Result<u64> {
+        self.check_ns(ns)?;
         let api = self.api::<Pod>(ns);
         let pods = api
             .list(&ListParams::default().fields("status.phase=Failed"))
@@ -667,6 +700,7 @@ impl Cluster for KubeCluster {
         older_than: Duration,
         dry_run: bool,
     ) -> Result<u64> {
+        self.check_ns(ns)?;
         let api = self.api::<Job>(ns);
         let jobs = api
             .list(&ListParams::default())
@@ -705,6 +739,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn replicas(&self, t: &Target) -> Result<Replicas> {
+        self.check_ns(&t.namespace)?;
         let what = describe(t);
         match t.kind.as_str() {
             "Deployment" => {
@@ -754,6 +789,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn record_event(&self, t: &Target, reason: &str, message: &str) -> Result<()> {
+        self.check_ns(&t.namespace)?;
         let w = self.workload(t).await?;
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let (api_version, kind) = ("apps/v1", t.kind.clone());
