@@ -52,6 +52,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the Kubernetes manifests that run the daemon in a cluster (for kubectl apply -f -).
+    Manifests {
+        #[command(flatten)]
+        options: aiops::manifests::Options,
+        /// Print only the webhook URL Alertmanager posts to.
+        #[arg(long)]
+        alertmanager_url_only: bool,
+    },
     /// Run one playbook offline against a described cluster state; print its steps and outcome.
     ///
     /// The target and params come from the first rule that matches the alert and uses the
@@ -94,6 +102,10 @@ fn main() -> ExitCode {
             Command::Serve => serve(cli.config.as_deref()).await,
             Command::Check => check(cli.config.as_deref()),
             Command::Simulate { file, json } => simulate(cli.config.as_deref(), &file, json).await,
+            Command::Manifests {
+                options,
+                alertmanager_url_only,
+            } => Ok(aiops::manifests::print(&options, alertmanager_url_only)?),
             Command::TestPlaybook {
                 name,
                 alert,
