@@ -576,3 +576,63 @@ async fn denied_namespaces_are_refused_in_the_backend_too_without_a_request() {
     );
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn replicas_read_the_deployments_spec_and_status() {
+    let (c, mut h) = cluster();
+    let d = deployment(
+        json!({"status": {"readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 3}}),
+    );
+    let server = tokio::spawn(async move { expect(&mut h, "GET", DEPLOY, ok(&d)).await });
+    let r = c.replicas(&web()).await.unwrap();
+    assert_eq!((r.desired, r.ready, r.available, r.updated), (3, 2, 2, 3));
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn statefulsets_and_daemonsets_restart_and_report_status_like_kubectl() {
+    for (kind, plural, object, text) in [
+        (
+            "StatefulSet",
+            "statefulsets",
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "prod", "generation": 2},
+                   "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db"}]}}},
+                   "status": {"observedGeneration": 2, "replicas": 2, "readyReplicas": 2, "currentReplicas": 2, "updatedReplicas": 2, "currentRevision": "db-1", "updateRevision": "db-1"}}),
+            "statefulset rolling update complete 2 pods at revision db-1",
+        ),
+        (
+            "DaemonSet",
+            "daemonsets",
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "db", "namespace": "prod", "generation": 2},
+                   "spec": {"selector": {"matchLabels": {"app": "db"}}, "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db"}]}}},
+                   "status": {"observedGeneration": 1, "desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberMisscheduled": 0, "numberReady": 3}}),
+            "spec update to be observed",
+        ),
+    ] {
+        let path = format!("/apis/apps/v1/namespaces/prod/{plural}/db");
+        let target = Target {
+            namespace: "prod".into(),
+            kind: kind.into(),
+            name: "db".into(),
+        };
+        let (c, mut h) = cluster();
+        let (o, p) = (object.clone(), path.clone());
+        let server = tokio::spawn(async move {
+            expect(&mut h, "GET", &p, ok(&o)).await;
+            let (ct, body) =
+                expect(&mut h, "PATCH", &format!("{p}?&fieldManager=aiops"), ok(&o)).await;
+            expect(&mut h, "GET", &p, ok(&o)).await;
+            (ct, body)
+        });
+        c.restart(&target, false).await.unwrap();
+        let s = c.rollout_status(&target).await.unwrap();
+        let (ct, body) = server.await.unwrap();
+        assert_eq!(
+            ct.as_deref(),
+            Some("application/strategic-merge-patch+json"),
+            "{kind}"
+        );
+        assert!(body["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(), "{kind}: {body}");
+        assert!(s.message.contains(text), "{kind}: {s:?}");
+    }
+}
