@@ -636,3 +636,149 @@ async fn statefulsets_and_daemonsets_restart_and_report_status_like_kubectl() {
         assert!(s.message.contains(text), "{kind}: {s:?}");
     }
 }
+
+#[tokio::test]
+async fn a_partitioned_statefulset_is_complete_once_the_pods_above_the_partition_are_updated() {
+    let (c, mut h) = cluster();
+    let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "prod", "generation": 2},
+        "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}},
+                 "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db"}]}}},
+        "status": {"observedGeneration": 2, "replicas": 3, "readyReplicas": 3, "updatedReplicas": 1, "currentRevision": "db-1", "updateRevision": "db-2"}});
+    let server = tokio::spawn(async move {
+        expect(
+            &mut h,
+            "GET",
+            "/apis/apps/v1/namespaces/prod/statefulsets/db",
+            ok(&sts),
+        )
+        .await;
+    });
+    let t = Target {
+        namespace: "prod".into(),
+        kind: "StatefulSet".into(),
+        name: "db".into(),
+    };
+    let s = c.rollout_status(&t).await.unwrap();
+    assert!(
+        s.complete && s.message.contains("partitioned roll out complete"),
+        "{s:?}"
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_on_delete_statefulset_is_not_restarted_and_reports_no_rollout() {
+    let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db", "namespace": "prod", "generation": 1},
+        "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "updateStrategy": {"type": "OnDelete"},
+                 "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db"}]}}},
+        "status": {"observedGeneration": 1, "replicas": 1}});
+    let t = Target {
+        namespace: "prod".into(),
+        kind: "StatefulSet".into(),
+        name: "db".into(),
+    };
+    let (c, mut h) = cluster();
+    let o = sts.clone();
+    let server = tokio::spawn(async move {
+        expect(
+            &mut h,
+            "GET",
+            "/apis/apps/v1/namespaces/prod/statefulsets/db",
+            ok(&o),
+        )
+        .await;
+        expect(
+            &mut h,
+            "GET",
+            "/apis/apps/v1/namespaces/prod/statefulsets/db",
+            ok(&o),
+        )
+        .await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), h.next_request())
+                .await
+                .is_err()
+        );
+    });
+    assert!(matches!(c.restart(&t, false).await, Err(Error::Refused(m)) if m.contains("OnDelete")));
+    assert!(c.rollout_status(&t).await.unwrap().failed);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn selectors_keep_their_match_expressions() {
+    let (c, mut h) = cluster();
+    let d = deployment(json!({"spec": {"selector": {"matchLabels": {"app": "web"},
+        "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}, {"key": "canary", "operator": "DoesNotExist"}]}}}));
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&d)).await;
+        expect(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/prod/pods?&labelSelector=app%3Dweb%2Ctier+in+%28a%2Cb%29%2C%21canary",
+            ok(&list("PodList", vec![])),
+        )
+        .await;
+    });
+    assert!(c.last_terminations(&web()).await.unwrap().is_empty());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn deletes_carry_the_uid_precondition_and_restarts_use_whole_seconds() {
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        let pods = list(
+            "PodList",
+            vec![
+                json!({"metadata": {"name": "db-0", "uid": "uid-old"}, "status": {"phase": "Failed", "startTime": "2020-01-01T00:00:00Z"}}),
+            ],
+        );
+        expect(
+            &mut h,
+            "GET",
+            "/api/v1/namespaces/prod/pods?&fieldSelector=status.phase%3DFailed",
+            ok(&pods),
+        )
+        .await;
+        // The pod was recreated under the same name: the server answers 409 and nothing is deleted.
+        let (_, body) = expect(
+            &mut h,
+            "DELETE",
+            "/api/v1/namespaces/prod/pods/db-0?",
+            status(
+                409,
+                "Conflict",
+                "Precondition failed: UID in precondition: uid-old",
+            ),
+        )
+        .await;
+        assert_eq!(body["preconditions"]["uid"], "uid-old", "{body}");
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        expect(
+            &mut h,
+            "PATCH",
+            &format!("{DEPLOY}?&fieldManager=aiops"),
+            ok(&deployment(json!({}))),
+        )
+        .await
+    });
+    assert_eq!(
+        c.delete_failed_pods("prod", Duration::from_secs(60), false)
+            .await
+            .unwrap(),
+        0
+    );
+    c.restart(&web(), false).await.unwrap();
+    let (_, body) = server.await.unwrap();
+    let at =
+        body["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    assert!(
+        !at.contains('.'),
+        "whole seconds, as kubectl writes it: {at}"
+    );
+}

@@ -144,10 +144,16 @@ fn map_err(what: &str, e: kube::Error) -> Error {
                 "forbidden on {what}: {} (check the ClusterRole)",
                 s.message
             )),
+            401 => Error::Refused(format!("unauthorized on {what}: check the credentials")),
             409 | 422 | 400 => Error::Refused(format!("{what}: {}", s.message)),
-            _ => Error::Unavailable(format!("{what}: {} ({})", s.message, s.code)),
+            429 | 500.. => Error::Unavailable(format!("{what}: {} ({})", s.message, s.code)),
+            _ => Error::Refused(format!("{what}: {} ({})", s.message, s.code)),
         },
-        other => Error::Unavailable(format!("{what}: {other}")),
+        // The connection, not the request: worth retrying.
+        e @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => {
+            Error::Unavailable(format!("{what}: {e}"))
+        }
+        other => Error::Refused(format!("{what}: {other}")),
     }
 }
 
@@ -182,16 +188,43 @@ fn refuse_disabled(meta: &ObjectMeta, t: &Target) -> Result<()> {
 struct Workload {
     meta: ObjectMeta,
     template: PodTemplateSpec,
-    selector: BTreeMap<String, String>,
+    selector: String,
     paused: bool,
+    on_delete: bool,
 }
 
-fn selector_string(labels: &BTreeMap<String, String>) -> String {
-    labels
+/// A label selector in the API's query syntax, matchExpressions included (as kubectl's
+/// `LabelSelectorAsSelector`).
+fn selector_string(sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> String {
+    let mut parts: Vec<String> = sel
+        .match_labels
         .iter()
+        .flatten()
         .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+        .collect();
+    for e in sel.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            other => format!("{} {other} ({values})", e.key),
+        });
+    }
+    parts.join(",")
+}
+
+/// An empty selector selects everything: never act on a whole namespace by accident.
+fn nonempty(selector: String, t: &Target) -> Result<String> {
+    if selector.is_empty() {
+        Err(Error::Refused(format!(
+            "{} has an empty selector",
+            describe(t)
+        )))
+    } else {
+        Ok(selector)
+    }
 }
 
 fn age_ms(t: &Time) -> i64 {
@@ -212,8 +245,9 @@ impl KubeCluster {
                 Ok(Workload {
                     meta: d.metadata,
                     template: spec.template,
-                    selector: spec.selector.match_labels.unwrap_or_default(),
+                    selector: selector_string(&spec.selector),
                     paused: spec.paused.unwrap_or(false),
+                    on_delete: false,
                 })
             }
             "StatefulSet" => {
@@ -225,9 +259,14 @@ impl KubeCluster {
                 let spec = s.spec.unwrap_or_default();
                 Ok(Workload {
                     meta: s.metadata,
-                    template: spec.template,
-                    selector: spec.selector.match_labels.unwrap_or_default(),
+                    selector: selector_string(&spec.selector),
                     paused: false,
+                    on_delete: on_delete(
+                        spec.update_strategy
+                            .as_ref()
+                            .and_then(|u| u.type_.as_deref()),
+                    ),
+                    template: spec.template,
                 })
             }
             "DaemonSet" => {
@@ -239,9 +278,14 @@ impl KubeCluster {
                 let spec = s.spec.unwrap_or_default();
                 Ok(Workload {
                     meta: s.metadata,
-                    template: spec.template,
-                    selector: spec.selector.match_labels.unwrap_or_default(),
+                    selector: selector_string(&spec.selector),
                     paused: false,
+                    on_delete: on_delete(
+                        spec.update_strategy
+                            .as_ref()
+                            .and_then(|u| u.type_.as_deref()),
+                    ),
+                    template: spec.template,
                 })
             }
             other => Err(Error::Refused(format!("unsupported kind {other}"))),
@@ -328,6 +372,11 @@ fn deployment_status(d: &Deployment) -> RolloutStatus {
     }
 }
 
+/// kubectl reports no rollout for OnDelete: nothing replaces the pods, so a wait would never end.
+fn on_delete(strategy_type: Option<&str>) -> bool {
+    strategy_type.is_some_and(|t| t != "RollingUpdate")
+}
+
 fn statefulset_status(s: &StatefulSet) -> RolloutStatus {
     let status = s.status.clone().unwrap_or_default();
     let generation = s.metadata.generation.unwrap_or(0);
@@ -336,6 +385,14 @@ fn statefulset_status(s: &StatefulSet) -> RolloutStatus {
         failed: false,
         message,
     };
+    let strategy = s.spec.as_ref().and_then(|s| s.update_strategy.clone());
+    if on_delete(strategy.as_ref().and_then(|u| u.type_.as_deref())) {
+        return RolloutStatus {
+            complete: false,
+            failed: true,
+            message: "rollout status is only available for RollingUpdate strategy type".into(),
+        };
+    }
     let observed = status.observed_generation.unwrap_or(0);
     if observed == 0 || generation > observed {
         return waiting("Waiting for statefulset spec update to be observed...".into());
@@ -344,6 +401,25 @@ fn statefulset_status(s: &StatefulSet) -> RolloutStatus {
     let ready = status.ready_replicas.unwrap_or(0);
     if ready < want {
         return waiting(format!("Waiting for {} pods to be ready...", want - ready));
+    }
+    // As kubectl: with a rollingUpdate block (the API server always fills one in), a
+    // partitioned rollout is complete once the pods above the partition are updated.
+    if let Some(rolling) = strategy.and_then(|u| u.rolling_update) {
+        let partition = rolling.partition.unwrap_or(0);
+        let updated = status.updated_replicas.unwrap_or(0);
+        if updated < want - partition {
+            return waiting(format!(
+                "Waiting for partitioned roll out to finish: {updated} out of {} new pods have been updated...",
+                want - partition
+            ));
+        }
+        return RolloutStatus {
+            complete: true,
+            failed: false,
+            message: format!(
+                "partitioned roll out complete: {updated} new pods have been updated..."
+            ),
+        };
     }
     let update = status.update_revision.clone().unwrap_or_default();
     if status.current_revision.as_deref() != Some(update.as_str()) {
@@ -370,6 +446,14 @@ fn daemonset_status(d: &DaemonSet) -> RolloutStatus {
         failed: false,
         message,
     };
+    let strategy = d.spec.as_ref().and_then(|s| s.update_strategy.as_ref());
+    if on_delete(strategy.and_then(|u| u.type_.as_deref())) {
+        return RolloutStatus {
+            complete: false,
+            failed: true,
+            message: "rollout status is only available for RollingUpdate strategy type".into(),
+        };
+    }
     if d.metadata.generation.unwrap_or(0) > status.observed_generation.unwrap_or(0) {
         return waiting("Waiting for daemon set spec update to be observed...".into());
     }
@@ -393,8 +477,13 @@ fn daemonset_status(d: &DaemonSet) -> RolloutStatus {
     }
 }
 
+/// As kubectl's `deploymentutil.Revision`: a missing annotation is revision 0; only an
+/// unparsable one excludes the ReplicaSet.
 fn revision_of(meta: &ObjectMeta) -> Option<i64> {
-    meta.annotations.as_ref()?.get(REVISION)?.parse().ok()
+    match meta.annotations.as_ref().and_then(|a| a.get(REVISION)) {
+        None => Some(0),
+        Some(v) => v.parse().ok(),
+    }
 }
 
 /// A template with the `pod-template-hash` label removed, for comparisons and rollback.
@@ -422,7 +511,14 @@ impl Cluster for KubeCluster {
                 t.namespace, t.name
             )));
         }
-        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        if w.on_delete {
+            return Err(Error::Refused(format!(
+                "{} uses the OnDelete update strategy: a restart would replace no pod",
+                describe(t)
+            )));
+        }
+        // kubectl's format: RFC 3339 in whole seconds.
+        let now = format!("{:.0}", k8s_openapi::jiff::Timestamp::now());
         let patch =
             json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}});
         self.patch_workload(t, patch, dry_run).await
@@ -479,7 +575,7 @@ impl Cluster for KubeCluster {
             )));
         }
         let uid = d.metadata.uid.clone().unwrap_or_default();
-        let selector = selector_string(&spec.selector.match_labels.clone().unwrap_or_default());
+        let selector = nonempty(selector_string(&spec.selector), t)?;
         let rss = self
             .api::<ReplicaSet>(&t.namespace)
             .list(&ListParams::default().labels(&selector))
@@ -625,7 +721,7 @@ impl Cluster for KubeCluster {
         let w = self.workload(t).await?;
         let pods = self
             .api::<Pod>(&t.namespace)
-            .list(&ListParams::default().labels(&selector_string(&w.selector)))
+            .list(&ListParams::default().labels(&nonempty(w.selector, t)?))
             .await
             .map_err(|e| map_err(&format!("pods of {}", describe(t)), e))?;
         let mut reasons: Vec<String> = Vec::new();
@@ -680,13 +776,19 @@ impl Cluster for KubeCluster {
                 .or(pod.metadata.creation_timestamp.clone());
             if finished.is_some_and(|f| age_ms(&f) >= min_age) {
                 let name = pod.metadata.name.clone().unwrap_or_default();
+                // The uid precondition: a pod recreated under the same name (StatefulSets do)
+                // between the list and the delete is not ours to delete.
                 let dp = DeleteParams {
                     dry_run,
+                    preconditions: Some(kube::api::Preconditions {
+                        uid: pod.metadata.uid.clone(),
+                        resource_version: None,
+                    }),
                     ..DeleteParams::default()
                 };
                 match api.delete(&name, &dp).await {
                     Ok(_) => deleted += 1,
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                     Err(e) => return Err(map_err(&format!("pod {ns}/{name}"), e)),
                 }
             }
@@ -726,11 +828,15 @@ impl Cluster for KubeCluster {
                 let dp = DeleteParams {
                     dry_run,
                     propagation_policy: Some(kube::api::PropagationPolicy::Background),
+                    preconditions: Some(kube::api::Preconditions {
+                        uid: job.metadata.uid.clone(),
+                        resource_version: None,
+                    }),
                     ..DeleteParams::default()
                 };
                 match api.delete(&name, &dp).await {
                     Ok(_) => deleted += 1,
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                     Err(e) => return Err(map_err(&format!("job {ns}/{name}"), e)),
                 }
             }
@@ -790,7 +896,9 @@ impl Cluster for KubeCluster {
 
     async fn record_event(&self, t: &Target, reason: &str, message: &str) -> Result<()> {
         self.check_ns(&t.namespace)?;
-        let w = self.workload(t).await?;
+        // The uid ties the Event to this incarnation of the object; without it (the object
+        // is gone, say) the Event still names it.
+        let uid = self.workload(t).await.ok().and_then(|w| w.meta.uid);
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let (api_version, kind) = ("apps/v1", t.kind.clone());
         let event = Event {
@@ -804,7 +912,7 @@ impl Cluster for KubeCluster {
                 kind: Some(kind),
                 name: Some(t.name.clone()),
                 namespace: Some(t.namespace.clone()),
-                uid: w.meta.uid.clone(),
+                uid,
                 ..ObjectReference::default()
             },
             reason: Some(reason.into()),

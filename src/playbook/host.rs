@@ -238,6 +238,32 @@ impl RunContext {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
+    /// Runs a cluster call under the call timeout, keeping the cluster error's kind.
+    fn try_call<T>(
+        &self,
+        fut: impl std::future::Future<Output = cluster::Result<T>>,
+    ) -> cluster::Result<T> {
+        let limit = self.settings.call_timeout.min(self.remaining());
+        match self
+            .handle
+            .block_on(async { tokio::time::timeout(limit, fut).await })
+        {
+            Ok(r) => r,
+            Err(_) => Err(cluster::Error::Timeout(limit)),
+        }
+    }
+
+    /// The script-facing error for a failed cluster call.
+    fn to_script_error(&self, what: &str, e: cluster::Error) -> Box<EvalAltResult> {
+        if self.cancelled() {
+            cancelled()
+        } else if matches!(e, cluster::Error::Timeout(_)) && self.remaining().is_zero() {
+            deadline_reached()
+        } else {
+            runtime_error(format!("{what}: {e}"))
+        }
+    }
+
     /// Runs a future on tokio under the call timeout (never past the deadline).
     fn call<T>(
         &self,
@@ -639,8 +665,29 @@ fn wait_rollout(t: Map, timeout: &str) -> Result<Map, Box<EvalAltResult>> {
     let target = target_of(&t)?;
     let limit = duration_arg(timeout)?;
     let until = Instant::now() + limit.min(c.remaining());
+    let mut retrying = false;
     loop {
-        let status = c.call("rollout status", c.cluster.rollout_status(&target))?;
+        // A passing API error (429, 5xx, a timeout) while the rollout runs is no reason to
+        // abandon a change already applied: keep polling until the wait's own limit.
+        let status = match c.try_call(c.cluster.rollout_status(&target)) {
+            Ok(s) => s,
+            Err(e) if e.is_retryable() && Instant::now() < until && !c.remaining().is_zero() => {
+                if !retrying {
+                    c.record(
+                        "wait_rollout",
+                        format!("rollout of {target}: {e}; retrying"),
+                    );
+                    retrying = true;
+                }
+                let pause = c
+                    .settings
+                    .rollout_poll
+                    .min(until.saturating_duration_since(Instant::now()));
+                c.handle.block_on(tokio::time::sleep(pause));
+                continue;
+            }
+            Err(e) => return Err(c.to_script_error("rollout status", e)),
+        };
         if !(status.complete || status.failed || c.dry_run) && c.remaining().is_zero() {
             // The run's deadline, not the wait's own timeout, cut this wait short.
             c.record(

@@ -305,6 +305,7 @@ impl TestApp {
     pub async fn restart(mut self) -> TestApp {
         let status = self.stop();
         assert!(status.success(), "clean exit on SIGTERM, got {status}");
+        // `spawn_in` reuses this app's directory and database; `db` only matters to `spawn`.
         let opts = Spawn {
             db: Db::Sqlite,
             rules: None,
