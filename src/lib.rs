@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod executor;
 pub mod http;
+pub mod kb;
 pub mod manifests;
 pub mod metrics;
 pub mod pipeline;

@@ -52,6 +52,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Knowledge base: how repairs went.
+    #[command(subcommand)]
+    Kb(KbCommand),
     /// Print the Kubernetes manifests that run the daemon in a cluster (for kubectl apply -f -).
     Manifests {
         #[command(flatten)]
@@ -84,6 +87,27 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum KbCommand {
+    /// Success rate and time to recover per alert and playbook, and per target.
+    Stats {
+        /// The window, e.g. 7d, 24h.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The last repairs of one target.
+    History {
+        /// NAMESPACE/NAME (a Deployment) or NAMESPACE/KIND/NAME.
+        target: String,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
@@ -102,6 +126,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(cli.config.as_deref()).await,
             Command::Check => check(cli.config.as_deref()),
             Command::Simulate { file, json } => simulate(cli.config.as_deref(), &file, json).await,
+            Command::Kb(cmd) => kb(cli.config.as_deref(), cmd).await,
             Command::Manifests {
                 options,
                 alertmanager_url_only,
@@ -431,6 +456,98 @@ async fn test_playbook(
         aiops::playbook::host::Outcome::Success(_) => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     })
+}
+
+async fn kb(config: Option<&Path>, cmd: KbCommand) -> Result<ExitCode> {
+    let settings = Settings::load(config)?;
+    let url = settings.database_url.expose();
+    if sqlite_path(url).is_some_and(|p| !Path::new(&p).exists()) {
+        anyhow::bail!(
+            "no store yet at {}: nothing has been repaired",
+            sqlite_path(url).unwrap_or_default()
+        );
+    }
+    // Read-only: never migrate the live store from a reporting command.
+    let opts = aiops::store::Options {
+        read_only: true,
+        ..aiops::store::Options::default()
+    };
+    let store = aiops::store::Store::connect(url, &opts)
+        .await
+        .context("opening the store")?;
+    match cmd {
+        KbCommand::Stats { since, json } => {
+            let window = aiops::config::parse_duration(&since).map_err(anyhow::Error::msg)?;
+            let from = aiops::store::now_ms() - aiops::store::ms(window);
+            let stats = aiops::kb::stats(&store, from, None).await?;
+            let targets = aiops::kb::target_stats(&store, from, None).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"by_alert": stats, "by_target": targets})
+                    )?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let secs = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |s| format!("{s:.0}s"));
+            println!("repairs in the last {since}, by alert and playbook:");
+            println!(
+                "{:<32} {:<16} {:>5} {:>8} {:>9} {:>9}",
+                "ALERT", "PLAYBOOK", "RUNS", "SUCCESS", "TTR MEAN", "TTR P90"
+            );
+            for s in &stats {
+                println!(
+                    "{:<32} {:<16} {:>5} {:>7.0}% {:>9} {:>9}",
+                    s.alertname,
+                    s.playbook,
+                    s.runs,
+                    s.success_rate * 100.0,
+                    secs(s.ttr_mean_s),
+                    secs(s.ttr_p90_s)
+                );
+            }
+            println!("\nby target:");
+            println!("{:<48} {:>5} {:>8}", "TARGET", "RUNS", "SUCCESS");
+            for t in &targets {
+                println!(
+                    "{:<48} {:>5} {:>7.0}%",
+                    t.target,
+                    t.runs,
+                    t.success_rate * 100.0
+                );
+            }
+        }
+        KbCommand::History { target, limit } => {
+            let key = match target.split('/').collect::<Vec<_>>()[..] {
+                [ns, name] => format!("{ns}/Deployment/{name}"),
+                [ns, kind, name] => format!(
+                    "{ns}/{}/{name}",
+                    aiops::rules::canonical_kind(kind).unwrap_or(kind)
+                ),
+                _ => anyhow::bail!(
+                    "target must be NAMESPACE/NAME or NAMESPACE/KIND/NAME, got {target:?}"
+                ),
+            };
+            let jobs = aiops::kb::history(&store, &key, limit).await?;
+            if jobs.is_empty() {
+                println!("no repairs of {key}");
+            }
+            for j in jobs {
+                let when = chrono::DateTime::from_timestamp_millis(j.created_at)
+                    .map_or_else(String::new, |t| t.to_rfc3339());
+                let result = j.error.clone().or(j.outcome.clone()).unwrap_or_default();
+                let ttr = j.ttr_ms.map_or(String::new(), |ms| {
+                    format!(" (recovered in {}s)", ms / 1000)
+                });
+                println!(
+                    "{when} job {} {} [{}] {}: {result}{ttr}",
+                    j.id, j.playbook, j.rule, j.state
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn sqlite_path(url: &str) -> Option<String> {

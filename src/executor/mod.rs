@@ -535,6 +535,9 @@ impl Executor {
                 )
                 .await?;
                 tx.commit().await?;
+                if let Err(e) = self.store.record_ttr_if_resolved(job.id).await {
+                    tracing::warn!(job = job.id, error = %e, "recording the time to recover failed");
+                }
                 self.metrics.jobs.with_label_values(&["succeeded"]).inc();
                 tracing::info!(job = job.id, outcome = %msg, "job succeeded");
             }

@@ -329,6 +329,10 @@ impl Pipeline {
                     verdict.cancelled_jobs = tx
                         .cancel_pending_for_fingerprint(&alert.fingerprint, now)
                         .await?;
+                    // The loop closes: successful repairs of this alert get their time to recover.
+                    let ended = alert.ends_at.map_or(now, |t| t.timestamp_millis());
+                    tx.record_ttr(&alert.fingerprint, (ended - alert.starts_at_ms()).max(0))
+                        .await?;
                 }
                 Status::Firing => {
                     for rule in defs.rules.matching(&alert.labels) {

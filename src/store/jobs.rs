@@ -186,11 +186,13 @@ pub struct Job {
     pub outcome: Option<String>,
     /// Error message.
     pub error: Option<String>,
+    /// Time to recover (alert start → resolved) of a successful repair, once resolved.
+    pub ttr_ms: Option<i64>,
 }
 
 const JOB_COLUMNS: &str = "id, alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, verify, chain_index, \
     parent_id, target_namespace, target_kind, target_name, target_key, dry_run, timeout_ms, state, not_before, \
-    created_at, started_at, finished_at, owner, outcome, error";
+    created_at, started_at, finished_at, owner, outcome, error, ttr_ms";
 
 fn json_col(row: &AnyRow, column: &'static str) -> Result<serde_json::Value> {
     let text: String = row.try_get(column)?;
@@ -231,6 +233,7 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         owner: row.try_get("owner")?,
         outcome: row.try_get("outcome")?,
         error: row.try_get("error")?,
+        ttr_ms: row.try_get("ttr_ms")?,
     })
 }
 
@@ -415,6 +418,19 @@ impl WriteTx {
         }
         self.insert_event(job_id, Some(from), to, now, note).await?;
         Ok(true)
+    }
+
+    /// A resolve closes the loop for the alert's successful repairs: their time to recover is
+    /// the resolved occurrence's end minus its start.
+    pub async fn record_ttr(&mut self, fingerprint: &str, ttr_ms: i64) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE jobs SET ttr_ms = $1 WHERE fingerprint = $2 AND state = 'succeeded' AND ttr_ms IS NULL",
+        )
+        .bind(ttr_ms)
+        .bind(fingerprint)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected())
     }
 
     /// Cancels the queued and waiting jobs of an alert that resolved. Returns their ids.
@@ -796,6 +812,22 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
+    }
+
+    /// Records the time to recover of a job that just succeeded, if its alert already resolved
+    /// (a resolve can arrive while the repair is still being verified).
+    pub async fn record_ttr_if_resolved(&self, job_id: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE jobs SET ttr_ms = (SELECT COALESCE(a.ends_at, a.received_at) - a.starts_at FROM alert_events a \
+             WHERE a.fingerprint = jobs.fingerprint AND a.status = 'resolved' \
+             AND a.received_at >= COALESCE(jobs.started_at, jobs.created_at) ORDER BY a.id DESC LIMIT 1) \
+             WHERE id = $1 AND state = 'succeeded' AND ttr_ms IS NULL",
+        )
+        .bind(job_id)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await
     }
 
     /// All escalations, oldest first.

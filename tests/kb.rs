@@ -1,0 +1,319 @@
+//! The knowledge base: stats from a seeded history equal hand-computed values (both backends),
+//! and a real repair's time to recover recorded when its alert resolves.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+
+use aiops::alert::{Alert, Status};
+use aiops::store::{JobState, NewAlertEvent, NewJob, Store};
+use common::{Db, Spawn, TestApp, TestDb, payload, run_cli};
+
+struct Seed {
+    alertname: &'static str,
+    playbook: &'static str,
+    namespace: &'static str,
+    end: JobState,
+    ttr_s: Option<i64>,
+    dry_run: bool,
+    age_h: i64,
+}
+
+async fn seed(store: &Store, n: i64, s: &Seed) {
+    let now = aiops::store::now_ms();
+    let created = now - s.age_h * 3_600_000;
+    let labels: BTreeMap<String, String> = [
+        ("alertname", s.alertname),
+        ("namespace", s.namespace),
+        ("n", &n.to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let alert = Alert {
+        status: Status::Firing,
+        fingerprint: aiops::alert::fingerprint(&labels),
+        labels,
+        annotations: BTreeMap::new(),
+        starts_at: chrono::DateTime::from_timestamp_millis(created).unwrap(),
+        ends_at: None,
+        generator_url: String::new(),
+    };
+    let mut tx = store.begin_write().await.unwrap();
+    let event = tx
+        .insert_alert_event(&NewAlertEvent {
+            alert: &alert,
+            receiver: "aiops",
+            group_key: "{}",
+            received_at: created,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let (id, _) = tx
+        .insert_job(
+            &NewJob {
+                alert_event_id: event,
+                fingerprint: alert.fingerprint.clone(),
+                alertname: s.alertname.into(),
+                rule: "r".into(),
+                playbook: s.playbook.into(),
+                params: serde_json::json!({}),
+                escalate: serde_json::json!([]),
+                verify: serde_json::json!({}),
+                chain_index: 0,
+                parent_id: None,
+                target_namespace: s.namespace.into(),
+                target_kind: "Deployment".into(),
+                target_name: format!("app{n}"),
+                dry_run: s.dry_run,
+                timeout_ms: None,
+                not_before: created,
+            },
+            created,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let path: &[JobState] = if s.end == JobState::Succeeded {
+        &[JobState::Running, JobState::Verifying, JobState::Succeeded]
+    } else {
+        &[JobState::Running, JobState::Failed, JobState::Escalated]
+    };
+    let mut from = JobState::Queued;
+    for to in path {
+        assert!(
+            tx.transition(
+                id,
+                from,
+                *to,
+                created,
+                "seeded",
+                aiops::store::Record::Nothing
+            )
+            .await
+            .unwrap()
+        );
+        from = *to;
+    }
+    if let Some(t) = s.ttr_s {
+        assert_eq!(
+            tx.record_ttr(&alert.fingerprint, t * 1000).await.unwrap(),
+            1
+        );
+    }
+    tx.commit().await.unwrap();
+}
+
+fn history() -> Vec<Seed> {
+    let s = |alertname, playbook, namespace, end, ttr_s, dry_run, age_h| Seed {
+        alertname,
+        playbook,
+        namespace,
+        end,
+        ttr_s,
+        dry_run,
+        age_h,
+    };
+    vec![
+        s(
+            "Down",
+            "restart",
+            "prod",
+            JobState::Succeeded,
+            Some(60),
+            false,
+            1,
+        ),
+        s(
+            "Down",
+            "restart",
+            "prod",
+            JobState::Succeeded,
+            Some(120),
+            false,
+            2,
+        ),
+        s(
+            "Down",
+            "restart",
+            "prod",
+            JobState::Succeeded,
+            Some(300),
+            false,
+            3,
+        ),
+        s(
+            "Down",
+            "restart",
+            "prod",
+            JobState::Escalated,
+            None,
+            false,
+            4,
+        ),
+        s(
+            "Down",
+            "rollback",
+            "prod",
+            JobState::Escalated,
+            None,
+            false,
+            5,
+        ),
+        s(
+            "OOM",
+            "oom_handler",
+            "dev",
+            JobState::Succeeded,
+            Some(30),
+            false,
+            6,
+        ),
+        s(
+            "OOM",
+            "oom_handler",
+            "dev",
+            JobState::Succeeded,
+            Some(90),
+            false,
+            7,
+        ),
+        // Not counted: a dry run, and a repair before the window.
+        s(
+            "Down",
+            "restart",
+            "prod",
+            JobState::Succeeded,
+            Some(1),
+            true,
+            1,
+        ),
+        s(
+            "Down",
+            "restart",
+            "prod",
+            JobState::Escalated,
+            None,
+            false,
+            24 * 30,
+        ),
+    ]
+}
+
+async fn stats_from_a_seeded_history_equal_the_hand_computed_values(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = TestDb::new(db, dir.path()).await;
+    let store = Store::connect(&test_db.url, &aiops::store::Options::default())
+        .await
+        .unwrap();
+    for (n, s) in history().iter().enumerate() {
+        seed(&store, n as i64, s).await;
+    }
+    let since = aiops::store::now_ms() - 7 * 24 * 3_600_000;
+    let stats = aiops::kb::stats(&store, since, None).await.unwrap();
+    let by: HashMap<(String, String), aiops::kb::Stat> = stats
+        .into_iter()
+        .map(|s| ((s.alertname.clone(), s.playbook.clone()), s))
+        .collect();
+    let restart = &by[&("Down".to_string(), "restart".to_string())];
+    // 4 finished in the window (the dry run and the 30-day-old one excluded), 3 succeeded;
+    // TTRs 60, 120, 300 s: mean 160 s; p90 by nearest rank = the 3rd of 3 = 300 s.
+    assert_eq!((restart.runs, restart.succeeded), (4, 3));
+    assert_eq!(restart.success_rate, 0.75);
+    assert_eq!(restart.ttr_mean_s, Some(160.0));
+    assert_eq!(restart.ttr_p90_s, Some(300.0));
+    let rollback = &by[&("Down".to_string(), "rollback".to_string())];
+    assert_eq!(
+        (rollback.runs, rollback.succeeded, rollback.ttr_mean_s),
+        (1, 0, None)
+    );
+    let oom = &by[&("OOM".to_string(), "oom_handler".to_string())];
+    // TTRs 30, 90: mean 60; p90 rank ceil(1.8) = 2 → 90 s.
+    assert_eq!(
+        (oom.success_rate, oom.ttr_mean_s, oom.ttr_p90_s),
+        (1.0, Some(60.0), Some(90.0))
+    );
+    assert_eq!(by.len(), 3);
+
+    // An app (namespace) sees only its own.
+    let dev = aiops::kb::stats(&store, since, Some(&["dev".to_string()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        dev.iter().map(|s| s.alertname.as_str()).collect::<Vec<_>>(),
+        ["OOM"]
+    );
+
+    let targets = aiops::kb::target_stats(&store, since, None).await.unwrap();
+    assert_eq!(targets.len(), 7, "{targets:#?}");
+    assert!(targets.iter().all(|t| t.runs == 1));
+
+    // Similar incidents: same alertname and namespace, successes first, newest first.
+    let similar = aiops::kb::similar(&store, "Down", "prod", 10)
+        .await
+        .unwrap();
+    let states: Vec<_> = similar.iter().map(|j| j.state).collect();
+    assert_eq!(
+        states,
+        [
+            JobState::Succeeded,
+            JobState::Succeeded,
+            JobState::Succeeded,
+            JobState::Escalated,
+            JobState::Escalated,
+            JobState::Escalated
+        ]
+    );
+    assert_eq!(
+        similar[0].ttr_ms,
+        Some(60_000),
+        "the newest success first (1 h old, 60 s to recover)"
+    );
+}
+both_backends!(stats_from_a_seeded_history_equal_the_hand_computed_values);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_after_a_repair_records_its_time_to_recover_for_the_cli() {
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;
+    let starts = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let fire = payload(
+        &[(
+            &[
+                ("alertname", "Down"),
+                ("auto_repair", "restart"),
+                ("namespace", "prod"),
+                ("app", "web"),
+                ("severity", "critical"),
+            ],
+            "firing",
+        )],
+        &starts.to_rfc3339(),
+    );
+    app.post_webhook(fire.clone()).await;
+    app.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    let ends = starts + chrono::Duration::minutes(4);
+    let resolved = fire
+        .replace("\"firing\"", "\"resolved\"")
+        .replace("0001-01-01T00:00:00Z", &ends.to_rfc3339());
+    app.post_webhook(resolved).await;
+    let jobs = app.store().await.jobs().await.unwrap();
+    assert_eq!(jobs[0].ttr_ms, Some(240_000), "{jobs:#?}");
+
+    let env = HashMap::from([("AIOPS_DATABASE_URL", app.db.url.clone())]);
+    let (status, out, err) = run_cli(app.dir.path(), &["kb", "stats", "--since", "1d"], &env);
+    assert!(status.success(), "{out}{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("Down")
+            && l.contains("restart")
+            && l.contains("100%")
+            && l.contains("240s")),
+        "{out}"
+    );
+    let (status, out, _) = run_cli(app.dir.path(), &["kb", "history", "prod/web"], &env);
+    assert!(status.success());
+    assert!(
+        out.contains("restart [restart] succeeded") && out.contains("(recovered in 240s)"),
+        "{out}"
+    );
+}
