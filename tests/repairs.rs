@@ -236,3 +236,40 @@ async fn an_alert_still_firing_after_the_window_fails_verification() {
         jobs[0].error
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_tells_humans_what_fixed_this_alert_last_time() {
+    let url = health_server(500).await;
+    let rules = format!(
+        "rules:\n  - name: healthy\n    matchers: ['app=\"web\"']\n    playbook: restart\n  - name: checked\n    matchers: ['app=\"api\"']\n    playbook: restart\n    verify: {{health_url: \"{url}\"}}\n"
+    );
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(&rules)).await;
+    // Last time: a restart of web fixed "Trouble" in prod, and the alert resolved 4 min after it began.
+    let starts = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let fire = alert("restart", "web", &starts.to_rfc3339());
+    app.post_webhook(fire.clone()).await;
+    app.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    let ends = (starts + chrono::Duration::minutes(4)).to_rfc3339();
+    app.post_webhook(
+        fire.replace("\"firing\"", "\"resolved\"")
+            .replace("0001-01-01T00:00:00Z", &ends),
+    )
+    .await;
+    // Now api's repair fails its health check and goes to humans.
+    app.post_webhook(alert("restart", "api", "2026-11-26T04:00:00Z"))
+        .await;
+    app.wait_for_jobs("api's repair to end", |j| {
+        j.len() == 2 && j[1].state == JobState::Escalated
+    })
+    .await;
+    let esc = app.store().await.escalations().await.unwrap();
+    let text = &esc.last().unwrap().reason;
+    assert!(
+        text.contains("manual intervention required on prod/Deployment/api"),
+        "{text}"
+    );
+    assert!(
+        text.contains("last time, restart fixed this in 4 min (job 1)"),
+        "{text}"
+    );
+}

@@ -545,6 +545,21 @@ impl Executor {
                 let inconclusive = matches!(outcome, Outcome::Inconclusive(_));
                 let msg = format!("{}: {}", outcome.kind(), outcome.message());
                 let history = self.store.chain_of(job).await?;
+                // What the knowledge base remembers, for the humans this may reach.
+                let hint =
+                    match crate::kb::last_fix(&self.store, &job.alertname, &job.target_namespace)
+                        .await
+                    {
+                        Ok(h) => h,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "knowledge-base hint unavailable");
+                            None
+                        }
+                    };
+                let history = Tried {
+                    jobs: &history,
+                    hint: hint.as_deref(),
+                };
                 let mut tx = self.store.begin_write().await?;
                 tx.transition(
                     job.id,
@@ -634,6 +649,12 @@ fn chain_routes(job: &Job) -> Vec<String> {
         .collect()
 }
 
+/// What an escalation tells humans: the chain's jobs so far, and the knowledge base's hint.
+struct Tried<'a> {
+    jobs: &'a [Job],
+    hint: Option<&'a str>,
+}
+
 struct Escalated {
     summary: String,
     kinds: Vec<&'static str>,
@@ -645,7 +666,7 @@ struct Escalated {
 async fn escalate(
     tx: &mut store::WriteTx,
     job: &Job,
-    history: &[Job],
+    history: &Tried<'_>,
     reason: &str,
     now: i64,
 ) -> Result<Escalated> {
@@ -755,13 +776,14 @@ async fn escalate(
 async fn to_humans(
     tx: &mut store::WriteTx,
     job: &Job,
-    history: &[Job],
+    history: &Tried<'_>,
     reason: &str,
     why: &str,
     routes: &[String],
     now: i64,
 ) -> Result<Escalated> {
     let tried: Vec<String> = history
+        .jobs
         .iter()
         .map(|j| {
             let result = if j.id == job.id {
@@ -775,11 +797,14 @@ async fn to_humans(
             format!("job {} {} → {result}", j.id, j.playbook)
         })
         .collect();
-    let text = format!(
+    let mut text = format!(
         "manual intervention required on {}: {why}. Tried: {}",
         job.target_key,
         tried.join("; ")
     );
+    if let Some(hint) = history.hint {
+        text.push_str(&format!(". Knowledge base: {hint}"));
+    }
     if routes.is_empty() {
         tx.insert_escalation(&NewEscalation::for_job(job, "human", "default", &text), now)
             .await?;

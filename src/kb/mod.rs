@@ -192,6 +192,28 @@ pub async fn similar(
     Ok(jobs)
 }
 
+/// "last time, restart fixed this in 4 min (job 12)": the newest successful, resolved repair of
+/// the same alert in the same namespace, for escalation messages. None when the knowledge base
+/// does not know.
+pub async fn last_fix(store: &Store, alertname: &str, namespace: &str) -> Result<Option<String>> {
+    let row = sqlx::query(
+        "SELECT id, playbook, ttr_ms FROM jobs WHERE alertname = $1 AND target_namespace = $2 \
+         AND state = 'succeeded' AND dry_run = 0 AND ttr_ms IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(alertname)
+    .bind(namespace)
+    .fetch_optional(store.pool())
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let id: i64 = r.try_get("id")?;
+    let playbook: String = r.try_get("playbook")?;
+    let ttr: i64 = r.try_get("ttr_ms")?;
+    let minutes = (ttr as f64 / 60_000.0).round().max(1.0) as i64;
+    Ok(Some(format!(
+        "last time, {playbook} fixed this in {minutes} min (job {id})"
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::percentile;
