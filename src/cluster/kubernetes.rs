@@ -126,6 +126,21 @@ impl KubeCluster {
         }
     }
 
+    /// GETs the target as `K`, with errors naming it.
+    async fn get<K>(&self, t: &Target) -> Result<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        self.api::<K>(&t.namespace)
+            .get(&t.name)
+            .await
+            .map_err(|e| map_err(&describe(t), e))
+    }
+
     fn api<K>(&self, ns: &str) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -233,14 +248,9 @@ fn age_ms(t: &Time) -> i64 {
 
 impl KubeCluster {
     async fn workload(&self, t: &Target) -> Result<Workload> {
-        let what = describe(t);
         match t.kind.as_str() {
             "Deployment" => {
-                let d = self
-                    .api::<Deployment>(&t.namespace)
-                    .get(&t.name)
-                    .await
-                    .map_err(|e| map_err(&what, e))?;
+                let d = self.get::<Deployment>(t).await?;
                 let spec = d.spec.unwrap_or_default();
                 Ok(Workload {
                     meta: d.metadata,
@@ -251,11 +261,7 @@ impl KubeCluster {
                 })
             }
             "StatefulSet" => {
-                let s = self
-                    .api::<StatefulSet>(&t.namespace)
-                    .get(&t.name)
-                    .await
-                    .map_err(|e| map_err(&what, e))?;
+                let s = self.get::<StatefulSet>(t).await?;
                 let spec = s.spec.unwrap_or_default();
                 Ok(Workload {
                     meta: s.metadata,
@@ -270,11 +276,7 @@ impl KubeCluster {
                 })
             }
             "DaemonSet" => {
-                let s = self
-                    .api::<DaemonSet>(&t.namespace)
-                    .get(&t.name)
-                    .await
-                    .map_err(|e| map_err(&what, e))?;
+                let s = self.get::<DaemonSet>(t).await?;
                 let spec = s.spec.unwrap_or_default();
                 Ok(Workload {
                     meta: s.metadata,
@@ -526,30 +528,17 @@ impl Cluster for KubeCluster {
 
     async fn rollout_status(&self, t: &Target) -> Result<RolloutStatus> {
         self.check_ns(&t.namespace)?;
-        let what = describe(t);
         match t.kind.as_str() {
             "Deployment" => {
-                let d = self
-                    .api::<Deployment>(&t.namespace)
-                    .get(&t.name)
-                    .await
-                    .map_err(|e| map_err(&what, e))?;
+                let d = self.get::<Deployment>(t).await?;
                 Ok(deployment_status(&d))
             }
             "StatefulSet" => {
-                let s = self
-                    .api::<StatefulSet>(&t.namespace)
-                    .get(&t.name)
-                    .await
-                    .map_err(|e| map_err(&what, e))?;
+                let s = self.get::<StatefulSet>(t).await?;
                 Ok(statefulset_status(&s))
             }
             "DaemonSet" => {
-                let d = self
-                    .api::<DaemonSet>(&t.namespace)
-                    .get(&t.name)
-                    .await
-                    .map_err(|e| map_err(&what, e))?;
+                let d = self.get::<DaemonSet>(t).await?;
                 Ok(daemonset_status(&d))
             }
             other => Err(Error::Refused(format!("unsupported kind {other}"))),
@@ -846,14 +835,9 @@ impl Cluster for KubeCluster {
 
     async fn replicas(&self, t: &Target) -> Result<Replicas> {
         self.check_ns(&t.namespace)?;
-        let what = describe(t);
         match t.kind.as_str() {
             "Deployment" => {
-                let d = self
-                    .api::<Deployment>(&t.namespace)
-                    .get(&t.name)
-                    .await
-                    .map_err(|e| map_err(&what, e))?;
+                let d = self.get::<Deployment>(t).await?;
                 let s = d.status.unwrap_or_default();
                 Ok(Replicas {
                     desired: i64::from(d.spec.and_then(|s| s.replicas).unwrap_or(1)),
@@ -863,11 +847,7 @@ impl Cluster for KubeCluster {
                 })
             }
             "StatefulSet" => {
-                let d = self
-                    .api::<StatefulSet>(&t.namespace)
-                    .get(&t.name)
-                    .await
-                    .map_err(|e| map_err(&what, e))?;
+                let d = self.get::<StatefulSet>(t).await?;
                 let s = d.status.unwrap_or_default();
                 Ok(Replicas {
                     desired: i64::from(d.spec.and_then(|s| s.replicas).unwrap_or(1)),
@@ -877,11 +857,7 @@ impl Cluster for KubeCluster {
                 })
             }
             "DaemonSet" => {
-                let d = self
-                    .api::<DaemonSet>(&t.namespace)
-                    .get(&t.name)
-                    .await
-                    .map_err(|e| map_err(&what, e))?;
+                let d = self.get::<DaemonSet>(t).await?;
                 let s = d.status.unwrap_or_default();
                 Ok(Replicas {
                     desired: i64::from(s.desired_number_scheduled),
