@@ -317,3 +317,74 @@ async fn a_resolve_after_a_repair_records_its_time_to_recover_for_the_cli() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn choose_best_picks_the_alternative_that_worked_for_this_alert() {
+    // A health endpoint that always fails, so every repair here fails verification.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 1024];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock
+                    .write_all(b"HTTP/1.1 500 X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let rules = format!(
+        "rules:\n  - name: r\n    matchers: ['app=\"api\"']\n    playbook: restart\n    verify: {{health_url: \"{url}\"}}\n    escalate:\n      - choose: best\n        from:\n          - playbook: restart\n          - playbook: rollback\n"
+    );
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(&rules)).await;
+    // History: for "Trouble", restart never worked and rollback did.
+    let store = app.store().await;
+    let s = |playbook, end| Seed {
+        alertname: "Trouble",
+        playbook,
+        namespace: "prod",
+        end,
+        ttr_s: None,
+        dry_run: false,
+        age_h: 2,
+    };
+    seed(&store, 100, &s("restart", JobState::Escalated)).await;
+    seed(&store, 101, &s("rollback", JobState::Succeeded)).await;
+
+    let fire = payload(
+        &[(
+            &[
+                ("alertname", "Trouble"),
+                ("namespace", "prod"),
+                ("app", "api"),
+            ],
+            "firing",
+        )],
+        "2026-11-26T04:00:00Z",
+    );
+    app.post_webhook(fire).await;
+    let jobs = app
+        .wait_for_jobs("the chain to end", |j| {
+            j.len() == 4 && j[3].state.is_terminal() && j[3].state != JobState::Failed
+        })
+        .await;
+    assert_eq!(jobs[2].playbook, "restart");
+    assert_eq!(
+        jobs[3].playbook, "rollback",
+        "the knowledge base chose rollback over the listed-first restart"
+    );
+    let esc = store.escalations().await.unwrap();
+    let chose = esc.iter().find(|e| e.kind == "playbook").unwrap();
+    assert!(
+        chose
+            .reason
+            .contains("chose rollback by success rate for Trouble (restart 0%, rollback 100%)"),
+        "{}",
+        chose.reason
+    );
+}

@@ -560,6 +560,7 @@ impl Executor {
                     jobs: &history,
                     hint: hint.as_deref(),
                 };
+                let steps = resolve_choices(&self.store, job).await?;
                 let mut tx = self.store.begin_write().await?;
                 tx.transition(
                     job.id,
@@ -595,7 +596,7 @@ impl Executor {
                     )
                     .await?
                 } else {
-                    escalate(&mut tx, job, &history, &msg, now).await?
+                    escalate(&mut tx, job, &steps, &history, &msg, now).await?
                 };
                 tx.transition(
                     job.id,
@@ -663,14 +664,65 @@ struct Escalated {
 
 /// Walks the job's chain from its position: records notify steps, creates the next playbook
 /// job, and hands to humans when the chain holds no further playbook.
+/// The job's chain with every `choose: best` step replaced by the alternative the knowledge
+/// base favours: the best success rate for this alert over the last 30 days. An alternative
+/// that never worked ranks below an untried one; ties and cold starts keep chain order.
+async fn resolve_choices(store: &Store, job: &Job) -> Result<Vec<serde_json::Value>> {
+    let mut steps = job.escalate.as_array().cloned().unwrap_or_default();
+    let since = store::now_ms() - 30 * 24 * 3_600_000;
+    for step in steps.iter_mut() {
+        if step.get("choose").and_then(|c| c.as_str()) != Some("best") {
+            continue;
+        }
+        let alternatives = step
+            .get("from")
+            .and_then(|f| f.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let mut best: Option<(f64, serde_json::Value, String)> = None;
+        let mut seen = Vec::new();
+        for alt in alternatives {
+            let Some(playbook) = alt
+                .get("playbook")
+                .and_then(|p| p.as_str())
+                .map(String::from)
+            else {
+                continue;
+            };
+            let rate = store.success_rate(&playbook, &job.alertname, since).await?;
+            let score = match rate {
+                Some(r) if r > 0.0 => r,
+                Some(_) => -1.0,
+                None => 0.0,
+            };
+            seen.push(match rate {
+                Some(r) => format!("{playbook} {:.0}%", r * 100.0),
+                None => format!("{playbook} untried"),
+            });
+            if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+                best = Some((score, alt.clone(), playbook));
+            }
+        }
+        if let Some((_, mut chosen, playbook)) = best {
+            chosen["chosen"] = serde_json::json!(format!(
+                "chose {playbook} by success rate for {} ({})",
+                job.alertname,
+                seen.join(", ")
+            ));
+            *step = chosen;
+        }
+    }
+    Ok(steps)
+}
+
 async fn escalate(
     tx: &mut store::WriteTx,
     job: &Job,
+    steps: &[serde_json::Value],
     history: &Tried<'_>,
     reason: &str,
     now: i64,
 ) -> Result<Escalated> {
-    let steps = job.escalate.as_array().cloned().unwrap_or_default();
     let mut kinds = Vec::new();
     let mut parts = Vec::new();
     let mut routes: Vec<String> = Vec::new();
@@ -733,8 +785,12 @@ async fn escalate(
                     kinds.push("notify");
                     parts.push(format!("notified {route}"));
                 }
+                let why = match step.get("chosen").and_then(|c| c.as_str()) {
+                    Some(chosen) => format!("{reason}; {chosen}"),
+                    None => reason.to_string(),
+                };
                 tx.insert_escalation(
-                    &NewEscalation::for_job(job, "playbook", playbook, reason),
+                    &NewEscalation::for_job(job, "playbook", playbook, &why),
                     now,
                 )
                 .await?;

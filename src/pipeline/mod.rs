@@ -441,6 +441,13 @@ impl Pipeline {
                         serde_json::json!({"playbook": playbook, "params": params})
                     }
                     EscalationStep::Notify { route } => serde_json::json!({"notify": route}),
+                    EscalationStep::Choose { alternatives } => serde_json::json!({
+                        "choose": "best",
+                        "from": alternatives
+                            .iter()
+                            .map(|(p, params)| serde_json::json!({"playbook": p, "params": params}))
+                            .collect::<Vec<_>>(),
+                    }),
                 })
                 .collect(),
         )

@@ -47,6 +47,10 @@ pub fn plan(
                 playbook: p,
                 params,
             } if p == playbook => Some(params.clone()),
+            EscalationStep::Choose { alternatives } => alternatives
+                .iter()
+                .find(|(p, _)| p == playbook)
+                .map(|(_, params)| params.clone()),
             _ => None,
         }) {
             found = Some((rule, params));

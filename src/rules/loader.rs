@@ -216,9 +216,46 @@ struct RawStep {
     params: Option<Params>,
     #[serde(default)]
     notify: Option<Name<RouteNameKind>>,
+    #[serde(default)]
+    choose: Option<String>,
+    #[serde(default)]
+    from: Option<Vec<RawAlternative>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlternative {
+    playbook: Name<PlaybookNameKind>,
+    #[serde(default)]
+    params: Option<Params>,
 }
 
 fn check_step(raw: RawStep) -> Result<EscalationStep, String> {
+    if let Some(strategy) = raw.choose {
+        if raw.playbook.is_some() || raw.params.is_some() || raw.notify.is_some() {
+            return Err(
+                "`choose` goes with `from`, not with `playbook`, `params` or `notify`".to_owned(),
+            );
+        }
+        if strategy != "best" {
+            return Err(format!(
+                "choose: {strategy:?} is not a strategy; the one there is is `best`"
+            ));
+        }
+        let from = raw.from.unwrap_or_default();
+        if from.len() < 2 {
+            return Err("choose: best needs at least two alternatives in `from`".to_owned());
+        }
+        return Ok(EscalationStep::Choose {
+            alternatives: from
+                .into_iter()
+                .map(|a| (a.playbook.0, a.params.map_or_else(empty_object, |p| p.0)))
+                .collect(),
+        });
+    }
+    if raw.from.is_some() {
+        return Err("`from` goes with `choose: best`".to_owned());
+    }
     match (raw.playbook, raw.params, raw.notify) {
         (Some(p), params, None) => Ok(EscalationStep::Playbook {
             playbook: p.0,
@@ -239,7 +276,7 @@ impl<'de> Deserialize<'de> for StepField {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         checked_map(
             d,
-            "a mapping with `playbook` (and `params`) or `notify`",
+            "a mapping with `playbook` (and `params`), `notify`, or `choose: best` with `from`",
             check_step,
         )
         .map(StepField)

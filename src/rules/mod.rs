@@ -34,6 +34,10 @@
 //!       - playbook: rollback
 //!         params: {}
 //!       - notify: oncall               # a notification route name
+//!       - choose: best                 # or: the alternative with the best recent success
+//!         from:                        #   rate for this alert (ties, cold start: first listed)
+//!           - playbook: scale_memory
+//!           - playbook: restart
 //! ```
 //!
 //! Details:
@@ -190,6 +194,12 @@ pub enum EscalationStep {
         /// Notification route name.
         route: String,
     },
+    /// `choose: best`: run whichever alternative has the best recent success rate for the
+    /// alert (the knowledge base decides); ties and cold starts take the first listed.
+    Choose {
+        /// (playbook, params) alternatives, in chain order.
+        alternatives: Vec<(String, serde_json::Value)>,
+    },
 }
 
 /// How a repair is verified after its playbook reports success.
@@ -320,12 +330,18 @@ impl Rule {
 
     /// The main playbook, then the escalation playbooks, in order.
     pub fn playbooks(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.playbook.as_str()).chain(self.escalate.iter().filter_map(
-            |s| match s {
-                EscalationStep::Playbook { playbook, .. } => Some(playbook.as_str()),
-                EscalationStep::Notify { .. } => None,
-            },
-        ))
+        std::iter::once(self.playbook.as_str()).chain(
+            self.escalate
+                .iter()
+                .filter_map(|s| match s {
+                    EscalationStep::Playbook { playbook, .. } => Some(vec![playbook.as_str()]),
+                    EscalationStep::Notify { .. } => None,
+                    EscalationStep::Choose { alternatives } => {
+                        Some(alternatives.iter().map(|(p, _)| p.as_str()).collect())
+                    }
+                })
+                .flatten(),
+        )
     }
 
     /// The target this rule acts on for these labels, if it resolves.

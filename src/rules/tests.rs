@@ -622,3 +622,51 @@ fn rule_sets_are_cheap_to_share_across_threads() {
     fn assert_send_sync<T: Send + Sync + Clone>() {}
     assert_send_sync::<RuleSet>();
 }
+
+#[test]
+fn choose_best_takes_two_or_more_alternatives_and_nothing_else() {
+    let rule = |step: &str| {
+        format!(
+            "rules:\n  - name: r\n    matchers: ['a=\"b\"']\n    playbook: restart\n    escalate:\n{step}"
+        )
+    };
+    let ok = rule(
+        "      - choose: best\n        from:\n          - playbook: rollback\n          - playbook: scale_memory\n            params: {max_limit: 2Gi}\n",
+    );
+    let rules = RuleSet::parse_str(&ok, Path::new("a.yaml")).unwrap();
+    match &rules[0].escalate[0] {
+        EscalationStep::Choose { alternatives } => {
+            assert_eq!(alternatives.len(), 2);
+            assert_eq!(alternatives[1].0, "scale_memory");
+            assert_eq!(alternatives[1].1["max_limit"], "2Gi");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        rules[0].playbooks().collect::<Vec<_>>(),
+        ["restart", "rollback", "scale_memory"]
+    );
+    for (bad, message) in [
+        (
+            "      - choose: best\n        from:\n          - playbook: rollback\n",
+            "at least two",
+        ),
+        (
+            "      - choose: worst\n        from:\n          - playbook: a\n          - playbook: b\n",
+            "not a strategy",
+        ),
+        (
+            "      - choose: best\n        playbook: x\n        from:\n          - playbook: a\n          - playbook: b\n",
+            "goes with `from`",
+        ),
+        (
+            "      - playbook: x\n        from:\n          - playbook: a\n",
+            "goes with `choose: best`",
+        ),
+    ] {
+        let err = RuleSet::parse_str(&rule(bad), Path::new("a.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(message) && err.starts_with("a.yaml:"), "{err}");
+    }
+}
