@@ -479,6 +479,31 @@ fn daemonset_status(d: &DaemonSet) -> RolloutStatus {
     }
 }
 
+/// Deletes exactly the listed object: the uid precondition means an object recreated under the
+/// same name (StatefulSet pods are) between the list and the delete is left alone. Returns
+/// whether it was deleted; already gone or replaced is not an error.
+async fn delete_this_one<K>(
+    api: &Api<K>,
+    meta: &ObjectMeta,
+    mut dp: DeleteParams,
+    kind: &str,
+    ns: &str,
+) -> Result<bool>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = meta.name.clone().unwrap_or_default();
+    dp.preconditions = Some(kube::api::Preconditions {
+        uid: meta.uid.clone(),
+        resource_version: None,
+    });
+    match api.delete(&name, &dp).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
+        Err(e) => Err(map_err(&format!("{kind} {ns}/{name}"), e)),
+    }
+}
+
 /// As kubectl's `deploymentutil.Revision`: a missing annotation is revision 0; only an
 /// unparsable one excludes the ReplicaSet.
 fn revision_of(meta: &ObjectMeta) -> Option<i64> {
@@ -764,21 +789,12 @@ impl Cluster for KubeCluster {
                 .or(status.start_time.clone())
                 .or(pod.metadata.creation_timestamp.clone());
             if finished.is_some_and(|f| age_ms(&f) >= min_age) {
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                // The uid precondition: a pod recreated under the same name (StatefulSets do)
-                // between the list and the delete is not ours to delete.
                 let dp = DeleteParams {
                     dry_run,
-                    preconditions: Some(kube::api::Preconditions {
-                        uid: pod.metadata.uid.clone(),
-                        resource_version: None,
-                    }),
                     ..DeleteParams::default()
                 };
-                match api.delete(&name, &dp).await {
-                    Ok(_) => deleted += 1,
-                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                    Err(e) => return Err(map_err(&format!("pod {ns}/{name}"), e)),
+                if delete_this_one(&api, &pod.metadata, dp, "pod", ns).await? {
+                    deleted += 1;
                 }
             }
         }
@@ -813,20 +829,13 @@ impl Cluster for KubeCluster {
                     .max_by_key(|t| t.0)
             });
             if finished.is_some_and(|f| age_ms(&f) >= min_age) {
-                let name = job.metadata.name.clone().unwrap_or_default();
                 let dp = DeleteParams {
                     dry_run,
                     propagation_policy: Some(kube::api::PropagationPolicy::Background),
-                    preconditions: Some(kube::api::Preconditions {
-                        uid: job.metadata.uid.clone(),
-                        resource_version: None,
-                    }),
                     ..DeleteParams::default()
                 };
-                match api.delete(&name, &dp).await {
-                    Ok(_) => deleted += 1,
-                    Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                    Err(e) => return Err(map_err(&format!("job {ns}/{name}"), e)),
+                if delete_this_one(&api, &job.metadata, dp, "job", ns).await? {
+                    deleted += 1;
                 }
             }
         }
