@@ -67,6 +67,15 @@ impl JobState {
         JobState::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
+    /// Whether the knowledge base counts a job in this state as a finished repair (it ran and
+    /// came to a verdict; cancelled and interrupted jobs did not).
+    pub fn counts_as_finished(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Escalated
+        )
+    }
+
     /// Whether this state ends the job's life (finished_at is set on entry).
     pub fn is_terminal(self) -> bool {
         matches!(
@@ -190,7 +199,7 @@ pub struct Job {
     pub ttr_ms: Option<i64>,
 }
 
-const JOB_COLUMNS: &str = "id, alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, verify, chain_index, \
+pub(super) const JOB_COLUMNS: &str = "id, alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, verify, chain_index, \
     parent_id, target_namespace, target_kind, target_name, target_key, dry_run, timeout_ms, state, not_before, \
     created_at, started_at, finished_at, owner, outcome, error, ttr_ms";
 
@@ -202,7 +211,7 @@ fn json_col(row: &AnyRow, column: &'static str) -> Result<serde_json::Value> {
     })
 }
 
-fn job_from_row(row: &AnyRow) -> Result<Job> {
+pub(super) fn job_from_row(row: &AnyRow) -> Result<Job> {
     let state: String = row.try_get("state")?;
     Ok(Job {
         id: row.try_get("id")?,
@@ -417,20 +426,34 @@ impl WriteTx {
             return Ok(false);
         }
         self.insert_event(job_id, Some(from), to, now, note).await?;
+        if to.counts_as_finished() && !from.counts_as_finished() {
+            self.rollup_finished(job_id, to == JobState::Succeeded)
+                .await?;
+        }
         Ok(true)
     }
 
     /// A resolve closes the loop for the alert's successful repairs: their time to recover is
     /// the resolved occurrence's end minus its start.
     pub async fn record_ttr(&mut self, fingerprint: &str, ttr_ms: i64) -> Result<u64> {
-        let r = sqlx::query(
-            "UPDATE jobs SET ttr_ms = $1 WHERE fingerprint = $2 AND state = 'succeeded' AND ttr_ms IS NULL",
+        let ids: Vec<i64> = sqlx::query(
+            "SELECT id FROM jobs WHERE fingerprint = $1 AND state = 'succeeded' AND ttr_ms IS NULL",
         )
-        .bind(ttr_ms)
         .bind(fingerprint)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(r.rows_affected())
+        .fetch_all(&mut *self.tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<_, _>>()?;
+        for &id in &ids {
+            sqlx::query("UPDATE jobs SET ttr_ms = $1 WHERE id = $2")
+                .bind(ttr_ms)
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+            self.rollup_ttr(id).await?;
+        }
+        Ok(ids.len() as u64)
     }
 
     /// Cancels the queued and waiting jobs of an alert that resolved. Returns their ids.
@@ -818,7 +841,7 @@ impl Store {
     /// (a resolve can arrive while the repair is still being verified).
     pub async fn record_ttr_if_resolved(&self, job_id: i64) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let r = sqlx::query(
             "UPDATE jobs SET ttr_ms = (SELECT COALESCE(a.ends_at, a.received_at) - a.starts_at FROM alert_events a \
              WHERE a.fingerprint = jobs.fingerprint AND a.status = 'resolved' \
              AND a.received_at >= COALESCE(jobs.started_at, jobs.created_at) ORDER BY a.id DESC LIMIT 1) \
@@ -827,7 +850,21 @@ impl Store {
         .bind(job_id)
         .execute(&mut *tx.tx)
         .await?;
+        if r.rows_affected() > 0 {
+            tx.rollup_ttr(job_id).await?;
+        }
         tx.commit().await
+    }
+
+    /// The escalations recorded for one job, oldest first.
+    pub async fn escalations_of(&self, job_id: i64) -> Result<Vec<Escalation>> {
+        let rows = sqlx::query(
+            "SELECT job_id, kind, destination, reason, created_at FROM escalations WHERE job_id = $1 ORDER BY id",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(escalation_from_row).collect()
     }
 
     /// All escalations, oldest first.
@@ -837,16 +874,16 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Escalation {
-                    job_id: r.try_get("job_id")?,
-                    kind: r.try_get("kind")?,
-                    destination: r.try_get("destination")?,
-                    reason: r.try_get("reason")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(escalation_from_row).collect()
     }
+}
+
+fn escalation_from_row(r: &AnyRow) -> Result<Escalation> {
+    Ok(Escalation {
+        job_id: r.try_get("job_id")?,
+        kind: r.try_get("kind")?,
+        destination: r.try_get("destination")?,
+        reason: r.try_get("reason")?,
+        created_at: r.try_get("created_at")?,
+    })
 }

@@ -11,6 +11,7 @@
 
 mod intake;
 mod jobs;
+mod kb;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -22,6 +23,10 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
+pub use kb::{
+    AlertRecord, AuditEntry, Cutoffs, DAY_MS, ListFilter, NewNote, Note, Pruned, ttr_bucket,
+    ttr_bucket_upper_ms,
+};
 
 /// Store failures. All of them mean "could not record": intake answers 503 so Alertmanager retries.
 #[derive(Debug, thiserror::Error)]

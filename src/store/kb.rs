@@ -1,0 +1,644 @@
+//! The knowledge base's own tables (the per-day rollup, notes), the API's audit log, the
+//! read models the HTTP API pages through, and retention.
+//!
+//! The rollup is written in the same transaction as the job change it counts
+//! ([`WriteTx::transition`] and the time-to-recover updates), so it can never disagree with the
+//! jobs it summarises, also with two replicas writing.
+
+use sqlx::any::AnyRow;
+use sqlx::{Arguments, AssertSqlSafe, Row};
+
+use super::jobs::{JOB_COLUMNS, job_from_row};
+use super::{Error, Job, JobState, Result, Store, WriteTx};
+
+/// Milliseconds in a UTC day: rollup rows are per `created_at / DAY_MS`.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Ratio between consecutive time-to-recover histogram bounds: a p90 read from the histogram
+/// is at most 20% above the exact value.
+const TTR_RATIO: f64 = 1.2;
+
+/// The histogram bucket of a time to recover: bucket `i` holds values in
+/// (1.2^(i-1) s, 1.2^i s]; bucket 0 everything up to 1 s.
+pub fn ttr_bucket(ttr_ms: i64) -> i64 {
+    let s = ttr_ms as f64 / 1000.0;
+    if s <= 1.0 {
+        return 0;
+    }
+    let i = (s.ln() / TTR_RATIO.ln()).ceil() as i64;
+    // Float rounding at an exact bound must not push a value into the next bucket.
+    if i > 0 && ttr_bucket_upper_ms(i - 1) >= ttr_ms {
+        i - 1
+    } else {
+        i
+    }
+}
+
+/// The upper bound of a histogram bucket, in milliseconds.
+pub fn ttr_bucket_upper_ms(bucket: i64) -> i64 {
+    (TTR_RATIO.powi(bucket as i32) * 1000.0).round() as i64
+}
+
+/// A note people attached to an alert name or a target, inside one app (namespace).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Note {
+    /// Id.
+    pub id: i64,
+    /// The app (namespace) it belongs to.
+    pub namespace: String,
+    /// Alert name it is about, if any.
+    pub alertname: Option<String>,
+    /// Target (`namespace/Kind/name`) it is about, if any.
+    pub target: Option<String>,
+    /// Who wrote it (the token's subject).
+    pub author: String,
+    /// The text.
+    pub body: String,
+    /// When (epoch ms).
+    pub created_at: i64,
+}
+
+/// A note to record.
+#[derive(Clone, Debug)]
+pub struct NewNote<'a> {
+    /// App (namespace).
+    pub namespace: &'a str,
+    /// Alert name, if any.
+    pub alertname: Option<&'a str>,
+    /// Target key, if any.
+    pub target: Option<&'a str>,
+    /// Author.
+    pub author: &'a str,
+    /// Text.
+    pub body: &'a str,
+}
+
+/// One write through the API, as the audit log keeps it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    /// When (epoch ms).
+    pub at: i64,
+    /// The token's subject.
+    pub subject: String,
+    /// The token's role.
+    pub role: String,
+    /// Method and route, e.g. `POST /api/kb/notes`.
+    pub action: String,
+    /// What it touched, e.g. `note 3`.
+    pub resource: String,
+    /// The HTTP status it was answered with.
+    pub status: i64,
+    /// Details (JSON text).
+    pub detail: String,
+}
+
+/// A recorded alert occurrence as the API lists it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AlertRecord {
+    /// Id (the pagination cursor).
+    pub id: i64,
+    /// Fingerprint.
+    pub fingerprint: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// Alert name.
+    pub alertname: String,
+    /// The app (namespace label), if the alert has one.
+    pub namespace: Option<String>,
+    /// Labels.
+    pub labels: serde_json::Value,
+    /// Annotations.
+    pub annotations: serde_json::Value,
+    /// startsAt (epoch ms).
+    pub starts_at: i64,
+    /// endsAt (epoch ms), for resolved occurrences.
+    pub ends_at: Option<i64>,
+    /// generatorURL.
+    pub generator_url: String,
+    /// When it was received (epoch ms).
+    pub received_at: i64,
+}
+
+/// Which rows a listing returns. `namespaces: None` means every app (admin); `Some` limits to
+/// those apps, and rows without an app are then never listed.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    /// Apps the caller may see (None = all).
+    pub namespaces: Option<Vec<String>>,
+    /// Only this state (jobs) or status (alerts).
+    pub state: Option<String>,
+    /// Only this target key (jobs) or alert name (alerts).
+    pub subject: Option<String>,
+    /// Created/received at or after (epoch ms).
+    pub since: Option<i64>,
+    /// Only ids below this (the cursor of the previous page).
+    pub before_id: Option<i64>,
+    /// Page size.
+    pub limit: i64,
+}
+
+/// Dynamic WHERE clause with positional binds, for the listings.
+struct Where {
+    clauses: Vec<String>,
+    args: sqlx::any::AnyArguments,
+    n: usize,
+}
+
+impl Where {
+    fn new() -> Where {
+        Where {
+            clauses: Vec::new(),
+            args: sqlx::any::AnyArguments::default(),
+            n: 0,
+        }
+    }
+
+    fn next(&mut self) -> String {
+        self.n += 1;
+        format!("${}", self.n)
+    }
+
+    fn eq<T>(&mut self, column: &str, op: &str, value: T)
+    where
+        T: 'static + Send + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        let p = self.next();
+        self.clauses.push(format!("{column} {op} {p}"));
+        self.args.add(value).expect("encoding a plain value");
+    }
+
+    fn any_of(&mut self, column: &str, values: &[String]) {
+        if values.is_empty() {
+            self.clauses.push("1 = 0".into());
+            return;
+        }
+        let ps: Vec<String> = values.iter().map(|_| self.next()).collect();
+        for v in values {
+            self.args.add(v.clone()).expect("encoding a string");
+        }
+        self.clauses
+            .push(format!("{column} IN ({})", ps.join(", ")));
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+fn note_from_row(r: &AnyRow) -> Result<Note> {
+    Ok(Note {
+        id: r.try_get("id")?,
+        namespace: r.try_get("namespace")?,
+        alertname: r.try_get("alertname")?,
+        target: r.try_get("target_key")?,
+        author: r.try_get("author")?,
+        body: r.try_get("body")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+fn json_text(r: &AnyRow, column: &'static str) -> Result<serde_json::Value> {
+    let text: String = r.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| Error::Corrupt {
+        column,
+        message: e.to_string(),
+    })
+}
+
+impl WriteTx {
+    /// Counts a job that just finished (succeeded, failed or escalated) in the rollup.
+    pub(super) async fn rollup_finished(&mut self, job_id: i64, succeeded: bool) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO kb_daily (day, namespace, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms) \
+             SELECT created_at / 86400000, target_namespace, alertname, playbook, 1, $2, 0, 0 \
+             FROM jobs WHERE id = $1 AND dry_run = 0 \
+             ON CONFLICT (day, namespace, alertname, playbook) DO UPDATE SET \
+             runs = kb_daily.runs + excluded.runs, succeeded = kb_daily.succeeded + excluded.succeeded",
+        )
+        .bind(job_id)
+        .bind(i64::from(succeeded))
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO kb_target_daily (namespace, target_key, day, runs, succeeded) \
+             SELECT target_namespace, target_key, created_at / 86400000, 1, $2 \
+             FROM jobs WHERE id = $1 AND dry_run = 0 \
+             ON CONFLICT (namespace, target_key, day) DO UPDATE SET \
+             runs = kb_target_daily.runs + excluded.runs, succeeded = kb_target_daily.succeeded + excluded.succeeded",
+        )
+        .bind(job_id)
+        .bind(i64::from(succeeded))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Adds a job's freshly recorded time to recover to the rollup and its histogram.
+    pub(super) async fn rollup_ttr(&mut self, job_id: i64) -> Result<()> {
+        let row = sqlx::query("SELECT ttr_ms FROM jobs WHERE id = $1 AND dry_run = 0")
+            .bind(job_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        let Some(ttr) = row
+            .map(|r| r.try_get::<Option<i64>, _>("ttr_ms"))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(());
+        };
+        sqlx::query(
+            "INSERT INTO kb_daily (day, namespace, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms) \
+             SELECT created_at / 86400000, target_namespace, alertname, playbook, 0, 0, 1, $2 \
+             FROM jobs WHERE id = $1 \
+             ON CONFLICT (day, namespace, alertname, playbook) DO UPDATE SET \
+             ttr_count = kb_daily.ttr_count + 1, ttr_sum_ms = kb_daily.ttr_sum_ms + excluded.ttr_sum_ms",
+        )
+        .bind(job_id)
+        .bind(ttr)
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO kb_ttr_hist (day, namespace, alertname, playbook, bucket, n) \
+             SELECT created_at / 86400000, target_namespace, alertname, playbook, $2, 1 \
+             FROM jobs WHERE id = $1 \
+             ON CONFLICT (day, namespace, alertname, playbook, bucket) DO UPDATE SET n = kb_ttr_hist.n + 1",
+        )
+        .bind(job_id)
+        .bind(ttr_bucket(ttr))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a note; returns it.
+    pub async fn insert_note(&mut self, note: &NewNote<'_>, now: i64) -> Result<Note> {
+        let row = sqlx::query(
+            "INSERT INTO kb_notes (namespace, alertname, target_key, author, body, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(note.namespace)
+        .bind(note.alertname)
+        .bind(note.target)
+        .bind(note.author)
+        .bind(note.body)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(Note {
+            id: row.try_get("id")?,
+            namespace: note.namespace.to_string(),
+            alertname: note.alertname.map(String::from),
+            target: note.target.map(String::from),
+            author: note.author.to_string(),
+            body: note.body.to_string(),
+            created_at: now,
+        })
+    }
+
+    /// Appends to the audit log.
+    pub async fn insert_audit(&mut self, e: &AuditEntry) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, subject, role, action, resource, status, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(e.at)
+        .bind(&e.subject)
+        .bind(&e.role)
+        .bind(&e.action)
+        .bind(&e.resource)
+        .bind(e.status)
+        .bind(&e.detail)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// Rows removed by one pruning pass, per table family.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Pruned {
+    /// Alert occurrences (and their decisions).
+    pub alerts: u64,
+    /// Repairs (with their steps, events and escalations).
+    pub repairs: u64,
+    /// Rollup rows.
+    pub stats: u64,
+    /// Audit log entries.
+    pub audit: u64,
+    /// Storm-brake activity rows.
+    pub activity: u64,
+}
+
+/// Cutoffs (epoch ms) of one pruning pass: rows older than these go.
+#[derive(Clone, Copy, Debug)]
+pub struct Cutoffs {
+    /// Alert occurrences and decisions received before this.
+    pub alerts: i64,
+    /// Finished repairs created before this.
+    pub repairs: i64,
+    /// Rollup days before this.
+    pub stats: i64,
+    /// Audit entries before this.
+    pub audit: i64,
+    /// Storm-brake activity last seen before this.
+    pub activity: i64,
+}
+
+/// Rows deleted per statement: SQLite has one writer, so pruning yields between batches and
+/// intake never waits long behind it.
+const PRUNE_BATCH: i64 = 2_000;
+
+impl Store {
+    /// The notes of an app about an alert name and/or a target, newest first.
+    pub async fn notes(
+        &self,
+        namespaces: Option<&[String]>,
+        alertname: Option<&str>,
+        target: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Note>> {
+        let mut w = Where::new();
+        if let Some(ns) = namespaces {
+            w.any_of("namespace", ns);
+        }
+        if let Some(a) = alertname {
+            w.eq("alertname", "=", a.to_string());
+        }
+        if let Some(t) = target {
+            w.eq("target_key", "=", t.to_string());
+        }
+        let limit_p = w.next();
+        w.args.add(limit).expect("encoding an integer");
+        let sql = format!(
+            "SELECT id, namespace, alertname, target_key, author, body, created_at FROM kb_notes{} \
+             ORDER BY id DESC LIMIT {limit_p}",
+            w.sql()
+        );
+        let rows = sqlx::query_with(AssertSqlSafe(sql), w.args)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(note_from_row).collect()
+    }
+
+    /// The newest real (not dry-run) repairs of an alert in an app that ended in `state`.
+    pub async fn jobs_of_alert(
+        &self,
+        alertname: &str,
+        namespace: &str,
+        state: JobState,
+        limit: i64,
+    ) -> Result<Vec<Job>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE alertname = $1 AND target_namespace = $2 AND state = $3 \
+             AND dry_run = 0 ORDER BY created_at DESC, id DESC LIMIT $4"
+        )))
+        .bind(alertname)
+        .bind(namespace)
+        .bind(state.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Records one audit entry in its own transaction.
+    pub async fn audit(&self, e: &AuditEntry) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        tx.insert_audit(e).await?;
+        tx.commit().await
+    }
+
+    /// The newest audit entries.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT at, subject, role, action, resource, status, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    at: r.try_get("at")?,
+                    subject: r.try_get("subject")?,
+                    role: r.try_get("role")?,
+                    action: r.try_get("action")?,
+                    resource: r.try_get("resource")?,
+                    status: r.try_get("status")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A page of recorded alert occurrences, newest first.
+    pub async fn list_alerts(&self, f: &ListFilter) -> Result<Vec<AlertRecord>> {
+        let mut w = Where::new();
+        if let Some(ns) = &f.namespaces {
+            w.any_of("namespace", ns);
+        }
+        if let Some(s) = &f.state {
+            w.eq("status", "=", s.clone());
+        }
+        if let Some(a) = &f.subject {
+            w.eq("alertname", "=", a.clone());
+        }
+        if let Some(t) = f.since {
+            w.eq("received_at", ">=", t);
+        }
+        if let Some(id) = f.before_id {
+            w.eq("id", "<", id);
+        }
+        let limit_p = w.next();
+        w.args.add(f.limit).expect("encoding an integer");
+        let sql = format!(
+            "SELECT id, fingerprint, status, alertname, namespace, labels, annotations, starts_at, ends_at, \
+             generator_url, received_at FROM alert_events{} ORDER BY id DESC LIMIT {limit_p}",
+            w.sql()
+        );
+        let rows = sqlx::query_with(AssertSqlSafe(sql), w.args)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AlertRecord {
+                    id: r.try_get("id")?,
+                    fingerprint: r.try_get("fingerprint")?,
+                    status: r.try_get("status")?,
+                    alertname: r.try_get("alertname")?,
+                    namespace: r.try_get("namespace")?,
+                    labels: json_text(r, "labels")?,
+                    annotations: json_text(r, "annotations")?,
+                    starts_at: r.try_get("starts_at")?,
+                    ends_at: r.try_get("ends_at")?,
+                    generator_url: r.try_get("generator_url")?,
+                    received_at: r.try_get("received_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A page of repairs, newest first.
+    pub async fn list_jobs(&self, f: &ListFilter) -> Result<Vec<Job>> {
+        let mut w = Where::new();
+        if let Some(ns) = &f.namespaces {
+            w.any_of("target_namespace", ns);
+        }
+        if let Some(s) = &f.state {
+            w.eq("state", "=", s.clone());
+        }
+        if let Some(t) = &f.subject {
+            w.eq("target_key", "=", t.clone());
+        }
+        if let Some(t) = f.since {
+            w.eq("created_at", ">=", t);
+        }
+        if let Some(id) = f.before_id {
+            w.eq("id", "<", id);
+        }
+        let limit_p = w.next();
+        w.args.add(f.limit).expect("encoding an integer");
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs{} ORDER BY id DESC LIMIT {limit_p}",
+            w.sql()
+        );
+        let rows = sqlx::query_with(AssertSqlSafe(sql), w.args)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// Deletes what is older than the cutoffs, in small batches. Active repairs, repairs a
+    /// newer repair continues (chains) and alerts a kept repair or decision points to are kept.
+    pub async fn prune(&self, c: &Cutoffs) -> Result<Pruned> {
+        let mut out = Pruned::default();
+        let finished = JobState::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Repairs first, so their alerts and decisions become free to go.
+        let pick_jobs = format!(
+            "SELECT id FROM jobs WHERE created_at < $1 AND state IN ({finished}) \
+             AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id AND c.created_at >= $1) \
+             ORDER BY id LIMIT {PRUNE_BATCH}"
+        );
+        loop {
+            let mut tx = self.begin_write().await?;
+            let ids: Vec<i64> = sqlx::query(AssertSqlSafe(pick_jobs.clone()))
+                .bind(c.repairs)
+                .fetch_all(&mut *tx.tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get("id"))
+                .collect::<Result<_, _>>()?;
+            if ids.is_empty() {
+                tx.rollback().await?;
+                break;
+            }
+            let list = ids
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            for stmt in [
+                format!("DELETE FROM job_steps WHERE job_id IN ({list})"),
+                format!("DELETE FROM job_events WHERE job_id IN ({list})"),
+                format!("DELETE FROM escalations WHERE job_id IN ({list})"),
+                format!("UPDATE decisions SET job_id = NULL WHERE job_id IN ({list})"),
+                // A chain's later job may point at one pruned in the same batch.
+                format!("UPDATE jobs SET parent_id = NULL WHERE parent_id IN ({list})"),
+            ] {
+                sqlx::query(AssertSqlSafe(stmt))
+                    .execute(&mut *tx.tx)
+                    .await?;
+            }
+            let r = sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM jobs WHERE id IN ({list})"
+            )))
+            .execute(&mut *tx.tx)
+            .await?;
+            out.repairs += r.rows_affected();
+            tx.commit().await?;
+        }
+        // Decisions, then the alert occurrences nothing kept refers to.
+        self.delete_batched(
+            &format!(
+                "DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE created_at < $1 \
+                 AND job_id IS NULL LIMIT {PRUNE_BATCH})"
+            ),
+            c.alerts,
+        )
+        .await?;
+        out.alerts += self
+            .delete_batched(&format!(
+                "DELETE FROM alert_events WHERE id IN (SELECT a.id FROM alert_events a WHERE a.received_at < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.alert_event_id = a.id) \
+                 AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.alert_event_id = a.id) LIMIT {PRUNE_BATCH})"
+            ), c.alerts)
+            .await?;
+        let day = c.stats.div_euclid(DAY_MS);
+        out.stats += self
+            .delete_batched("DELETE FROM kb_daily WHERE day < $1", day)
+            .await?;
+        for table in ["kb_ttr_hist", "kb_target_daily"] {
+            self.delete_batched(&format!("DELETE FROM {table} WHERE day < $1"), day)
+                .await?;
+        }
+        out.audit += self
+            .delete_batched(&format!(
+                "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT {PRUNE_BATCH})"
+            ), c.audit)
+            .await?;
+        out.activity += self
+            .delete_batched(
+                "DELETE FROM target_activity WHERE last_seen < $1",
+                c.activity,
+            )
+            .await?;
+        Ok(out)
+    }
+
+    /// Runs a `DELETE … $1` until it deletes nothing more; returns the rows deleted.
+    async fn delete_batched(&self, sql: &str, cutoff: i64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let n = sqlx::query(AssertSqlSafe(sql.to_string()))
+                .bind(cutoff)
+                .execute(&mut *tx.tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            total += n;
+            if n < PRUNE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_to_recover_lands_in_the_bucket_whose_bound_covers_it() {
+        assert_eq!(ttr_bucket(500), 0);
+        assert_eq!(ttr_bucket(1000), 0);
+        assert_eq!(ttr_bucket(1001), 1);
+        assert_eq!(ttr_bucket(1200), 1);
+        assert_eq!(ttr_bucket(1201), 2);
+        for ms in [1_500, 60_000, 240_000, 3_600_000, 86_400_000] {
+            let b = ttr_bucket(ms);
+            assert!(ttr_bucket_upper_ms(b) >= ms, "{ms} in {b}");
+            assert!(ttr_bucket_upper_ms(b - 1) < ms, "{ms} in {b}");
+            assert!(ttr_bucket_upper_ms(b) as f64 <= ms as f64 * 1.2 + 1.0);
+        }
+    }
+}
