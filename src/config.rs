@@ -131,6 +131,58 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     /// Playbook runtime limits and host API settings.
     pub playbook: PlaybookSettings,
+    /// The JSON API under /api.
+    pub api: ApiSettings,
+    /// How long history is kept.
+    pub retention: Retention,
+}
+
+/// The JSON API (`/api`): JWT HS256 tokens signed with this secret.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// HS256 secret, at least 32 bytes (AIOPS_JWT_SECRET). Without one, /api answers 401 to
+    /// everything except /api/openapi.json.
+    pub jwt_secret: Option<Secret>,
+    /// Read the secret from this file (AIOPS_JWT_SECRET_FILE).
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Largest page a listing returns (default 500).
+    pub max_page: Option<i64>,
+}
+
+/// How long history is kept; a background task prunes older rows every `interval`.
+///
+/// The knowledge base's statistics (`aiops kb stats`, /api/kb/stats) read a per-day rollup kept
+/// for `stats`, so they outlive the repairs they count. Reading raw repairs — `kb_success_rate`,
+/// `kb_count`, `kb_recent` in playbooks, `choose: best` (a 30-day window), similar incidents,
+/// history, exact p90 — only sees what `repairs` keeps: a `repairs` below 30d shortens those
+/// windows, which is why it may not be set below 30d.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Alert occurrences and guard decisions not tied to a kept repair (default 30d).
+    pub alerts: HumanDuration,
+    /// Finished repairs with their steps, events and escalations (default 180d, at least 30d).
+    pub repairs: HumanDuration,
+    /// The knowledge base's per-day rollup (default 730d).
+    pub stats: HumanDuration,
+    /// The API's audit log (default 365d).
+    pub audit: HumanDuration,
+    /// How often to prune (default 1h; 0s disables pruning).
+    pub interval: HumanDuration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        let days = |d: u64| HumanDuration(Duration::from_secs(d * 86_400));
+        Retention {
+            alerts: days(30),
+            repairs: days(180),
+            stats: days(730),
+            audit: days(365),
+            interval: HumanDuration(Duration::from_secs(3600)),
+        }
+    }
 }
 
 /// Which cluster playbooks act on.
@@ -195,6 +247,8 @@ impl Default for Settings {
             store: StoreSettings::default(),
             cluster: ClusterSettings::default(),
             playbook: PlaybookSettings::default(),
+            api: ApiSettings::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -416,6 +470,21 @@ impl Settings {
                 .map_err(|message| Error::Env { name, message })
         }
         let get = |k: &str| env(k).filter(|v| !v.is_empty());
+        if let Some(v) = get("AIOPS_JWT_SECRET") {
+            self.api.jwt_secret = Some(Secret::new(v));
+        }
+        if let Some(v) = get("AIOPS_JWT_SECRET_FILE") {
+            self.api.jwt_secret_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("AIOPS_RETENTION_ALERTS") {
+            self.retention.alerts = duration("AIOPS_RETENTION_ALERTS", &v)?;
+        }
+        if let Some(v) = get("AIOPS_RETENTION_REPAIRS") {
+            self.retention.repairs = duration("AIOPS_RETENTION_REPAIRS", &v)?;
+        }
+        if let Some(v) = get("AIOPS_RETENTION_INTERVAL") {
+            self.retention.interval = duration("AIOPS_RETENTION_INTERVAL", &v)?;
+        }
         if let Some(v) = get("AIOPS_LISTEN") {
             self.listen = parsed("AIOPS_LISTEN", &v)?;
         }
@@ -515,6 +584,43 @@ impl Settings {
             .is_some_and(|t| t.expose().is_empty())
         {
             return Err(Error::Invalid("the webhook token is empty".into()));
+        }
+        if let Some(path) = &self.api.jwt_secret_file {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            self.api.jwt_secret = Some(Secret::new(text.trim()));
+        }
+        if self
+            .api
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().len() < 32)
+        {
+            return Err(Error::Invalid(
+                "the JWT secret (api.jwt_secret / AIOPS_JWT_SECRET) must be at least 32 bytes"
+                    .into(),
+            ));
+        }
+        if self.api.max_page.is_some_and(|n| n < 1) {
+            return Err(Error::Invalid("api.max_page must be at least 1".into()));
+        }
+        let day = Duration::from_secs(86_400);
+        if self.retention.repairs.0 < 30 * day {
+            return Err(Error::Invalid(
+                "retention.repairs must be at least 30d: choose: best and the playbooks' kb_* functions read 30 days of repairs".into(),
+            ));
+        }
+        if self.retention.alerts.0 < day || self.retention.audit.0 < day {
+            return Err(Error::Invalid(
+                "retention.alerts and retention.audit must be at least 1d".into(),
+            ));
+        }
+        if self.retention.stats.0 < self.retention.repairs.0 {
+            return Err(Error::Invalid(
+                "retention.stats must be at least retention.repairs: the rollup outlives the repairs it counts".into(),
+            ));
         }
         if self.intake.max_body_bytes < 1024 {
             return Err(Error::Invalid(

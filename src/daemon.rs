@@ -159,6 +159,8 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut workers = executor.spawn(stop_rx);
 
+    let pruner = spawn_retention(&settings, store.clone(), metrics.clone());
+
     let reloader = {
         let pipeline = pipeline.clone();
         let (rules_dir, playbooks_dir) =
@@ -182,6 +184,9 @@ pub async fn run(
     })
     .await;
     reloader.abort();
+    if let Some(p) = pruner {
+        p.abort();
+    }
     let _ = stop_tx.send(true);
     let grace = executor.shutdown_grace();
     let drained = tokio::time::timeout(grace, async {
@@ -205,4 +210,66 @@ pub async fn run(
     store.close().await;
     tracing::info!("stopped");
     served.map_err(|source| Error::Listen { addr, source })
+}
+
+/// Starts the retention task: prunes at start-up and then every `retention.interval` (none when
+/// the interval is 0s). Each pass deletes in small batches, so intake is never held up long.
+fn spawn_retention(
+    settings: &Settings,
+    store: Store,
+    metrics: Metrics,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let r = settings.retention.clone();
+    if r.interval.0.is_zero() {
+        tracing::info!("retention disabled (retention.interval is 0s)");
+        return None;
+    }
+    // The storm brake counts targets seen within its window: older activity is never read.
+    let activity = settings
+        .guard
+        .storm
+        .window
+        .0
+        .max(std::time::Duration::from_secs(86_400));
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(r.interval.0);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = store::now_ms();
+            let cutoffs = store::Cutoffs {
+                alerts: now - store::ms(r.alerts.0),
+                repairs: now - store::ms(r.repairs.0),
+                stats: now - store::ms(r.stats.0),
+                audit: now - store::ms(r.audit.0),
+                activity: now - store::ms(activity),
+            };
+            match store.prune(&cutoffs).await {
+                Ok(p) => {
+                    for (table, n) in [
+                        ("alerts", p.alerts),
+                        ("repairs", p.repairs),
+                        ("stats", p.stats),
+                        ("audit", p.audit),
+                        ("activity", p.activity),
+                    ] {
+                        metrics.pruned.with_label_values(&[table]).inc_by(n);
+                    }
+                    if p != store::Pruned::default() {
+                        tracing::info!(
+                            alerts = p.alerts,
+                            repairs = p.repairs,
+                            stats = p.stats,
+                            audit = p.audit,
+                            activity = p.activity,
+                            "retention pruned old rows"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention pass failed; retrying at the next interval")
+                }
+            }
+        }
+    }))
 }

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod alert;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod daemon;

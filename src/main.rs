@@ -55,6 +55,9 @@ enum Command {
     /// Knowledge base: how repairs went.
     #[command(subcommand)]
     Kb(KbCommand),
+    /// API tokens (JWT HS256 signed with api.jwt_secret / AIOPS_JWT_SECRET).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print the Kubernetes manifests that run the daemon in a cluster (for kubectl apply -f -).
     Manifests {
         #[command(flatten)]
@@ -108,6 +111,27 @@ enum KbCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Mint a token for the /api; prints a summary, then the token alone on the last line.
+    ///
+    /// Example: aiops token issue --sub alice --apps shop,blog --role editor --ttl 24h
+    Issue {
+        /// Who the token is for (recorded in the audit log).
+        #[arg(long)]
+        sub: String,
+        /// Apps (namespaces) it may see, comma separated; admins see every app.
+        #[arg(long, value_delimiter = ',')]
+        apps: Vec<String>,
+        /// admin, editor (read and write) or viewer (read only).
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// How long it is valid, e.g. 24h, 30d.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
@@ -127,6 +151,7 @@ fn main() -> ExitCode {
             Command::Check => check(cli.config.as_deref()),
             Command::Simulate { file, json } => simulate(cli.config.as_deref(), &file, json).await,
             Command::Kb(cmd) => kb(cli.config.as_deref(), cmd).await,
+            Command::Token(cmd) => token(cli.config.as_deref(), cmd),
             Command::Manifests {
                 options,
                 alertmanager_url_only,
@@ -456,6 +481,61 @@ async fn test_playbook(
         aiops::playbook::host::Outcome::Success(_) => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     })
+}
+
+fn token(config: Option<&Path>, cmd: TokenCommand) -> Result<ExitCode> {
+    let TokenCommand::Issue {
+        sub,
+        apps,
+        role,
+        ttl,
+    } = cmd;
+    let settings = Settings::load(config)?;
+    let secret = settings.api.jwt_secret.clone().context(
+        "no JWT secret configured: set AIOPS_JWT_SECRET (or api.jwt_secret / api.jwt_secret_file in the config file)",
+    )?;
+    let key = aiops::auth::Key::new(secret)?;
+    let role: aiops::auth::Role = role.parse()?;
+    let ttl = aiops::config::parse_duration(&ttl).map_err(anyhow::Error::msg)?;
+    if ttl.is_zero() {
+        anyhow::bail!("--ttl must be above 0s");
+    }
+    let apps: Vec<String> = apps
+        .into_iter()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
+    if role != aiops::auth::Role::Admin && apps.is_empty() {
+        anyhow::bail!(
+            "a {} token needs --apps (the namespaces it may see)",
+            role.as_str()
+        );
+    }
+    let now = chrono::Utc::now().timestamp();
+    let claims = aiops::auth::Claims {
+        sub,
+        role,
+        apps,
+        exp: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+        iat: now,
+        nbf: None,
+    };
+    let token = key.issue(&claims)?;
+    let expires = chrono::DateTime::from_timestamp(claims.exp, 0)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    eprintln!(
+        "token for {} (role {}, apps {}), expires {expires}:",
+        claims.sub,
+        claims.role.as_str(),
+        if claims.role == aiops::auth::Role::Admin {
+            "all".to_string()
+        } else {
+            claims.apps.join(",")
+        }
+    );
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn kb(config: Option<&Path>, cmd: KbCommand) -> Result<ExitCode> {

@@ -34,6 +34,10 @@ pub struct Metrics {
     pub escalations: IntCounterVec,
     /// Rule/playbook reloads, by result.
     pub reloads: IntCounterVec,
+    /// API tokens refused, by reason (expired, signature, …).
+    pub api_auth_failures: IntCounterVec,
+    /// Rows removed by retention, by table family.
+    pub pruned: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -92,6 +96,16 @@ impl Metrics {
             "Rule and playbook reloads, by result.",
             &["result"],
         );
+        let api_auth_failures = cv(
+            "aiops_api_auth_failures_total",
+            "API requests refused for their token, by reason.",
+            &["reason"],
+        );
+        let pruned = cv(
+            "aiops_pruned_rows_total",
+            "Rows removed by retention, by table family.",
+            &["table"],
+        );
         let alerts_duplicate = reg(
             &registry,
             IntCounter::new(
@@ -142,6 +156,8 @@ impl Metrics {
             webhook_duration,
             escalations,
             reloads,
+            api_auth_failures,
+            pruned,
         }
     }
 

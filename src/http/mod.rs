@@ -1,9 +1,13 @@
-//! The HTTP surface: the Alertmanager webhook, health, readiness, metrics and reload.
+//! The HTTP surface: the Alertmanager webhook, health, readiness, metrics, reload and the
+//! JSON API under /api.
 //!
 //! Handlers only translate between HTTP and the pipeline; every decision lives below. Errors are
 //! JSON bodies `{"error": "...", "field": "..."}` with the status Alertmanager needs: 4xx for what
 //! a retry cannot fix, 503 for what a retry can.
 
+pub mod api;
+pub mod auth;
+mod openapi;
 mod ops;
 mod webhook;
 
@@ -37,6 +41,10 @@ pub struct AppState {
     pub rules_dir: PathBuf,
     /// Playbooks directory.
     pub playbooks_dir: PathBuf,
+    /// Verifies /api tokens (None: the API is closed).
+    pub jwt: Option<crate::auth::Key>,
+    /// Largest page a listing returns.
+    pub max_page: i64,
 }
 
 impl AppState {
@@ -55,6 +63,13 @@ impl AppState {
             limiter,
             rules_dir: settings.rules_dir.clone(),
             playbooks_dir: settings.playbooks_dir.clone(),
+            // Settings already refused a secret too short for a key.
+            jwt: settings
+                .api
+                .jwt_secret
+                .clone()
+                .and_then(|s| crate::auth::Key::new(s).ok()),
+            max_page: settings.api.max_page.unwrap_or(500),
         }
     }
 }
@@ -81,6 +96,8 @@ pub fn router(state: AppState) -> Router {
         .route("/-/ready", get(ops::ready))
         .route("/-/reload", post(ops::reload))
         .route("/metrics", get(ops::metrics))
+        .merge(api::routes())
+        .route("/api/{*rest}", axum::routing::any(api::fallback))
         .with_state(state)
 }
 

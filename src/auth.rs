@@ -1,0 +1,311 @@
+//! API tokens: JWT (RFC 7519) signed with HS256, minted by `aiops token issue` and checked on
+//! every `/api` request.
+//!
+//! A token says who the caller is (`sub`), what it may do (`role`) and which apps it may see
+//! (`apps`, namespaces). Only HS256 is accepted: the `alg` header is checked, never trusted, so
+//! `none` or a public-key algorithm cannot be substituted. The signature is compared in
+//! constant time.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::config::Secret;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why a token was refused. Messages never include the token or the secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// Not three base64url parts, or not JSON inside.
+    #[error("malformed token")]
+    Malformed,
+    /// A header algorithm other than HS256.
+    #[error("unsupported token algorithm (only HS256)")]
+    Algorithm,
+    /// The signature does not match the configured secret.
+    #[error("invalid token signature")]
+    Signature,
+    /// `exp` is in the past.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// The secret is too short to be safe.
+    #[error("the JWT secret must be at least 32 bytes")]
+    WeakSecret,
+    /// Claims that make no sense (empty subject, unknown role).
+    #[error("invalid claims: {0}")]
+    Claims(String),
+}
+
+impl Error {
+    /// A short, bounded label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Malformed => "malformed",
+            Error::Algorithm => "algorithm",
+            Error::Signature => "signature",
+            Error::Expired => "expired",
+            Error::NotYetValid => "not_yet_valid",
+            Error::WeakSecret => "weak_secret",
+            Error::Claims(_) => "claims",
+        }
+    }
+}
+
+/// `type Result<T, E = Error>` as in every module of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Sees every app and may write.
+    Admin,
+    /// Sees its apps and may write (notes, app registration) in them.
+    Editor,
+    /// Sees its apps, read only.
+    Viewer,
+}
+
+impl Role {
+    /// The role's name as tokens spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Editor => "editor",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Role> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "editor" => Ok(Role::Editor),
+            "viewer" => Ok(Role::Viewer),
+            other => Err(Error::Claims(format!(
+                "unknown role {other:?} (admin, editor or viewer)"
+            ))),
+        }
+    }
+}
+
+/// The claims of an API token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Who (a person or a system), recorded in the audit log.
+    pub sub: String,
+    /// What it may do.
+    pub role: Role,
+    /// Apps (namespaces) it may see; admins see every app whatever this says.
+    #[serde(default)]
+    pub apps: Vec<String>,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Issued at, seconds since the epoch.
+    #[serde(default)]
+    pub iat: i64,
+    /// Not before, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+}
+
+impl Claims {
+    /// Whether the token may see items of app (namespace) `ns`.
+    pub fn can_see(&self, ns: &str) -> bool {
+        self.role == Role::Admin || self.apps.iter().any(|a| a == ns)
+    }
+
+    /// Whether the token may write (editor or admin).
+    pub fn can_write(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Editor)
+    }
+
+    /// The apps a listing is limited to: None for admins (every app).
+    pub fn visible_apps(&self) -> Option<&[String]> {
+        (self.role != Role::Admin).then_some(self.apps.as_slice())
+    }
+}
+
+/// Clock leeway for `exp` and `nbf`, seconds: replicas' clocks differ a little.
+const LEEWAY_S: i64 = 30;
+
+/// A signing key; holds the secret without ever printing it.
+#[derive(Clone)]
+pub struct Key {
+    secret: Secret,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(***)")
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    typ: Option<String>,
+}
+
+impl Key {
+    /// A key from the configured secret (at least 32 bytes, as RFC 7518 §3.2 requires for HS256).
+    pub fn new(secret: Secret) -> Result<Key> {
+        if secret.expose().len() < 32 {
+            return Err(Error::WeakSecret);
+        }
+        Ok(Key { secret })
+    }
+
+    fn mac(&self, signing_input: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(self.secret.expose().as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(signing_input.as_bytes());
+        mac
+    }
+
+    /// Signs claims into a compact JWT.
+    pub fn issue(&self, claims: &Claims) -> Result<String> {
+        if claims.sub.trim().is_empty() {
+            return Err(Error::Claims("empty subject".into()));
+        }
+        let header = Header {
+            alg: "HS256".into(),
+            typ: Some("JWT".into()),
+        };
+        let input = format!("{}.{}", b64_json(&header), b64_json(claims));
+        let sig = self.mac(&input).finalize().into_bytes();
+        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    }
+
+    /// Verifies a compact JWT at time `now` (seconds) and returns its claims.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Error::Malformed);
+        };
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| Error::Malformed);
+        let header: Header = serde_json::from_slice(&decode(h)?).map_err(|_| Error::Malformed)?;
+        if header.alg != "HS256" {
+            return Err(Error::Algorithm);
+        }
+        let sig = decode(s)?;
+        self.mac(&token[..h.len() + 1 + p.len()])
+            .verify_slice(&sig)
+            .map_err(|_| Error::Signature)?;
+        // Only a correctly signed payload is parsed further.
+        let claims: Claims =
+            serde_json::from_slice(&decode(p)?).map_err(|e| Error::Claims(e.to_string()))?;
+        if claims.exp + LEEWAY_S <= now {
+            return Err(Error::Expired);
+        }
+        if claims.nbf.is_some_and(|nbf| nbf - LEEWAY_S > now) {
+            return Err(Error::NotYetValid);
+        }
+        if claims.sub.trim().is_empty() {
+            return Err(Error::Claims("empty subject".into()));
+        }
+        Ok(claims)
+    }
+}
+
+fn b64_json<T: Serialize>(v: &T) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("plain structs serialize"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Key {
+        Key::new(Secret::new("0123456789abcdef0123456789abcdef")).unwrap()
+    }
+
+    fn claims(exp: i64) -> Claims {
+        Claims {
+            sub: "alice".into(),
+            role: Role::Editor,
+            apps: vec!["shop".into()],
+            exp,
+            iat: 1_000,
+            nbf: None,
+        }
+    }
+
+    #[test]
+    fn a_token_issued_with_the_secret_verifies_to_its_claims() {
+        let t = key().issue(&claims(2_000)).unwrap();
+        assert_eq!(key().verify(&t, 1_500).unwrap(), claims(2_000));
+    }
+
+    #[test]
+    fn a_token_signed_by_another_implementation_verifies() {
+        // Made with Python's hmac and base64 modules for this secret.
+        let t = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsInJvbGUiOiJ2aWV3ZXIiLCJhcHBzIjpbInNob3AiXSwiZXhwIjo0MTAyNDQ0ODAwfQ.WHovGvaT_No76aV-QDdtUAI3Z9Yv4bQzcKJnKxkf1xQ";
+        let c = key().verify(t, 1_700_000_000).unwrap();
+        assert_eq!(c.role, Role::Viewer);
+        assert_eq!(c.apps, vec!["shop".to_string()]);
+        assert_eq!(c.exp, 4_102_444_800);
+    }
+
+    #[test]
+    fn expired_forged_and_malformed_tokens_are_refused() {
+        let t = key().issue(&claims(2_000)).unwrap();
+        assert_eq!(key().verify(&t, 2_031), Err(Error::Expired));
+        let other = Key::new(Secret::new("another secret, also 32 bytes long!")).unwrap();
+        assert_eq!(other.verify(&t, 1_500), Err(Error::Signature));
+        // A payload swapped under the original signature.
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let admin = URL_SAFE_NO_PAD.encode(
+            serde_json::to_vec(&Claims {
+                role: Role::Admin,
+                ..claims(2_000)
+            })
+            .unwrap(),
+        );
+        parts[1] = &admin;
+        assert_eq!(key().verify(&parts.join("."), 1_500), Err(Error::Signature));
+        assert_eq!(key().verify("abc", 1_500), Err(Error::Malformed));
+        assert_eq!(key().verify("a.b.c.d", 1_500), Err(Error::Malformed));
+    }
+
+    #[test]
+    fn the_none_algorithm_is_refused() {
+        let h = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(2_000)).unwrap());
+        assert_eq!(
+            key().verify(&format!("{h}.{p}."), 1_500),
+            Err(Error::Algorithm)
+        );
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        assert_eq!(
+            Key::new(Secret::new("short")).unwrap_err(),
+            Error::WeakSecret
+        );
+    }
+
+    #[test]
+    fn admins_see_every_app_and_viewers_only_theirs_read_only() {
+        let mut c = claims(2_000);
+        assert!(c.can_see("shop") && !c.can_see("blog") && c.can_write());
+        c.role = Role::Viewer;
+        assert!(!c.can_write());
+        assert_eq!(c.visible_apps(), Some(&["shop".to_string()][..]));
+        c.role = Role::Admin;
+        assert!(c.can_see("blog"));
+        assert_eq!(c.visible_apps(), None);
+    }
+}

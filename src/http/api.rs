@@ -1,0 +1,447 @@
+//! The JSON API under `/api`: alerts, repairs and the knowledge base, per app.
+//!
+//! Every route but `/api/openapi.json` needs a JWT ([`Claims`]). A token sees only the apps
+//! (namespaces) it names, admins every app: another app's item answers 404 exactly as a missing
+//! one does, and never appears in a listing. Writes need editor or admin and are recorded in the
+//! audit log with the subject, whatever their outcome.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Claims;
+use super::{ApiError, AppState};
+use crate::kb;
+use crate::store::{self, AuditEntry, JobState, ListFilter, NewNote};
+
+/// Page size when the request names none.
+const DEFAULT_PAGE: i64 = 50;
+
+/// The /api routes (merged into the main router).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/alerts", get(list_alerts))
+        .route("/api/repairs", get(list_repairs))
+        .route("/api/repairs/{id}", get(get_repair))
+        .route("/api/kb/stats", get(kb_stats))
+        .route("/api/kb/similar", get(kb_similar))
+        .route("/api/kb/notes", post(add_note))
+}
+
+/// Unknown routes under /api: JSON, so clients see what went wrong.
+pub async fn fallback() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such API route (GET /api/openapi.json lists them)",
+    )
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "API request failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the store did not answer; retry",
+    )
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+}
+
+/// `since`: a duration back from now (`7d`, `90m`) or an RFC 3339 time.
+fn parse_since(v: &str) -> Result<i64, ApiError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Ok(t.timestamp_millis());
+    }
+    crate::config::parse_duration(v)
+        .map(|d| store::now_ms() - store::ms(d))
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e).field("since"))
+}
+
+/// Query parameters of the listings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Repairs: `namespace/Kind/name`.
+    target: Option<String>,
+    /// Repairs: job state.
+    state: Option<String>,
+    /// Alerts: `firing` or `resolved`.
+    status: Option<String>,
+    /// Alerts: alert name.
+    alertname: Option<String>,
+    /// Only this app (must be one the token sees).
+    namespace: Option<String>,
+    /// `7d` or an RFC 3339 time.
+    since: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<i64>,
+    /// Page size (1..=api.max_page).
+    limit: Option<i64>,
+}
+
+impl ListQuery {
+    fn filter(&self, claims: &Claims, st: &AppState) -> Result<ListFilter, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=st.max_page).contains(&limit) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("limit must be between 1 and {}", st.max_page),
+            )
+            .field("limit"));
+        }
+        let namespaces = match (&self.namespace, claims.visible_apps()) {
+            // Another app's name filters down to nothing, as if it had no items.
+            (Some(ns), _) => Some(if claims.can_see(ns) {
+                vec![ns.clone()]
+            } else {
+                Vec::new()
+            }),
+            (None, apps) => apps.map(<[String]>::to_vec),
+        };
+        Ok(ListFilter {
+            namespaces,
+            state: None,
+            subject: None,
+            since: self.since.as_deref().map(parse_since).transpose()?,
+            before_id: self.cursor,
+            limit,
+        })
+    }
+}
+
+fn page<T: serde::Serialize>(items: Vec<T>, id: impl Fn(&T) -> i64, limit: i64) -> Response {
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(&id))
+        .flatten();
+    Json(json!({ "items": items, "next_cursor": next })).into_response()
+}
+
+async fn list_alerts(
+    claims: Claims,
+    State(st): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    if q.target.is_some() || q.state.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "alerts filter by status, alertname, namespace and since",
+        ));
+    }
+    if let Some(s) = &q.status
+        && s != "firing"
+        && s != "resolved"
+    {
+        return Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "status is firing or resolved").field("status"),
+        );
+    }
+    let mut f = q.filter(&claims, &st)?;
+    f.state = q.status.clone();
+    f.subject = q.alertname.clone();
+    let items = st
+        .pipeline
+        .store()
+        .list_alerts(&f)
+        .await
+        .map_err(internal)?;
+    Ok(page(items, |a| a.id, f.limit))
+}
+
+async fn list_repairs(
+    claims: Claims,
+    State(st): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    if q.status.is_some() || q.alertname.is_some() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "repairs filter by target, state, namespace and since",
+        ));
+    }
+    if let Some(s) = &q.state
+        && JobState::parse(s).is_none()
+    {
+        let all: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("unknown state {s:?} (one of {})", all.join(", ")),
+        )
+        .field("state"));
+    }
+    let mut f = q.filter(&claims, &st)?;
+    f.state = q.state.clone();
+    f.subject = q.target.clone();
+    let items = st.pipeline.store().list_jobs(&f).await.map_err(internal)?;
+    Ok(page(items, |j| j.id, f.limit))
+}
+
+async fn get_repair(
+    claims: Claims,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let store = st.pipeline.store();
+    let job = store
+        .job(id)
+        .await
+        .map_err(internal)?
+        .filter(|j| claims.can_see(&j.target_namespace))
+        .ok_or_else(|| not_found("repair"))?;
+    let steps = store.job_steps(id).await.map_err(internal)?;
+    let events = store.job_events(id).await.map_err(internal)?;
+    let escalations = store.escalations_of(id).await.map_err(internal)?;
+    let ns = [job.target_namespace.clone()];
+    let mut notes = store
+        .notes(Some(&ns), None, Some(&job.target_key), 20)
+        .await
+        .map_err(internal)?;
+    notes.extend(
+        store
+            .notes(Some(&ns), Some(&job.alertname), None, 20)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .filter(|n| n.target.is_none()),
+    );
+    Ok(Json(json!({
+        "repair": job,
+        "steps": steps,
+        "events": events,
+        "escalations": escalations,
+        "notes": notes,
+    }))
+    .into_response())
+}
+
+/// Query of /api/kb/stats.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsQuery {
+    since: Option<String>,
+    namespace: Option<String>,
+}
+
+async fn kb_stats(
+    claims: Claims,
+    State(st): State<AppState>,
+    Query(q): Query<StatsQuery>,
+) -> Result<Response, ApiError> {
+    let since = parse_since(q.since.as_deref().unwrap_or("7d"))?;
+    let apps: Option<Vec<String>> = match (&q.namespace, claims.visible_apps()) {
+        (Some(ns), _) if !claims.can_see(ns) => Some(Vec::new()),
+        (Some(ns), _) => Some(vec![ns.clone()]),
+        (None, apps) => apps.map(<[String]>::to_vec),
+    };
+    let store = st.pipeline.store();
+    let stats = kb::stats(store, since, apps.as_deref())
+        .await
+        .map_err(internal)?;
+    let targets = kb::target_stats(store, since, apps.as_deref())
+        .await
+        .map_err(internal)?;
+    let day = kb::window_day(since);
+    Ok(Json(json!({
+        "since": chrono::DateTime::from_timestamp_millis(day * store::DAY_MS).map(|t| t.to_rfc3339()),
+        "stats": stats,
+        "targets": targets,
+    }))
+    .into_response())
+}
+
+/// Query of /api/kb/similar.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimilarQuery {
+    alertname: String,
+    namespace: String,
+    limit: Option<i64>,
+}
+
+async fn kb_similar(
+    claims: Claims,
+    State(st): State<AppState>,
+    Query(q): Query<SimilarQuery>,
+) -> Result<Response, ApiError> {
+    if !claims.can_see(&q.namespace) {
+        return Err(not_found("app"));
+    }
+    let limit = q.limit.unwrap_or(10);
+    if !(1..=st.max_page).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be between 1 and {}", st.max_page),
+        )
+        .field("limit"));
+    }
+    let store = st.pipeline.store();
+    let incidents = kb::similar(store, &q.alertname, &q.namespace, limit)
+        .await
+        .map_err(internal)?;
+    let ns = [q.namespace.clone()];
+    let notes = store
+        .notes(Some(&ns), Some(&q.alertname), None, 50)
+        .await
+        .map_err(internal)?;
+    Ok(Json(json!({
+        "fixes": kb::fixes(&incidents),
+        "incidents": incidents,
+        "notes": notes,
+    }))
+    .into_response())
+}
+
+/// Body of POST /api/kb/notes: about an alert name in an app, or about a target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    /// The app; may be left out when `target` is given.
+    namespace: Option<String>,
+    /// Alert name the note is about.
+    alertname: Option<String>,
+    /// Target (`namespace/Kind/name`) the note is about.
+    target: Option<String>,
+    /// The text (1..=10000 characters).
+    body: String,
+}
+
+async fn add_note(
+    claims: Claims,
+    State(st): State<AppState>,
+    body: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let store = st.pipeline.store().clone();
+    let (resp, resource, detail) = match note(&claims, &st, body).await {
+        Ok(n) => (
+            (StatusCode::CREATED, Json(json!(n))).into_response(),
+            format!("note {}", n.id),
+            json!({"namespace": n.namespace, "alertname": n.alertname, "target": n.target}),
+        ),
+        Err((e, detail)) => (e.into_response(), "note".to_string(), detail),
+    };
+    let status = resp.status();
+    audit(
+        &store,
+        &claims,
+        "POST /api/kb/notes",
+        resource,
+        status,
+        detail,
+    )
+    .await;
+    resp
+}
+
+async fn note(
+    claims: &Claims,
+    st: &AppState,
+    body: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<store::Note, (ApiError, serde_json::Value)> {
+    let bad = |m: String, field: &str| {
+        (
+            ApiError::new(StatusCode::BAD_REQUEST, m).field(field),
+            json!({ "error": "bad request" }),
+        )
+    };
+    let Json(b) = body.map_err(|e| bad(e.body_text(), "body"))?;
+    let detail = json!({"namespace": b.namespace, "alertname": b.alertname, "target": b.target});
+    if !claims.can_write() {
+        return Err((
+            ApiError::new(StatusCode::FORBIDDEN, "viewer tokens cannot write"),
+            detail,
+        ));
+    }
+    if b.alertname.is_none() && b.target.is_none() {
+        return Err(bad(
+            "a note is about an alertname or a target".into(),
+            "alertname",
+        ));
+    }
+    let text = b.body.trim();
+    if text.is_empty() || text.chars().count() > 10_000 {
+        return Err(bad("body must be 1 to 10000 characters".into(), "body"));
+    }
+    let target_ns = match &b.target {
+        Some(t) => {
+            let parts: Vec<&str> = t.split('/').collect();
+            if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+                return Err(bad(
+                    format!("target {t:?} must be namespace/Kind/name"),
+                    "target",
+                ));
+            }
+            Some(parts[0].to_string())
+        }
+        None => None,
+    };
+    let ns = match (b.namespace.clone(), target_ns) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(bad(
+                format!("target is in namespace {b:?}, not {a:?}"),
+                "namespace",
+            ));
+        }
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => return Err(bad("namespace is required".into(), "namespace")),
+    };
+    if !claims.can_see(&ns) {
+        return Err((not_found("app"), detail));
+    }
+    let store = st.pipeline.store();
+    let mut tx = store
+        .begin_write()
+        .await
+        .map_err(|e| (internal(e), detail.clone()))?;
+    let n = tx
+        .insert_note(
+            &NewNote {
+                namespace: &ns,
+                alertname: b.alertname.as_deref(),
+                target: b.target.as_deref(),
+                author: &claims.sub,
+                body: text,
+            },
+            store::now_ms(),
+        )
+        .await
+        .map_err(|e| (internal(e), detail.clone()))?;
+    tx.commit().await.map_err(|e| (internal(e), detail))?;
+    Ok(n)
+}
+
+/// Records an API write. A failure to audit is logged loudly; the write itself already
+/// happened and its answer stands.
+async fn audit(
+    store: &store::Store,
+    claims: &Claims,
+    action: &str,
+    resource: String,
+    status: StatusCode,
+    detail: serde_json::Value,
+) {
+    let entry = AuditEntry {
+        at: store::now_ms(),
+        subject: claims.sub.clone(),
+        role: claims.role.as_str().to_string(),
+        action: action.to_string(),
+        resource,
+        status: i64::from(status.as_u16()),
+        detail: detail.to_string(),
+    };
+    if let Err(e) = store.audit(&entry).await {
+        tracing::error!(error = %e, subject = %claims.sub, action, "could not write the audit log");
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        super::openapi::DOCUMENT,
+    )
+        .into_response()
+}
