@@ -1,0 +1,281 @@
+//! Knowledge-base queries on 1,000,000 repairs in SQLite: stats (per alert and playbook, per
+//! target) over 7, 30 and 365 days, for everyone (admin) and for one app, and similar incidents.
+//!
+//! The history is a busy fleet's year: 1,000,000 finished repairs over 365 days (≈2,740 a day),
+//! 50 apps (namespaces) × 5 Deployments, 8 alert names handled by 10 rules (alert → playbook),
+//! 70% succeeded (with a time to recover between 30 s and 2 h), 20% failed, 10% escalated.
+//! Rows are generated with SQL; the rollup and histogram are then built from them with the same
+//! day and bucket functions the daemon uses when a job finishes (checked against the raw rows).
+//!
+//! The database is built once into `target/kb-bench-1m.db` (about a minute) and reused; delete it
+//! to rebuild. For comparison, `raw_group_by_30d` is the plain GROUP BY over `jobs` that the
+//! rollup replaces.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aiops::store::{self, Options, Store};
+use criterion::{Criterion, criterion_group, criterion_main};
+use sqlx::Row;
+
+const REPAIRS: i64 = 1_000_000;
+const DAYS: i64 = 365;
+const APPS: i64 = 50;
+/// (alertname, playbook): the rules.
+const RULES: [(&str, &str); 10] = [
+    ("KubeDeploymentDown", "restart"),
+    ("KubeDeploymentDown", "rollback"),
+    ("ContainerOOMKilled", "oom_handler"),
+    ("HighMemoryUsage", "scale_memory"),
+    ("High5xxRate", "rollback"),
+    ("High5xxRate", "restart"),
+    ("CrashLooping", "restart"),
+    ("FailedPods", "cleanup"),
+    ("FinishedJobsPiling", "cleanup"),
+    ("ReadinessFlapping", "restart"),
+];
+
+fn db_path() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("kb-bench-1m.db")
+}
+
+async fn build(path: &std::path::Path, now: i64) -> Store {
+    let tmp = path.with_extension("building");
+    let _ = std::fs::remove_file(&tmp);
+    let url = format!("sqlite://{}?mode=rwc", tmp.display());
+    let store = Store::connect(
+        &url,
+        &Options {
+            sqlite_full_sync: false,
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let pool = store.pool();
+    eprintln!("building {} ({REPAIRS} repairs)…", path.display());
+    sqlx::query(
+        "INSERT INTO alert_events (fingerprint, status, starts_at, alertname, namespace, labels, annotations, \
+         generator_url, receiver, group_key, received_at) VALUES ('f', 'firing', 0, 'x', 'app0', '{}', '{}', '', 'r', '{}', 0)",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let cases: String = RULES
+        .iter()
+        .enumerate()
+        .map(|(i, (a, p))| format!("WHEN {i} THEN '{a}|{p}' "))
+        .collect();
+    let start = now - DAYS * store::DAY_MS;
+    let step = DAYS * store::DAY_MS / REPAIRS;
+    // Pseudo-random but reproducible columns from the row number (multiplicative hashing).
+    let sql = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}), \
+         r AS (SELECT i, {start} + i * {step} AS t, (i * 2654435761) % 4294967296 AS h FROM n), \
+         s AS (SELECT i, t, h, CASE (h / 7) % 10 {cases} END AS ap, 'app' || ((h / 70) % {APPS}) AS ns, \
+               'web' || ((h / 3500) % 5) AS dep, \
+               CASE WHEN h % 10 < 7 THEN 'succeeded' WHEN h % 10 < 9 THEN 'failed' ELSE 'escalated' END AS st FROM r) \
+         INSERT INTO jobs (alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, chain_index, \
+           target_namespace, target_kind, target_name, target_key, dry_run, state, not_before, created_at, updated_at, \
+           started_at, finished_at, ttr_ms) \
+         SELECT 1, 'f' || i, substr(ap, 1, instr(ap, '|') - 1), 'rule', substr(ap, instr(ap, '|') + 1), '{{}}', '[]', 0, \
+           ns, 'Deployment', dep, ns || '/Deployment/' || dep, 0, st, t, t, t, t, t + 60000, \
+           CASE WHEN st = 'succeeded' THEN 30000 + (h / 13) % 7170000 END FROM s",
+        last = REPAIRS - 1,
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(pool)
+        .await
+        .unwrap();
+    // The rollups, from the rows, with the daemon's day and bucket functions.
+    let rows = sqlx::query(
+        "SELECT created_at, target_namespace, alertname, playbook, target_key, state, ttr_ms FROM jobs",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    type Daily = HashMap<(i64, String, String, String), (i64, i64, i64, i64)>;
+    let mut daily: Daily = HashMap::new();
+    let mut target: HashMap<(String, String, i64), (i64, i64)> = HashMap::new();
+    let mut hist: HashMap<(i64, String, String, String, i64), i64> = HashMap::new();
+    for r in &rows {
+        let day = r.get::<i64, _>("created_at").div_euclid(store::DAY_MS);
+        let ns: String = r.get("target_namespace");
+        let a: String = r.get("alertname");
+        let p: String = r.get("playbook");
+        let ok = r.get::<String, _>("state") == "succeeded";
+        let ttr: Option<i64> = r.get("ttr_ms");
+        let d = daily
+            .entry((day, ns.clone(), a.clone(), p.clone()))
+            .or_default();
+        d.0 += 1;
+        d.1 += i64::from(ok);
+        if let Some(t) = ttr {
+            d.2 += 1;
+            d.3 += t;
+            *hist
+                .entry((day, ns.clone(), a, p, store::ttr_bucket(t)))
+                .or_default() += 1;
+        }
+        let t = target
+            .entry((ns, r.get("target_key"), day))
+            .or_default();
+        t.0 += 1;
+        t.1 += i64::from(ok);
+    }
+    let mut tx = store.begin_write().await.unwrap();
+    for ((day, ns, a, p), (runs, ok, n, sum)) in &daily {
+        sqlx::query("INSERT INTO kb_daily VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(day)
+            .bind(ns)
+            .bind(a)
+            .bind(p)
+            .bind(runs)
+            .bind(ok)
+            .bind(n)
+            .bind(sum)
+            .execute(&mut *tx.tx)
+            .await
+            .unwrap();
+    }
+    for ((ns, key, day), (runs, ok)) in &target {
+        sqlx::query("INSERT INTO kb_target_daily VALUES ($1, $2, $3, $4, $5)")
+            .bind(ns)
+            .bind(key)
+            .bind(day)
+            .bind(runs)
+            .bind(ok)
+            .execute(&mut *tx.tx)
+            .await
+            .unwrap();
+    }
+    for ((day, ns, a, p, b), n) in &hist {
+        sqlx::query("INSERT INTO kb_ttr_hist VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(day)
+            .bind(ns)
+            .bind(a)
+            .bind(p)
+            .bind(b)
+            .bind(n)
+            .execute(&mut *tx.tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    sqlx::query("ANALYZE").execute(pool).await.unwrap();
+    eprintln!(
+        "rollup: {} daily rows, {} target-day rows, {} histogram rows",
+        daily.len(),
+        target.len(),
+        hist.len()
+    );
+    store.close().await;
+    std::fs::rename(&tmp, path).unwrap();
+    let _ = std::fs::remove_file(tmp.with_extension("building-wal"));
+    let _ = std::fs::remove_file(tmp.with_extension("building-shm"));
+    open(path).await
+}
+
+async fn open(path: &std::path::Path) -> Store {
+    Store::connect(
+        &format!("sqlite://{}?mode=rwc", path.display()),
+        &Options::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// The store, built on first use; `now` is when its history ends (stored beside it so that the
+/// windows cover the same rows on every run).
+async fn store() -> (Store, i64) {
+    let path = db_path();
+    let stamp = path.with_extension("now");
+    if let (true, Ok(text)) = (path.exists(), std::fs::read_to_string(&stamp)) {
+        return (open(&path).await, text.trim().parse().unwrap());
+    }
+    let now = store::now_ms();
+    let s = build(&path, now).await;
+    std::fs::write(&stamp, now.to_string()).unwrap();
+    (s, now)
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (store, now) = rt.block_on(store());
+    let day = store::DAY_MS;
+
+    // The rollup agrees with the rows it summarises.
+    rt.block_on(async {
+        let raw = sqlx::query(
+            "SELECT COUNT(*) AS n, SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END) AS ok FROM jobs \
+             WHERE created_at >= $1",
+        )
+        .bind((now - 30 * day).div_euclid(day) * day)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        let stats = aiops::kb::stats(&store, now - 30 * day, None).await.unwrap();
+        let runs: i64 = stats.iter().map(|s| s.runs).sum();
+        let ok: i64 = stats.iter().map(|s| s.succeeded).sum();
+        assert_eq!((runs, ok), (raw.get::<i64, _>("n"), raw.get::<i64, _>("ok")));
+        assert!(stats.iter().all(|s| s.ttr_p90_s.is_some()));
+    });
+
+    let mut g = c.benchmark_group("kb_1m");
+    g.sample_size(20).measurement_time(Duration::from_secs(4));
+    let app = ["app7".to_string()];
+    for days in [7, 30, 365] {
+        g.bench_function(format!("stats_{days}d_all_apps"), |b| {
+            b.iter(|| {
+                rt.block_on(aiops::kb::stats(&store, now - days * day, None))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("stats_{days}d_one_app"), |b| {
+            b.iter(|| {
+                rt.block_on(aiops::kb::stats(&store, now - days * day, Some(&app)))
+                    .unwrap()
+            })
+        });
+        g.bench_function(format!("target_stats_{days}d_all_apps"), |b| {
+            b.iter(|| {
+                rt.block_on(aiops::kb::target_stats(&store, now - days * day, None))
+                    .unwrap()
+            })
+        });
+    }
+    g.bench_function("similar_10", |b| {
+        b.iter(|| {
+            rt.block_on(aiops::kb::similar(
+                &store,
+                black_box("KubeDeploymentDown"),
+                "app7",
+                10,
+            ))
+            .unwrap()
+        })
+    });
+    g.bench_function("raw_group_by_30d", |b| {
+        b.iter(|| {
+            rt.block_on(
+                sqlx::query(
+                    "SELECT alertname, playbook, COUNT(*), SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END), \
+                     AVG(ttr_ms) FROM jobs WHERE created_at >= $1 AND dry_run = 0 \
+                     AND state IN ('succeeded', 'failed', 'escalated') GROUP BY alertname, playbook",
+                )
+                .bind(now - 30 * day)
+                .fetch_all(store.pool()),
+            )
+            .unwrap()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
