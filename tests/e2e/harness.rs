@@ -134,21 +134,48 @@ impl Drop for Proc {
     }
 }
 
-/// Polls `url` until it answers 2xx, or panics with `proc`'s log after `within`.
-pub async fn wait_ready(proc: &mut Proc, url: &str, within: Duration) {
+/// Polls `url` until it answers 2xx; `Err` with `proc`'s log when it exits or `within` passes.
+pub async fn wait_ready(proc: &mut Proc, url: &str, within: Duration) -> Result<(), String> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + within;
     loop {
         if let Ok(r) = client.get(url).send().await
             && r.status().is_success()
         {
-            return;
+            return Ok(());
         }
         if !proc.running() || Instant::now() > deadline {
-            panic!("{url} never became ready\n{}", proc.log_tail());
+            return Err(format!("{url} never became ready\n{}", proc.log_tail()));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Starts a program that takes its port on the command line, on a free port; tries again on
+/// another port when the one picked was taken in between (other tests run concurrently).
+async fn start_on_free_port(
+    name: &str,
+    log: PathBuf,
+    command: impl Fn(u16) -> Command,
+    within: Duration,
+) -> (Proc, u16) {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = free_port();
+        let mut proc = Proc::spawn(name, command(port), log.clone());
+        match wait_ready(
+            &mut proc,
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            within,
+        )
+        .await
+        {
+            Ok(()) => return (proc, port),
+            Err(e) if e.contains("address already in use") => last = e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("{name}: no free port after 3 tries\n{last}")
 }
 
 /// One webhook receiver of Alertmanager: an aiops replica.
@@ -203,20 +230,19 @@ impl Alertmanager {
         );
         let config_path = dir.path().join("alertmanager.yml");
         std::fs::write(&config_path, config).expect("write alertmanager.yml");
-        let port = free_port();
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .arg("--log.level=debug");
-        let mut proc = Proc::spawn("alertmanager", cmd, dir.path().join("alertmanager.log"));
-        wait_ready(
-            &mut proc,
-            &format!("http://127.0.0.1:{port}/-/ready"),
+        let data = dir.path().join("data");
+        let (proc, port) = start_on_free_port(
+            "alertmanager",
+            dir.path().join("alertmanager.log"),
+            |port| {
+                let mut cmd = Command::new(bin);
+                cmd.arg(format!("--config.file={}", config_path.display()))
+                    .arg(format!("--storage.path={}", data.display()))
+                    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                    .arg("--cluster.listen-address=")
+                    .arg("--log.level=debug");
+                cmd
+            },
             Duration::from_secs(30),
         )
         .await;
@@ -324,19 +350,18 @@ impl Prometheus {
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
-        let port = free_port();
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .current_dir(dir.path());
-        let mut proc = Proc::spawn("prometheus", cmd, dir.path().join("prometheus.log"));
-        wait_ready(
-            &mut proc,
-            &format!("http://127.0.0.1:{port}/-/ready"),
+        let data = dir.path().join("data");
+        let (proc, port) = start_on_free_port(
+            "prometheus",
+            dir.path().join("prometheus.log"),
+            |port| {
+                let mut cmd = Command::new(bin);
+                cmd.arg(format!("--config.file={}", config_path.display()))
+                    .arg(format!("--storage.tsdb.path={}", data.display()))
+                    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                    .current_dir(dir.path());
+                cmd
+            },
             Duration::from_secs(60),
         )
         .await;
