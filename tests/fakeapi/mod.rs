@@ -57,6 +57,9 @@ pub struct RecordedRequest {
     pub content_type: Option<String>,
     /// The body, when it was JSON.
     pub body: Option<Value>,
+    /// When the request arrived (wall clock, so end-to-end tests can measure alert-to-action
+    /// latency against an alert's `startsAt`).
+    pub at: std::time::SystemTime,
 }
 
 /// A resource the fake knows about.
@@ -1149,6 +1152,7 @@ async fn handle(AxumState(state): AxumState<Arc<Mutex<State>>>, req: Request) ->
             path_query,
             content_type: content_type.clone(),
             body: serde_json::from_slice(&bytes).ok(),
+            at: std::time::SystemTime::now(),
         });
         match st.dispatch(
             &parts.method,
