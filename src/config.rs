@@ -135,6 +135,8 @@ pub struct Settings {
     pub api: ApiSettings,
     /// How long history is kept.
     pub retention: Retention,
+    /// `aiops render` / `aiops deploy` (the deploy module).
+    pub deploy: DeploySettings,
 }
 
 /// The JSON API (`/api`): JWT HS256 tokens signed with this secret.
@@ -181,6 +183,32 @@ impl Default for Retention {
             stats: days(730),
             audit: days(365),
             interval: HumanDuration(Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// Settings of the deploy module.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploySettings {
+    /// The daemon's webhook URL written into the Alertmanager route snippet.
+    /// Default `http://aiops.aiops.svc:9095/webhook/alertmanager` (the Service of `aiops manifests`).
+    pub webhook_url: String,
+    /// A directory of templates overriding the embedded ones by file name.
+    pub templates_dir: Option<PathBuf>,
+    /// How long `aiops deploy` waits for the migrations Job and for each rollout. Default 5m.
+    pub rollout_timeout: HumanDuration,
+    /// How often it looks. Default 2s.
+    pub poll: HumanDuration,
+}
+
+impl Default for DeploySettings {
+    fn default() -> Self {
+        DeploySettings {
+            webhook_url: crate::deploy::render::DEFAULT_WEBHOOK_URL.into(),
+            templates_dir: None,
+            rollout_timeout: HumanDuration(Duration::from_secs(300)),
+            poll: HumanDuration(Duration::from_secs(2)),
         }
     }
 }
@@ -249,6 +277,7 @@ impl Default for Settings {
             playbook: PlaybookSettings::default(),
             api: ApiSettings::default(),
             retention: Retention::default(),
+            deploy: DeploySettings::default(),
         }
     }
 }
@@ -560,6 +589,18 @@ impl Settings {
         if let Some(v) = get("AIOPS_ROLLOUT_POLL") {
             self.playbook.rollout_poll = duration("AIOPS_ROLLOUT_POLL", &v)?;
         }
+        if let Some(v) = get("AIOPS_DEPLOY_WEBHOOK_URL") {
+            self.deploy.webhook_url = v;
+        }
+        if let Some(v) = get("AIOPS_DEPLOY_TEMPLATES") {
+            self.deploy.templates_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("AIOPS_DEPLOY_TIMEOUT") {
+            self.deploy.rollout_timeout = duration("AIOPS_DEPLOY_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("AIOPS_DEPLOY_POLL") {
+            self.deploy.poll = duration("AIOPS_DEPLOY_POLL", &v)?;
+        }
         if let Some(v) = get("AIOPS_DENY_NAMESPACES") {
             self.guard.namespaces.deny = split_list(&v);
         }
@@ -654,6 +695,19 @@ impl Settings {
         }
         if self.jobs.poll_interval.0.is_zero() {
             return Err(Error::Invalid("jobs.poll_interval must be above 0s".into()));
+        }
+        let hook = &self.deploy.webhook_url;
+        if !(hook.starts_with("http://") || hook.starts_with("https://"))
+            || hook.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(Error::Invalid(format!(
+                "deploy.webhook_url {hook:?} must be an http:// or https:// URL (AIOPS_DEPLOY_WEBHOOK_URL)"
+            )));
+        }
+        if self.deploy.poll.0.is_zero() || self.deploy.rollout_timeout.0.is_zero() {
+            return Err(Error::Invalid(
+                "deploy.poll and deploy.rollout_timeout must be above 0s".into(),
+            ));
         }
         let url = self.database_url.expose();
         if !(url.starts_with("sqlite:")

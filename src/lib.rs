@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod deploy;
 pub mod executor;
 pub mod http;
 pub mod kb;

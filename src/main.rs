@@ -1,4 +1,4 @@
-//! The `aiops` command line: serve, check, simulate.
+//! The `aiops` command line: serve, check, simulate, kb, manifests, test-playbook, render, deploy.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,7 +19,8 @@ use aiops::telemetry::{self, LogFormat};
 /// AIOPS_INTAKE_RATE_LIMIT, AIOPS_WORKERS, AIOPS_QUEUE_CAPACITY, AIOPS_POLL_INTERVAL,
 /// AIOPS_STORM_MAX_TARGETS, AIOPS_STORM_WINDOW, AIOPS_ALLOW_NAMESPACES, AIOPS_DENY_NAMESPACES,
 /// AIOPS_JWT_SECRET, AIOPS_JWT_SECRET_FILE, AIOPS_RETENTION_ALERTS, AIOPS_RETENTION_REPAIRS,
-/// AIOPS_RETENTION_INTERVAL;
+/// AIOPS_RETENTION_INTERVAL,
+/// AIOPS_DEPLOY_WEBHOOK_URL, AIOPS_DEPLOY_TEMPLATES, AIOPS_DEPLOY_TIMEOUT, AIOPS_DEPLOY_POLL;
 /// AIOPS_LOG sets the log filter (default info).
 #[derive(Parser, Debug)]
 #[command(name = "aiops", version, about, long_about)]
@@ -53,6 +54,40 @@ enum Command {
         /// Print the verdicts as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Render an app's Kubernetes objects, monitoring and Alertmanager route from its spec.
+    ///
+    /// Prints one YAML stream (for kubectl apply -f -): Namespace, ServiceAccount, ConfigMap,
+    /// NetworkPolicy, Service, Deployment (and for django the migrations Job and the Celery
+    /// worker), Ingress, cert-manager Certificate, ServiceMonitor, PrometheusRule (alerts
+    /// labelled for the shipped auto-repair rules) and the Grafana dashboard ConfigMap, then the
+    /// Alertmanager route + receiver snippet as a comment. With -o DIR, one file per object,
+    /// plus DIR/alertmanager/route.yaml and DIR/grafana/APP.json. Changes nothing.
+    Render {
+        /// The app spec (YAML or JSON): name, domain, framework, image, plan, ...
+        file: PathBuf,
+        /// Write one file per object into DIR instead of printing.
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        templates: TemplateArgs,
+    },
+    /// Deploy an app: render, server-side apply (field manager aiops), wait for the rollout.
+    ///
+    /// Needs a cluster (cluster.kubeconfig or cluster.in_cluster, as for serve) and the store:
+    /// the app is registered and the deployment recorded there (version, image, status), then
+    /// announced (deploy_success). For django the migrations Job must complete before the
+    /// Deployment is applied. Exit 0 when every rollout completed, 1 otherwise (the failed
+    /// deployment is recorded with the reason).
+    Deploy {
+        /// The app spec (YAML or JSON).
+        file: PathBuf,
+        #[command(flatten)]
+        templates: TemplateArgs,
+        /// How long to wait for the migrations Job and for each rollout (default
+        /// deploy.rollout_timeout, 5m).
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
     },
     /// Knowledge base: how repairs went.
     #[command(subcommand)]
@@ -90,6 +125,19 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// Template options shared by render and deploy.
+#[derive(clap::Args, Debug)]
+struct TemplateArgs {
+    /// A directory whose files override the embedded templates of the same name
+    /// (default deploy.templates_dir, AIOPS_DEPLOY_TEMPLATES).
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
+    /// The daemon's webhook URL for the Alertmanager snippet (default deploy.webhook_url,
+    /// AIOPS_DEPLOY_WEBHOOK_URL, http://aiops.aiops.svc:9095/webhook/alertmanager).
+    #[arg(long, value_name = "URL")]
+    webhook_url: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,6 +202,16 @@ fn main() -> ExitCode {
             Command::Simulate { file, json } => simulate(cli.config.as_deref(), &file, json).await,
             Command::Kb(cmd) => kb(cli.config.as_deref(), cmd).await,
             Command::Token(cmd) => token(cli.config.as_deref(), cmd),
+            Command::Render {
+                file,
+                output,
+                templates,
+            } => render(cli.config.as_deref(), &file, output.as_deref(), &templates),
+            Command::Deploy {
+                file,
+                templates,
+                timeout,
+            } => deploy(cli.config.as_deref(), &file, &templates, timeout.as_deref()).await,
             Command::Manifests {
                 options,
                 alertmanager_url_only,
@@ -630,6 +688,108 @@ async fn kb(config: Option<&Path>, cmd: KbCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads settings and the spec, and renders it with the command line's template options.
+fn load_and_render(
+    config: Option<&Path>,
+    file: &Path,
+    args: &TemplateArgs,
+) -> Result<(Settings, aiops::deploy::AppSpec, aiops::deploy::Rendered)> {
+    let mut settings = Settings::load(config)?;
+    if let Some(url) = &args.webhook_url {
+        settings.deploy.webhook_url = url.clone();
+    }
+    if let Some(dir) = &args.templates {
+        settings.deploy.templates_dir = Some(dir.clone());
+    }
+    let spec = aiops::deploy::AppSpec::load(file)?;
+    let opts = aiops::deploy::Options {
+        webhook_url: settings.deploy.webhook_url.clone(),
+        templates_dir: settings.deploy.templates_dir.clone(),
+    };
+    let rendered = aiops::deploy::render(&spec, &opts)?;
+    Ok((settings, spec, rendered))
+}
+
+fn render(
+    config: Option<&Path>,
+    file: &Path,
+    output: Option<&Path>,
+    args: &TemplateArgs,
+) -> Result<ExitCode> {
+    let (_, _, rendered) = load_and_render(config, file, args)?;
+    match output {
+        None => print!("{}", rendered.to_stream()),
+        Some(dir) => {
+            for path in rendered.write_dir(dir)? {
+                println!("{}", path.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn deploy(
+    config: Option<&Path>,
+    file: &Path,
+    args: &TemplateArgs,
+    timeout: Option<&str>,
+) -> Result<ExitCode> {
+    let (settings, spec, rendered) = load_and_render(config, file, args)?;
+    let c = &settings.cluster;
+    if c.kubeconfig.is_none() && !c.in_cluster {
+        anyhow::bail!(
+            "aiops deploy needs a cluster: set cluster.kubeconfig (AIOPS_KUBECONFIG) or cluster.in_cluster (AIOPS_KUBE_IN_CLUSTER=true)"
+        );
+    }
+    let mut opts = aiops::deploy::apply::Options {
+        timeout: settings.deploy.rollout_timeout.0,
+        poll: settings.deploy.poll.0,
+    };
+    if let Some(t) = timeout {
+        opts.timeout =
+            aiops::config::parse_duration(t).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
+    }
+    let connect = aiops::cluster::kubernetes::Connect {
+        kubeconfig: c.kubeconfig.clone(),
+        context: c.context.clone(),
+        in_cluster: c.in_cluster,
+        api_url: c.api_url.clone(),
+    };
+    let cluster = aiops::cluster::kubernetes::KubeCluster::connect(&connect)
+        .await
+        .map_err(|e| anyhow::anyhow!("cluster: {e}"))?;
+    let store = aiops::daemon::open_store(&settings).await?;
+    println!(
+        "deploying {} {} ({}) to namespace {}",
+        spec.name,
+        spec.version(),
+        spec.image,
+        spec.namespace()
+    );
+    let (record, result) =
+        aiops::deploy::apply::deploy(&cluster, &store, &spec, &rendered, &opts, "cli").await?;
+    store.close().await;
+    match result {
+        Ok(outcome) => {
+            for o in &outcome.applied {
+                println!("  applied {o}");
+            }
+            for r in &outcome.rollouts {
+                println!("  {r}");
+            }
+            println!(
+                "deployment {} of {}: {}",
+                record.id, record.app, record.status
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("deployment {} of {} failed: {e}", record.id, record.app);
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn sqlite_path(url: &str) -> Option<String> {

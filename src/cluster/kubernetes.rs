@@ -116,6 +116,12 @@ impl KubeCluster {
         self
     }
 
+    /// The kube client, for callers that apply objects themselves (`aiops deploy`): one
+    /// client construction for the whole binary.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     fn check_ns(&self, ns: &str) -> Result<()> {
         if self.namespaces.allows(ns) {
             Ok(())

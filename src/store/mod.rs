@@ -9,6 +9,7 @@
 //! sleep in SQLite's busy handler, writers queue on an in-process mutex ([`Store::begin_write`]).
 //! PostgreSQL needs no such lock: its row locks and unique indexes arbitrate between replicas.
 
+mod deploy;
 mod intake;
 mod jobs;
 mod kb;
@@ -21,6 +22,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use deploy::{AppRecord, DeploymentRecord};
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
 pub use kb::{

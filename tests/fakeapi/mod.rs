@@ -6,6 +6,18 @@
 //! LIST of ReplicaSets, Pods and Jobs with equality label selectors and `status.phase` field
 //! selectors, DELETE of Pods and Jobs, and POST of core/v1 Events.
 //!
+//! Server-side apply (`PATCH` with `application/apply-patch+yaml`, what `aiops deploy` sends)
+//! of every kind above and of Namespaces, ServiceAccounts, ConfigMaps, Services,
+//! NetworkPolicies, Ingresses, and the custom kinds Certificate (cert-manager.io/v1),
+//! ServiceMonitor and PrometheusRule (monitoring.coreos.com/v1), kept as untyped objects.
+//! Like the real server it requires `fieldManager`, refuses a body whose kind or name differs
+//! from the URL and a namespaced object whose Namespace does not exist, creates or merges (a
+//! strategic merge into the live object: this fake does not track field ownership, so a field
+//! dropped from the applied config is not removed) and records `managedFields` with the
+//! manager and operation `Apply`. A Job created by apply completes at once (or fails, see
+//! [`FakeApi::set_jobs_fail`]); a custom group can be made absent ([`FakeApi::without_group`])
+//! to answer 404 as a cluster without the CRD does.
+//!
 //! It is stateful: objects are kept as JSON, and a tiny synchronous "controller" moves
 //! Deployment rollouts forward after every stored change (new or reused ReplicaSet, revision
 //! annotations, pods replaced, status according to a [`RolloutBehaviour`]). PATCH responses
@@ -114,7 +126,64 @@ const RESOURCES: &[Res] = &[
         api_version: "batch/v1",
         prefix: "/apis/batch/v1",
     },
+    // Cluster-scoped: stored under the namespace "".
+    Res {
+        plural: "namespaces",
+        kind: "Namespace",
+        api_version: "v1",
+        prefix: "/api/v1",
+    },
+    Res {
+        plural: "serviceaccounts",
+        kind: "ServiceAccount",
+        api_version: "v1",
+        prefix: "/api/v1",
+    },
+    Res {
+        plural: "configmaps",
+        kind: "ConfigMap",
+        api_version: "v1",
+        prefix: "/api/v1",
+    },
+    Res {
+        plural: "services",
+        kind: "Service",
+        api_version: "v1",
+        prefix: "/api/v1",
+    },
+    Res {
+        plural: "networkpolicies",
+        kind: "NetworkPolicy",
+        api_version: "networking.k8s.io/v1",
+        prefix: "/apis/networking.k8s.io/v1",
+    },
+    Res {
+        plural: "ingresses",
+        kind: "Ingress",
+        api_version: "networking.k8s.io/v1",
+        prefix: "/apis/networking.k8s.io/v1",
+    },
+    Res {
+        plural: "certificates",
+        kind: "Certificate",
+        api_version: "cert-manager.io/v1",
+        prefix: "/apis/cert-manager.io/v1",
+    },
+    Res {
+        plural: "servicemonitors",
+        kind: "ServiceMonitor",
+        api_version: "monitoring.coreos.com/v1",
+        prefix: "/apis/monitoring.coreos.com/v1",
+    },
+    Res {
+        plural: "prometheusrules",
+        kind: "PrometheusRule",
+        api_version: "monitoring.coreos.com/v1",
+        prefix: "/apis/monitoring.coreos.com/v1",
+    },
 ];
+
+const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
 fn res_by_plural(plural: &str) -> &'static Res {
     RESOURCES
@@ -141,6 +210,10 @@ struct State {
     log: Vec<RecordedRequest>,
     resource_version: u64,
     seq: u64,
+    /// API groups answered with 404, as a cluster without their CRDs.
+    absent_groups: Vec<String>,
+    /// Jobs created by apply fail instead of completing.
+    jobs_fail: bool,
 }
 
 /// A failure answered as a Kubernetes `Status`.
@@ -302,6 +375,13 @@ fn validate(res: &Res, v: &Value) -> Result<(), Failure> {
         "pods" => check::<Pod>(v),
         "events" => check::<Event>(v),
         "jobs" => check::<Job>(v),
+        "namespaces" => check::<k8s_openapi::api::core::v1::Namespace>(v),
+        "serviceaccounts" => check::<k8s_openapi::api::core::v1::ServiceAccount>(v),
+        "configmaps" => check::<k8s_openapi::api::core::v1::ConfigMap>(v),
+        "services" => check::<k8s_openapi::api::core::v1::Service>(v),
+        "networkpolicies" => check::<k8s_openapi::api::networking::v1::NetworkPolicy>(v),
+        "ingresses" => check::<k8s_openapi::api::networking::v1::Ingress>(v),
+        // Custom resources are kept untyped.
         _ => Ok(()),
     };
     r.map_err(|e| {
@@ -521,7 +601,11 @@ impl State {
         }
         let rv = self.next_rv();
         let m = meta_mut(&mut obj);
-        m.insert("namespace".into(), json!(ns));
+        if ns.is_empty() {
+            m.remove("namespace");
+        } else {
+            m.insert("namespace".into(), json!(ns));
+        }
         m.entry("uid")
             .or_insert_with(|| json!(uuid::Uuid::new_v4().to_string()));
         m.entry("creationTimestamp").or_insert_with(|| json!(now()));
@@ -856,6 +940,104 @@ impl State {
         self.store(res, ns, ds);
     }
 
+    /// Server-side apply: create, or merge into the live object; see the module docs for
+    /// what this fake does and does not do.
+    fn server_side_apply(
+        &mut self,
+        res: &'static Res,
+        ns: &str,
+        name: &str,
+        query: &HashMap<String, String>,
+        body: &[u8],
+        dry_run: bool,
+    ) -> Result<(StatusCode, Value), Failure> {
+        let bad = |m: String| Failure::new(StatusCode::BAD_REQUEST, "BadRequest", m);
+        let manager = query
+            .get("fieldManager")
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| {
+                bad("PATCH requests with apply content-type must specify fieldManager".into())
+            })?
+            .clone();
+        let text = std::str::from_utf8(body).map_err(|e| bad(format!("body: {e}")))?;
+        let mut applied: Value =
+            serde_yaml::from_str(text).map_err(|e| bad(format!("invalid apply patch: {e}")))?;
+        if applied["apiVersion"] != json!(res.api_version) || applied["kind"] != json!(res.kind) {
+            return Err(bad(format!(
+                "the body is {} {}, the URL names {} {}",
+                applied["apiVersion"], applied["kind"], res.api_version, res.kind
+            )));
+        }
+        if str_at(&applied, "/metadata/name") != Some(name) {
+            return Err(bad(
+                "the name of the object does not match the name on the URL".into(),
+            ));
+        }
+        if let Some(body_ns) = str_at(&applied, "/metadata/namespace")
+            && body_ns != ns
+        {
+            return Err(bad(
+                "the namespace of the object does not match the namespace on the URL".into(),
+            ));
+        }
+        if !ns.is_empty() && self.get(res_by_plural("namespaces"), "", ns).is_none() {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("namespaces \"{ns}\" not found"),
+            ));
+        }
+        if let Some(o) = applied.as_object_mut() {
+            o.remove("status");
+        }
+        let managed = json!([{
+            "manager": manager,
+            "operation": "Apply",
+            "apiVersion": res.api_version,
+            "fieldsType": "FieldsV1",
+            "time": now(),
+        }]);
+        if let Some(mut live) = self.get(res, ns, name).cloned() {
+            strategic_merge(&mut live, &applied);
+            meta_mut(&mut live).insert("managedFields".into(), managed);
+            let written = self.update(res, ns, name, live, dry_run)?;
+            return Ok((StatusCode::OK, written));
+        }
+        meta_mut(&mut applied).insert("generation".into(), json!(1));
+        meta_mut(&mut applied).insert("managedFields".into(), managed);
+        applied["apiVersion"] = json!(res.api_version);
+        applied["kind"] = json!(res.kind);
+        validate(res, &applied)?;
+        if dry_run {
+            return Ok((StatusCode::CREATED, applied));
+        }
+        let written = self.store(res, ns, applied);
+        match res.plural {
+            "jobs" => self.finish_job(ns, name),
+            _ => self.reconcile(res, ns, name),
+        }
+        Ok((StatusCode::CREATED, written))
+    }
+
+    /// The fake Job controller: a Job created by apply completes (or fails) at once.
+    fn finish_job(&mut self, ns: &str, name: &str) {
+        let res = res_by_plural("jobs");
+        let Some(mut job) = self.get(res, ns, name).cloned() else {
+            return;
+        };
+        let t = now();
+        job["status"] = if self.jobs_fail {
+            json!({"failed": 3, "startTime": t, "conditions": [
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit", "lastTransitionTime": t}]})
+        } else {
+            json!({"succeeded": 1, "startTime": t, "completionTime": t, "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": t},
+                {"type": "Complete", "status": "True", "lastTransitionTime": t}]})
+        };
+        self.store(res, ns, job);
+    }
+
     // -----------------------------------------------------------------------------------------
     // HTTP dispatch.
 
@@ -875,8 +1057,18 @@ impl State {
             )
         };
         let (res, ns, name) = parse_path(path).ok_or_else(not_found)?;
+        if self
+            .absent_groups
+            .iter()
+            .any(|g| res.api_version.starts_with(&format!("{g}/")))
+        {
+            return Err(not_found());
+        }
         let dry_run = query.get("dryRun").is_some_and(|v| v == "All");
         match (method.as_str(), name) {
+            ("PATCH", Some(name)) if content_type == Some(APPLY_PATCH) => {
+                self.server_side_apply(res, &ns, &name, query, body, dry_run)
+            }
             ("GET", Some(name)) => {
                 let obj = self
                     .get(res, &ns, &name)
@@ -1055,7 +1247,26 @@ fn pod_status(spec: &Value, kind: PodKind) -> Value {
 }
 
 fn parse_path(path: &str) -> Option<(&'static Res, String, Option<String>)> {
-    for prefix in ["/api/v1", "/apis/apps/v1", "/apis/batch/v1"] {
+    // Cluster-scoped Namespaces: /api/v1/namespaces[/NAME].
+    match path.strip_prefix("/api/v1/namespaces") {
+        Some("") => return Some((res_by_plural("namespaces"), String::new(), None)),
+        Some(rest) if rest.starts_with('/') && rest.len() > 1 && !rest[1..].contains('/') => {
+            return Some((
+                res_by_plural("namespaces"),
+                String::new(),
+                Some(rest[1..].to_owned()),
+            ));
+        }
+        _ => {}
+    }
+    for prefix in [
+        "/api/v1",
+        "/apis/apps/v1",
+        "/apis/batch/v1",
+        "/apis/networking.k8s.io/v1",
+        "/apis/cert-manager.io/v1",
+        "/apis/monitoring.coreos.com/v1",
+    ] {
         let Some(rest) = path
             .strip_prefix(prefix)
             .and_then(|r| r.strip_prefix("/namespaces/"))
@@ -1531,6 +1742,24 @@ impl FakeApi {
             .into_iter()
             .filter(|(m, _, _)| m != "GET")
             .collect()
+    }
+
+    /// Answers 404 for every path of an API group (e.g. `monitoring.coreos.com`), as a
+    /// cluster without that CRD does.
+    pub fn without_group(&self, group: &str) {
+        self.lock().absent_groups.push(group.to_owned());
+    }
+
+    /// Jobs created from now on fail (BackoffLimitExceeded) instead of completing.
+    pub fn set_jobs_fail(&self, fail: bool) {
+        self.lock().jobs_fail = fail;
+    }
+
+    /// Any stored object as JSON (`kind` as for [`FakeApi::annotate`]; namespace "" for
+    /// cluster-scoped kinds), None when absent.
+    pub fn object(&self, kind: &str, ns: &str, name: &str) -> Option<Value> {
+        let res = res_by_kind(kind);
+        self.lock().get(res, ns, name).cloned()
     }
 
     /// Forgets the request log (e.g. after test setup).

@@ -1,0 +1,18 @@
+//! The companion deploy module: one app spec → the app's Kubernetes objects, its monitoring
+//! (ServiceMonitor, PrometheusRule, Grafana dashboard) and the Alertmanager route back to the
+//! daemon, so a new app is repaired by the shipped rules from its first minute.
+//!
+//! - [`spec`]: the app spec (YAML or JSON) and its validation.
+//! - [`render`]: minijinja templates (embedded; a directory overrides them) → objects.
+//! - [`apply`]: server-side apply (field manager `aiops`), rollout wait, deployment record.
+//!
+//! Independent of the alert pipeline: nothing here imports `pipeline`, `executor` or
+//! `playbook`. The link is data: the PrometheusRule's `auto_repair` labels are the values the
+//! rules in `rules/` match (a test loads those rules and checks every label).
+
+pub mod apply;
+pub mod render;
+pub mod spec;
+
+pub use render::{Manifest, Options, Rendered, render};
+pub use spec::AppSpec;

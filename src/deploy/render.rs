@@ -1,0 +1,704 @@
+//! Rendering: app spec → Kubernetes objects, the Alertmanager route snippet and the Grafana
+//! dashboard, through minijinja templates.
+//!
+//! The templates live in `src/deploy/templates/` and are embedded in the binary; a directory
+//! (`aiops render --templates DIR`) overrides any of them by file name. Templates are text, so
+//! an SRE can read and change them like any manifest; what goes in is safe by construction:
+//! names are validated DNS labels and every free-text value is written with `tojson` (a JSON
+//! string is a YAML scalar) or the `block` filter (a map as indented `"key": "value"` lines).
+//! Every rendered object is parsed back as YAML and must name its apiVersion, kind and name;
+//! a template that renders to nothing (the Celery worker without Celery, say) is skipped.
+//! Printing undefined variables is an error, so a typo in an override does not render silently.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use serde::Serialize;
+
+use super::spec::{AppSpec, Framework, IngressOptions, Resources};
+
+/// The URL Alertmanager posts to when none is configured: the Service `aiops manifests` creates.
+pub const DEFAULT_WEBHOOK_URL: &str = "http://aiops.aiops.svc:9095/webhook/alertmanager";
+
+/// Every template, by file name, as shipped. Object templates are rendered in this order,
+/// which is also the order `aiops deploy` applies them in (the namespace first; the migrations
+/// Job before the Deployment it must precede; CRD objects last).
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("namespace.yaml", include_str!("templates/namespace.yaml")),
+    (
+        "serviceaccount.yaml",
+        include_str!("templates/serviceaccount.yaml"),
+    ),
+    ("configmap.yaml", include_str!("templates/configmap.yaml")),
+    (
+        "networkpolicy.yaml",
+        include_str!("templates/networkpolicy.yaml"),
+    ),
+    ("service.yaml", include_str!("templates/service.yaml")),
+    (
+        "migrate-job.yaml",
+        include_str!("templates/migrate-job.yaml"),
+    ),
+    ("deployment.yaml", include_str!("templates/deployment.yaml")),
+    ("worker.yaml", include_str!("templates/worker.yaml")),
+    ("ingress.yaml", include_str!("templates/ingress.yaml")),
+    (
+        "certificate.yaml",
+        include_str!("templates/certificate.yaml"),
+    ),
+    (
+        "servicemonitor.yaml",
+        include_str!("templates/servicemonitor.yaml"),
+    ),
+    (
+        "prometheusrule.yaml",
+        include_str!("templates/prometheusrule.yaml"),
+    ),
+    (
+        "grafana-dashboard.yaml",
+        include_str!("templates/grafana-dashboard.yaml"),
+    ),
+    // Not objects: the dashboard (rendered first, then embedded by grafana-dashboard.yaml),
+    // the Alertmanager snippet, and the pod template the workloads include.
+    ("dashboard.json", include_str!("templates/dashboard.json")),
+    (
+        "alertmanager-route.yaml",
+        include_str!("templates/alertmanager-route.yaml"),
+    ),
+    ("_pod.yaml", include_str!("templates/_pod.yaml")),
+];
+
+const NOT_OBJECTS: [&str; 3] = ["dashboard.json", "alertmanager-route.yaml", "_pod.yaml"];
+
+/// Rendering failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A template does not compile or fails to render.
+    #[error("template {name}: {message}")]
+    Template {
+        /// The template's file name.
+        name: String,
+        /// minijinja's message, with the line.
+        message: String,
+    },
+    /// A rendered template is not a Kubernetes object (or the dashboard not JSON).
+    #[error("template {name} rendered an invalid {what}: {message}")]
+    Output {
+        /// The template's file name.
+        name: String,
+        /// "object", "dashboard"…
+        what: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The override directory cannot be read or names an unknown template.
+    #[error("templates directory {}: {message}", dir.display())]
+    Overrides {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An output file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A short, bounded label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Template { .. } => "template",
+            Error::Output { .. } => "output",
+            Error::Overrides { .. } => "overrides",
+            Error::Write { .. } => "write",
+        }
+    }
+}
+
+/// `type Result<T, E = Error>` as in every module of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What varies outside the spec.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The daemon's webhook URL, for the Alertmanager snippet.
+    pub webhook_url: String,
+    /// Templates overriding the embedded ones, by file name.
+    pub templates_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            webhook_url: DEFAULT_WEBHOOK_URL.into(),
+            templates_dir: None,
+        }
+    }
+}
+
+/// One rendered Kubernetes object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    /// The template it came from.
+    pub template: String,
+    /// The rendered text (comments kept), as printed.
+    pub text: String,
+    /// The object, parsed.
+    pub object: serde_json::Value,
+}
+
+impl Manifest {
+    /// `apiVersion`.
+    pub fn api_version(&self) -> &str {
+        self.object["apiVersion"].as_str().unwrap_or_default()
+    }
+    /// `kind`.
+    pub fn kind(&self) -> &str {
+        self.object["kind"].as_str().unwrap_or_default()
+    }
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        self.object["metadata"]["name"].as_str().unwrap_or_default()
+    }
+    /// `metadata.namespace` (None for cluster-scoped objects).
+    pub fn namespace(&self) -> Option<&str> {
+        self.object["metadata"]["namespace"].as_str()
+    }
+    /// `Kind/namespace/name`, for messages.
+    pub fn describe(&self) -> String {
+        match self.namespace() {
+            Some(ns) => format!("{} {ns}/{}", self.kind(), self.name()),
+            None => format!("{} {}", self.kind(), self.name()),
+        }
+    }
+}
+
+/// Everything rendered for one app.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rendered {
+    /// The objects, in apply order.
+    pub objects: Vec<Manifest>,
+    /// The Alertmanager route + receiver snippet (YAML, to merge into alertmanager.yml).
+    pub alertmanager: String,
+    /// The Grafana dashboard (JSON), also inside the dashboard ConfigMap.
+    pub dashboard: String,
+}
+
+impl Rendered {
+    /// One multi-document YAML stream for `kubectl apply -f -`, the Alertmanager snippet after
+    /// it as a comment (it is not a Kubernetes object).
+    pub fn to_stream(&self) -> String {
+        let mut out = String::new();
+        for m in &self.objects {
+            out.push_str("---\n");
+            out.push_str(m.text.trim_end());
+            out.push('\n');
+        }
+        out.push_str("---\n");
+        for line in self.alertmanager.trim_end().lines() {
+            out.push_str(if line.starts_with('#') { "" } else { "# " });
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Writes one file per object (`NN-kind-name.yaml`, NN the apply order), the snippet as
+    /// `alertmanager/route.yaml` and the dashboard as `grafana/NAME.json`: sub-directories, so
+    /// `kubectl apply -f DIR` reads only the objects. Returns the files written.
+    pub fn write_dir(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        let mut write = |path: PathBuf, text: &str| -> Result<()> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| Error::Write {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+            std::fs::write(&path, text).map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            })?;
+            written.push(path);
+            Ok(())
+        };
+        for (i, m) in self.objects.iter().enumerate() {
+            let file = format!(
+                "{:02}-{}-{}.yaml",
+                i + 1,
+                m.kind().to_ascii_lowercase(),
+                m.name()
+            );
+            write(dir.join(file), &format!("{}\n", m.text.trim_end()))?;
+        }
+        write(
+            dir.join("alertmanager").join("route.yaml"),
+            &format!("{}\n", self.alertmanager.trim_end()),
+        )?;
+        let app = self
+            .objects
+            .iter()
+            .find(|m| m.kind() == "Deployment")
+            .map_or("app", Manifest::name);
+        write(
+            dir.join("grafana").join(format!("{app}.json")),
+            &format!("{}\n", self.dashboard.trim_end()),
+        )?;
+        Ok(written)
+    }
+}
+
+/// The values templates see. Field names are the template variables.
+#[derive(Serialize)]
+struct Context<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    display_name: String,
+    domain: &'a str,
+    framework: &'static str,
+    image: &'a str,
+    version: String,
+    plan: &'static str,
+    replicas: i32,
+    port: u16,
+    health_path: String,
+    metrics: bool,
+    metrics_path: String,
+    command: Option<Vec<String>>,
+    env: &'a BTreeMap<String, String>,
+    secrets: &'a [String],
+    addons: Vec<AddonCtx>,
+    notifications: &'a [String],
+    /// `enabled` or `disabled`, the value of `aiops.wooo.work/auto-repair`.
+    auto_repair: &'static str,
+    ingress: &'a IngressOptions,
+    monitoring_namespace: &'a str,
+    resources: Resources,
+    /// The labels every object carries.
+    labels: BTreeMap<&'static str, String>,
+    /// Changes when the environment changes, so pods roll.
+    config_hash: String,
+    /// The migrations Job's name (django with migrate), else None.
+    migrate_job: Option<String>,
+    /// The Celery app module (django), else None.
+    celery: Option<String>,
+    /// CamelCase of the name, prefixing alert names (`ShopApiDown`).
+    alert_prefix: String,
+    webhook_url: &'a str,
+    /// Set after dashboard.json is rendered.
+    dashboard_json: String,
+}
+
+#[derive(Serialize)]
+struct AddonCtx {
+    name: &'static str,
+    port: u16,
+}
+
+/// FNV-1a 64: a hash that is stable across Rust releases (std's is not), so golden files and
+/// Job names do not change with the toolchain.
+fn fnv64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn camel(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn context<'a>(spec: &'a AppSpec, opts: &'a Options) -> Context<'a> {
+    let fw = spec.framework;
+    let version = spec.version();
+    let labels = BTreeMap::from([
+        ("app", spec.name.clone()),
+        ("app.kubernetes.io/instance", spec.name.clone()),
+        ("app.kubernetes.io/managed-by", "aiops".to_string()),
+        ("app.kubernetes.io/name", spec.name.clone()),
+        ("app.kubernetes.io/version", version.clone()),
+    ]);
+    let env_text = serde_json::to_string(&spec.env).unwrap_or_default();
+    let django = spec.django.clone().unwrap_or_default();
+    let is_django = fw == Framework::Django;
+    Context {
+        name: &spec.name,
+        namespace: spec.namespace(),
+        display_name: spec
+            .display_name
+            .clone()
+            .unwrap_or_else(|| spec.name.clone()),
+        domain: &spec.domain,
+        framework: fw.as_str(),
+        image: &spec.image,
+        version,
+        plan: spec.plan.as_str(),
+        replicas: spec.replicas,
+        port: spec.port.unwrap_or(fw.default_port()),
+        health_path: spec
+            .health_path
+            .clone()
+            .unwrap_or_else(|| fw.default_health_path().into()),
+        metrics: spec.metrics.unwrap_or(fw.default_metrics()),
+        metrics_path: spec
+            .metrics_path
+            .clone()
+            .unwrap_or_else(|| "/metrics".into()),
+        command: spec.command.clone().or_else(|| fw.default_command()),
+        env: &spec.env,
+        secrets: &spec.secrets,
+        addons: spec
+            .addons
+            .iter()
+            .map(|a| AddonCtx {
+                name: a.as_str(),
+                port: a.port(),
+            })
+            .collect(),
+        notifications: &spec.notifications,
+        auto_repair: if spec.auto_repair {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        ingress: &spec.ingress,
+        monitoring_namespace: &spec.monitoring_namespace,
+        resources: spec.plan.resources(),
+        labels,
+        config_hash: format!("{:016x}", fnv64(env_text.as_bytes())),
+        migrate_job: (is_django && django.migrate).then(|| {
+            format!(
+                "{}-migrate-{:08x}",
+                spec.name,
+                fnv64(spec.image.as_bytes()) & 0xffff_ffff
+            )
+        }),
+        celery: if is_django { django.celery } else { None },
+        alert_prefix: camel(&spec.name),
+        webhook_url: &opts.webhook_url,
+        dashboard_json: String::new(),
+    }
+}
+
+/// `{{ map | block(indent) }}`: the map as `"key": "value"` lines indented by `indent` spaces
+/// (`{}` when empty). Keys and values are JSON strings, so nothing in them can break the YAML
+/// (a value like `on` or `1.10` stays a string).
+fn block(map: Value, indent: usize) -> std::result::Result<String, minijinja::Error> {
+    let pad = " ".repeat(indent);
+    let mut lines = Vec::new();
+    for key in map.try_iter()? {
+        let value = map.get_item(&key)?;
+        let k = serde_json::to_string(&key.to_string()).unwrap_or_default();
+        let v = serde_json::to_string(&value.to_string()).unwrap_or_default();
+        lines.push(format!("{pad}{k}: {v}"));
+    }
+    if lines.is_empty() {
+        return Ok(format!("{pad}{{}}"));
+    }
+    Ok(lines.join("\n"))
+}
+
+/// The template sources: the embedded ones, replaced by same-named files of `dir`.
+fn sources(dir: Option<&Path>) -> Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = TEMPLATES
+        .iter()
+        .map(|(n, s)| ((*n).to_string(), (*s).to_string()))
+        .collect();
+    let Some(dir) = dir else {
+        return Ok(out);
+    };
+    let overrides_err = |message: String| Error::Overrides {
+        dir: dir.to_path_buf(),
+        message,
+    };
+    let entries = std::fs::read_dir(dir).map_err(|e| overrides_err(e.to_string()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| overrides_err(e.to_string()))?;
+        if !entry.path().is_file() {
+            continue;
+        }
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(slot) = out.iter_mut().find(|(n, _)| *n == file) else {
+            // A misspelt override would otherwise be ignored without a word.
+            let known: Vec<&str> = TEMPLATES.iter().map(|(n, _)| *n).collect();
+            return Err(overrides_err(format!(
+                "{file} is not a template name; the templates are {}",
+                known.join(", ")
+            )));
+        };
+        slot.1 = std::fs::read_to_string(entry.path())
+            .map_err(|e| overrides_err(format!("{file}: {e}")))?;
+    }
+    Ok(out)
+}
+
+fn template_err(name: &str, e: &minijinja::Error) -> Error {
+    let mut message = e.to_string();
+    if let Some(line) = e.line() {
+        message = format!("line {line}: {message}");
+    }
+    Error::Template {
+        name: name.to_string(),
+        message,
+    }
+}
+
+/// Renders every object, the Alertmanager snippet and the dashboard of a validated spec.
+pub fn render(spec: &AppSpec, opts: &Options) -> Result<Rendered> {
+    let mut env = Environment::new();
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.add_filter("block", block);
+    for (name, source) in sources(opts.templates_dir.as_deref())? {
+        env.add_template_owned(name.clone(), source)
+            .map_err(|e| template_err(&name, &e))?;
+    }
+    let run = |name: &str, ctx: &Context<'_>| -> Result<String> {
+        env.get_template(name)
+            .and_then(|t| t.render(Value::from(Serde(ctx))))
+            .map_err(|e| template_err(name, &e))
+    };
+    let mut ctx = context(spec, opts);
+    let dashboard = run("dashboard.json", &ctx)?;
+    let parsed: serde_json::Value =
+        serde_json::from_str(&dashboard).map_err(|e| Error::Output {
+            name: "dashboard.json".into(),
+            what: "dashboard",
+            message: format!("not JSON: {e}"),
+        })?;
+    // Compact inside the ConfigMap; pretty in its own file.
+    ctx.dashboard_json = parsed.to_string();
+    let dashboard = serde_json::to_string_pretty(&parsed).unwrap_or(dashboard);
+    let alertmanager = run("alertmanager-route.yaml", &ctx)?;
+    serde_yaml::from_str::<serde_json::Value>(&alertmanager).map_err(|e| Error::Output {
+        name: "alertmanager-route.yaml".into(),
+        what: "Alertmanager snippet",
+        message: e.to_string(),
+    })?;
+    let mut objects = Vec::new();
+    for (name, _) in TEMPLATES.iter().filter(|(n, _)| !NOT_OBJECTS.contains(n)) {
+        let text = run(name, &ctx)?;
+        if text.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#')
+        }) {
+            continue;
+        }
+        let object = parse_object(name, &text)?;
+        objects.push(Manifest {
+            template: (*name).to_string(),
+            text: text.trim().to_string(),
+            object,
+        });
+    }
+    Ok(Rendered {
+        objects,
+        alertmanager: alertmanager.trim().to_string(),
+        dashboard,
+    })
+}
+
+fn parse_object(name: &str, text: &str) -> Result<serde_json::Value> {
+    let bad = |message: String| Error::Output {
+        name: name.to_string(),
+        what: "object",
+        message,
+    };
+    let object: serde_json::Value = serde_yaml::from_str(text).map_err(|e| {
+        bad(format!(
+            "not YAML: {e}\n--- rendered text ---\n{}",
+            numbered(text)
+        ))
+    })?;
+    for pointer in ["/apiVersion", "/kind", "/metadata/name"] {
+        if object.pointer(pointer).and_then(|v| v.as_str()).is_none() {
+            return Err(bad(format!("{pointer} is missing or not a string")));
+        }
+    }
+    Ok(object)
+}
+
+fn numbered(text: &str) -> String {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| format!("{:>4} {l}", i + 1))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: &str) -> AppSpec {
+        AppSpec::parse(
+            &format!(
+                "name: shop-api\ndomain: shop.example.com\nframework: flask\nimage: ghcr.io/acme/shop:1.4.2\n{extra}"
+            ),
+            "app.yaml",
+        )
+        .unwrap()
+    }
+
+    fn kinds(r: &Rendered) -> Vec<String> {
+        r.objects
+            .iter()
+            .map(|m| format!("{}/{}", m.kind(), m.name()))
+            .collect()
+    }
+
+    #[test]
+    fn a_flask_app_renders_every_object_in_apply_order() {
+        let r = render(&spec(""), &Options::default()).unwrap();
+        assert_eq!(
+            kinds(&r),
+            [
+                "Namespace/shop-api",
+                "ServiceAccount/shop-api",
+                "ConfigMap/shop-api-env",
+                "NetworkPolicy/shop-api",
+                "Service/shop-api",
+                "Deployment/shop-api",
+                "Ingress/shop-api",
+                "Certificate/shop-api-tls",
+                "ServiceMonitor/shop-api",
+                "PrometheusRule/shop-api",
+                "ConfigMap/shop-api-dashboard",
+            ]
+        );
+    }
+
+    #[test]
+    fn django_adds_a_migrations_job_per_image_and_the_worker_only_with_celery() {
+        let d = AppSpec::parse(
+            "name: shop-api\ndomain: shop.example.com\nframework: django\nimage: ghcr.io/acme/shop:1.4.2\ndjango: {celery: shop.celery}\n",
+            "app.yaml",
+        )
+        .unwrap();
+        let r = render(&d, &Options::default()).unwrap();
+        let k = kinds(&r);
+        let job = k.iter().find(|k| k.starts_with("Job/")).unwrap().clone();
+        assert!(job.starts_with("Job/shop-api-migrate-"), "{k:?}");
+        assert!(
+            k.contains(&"Deployment/shop-api-worker".to_string()),
+            "{k:?}"
+        );
+        let job_at = k.iter().position(|x| *x == job).unwrap();
+        let dep_at = k.iter().position(|x| x == "Deployment/shop-api").unwrap();
+        assert!(job_at < dep_at, "migrations run before the rollout: {k:?}");
+        let other_image = AppSpec {
+            image: "ghcr.io/acme/shop:1.4.3".into(),
+            ..d.clone()
+        };
+        let r2 = render(&other_image, &Options::default()).unwrap();
+        assert!(!kinds(&r2).contains(&job), "a new image gets a new Job");
+        let no_celery = AppSpec { django: None, ..d };
+        let k = kinds(&render(&no_celery, &Options::default()).unwrap());
+        assert!(!k.iter().any(|k| k.ends_with("-worker")), "{k:?}");
+    }
+
+    #[test]
+    fn free_text_cannot_break_out_of_its_yaml_scalar() {
+        let s = spec(
+            "display_name: \"x: evil # {{ }} 'q' \\\"dq\\\"\"\nenv: {GREETING: \"a: b\\n- c\", FLAG: 'on'}\n",
+        );
+        let r = render(&s, &Options::default()).unwrap();
+        let cm = r
+            .objects
+            .iter()
+            .find(|m| m.name() == "shop-api-env")
+            .unwrap();
+        assert_eq!(cm.object["data"]["GREETING"], "a: b\n- c");
+        assert_eq!(cm.object["data"]["FLAG"], "on");
+        let rule = r
+            .objects
+            .iter()
+            .find(|m| m.kind() == "PrometheusRule")
+            .unwrap();
+        let summary = &rule.object["spec"]["groups"][0]["rules"][0]["annotations"]["summary"];
+        assert!(summary.as_str().unwrap().contains("evil"), "{summary}");
+    }
+
+    #[test]
+    fn an_override_replaces_a_template_by_name_and_a_misspelt_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("service.yaml"),
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ name }}-custom\n  namespace: {{ namespace }}\n",
+        )
+        .unwrap();
+        let opts = Options {
+            templates_dir: Some(dir.path().to_path_buf()),
+            ..Options::default()
+        };
+        let r = render(&spec(""), &opts).unwrap();
+        assert!(kinds(&r).contains(&"Service/shop-api-custom".to_string()));
+        std::fs::write(dir.path().join("servce.yaml"), "x").unwrap();
+        let e = render(&spec(""), &opts).unwrap_err();
+        assert!(
+            e.to_string().contains("servce.yaml is not a template name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_override_printing_an_unknown_variable_fails_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("service.yaml"),
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {{ nmae }}\n",
+        )
+        .unwrap();
+        let opts = Options {
+            templates_dir: Some(dir.path().to_path_buf()),
+            ..Options::default()
+        };
+        let e = render(&spec(""), &opts).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("template service.yaml: line 4"), "{msg}");
+    }
+
+    #[test]
+    fn the_stream_ends_with_the_alertmanager_snippet_as_comments() {
+        let opts = Options {
+            webhook_url: "https://aiops.example.net/webhook/alertmanager".into(),
+            ..Options::default()
+        };
+        let r = render(&spec(""), &opts).unwrap();
+        let stream = r.to_stream();
+        let tail = stream.rsplit("---\n").next().unwrap();
+        assert!(tail.lines().all(|l| l.starts_with('#')), "{tail}");
+        assert!(tail.contains("https://aiops.example.net/webhook/alertmanager"));
+        let docs: Vec<serde_json::Value> = stream
+            .split("---\n")
+            .filter_map(|d| {
+                serde_yaml::from_str::<Option<serde_json::Value>>(d)
+                    .ok()
+                    .flatten()
+            })
+            .collect();
+        assert_eq!(docs.len(), r.objects.len());
+    }
+
+    #[test]
+    fn camel_case_prefixes_alert_names() {
+        assert_eq!(camel("shop-api-2"), "ShopApi2");
+    }
+}
