@@ -749,3 +749,65 @@ async fn generate_name_and_request_log() {
     fake.clear_requests();
     assert!(fake.requests().is_empty());
 }
+
+#[tokio::test]
+async fn server_side_apply_creates_merges_and_refuses_what_the_real_server_refuses() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    let fake = FakeApi::start().await;
+    let client = client_from_kubeconfig(&fake).await;
+    let ssa = PatchParams::apply("aiops").force();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "shop");
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "env", "namespace": "shop"}, "data": {"A": "1"}});
+
+    // A namespaced object needs its Namespace.
+    let e = cms
+        .patch("env", &ssa, &Patch::Apply(&cm))
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, kube::Error::Api(s) if s.code == 404), "{e}");
+
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}});
+    nss.patch("shop", &ssa, &Patch::Apply(&ns)).await.unwrap();
+    assert!(fake.object("Namespace", "", "shop").is_some());
+
+    // Created, then merged into the live object, managed by aiops.
+    let created = cms.patch("env", &ssa, &Patch::Apply(&cm)).await.unwrap();
+    assert_eq!(created.data.unwrap()["A"], "1");
+    let next = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "env", "namespace": "shop"}, "data": {"B": "2"}});
+    let merged = cms.patch("env", &ssa, &Patch::Apply(&next)).await.unwrap();
+    let data = merged.data.unwrap();
+    assert_eq!((data["A"].as_str(), data["B"].as_str()), ("1", "2"));
+    let managed = merged.metadata.managed_fields.unwrap();
+    assert_eq!(managed[0].manager.as_deref(), Some("aiops"));
+    assert_eq!(managed[0].operation.as_deref(), Some("Apply"));
+
+    // No field manager, a name that differs from the URL: 400, as from the real server.
+    let e = cms
+        .patch("env", &PatchParams::default(), &Patch::Apply(&cm))
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, kube::Error::Api(s) if s.code == 400), "{e}");
+    let e = cms
+        .patch("other", &ssa, &Patch::Apply(&cm))
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, kube::Error::Api(s) if s.code == 400), "{e}");
+
+    // A group made absent answers 404 like a cluster without the CRD.
+    fake.without_group("monitoring.coreos.com");
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("monitoring.coreos.com", "v1", "PrometheusRule"),
+        "prometheusrules",
+    );
+    let rules: Api<kube::api::DynamicObject> = Api::namespaced_with(client, "shop", &ar);
+    let rule = json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+                      "metadata": {"name": "r", "namespace": "shop"}, "spec": {"groups": []}});
+    let e = rules
+        .patch("r", &ssa, &Patch::Apply(&rule))
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, kube::Error::Api(s) if s.code == 404), "{e}");
+}
