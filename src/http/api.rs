@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/kb/stats", get(kb_stats))
         .route("/api/kb/similar", get(kb_similar))
         .route("/api/kb/notes", post(add_note))
+        .merge(super::apps::routes())
 }
 
 /// Unknown routes under /api: JSON, so clients see what went wrong.
@@ -41,7 +42,7 @@ pub async fn fallback() -> ApiError {
     )
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "API request failed");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -49,7 +50,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-fn not_found(what: &str) -> ApiError {
+pub(super) fn not_found(what: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
 }
 
@@ -416,7 +417,7 @@ async fn note(
 
 /// Records an API write. A failure to audit is logged loudly; the write itself already
 /// happened and its answer stands.
-async fn audit(
+pub(super) async fn audit(
     store: &store::Store,
     claims: &Claims,
     action: &str,

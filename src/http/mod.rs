@@ -6,6 +6,7 @@
 //! a retry cannot fix, 503 for what a retry can.
 
 pub mod api;
+mod apps;
 pub mod auth;
 mod openapi;
 mod ops;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub jwt: Option<crate::auth::Key>,
     /// Largest page a listing returns.
     pub max_page: i64,
+    /// How /api/apps renders manifests (deploy.webhook_url, deploy.templates_dir).
+    pub deploy: crate::deploy::Options,
 }
 
 impl AppState {
@@ -70,6 +73,10 @@ impl AppState {
                 .clone()
                 .and_then(|s| crate::auth::Key::new(s).ok()),
             max_page: settings.api.max_page.unwrap_or(500),
+            deploy: crate::deploy::Options {
+                webhook_url: settings.deploy.webhook_url.clone(),
+                templates_dir: settings.deploy.templates_dir.clone(),
+            },
         }
     }
 }

@@ -1,0 +1,178 @@
+//! `/api/apps`: register apps for the deploy module and read their manifests.
+//!
+//! Same rules as the rest of `/api`: a token sees only the apps whose namespace it names
+//! (admins every app); another app answers 404 exactly as a missing one and never appears in
+//! the list; registering needs editor or admin and is audited whatever its outcome.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::api::{audit, internal, not_found};
+use super::auth::Claims;
+use super::{ApiError, AppState};
+use crate::deploy::{AppSpec, render};
+
+/// The /api/apps routes (merged into the /api router).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/apps", get(list_apps).post(register))
+        .route("/api/apps/{name}/manifests", get(manifests))
+}
+
+async fn list_apps(claims: Claims, State(st): State<AppState>) -> Result<Response, ApiError> {
+    let store = st.pipeline.store();
+    let mut items = Vec::new();
+    for app in store.apps().await.map_err(internal)? {
+        if !claims.can_see(&app.namespace) {
+            continue;
+        }
+        let last = store
+            .deployments(&app.name, 1)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .next();
+        items.push(json!({"app": app, "last_deployment": last}));
+    }
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// Registers (201) or replaces (200) an app from its spec (JSON, or YAML).
+async fn register(claims: Claims, State(st): State<AppState>, body: String) -> Response {
+    let store = st.pipeline.store().clone();
+    let (resp, resource, detail) = match registration(&claims, &st, &body).await {
+        Ok((status, app)) => (
+            (status, Json(json!(app))).into_response(),
+            format!("app {}", app.name),
+            json!({"name": app.name, "namespace": app.namespace}),
+        ),
+        Err((e, detail)) => (e.into_response(), "app".to_string(), detail),
+    };
+    let status = resp.status();
+    audit(&store, &claims, "POST /api/apps", resource, status, detail).await;
+    resp
+}
+
+async fn registration(
+    claims: &Claims,
+    st: &AppState,
+    body: &str,
+) -> Result<(StatusCode, crate::store::AppRecord), (ApiError, serde_json::Value)> {
+    let spec = AppSpec::parse(body, "request body").map_err(|e| {
+        let field = e
+            .problems()
+            .first()
+            .map_or_else(|| "body".to_string(), |p| p.field.clone());
+        // The message lists every bad field; `field` names the first.
+        (
+            ApiError::new(StatusCode::BAD_REQUEST, e.to_string()).field(field),
+            json!({"error": "invalid app spec"}),
+        )
+    })?;
+    let detail = json!({"name": spec.name, "namespace": spec.namespace()});
+    if !claims.can_write() {
+        return Err((
+            ApiError::new(StatusCode::FORBIDDEN, "viewer tokens cannot write"),
+            detail,
+        ));
+    }
+    if !claims.can_see(spec.namespace()) {
+        return Err((not_found("app"), detail));
+    }
+    let store = st.pipeline.store();
+    let existing = store
+        .app(&spec.name)
+        .await
+        .map_err(|e| (internal(e), detail.clone()))?;
+    // A name is unique across namespaces; one taken in an app this token cannot see must not
+    // be revealed, nor taken over.
+    if let Some(other) = &existing
+        && other.namespace != spec.namespace()
+    {
+        let e = if claims.can_see(&other.namespace) {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "app {} is registered in namespace {}",
+                    spec.name, other.namespace
+                ),
+            )
+            .field("name")
+        } else {
+            not_found("app")
+        };
+        return Err((e, detail));
+    }
+    // Refuse what would not render (an override template the spec breaks, say) now, not at
+    // the first deploy.
+    render(&spec, &st.deploy).map_err(|e| {
+        (
+            ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+            detail.clone(),
+        )
+    })?;
+    let spec_json = serde_json::to_value(&spec).unwrap_or_default();
+    let app = store
+        .upsert_app(&spec.name, spec.namespace(), &spec_json, &claims.sub)
+        .await
+        .map_err(|e| (internal(e), detail))?;
+    let status = if existing.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, app))
+}
+
+/// Query of /api/apps/{name}/manifests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestsQuery {
+    /// `json` (default) or `yaml` (the `aiops render` stream).
+    format: Option<String>,
+}
+
+async fn manifests(
+    claims: Claims,
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ManifestsQuery>,
+) -> Result<Response, ApiError> {
+    let app = st
+        .pipeline
+        .store()
+        .app(&name)
+        .await
+        .map_err(internal)?
+        .filter(|a| claims.can_see(&a.namespace))
+        .ok_or_else(|| not_found("app"))?;
+    let spec: AppSpec = serde_json::from_value(app.spec.clone())
+        .map_err(|e| internal(format!("stored spec of app {name} no longer parses: {e}")))?;
+    let rendered = render(&spec, &st.deploy)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(json!({
+            "app": app.name,
+            "namespace": app.namespace,
+            "objects": rendered.objects.iter().map(|m| &m.object).collect::<Vec<_>>(),
+            "alertmanager": rendered.alertmanager,
+            "dashboard": serde_json::from_str::<serde_json::Value>(&rendered.dashboard).unwrap_or_default(),
+        }))
+        .into_response()),
+        Some("yaml") => Ok((
+            [(header::CONTENT_TYPE, "application/yaml")],
+            rendered.to_stream(),
+        )
+            .into_response()),
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("format {other:?}: json or yaml"),
+        )
+        .field("format")),
+    }
+}

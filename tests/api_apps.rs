@@ -1,0 +1,166 @@
+//! `/api/apps` through `aiops serve`: registration by editors (audited), per-app visibility
+//! (another app's items are 404 and never listed), and the rendered manifests.
+
+mod common;
+
+use aiops::auth::{Claims, Key, Role};
+use aiops::config::Secret;
+use common::{Db, Spawn, TestApp, repo};
+use serde_json::Value;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+fn token(role: Role, apps: &[&str]) -> String {
+    let key = Key::new(Secret::new(SECRET)).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    key.issue(&Claims {
+        sub: format!("{}-user", role.as_str()),
+        role,
+        apps: apps.iter().map(|a| a.to_string()).collect(),
+        exp: now + 600,
+        iat: now,
+        nbf: None,
+    })
+    .unwrap()
+}
+
+async fn spawn(db: Db) -> TestApp {
+    TestApp::spawn(Spawn::new(db).env("AIOPS_JWT_SECRET", SECRET).env(
+        "AIOPS_DEPLOY_WEBHOOK_URL",
+        "https://aiops.example.net/webhook/alertmanager",
+    ))
+    .await
+}
+
+fn spec(name: &str) -> String {
+    std::fs::read_to_string(repo().join("tests/golden/deploy/flask-basic.app.yaml"))
+        .unwrap()
+        .replace("name: shop", &format!("name: {name}"))
+}
+
+async fn post(app: &TestApp, token: &str, body: String) -> (u16, Value) {
+    let r = app
+        .client
+        .post(app.url("/api/apps"))
+        .bearer_auth(token)
+        .header("content-type", "application/yaml")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
+    let r = app
+        .client
+        .get(app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn audit_rows(app: &TestApp) -> Vec<(String, String, i64)> {
+    use sqlx::Row;
+    let store = app.store().await;
+    let rows = sqlx::query("SELECT subject, resource, status FROM audit_log ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| (r.get("subject"), r.get("resource"), r.get("status")))
+        .collect()
+}
+
+async fn editors_register_apps_others_see_only_their_own(db: Db) {
+    let app = spawn(db).await;
+    let editor = token(Role::Editor, &["shop"]);
+
+    // Register, then replace: 201 then 200, both audited with the subject.
+    let (status, body) = post(&app, &editor, spec("shop")).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["namespace"], "shop");
+    assert_eq!(body["created_by"], "editor-user");
+    let (status, _) = post(&app, &editor, spec("shop").replace("1.4.2", "1.5.0")).await;
+    assert_eq!(status, 200);
+
+    // Another app's namespace: 404, as if it did not exist; a viewer cannot write.
+    let (status, _) = post(&app, &editor, spec("blog")).await;
+    assert_eq!(status, 404);
+    let (status, _) = post(&app, &token(Role::Viewer, &["shop"]), spec("shop")).await;
+    assert_eq!(status, 403);
+    // A bad spec names its field.
+    let (status, body) = post(
+        &app,
+        &editor,
+        spec("shop").replace("framework: flask", "framework: rails"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().contains("framework"),
+        "{body}"
+    );
+
+    // An admin registers blog; the shop editor neither lists nor reads it.
+    let admin = token(Role::Admin, &[]);
+    assert_eq!(post(&app, &admin, spec("blog")).await.0, 201);
+    let (_, list) = get(&app, &editor, "/api/apps").await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["app"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["shop"]);
+    let (_, list) = get(&app, &admin, "/api/apps").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert_eq!(get(&app, &editor, "/api/apps/blog/manifests").await.0, 404);
+    assert_eq!(get(&app, &editor, "/api/apps/nope/manifests").await.0, 404);
+    // Taking over blog's name from shop's namespace does not reveal it either.
+    let hijack = spec("blog").replace("domain:", "namespace: shop\ndomain:");
+    assert_eq!(post(&app, &editor, hijack).await.0, 404);
+
+    // The manifests are the replaced spec's, with the configured webhook URL.
+    let (status, m) = get(&app, &editor, "/api/apps/shop/manifests").await;
+    assert_eq!(status, 200, "{m}");
+    let objects = m["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 11);
+    let dep = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["containers"][0]["image"],
+        "ghcr.io/acme/shop:1.5.0"
+    );
+    assert!(
+        m["alertmanager"]
+            .as_str()
+            .unwrap()
+            .contains("https://aiops.example.net/webhook/alertmanager")
+    );
+    let yaml = app
+        .client
+        .get(app.url("/api/apps/shop/manifests?format=yaml"))
+        .bearer_auth(&editor)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        yaml.starts_with("---\napiVersion: v1\nkind: Namespace"),
+        "{yaml}"
+    );
+
+    // Without a token: 401.
+    let r = app.client.get(app.url("/api/apps")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    let audit = audit_rows(&app).await;
+    let statuses: Vec<i64> = audit.iter().map(|(_, _, s)| *s).collect();
+    assert_eq!(statuses, [201, 200, 404, 403, 400, 201, 404], "{audit:?}");
+    assert_eq!(audit[0], ("editor-user".into(), "app shop".into(), 201));
+}
+both_backends!(editors_register_apps_others_see_only_their_own);
