@@ -122,9 +122,7 @@ async fn build(path: &std::path::Path, now: i64) -> Store {
                 .entry((day, ns.clone(), a, p, store::ttr_bucket(t)))
                 .or_default() += 1;
         }
-        let t = target
-            .entry((ns, r.get("target_key"), day))
-            .or_default();
+        let t = target.entry((ns, r.get("target_key"), day)).or_default();
         t.0 += 1;
         t.1 += i64::from(ok);
     }
