@@ -465,6 +465,9 @@ async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
                 "GET /api/kb/stats",
                 "GET /api/kb/similar",
                 "POST /api/kb/notes",
+                "GET /api/apps",
+                "POST /api/apps",
+                "GET /api/apps/{name}/manifests",
             ]
             .map(String::from)
         )
