@@ -4,14 +4,13 @@
 //! The history is a busy fleet's year: 1,000,000 finished repairs over 365 days (≈2,740 a day),
 //! 50 apps (namespaces) × 5 Deployments, 8 alert names handled by 10 rules (alert → playbook),
 //! 70% succeeded (with a time to recover between 30 s and 2 h), 20% failed, 10% escalated.
-//! Rows are generated with SQL; the rollup and histogram are then built from them with the same
-//! day and bucket functions the daemon uses when a job finishes (checked against the raw rows).
+//! Rows are generated with SQL; the rollups are then built from them as migration 0005 builds
+//! them from existing history (and checked against the raw rows before measuring).
 //!
-//! The database is built once into `target/kb-bench-1m.db` (about a minute) and reused; delete it
+//! The database is built once into `target/kb-bench-1m-v3.db` (about a minute) and reused; delete it
 //! to rebuild. For comparison, `raw_group_by_30d` is the plain GROUP BY over `jobs` that the
 //! rollup replaces.
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,7 +40,7 @@ fn db_path() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("kb-bench-1m.db")
+    target.join("kb-bench-1m-v3.db")
 }
 
 async fn build(path: &std::path::Path, now: i64) -> Store {
@@ -92,86 +91,43 @@ async fn build(path: &std::path::Path, now: i64) -> Store {
         .execute(pool)
         .await
         .unwrap();
-    // The rollups, from the rows, with the daemon's day and bucket functions.
-    let rows = sqlx::query(
-        "SELECT created_at, target_namespace, alertname, playbook, target_key, state, ttr_ms FROM jobs",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    type Daily = HashMap<(i64, String, String, String), (i64, i64, i64, i64)>;
-    let mut daily: Daily = HashMap::new();
-    let mut target: HashMap<(String, String, i64), (i64, i64)> = HashMap::new();
-    let mut hist: HashMap<(i64, String, String, String, i64), i64> = HashMap::new();
-    for r in &rows {
-        let day = r.get::<i64, _>("created_at").div_euclid(store::DAY_MS);
-        let ns: String = r.get("target_namespace");
-        let a: String = r.get("alertname");
-        let p: String = r.get("playbook");
-        let ok = r.get::<String, _>("state") == "succeeded";
-        let ttr: Option<i64> = r.get("ttr_ms");
-        let d = daily
-            .entry((day, ns.clone(), a.clone(), p.clone()))
-            .or_default();
-        d.0 += 1;
-        d.1 += i64::from(ok);
-        if let Some(t) = ttr {
-            d.2 += 1;
-            d.3 += t;
-            *hist
-                .entry((day, ns.clone(), a, p, store::ttr_bucket(t)))
-                .or_default() += 1;
-        }
-        let t = target.entry((ns, r.get("target_key"), day)).or_default();
-        t.0 += 1;
-        t.1 += i64::from(ok);
+    // The rollups, built from the rows as migration 0005 builds them from existing history.
+    for sql in [
+        "INSERT INTO kb_daily (day, namespace, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms) \
+         SELECT created_at / 86400000, target_namespace, alertname, playbook, COUNT(*), \
+         SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN state = 'succeeded' AND ttr_ms IS NOT NULL THEN 1 ELSE 0 END), \
+         COALESCE(SUM(CASE WHEN state = 'succeeded' THEN ttr_ms END), 0) FROM jobs \
+         GROUP BY created_at / 86400000, target_namespace, alertname, playbook",
+        "INSERT INTO kb_daily_all (day, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms) \
+         SELECT day, alertname, playbook, SUM(runs), SUM(succeeded), SUM(ttr_count), SUM(ttr_sum_ms) \
+         FROM kb_daily GROUP BY day, alertname, playbook",
+        "INSERT INTO kb_target_daily (day, namespace, target_key, runs, succeeded) \
+         SELECT created_at / 86400000, target_namespace, target_key, COUNT(*), \
+         SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END) FROM jobs \
+         GROUP BY created_at / 86400000, target_namespace, target_key",
+        "INSERT INTO kb_target_period (period, namespace, target_key, runs, succeeded) \
+         SELECT day / 30, namespace, target_key, SUM(runs), SUM(succeeded) FROM kb_target_daily \
+         GROUP BY day / 30, namespace, target_key",
+    ] {
+        sqlx::query(sql).execute(pool).await.unwrap();
     }
-    let mut tx = store.begin_write().await.unwrap();
-    for ((day, ns, a, p), (runs, ok, n, sum)) in &daily {
-        sqlx::query("INSERT INTO kb_daily VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(day)
-            .bind(ns)
-            .bind(a)
-            .bind(p)
-            .bind(runs)
-            .bind(ok)
-            .bind(n)
-            .bind(sum)
-            .execute(&mut *tx.tx)
-            .await
-            .unwrap();
+    for table in [
+        "kb_daily",
+        "kb_daily_all",
+        "kb_target_daily",
+        "kb_target_period",
+    ] {
+        let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM {table}"
+        )))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+        .get("n");
+        eprintln!("{table}: {n} rows");
     }
-    for ((ns, key, day), (runs, ok)) in &target {
-        sqlx::query("INSERT INTO kb_target_daily VALUES ($1, $2, $3, $4, $5)")
-            .bind(ns)
-            .bind(key)
-            .bind(day)
-            .bind(runs)
-            .bind(ok)
-            .execute(&mut *tx.tx)
-            .await
-            .unwrap();
-    }
-    for ((day, ns, a, p, b), n) in &hist {
-        sqlx::query("INSERT INTO kb_ttr_hist VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(day)
-            .bind(ns)
-            .bind(a)
-            .bind(p)
-            .bind(b)
-            .bind(n)
-            .execute(&mut *tx.tx)
-            .await
-            .unwrap();
-    }
-    tx.commit().await.unwrap();
     sqlx::query("ANALYZE").execute(pool).await.unwrap();
-    eprintln!(
-        "rollup: {} daily rows, {} target-day rows, {} histogram rows",
-        daily.len(),
-        target.len(),
-        hist.len()
-    );
     store.close().await;
     std::fs::rename(&tmp, path).unwrap();
     let _ = std::fs::remove_file(tmp.with_extension("building-wal"));

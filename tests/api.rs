@@ -499,7 +499,9 @@ async fn retention_prunes_old_history_but_keeps_the_stats_and_active_repairs(db:
         "UPDATE alert_events SET received_at = $1",
         "UPDATE decisions SET created_at = $1",
         "UPDATE kb_daily SET day = $1 / 86400000",
+        "UPDATE kb_daily_all SET day = $1 / 86400000",
         "UPDATE kb_target_daily SET day = $1 / 86400000",
+        "UPDATE kb_target_period SET period = $1 / 86400000 / 30",
     ] {
         sqlx::query(sql)
             .bind(old)

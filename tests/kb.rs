@@ -248,6 +248,30 @@ async fn stats_from_a_seeded_history_equal_the_hand_computed_values(db: Db) {
     let targets = aiops::kb::target_stats(&store, since, None).await.unwrap();
     assert_eq!(targets.len(), 7, "{targets:#?}");
     assert!(targets.iter().all(|t| t.runs == 1));
+    // Longer windows add whole 30-day periods to the days before them; every window from 1 to
+    // 120 days counts exactly the repairs created since its first day.
+    for days in 1..=120 {
+        let since = aiops::store::now_ms() - days * 24 * 3_600_000;
+        let day_start = since.div_euclid(86_400_000) * 86_400_000;
+        let want: i64 = history()
+            .iter()
+            .filter(|s| !s.dry_run && aiops::store::now_ms() - s.age_h * 3_600_000 >= day_start)
+            .count() as i64;
+        let got: i64 = aiops::kb::target_stats(&store, since, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.runs)
+            .sum();
+        assert_eq!(got, want, "window of {days} days");
+        let all: i64 = aiops::kb::stats(&store, since, None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.runs)
+            .sum();
+        assert_eq!(all, want, "window of {days} days");
+    }
 
     // Similar incidents: same alertname and namespace, successes first, newest first.
     let similar = aiops::kb::similar(&store, "Down", "prod", 10)

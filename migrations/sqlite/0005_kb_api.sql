@@ -1,9 +1,12 @@
 -- Knowledge base at scale, human notes, and the API's audit log.
 
--- Per-day rollup of finished repairs, kept up to date in the transaction that finishes a job
--- (and the one that records its time to recover). Stats read O(days × groups) rows instead of
--- every repair in the window, and survive the pruning of old jobs (retention.repairs).
--- day = created_at / 86400000 (UTC days since the epoch).
+-- Rollups of finished repairs, kept up to date in the transaction that finishes a job (and the
+-- one that records its time to recover), so they can never disagree with the jobs they count,
+-- also with two replicas writing. Stats then read O(days × groups) rows instead of every repair
+-- in the window, and survive the pruning of old jobs (retention.repairs).
+-- day = created_at / 86400000 (UTC days since the epoch); period = day / 30.
+
+-- Per app (namespace): what a token limited to some apps reads.
 CREATE TABLE kb_daily (
     day         BIGINT NOT NULL,
     namespace   TEXT   NOT NULL,
@@ -13,33 +16,46 @@ CREATE TABLE kb_daily (
     succeeded   BIGINT NOT NULL,
     ttr_count   BIGINT NOT NULL,
     ttr_sum_ms  BIGINT NOT NULL,
-    PRIMARY KEY (day, namespace, alertname, playbook)
-);
-CREATE INDEX kb_daily_ns ON kb_daily (namespace, day);
-
--- The same per target, keyed so that per-target sums stream in key order.
-CREATE TABLE kb_target_daily (
-    namespace   TEXT   NOT NULL,
-    target_key  TEXT   NOT NULL,
-    day         BIGINT NOT NULL,
-    runs        BIGINT NOT NULL,
-    succeeded   BIGINT NOT NULL,
-    PRIMARY KEY (namespace, target_key, day)
+    PRIMARY KEY (namespace, day, alertname, playbook)
 );
 
--- Time-to-recover histogram per day and group, for the p90 of groups too large to sort
--- (bucket = index into kb::TTR_BOUNDS_S). Small groups use the exact values from jobs.
-CREATE TABLE kb_ttr_hist (
+-- Every app together: what admins and the CLI read (days × rules rows, whatever the fleet size).
+CREATE TABLE kb_daily_all (
     day         BIGINT NOT NULL,
-    namespace   TEXT   NOT NULL,
     alertname   TEXT   NOT NULL,
     playbook    TEXT   NOT NULL,
-    bucket      BIGINT NOT NULL,
-    n           BIGINT NOT NULL,
-    PRIMARY KEY (day, namespace, alertname, playbook, bucket)
+    runs        BIGINT NOT NULL,
+    succeeded   BIGINT NOT NULL,
+    ttr_count   BIGINT NOT NULL,
+    ttr_sum_ms  BIGINT NOT NULL,
+    PRIMARY KEY (day, alertname, playbook)
 );
 
--- Existing history (no histogram: kb falls back to exact values when the histogram is short).
+-- Per target, by day and by 30-day period: a window reads whole periods plus the days before
+-- the first whole one, so a year costs ~12 + 30 rows per target instead of 365.
+CREATE TABLE kb_target_daily (
+    day         BIGINT NOT NULL,
+    namespace   TEXT   NOT NULL,
+    target_key  TEXT   NOT NULL,
+    runs        BIGINT NOT NULL,
+    succeeded   BIGINT NOT NULL,
+    PRIMARY KEY (day, namespace, target_key)
+);
+CREATE TABLE kb_target_period (
+    period      BIGINT NOT NULL,
+    namespace   TEXT   NOT NULL,
+    target_key  TEXT   NOT NULL,
+    runs        BIGINT NOT NULL,
+    succeeded   BIGINT NOT NULL,
+    PRIMARY KEY (period, namespace, target_key)
+);
+
+-- The p90 time to recover reads the newest recoveries of a group from jobs; these cover that
+-- query (no table lookups), for every app and for one app.
+CREATE INDEX jobs_kb_ttr ON jobs (alertname, playbook, state, dry_run, created_at, ttr_ms);
+CREATE INDEX jobs_kb_ttr_ns ON jobs (target_namespace, alertname, playbook, state, dry_run, created_at, ttr_ms);
+
+-- Existing history.
 INSERT INTO kb_daily (day, namespace, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms)
     SELECT created_at / 86400000, target_namespace, alertname, playbook, COUNT(*),
            SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END),
@@ -47,11 +63,17 @@ INSERT INTO kb_daily (day, namespace, alertname, playbook, runs, succeeded, ttr_
            COALESCE(SUM(CASE WHEN state = 'succeeded' THEN ttr_ms END), 0)
     FROM jobs WHERE dry_run = 0 AND state IN ('succeeded', 'failed', 'escalated')
     GROUP BY created_at / 86400000, target_namespace, alertname, playbook;
-INSERT INTO kb_target_daily (namespace, target_key, day, runs, succeeded)
-    SELECT target_namespace, target_key, created_at / 86400000, COUNT(*),
+INSERT INTO kb_daily_all (day, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms)
+    SELECT day, alertname, playbook, SUM(runs), SUM(succeeded), SUM(ttr_count), SUM(ttr_sum_ms)
+    FROM kb_daily GROUP BY day, alertname, playbook;
+INSERT INTO kb_target_daily (day, namespace, target_key, runs, succeeded)
+    SELECT created_at / 86400000, target_namespace, target_key, COUNT(*),
            SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END)
     FROM jobs WHERE dry_run = 0 AND state IN ('succeeded', 'failed', 'escalated')
-    GROUP BY target_namespace, target_key, created_at / 86400000;
+    GROUP BY created_at / 86400000, target_namespace, target_key;
+INSERT INTO kb_target_period (period, namespace, target_key, runs, succeeded)
+    SELECT day / 30, namespace, target_key, SUM(runs), SUM(succeeded)
+    FROM kb_target_daily GROUP BY day / 30, namespace, target_key;
 
 -- What people know: notes attached to an alert name or a target, always inside one app
 -- (namespace), which is what the API's per-app access is checked against.

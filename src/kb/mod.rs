@@ -57,38 +57,30 @@ pub struct TargetStat {
     pub success_rate: f64,
 }
 
-/// Groups with at most this many recovered repairs in the window get an exact p90 from the
-/// jobs themselves; larger ones read it from the rollup's histogram (at most 20% high).
-const EXACT_P90_MAX: i64 = 2_000;
+/// The p90 time to recover is taken over at most this many of a group's newest recoveries in
+/// the window (exact when it has fewer), read from a covering index.
+pub const P90_SAMPLE: i64 = 2_000;
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[i64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    Some(sorted[rank(sorted.len() as i64, p) as usize - 1] as f64)
-}
-
-/// The 1-based nearest rank of percentile `p` among `n` values.
-fn rank(n: i64, p: f64) -> i64 {
-    (((p / 100.0) * n as f64).ceil() as i64).clamp(1, n.max(1))
-}
-
-/// ` AND column IN ($k, …)` for an app filter, with its values appended to `binds`.
-fn app_filter(column: &str, namespaces: Option<&[String]>, binds: &mut Vec<String>) -> String {
-    let Some(ns) = namespaces else {
-        return String::new();
-    };
-    if ns.is_empty() {
+/// ` AND column IN ($k, …)` for an app filter, with its values appended to `binds`; the
+/// placeholders continue after `first_free - 1` fixed ones.
+fn app_filter(
+    column: &str,
+    namespaces: &[String],
+    first_free: usize,
+    binds: &mut Vec<String>,
+) -> String {
+    if namespaces.is_empty() {
         return " AND 1 = 0".into();
     }
-    let first = binds.len() + 2; // $1 is the window start
-    binds.extend(ns.iter().cloned());
-    let ps: Vec<String> = (first..first + ns.len()).map(|i| format!("${i}")).collect();
+    let first = first_free + binds.len();
+    binds.extend(namespaces.iter().cloned());
+    let ps: Vec<String> = (first..first + namespaces.len())
+        .map(|i| format!("${i}"))
+        .collect();
     format!(" AND {column} IN ({})", ps.join(", "))
 }
 
-/// The first UTC day a window starting at `since` (epoch ms) covers: the rollup counts whole
+/// The first UTC day a window starting at `since` (epoch ms) covers: the rollups count whole
 /// days, so a window starts at midnight UTC of the day `since` falls in.
 pub fn window_day(since: i64) -> i64 {
     since.div_euclid(store::DAY_MS)
@@ -97,15 +89,19 @@ pub fn window_day(since: i64) -> i64 {
 /// Success rate and time to recover per (alertname, playbook) for repairs created since
 /// `since` (epoch ms, rounded down to its UTC day), optionally only in `namespaces`.
 ///
-/// Reads the per-day rollup, so its cost grows with days × groups, not with repairs.
+/// Counts and the mean come from the rollups (cost: days × rules, whatever the number of
+/// repairs); the p90 from the newest [`P90_SAMPLE`] recoveries of each group.
 pub async fn stats(store: &Store, since: i64, namespaces: Option<&[String]>) -> Result<Vec<Stat>> {
     let day = window_day(since);
     let mut binds = Vec::new();
-    let filter = app_filter("namespace", namespaces, &mut binds);
+    let (table, filter) = match namespaces {
+        None => ("kb_daily_all", String::new()),
+        Some(ns) => ("kb_daily", app_filter("namespace", ns, 2, &mut binds)),
+    };
     let sql = format!(
         "SELECT alertname, playbook, CAST(SUM(runs) AS BIGINT) AS runs, CAST(SUM(succeeded) AS BIGINT) AS ok, \
          CAST(SUM(ttr_count) AS BIGINT) AS ttr_n, CAST(SUM(ttr_sum_ms) AS BIGINT) AS ttr_sum \
-         FROM kb_daily WHERE day >= $1{filter} GROUP BY alertname, playbook HAVING SUM(runs) > 0 \
+         FROM {table} WHERE day >= $1{filter} GROUP BY alertname, playbook HAVING SUM(runs) > 0 \
          ORDER BY alertname, playbook"
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(day);
@@ -113,7 +109,6 @@ pub async fn stats(store: &Store, since: i64, namespaces: Option<&[String]>) -> 
         q = q.bind(b.clone());
     }
     let rows = q.fetch_all(store.pool()).await?;
-    let hist = ttr_histograms(store, day, namespaces).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let alertname: String = r.try_get("alertname")?;
@@ -125,15 +120,7 @@ pub async fn stats(store: &Store, since: i64, namespaces: Option<&[String]>) -> 
         let p90_ms = if ttr_n == 0 {
             None
         } else {
-            let buckets = hist
-                .iter()
-                .find(|(a, p, _)| *a == alertname && *p == playbook)
-                .map(|(_, _, b)| b.as_slice())
-                .unwrap_or_default();
-            p90(
-                store, &alertname, &playbook, day, namespaces, ttr_n, buckets,
-            )
-            .await?
+            p90(store, &alertname, &playbook, day, namespaces).await?
         };
         out.push(Stat {
             success_rate: ok as f64 / runs as f64,
@@ -148,86 +135,52 @@ pub async fn stats(store: &Store, since: i64, namespaces: Option<&[String]>) -> 
     Ok(out)
 }
 
-/// Per (alertname, playbook): (bucket, count) of the time-to-recover histogram in the window.
-type Histograms = Vec<(String, String, Vec<(i64, i64)>)>;
-
-async fn ttr_histograms(
-    store: &Store,
-    day: i64,
-    namespaces: Option<&[String]>,
-) -> Result<Histograms> {
-    let mut binds = Vec::new();
-    let filter = app_filter("namespace", namespaces, &mut binds);
-    let sql = format!(
-        "SELECT alertname, playbook, bucket, CAST(SUM(n) AS BIGINT) AS n FROM kb_ttr_hist \
-         WHERE day >= $1{filter} GROUP BY alertname, playbook, bucket ORDER BY alertname, playbook, bucket"
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(day);
-    for b in &binds {
-        q = q.bind(b.clone());
-    }
-    let mut out: Histograms = Vec::new();
-    for r in &q.fetch_all(store.pool()).await? {
-        let a: String = r.try_get("alertname")?;
-        let p: String = r.try_get("playbook")?;
-        let bucket: i64 = r.try_get("bucket")?;
-        let n: i64 = r.try_get("n")?;
-        match out.last_mut() {
-            Some((la, lp, v)) if *la == a && *lp == p => v.push((bucket, n)),
-            _ => out.push((a, p, vec![(bucket, n)])),
-        }
-    }
-    Ok(out)
-}
-
-/// The p90 time to recover (ms) of one group: exact from its jobs when they are few and all
-/// still stored, else the upper bound of the histogram bucket holding the nearest rank.
+/// The p90 time to recover (ms) over a group's newest recoveries in the window.
 async fn p90(
     store: &Store,
     alertname: &str,
     playbook: &str,
     day: i64,
     namespaces: Option<&[String]>,
-    ttr_n: i64,
-    buckets: &[(i64, i64)],
 ) -> Result<Option<f64>> {
-    if ttr_n <= EXACT_P90_MAX {
-        let mut binds = vec![alertname.to_string(), playbook.to_string()];
-        // $1 = window start, $2/$3 = alertname/playbook, then the apps.
-        let filter = app_filter("target_namespace", namespaces, &mut binds);
-        let sql = format!(
-            "SELECT ttr_ms FROM jobs WHERE created_at >= $1 AND alertname = $2 AND playbook = $3 \
-             AND state = 'succeeded' AND dry_run = 0 AND ttr_ms IS NOT NULL{filter}"
-        );
+    let mut binds = vec![alertname.to_string(), playbook.to_string()];
+    // $1 = window start, $2/$3 = alertname/playbook, then the apps.
+    let filter = namespaces
+        .map(|ns| app_filter("target_namespace", ns, 2, &mut binds))
+        .unwrap_or_default();
+    // The database picks the value (a sort of at most P90_SAMPLE integers over a covering index)
+    // so that only one row crosses to the daemon.
+    let sample = format!(
+        "SELECT ttr_ms FROM jobs WHERE alertname = $2 AND playbook = $3 AND state = 'succeeded' \
+         AND dry_run = 0 AND created_at >= $1 AND ttr_ms IS NOT NULL{filter} \
+         ORDER BY created_at DESC LIMIT {P90_SAMPLE}"
+    );
+    let bind_all = |sql: String| {
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(day * store::DAY_MS);
         for b in &binds {
             q = q.bind(b.clone());
         }
-        let mut values: Vec<i64> = q
-            .fetch_all(store.pool())
-            .await?
-            .iter()
-            .map(|r| r.try_get("ttr_ms"))
-            .collect::<Result<_, _>>()?;
-        // Pruned jobs leave the rollup complete but the raw values short: then the histogram.
-        if values.len() as i64 == ttr_n {
-            values.sort_unstable();
-            return Ok(percentile(&values, 90.0));
-        }
-    }
-    let total: i64 = buckets.iter().map(|(_, n)| n).sum();
-    if total == 0 {
+        q
+    };
+    let n: i64 = bind_all(format!("SELECT COUNT(*) AS n FROM ({sample}) AS s"))
+        .fetch_one(store.pool())
+        .await?
+        .try_get("n")?;
+    if n == 0 {
         return Ok(None);
     }
-    let want = rank(total, 90.0);
-    let mut seen = 0;
-    for &(bucket, n) in buckets {
-        seen += n;
-        if seen >= want {
-            return Ok(Some(store::ttr_bucket_upper_ms(bucket) as f64));
-        }
-    }
-    Ok(None)
+    let row = bind_all(format!(
+        "SELECT ttr_ms FROM ({sample}) AS s ORDER BY ttr_ms LIMIT 1 OFFSET {}",
+        nearest_rank(n, 90.0) - 1
+    ))
+    .fetch_one(store.pool())
+    .await?;
+    Ok(Some(row.try_get::<i64, _>("ttr_ms")? as f64))
+}
+
+/// The 1-based nearest rank of percentile `p` among `n` values.
+fn nearest_rank(n: i64, p: f64) -> i64 {
+    (((p / 100.0) * n as f64).ceil() as i64).clamp(1, n.max(1))
 }
 
 /// Success rate per target for repairs created since `since` (rounded down to its UTC day).
@@ -236,13 +189,24 @@ pub async fn target_stats(
     since: i64,
     namespaces: Option<&[String]>,
 ) -> Result<Vec<TargetStat>> {
+    let day = window_day(since);
+    // Whole 30-day periods from the period table, the days before the first one from the daily.
+    let first_period = day.div_euclid(30) + if day.rem_euclid(30) == 0 { 0 } else { 1 };
     let mut binds = Vec::new();
-    let filter = app_filter("namespace", namespaces, &mut binds);
+    let filter = namespaces
+        .map(|ns| app_filter("namespace", ns, 4, &mut binds))
+        .unwrap_or_default();
     let sql = format!(
-        "SELECT target_key, CAST(SUM(runs) AS BIGINT) AS runs, CAST(SUM(succeeded) AS BIGINT) AS ok \
-         FROM kb_target_daily WHERE day >= $1{filter} GROUP BY target_key HAVING SUM(runs) > 0 ORDER BY target_key"
+        "SELECT target_key, CAST(SUM(runs) AS BIGINT) AS runs, CAST(SUM(succeeded) AS BIGINT) AS ok FROM ( \
+           SELECT target_key, runs, succeeded FROM kb_target_period WHERE period >= $1{filter} \
+           UNION ALL \
+           SELECT target_key, runs, succeeded FROM kb_target_daily WHERE day >= $2 AND day < $3{filter} \
+         ) AS t GROUP BY target_key HAVING SUM(runs) > 0 ORDER BY target_key"
     );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(window_day(since));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(first_period)
+        .bind(day)
+        .bind(first_period * 30);
     for b in &binds {
         q = q.bind(b.clone());
     }
@@ -349,15 +313,14 @@ pub async fn last_fix(store: &Store, alertname: &str, namespace: &str) -> Result
 
 #[cfg(test)]
 mod tests {
-    use super::percentile;
+    use super::nearest_rank;
 
     #[test]
     fn the_p90_is_the_nearest_rank() {
-        let v: Vec<i64> = (1..=10).collect();
-        assert_eq!(percentile(&v, 90.0), Some(9.0));
-        assert_eq!(percentile(&[5], 90.0), Some(5.0));
-        assert_eq!(percentile(&[], 90.0), None);
-        let v: Vec<i64> = (1..=20).collect();
-        assert_eq!(percentile(&v, 90.0), Some(18.0));
+        assert_eq!(nearest_rank(10, 90.0), 9);
+        assert_eq!(nearest_rank(1, 90.0), 1);
+        assert_eq!(nearest_rank(20, 90.0), 18);
+        assert_eq!(nearest_rank(3, 90.0), 3);
+        assert_eq!(nearest_rank(2, 90.0), 2);
     }
 }

@@ -14,31 +14,6 @@ use super::{Error, Job, JobState, Result, Store, WriteTx};
 /// Milliseconds in a UTC day: rollup rows are per `created_at / DAY_MS`.
 pub const DAY_MS: i64 = 86_400_000;
 
-/// Ratio between consecutive time-to-recover histogram bounds: a p90 read from the histogram
-/// is at most 20% above the exact value.
-const TTR_RATIO: f64 = 1.2;
-
-/// The histogram bucket of a time to recover: bucket `i` holds values in
-/// (1.2^(i-1) s, 1.2^i s]; bucket 0 everything up to 1 s.
-pub fn ttr_bucket(ttr_ms: i64) -> i64 {
-    let s = ttr_ms as f64 / 1000.0;
-    if s <= 1.0 {
-        return 0;
-    }
-    let i = (s.ln() / TTR_RATIO.ln()).ceil() as i64;
-    // Float rounding at an exact bound must not push a value into the next bucket.
-    if i > 0 && ttr_bucket_upper_ms(i - 1) >= ttr_ms {
-        i - 1
-    } else {
-        i
-    }
-}
-
-/// The upper bound of a histogram bucket, in milliseconds.
-pub fn ttr_bucket_upper_ms(bucket: i64) -> i64 {
-    (TTR_RATIO.powi(bucket as i32) * 1000.0).round() as i64
-}
-
 /// A note people attached to an alert name or a target, inside one app (namespace).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Note {
@@ -210,67 +185,55 @@ fn json_text(r: &AnyRow, column: &'static str) -> Result<serde_json::Value> {
 }
 
 impl WriteTx {
-    /// Counts a job that just finished (succeeded, failed or escalated) in the rollup.
+    /// Counts a job that just finished (succeeded, failed or escalated) in the rollups.
     pub(super) async fn rollup_finished(&mut self, job_id: i64, succeeded: bool) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO kb_daily (day, namespace, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms) \
-             SELECT created_at / 86400000, target_namespace, alertname, playbook, 1, $2, 0, 0 \
+        for sql in [
+            "INSERT INTO kb_daily (namespace, day, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms) \
+             SELECT target_namespace, created_at / 86400000, alertname, playbook, 1, $2, 0, 0 \
              FROM jobs WHERE id = $1 AND dry_run = 0 \
-             ON CONFLICT (day, namespace, alertname, playbook) DO UPDATE SET \
-             runs = kb_daily.runs + excluded.runs, succeeded = kb_daily.succeeded + excluded.succeeded",
-        )
-        .bind(job_id)
-        .bind(i64::from(succeeded))
-        .execute(&mut *self.tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO kb_target_daily (namespace, target_key, day, runs, succeeded) \
-             SELECT target_namespace, target_key, created_at / 86400000, 1, $2 \
+             ON CONFLICT (namespace, day, alertname, playbook) DO UPDATE SET \
+             runs = kb_daily.runs + 1, succeeded = kb_daily.succeeded + excluded.succeeded",
+            "INSERT INTO kb_daily_all (day, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms) \
+             SELECT created_at / 86400000, alertname, playbook, 1, $2, 0, 0 \
              FROM jobs WHERE id = $1 AND dry_run = 0 \
-             ON CONFLICT (namespace, target_key, day) DO UPDATE SET \
-             runs = kb_target_daily.runs + excluded.runs, succeeded = kb_target_daily.succeeded + excluded.succeeded",
-        )
-        .bind(job_id)
-        .bind(i64::from(succeeded))
-        .execute(&mut *self.tx)
-        .await?;
+             ON CONFLICT (day, alertname, playbook) DO UPDATE SET \
+             runs = kb_daily_all.runs + 1, succeeded = kb_daily_all.succeeded + excluded.succeeded",
+            "INSERT INTO kb_target_daily (day, namespace, target_key, runs, succeeded) \
+             SELECT created_at / 86400000, target_namespace, target_key, 1, $2 \
+             FROM jobs WHERE id = $1 AND dry_run = 0 \
+             ON CONFLICT (day, namespace, target_key) DO UPDATE SET \
+             runs = kb_target_daily.runs + 1, succeeded = kb_target_daily.succeeded + excluded.succeeded",
+            "INSERT INTO kb_target_period (period, namespace, target_key, runs, succeeded) \
+             SELECT created_at / 86400000 / 30, target_namespace, target_key, 1, $2 \
+             FROM jobs WHERE id = $1 AND dry_run = 0 \
+             ON CONFLICT (period, namespace, target_key) DO UPDATE SET \
+             runs = kb_target_period.runs + 1, succeeded = kb_target_period.succeeded + excluded.succeeded",
+        ] {
+            sqlx::query(sql)
+                .bind(job_id)
+                .bind(i64::from(succeeded))
+                .execute(&mut *self.tx)
+                .await?;
+        }
         Ok(())
     }
 
-    /// Adds a job's freshly recorded time to recover to the rollup and its histogram.
+    /// Adds a job's freshly recorded time to recover to the rollups.
     pub(super) async fn rollup_ttr(&mut self, job_id: i64) -> Result<()> {
-        let row = sqlx::query("SELECT ttr_ms FROM jobs WHERE id = $1 AND dry_run = 0")
-            .bind(job_id)
-            .fetch_optional(&mut *self.tx)
-            .await?;
-        let Some(ttr) = row
-            .map(|r| r.try_get::<Option<i64>, _>("ttr_ms"))
-            .transpose()?
-            .flatten()
-        else {
-            return Ok(());
-        };
-        sqlx::query(
-            "INSERT INTO kb_daily (day, namespace, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms) \
-             SELECT created_at / 86400000, target_namespace, alertname, playbook, 0, 0, 1, $2 \
-             FROM jobs WHERE id = $1 \
-             ON CONFLICT (day, namespace, alertname, playbook) DO UPDATE SET \
-             ttr_count = kb_daily.ttr_count + 1, ttr_sum_ms = kb_daily.ttr_sum_ms + excluded.ttr_sum_ms",
-        )
-        .bind(job_id)
-        .bind(ttr)
-        .execute(&mut *self.tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO kb_ttr_hist (day, namespace, alertname, playbook, bucket, n) \
-             SELECT created_at / 86400000, target_namespace, alertname, playbook, $2, 1 \
-             FROM jobs WHERE id = $1 \
-             ON CONFLICT (day, namespace, alertname, playbook, bucket) DO UPDATE SET n = kb_ttr_hist.n + 1",
-        )
-        .bind(job_id)
-        .bind(ttr_bucket(ttr))
-        .execute(&mut *self.tx)
-        .await?;
+        for sql in [
+            "UPDATE kb_daily SET ttr_count = ttr_count + 1, ttr_sum_ms = ttr_sum_ms + j.ttr_ms \
+             FROM (SELECT target_namespace, created_at / 86400000 AS day, alertname, playbook, ttr_ms FROM jobs \
+                   WHERE id = $1 AND dry_run = 0 AND ttr_ms IS NOT NULL) AS j \
+             WHERE kb_daily.namespace = j.target_namespace AND kb_daily.day = j.day \
+             AND kb_daily.alertname = j.alertname AND kb_daily.playbook = j.playbook",
+            "UPDATE kb_daily_all SET ttr_count = ttr_count + 1, ttr_sum_ms = ttr_sum_ms + j.ttr_ms \
+             FROM (SELECT created_at / 86400000 AS day, alertname, playbook, ttr_ms FROM jobs \
+                   WHERE id = $1 AND dry_run = 0 AND ttr_ms IS NOT NULL) AS j \
+             WHERE kb_daily_all.day = j.day AND kb_daily_all.alertname = j.alertname \
+             AND kb_daily_all.playbook = j.playbook",
+        ] {
+            sqlx::query(sql).bind(job_id).execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
@@ -586,10 +549,15 @@ impl Store {
         out.stats += self
             .delete_batched("DELETE FROM kb_daily WHERE day < $1", day)
             .await?;
-        for table in ["kb_ttr_hist", "kb_target_daily"] {
+        for table in ["kb_daily_all", "kb_target_daily"] {
             self.delete_batched(&format!("DELETE FROM {table} WHERE day < $1"), day)
                 .await?;
         }
+        self.delete_batched(
+            "DELETE FROM kb_target_period WHERE period < $1",
+            day.div_euclid(30),
+        )
+        .await?;
         out.audit += self
             .delete_batched(&format!(
                 "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT {PRUNE_BATCH})"
@@ -619,26 +587,6 @@ impl Store {
             if n < PRUNE_BATCH as u64 {
                 return Ok(total);
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_time_to_recover_lands_in_the_bucket_whose_bound_covers_it() {
-        assert_eq!(ttr_bucket(500), 0);
-        assert_eq!(ttr_bucket(1000), 0);
-        assert_eq!(ttr_bucket(1001), 1);
-        assert_eq!(ttr_bucket(1200), 1);
-        assert_eq!(ttr_bucket(1201), 2);
-        for ms in [1_500, 60_000, 240_000, 3_600_000, 86_400_000] {
-            let b = ttr_bucket(ms);
-            assert!(ttr_bucket_upper_ms(b) >= ms, "{ms} in {b}");
-            assert!(ttr_bucket_upper_ms(b - 1) < ms, "{ms} in {b}");
-            assert!(ttr_bucket_upper_ms(b) as f64 <= ms as f64 * 1.2 + 1.0);
         }
     }
 }

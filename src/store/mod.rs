@@ -25,10 +25,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 pub use deploy::{AppRecord, DeploymentRecord};
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
-pub use kb::{
-    AlertRecord, AuditEntry, Cutoffs, DAY_MS, ListFilter, NewNote, Note, Pruned, ttr_bucket,
-    ttr_bucket_upper_ms,
-};
+pub use kb::{AlertRecord, AuditEntry, Cutoffs, DAY_MS, ListFilter, NewNote, Note, Pruned};
 
 /// Store failures. All of them mean "could not record": intake answers 503 so Alertmanager retries.
 #[derive(Debug, thiserror::Error)]
