@@ -137,6 +137,8 @@ pub struct Settings {
     pub retention: Retention,
     /// `aiops render` / `aiops deploy` (the deploy module).
     pub deploy: DeploySettings,
+    /// Notification channels, routes and templates.
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// The JSON API (`/api`): JWT HS256 tokens signed with this secret.
@@ -278,6 +280,7 @@ impl Default for Settings {
             api: ApiSettings::default(),
             retention: Retention::default(),
             deploy: DeploySettings::default(),
+            notify: crate::notify::NotifySettings::default(),
         }
     }
 }
@@ -462,7 +465,9 @@ impl Settings {
             }
             None => Settings::default(),
         };
-        s.apply_env(env)?;
+        s.apply_env(&env)?;
+        // Channel secrets may come from the environment (`<key>_env`) or files (`<key>_file`).
+        s.notify.resolve(&env)?;
         s.finish()?;
         Ok(s)
     }
@@ -483,7 +488,7 @@ impl Settings {
         })
     }
 
-    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<()> {
         fn parsed<T: std::str::FromStr>(name: &'static str, v: &str) -> Result<T>
         where
             T::Err: std::fmt::Display,

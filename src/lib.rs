@@ -17,6 +17,7 @@ pub mod http;
 pub mod kb;
 pub mod manifests;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod playbook;
 pub mod rules;

@@ -38,6 +38,10 @@ pub struct Metrics {
     pub api_auth_failures: IntCounterVec,
     /// Rows removed by retention, by table family.
     pub pruned: IntCounterVec,
+    /// Notification attempts, by channel and result (sent, retry, failed).
+    pub notifications: IntCounterVec,
+    /// Failed notification attempts, by channel and reason (`notify::Error::metric_label`).
+    pub notification_failures: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -106,6 +110,16 @@ impl Metrics {
             "Rows removed by retention, by table family.",
             &["table"],
         );
+        let notifications = cv(
+            "aiops_notifications_total",
+            "Notification attempts, by channel and result (sent, retry, failed).",
+            &["channel", "result"],
+        );
+        let notification_failures = cv(
+            "aiops_notification_failures_total",
+            "Failed notification attempts, by channel and reason.",
+            &["channel", "reason"],
+        );
         let alerts_duplicate = reg(
             &registry,
             IntCounter::new(
@@ -158,6 +172,8 @@ impl Metrics {
             reloads,
             api_auth_failures,
             pruned,
+            notifications,
+            notification_failures,
         }
     }
 

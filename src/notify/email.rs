@@ -1,0 +1,125 @@
+//! Email over SMTP with lettre: plain text plus an HTML alternative.
+//!
+//! `smtp_url` picks the transport the way lettre reads it: `smtp://host:25` plain (a local
+//! relay), `smtp://host:587?tls=required` STARTTLS, `smtps://host:465` implicit TLS; user and
+//! password may be in the URL or given as `username` / `password`. TLS is rustls on aws-lc-rs,
+//! the one provider of the binary. A 4xx reply or a connection problem is retried; 5xx is not.
+
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use crate::config::Secret;
+
+use super::{Error, Message, Notifier, Receipt, Result};
+
+/// An SMTP relay and the addresses to write to.
+pub struct Email {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+}
+
+/// Checks an email channel's settings (for `aiops check`); the message names no secret.
+pub fn check(smtp_url: &Secret, from: &str, to: &[String]) -> Result<(), String> {
+    AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url.expose()).map_err(|e| {
+        format!(
+            "smtp_url is not usable ({})",
+            redact(&e.to_string(), smtp_url)
+        )
+    })?;
+    from.parse::<Mailbox>()
+        .map_err(|e| format!("from {from:?}: {e}"))?;
+    for t in to {
+        t.parse::<Mailbox>().map_err(|e| format!("to {t:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Removes a secret from a third-party message, in case a library quotes its input.
+fn redact(text: &str, secret: &Secret) -> String {
+    if secret.expose().is_empty() {
+        text.to_string()
+    } else {
+        text.replace(secret.expose(), "***")
+    }
+}
+
+impl Email {
+    /// A channel through the relay at `smtp_url`.
+    pub fn new(
+        smtp_url: &Secret,
+        from: &str,
+        to: &[String],
+        username: Option<&str>,
+        password: Option<&Secret>,
+        timeout: Duration,
+    ) -> Result<Email> {
+        check(smtp_url, from, to).map_err(Error::Invalid)?;
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url.expose())
+            .map_err(|_| Error::Invalid("email: smtp_url is not usable".into()))?
+            .timeout(Some(timeout));
+        if let (Some(user), Some(pw)) = (username, password) {
+            builder = builder.credentials(Credentials::new(user.into(), pw.expose().into()));
+        }
+        Ok(Email {
+            transport: builder.build(),
+            from: from
+                .parse()
+                .map_err(|e| Error::Invalid(format!("email from: {e}")))?,
+            to: to
+                .iter()
+                .map(|t| {
+                    t.parse()
+                        .map_err(|e| Error::Invalid(format!("email to: {e}")))
+                })
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// The HTML alternative: the escaped text, line breaks kept.
+    pub fn html(msg: &Message) -> String {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        format!(
+            "<!DOCTYPE html><html><body><h3>{}</h3><pre style=\"font-family:sans-serif;white-space:pre-wrap\">{}</pre></body></html>",
+            esc(&msg.subject),
+            esc(&msg.body)
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl Notifier for Email {
+    async fn send(&self, msg: &Message) -> Result<Receipt> {
+        let mut builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(msg.subject.replace(['\r', '\n'], " "))
+            .message_id(Some(format!("<{}@aiops>", msg.retry_key)));
+        for t in &self.to {
+            builder = builder.to(t.clone());
+        }
+        let email = builder
+            .multipart(MultiPart::alternative_plain_html(
+                msg.body.clone(),
+                Self::html(msg),
+            ))
+            .map_err(|e| Error::Invalid(format!("email: {e}")))?;
+        match self.transport.send(email).await {
+            Ok(resp) => Ok(Receipt {
+                status: u16::from(resp.code()),
+                detail: resp.message().collect::<Vec<_>>().join(" "),
+            }),
+            Err(e) => Err(Error::Smtp {
+                retryable: !e.is_permanent(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,685 @@
+//! Notifications: what the daemon did, told to people on Telegram, LINE, Slack, email or a
+//! webhook, once, readable, and never in the way of a repair.
+//!
+//! The path of a message:
+//! - an event (an escalation, a repair's end, the storm brake, …) is turned into one row per
+//!   channel by [`Outbox::enqueue`], inside the store transaction of the state change that
+//!   causes it: a crash loses nothing and a rolled-back change sends nothing. Which channels:
+//!   the names a rule's chain gives explicitly (a channel, or a named route's channels) plus
+//!   the label routes that match the alert ([`route`]); the text is rendered then ([`template`]);
+//!   identical text to one channel within `notify.dedup_window` is recorded as suppressed;
+//! - the [`dispatch::Dispatcher`] claims due rows with a lease, waits for the channel's rate
+//!   limit, sends through the channel's [`Notifier`], records the attempt, and finishes the row
+//!   or reschedules it by the [`dispatch::RetryPolicy`].
+//!
+//! Each channel is one small file behind the [`Notifier`] trait; retry, dedup and rate limits
+//! are stages of their own, not repeated per channel. Errors never carry a secret: they are
+//! built from status codes and API descriptions, never from URLs or tokens.
+
+pub mod config;
+pub mod dispatch;
+pub mod email;
+pub mod line;
+pub mod route;
+pub mod slack;
+pub mod telegram;
+pub mod template;
+pub mod webhook;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::{self, NewNotification, NotificationState, WriteTx};
+pub use config::NotifySettings;
+
+/// Notification failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API answered with an error status.
+    #[error("{channel}: HTTP {status}: {detail}")]
+    Status {
+        /// Channel type.
+        channel: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// The API's description (never the request URL).
+        detail: String,
+        /// Worth retrying (5xx, 429).
+        retryable: bool,
+        /// How long the API asked to wait (Telegram `parameters.retry_after`, `Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// No answer: connection refused, reset, DNS, TLS.
+    #[error("{channel}: {detail}")]
+    Transport {
+        /// Channel type.
+        channel: &'static str,
+        /// What failed, without the URL.
+        detail: String,
+    },
+    /// No answer in time.
+    #[error("{channel}: timed out")]
+    Timeout {
+        /// Channel type.
+        channel: &'static str,
+    },
+    /// The SMTP server refused.
+    #[error("email: {detail}")]
+    Smtp {
+        /// The server's reply (never the credentials).
+        detail: String,
+        /// A 4xx reply or a connection problem.
+        retryable: bool,
+    },
+    /// The message or channel cannot work (bad address, unknown channel): never retried.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+/// `type Result<T, E = Error>` as in every module of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Whether trying again later may work.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Status { retryable, .. } | Error::Smtp { retryable, .. } => *retryable,
+            Error::Transport { .. } | Error::Timeout { .. } | Error::Store(_) => true,
+            Error::Invalid(_) => false,
+        }
+    }
+
+    /// The wait the API asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, if the API answered.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Error::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A short, bounded label: the `reason` of `aiops_notification_failures_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Status { status: 429, .. } => "rate_limited",
+            Error::Status { status, .. } if *status >= 500 => "server_error",
+            Error::Status { .. } => "client_error",
+            Error::Transport { .. } => "transport",
+            Error::Timeout { .. } => "timeout",
+            Error::Smtp { .. } => "smtp",
+            Error::Invalid(_) => "invalid",
+            Error::Store(_) => "store",
+        }
+    }
+
+    /// Builds the error of a non-2xx HTTP answer: 5xx and 429 are retryable, other 4xx not;
+    /// `Retry-After` (seconds) is honoured.
+    pub(crate) fn from_status(
+        channel: &'static str,
+        status: reqwest::StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        detail: String,
+    ) -> Error {
+        let retry_after = headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        Error::Status {
+            channel,
+            status: status.as_u16(),
+            detail,
+            retryable: status.is_server_error() || status.as_u16() == 429,
+            retry_after,
+        }
+    }
+
+    /// Turns a reqwest error into one without the URL (Slack's and webhooks' URLs are secrets,
+    /// Telegram's holds the bot token).
+    pub(crate) fn from_reqwest(channel: &'static str, e: reqwest::Error) -> Error {
+        if e.is_timeout() {
+            return Error::Timeout { channel };
+        }
+        let e = e.without_url();
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            detail.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        Error::Transport { channel, detail }
+    }
+}
+
+/// Reads an error body as text, bounded, for the error detail.
+pub(crate) async fn body_text(resp: reqwest::Response) -> String {
+    let text = resp.text().await.unwrap_or_default();
+    text.chars().take(500).collect()
+}
+
+/// What happened, as told to people. The same shape for every event; fields an event does
+/// not have stay empty. Templates see these fields; the webhook channel sends them as JSON.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Event {
+    /// Which event.
+    pub kind: EventKind,
+    /// The app (the alert's `app` label, else the target's name).
+    pub app: String,
+    /// The Kubernetes namespace.
+    pub namespace: String,
+    /// The target, `namespace/Kind/name`.
+    pub target: String,
+    /// The problem: the alert's name, and its summary when it has one.
+    pub problem: String,
+    /// The alert name.
+    pub alertname: String,
+    /// The alert's severity label.
+    pub severity: String,
+    /// The action: the playbook that ran or runs.
+    pub action: String,
+    /// How it ended (outcome or error).
+    pub result: String,
+    /// How long it took, humanised (`1m 30s`), when known.
+    pub duration: String,
+    /// Why it went to humans (escalations).
+    pub reason: String,
+    /// Every step the chain tried, in order (escalations).
+    pub steps: Vec<Tried>,
+    /// What the knowledge base remembers about fixing this ("last time, X fixed it in N min").
+    pub hint: String,
+    /// A free-form message (`notify()` in a playbook, deploys, tests).
+    pub message: String,
+    /// Links: the alert's generatorURL, its runbook_url annotation.
+    pub links: Vec<Link>,
+    /// The job, if any.
+    pub job_id: Option<i64>,
+    /// The rule, if any.
+    pub rule: String,
+    /// When, RFC 3339.
+    pub at: String,
+    /// The alert's labels (routing reads them; templates may too).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One step of an escalation chain, for the message.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Tried {
+    /// Job id.
+    pub job: i64,
+    /// Playbook.
+    pub playbook: String,
+    /// How it ended.
+    pub result: String,
+}
+
+/// A named link.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Link {
+    /// `alert`, `runbook`, …
+    pub name: String,
+    /// The URL.
+    pub url: String,
+}
+
+impl Event {
+    /// An event about an alert: app, namespace, problem, severity and links from its labels
+    /// and annotations.
+    pub fn for_alert(
+        kind: EventKind,
+        labels: &BTreeMap<String, String>,
+        annotations: &BTreeMap<String, String>,
+        generator_url: &str,
+    ) -> Event {
+        let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+        let alertname = label("alertname");
+        let problem = match annotations
+            .get("summary")
+            .or_else(|| annotations.get("description"))
+        {
+            Some(s) if !s.is_empty() => format!("{alertname}: {s}"),
+            _ => alertname.clone(),
+        };
+        let mut links = Vec::new();
+        if !generator_url.is_empty() {
+            links.push(Link {
+                name: "alert".into(),
+                url: generator_url.into(),
+            });
+        }
+        if let Some(r) = annotations.get("runbook_url").filter(|r| !r.is_empty()) {
+            links.push(Link {
+                name: "runbook".into(),
+                url: r.clone(),
+            });
+        }
+        Event {
+            kind,
+            app: label("app"),
+            namespace: label("namespace"),
+            problem,
+            alertname,
+            severity: label("severity"),
+            links,
+            labels: labels.clone(),
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            ..Event::default()
+        }
+    }
+}
+
+/// The events that produce messages.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A repair job started running.
+    RepairStarted,
+    /// A repair worked and was verified.
+    AutoRepairSuccess,
+    /// A repair step failed and the chain goes on with another playbook.
+    AutoRepairFailed,
+    /// Manual intervention required: what was tried, each step's outcome, the KB's hint.
+    #[default]
+    Escalation,
+    /// The storm brake engaged: automatic repairs paused.
+    StormBrake,
+    /// An alert fired (opt-in per route).
+    AlertFired,
+    /// The companion deploy module deployed an app.
+    DeploySuccess,
+    /// A playbook called `notify(route, msg)`.
+    PlaybookMessage,
+    /// `aiops notify test`.
+    Test,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 9] = [
+        EventKind::RepairStarted,
+        EventKind::AutoRepairSuccess,
+        EventKind::AutoRepairFailed,
+        EventKind::Escalation,
+        EventKind::StormBrake,
+        EventKind::AlertFired,
+        EventKind::DeploySuccess,
+        EventKind::PlaybookMessage,
+        EventKind::Test,
+    ];
+
+    /// The stored and configured name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RepairStarted => "repair_started",
+            EventKind::AutoRepairSuccess => "auto_repair_success",
+            EventKind::AutoRepairFailed => "auto_repair_failed",
+            EventKind::Escalation => "escalation",
+            EventKind::StormBrake => "storm_brake",
+            EventKind::AlertFired => "alert_fired",
+            EventKind::DeploySuccess => "deploy_success",
+            EventKind::PlaybookMessage => "playbook_message",
+            EventKind::Test => "test",
+        }
+    }
+}
+
+/// One message to one channel, as the dispatcher hands it over.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// Subject (first line, or the email subject).
+    pub subject: String,
+    /// Plain-text body; channels escape it for their format.
+    pub body: String,
+    /// The event as JSON (the webhook channel posts it).
+    pub event_json: String,
+    /// Idempotency key of this logical message, the same on every retry.
+    pub retry_key: String,
+    /// Event kind name.
+    pub event: String,
+}
+
+/// What a channel's API answered on success.
+#[derive(Clone, Debug)]
+pub struct Receipt {
+    /// HTTP status (250 for SMTP).
+    pub status: u16,
+    /// The API's answer, bounded (message ids, `ok`).
+    pub detail: String,
+}
+
+/// One channel. `send` delivers one logical message (possibly in several parts) and says,
+/// on failure, whether a retry may work and how long the API asked to wait.
+#[async_trait::async_trait]
+pub trait Notifier: Send + Sync {
+    /// Sends the message.
+    async fn send(&self, msg: &Message) -> Result<Receipt>;
+}
+
+/// Builds the notifier of a configured channel.
+pub fn notifier(
+    kind: &config::ChannelKind,
+    http: &reqwest::Client,
+    timeout: Duration,
+) -> Result<Arc<dyn Notifier>> {
+    use config::ChannelKind as K;
+    Ok(match kind {
+        K::Telegram {
+            bot_token,
+            chat_id,
+            api_url,
+        } => Arc::new(telegram::Telegram::new(
+            http.clone(),
+            api_url,
+            bot_token.clone(),
+            chat_id,
+        )),
+        K::Line {
+            channel_token,
+            to,
+            api_url,
+        } => Arc::new(line::Line::new(
+            http.clone(),
+            api_url,
+            channel_token.clone(),
+            to,
+        )),
+        K::Slack { webhook_url } => Arc::new(slack::Slack::new(http.clone(), webhook_url.clone())),
+        K::Webhook { url } => Arc::new(webhook::Webhook::new(http.clone(), url.clone())),
+        K::Email {
+            smtp_url,
+            from,
+            to,
+            username,
+            password,
+        } => Arc::new(email::Email::new(
+            smtp_url,
+            from,
+            to,
+            username.as_deref(),
+            password.as_ref(),
+            timeout,
+        )?),
+    })
+}
+
+/// The HTTP client every channel shares: no redirects (a redirect could carry a token to
+/// another host), the configured timeout.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .build()
+        .unwrap_or_default()
+}
+
+/// The enqueue side: routing and templates, shared by the executor, the pipeline, the
+/// playbook host API and (later) the deploy module.
+pub struct Outbox {
+    router: route::Router,
+    templates: template::Templates,
+    dedup_window_ms: i64,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    /// Builds the outbox from resolved settings.
+    pub fn new(settings: &NotifySettings) -> Result<Outbox> {
+        Ok(Outbox {
+            router: route::Router::new(settings),
+            templates: template::Templates::new(settings.language, &settings.templates)
+                .map_err(|e| Error::Invalid(e.to_string()))?,
+            dedup_window_ms: store::ms(settings.dedup_window.0),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
+    /// Woken after every commit that enqueued something, so the dispatcher sends at once.
+    pub fn wake_handle(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
+    }
+
+    /// Tells the dispatcher new rows are committed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether any channel is configured at all.
+    pub fn is_configured(&self) -> bool {
+        self.router.has_channels()
+    }
+
+    /// Whether `name` is something a chain step or `notify()` may name.
+    pub fn knows(&self, name: &str) -> bool {
+        self.router.knows(name)
+    }
+
+    /// Renders the event for its channels and writes one row per channel in `tx`. `explicit`
+    /// are the names a rule's chain (or a playbook) gave: channels, routes, or `default`.
+    /// Returns how many rows are pending (suppressed duplicates not counted). The caller
+    /// commits, then calls [`Outbox::wake`].
+    pub async fn enqueue(
+        &self,
+        tx: &mut WriteTx,
+        event: &Event,
+        explicit: &[String],
+        now: i64,
+    ) -> Result<usize> {
+        let channels = self
+            .router
+            .channels_for(event.kind, &event.labels, explicit);
+        if channels.is_empty() {
+            return Ok(0);
+        }
+        let (subject, body) = self.templates.render(event);
+        let event_json = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+        let mut pending = 0;
+        for channel in &channels {
+            let dedup_key = dedup_key(event.kind.as_str(), channel, &subject, &body);
+            let retry_key = uuid::Uuid::new_v4().to_string();
+            let (id, state) = tx
+                .insert_notification(
+                    &NewNotification {
+                        event: event.kind.as_str(),
+                        channel,
+                        job_id: event.job_id,
+                        namespace: Some(&event.namespace)
+                            .filter(|s| !s.is_empty())
+                            .map(|s| s.as_str()),
+                        app: Some(&event.app)
+                            .filter(|s| !s.is_empty())
+                            .map(|s| s.as_str()),
+                        dedup_key: &dedup_key,
+                        retry_key: &retry_key,
+                        subject: &subject,
+                        body: &body,
+                        event_json: &event_json,
+                    },
+                    now,
+                    now - self.dedup_window_ms,
+                )
+                .await?;
+            if state == NotificationState::Pending {
+                pending += 1;
+            } else {
+                tracing::info!(notification = id, channel = %channel, event = event.kind.as_str(), "identical message sent to this channel within the dedup window: suppressed");
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Enqueues in a transaction of its own and wakes the dispatcher: for events that are not
+    /// part of a state change (a playbook's `notify()`, a deploy).
+    pub async fn enqueue_now(
+        &self,
+        store: &store::Store,
+        event: &Event,
+        explicit: &[String],
+    ) -> Result<usize> {
+        let mut tx = store.begin_write().await?;
+        let n = self
+            .enqueue(&mut tx, event, explicit, store::now_ms())
+            .await?;
+        tx.commit().await?;
+        if n > 0 {
+            self.wake();
+        }
+        Ok(n)
+    }
+
+    /// For the deploy module: "APP deployed" to the routes matching `labels` (at least
+    /// `app` and `namespace`) and to `explicit` channels or routes.
+    pub async fn deploy_success(
+        &self,
+        store: &store::Store,
+        labels: &BTreeMap<String, String>,
+        message: &str,
+        explicit: &[String],
+    ) -> Result<usize> {
+        let mut event = Event::for_alert(EventKind::DeploySuccess, labels, &BTreeMap::new(), "");
+        event.message = message.to_string();
+        event.problem.clear();
+        self.enqueue_now(store, &event, explicit).await
+    }
+
+    /// The templates, for `aiops notify test`.
+    pub fn templates(&self) -> &template::Templates {
+        &self.templates
+    }
+}
+
+/// A stable key for "the same text to the same channel" (FNV-1a, 64 bits, hex).
+fn dedup_key(event: &str, channel: &str, subject: &str, body: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [event, channel, subject, body] {
+        for b in part.bytes().chain(std::iter::once(0xff)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// Splits text into chunks of at most `max` units as measured by `len`, preferring line
+/// breaks, then spaces, and never splitting a character.
+pub(crate) fn split_text(text: &str, max: usize, len: impl Fn(&str) -> usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while len(rest) > max {
+        // The longest prefix (on char boundaries) that fits.
+        let mut fit = 0;
+        for (i, c) in rest.char_indices() {
+            let end = i + c.len_utf8();
+            if len(&rest[..end]) > max {
+                break;
+            }
+            fit = end;
+        }
+        if fit == 0 {
+            // One character longer than the limit cannot happen with real limits; take it.
+            fit = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let cut = rest[..fit]
+            .rfind('\n')
+            .filter(|&i| i > fit / 2)
+            .map(|i| i + 1)
+            .or_else(|| {
+                rest[..fit]
+                    .rfind(' ')
+                    .filter(|&i| i > fit / 2)
+                    .map(|i| i + 1)
+            })
+            .unwrap_or(fit);
+        out.push(rest[..cut].trim_end_matches('\n').to_string());
+        rest = &rest[cut..];
+    }
+    if !rest.is_empty() || out.is_empty() {
+        out.push(rest.to_string());
+    }
+    out
+}
+
+/// Every configured channel's notifier, by name.
+pub fn notifiers(settings: &NotifySettings) -> Result<BTreeMap<String, Arc<dyn Notifier>>> {
+    let http = http_client(settings.timeout.0);
+    settings
+        .channels
+        .iter()
+        .map(|(name, c)| Ok((name.clone(), notifier(&c.kind, &http, settings.timeout.0)?)))
+        .collect()
+}
+
+/// Names of the configured channels.
+pub fn channel_names(settings: &NotifySettings) -> BTreeSet<String> {
+    settings.channels.keys().cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitting_prefers_line_breaks_and_keeps_every_character() {
+        let text = format!("{}\n{}", "a".repeat(30), "b".repeat(30));
+        let parts = split_text(&text, 40, |s| s.chars().count());
+        assert_eq!(parts, vec!["a".repeat(30), "b".repeat(30)]);
+        let cjk = "修".repeat(25);
+        let parts = split_text(&cjk, 10, |s| s.chars().count());
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts.concat(), cjk);
+    }
+
+    #[test]
+    fn a_short_text_is_one_part() {
+        assert_eq!(split_text("hi", 10, str::len), vec!["hi"]);
+    }
+
+    #[test]
+    fn the_dedup_key_changes_with_the_channel_and_the_text() {
+        let a = dedup_key("escalation", "tg", "s", "b");
+        assert_eq!(a, dedup_key("escalation", "tg", "s", "b"));
+        assert_ne!(a, dedup_key("escalation", "slack", "s", "b"));
+        assert_ne!(a, dedup_key("escalation", "tg", "s", "b2"));
+        assert_ne!(dedup_key("e", "ab", "c", ""), dedup_key("e", "a", "bc", ""));
+    }
+
+    #[test]
+    fn client_errors_are_final_and_429_and_5xx_are_retried() {
+        let h = reqwest::header::HeaderMap::new();
+        let e = Error::from_status("slack", reqwest::StatusCode::FORBIDDEN, &h, "no".into());
+        assert!(!e.is_retryable());
+        assert_eq!(e.metric_label(), "client_error");
+        let e = Error::from_status("slack", reqwest::StatusCode::BAD_GATEWAY, &h, "".into());
+        assert!(e.is_retryable());
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        let e = Error::from_status(
+            "slack",
+            reqwest::StatusCode::TOO_MANY_REQUESTS,
+            &h,
+            "".into(),
+        );
+        assert!(e.is_retryable());
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        assert_eq!(e.metric_label(), "rate_limited");
+    }
+}

@@ -1,0 +1,382 @@
+//! The notification outbox: one row per event × channel, and one row per delivery attempt.
+//!
+//! Rows are written in the transaction of the state change that causes them ([`WriteTx`]), and
+//! delivered by a dispatcher that claims due rows with a lease, like jobs: a conditional UPDATE
+//! (with `FOR UPDATE SKIP LOCKED` on PostgreSQL) gives each row to one replica at a time, and a
+//! row whose claimant died is claimed again once its lease expires.
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use super::{Backend, Error, Result, Store, WriteTx};
+
+/// Delivery states of a notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationState {
+    /// Waiting to be sent (first try or a retry at `next_attempt_at`).
+    Pending,
+    /// Claimed by a dispatcher; `lease_until` says until when.
+    Sending,
+    /// Accepted by the channel's API.
+    Sent,
+    /// Given up: a permanent error or too many attempts.
+    Failed,
+    /// An identical message went to the same channel within the dedup window.
+    Suppressed,
+}
+
+impl NotificationState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationState::Pending => "pending",
+            NotificationState::Sending => "sending",
+            NotificationState::Sent => "sent",
+            NotificationState::Failed => "failed",
+            NotificationState::Suppressed => "suppressed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<NotificationState> {
+        [
+            NotificationState::Pending,
+            NotificationState::Sending,
+            NotificationState::Sent,
+            NotificationState::Failed,
+            NotificationState::Suppressed,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// A notification to enqueue.
+#[derive(Clone, Debug)]
+pub struct NewNotification<'a> {
+    /// Event kind (`escalation`, …).
+    pub event: &'a str,
+    /// Channel name.
+    pub channel: &'a str,
+    /// The job the event is about, if any.
+    pub job_id: Option<i64>,
+    /// The alert's (or target's) Kubernetes namespace.
+    pub namespace: Option<&'a str>,
+    /// The alert's app.
+    pub app: Option<&'a str>,
+    /// Identical messages to one channel share this key.
+    pub dedup_key: &'a str,
+    /// Idempotency key sent to APIs that take one (LINE's X-Line-Retry-Key); reused on retries.
+    pub retry_key: &'a str,
+    /// Rendered subject.
+    pub subject: &'a str,
+    /// Rendered plain-text body.
+    pub body: &'a str,
+    /// The event as JSON (the webhook channel sends it).
+    pub event_json: &'a str,
+}
+
+/// A stored notification.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Notification {
+    /// Id.
+    pub id: i64,
+    /// Event kind.
+    pub event: String,
+    /// Channel name.
+    pub channel: String,
+    /// Job, if any.
+    pub job_id: Option<i64>,
+    /// Namespace.
+    pub namespace: Option<String>,
+    /// App.
+    pub app: Option<String>,
+    /// Dedup key.
+    pub dedup_key: String,
+    /// Idempotency key.
+    pub retry_key: String,
+    /// Subject.
+    pub subject: String,
+    /// Body.
+    pub body: String,
+    /// Event JSON.
+    pub event_json: String,
+    /// State.
+    pub state: NotificationState,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// When the next attempt is due.
+    pub next_attempt_at: i64,
+    /// Last error (never a secret: errors are built without URLs or tokens).
+    pub last_error: Option<String>,
+    /// Created.
+    pub created_at: i64,
+    /// Accepted by the API.
+    pub sent_at: Option<i64>,
+}
+
+/// One delivery attempt.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NotificationAttempt {
+    /// When.
+    pub at: i64,
+    /// `sent`, `retry`, `failed`.
+    pub result: String,
+    /// The API's HTTP status, when there was one.
+    pub http_status: Option<i64>,
+    /// The retry-after the API asked for.
+    pub retry_after_ms: Option<i64>,
+    /// What happened.
+    pub detail: String,
+}
+
+/// What an attempt's end does to the row.
+#[derive(Clone, Copy, Debug)]
+pub enum AttemptEnd {
+    /// Delivered.
+    Sent,
+    /// Try again at this time (epoch ms).
+    Retry(i64),
+    /// Give up.
+    Failed,
+}
+
+const COLUMNS: &str = "id, event, channel, job_id, namespace, app, dedup_key, retry_key, subject, body, event_json, \
+    state, attempts, next_attempt_at, last_error, created_at, sent_at";
+
+fn from_row(row: &AnyRow) -> Result<Notification> {
+    let state: String = row.try_get("state")?;
+    Ok(Notification {
+        id: row.try_get("id")?,
+        event: row.try_get("event")?,
+        channel: row.try_get("channel")?,
+        job_id: row.try_get("job_id")?,
+        namespace: row.try_get("namespace")?,
+        app: row.try_get("app")?,
+        dedup_key: row.try_get("dedup_key")?,
+        retry_key: row.try_get("retry_key")?,
+        subject: row.try_get("subject")?,
+        body: row.try_get("body")?,
+        event_json: row.try_get("event_json")?,
+        state: NotificationState::parse(&state).ok_or(Error::Corrupt {
+            column: "state",
+            message: format!("unknown notification state {state:?}"),
+        })?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        sent_at: row.try_get("sent_at")?,
+    })
+}
+
+impl WriteTx {
+    /// Enqueues a notification. When a message with the same dedup key went (or is going) to
+    /// the same channel since `dedup_since`, the row is recorded as `suppressed` instead, so
+    /// the decision stays visible. Returns the row id and its state.
+    pub async fn insert_notification(
+        &mut self,
+        n: &NewNotification<'_>,
+        now: i64,
+        dedup_since: i64,
+    ) -> Result<(i64, NotificationState)> {
+        let dup = sqlx::query(
+            "SELECT id FROM notifications WHERE channel = $1 AND dedup_key = $2 AND created_at >= $3 \
+             AND state IN ('pending', 'sending', 'sent') LIMIT 1",
+        )
+        .bind(n.channel)
+        .bind(n.dedup_key)
+        .bind(dedup_since)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let state = if dup.is_some() {
+            NotificationState::Suppressed
+        } else {
+            NotificationState::Pending
+        };
+        let row = sqlx::query(
+            "INSERT INTO notifications (event, channel, job_id, namespace, app, dedup_key, retry_key, subject, body, \
+             event_json, state, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $12) RETURNING id",
+        )
+        .bind(n.event)
+        .bind(n.channel)
+        .bind(n.job_id)
+        .bind(n.namespace)
+        .bind(n.app)
+        .bind(n.dedup_key)
+        .bind(n.retry_key)
+        .bind(n.subject)
+        .bind(n.body)
+        .bind(n.event_json)
+        .bind(state.as_str())
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok((row.try_get("id")?, state))
+    }
+}
+
+impl Store {
+    /// Claims up to `limit` due notifications for `owner` until `lease_until`: pending rows
+    /// whose time has come, and `sending` rows whose claimant's lease expired (it died
+    /// mid-send; the channel may have the message already, which is what retry keys are for).
+    pub async fn claim_notifications(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<Notification>> {
+        let mut tx = self.begin_write().await?;
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let ids = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id FROM notifications WHERE (state = 'pending' AND next_attempt_at <= $1) \
+             OR (state = 'sending' AND lease_until < $1) ORDER BY next_attempt_at, id LIMIT $2{lock}"
+        )))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for r in ids {
+            let id: i64 = r.try_get("id")?;
+            let row = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE notifications SET state = 'sending', owner = $1, lease_until = $2 \
+                 WHERE id = $3 AND (state = 'pending' OR (state = 'sending' AND lease_until < $4)) \
+                 RETURNING {COLUMNS}"
+            )))
+            .bind(owner)
+            .bind(lease_until)
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&mut *tx.tx)
+            .await?;
+            if let Some(row) = row {
+                out.push(from_row(&row)?);
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Records one attempt and moves the row on, if `owner` still holds it. Returns whether
+    /// the row was still ours (a lost lease means another replica took it over).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn finish_attempt(
+        &self,
+        id: i64,
+        owner: &str,
+        now: i64,
+        end: AttemptEnd,
+        http_status: Option<u16>,
+        retry_after_ms: Option<i64>,
+        detail: &str,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let (state, next, result) = match end {
+            AttemptEnd::Sent => (NotificationState::Sent, None, "sent"),
+            AttemptEnd::Retry(at) => (NotificationState::Pending, Some(at), "retry"),
+            AttemptEnd::Failed => (NotificationState::Failed, None, "failed"),
+        };
+        let error = match end {
+            AttemptEnd::Sent => None,
+            _ => Some(detail),
+        };
+        let moved = sqlx::query(
+            "UPDATE notifications SET state = $1, attempts = attempts + 1, \
+             next_attempt_at = COALESCE($2, next_attempt_at), owner = NULL, lease_until = NULL, \
+             last_error = COALESCE($3, last_error), sent_at = CASE WHEN $1 = 'sent' THEN $4 ELSE sent_at END \
+             WHERE id = $5 AND state = 'sending' AND owner = $6",
+        )
+        .bind(state.as_str())
+        .bind(next)
+        .bind(error)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected()
+            == 1;
+        sqlx::query(
+            "INSERT INTO notification_attempts (notification_id, at, result, http_status, retry_after_ms, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(if moved { result } else { "lease_lost" })
+        .bind(http_status.map(i64::from))
+        .bind(retry_after_ms)
+        .bind(detail)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Puts a claimed row back for later without counting an attempt (the channel's rate
+    /// limit said wait).
+    pub async fn defer_notification(&self, id: i64, owner: &str, at: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let moved = sqlx::query(
+            "UPDATE notifications SET state = 'pending', next_attempt_at = $1, owner = NULL, lease_until = NULL \
+             WHERE id = $2 AND state = 'sending' AND owner = $3",
+        )
+        .bind(at)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Every notification, oldest first (tests, the CLI, the HTTP API).
+    pub async fn notifications(&self) -> Result<Vec<Notification>> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM notifications ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// The attempts of one notification, in order.
+    pub async fn notification_attempts(&self, id: i64) -> Result<Vec<NotificationAttempt>> {
+        let rows = sqlx::query(
+            "SELECT at, result, http_status, retry_after_ms, detail FROM notification_attempts \
+             WHERE notification_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NotificationAttempt {
+                    at: r.try_get("at")?,
+                    result: r.try_get("result")?,
+                    http_status: r.try_get("http_status")?,
+                    retry_after_ms: r.try_get("retry_after_ms")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The earliest `next_attempt_at` of pending rows, so an idle dispatcher sleeps until then.
+    pub async fn next_notification_due(&self) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MIN(next_attempt_at) AS due FROM notifications WHERE state = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("due")?)
+    }
+}
