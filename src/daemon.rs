@@ -36,6 +36,9 @@ pub enum Error {
     /// The cluster backend could not be set up.
     #[error("cluster: {0}")]
     Cluster(String),
+    /// The notify section could not be turned into channels.
+    #[error("notify: {0}")]
+    Notify(String),
     /// Start-up recovery failed.
     #[error("start-up recovery failed: {0}")]
     Recover(#[from] executor::Error),
@@ -109,6 +112,26 @@ pub async fn run(
     let store = open_store(&settings).await?;
     let defs = Definitions::load(&settings.rules_dir, &settings.playbooks_dir)
         .map_err(Error::Definitions)?;
+    let outbox = Arc::new(
+        crate::notify::Outbox::new(&settings.notify).map_err(|e| Error::Notify(e.to_string()))?,
+    );
+    let problems = defs.check_notify(&|n| settings.notify.knows(n));
+    if !problems.is_empty() {
+        return Err(Error::Definitions(problems));
+    }
+    let notifiers =
+        crate::notify::notifiers(&settings.notify).map_err(|e| Error::Notify(e.to_string()))?;
+    if notifiers.is_empty() {
+        tracing::warn!(
+            "no notification channels configured (notify.channels): escalations are recorded, not sent"
+        );
+    } else {
+        tracing::info!(
+            channels = notifiers.len(),
+            routes = settings.notify.routes.len(),
+            "notification channels configured"
+        );
+    }
     tracing::info!(rules = defs.rules.len(), playbooks = defs.playbooks.len(), backend = ?store.backend(), "definitions loaded");
 
     let metrics = Metrics::new();
@@ -122,12 +145,9 @@ pub async fn run(
     for status in ["firing", "resolved"] {
         metrics.alerts_received.with_label_values(&[status]);
     }
-    let pipeline = Arc::new(Pipeline::new(
-        store.clone(),
-        defs,
-        &settings,
-        metrics.clone(),
-    ));
+    let pipeline = Arc::new(
+        Pipeline::new(store.clone(), defs, &settings, metrics.clone()).with_outbox(outbox.clone()),
+    );
     let cluster = open_cluster(&settings).await?;
     let runtime = executor::Runtime::new(cluster, settings.playbook.clone());
     let executor = Arc::new(Executor::new(
@@ -157,6 +177,17 @@ pub async fn run(
     tracing::info!(%addr, owner = executor.owner(), "listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The dispatcher stops after the workers, so what the last repairs enqueued goes out.
+    let (notify_stop_tx, notify_stop_rx) = watch::channel(false);
+    let dispatcher = Arc::new(crate::notify::dispatch::Dispatcher::new(
+        store.clone(),
+        &settings.notify,
+        notifiers,
+        metrics.clone(),
+        executor.owner(),
+        outbox.wake_handle(),
+    ))
+    .spawn(notify_stop_rx);
     let mut workers = executor.spawn(stop_rx);
 
     let pruner = spawn_retention(&settings, store.clone(), metrics.clone());
@@ -206,6 +237,17 @@ pub async fn run(
         {
             workers.abort_all();
         }
+    }
+    // Messages the last repairs enqueued go out now if they can; the rest stay in the outbox
+    // for the next start (or another replica).
+    let _ = notify_stop_tx.send(true);
+    if tokio::time::timeout(std::time::Duration::from_secs(10), dispatcher)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "notifications still sending after 10 s; the rest are sent at the next start"
+        );
     }
     store.close().await;
     tracing::info!("stopped");

@@ -95,6 +95,9 @@ enum Command {
     /// API tokens (JWT HS256 signed with api.jwt_secret / AIOPS_JWT_SECRET).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Notifications: try a channel.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Print the Kubernetes manifests that run the daemon in a cluster (for kubectl apply -f -).
     Manifests {
         #[command(flatten)]
@@ -182,6 +185,19 @@ enum TokenCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum NotifyCommand {
+    /// Send a test message to one channel of notify.channels and print the API's answer;
+    /// exit 1 when the channel refuses or cannot be reached.
+    Test {
+        /// The channel name.
+        channel: String,
+        /// The text (default: a line naming the channel and the host).
+        #[arg(long)]
+        message: Option<String>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
@@ -202,6 +218,9 @@ fn main() -> ExitCode {
             Command::Simulate { file, json } => simulate(cli.config.as_deref(), &file, json).await,
             Command::Kb(cmd) => kb(cli.config.as_deref(), cmd).await,
             Command::Token(cmd) => token(cli.config.as_deref(), cmd),
+            Command::Notify(NotifyCommand::Test { channel, message }) => {
+                notify_test(cli.config.as_deref(), &channel, message).await
+            }
             Command::Render {
                 file,
                 output,
@@ -291,8 +310,21 @@ fn check(config: Option<&Path>) -> Result<ExitCode> {
         eprintln!("settings: {e}");
         return Ok(ExitCode::FAILURE);
     }
+    println!(
+        "notify: OK ({} channels, {} routes)",
+        settings.notify.channels.len(),
+        settings.notify.routes.len()
+    );
     match Definitions::load(&settings.rules_dir, &settings.playbooks_dir) {
         Ok(defs) => {
+            let problems = defs.check_notify(&|n| settings.notify.knows(n));
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("check failed: {} problem(s)", problems.len());
+                return Ok(ExitCode::FAILURE);
+            }
             println!(
                 "rules: OK ({} rules in {})",
                 defs.rules.len(),
@@ -787,6 +819,77 @@ async fn deploy(
         }
         Err(e) => {
             eprintln!("deployment {} of {} failed: {e}", record.id, record.app);
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn notify_test(
+    config: Option<&Path>,
+    channel: &str,
+    message: Option<String>,
+) -> Result<ExitCode> {
+    use aiops::notify::{self, Event, EventKind, Message};
+    let settings = Settings::load(config)?;
+    let Some(ch) = settings.notify.channels.get(channel) else {
+        let known: Vec<_> = settings.notify.channels.keys().cloned().collect();
+        anyhow::bail!(
+            "no channel {channel:?} in notify.channels (configured: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    let notifier = notify::notifier(
+        &ch.kind,
+        &notify::http_client(settings.notify.timeout.0),
+        settings.notify.timeout.0,
+    )?;
+    let outbox = notify::Outbox::new(&settings.notify)?;
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "aiops".into());
+    let event = Event {
+        kind: EventKind::Test,
+        message: message.unwrap_or_else(|| {
+            format!(
+                "aiops notify test: channel {channel} ({}) from {host} works.",
+                ch.kind.type_name()
+            )
+        }),
+        at: chrono::Utc::now().to_rfc3339(),
+        ..Event::default()
+    };
+    let (subject, body) = outbox.templates().render(&event);
+    let msg = Message {
+        subject,
+        body,
+        event_json: serde_json::to_string(&event)?,
+        retry_key: uuid::Uuid::new_v4().to_string(),
+        event: EventKind::Test.as_str().to_string(),
+    };
+    let secrets: Vec<_> = ch.kind.secrets().into_iter().cloned().collect();
+    match notifier.send(&msg).await {
+        Ok(receipt) => {
+            println!(
+                "sent to {channel} ({}): {} {}",
+                ch.kind.type_name(),
+                receipt.status,
+                notify::dispatch::redact(&receipt.detail, &secrets)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: {channel} ({}) refused the test message: {}{}",
+                ch.kind.type_name(),
+                notify::dispatch::redact(&e.to_string(), &secrets),
+                if e.is_retryable() {
+                    " (temporary: the daemon would retry)"
+                } else {
+                    ""
+                }
+            );
             Ok(ExitCode::FAILURE)
         }
     }

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use crate::cluster::{Cluster, Target};
 use crate::config::{Jobs, PlaybookSettings};
 use crate::metrics::Metrics;
+use crate::notify::{self as notify_, Event, EventKind};
 use crate::pipeline::Pipeline;
 use crate::playbook::host::{HostSettings, Outcome, RunContext, RunInput, Runner, StepSink};
 use crate::rules::Verify;
@@ -175,6 +176,7 @@ impl Executor {
                     self.metrics.jobs.with_label_values(&["running"]).inc();
                     self.refresh_depth().await;
                     tracing::info!(worker = index, job = job.id, rule = %job.rule, playbook = %job.playbook, target = %job.target_key, "job started");
+                    self.notify_started(&job).await;
                     if let Err(e) = self.run(job).await {
                         tracing::error!(error = %e, "recording a job's progress failed; it will be reaped as interrupted");
                     }
@@ -325,29 +327,34 @@ impl Executor {
             .timeout_ms
             .and_then(|ms| u64::try_from(ms).ok())
             .map_or(self.rt.settings.timeout.0, Duration::from_millis);
-        let ctx = Arc::new(
-            RunContext::new(
-                self.rt.cluster.clone(),
-                Some(self.store.clone()),
-                Some(StepSink {
-                    store: self.store.clone(),
-                    job_id: job.id,
-                }),
-                tokio::runtime::Handle::current(),
-                job.dry_run,
-                self.rt.host.clone(),
-                self.rt.http.clone(),
-                timeout,
-            )
-            .with_cancel(vec![lost.clone(), self.stopping.clone()])
-            .with_event_context(
-                target.clone(),
-                format!(
-                    "job {} (rule {}, alert {} {})",
-                    job.id, job.rule, job.alertname, job.fingerprint
-                ),
+        let ctx = RunContext::new(
+            self.rt.cluster.clone(),
+            Some(self.store.clone()),
+            Some(StepSink {
+                store: self.store.clone(),
+                job_id: job.id,
+            }),
+            tokio::runtime::Handle::current(),
+            job.dry_run,
+            self.rt.host.clone(),
+            self.rt.http.clone(),
+            timeout,
+        )
+        .with_cancel(vec![lost.clone(), self.stopping.clone()])
+        .with_event_context(
+            target.clone(),
+            format!(
+                "job {} (rule {}, alert {} {})",
+                job.id, job.rule, job.alertname, job.fingerprint
             ),
         );
+        let ctx = Arc::new(match self.pipeline.outbox() {
+            Some(outbox) => ctx.with_notify(
+                outbox.clone(),
+                job_event(EventKind::PlaybookMessage, job, &alert, store::now_ms()),
+            ),
+            None => ctx,
+        });
         let runner = self.rt.runner.clone();
         match tokio::task::spawn_blocking(move || runner.run(&playbook, input, ctx)).await {
             Ok(result) => Ok((result.outcome, result.touched)),
@@ -522,6 +529,11 @@ impl Executor {
 
     async fn finish(&self, job: &Job, state: JobState, outcome: Outcome) -> Result<()> {
         let now = store::now_ms();
+        // The alert, for the messages this end produces (read before the write transaction).
+        let alert = match self.pipeline.outbox() {
+            Some(_) => self.store.alert_event(job.alert_event_id).await?,
+            None => None,
+        };
         match outcome {
             Outcome::Success(msg) => {
                 let mut tx = self.store.begin_write().await?;
@@ -534,7 +546,17 @@ impl Executor {
                     Record::Outcome(&msg),
                 )
                 .await?;
+                let notified = match &alert {
+                    Some(alert) => {
+                        let mut event = job_event(EventKind::AutoRepairSuccess, job, alert, now);
+                        event.result = msg.clone();
+                        self.enqueue(&mut tx, &event, &chain_routes(job), now)
+                            .await?
+                    }
+                    None => 0,
+                };
                 tx.commit().await?;
+                self.woken(notified);
                 if let Err(e) = self.store.record_ttr_if_resolved(job.id).await {
                     tracing::warn!(job = job.id, error = %e, "recording the time to recover failed");
                 }
@@ -607,7 +629,28 @@ impl Executor {
                     Record::Nothing,
                 )
                 .await?;
+                let notified = match &alert {
+                    Some(alert) => {
+                        let kind = if escalated.to_humans.is_some() {
+                            EventKind::Escalation
+                        } else {
+                            EventKind::AutoRepairFailed
+                        };
+                        let mut event = job_event(kind, job, alert, now);
+                        event.result = msg.clone();
+                        event.hint = history.hint.unwrap_or_default().to_string();
+                        event.steps = tried(job, history.jobs, &msg);
+                        event.reason = match &escalated.to_humans {
+                            Some(why) => why.clone(),
+                            None => escalated.summary.clone(),
+                        };
+                        self.enqueue(&mut tx, &event, &escalated.routes, now)
+                            .await?
+                    }
+                    None => 0,
+                };
                 tx.commit().await?;
+                self.woken(notified);
                 self.metrics.jobs.with_label_values(&["failed"]).inc();
                 self.metrics.jobs.with_label_values(&["escalated"]).inc();
                 for kind in &escalated.kinds {
@@ -621,6 +664,54 @@ impl Executor {
             }
         }
         Ok(())
+    }
+
+    async fn enqueue(
+        &self,
+        tx: &mut store::WriteTx,
+        event: &Event,
+        explicit: &[String],
+        now: i64,
+    ) -> Result<usize> {
+        match self.pipeline.outbox() {
+            Some(outbox) => Ok(outbox.enqueue(tx, event, explicit, now).await?),
+            None => Ok(0),
+        }
+    }
+
+    fn woken(&self, notified: usize) {
+        if notified > 0
+            && let Some(outbox) = self.pipeline.outbox()
+        {
+            outbox.wake();
+        }
+    }
+
+    /// Tells the routes that a job started (in its own transaction: the claim committed).
+    async fn notify_started(&self, job: &Job) {
+        let Some(outbox) = self.pipeline.outbox() else {
+            return;
+        };
+        let result = async {
+            let Some(alert) = self.store.alert_event(job.alert_event_id).await? else {
+                return Ok::<usize, store::Error>(0);
+            };
+            let event = job_event(EventKind::RepairStarted, job, &alert, store::now_ms());
+            outbox
+                .enqueue_now(&self.store, &event, &[])
+                .await
+                .map_err(|e| match e {
+                    crate::notify::Error::Store(e) => e,
+                    other => store::Error::Corrupt {
+                        column: "notifications",
+                        message: other.to_string(),
+                    },
+                })
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(job = job.id, error = %e, "enqueueing the repair_started notification failed");
+        }
     }
 
     /// Waits for `wake` or a poll tick; used by tests that drive the executor directly.
@@ -638,6 +729,52 @@ impl Executor {
     pub fn shutdown_grace(&self) -> Duration {
         self.cfg.shutdown_grace.0
     }
+}
+
+/// The message fields every job event shares: the alert's app, problem and links, the
+/// target, the playbook, and how long the job has run.
+fn job_event(kind: EventKind, job: &Job, alert: &store::StoredAlert, now: i64) -> Event {
+    let generator = &alert.generator_url;
+    let mut event = Event::for_alert(kind, &alert.labels, &alert.annotations, generator);
+    if event.app.is_empty() {
+        event.app = job.target_name.clone();
+    }
+    if event.namespace.is_empty() {
+        event.namespace = job.target_namespace.clone();
+    }
+    if event.alertname.is_empty() {
+        event.alertname = job.alertname.clone();
+        event.problem = job.alertname.clone();
+    }
+    event.target = job.target_key.clone();
+    event.action = job.playbook.clone();
+    event.job_id = Some(job.id);
+    event.rule = job.rule.clone();
+    if let Some(started) = job.started_at
+        && now > started
+    {
+        let d = std::time::Duration::from_secs(u64::try_from((now - started) / 1000).unwrap_or(0));
+        event.duration = humantime::format_duration(d).to_string();
+    }
+    event
+}
+
+/// Each job of the chain and how it ended (the current one by `reason`).
+fn tried(job: &Job, jobs: &[Job], reason: &str) -> Vec<notify_::Tried> {
+    jobs.iter()
+        .map(|j| notify_::Tried {
+            job: j.id,
+            playbook: j.playbook.clone(),
+            result: if j.id == job.id {
+                reason.to_string()
+            } else {
+                j.error
+                    .clone()
+                    .or_else(|| j.outcome.clone())
+                    .unwrap_or_else(|| j.state.to_string())
+            },
+        })
+        .collect()
 }
 
 /// Every notify route named in a job's chain: the humans to tell when automation gives up.
@@ -660,6 +797,10 @@ struct Escalated {
     summary: String,
     kinds: Vec<&'static str>,
     next_job: Option<i64>,
+    /// Routes (or channels) the chain named for this hand-off.
+    routes: Vec<String>,
+    /// Why it went to humans, when it did.
+    to_humans: Option<String>,
 }
 
 /// Walks the job's chain from its position: records notify steps, creates the next playbook
@@ -800,6 +941,8 @@ async fn escalate(
                     summary: parts.join("; "),
                     kinds,
                     next_job: Some(id),
+                    routes,
+                    to_humans: None,
                 });
             }
             None => {
@@ -868,6 +1011,8 @@ async fn to_humans(
             summary: format!("handed to humans ({why})"),
             kinds: vec!["human"],
             next_job: None,
+            routes: Vec::new(),
+            to_humans: Some(why.to_string()),
         });
     }
     for route in routes {
@@ -878,5 +1023,7 @@ async fn to_humans(
         summary: format!("handed to humans via {} ({why})", routes.join(", ")),
         kinds: vec!["notify"; routes.len()],
         next_job: None,
+        routes: routes.to_vec(),
+        to_humans: Some(why.to_string()),
     })
 }

@@ -331,7 +331,7 @@ impl Dispatcher {
         }
     }
 
-    /// Runs until `shutdown` becomes true; a send in progress is finished first.
+    /// Runs until `shutdown` becomes true, then sends what is due one last time.
     pub fn spawn(
         self: Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
@@ -339,6 +339,9 @@ impl Dispatcher {
         tokio::spawn(async move {
             loop {
                 if *shutdown.borrow() {
+                    if let Err(e) = self.run_once().await {
+                        tracing::error!(error = %e, "claiming notifications failed");
+                    }
                     return;
                 }
                 let notified = self.wake.notified();

@@ -483,7 +483,7 @@ impl Outbox {
         event: &Event,
         explicit: &[String],
         now: i64,
-    ) -> Result<usize> {
+    ) -> store::Result<usize> {
         let channels = self
             .router
             .channels_for(event.kind, &event.labels, explicit);

@@ -78,6 +78,7 @@ pub(super) struct Ctx<'a> {
     pub guard: &'a config::Guard,
     pub queue_capacity: usize,
     pub now: i64,
+    pub outbox: Option<&'a crate::notify::Outbox>,
 }
 
 fn human(d: Duration) -> String {
@@ -158,6 +159,19 @@ pub(super) async fn decide(
                     now,
                 )
                 .await?;
+                if let Some(outbox) = ctx.outbox {
+                    // Told in the transaction that engages the brake: once per episode.
+                    let mut event = crate::notify::Event::for_alert(
+                        crate::notify::EventKind::StormBrake,
+                        &alert.labels,
+                        &alert.annotations,
+                        &alert.generator_url,
+                    );
+                    event.target = key.clone();
+                    event.rule = rule.name.clone();
+                    event.reason = detail.clone();
+                    outbox.enqueue(tx, &event, &[], now).await?;
+                }
             }
             return refuse(
                 tx,

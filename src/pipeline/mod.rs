@@ -99,6 +99,28 @@ impl Definitions {
     }
 }
 
+impl Definitions {
+    /// Every chain step `notify: NAME` must name a notify channel, a named route, or
+    /// `default` (label routing only); `known` says which names exist. One problem per step,
+    /// as `file:line: message`.
+    pub fn check_notify(&self, known: &dyn Fn(&str) -> bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        for rule in self.rules.rules() {
+            for step in &rule.escalate {
+                if let EscalationStep::Notify { route } = step
+                    && !known(route)
+                {
+                    problems.push(format!(
+                        "{}: rule {:?} escalates to notify {route:?}, which is neither a channel in notify.channels, a named route in notify.routes, nor `default`",
+                        rule.location, rule.name
+                    ));
+                }
+            }
+        }
+        problems
+    }
+}
+
 fn split_lines(s: &str) -> Vec<String> {
     s.lines().map(String::from).collect()
 }
@@ -191,9 +213,22 @@ pub struct Pipeline {
     queue_capacity: usize,
     metrics: Metrics,
     wake: Arc<Notify>,
+    outbox: Option<Arc<crate::notify::Outbox>>,
 }
 
 impl Pipeline {
+    /// Sends notifications through `outbox` (storm brake, fired alerts; the executor and
+    /// playbooks use it too).
+    pub fn with_outbox(mut self, outbox: Arc<crate::notify::Outbox>) -> Pipeline {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// The notification outbox, when notifications are set up.
+    pub fn outbox(&self) -> Option<&Arc<crate::notify::Outbox>> {
+        self.outbox.as_ref()
+    }
+
     /// Builds the pipeline around a store and loaded definitions.
     pub fn new(store: Store, defs: Definitions, settings: &Settings, metrics: Metrics) -> Pipeline {
         let dedup = moka::sync::Cache::builder()
@@ -208,6 +243,7 @@ impl Pipeline {
             queue_capacity: settings.jobs.queue_capacity,
             metrics,
             wake: Arc::new(Notify::new()),
+            outbox: None,
         }
     }
 
@@ -249,7 +285,18 @@ impl Pipeline {
         rules_dir: &std::path::Path,
         playbooks_dir: &std::path::Path,
     ) -> Result<(usize, usize), Vec<String>> {
-        match Definitions::load(rules_dir, playbooks_dir) {
+        let loaded = Definitions::load(rules_dir, playbooks_dir).and_then(|defs| {
+            let problems = match &self.outbox {
+                Some(outbox) => defs.check_notify(&|n| outbox.knows(n)),
+                None => Vec::new(),
+            };
+            if problems.is_empty() {
+                Ok(defs)
+            } else {
+                Err(problems)
+            }
+        });
+        match loaded {
             Ok(defs) => {
                 let counts = (defs.rules.len(), defs.playbooks.len());
                 self.replace_definitions(defs);
@@ -310,6 +357,7 @@ impl Pipeline {
         let mut tx = self.store.begin_write().await?;
         let mut pending: Option<i64> = None;
         let mut escalations = 0u64;
+        let mut notified = 0usize;
         for (alert, _) in &fresh {
             let ev = NewAlertEvent {
                 alert,
@@ -335,11 +383,22 @@ impl Pipeline {
                         .await?;
                 }
                 Status::Firing => {
+                    if let Some(outbox) = &self.outbox {
+                        // Only routes that opt in take alert_fired; most alerts enqueue nothing.
+                        let event = crate::notify::Event::for_alert(
+                            crate::notify::EventKind::AlertFired,
+                            &alert.labels,
+                            &alert.annotations,
+                            &alert.generator_url,
+                        );
+                        notified += outbox.enqueue(&mut tx, &event, &[], now).await?;
+                    }
                     for rule in defs.rules.matching(&alert.labels) {
                         let ctx = guard::Ctx {
                             guard: &self.guard,
                             queue_capacity: self.queue_capacity,
                             now,
+                            outbox: self.outbox.as_deref(),
                         };
                         let outcome =
                             guard::decide(&mut tx, &ctx, rule, alert, event_id, &mut pending).await;
@@ -371,6 +430,11 @@ impl Pipeline {
             return Ok(report);
         }
         tx.commit().await?;
+        if notified > 0 || escalations > 0 {
+            if let Some(outbox) = &self.outbox {
+                outbox.wake();
+            }
+        }
 
         // Only now is it true that these occurrences are stored.
         for (_, key) in fresh {

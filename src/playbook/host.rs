@@ -120,6 +120,7 @@ pub struct RunContext {
     pub http: reqwest::Client,
     deadline: Instant,
     event_context: Option<(Target, String)>,
+    notify: Option<(Arc<crate::notify::Outbox>, crate::notify::Event)>,
     cancel: Vec<Arc<std::sync::atomic::AtomicBool>>,
     host_calls: std::sync::atomic::AtomicU32,
     steps: Mutex<Vec<StepRecord>>,
@@ -150,6 +151,7 @@ impl RunContext {
             http,
             deadline: Instant::now() + timeout,
             event_context: None,
+            notify: None,
             cancel: Vec::new(),
             host_calls: std::sync::atomic::AtomicU32::new(0),
             steps: Mutex::new(Vec::new()),
@@ -169,6 +171,49 @@ impl RunContext {
     pub fn with_event_context(mut self, target: Target, context: String) -> Self {
         self.event_context = Some((target, context));
         self
+    }
+
+    /// Where `notify(route, msg)` sends: the outbox, and the event (alert, target, job) the
+    /// message is about. Without it (offline runs) `notify` only records a step.
+    pub fn with_notify(
+        mut self,
+        outbox: Arc<crate::notify::Outbox>,
+        event: crate::notify::Event,
+    ) -> Self {
+        self.notify = Some((outbox, event));
+        self
+    }
+
+    /// Enqueues a playbook's message; failures are logged and recorded, never fatal: a
+    /// notification must not break a repair.
+    fn send_notification(&self, route: &str, message: &str) -> String {
+        let (Some((outbox, event)), Some(store)) = (&self.notify, &self.store) else {
+            return format!("{route}: {message}");
+        };
+        if !outbox.knows(route) {
+            tracing::warn!(
+                route,
+                "notify(): no channel or route of that name; not sent"
+            );
+            return format!("{route}: {message} (not sent: no channel or route named {route:?})");
+        }
+        let mut event = event.clone();
+        event.kind = crate::notify::EventKind::PlaybookMessage;
+        event.message = message.to_string();
+        event.at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let limit = self.settings.call_timeout.min(self.remaining());
+        let explicit = vec![route.to_string()];
+        let res = self.handle.block_on(async {
+            tokio::time::timeout(limit, outbox.enqueue_now(store, &event, &explicit)).await
+        });
+        match res {
+            Ok(Ok(n)) => format!("{route}: {message} (queued for {n} channel(s))"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, route, "notify(): enqueueing failed");
+                format!("{route}: {message} (not sent: {e})")
+            }
+            Err(_) => format!("{route}: {message} (not sent: timed out)"),
+        }
     }
 
     /// Records a Kubernetes Event for an applied change; a failure is logged, never fatal.
@@ -825,7 +870,9 @@ fn register(engine: &mut Engine) {
     engine.register_fn(
         "notify",
         |route: &str, m: &str| -> Result<(), Box<EvalAltResult>> {
-            ctx()?.record("notify", format!("{route}: {m}"));
+            let c = ctx()?;
+            let detail = c.send_notification(route, m);
+            c.record("notify", detail);
             Ok(())
         },
     );

@@ -207,13 +207,15 @@ pub struct StoredAlert {
     pub labels: crate::alert::Labels,
     /// Annotations.
     pub annotations: crate::alert::Labels,
+    /// The alert's generatorURL (a link for people).
+    pub generator_url: String,
 }
 
 impl Store {
     /// One recorded alert occurrence.
     pub async fn alert_event(&self, id: i64) -> Result<Option<StoredAlert>> {
         let row = sqlx::query(
-            "SELECT fingerprint, status, starts_at, labels, annotations FROM alert_events WHERE id = $1",
+            "SELECT fingerprint, status, starts_at, labels, annotations, generator_url FROM alert_events WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -232,6 +234,7 @@ impl Store {
             starts_at: r.try_get("starts_at")?,
             labels: map("labels")?,
             annotations: map("annotations")?,
+            generator_url: r.try_get("generator_url")?,
         }))
     }
 

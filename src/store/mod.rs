@@ -26,17 +26,10 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 pub use deploy::{AppRecord, DeploymentRecord};
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
-<<<<<<< HEAD
 pub use kb::{AlertRecord, AuditEntry, Cutoffs, DAY_MS, ListFilter, NewNote, Note, Pruned};
-=======
-pub use kb::{
-    AlertRecord, AuditEntry, Cutoffs, DAY_MS, ListFilter, NewNote, Note, Pruned, ttr_bucket,
-    ttr_bucket_upper_ms,
-};
 pub use notify::{
     AttemptEnd, NewNotification, Notification, NotificationAttempt, NotificationState,
 };
->>>>>>> 5185bde (Notifications: channels (Telegram, LINE, Slack, email, webhook), templates, routing, outbox store and dispatcher with a named retry policy)
 
 /// Store failures. All of them mean "could not record": intake answers 503 so Alertmanager retries.
 #[derive(Debug, thiserror::Error)]
