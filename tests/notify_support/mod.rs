@@ -1,0 +1,244 @@
+//! Stand-ins for the notification APIs: a recording HTTP server (Telegram, LINE, Slack and
+//! webhook receivers) and a minimal SMTP server (RFC 5321: EHLO, MAIL, RCPT, DATA, QUIT).
+//! They only record what they are sent and answer as scripted; the clients are the real ones.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::IntoResponse;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// One request a stand-in received.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+}
+
+/// A scripted answer: status, extra headers, JSON or text body.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn new(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Answer {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+#[derive(Clone, Default)]
+struct Shared {
+    requests: Arc<Mutex<Vec<Request>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
+    default: Arc<Mutex<Option<Answer>>>,
+}
+
+/// A recording HTTP server on 127.0.0.1; stops when dropped.
+pub struct StandIn {
+    pub url: String,
+    shared: Shared,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(
+    State(s): State<Shared>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    s.requests.lock().unwrap().push(Request {
+        path: uri.path().to_string(),
+        headers,
+        body: body.to_vec(),
+    });
+    let answer = s
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .or_else(|| s.default.lock().unwrap().clone())
+        .unwrap_or_else(|| Answer::new(200, "ok"));
+    let mut resp = (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
+    for (k, v) in answer.headers {
+        resp.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    resp
+}
+
+impl StandIn {
+    /// Answers 200 `ok` to everything unless scripted.
+    pub async fn start() -> StandIn {
+        let shared = Shared::default();
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        StandIn { url, shared, task }
+    }
+
+    /// The next answers, in order; then the default.
+    pub fn script(&self, answers: Vec<Answer>) {
+        self.shared.script.lock().unwrap().extend(answers);
+    }
+
+    /// The answer once the script is used up.
+    pub fn default_answer(&self, a: Answer) {
+        *self.shared.default.lock().unwrap() = Some(a);
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// Polls until `pred` holds for the requests (integration tests only).
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Request]) -> bool) -> Vec<Request> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let r = self.requests();
+            if pred(&r) {
+                return r;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}; got {} request(s): {:#?}",
+                r.len(),
+                r.iter()
+                    .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// One mail transaction the SMTP stand-in accepted.
+#[derive(Clone, Debug, Default)]
+pub struct Mail {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// A minimal SMTP server: records MAIL/RCPT/DATA; `rcpt_reply` scripts the RCPT answer.
+pub struct Smtp {
+    pub port: u16,
+    pub mails: Arc<Mutex<Vec<Mail>>>,
+    pub commands: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Smtp {
+    pub async fn start(rcpt_reply: &'static str) -> Smtp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mails = Arc::new(Mutex::new(Vec::new()));
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let (m, c) = (mails.clone(), commands.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (m, c) = (m.clone(), c.clone());
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    w.write_all(b"220 standin ESMTP\r\n").await.unwrap();
+                    let mut mail = Mail::default();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        c.lock().unwrap().push(line.clone());
+                        let upper = line.to_ascii_uppercase();
+                        let reply: String =
+                            if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                                "250-standin\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n".into()
+                            } else if upper.starts_with("MAIL FROM:") {
+                                mail.from = line[10..].trim().to_string();
+                                "250 OK\r\n".into()
+                            } else if upper.starts_with("RCPT TO:") {
+                                mail.to.push(line[8..].trim().to_string());
+                                format!("{rcpt_reply}\r\n")
+                            } else if upper == "DATA" {
+                                w.write_all(b"354 go ahead\r\n").await.unwrap();
+                                let mut data = String::new();
+                                while let Ok(Some(l)) = lines.next_line().await {
+                                    if l == "." {
+                                        break;
+                                    }
+                                    data.push_str(&l);
+                                    data.push('\n');
+                                }
+                                mail.data = data;
+                                m.lock().unwrap().push(std::mem::take(&mut mail));
+                                "250 OK queued as 1\r\n".into()
+                            } else if upper == "QUIT" {
+                                w.write_all(b"221 bye\r\n").await.unwrap();
+                                return;
+                            } else if upper == "RSET" || upper == "NOOP" {
+                                "250 OK\r\n".into()
+                            } else {
+                                "502 not implemented\r\n".into()
+                            };
+                        w.write_all(reply.as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        Smtp {
+            port,
+            mails,
+            commands,
+            task,
+        }
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.mails.lock().unwrap().clone()
+    }
+}
