@@ -1,0 +1,337 @@
+//! Notifications through `aiops serve`: a repair that fails and escalates tells every routed
+//! channel once, with the steps tried; failing channels never leak a configured secret.
+
+mod common;
+mod notify_support;
+
+use aiops::store::{JobState, NotificationState};
+use common::{Db, Spawn, TestApp, payload, repo};
+use notify_support::{Answer, Request, StandIn};
+
+const RULES: &str = r#"
+rules:
+  - name: restart-web
+    matchers: ['auto_repair="restart"']
+    playbook: restart
+    params: {rollout_timeout: 5m}
+    escalate:
+      - playbook: rollback
+      - notify: pager
+"#;
+
+fn alert() -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&payload(
+        &[(
+            &[
+                ("alertname", "KubeDeploymentRolloutStuck"),
+                ("auto_repair", "restart"),
+                ("namespace", "prod"),
+                ("app", "web"),
+                ("severity", "critical"),
+            ],
+            "firing",
+        )],
+        "2026-11-26T04:00:00Z",
+    ))
+    .unwrap();
+    v["alerts"][0]["annotations"] = serde_json::json!({
+        "summary": "web <prod> is stuck",
+        "runbook_url": "https://runbooks.example/web"
+    });
+    v["alerts"][0]["generatorURL"] =
+        serde_json::json!("http://prometheus.example/graph?g0.expr=up");
+    v.to_string()
+}
+
+fn escalations(reqs: &[Request], text_of: impl Fn(&Request) -> String) -> Vec<String> {
+    reqs.iter()
+        .map(text_of)
+        .filter(|t| t.contains("Manual intervention required"))
+        .collect()
+}
+
+async fn a_repair_that_fails_and_escalates_tells_each_routed_channel_once_with_the_steps(db: Db) {
+    let telegram = StandIn::start().await;
+    telegram.default_answer(Answer::new(200, r#"{"ok":true,"result":{"message_id":1}}"#));
+    let line = StandIn::start().await;
+    let slack = StandIn::start().await;
+    let config = format!(
+        r#"
+notify:
+  channels:
+    tg: {{type: telegram, bot_token_env: TG_TOKEN, chat_id: "-100", api_url: "{tg}"}}
+    pager: {{type: line, channel_token: line-secret, to: Uoncall, api_url: "{line}"}}
+    team: {{type: slack, webhook_url: "{slack}/services/T/B/slack-secret"}}
+  routes:
+    - matchers: ['namespace="prod"', 'severity="critical"']
+      channels: [tg, team]
+"#,
+        tg = telegram.url,
+        line = line.url,
+        slack = slack.url
+    );
+    let state = repo().join("tests/fixtures/cluster-failing.yaml");
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    std::fs::write(dir.path().join("aiops.yaml"), config).unwrap();
+    let db_ = std::sync::Arc::new(common::TestDb::new(db, dir.path()).await);
+    let app = TestApp::spawn_in(
+        dir.clone(),
+        db_,
+        Spawn::new(db)
+            .rules(RULES)
+            .env(
+                "AIOPS_CONFIG",
+                dir.path().join("aiops.yaml").to_str().unwrap(),
+            )
+            .env("TG_TOKEN", "123:tg-secret")
+            .env("AIOPS_CLUSTER_STATE_FILE", state.to_str().unwrap()),
+    )
+    .await;
+    app.post_webhook(alert()).await;
+    let jobs = app
+        .wait_for_jobs("restart then rollback to fail", |j| {
+            j.len() == 2 && j.iter().all(|j| j.state == JobState::Escalated)
+        })
+        .await;
+
+    let tg_text = |r: &Request| r.json()["text"].as_str().unwrap_or_default().to_string();
+    let line_text = |r: &Request| {
+        r.json()["messages"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| m["text"].as_str().unwrap_or_default())
+                    .collect::<String>()
+            })
+            .unwrap_or_default()
+    };
+    let slack_text = |r: &Request| r.json()["text"].as_str().unwrap_or_default().to_string();
+    telegram
+        .wait_for("the escalation on Telegram", |r| {
+            !escalations(r, tg_text).is_empty()
+        })
+        .await;
+    line.wait_for("the escalation on LINE", |r| {
+        !escalations(r, line_text).is_empty()
+    })
+    .await;
+    slack
+        .wait_for("the escalation on Slack", |r| {
+            !escalations(r, slack_text).is_empty()
+        })
+        .await;
+    // Give a duplicate the time to show up if one were coming.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let (tg, ln, sl) = (telegram.requests(), line.requests(), slack.requests());
+    let (e_tg, e_ln, e_sl) = (
+        escalations(&tg, tg_text),
+        escalations(&ln, line_text),
+        escalations(&sl, slack_text),
+    );
+    assert_eq!(
+        (e_tg.len(), e_ln.len(), e_sl.len()),
+        (1, 1, 1),
+        "one escalation per routed channel"
+    );
+    let (restart, rollback) = (jobs[0].id, jobs[1].id);
+    for text in [&e_tg[0], &e_ln[0], &e_sl[0]] {
+        assert!(
+            text.contains(&format!("1. restart (job {restart}): failure:")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("2. rollback (job {rollback}): failure:")),
+            "{text}"
+        );
+        assert!(
+            text.contains("runbook: https://runbooks.example/web"),
+            "{text}"
+        );
+        assert!(
+            text.contains("alert: http://prometheus.example/graph?g0.expr=up"),
+            "{text}"
+        );
+    }
+    assert!(
+        e_tg[0].starts_with("<b>[aiops] Manual intervention required: web (prod)</b>"),
+        "{}",
+        e_tg[0]
+    );
+    assert!(
+        e_tg[0].contains("web &lt;prod&gt; is stuck"),
+        "HTML-escaped: {}",
+        e_tg[0]
+    );
+    assert!(tg.iter().all(|r| r.path == "/bot123:tg-secret/sendMessage"));
+    assert!(
+        ln.iter()
+            .all(|r| r.header("authorization").as_deref() == Some("Bearer line-secret"))
+    );
+    assert!(sl.iter().all(|r| r.path == "/services/T/B/slack-secret"));
+    // LINE is only named by the chain's last step: it hears of the escalation, nothing else.
+    assert_eq!(ln.len(), 1);
+    // The label route also hears the repair start and the failed first step.
+    assert!(
+        tg.iter()
+            .any(|r| tg_text(r).contains("Repair started: web (prod)"))
+    );
+    assert!(
+        tg.iter()
+            .any(|r| tg_text(r).contains("Repair failed, trying the next step"))
+    );
+
+    let store = app.store().await;
+    let rows = store.notifications().await.unwrap();
+    let esc: Vec<_> = rows.iter().filter(|n| n.event == "escalation").collect();
+    assert_eq!(esc.len(), 3, "{rows:#?}");
+    assert!(
+        esc.iter()
+            .all(|n| n.state == NotificationState::Sent && n.attempts == 1)
+    );
+    assert!(
+        esc.iter()
+            .all(|n| n.job_id == Some(rollback) && n.namespace.as_deref() == Some("prod"))
+    );
+    let attempts = store.notification_attempts(esc[0].id).await.unwrap();
+    assert_eq!(
+        (attempts[0].result.as_str(), attempts[0].http_status),
+        ("sent", Some(200))
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("aiops_notifications_total{channel=\"pager\",result=\"sent\"} 1"),
+        "{metrics}"
+    );
+}
+both_backends!(a_repair_that_fails_and_escalates_tells_each_routed_channel_once_with_the_steps);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_error_log_line_metric_or_stored_row_contains_a_configured_secret() {
+    let telegram = StandIn::start().await;
+    telegram.default_answer(Answer::new(
+        401,
+        r#"{"ok":false,"error_code":401,"description":"Unauthorized: token 123:tg-topsecret rejected"}"#,
+    ));
+    let line = StandIn::start().await;
+    line.default_answer(Answer::new(500, r#"{"message":"boom"}"#));
+    let slack = StandIn::start().await;
+    slack.default_answer(Answer::new(403, "invalid_token"));
+    let webhook = StandIn::start().await;
+    webhook.default_answer(Answer::new(502, "bad gateway"));
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    std::fs::write(dir.path().join("line-token"), "line-topsecret\n").unwrap();
+    let config = format!(
+        r#"
+notify:
+  retry: {{max_attempts: 2, initial_backoff: 100ms, max_backoff: 200ms}}
+  channels:
+    tg: {{type: telegram, bot_token_env: TG_TOKEN, chat_id: "1", api_url: "{tg}"}}
+    ln: {{type: line, channel_token_file: line-token, to: U1, api_url: "{line}"}}
+    sl: {{type: slack, webhook_url_env: SLACK_URL}}
+    wh: {{type: webhook, url: "{wh}/hook?key=wh-topsecret"}}
+    gone: {{type: webhook, url: "http://{dead}/x?key=dead-topsecret"}}
+    mail: {{type: email, smtp_url: "smtp://127.0.0.1:{dead_port}", from: a@example.com, to: [b@example.com], username: u, password: smtp-topsecret}}
+  routes:
+    - channels: [tg, ln, sl, wh, gone, mail]
+"#,
+        tg = telegram.url,
+        line = line.url,
+        wh = webhook.url,
+        dead_port = dead.port(),
+    );
+    std::fs::write(dir.path().join("aiops.yaml"), config).unwrap();
+    let db = std::sync::Arc::new(common::TestDb::new(Db::Sqlite, dir.path()).await);
+    let mut app = TestApp::spawn_in(
+        dir.clone(),
+        db,
+        Spawn::new(Db::Sqlite)
+            .env(
+                "AIOPS_CONFIG",
+                dir.path().join("aiops.yaml").to_str().unwrap(),
+            )
+            .env("AIOPS_CLUSTER_STATE_FILE", "")
+            .env("AIOPS_LOG", "debug,sqlx=warn,hyper=warn,reqwest=warn")
+            .env("TG_TOKEN", "123:tg-topsecret")
+            .env("SLACK_URL", &format!("{}/services/sl-topsecret", slack.url)),
+    )
+    .await;
+    // Inconclusive without a cluster: escalated to humans, told on every channel.
+    app.post_webhook(payload(
+        &[(
+            &[
+                ("alertname", "X"),
+                ("auto_repair", "restart"),
+                ("namespace", "prod"),
+                ("app", "web"),
+            ],
+            "firing",
+        )],
+        "2026-11-26T04:00:00Z",
+    ))
+    .await;
+    let store = app.store().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let rows = loop {
+        let rows = store.notifications().await.unwrap();
+        let esc: Vec<_> = rows.iter().filter(|n| n.event == "escalation").collect();
+        if esc.len() == 6 && esc.iter().all(|n| n.state == NotificationState::Failed) {
+            break rows;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{rows:#?}\n{}",
+            app.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let metrics = app.metrics().await;
+    app.stop();
+    let logs = app.log_text();
+    let mut stored = String::new();
+    for n in &rows {
+        stored.push_str(&format!("{n:?}\n"));
+        for a in store.notification_attempts(n.id).await.unwrap() {
+            stored.push_str(&format!("{a:?}\n"));
+        }
+    }
+    for secret in [
+        "tg-topsecret",
+        "line-topsecret",
+        "sl-topsecret",
+        "wh-topsecret",
+        "dead-topsecret",
+        "smtp-topsecret",
+    ] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+        assert!(!metrics.contains(secret), "{secret} in the metrics");
+        assert!(!stored.contains(secret), "{secret} in the store:\n{stored}");
+    }
+    // The failures are there, just without the secrets (two messages per channel: the repair
+    // start and the escalation; 4xx once each, the others twice each).
+    assert!(
+        stored.contains("telegram: HTTP 401: Unauthorized: token *** rejected"),
+        "{stored}"
+    );
+    assert!(
+        metrics.contains(
+            "aiops_notification_failures_total{channel=\"sl\",reason=\"client_error\"} 2"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "aiops_notification_failures_total{channel=\"ln\",reason=\"server_error\"} 4"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("aiops_notification_failures_total{channel=\"gone\",reason=\"transport\"} 4"),
+        "{metrics}"
+    );
+    assert!(logs.contains("notification failed; giving up"), "{logs}");
+}
