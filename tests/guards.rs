@@ -286,7 +286,19 @@ rules:
         .unwrap();
     }
     std::fs::write(dir.path().join("playbooks/flaky.rhai"), "success(\"ok\")").unwrap();
-    let app = TestApp::spawn_in(dir.clone(), db, Spawn::new(Db::Sqlite)).await;
+    // A chain's `notify: NAME` must name a channel or a route: `oncall` is a webhook here.
+    std::fs::write(
+        dir.path().join("aiops.yaml"),
+        "notify:\n  channels:\n    oncall: {type: webhook, url: \"http://127.0.0.1:9/aiops\"}\n",
+    )
+    .unwrap();
+    let config = dir.path().join("aiops.yaml").display().to_string();
+    let app = TestApp::spawn_in(
+        dir.clone(),
+        db,
+        Spawn::new(Db::Sqlite).env("AIOPS_CONFIG", &config),
+    )
+    .await;
     let now = chrono::Utc::now().to_rfc3339();
     let body: Value = app
         .post_webhook(firing("prod", "web", &now))
