@@ -555,7 +555,7 @@ impl ChannelSpec {
                 if self.to.is_empty() {
                     return Err(bad("type email needs at least one address in to".into()));
                 }
-                super::email::check(&smtp_url, &from, &self.to).map_err(|m| bad(m))?;
+                super::email::check(&smtp_url, &from, &self.to).map_err(&bad)?;
                 ChannelKind::Email {
                     smtp_url,
                     from,

@@ -430,10 +430,10 @@ impl Pipeline {
             return Ok(report);
         }
         tx.commit().await?;
-        if notified > 0 || escalations > 0 {
-            if let Some(outbox) = &self.outbox {
-                outbox.wake();
-            }
+        if (notified > 0 || escalations > 0)
+            && let Some(outbox) = &self.outbox
+        {
+            outbox.wake();
         }
 
         // Only now is it true that these occurrences are stored.
