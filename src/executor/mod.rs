@@ -127,6 +127,12 @@ impl Executor {
             self.metrics.jobs.with_label_values(&["interrupted"]).inc();
             self.metrics.jobs.with_label_values(&["escalated"]).inc();
             self.metrics.escalations.with_label_values(&["human"]).inc();
+            self.notify_now(
+                job,
+                EventKind::Escalation,
+                Some("interrupted: its process stopped or lost its lease while it ran; the target may be half-changed"),
+            )
+            .await;
         }
         Ok(jobs.len())
     }
@@ -689,28 +695,33 @@ impl Executor {
 
     /// Tells the routes that a job started (in its own transaction: the claim committed).
     async fn notify_started(&self, job: &Job) {
+        self.notify_now(job, EventKind::RepairStarted, None).await;
+    }
+
+    /// Enqueues a job event in a transaction of its own (after a claim or a reap committed);
+    /// with `interrupted`, an escalation listing the chain so far. Failures are logged.
+    async fn notify_now(&self, job: &Job, kind: EventKind, interrupted: Option<&str>) {
         let Some(outbox) = self.pipeline.outbox() else {
             return;
         };
         let result = async {
             let Some(alert) = self.store.alert_event(job.alert_event_id).await? else {
-                return Ok::<usize, store::Error>(0);
+                return Ok::<usize, crate::notify::Error>(0);
             };
-            let event = job_event(EventKind::RepairStarted, job, &alert, store::now_ms());
-            outbox
-                .enqueue_now(&self.store, &event, &[])
-                .await
-                .map_err(|e| match e {
-                    crate::notify::Error::Store(e) => e,
-                    other => store::Error::Corrupt {
-                        column: "notifications",
-                        message: other.to_string(),
-                    },
-                })
+            let mut event = job_event(kind, job, &alert, store::now_ms());
+            let mut explicit = Vec::new();
+            if let Some(reason) = interrupted {
+                let history = self.store.chain_of(job).await?;
+                event.steps = tried(job, &history, reason);
+                event.reason = reason.to_string();
+                event.result = reason.to_string();
+                explicit = chain_routes(job);
+            }
+            outbox.enqueue_now(&self.store, &event, &explicit).await
         }
         .await;
         if let Err(e) = result {
-            tracing::warn!(job = job.id, error = %e, "enqueueing the repair_started notification failed");
+            tracing::warn!(job = job.id, event = kind.as_str(), error = %e, "enqueueing a notification failed");
         }
     }
 
