@@ -335,3 +335,80 @@ notify:
     );
     assert!(logs.contains("notification failed; giving up"), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_a_repairs_notifications_with_it() {
+    let hook = StandIn::start().await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    std::fs::write(
+        dir.path().join("aiops.yaml"),
+        format!(
+            "notify:\n  channels:\n    wh: {{type: webhook, url: \"{}/hook\"}}\n  routes:\n    - channels: [wh]\n",
+            hook.url
+        ),
+    )
+    .unwrap();
+    let db = std::sync::Arc::new(common::TestDb::new(Db::Sqlite, dir.path()).await);
+    let app = TestApp::spawn_in(
+        dir.clone(),
+        db,
+        Spawn::new(Db::Sqlite)
+            .env(
+                "AIOPS_CONFIG",
+                dir.path().join("aiops.yaml").to_str().unwrap(),
+            )
+            .env("AIOPS_RETENTION_INTERVAL", "1s"),
+    )
+    .await;
+    app.post_webhook(payload(
+        &[(
+            &[
+                ("alertname", "OOM"),
+                ("auto_repair", "oom_handler"),
+                ("namespace", "prod"),
+                ("app", "web"),
+            ],
+            "firing",
+        )],
+        "2026-11-26T04:00:00Z",
+    ))
+    .await;
+    app.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    let reqs = hook
+        .wait_for("repair_started and auto_repair_success", |r| r.len() == 2)
+        .await;
+    assert_eq!(reqs[1].json()["event"], "auto_repair_success");
+    let store = app.store().await;
+    let sent = store.notifications().await.unwrap();
+    assert_eq!(sent.len(), 2);
+    let old = aiops::store::now_ms() - 200 * 86_400_000;
+    for sql in [
+        "UPDATE jobs SET created_at = $1, finished_at = $1",
+        "UPDATE alert_events SET received_at = $1",
+        "UPDATE decisions SET created_at = $1",
+        "UPDATE notifications SET created_at = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(old)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !app
+        .metrics()
+        .await
+        .contains("aiops_pruned_rows_total{table=\"repairs\"} 1")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", app.log_text());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(store.notifications().await.unwrap().is_empty());
+    assert!(
+        store
+            .notification_attempts(sent[0].id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

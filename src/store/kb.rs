@@ -513,6 +513,12 @@ impl Store {
                 format!("DELETE FROM job_steps WHERE job_id IN ({list})"),
                 format!("DELETE FROM job_events WHERE job_id IN ({list})"),
                 format!("DELETE FROM escalations WHERE job_id IN ({list})"),
+                // Their notifications (the outbox references jobs) and every attempt of them.
+                format!(
+                    "DELETE FROM notification_attempts WHERE notification_id IN \
+                     (SELECT id FROM notifications WHERE job_id IN ({list}))"
+                ),
+                format!("DELETE FROM notifications WHERE job_id IN ({list})"),
                 format!("UPDATE decisions SET job_id = NULL WHERE job_id IN ({list})"),
                 // A chain's later job may point at one pruned in the same batch.
                 format!("UPDATE jobs SET parent_id = NULL WHERE parent_id IN ({list})"),
@@ -529,6 +535,25 @@ impl Store {
             out.repairs += r.rows_affected();
             tx.commit().await?;
         }
+        // Finished notifications about no repair (storm brake, fired alerts, deploys) age
+        // with the repairs.
+        self.delete_batched(
+            &format!(
+                "DELETE FROM notification_attempts WHERE notification_id IN (SELECT id FROM notifications \
+                 WHERE job_id IS NULL AND created_at < $1 AND state IN ('sent', 'failed', 'suppressed') \
+                 LIMIT {PRUNE_BATCH})"
+            ),
+            c.repairs,
+        )
+        .await?;
+        self.delete_batched(
+            &format!(
+                "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE job_id IS NULL \
+                 AND created_at < $1 AND state IN ('sent', 'failed', 'suppressed') LIMIT {PRUNE_BATCH})"
+            ),
+            c.repairs,
+        )
+        .await?;
         // Decisions, then the alert occurrences nothing kept refers to.
         self.delete_batched(
             &format!(
