@@ -679,3 +679,95 @@ impl NotifySettings {
             || self.routes.iter().any(|r| r.name.as_deref() == Some(name))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> NotifySettings {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn secrets_come_inline_from_the_environment_or_a_file_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("line");
+        std::fs::write(&file, "line-secret-value\n").unwrap();
+        let mut s = parse(&format!(
+            "channels:\n  tg: {{type: telegram, bot_token: tg-secret-value, chat_id: 1}}\n  ln: {{type: line, channel_token_file: {}, to: U1}}\n  sl: {{type: slack, webhook_url_env: HOOK}}\n",
+            file.display()
+        ));
+        s.resolve(&|k| (k == "HOOK").then(|| "https://hooks.example/slack-secret-value".into()))
+            .unwrap();
+        let secrets: Vec<_> = s
+            .channels
+            .values()
+            .flat_map(|c| c.kind.secrets().into_iter().map(|x| x.expose().to_string()))
+            .collect();
+        assert_eq!(
+            secrets,
+            [
+                "line-secret-value",
+                "https://hooks.example/slack-secret-value",
+                "tg-secret-value"
+            ]
+        );
+        let dump = format!("{s:?}");
+        assert!(!dump.contains("secret-value"), "{dump}");
+        match &s.channels["tg"].kind {
+            ChannelKind::Telegram {
+                api_url, chat_id, ..
+            } => {
+                assert_eq!(
+                    (api_url.as_str(), chat_id.as_str()),
+                    ("https://api.telegram.org", "1")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_secret_given_twice_or_not_at_all_is_refused_by_name() {
+        let mut s = parse(
+            "channels:\n  tg: {type: telegram, bot_token: a, bot_token_env: B, chat_id: 1}\n",
+        );
+        let err = s.resolve(&|_| None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "notify.channels.tg: give exactly one of bot_token, bot_token_env or bot_token_file"
+        );
+        let mut s = parse("channels:\n  tg: {type: telegram, chat_id: 1}\n");
+        let err = s.resolve(&|_| None).unwrap_err().to_string();
+        assert!(err.contains("type telegram needs bot_token"), "{err}");
+    }
+
+    #[test]
+    fn keys_of_another_type_unknown_types_and_unknown_route_channels_are_errors() {
+        for (yaml, want) in [
+            (
+                "channels:\n  s: {type: slack, webhook_url: 'http://x/y', chat_id: 1}\n",
+                "does not apply to type slack",
+            ),
+            (
+                "channels:\n  s: {type: pager, url: 'http://x'}\n",
+                "unknown type \"pager\"",
+            ),
+            (
+                "channels:\n  s: {type: webhook, url: 'ftp://x'}\n",
+                "must be an http or https URL",
+            ),
+            (
+                "routes:\n  - channels: [nope]\n",
+                "channel \"nope\" is not defined",
+            ),
+            (
+                "channels:\n  m: {type: email, smtp_url: 'smtp://h', from: 'not an address', to: [a@b.c]}\n",
+                "from \"not an address\"",
+            ),
+        ] {
+            let err = parse(yaml).resolve(&|_| None).unwrap_err().to_string();
+            assert!(err.contains(want), "{yaml}: {err}");
+        }
+    }
+}
