@@ -800,8 +800,18 @@ async fn deploy(
         spec.image,
         spec.namespace()
     );
-    let (record, result) =
-        aiops::deploy::apply::deploy(&cluster, &store, &spec, &rendered, &opts, "cli").await?;
+    let outbox = aiops::notify::Outbox::new(&settings.notify)?;
+    let (record, result) = aiops::deploy::apply::deploy(
+        &cluster,
+        &store,
+        &spec,
+        &rendered,
+        &opts,
+        "cli",
+        Some(&outbox),
+    )
+    .await?;
+    deliver_now(&settings, &store, &outbox, record.started_at).await?;
     store.close().await;
     match result {
         Ok(outcome) => {
@@ -822,6 +832,47 @@ async fn deploy(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Sends the notifications a command just queued, so `aiops deploy` tells people even when no
+/// daemon runs; retries that are not due yet are left to the daemon's dispatcher.
+async fn deliver_now(
+    settings: &Settings,
+    store: &aiops::store::Store,
+    outbox: &aiops::notify::Outbox,
+    since: i64,
+) -> Result<()> {
+    let notifiers = aiops::notify::notifiers(&settings.notify)?;
+    if notifiers.is_empty() {
+        return Ok(());
+    }
+    let owner = format!("cli-{}", std::process::id());
+    let dispatcher = aiops::notify::dispatch::Dispatcher::new(
+        store.clone(),
+        &settings.notify,
+        notifiers,
+        aiops::metrics::Metrics::new(),
+        &owner,
+        outbox.wake_handle(),
+    );
+    while dispatcher.run_once().await? > 0 {}
+    for n in store
+        .notifications()
+        .await?
+        .iter()
+        .filter(|n| n.created_at >= since && n.event == "deploy_success")
+    {
+        println!(
+            "  notified {}: {}{}",
+            n.channel,
+            n.state.as_str(),
+            n.last_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 async fn notify_test(

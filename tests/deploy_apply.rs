@@ -25,9 +25,20 @@ struct Deploy {
 
 /// Runs `aiops deploy CASE` with a kubeconfig for `api` and the store `db`.
 async fn deploy(api: &FakeApi, db: &TestDb, dir: &Path, case: &str) -> Deploy {
+    deploy_with(api, db, dir, case, &[]).await
+}
+
+/// [`deploy`] with more environment.
+async fn deploy_with(
+    api: &FakeApi,
+    db: &TestDb,
+    dir: &Path,
+    case: &str,
+    extra: &[(&'static str, String)],
+) -> Deploy {
     let kubeconfig = dir.join("kubeconfig");
     api.write_kubeconfig(&kubeconfig);
-    let env = HashMap::from([
+    let mut env = HashMap::from([
         ("AIOPS_KUBECONFIG", kubeconfig.display().to_string()),
         ("AIOPS_KUBE_CONTEXT", "fake".to_string()),
         ("AIOPS_DATABASE_URL", db.url.clone()),
@@ -35,6 +46,7 @@ async fn deploy(api: &FakeApi, db: &TestDb, dir: &Path, case: &str) -> Deploy {
         ("AIOPS_DEPLOY_TIMEOUT", "10s".to_string()),
         ("AIOPS_LOG", "warn".to_string()),
     ]);
+    env.extend(extra.iter().cloned());
     let case = repo().join(case).display().to_string();
     let dir = dir.to_path_buf();
     // The fake API server runs on this test's runtime: run the blocking CLI beside it.
@@ -169,6 +181,71 @@ async fn deploy_applies_every_object_waits_for_the_rollout_and_records_it(db: Db
     store.close().await;
 }
 both_backends!(deploy_applies_every_object_waits_for_the_rollout_and_records_it);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_deploy_tells_the_apps_notification_channels_once() {
+    // A stand-in for the team's webhook receiver, recording what it is sent.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Db::Sqlite, dir.path()).await;
+    // The flask case names `notifications: [default, team-shop]`; only team-shop exists here.
+    let config = dir.path().join("aiops.yaml");
+    std::fs::write(
+        &config,
+        format!("notify:\n  channels:\n    team-shop: {{type: webhook, url: \"{url}\"}}\n"),
+    )
+    .unwrap();
+    let out = deploy_with(
+        &api,
+        &db,
+        dir.path(),
+        FLASK,
+        &[("AIOPS_CONFIG", config.display().to_string())],
+    )
+    .await;
+    assert!(out.status.success(), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("notified team-shop: sent"),
+        "{}",
+        out.stdout
+    );
+    let bodies = received.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    let event: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    let text = event.to_string();
+    assert!(text.contains("deploy_success"), "{text}");
+    assert!(text.contains("1.4.2") && text.contains("shop"), "{text}");
+    let store = store(&db).await;
+    let sent: Vec<(String, String)> = store
+        .notifications()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.event, n.channel))
+        .collect();
+    assert_eq!(
+        sent,
+        [("deploy_success".to_string(), "team-shop".to_string())]
+    );
+    store.close().await;
+    server.abort();
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_deploy_of_a_new_image_rolls_the_deployment_and_records_both() {

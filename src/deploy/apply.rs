@@ -12,7 +12,8 @@
 //!   Deployment must roll out, judged by the cluster backend's kubectl rollout-status logic
 //!   ([`crate::cluster::Cluster::rollout_status`]), within the timeout.
 //! - The deployment is recorded in the store (`running`, then `succeeded` or `failed` with
-//!   what happened) and announced through [`announce`].
+//!   what happened) and announced through [`announce`] (a success also to the notification
+//!   outbox).
 
 use std::time::Duration;
 
@@ -224,7 +225,8 @@ pub struct Outcome {
 
 /// Applies, waits and records: the whole of `aiops deploy`. The app is registered (spec
 /// stored) first; the deployment is recorded `running`, then `succeeded` or `failed`, and
-/// announced either way. Returns the record and, on success, what was done.
+/// announced either way (a success also through `outbox`, to the spec's `notifications` and
+/// the routes matching the app). Returns the record and, on success, what was done.
 pub async fn deploy(
     cluster: &KubeCluster,
     store: &Store,
@@ -232,6 +234,7 @@ pub async fn deploy(
     rendered: &Rendered,
     opts: &Options,
     by: &str,
+    outbox: Option<&crate::notify::Outbox>,
 ) -> Result<(DeploymentRecord, Result<Outcome>)> {
     let spec_json = serde_json::to_value(spec).unwrap_or_default();
     store
@@ -247,7 +250,7 @@ pub async fn deploy(
         Err(e) => e.to_string(),
     };
     let record = store.finish_deployment(id, result.is_ok(), &detail).await?;
-    announce(&record);
+    announce(store, outbox, spec, &record).await;
     Ok((record, result))
 }
 
@@ -402,12 +405,15 @@ async fn wait_rollout(cluster: &KubeCluster, m: &Manifest, opts: &Options) -> Re
     .await
 }
 
-/// Tells people about a finished deployment: `deploy_success` (or `deploy_failed`).
-///
-/// The single call site for notifications of the deploy module. The notify module is being
-/// built in parallel (issue 6); until its enqueue function is on main this logs the event at
-/// info level, which is where it will be handed to notifications.
-pub fn announce(record: &DeploymentRecord) {
+/// Tells people about a finished deployment: logs `deploy_success` (or `deploy_failed`) and
+/// queues `deploy_success` in the notification outbox. A notification that cannot be queued is
+/// logged, never turned into a failed deploy: the cluster already runs the new version.
+pub async fn announce(
+    store: &Store,
+    outbox: Option<&crate::notify::Outbox>,
+    spec: &AppSpec,
+    record: &DeploymentRecord,
+) {
     let event = if record.status == "succeeded" {
         "deploy_success"
     } else {
@@ -422,6 +428,29 @@ pub fn announce(record: &DeploymentRecord) {
         detail = record.detail.as_deref().unwrap_or_default(),
         "deployment finished"
     );
+    let Some(outbox) = outbox.filter(|_| record.status == "succeeded") else {
+        return;
+    };
+    let labels = [
+        ("app".to_string(), record.app.clone()),
+        ("namespace".to_string(), record.namespace.clone()),
+    ]
+    .into_iter()
+    .collect();
+    let message = format!(
+        "{} {} deployed to {} ({}): {}",
+        spec.display_name.as_deref().unwrap_or(&record.app),
+        record.version,
+        record.namespace,
+        record.image,
+        record.detail.as_deref().unwrap_or("rolled out")
+    );
+    if let Err(e) = outbox
+        .deploy_success(store, &labels, &message, &spec.notifications)
+        .await
+    {
+        tracing::error!(error = %e, app = %record.app, "could not queue the deploy_success notification");
+    }
 }
 
 #[cfg(test)]
