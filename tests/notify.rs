@@ -412,3 +412,58 @@ async fn retention_prunes_a_repairs_notifications_with_it() {
             .is_empty()
     );
 }
+
+/// The companion module's app records carry each app's channels: an escalation about an app's
+/// namespace goes to them as well as to the label routes (both backends).
+async fn an_apps_registered_channels_get_its_notifications(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = common::TestDb::new(db, dir.path()).await;
+    let store = aiops::store::Store::connect(&test_db.url, &aiops::store::Options::default())
+        .await
+        .unwrap();
+    let config = dir.path().join("aiops.yaml");
+    std::fs::write(
+        &config,
+        "notify:\n  channels:\n    ops: {type: webhook, url: \"http://127.0.0.1:9/ops\"}\n    \
+         shop-team: {type: webhook, url: \"http://127.0.0.1:9/shop\"}\n    \
+         blog-team: {type: webhook, url: \"http://127.0.0.1:9/blog\"}\n  routes:\n    \
+         - matchers: ['severity=\"critical\"']\n      channels: [ops]\n",
+    )
+    .unwrap();
+    let settings = aiops::config::Settings::load_with(Some(&config), |_| None).unwrap();
+    let outbox = aiops::notify::Outbox::new(&settings.notify).unwrap();
+    for (app, channels) in [
+        ("shop", "[shop-team, no-such-channel]"),
+        ("blog", "[blog-team]"),
+    ] {
+        let spec: serde_json::Value =
+            serde_yaml::from_str(&format!("{{name: {app}, notifications: {channels}}}")).unwrap();
+        store.upsert_app(app, app, &spec, "test").await.unwrap();
+    }
+    let labels = [
+        ("alertname", "Down"),
+        ("namespace", "shop"),
+        ("app", "shop"),
+        ("severity", "critical"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let event = aiops::notify::Event::for_alert(
+        aiops::notify::EventKind::Escalation,
+        &labels,
+        &Default::default(),
+        "",
+    );
+    assert_eq!(outbox.enqueue_now(&store, &event, &[]).await.unwrap(), 2);
+    let channels: Vec<String> = store
+        .notifications()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.channel)
+        .collect();
+    assert_eq!(channels, ["shop-team", "ops"]);
+    store.close().await;
+}
+both_backends!(an_apps_registered_channels_get_its_notifications);

@@ -474,7 +474,8 @@ impl Outbox {
     }
 
     /// Renders the event for its channels and writes one row per channel in `tx`. `explicit`
-    /// are the names a rule's chain (or a playbook) gave: channels, routes, or `default`.
+    /// are the names a rule's chain (or a playbook) gave: channels, routes, or `default`; the
+    /// `notifications` of the apps registered in the event's namespace are added to them.
     /// Returns how many rows are pending (suppressed duplicates not counted). The caller
     /// commits, then calls [`Outbox::wake`].
     pub async fn enqueue(
@@ -484,9 +485,15 @@ impl Outbox {
         explicit: &[String],
         now: i64,
     ) -> store::Result<usize> {
+        // The companion module's app records name the channels of each app: an event about
+        // an app's namespace goes to them too (unknown names are ignored with a warning).
+        let mut targets = explicit.to_vec();
+        if !event.namespace.is_empty() {
+            targets.extend(tx.app_notification_targets(&event.namespace).await?);
+        }
         let channels = self
             .router
-            .channels_for(event.kind, &event.labels, explicit);
+            .channels_for(event.kind, &event.labels, &targets);
         if channels.is_empty() {
             return Ok(0);
         }

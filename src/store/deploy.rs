@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Error, Result, Store, now_ms};
+use super::{Error, Result, Store, WriteTx, now_ms};
 
 /// A registered app.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -198,5 +198,32 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(deployment_row).collect()
+    }
+}
+
+impl WriteTx {
+    /// The notification channels or routes the apps registered in `namespace` name in their
+    /// spec (`notifications`), in app-name order, without repeats.
+    pub async fn app_notification_targets(&mut self, namespace: &str) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT spec FROM apps WHERE namespace = $1 ORDER BY name")
+            .bind(namespace)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut out: Vec<String> = Vec::new();
+        for r in &rows {
+            let text: String = r.try_get("spec")?;
+            // A spec that no longer parses must not stop a notification: skip its names.
+            let Ok(spec) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            for name in spec["notifications"].as_array().into_iter().flatten() {
+                if let Some(n) = name.as_str()
+                    && !out.iter().any(|o| o == n)
+                {
+                    out.push(n.to_string());
+                }
+            }
+        }
+        Ok(out)
     }
 }
