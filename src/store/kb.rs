@@ -155,6 +155,31 @@ impl Where {
             .push(format!("{column} IN ({})", ps.join(", ")));
     }
 
+    /// The WHERE of a listing page and the placeholder of its LIMIT; `columns` name the app,
+    /// state, subject and time columns of the table listed.
+    fn listing(f: &ListFilter, columns: [&str; 4]) -> (Where, String) {
+        let [ns_col, state_col, subject_col, time_col] = columns;
+        let mut w = Where::new();
+        if let Some(ns) = &f.namespaces {
+            w.any_of(ns_col, ns);
+        }
+        if let Some(s) = &f.state {
+            w.eq(state_col, "=", s.clone());
+        }
+        if let Some(v) = &f.subject {
+            w.eq(subject_col, "=", v.clone());
+        }
+        if let Some(t) = f.since {
+            w.eq(time_col, ">=", t);
+        }
+        if let Some(id) = f.before_id {
+            w.eq("id", "<", id);
+        }
+        let limit_p = w.next();
+        w.args.add(f.limit).expect("encoding an integer");
+        (w, limit_p)
+    }
+
     fn sql(&self) -> String {
         if self.clauses.is_empty() {
             String::new()
@@ -400,24 +425,7 @@ impl Store {
 
     /// A page of recorded alert occurrences, newest first.
     pub async fn list_alerts(&self, f: &ListFilter) -> Result<Vec<AlertRecord>> {
-        let mut w = Where::new();
-        if let Some(ns) = &f.namespaces {
-            w.any_of("namespace", ns);
-        }
-        if let Some(s) = &f.state {
-            w.eq("status", "=", s.clone());
-        }
-        if let Some(a) = &f.subject {
-            w.eq("alertname", "=", a.clone());
-        }
-        if let Some(t) = f.since {
-            w.eq("received_at", ">=", t);
-        }
-        if let Some(id) = f.before_id {
-            w.eq("id", "<", id);
-        }
-        let limit_p = w.next();
-        w.args.add(f.limit).expect("encoding an integer");
+        let (w, limit_p) = Where::listing(f, ["namespace", "status", "alertname", "received_at"]);
         let sql = format!(
             "SELECT id, fingerprint, status, alertname, namespace, labels, annotations, starts_at, ends_at, \
              generator_url, received_at FROM alert_events{} ORDER BY id DESC LIMIT {limit_p}",
@@ -447,24 +455,8 @@ impl Store {
 
     /// A page of repairs, newest first.
     pub async fn list_jobs(&self, f: &ListFilter) -> Result<Vec<Job>> {
-        let mut w = Where::new();
-        if let Some(ns) = &f.namespaces {
-            w.any_of("target_namespace", ns);
-        }
-        if let Some(s) = &f.state {
-            w.eq("state", "=", s.clone());
-        }
-        if let Some(t) = &f.subject {
-            w.eq("target_key", "=", t.clone());
-        }
-        if let Some(t) = f.since {
-            w.eq("created_at", ">=", t);
-        }
-        if let Some(id) = f.before_id {
-            w.eq("id", "<", id);
-        }
-        let limit_p = w.next();
-        w.args.add(f.limit).expect("encoding an integer");
+        let (w, limit_p) =
+            Where::listing(f, ["target_namespace", "state", "target_key", "created_at"]);
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs{} ORDER BY id DESC LIMIT {limit_p}",
             w.sql()
