@@ -992,20 +992,9 @@ async fn to_humans(
     routes: &[String],
     now: i64,
 ) -> Result<Escalated> {
-    let tried: Vec<String> = history
-        .jobs
+    let tried: Vec<String> = tried(job, &history.jobs, reason)
         .iter()
-        .map(|j| {
-            let result = if j.id == job.id {
-                reason.to_string()
-            } else {
-                j.error
-                    .clone()
-                    .or_else(|| j.outcome.clone())
-                    .unwrap_or_else(|| j.state.to_string())
-            };
-            format!("job {} {} → {result}", j.id, j.playbook)
-        })
+        .map(|t| format!("job {} {} → {}", t.job, t.playbook, t.result))
         .collect();
     let mut text = format!(
         "manual intervention required on {}: {why}. Tried: {}",
