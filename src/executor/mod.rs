@@ -992,7 +992,7 @@ async fn to_humans(
     routes: &[String],
     now: i64,
 ) -> Result<Escalated> {
-    let tried: Vec<String> = tried(job, &history.jobs, reason)
+    let tried: Vec<String> = tried(job, history.jobs, reason)
         .iter()
         .map(|t| format!("job {} {} → {}", t.job, t.playbook, t.result))
         .collect();
