@@ -6,7 +6,8 @@
 # Starts a fake Kubernetes API server (examples/fakeapi.rs: a Deployment whose pods were
 # OOMKilled), the aiops daemon pointed at it through a kubeconfig, and Debian's Alertmanager
 # if installed (the alert goes in with amtool; without Alertmanager a curl posts the same
-# webhook Alertmanager would). Then it shows the repair, the resolve and the knowledge base.
+# webhook Alertmanager would). Then it shows the repair, the resolve, the knowledge base and
+# the messages aiops sent to a webhook channel (a few lines of python3 stand in for the chat).
 # Everything listens on 127.0.0.1, lives in a temp dir, and is stopped on exit.
 #
 # Environment: AIOPS_BIN, FAKEAPI_BIN (prebuilt binaries; otherwise `cargo build` builds them),
@@ -60,6 +61,48 @@ pids+=($!)
 wait_for 15 "the fake API server" test -s "$work/kubeconfig"
 sed -n '1p' "$work/fakeapi.log" | sed 's/^/   /'
 
+step "A chat for the messages"
+say "A webhook channel stands in for Telegram/LINE/Slack/email: a tiny python3 HTTP server" \
+    "that answers 200 and prints each message aiops POSTs ({event, subject, text, data})."
+command -v python3 >/dev/null || fail "python3 is needed for the message receiver"
+cat >"$work/receiver.py" <<'PY'
+import http.server, json, sys
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            msg = json.loads(body)
+            text = "\n".join("  " + line for line in str(msg.get("text")).splitlines())
+            print(f"[{msg.get('event')}] {msg.get('subject')}\n{text}", flush=True)
+        except ValueError:
+            print(f"(not JSON) {body[:200]!r}", flush=True)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+print(f"listening on {server.server_address[1]}", file=sys.stderr, flush=True)
+server.serve_forever()
+PY
+python3 -u "$work/receiver.py" >"$work/messages.out" 2>"$work/receiver.log" &
+pids+=($!)
+wait_for 15 "the message receiver" grep -q '^listening on' "$work/receiver.log"
+chatport=$(sed -nE 's/^listening on ([0-9]+)$/\1/p' "$work/receiver.log")
+cat >"$work/aiops.yaml" <<YAML
+notify:
+  channels:
+    chat: {type: webhook, url: "http://127.0.0.1:$chatport/aiops"}
+  routes:
+    - channels: [chat]            # every event but alert_fired, for every alert
+YAML
+say "receiver on http://127.0.0.1:$chatport; aiops.yaml:"
+sed 's/^/     /' "$work/aiops.yaml"
+
 step "The aiops daemon"
 token=demo-token-$RANDOM$RANDOM
 say "aiops serve with the shipped rules and playbooks, a SQLite store in a temp dir, and a" \
@@ -71,7 +114,7 @@ AIOPS_WEBHOOK_TOKEN=$token \
 AIOPS_RULES_DIR=rules AIOPS_PLAYBOOKS_DIR=playbooks \
 AIOPS_KUBECONFIG="$work/kubeconfig" AIOPS_KUBE_CONTEXT=fake \
 AIOPS_POLL_INTERVAL=200ms AIOPS_ROLLOUT_POLL=200ms AIOPS_LOG=info,sqlx=warn \
-  "$AIOPS_BIN" --log-format json serve >"$work/aiops.log" 2>&1 &
+  "$AIOPS_BIN" --log-format json --config "$work/aiops.yaml" serve >"$work/aiops.log" 2>&1 &
 pids+=($!)
 wait_for 30 "the daemon to listen" grep -q '"message":"listening"' "$work/aiops.log"
 addr=$(grep -m1 '"message":"listening"' "$work/aiops.log" | sed -E 's/.*"addr":"([^"]+)".*/\1/')
@@ -149,7 +192,10 @@ step "The knowledge base (aiops kb stats)"
 AIOPS_DATABASE_URL="sqlite://$work/aiops.db" "$AIOPS_BIN" kb stats | sed 's/^/   /'
 
 step "Messages"
-say "Repairs that fail escalate along the rule's chain; escalations are recorded in the store" \
-    "(table escalations). Delivering them to Telegram, LINE, Slack, email or a webhook is the" \
-    "notification module's job, not in this build yet: there is no message to show."
+say "Every message is written to the store with the state change that causes it, then sent" \
+    "(retried on 5xx/429). What the chat received:"
+wait_for 15 "the repair's messages" grep -q '^\[auto_repair_success\]' "$work/messages.out"
+sed 's/^/   /' "$work/messages.out"
+say "A repair that fails escalates along the rule's chain; the escalation message lists every" \
+    "step tried. See README, Notifications, for Telegram, LINE, Slack and email."
 printf '\ndemo done in %ds: alert -> repair -> verified -> resolved -> time to recover recorded.\n' "$SECONDS"

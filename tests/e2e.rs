@@ -1,5 +1,6 @@
 //! End to end with the real sender: Debian's Prometheus and Alertmanager deliver to `aiops serve`,
-//! which repairs the stateful fake API server (tests/fakeapi) through a kubeconfig.
+//! which repairs the stateful fake API server (tests/fakeapi) through a kubeconfig, and tells a
+//! Telegram stand-in (tests/notify_support) what it did.
 //!
 //! Each test prints a `e2e figures` line: alerts sent, repairs done, duplicate deliveries
 //! absorbed, actions repeated (must be 0), alerts lost (must be 0) and the latency from an
@@ -11,6 +12,7 @@ mod common;
 mod fakeapi;
 #[path = "e2e/harness.rs"]
 mod harness;
+mod notify_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -18,13 +20,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use aiops::store::{Job, JobState, Store};
+use aiops::store::{Job, JobState, NotificationState, Store};
 use common::{Db, Spawn, TestApp, TestDb};
 use fakeapi::{FakeApi, RolloutBehaviour};
 use harness::{
     Alertmanager, AmAlert, Exporter, PrivatePg, Prometheus, Timing, Webhook, metric_sum,
     percentile, require,
 };
+use notify_support::{Answer, Request, StandIn};
 use serde_json::json;
 use sqlx::Row;
 
@@ -90,6 +93,87 @@ impl Cluster {
             .map(|r| (format!("{} {}", r.method, r.path_query), r.at))
             .collect()
     }
+}
+
+/// A Telegram chat stand-in (tests/notify_support: records every request, answers from a
+/// script, else `ok`) and the daemon config that makes it channel `chat`, routed by labels.
+struct Chat {
+    standin: StandIn,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Chat {
+    /// `notify` settings beside the channel (retry, route events) are `extra`, indented as
+    /// keys of `notify:`.
+    async fn start(route_events: Option<&str>, extra: &str) -> Chat {
+        let standin = StandIn::start().await;
+        standin.default_answer(Answer::new(200, r#"{"ok":true,"result":{"message_id":7}}"#));
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("aiops.yaml");
+        let events = route_events.map_or(String::new(), |e| format!("\n      events: [{e}]"));
+        std::fs::write(
+            &config,
+            format!(
+                "notify:\n  channels:\n    chat: {{type: telegram, bot_token: \"123:e2e-chat\", chat_id: \"-100\", api_url: \"{}\"}}\n  routes:\n    - channels: [chat]{events}\n  poll_interval: 200ms\n{extra}",
+                standin.url
+            ),
+        )
+        .unwrap();
+        Chat {
+            standin,
+            config,
+            _dir: dir,
+        }
+    }
+
+    /// Daemon options with this chat configured.
+    fn configure(&self, opts: Spawn) -> Spawn {
+        opts.env("AIOPS_CONFIG", self.config.to_str().unwrap())
+    }
+
+    /// The texts of the messages the chat received (every attempt), with the status answered.
+    fn received(&self) -> Vec<(String, u16)> {
+        self.standin
+            .requests()
+            .iter()
+            .map(|r: &Request| {
+                assert_eq!(r.path, "/bot123:e2e-chat/sendMessage");
+                let v = r.json();
+                assert_eq!(v["chat_id"], "-100", "{v}");
+                (v["text"].as_str().unwrap_or_default().to_string(), r.status)
+            })
+            .collect()
+    }
+
+    /// The texts that contain `needle` and were accepted (200).
+    fn delivered(&self, needle: &str) -> Vec<String> {
+        self.received()
+            .into_iter()
+            .filter(|(t, status)| *status == 200 && t.contains(needle))
+            .map(|(t, _)| t)
+            .collect()
+    }
+}
+
+/// Waits until every notification row in the store is sent (so none is still to come), and
+/// at least `min` exist; the rows.
+async fn notifications_settled(
+    store: &Store,
+    min: usize,
+    diagnostics: impl Fn() -> String,
+) -> Vec<aiops::store::Notification> {
+    wait_until(
+        "every notification to be sent",
+        Duration::from_secs(30),
+        async || {
+            let rows = store.notifications().await.ok()?;
+            (rows.len() >= min && rows.iter().all(|n| n.state == NotificationState::Sent))
+                .then_some(rows)
+        },
+        diagnostics,
+    )
+    .await
 }
 
 fn hook(app: &TestApp) -> Webhook {
@@ -209,7 +293,8 @@ async fn a_prometheus_alert_becomes_a_verified_repair_a_kb_row_and_a_time_to_rec
         &[("app", "web:1", Some("256Mi"), Some("512Mi"))],
     );
     cluster.oom_kill("prod", "web");
-    let app = TestApp::spawn(cluster.spawn(Db::Sqlite)).await;
+    let chat = Chat::start(None, "").await;
+    let app = TestApp::spawn(chat.configure(cluster.spawn(Db::Sqlite))).await;
     let exporter = Exporter::start(cluster.api.clone(), "prod").await;
     let am = Alertmanager::start(&bins[1], &[hook(&app)], Timing::default()).await;
     let prom = Prometheus::start(
@@ -271,6 +356,18 @@ async fn a_prometheus_alert_becomes_a_verified_repair_a_kb_row_and_a_time_to_rec
         .clone();
     assert_eq!(limit, "615Mi", "the limit on the cluster was raised");
 
+    // The chat hears of it: repair started, then repaired, each once.
+    let rows = notifications_settled(&store, 2, || {
+        format!("{:#?}\n{}", chat.received(), app.log_text())
+    })
+    .await;
+    let success: Vec<_> = rows
+        .iter()
+        .filter(|n| n.event == "auto_repair_success")
+        .collect();
+    assert_eq!(success.len(), 1, "{rows:#?}");
+    assert_eq!(success[0].job_id, Some(job.id));
+
     // The new pods are not OOMKilled: the series goes, Prometheus resolves the alert, and the
     // resolve reaching aiops gives the repair its time to recover.
     let ttr = wait_until(
@@ -306,6 +403,23 @@ async fn a_prometheus_alert_becomes_a_verified_repair_a_kb_row_and_a_time_to_rec
     assert_eq!(row["succeeded"], 1);
     assert!(row["ttr_mean_s"].as_f64().is_some(), "{row}");
 
+    // Seconds after the repair (the resolve came in between): still one success message.
+    let repaired = chat.delivered("Repaired: web (prod)");
+    assert_eq!(repaired.len(), 1, "{:#?}", chat.received());
+    for part in [
+        "<b>[aiops] Repaired: web (prod)</b>",
+        "Target: prod/Deployment/web",
+        "Action: oom_handler",
+        "Result: OOMKilled: memory limit of app 512Mi -&gt; 615Mi",
+    ] {
+        assert!(
+            repaired[0].contains(part),
+            "{part:?} not in {}",
+            repaired[0]
+        );
+    }
+    assert_eq!(chat.delivered("Repair started: web (prod)").len(), 1);
+
     let writes = cluster.writes_on("prod", "web");
     assert_eq!(writes.len(), 1, "one change to the Deployment: {writes:?}");
     let starts_at = events
@@ -336,7 +450,8 @@ async fn a_rollback_with_no_previous_revision_escalates_listing_what_was_tried()
     cluster
         .api
         .add_deployment("prod", "api", 2, &[("app", "api:1", None, None)]);
-    let app = TestApp::spawn(cluster.spawn(Db::Sqlite)).await;
+    let chat = Chat::start(None, "").await;
+    let app = TestApp::spawn(chat.configure(cluster.spawn(Db::Sqlite))).await;
     let am = Alertmanager::start(&bins[0], &[hook(&app)], Timing::default()).await;
     cluster.api.clear_requests();
 
@@ -383,6 +498,163 @@ async fn a_rollback_with_no_previous_revision_escalates_listing_what_was_tried()
         cluster.writes_on("prod", "api").is_empty(),
         "nothing to roll back to, nothing changed: {:?}",
         cluster.api.writes()
+    );
+
+    // The chat gets the escalation once, listing the step tried and its outcome.
+    let rows = notifications_settled(&store, 1, || {
+        format!("{:#?}\n{}", chat.received(), app.log_text())
+    })
+    .await;
+    assert_eq!(
+        rows.iter().filter(|n| n.event == "escalation").count(),
+        1,
+        "{rows:#?}"
+    );
+    let escalated = chat.delivered("Manual intervention required: api (prod)");
+    assert_eq!(escalated.len(), 1, "{:#?}", chat.received());
+    for part in [
+        "Target: prod/Deployment/api".to_string(),
+        format!("1. rollback (job {}): failure", jobs[0].id),
+        "no previous revision of deployment prod/api".to_string(),
+    ] {
+        assert!(
+            escalated[0].contains(&part),
+            "{part:?} not in {}",
+            escalated[0]
+        );
+    }
+    assert!(
+        !escalated[0].contains("2. "),
+        "one step was tried: {}",
+        escalated[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_api_answering_500_then_429_then_200_gets_the_message_exactly_once() {
+    let Some(bins) = require(&["prometheus-alertmanager"]) else {
+        return;
+    };
+    let cluster = Cluster::start().await;
+    cluster
+        .api
+        .add_deployment("prod", "shop", 1, &[("app", "shop:1", None, None)]);
+    // Only the success goes to the chat, so the script below meets that one message. The
+    // backoff is short; the 429's retry_after (1 s) is Telegram's smallest.
+    let chat = Chat::start(
+        Some("auto_repair_success"),
+        "  retry: {max_attempts: 5, initial_backoff: 200ms, max_backoff: 2s}\n",
+    )
+    .await;
+    chat.standin.script(vec![
+        Answer::new(
+            500,
+            r#"{"ok":false,"error_code":500,"description":"Internal Server Error"}"#,
+        ),
+        Answer::new(
+            429,
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}}"#,
+        ),
+    ]);
+    let app = TestApp::spawn(chat.configure(cluster.spawn(Db::Sqlite))).await;
+    let am = Alertmanager::start(&bins[0], &[hook(&app)], Timing::default()).await;
+    cluster.api.clear_requests();
+    am.post_alerts(&[AmAlert::firing(&[
+        ("alertname", "ServiceDown"),
+        ("auto_repair", "restart"),
+        ("namespace", "prod"),
+        ("deployment", "shop"),
+        ("severity", "critical"),
+    ])])
+    .await;
+
+    let store = app.store().await;
+    let diag = || {
+        format!(
+            "{:#?}\n{}\n--- aiops:\n{}",
+            chat.received(),
+            am.proc.log_tail(),
+            app.log_text()
+        )
+    };
+    let rows = notifications_settled(&store, 1, diag).await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let n = &rows[0];
+    assert_eq!(n.event, "auto_repair_success");
+    assert_eq!(n.attempts, 3, "{n:#?}");
+
+    // The chat saw three attempts of the same text; one was accepted.
+    let received = chat.received();
+    let statuses: Vec<u16> = received.iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, [500, 429, 200], "{received:#?}");
+    assert!(
+        received.iter().all(|(t, _)| *t == received[0].0),
+        "every attempt carried the same message: {received:#?}"
+    );
+    let delivered = chat.delivered("Repaired: shop (prod)");
+    assert_eq!(delivered.len(), 1, "{received:#?}");
+
+    // The store keeps every attempt; the 429's wait was Telegram's, not the backoff's.
+    let attempts = store.notification_attempts(n.id).await.unwrap();
+    let summary: Vec<(&str, Option<i64>, Option<i64>)> = attempts
+        .iter()
+        .map(|a| (a.result.as_str(), a.http_status, a.retry_after_ms))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("retry", Some(500), None),
+            ("retry", Some(429), Some(1000)),
+            ("sent", Some(200), None)
+        ],
+        "{attempts:#?}"
+    );
+    let waited = attempts[2].at - attempts[1].at;
+    assert!(waited >= 1000, "retried {waited} ms after the 429");
+
+    let metrics = app.metrics().await;
+    for (line, want) in [
+        (
+            r#"aiops_notifications_total{channel="chat",result="sent"}"#,
+            1.0,
+        ),
+        (
+            r#"aiops_notifications_total{channel="chat",result="retry"}"#,
+            2.0,
+        ),
+        (
+            r#"aiops_notification_failures_total{channel="chat",reason="server_error"}"#,
+            1.0,
+        ),
+        (
+            r#"aiops_notification_failures_total{channel="chat",reason="rate_limited"}"#,
+            1.0,
+        ),
+    ] {
+        let (name, labels) = line.split_once('{').unwrap();
+        let got = metric_sum(&metrics, name, &format!("{{{labels}"));
+        assert_eq!(got, want, "{line}\n{metrics}");
+    }
+    assert_eq!(
+        metric_sum(&metrics, "aiops_notifications_total", r#"result="failed""#),
+        0.0
+    );
+    let writes = cluster.writes_on("prod", "shop");
+    let first = alert_events(&store).await[0].1;
+    Figures {
+        scenario: "chat API 500, 429 (retry_after 1), 200",
+        alerts_sent: 1,
+        repairs_done: 1,
+        duplicates_absorbed: metric_sum(&metrics, "aiops_alerts_duplicate_total", "") as u64,
+        actions_repeated: writes.len() - 1,
+        alerts_lost: 0,
+        latencies: vec![latency(first, writes[0].1)],
+    }
+    .print();
+    println!(
+        "chat: {} attempts (500, 429, 200), delivered once, {} ms from first attempt to delivery",
+        attempts.len(),
+        attempts[2].at - attempts[0].at
     );
 }
 
@@ -901,6 +1173,10 @@ fn the_demo_script_shows_a_newcomer_the_whole_loop() {
         "oom_handler [oom-handler] succeeded: OOMKilled: memory limit of app 512Mi -> 615Mi",
         "recovered in",
         "ContainerOOMKilled",
+        "[repair_started] [aiops] Repair started: web (prod)",
+        "[auto_repair_success] [aiops] Repaired: web (prod)",
+        "Target: prod/Deployment/web",
+        "Action: oom_handler",
         "demo done in",
     ] {
         assert!(

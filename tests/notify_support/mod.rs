@@ -19,6 +19,8 @@ pub struct Request {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// The status the stand-in answered it with (scripted or default).
+    pub status: u16,
 }
 
 impl Request {
@@ -80,11 +82,8 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    s.requests.lock().unwrap().push(Request {
-        path: uri.path().to_string(),
-        headers,
-        body: body.to_vec(),
-    });
+    // Recorded and answered under one lock, so the record's order is the script's order.
+    let mut requests = s.requests.lock().unwrap();
     let answer = s
         .script
         .lock()
@@ -92,6 +91,13 @@ async fn handle(
         .pop_front()
         .or_else(|| s.default.lock().unwrap().clone())
         .unwrap_or_else(|| Answer::new(200, "ok"));
+    requests.push(Request {
+        path: uri.path().to_string(),
+        headers,
+        body: body.to_vec(),
+        status: answer.status,
+    });
+    drop(requests);
     let mut resp = (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
     for (k, v) in answer.headers {
         resp.headers_mut().insert(
