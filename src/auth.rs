@@ -206,10 +206,13 @@ impl Key {
         // Only a correctly signed payload is parsed further.
         let claims: Claims =
             serde_json::from_slice(&decode(p)?).map_err(|e| Error::Claims(e.to_string()))?;
-        if claims.exp + LEEWAY_S <= now {
+        if claims.exp.saturating_add(LEEWAY_S) <= now {
             return Err(Error::Expired);
         }
-        if claims.nbf.is_some_and(|nbf| nbf - LEEWAY_S > now) {
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf.saturating_sub(LEEWAY_S) > now)
+        {
             return Err(Error::NotYetValid);
         }
         if claims.sub.trim().is_empty() {

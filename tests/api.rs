@@ -580,3 +580,53 @@ fn a_retention_shorter_than_the_success_rate_window_is_refused() {
         "{err}"
     );
 }
+
+/// More finished notifications about no repair than one pruning batch holds: each batch takes
+/// its attempts with it, so no foreign key is violated and the rest of the pass still runs.
+async fn pruning_thousands_of_old_notifications_keeps_their_attempts_consistent(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = common::TestDb::new(db, dir.path()).await;
+    let store = aiops::store::Store::connect(&test_db.url, &aiops::store::Options::default())
+        .await
+        .unwrap();
+    let old = aiops::store::now_ms() - 400 * 86_400_000;
+    // 4,500 storm-brake notifications with one attempt each, 400 days old.
+    for sql in [
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4500) \
+         INSERT INTO notifications (event, channel, dedup_key, retry_key, subject, body, event_json, state, \
+         attempts, next_attempt_at, created_at) \
+         SELECT 'storm_brake', 'ops', 'k' || i, 'r' || i, 's', 'b', '{}', 'sent', 1, $1, $1 FROM n",
+        "INSERT INTO notification_attempts (notification_id, at, result, detail) \
+         SELECT id, $1, 'sent', '' FROM notifications",
+    ] {
+        sqlx::query(sql)
+            .bind(old)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    let day = 86_400_000;
+    let now = aiops::store::now_ms();
+    store
+        .prune(&aiops::store::Cutoffs {
+            alerts: now - 30 * day,
+            repairs: now - 180 * day,
+            stats: now - 730 * day,
+            audit: now - 365 * day,
+            activity: now - day,
+        })
+        .await
+        .expect("the whole pass runs");
+    for table in ["notifications", "notification_attempts"] {
+        let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM {table}"
+        )))
+        .fetch_one(store.pool())
+        .await
+        .map(|r| sqlx::Row::get(&r, "n"))
+        .unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
+    store.close().await;
+}
+both_backends!(pruning_thousands_of_old_notifications_keeps_their_attempts_consistent);

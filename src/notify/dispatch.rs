@@ -187,7 +187,13 @@ impl Dispatcher {
         let now = self.clock.now_ms();
         let rows = self
             .store
-            .claim_notifications(&self.owner, now, now + store::ms(self.lease), 32)
+            .claim_notifications(
+                &self.owner,
+                now,
+                now + store::ms(self.lease),
+                32,
+                &self.notifiers.keys().cloned().collect::<Vec<_>>(),
+            )
             .await?;
         let n = rows.len();
         let mut by_channel: BTreeMap<String, Vec<Notification>> = BTreeMap::new();
@@ -250,7 +256,21 @@ impl Dispatcher {
             retry_key: row.retry_key.clone(),
             event: row.event.clone(),
         };
-        // The lease must outlive the send, or another replica could send the row too.
+        // The lease must outlive the send, or another replica could send the row too: renew it
+        // now (the batch's earlier sends used up part of it) and bound the send by half of it.
+        let start = self.clock.now_ms();
+        if !self
+            .store
+            .renew_notification_lease(row.id, &self.owner, start, start + store::ms(self.lease))
+            .await?
+        {
+            tracing::warn!(
+                notification = row.id,
+                channel,
+                "lease lost before sending; another dispatcher has the row"
+            );
+            return Ok(());
+        }
         let limit = self.lease / 2;
         let result = match tokio::time::timeout(limit, notifier.send(&msg)).await {
             Ok(r) => r,
@@ -288,7 +308,7 @@ impl Dispatcher {
                                 row.id,
                                 &self.owner,
                                 now,
-                                AttemptEnd::Retry(now + store::ms(wait)),
+                                AttemptEnd::Retry(now.saturating_add(store::ms(wait))),
                                 e.http_status(),
                                 retry_after,
                                 &detail,

@@ -85,6 +85,9 @@ pub enum Error {
 /// `type Result<T, E = Error>` as in every module of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The longest wait honoured from a 429's `retry_after` / `Retry-After`.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 impl Error {
     /// Whether trying again later may work.
     pub fn is_retryable(&self) -> bool {
@@ -95,10 +98,11 @@ impl Error {
         }
     }
 
-    /// The wait the API asked for, if any.
+    /// The wait the API asked for, if any, at most [`MAX_RETRY_AFTER`]: an API (or a proxy)
+    /// answering an absurd wait must neither overflow the schedule nor park a message forever.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Status { retry_after, .. } => *retry_after,
+            Error::Status { retry_after, .. } => retry_after.map(|d| d.min(MAX_RETRY_AFTER)),
             _ => None,
         }
     }

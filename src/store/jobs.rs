@@ -445,15 +445,21 @@ impl WriteTx {
         .iter()
         .map(|r| r.try_get("id"))
         .collect::<Result<_, _>>()?;
+        let mut n = 0;
         for &id in &ids {
-            sqlx::query("UPDATE jobs SET ttr_ms = $1 WHERE id = $2")
+            // Conditional again: a concurrent transaction (another replica recording the same
+            // job's time to recover) must not count it twice in the rollups.
+            let r = sqlx::query("UPDATE jobs SET ttr_ms = $1 WHERE id = $2 AND ttr_ms IS NULL")
                 .bind(ttr_ms)
                 .bind(id)
                 .execute(&mut *self.tx)
                 .await?;
-            self.rollup_ttr(id).await?;
+            if r.rows_affected() == 1 {
+                self.rollup_ttr(id).await?;
+                n += 1;
+            }
         }
-        Ok(ids.len() as u64)
+        Ok(n)
     }
 
     /// Cancels the queued and waiting jobs of an alert that resolved. Returns their ids.

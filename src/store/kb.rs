@@ -528,24 +528,41 @@ impl Store {
             tx.commit().await?;
         }
         // Finished notifications about no repair (storm brake, fired alerts, deploys) age
-        // with the repairs.
-        self.delete_batched(
-            &format!(
-                "DELETE FROM notification_attempts WHERE notification_id IN (SELECT id FROM notifications \
-                 WHERE job_id IS NULL AND created_at < $1 AND state IN ('sent', 'failed', 'suppressed') \
-                 LIMIT {PRUNE_BATCH})"
-            ),
-            c.repairs,
-        )
-        .await?;
-        self.delete_batched(
-            &format!(
-                "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications WHERE job_id IS NULL \
-                 AND created_at < $1 AND state IN ('sent', 'failed', 'suppressed') LIMIT {PRUNE_BATCH})"
-            ),
-            c.repairs,
-        )
-        .await?;
+        // with the repairs; each batch takes its attempts with it (they reference it).
+        loop {
+            let mut tx = self.begin_write().await?;
+            let ids: Vec<i64> = sqlx::query(AssertSqlSafe(format!(
+                "SELECT id FROM notifications WHERE job_id IS NULL AND created_at < $1 \
+                 AND state IN ('sent', 'failed', 'suppressed') ORDER BY id LIMIT {PRUNE_BATCH}"
+            )))
+            .bind(c.repairs)
+            .fetch_all(&mut *tx.tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()?;
+            if ids.is_empty() {
+                tx.rollback().await?;
+                break;
+            }
+            let list = ids
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            for table_column in [
+                ("notification_attempts", "notification_id"),
+                ("notifications", "id"),
+            ] {
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM {} WHERE {} IN ({list})",
+                    table_column.0, table_column.1
+                )))
+                .execute(&mut *tx.tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
         // Decisions, then the alert occurrences nothing kept refers to.
         self.delete_batched(
             &format!(

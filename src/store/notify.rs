@@ -222,26 +222,37 @@ impl Store {
     /// Claims up to `limit` due notifications for `owner` until `lease_until`: pending rows
     /// whose time has come, and `sending` rows whose claimant's lease expired (it died
     /// mid-send; the channel may have the message already, which is what retry keys are for).
+    ///
+    /// Only rows of `channels` (the ones this process can send to) are claimed: during a rolling
+    /// update a replica that does not know a new channel leaves its rows to one that does.
     pub async fn claim_notifications(
         &self,
         owner: &str,
         now: i64,
         lease_until: i64,
         limit: i64,
+        channels: &[String],
     ) -> Result<Vec<Notification>> {
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
-        let ids = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id FROM notifications WHERE (state = 'pending' AND next_attempt_at <= $1) \
-             OR (state = 'sending' AND lease_until < $1) ORDER BY next_attempt_at, id LIMIT $2{lock}"
-        )))
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx.tx)
-        .await?;
+        let placeholders: Vec<String> = (3..3 + channels.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT id FROM notifications WHERE ((state = 'pending' AND next_attempt_at <= $1) \
+             OR (state = 'sending' AND lease_until < $1)) AND channel IN ({}) \
+             ORDER BY next_attempt_at, id LIMIT $2{lock}",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now).bind(limit);
+        for c in channels {
+            q = q.bind(c.clone());
+        }
+        let ids = q.fetch_all(&mut *tx.tx).await?;
         let mut out = Vec::with_capacity(ids.len());
         for r in ids {
             let id: i64 = r.try_get("id")?;
@@ -317,6 +328,31 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(moved)
+    }
+
+    /// Extends a claimed row's lease just before a send: rows later in a batch would otherwise
+    /// reach the end of the lease taken at claim time while earlier ones were being sent, and
+    /// another dispatcher could send them too. Returns false when the row is no longer ours.
+    pub async fn renew_notification_lease(
+        &self,
+        id: i64,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE notifications SET lease_until = $1 WHERE id = $2 AND owner = $3 \
+             AND state = 'sending' AND lease_until >= $4",
+        )
+        .bind(lease_until)
+        .bind(id)
+        .bind(owner)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// Puts a claimed row back for later without counting an attempt (the channel's rate
