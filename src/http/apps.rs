@@ -36,7 +36,10 @@ async fn list_apps(claims: Claims, State(st): State<AppState>) -> Result<Respons
             .await
             .map_err(internal)?
             .into_iter()
-            .next();
+            .next()
+            // An app name re-registered in another namespace keeps its old deployments: never
+            // show one from an app the token cannot see.
+            .filter(|d| d.namespace == app.namespace);
         items.push(json!({"app": app, "last_deployment": last}));
     }
     Ok(Json(json!({ "items": items })).into_response())
