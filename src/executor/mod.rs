@@ -533,6 +533,18 @@ impl Executor {
         Ok(outcome)
     }
 
+    /// A job moved by someone else (the reaper interrupted and escalated it after a lost lease)
+    /// between the run and its end: its end is theirs to record, so nothing is written or sent
+    /// twice.
+    async fn no_longer_ours(&self, tx: store::WriteTx, job: &Job) -> Result<()> {
+        tx.rollback().await?;
+        tracing::warn!(
+            job = job.id,
+            "the job changed state while it ran (interrupted elsewhere); leaving it as recorded"
+        );
+        Ok(())
+    }
+
     async fn finish(&self, job: &Job, state: JobState, outcome: Outcome) -> Result<()> {
         let now = store::now_ms();
         // The alert, for the messages this end produces (read before the write transaction).
@@ -543,15 +555,19 @@ impl Executor {
         match outcome {
             Outcome::Success(msg) => {
                 let mut tx = self.store.begin_write().await?;
-                tx.transition(
-                    job.id,
-                    state,
-                    JobState::Succeeded,
-                    now,
-                    &msg,
-                    Record::Outcome(&msg),
-                )
-                .await?;
+                if !tx
+                    .transition(
+                        job.id,
+                        state,
+                        JobState::Succeeded,
+                        now,
+                        &msg,
+                        Record::Outcome(&msg),
+                    )
+                    .await?
+                {
+                    return self.no_longer_ours(tx, job).await;
+                }
                 let notified = match &alert {
                     Some(alert) => {
                         let mut event = job_event(EventKind::AutoRepairSuccess, job, alert, now);
@@ -590,15 +606,19 @@ impl Executor {
                 };
                 let steps = resolve_choices(&self.store, job).await?;
                 let mut tx = self.store.begin_write().await?;
-                tx.transition(
-                    job.id,
-                    state,
-                    JobState::Failed,
-                    now,
-                    &msg,
-                    Record::Error(&msg),
-                )
-                .await?;
+                if !tx
+                    .transition(
+                        job.id,
+                        state,
+                        JobState::Failed,
+                        now,
+                        &msg,
+                        Record::Error(&msg),
+                    )
+                    .await?
+                {
+                    return self.no_longer_ours(tx, job).await;
+                }
                 let cap = i64::from(self.rt.settings.max_chain_steps);
                 let routes = chain_routes(job);
                 let escalated = if inconclusive {
