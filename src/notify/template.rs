@@ -162,8 +162,27 @@ impl Templates {
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        let body = self.render_part(event, "body").trim().to_string();
-        (subject, body)
+        let body = cap(self.render_part(event, "body").trim(), MAX_BODY_CHARS);
+        (cap(&subject, MAX_SUBJECT_CHARS), body)
+    }
+}
+
+/// The longest body a message carries: a playbook may `notify()` a whole log, and every
+/// channel splits or rejects long texts (Slack's blocks, Telegram's parts, each one a message).
+pub const MAX_BODY_CHARS: usize = 16_000;
+/// The longest subject.
+pub const MAX_SUBJECT_CHARS: usize = 300;
+
+/// `text` cut to at most `max` characters, saying so at the end.
+fn cap(text: &str, max: usize) -> String {
+    const MARK: &str = "… (truncated)";
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some(_) => {
+            let keep = max.saturating_sub(MARK.chars().count());
+            let end = text.char_indices().nth(keep).map_or(text.len(), |(i, _)| i);
+            format!("{}{MARK}", &text[..end])
+        }
     }
 }
 
@@ -171,6 +190,16 @@ impl Templates {
 mod tests {
     use super::*;
     use crate::notify::{Link, Tried};
+
+    #[test]
+    fn a_huge_body_is_cut_to_the_cap_on_a_character_boundary_and_says_so() {
+        let long = "日".repeat(MAX_BODY_CHARS * 3);
+        let c = cap(&long, MAX_BODY_CHARS);
+        assert_eq!(c.chars().count(), MAX_BODY_CHARS);
+        assert!(c.ends_with("… (truncated)"));
+        assert_eq!(cap("short", 10), "short");
+        assert_eq!(cap("exactly10!", 10), "exactly10!");
+    }
 
     fn escalation() -> Event {
         Event {
