@@ -483,86 +483,41 @@ impl Store {
              AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id AND c.created_at >= $1) \
              ORDER BY id LIMIT {PRUNE_BATCH}"
         );
-        loop {
-            let mut tx = self.begin_write().await?;
-            let ids: Vec<i64> = sqlx::query(AssertSqlSafe(pick_jobs.clone()))
-                .bind(c.repairs)
-                .fetch_all(&mut *tx.tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get("id"))
-                .collect::<Result<_, _>>()?;
-            if ids.is_empty() {
-                tx.rollback().await?;
-                break;
-            }
-            let list = ids
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            for stmt in [
-                format!("DELETE FROM job_steps WHERE job_id IN ({list})"),
-                format!("DELETE FROM job_events WHERE job_id IN ({list})"),
-                format!("DELETE FROM escalations WHERE job_id IN ({list})"),
-                // Their notifications (the outbox references jobs) and every attempt of them.
-                format!(
-                    "DELETE FROM notification_attempts WHERE notification_id IN \
-                     (SELECT id FROM notifications WHERE job_id IN ({list}))"
-                ),
-                format!("DELETE FROM notifications WHERE job_id IN ({list})"),
-                format!("UPDATE decisions SET job_id = NULL WHERE job_id IN ({list})"),
-                // A chain's later job may point at one pruned in the same batch.
-                format!("UPDATE jobs SET parent_id = NULL WHERE parent_id IN ({list})"),
-            ] {
-                sqlx::query(AssertSqlSafe(stmt))
-                    .execute(&mut *tx.tx)
-                    .await?;
-            }
-            let r = sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM jobs WHERE id IN ({list})"
-            )))
-            .execute(&mut *tx.tx)
+        out.repairs += self
+            .prune_by_ids(&pick_jobs, c.repairs, |list| {
+                vec![
+                    format!("DELETE FROM job_steps WHERE job_id IN ({list})"),
+                    format!("DELETE FROM job_events WHERE job_id IN ({list})"),
+                    format!("DELETE FROM escalations WHERE job_id IN ({list})"),
+                    // Their notifications (the outbox references jobs) and every attempt of them.
+                    format!(
+                        "DELETE FROM notification_attempts WHERE notification_id IN \
+                         (SELECT id FROM notifications WHERE job_id IN ({list}))"
+                    ),
+                    format!("DELETE FROM notifications WHERE job_id IN ({list})"),
+                    format!("UPDATE decisions SET job_id = NULL WHERE job_id IN ({list})"),
+                    // A chain's later job may point at one pruned in the same batch.
+                    format!("UPDATE jobs SET parent_id = NULL WHERE parent_id IN ({list})"),
+                    format!("DELETE FROM jobs WHERE id IN ({list})"),
+                ]
+            })
             .await?;
-            out.repairs += r.rows_affected();
-            tx.commit().await?;
-        }
         // Finished notifications about no repair (storm brake, fired alerts, deploys) age
         // with the repairs; each batch takes its attempts with it (they reference it).
-        loop {
-            let mut tx = self.begin_write().await?;
-            let ids: Vec<i64> = sqlx::query(AssertSqlSafe(format!(
+        self.prune_by_ids(
+            &format!(
                 "SELECT id FROM notifications WHERE job_id IS NULL AND created_at < $1 \
                  AND state IN ('sent', 'failed', 'suppressed') ORDER BY id LIMIT {PRUNE_BATCH}"
-            )))
-            .bind(c.repairs)
-            .fetch_all(&mut *tx.tx)
-            .await?
-            .iter()
-            .map(|r| r.try_get("id"))
-            .collect::<Result<_, _>>()?;
-            if ids.is_empty() {
-                tx.rollback().await?;
-                break;
-            }
-            let list = ids
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            for table_column in [
-                ("notification_attempts", "notification_id"),
-                ("notifications", "id"),
-            ] {
-                sqlx::query(AssertSqlSafe(format!(
-                    "DELETE FROM {} WHERE {} IN ({list})",
-                    table_column.0, table_column.1
-                )))
-                .execute(&mut *tx.tx)
-                .await?;
-            }
-            tx.commit().await?;
-        }
+            ),
+            c.repairs,
+            |list| {
+                vec![
+                    format!("DELETE FROM notification_attempts WHERE notification_id IN ({list})"),
+                    format!("DELETE FROM notifications WHERE id IN ({list})"),
+                ]
+            },
+        )
+        .await?;
         // Decisions, then the alert occurrences nothing kept refers to.
         self.delete_batched(
             &format!(
@@ -604,6 +559,47 @@ impl Store {
             )
             .await?;
         Ok(out)
+    }
+
+    /// Until `pick` (`SELECT id … $1 … LIMIT`) finds nothing more: in one transaction per batch,
+    /// runs the statements `batch` gives for the picked ids (a comma-separated list of
+    /// integers from the database, never user input). Returns the rows the last statement of
+    /// each batch affected (the deletion of the picked rows themselves).
+    async fn prune_by_ids(
+        &self,
+        pick: &str,
+        cutoff: i64,
+        batch: impl Fn(&str) -> Vec<String>,
+    ) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let ids: Vec<i64> = sqlx::query(AssertSqlSafe(pick.to_string()))
+                .bind(cutoff)
+                .fetch_all(&mut *tx.tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get("id"))
+                .collect::<Result<_, _>>()?;
+            if ids.is_empty() {
+                tx.rollback().await?;
+                return Ok(total);
+            }
+            let list = ids
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut last = 0;
+            for stmt in batch(&list) {
+                last = sqlx::query(AssertSqlSafe(stmt))
+                    .execute(&mut *tx.tx)
+                    .await?
+                    .rows_affected();
+            }
+            total += last;
+            tx.commit().await?;
+        }
     }
 
     /// Runs a `DELETE … $1` until it deletes nothing more; returns the rows deleted.
