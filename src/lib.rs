@@ -2,7 +2,7 @@
 //!
 //! The path of one alert: [`http`] authenticates and bounds the webhook, [`alert`] parses it,
 //! [`pipeline`] records it in the [`store`], deduplicates, matches [`rules`] and applies the
-//! guards, and [`executor`] workers run the job through its states. See ARCHITECTURE.md.
+//! guards, and [`executor`] workers run the job through its states. See docs/architecture.md §1.
 
 #![warn(missing_docs)]
 

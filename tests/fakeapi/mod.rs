@@ -1,7 +1,7 @@
 //! A fake Kubernetes API server for whole-repair tests.
 //!
 //! This is a fake, not a conformant API server; it supports exactly the requests aiops makes
-//! (ARCHITECTURE.md §3 "Kubernetes, as kubectl does it"): GET/PATCH of Deployments,
+//! (docs/architecture.md §5 "Kubernetes, as kubectl does it"): GET/PATCH of Deployments,
 //! StatefulSets and DaemonSets (strategic merge, JSON patch, JSON merge patch, `dryRun=All`),
 //! LIST of ReplicaSets, Pods and Jobs with equality label selectors and `status.phase` field
 //! selectors, DELETE of Pods and Jobs, and POST of core/v1 Events.
