@@ -151,6 +151,13 @@ impl Target {
     pub fn key(&self) -> String {
         self.to_string()
     }
+
+    /// Whether the namespace and name can be used in a Kubernetes API path (see
+    /// [`crate::k8s_name`]): a label value like `default/../kube-system` or `web?dryRun=All`
+    /// resolves to a `Target`, and must be refused before any guard or call uses it.
+    pub fn check_names(&self) -> Result<(), crate::k8s_name::InvalidTarget> {
+        crate::k8s_name::target(&self.namespace, &self.name)
+    }
 }
 
 impl fmt::Display for Target {
