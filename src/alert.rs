@@ -5,6 +5,13 @@
 //! (`notification_reason` in 0.32, `routeLabels` in 0.34), so unknown fields are ignored.
 //! A rejected payload names the offending field, because Alertmanager does not retry 4xx and the
 //! operator reading its log needs to know what to fix.
+//!
+//! Beyond the shape, each alert is checked against what the store and the daemon can hold
+//! ([`Alert::check`]): no NUL character anywhere (PostgreSQL text cannot store one), lengths
+//! bounded so that no index row limit can be reached, and timestamps inside a sane window (a
+//! `startsAt` in year 99999 would hold its target's repair back forever). One bad alert is
+//! rejected on its own; the rest of its payload is kept. Payload-level fields (receiver,
+//! groupKey, externalURL) are shared by every alert, so a bad one rejects the whole payload.
 
 use std::collections::BTreeMap;
 
@@ -173,17 +180,260 @@ impl Payload {
                 ),
             });
         }
-        for (i, alert) in payload.alerts.iter_mut().enumerate() {
-            if alert.fingerprint.is_empty() {
-                alert.fingerprint = fingerprint(&alert.labels);
-            } else if alert.fingerprint.len() > 64 {
+        for (field, value, max) in [
+            ("receiver", &payload.receiver, limits::RECEIVER),
+            ("groupKey", &payload.group_key, limits::GROUP_KEY),
+            ("externalURL", &payload.external_url, limits::EXTERNAL_URL),
+        ] {
+            if let Err(p) = text(value, max) {
                 return Err(PayloadError {
-                    field: format!("alerts[{i}].fingerprint"),
-                    message: "longer than 64 characters".into(),
+                    field: field.into(),
+                    message: format!("{}; every alert of the payload shares it", p.message()),
                 });
             }
         }
+        for alert in &mut payload.alerts {
+            if alert.fingerprint.is_empty() {
+                alert.fingerprint = fingerprint(&alert.labels);
+            }
+        }
         Ok(payload)
+    }
+
+    /// Splits the alerts into those that can be recorded and the [`Rejection`]s of the others,
+    /// checking each with [`Alert::check`] against `now`.
+    pub fn partition(&self, now: DateTime<Utc>) -> (Vec<&Alert>, Vec<Rejection>) {
+        let mut good = Vec::with_capacity(self.alerts.len());
+        let mut rejected = Vec::new();
+        for (index, alert) in self.alerts.iter().enumerate() {
+            match alert.check(now) {
+                Ok(()) => good.push(alert),
+                Err((field, problem)) => rejected.push(Rejection {
+                    index,
+                    fingerprint: cut(&alert.fingerprint, 64).to_string(),
+                    alertname: cut(alert.alertname(), 128).to_string(),
+                    field,
+                    reason: problem.message(),
+                    problem,
+                }),
+            }
+        }
+        (good, rejected)
+    }
+}
+
+/// The bounds [`Alert::check`] and [`Payload::from_slice`] apply, in bytes. Chosen so that no
+/// value the intake writes into an indexed column can reach PostgreSQL's btree row limit
+/// (2,704 bytes), with room for the other columns of composite indexes, and generous for what
+/// Prometheus and Alertmanager actually send.
+pub mod limits {
+    use chrono::TimeDelta;
+
+    /// `fingerprint` (Alertmanager sends 16 hex digits; indexed for dedup).
+    pub const FINGERPRINT: usize = 64;
+    /// The `alertname` label (indexed with jobs and the knowledge base).
+    pub const ALERTNAME: usize = 1024;
+    /// The `namespace` label (indexed); a Kubernetes namespace has at most 63 characters.
+    pub const NAMESPACE: usize = 253;
+    /// Any label name.
+    pub const LABEL_NAME: usize = 1024;
+    /// Any other label value.
+    pub const LABEL_VALUE: usize = 16 * 1024;
+    /// All label names and values of one alert together.
+    pub const LABELS_TOTAL: usize = 64 * 1024;
+    /// Any annotation value (descriptions can be long).
+    pub const ANNOTATION_VALUE: usize = 64 * 1024;
+    /// All annotation names and values of one alert together.
+    pub const ANNOTATIONS_TOTAL: usize = 256 * 1024;
+    /// `generatorURL` (it carries the URL-encoded PromQL expression).
+    pub const GENERATOR_URL: usize = 32 * 1024;
+    /// The payload's `receiver`.
+    pub const RECEIVER: usize = 1024;
+    /// The payload's `groupKey` (it repeats the group_by label values).
+    pub const GROUP_KEY: usize = 16 * 1024;
+    /// The payload's `externalURL`.
+    pub const EXTERNAL_URL: usize = 4096;
+    /// The earliest `startsAt`/`endsAt` accepted: 2000-01-01T00:00:00Z.
+    pub const EARLIEST_MS: i64 = 946_684_800_000;
+    /// How far ahead of this daemon's clock a `startsAt` (or a resolved alert's `endsAt`) may
+    /// be: clock skew between Prometheus, Alertmanager and this host.
+    pub const CLOCK_SKEW: TimeDelta = TimeDelta::hours(1);
+    /// How far ahead a firing alert's `endsAt` may be (Alertmanager sends its zero time; other
+    /// senders put a "valid until" there).
+    pub const FIRING_ENDS_AHEAD: TimeDelta = TimeDelta::days(366);
+}
+
+/// What is wrong with one value of an alert. Its [`Problem::as_str`] is the `reason` label of
+/// `aiops_alerts_rejected_total`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// A NUL character, which PostgreSQL cannot store in text.
+    Nul,
+    /// Longer than the limit.
+    TooLong {
+        /// Length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+    /// A timestamp outside the accepted window.
+    TimeOutOfRange {
+        /// What the window is.
+        window: String,
+    },
+}
+
+impl Problem {
+    /// Every metric label, so the counter starts at zero.
+    pub const LABELS: [&'static str; 3] = ["nul", "too_long", "time_out_of_range"];
+
+    /// The metric label.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Problem::Nul => "nul",
+            Problem::TooLong { .. } => "too_long",
+            Problem::TimeOutOfRange { .. } => "time_out_of_range",
+        }
+    }
+
+    /// A sentence for the operator.
+    pub fn message(&self) -> String {
+        match self {
+            Problem::Nul => "contains a NUL character, which the store cannot hold".into(),
+            Problem::TooLong { len, max } => {
+                format!("is {len} bytes long, above the limit of {max}")
+            }
+            Problem::TimeOutOfRange { window } => {
+                format!("is outside the accepted window: {window}")
+            }
+        }
+    }
+}
+
+/// One alert of a payload that was not recorded, and why. Serialized into the webhook's 400
+/// answer; `fingerprint` and `alertname` are cut short so a hostile value cannot flood the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// Position in the payload's `alerts`.
+    pub index: usize,
+    /// The alert's fingerprint (at most 64 bytes shown).
+    pub fingerprint: String,
+    /// Its alertname (at most 128 bytes shown).
+    pub alertname: String,
+    /// The offending field, relative to the alert: `startsAt`, `labels.namespace`, `labels`.
+    pub field: String,
+    /// What is wrong, for a human.
+    pub reason: String,
+    /// What is wrong, typed.
+    #[serde(skip)]
+    pub problem: Problem,
+}
+
+/// The longest prefix of `s` within `max` bytes that ends on a character boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn text(value: &str, max: usize) -> Result<(), Problem> {
+    if value.contains('\0') {
+        Err(Problem::Nul)
+    } else if value.len() > max {
+        Err(Problem::TooLong {
+            len: value.len(),
+            max,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// A field path element for a label or annotation name, cut short and made printable.
+fn name_path(prefix: &str, name: &str) -> String {
+    format!("{prefix}.{}", cut(name, 64).replace('\0', "\\0"))
+}
+
+fn check_map(
+    prefix: &str,
+    m: &Labels,
+    value_max: impl Fn(&str) -> usize,
+    total_max: usize,
+) -> Result<(), (String, Problem)> {
+    let mut total = 0usize;
+    for (name, value) in m {
+        text(name, limits::LABEL_NAME).map_err(|p| (prefix.to_string(), p))?;
+        text(value, value_max(name)).map_err(|p| (name_path(prefix, name), p))?;
+        total += name.len() + value.len();
+    }
+    if total > total_max {
+        return Err((
+            prefix.to_string(),
+            Problem::TooLong {
+                len: total,
+                max: total_max,
+            },
+        ));
+    }
+    Ok(())
+}
+
+impl Alert {
+    /// Whether this alert can be recorded and acted on, given the time `now`: on failure, the
+    /// offending field (relative to the alert) and the problem. See [`limits`].
+    pub fn check(&self, now: DateTime<Utc>) -> Result<(), (String, Problem)> {
+        text(&self.fingerprint, limits::FINGERPRINT).map_err(|p| ("fingerprint".into(), p))?;
+        check_map(
+            "labels",
+            &self.labels,
+            |name| match name {
+                "alertname" => limits::ALERTNAME,
+                "namespace" => limits::NAMESPACE,
+                _ => limits::LABEL_VALUE,
+            },
+            limits::LABELS_TOTAL,
+        )?;
+        check_map(
+            "annotations",
+            &self.annotations,
+            |_| limits::ANNOTATION_VALUE,
+            limits::ANNOTATIONS_TOTAL,
+        )?;
+        text(&self.generator_url, limits::GENERATOR_URL).map_err(|p| ("generatorURL".into(), p))?;
+
+        let earliest = DateTime::from_timestamp_millis(limits::EARLIEST_MS).expect("in range");
+        let skewed = now + limits::CLOCK_SKEW;
+        let window = |latest: DateTime<Utc>, why: &str| Problem::TimeOutOfRange {
+            window: format!(
+                "from {} to {} ({why})",
+                earliest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                latest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        };
+        if self.starts_at < earliest || self.starts_at > skewed {
+            return Err((
+                "startsAt".into(),
+                window(skewed, "this host's clock plus 1h of skew"),
+            ));
+        }
+        if let Some(ends) = self.ends_at {
+            let (latest, why) = match self.status {
+                Status::Resolved => (skewed, "this host's clock plus 1h of skew"),
+                Status::Firing => (
+                    now + limits::FIRING_ENDS_AHEAD,
+                    "a firing alert's endsAt at most 366 days ahead",
+                ),
+            };
+            if ends < earliest || ends > latest {
+                return Err(("endsAt".into(), window(latest, why)));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -309,5 +559,154 @@ mod tests {
             mk("2026-11-26T03:35:51.123456789Z")
         );
         assert_ne!(mk("2026-11-26T03:35:51Z"), mk("2026-11-26T03:35:52Z"));
+    }
+
+    fn one(alert: &str) -> Payload {
+        Payload::from_slice(format!(r#"{{"version":"4","alerts":[{alert}]}}"#).as_bytes()).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-30T00:00:00Z".parse().unwrap()
+    }
+
+    fn problem(alert: &str) -> Option<(String, &'static str)> {
+        one(alert).alerts[0]
+            .check(now())
+            .err()
+            .map(|(f, p)| (f, p.as_str()))
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_an_alert_is_rejected_naming_the_field() {
+        let cases = [
+            (r#""labels":{"alertname":"A\u0000"}"#, "labels.alertname"),
+            (r#""labels":{"a\u0000b":"x"}"#, "labels"),
+            (
+                r#""labels":{"a":"b"},"annotations":{"summary":"\u0000"}"#,
+                "annotations.summary",
+            ),
+            (
+                r#""labels":{"a":"b"},"generatorURL":"http://x/\u0000""#,
+                "generatorURL",
+            ),
+            (
+                r#""labels":{"a":"b"},"fingerprint":"ab\u0000""#,
+                "fingerprint",
+            ),
+        ];
+        for (fields, field) in cases {
+            let alert =
+                format!(r#"{{"status":"firing",{fields},"startsAt":"2026-11-29T00:00:00Z"}}"#);
+            assert_eq!(problem(&alert), Some((field.to_string(), "nul")), "{alert}");
+        }
+    }
+
+    #[test]
+    fn payload_fields_shared_by_every_alert_reject_the_whole_payload() {
+        for field in ["receiver", "groupKey", "externalURL"] {
+            let body = format!(r#"{{"version":"4","{field}":"a\u0000","alerts":[]}}"#);
+            let err = Payload::from_slice(body.as_bytes()).unwrap_err();
+            assert_eq!(err.field, field);
+            assert!(err.message.contains("NUL"), "{err}");
+        }
+        let body = format!(
+            r#"{{"version":"4","receiver":"{}","alerts":[]}}"#,
+            "r".repeat(1025)
+        );
+        assert_eq!(
+            Payload::from_slice(body.as_bytes()).unwrap_err().field,
+            "receiver"
+        );
+    }
+
+    #[test]
+    fn lengths_that_could_reach_an_index_limit_are_rejected() {
+        let with = |name: &str, len: usize| {
+            format!(
+                r#"{{"status":"firing","labels":{{"{name}":"{}"}},"startsAt":"2026-11-29T00:00:00Z"}}"#,
+                "x".repeat(len)
+            )
+        };
+        assert_eq!(problem(&with("namespace", limits::NAMESPACE)), None);
+        assert_eq!(
+            problem(&with("namespace", limits::NAMESPACE + 1)),
+            Some(("labels.namespace".into(), "too_long"))
+        );
+        assert_eq!(problem(&with("alertname", limits::ALERTNAME)), None);
+        assert_eq!(
+            problem(&with("alertname", limits::ALERTNAME + 1)),
+            Some(("labels.alertname".into(), "too_long"))
+        );
+        assert_eq!(
+            problem(&with("instance", limits::LABEL_VALUE + 1)),
+            Some(("labels.instance".into(), "too_long"))
+        );
+        let fp = format!(
+            r#"{{"status":"firing","labels":{{}},"fingerprint":"{}","startsAt":"2026-11-29T00:00:00Z"}}"#,
+            "f".repeat(65)
+        );
+        assert_eq!(problem(&fp), Some(("fingerprint".into(), "too_long")));
+    }
+
+    #[test]
+    fn timestamps_must_fall_between_2000_and_an_hour_ahead() {
+        let at = |starts: &str, status: &str, ends: &str| {
+            format!(
+                r#"{{"status":"{status}","labels":{{"a":"b"}},"startsAt":"{starts}","endsAt":"{ends}"}}"#
+            )
+        };
+        let zero = "0001-01-01T00:00:00Z";
+        assert_eq!(problem(&at("2026-11-29T23:00:00Z", "firing", zero)), None);
+        assert_eq!(
+            problem(&at("2026-11-30T00:59:00Z", "firing", zero)),
+            None,
+            "skew"
+        );
+        for starts in [
+            "+99999-01-01T00:00:00Z",
+            "2026-11-30T01:01:00Z",
+            "1999-12-31T23:59:59Z",
+        ] {
+            assert_eq!(
+                problem(&at(starts, "firing", zero)),
+                Some(("startsAt".into(), "time_out_of_range")),
+                "{starts}"
+            );
+        }
+        let s = "2026-11-29T00:00:00Z";
+        assert_eq!(problem(&at(s, "resolved", "2026-11-29T01:00:00Z")), None);
+        assert_eq!(
+            problem(&at(s, "resolved", "2026-12-01T00:00:00Z")),
+            Some(("endsAt".into(), "time_out_of_range"))
+        );
+        // Other senders put a "valid until" in a firing alert's endsAt.
+        assert_eq!(problem(&at(s, "firing", "2026-12-01T00:00:00Z")), None);
+        assert_eq!(
+            problem(&at(s, "firing", "+99999-01-01T00:00:00Z")),
+            Some(("endsAt".into(), "time_out_of_range"))
+        );
+    }
+
+    #[test]
+    fn partition_keeps_the_good_alerts_and_names_each_bad_one_by_index() {
+        let good = r#"{"status":"firing","labels":{"alertname":"Good"},"startsAt":"2026-11-29T00:00:00Z"}"#;
+        let bad = r#"{"status":"firing","labels":{"alertname":"Bad\u0000"},"startsAt":"2026-11-29T00:00:00Z"}"#;
+        let p = Payload::from_slice(
+            format!(r#"{{"version":"4","alerts":[{good},{bad},{good}]}}"#).as_bytes(),
+        )
+        .unwrap();
+        let (ok, rejected) = p.partition(now());
+        assert_eq!(ok.len(), 2);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].index, 1);
+        assert_eq!(rejected[0].alertname, "Bad\0");
+        assert_eq!(rejected[0].field, "labels.alertname");
+    }
+
+    #[test]
+    fn cut_never_splits_a_character() {
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("héllo", 3), "hé");
+        assert_eq!(cut("abc", 10), "abc");
     }
 }

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod deploy;
 pub mod executor;
 pub mod http;
+pub mod k8s_name;
 pub mod kb;
 pub mod manifests;
 pub mod metrics;

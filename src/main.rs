@@ -385,6 +385,12 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
         payload.alerts.len(),
         file.display()
     );
+    for r in &report.rejected {
+        println!(
+            "alert {:?} (alerts[{}]) rejected, as the webhook would answer 400: {} {}",
+            r.alertname, r.index, r.field, r.reason
+        );
+    }
     for a in &report.alerts {
         println!(
             "alert {} {} [{}]: {}",

@@ -74,35 +74,6 @@ pub enum Error {
     },
 }
 
-/// Why `s` is not a DNS-1123 label, if it is not one.
-fn dns1123_label_problem(s: &str) -> Option<String> {
-    if s.is_empty() {
-        return Some("it is empty".into());
-    }
-    if s.len() > 63 {
-        return Some(format!("it is {} characters long, above 63", s.len()));
-    }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Some(format!("{c:?} is not a lowercase letter, digit or '-'"));
-    }
-    if s.starts_with('-') || s.ends_with('-') {
-        return Some("it starts or ends with '-'".into());
-    }
-    None
-}
-
-/// Why `s` is not a DNS-1123 subdomain, if it is not one.
-fn dns1123_subdomain_problem(s: &str) -> Option<String> {
-    if s.len() > 253 {
-        return Some(format!("it is {} characters long, above 253", s.len()));
-    }
-    s.split('.')
-        .find_map(|label| dns1123_label_problem(label).map(|p| format!("{label:?}: {p}")))
-}
-
 /// Why `s` cannot be an image reference, if it cannot.
 fn image_problem(s: &str) -> Option<String> {
     if s.trim().is_empty() {
@@ -117,7 +88,10 @@ fn image_problem(s: &str) -> Option<String> {
 impl Options {
     /// Checks every option, naming the first bad one.
     pub fn validate(&self) -> Result<(), Error> {
-        if let Some(reason) = dns1123_label_problem(&self.namespace) {
+        if let Some(reason) = crate::k8s_name::namespace(&self.namespace)
+            .err()
+            .map(|e| e.to_string())
+        {
             return Err(Error::Namespace {
                 value: self.namespace.clone(),
                 reason,
@@ -129,7 +103,10 @@ impl Options {
                 reason,
             });
         }
-        if let Some(reason) = dns1123_subdomain_problem(&self.token_secret) {
+        if let Some(reason) = crate::k8s_name::dns1123_subdomain(&self.token_secret)
+            .err()
+            .map(|e| e.to_string())
+        {
             return Err(Error::TokenSecret {
                 value: self.token_secret.clone(),
                 reason,

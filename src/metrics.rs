@@ -16,6 +16,9 @@ pub struct Metrics {
     pub alerts_received: IntCounterVec,
     /// Alerts already seen (same fingerprint, status, startsAt).
     pub alerts_duplicate: IntCounter,
+    /// Alerts not recorded because a value cannot be stored or is out of range, by reason
+    /// (`nul`, `too_long`, `time_out_of_range`).
+    pub alerts_rejected: IntCounterVec,
     /// Rule matches, by rule name.
     pub rule_matches: IntCounterVec,
     /// Refusals by guards, by reason.
@@ -70,6 +73,15 @@ impl Metrics {
             "Alerts received, by the alert's own status.",
             &["status"],
         );
+        let alerts_rejected = cv(
+            "aiops_alerts_rejected_total",
+            "Alerts not recorded because a value cannot be stored or is out of range, by reason.",
+            &["reason"],
+        );
+        // Every reason at zero from the start, so `increase()` sees the first rejection.
+        for reason in crate::alert::Problem::LABELS {
+            alerts_rejected.with_label_values(&[reason]);
+        }
         let rule_matches = cv(
             "aiops_rule_matches_total",
             "Alerts matched, by rule.",
@@ -161,6 +173,7 @@ impl Metrics {
             registry,
             alerts_received,
             alerts_duplicate,
+            alerts_rejected,
             rule_matches,
             guard_refusals,
             jobs,

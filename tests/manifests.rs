@@ -353,7 +353,10 @@ fn a_bad_namespace_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("\"Bad_NS\""), "{err}");
-    assert!(err.contains("'B' is not a lowercase letter"), "{err}");
+    assert!(
+        err.contains("'B', which is not a lowercase letter"),
+        "{err}"
+    );
     assert!(err.contains("DNS-1123 label"), "{err}");
     for bad in ["", "-x", "x-", &"a".repeat(64), "a.b"] {
         assert!(manifests::render(&options(bad)).is_err(), "{bad:?}");

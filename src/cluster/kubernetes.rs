@@ -122,7 +122,15 @@ impl KubeCluster {
         self.client.clone()
     }
 
+    /// Refuses a namespace that is not a valid name (it would become a path segment: `a/../b`
+    /// climbs, `a?x=` starts a query) or that the policy denies, before any request is built.
     fn check_ns(&self, ns: &str) -> Result<()> {
+        if let Err(why) = crate::k8s_name::namespace(ns) {
+            return Err(Error::Refused(format!(
+                "namespace {} {why}; a namespace must be a DNS-1123 label",
+                crate::k8s_name::quoted(ns, 80)
+            )));
+        }
         if self.namespaces.allows(ns) {
             Ok(())
         } else {
@@ -130,6 +138,14 @@ impl KubeCluster {
                 "namespace {ns} is not allowed (guard.namespaces)"
             )))
         }
+    }
+
+    /// [`KubeCluster::check_ns`] for a target, after checking its namespace and name are
+    /// valid names: a playbook can pass any string, and kube-rs puts the name into the path as is.
+    fn check_target(&self, t: &Target) -> Result<()> {
+        t.check_names()
+            .map_err(|e| Error::Refused(format!("invalid target: {e}")))?;
+        self.check_ns(&t.namespace)
     }
 
     /// GETs the target as `K`, with errors naming it.
@@ -535,7 +551,7 @@ fn without_hash(mut t: PodTemplateSpec) -> PodTemplateSpec {
 #[async_trait]
 impl Cluster for KubeCluster {
     async fn restart(&self, t: &Target, dry_run: bool) -> Result<()> {
-        self.check_ns(&t.namespace)?;
+        self.check_target(t)?;
         let w = self.workload(t).await?;
         refuse_disabled(&w.meta, t)?;
         if w.paused {
@@ -558,7 +574,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn rollout_status(&self, t: &Target) -> Result<RolloutStatus> {
-        self.check_ns(&t.namespace)?;
+        self.check_target(t)?;
         match t.kind.as_str() {
             "Deployment" => {
                 let d = self.get::<Deployment>(t).await?;
@@ -577,7 +593,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn rollback(&self, t: &Target, dry_run: bool) -> Result<Rollback> {
-        self.check_ns(&t.namespace)?;
+        self.check_target(t)?;
         if t.kind != "Deployment" {
             return Err(Error::Refused(
                 "rollback is only supported for Deployments".into(),
@@ -667,7 +683,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn memory(&self, t: &Target, container: Option<&str>) -> Result<Memory> {
-        self.check_ns(&t.namespace)?;
+        self.check_target(t)?;
         let w = self.workload(t).await?;
         let containers = w.template.spec.map(|s| s.containers).unwrap_or_default();
         let c = match container {
@@ -708,7 +724,7 @@ impl Cluster for KubeCluster {
         limit: i64,
         dry_run: bool,
     ) -> Result<()> {
-        self.check_ns(&t.namespace)?;
+        self.check_target(t)?;
         let w = self.workload(t).await?;
         refuse_disabled(&w.meta, t)?;
         if w.paused {
@@ -737,7 +753,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn last_terminations(&self, t: &Target) -> Result<Vec<String>> {
-        self.check_ns(&t.namespace)?;
+        self.check_target(t)?;
         let w = self.workload(t).await?;
         let pods = self
             .api::<Pod>(&t.namespace)
@@ -849,7 +865,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn replicas(&self, t: &Target) -> Result<Replicas> {
-        self.check_ns(&t.namespace)?;
+        self.check_target(t)?;
         match t.kind.as_str() {
             "Deployment" => {
                 let d = self.get::<Deployment>(t).await?;
@@ -886,7 +902,7 @@ impl Cluster for KubeCluster {
     }
 
     async fn record_event(&self, t: &Target, reason: &str, message: &str) -> Result<()> {
-        self.check_ns(&t.namespace)?;
+        self.check_target(t)?;
         // The uid ties the Event to this incarnation of the object; without it (the object
         // is gone, say) the Event still names it.
         let uid = self.workload(t).await.ok().and_then(|w| w.meta.uid);

@@ -929,21 +929,42 @@ impl Inner {
     }
 }
 
+/// Refuses names the API server would refuse, with the error the Kubernetes backend gives, so a
+/// playbook tested against this cluster meets the same refusal as in production.
+fn valid_target(target: &Target) -> Result<()> {
+    target
+        .check_names()
+        .map_err(|e| Error::Refused(format!("invalid target: {e}")))
+}
+
+fn valid_namespace(ns: &str) -> Result<()> {
+    crate::k8s_name::namespace(ns).map_err(|why| {
+        Error::Refused(format!(
+            "namespace {} {why}; a namespace must be a DNS-1123 label",
+            crate::k8s_name::quoted(ns, 80)
+        ))
+    })
+}
+
 #[async_trait]
 impl Cluster for MemoryCluster {
     async fn restart(&self, target: &Target, dry_run: bool) -> Result<()> {
+        valid_target(target)?;
         self.lock().restart(target, dry_run)
     }
 
     async fn rollout_status(&self, target: &Target) -> Result<RolloutStatus> {
+        valid_target(target)?;
         Ok(self.lock().workload(target)?.rollout_status())
     }
 
     async fn rollback(&self, target: &Target, dry_run: bool) -> Result<Rollback> {
+        valid_target(target)?;
         self.lock().rollback(target, dry_run)
     }
 
     async fn memory(&self, target: &Target, container: Option<&str>) -> Result<Memory> {
+        valid_target(target)?;
         self.lock().memory(target, container)
     }
 
@@ -955,11 +976,13 @@ impl Cluster for MemoryCluster {
         limit: i64,
         dry_run: bool,
     ) -> Result<()> {
+        valid_target(target)?;
         self.lock()
             .set_memory(target, container, request, limit, dry_run)
     }
 
     async fn last_terminations(&self, target: &Target) -> Result<Vec<String>> {
+        valid_target(target)?;
         self.lock().last_terminations(target)
     }
 
@@ -969,6 +992,7 @@ impl Cluster for MemoryCluster {
         older_than: Duration,
         dry_run: bool,
     ) -> Result<u64> {
+        valid_namespace(namespace)?;
         Ok(self
             .lock()
             .delete_failed_pods(namespace, older_than, dry_run))
@@ -980,12 +1004,14 @@ impl Cluster for MemoryCluster {
         older_than: Duration,
         dry_run: bool,
     ) -> Result<u64> {
+        valid_namespace(namespace)?;
         Ok(self
             .lock()
             .delete_finished_jobs(namespace, older_than, dry_run))
     }
 
     async fn replicas(&self, target: &Target) -> Result<Replicas> {
+        valid_target(target)?;
         Ok(self.lock().workload(target)?.replicas())
     }
 }
@@ -1254,6 +1280,30 @@ jobs:
         // Reads still work.
         assert_eq!(c.memory(&frozen, None).await.unwrap().limit, Some(1 << 30));
         assert!(c.actions().is_empty());
+    }
+
+    #[tokio::test]
+    async fn names_that_are_not_kubernetes_names_are_refused_as_the_api_backend_refuses_them() {
+        let c = cluster();
+        for name in ["../web", "web/status", "web?dryRun=All&x=", "Web"] {
+            let t = target("Deployment", name);
+            let refused = |r: Result<()>| matches!(r, Err(Error::Refused(m)) if m.starts_with("invalid target: name"));
+            assert!(refused(c.restart(&t, false).await), "{name}");
+            assert!(
+                refused(c.set_memory(&t, "app", None, MI, true).await),
+                "{name}"
+            );
+            assert!(c.replicas(&t).await.is_err(), "{name}");
+        }
+        let mut t = web();
+        t.namespace = "prod/../kube-system".into();
+        assert!(matches!(c.rollback(&t, true).await, Err(Error::Refused(_))));
+        assert!(matches!(
+            c.delete_failed_pods("a/../b", Duration::from_secs(1), true)
+                .await,
+            Err(Error::Refused(_))
+        ));
+        assert!(c.actions().is_empty(), "nothing was done");
     }
 
     #[tokio::test]

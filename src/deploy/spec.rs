@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::k8s_name;
 use serde::{Deserialize, Serialize};
 
 /// A spec that cannot be used, with every problem found.
@@ -431,7 +432,7 @@ impl AppSpec {
                 message,
             })
         };
-        if let Some(why) = dns1035_label_problem(&self.name, 40) {
+        if let Some(why) = k8s_name::dns1035_label(&self.name, 40).err() {
             bad(
                 "name",
                 format!(
@@ -441,7 +442,7 @@ impl AppSpec {
             );
         }
         if let Some(ns) = &self.namespace
-            && let Some(why) = dns1123_label_problem(ns, 63)
+            && let Some(why) = k8s_name::dns1123_label(ns, 63).err()
         {
             bad(
                 "namespace",
@@ -522,7 +523,7 @@ impl AppSpec {
             }
         }
         for (i, s) in self.secrets.iter().enumerate() {
-            if let Some(why) = dns1123_subdomain_problem(s) {
+            if let Some(why) = k8s_name::dns1123_subdomain(s).err() {
                 bad(
                     &format!("secrets[{i}]"),
                     format!("{s:?} {why}; a Secret name is a DNS-1123 subdomain"),
@@ -571,7 +572,7 @@ impl AppSpec {
             ("ingress.class", &self.ingress.class),
             ("ingress.issuer", &self.ingress.issuer),
         ] {
-            if let Some(why) = dns1123_subdomain_problem(v) {
+            if let Some(why) = k8s_name::dns1123_subdomain(v).err() {
                 bad(field, format!("{v:?} {why}"));
             }
         }
@@ -594,7 +595,7 @@ impl AppSpec {
             ),
             ("monitoring_namespace", &self.monitoring_namespace),
         ] {
-            if let Some(why) = dns1123_label_problem(v, 63) {
+            if let Some(why) = k8s_name::dns1123_label(v, 63).err() {
                 bad(field, format!("{v:?} {why}"));
             }
         }
@@ -643,44 +644,6 @@ impl AppSpec {
     }
 }
 
-/// Why `s` is not a DNS-1123 label of at most `max` characters.
-pub fn dns1123_label_problem(s: &str, max: usize) -> Option<String> {
-    if s.is_empty() {
-        return Some("is empty".into());
-    }
-    if s.len() > max {
-        return Some(format!("is {} characters long, above {max}", s.len()));
-    }
-    if let Some(c) = s
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-    {
-        return Some(format!("has {c:?}, not a lowercase letter, digit or '-'"));
-    }
-    if s.starts_with('-') || s.ends_with('-') {
-        return Some("starts or ends with '-'".into());
-    }
-    None
-}
-
-/// Why `s` is not a DNS-1035 label (a DNS-1123 label starting with a letter: Service names).
-pub fn dns1035_label_problem(s: &str, max: usize) -> Option<String> {
-    dns1123_label_problem(s, max).or_else(|| {
-        (!s.starts_with(|c: char| c.is_ascii_lowercase()))
-            .then(|| "does not start with a lowercase letter".into())
-    })
-}
-
-/// Why `s` is not a DNS-1123 subdomain.
-pub fn dns1123_subdomain_problem(s: &str) -> Option<String> {
-    if s.len() > 253 {
-        return Some(format!("is {} characters long, above 253", s.len()));
-    }
-    s.split('.').find_map(|label| {
-        dns1123_label_problem(label, 63).map(|p| format!("(label {label:?} {p})"))
-    })
-}
-
 fn domain_problem(s: &str) -> Option<String> {
     if s.starts_with("*.") {
         return Some("is a wildcard; name the host the app serves".into());
@@ -691,7 +654,19 @@ fn domain_problem(s: &str) -> Option<String> {
     if !s.contains('.') {
         return Some("has a single label".into());
     }
-    dns1123_subdomain_problem(s)
+    if let Err(e) = k8s_name::dns1123_subdomain(s) {
+        return Some(e.to_string());
+    }
+    // Kubernetes sets no per-part limit on a subdomain; DNS does, and a host must resolve.
+    s.split('.')
+        .find(|part| part.len() > k8s_name::LABEL_MAX)
+        .map(|part| {
+            format!(
+                "has a part {} characters long, above {} (a DNS limit)",
+                part.len(),
+                k8s_name::LABEL_MAX
+            )
+        })
 }
 
 /// Why `s` cannot be a label value (`app.kubernetes.io/version`).

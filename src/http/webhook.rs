@@ -113,7 +113,20 @@ async fn handle(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.message.clone()).field(e.field))?;
 
     match st.pipeline.ingest(&payload).await {
-        Ok(report) => Ok((StatusCode::OK, Json(report)).into_response()),
+        Ok(report) if report.rejected.is_empty() => {
+            Ok((StatusCode::OK, Json(report)).into_response())
+        }
+        // 400, not 503: retrying cannot make the value storable, and Alertmanager does not retry
+        // 4xx. The other alerts are recorded and acted on; the body says what to fix.
+        Ok(report) => {
+            let mut body = serde_json::to_value(&report).expect("a report serializes");
+            body["error"] = serde_json::json!(format!(
+                "{} of {} alerts rejected (see `rejected`); the others were recorded",
+                report.rejected.len(),
+                payload.alerts.len()
+            ));
+            Ok((StatusCode::BAD_REQUEST, Json(body)).into_response())
+        }
         Err(pipeline::Error::QueueFull { capacity }) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(

@@ -2,9 +2,10 @@
 //!
 //! Every guard reads the store inside the intake transaction, so the answer is the same for a
 //! restarted process and for a second replica. Order matters and is fixed: a target must be
-//! resolvable and in an allowed namespace; the storm brake then looks at the whole cluster; then
+//! resolvable to valid Kubernetes names and in an allowed namespace; the storm brake then looks at the whole cluster; then
 //! the target must be free, out of cooldown and within its budget; finally the queue must have room.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -21,6 +22,9 @@ use crate::store::{self, Decision, NewEscalation, NewJob, WriteTx};
 pub enum Refusal {
     /// The alert's labels do not name a target.
     NoTarget,
+    /// The labels name a target whose namespace or name is not a valid Kubernetes name
+    /// (`default/../kube-system`, `web?dryRun=All`, `web/status`).
+    InvalidTarget,
     /// The target's namespace is denied or not allowed.
     NamespaceDenied,
     /// Too many distinct targets recently: the storm brake is on.
@@ -35,8 +39,9 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, so metrics can start at zero.
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::NoTarget,
+        Refusal::InvalidTarget,
         Refusal::NamespaceDenied,
         Refusal::StormBrake,
         Refusal::TargetBusy,
@@ -48,6 +53,7 @@ impl Refusal {
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::NoTarget => "no_target",
+            Refusal::InvalidTarget => "invalid_target",
             Refusal::NamespaceDenied => "namespace_denied",
             Refusal::StormBrake => "storm_brake",
             Refusal::TargetBusy => "target_busy",
@@ -81,6 +87,71 @@ pub(super) struct Ctx<'a> {
     pub outbox: Option<&'a crate::notify::Outbox>,
 }
 
+/// The storm brake's count of distinct targets, kept for one payload so that intake stays linear.
+///
+/// The window's count is read once (one range scan); after that each target costs one primary-key
+/// lookup. The result equals counting the window again for every alert, because within a
+/// payload `now` (so the window) is fixed and only [`decide`] writes `target_activity`: every
+/// decision recorded after the storm check feeds its target, so a target not yet in the window
+/// joins it exactly once. Another replica's commits during the payload are not seen, as they
+/// would not be under SQLite's single writer either.
+#[derive(Default)]
+pub(super) struct StormTally {
+    /// Distinct targets in the window when the payload began; read on first use.
+    base: Option<i64>,
+    /// Targets this payload brought into the window.
+    added: HashSet<String>,
+    /// Whether an episode is open, once known in this payload. The count only grows within a
+    /// payload, so once engaged it stays engaged until the payload ends.
+    open: Option<bool>,
+}
+
+impl StormTally {
+    /// Distinct targets in the window since `since`, counting `key` as one of them, and
+    /// remembering `key` as in the window from now on (its decision will feed it).
+    async fn count_with(&mut self, tx: &mut WriteTx, since: i64, key: &str) -> Result<i64, Error> {
+        let base = match self.base {
+            Some(n) => n,
+            None => {
+                let n = tx.targets_active_since(since).await?;
+                self.base = Some(n);
+                n
+            }
+        };
+        if !self.added.contains(key) && !tx.target_active_since(key, since).await? {
+            self.added.insert(key.to_string());
+        }
+        Ok(base + i64::try_from(self.added.len()).unwrap_or(i64::MAX))
+    }
+
+    /// Opens an episode unless one is known open; returns whether this call opened it.
+    async fn engage(
+        &mut self,
+        tx: &mut WriteTx,
+        now: i64,
+        targets: i64,
+        window: i64,
+    ) -> Result<bool, Error> {
+        if self.open == Some(true) {
+            return Ok(false);
+        }
+        let opened = tx.engage_storm(now, targets, window).await?;
+        self.open = Some(true);
+        Ok(opened)
+    }
+
+    /// Closes the open episode, if any; returns whether one was closed.
+    async fn release(&mut self, tx: &mut WriteTx, now: i64) -> Result<bool, Error> {
+        let open = match self.open {
+            Some(open) => open,
+            None => tx.storm_open().await?,
+        };
+        let released = open && tx.release_storm(now).await?;
+        self.open = Some(false);
+        Ok(released)
+    }
+}
+
 fn human(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
@@ -97,6 +168,7 @@ pub(super) async fn decide(
     alert: &Alert,
     event_id: i64,
     pending: &mut Option<i64>,
+    storm_tally: &mut StormTally,
 ) -> Result<Outcome, Error> {
     let now = ctx.now;
     let Some(target) = rule.target.resolve(&alert.labels) else {
@@ -115,6 +187,22 @@ pub(super) async fn decide(
         )
         .await;
     };
+    // Before anything compares or stores them: a label value is any string, and only a valid
+    // name can neither climb out of the namespace in an API path nor slip past the deny list.
+    if let Err(e) = target.check_names() {
+        let detail = format!("invalid target: {e}");
+        return refuse(
+            tx,
+            rule,
+            None,
+            Refusal::InvalidTarget,
+            detail,
+            event_id,
+            now,
+            false,
+        )
+        .await;
+    }
     let key = target.key();
     if !ctx.guard.namespaces.allows(&target.namespace) {
         let detail = format!(
@@ -137,9 +225,9 @@ pub(super) async fn decide(
     let storm = &ctx.guard.storm;
     if storm.max_targets > 0 {
         let window = store::ms(storm.window.0);
-        let targets = tx.distinct_targets_with(now - window, &key).await?;
+        let targets = storm_tally.count_with(tx, now - window, &key).await?;
         if targets > i64::from(storm.max_targets) {
-            let opened = tx.engage_storm(now, targets, window).await?;
+            let opened = storm_tally.engage(tx, now, targets, window).await?;
             let detail = format!(
                 "storm brake: {targets} distinct targets in {} (max {}); automatic repairs paused",
                 human(storm.window.0),
@@ -184,7 +272,7 @@ pub(super) async fn decide(
                 opened,
             )
             .await;
-        } else if tx.storm_open().await? && tx.release_storm(now).await? {
+        } else if storm_tally.release(tx, now).await? {
             tracing::info!(targets, "storm brake released; automatic repairs resume");
         }
     }

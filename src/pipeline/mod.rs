@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::alert::{Alert, DedupKey, Payload, Status};
+use crate::alert::{Alert, DedupKey, Payload, Rejection, Status};
 use crate::config::{self, Settings};
 use crate::metrics::Metrics;
 use crate::playbook::{self, Catalog};
@@ -199,6 +199,10 @@ pub struct Report {
     pub jobs: Vec<i64>,
     /// Guard refusals.
     pub refused: usize,
+    /// Alerts not recorded because a value cannot be stored or is out of range; the others of
+    /// the payload were processed. Non-empty makes the webhook answer 400.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<Rejection>,
     /// Per-alert details (kept for `simulate`; not sent to Alertmanager).
     #[serde(skip)]
     pub alerts: Vec<AlertVerdict>,
@@ -327,9 +331,34 @@ impl Pipeline {
     }
 
     async fn process(&self, payload: &Payload, commit: bool) -> Result<Report> {
-        let mut report = Report::default();
-        let mut fresh: Vec<(&Alert, DedupKey)> = Vec::with_capacity(payload.alerts.len());
-        for alert in &payload.alerts {
+        let now = store::now_ms();
+        let clock = chrono::DateTime::from_timestamp_millis(now).unwrap_or_else(chrono::Utc::now);
+        // Checked before anything is written: a value the store cannot hold must not fail the
+        // transaction of the good alerts beside it, and must not become a 503 that Alertmanager
+        // retries forever.
+        let (good, rejected) = payload.partition(clock);
+        let mut report = Report {
+            rejected,
+            ..Report::default()
+        };
+        if commit {
+            for r in &report.rejected {
+                self.metrics
+                    .alerts_rejected
+                    .with_label_values(&[r.problem.as_str()])
+                    .inc();
+                tracing::warn!(
+                    index = r.index,
+                    fingerprint = %r.fingerprint.escape_debug(),
+                    alertname = %r.alertname.escape_debug(),
+                    field = %r.field.escape_debug(),
+                    reason = %r.reason,
+                    "alert rejected; the rest of the payload is processed"
+                );
+            }
+        }
+        let mut fresh: Vec<(&Alert, DedupKey)> = Vec::with_capacity(good.len());
+        for alert in good {
             let key = alert.dedup_key();
             if commit && self.dedup.contains_key(&key) {
                 report.duplicates += 1;
@@ -353,9 +382,9 @@ impl Pipeline {
             return Ok(report);
         }
         let defs = self.definitions();
-        let now = store::now_ms();
         let mut tx = self.store.begin_write().await?;
         let mut pending: Option<i64> = None;
+        let mut storm_tally = guard::StormTally::default();
         let mut escalations = 0u64;
         let mut notified = 0usize;
         for (alert, _) in &fresh {
@@ -400,8 +429,16 @@ impl Pipeline {
                             now,
                             outbox: self.outbox.as_deref(),
                         };
-                        let outcome =
-                            guard::decide(&mut tx, &ctx, rule, alert, event_id, &mut pending).await;
+                        let outcome = guard::decide(
+                            &mut tx,
+                            &ctx,
+                            rule,
+                            alert,
+                            event_id,
+                            &mut pending,
+                            &mut storm_tally,
+                        )
+                        .await;
                         let rv = match outcome {
                             Ok(guard::Outcome::Job(rv)) => rv,
                             Ok(guard::Outcome::Refused(rv, storm_escalated)) => {
@@ -689,6 +726,101 @@ rules:
         assert_eq!(
             (report.accepted, report.duplicates, report.jobs.len()),
             (1, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_storm_count_kept_per_payload_decides_as_counting_the_window_for_each_alert() {
+        let mut settings = Settings::default();
+        settings.guard.storm.max_targets = 3;
+        let p = pipeline(RESTART, settings).await;
+        // Explicit fingerprints fix the order alerts are decided in (fingerprint order).
+        let with_fp = |fp: &str, app: &str| {
+            alert_json(app, "firing", "2026-01-01T00:00:00Z").replacen(
+                '{',
+                &format!(r#"{{"fingerprint":"{fp}","#),
+                1,
+            )
+        };
+        // a0 is in the window before the payload: counted by the range scan, not twice.
+        p.ingest(&payload(&[with_fp("00", "a0")])).await.unwrap();
+
+        let report = p
+            .ingest(&payload(&[
+                with_fp("07", "a4"),
+                with_fp("01", "a0"),
+                with_fp("02", "a1"),
+                with_fp("03", "a1"),
+                with_fp("04", "a2"),
+                with_fp("05", "a3"),
+                with_fp("06", "a1"),
+            ]))
+            .await
+            .unwrap();
+
+        let verdicts: Vec<&str> = report
+            .alerts
+            .iter()
+            .map(|a| match &a.rules[0] {
+                RuleVerdict::Job { .. } => "job",
+                RuleVerdict::Refused { reason, .. } => reason.as_str(),
+            })
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                "target_busy", // a0: 1 target, already being repaired
+                "job",         // a1: 2
+                "target_busy", // a1 again: still 2
+                "job",         // a2: 3
+                "storm_brake", // a3: 4 > 3
+                "storm_brake", // a1: present, still 4
+                "storm_brake", // a4: 5
+            ]
+        );
+        let engaged_with: i64 = sqlx::Row::get(
+            &sqlx::query("SELECT targets FROM storm_brakes")
+                .fetch_one(p.store.pool())
+                .await
+                .unwrap(),
+            "targets",
+        );
+        assert_eq!(engaged_with, 4);
+    }
+
+    #[tokio::test]
+    async fn a_target_that_is_not_a_kubernetes_name_is_refused_before_the_namespace_guard() {
+        let p = pipeline(RESTART, Settings::default()).await;
+        let body = payload(
+            &[alert_json("web", "firing", "2026-01-01T00:00:00Z").replace(
+                r#""namespace":"prod""#,
+                r#""namespace":"default/../kube-system""#,
+            )],
+        );
+        let report = p.ingest(&body).await.unwrap();
+        match &report.alerts[0].rules[0] {
+            RuleVerdict::Refused {
+                reason,
+                target,
+                detail,
+                ..
+            } => {
+                assert_eq!(*reason, Refusal::InvalidTarget);
+                assert!(target.is_none());
+                assert!(detail.contains("DNS-1123 label"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let activity: i64 = sqlx::Row::get(
+            &sqlx::query("SELECT COUNT(*) AS n FROM target_activity")
+                .fetch_one(p.store.pool())
+                .await
+                .unwrap(),
+            "n",
+        );
+        assert_eq!(
+            activity, 0,
+            "an invalid target does not feed the storm brake"
         );
     }
 }

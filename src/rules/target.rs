@@ -151,6 +151,13 @@ impl Target {
     pub fn key(&self) -> String {
         self.to_string()
     }
+
+    /// Whether the namespace and name can be used in a Kubernetes API path (see
+    /// [`crate::k8s_name`]): a label value like `default/../kube-system` or `web?dryRun=All`
+    /// resolves to a `Target`, and must be refused before any guard or call uses it.
+    pub fn check_names(&self) -> Result<(), crate::k8s_name::InvalidTarget> {
+        crate::k8s_name::target(&self.namespace, &self.name)
+    }
 }
 
 impl fmt::Display for Target {
@@ -237,6 +244,26 @@ struct RawTarget {
 impl<'de> Deserialize<'de> for TargetSpec {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = RawTarget::deserialize(d)?;
+        // A literal namespace or name is checked as the API server would check it, so a typo
+        // (`Prod`, `web/`) fails `aiops check` instead of refusing every alert as invalid_target.
+        let literals =
+            |sources: &Option<Sources<false>>,
+             part: &str,
+             check: fn(&str) -> Result<(), crate::k8s_name::NameError>| {
+                for src in sources.iter().flat_map(|s| &s.0) {
+                    if let Source::Literal(v) = src
+                        && let Err(why) = check(v)
+                    {
+                        return Err(de::Error::custom(format!(
+                            "target {part} {} {why}",
+                            crate::k8s_name::quoted(v, 80)
+                        )));
+                    }
+                }
+                Ok(())
+            };
+        literals(&raw.namespace, "namespace", crate::k8s_name::namespace)?;
+        literals(&raw.name, "name", crate::k8s_name::workload)?;
         Ok(TargetSpec {
             namespace: raw
                 .namespace
@@ -260,6 +287,19 @@ mod tests {
 
     fn spec(yaml: &str) -> TargetSpec {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_literal_namespace_or_name_that_is_not_a_kubernetes_name_fails_at_load() {
+        for yaml in [
+            "{namespace: Prod}",
+            "{name: web/status}",
+            "{name: [$app, '../x']}",
+        ] {
+            let err = serde_yaml::from_str::<TargetSpec>(yaml).unwrap_err();
+            assert!(err.to_string().contains("which is not"), "{yaml}: {err}");
+        }
+        assert!(serde_yaml::from_str::<TargetSpec>("{namespace: prod, name: web.v2}").is_ok());
     }
 
     #[test]

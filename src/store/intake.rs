@@ -145,20 +145,25 @@ impl WriteTx {
         })
     }
 
-    /// Distinct targets that matched a rule since `since`, counting `target_key` as one of them.
-    pub async fn distinct_targets_with(&mut self, since: i64, target_key: &str) -> Result<i64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, \
-             CAST(COALESCE(MAX(CASE WHEN target_key = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS present \
-             FROM target_activity WHERE last_seen >= $1",
-        )
-        .bind(since)
-        .bind(target_key)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        let n: i64 = row.try_get("n")?;
-        let present: i64 = row.try_get::<Option<i64>, _>("present")?.unwrap_or(0);
-        Ok(if present == 1 { n } else { n + 1 })
+    /// Distinct targets that matched a rule since `since` (one range scan of the activity index).
+    pub async fn targets_active_since(&mut self, since: i64) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM target_activity WHERE last_seen >= $1")
+            .bind(since)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Whether `target_key` matched a rule since `since` (one primary-key lookup).
+    pub async fn target_active_since(&mut self, target_key: &str, since: i64) -> Result<bool> {
+        let row = sqlx::query("SELECT last_seen FROM target_activity WHERE target_key = $1")
+            .bind(target_key)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<i64, _>("last_seen")? >= since,
+            None => false,
+        })
     }
 
     /// Whether a storm brake episode is open.
