@@ -4,7 +4,7 @@
 mod common;
 
 use aiops::store::JobState;
-use common::{Db, Spawn, TestApp, payload};
+use common::{Db, Spawn, TestApp, minutes_ago, payload};
 use serde_json::Value;
 
 fn firing(ns: &str, app: &str, starts_at: &str) -> String {
@@ -183,7 +183,7 @@ rules:
     wait: 24h
 "#;
     let app = TestApp::spawn(Spawn::new(db).rules(rules)).await;
-    let fire = firing("prod", "web", "2026-11-26T04:00:00Z");
+    let fire = firing("prod", "web", &minutes_ago(5));
     let body: Value = app.post_webhook(fire.clone()).await.json().await.unwrap();
     let job_id = body["jobs"][0].as_i64().unwrap();
     let store = app.store().await;
@@ -216,7 +216,7 @@ rules:
 "#;
     let mut app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules)).await;
     let body: Value = app
-        .post_webhook(firing("prod", "web", "2026-11-26T04:00:00Z"))
+        .post_webhook(firing("prod", "web", &minutes_ago(5)))
         .await
         .json()
         .await

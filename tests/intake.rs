@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashMap;
 
 use aiops::store::JobState;
-use common::{Db, Spawn, TestApp, fixture, payload};
+use common::{Db, Spawn, TestApp, fixture, minutes_ago, payload};
 use serde_json::Value;
 
 const GROUPED: &str = "am-0.25-firing-grouped-3.json";
@@ -288,7 +288,7 @@ rules:
             ],
             "firing",
         )],
-        "2026-11-26T03:00:00Z",
+        &minutes_ago(5),
     );
     let second = payload(
         &[(
@@ -299,7 +299,7 @@ rules:
             ],
             "firing",
         )],
-        "2026-11-26T03:00:00Z",
+        &minutes_ago(5),
     );
     assert_eq!(app.post_webhook(first.clone()).await.status(), 200);
     let resp = app.post_webhook(second.clone()).await;

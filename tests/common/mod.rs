@@ -458,3 +458,10 @@ pub fn payload(alerts: &[(&[(&str, &str)], &str)], starts_at: &str) -> String {
     serde_json::json!({"version": "4", "status": "firing", "receiver": "aiops", "groupKey": "{}", "alerts": alerts})
         .to_string()
 }
+
+/// An RFC 3339 `startsAt` this many minutes before now: tests whose rule waits (`wait: 24h`)
+/// need an alert that started recently, or the wait has already passed and the job runs at once.
+pub fn minutes_ago(minutes: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::minutes(minutes))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
