@@ -223,13 +223,16 @@ async fn sighup_reloads_rules_so_a_new_rule_matches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_needs_the_webhook_token_when_one_is_set() {
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite).env("AIOPS_WEBHOOK_TOKEN", "tok")).await;
+    let app = TestApp::spawn(
+        Spawn::new(Db::Sqlite).env("AIOPS_WEBHOOK_TOKEN", "reload-token-0123456789"),
+    )
+    .await;
     let resp = app.client.post(app.url("/-/reload")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     let resp = app
         .client
         .post(app.url("/-/reload"))
-        .bearer_auth("tok")
+        .bearer_auth("reload-token-0123456789")
         .send()
         .await
         .unwrap();
