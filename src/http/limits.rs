@@ -222,6 +222,35 @@ mod tests {
     }
 
     #[test]
+    fn block_nesting_up_to_the_body_limit_fails_to_parse_in_linear_time() {
+        // What the structure check lets through: nesting by indentation or by `- `/`? `
+        // indicators, as much as the default 256 KiB body holds. The parser's cost is linear in
+        // these (the quadratic case is flow nesting), and the deserializer stops at its
+        // recursion limit.
+        let limit = crate::config::ApiSettings::DEFAULT_MAX_BODY_BYTES;
+        let mut indented = String::new();
+        let mut depth = 0;
+        while indented.len() + depth + 3 < limit {
+            indented.push_str(&format!("{}a:\n", " ".repeat(depth)));
+            depth += 1;
+        }
+        for (what, body) in [
+            ("indentation", indented),
+            ("compact sequences", "- ".repeat(limit / 2)),
+            ("explicit keys", "? ".repeat(limit / 2)),
+        ] {
+            assert!(body.len() <= limit);
+            check_structure(&body, 32).unwrap();
+            let started = std::time::Instant::now();
+            let parsed = crate::deploy::AppSpec::parse(&body, "test");
+            let took = started.elapsed();
+            assert!(parsed.is_err(), "{what}");
+            eprintln!("{what}: {took:?}");
+            assert!(took < std::time::Duration::from_secs(5), "{what}: {took:?}");
+        }
+    }
+
+    #[test]
     fn the_repositorys_app_specs_pass_the_structure_check() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/deploy");
         let mut n = 0;

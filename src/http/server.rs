@@ -192,7 +192,7 @@ pub async fn serve(
     }
 }
 
-const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 60\r\n\r\n{\"error\":\"too many connections (http.max_connections)\"}\r\n\r\n";
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 55\r\n\r\n{\"error\":\"too many connections (http.max_connections)\"}";
 
 /// Accept errors about one connection (the client gave up), as opposed to the process's.
 fn is_per_connection(e: &std::io::Error) -> bool {
@@ -520,6 +520,19 @@ impl hyper::body::Body for Tracked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_refusal_beyond_the_cap_is_a_well_formed_response() {
+        let text = std::str::from_utf8(REFUSED).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(v["error"].is_string());
+    }
 
     #[test]
     fn a_log_throttle_lets_one_line_through_and_counts_the_rest() {
