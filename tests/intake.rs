@@ -279,6 +279,9 @@ rules:
             .env("AIOPS_QUEUE_CAPACITY", "1"),
     )
     .await;
+    // The wait counts from startsAt: a fixed date would make the job due (and the queue empty)
+    // once it is 24 h old.
+    let now = chrono::Utc::now().to_rfc3339();
     let first = payload(
         &[(
             &[
@@ -288,7 +291,7 @@ rules:
             ],
             "firing",
         )],
-        "2026-11-26T03:00:00Z",
+        &now,
     );
     let second = payload(
         &[(
@@ -299,7 +302,7 @@ rules:
             ],
             "firing",
         )],
-        "2026-11-26T03:00:00Z",
+        &now,
     );
     assert_eq!(app.post_webhook(first.clone()).await.status(), 200);
     let resp = app.post_webhook(second.clone()).await;

@@ -100,6 +100,7 @@ pub async fn serve(
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) {
+    warn_if_descriptors_are_short(limits.max_connections);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let shared = Arc::new(Shared {
@@ -171,7 +172,7 @@ pub async fn serve(
         let shared = shared.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            shared.metrics.http_connections_open.inc();
+            let _open = OpenGauge::new(&shared.metrics.http_connections_open);
             tokio::select! {
                 ended = conn => {
                     if let Err(e) = ended {
@@ -180,7 +181,6 @@ pub async fn serve(
                 }
                 kind = watchdog(&activity, &shared.limits) => shared.timed_out(kind, peer),
             }
-            shared.metrics.http_connections_open.dec();
         });
     }
     drop(listener);
@@ -193,6 +193,58 @@ pub async fn serve(
 }
 
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 55\r\n\r\n{\"error\":\"too many connections (http.max_connections)\"}";
+
+/// Counts a connection in `aiops_http_connections_open` while it lives, however its task ends.
+struct OpenGauge(prometheus::IntGauge);
+
+impl OpenGauge {
+    fn new(gauge: &prometheus::IntGauge) -> OpenGauge {
+        gauge.inc();
+        OpenGauge(gauge.clone())
+    }
+}
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Descriptors kept for everything but served connections: the store pool, rule and playbook
+/// files, outbound connections (Kubernetes, notifications), the listener.
+const FD_RESERVE: usize = 128;
+
+/// Warns at start when `max_connections` plus [`FD_RESERVE`] exceeds the soft `RLIMIT_NOFILE`:
+/// the cap would then not keep accept from failing. Read from /proc/self/limits (Linux; a
+/// dependency for one number is not worth it); skipped where that file does not exist.
+fn warn_if_descriptors_are_short(max_connections: usize) {
+    let Some(soft) = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .as_deref()
+        .and_then(soft_open_files)
+    else {
+        return;
+    };
+    if max_connections + FD_RESERVE > soft {
+        tracing::warn!(
+            max_connections,
+            open_files_limit = soft,
+            "http.max_connections leaves too few file descriptors under ulimit -n: lower it to {} or raise the limit",
+            soft.saturating_sub(FD_RESERVE)
+        );
+    }
+}
+
+/// The soft "Max open files" of a /proc/<pid>/limits text (None when unlimited or absent).
+fn soft_open_files(limits: &str) -> Option<usize> {
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
 
 /// Accept errors about one connection (the client gave up), as opposed to the process's.
 fn is_per_connection(e: &std::io::Error) -> bool {
@@ -532,6 +584,21 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert!(v["error"].is_string());
+    }
+
+    #[test]
+    fn the_soft_open_files_limit_is_read_from_proc_limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units\n\
+                    Max processes             127431               127431               processes\n\
+                    Max open files            1024                 524288               files\n";
+        assert_eq!(soft_open_files(text), Some(1024));
+        assert_eq!(
+            soft_open_files(
+                "Max open files            unlimited            unlimited            files"
+            ),
+            None
+        );
+        assert_eq!(soft_open_files(""), None);
     }
 
     #[test]
