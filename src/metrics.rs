@@ -45,7 +45,7 @@ pub struct Metrics {
     /// Connections closed at accept, by reason (`limit`: over http.max_connections;
     /// `accept_error`: the kernel refused, e.g. out of file descriptors).
     pub http_connections_rejected: IntCounterVec,
-    /// Connections or requests cut by a timeout, by kind (`header`, `body`, `idle`).
+    /// Connections or requests cut by a timeout, by kind (`header`, `body`, `write`, `idle`).
     pub http_timeouts: IntCounterVec,
     /// Connections open now.
     pub http_connections_open: IntGauge,
@@ -136,7 +136,7 @@ impl Metrics {
         );
         let http_timeouts = cv(
             "aiops_http_timeouts_total",
-            "Connections or requests cut by a timeout, by kind (header, body, idle).",
+            "Connections or requests cut by a timeout, by kind (header, body, write, idle).",
             &["kind"],
         );
         let http_connections_open = reg(
@@ -156,7 +156,7 @@ impl Metrics {
         for reason in ["limit", "accept_error"] {
             http_connections_rejected.with_label_values(&[reason]);
         }
-        for kind in ["header", "body", "idle"] {
+        for kind in ["header", "body", "write", "idle"] {
             http_timeouts.with_label_values(&[kind]);
         }
         let alerts_duplicate = reg(

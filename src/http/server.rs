@@ -263,16 +263,15 @@ struct Shared {
 }
 
 impl Shared {
-    fn timed_out(&self, kind: Phase, peer: SocketAddr) {
+    fn timed_out(&self, kind: Tripped, peer: SocketAddr) {
         let (label, throttle, limit) = match kind {
-            Phase::Head => ("header", &self.logs.header, self.limits.header_read_timeout),
-            Phase::Writing => ("write", &self.logs.write, self.limits.idle_timeout),
-            Phase::Idle => ("idle", &self.logs.idle, self.limits.idle_timeout),
-            Phase::Busy => unreachable!("the watchdog sets no deadline while a handler runs"),
+            Tripped::Header => ("header", &self.logs.header, self.limits.header_read_timeout),
+            Tripped::Write => ("write", &self.logs.write, self.limits.idle_timeout),
+            Tripped::Idle => ("idle", &self.logs.idle, self.limits.idle_timeout),
         };
         self.metrics.http_timeouts.with_label_values(&[label]).inc();
         if let Some(more) = throttle.ready() {
-            if kind == Phase::Idle {
+            if kind == Tripped::Idle {
                 // Routine: Alertmanager keeps connections alive between notifications.
                 tracing::info!(kind = label, %peer, timeout = ?limit, suppressed = more, "closed an idle keep-alive connection (http.idle_timeout)");
             } else {
@@ -372,14 +371,26 @@ impl Activity {
     }
 }
 
-/// Resolves with the phase that outlived its deadline.
-async fn watchdog(activity: &Activity, limits: &Limits) -> Phase {
+/// Which deadline the watchdog found passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tripped {
+    /// Headers incomplete after `http.header_read_timeout`.
+    Header,
+    /// Response unread after `http.idle_timeout`.
+    Write,
+    /// No request for `http.idle_timeout`.
+    Idle,
+}
+
+/// Resolves with the deadline that passed.
+async fn watchdog(activity: &Activity, limits: &Limits) -> Tripped {
     loop {
         // A change between `get` and the wait leaves a permit: `notified` returns at once.
         let (phase, since) = activity.get();
-        let limit = match phase {
-            Phase::Head => limits.header_read_timeout,
-            Phase::Writing | Phase::Idle => limits.idle_timeout,
+        let (limit, kind) = match phase {
+            Phase::Head => (limits.header_read_timeout, Tripped::Header),
+            Phase::Writing => (limits.idle_timeout, Tripped::Write),
+            Phase::Idle => (limits.idle_timeout, Tripped::Idle),
             Phase::Busy => {
                 activity.changed.notified().await;
                 continue;
@@ -388,7 +399,7 @@ async fn watchdog(activity: &Activity, limits: &Limits) -> Phase {
         tokio::select! {
             () = tokio::time::sleep_until(since + limit) => {
                 if activity.get() == (phase, since) {
-                    return phase;
+                    return kind;
                 }
             }
             () = activity.changed.notified() => {}
@@ -622,7 +633,7 @@ mod tests {
         // A fresh connection that never completes its headers: cut at the header timeout.
         let a = Activity::new();
         let started = Instant::now();
-        assert_eq!(watchdog(&a, &limits).await, Phase::Head);
+        assert_eq!(watchdog(&a, &limits).await, Tripped::Header);
         assert_eq!(started.elapsed(), Duration::from_secs(2));
 
         // A handler that runs long is never cut; the idle time after it is.
@@ -637,7 +648,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert!(!dog.is_finished());
         a.set(Phase::Idle);
-        assert_eq!(dog.await.unwrap(), Phase::Idle);
+        assert_eq!(dog.await.unwrap(), Tripped::Idle);
         assert!(started.elapsed() >= Duration::from_secs(65));
 
         // A shorter deadline beginning while the watchdog waits on a longer one applies at once.
@@ -656,8 +667,15 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         a.set(Phase::Busy);
         a.set(Phase::Idle);
-        assert_eq!(dog.await.unwrap(), Phase::Idle);
+        assert_eq!(dog.await.unwrap(), Tripped::Idle);
         assert_eq!(started.elapsed(), Duration::from_millis(1100));
+
+        // A response nobody reads is cut at the idle timeout too.
+        let a = Activity::new();
+        a.set(Phase::Writing);
+        let started = Instant::now();
+        assert_eq!(watchdog(&a, &limits).await, Tripped::Write);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
 
         // Bytes on an idle connection start the header clock.
         let a = Activity::new();
