@@ -183,7 +183,8 @@ rules:
     wait: 24h
 "#;
     let app = TestApp::spawn(Spawn::new(db).rules(rules)).await;
-    let fire = firing("prod", "web", "2026-11-26T04:00:00Z");
+    // The wait counts from startsAt: a fixed date would make the job due once it is 24 h old.
+    let fire = firing("prod", "web", &chrono::Utc::now().to_rfc3339());
     let body: Value = app.post_webhook(fire.clone()).await.json().await.unwrap();
     let job_id = body["jobs"][0].as_i64().unwrap();
     let store = app.store().await;
@@ -215,8 +216,9 @@ rules:
     wait: 24h
 "#;
     let mut app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules)).await;
+    // Starting now, so the 24 h wait keeps the job waiting (see above).
     let body: Value = app
-        .post_webhook(firing("prod", "web", "2026-11-26T04:00:00Z"))
+        .post_webhook(firing("prod", "web", &chrono::Utc::now().to_rfc3339()))
         .await
         .json()
         .await
