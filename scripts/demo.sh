@@ -104,7 +104,7 @@ say "receiver on http://127.0.0.1:$chatport; aiops.yaml:"
 sed 's/^/     /' "$work/aiops.yaml"
 
 step "The aiops daemon"
-token=demo-token-$RANDOM$RANDOM
+token=demo-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 say "aiops serve with the shipped rules and playbooks, a SQLite store in a temp dir, and a" \
     "kubeconfig to the fake cluster. Rule oom-handler: auto_repair=\"oom_handler\" runs the" \
     "oom_handler playbook (confirm OOMKilled, raise the limit by max(x1.2, +100Mi), wait for the rollout)."

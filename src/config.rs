@@ -133,6 +133,8 @@ pub struct Settings {
     pub playbook: PlaybookSettings,
     /// The JSON API under /api.
     pub api: ApiSettings,
+    /// Connection limits and timeouts of the HTTP server.
+    pub http: HttpSettings,
     /// How long history is kept.
     pub retention: Retention,
     /// `aiops render` / `aiops deploy` (the deploy module).
@@ -152,7 +154,57 @@ pub struct ApiSettings {
     pub jwt_secret_file: Option<PathBuf>,
     /// Largest page a listing returns (default 500).
     pub max_page: Option<i64>,
+    /// Largest request body under /api (AIOPS_API_MAX_BODY_BYTES); larger ⇒ 413. Default 256 KiB.
+    pub max_body_bytes: Option<usize>,
+    /// Deepest nesting of brackets and block collections an app spec may have
+    /// (AIOPS_API_MAX_DEPTH); deeper ⇒ 400 before the YAML parser sees it. Default 32.
+    pub max_depth: Option<usize>,
 }
+
+impl ApiSettings {
+    /// Default of `api.max_body_bytes`: an app spec or a note is a few KiB.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+    /// Default of `api.max_depth`: the deepest app spec nests 4 levels.
+    pub const DEFAULT_MAX_DEPTH: usize = 32;
+}
+
+/// Limits of the HTTP server. Alertmanager keeps connections alive between notifications and
+/// sends at most a few at once, so the defaults leave it untouched while bounding what a slow,
+/// idle or unauthenticated client can hold.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// A request's headers must arrive complete within this, counted from the connection's
+    /// start or from the first byte of a kept-alive connection's next request. Default 10s.
+    pub header_read_timeout: HumanDuration,
+    /// A request's whole body must arrive within this after its headers; later ⇒ 408. Default 30s.
+    pub body_read_timeout: HumanDuration,
+    /// A kept-alive connection with no request in progress is closed after this. Default 60s.
+    pub idle_timeout: HumanDuration,
+    /// Open connections served at once; more are answered 503 and closed. Default 512.
+    pub max_connections: usize,
+    /// Failed authentications (wrong webhook token, invalid API token) a client address may
+    /// make per minute before its requests are answered 429 unread; 0 disables. Default 30.
+    pub auth_failures_per_minute: u32,
+    /// Failed authentications allowed in a burst before the rate applies. Default 10.
+    pub auth_failure_burst: u32,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            header_read_timeout: HumanDuration(Duration::from_secs(10)),
+            body_read_timeout: HumanDuration(Duration::from_secs(30)),
+            idle_timeout: HumanDuration(Duration::from_secs(60)),
+            max_connections: 512,
+            auth_failures_per_minute: 30,
+            auth_failure_burst: 10,
+        }
+    }
+}
+
+/// Shortest webhook token accepted, in bytes: a shorter one can be guessed.
+pub const MIN_WEBHOOK_TOKEN_BYTES: usize = 16;
 
 /// How long history is kept; a background task prunes older rows every `interval`.
 ///
@@ -278,6 +330,7 @@ impl Default for Settings {
             cluster: ClusterSettings::default(),
             playbook: PlaybookSettings::default(),
             api: ApiSettings::default(),
+            http: HttpSettings::default(),
             retention: Retention::default(),
             deploy: DeploySettings::default(),
             notify: crate::notify::NotifySettings::default(),
@@ -510,6 +563,30 @@ impl Settings {
         if let Some(v) = get("AIOPS_JWT_SECRET_FILE") {
             self.api.jwt_secret_file = Some(PathBuf::from(v));
         }
+        if let Some(v) = get("AIOPS_API_MAX_BODY_BYTES") {
+            self.api.max_body_bytes = Some(parsed("AIOPS_API_MAX_BODY_BYTES", &v)?);
+        }
+        if let Some(v) = get("AIOPS_API_MAX_DEPTH") {
+            self.api.max_depth = Some(parsed("AIOPS_API_MAX_DEPTH", &v)?);
+        }
+        if let Some(v) = get("AIOPS_HTTP_HEADER_READ_TIMEOUT") {
+            self.http.header_read_timeout = duration("AIOPS_HTTP_HEADER_READ_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("AIOPS_HTTP_BODY_READ_TIMEOUT") {
+            self.http.body_read_timeout = duration("AIOPS_HTTP_BODY_READ_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("AIOPS_HTTP_IDLE_TIMEOUT") {
+            self.http.idle_timeout = duration("AIOPS_HTTP_IDLE_TIMEOUT", &v)?;
+        }
+        if let Some(v) = get("AIOPS_HTTP_MAX_CONNECTIONS") {
+            self.http.max_connections = parsed("AIOPS_HTTP_MAX_CONNECTIONS", &v)?;
+        }
+        if let Some(v) = get("AIOPS_HTTP_AUTH_FAILURES_PER_MINUTE") {
+            self.http.auth_failures_per_minute = parsed("AIOPS_HTTP_AUTH_FAILURES_PER_MINUTE", &v)?;
+        }
+        if let Some(v) = get("AIOPS_HTTP_AUTH_FAILURE_BURST") {
+            self.http.auth_failure_burst = parsed("AIOPS_HTTP_AUTH_FAILURE_BURST", &v)?;
+        }
         if let Some(v) = get("AIOPS_RETENTION_ALERTS") {
             self.retention.alerts = duration("AIOPS_RETENTION_ALERTS", &v)?;
         }
@@ -624,12 +701,14 @@ impl Settings {
             })?;
             self.webhook_token = Some(Secret::new(text.trim()));
         }
-        if self
-            .webhook_token
-            .as_ref()
-            .is_some_and(|t| t.expose().is_empty())
+        if let Some(t) = &self.webhook_token
+            && t.expose().len() < MIN_WEBHOOK_TOKEN_BYTES
         {
-            return Err(Error::Invalid("the webhook token is empty".into()));
+            // The length may be said; the value never is.
+            return Err(Error::Invalid(format!(
+                "the webhook token (webhook_token / AIOPS_WEBHOOK_TOKEN / webhook_token_file) must be at least {MIN_WEBHOOK_TOKEN_BYTES} bytes, it has {}: a short token can be guessed. Generate one with `head -c 24 /dev/urandom | base64` and give Alertmanager the same value",
+                t.expose().len()
+            )));
         }
         if let Some(path) = &self.api.jwt_secret_file {
             let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
@@ -651,6 +730,30 @@ impl Settings {
         }
         if self.api.max_page.is_some_and(|n| n < 1) {
             return Err(Error::Invalid("api.max_page must be at least 1".into()));
+        }
+        if self.api.max_body_bytes.is_some_and(|n| n < 1024) {
+            return Err(Error::Invalid(
+                "api.max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.api.max_depth.is_some_and(|n| n < 4) {
+            return Err(Error::Invalid(
+                "api.max_depth must be at least 4 (an app spec nests 4 levels)".into(),
+            ));
+        }
+        let h = &self.http;
+        if h.header_read_timeout.0.is_zero()
+            || h.body_read_timeout.0.is_zero()
+            || h.idle_timeout.0.is_zero()
+        {
+            return Err(Error::Invalid(
+                "http.header_read_timeout, http.body_read_timeout and http.idle_timeout must be above 0s".into(),
+            ));
+        }
+        if h.max_connections == 0 {
+            return Err(Error::Invalid(
+                "http.max_connections must be at least 1".into(),
+            ));
         }
         let day = Duration::from_secs(86_400);
         if self.retention.repairs.0 < 30 * day {
@@ -807,7 +910,7 @@ mod tests {
             None,
             env(&[
                 ("AIOPS_LISTEN", "0.0.0.0:9095"),
-                ("AIOPS_WEBHOOK_TOKEN", "t"),
+                ("AIOPS_WEBHOOK_TOKEN", "a-token-of-24-characters"),
             ]),
         )
         .unwrap();
@@ -819,14 +922,14 @@ mod tests {
         let s = Settings::load_with(
             None,
             env(&[
-                ("AIOPS_WEBHOOK_TOKEN", "hunter2"),
+                ("AIOPS_WEBHOOK_TOKEN", "hunter2-hunter2-hunter2"),
                 ("AIOPS_DATABASE_URL", "postgres://u:pw-secret@h/db"),
             ]),
         )
         .unwrap();
         let dump = format!("{s:?}");
         assert!(
-            !dump.contains("hunter2") && !dump.contains("pw-secret"),
+            !dump.contains("hunter2-hunter2-hunter2") && !dump.contains("pw-secret"),
             "{dump}"
         );
     }
@@ -847,5 +950,69 @@ mod tests {
         n.allow = vec!["prod".into(), "kube-system".into()];
         assert!(!n.allows("kube-system"));
         assert!(!n.allows("dev"));
+    }
+
+    #[test]
+    fn a_webhook_token_under_16_bytes_is_refused_without_showing_it() {
+        let err = Settings::load_with(None, env(&[("AIOPS_WEBHOOK_TOKEN", "fifteen-chars!!")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("at least 16 bytes") && err.contains("it has 15"),
+            "{err}"
+        );
+        assert!(!err.contains("fifteen-chars"), "{err}");
+        let s = Settings::load_with(None, env(&[("AIOPS_WEBHOOK_TOKEN", "sixteen-chars!!!")]));
+        assert!(s.is_ok());
+    }
+
+    #[test]
+    fn http_limits_have_defaults_and_environment_overrides() {
+        let s = Settings::load_with(None, env(&[])).unwrap();
+        assert_eq!(s.http.header_read_timeout.0, Duration::from_secs(10));
+        assert_eq!(s.http.max_connections, 512);
+        let s = Settings::load_with(
+            None,
+            env(&[
+                ("AIOPS_HTTP_HEADER_READ_TIMEOUT", "2s"),
+                ("AIOPS_HTTP_BODY_READ_TIMEOUT", "3s"),
+                ("AIOPS_HTTP_IDLE_TIMEOUT", "4s"),
+                ("AIOPS_HTTP_MAX_CONNECTIONS", "7"),
+                ("AIOPS_HTTP_AUTH_FAILURES_PER_MINUTE", "5"),
+                ("AIOPS_HTTP_AUTH_FAILURE_BURST", "2"),
+                ("AIOPS_API_MAX_BODY_BYTES", "4096"),
+                ("AIOPS_API_MAX_DEPTH", "8"),
+            ]),
+        )
+        .unwrap();
+        let h = &s.http;
+        assert_eq!(
+            (
+                h.header_read_timeout.0,
+                h.body_read_timeout.0,
+                h.idle_timeout.0
+            ),
+            (
+                Duration::from_secs(2),
+                Duration::from_secs(3),
+                Duration::from_secs(4)
+            )
+        );
+        assert_eq!(
+            (
+                h.max_connections,
+                h.auth_failures_per_minute,
+                h.auth_failure_burst
+            ),
+            (7, 5, 2)
+        );
+        assert_eq!(
+            (s.api.max_body_bytes, s.api.max_depth),
+            (Some(4096), Some(8))
+        );
+        let err = Settings::load_with(None, env(&[("AIOPS_HTTP_MAX_CONNECTIONS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.max_connections"), "{err}");
     }
 }

@@ -205,14 +205,16 @@ pub async fn run(
     };
 
     let app = http::router(AppState::new(pipeline.clone(), &settings));
-    let served = axum::serve(
+    http::server::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        http::server::Limits::new(&settings.http),
+        metrics.clone(),
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        },
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections, finishing in-flight requests");
-    })
     .await;
     reloader.abort();
     if let Some(p) = pruner {
@@ -251,7 +253,7 @@ pub async fn run(
     }
     store.close().await;
     tracing::info!("stopped");
-    served.map_err(|source| Error::Listen { addr, source })
+    Ok(())
 }
 
 /// Starts the retention task: prunes at start-up and then every `retention.interval` (none when

@@ -45,6 +45,15 @@ pub struct Metrics {
     pub notifications: IntCounterVec,
     /// Failed notification attempts, by channel and reason (`notify::Error::metric_label`).
     pub notification_failures: IntCounterVec,
+    /// Connections closed at accept, by reason (`limit`: over http.max_connections;
+    /// `accept_error`: the kernel refused, e.g. out of file descriptors).
+    pub http_connections_rejected: IntCounterVec,
+    /// Connections or requests cut by a timeout, by kind (`header`, `body`, `write`, `idle`).
+    pub http_timeouts: IntCounterVec,
+    /// Connections open now.
+    pub http_connections_open: IntGauge,
+    /// Requests answered 429 unread because their client address used up its failed-auth budget.
+    pub http_auth_throttled: IntCounter,
 }
 
 impl Default for Metrics {
@@ -132,6 +141,36 @@ impl Metrics {
             "Failed notification attempts, by channel and reason.",
             &["channel", "reason"],
         );
+        let http_connections_rejected = cv(
+            "aiops_http_connections_rejected_total",
+            "Connections closed at accept, by reason (limit, accept_error).",
+            &["reason"],
+        );
+        let http_timeouts = cv(
+            "aiops_http_timeouts_total",
+            "Connections or requests cut by a timeout, by kind (header, body, write, idle).",
+            &["kind"],
+        );
+        let http_connections_open = reg(
+            &registry,
+            IntGauge::new("aiops_http_connections_open", "HTTP connections open now.")
+                .expect("valid metric"),
+        );
+        let http_auth_throttled = reg(
+            &registry,
+            IntCounter::new(
+                "aiops_http_auth_throttled_total",
+                "Requests answered 429 unread: their client address used up its failed-authentication budget.",
+            )
+            .expect("valid metric"),
+        );
+        // Every series at zero, so dashboards and `increase()` see the first event.
+        for reason in ["limit", "accept_error"] {
+            http_connections_rejected.with_label_values(&[reason]);
+        }
+        for kind in ["header", "body", "write", "idle"] {
+            http_timeouts.with_label_values(&[kind]);
+        }
         let alerts_duplicate = reg(
             &registry,
             IntCounter::new(
@@ -187,6 +226,10 @@ impl Metrics {
             pruned,
             notifications,
             notification_failures,
+            http_connections_rejected,
+            http_timeouts,
+            http_connections_open,
+            http_auth_throttled,
         }
     }
 

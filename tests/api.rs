@@ -235,7 +235,14 @@ both_backends!(two_apps_tokens_see_only_their_own_alerts_repairs_and_notes);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_malformed_forged_expired_and_unsigned_tokens_get_401() {
-    let app = spawn(Db::Sqlite).await;
+    // Sixteen refusals from one address would spend its failed-auth budget (429s, tested in
+    // hardening_http.rs); this test is about each refusal's answer, so the limiter is off.
+    let app = TestApp::spawn(
+        Spawn::new(Db::Sqlite)
+            .env("AIOPS_JWT_SECRET", SECRET)
+            .env("AIOPS_HTTP_AUTH_FAILURES_PER_MINUTE", "0"),
+    )
+    .await;
     let key = Key::new(Secret::new(SECRET)).unwrap();
     let now = chrono::Utc::now().timestamp();
     let claims = |exp| Claims {

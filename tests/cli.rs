@@ -223,13 +223,16 @@ async fn sighup_reloads_rules_so_a_new_rule_matches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_needs_the_webhook_token_when_one_is_set() {
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite).env("AIOPS_WEBHOOK_TOKEN", "tok")).await;
+    let app = TestApp::spawn(
+        Spawn::new(Db::Sqlite).env("AIOPS_WEBHOOK_TOKEN", "reload-token-0123456789"),
+    )
+    .await;
     let resp = app.client.post(app.url("/-/reload")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     let resp = app
         .client
         .post(app.url("/-/reload"))
-        .bearer_auth("tok")
+        .bearer_auth("reload-token-0123456789")
         .send()
         .await
         .unwrap();
@@ -240,6 +243,7 @@ async fn reload_needs_the_webhook_token_when_one_is_set() {
 async fn sigterm_stops_cleanly_and_leaves_pending_jobs_queued_for_the_next_start() {
     let rules = "rules:\n  - name: later\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    wait: 24h\n";
     let mut app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules)).await;
+    // The wait counts from startsAt: a fixed date would make the job due once it is 24 h old.
     let alert = payload(
         &[(
             &[
@@ -249,14 +253,19 @@ async fn sigterm_stops_cleanly_and_leaves_pending_jobs_queued_for_the_next_start
             ],
             "firing",
         )],
-        "2026-11-26T04:00:00Z",
+        &chrono::Utc::now().to_rfc3339(),
     );
     assert_eq!(app.post_webhook(alert).await.status(), 200);
     let status = app.stop();
     assert!(status.success(), "{status}");
     assert!(app.log_text().contains("stopped"));
     let store = app.store().await;
-    assert_eq!(store.jobs().await.unwrap()[0].state, JobState::Waiting);
+    assert_eq!(
+        store.jobs().await.unwrap()[0].state,
+        JobState::Waiting,
+        "{}",
+        app.log_text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

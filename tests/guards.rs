@@ -215,6 +215,7 @@ rules:
     wait: 24h
 "#;
     let mut app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules)).await;
+    // Starting now, so the 24 h wait keeps the job waiting (see above).
     let body: Value = app
         .post_webhook(firing("prod", "web", &minutes_ago(5)))
         .await

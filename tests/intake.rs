@@ -86,7 +86,7 @@ async fn futures_join_all<F: std::future::Future<Output = reqwest::Response> + S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_get_clear_errors_and_record_nothing() {
-    let token = "s3cret-token";
+    let token = "s3cret-token-0123456789";
     let app = TestApp::spawn(Spawn::new(Db::Sqlite).env("AIOPS_WEBHOOK_TOKEN", token)).await;
     let url = app.url("/webhook/alertmanager");
     let good = fixture(GROUPED);
@@ -279,6 +279,9 @@ rules:
             .env("AIOPS_QUEUE_CAPACITY", "1"),
     )
     .await;
+    // The wait counts from startsAt: a fixed date would make the job due (and the queue empty)
+    // once it is 24 h old.
+    let now = chrono::Utc::now().to_rfc3339();
     let first = payload(
         &[(
             &[

@@ -317,14 +317,17 @@ fn the_config_map_holds_settings_the_daemon_accepts() {
     let config = dir.path().join("aiops.yaml");
     std::fs::write(&config, text).unwrap();
     let token = dir.path().join("token");
-    std::fs::write(&token, "s3cret\n").unwrap();
+    std::fs::write(&token, "s3cret-0123456789abcdef\n").unwrap();
     let token_path = token.display().to_string();
     let s = Settings::load_with(Some(&config), |k| {
         (k == "AIOPS_WEBHOOK_TOKEN_FILE").then(|| token_path.clone())
     })
     .unwrap();
     assert!(s.database_url.expose().starts_with("sqlite:///tmp/"));
-    assert_eq!(s.webhook_token.as_ref().unwrap().expose(), "s3cret");
+    assert_eq!(
+        s.webhook_token.as_ref().unwrap().expose(),
+        "s3cret-0123456789abcdef"
+    );
     s.check_listen_is_safe().unwrap();
 
     // ...and the Deployment mounts what the settings point at.

@@ -349,7 +349,17 @@ async fn note(
             json!({ "error": "bad request" }),
         )
     };
-    let Json(b) = body.map_err(|e| bad(e.body_text(), "body"))?;
+    let Json(b) = body.map_err(|e| {
+        let status = if super::server::is_body_timeout(&e) {
+            StatusCode::REQUEST_TIMEOUT
+        } else {
+            e.status()
+        };
+        (
+            ApiError::new(status, e.body_text()).field("body"),
+            json!({ "error": "bad request" }),
+        )
+    })?;
     let detail = json!({"namespace": b.namespace, "alertname": b.alertname, "target": b.target});
     if !claims.can_write() {
         return Err((

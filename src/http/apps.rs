@@ -12,8 +12,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use axum::body::Body;
+
 use super::api::{audit, internal, not_found};
 use super::auth::Claims;
+use super::limits;
 use super::{ApiError, AppState};
 use crate::deploy::{AppSpec, render};
 
@@ -46,9 +49,14 @@ async fn list_apps(claims: Claims, State(st): State<AppState>) -> Result<Respons
 }
 
 /// Registers (201) or replaces (200) an app from its spec (JSON, or YAML).
-async fn register(claims: Claims, State(st): State<AppState>, body: String) -> Response {
+///
+/// Cheapest first: the token and its role are checked before a byte of the body is read, the
+/// body is read within `api.max_body_bytes` and `http.body_read_timeout`, its structure is
+/// bounded ([`limits::check_structure`]) before the YAML parser sees it, and the parse runs on a
+/// blocking thread, never on the async runtime.
+async fn register(claims: Claims, State(st): State<AppState>, body: Body) -> Response {
     let store = st.pipeline.store().clone();
-    let (resp, resource, detail) = match registration(&claims, &st, &body).await {
+    let (resp, resource, detail) = match registration(&claims, &st, body).await {
         Ok((status, app)) => (
             (status, Json(json!(app))).into_response(),
             format!("app {}", app.name),
@@ -64,26 +72,43 @@ async fn register(claims: Claims, State(st): State<AppState>, body: String) -> R
 async fn registration(
     claims: &Claims,
     st: &AppState,
-    body: &str,
+    body: Body,
 ) -> Result<(StatusCode, crate::store::AppRecord), (ApiError, serde_json::Value)> {
-    let spec = AppSpec::parse(body, "request body").map_err(|e| {
-        let field = e
-            .problems()
-            .first()
-            .map_or_else(|| "body".to_string(), |p| p.field.clone());
-        // The message lists every bad field; `field` names the first.
-        (
-            ApiError::new(StatusCode::BAD_REQUEST, e.to_string()).field(field),
-            json!({"error": "invalid app spec"}),
-        )
-    })?;
-    let detail = json!({"name": spec.name, "namespace": spec.namespace()});
     if !claims.can_write() {
+        // Discarded unparsed, only so the client reads the 403 rather than a reset.
+        limits::discard(body, st.api_max_body_bytes).await;
         return Err((
             ApiError::new(StatusCode::FORBIDDEN, "viewer tokens cannot write"),
-            detail,
+            json!({"error": "viewer tokens cannot write"}),
         ));
     }
+    let unread = |e: ApiError| {
+        let detail = json!({"error": "body refused", "status": e.status().as_u16()});
+        (e, detail)
+    };
+    let bytes = limits::read_body(body, st.api_max_body_bytes)
+        .await
+        .map_err(unread)?;
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+        unread(ApiError::new(StatusCode::BAD_REQUEST, "the body is not UTF-8").field("body"))
+    })?;
+    limits::check_structure(&text, st.api_max_depth)
+        .map_err(|m| unread(ApiError::new(StatusCode::BAD_REQUEST, m).field("body")))?;
+    let spec = tokio::task::spawn_blocking(move || AppSpec::parse(&text, "request body"))
+        .await
+        .map_err(|e| unread(internal(format!("app spec parse task failed: {e}"))))?
+        .map_err(|e| {
+            let field = e
+                .problems()
+                .first()
+                .map_or_else(|| "body".to_string(), |p| p.field.clone());
+            // The message lists every bad field; `field` names the first.
+            (
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string()).field(field),
+                json!({"error": "invalid app spec"}),
+            )
+        })?;
+    let detail = json!({"name": spec.name, "namespace": spec.namespace()});
     if !claims.can_see(spec.namespace()) {
         return Err((not_found("app"), detail));
     }

@@ -3,7 +3,9 @@
 //! Every refusal is 401 with `WWW-Authenticate: Bearer` and a reason that names neither the
 //! token nor the secret. Without a configured secret the API is closed, not open.
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 
@@ -17,6 +19,14 @@ fn unauthorized(message: &str) -> ApiError {
     )
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 9110 §11.1), as on the webhook.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 impl FromRequestParts<AppState> for Claims {
     type Rejection = ApiError;
 
@@ -26,25 +36,56 @@ impl FromRequestParts<AppState> for Claims {
                 "the API is closed: no JWT secret is configured (AIOPS_JWT_SECRET or api.jwt_secret)",
             ));
         };
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| unauthorized("missing bearer token (Authorization: Bearer <jwt>)"))?;
-        let now = chrono::Utc::now().timestamp();
-        key.verify(token, now).map_err(|e| {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(unauthorized(
+                "missing bearer token (Authorization: Bearer <jwt>)",
+            ));
+        };
+        // Set by the server for every connection; absent only when the router is driven
+        // without it (then no address is throttled).
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Some(ip) = ip {
+            st.auth_allowed(ip)?;
+        }
+        let refuse = |reason: &'static str, message: String| {
             st.pipeline
                 .metrics()
                 .api_auth_failures
-                .with_label_values(&[e.metric_label()])
+                .with_label_values(&[reason])
                 .inc();
-            tracing::info!(reason = e.metric_label(), "API token refused");
-            unauthorized(&e.to_string())
-        })
+            tracing::info!(reason, "API token refused");
+            let e = unauthorized(&message);
+            match ip {
+                Some(ip) => st.auth_failed(ip, e),
+                None => e,
+            }
+        };
+        let Some(token) = value.to_str().ok().and_then(bearer_token) else {
+            return Err(refuse(
+                "malformed",
+                "malformed Authorization header (Bearer <jwt>)".into(),
+            ));
+        };
+        let now = chrono::Utc::now().timestamp();
+        key.verify(token, now)
+            .map_err(|e| refuse(e.metric_label(), e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer abc", "bearer abc", "BEARER abc", "BeArEr   abc  "] {
+            assert_eq!(bearer_token(v), Some("abc"), "{v}");
+        }
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer  "), None);
     }
 }

@@ -8,8 +8,11 @@
 pub mod api;
 mod apps;
 pub mod auth;
+pub mod limits;
 mod openapi;
 mod ops;
+pub mod server;
+pub mod throttle;
 mod webhook;
 
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +42,12 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Per-client request limiter (None = unlimited).
     pub limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
+    /// Per-client failed-authentication limiter (None = off).
+    pub auth_throttle: Option<Arc<throttle::AuthThrottle>>,
+    /// Largest request body under /api.
+    pub api_max_body_bytes: usize,
+    /// Structure limit of /api bodies ([`limits::check_structure`]).
+    pub api_max_depth: usize,
     /// Where rules and playbooks are reloaded from.
     pub rules_dir: PathBuf,
     /// Playbooks directory.
@@ -59,11 +69,24 @@ impl AppState {
                 Quota::per_second(rate).allow_burst(burst),
             ))
         });
+        let auth_throttle = NonZeroU32::new(settings.http.auth_failures_per_minute).map(|rate| {
+            let burst = NonZeroU32::new(settings.http.auth_failure_burst).unwrap_or(rate);
+            Arc::new(throttle::AuthThrottle::new(rate, burst))
+        });
         AppState {
             pipeline,
             token: settings.webhook_token.clone(),
             max_body_bytes: settings.intake.max_body_bytes,
             limiter,
+            auth_throttle,
+            api_max_body_bytes: settings
+                .api
+                .max_body_bytes
+                .unwrap_or(crate::config::ApiSettings::DEFAULT_MAX_BODY_BYTES),
+            api_max_depth: settings
+                .api
+                .max_depth
+                .unwrap_or(crate::config::ApiSettings::DEFAULT_MAX_DEPTH),
             rules_dir: settings.rules_dir.clone(),
             playbooks_dir: settings.playbooks_dir.clone(),
             // Settings already refused a secret too short for a key.
@@ -81,8 +104,45 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Before any credentials are read: 429 while `ip` has no failed-authentication budget left.
+    pub(crate) fn auth_allowed(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let Some(t) = &self.auth_throttle else {
+            return Ok(());
+        };
+        t.check(ip).map_err(|wait| {
+            self.pipeline.metrics().http_auth_throttled.inc();
+            ApiError::throttled(wait)
+        })
+    }
+
+    /// After credentials were refused: the answer, `refusal` or 429 when this failure used up
+    /// the address's budget (logged once, when the block begins).
+    pub(crate) fn auth_failed(&self, ip: IpAddr, refusal: ApiError) -> ApiError {
+        let Some(wait) = self.auth_throttle.as_ref().and_then(|t| t.failed(ip)) else {
+            return refusal;
+        };
+        self.pipeline.metrics().http_auth_throttled.inc();
+        tracing::warn!(client = %ip, retry_in = ?wait, "too many failed authentications from this address: refusing its requests unread for a while (http.auth_failures_per_minute)");
+        ApiError::throttled(wait)
+    }
+}
+
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
+    if let Some(throttle) = state.auth_throttle.clone() {
+        // Forget addresses whose block ended, so the maps cannot grow without bound.
+        let weak = Arc::downgrade(&throttle);
+        drop(throttle);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let Some(t) = weak.upgrade() else { return };
+                t.prune();
+            }
+        });
+    }
     if let Some(limiter) = state.limiter.clone() {
         // Forget clients that have been quiet, so the per-client map cannot grow without bound.
         let weak = Arc::downgrade(&limiter);
@@ -103,8 +163,13 @@ pub fn router(state: AppState) -> Router {
         .route("/-/ready", get(ops::ready))
         .route("/-/reload", post(ops::reload))
         .route("/metrics", get(ops::metrics))
-        .merge(api::routes())
-        .route("/api/{*rest}", axum::routing::any(api::fallback))
+        .merge(
+            api::routes()
+                .route("/api/{*rest}", axum::routing::any(api::fallback))
+                .layer(axum::middleware::from_fn(limits::reject_control_chars))
+                .layer(axum::middleware::map_response(limits::json_errors))
+                .layer(DefaultBodyLimit::max(state.api_max_body_bytes)),
+        )
         .with_state(state)
 }
 
@@ -117,6 +182,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// 429 for a client address that used up its failed-authentication budget.
+    pub fn throttled(wait: std::time::Duration) -> ApiError {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many failed authentications from this address; retry in {secs} s"),
+        )
+        .header("retry-after", secs.to_string())
+    }
+
     /// An error with a message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {

@@ -102,6 +102,9 @@ async fn handle(
     let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) if is_length_limit(&e) => return Err(too_large()),
+        Err(e) if super::server::is_body_timeout(&e) => {
+            return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, e.to_string()));
+        }
         Err(e) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -177,17 +180,18 @@ pub(super) fn authorize(
             ))
         };
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(presented_secret)
-        .ok_or_else(|| {
-            unauthorized("missing or malformed Authorization header (Bearer token or basic auth)")
-        })?;
-    if bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
+    // Before the credentials are looked at: an address out of failed-auth budget learns nothing.
+    st.auth_allowed(peer.ip())?;
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized(
+            "missing Authorization header (Bearer token or basic auth)",
+        ));
+    };
+    let presented = value.to_str().ok().and_then(presented_secret);
+    if presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose().as_bytes()))) {
         Ok(())
     } else {
-        Err(unauthorized("invalid credentials"))
+        Err(st.auth_failed(peer.ip(), unauthorized("invalid credentials")))
     }
 }
 
