@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub mod host;
+pub mod limits;
 pub mod offline;
 
 use rhai::{AST, Engine};
