@@ -17,6 +17,11 @@
 //! thread-local flag test per allocation; the measured overhead is in README.md
 //! (`## Operations: limits`).
 //!
+//! What the count cannot see exactly: a host call moves bounded amounts of memory between
+//! threads (a response buffered by a tokio worker and freed here, a step handed to the store
+//! and freed there), so the count may be off by about that much — bounded by the host-call
+//! budget (500) and the per-call sizes (64 KiB HTTP bodies, capped steps).
+//!
 //! Alternatives rejected: a process-wide RSS check cannot tell which run is at fault and reacts
 //! to the store's and the HTTP server's memory too; measuring Rhai values on each progress call
 //! is O(data) per operation and blind to keys and curried arguments; making the allocator fail
