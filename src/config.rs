@@ -82,6 +82,35 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// A size in bytes, written as a number or a Kubernetes-style quantity (`64Mi`, `256Ki`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parses `65536`, `64Mi`, `1G`.
+    pub fn parse(s: &str) -> std::result::Result<ByteSize, String> {
+        let n = crate::cluster::quantity::parse_memory(s.trim()).map_err(|e| e.to_string())?;
+        u64::try_from(n)
+            .map(ByteSize)
+            .map_err(|_| format!("{s:?}: a size must not be negative"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// A duration written as humantime (`30s`, `5m`, `1h30m`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
@@ -299,6 +328,18 @@ pub struct PlaybookSettings {
     pub http_allow: Vec<String>,
     /// Most steps one incident's chain may take before it goes to humans. Default 5.
     pub max_chain_steps: u32,
+    /// Most memory one run may hold (every Rhai value, key and captured argument it keeps
+    /// alive); over it the run stops `inconclusive`. Default 64Mi.
+    pub max_memory: ByteSize,
+    /// Most CPU time one run may use (its thread's; time waiting in host calls does not count).
+    /// Default 10s.
+    pub max_cpu: HumanDuration,
+    /// Longest text one step keeps (a `log()` line, a notify message, an error); longer is cut
+    /// and says so. Default 8Ki.
+    pub max_log_line: ByteSize,
+    /// Most step text one run may record; past it the run stops `inconclusive` ("log output
+    /// truncated"), though a change to the cluster is always recorded. Default 256Ki.
+    pub max_log: ByteSize,
 }
 
 impl Default for PlaybookSettings {
@@ -309,6 +350,10 @@ impl Default for PlaybookSettings {
             rollout_poll: HumanDuration(Duration::from_secs(2)),
             http_allow: Vec::new(),
             max_chain_steps: 5,
+            max_memory: ByteSize(64 << 20),
+            max_cpu: HumanDuration(Duration::from_secs(10)),
+            max_log_line: ByteSize(8 << 10),
+            max_log: ByteSize(256 << 10),
         }
     }
 }
@@ -556,6 +601,9 @@ impl Settings {
                 .map(HumanDuration)
                 .map_err(|message| Error::Env { name, message })
         }
+        fn bytes(name: &'static str, v: &str) -> Result<ByteSize> {
+            ByteSize::parse(v).map_err(|message| Error::Env { name, message })
+        }
         let get = |k: &str| env(k).filter(|v| !v.is_empty());
         if let Some(v) = get("AIOPS_JWT_SECRET") {
             self.api.jwt_secret = Some(Secret::new(v));
@@ -670,6 +718,18 @@ impl Settings {
         }
         if let Some(v) = get("AIOPS_ROLLOUT_POLL") {
             self.playbook.rollout_poll = duration("AIOPS_ROLLOUT_POLL", &v)?;
+        }
+        if let Some(v) = get("AIOPS_PLAYBOOK_MAX_MEMORY") {
+            self.playbook.max_memory = bytes("AIOPS_PLAYBOOK_MAX_MEMORY", &v)?;
+        }
+        if let Some(v) = get("AIOPS_PLAYBOOK_MAX_CPU") {
+            self.playbook.max_cpu = duration("AIOPS_PLAYBOOK_MAX_CPU", &v)?;
+        }
+        if let Some(v) = get("AIOPS_PLAYBOOK_MAX_LOG_LINE") {
+            self.playbook.max_log_line = bytes("AIOPS_PLAYBOOK_MAX_LOG_LINE", &v)?;
+        }
+        if let Some(v) = get("AIOPS_PLAYBOOK_MAX_LOG") {
+            self.playbook.max_log = bytes("AIOPS_PLAYBOOK_MAX_LOG", &v)?;
         }
         if let Some(v) = get("AIOPS_DEPLOY_WEBHOOK_URL") {
             self.deploy.webhook_url = v;
@@ -799,6 +859,25 @@ impl Settings {
         if self.playbook.timeout.0.is_zero() || self.playbook.call_timeout.0.is_zero() {
             return Err(Error::Invalid(
                 "playbook.timeout and playbook.call_timeout must be above 0s".into(),
+            ));
+        }
+        // Below these a shipped playbook cannot run at all: the engine and its inputs alone
+        // take a few hundred KiB.
+        if self.playbook.max_memory.0 < 1 << 20 {
+            return Err(Error::Invalid(
+                "playbook.max_memory must be at least 1Mi".into(),
+            ));
+        }
+        if self.playbook.max_cpu.0 < Duration::from_millis(10) {
+            return Err(Error::Invalid(
+                "playbook.max_cpu must be at least 10ms".into(),
+            ));
+        }
+        if self.playbook.max_log_line.0 < 256
+            || self.playbook.max_log.0 < self.playbook.max_log_line.0
+        {
+            return Err(Error::Invalid(
+                "playbook.max_log_line must be at least 256 bytes and playbook.max_log at least playbook.max_log_line".into(),
             ));
         }
         if self.jobs.poll_interval.0.is_zero() {

@@ -24,3 +24,9 @@ pub mod playbook;
 pub mod rules;
 pub mod store;
 pub mod telemetry;
+
+/// Every binary linking this crate (the daemon, `aiops test-playbook`, tests, benches) counts
+/// the memory each playbook run holds, so `playbook.max_memory` holds wherever a playbook
+/// runs: see [`playbook::limits`].
+#[global_allocator]
+static ALLOCATOR: playbook::limits::CountingAlloc = playbook::limits::CountingAlloc;

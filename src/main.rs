@@ -927,22 +927,23 @@ async fn notify_test(
         retry_key: uuid::Uuid::new_v4().to_string(),
         event: EventKind::Test.as_str().to_string(),
     };
-    let secrets: Vec<_> = ch.kind.secrets().into_iter().cloned().collect();
+    let redactor = notify::dispatch::Redactor::new(ch.kind.secrets());
     match notifier.send(&msg).await {
         Ok(receipt) => {
             println!(
                 "sent to {channel} ({}): {} {}",
                 ch.kind.type_name(),
                 receipt.status,
-                notify::dispatch::redact(&receipt.detail, &secrets)
+                redactor.redact(&receipt.detail)
             );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
+            let e = redactor.error(e);
             eprintln!(
                 "error: {channel} ({}) refused the test message: {}{}",
                 ch.kind.type_name(),
-                notify::dispatch::redact(&e.to_string(), &secrets),
+                e,
                 if e.is_retryable() {
                     " (temporary: the daemon would retry)"
                 } else {

@@ -467,3 +467,156 @@ async fn an_apps_registered_channels_get_its_notifications(db: Db) {
     store.close().await;
 }
 both_backends!(an_apps_registered_channels_get_its_notifications);
+
+/// Pieces of the secret URLs below that a receiver echoes back; none may be shown anywhere.
+const ECHOED_FRAGMENTS: &[&str] = &[
+    "T0TEAMSECRET",
+    "B0BOTSECRET",
+    "SLACKhookSECRET42",
+    "hookpathSECRET9",
+    "q-secret-7781",
+    "/services/",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_echoing_the_path_and_query_of_a_secret_url_leak_no_fragment_of_it() {
+    // Arrange: a Slack and a webhook receiver that refuse the message and echo the request's
+    // path and query (and single segments or values of them) in their error bodies.
+    let slack = StandIn::start().await;
+    slack.default_answer(Answer::new(
+        404,
+        "no_service: {uri} (team T0TEAMSECRET, hook SLACKhookSECRET42)",
+    ));
+    let webhook = StandIn::start().await;
+    webhook.default_answer(Answer::new(
+        400,
+        "unknown hook at {uri}; token q-secret-7781 refused; no hook hookpathSECRET9",
+    ));
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let config = format!(
+        r#"
+notify:
+  retry: {{max_attempts: 2, initial_backoff: 100ms, max_backoff: 200ms}}
+  channels:
+    sl: {{type: slack, webhook_url: "{slack}/services/T0TEAMSECRET/B0BOTSECRET/SLACKhookSECRET42"}}
+    wh: {{type: webhook, url: "{wh}/in/hookpathSECRET9?token=q-secret-7781&v=2"}}
+  routes:
+    - channels: [sl, wh]
+"#,
+        slack = slack.url,
+        wh = webhook.url,
+    );
+    std::fs::write(dir.path().join("aiops.yaml"), config).unwrap();
+    let db = std::sync::Arc::new(common::TestDb::new(Db::Sqlite, dir.path()).await);
+    let mut app = TestApp::spawn_in(
+        dir.clone(),
+        db,
+        Spawn::new(Db::Sqlite)
+            .env(
+                "AIOPS_CONFIG",
+                dir.path().join("aiops.yaml").to_str().unwrap(),
+            )
+            .env("AIOPS_CLUSTER_STATE_FILE", "")
+            .env("AIOPS_LOG", "debug,sqlx=warn,hyper=warn,reqwest=warn"),
+    )
+    .await;
+
+    // Act: a repair that cannot run (no cluster) goes to humans on both channels.
+    app.post_webhook(payload(
+        &[(
+            &[
+                ("alertname", "X"),
+                ("auto_repair", "restart"),
+                ("namespace", "prod"),
+                ("app", "web"),
+            ],
+            "firing",
+        )],
+        "2026-11-26T04:00:00Z",
+    ))
+    .await;
+    let store = app.store().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let rows = loop {
+        let rows = store.notifications().await.unwrap();
+        let esc: Vec<_> = rows.iter().filter(|n| n.event == "escalation").collect();
+        if esc.len() == 2 && esc.iter().all(|n| n.state == NotificationState::Failed) {
+            break rows;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{rows:#?}\n{}",
+            app.log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    app.stop();
+    let logs = app.log_text();
+    let mut stored = String::new();
+    for n in &rows {
+        stored.push_str(&format!("{n:?}\n"));
+        for a in store.notification_attempts(n.id).await.unwrap() {
+            stored.push_str(&format!("{}\n", a.detail));
+        }
+    }
+
+    // Assert: the receivers did echo (the test would be empty otherwise), and no log line
+    // and no stored attempt shows any piece of the secret URLs.
+    assert!(
+        slack
+            .requests()
+            .iter()
+            .all(|r| r.path == "/services/T0TEAMSECRET/B0BOTSECRET/SLACKhookSECRET42")
+    );
+    for fragment in ECHOED_FRAGMENTS {
+        assert!(!logs.contains(fragment), "{fragment} in the logs:\n{logs}");
+        assert!(
+            !stored.contains(fragment),
+            "{fragment} in the store:\n{stored}"
+        );
+    }
+    assert!(
+        stored.contains("slack: HTTP 404: no_service: *** (team ***, hook ***)"),
+        "{stored}"
+    );
+    assert!(
+        stored
+            .contains("webhook: HTTP 400: unknown hook at ***?***; token *** refused; no hook ***"),
+        "{stored}"
+    );
+    assert!(
+        logs.contains("unknown hook at ***?***"),
+        "the failure is logged, redacted:\n{logs}"
+    );
+
+    // `aiops notify test` prints the same refusal, redacted the same way.
+    for (channel, expected) in [
+        (
+            "sl",
+            "sl (slack) refused the test message: slack: HTTP 404: no_service: ***",
+        ),
+        (
+            "wh",
+            "wh (webhook) refused the test message: webhook: HTTP 400: unknown hook at ***?***",
+        ),
+    ] {
+        let cwd = dir.path().to_path_buf();
+        let (status, out, err) = tokio::task::spawn_blocking(move || {
+            common::run_cli(
+                &cwd,
+                &["--config", "aiops.yaml", "notify", "test", channel],
+                &std::collections::HashMap::new(),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(status.code(), Some(1), "{out}{err}");
+        assert!(err.contains(expected), "{err}");
+        for fragment in ECHOED_FRAGMENTS {
+            assert!(
+                !err.contains(fragment) && !out.contains(fragment),
+                "{fragment} in notify test output: {out}{err}"
+            );
+        }
+    }
+}

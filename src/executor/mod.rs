@@ -57,15 +57,13 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the runtime around a cluster backend.
     pub fn new(cluster: Arc<dyn Cluster>, settings: PlaybookSettings) -> Runtime {
+        let host = HostSettings::from(&settings);
         Runtime {
             runner: Arc::new(Runner::new()),
             cluster,
-            host: HostSettings::from(&settings),
+            http: crate::playbook::host::http_client(&host),
+            host,
             settings,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
         }
     }
 }

@@ -27,7 +27,7 @@ pub fn check(smtp_url: &Secret, from: &str, to: &[String]) -> Result<(), String>
     AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url.expose()).map_err(|e| {
         format!(
             "smtp_url is not usable ({})",
-            redact(&e.to_string(), smtp_url)
+            super::dispatch::redact(&e.to_string(), std::slice::from_ref(smtp_url))
         )
     })?;
     from.parse::<Mailbox>()
@@ -36,15 +36,6 @@ pub fn check(smtp_url: &Secret, from: &str, to: &[String]) -> Result<(), String>
         t.parse::<Mailbox>().map_err(|e| format!("to {t:?}: {e}"))?;
     }
     Ok(())
-}
-
-/// Removes a secret from a third-party message, in case a library quotes its input.
-fn redact(text: &str, secret: &Secret) -> String {
-    if secret.expose().is_empty() {
-        text.to_string()
-    } else {
-        text.replace(secret.expose(), "***")
-    }
 }
 
 impl Email {

@@ -38,6 +38,14 @@ impl Outcome {
             Outcome::Success(m) | Outcome::Failure(m) | Outcome::Inconclusive(m) => m,
         }
     }
+    /// The same outcome with its message cut to `max` bytes (saying so).
+    pub fn capped(self, max: usize) -> Outcome {
+        match self {
+            Outcome::Success(m) => Outcome::Success(cap_text(m, max)),
+            Outcome::Failure(m) => Outcome::Failure(cap_text(m, max)),
+            Outcome::Inconclusive(m) => Outcome::Inconclusive(cap_text(m, max)),
+        }
+    }
     /// `success`, `failure` or `inconclusive`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -78,6 +86,14 @@ pub struct HostSettings {
     /// Most host calls one run may make (a host call in a loop is stopped here, long before it
     /// could flood the store with steps).
     pub max_host_calls: u32,
+    /// Most memory one run may hold, in bytes ([`super::limits`]).
+    pub max_memory: usize,
+    /// Most CPU time one run may use (its thread's own; waiting in host calls is free).
+    pub max_cpu: Duration,
+    /// Longest text one step keeps; longer is cut, saying so.
+    pub max_log_line: usize,
+    /// Most step text one run may record before it is stopped ("log output truncated").
+    pub max_log: usize,
 }
 
 impl Default for HostSettings {
@@ -87,6 +103,10 @@ impl Default for HostSettings {
             http_allow: Vec::new(),
             rollout_poll: Duration::from_secs(2),
             max_host_calls: 500,
+            max_memory: 64 << 20,
+            max_cpu: Duration::from_secs(10),
+            max_log_line: 8 << 10,
+            max_log: 256 << 10,
         }
     }
 }
@@ -97,9 +117,29 @@ impl From<&crate::config::PlaybookSettings> for HostSettings {
             call_timeout: s.call_timeout.0,
             http_allow: s.http_allow.clone(),
             rollout_poll: s.rollout_poll.0,
+            max_memory: usize::try_from(s.max_memory.0).unwrap_or(usize::MAX),
+            max_cpu: s.max_cpu.0,
+            max_log_line: usize::try_from(s.max_log_line.0).unwrap_or(usize::MAX),
+            max_log: usize::try_from(s.max_log.0).unwrap_or(usize::MAX),
             ..HostSettings::default()
         }
     }
+}
+
+/// The HTTP client of playbook runs (`http_get`) and of repair verification, in the daemon and
+/// in `aiops test-playbook`/`simulate` alike: redirects are never followed (a 3xx comes back
+/// to the playbook as it is), because `playbook.http_allow` is checked on the URL a playbook
+/// names and a redirect would take the request to a host nobody allowed; every request is
+/// bounded by the host-call timeout.
+pub fn http_client(settings: &HostSettings) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(settings.call_timeout)
+        .timeout(settings.call_timeout)
+        .build()
+        // Building fails only when the TLS backend cannot initialise; the default client has
+        // the same backend and would fail the same way on first use, so surface it loudly.
+        .expect("the HTTP client (TLS backend) initialises")
 }
 
 /// Everything one run can reach.
@@ -123,6 +163,10 @@ pub struct RunContext {
     notify: Option<(Arc<crate::notify::Outbox>, crate::notify::Event)>,
     cancel: Vec<Arc<std::sync::atomic::AtomicBool>>,
     host_calls: std::sync::atomic::AtomicU32,
+    /// Bytes of step text recorded so far, against `settings.max_log`.
+    logged: std::sync::atomic::AtomicUsize,
+    /// Set once `settings.max_log` is reached: the run stops at its next operation.
+    log_exhausted: std::sync::atomic::AtomicBool,
     steps: Mutex<Vec<StepRecord>>,
     outcome: Mutex<Option<Outcome>>,
     touched: Mutex<Vec<Target>>,
@@ -154,6 +198,8 @@ impl RunContext {
             notify: None,
             cancel: Vec::new(),
             host_calls: std::sync::atomic::AtomicU32::new(0),
+            logged: std::sync::atomic::AtomicUsize::new(0),
+            log_exhausted: std::sync::atomic::AtomicBool::new(false),
             steps: Mutex::new(Vec::new()),
             outcome: Mutex::new(None),
             touched: Mutex::new(Vec::new()),
@@ -250,6 +296,27 @@ impl RunContext {
         } else {
             detail
         };
+        let mut detail = cap_text(detail, self.settings.max_log_line);
+        // The run's total: a change to the cluster and the run's end are always recorded (the
+        // audit trail must be complete, and both are bounded by the host-call budget); any
+        // other text past the budget is dropped after one step saying so, and the run stops.
+        let audit = is_change(action) || matches!(action, "outcome" | "error" | "rollback_refused");
+        let used = self
+            .logged
+            .fetch_add(detail.len(), std::sync::atomic::Ordering::Relaxed)
+            + detail.len();
+        if used > self.settings.max_log && !audit {
+            if self
+                .log_exhausted
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                return;
+            }
+            detail = format!(
+                "log output truncated: the run recorded more than {} of step text; the rest is dropped and the run is stopped",
+                human_bytes(self.settings.max_log)
+            );
+        }
         tracing::info!(action, %detail, "playbook step");
         if let Some(sink) = &self.sink {
             let (store, id, a, d) = (
@@ -335,6 +402,37 @@ impl RunContext {
     }
 }
 
+/// `text` cut to at most `max` bytes (on a character boundary), saying how much was cut.
+pub fn cap_text(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let note = format!(
+        " … [truncated: {} more bytes; log output truncated]",
+        text.len()
+    );
+    let mut keep = max.saturating_sub(note.len());
+    while !text.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let cut = text.len() - keep;
+    format!(
+        "{} … [truncated: {cut} more bytes; log output truncated]",
+        &text[..keep]
+    )
+}
+
+/// `64 MiB`, `256 KiB`, `300 bytes`.
+fn human_bytes(n: usize) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
 fn is_change(action: &str) -> bool {
     matches!(
         action,
@@ -389,6 +487,9 @@ fn ctx() -> Result<Arc<RunContext>, Box<EvalAltResult>> {
     if c.remaining().is_zero() {
         return Err(deadline_reached());
     }
+    if c.log_exhausted.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(terminated(LOG_TOKEN));
+    }
     let n = c
         .host_calls
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -405,6 +506,17 @@ fn ctx() -> Result<Arc<RunContext>, Box<EvalAltResult>> {
 
 /// The marker for a run stopped by the host-call budget.
 const HOST_CALLS_TOKEN: &str = "aiops:host-calls";
+/// The marker for a run stopped by `playbook.max_memory`.
+const MEMORY_TOKEN: &str = "aiops:memory";
+/// The marker for a run stopped by `playbook.max_cpu`.
+const CPU_TOKEN: &str = "aiops:cpu";
+/// The marker for a run stopped by `playbook.max_log`.
+const LOG_TOKEN: &str = "aiops:log";
+
+/// Ends the run for `token`'s reason. Not catchable by the script.
+fn terminated(token: &str) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorTerminated(token.into(), Position::NONE))
+}
 
 fn runtime_error(msg: String) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorRuntime(msg.into(), Position::NONE))
@@ -435,6 +547,8 @@ const OUTCOME_TOKEN: &str = "aiops:outcome";
 fn finish(outcome: Outcome) -> Result<(), Box<EvalAltResult>> {
     // Ending the run is never refused by the host-call budget.
     let c = current()?;
+    // The message goes to the job's record, escalations and notifications: bounded like a step.
+    let outcome = outcome.capped(c.settings.max_log_line);
     c.record(
         "outcome",
         format!("{}: {}", outcome.kind(), outcome.message()),
@@ -527,17 +641,30 @@ impl Runner {
         let mut engine = super::sandboxed_engine();
         // The wall-clock deadline is checked every 256 operations: cheap, and a busy loop still
         // stops within microseconds of it.
+        //
+        // Memory is checked before every operation (two thread-local loads): one operation
+        // builds at most one bounded value, so the run is stopped within one value of its cap.
+        // CPU time is checked with the deadline; its clock is read only when the budget could
+        // have run out (see limits::cpu_exceeded).
         engine.on_progress(|ops| {
+            if super::limits::memory_exceeded() {
+                return Some(Dynamic::from(MEMORY_TOKEN));
+            }
             if ops % 256 != 0 {
                 return None;
             }
             CURRENT.with(|c| {
                 let c = c.borrow();
                 let c = c.as_ref()?;
+                let now = Instant::now();
                 if c.cancelled() {
                     Some(Dynamic::from(CANCELLED_TOKEN))
-                } else if Instant::now() >= c.deadline {
+                } else if now >= c.deadline {
                     Some(Dynamic::from("deadline"))
+                } else if c.log_exhausted.load(std::sync::atomic::Ordering::Relaxed) {
+                    Some(Dynamic::from(LOG_TOKEN))
+                } else if super::limits::cpu_exceeded(now) {
+                    Some(Dynamic::from(CPU_TOKEN))
                 } else {
                     None
                 }
@@ -566,12 +693,18 @@ impl Runner {
         ctx: Arc<RunContext>,
     ) -> RunResult {
         let _installed = Installed::new(ctx.clone());
+        let metered = super::limits::Metered::start(ctx.settings.max_memory, ctx.settings.max_cpu);
         let mut scope = Scope::new();
         scope.push_constant("alert", input.alert);
         scope.push_constant("params", input.params);
         scope.push_constant("target", input.target);
         scope.push_constant("dry_run", ctx.dry_run);
         let result = self.engine.run_ast_with_scope(&mut scope, &playbook.ast);
+        // Free the script's values while still metered, then stop metering: the rest of this
+        // function is the host's bookkeeping.
+        drop(scope);
+        let held = metered.bytes();
+        drop(metered);
         let recorded = ctx.outcome.lock().expect("outcome lock").take();
         let outcome = match (recorded, result) {
             (Some(o), _) => o,
@@ -579,8 +712,12 @@ impl Runner {
                 "{}: the playbook ended without calling success(), fail() or inconclusive()",
                 playbook.path.display()
             )),
-            (None, Err(e)) => Outcome::Inconclusive(describe_error(&playbook.path, &e)),
-        };
+            (None, Err(e)) => {
+                Outcome::Inconclusive(describe_error(&playbook.path, &e, &ctx.settings))
+            }
+        }
+        .capped(ctx.settings.max_log_line);
+        tracing::debug!(held, "playbook run ended");
         if let Outcome::Inconclusive(msg) = &outcome
             && !ctx
                 .steps
@@ -602,7 +739,7 @@ impl Runner {
 }
 
 /// `file:line:column: message` for a script error, with what the sandbox stopped.
-fn describe_error(path: &std::path::Path, e: &EvalAltResult) -> String {
+fn describe_error(path: &std::path::Path, e: &EvalAltResult, limits: &HostSettings) -> String {
     // An error inside a script function is wrapped once per call level: report the innermost
     // error at its own position.
     let mut e = e;
@@ -628,6 +765,18 @@ fn describe_error(path: &std::path::Path, e: &EvalAltResult) -> String {
             "stopped: too many host calls in one run (a host function called in a loop?)"
                 .to_string()
         }
+        EvalAltResult::ErrorTerminated(token, _) if token.to_string() == MEMORY_TOKEN => format!(
+            "stopped: memory limit exceeded (the run held more than {}; playbook.max_memory)",
+            human_bytes(limits.max_memory)
+        ),
+        EvalAltResult::ErrorTerminated(token, _) if token.to_string() == CPU_TOKEN => format!(
+            "stopped: CPU time limit exceeded (more than {} of CPU in one run; playbook.max_cpu)",
+            humantime::format_duration(limits.max_cpu)
+        ),
+        EvalAltResult::ErrorTerminated(token, _) if token.to_string() == LOG_TOKEN => format!(
+            "stopped: log output truncated (more than {} of step text in one run; playbook.max_log)",
+            human_bytes(limits.max_log)
+        ),
         EvalAltResult::ErrorTooManyOperations(_) => format!(
             "stopped: more than {} operations (an endless loop?)",
             super::MAX_OPERATIONS
@@ -790,6 +939,22 @@ fn http_get(url: &str, timeout: Duration) -> Result<Map, Box<EvalAltResult>> {
     let res = c.handle.block_on(async move {
         let mut resp = client.get(parsed).timeout(limit).send().await?;
         let status = resp.status().as_u16();
+        // Redirects are not followed (see http_client): say where it pointed, by host only
+        // (the path and query may hold a token).
+        let moved = resp
+            .status()
+            .is_redirection()
+            .then(|| {
+                resp.headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| reqwest::Url::parse(l).ok())
+                    .and_then(|u| {
+                        let host = u.host_str()?.to_string();
+                        Some(u.port().map_or(host.clone(), |p| format!("{host}:{p}")))
+                    })
+            })
+            .flatten();
         // Read at most 64 KiB: a health endpoint has no business sending more.
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await? {
@@ -799,12 +964,19 @@ fn http_get(url: &str, timeout: Duration) -> Result<Map, Box<EvalAltResult>> {
                 break;
             }
         }
-        Ok::<_, reqwest::Error>((status, String::from_utf8_lossy(&body).into_owned()))
+        Ok::<_, reqwest::Error>((status, moved, String::from_utf8_lossy(&body).into_owned()))
     });
     let mut m = Map::new();
     match res {
-        Ok((status, body)) => {
-            c.record("http_get", format!("GET {shown} -> {status}"));
+        Ok((status, moved, body)) => {
+            let note = match moved {
+                Some(h) => format!(
+                    " (redirect to {h} not followed: playbooks reach only playbook.http_allow, directly)"
+                ),
+                None if (300..400).contains(&status) => " (redirect not followed)".to_string(),
+                None => String::new(),
+            };
+            c.record("http_get", format!("GET {shown} -> {status}{note}"));
             m.insert("status".into(), Dynamic::from_int(i64::from(status)));
             m.insert("ok".into(), (200..300).contains(&status).into());
             m.insert("body".into(), body.into());
@@ -1148,4 +1320,231 @@ fn register(engine: &mut Engine) {
                 .collect())
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::memory::MemoryCluster;
+
+    /// Small limits, so each hostile script is stopped in well under a second.
+    fn tight() -> HostSettings {
+        HostSettings {
+            max_memory: 8 << 20,
+            max_cpu: Duration::from_millis(500),
+            max_log_line: 1024,
+            max_log: 16 << 10,
+            ..HostSettings::default()
+        }
+    }
+
+    /// Runs `source` as playbook `t.rhai` (dry run, empty cluster).
+    fn run(source: &str, settings: HostSettings) -> RunResult {
+        run_on(source, settings, MemoryCluster::empty(), true)
+    }
+
+    fn run_on(
+        source: &str,
+        settings: HostSettings,
+        cluster: MemoryCluster,
+        dry_run: bool,
+    ) -> RunResult {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // As on the daemon's blocking threads: inside the runtime's context, not on a worker.
+        let _context = rt.enter();
+        let runner = Runner::new();
+        let playbook = super::super::Playbook {
+            name: "t".into(),
+            path: "t.rhai".into(),
+            ast: runner.engine().compile(source).unwrap(),
+        };
+        let target = Target {
+            namespace: "prod".into(),
+            kind: "deployment".into(),
+            name: "web".into(),
+        };
+        let input = RunInput::new(
+            &Default::default(),
+            &Default::default(),
+            "fp",
+            "2026-11-30T00:00:00Z",
+            "firing",
+            &serde_json::json!({}),
+            &target,
+        );
+        let http = http_client(&settings);
+        let ctx = Arc::new(RunContext::new(
+            Arc::new(cluster),
+            None,
+            None,
+            rt.handle().clone(),
+            dry_run,
+            settings,
+            http,
+            Duration::from_secs(60),
+        ));
+        runner.run(&playbook, input, ctx)
+    }
+
+    fn stopped_for(source: &str, reason: &str) -> RunResult {
+        let started = Instant::now();
+        let r = run(source, tight());
+        assert_eq!(r.outcome.kind(), "inconclusive", "{:?}", r.outcome);
+        assert!(
+            r.outcome.message().contains(reason),
+            "{:?} lacks {reason:?}",
+            r.outcome
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "stopped promptly: {:?}",
+            started.elapsed()
+        );
+        r
+    }
+
+    /// A 512 KiB string, so `big + i` stays under Rhai's 1 MiB string limit.
+    const BIG: &str = "let big = \"x\"; while big.len() < 500000 { big += big; }\n";
+
+    #[test]
+    fn a_map_grown_by_index_assignment_is_stopped_at_the_memory_limit() {
+        stopped_for(
+            &format!(
+                "{BIG}let m = #{{}}; let i = 0;\nloop {{ m[\"k\" + i] = big + i; i += 1; }}\n"
+            ),
+            "memory limit exceeded",
+        );
+    }
+
+    #[test]
+    fn big_map_keys_are_stopped_at_the_memory_limit() {
+        stopped_for(
+            &format!("{BIG}let m = #{{}}; let i = 0;\nloop {{ m[big + i] = i; i += 1; }}\n"),
+            "memory limit exceeded",
+        );
+    }
+
+    #[test]
+    fn a_curry_loop_is_stopped_at_the_memory_limit() {
+        stopped_for(
+            "fn f(a) { a }\nlet f = Fn(\"f\");\nloop { f = f.curry(f); }\n",
+            "memory limit exceeded",
+        );
+    }
+
+    #[test]
+    fn arrays_of_maps_and_closures_capturing_big_values_are_stopped_at_the_memory_limit() {
+        // (Strings inside an array's maps are summed by Rhai's own check; their keys are not.)
+        stopped_for(
+            &format!(
+                "{BIG}let a = [];\nloop {{ let m = #{{}}; m[big + a.len()] = 1; a.push(m); }}\n"
+            ),
+            "memory limit exceeded",
+        );
+        stopped_for(
+            &format!("{BIG}let fs = [];\nloop {{ let s = big + fs.len(); fs.push(|| s); }}\n"),
+            "memory limit exceeded",
+        );
+    }
+
+    #[test]
+    fn a_string_heavy_loop_is_stopped_at_the_cpu_limit_not_the_deadline() {
+        // Few operations, each scanning a megabyte: the operation limit never triggers.
+        let r = stopped_for(
+            &format!("{BIG}let n = 0;\nloop {{ n += big.index_of(\"y\"); }}\n"),
+            "CPU time limit exceeded",
+        );
+        assert!(r.outcome.message().contains("t.rhai:"), "{:?}", r.outcome);
+    }
+
+    #[test]
+    fn waiting_in_a_host_call_does_not_spend_cpu_time() {
+        let state = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/playbooks/stuck-rollout.yaml"
+        ))
+        .unwrap();
+        let settings = HostSettings {
+            max_cpu: Duration::from_millis(100),
+            rollout_poll: Duration::from_millis(20),
+            ..tight()
+        };
+        // 600 ms waiting on a rollout that never finishes: six times the CPU budget in wall
+        // time, but the run's thread sleeps between polls. The loop after it crosses many
+        // progress checks, where a wall-clock count would stop the run.
+        let started = Instant::now();
+        let r = run_on(
+            "let t = #{namespace: \"prod\", kind: \"deployment\", name: \"stuck\"};\nlet s = wait_rollout(t, \"600ms\");\nlet n = 0;\nfor i in 0..5000 { n += i; }\nsuccess(\"waited: \" + s.complete);\n",
+            settings,
+            MemoryCluster::from_yaml(&state).unwrap(),
+            false,
+        );
+        assert!(started.elapsed() >= Duration::from_millis(600));
+        assert_eq!(r.outcome, Outcome::Success("waited: false".into()), "{r:?}");
+    }
+
+    #[test]
+    fn a_log_flood_is_truncated_per_line_and_stopped_at_the_run_total() {
+        let r = stopped_for(
+            &format!("{BIG}loop {{ log(big); }}\n"),
+            "log output truncated",
+        );
+        let logs: Vec<_> = r.steps.iter().filter(|s| s.action == "log").collect();
+        assert!(logs.len() >= 2, "{:#?}", r.steps);
+        assert!(
+            logs[0].detail.len() <= 1024
+                && logs[0]
+                    .detail
+                    .ends_with("more bytes; log output truncated]"),
+            "{}",
+            logs[0].detail
+        );
+        let total: usize = r.steps.iter().map(|s| s.detail.len()).sum();
+        assert!(total < (16 << 10) + 3 * 1024, "{total} bytes of steps");
+        assert!(
+            logs.last()
+                .unwrap()
+                .detail
+                .starts_with("log output truncated: the run recorded more than 16 KiB"),
+            "{:#?}",
+            logs.last()
+        );
+    }
+
+    #[test]
+    fn a_huge_outcome_message_is_capped() {
+        let r = run(&format!("{BIG}fail(big);\n"), tight());
+        assert_eq!(r.outcome.kind(), "failure");
+        assert!(
+            r.outcome.message().len() <= 1024,
+            "{}",
+            r.outcome.message().len()
+        );
+        assert!(r.outcome.message().ends_with("log output truncated]"));
+    }
+
+    #[test]
+    fn an_ordinary_playbook_runs_within_the_default_limits() {
+        let r = run(
+            &format!(
+                "{BIG}let m = #{{}};\nfor i in 0..100 {{ m[\"k\" + i] = i; }}\nlog(\"keys: \" + m.len());\nsuccess(\"fine\");\n"
+            ),
+            HostSettings::default(),
+        );
+        assert_eq!(r.outcome, Outcome::Success("fine".into()), "{r:?}");
+        assert!(r.steps.iter().any(|s| s.detail == "keys: 100"));
+    }
+
+    #[test]
+    fn cap_text_cuts_on_a_character_boundary_and_says_how_much() {
+        let s = "é".repeat(1000);
+        let c = cap_text(s.clone(), 300);
+        assert!(c.len() <= 300, "{}", c.len());
+        assert!(c.ends_with("more bytes; log output truncated]"), "{c}");
+        assert_eq!(cap_text("short".into(), 300), "short");
+    }
 }

@@ -4,13 +4,16 @@
 //! reload, so a syntax error is reported with file, line and column by `aiops check` and by a
 //! reload — never discovered at 3 a.m. in the middle of a repair. The sandbox removes what a
 //! repair script must not do: load modules from disk, `eval` strings, run unbounded loops, or
-//! build unbounded strings, arrays and maps.
+//! build unbounded strings, arrays and maps. What Rhai's per-value checks miss — the memory a
+//! run holds in all, its CPU time — is bounded by [`limits`]; the text it records by
+//! [`host::RunContext`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub mod host;
+pub mod limits;
 pub mod offline;
 
 use rhai::{AST, Engine};

@@ -122,15 +122,17 @@ pub async fn run(
         &plan.params,
         &plan.target,
     );
-    let settings = host;
+    // The daemon's HTTP policy (no redirects, timeouts): an offline run must not reach a host
+    // that `playbook.http_allow` keeps the daemon's runs from.
+    let http = super::host::http_client(&host);
     let ctx = Arc::new(RunContext::new(
         cluster,
         None,
         None,
         tokio::runtime::Handle::current(),
         dry_run,
-        settings,
-        reqwest::Client::new(),
+        host,
+        http,
         timeout,
     ));
     tokio::task::spawn_blocking(move || runner.run(&pb, input, ctx))

@@ -314,6 +314,11 @@ impl TestApp {
         TestApp::spawn_in(self.dir.clone(), self.db.clone(), opts).await
     }
 
+    /// The daemon's process id (to read /proc/PID/status).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn log_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }

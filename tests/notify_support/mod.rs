@@ -34,7 +34,8 @@ impl Request {
     }
 }
 
-/// A scripted answer: status, extra headers, JSON or text body.
+/// A scripted answer: status, extra headers, JSON or text body (`{uri}` in it is replaced by
+/// the request's path and query, as a receiver echoing its input would).
 #[derive(Clone, Debug)]
 pub struct Answer {
     pub status: u16,
@@ -98,7 +99,11 @@ async fn handle(
         status: answer.status,
     });
     drop(requests);
-    let mut resp = (StatusCode::from_u16(answer.status).unwrap(), answer.body).into_response();
+    // A receiver that echoes what it was sent: `{uri}` becomes the path and query.
+    let body = answer
+        .body
+        .replace("{uri}", uri.path_and_query().map_or("", |pq| pq.as_str()));
+    let mut resp = (StatusCode::from_u16(answer.status).unwrap(), body).into_response();
     for (k, v) in answer.headers {
         resp.headers_mut().insert(
             axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
