@@ -14,8 +14,8 @@
 //! single operation is bounded by Rhai's per-value limits (1 MiB strings, 10,000-element arrays
 //! and maps), so the overshoot past the cap is at most one such value (or one doubling of a
 //! curried function pointer). On threads that are not running a playbook the wrapper costs one
-//! thread-local flag test per allocation; the measured overhead is in README.md
-//! (`## Operations: limits`).
+//! thread-local flag test per allocation; on a playbook thread one more thread-local add (see
+//! README.md, `## Operations: limits`, for the state of its measurement).
 //!
 //! What the count cannot see exactly: a host call moves bounded amounts of memory between
 //! threads (a response buffered by a tokio worker and freed here, a step handed to the store
