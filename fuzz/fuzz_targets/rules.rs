@@ -48,7 +48,8 @@ fn label_sets(rules: &[Rule]) -> Vec<Labels> {
 
 fuzz_target!(|text: &str| {
     let file = Path::new("fuzz.yaml");
-    let lines = text.lines().count().max(1);
+    // Lines as YAML counts them: `\r\n`, `\n` and a lone `\r` each end one.
+    let lines = text.replace("\r\n", "\n").matches(['\n', '\r']).count() + 1;
     let rules = match RuleSet::parse_str(text, file) {
         Ok(rules) => rules,
         Err(e) => {
