@@ -553,16 +553,27 @@ impl Settings {
         file: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Settings> {
-        let mut s = match file {
+        match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
                     path: path.to_path_buf(),
                     source,
                 })?;
-                Self::from_yaml(&text, path)?
+                Self::parse_with(&text, path, env)
             }
-            None => Settings::default(),
-        };
+            None => Self::parse_with("", Path::new("<defaults>"), env),
+        }
+    }
+
+    /// What [`Settings::load_with`] does once the file is read: parses `text` (`path` only
+    /// names it in errors), applies the environment, resolves secrets and validates. Public so
+    /// the fuzz target runs the real loader without a file.
+    pub fn parse_with(
+        text: &str,
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings> {
+        let mut s = Self::from_yaml(text, path)?;
         s.apply_env(&env)?;
         // Channel secrets may come from the environment (`<key>_env`) or files (`<key>_file`).
         s.notify.resolve(&env)?;

@@ -637,3 +637,23 @@ async fn pruning_thousands_of_old_notifications_keeps_their_attempts_consistent(
     store.close().await;
 }
 both_backends!(pruning_thousands_of_old_notifications_keeps_their_attempts_consistent);
+
+/// Found by schemathesis-style probing of `since`: a duration longer than the calendar
+/// (`300000000y`) made the window start unrepresentable and `/api/kb/stats` answered
+/// `"since": null`, which the OpenAPI document (and any client) reads as a string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_since_longer_than_the_calendar_counts_from_1970_instead_of_answering_null() {
+    let app = spawn(Db::Sqlite).await;
+    let admin = issue(&app, "root", "", "admin");
+    let (s, body) = get(&app, &admin, "/api/kb/stats?since=300000000y").await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["since"], "1970-01-01T00:00:00+00:00", "{body}");
+    for path in [
+        "/api/alerts?since=300000000y",
+        "/api/repairs?since=300000000y",
+    ] {
+        let (s, body) = get(&app, &admin, path).await;
+        assert_eq!(s, 200, "{path}: {body}");
+        assert!(body["items"].is_array(), "{path}: {body}");
+    }
+}

@@ -59,8 +59,10 @@ fn parse_since(v: &str) -> Result<i64, ApiError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
         return Ok(t.timestamp_millis());
     }
+    // No repair or alert is received before 1970; a longer duration (`300000000y`) would reach
+    // past what a timestamp can show and /api/kb/stats would answer `"since": null`.
     crate::config::parse_duration(v)
-        .map(|d| store::now_ms() - store::ms(d))
+        .map(|d| (store::now_ms() - store::ms(d)).max(0))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e).field("since"))
 }
 
