@@ -12,6 +12,12 @@ package main
 //	sim.aiops.test/oom-killed: <container>  Running/Ready, that container restarted 3 times, last
 //	                                        terminated OOMKilled (exit 137)
 //	sim.aiops.test/never-ready: "true"      Running, containers never Ready (progress deadline tests)
+//	sim.aiops.test/restarted-never-ready: "true"
+//	                                        as never-ready, but only for pods of a restarted template
+//	                                        (kubectl.kubernetes.io/restartedAt set): a restart that
+//	                                        does not help
+//	sim.aiops.test/finished-ago: <duration> with evicted or fail: the pod started and finished
+//	                                        that long ago (Go duration, e.g. 2h), for age thresholds
 //	sim.aiops.test/evicted: "true"          Failed with reason Evicted, as the kubelet's eviction manager
 //	sim.aiops.test/fail: "true"             Failed (exit 1); for a Job's pod, the Job fails
 //
@@ -236,6 +242,9 @@ var podSeq atomic.Uint32
 func simulate(pod *corev1.Pod, nodeIdx int) {
 	now := metav1.Now()
 	ann := pod.Annotations
+	if ago, err := time.ParseDuration(ann[annPrefix+"finished-ago"]); err == nil {
+		now = metav1.NewTime(now.Add(-ago))
+	}
 	seq := podSeq.Add(1)
 	st := &pod.Status
 	st.HostIP = "127.0.0.1"
@@ -310,6 +319,9 @@ func simulate(pod *corev1.Pod, nodeIdx int) {
 		}
 	default:
 		ready := ann[annPrefix+"never-ready"] != "true"
+		if ann[annPrefix+"restarted-never-ready"] == "true" && ann["kubectl.kubernetes.io/restartedAt"] != "" {
+			ready = false
+		}
 		oom := ann[annPrefix+"oom-killed"]
 		for _, c := range pod.Spec.Containers {
 			cs := running(c, ready)

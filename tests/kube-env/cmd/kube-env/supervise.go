@@ -83,6 +83,7 @@ func runSupervise(args []string) error {
 	parentPid := fs.Int("parent-pid", 0, "stop everything when this process is gone (0: never)")
 	nodes := fs.Int("nodes", 1, "number of fake nodes")
 	version := fs.String("kube-version", "v0.0.0", "version the fake nodes report")
+	removeDir := fs.Bool("remove-dir", false, "delete --dir when stopped (throw-away test clusters)")
 	_ = fs.Parse(args)
 	if *dir == "" {
 		return errors.New("--dir is required")
@@ -110,6 +111,9 @@ func runSupervise(args []string) error {
 		return err
 	}
 	defer os.Remove(filepath.Join(abs, "supervisor.pid"))
+	if *removeDir {
+		defer os.RemoveAll(abs) // registered after the pid-file removal, so it runs first: harmless
+	}
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 
 	s := &supervisor{dir: abs, binDir: *binDir, self: self, spawner: newSpawner(), exited: make(chan string, 8)}
