@@ -52,7 +52,7 @@ const annPrefix = "sim.aiops.test/"
 type sim struct {
 	client kubernetes.Interface
 	nodes  map[string]int // node name → index, for pod IPs
-	lister func(key string) (*corev1.Pod, bool, error)
+	lister func(key string) (interface{}, bool, error)
 	queue  workqueue.TypedRateLimitingInterface[string]
 }
 

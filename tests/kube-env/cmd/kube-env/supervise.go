@@ -271,6 +271,9 @@ func (s *supervisor) up(ctx context.Context, nodes int, version string) error {
 		"--service-account-signing-key-file="+s.path("pki", "sa.key"),
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--allow-privileged=true",
+		// TaintNodesByCondition taints every new node not-ready until the node-lifecycle
+		// controller, which watches kubelet heartbeats, clears it; there is no kubelet here.
+		"--disable-admission-plugins=TaintNodesByCondition",
 		// No kubelet serves the `kubernetes` Service: do not reconcile its endpoints.
 		"--endpoint-reconciler-type=none",
 		"--enable-priority-and-fairness=false",
