@@ -30,6 +30,47 @@ pub struct KubeEnv {
     pub kubeconfig: PathBuf,
 }
 
+/// The CRDs of `tests/kube-env/crds.txt` (ServiceMonitor, PrometheusRule, Certificate), as
+/// their upstream modules ship them, installed by server-side apply; waits until the API
+/// server serves each (Established).
+async fn install_crds(kubeconfig: &Path, dir: &Path) -> Result<(), String> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client_from(kubeconfig).await);
+    let mut names = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| e.to_string())?;
+        let crd: CustomResourceDefinition =
+            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let name = crd.metadata.name.clone().unwrap();
+        api.patch(
+            &name,
+            &kube::api::PatchParams::apply("aiops-tests").force(),
+            &kube::api::Patch::Apply(&crd),
+        )
+        .await
+        .map_err(|e| format!("installing CRD {name}: {e}"))?;
+        names.push(name);
+    }
+    for name in names {
+        wait_until(&format!("CRD {name} Established"), TIMEOUT, || async {
+            api.get(&name).await.is_ok_and(|c| {
+                c.status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            })
+        })
+        .await;
+    }
+    Ok(())
+}
+
 static ENV: OnceLock<Result<KubeEnv, String>> = OnceLock::new();
 
 fn in_ci() -> bool {
@@ -41,20 +82,40 @@ fn script() -> PathBuf {
 }
 
 fn start() -> Result<KubeEnv, String> {
-    if let Ok(path) = std::env::var("AIOPS_TEST_KUBECONFIG") {
-        return Ok(KubeEnv {
-            kubeconfig: PathBuf::from(path),
-        });
-    }
     let cached = Command::new(script())
         .arg("cached")
         .output()
         .map_err(|e| format!("running scripts/kube-env: {e}"))?;
-    if !cached.status.success() {
-        return Err("the control plane binaries are not built: run `scripts/kube-env build` \
+    let env = if cached.status.success() {
+        up()?
+    } else if let Ok(path) = std::env::var("AIOPS_TEST_KUBECONFIG") {
+        return Err(format!(
+            "the control plane binaries (and their CRDs) are not built: run `scripts/kube-env build` \
+             to use the control plane at {path}"
+        ));
+    } else {
+        return Err(
+            "the control plane binaries are not built: run `scripts/kube-env build` \
              (the first build compiles Kubernetes from Go modules: 30+ minutes on two cores), \
              or point AIOPS_TEST_KUBECONFIG at a running one (`scripts/kube-env up`)"
-            .into());
+                .into(),
+        );
+    };
+    let bin = PathBuf::from(String::from_utf8_lossy(&cached.stdout).trim());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(install_crds(&env.kubeconfig, &bin.join("crds")))?;
+    Ok(env)
+}
+
+/// Starts a control plane for this binary, or takes the one of `AIOPS_TEST_KUBECONFIG`.
+fn up() -> Result<KubeEnv, String> {
+    if let Ok(path) = std::env::var("AIOPS_TEST_KUBECONFIG") {
+        return Ok(KubeEnv {
+            kubeconfig: PathBuf::from(path),
+        });
     }
     let dir = std::env::temp_dir().join(format!(
         "aiops-kube-env-{}-{}",
@@ -120,7 +181,11 @@ impl KubeEnv {
     pub async fn namespace(&self, prefix: &str) -> TestNamespace {
         let name = format!(
             "{}-{}",
-            prefix.replace('_', "-").chars().take(40).collect::<String>(),
+            prefix
+                .replace('_', "-")
+                .chars()
+                .take(40)
+                .collect::<String>(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let api: Api<Namespace> = Api::all(self.client().await);
@@ -133,9 +198,11 @@ impl KubeEnv {
         // Pods are refused until the ServiceAccount controller made `default` in it.
         let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> =
             Api::namespaced(self.client().await, &name);
-        wait_until("the namespace's default ServiceAccount", TIMEOUT, || async {
-            sa.get_opt("default").await.unwrap().is_some()
-        })
+        wait_until(
+            "the namespace's default ServiceAccount",
+            TIMEOUT,
+            || async { sa.get_opt("default").await.unwrap().is_some() },
+        )
         .await;
         TestNamespace {
             name,
