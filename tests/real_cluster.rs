@@ -672,52 +672,53 @@ async fn a_dry_run_rule_leaves_the_real_cluster_unchanged() {
     };
     let ns = env.namespace("dryrun").await;
     let client = env.client().await;
-    create::<Deployment>(
-        &client,
-        &ns.name,
-        workload(
-            "Deployment",
-            "web",
-            1,
-            &[("app", "web:1", Some("256Mi"), Some("512Mi"))],
-            json!({}),
-        ),
-    )
-    .await;
-    let before = wait_deployment_rolled_out(&client, &ns.name, "web").await;
-    let rules = format!(
-        "{}\n{}",
-        one_rule("restart", "    dry_run: true\n"),
-        one_rule(
-            "scale_memory",
-            "    dry_run: true\n    params: {max_limit: 4Gi}\n"
-        )
-        .trim_start_matches("rules:\n")
-    );
+    playbook_scene(&client, &ns.name).await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let before = api.get("web").await.unwrap();
+    // Every playbook, each rule a dry run: patches (strategic and JSON) and deletes all go out
+    // with dryRun=All, and the server validates them without storing anything.
+    let rules = five_rules().replace("\n    params:", "\n    dry_run: true\n    params:");
     let app = daemon(&env.kubeconfig, Some(&rules)).await;
-    app.post_webhook(alert("restart", &ns.name, &[("app", "web")]))
-        .await;
-    // One repair at a time per target: the second alert after the first job settled.
-    app.wait_for_jobs_within("the dry-run restart", TIMEOUT, |jobs| {
-        jobs.len() == 1 && jobs[0].state == JobState::Succeeded
-    })
-    .await;
-    app.post_webhook(alert("scale_memory", &ns.name, &[("app", "web")]))
-        .await;
-    let jobs = app
-        .wait_for_jobs_within("both dry runs", TIMEOUT, |jobs| {
-            jobs.len() == 2 && jobs.iter().all(|j| j.state == JobState::Succeeded)
+    let playbooks = [
+        "restart",
+        "rollback",
+        "scale_memory",
+        "oom_handler",
+        "cleanup",
+    ];
+    for (i, playbook) in playbooks.iter().enumerate() {
+        app.post_webhook(alert(playbook, &ns.name, &[("app", "web")]))
+            .await;
+        // One repair at a time per target: the next alert once this job settled.
+        app.wait_for_jobs_within(&format!("the dry-run {playbook}"), TIMEOUT, |jobs| {
+            jobs.len() == i + 1 && jobs.iter().all(|j| j.state == JobState::Succeeded)
         })
         .await;
+    }
+    let jobs = app.store().await.jobs().await.unwrap();
     assert!(jobs.iter().all(|j| j.dry_run), "{jobs:#?}");
-    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    let cleanup = jobs.iter().find(|j| j.playbook == "cleanup").unwrap();
+    assert!(
+        text_of(cleanup).contains("deleted 1 Failed pods"),
+        "{cleanup:?}"
+    );
     let after = api.get("web").await.unwrap();
     assert_eq!(before.metadata.generation, after.metadata.generation);
     assert_eq!(
         before.spec, after.spec,
         "dryRun=All: validated, nothing stored"
     );
-    assert_eq!(replica_sets(&client, &ns.name, "web").await.len(), 1);
+    assert_eq!(replica_sets(&client, &ns.name, "web").await.len(), 2);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    assert!(
+        pods.get("failed-old")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_none(),
+        "a dry-run delete deletes nothing"
+    );
     let events = events_on(&client, &ns.name, "web").await;
     assert!(
         events
