@@ -1147,6 +1147,32 @@ async fn without_the_replicasets_rule_a_rollback_is_forbidden() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_replicasets_rule_a_restart_and_its_rollout_wait_still_succeed() {
+    let Some(env) = KubeEnv::get().await else {
+        return;
+    };
+    let rules: Vec<Value> = printed_cluster_role_rules()
+        .into_iter()
+        .filter(|r| {
+            !r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == "replicasets")
+        })
+        .collect();
+    let (app, jobs, _ns, _client) =
+        run_as_service_account(env, "rbac-rs-restart", &rules, &["restart"]).await;
+    assert_eq!(
+        jobs[0].state,
+        JobState::Succeeded,
+        "the ReplicaSets rule is rollback's alone: {:#?}\nlogs:\n{}",
+        jobs[0],
+        app.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_pods_rule_a_cleanup_is_forbidden() {
     without_rule_the_playbook_is_forbidden("rbac-pods", "pods", "cleanup").await;
 }
