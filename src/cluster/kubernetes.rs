@@ -3,7 +3,10 @@
 //! - restart: strategic merge patch of the pod template's `kubectl.kubernetes.io/restartedAt`
 //!   annotation (kube's own `restart()` writes another key); a paused Deployment is refused.
 //! - rollout status: kubectl rollout-status logic (generation observed, ProgressDeadlineExceeded
-//!   means failed, updated = spec replicas, replicas = updated, available = updated).
+//!   means failed, updated = spec replicas, replicas = updated, available = updated), except
+//!   that a ProgressDeadlineExceeded stamped at or before aiops's own last write (its
+//!   managedFields time) is the previous rollout's, which the controller keeps until it sees
+//!   progress: the wait goes on.
 //! - undo: the ReplicaSets the Deployment controls (ownerReference uid), ordered by the
 //!   `deployment.kubernetes.io/revision` annotation; the previous one is the second highest;
 //!   skipped when the template already matches (ignoring `pod-template-hash`); a JSON Patch
