@@ -4,7 +4,7 @@
 //!   annotation (kube's own `restart()` writes another key); a paused Deployment is refused.
 //! - rollout status: kubectl rollout-status logic (generation observed, ProgressDeadlineExceeded
 //!   means failed, updated = spec replicas, replicas = updated, available = updated), except
-//!   that a ProgressDeadlineExceeded stamped at or before aiops's own last write (its
+//!   that a ProgressDeadlineExceeded stamped before aiops's own last write (its
 //!   managedFields time) is the previous rollout's, which the controller keeps until it sees
 //!   progress: the wait goes on.
 //! - undo: the ReplicaSets the Deployment controls (ownerReference uid), ordered by the
@@ -354,10 +354,11 @@ fn deployment_status(d: &Deployment) -> RolloutStatus {
         // next rollout until it sees that rollout progress, with observedGeneration already
         // caught up: right after aiops changes a Deployment that had timed out (the usual
         // reason for the alert, and always so for the rollback that escalates a failed
-        // restart) the condition is the *previous* rollout's. Stamped at or before aiops's
-        // last write (both by the server's clocks), it is stale: keep waiting.
+        // restart) the condition is the *previous* rollout's. Stamped before aiops's last write
+        // (both by the server's clocks, in whole seconds; the same second counts as fresh, the
+        // safe side), it is stale: keep waiting.
         let stale = match (&condition.last_update_time, last_written_by_aiops(d)) {
-            (Some(at), Some(written)) => at.0 <= written,
+            (Some(at), Some(written)) => at.0 < written,
             _ => false,
         };
         if stale {
@@ -986,11 +987,6 @@ mod tests {
             Some("2026-11-30T02:00:05Z"),
         ));
         assert!(!s.failed && !s.complete, "{s:?}");
-        let same_second = deployment_status(&timed_out(
-            "2026-11-30T02:00:05Z",
-            Some("2026-11-30T02:00:05Z"),
-        ));
-        assert!(!same_second.failed, "{same_second:?}");
     }
 
     #[test]
@@ -1001,6 +997,14 @@ mod tests {
         ));
         assert!(after.failed, "{after:?}");
         assert!(after.message.contains("exceeded its progress deadline"));
+        let same_second = deployment_status(&timed_out(
+            "2026-11-30T02:00:05Z",
+            Some("2026-11-30T02:00:05Z"),
+        ));
+        assert!(
+            same_second.failed,
+            "whole seconds: the same one is fresh, {same_second:?}"
+        );
         let never_written = deployment_status(&timed_out("2026-11-30T02:10:00Z", None));
         assert!(never_written.failed, "{never_written:?}");
     }
