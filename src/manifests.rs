@@ -194,7 +194,8 @@ rules:
   - apiGroups: ["apps"]
     resources: ["deployments", "statefulsets", "daemonsets"]
     verbs: ["get", "patch"]
-  # wait_rollout, rollout_status and rollback of Deployments read their ReplicaSets
+  # rollback of Deployments lists their ReplicaSets (the revisions); rollout status reads
+  # only the workload's own status
   - apiGroups: ["apps"]
     resources: ["replicasets"]
     verbs: ["list"]

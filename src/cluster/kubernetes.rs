@@ -3,7 +3,10 @@
 //! - restart: strategic merge patch of the pod template's `kubectl.kubernetes.io/restartedAt`
 //!   annotation (kube's own `restart()` writes another key); a paused Deployment is refused.
 //! - rollout status: kubectl rollout-status logic (generation observed, ProgressDeadlineExceeded
-//!   means failed, updated = spec replicas, replicas = updated, available = updated).
+//!   means failed, updated = spec replicas, replicas = updated, available = updated), except
+//!   that a ProgressDeadlineExceeded stamped before aiops's own last write (its
+//!   managedFields time) is the previous rollout's, which the controller keeps until it sees
+//!   progress: the wait goes on.
 //! - undo: the ReplicaSets the Deployment controls (ownerReference uid), ordered by the
 //!   `deployment.kubernetes.io/revision` annotation; the previous one is the second highest;
 //!   skipped when the template already matches (ignoring `pod-template-hash`); a JSON Patch
@@ -359,10 +362,26 @@ fn deployment_status(d: &Deployment) -> RolloutStatus {
     if generation > status.observed_generation.unwrap_or(0) {
         return waiting("Waiting for deployment spec update to be observed...".into());
     }
-    let deadline_exceeded = status.conditions.iter().flatten().any(|c| {
+    let deadline_exceeded = status.conditions.iter().flatten().find(|c| {
         c.type_ == "Progressing" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     });
-    if deadline_exceeded {
+    if let Some(condition) = deadline_exceeded {
+        // The deployment controller keeps a ProgressDeadlineExceeded condition through the
+        // next rollout until it sees that rollout progress, with observedGeneration already
+        // caught up: right after aiops changes a Deployment that had timed out (the usual
+        // reason for the alert, and always so for the rollback that escalates a failed
+        // restart) the condition is the *previous* rollout's. Stamped before aiops's last write
+        // (both by the server's clocks, in whole seconds; the same second counts as fresh, the
+        // safe side), it is stale: keep waiting.
+        let stale = match (&condition.last_update_time, last_written_by_aiops(d)) {
+            (Some(at), Some(written)) => at.0 < written,
+            _ => false,
+        };
+        if stale {
+            return waiting(format!(
+                "Waiting for deployment {name:?} rollout to make progress (the progress deadline exceeded is from before aiops's change)"
+            ));
+        }
         return RolloutStatus {
             complete: false,
             failed: true,
@@ -394,6 +413,18 @@ fn deployment_status(d: &Deployment) -> RolloutStatus {
         failed: false,
         message: format!("deployment {name:?} successfully rolled out"),
     }
+}
+
+/// When aiops last wrote this object, by the API server's clock: the time of its own
+/// `managedFields` entry (field manager `aiops`, not a subresource).
+fn last_written_by_aiops(d: &Deployment) -> Option<k8s_openapi::jiff::Timestamp> {
+    d.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|f| f.manager.as_deref() == Some(FIELD_MANAGER) && f.subresource.is_none())
+        .filter_map(|f| f.time.as_ref().map(|t| t.0))
+        .max()
 }
 
 /// kubectl reports no rollout for OnDelete: nothing replaces the pods, so a wait would never end.
@@ -941,5 +972,56 @@ impl Cluster for KubeCluster {
             .await
             .map(|_| ())
             .map_err(|e| map_err(&format!("event on {}", describe(t)), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed_out(condition_at: &str, aiops_wrote_at: Option<&str>) -> Deployment {
+        let mut managed = vec![
+            json!({"manager": "kubectl", "operation": "Update", "time": "2026-01-01T00:00:00Z"}),
+        ];
+        if let Some(at) = aiops_wrote_at {
+            managed.push(json!({"manager": "aiops", "operation": "Update", "time": at}));
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "generation": 3, "managedFields": managed},
+            "spec": {"replicas": 1, "selector": {}, "template": {}},
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 1,
+                "conditions": [{"type": "Progressing", "status": "False",
+                    "reason": "ProgressDeadlineExceeded", "lastUpdateTime": condition_at}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deadline_exceeded_before_aiopss_last_write_is_the_previous_rollouts_and_not_a_failure() {
+        let s = deployment_status(&timed_out(
+            "2026-11-30T02:00:00Z",
+            Some("2026-11-30T02:00:05Z"),
+        ));
+        assert!(!s.failed && !s.complete, "{s:?}");
+    }
+
+    #[test]
+    fn a_deadline_exceeded_after_aiopss_last_write_or_without_one_fails_the_rollout() {
+        let after = deployment_status(&timed_out(
+            "2026-11-30T02:10:00Z",
+            Some("2026-11-30T02:00:05Z"),
+        ));
+        assert!(after.failed, "{after:?}");
+        assert!(after.message.contains("exceeded its progress deadline"));
+        let same_second = deployment_status(&timed_out(
+            "2026-11-30T02:00:05Z",
+            Some("2026-11-30T02:00:05Z"),
+        ));
+        assert!(
+            same_second.failed,
+            "whole seconds: the same one is fresh, {same_second:?}"
+        );
+        let never_written = deployment_status(&timed_out("2026-11-30T02:10:00Z", None));
+        assert!(never_written.failed, "{never_written:?}");
     }
 }

@@ -326,8 +326,20 @@ impl TestApp {
     /// Polls the store until `pred` holds for the jobs (integration tests only; unit tests use
     /// a paused clock).
     pub async fn wait_for_jobs(&self, what: &str, pred: impl Fn(&[Job]) -> bool) -> Vec<Job> {
+        self.wait_for_jobs_within(what, Duration::from_secs(20), pred)
+            .await
+    }
+
+    /// As [`TestApp::wait_for_jobs`] with another deadline: repairs on a real control plane
+    /// wait for its controllers.
+    pub async fn wait_for_jobs_within(
+        &self,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&[Job]) -> bool,
+    ) -> Vec<Job> {
         let store = self.store().await;
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + limit;
         loop {
             let jobs = store.jobs().await.unwrap();
             if pred(&jobs) {
