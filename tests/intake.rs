@@ -281,7 +281,6 @@ rules:
     .await;
     // The wait counts from startsAt: a fixed date would make the job due (and the queue empty)
     // once it is 24 h old.
-    let now = chrono::Utc::now().to_rfc3339();
     let first = payload(
         &[(
             &[
