@@ -23,7 +23,10 @@ fn repo() -> PathBuf {
 }
 
 fn defs() -> Definitions {
-    Definitions::load(&repo().join("rules"), &repo().join("playbooks"))
+    Definitions::load(
+        &aiops::embedded::Source::Dir(repo().join("rules")),
+        &aiops::embedded::Source::Dir(repo().join("playbooks")),
+    )
         .unwrap_or_else(|p| panic!("the shipped rules and playbooks load: {p:#?}"))
 }
 

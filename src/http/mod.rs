@@ -14,7 +14,6 @@ mod webhook;
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -39,15 +38,17 @@ pub struct AppState {
     /// Per-client request limiter (None = unlimited).
     pub limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
     /// Where rules and playbooks are reloaded from.
-    pub rules_dir: PathBuf,
+    pub rules_dir: crate::embedded::Source,
     /// Playbooks directory.
-    pub playbooks_dir: PathBuf,
+    pub playbooks_dir: crate::embedded::Source,
     /// Verifies /api tokens (None: the API is closed).
     pub jwt: Option<crate::auth::Key>,
     /// Largest page a listing returns.
     pub max_page: i64,
     /// How /api/apps renders manifests (deploy.webhook_url, deploy.templates_dir).
     pub deploy: crate::deploy::Options,
+    /// The latest cluster preflight, shown by `/-/ready` (never a readiness condition).
+    pub preflight: crate::preflight::Shared,
 }
 
 impl AppState {
@@ -64,8 +65,8 @@ impl AppState {
             token: settings.webhook_token.clone(),
             max_body_bytes: settings.intake.max_body_bytes,
             limiter,
-            rules_dir: settings.rules_dir.clone(),
-            playbooks_dir: settings.playbooks_dir.clone(),
+            rules_dir: settings.rules_source(),
+            playbooks_dir: settings.playbooks_source(),
             // Settings already refused a secret too short for a key.
             jwt: settings
                 .api
@@ -77,6 +78,7 @@ impl AppState {
                 webhook_url: settings.deploy.webhook_url.clone(),
                 templates_dir: settings.deploy.templates_dir.clone(),
             },
+            preflight: crate::preflight::Shared::default(),
         }
     }
 }
