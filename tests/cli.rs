@@ -21,7 +21,10 @@ fn check_passes_on_the_shipped_rules_and_playbooks() {
     assert!(status.success(), "{out}{err}");
     // Run from the checkout: its ./rules and ./playbooks win over the embedded copies.
     assert!(out.contains("rules: rules (5 rules)\n"), "{out}");
-    assert!(out.contains("playbooks: playbooks (5 playbooks)\n"), "{out}");
+    assert!(
+        out.contains("playbooks: playbooks (5 playbooks)\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -250,7 +253,8 @@ async fn sigterm_stops_cleanly_and_leaves_pending_jobs_queued_for_the_next_start
             ],
             "firing",
         )],
-        "2026-11-26T04:00:00Z",
+        // The wait runs from startsAt: a fixed date stops being "24 h ago" a day later.
+        &chrono::Utc::now().to_rfc3339(),
     );
     assert_eq!(app.post_webhook(alert).await.status(), 200);
     let status = app.stop();
