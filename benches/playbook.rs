@@ -22,7 +22,7 @@ fn bench(c: &mut Criterion) {
         &aiops::embedded::Source::Dir(root.join("rules")),
         &aiops::embedded::Source::Dir(root.join("playbooks")),
     )
-        .expect("shipped definitions load");
+    .expect("shipped definitions load");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

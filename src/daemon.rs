@@ -116,8 +116,7 @@ pub async fn run(
     settings.check_listen_is_safe()?;
     let store = open_store(&settings).await?;
     let (rules_source, playbooks_source) = (settings.rules_source(), settings.playbooks_source());
-    let defs =
-        Definitions::load(&rules_source, &playbooks_source).map_err(Error::Definitions)?;
+    let defs = Definitions::load(&rules_source, &playbooks_source).map_err(Error::Definitions)?;
     let outbox = Arc::new(
         crate::notify::Outbox::new(&settings.notify).map_err(|e| Error::Notify(e.to_string()))?,
     );

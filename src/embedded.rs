@@ -103,11 +103,15 @@ const SETTINGS_TEMPLATE: &str = include_str!("init.yaml");
 /// works from any working directory).
 pub fn settings_file(dir: &Path) -> String {
     // JSON strings are YAML double-quoted scalars: any path stays one scalar.
-    let quoted = |sub: &str| serde_json::Value::String(dir.join(sub).display().to_string()).to_string();
+    let quoted =
+        |sub: &str| serde_json::Value::String(dir.join(sub).display().to_string()).to_string();
     SETTINGS_TEMPLATE
         .replace("@DIR@/rules", &quoted("rules"))
         .replace("@DIR@/playbooks", &quoted("playbooks"))
-        .replace("@DIR@/aiops.yaml", &dir.join("aiops.yaml").display().to_string())
+        .replace(
+            "@DIR@/aiops.yaml",
+            &dir.join("aiops.yaml").display().to_string(),
+        )
 }
 
 /// The files `aiops init DIR` writes, as (path, text): `DIR/aiops.yaml` with `settings`, then
@@ -220,12 +224,19 @@ mod tests {
         std::fs::write(dir.path().join("playbooks/restart.rhai"), "mine").unwrap();
         let files = init_files(dir.path(), "listen: 127.0.0.1:9095\n");
         let err = write_files(&files, false).unwrap_err();
-        assert!(err.to_string().contains("restart.rhai already exists"), "{err}");
+        assert!(
+            err.to_string().contains("restart.rhai already exists"),
+            "{err}"
+        );
         assert!(!dir.path().join("aiops.yaml").exists(), "nothing written");
         write_files(&files, true).unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("playbooks/restart.rhai")).unwrap(),
-            PLAYBOOKS.iter().find(|(n, _)| *n == "restart.rhai").unwrap().1
+            PLAYBOOKS
+                .iter()
+                .find(|(n, _)| *n == "restart.rhai")
+                .unwrap()
+                .1
         );
     }
 }

@@ -371,19 +371,14 @@ async fn check(config: Option<&Path>, cluster: bool) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let report = match aiops::preflight::run(
-        &connect,
-        &defs,
-        &settings.guard.namespaces.allow,
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cluster: {e}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+    let report =
+        match aiops::preflight::run(&connect, &defs, &settings.guard.namespaces.allow).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("cluster: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
     let lines = report.lines();
     if report.passed() {
         for l in &lines {

@@ -217,11 +217,7 @@ pub fn connect_of(settings: &Settings) -> Result<Connect, Error> {
 
 /// Runs the preflight: the server's version, then a review of every permission the rules'
 /// playbooks need (in each of `allow`'s namespaces, or cluster-wide when it is empty).
-pub async fn run(
-    connect: &Connect,
-    defs: &Definitions,
-    allow: &[String],
-) -> Result<Report, Error> {
+pub async fn run(connect: &Connect, defs: &Definitions, allow: &[String]) -> Result<Report, Error> {
     let config = connect.config().await.map_err(Error::Config)?;
     let server = config.cluster_url.to_string();
     let server = server.trim_end_matches('/').to_string();

@@ -237,7 +237,9 @@ pub struct Rule {
     pub users: Vec<String>,
 }
 
-const VERB_ORDER: [&str; 7] = ["get", "list", "watch", "create", "update", "patch", "delete"];
+const VERB_ORDER: [&str; 7] = [
+    "get", "list", "watch", "create", "update", "patch", "delete",
+];
 
 /// Groups permissions into as few rules as grant exactly them: per group, the resources
 /// with identical verb sets share a rule. Order follows [`HOST_CALLS`], then [`DAEMON`].
@@ -373,7 +375,14 @@ mod tests {
         let rules = rules(&all());
         let summary: Vec<String> = rules
             .iter()
-            .map(|r| format!("{}:{}:{}", r.group, r.resources.join(","), r.verbs.join(",")))
+            .map(|r| {
+                format!(
+                    "{}:{}:{}",
+                    r.group,
+                    r.resources.join(","),
+                    r.verbs.join(",")
+                )
+            })
             .collect();
         assert_eq!(
             summary,

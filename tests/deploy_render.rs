@@ -523,7 +523,11 @@ fn monitoring_labels_and_annotations_reach_only_the_servicemonitor_and_the_prome
         let is_monitoring = matches!(m.kind(), "ServiceMonitor" | "PrometheusRule");
         if is_monitoring {
             monitoring += 1;
-            assert_eq!(meta["labels"]["release"], "kube-prometheus-stack", "{}", m.text);
+            assert_eq!(
+                meta["labels"]["release"], "kube-prometheus-stack",
+                "{}",
+                m.text
+            );
             assert_eq!(meta["labels"]["team"], "payments", "{}", m.text);
             assert_eq!(
                 meta["labels"]["app.kubernetes.io/name"], "shop",
@@ -531,7 +535,8 @@ fn monitoring_labels_and_annotations_reach_only_the_servicemonitor_and_the_prome
                 m.text
             );
             assert_eq!(
-                meta["annotations"]["runbooks.example.com/url"], "https://runbooks.example.com/shop",
+                meta["annotations"]["runbooks.example.com/url"],
+                "https://runbooks.example.com/shop",
                 "{}",
                 m.text
             );

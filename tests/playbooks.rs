@@ -27,7 +27,7 @@ fn defs() -> Definitions {
         &aiops::embedded::Source::Dir(repo().join("rules")),
         &aiops::embedded::Source::Dir(repo().join("playbooks")),
     )
-        .unwrap_or_else(|p| panic!("the shipped rules and playbooks load: {p:#?}"))
+    .unwrap_or_else(|p| panic!("the shipped rules and playbooks load: {p:#?}"))
 }
 
 /// A firing alert with these labels, parsed the way the webhook parses it.

@@ -63,7 +63,10 @@ impl Daemon {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             let (status, body) = self.ready().await;
-            assert_eq!(status, 200, "readiness never depends on the cluster: {body}");
+            assert_eq!(
+                status, 200,
+                "readiness never depends on the cluster: {body}"
+            );
             if body["cluster"]["status"] == want {
                 return body;
             }
@@ -111,9 +114,7 @@ async fn serve_from_an_empty_directory_uses_the_embedded_rules_and_repairs_an_al
     assert_eq!(body["playbooks"], 5, "{body}");
     assert_eq!(body["cluster"]["status"], "not configured", "{body}");
     assert!(
-        daemon
-            .log_text()
-            .contains(r#""rules_from":"embedded""#),
+        daemon.log_text().contains(r#""rules_from":"embedded""#),
         "{}",
         daemon.log_text()
     );
@@ -204,7 +205,10 @@ fn init_writes_a_set_that_check_passes_from_another_directory_and_never_overwrit
     );
     assert!(status.success(), "{out}{err}");
     assert!(
-        out.contains(&format!("rules: {} (5 rules)\n", dir.join("rules").display())),
+        out.contains(&format!(
+            "rules: {} (5 rules)\n",
+            dir.join("rules").display()
+        )),
         "{out}"
     );
     assert!(
@@ -404,8 +408,7 @@ async fn service_account_kubeconfig(
     }
     std::fs::write(out, serde_yaml::to_string(&kc).unwrap()).unwrap();
     // The authorizer learns bindings from a watch: wait until it answers as the role says.
-    let reviews: Api<SelfSubjectAccessReview> =
-        Api::all(control_plane::client_from(out).await);
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(control_plane::client_from(out).await);
     let (group, resource, verb, allowed) = probe;
     wait_until("RBAC to know the new binding", TIMEOUT, || async {
         reviews
@@ -437,7 +440,9 @@ async fn with_the_printed_cluster_role_every_permission_is_granted() {
         &dir.path().join("kubeconfig"),
     )
     .await;
-    let server = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap().clusters[0]
+    let server = kube::config::Kubeconfig::read_from(&kubeconfig)
+        .unwrap()
+        .clusters[0]
         .cluster
         .as_ref()
         .unwrap()
@@ -476,7 +481,12 @@ async fn a_short_role_is_reported_with_the_exact_rule_to_add_in_check_and_at_ser
     let short: Vec<Value> = printed_cluster_role_rules()
         .into_iter()
         .map(|mut r| {
-            if r["resources"].as_array().unwrap().iter().any(|x| x == "deployments") {
+            if r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == "deployments")
+            {
                 r["verbs"] = json!(["get"]);
             }
             r

@@ -253,7 +253,13 @@ mod tests {
         let c = Catalog::load_embedded(&sandboxed_engine()).unwrap();
         assert_eq!(
             c.names().collect::<Vec<_>>(),
-            ["cleanup", "oom_handler", "restart", "rollback", "scale_memory"]
+            [
+                "cleanup",
+                "oom_handler",
+                "restart",
+                "rollback",
+                "scale_memory"
+            ]
         );
         let restart = c.get("restart").unwrap();
         assert_eq!(restart.path, Path::new("embedded:playbooks/restart.rhai"));
