@@ -18,8 +18,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let defs = Definitions::load(&root.join("rules"), &root.join("playbooks"))
-        .expect("shipped definitions load");
+    let defs = Definitions::load(
+        &aiops::embedded::Source::Dir(root.join("rules")),
+        &aiops::embedded::Source::Dir(root.join("playbooks")),
+    )
+    .expect("shipped definitions load");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -142,10 +142,12 @@ pub struct Settings {
     pub webhook_token: Option<Secret>,
     /// Read the webhook token from this file (a mounted Kubernetes Secret).
     pub webhook_token_file: Option<PathBuf>,
-    /// Directory of rules/*.yaml.
-    pub rules_dir: PathBuf,
-    /// Directory of playbooks/*.rhai.
-    pub playbooks_dir: PathBuf,
+    /// Directory of rules/*.yaml. Unset: `./rules` when it exists, else the rules embedded in
+    /// the binary. Set but missing is an error, never a silent fallback.
+    pub rules_dir: Option<PathBuf>,
+    /// Directory of playbooks/*.rhai. Unset: `./playbooks` when it exists, else the embedded
+    /// playbooks. Set but missing is an error.
+    pub playbooks_dir: Option<PathBuf>,
     /// Webhook intake limits.
     pub intake: Intake,
     /// Duplicate detection cache.
@@ -365,8 +367,8 @@ impl Default for Settings {
             database_url: Secret::new("sqlite://aiops.db?mode=rwc"),
             webhook_token: None,
             webhook_token_file: None,
-            rules_dir: PathBuf::from("rules"),
-            playbooks_dir: PathBuf::from("playbooks"),
+            rules_dir: None,
+            playbooks_dir: None,
             intake: Intake::default(),
             dedup: Dedup::default(),
             guard: Guard::default(),
@@ -543,6 +545,17 @@ impl Default for StoreSettings {
 }
 
 impl Settings {
+    /// Where the rules come from: `rules_dir`, else `./rules` if it exists, else embedded.
+    pub fn rules_source(&self) -> crate::embedded::Source {
+        crate::embedded::Source::resolve(self.rules_dir.as_deref(), "rules")
+    }
+
+    /// Where the playbooks come from: `playbooks_dir`, else `./playbooks` if it exists, else
+    /// embedded.
+    pub fn playbooks_source(&self) -> crate::embedded::Source {
+        crate::embedded::Source::resolve(self.playbooks_dir.as_deref(), "playbooks")
+    }
+
     /// Loads the file (if any) then applies the process environment.
     pub fn load(file: Option<&Path>) -> Result<Settings> {
         Self::load_with(file, |k| std::env::var(k).ok())
@@ -668,10 +681,10 @@ impl Settings {
             self.webhook_token_file = Some(PathBuf::from(v));
         }
         if let Some(v) = get("AIOPS_RULES_DIR") {
-            self.rules_dir = PathBuf::from(v);
+            self.rules_dir = Some(PathBuf::from(v));
         }
         if let Some(v) = get("AIOPS_PLAYBOOKS_DIR") {
-            self.playbooks_dir = PathBuf::from(v);
+            self.playbooks_dir = Some(PathBuf::from(v));
         }
         if let Some(v) = get("AIOPS_MAX_BODY_BYTES") {
             self.intake.max_body_bytes = parsed("AIOPS_MAX_BODY_BYTES", &v)?;
@@ -960,7 +973,7 @@ mod tests {
         let s = Settings::load_with(None, env(&[])).unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:9095");
         assert_eq!(s.database_url.expose(), "sqlite://aiops.db?mode=rwc");
-        assert_eq!(s.rules_dir, PathBuf::from("rules"));
+        assert_eq!(s.rules_dir, None, "unset: ./rules or the embedded rules");
         assert!(s.check_listen_is_safe().is_ok());
     }
 
@@ -975,7 +988,7 @@ mod tests {
         .unwrap();
         let s = Settings::load_with(Some(&f), env(&[("AIOPS_LISTEN", "127.0.0.1:2000")])).unwrap();
         assert_eq!(s.listen.port(), 2000);
-        assert_eq!(s.rules_dir, PathBuf::from("/x"));
+        assert_eq!(s.rules_dir, Some(PathBuf::from("/x")));
         assert_eq!(s.jobs.workers, 2);
     }
 

@@ -83,7 +83,12 @@ pub async fn open_cluster(settings: &Settings) -> Result<Arc<dyn Cluster>> {
             .await
             .map_err(Error::Cluster)?
             .with_namespaces(settings.guard.namespaces.clone());
-        tracing::info!(in_cluster = c.in_cluster, "Kubernetes backend configured");
+        // Nothing has been sent to the API server yet: whether it answers, and with which
+        // permissions, is the preflight's to say (`aiops check --cluster`, and at serve).
+        tracing::info!(
+            in_cluster = c.in_cluster,
+            "Kubernetes client set up; the cluster preflight reports whether the API server answers"
+        );
         return Ok(Arc::new(k));
     }
     match &c.state_file {
@@ -110,8 +115,8 @@ pub async fn run(
 ) -> Result<()> {
     settings.check_listen_is_safe()?;
     let store = open_store(&settings).await?;
-    let defs = Definitions::load(&settings.rules_dir, &settings.playbooks_dir)
-        .map_err(Error::Definitions)?;
+    let (rules_source, playbooks_source) = (settings.rules_source(), settings.playbooks_source());
+    let defs = Definitions::load(&rules_source, &playbooks_source).map_err(Error::Definitions)?;
     let outbox = Arc::new(
         crate::notify::Outbox::new(&settings.notify).map_err(|e| Error::Notify(e.to_string()))?,
     );
@@ -132,7 +137,7 @@ pub async fn run(
             "notification channels configured"
         );
     }
-    tracing::info!(rules = defs.rules.len(), playbooks = defs.playbooks.len(), backend = ?store.backend(), "definitions loaded");
+    tracing::info!(rules = defs.rules.len(), rules_from = %rules_source, playbooks = defs.playbooks.len(), playbooks_from = %playbooks_source, backend = ?store.backend(), "definitions loaded");
 
     let metrics = Metrics::new();
     // Publish every series at zero so dashboards and `increase()` see the first event.
@@ -194,8 +199,7 @@ pub async fn run(
 
     let reloader = {
         let pipeline = pipeline.clone();
-        let (rules_dir, playbooks_dir) =
-            (settings.rules_dir.clone(), settings.playbooks_dir.clone());
+        let (rules_dir, playbooks_dir) = (rules_source.clone(), playbooks_source.clone());
         tokio::spawn(async move {
             while reload.recv().await.is_some() {
                 let (p, r, b) = (pipeline.clone(), rules_dir.clone(), playbooks_dir.clone());
@@ -204,7 +208,17 @@ pub async fn run(
         })
     };
 
-    let app = http::router(AppState::new(pipeline.clone(), &settings));
+    let state = AppState::new(pipeline.clone(), &settings);
+    let preflight = {
+        let pipeline = pipeline.clone();
+        crate::preflight::spawn(
+            &settings,
+            move || pipeline.definitions(),
+            metrics.clone(),
+            state.preflight.clone(),
+        )
+    };
+    let app = http::router(state);
     http::server::serve(
         listener,
         app,
@@ -217,6 +231,9 @@ pub async fn run(
     )
     .await;
     reloader.abort();
+    if let Some(p) = preflight {
+        p.abort();
+    }
     if let Some(p) = pruner {
         p.abort();
     }

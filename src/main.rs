@@ -44,7 +44,28 @@ enum Command {
     /// SIGTERM/SIGINT stop it gracefully; SIGHUP (or POST /-/reload) reloads rules and playbooks.
     Serve,
     /// Validate settings, rules and playbooks; exit 0 when valid, 1 with file:line messages otherwise.
-    Check,
+    ///
+    /// Says which rules and playbooks are in use: a directory, or the set embedded in the binary
+    /// (used when rules_dir/playbooks_dir are unset and ./rules, ./playbooks do not exist).
+    Check {
+        /// Also check the cluster: the API server answers (its URL and version), and every
+        /// permission the playbooks need is granted (SelfSubjectAccessReview); missing ones are
+        /// listed with the ClusterRole rule to add. Exit 1 when anything is missing.
+        #[arg(long)]
+        cluster: bool,
+    },
+    /// Write a settings file (DIR/aiops.yaml, every key commented with its default), the
+    /// shipped rules (DIR/rules) and playbooks (DIR/playbooks) for a team to edit.
+    ///
+    /// Then: aiops --config DIR/aiops.yaml check. Existing files are never overwritten
+    /// without --force.
+    Init {
+        /// The directory (created if needed).
+        dir: PathBuf,
+        /// Overwrite files that already exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Show what the daemon would do with an Alertmanager payload, changing nothing.
     ///
     /// Prints, per alert: the dedup verdict (against the configured store), the matching rule,
@@ -216,7 +237,8 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Serve => serve(cli.config.as_deref()).await,
-            Command::Check => check(cli.config.as_deref()),
+            Command::Check { cluster } => check(cli.config.as_deref(), cluster).await,
+            Command::Init { dir, force } => init(&dir, force),
             Command::Simulate { file, json } => simulate(cli.config.as_deref(), &file, json).await,
             Command::Kb(cmd) => kb(cli.config.as_deref(), cmd).await,
             Command::Token(cmd) => token(cli.config.as_deref(), cmd),
@@ -295,7 +317,7 @@ fn signals(reload: tokio::sync::mpsc::Sender<()>) -> Result<impl std::future::Fu
     })
 }
 
-fn check(config: Option<&Path>) -> Result<ExitCode> {
+async fn check(config: Option<&Path>, cluster: bool) -> Result<ExitCode> {
     let settings = match Settings::load(config) {
         Ok(s) => s,
         Err(e) => {
@@ -317,36 +339,83 @@ fn check(config: Option<&Path>) -> Result<ExitCode> {
         settings.notify.channels.len(),
         settings.notify.routes.len()
     );
-    match Definitions::load(&settings.rules_dir, &settings.playbooks_dir) {
-        Ok(defs) => {
-            let problems = defs.check_notify(&|n| settings.notify.knows(n));
-            if !problems.is_empty() {
-                for p in &problems {
-                    eprintln!("{p}");
-                }
-                eprintln!("check failed: {} problem(s)", problems.len());
-                return Ok(ExitCode::FAILURE);
-            }
-            println!(
-                "rules: OK ({} rules in {})",
-                defs.rules.len(),
-                settings.rules_dir.display()
-            );
-            println!(
-                "playbooks: OK ({} playbooks in {})",
-                defs.playbooks.len(),
-                settings.playbooks_dir.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+    let (rules_source, playbooks_source) = (settings.rules_source(), settings.playbooks_source());
+    let defs = match Definitions::load(&rules_source, &playbooks_source) {
+        Ok(defs) => defs,
         Err(problems) => {
             for p in &problems {
                 eprintln!("{p}");
             }
             eprintln!("check failed: {} problem(s)", problems.len());
-            Ok(ExitCode::FAILURE)
+            return Ok(ExitCode::FAILURE);
         }
+    };
+    let problems = defs.check_notify(&|n| settings.notify.knows(n));
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{p}");
+        }
+        eprintln!("check failed: {} problem(s)", problems.len());
+        return Ok(ExitCode::FAILURE);
     }
+    println!("rules: {rules_source} ({} rules)", defs.rules.len());
+    println!(
+        "playbooks: {playbooks_source} ({} playbooks)",
+        defs.playbooks.len()
+    );
+    if !cluster {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let connect = match aiops::preflight::connect_of(&settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cluster: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let report =
+        match aiops::preflight::run(&connect, &defs, &settings.guard.namespaces.allow).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("cluster: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+    let lines = report.lines();
+    if report.passed() {
+        for l in &lines {
+            println!("{l}");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        // The reachable line goes to stdout like every passed check; what is wrong to stderr.
+        for l in &lines {
+            if l.starts_with("cluster: API server") && report.unreachable.is_none() {
+                println!("{l}");
+            } else {
+                eprintln!("{l}");
+            }
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn init(dir: &Path, force: bool) -> Result<ExitCode> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Absolute, so the settings file works from any working directory.
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    let files = aiops::embedded::init_files(&dir, &aiops::embedded::settings_file(&dir));
+    aiops::embedded::write_files(&files, force)?;
+    for (path, _) in &files {
+        println!("wrote {}", path.display());
+    }
+    println!(
+        "next: aiops --config {} check",
+        dir.join("aiops.yaml").display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<ExitCode> {
@@ -354,7 +423,7 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
     let body = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let payload =
         aiops::alert::Payload::from_slice(&body).with_context(|| format!("{}", file.display()))?;
-    let defs = Definitions::load(&settings.rules_dir, &settings.playbooks_dir)
+    let defs = Definitions::load(&settings.rules_source(), &settings.playbooks_source())
         .map_err(|p| anyhow::anyhow!("invalid rules or playbooks:\n{}", p.join("\n")))?;
     // Read the configured store when it exists, so dedup, cooldowns and budgets are real; never
     // create it. Every write happens in a transaction that is rolled back.
@@ -509,7 +578,7 @@ async fn test_playbook(
     use aiops::cluster::memory::MemoryCluster;
     use aiops::playbook::offline;
     let settings = Settings::load(config)?;
-    let defs = Definitions::load(&settings.rules_dir, &settings.playbooks_dir)
+    let defs = Definitions::load(&settings.rules_source(), &settings.playbooks_source())
         .map_err(|p| anyhow::anyhow!("invalid rules or playbooks:\n{}", p.join("\n")))?;
     let body =
         std::fs::read(alert_file).with_context(|| format!("reading {}", alert_file.display()))?;

@@ -135,7 +135,34 @@ pub fn render(opts: &Options) -> Result<String, Error> {
         .replace("@URL@", &url)
         .replace("@NS@", &opts.namespace)
         .replace("@IMAGE@", &image)
-        .replace("@TOKEN_SECRET@", &opts.token_secret))
+        .replace("@TOKEN_SECRET@", &opts.token_secret)
+        .replace("@RBAC_RULES@", &cluster_role_rules()))
+}
+
+/// The ClusterRole's rules, from the one permission table ([`crate::rbac`]) the cluster
+/// preflight also reads; each rule is preceded by a comment naming who needs it.
+fn cluster_role_rules() -> String {
+    let mut out = String::new();
+    for rule in crate::rbac::rules(&crate::rbac::all()) {
+        let mut line = String::from("  #");
+        for (i, user) in rule.users.iter().enumerate() {
+            let word = if i + 1 < rule.users.len() {
+                format!(" {user},")
+            } else {
+                format!(" {user}")
+            };
+            if line.len() + word.len() > 98 {
+                out.push_str(&line);
+                out.push('\n');
+                line = String::from("  #");
+            }
+            line.push_str(&word);
+        }
+        out.push_str(&line);
+        out.push('\n');
+        out.push_str(&rule.to_yaml(2));
+    }
+    out
 }
 
 /// What `aiops manifests` prints: the manifests, or with `alertmanager_url_only` the webhook URL.
@@ -179,7 +206,8 @@ metadata:
   labels:
     app.kubernetes.io/name: aiops
 ---
-# The minimal rights of the five shipped playbooks (docs/playbooks.md, section 4), plus Events.
+# What every playbook host function may need (docs/playbooks.md, section 3), plus Events; each
+# rule names the functions that use it. `aiops check --cluster` says which ones your playbooks need.
 # To confine aiops to some namespaces, bind this ClusterRole with RoleBindings in those namespaces
 # instead of the ClusterRoleBinding below, and set guard.namespaces.allow to match.
 apiVersion: rbac.authorization.k8s.io/v1
@@ -189,29 +217,7 @@ metadata:
   labels:
     app.kubernetes.io/name: aiops
 rules:
-  # restart, set_memory (patch); wait_rollout, rollout_status, replicas, memory and the
-  # paused/opt-out checks (get); rollback of Deployments (get + patch)
-  - apiGroups: ["apps"]
-    resources: ["deployments", "statefulsets", "daemonsets"]
-    verbs: ["get", "patch"]
-  # rollback of Deployments lists their ReplicaSets (the revisions); rollout status reads
-  # only the workload's own status
-  - apiGroups: ["apps"]
-    resources: ["replicasets"]
-    verbs: ["list"]
-  # last_terminations (list); delete_failed_pods, used by cleanup (list, delete)
-  - apiGroups: [""]
-    resources: ["pods"]
-    verbs: ["list", "delete"]
-  # delete_finished_jobs, used by cleanup (list, delete)
-  - apiGroups: ["batch"]
-    resources: ["jobs"]
-    verbs: ["list", "delete"]
-  # the daemon records a Kubernetes Event on each target a repair changed
-  - apiGroups: [""]
-    resources: ["events"]
-    verbs: ["create"]
----
+@RBAC_RULES@---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:

@@ -4,8 +4,8 @@
 //! (rule names); nothing from an alert's free-form labels becomes a metric label.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// All metric families, registered in their own registry.
@@ -54,6 +54,11 @@ pub struct Metrics {
     pub http_connections_open: IntGauge,
     /// Requests answered 429 unread because their client address used up its failed-auth budget.
     pub http_auth_throttled: IntCounter,
+    /// Cluster preflight, by check (`reachable`, `permissions`): 1 passed, 0 failed.
+    pub cluster_preflight: IntGaugeVec,
+    /// 1 for each permission the playbooks need and the cluster refuses, by verb and resource
+    /// (`group/resource`, core resources bare).
+    pub cluster_permission_missing: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -208,8 +213,26 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let gv = |name: &str, help: &str, labels: &[&str]| {
+            reg(
+                &registry,
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let cluster_preflight = gv(
+            "aiops_cluster_preflight",
+            "Cluster preflight result by check (reachable, permissions): 1 passed, 0 failed.",
+            &["check"],
+        );
+        let cluster_permission_missing = gv(
+            "aiops_cluster_permission_missing",
+            "1 for each permission the configured playbooks need that the cluster refuses.",
+            &["verb", "resource"],
+        );
         Metrics {
             registry,
+            cluster_preflight,
+            cluster_permission_missing,
             alerts_received,
             alerts_duplicate,
             alerts_rejected,

@@ -512,3 +512,65 @@ fn a_templates_directory_overrides_a_template_from_the_command_line() {
     assert!(status.success(), "{stderr}");
     assert!(stdout.contains("team: payments"), "{stdout}");
 }
+
+#[test]
+fn monitoring_labels_and_annotations_reach_only_the_servicemonitor_and_the_prometheusrule() {
+    let case = repo().join("tests/golden/deploy/flask-kube-prometheus-stack.app.yaml");
+    let (_, r) = rendered(&case);
+    let mut monitoring = 0;
+    for m in &r.objects {
+        let meta = &m.object["metadata"];
+        let is_monitoring = matches!(m.kind(), "ServiceMonitor" | "PrometheusRule");
+        if is_monitoring {
+            monitoring += 1;
+            assert_eq!(
+                meta["labels"]["release"], "kube-prometheus-stack",
+                "{}",
+                m.text
+            );
+            assert_eq!(meta["labels"]["team"], "payments", "{}", m.text);
+            assert_eq!(
+                meta["labels"]["app.kubernetes.io/name"], "shop",
+                "the standard labels stay: {}",
+                m.text
+            );
+            assert_eq!(
+                meta["annotations"]["runbooks.example.com/url"],
+                "https://runbooks.example.com/shop",
+                "{}",
+                m.text
+            );
+        } else {
+            assert!(meta["labels"].get("release").is_none(), "{}", m.text);
+            assert!(
+                meta.get("annotations")
+                    .and_then(|a| a.get("runbooks.example.com/url"))
+                    .is_none(),
+                "{}",
+                m.text
+            );
+        }
+    }
+    assert_eq!(monitoring, 2, "a ServiceMonitor and a PrometheusRule");
+}
+
+#[test]
+fn monitoring_labels_are_checked_as_kubernetes_labels_and_cannot_replace_the_standard_ones() {
+    let text = "name: shop\ndomain: shop.example.com\nframework: flask\nimage: shop:1\n\
+                monitoring:\n  labels: {\"bad key\": x, release: \"not ok!\", app: other}\n  annotations: {\"-x\": y}\n";
+    let err = AppSpec::parse(text, "app.yaml").unwrap_err();
+    let fields: Vec<String> = err.problems().iter().map(|p| p.field.clone()).collect();
+    assert_eq!(
+        fields,
+        [
+            "monitoring.labels.app",
+            "monitoring.labels.bad key",
+            "monitoring.labels.release",
+            "monitoring.annotations.-x"
+        ],
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("is set by aiops on every object"), "{text}");
+    assert!(text.contains("value \"not ok!\""), "{text}");
+}

@@ -308,8 +308,11 @@ fn the_config_map_holds_settings_the_daemon_accepts() {
         s.webhook_token_file.as_deref(),
         Some(Path::new("/var/run/secrets/aiops/token"))
     );
-    assert_eq!(s.rules_dir, Path::new("/etc/aiops/rules"));
-    assert_eq!(s.playbooks_dir, Path::new("/etc/aiops/playbooks"));
+    assert_eq!(s.rules_dir.as_deref(), Some(Path::new("/etc/aiops/rules")));
+    assert_eq!(
+        s.playbooks_dir.as_deref(),
+        Some(Path::new("/etc/aiops/playbooks"))
+    );
 
     // The whole load, as `serve` does it (the token file is the mounted Secret's; here a stand-in),
     // including the check that refuses a public address without a token.

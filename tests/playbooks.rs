@@ -23,8 +23,11 @@ fn repo() -> PathBuf {
 }
 
 fn defs() -> Definitions {
-    Definitions::load(&repo().join("rules"), &repo().join("playbooks"))
-        .unwrap_or_else(|p| panic!("the shipped rules and playbooks load: {p:#?}"))
+    Definitions::load(
+        &aiops::embedded::Source::Dir(repo().join("rules")),
+        &aiops::embedded::Source::Dir(repo().join("playbooks")),
+    )
+    .unwrap_or_else(|p| panic!("the shipped rules and playbooks load: {p:#?}"))
 }
 
 /// A firing alert with these labels, parsed the way the webhook parses it.

@@ -296,7 +296,7 @@ fn check_refuses_a_playbook_that_calls_eval_naming_file_line_and_column() {
         err.contains("sb_eval.rhai:2:9: reserved keyword 'eval' is disabled"),
         "{err}"
     );
-    assert!(!out.contains("playbooks: OK"), "{out}");
+    assert!(!out.contains("playbooks: "), "{out}");
 
     // The same file without eval passes: the refusal is about eval, not the rest.
     std::fs::write(

@@ -69,9 +69,11 @@ pub struct Connect {
     pub api_url: Option<String>,
 }
 
-impl KubeCluster {
-    /// Builds a client from in-cluster config or a kubeconfig, as `connect` says.
-    pub async fn connect(c: &Connect) -> Result<KubeCluster, String> {
+impl Connect {
+    /// The client configuration these settings describe (in-cluster or a kubeconfig, then
+    /// `api_url`): also what the cluster preflight reports as the server it tried.
+    pub async fn config(&self) -> Result<kube::Config, String> {
+        let c = self;
         let mut config = if c.in_cluster {
             kube::Config::incluster().map_err(|e| format!("in-cluster config: {e}"))?
         } else {
@@ -94,6 +96,15 @@ impl KubeCluster {
                 .parse()
                 .map_err(|e| format!("cluster.api_url {url:?}: {e}"))?;
         }
+        Ok(config)
+    }
+}
+
+impl KubeCluster {
+    /// Builds a client from in-cluster config or a kubeconfig, as `connect` says. Nothing is
+    /// sent to the API server yet: reachability is the preflight's to report.
+    pub async fn connect(c: &Connect) -> Result<KubeCluster, String> {
+        let config = c.config().await?;
         let client =
             kube::Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))?;
         Ok(KubeCluster::from_client(client))

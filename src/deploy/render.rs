@@ -284,6 +284,10 @@ struct Context<'a> {
     resources: Resources,
     /// The labels every object carries.
     labels: BTreeMap<&'static str, String>,
+    /// The monitoring objects' labels: `labels` plus the spec's `monitoring.labels`.
+    monitoring_labels: BTreeMap<String, String>,
+    /// The spec's `monitoring.annotations`.
+    monitoring_annotations: &'a BTreeMap<String, String>,
     /// Changes when the environment changes, so pods roll.
     config_hash: String,
     /// The migrations Job's name (django with migrate), else None.
@@ -381,6 +385,12 @@ fn context<'a>(spec: &'a AppSpec, opts: &'a Options) -> Context<'a> {
         ingress: &spec.ingress,
         monitoring_namespace: &spec.monitoring_namespace,
         resources: spec.plan.resources(),
+        monitoring_labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .chain(spec.monitoring.labels.clone())
+            .collect(),
+        monitoring_annotations: &spec.monitoring.annotations,
         labels,
         config_hash: format!("{:016x}", fnv64(env_text.as_bytes())),
         migrate_job: (is_django && django.migrate).then(|| {

@@ -269,6 +269,29 @@ fn yes() -> bool {
     true
 }
 
+/// Extra metadata for the monitoring objects (ServiceMonitor, PrometheusRule), e.g. the
+/// `release: kube-prometheus-stack` label a Prometheus Operator install selects on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Monitoring {
+    /// Labels added to both objects (Kubernetes label keys and values).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to both objects.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The labels aiops sets on every rendered object; `monitoring.labels` may not replace them
+/// (the ServiceMonitor's own selector and the dashboards rely on them).
+pub const STANDARD_LABELS: [&str; 5] = [
+    "app",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/version",
+];
+
 /// Ingress and TLS options.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -386,6 +409,13 @@ pub struct AppSpec {
     /// Namespace of Prometheus, allowed in by the NetworkPolicy. Default `monitoring`.
     #[serde(default = "default_monitoring_namespace")]
     pub monitoring_namespace: String,
+    /// Extra labels and annotations of the ServiceMonitor and PrometheusRule.
+    #[serde(default, skip_serializing_if = "is_default_monitoring")]
+    pub monitoring: Monitoring,
+}
+
+fn is_default_monitoring(m: &Monitoring) -> bool {
+    *m == Monitoring::default()
 }
 
 impl AppSpec {
@@ -599,6 +629,30 @@ impl AppSpec {
                 bad(field, format!("{v:?} {why}"));
             }
         }
+        for (k, v) in &self.monitoring.labels {
+            let field = format!("monitoring.labels.{k}");
+            if let Some(why) = label_key_problem(k) {
+                bad(&field, format!("key {k:?} {why}"));
+            } else if STANDARD_LABELS.contains(&k.as_str()) {
+                bad(
+                    &field,
+                    format!("{k:?} is set by aiops on every object and cannot be replaced"),
+                );
+            }
+            if !v.is_empty()
+                && let Some(why) = label_value_problem(v)
+            {
+                bad(&field, format!("value {v:?} {why}"));
+            }
+        }
+        for k in self.monitoring.annotations.keys() {
+            if let Some(why) = label_key_problem(k) {
+                bad(
+                    &format!("monitoring.annotations.{k}"),
+                    format!("key {k:?} {why}"),
+                );
+            }
+        }
         p
     }
 
@@ -686,6 +740,24 @@ fn label_value_problem(s: &str) -> Option<String> {
         );
     }
     None
+}
+
+/// Why `s` cannot be a label or annotation key: an optional DNS-1123 subdomain prefix and
+/// `/`, then a name of 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a
+/// letter or digit (`release`, `prometheus.io/scrape`).
+pub fn label_key_problem(s: &str) -> Option<String> {
+    let (prefix, name) = match s.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, s),
+    };
+    if let Some(prefix) = prefix
+        && let Some(why) = dns1123_subdomain_problem(prefix)
+    {
+        return Some(format!(
+            "has a prefix {prefix:?} that {why}; a prefix is a DNS subdomain such as example.com"
+        ));
+    }
+    label_value_problem(name).map(|why| format!("has a name part that {why}"))
 }
 
 fn is_env_name(s: &str) -> bool {

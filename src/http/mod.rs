@@ -17,7 +17,6 @@ mod webhook;
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -49,15 +48,17 @@ pub struct AppState {
     /// Structure limit of /api bodies ([`limits::check_structure`]).
     pub api_max_depth: usize,
     /// Where rules and playbooks are reloaded from.
-    pub rules_dir: PathBuf,
+    pub rules_dir: crate::embedded::Source,
     /// Playbooks directory.
-    pub playbooks_dir: PathBuf,
+    pub playbooks_dir: crate::embedded::Source,
     /// Verifies /api tokens (None: the API is closed).
     pub jwt: Option<crate::auth::Key>,
     /// Largest page a listing returns.
     pub max_page: i64,
     /// How /api/apps renders manifests (deploy.webhook_url, deploy.templates_dir).
     pub deploy: crate::deploy::Options,
+    /// The latest cluster preflight, shown by `/-/ready` (never a readiness condition).
+    pub preflight: crate::preflight::Shared,
 }
 
 impl AppState {
@@ -87,8 +88,8 @@ impl AppState {
                 .api
                 .max_depth
                 .unwrap_or(crate::config::ApiSettings::DEFAULT_MAX_DEPTH),
-            rules_dir: settings.rules_dir.clone(),
-            playbooks_dir: settings.playbooks_dir.clone(),
+            rules_dir: settings.rules_source(),
+            playbooks_dir: settings.playbooks_source(),
             // Settings already refused a secret too short for a key.
             jwt: settings
                 .api
@@ -100,6 +101,7 @@ impl AppState {
                 webhook_url: settings.deploy.webhook_url.clone(),
                 templates_dir: settings.deploy.templates_dir.clone(),
             },
+            preflight: crate::preflight::Shared::default(),
         }
     }
 }

@@ -21,7 +21,7 @@ pub async fn ready(State(st): State<AppState>) -> Response {
     match st.pipeline.store().ping().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({"status": "ready", "rules": defs.rules.len(), "playbooks": defs.playbooks.len()})),
+            Json(json!({"status": "ready", "rules": defs.rules.len(), "playbooks": defs.playbooks.len(), "cluster": st.preflight.snapshot()})),
         )
             .into_response(),
         Err(e) => {

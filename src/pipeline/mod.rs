@@ -63,15 +63,16 @@ impl std::fmt::Debug for Definitions {
 impl Definitions {
     /// Loads rules and playbooks and checks that every playbook a rule names exists.
     /// Returns every problem found, each as `file:line: message`.
+    /// Each comes from a directory or the copies embedded in the binary.
     pub fn load(
-        rules_dir: &std::path::Path,
-        playbooks_dir: &std::path::Path,
+        rules_dir: &crate::embedded::Source,
+        playbooks_dir: &crate::embedded::Source,
     ) -> Result<Definitions, Vec<String>> {
         let engine = playbook::sandboxed_engine();
         let mut problems = Vec::new();
         let rules =
-            RuleSet::load_dir(rules_dir).map_err(|e| problems.extend(split_lines(&e.to_string())));
-        let playbooks = Catalog::load_dir(&engine, playbooks_dir)
+            RuleSet::load(rules_dir).map_err(|e| problems.extend(split_lines(&e.to_string())));
+        let playbooks = Catalog::load(&engine, playbooks_dir)
             .map_err(|e| problems.extend(split_lines(&e.to_string())));
         let (Ok(rules), Ok(playbooks)) = (rules, playbooks) else {
             return Err(problems);
@@ -83,7 +84,10 @@ impl Definitions {
                         "{}: rule {:?} uses playbook {name:?}, but {} has no {name}.rhai",
                         rule.location,
                         rule.name,
-                        playbooks_dir.display()
+                        match playbooks_dir {
+                            crate::embedded::Source::Dir(d) => d.display().to_string(),
+                            crate::embedded::Source::Embedded => "the embedded set".to_string(),
+                        }
                     ));
                 }
             }
@@ -286,8 +290,8 @@ impl Pipeline {
     /// and the problems are returned; on success returns (rules, playbooks) counts.
     pub fn reload(
         &self,
-        rules_dir: &std::path::Path,
-        playbooks_dir: &std::path::Path,
+        rules_dir: &crate::embedded::Source,
+        playbooks_dir: &crate::embedded::Source,
     ) -> Result<(usize, usize), Vec<String>> {
         let loaded = Definitions::load(rules_dir, playbooks_dir).and_then(|defs| {
             let problems = match &self.outbox {

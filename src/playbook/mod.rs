@@ -98,9 +98,41 @@ impl Catalog {
             .filter(|p| p.extension().is_some_and(|x| x == "rhai") && p.is_file())
             .collect();
         paths.sort();
+        let files = paths.into_iter().map(|path| {
+            let text = std::fs::read_to_string(&path).map_err(|e| e.to_string());
+            (path, text)
+        });
+        Catalog::compile_all(engine, files)
+    }
+
+    /// Compiles the playbooks compiled into the binary ([`crate::embedded::PLAYBOOKS`]); their
+    /// sources read `embedded:playbooks/NAME.rhai`.
+    pub fn load_embedded(engine: &Engine) -> Result<Catalog> {
+        let files = crate::embedded::PLAYBOOKS.iter().map(|(name, text)| {
+            (
+                crate::embedded::display_path("playbooks", name),
+                Ok((*text).to_string()),
+            )
+        });
+        Catalog::compile_all(engine, files)
+    }
+
+    /// Compiles the playbooks of `source`: a directory or the embedded copies.
+    pub fn load(engine: &Engine, source: &crate::embedded::Source) -> Result<Catalog> {
+        match source {
+            crate::embedded::Source::Dir(dir) => Catalog::load_dir(engine, dir),
+            crate::embedded::Source::Embedded => Catalog::load_embedded(engine),
+        }
+    }
+
+    /// Compiles (path, text or read error) pairs; the name is the file stem.
+    fn compile_all(
+        engine: &Engine,
+        files: impl Iterator<Item = (PathBuf, Result<String, String>)>,
+    ) -> Result<Catalog> {
         let mut playbooks = BTreeMap::new();
         let mut problems = Vec::new();
-        for path in paths {
+        for (path, text) in files {
             let name = path
                 .file_stem()
                 .and_then(|s| s.to_str())
@@ -113,7 +145,7 @@ impl Catalog {
                 ));
                 continue;
             }
-            let text = match std::fs::read_to_string(&path) {
+            let text = match text {
                 Ok(t) => t,
                 Err(e) => {
                     problems.push(format!("{}: cannot read: {e}", path.display()));
@@ -217,6 +249,23 @@ mod tests {
         let spin = engine.compile("loop { }").unwrap();
         let err = engine.eval_ast::<rhai::Dynamic>(&spin).unwrap_err();
         assert!(err.to_string().contains("operations"), "{err}");
+    }
+
+    #[test]
+    fn the_embedded_playbooks_compile_under_their_names() {
+        let c = Catalog::load_embedded(&sandboxed_engine()).unwrap();
+        assert_eq!(
+            c.names().collect::<Vec<_>>(),
+            [
+                "cleanup",
+                "oom_handler",
+                "restart",
+                "rollback",
+                "scale_memory"
+            ]
+        );
+        let restart = c.get("restart").unwrap();
+        assert_eq!(restart.path, Path::new("embedded:playbooks/restart.rhai"));
     }
 
     #[test]

@@ -604,14 +604,29 @@ fn rule_files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Loads and validates every rules file of `dir`.
 pub(crate) fn load_dir(dir: &Path) -> Result<Vec<Rule>> {
-    let mut rules = Vec::new();
-    let mut diags = Vec::new();
+    let mut files = Vec::new();
     for path in rule_files(dir)? {
         let bytes = std::fs::read(&path).map_err(|source| Error::Io {
             file: path.clone(),
             source,
         })?;
-        let Ok(text) = String::from_utf8(bytes) else {
+        files.push((path, String::from_utf8(bytes).ok()));
+    }
+    load_texts(files)
+}
+
+/// Validates the rules of the given files, in order (`None`: the file is not valid UTF-8).
+/// Shared by [`load_dir`] and the embedded rules, so both report problems alike.
+pub(crate) fn load_texts(files: Vec<(PathBuf, Option<String>)>) -> Result<Vec<Rule>> {
+    let mut rules = Vec::new();
+    let mut diags = Vec::new();
+    let order: HashMap<PathBuf, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (p, _))| (p.clone(), i))
+        .collect();
+    for (path, text) in files {
+        let Some(text) = text else {
             diags.push(Diagnostic {
                 location: Location {
                     file: path,
@@ -631,12 +646,6 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Vec<Rule>> {
     if diags.is_empty() {
         Ok(rules)
     } else {
-        let order: HashMap<PathBuf, usize> = rule_files(dir)
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (p, i))
-            .collect();
         diags.sort_by_key(|d| {
             (
                 order.get(&d.location.file).copied().unwrap_or(usize::MAX),

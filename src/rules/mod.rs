@@ -369,6 +369,29 @@ impl RuleSet {
         loader::load_dir(dir).map(RuleSet::from_rules)
     }
 
+    /// Loads the rules compiled into the binary ([`crate::embedded::RULES`]); their locations
+    /// read `embedded:rules/FILE:LINE`.
+    pub fn load_embedded() -> Result<RuleSet> {
+        let files = crate::embedded::RULES
+            .iter()
+            .map(|(name, text)| {
+                (
+                    crate::embedded::display_path("rules", name),
+                    Some((*text).to_string()),
+                )
+            })
+            .collect();
+        loader::load_texts(files).map(RuleSet::from_rules)
+    }
+
+    /// Loads the rules of `source`: a directory or the embedded copies.
+    pub fn load(source: &crate::embedded::Source) -> Result<RuleSet> {
+        match source {
+            crate::embedded::Source::Dir(dir) => RuleSet::load_dir(dir),
+            crate::embedded::Source::Embedded => RuleSet::load_embedded(),
+        }
+    }
+
     /// Parses one file's text; `file` is only used in locations. Checks names are unique
     /// within the text.
     pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Rule>> {

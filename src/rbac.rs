@@ -1,0 +1,394 @@
+//! The Kubernetes permissions of the playbook host API: one table that both the ClusterRole of
+//! `aiops manifests` and the cluster preflight (`aiops check --cluster`) read.
+//!
+//! Each host function that reaches the API server lists the (apiGroup, resource, verb) triples it
+//! needs, including what the daemon does on its behalf (the rollout verification after a change
+//! reads the workload and, for Deployments, lists its ReplicaSets). The preflight derives the
+//! set a configuration needs from the host functions its playbooks actually call (walking their
+//! compiled ASTs), so a team that ships only `cleanup` is not told to grant `patch` on
+//! Deployments. docs/playbooks.md §3 documents the same table per function.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::playbook::Catalog;
+
+/// One permission: a verb on a resource of an API group (`""` is the core group).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Permission {
+    /// API group (`""`, `apps`, `batch`).
+    pub group: &'static str,
+    /// Resource, plural (`deployments`).
+    pub resource: &'static str,
+    /// Verb (`get`, `list`, `patch`, `delete`, `create`).
+    pub verb: &'static str,
+}
+
+impl Permission {
+    /// `patch apps/deployments`, `list pods` (core): how messages name it.
+    pub fn describe(&self) -> String {
+        if self.group.is_empty() {
+            format!("{} {}", self.verb, self.resource)
+        } else {
+            format!("{} {}/{}", self.verb, self.group, self.resource)
+        }
+    }
+}
+
+const fn p(group: &'static str, resource: &'static str, verb: &'static str) -> Permission {
+    Permission {
+        group,
+        resource,
+        verb,
+    }
+}
+
+/// Reading any workload kind: the target's kind comes from alert labels at run time.
+const GET_WORKLOADS: [Permission; 3] = [
+    p("apps", "deployments", "get"),
+    p("apps", "statefulsets", "get"),
+    p("apps", "daemonsets", "get"),
+];
+const PATCH_WORKLOADS: [Permission; 3] = [
+    p("apps", "deployments", "patch"),
+    p("apps", "statefulsets", "patch"),
+    p("apps", "daemonsets", "patch"),
+];
+const LIST_REPLICASETS: Permission = p("apps", "replicasets", "list");
+
+/// A host function and what it needs.
+#[derive(Debug)]
+pub struct HostCall {
+    /// The function's name in Rhai.
+    pub name: &'static str,
+    /// Every permission it (or the verification after it) may use.
+    pub needs: &'static [Permission],
+}
+
+/// The host functions that reach the API server. Functions not listed (log, quantity,
+/// http_get, kb_*) need no Kubernetes permission.
+pub const HOST_CALLS: &[HostCall] = &[
+    // get: the paused/opt-out checks and the rollout verification after success (the workload's
+    // own status: no ReplicaSet is read, as the real-cluster suite shows); patch: the restart.
+    HostCall {
+        name: "restart",
+        needs: &[
+            GET_WORKLOADS[0],
+            GET_WORKLOADS[1],
+            GET_WORKLOADS[2],
+            PATCH_WORKLOADS[0],
+            PATCH_WORKLOADS[1],
+            PATCH_WORKLOADS[2],
+        ],
+    },
+    HostCall {
+        name: "rollout_status",
+        needs: &[
+            GET_WORKLOADS[0],
+            GET_WORKLOADS[1],
+            GET_WORKLOADS[2],
+        ],
+    },
+    HostCall {
+        name: "wait_rollout",
+        needs: &[
+            GET_WORKLOADS[0],
+            GET_WORKLOADS[1],
+            GET_WORKLOADS[2],
+        ],
+    },
+    // Deployments only: the previous revision is a ReplicaSet.
+    HostCall {
+        name: "rollback",
+        needs: &[
+            p("apps", "deployments", "get"),
+            p("apps", "deployments", "patch"),
+            LIST_REPLICASETS,
+        ],
+    },
+    HostCall {
+        name: "replicas",
+        needs: &GET_WORKLOADS,
+    },
+    HostCall {
+        name: "memory",
+        needs: &GET_WORKLOADS,
+    },
+    HostCall {
+        name: "set_memory",
+        needs: &[
+            GET_WORKLOADS[0],
+            GET_WORKLOADS[1],
+            GET_WORKLOADS[2],
+            PATCH_WORKLOADS[0],
+            PATCH_WORKLOADS[1],
+            PATCH_WORKLOADS[2],
+        ],
+    },
+    // get: the workload's selector.
+    HostCall {
+        name: "last_terminations",
+        needs: &[
+            GET_WORKLOADS[0],
+            GET_WORKLOADS[1],
+            GET_WORKLOADS[2],
+            p("", "pods", "list"),
+        ],
+    },
+    HostCall {
+        name: "delete_failed_pods",
+        needs: &[p("", "pods", "list"), p("", "pods", "delete")],
+    },
+    HostCall {
+        name: "delete_finished_jobs",
+        needs: &[p("batch", "jobs", "list"), p("batch", "jobs", "delete")],
+    },
+];
+
+/// What the daemon itself needs whatever the playbooks: an Event on each target a repair
+/// changed (a refusal is logged, never fatal to the repair).
+pub const DAEMON: &[Permission] = &[p("", "events", "create")];
+
+/// Who needs a permission, for messages: host functions and the daemon.
+pub const DAEMON_USER: &str = "the daemon (an Event on each target a repair changed)";
+
+/// The host functions `ast` calls (as functions or methods), among [`HOST_CALLS`].
+pub fn calls_in(ast: &rhai::AST) -> BTreeSet<&'static str> {
+    let mut found = BTreeSet::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        // A call is an expression (`let r = replicas(t)`, `t.replicas()`) or, on its own
+        // line, a statement (`restart(t);`).
+        let name = match path.last() {
+            Some(rhai::ASTNode::Expr(
+                rhai::Expr::FnCall(call, _) | rhai::Expr::MethodCall(call, _),
+            ))
+            | Some(rhai::ASTNode::Stmt(rhai::Stmt::FnCall(call, _))) => Some(call.name.as_str()),
+            _ => None,
+        };
+        if let Some(call) = name.and_then(|n| HOST_CALLS.iter().find(|c| c.name == n)) {
+            found.insert(call.name);
+        }
+        true
+    });
+    found
+}
+
+/// Every permission the playbooks of `catalog` named in `used` need (the rules' playbooks: a
+/// file no rule runs needs nothing), plus [`DAEMON`]'s, each with who needs it
+/// (`host function (playbook, ...)`), in a stable order.
+pub fn needed(catalog: &Catalog, used: &BTreeSet<&str>) -> BTreeMap<Permission, Vec<String>> {
+    let mut by_call: BTreeMap<&'static str, Vec<&str>> = BTreeMap::new();
+    for name in catalog.names().filter(|n| used.contains(n)) {
+        if let Some(pb) = catalog.get(name) {
+            for call in calls_in(&pb.ast) {
+                by_call.entry(call).or_default().push(name);
+            }
+        }
+    }
+    let mut out: BTreeMap<Permission, Vec<String>> = BTreeMap::new();
+    for call in HOST_CALLS {
+        if let Some(playbooks) = by_call.get(call.name) {
+            let who = format!("{} ({})", call.name, playbooks.join(", "));
+            for perm in call.needs {
+                let users = out.entry(*perm).or_default();
+                if !users.contains(&who) {
+                    users.push(who.clone());
+                }
+            }
+        }
+    }
+    for perm in DAEMON {
+        out.entry(*perm).or_default().push(DAEMON_USER.to_string());
+    }
+    out
+}
+
+/// Every permission any host function may need, plus the daemon's: the ClusterRole of
+/// `aiops manifests`, with the host functions that use each.
+pub fn all() -> BTreeMap<Permission, Vec<String>> {
+    let mut out: BTreeMap<Permission, Vec<String>> = BTreeMap::new();
+    for call in HOST_CALLS {
+        for perm in call.needs {
+            let users = out.entry(*perm).or_default();
+            if !users.iter().any(|u| u == call.name) {
+                users.push(call.name.to_string());
+            }
+        }
+    }
+    for perm in DAEMON {
+        out.entry(*perm).or_default().push(DAEMON_USER.to_string());
+    }
+    out
+}
+
+/// One ClusterRole rule: resources of one group sharing the same verbs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// The API group.
+    pub group: &'static str,
+    /// Resources, in table order.
+    pub resources: Vec<&'static str>,
+    /// Verbs, in Kubernetes' usual order (get, list, watch, create, update, patch, delete).
+    pub verbs: Vec<&'static str>,
+    /// Who needs it (host functions, the daemon), deduplicated, for the comment above it.
+    pub users: Vec<String>,
+}
+
+const VERB_ORDER: [&str; 7] = [
+    "get", "list", "watch", "create", "update", "patch", "delete",
+];
+
+/// Groups permissions into as few rules as grant exactly them: per group, the resources
+/// with identical verb sets share a rule. Order follows [`HOST_CALLS`], then [`DAEMON`].
+pub fn rules(perms: &BTreeMap<Permission, Vec<String>>) -> Vec<Rule> {
+    // (group, resource) in the order the table first mentions them.
+    let mut order: Vec<(&'static str, &'static str)> = Vec::new();
+    for perm in HOST_CALLS.iter().flat_map(|c| c.needs).chain(DAEMON) {
+        if !order.contains(&(perm.group, perm.resource)) {
+            order.push((perm.group, perm.resource));
+        }
+    }
+    let mut out: Vec<Rule> = Vec::new();
+    for (group, resource) in order {
+        let mut verbs: Vec<&'static str> = Vec::new();
+        let mut users: Vec<String> = Vec::new();
+        for (perm, who) in perms {
+            if perm.group == group && perm.resource == resource {
+                verbs.push(perm.verb);
+                for w in who {
+                    if !users.contains(w) {
+                        users.push(w.clone());
+                    }
+                }
+            }
+        }
+        if verbs.is_empty() {
+            continue;
+        }
+        verbs.sort_by_key(|v| VERB_ORDER.iter().position(|o| o == v).unwrap_or(usize::MAX));
+        match out
+            .iter_mut()
+            .find(|r| r.group == group && r.verbs == verbs)
+        {
+            Some(rule) => {
+                rule.resources.push(resource);
+                for u in users {
+                    if !rule.users.contains(&u) {
+                        rule.users.push(u);
+                    }
+                }
+            }
+            None => out.push(Rule {
+                group,
+                resources: vec![resource],
+                verbs,
+                users,
+            }),
+        }
+    }
+    out
+}
+
+fn quoted(items: &[&str]) -> String {
+    let items: Vec<String> = items
+        .iter()
+        .map(|i| serde_json::Value::String((*i).to_string()).to_string())
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+impl Rule {
+    /// The rule as a YAML list item indented by `indent` spaces, as a ClusterRole's `rules:`
+    /// holds it: `- apiGroups: ["apps"]` / `resources: [...]` / `verbs: [...]`.
+    pub fn to_yaml(&self, indent: usize) -> String {
+        let pad = " ".repeat(indent);
+        format!(
+            "{pad}- apiGroups: {}\n{pad}  resources: {}\n{pad}  verbs: {}\n",
+            quoted(&[self.group]),
+            quoted(&self.resources),
+            quoted(&self.verbs)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog(scripts: &[(&str, &str)]) -> Catalog {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in scripts {
+            std::fs::write(dir.path().join(format!("{name}.rhai")), text).unwrap();
+        }
+        Catalog::load_dir(&crate::playbook::sandboxed_engine(), dir.path()).unwrap()
+    }
+
+    #[test]
+    fn the_calls_of_a_playbook_are_found_in_functions_and_method_calls_too() {
+        let c = catalog(&[(
+            "p",
+            "fn clean(ns) { delete_failed_pods(ns, \"1h\") }\nlet r = target.replicas();\nclean(target.namespace);\nrestart(target);\nlog(\"x\");",
+        )]);
+        let calls = calls_in(&c.get("p").unwrap().ast);
+        assert_eq!(
+            calls.into_iter().collect::<Vec<_>>(),
+            ["delete_failed_pods", "replicas", "restart"]
+        );
+    }
+
+    #[test]
+    fn a_cleanup_only_set_needs_pods_jobs_and_events_and_nothing_on_workloads() {
+        let c = catalog(&[(
+            "cleanup",
+            "delete_failed_pods(target.namespace, \"1h\"); delete_finished_jobs(target.namespace, \"1h\");",
+        )]);
+        let rules = rules(&needed(&c, &c.names().collect()));
+        let yaml: String = rules.iter().map(|r| r.to_yaml(0)).collect();
+        assert_eq!(
+            yaml,
+            "- apiGroups: [\"\"]\n  resources: [\"pods\"]\n  verbs: [\"list\", \"delete\"]\n\
+             - apiGroups: [\"batch\"]\n  resources: [\"jobs\"]\n  verbs: [\"list\", \"delete\"]\n\
+             - apiGroups: [\"\"]\n  resources: [\"events\"]\n  verbs: [\"create\"]\n"
+        );
+    }
+
+    #[test]
+    fn a_playbook_no_rule_runs_needs_nothing() {
+        let c = catalog(&[("spare", "restart(target);")]);
+        let needed = needed(&c, &BTreeSet::new());
+        assert_eq!(needed.into_keys().collect::<Vec<_>>(), DAEMON.to_vec());
+    }
+
+    #[test]
+    fn the_embedded_playbooks_need_exactly_what_every_host_call_may_need() {
+        let c = Catalog::load_embedded(&crate::playbook::sandboxed_engine()).unwrap();
+        let needed: BTreeSet<Permission> = needed(&c, &c.names().collect()).into_keys().collect();
+        let all: BTreeSet<Permission> = all().into_keys().collect();
+        assert_eq!(needed, all);
+    }
+
+    #[test]
+    fn the_full_role_is_five_rules_in_table_order() {
+        let rules = rules(&all());
+        let summary: Vec<String> = rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}:{}:{}",
+                    r.group,
+                    r.resources.join(","),
+                    r.verbs.join(",")
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "apps:deployments,statefulsets,daemonsets:get,patch",
+                "apps:replicasets:list",
+                ":pods:list,delete",
+                "batch:jobs:list,delete",
+                ":events:create",
+            ]
+        );
+    }
+}
