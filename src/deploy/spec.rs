@@ -751,7 +751,7 @@ pub fn label_key_problem(s: &str) -> Option<String> {
         None => (None, s),
     };
     if let Some(prefix) = prefix
-        && let Some(why) = dns1123_subdomain_problem(prefix)
+        && let Err(why) = k8s_name::dns1123_subdomain(prefix)
     {
         return Some(format!(
             "has a prefix {prefix:?} that {why}; a prefix is a DNS subdomain such as example.com"
