@@ -1,8 +1,9 @@
 //! `aiops manifests`: the Kubernetes manifests that run the daemon in a cluster.
 //!
 //! One multi-document YAML stream (documents separated by `---`): Namespace, ServiceAccount, the
-//! minimal ClusterRole of the shipped playbooks and its binding, the settings ConfigMap, the
-//! Deployment and its Service, followed by a comment block with the Alertmanager receiver. Secrets
+//! minimal ClusterRole of the shipped playbooks and its binding (both named `aiops-NAMESPACE`, so
+//! installs in two namespaces do not collide), the settings ConfigMap, the SQLite store's
+//! PersistentVolumeClaim, the Deployment and its Service, followed by a comment block with the Alertmanager receiver. Secrets
 //! are never rendered; comments say how to create them. The text is a template (so every RBAC
 //! rule can carry a comment saying which host function needs it) into which only validated
 //! options are substituted: the namespace and Secret name as DNS-1123 names, the image as a
@@ -158,7 +159,26 @@ pub fn render(opts: &Options) -> Result<String, Error> {
         .replace("@URL@", &url)
         .replace("@NS@", &opts.namespace)
         .replace("@IMAGE@", &image)
-        .replace("@TOKEN_SECRET@", &opts.token_secret))
+        .replace("@TOKEN_SECRET@", &opts.token_secret)
+        .replace("@RULES@", &indented(CLUSTER_ROLE_RULES, "  ")))
+}
+
+/// The ClusterRole's rules, with a comment per rule naming the host functions that need them.
+/// The Helm chart includes the same file (one source of truth for the daemon's rights).
+pub const CLUSTER_ROLE_RULES: &str = include_str!("../charts/aiops/files/clusterrole-rules.yaml");
+
+/// `text` with `prefix` before every non-empty line, without a trailing newline.
+fn indented(text: &str, prefix: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}{l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// What `aiops manifests` prints: the manifests, or with `alertmanager_url_only` the webhook URL.
@@ -187,6 +207,8 @@ const TEMPLATE: &str = r##"# aiops: receives Alertmanager webhooks and repairs K
 #   kubectl -n @NS@ create configmap aiops-playbooks --from-file=playbooks/
 #   # optional: a PostgreSQL store, needed for more than one replica
 #   kubectl -n @NS@ create secret generic aiops-database --from-literal=url='postgres://USER:PASSWORD@HOST/DB'
+#   # optional: the /api's JWT secret (without it the API answers 401)
+#   kubectl -n @NS@ create secret generic aiops-jwt --from-literal=secret=$(openssl rand -hex 32)
 apiVersion: v1
 kind: Namespace
 metadata:
@@ -202,48 +224,28 @@ metadata:
   labels:
     app.kubernetes.io/name: aiops
 ---
-# The minimal rights of the five shipped playbooks (docs/playbooks.md, section 4), plus Events.
 # To confine aiops to some namespaces, bind this ClusterRole with RoleBindings in those namespaces
 # instead of the ClusterRoleBinding below, and set guard.namespaces.allow to match.
+# Named after the namespace: two installs in two namespaces do not collide.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: aiops
+  name: aiops-@NS@
   labels:
     app.kubernetes.io/name: aiops
 rules:
-  # restart, set_memory (patch); wait_rollout, rollout_status, replicas, memory and the
-  # paused/opt-out checks (get); rollback of Deployments (get + patch)
-  - apiGroups: ["apps"]
-    resources: ["deployments", "statefulsets", "daemonsets"]
-    verbs: ["get", "patch"]
-  # wait_rollout, rollout_status and rollback of Deployments read their ReplicaSets
-  - apiGroups: ["apps"]
-    resources: ["replicasets"]
-    verbs: ["list"]
-  # last_terminations (list); delete_failed_pods, used by cleanup (list, delete)
-  - apiGroups: [""]
-    resources: ["pods"]
-    verbs: ["list", "delete"]
-  # delete_finished_jobs, used by cleanup (list, delete)
-  - apiGroups: ["batch"]
-    resources: ["jobs"]
-    verbs: ["list", "delete"]
-  # the daemon records a Kubernetes Event on each target a repair changed
-  - apiGroups: [""]
-    resources: ["events"]
-    verbs: ["create"]
+@RULES@
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
-  name: aiops
+  name: aiops-@NS@
   labels:
     app.kubernetes.io/name: aiops
 roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
-  name: aiops
+  name: aiops-@NS@
 subjects:
   - kind: ServiceAccount
     name: aiops
@@ -264,14 +266,31 @@ data:
     listen: 0.0.0.0:9095
     # The store. The Deployment sets AIOPS_DATABASE_URL from Secret aiops-database (key url)
     # when that Secret exists, and it overrides this line: a PostgreSQL URL is what replicas need.
-    # Without it the store is this SQLite file in the pod's /tmp emptyDir: one replica only, and
-    # its history (cooldowns, budgets, dedup) goes with the pod. SQLite that survives needs a
-    # volume (a PersistentVolumeClaim mounted at /var/lib/aiops, say) and 1 replica.
-    database_url: "sqlite:///tmp/aiops.db?mode=rwc"
+    # Without it the store is this SQLite file on the PersistentVolumeClaim aiops-data: one
+    # replica only, and its history (dedup, cooldowns, budgets, the knowledge base) survives
+    # restarts and rollouts.
+    database_url: "sqlite:///var/lib/aiops/aiops.db?mode=rwc"
     # The token Alertmanager presents; required, as the daemon listens beyond loopback.
     webhook_token_file: /var/run/secrets/aiops/token
     rules_dir: /etc/aiops/rules
     playbooks_dir: /etc/aiops/playbooks
+    # Act on the cluster as the pod's ServiceAccount (the ClusterRole above).
+    cluster:
+      in_cluster: true
+---
+# The SQLite store's volume (unused, and deletable, once the store is PostgreSQL).
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: aiops-data
+  namespace: @NS@
+  labels:
+    app.kubernetes.io/name: aiops
+spec:
+  accessModes: ["ReadWriteOnce"]
+  resources:
+    requests:
+      storage: 1Gi
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -321,6 +340,13 @@ spec:
                   name: aiops-database
                   key: url
                   optional: true
+            # The /api's HS256 secret (at least 32 bytes); without the Secret the /api stays closed
+            - name: AIOPS_JWT_SECRET
+              valueFrom:
+                secretKeyRef:
+                  name: aiops-jwt
+                  key: secret
+                  optional: true
           livenessProbe:
             httpGet:
               path: /-/healthy
@@ -357,7 +383,9 @@ spec:
             - name: playbooks
               mountPath: /etc/aiops/playbooks
               readOnly: true
-            # the only writable path (the root file system is read-only)
+            # the writable paths (the root file system is read-only): the SQLite store and /tmp
+            - name: data
+              mountPath: /var/lib/aiops
             - name: tmp
               mountPath: /tmp
       volumes:
@@ -381,6 +409,9 @@ spec:
         - name: playbooks
           configMap:
             name: aiops-playbooks
+        - name: data
+          persistentVolumeClaim:
+            claimName: aiops-data
         - name: tmp
           emptyDir: {}
 ---
