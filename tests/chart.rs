@@ -627,6 +627,41 @@ async fn allowed(
         .is_some_and(|s| s.allowed)
 }
 
+/// Binds claim `pvc` to volume `pv` as the persistent-volume controller does.
+async fn bind(
+    pvcs: &kube::Api<PersistentVolumeClaim>,
+    pvs: &kube::Api<k8s_openapi::api::core::v1::PersistentVolume>,
+    pvc: &str,
+    pv: &str,
+) {
+    use kube::api::{Patch, PatchParams};
+    let params = PatchParams::default();
+    pvcs.patch(
+        pvc,
+        &params,
+        &Patch::Merge(json!({
+            "metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes", "pv.kubernetes.io/bound-by-controller": "yes"}},
+            "spec": {"volumeName": pv}
+        })),
+    )
+    .await
+    .unwrap();
+    pvcs.patch_status(
+        pvc,
+        &params,
+        &Patch::Merge(json!({"status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}})),
+    )
+    .await
+    .unwrap();
+    pvs.patch_status(
+        pv,
+        &params,
+        &Patch::Merge(json!({"status": {"phase": "Bound"}})),
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rendered_chart_installs_on_a_real_control_plane_and_its_deployment_becomes_available()
 {
@@ -682,9 +717,12 @@ async fn the_rendered_chart_installs_on_a_real_control_plane_and_its_deployment_
     apply_all(&client, &docs).await;
 
     // The claim binds, the pod is scheduled and Ready (the fake kubelet), the Deployment is
-    // available.
+    // available. The test control plane runs no persistent-volume controller, so the test binds
+    // the claim to its volume as that controller would (volumeName, the bind-completed
+    // annotation the scheduler checks, both statuses Bound).
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
-    wait_until("the SQLite claim to bind", TIMEOUT, || async {
+    bind(&pvcs, &pvs, "aiops-data", &pv_name).await;
+    wait_until("the SQLite claim to be bound", TIMEOUT, || async {
         pvcs.get("aiops-data")
             .await
             .ok()
