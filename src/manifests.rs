@@ -1,8 +1,9 @@
 //! `aiops manifests`: the Kubernetes manifests that run the daemon in a cluster.
 //!
 //! One multi-document YAML stream (documents separated by `---`): Namespace, ServiceAccount, the
-//! minimal ClusterRole of the shipped playbooks and its binding, the settings ConfigMap, the
-//! Deployment and its Service, followed by a comment block with the Alertmanager receiver. Secrets
+//! minimal ClusterRole of the shipped playbooks and its binding (both named `aiops-NAMESPACE`, so
+//! installs in two namespaces do not collide), the settings ConfigMap, the SQLite store's
+//! PersistentVolumeClaim, the Deployment and its Service, followed by a comment block with the Alertmanager receiver. Secrets
 //! are never rendered; comments say how to create them. The text is a template (so every RBAC
 //! rule can carry a comment saying which host function needs it) into which only validated
 //! options are substituted: the namespace and Secret name as DNS-1123 names, the image as a
@@ -165,6 +166,22 @@ fn cluster_role_rules() -> String {
     out
 }
 
+/// The ClusterRole's rules as the Helm chart carries them (`charts/aiops/files`): the chart
+/// cannot run Rust, so it keeps a copy that a test holds equal to [`cluster_role_rules`].
+pub const CHART_CLUSTER_ROLE_RULES: &str =
+    include_str!("../charts/aiops/files/clusterrole-rules.yaml");
+
+/// The rules [`render`] prints, unindented: what `CHART_CLUSTER_ROLE_RULES` must hold after
+/// its header comment.
+pub fn cluster_role_rules_text() -> String {
+    cluster_role_rules()
+        .lines()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
 /// What `aiops manifests` prints: the manifests, or with `alertmanager_url_only` the webhook URL.
 pub fn output(opts: &Options, alertmanager_url_only: bool) -> Result<String, Error> {
     if alertmanager_url_only {
@@ -191,6 +208,8 @@ const TEMPLATE: &str = r##"# aiops: receives Alertmanager webhooks and repairs K
 #   kubectl -n @NS@ create configmap aiops-playbooks --from-file=playbooks/
 #   # optional: a PostgreSQL store, needed for more than one replica
 #   kubectl -n @NS@ create secret generic aiops-database --from-literal=url='postgres://USER:PASSWORD@HOST/DB'
+#   # optional: the /api's JWT secret (without it the API answers 401)
+#   kubectl -n @NS@ create secret generic aiops-jwt --from-literal=secret=$(openssl rand -hex 32)
 apiVersion: v1
 kind: Namespace
 metadata:
@@ -210,10 +229,11 @@ metadata:
 # rule names the functions that use it. `aiops check --cluster` says which ones your playbooks need.
 # To confine aiops to some namespaces, bind this ClusterRole with RoleBindings in those namespaces
 # instead of the ClusterRoleBinding below, and set guard.namespaces.allow to match.
+# Named after the namespace: two installs in two namespaces do not collide.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: aiops
+  name: aiops-@NS@
   labels:
     app.kubernetes.io/name: aiops
 rules:
@@ -221,13 +241,13 @@ rules:
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
-  name: aiops
+  name: aiops-@NS@
   labels:
     app.kubernetes.io/name: aiops
 roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
-  name: aiops
+  name: aiops-@NS@
 subjects:
   - kind: ServiceAccount
     name: aiops
@@ -248,14 +268,31 @@ data:
     listen: 0.0.0.0:9095
     # The store. The Deployment sets AIOPS_DATABASE_URL from Secret aiops-database (key url)
     # when that Secret exists, and it overrides this line: a PostgreSQL URL is what replicas need.
-    # Without it the store is this SQLite file in the pod's /tmp emptyDir: one replica only, and
-    # its history (cooldowns, budgets, dedup) goes with the pod. SQLite that survives needs a
-    # volume (a PersistentVolumeClaim mounted at /var/lib/aiops, say) and 1 replica.
-    database_url: "sqlite:///tmp/aiops.db?mode=rwc"
+    # Without it the store is this SQLite file on the PersistentVolumeClaim aiops-data: one
+    # replica only, and its history (dedup, cooldowns, budgets, the knowledge base) survives
+    # restarts and rollouts.
+    database_url: "sqlite:///var/lib/aiops/aiops.db?mode=rwc"
     # The token Alertmanager presents; required, as the daemon listens beyond loopback.
     webhook_token_file: /var/run/secrets/aiops/token
     rules_dir: /etc/aiops/rules
     playbooks_dir: /etc/aiops/playbooks
+    # Act on the cluster as the pod's ServiceAccount (the ClusterRole above).
+    cluster:
+      in_cluster: true
+---
+# The SQLite store's volume (unused, and deletable, once the store is PostgreSQL).
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: aiops-data
+  namespace: @NS@
+  labels:
+    app.kubernetes.io/name: aiops
+spec:
+  accessModes: ["ReadWriteOnce"]
+  resources:
+    requests:
+      storage: 1Gi
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -305,6 +342,13 @@ spec:
                   name: aiops-database
                   key: url
                   optional: true
+            # The /api's HS256 secret (at least 32 bytes); without the Secret the /api stays closed
+            - name: AIOPS_JWT_SECRET
+              valueFrom:
+                secretKeyRef:
+                  name: aiops-jwt
+                  key: secret
+                  optional: true
           livenessProbe:
             httpGet:
               path: /-/healthy
@@ -341,7 +385,9 @@ spec:
             - name: playbooks
               mountPath: /etc/aiops/playbooks
               readOnly: true
-            # the only writable path (the root file system is read-only)
+            # the writable paths (the root file system is read-only): the SQLite store and /tmp
+            - name: data
+              mountPath: /var/lib/aiops
             - name: tmp
               mountPath: /tmp
       volumes:
@@ -365,6 +411,9 @@ spec:
         - name: playbooks
           configMap:
             name: aiops-playbooks
+        - name: data
+          persistentVolumeClaim:
+            claimName: aiops-data
         - name: tmp
           emptyDir: {}
 ---
@@ -404,3 +453,26 @@ spec:
 #       matchers: ['auto_repair=~".+"']
 #       continue: true
 "##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_charts_cluster_role_rules_are_the_permission_tables() {
+        // The chart's copy: its header comment, then exactly the rules `aiops manifests` prints.
+        let generated = cluster_role_rules_text();
+        let header = CHART_CLUSTER_ROLE_RULES
+            .strip_suffix(&generated)
+            .unwrap_or_else(|| {
+                panic!(
+                    "charts/aiops/files/clusterrole-rules.yaml differs from src/rbac.rs; after its \
+                     header it must read:\n{generated}"
+                )
+            });
+        assert!(
+            header.lines().all(|l| l.starts_with('#')),
+            "only comments may precede the rules: {header:?}"
+        );
+    }
+}

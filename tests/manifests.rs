@@ -7,7 +7,9 @@ use std::path::Path;
 use aiops::config::Settings;
 use aiops::manifests::{self, Options};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount,
+};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -65,7 +67,7 @@ fn alertmanager_snippet(yaml: &str) -> serde_yaml::Value {
 fn every_rendered_document_deserializes_into_its_kubernetes_type() {
     let yaml = manifests::render(&Options::default()).unwrap();
     let docs = documents(&yaml);
-    assert_eq!(docs.len(), 7, "{yaml}");
+    assert_eq!(docs.len(), 8, "{yaml}");
     let kinds: Vec<String> = docs
         .iter()
         .map(|d| {
@@ -82,6 +84,7 @@ fn every_rendered_document_deserializes_into_its_kubernetes_type() {
             "ClusterRole",
             "ClusterRoleBinding",
             "ConfigMap",
+            "PersistentVolumeClaim",
             "Deployment",
             "Service",
         ]
@@ -91,23 +94,28 @@ fn every_rendered_document_deserializes_into_its_kubernetes_type() {
     let role: ClusterRole = typed(docs[2]);
     let binding: ClusterRoleBinding = typed(docs[3]);
     let cm: ConfigMap = typed(docs[4]);
-    let deploy: Deployment = typed(docs[5]);
-    let svc: Service = typed(docs[6]);
+    let pvc: PersistentVolumeClaim = typed(docs[5]);
+    let deploy: Deployment = typed(docs[6]);
+    let svc: Service = typed(docs[7]);
 
     assert_eq!(
         ns.metadata.labels.unwrap()["app.kubernetes.io/name"],
         "aiops"
     );
     assert_eq!(sa.metadata.name.as_deref(), Some("aiops"));
-    assert_eq!(role.metadata.name.as_deref(), Some("aiops"));
+    assert_eq!(role.metadata.name.as_deref(), Some("aiops-aiops"));
+    assert_eq!(binding.metadata.name.as_deref(), Some("aiops-aiops"));
     assert_eq!(binding.role_ref.kind, "ClusterRole");
-    assert_eq!(binding.role_ref.name, "aiops");
+    assert_eq!(binding.role_ref.name, "aiops-aiops");
     let subject = &binding.subjects.unwrap()[0];
     assert_eq!(
         (subject.kind.as_str(), subject.name.as_str()),
         ("ServiceAccount", "aiops")
     );
     assert_eq!(cm.metadata.name.as_deref(), Some("aiops-config"));
+    assert_eq!(pvc.metadata.name.as_deref(), Some("aiops-data"));
+    let pvc_spec = pvc.spec.unwrap();
+    assert_eq!(pvc_spec.access_modes.unwrap(), ["ReadWriteOnce"]);
 
     let spec = deploy.spec.unwrap();
     assert_eq!(spec.replicas, Some(1));
@@ -326,11 +334,14 @@ fn the_config_map_holds_settings_the_daemon_accepts() {
         (k == "AIOPS_WEBHOOK_TOKEN_FILE").then(|| token_path.clone())
     })
     .unwrap();
-    assert!(s.database_url.expose().starts_with("sqlite:///tmp/"));
+    // The SQLite store lives on the PersistentVolumeClaim, not in the pod's emptyDir, so dedup,
+    // cooldowns, budgets and the knowledge base survive a restart; the pod acts as itself.
     assert_eq!(
-        s.webhook_token.as_ref().unwrap().expose(),
-        "s3cret-0123456789abcdef"
+        s.database_url.expose(),
+        "sqlite:///var/lib/aiops/aiops.db?mode=rwc"
     );
+    assert!(s.cluster.in_cluster);
+    assert_eq!(s.webhook_token.as_ref().unwrap().expose(), "s3cret-0123456789abcdef");
     s.check_listen_is_safe().unwrap();
 
     // ...and the Deployment mounts what the settings point at.
@@ -347,9 +358,69 @@ fn the_config_map_holds_settings_the_daemon_accepts() {
         "/etc/aiops/aiops.yaml",
         "/etc/aiops/rules",
         "/etc/aiops/playbooks",
+        "/var/lib/aiops",
         "/tmp",
     ] {
         assert!(mounts.iter().any(|m| m == path), "{path} not in {mounts:?}");
+    }
+    let data = pod
+        .volumes
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "data")
+        .unwrap();
+    assert_eq!(
+        data.persistent_volume_claim.unwrap().claim_name,
+        "aiops-data"
+    );
+}
+
+#[test]
+fn the_jwt_secret_and_the_database_url_come_from_optional_secrets() {
+    let yaml = manifests::render(&Options::default()).unwrap();
+    let pod = deployment(&yaml).spec.unwrap().template.spec.unwrap();
+    let env = pod.containers[0].env.clone().unwrap();
+    let from_secret = |name: &str| {
+        let var = env
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(var.value.is_none(), "{name} must not be inline");
+        let key = var
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .clone()
+            .unwrap();
+        (key.name, key.key, key.optional)
+    };
+    assert_eq!(
+        from_secret("AIOPS_JWT_SECRET"),
+        ("aiops-jwt".into(), "secret".into(), Some(true))
+    );
+    assert_eq!(
+        from_secret("AIOPS_DATABASE_URL"),
+        ("aiops-database".into(), "url".into(), Some(true))
+    );
+    assert!(
+        yaml.contains("kubectl -n aiops create secret generic aiops-jwt --from-literal=secret=$(openssl rand -hex 32)"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn two_namespaces_get_cluster_roles_and_bindings_that_do_not_collide() {
+    let a = manifests::render(&options("team-a")).unwrap();
+    let b = manifests::render(&options("team-b")).unwrap();
+    for (yaml, ns) in [(&a, "team-a"), (&b, "team-b")] {
+        let role: ClusterRole = document(yaml, "ClusterRole");
+        let binding: ClusterRoleBinding = document(yaml, "ClusterRoleBinding");
+        let name = format!("aiops-{ns}");
+        assert_eq!(role.metadata.name.as_deref(), Some(name.as_str()));
+        assert_eq!(binding.metadata.name.as_deref(), Some(name.as_str()));
+        assert_eq!(binding.role_ref.name, name);
+        assert_eq!(binding.subjects.unwrap()[0].namespace.as_deref(), Some(ns));
     }
 }
 
