@@ -394,6 +394,11 @@ async fn labels_that_are_not_kubernetes_names_are_refused_and_never_reach_the_ap
     let requests = api.requests();
     assert!(!requests.is_empty());
     for (method, path, _) in &requests {
+        // The start-up cluster preflight asks the server's version and reviews its own access;
+        // neither names a target.
+        if path == "/version" || path.starts_with("/apis/authorization.k8s.io/") {
+            continue;
+        }
         assert!(
             path.starts_with("/apis/apps/v1/namespaces/prod/deployments/web")
                 || path.starts_with("/apis/apps/v1/namespaces/prod/replicasets")
