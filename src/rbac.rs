@@ -82,19 +82,11 @@ pub const HOST_CALLS: &[HostCall] = &[
     },
     HostCall {
         name: "rollout_status",
-        needs: &[
-            GET_WORKLOADS[0],
-            GET_WORKLOADS[1],
-            GET_WORKLOADS[2],
-        ],
+        needs: &GET_WORKLOADS,
     },
     HostCall {
         name: "wait_rollout",
-        needs: &[
-            GET_WORKLOADS[0],
-            GET_WORKLOADS[1],
-            GET_WORKLOADS[2],
-        ],
+        needs: &GET_WORKLOADS,
     },
     // Deployments only: the previous revision is a ReplicaSet.
     HostCall {

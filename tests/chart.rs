@@ -249,8 +249,11 @@ fn the_default_values_render_one_replica_on_sqlite_kept_on_a_persistent_volume_c
         "sqlite:///var/lib/aiops/aiops.db?mode=rwc"
     );
     assert!(s.cluster.in_cluster);
-    assert_eq!(s.rules_dir, Path::new("/etc/aiops/rules"));
-    assert_eq!(s.playbooks_dir, Path::new("/etc/aiops/playbooks"));
+    assert_eq!(s.rules_dir.as_deref(), Some(Path::new("/etc/aiops/rules")));
+    assert_eq!(
+        s.playbooks_dir.as_deref(),
+        Some(Path::new("/etc/aiops/playbooks"))
+    );
     let mounts: Vec<(String, String)> = c
         .volume_mounts
         .as_deref()

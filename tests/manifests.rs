@@ -341,7 +341,10 @@ fn the_config_map_holds_settings_the_daemon_accepts() {
         "sqlite:///var/lib/aiops/aiops.db?mode=rwc"
     );
     assert!(s.cluster.in_cluster);
-    assert_eq!(s.webhook_token.as_ref().unwrap().expose(), "s3cret-0123456789abcdef");
+    assert_eq!(
+        s.webhook_token.as_ref().unwrap().expose(),
+        "s3cret-0123456789abcdef"
+    );
     s.check_listen_is_safe().unwrap();
 
     // ...and the Deployment mounts what the settings point at.
