@@ -511,7 +511,7 @@ fn notification_channels_take_their_secrets_by_reference_only() {
     let file = dir.path().join("aiops.yaml");
     std::fs::write(&file, &text).unwrap();
     let token = dir.path().join("token");
-    std::fs::write(&token, "t0k3n").unwrap();
+    std::fs::write(&token, "t0k3n-0123456789abcdef").unwrap();
     let token_path = token.display().to_string();
     let s = Settings::load_with(Some(&file), |k| match k {
         "TG_TOKEN" => Some("123:abc".into()),
