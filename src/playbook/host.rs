@@ -11,7 +11,7 @@
 //! belongs to a job), so a crash mid-repair still leaves the record of what was done.
 //!
 //! The seams follow what a reader looks for: this file holds the runner (engine set-up, one run,
-//! error reports) and the run's result types; `context` the per-run state and its budgets;
+//! error reports); `outcome` what a run produces; `context` the per-run state and its budgets;
 //! `errors` how a run is stopped; `args` the conversions of script values; and one file per
 //! family of host functions (`script_fns`, `cluster_fns`, `http_fns`, `kb_fns`). The unit tests
 //! are in `tests.rs`.
@@ -22,6 +22,7 @@ mod context;
 mod errors;
 mod http_fns;
 mod kb_fns;
+mod outcome;
 mod script_fns;
 
 use std::sync::Arc;
@@ -30,70 +31,14 @@ use std::time::Instant;
 use rhai::{Dynamic, Engine, EvalAltResult, Map, Scope};
 
 pub use args::target_map;
-pub use context::{HostSettings, RunContext, StepSink, cap_text, http_client};
+pub use context::{HostSettings, RunContext, StepSink, http_client};
 pub use http_fns::redact;
+pub use outcome::{Outcome, RunResult, StepRecord, cap_text};
 
 use context::{CURRENT, Installed, ctx, human_bytes};
 use errors::{CANCELLED_TOKEN, CPU_TOKEN, HOST_CALLS_TOKEN, LOG_TOKEN, MEMORY_TOKEN};
 
 use crate::cluster::Target;
-
-/// How a playbook run ended.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "result", content = "message", rename_all = "snake_case")]
-pub enum Outcome {
-    /// The playbook says it repaired the target.
-    Success(String),
-    /// The playbook measured that the repair did not work: escalate along the chain.
-    Failure(String),
-    /// The playbook could not tell (error, timeout, missing data): humans decide, never a loop.
-    Inconclusive(String),
-}
-
-impl Outcome {
-    /// The message.
-    pub fn message(&self) -> &str {
-        match self {
-            Outcome::Success(m) | Outcome::Failure(m) | Outcome::Inconclusive(m) => m,
-        }
-    }
-    /// The same outcome with its message cut to `max` bytes (saying so).
-    pub fn capped(self, max: usize) -> Outcome {
-        match self {
-            Outcome::Success(m) => Outcome::Success(cap_text(m, max)),
-            Outcome::Failure(m) => Outcome::Failure(cap_text(m, max)),
-            Outcome::Inconclusive(m) => Outcome::Inconclusive(cap_text(m, max)),
-        }
-    }
-    /// `success`, `failure` or `inconclusive`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Outcome::Success(_) => "success",
-            Outcome::Failure(_) => "failure",
-            Outcome::Inconclusive(_) => "inconclusive",
-        }
-    }
-}
-
-/// One recorded action of a run.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct StepRecord {
-    /// Short action name (`restart`, `set_memory`, `log`, …).
-    pub action: String,
-    /// What was done (or, in a dry run, would be done).
-    pub detail: String,
-}
-
-/// What a run produced.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct RunResult {
-    /// How it ended.
-    pub outcome: Outcome,
-    /// What it did, in order.
-    pub steps: Vec<StepRecord>,
-    /// Workloads it changed (verification checks their rollouts).
-    pub touched: Vec<Target>,
-}
 
 /// The shared engine with the host API; one per process.
 pub struct Runner {

@@ -15,7 +15,7 @@ use rhai::{EvalAltResult, Position};
 use super::errors::{
     HOST_CALLS_TOKEN, LOG_TOKEN, cancelled, deadline_reached, runtime_error, terminated,
 };
-use super::{Outcome, StepRecord};
+use super::outcome::{Outcome, StepRecord, cap_text};
 use crate::cluster::{self, Cluster, Target};
 use crate::store::Store;
 
@@ -354,26 +354,6 @@ impl RunContext {
             ))),
         }
     }
-}
-
-/// `text` cut to at most `max` bytes (on a character boundary), saying how much was cut.
-pub fn cap_text(text: String, max: usize) -> String {
-    if text.len() <= max {
-        return text;
-    }
-    let note = format!(
-        " … [truncated: {} more bytes; log output truncated]",
-        text.len()
-    );
-    let mut keep = max.saturating_sub(note.len());
-    while !text.is_char_boundary(keep) {
-        keep -= 1;
-    }
-    let cut = text.len() - keep;
-    format!(
-        "{} … [truncated: {cut} more bytes; log output truncated]",
-        &text[..keep]
-    )
 }
 
 /// `64 MiB`, `256 KiB`, `300 bytes`.

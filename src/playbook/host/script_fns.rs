@@ -3,10 +3,10 @@
 
 use rhai::{Engine, EvalAltResult, FLOAT, INT, Position};
 
-use super::Outcome;
 use super::args::{duration_arg, scale};
 use super::context::{ctx, current};
 use super::errors::{OUTCOME_TOKEN, runtime_error};
+use super::outcome::Outcome;
 use crate::cluster::quantity;
 
 pub(super) fn finish(outcome: Outcome) -> Result<(), Box<EvalAltResult>> {
