@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, Patch};
 use serde_json::json;
 
-use super::workload::{nonempty, selector_string};
+use super::workload::{nonempty, on_delete, selector_string};
 use super::{
     ANNOTATIONS_TO_SKIP, FIELD_MANAGER, KubeCluster, REVISION, describe, map_err, params,
     refuse_disabled,
@@ -204,11 +204,6 @@ fn last_written_by_aiops(d: &Deployment) -> Option<k8s_openapi::jiff::Timestamp>
         .filter(|f| f.manager.as_deref() == Some(FIELD_MANAGER) && f.subresource.is_none())
         .filter_map(|f| f.time.as_ref().map(|t| t.0))
         .max()
-}
-
-/// kubectl reports no rollout for OnDelete: nothing replaces the pods, so a wait would never end.
-pub(super) fn on_delete(strategy_type: Option<&str>) -> bool {
-    strategy_type.is_some_and(|t| t != "RollingUpdate")
 }
 
 fn statefulset_status(s: &StatefulSet) -> RolloutStatus {

@@ -8,7 +8,6 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::ListParams;
 
-use super::rollout::on_delete;
 use super::{KubeCluster, describe, map_err};
 use crate::cluster::{Error, Memory, Replicas, Result, Target, quantity};
 
@@ -211,4 +210,9 @@ impl KubeCluster {
             other => Err(Error::Refused(format!("unsupported kind {other}"))),
         }
     }
+}
+
+/// kubectl reports no rollout for OnDelete: nothing replaces the pods, so a wait would never end.
+pub(super) fn on_delete(strategy_type: Option<&str>) -> bool {
+    strategy_type.is_some_and(|t| t != "RollingUpdate")
 }
