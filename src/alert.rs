@@ -12,6 +12,8 @@
 //! `startsAt` in year 99999 would hold its target's repair back forever). One bad alert is
 //! rejected on its own; the rest of its payload is kept. Payload-level fields (receiver,
 //! groupKey, externalURL) are shared by every alert, so a bad one rejects the whole payload.
+//!
+//! The unit tests are in `alert/tests.rs`.
 
 use std::collections::BTreeMap;
 

@@ -9,6 +9,8 @@
 //! Every rendered object is parsed back as YAML and must name its apiVersion, kind and name;
 //! a template that renders to nothing (the Celery worker without Celery, say) is skipped.
 //! Printing undefined variables is an error, so a typo in an override does not render silently.
+//!
+//! The unit tests are in `render/tests.rs`; rendering is one pass over the templates, read whole.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -19,6 +19,9 @@
 //! and closed at once, so the process never runs out of file descriptors. Every trip counts in
 //! `aiops_http_timeouts_total{kind}` or `aiops_http_connections_rejected_total{reason}` and is
 //! logged (at most one line per kind every 10 s under a flood, with the number left out).
+//!
+//! The unit tests are in `server/tests.rs`; the accept loop and its guards are one concern, read
+//! whole.
 
 use std::convert::Infallible;
 use std::future::Future;
