@@ -6,178 +6,28 @@
 //! its own (line numbers shifted back). The chunks also give each rule its line. When the file is
 //! laid out in a way the cutter does not understand (flow style, say), the whole file is parsed
 //! at once and only its first problem is reported.
+//!
+//! The field types shared by every rule (durations, names, parameters) are in `fields.rs`; the
+//! unit tests in `tests.rs`. What stays here is one parser, read best whole: the rule's shape
+//! (budget, escalation steps, verification), the cutter, and the diagnostics.
+
+mod fields;
 
 use std::collections::HashMap;
-use std::fmt;
-use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, Visitor, value::MapAccessDeserializer};
+use serde::de::Deserializer;
+
+use fields::{
+    Dur, Name, Params, PlaybookNameKind, RouteNameKind, RuleNameKind, checked_map, empty_object,
+};
 
 use super::matcher::Matchers;
 use super::{
     Budget, Diagnostic, Error, EscalationStep, Location, Result, Rule, TargetSpec, Verify,
 };
-
-/// A duration written with units (`30s`, `1h30m`); bare numbers are refused.
-#[derive(Clone, Copy, Debug)]
-struct Dur(Duration);
-
-const DURATION_FORM: &str = "a duration with a unit such as \"30s\", \"10m\" or \"1h30m\"";
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Dur;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(DURATION_FORM)
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
-                let t = s.trim();
-                if !t.is_empty() && t.parse::<f64>().is_ok() {
-                    return Err(E::custom(format!(
-                        "bare number `{t}` is not a duration: expected {DURATION_FORM}"
-                    )));
-                }
-                humantime::parse_duration(t).map(Dur).map_err(|e| {
-                    E::custom(format!(
-                        "invalid duration `{s}` ({e}): expected {DURATION_FORM}"
-                    ))
-                })
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Dur, E> {
-                self.visit_str(&n.to_string())
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Dur, E> {
-                self.visit_str(&n.to_string())
-            }
-            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Dur, E> {
-                self.visit_str(&n.to_string())
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A string restricted to a character set, e.g. rule and playbook names.
-struct Name<K>(String, PhantomData<K>);
-
-trait NameKind {
-    const WHAT: &'static str;
-    const ALLOWED: &'static str;
-    fn allowed(c: char) -> bool;
-}
-
-struct RuleNameKind;
-impl NameKind for RuleNameKind {
-    const WHAT: &'static str = "rule name";
-    const ALLOWED: &'static str = "[a-z0-9_.-]+";
-    fn allowed(c: char) -> bool {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
-    }
-}
-
-struct PlaybookNameKind;
-impl NameKind for PlaybookNameKind {
-    const WHAT: &'static str = "playbook name";
-    const ALLOWED: &'static str = "[a-z0-9_-]+ (the file playbooks/<name>.rhai)";
-    fn allowed(c: char) -> bool {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-')
-    }
-}
-
-struct RouteNameKind;
-impl NameKind for RouteNameKind {
-    const WHAT: &'static str = "notification route name";
-    const ALLOWED: &'static str = "[A-Za-z0-9_.-]+";
-    fn allowed(c: char) -> bool {
-        c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
-    }
-}
-
-impl<'de, K: NameKind> Deserialize<'de> for Name<K> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<K>(PhantomData<K>);
-        impl<K: NameKind> Visitor<'_> for V<K> {
-            type Value = Name<K>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "a {} matching {}", K::WHAT, K::ALLOWED)
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Name<K>, E> {
-                if !s.is_empty() && s.chars().all(K::allowed) {
-                    Ok(Name(s.to_owned(), PhantomData))
-                } else {
-                    Err(E::custom(format!(
-                        "invalid {} `{s}`: expected {}",
-                        K::WHAT,
-                        K::ALLOWED
-                    )))
-                }
-            }
-        }
-        d.deserialize_str(V(PhantomData))
-    }
-}
-
-/// Deserializes a mapping into `R`, then checks/converts it. The check runs inside the visitor
-/// so a failure is reported at the mapping's position rather than its parent's.
-fn checked_map<'de, D, R, T>(
-    d: D,
-    expecting: &'static str,
-    check: fn(R) -> Result<T, String>,
-) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    R: Deserialize<'de>,
-{
-    struct V<R, T> {
-        expecting: &'static str,
-        check: fn(R) -> Result<T, String>,
-    }
-    impl<'de, R: Deserialize<'de>, T> Visitor<'de> for V<R, T> {
-        type Value = T;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(self.expecting)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-            let raw = R::deserialize(MapAccessDeserializer::new(map))?;
-            (self.check)(raw).map_err(de::Error::custom)
-        }
-    }
-    d.deserialize_map(V { expecting, check })
-}
-
-/// Playbook parameters: any mapping (null means empty), kept as a JSON object.
-struct Params(serde_json::Value);
-
-impl<'de> Deserialize<'de> for Params {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Params;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a mapping of parameters")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Params, A::Error> {
-                serde_json::Value::deserialize(MapAccessDeserializer::new(map)).map(Params)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Params, E> {
-                Ok(Params(empty_object()))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Params, E> {
-                Ok(Params(empty_object()))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(serde_json::Map::new())
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -658,22 +508,4 @@ pub(crate) fn load_texts(files: Vec<(PathBuf, Option<String>)>) -> Result<Vec<Ru
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splitter_finds_items_at_any_indentation() {
-        let text = "# c\nrules:\n  - name: a\n    x: 1\n\n  # between\n  - name: b\n";
-        assert_eq!(split_rule_items(text), Some(vec![(2, 6), (6, 7)]));
-        let text = "rules:\n- name: a\n  x: 1\n- name: b\nother: 1\n";
-        assert_eq!(split_rule_items(text), Some(vec![(1, 3), (3, 4)]));
-        assert_eq!(split_rule_items("rules: []\n"), None);
-    }
-
-    #[test]
-    fn path_prefix_of_the_rules_list_is_dropped() {
-        assert_eq!(strip_rules_path("rules[12].budget: bad"), "budget: bad");
-        assert_eq!(strip_rules_path("rules[0]: unknown field"), "unknown field");
-        assert_eq!(strip_rules_path("other: x"), "other: x");
-    }
-}
+mod tests;

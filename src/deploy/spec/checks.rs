@@ -1,0 +1,82 @@
+//! The checks serde cannot make on a spec's strings: domains, label keys and values, environment
+//! variable names, Python module paths. Each answers why a value is refused (`None`: fine), so
+//! the spec's validation can name the field and the reason together.
+
+use crate::k8s_name;
+
+pub(super) fn domain_problem(s: &str) -> Option<String> {
+    if s.starts_with("*.") {
+        return Some("is a wildcard; name the host the app serves".into());
+    }
+    if s.ends_with('.') {
+        return Some("ends with '.'".into());
+    }
+    if !s.contains('.') {
+        return Some("has a single label".into());
+    }
+    if let Err(e) = k8s_name::dns1123_subdomain(s) {
+        return Some(e.to_string());
+    }
+    // Kubernetes sets no per-part limit on a subdomain; DNS does, and a host must resolve.
+    s.split('.')
+        .find(|part| part.len() > k8s_name::LABEL_MAX)
+        .map(|part| {
+            format!(
+                "has a part {} characters long, above {} (a DNS limit)",
+                part.len(),
+                k8s_name::LABEL_MAX
+            )
+        })
+}
+
+/// Why `s` cannot be a label value (`app.kubernetes.io/version`).
+pub(super) fn label_value_problem(s: &str) -> Option<String> {
+    if s.is_empty() || s.len() > 63 {
+        return Some("must be 1 to 63 characters".into());
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || !s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        || !s.ends_with(|c: char| c.is_ascii_alphanumeric())
+    {
+        return Some(
+            "must be letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Why `s` cannot be a label or annotation key: an optional DNS-1123 subdomain prefix and
+/// `/`, then a name of 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a
+/// letter or digit (`release`, `prometheus.io/scrape`).
+pub fn label_key_problem(s: &str) -> Option<String> {
+    let (prefix, name) = match s.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, s),
+    };
+    if let Some(prefix) = prefix
+        && let Err(why) = k8s_name::dns1123_subdomain(prefix)
+    {
+        return Some(format!(
+            "has a prefix {prefix:?} that {why}; a prefix is a DNS subdomain such as example.com"
+        ));
+    }
+    label_value_problem(name).map(|why| format!("has a name part that {why}"))
+}
+
+pub(super) fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub(super) fn is_python_module(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && !part.starts_with(|c: char| c.is_ascii_digit())
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+}
