@@ -7,10 +7,12 @@
 #![warn(missing_docs)]
 
 pub mod alert;
+pub mod app;
 pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod definitions;
 pub mod deploy;
 pub mod embedded;
 pub mod executor;
