@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use aiops::alert::Payload;
 use aiops::config::Settings;
-use aiops::metrics::Metrics;
 use aiops::definitions::Definitions;
+use aiops::metrics::Metrics;
 use aiops::pipeline::Pipeline;
 use aiops::playbook::Catalog;
 use aiops::rules::RuleSet;

@@ -25,7 +25,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .with_context(|| format!("resolving {}", dir.display()))?;
     let files = aiops::embedded::init_files(&dir, &aiops::embedded::settings_file(&dir));
     aiops::embedded::write_files(&files, force)?;
-    print!("{}", Written { dir: &dir, files: files.iter().map(|(p, _)| p.as_path()).collect() });
+    print!(
+        "{}",
+        Written {
+            dir: &dir,
+            files: files.iter().map(|(p, _)| p.as_path()).collect()
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -30,9 +30,9 @@ pub struct Args {
 /// Decides, dry-runs and prints; `--json` prints the verdicts alone.
 pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let settings = Settings::load(config)?;
-    let body = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let payload =
-        Payload::from_slice(&body).with_context(|| format!("{}", args.file.display()))?;
+    let body =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let payload = Payload::from_slice(&body).with_context(|| format!("{}", args.file.display()))?;
     // Read the configured store when it exists, so dedup, cooldowns and budgets are real; never
     // create it. Every write happens in a transaction that is rolled back.
     let store_absent = app::missing_sqlite_file(&settings).is_some();
@@ -241,5 +241,97 @@ impl fmt::Display for DryRun {
             }
             Err(e) => writeln!(f, "    dry run of {} not possible: {e}", self.playbook),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A server on 127.0.0.1 that answers every connection with `response` (raw HTTP); counts
+    /// the connections it accepted.
+    async fn serve(response: String) -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request).await;
+                let _ = conn.write_all(response.as_bytes()).await;
+            }
+        });
+        (port, hits)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn simulate_does_not_follow_a_redirect_to_a_host_outside_http_allow() {
+        // Arrange: an allowed host that redirects to another port nobody allowed.
+        let (outside, outside_hits) =
+            serve("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret".to_string()).await;
+        let (allowed, allowed_hits) = serve(format!(
+            "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{outside}/steal?token=abc\r\nContent-Length: 0\r\n\r\n"
+        ))
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let (rules, playbooks) = (dir.path().join("rules"), dir.path().join("playbooks"));
+        std::fs::create_dir_all(&rules).unwrap();
+        std::fs::create_dir_all(&playbooks).unwrap();
+        std::fs::write(
+            rules.join("probe.yaml"),
+            "rules:\n  - name: probe\n    matchers: ['auto_repair=\"probe\"']\n    playbook: probe\n",
+        )
+        .unwrap();
+        std::fs::write(
+            playbooks.join("probe.rhai"),
+            format!(
+                "let r = http_get(\"http://127.0.0.1:{allowed}/health\");\nif r.ok {{ success(\"reached: \" + r.body); }} else {{ fail(\"health answered \" + r.status); }}\n"
+            ),
+        )
+        .unwrap();
+        let mut settings = Settings::default();
+        settings.rules_dir = Some(rules);
+        settings.playbooks_dir = Some(playbooks);
+        settings.database_url = aiops::config::Secret::new("sqlite::memory:");
+        settings.playbook.http_allow = vec![format!("127.0.0.1:{allowed}")];
+        let services = Services::build(settings, StoreAccess::Inspect)
+            .await
+            .unwrap();
+        let payload = Payload::from_slice(
+            br#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Probe","auto_repair":"probe","namespace":"prod","deployment":"web"},"startsAt":"2026-11-30T00:00:00Z"}]}"#,
+        )
+        .unwrap();
+
+        // Act
+        let report = Report::build(&services, &payload, Path::new("alert.json"), false)
+            .await
+            .unwrap()
+            .to_string();
+
+        // Assert: the allowed host was asked once; the redirect was not followed.
+        assert_eq!(allowed_hits.load(Ordering::SeqCst), 1, "{report}");
+        assert_eq!(
+            outside_hits.load(Ordering::SeqCst),
+            0,
+            "the redirect out of http_allow was followed: {report}"
+        );
+        assert!(
+            report.contains(&format!(
+                "http_get: GET http://127.0.0.1:{allowed}/health -> 302 (redirect to 127.0.0.1:{outside} not followed"
+            )),
+            "{report}"
+        );
+        assert!(
+            report.contains("-> failure: health answered 302"),
+            "{report}"
+        );
+        assert!(!report.contains("token=abc"), "{report}");
     }
 }

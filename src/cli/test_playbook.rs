@@ -44,8 +44,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         .map_err(app::Error::Definitions)?;
     let body =
         std::fs::read(&args.alert).with_context(|| format!("reading {}", args.alert.display()))?;
-    let payload =
-        Payload::from_slice(&body).with_context(|| args.alert.display().to_string())?;
+    let payload = Payload::from_slice(&body).with_context(|| args.alert.display().to_string())?;
     let alert = payload
         .alerts
         .iter()

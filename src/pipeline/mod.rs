@@ -18,8 +18,8 @@ use tokio::sync::Notify;
 
 use crate::alert::{Alert, DedupKey, Payload, Rejection, Status};
 use crate::config::{self, Settings};
-use crate::metrics::Metrics;
 use crate::definitions::Definitions;
+use crate::metrics::Metrics;
 use crate::rules::{EscalationStep, Target};
 use crate::store::{self, NewAlertEvent, Store};
 
