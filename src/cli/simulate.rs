@@ -296,10 +296,12 @@ mod tests {
             ),
         )
         .unwrap();
-        let mut settings = Settings::default();
-        settings.rules_dir = Some(rules);
-        settings.playbooks_dir = Some(playbooks);
-        settings.database_url = aiops::config::Secret::new("sqlite::memory:");
+        let mut settings = Settings {
+            rules_dir: Some(rules),
+            playbooks_dir: Some(playbooks),
+            database_url: aiops::config::Secret::new("sqlite::memory:"),
+            ..Settings::default()
+        };
         settings.playbook.http_allow = vec![format!("127.0.0.1:{allowed}")];
         let services = Services::build(settings, StoreAccess::Inspect)
             .await
