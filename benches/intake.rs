@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use aiops::alert::Payload;
 use aiops::config::Settings;
+use aiops::definitions::Definitions;
 use aiops::metrics::Metrics;
-use aiops::pipeline::{Definitions, Pipeline};
+use aiops::pipeline::Pipeline;
 use aiops::playbook::Catalog;
 use aiops::rules::RuleSet;
 use aiops::store::{Options, Store};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use aiops::alert::Payload;
 use aiops::cluster::memory::MemoryCluster;
 use aiops::cluster::{Cluster, Target};
-use aiops::pipeline::Definitions;
+use aiops::definitions::Definitions;
 use aiops::playbook::host::{HostSettings, Outcome, RunContext, RunInput, Runner};
 use criterion::{Criterion, criterion_group, criterion_main};
 

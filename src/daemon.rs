@@ -1,5 +1,6 @@
-//! `aiops serve`: wires the store, definitions, pipeline, workers and HTTP server together and
-//! runs them until SIGTERM or SIGINT.
+//! `aiops serve`: runs what [`crate::app::Services::build`] builds (store, definitions,
+//! pipeline, outbox, cluster) with the workers, the HTTP server, the notification dispatcher,
+//! the retention and preflight tasks, until SIGTERM or SIGINT.
 //!
 //! Shutdown order keeps every job recoverable: stop accepting connections, let in-flight webhooks
 //! finish (their transactions commit or roll back as a unit), stop workers from claiming, give
@@ -12,33 +13,19 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::cluster::memory::MemoryCluster;
-use crate::cluster::{Cluster, Unconfigured};
-use crate::config::{self, Settings};
+use crate::app::{self, Services, StoreAccess};
+use crate::config::Settings;
 use crate::executor::{self, Executor};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
-use crate::pipeline::{Definitions, Pipeline};
 use crate::store::{self, Store};
 
 /// Why the daemon could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Settings are unsafe or invalid.
+    /// A service could not be built: settings, store, definitions, cluster, notify.
     #[error(transparent)]
-    Config(#[from] config::Error),
-    /// The store could not be opened or migrated.
-    #[error("cannot open the store: {0}")]
-    Store(#[from] store::Error),
-    /// Rules or playbooks are invalid.
-    #[error("invalid rules or playbooks:\n{}", .0.join("\n"))]
-    Definitions(Vec<String>),
-    /// The cluster backend could not be set up.
-    #[error("cluster: {0}")]
-    Cluster(String),
-    /// The notify section could not be turned into channels.
-    #[error("notify: {0}")]
-    Notify(String),
+    App(#[from] app::Error),
     /// Start-up recovery failed.
     #[error("start-up recovery failed: {0}")]
     Recover(#[from] executor::Error),
@@ -55,57 +42,6 @@ pub enum Error {
 /// `type Result<T, E = Error>` as in every module of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Opens the store as configured.
-pub async fn open_store(settings: &Settings) -> Result<Store> {
-    let opts = store::Options {
-        max_connections: settings.store.max_connections,
-        acquire_timeout: settings.store.acquire_timeout.0,
-        read_only: false,
-        sqlite_full_sync: settings.store.sqlite_synchronous == config::SqliteSync::Full,
-    };
-    Ok(Store::connect(settings.database_url.expose(), &opts).await?)
-}
-
-/// The cluster backend the settings name: Kubernetes (`cluster.kubeconfig` or
-/// `cluster.in_cluster`), the in-memory cluster of `cluster.state_file`, or none (every call
-/// fails and repairs end inconclusive). Never inferred from ~/.kube/config: acting on whatever
-/// cluster a developer's kubectl points at must be a decision, not a default.
-pub async fn open_cluster(settings: &Settings) -> Result<Arc<dyn Cluster>> {
-    let c = &settings.cluster;
-    if c.kubeconfig.is_some() || c.in_cluster {
-        let connect = crate::cluster::kubernetes::Connect {
-            kubeconfig: c.kubeconfig.clone(),
-            context: c.context.clone(),
-            in_cluster: c.in_cluster,
-            api_url: c.api_url.clone(),
-        };
-        let k = crate::cluster::kubernetes::KubeCluster::connect(&connect)
-            .await
-            .map_err(Error::Cluster)?
-            .with_namespaces(settings.guard.namespaces.clone());
-        // Nothing has been sent to the API server yet: whether it answers, and with which
-        // permissions, is the preflight's to say (`aiops check --cluster`, and at serve).
-        tracing::info!(
-            in_cluster = c.in_cluster,
-            "Kubernetes client set up; the cluster preflight reports whether the API server answers"
-        );
-        return Ok(Arc::new(k));
-    }
-    match &c.state_file {
-        Some(path) => {
-            let m = MemoryCluster::load(path).map_err(|e| Error::Cluster(e.to_string()))?;
-            tracing::warn!(file = %path.display(), "using the in-memory cluster described in cluster.state_file: nothing real is repaired");
-            Ok(Arc::new(m))
-        }
-        None => {
-            tracing::warn!(
-                "no Kubernetes backend configured (cluster.kubeconfig or cluster.in_cluster): repairs will end inconclusive and go to humans"
-            );
-            Ok(Arc::new(Unconfigured))
-        }
-    }
-}
-
 /// Runs the daemon until `shutdown` completes; each message on `reload` (SIGHUP) reloads
 /// rules and playbooks.
 pub async fn run(
@@ -113,19 +49,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     mut reload: tokio::sync::mpsc::Receiver<()>,
 ) -> Result<()> {
-    settings.check_listen_is_safe()?;
-    let store = open_store(&settings).await?;
+    settings
+        .check_listen_is_safe()
+        .map_err(app::Error::Config)?;
     let (rules_source, playbooks_source) = (settings.rules_source(), settings.playbooks_source());
-    let defs = Definitions::load(&rules_source, &playbooks_source).map_err(Error::Definitions)?;
-    let outbox = Arc::new(
-        crate::notify::Outbox::new(&settings.notify).map_err(|e| Error::Notify(e.to_string()))?,
-    );
-    let problems = defs.check_notify(&|n| settings.notify.knows(n));
-    if !problems.is_empty() {
-        return Err(Error::Definitions(problems));
-    }
-    let notifiers =
-        crate::notify::notifiers(&settings.notify).map_err(|e| Error::Notify(e.to_string()))?;
+    let Services {
+        settings,
+        store,
+        outbox,
+        metrics,
+        cluster,
+        pipeline,
+    } = Services::build(settings, StoreAccess::ReadWrite).await?;
+    let notifiers = crate::notify::notifiers(&settings.notify)
+        .map_err(|e| app::Error::Notify(e.to_string()))?;
     if notifiers.is_empty() {
         tracing::warn!(
             "no notification channels configured (notify.channels): escalations are recorded, not sent"
@@ -137,9 +74,9 @@ pub async fn run(
             "notification channels configured"
         );
     }
+    let defs = pipeline.definitions();
     tracing::info!(rules = defs.rules.len(), rules_from = %rules_source, playbooks = defs.playbooks.len(), playbooks_from = %playbooks_source, backend = ?store.backend(), "definitions loaded");
 
-    let metrics = Metrics::new();
     // Publish every series at zero so dashboards and `increase()` see the first event.
     for state in store::JobState::ALL {
         metrics.jobs.with_label_values(&[state.as_str()]);
@@ -150,10 +87,6 @@ pub async fn run(
     for status in ["firing", "resolved"] {
         metrics.alerts_received.with_label_values(&[status]);
     }
-    let pipeline = Arc::new(
-        Pipeline::new(store.clone(), defs, &settings, metrics.clone()).with_outbox(outbox.clone()),
-    );
-    let cluster = open_cluster(&settings).await?;
     let runtime = executor::Runtime::new(cluster, settings.playbook.clone());
     let executor = Arc::new(Executor::new(
         pipeline.clone(),
@@ -167,7 +100,9 @@ pub async fn run(
             "jobs left running by a previous process were interrupted and escalated"
         );
     }
-    metrics.queue_depth.set(store.pending_count().await?);
+    metrics
+        .queue_depth
+        .set(store.pending_count().await.map_err(app::Error::Store)?);
 
     let listener = http::bind(settings.listen)
         .await

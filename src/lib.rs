@@ -3,14 +3,19 @@
 //! The path of one alert: [`http`] authenticates and bounds the webhook, [`alert`] parses it,
 //! [`pipeline`] records it in the [`store`], deduplicates, matches [`rules`] and applies the
 //! guards, and [`executor`] workers run the job through its states. See docs/architecture.md §1.
+//!
+//! [`app`] builds these services from [`config::Settings`], once, for `aiops serve` ([`daemon`])
+//! and every command of the binary.
 
 #![warn(missing_docs)]
 
 pub mod alert;
+pub mod app;
 pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod definitions;
 pub mod deploy;
 pub mod embedded;
 pub mod executor;

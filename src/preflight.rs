@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::cluster::kubernetes::Connect;
 use crate::config::Settings;
-use crate::pipeline::Definitions;
+use crate::definitions::Definitions;
 use crate::rbac::{self, Permission};
 
 /// Why the preflight could not run at all.

@@ -10,9 +10,10 @@ use std::time::Duration;
 use aiops::alert::{Alert, Payload};
 use aiops::cluster::memory::{MemoryCluster, State, Workload};
 use aiops::cluster::{self, Cluster, Memory, Replicas, Rollback, RolloutStatus, Target};
-use aiops::pipeline::Definitions;
+use aiops::definitions::Definitions;
 use aiops::playbook::host::{HostSettings, Outcome, RunContext, RunInput, RunResult, Runner};
-use aiops::playbook::offline::{self, Options};
+use aiops::playbook::offline;
+use aiops::playbook::sandbox::Sandbox;
 use aiops::store::{JobState, NewAlertEvent, NewJob, Store};
 
 const MI: i64 = 1 << 20;
@@ -100,13 +101,8 @@ async fn run_offline(
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
     let plan = offline::plan(&defs, playbook, alert, &overrides).unwrap();
-    let opts = Options {
-        cluster,
-        dry_run,
-        timeout: Duration::from_secs(30),
-        host: host_settings(),
-    };
-    offline::run(Arc::new(Runner::new()), &defs, playbook, alert, &plan, opts)
+    let sandbox = Sandbox::with_host(cluster, host_settings(), Duration::from_secs(30));
+    offline::run(&sandbox, &defs, playbook, alert, &plan, dry_run)
         .await
         .unwrap()
 }

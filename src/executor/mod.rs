@@ -57,12 +57,13 @@ pub struct Runtime {
 impl Runtime {
     /// Builds the runtime around a cluster backend.
     pub fn new(cluster: Arc<dyn Cluster>, settings: PlaybookSettings) -> Runtime {
-        let host = HostSettings::from(&settings);
+        // The one builder of playbook runs, shared with `simulate` and `test-playbook`.
+        let sandbox = crate::playbook::sandbox::Sandbox::new(cluster, &settings);
         Runtime {
-            runner: Arc::new(Runner::new()),
-            cluster,
-            http: crate::playbook::host::http_client(&host),
-            host,
+            runner: sandbox.runner,
+            cluster: sandbox.cluster,
+            host: sandbox.host,
+            http: sandbox.http,
             settings,
         }
     }

@@ -18,9 +18,9 @@ use tokio::sync::Notify;
 
 use crate::alert::{Alert, DedupKey, Payload, Rejection, Status};
 use crate::config::{self, Settings};
+use crate::definitions::Definitions;
 use crate::metrics::Metrics;
-use crate::playbook::{self, Catalog};
-use crate::rules::{EscalationStep, RuleSet, Target};
+use crate::rules::{EscalationStep, Target};
 use crate::store::{self, NewAlertEvent, Store};
 
 pub use guard::Refusal;
@@ -41,93 +41,6 @@ pub enum Error {
 
 /// `type Result<T, E = Error>` as in every module of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Rules and playbooks, loaded together and swapped together on reload.
-#[derive(Clone)]
-pub struct Definitions {
-    /// The rules.
-    pub rules: Arc<RuleSet>,
-    /// The compiled playbooks.
-    pub playbooks: Catalog,
-}
-
-impl std::fmt::Debug for Definitions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Definitions")
-            .field("rules", &self.rules.len())
-            .field("playbooks", &self.playbooks)
-            .finish()
-    }
-}
-
-impl Definitions {
-    /// Loads rules and playbooks and checks that every playbook a rule names exists.
-    /// Returns every problem found, each as `file:line: message`.
-    /// Each comes from a directory or the copies embedded in the binary.
-    pub fn load(
-        rules_dir: &crate::embedded::Source,
-        playbooks_dir: &crate::embedded::Source,
-    ) -> Result<Definitions, Vec<String>> {
-        let engine = playbook::sandboxed_engine();
-        let mut problems = Vec::new();
-        let rules =
-            RuleSet::load(rules_dir).map_err(|e| problems.extend(split_lines(&e.to_string())));
-        let playbooks = Catalog::load(&engine, playbooks_dir)
-            .map_err(|e| problems.extend(split_lines(&e.to_string())));
-        let (Ok(rules), Ok(playbooks)) = (rules, playbooks) else {
-            return Err(problems);
-        };
-        for rule in rules.rules() {
-            for name in rule.playbooks() {
-                if !playbooks.contains(name) {
-                    problems.push(format!(
-                        "{}: rule {:?} uses playbook {name:?}, but {} has no {name}.rhai",
-                        rule.location,
-                        rule.name,
-                        match playbooks_dir {
-                            crate::embedded::Source::Dir(d) => d.display().to_string(),
-                            crate::embedded::Source::Embedded => "the embedded set".to_string(),
-                        }
-                    ));
-                }
-            }
-        }
-        if problems.is_empty() {
-            Ok(Definitions {
-                rules: Arc::new(rules),
-                playbooks,
-            })
-        } else {
-            Err(problems)
-        }
-    }
-}
-
-impl Definitions {
-    /// Every chain step `notify: NAME` must name a notify channel, a named route, or
-    /// `default` (label routing only); `known` says which names exist. One problem per step,
-    /// as `file:line: message`.
-    pub fn check_notify(&self, known: &dyn Fn(&str) -> bool) -> Vec<String> {
-        let mut problems = Vec::new();
-        for rule in self.rules.rules() {
-            for step in &rule.escalate {
-                if let EscalationStep::Notify { route } = step
-                    && !known(route)
-                {
-                    problems.push(format!(
-                        "{}: rule {:?} escalates to notify {route:?}, which is neither a channel in notify.channels, a named route in notify.routes, nor `default`",
-                        rule.location, rule.name
-                    ));
-                }
-            }
-        }
-        problems
-    }
-}
-
-fn split_lines(s: &str) -> Vec<String> {
-    s.lines().map(String::from).collect()
-}
 
 /// What happened to one rule's match on one alert.
 #[derive(Clone, Debug, Serialize)]
@@ -573,6 +486,8 @@ fn verdict_for(alert: &Alert, dedup: &'static str) -> AlertVerdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::playbook::Catalog;
+    use crate::rules::RuleSet;
     use crate::store::JobState;
 
     async fn pipeline(rules_yaml: &str, settings: Settings) -> Pipeline {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 pub mod host;
 pub mod limits;
 pub mod offline;
+pub mod sandbox;
 
 use rhai::{AST, Engine};
 

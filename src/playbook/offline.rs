@@ -4,13 +4,11 @@
 //! (usually an in-memory one described in YAML) and without the store, so the knowledge base
 //! reads as empty.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use super::host::{HostSettings, RunContext, RunInput, RunResult, Runner};
+use super::host::{RunInput, RunResult};
+use super::sandbox::Sandbox;
 use crate::alert::Alert;
-use crate::cluster::{Cluster, Target};
-use crate::pipeline::Definitions;
+use crate::cluster::Target;
+use crate::definitions::Definitions;
 use crate::rules::{EscalationStep, TargetSpec};
 
 /// What a test run needs to know about its alert.
@@ -77,33 +75,16 @@ pub fn plan(
     })
 }
 
-/// Where and how an offline run acts.
-pub struct Options {
-    /// The cluster.
-    pub cluster: Arc<dyn Cluster>,
-    /// Validate and answer changes without applying them.
-    pub dry_run: bool,
-    /// Wall-clock deadline.
-    pub timeout: Duration,
-    /// Host API settings (the daemon's, from `playbook:` in settings).
-    pub host: HostSettings,
-}
-
-/// Runs `playbook` for `alert`, on a blocking thread of the current runtime.
+/// Runs `playbook` for `alert` in `sandbox` (its cluster, host settings and deadline), without
+/// the store; `dry_run` validates and answers changes without applying them.
 pub async fn run(
-    runner: Arc<Runner>,
+    sandbox: &Sandbox,
     defs: &Definitions,
     playbook: &str,
     alert: &Alert,
     plan: &Plan,
-    opts: Options,
+    dry_run: bool,
 ) -> Result<RunResult, String> {
-    let Options {
-        cluster,
-        dry_run,
-        timeout,
-        host,
-    } = opts;
     let pb = defs.playbooks.get(playbook).cloned().ok_or_else(|| {
         format!(
             "no playbook named {playbook} (known: {})",
@@ -122,20 +103,6 @@ pub async fn run(
         &plan.params,
         &plan.target,
     );
-    // The daemon's HTTP policy (no redirects, timeouts): an offline run must not reach a host
-    // that `playbook.http_allow` keeps the daemon's runs from.
-    let http = super::host::http_client(&host);
-    let ctx = Arc::new(RunContext::new(
-        cluster,
-        None,
-        None,
-        tokio::runtime::Handle::current(),
-        dry_run,
-        host,
-        http,
-        timeout,
-    ));
-    tokio::task::spawn_blocking(move || runner.run(&pb, input, ctx))
-        .await
-        .map_err(|e| format!("the playbook run crashed: {e}"))
+    let ctx = sandbox.context(None, None, dry_run, sandbox.timeout);
+    sandbox.run(pb, input, ctx).await
 }

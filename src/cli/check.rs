@@ -1,0 +1,111 @@
+//! `aiops check [--cluster]`: settings, rules and playbooks, and optionally the cluster's
+//! reachability and permissions. What passed goes to stdout, what is wrong to stderr.
+
+use std::fmt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use aiops::app;
+use aiops::config::Settings;
+
+/// `aiops check`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Also check the cluster: the API server answers (its URL and version), and every
+    /// permission the playbooks need is granted (SelfSubjectAccessReview); missing ones are
+    /// listed with the ClusterRole rule to add. Exit 1 when anything is missing.
+    #[arg(long)]
+    cluster: bool,
+}
+
+/// Checks, in order, stopping at the first part that fails.
+pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let source = config.map_or_else(
+        || "defaults and environment".to_string(),
+        |p| p.display().to_string(),
+    );
+    println!("settings: OK ({source})");
+    if let Err(e) = settings.check_listen_is_safe() {
+        eprintln!("settings: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!(
+        "notify: OK ({} channels, {} routes)",
+        settings.notify.channels.len(),
+        settings.notify.routes.len()
+    );
+    let defs = match app::load_definitions(&settings) {
+        Ok(defs) => defs,
+        Err(app::Error::Definitions(problems)) => {
+            eprint!("{}", Problems(&problems));
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!(
+        "rules: {} ({} rules)",
+        settings.rules_source(),
+        defs.rules.len()
+    );
+    println!(
+        "playbooks: {} ({} playbooks)",
+        settings.playbooks_source(),
+        defs.playbooks.len()
+    );
+    if !args.cluster {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let connect = match aiops::preflight::connect_of(&settings) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cluster: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let report =
+        match aiops::preflight::run(&connect, &defs, &settings.guard.namespaces.allow).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("cluster: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+    let lines = report.lines();
+    if report.passed() {
+        for l in &lines {
+            println!("{l}");
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        // The reachable line goes to stdout like every passed check; what is wrong to stderr.
+        for l in &lines {
+            if l.starts_with("cluster: API server") && report.unreachable.is_none() {
+                println!("{l}");
+            } else {
+                eprintln!("{l}");
+            }
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Rules or playbooks that failed: one `file:line: message` each, then the count.
+struct Problems<'a>(&'a [String]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in self.0 {
+            writeln!(f, "{p}")?;
+        }
+        writeln!(f, "check failed: {} problem(s)", self.0.len())
+    }
+}

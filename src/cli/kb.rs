@@ -1,0 +1,153 @@
+//! `aiops kb stats|history`: how repairs went, read from the store without changing it.
+
+use std::fmt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use aiops::app::{self, StoreAccess};
+use aiops::config::Settings;
+use aiops::kb::{Stat, TargetStat};
+use aiops::store::Job;
+
+/// `aiops kb`'s subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Success rate and time to recover per alert and playbook, and per target.
+    Stats {
+        /// The window, e.g. 7d, 24h.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The last repairs of one target.
+    History {
+        /// NAMESPACE/NAME (a Deployment) or NAMESPACE/KIND/NAME.
+        target: String,
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+}
+
+/// Reads the store read-only (never migrated by a reporting command) and prints.
+pub async fn run(config: Option<&Path>, cmd: Command) -> Result<ExitCode> {
+    let settings = Settings::load(config)?;
+    let store = app::open_store(&settings, StoreAccess::ReadOnly).await?;
+    match cmd {
+        Command::Stats { since, json } => {
+            let window = aiops::config::parse_duration(&since).map_err(anyhow::Error::msg)?;
+            let from = aiops::store::now_ms() - aiops::store::ms(window);
+            let stats = Stats {
+                by_alert: aiops::kb::stats(&store, from, None).await?,
+                by_target: aiops::kb::target_stats(&store, from, None).await?,
+                since,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{stats}");
+            }
+        }
+        Command::History { target, limit } => {
+            let key = target_key(&target)?;
+            let jobs = aiops::kb::history(&store, &key, limit).await?;
+            print!("{}", History { key, jobs });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `NAMESPACE/NAME` (a Deployment) or `NAMESPACE/KIND/NAME` as the store keys targets.
+fn target_key(target: &str) -> Result<String> {
+    Ok(match target.split('/').collect::<Vec<_>>()[..] {
+        [ns, name] => format!("{ns}/Deployment/{name}"),
+        [ns, kind, name] => format!(
+            "{ns}/{}/{name}",
+            aiops::rules::canonical_kind(kind).unwrap_or(kind)
+        ),
+        _ => anyhow::bail!("target must be NAMESPACE/NAME or NAMESPACE/KIND/NAME, got {target:?}"),
+    })
+}
+
+/// Success rates and times to recover over a window: a table, or JSON with `--json`.
+#[derive(Serialize)]
+struct Stats {
+    by_alert: Vec<Stat>,
+    by_target: Vec<TargetStat>,
+    /// The window as given (`7d`), for the table's title.
+    #[serde(skip)]
+    since: String,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |s| format!("{s:.0}s"));
+        writeln!(
+            f,
+            "repairs in the last {}, by alert and playbook:",
+            self.since
+        )?;
+        writeln!(
+            f,
+            "{:<32} {:<16} {:>5} {:>8} {:>9} {:>9}",
+            "ALERT", "PLAYBOOK", "RUNS", "SUCCESS", "TTR MEAN", "TTR P90"
+        )?;
+        for s in &self.by_alert {
+            writeln!(
+                f,
+                "{:<32} {:<16} {:>5} {:>7.0}% {:>9} {:>9}",
+                s.alertname,
+                s.playbook,
+                s.runs,
+                s.success_rate * 100.0,
+                secs(s.ttr_mean_s),
+                secs(s.ttr_p90_s)
+            )?;
+        }
+        writeln!(f, "\nby target:")?;
+        writeln!(f, "{:<48} {:>5} {:>8}", "TARGET", "RUNS", "SUCCESS")?;
+        for t in &self.by_target {
+            writeln!(
+                f,
+                "{:<48} {:>5} {:>7.0}%",
+                t.target,
+                t.runs,
+                t.success_rate * 100.0
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The last repairs of one target, newest first.
+struct History {
+    key: String,
+    jobs: Vec<Job>,
+}
+
+impl fmt::Display for History {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.jobs.is_empty() {
+            writeln!(f, "no repairs of {}", self.key)?;
+        }
+        for j in &self.jobs {
+            let when = chrono::DateTime::from_timestamp_millis(j.created_at)
+                .map_or_else(String::new, |t| t.to_rfc3339());
+            let result = j.error.clone().or(j.outcome.clone()).unwrap_or_default();
+            let ttr = j.ttr_ms.map_or(String::new(), |ms| {
+                format!(" (recovered in {}s)", ms / 1000)
+            });
+            writeln!(
+                f,
+                "{when} job {} {} [{}] {}: {result}{ttr}",
+                j.id, j.playbook, j.rule, j.state
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,132 @@
+//! The `aiops` command line: one file per command, each with its clap args and a `run()`
+//! that builds what it needs through [`aiops::app`] and prints a report type (`Display`, and
+//! `Serialize` behind `--json`).
+//!
+//! `anyhow` is used here and in `main.rs` only: a command's error is printed once, as
+//! `error: …` with its causes, and nothing matches on it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use aiops::telemetry::LogFormat;
+
+mod check;
+mod deploy;
+mod init;
+mod kb;
+mod manifests;
+mod notify;
+mod render;
+mod serve;
+mod simulate;
+mod test_playbook;
+mod token;
+
+/// Turns Prometheus Alertmanager alerts into safe, verified repairs on Kubernetes.
+///
+/// Settings come from an optional YAML file (--config or AIOPS_CONFIG), overridden by AIOPS_*
+/// environment variables: AIOPS_LISTEN, AIOPS_DATABASE_URL, AIOPS_WEBHOOK_TOKEN,
+/// AIOPS_WEBHOOK_TOKEN_FILE, AIOPS_RULES_DIR, AIOPS_PLAYBOOKS_DIR, AIOPS_MAX_BODY_BYTES,
+/// AIOPS_INTAKE_RATE_LIMIT, AIOPS_WORKERS, AIOPS_QUEUE_CAPACITY, AIOPS_POLL_INTERVAL,
+/// AIOPS_STORM_MAX_TARGETS, AIOPS_STORM_WINDOW, AIOPS_ALLOW_NAMESPACES, AIOPS_DENY_NAMESPACES,
+/// AIOPS_JWT_SECRET, AIOPS_JWT_SECRET_FILE, AIOPS_RETENTION_ALERTS, AIOPS_RETENTION_REPAIRS,
+/// AIOPS_RETENTION_INTERVAL, AIOPS_API_MAX_BODY_BYTES, AIOPS_API_MAX_DEPTH,
+/// AIOPS_HTTP_HEADER_READ_TIMEOUT, AIOPS_HTTP_BODY_READ_TIMEOUT, AIOPS_HTTP_IDLE_TIMEOUT,
+/// AIOPS_HTTP_MAX_CONNECTIONS, AIOPS_HTTP_AUTH_FAILURES_PER_MINUTE, AIOPS_HTTP_AUTH_FAILURE_BURST,
+/// AIOPS_DEPLOY_WEBHOOK_URL, AIOPS_DEPLOY_TEMPLATES, AIOPS_DEPLOY_TIMEOUT, AIOPS_DEPLOY_POLL;
+/// AIOPS_LOG sets the log filter (default info).
+#[derive(Parser, Debug)]
+#[command(name = "aiops", version, about, long_about)]
+pub struct Cli {
+    /// YAML settings file (optional; every key has a default).
+    #[arg(long, global = true, env = "AIOPS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon: listen for Alertmanager webhooks (default 127.0.0.1:9095) and repair.
+    ///
+    /// SIGTERM/SIGINT stop it gracefully; SIGHUP (or POST /-/reload) reloads rules and playbooks.
+    Serve,
+    /// Validate settings, rules and playbooks; exit 0 when valid, 1 with file:line messages otherwise.
+    ///
+    /// Says which rules and playbooks are in use: a directory, or the set embedded in the binary
+    /// (used when rules_dir/playbooks_dir are unset and ./rules, ./playbooks do not exist).
+    Check(check::Args),
+    /// Write a settings file (DIR/aiops.yaml, every key commented with its default), the
+    /// shipped rules (DIR/rules) and playbooks (DIR/playbooks) for a team to edit.
+    ///
+    /// Then: aiops --config DIR/aiops.yaml check. Existing files are never overwritten
+    /// without --force.
+    Init(init::Args),
+    /// Show what the daemon would do with an Alertmanager payload, changing nothing.
+    ///
+    /// Prints, per alert: the dedup verdict (against the configured store), the matching rule,
+    /// the guard verdict, the plan, and a dry run of the playbook against the configured
+    /// cluster (cluster.state_file) listing the actions it would take.
+    Simulate(simulate::Args),
+    /// Render an app's Kubernetes objects, monitoring and Alertmanager route from its spec.
+    ///
+    /// Prints one YAML stream (for kubectl apply -f -): Namespace, ServiceAccount, ConfigMap,
+    /// NetworkPolicy, Service, Deployment (and for django the migrations Job and the Celery
+    /// worker), Ingress, cert-manager Certificate, ServiceMonitor, PrometheusRule (alerts
+    /// labelled for the shipped auto-repair rules) and the Grafana dashboard ConfigMap, then the
+    /// Alertmanager route + receiver snippet as a comment. With -o DIR, one file per object,
+    /// plus DIR/alertmanager/route.yaml and DIR/grafana/APP.json. Changes nothing.
+    Render(render::Args),
+    /// Deploy an app: render, server-side apply (field manager aiops), wait for the rollout.
+    ///
+    /// Needs a cluster (cluster.kubeconfig or cluster.in_cluster, as for serve) and the store:
+    /// the app is registered and the deployment recorded there (version, image, status), then
+    /// announced (deploy_success). For django the migrations Job must complete before the
+    /// Deployment is applied. Exit 0 when every rollout completed, 1 otherwise (the failed
+    /// deployment is recorded with the reason).
+    Deploy(deploy::Args),
+    /// Knowledge base: how repairs went.
+    #[command(subcommand)]
+    Kb(kb::Command),
+    /// API tokens (JWT HS256 signed with api.jwt_secret / AIOPS_JWT_SECRET).
+    #[command(subcommand)]
+    Token(token::Command),
+    /// Notifications: try a channel.
+    #[command(subcommand)]
+    Notify(notify::Command),
+    /// Print the Kubernetes manifests that run the daemon in a cluster (for kubectl apply -f -).
+    Manifests(manifests::Args),
+    /// Run one playbook offline against a described cluster state; print its steps and outcome.
+    ///
+    /// The target and params come from the first rule that matches the alert and uses the
+    /// playbook (or the default target labels); --param overrides params. The cluster is the
+    /// in-memory one described by --state (empty without it); changes apply to it, and are
+    /// printed, unless --dry-run.
+    TestPlaybook(test_playbook::Args),
+}
+
+impl Cli {
+    /// Runs the command; its exit code, or the error to print.
+    pub async fn run(self) -> Result<ExitCode> {
+        let config = self.config.as_deref();
+        match self.command {
+            Command::Serve => serve::run(config).await,
+            Command::Check(args) => check::run(config, args).await,
+            Command::Init(args) => init::run(args),
+            Command::Simulate(args) => simulate::run(config, args).await,
+            Command::Render(args) => render::run(config, args),
+            Command::Deploy(args) => deploy::run(config, args).await,
+            Command::Kb(cmd) => kb::run(config, cmd).await,
+            Command::Token(cmd) => token::run(config, cmd),
+            Command::Notify(cmd) => notify::run(config, cmd).await,
+            Command::Manifests(args) => manifests::run(args),
+            Command::TestPlaybook(args) => test_playbook::run(config, args).await,
+        }
+    }
+}
