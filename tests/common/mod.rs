@@ -76,6 +76,17 @@ async fn pg_connect(url: &str) -> Result<sqlx::AnyConnection, sqlx::Error> {
     sqlx::AnyConnection::connect(url).await
 }
 
+/// A pool of the test's own on a test database, to arrange what the store's API never writes
+/// (backdated or bulk history): the store keeps its connections and SQL to itself.
+pub async fn raw_db(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap()
+}
+
 /// A database for one test; a PostgreSQL one is dropped when this is dropped.
 pub struct TestDb {
     pub url: String,
