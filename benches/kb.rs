@@ -149,14 +149,10 @@ async fn open(path: &std::path::Path) -> Store {
         .unwrap()
 }
 
-/// A pool beside the store's, for the SQL the bench runs itself.
+/// A pool beside the store's, for the SQL the bench runs itself (after `Store::connect`, which
+/// installed the drivers).
 async fn raw_db(url: &str) -> sqlx::AnyPool {
-    sqlx::any::install_default_drivers();
-    sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await
-        .unwrap()
+    sqlx::AnyPool::connect(url).await.unwrap()
 }
 
 /// The store, built on first use; `now` is when its history ends (stored beside it so that the

@@ -620,14 +620,7 @@ async fn pruning_thousands_of_old_notifications_keeps_their_attempts_consistent(
         .await
         .expect("the whole pass runs");
     for table in ["notifications", "notification_attempts"] {
-        let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) AS n FROM {table}"
-        )))
-        .fetch_one(&raw)
-        .await
-        .map(|r| sqlx::Row::get(&r, "n"))
-        .unwrap();
-        assert_eq!(n, 0, "{table}");
+        assert_eq!(common::count_rows(&raw, table).await, 0, "{table}");
     }
     raw.close().await;
     store.close().await;

@@ -336,7 +336,8 @@ async fn retention_empties_rollups_and_activity_longer_than_one_batch(db: Db) {
         for at in [old_day, new_day] {
             let sql = if at == new_day {
                 // One row, under keys of its own (target_activity is keyed by target only).
-                sql.replace("i < 4500", "i < 1").replace("'t' ||", "'fresh' ||")
+                sql.replace("i < 4500", "i < 1")
+                    .replace("'t' ||", "'fresh' ||")
             } else {
                 sql.clone()
             };
@@ -365,13 +366,7 @@ async fn retention_empties_rollups_and_activity_longer_than_one_batch(db: Db) {
         "kb_target_period",
         "target_activity",
     ] {
-        let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) AS n FROM {table}"
-        )))
-        .fetch_one(&raw)
-        .await
-        .map(|r| sqlx::Row::get(&r, "n"))
-        .unwrap();
+        let n = common::count_rows(&raw, table).await;
         assert_eq!(n, 1, "only the fresh row of {table} is left");
     }
     raw.close().await;

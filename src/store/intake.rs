@@ -295,7 +295,7 @@ impl Store {
 
 /// One storm brake episode as recorded (read by tests).
 #[cfg(test)]
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub(crate) struct StormBrake {
     /// Distinct targets in the window when it engaged.
     pub targets: i64,
@@ -327,17 +327,10 @@ impl Store {
 
     /// Every storm brake episode, oldest first.
     pub(crate) async fn storm_brakes(&self) -> Result<Vec<StormBrake>> {
-        let rows =
-            sqlx::query("SELECT targets, released_at FROM storm_brakes ORDER BY id")
+        Ok(
+            sqlx::query_as("SELECT targets, released_at FROM storm_brakes ORDER BY id")
                 .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StormBrake {
-                    targets: r.try_get("targets")?,
-                    released_at: r.try_get("released_at")?,
-                })
-            })
-            .collect()
+                .await?,
+        )
     }
 }

@@ -196,7 +196,7 @@ impl Store {
 }
 
 /// One (alertname, playbook) group of the daily rollup, summed over a window.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct RollupSum {
     /// Alert name.
     pub alertname: String,
@@ -213,7 +213,7 @@ pub struct RollupSum {
 }
 
 /// One target's repairs, summed over a window.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct TargetRollup {
     /// `namespace/Kind/name`.
     pub target: String,
@@ -240,7 +240,7 @@ pub struct TtrSample<'a> {
 }
 
 /// The newest successful, resolved, real repair of an alert in an app.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct LastFix {
     /// The job.
     pub job_id: i64,
@@ -293,27 +293,16 @@ impl Store {
             }
         };
         let sql = format!(
-            "SELECT alertname, playbook, CAST(SUM(runs) AS BIGINT) AS runs, CAST(SUM(succeeded) AS BIGINT) AS ok, \
-             CAST(SUM(ttr_count) AS BIGINT) AS ttr_n, CAST(SUM(ttr_sum_ms) AS BIGINT) AS ttr_sum \
+            "SELECT alertname, playbook, CAST(SUM(runs) AS BIGINT) AS runs, \
+             CAST(SUM(succeeded) AS BIGINT) AS succeeded, CAST(SUM(ttr_count) AS BIGINT) AS ttr_count, \
+             CAST(SUM(ttr_sum_ms) AS BIGINT) AS ttr_sum_ms \
              FROM {table}{} GROUP BY alertname, playbook HAVING SUM(runs) > 0 \
              ORDER BY alertname, playbook",
             w.sql()
         );
-        let rows = sqlx::query_with(AssertSqlSafe(sql), w.args)
+        Ok(sqlx::query_as_with(AssertSqlSafe(sql), w.args)
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RollupSum {
-                    alertname: r.try_get("alertname")?,
-                    playbook: r.try_get("playbook")?,
-                    runs: r.try_get("runs")?,
-                    succeeded: r.try_get("ok")?,
-                    ttr_count: r.try_get("ttr_n")?,
-                    ttr_sum_ms: r.try_get("ttr_sum")?,
-                })
-            })
-            .collect()
+            .await?)
     }
 
     /// How many repairs the sample holds (at most its size).
@@ -342,7 +331,9 @@ impl Store {
         )
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| r.try_get("ttr_ms")).transpose().map_err(Into::into)
+        row.map(|r| r.try_get("ttr_ms"))
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Repairs per target created from UTC day `since_day` on, optionally only in `namespaces`;
@@ -353,8 +344,8 @@ impl Store {
         since_day: i64,
         namespaces: Option<&[String]>,
     ) -> Result<Vec<TargetRollup>> {
-        let first_period = since_day.div_euclid(PERIOD_DAYS)
-            + i64::from(since_day.rem_euclid(PERIOD_DAYS) != 0);
+        let first_period =
+            since_day.div_euclid(PERIOD_DAYS) + i64::from(since_day.rem_euclid(PERIOD_DAYS) != 0);
         let mut w = Where::new();
         w.eq("period", ">=", first_period);
         if let Some(ns) = namespaces {
@@ -368,43 +359,27 @@ impl Store {
         }
         let days = w.take_sql();
         let sql = format!(
-            "SELECT target_key, CAST(SUM(runs) AS BIGINT) AS runs, CAST(SUM(succeeded) AS BIGINT) AS ok FROM ( \
+            "SELECT target_key AS target, CAST(SUM(runs) AS BIGINT) AS runs, \
+             CAST(SUM(succeeded) AS BIGINT) AS succeeded FROM ( \
                SELECT target_key, runs, succeeded FROM kb_target_period{periods} \
                UNION ALL \
                SELECT target_key, runs, succeeded FROM kb_target_daily{days} \
              ) AS t GROUP BY target_key HAVING SUM(runs) > 0 ORDER BY target_key"
         );
-        let rows = sqlx::query_with(AssertSqlSafe(sql), w.args)
+        Ok(sqlx::query_as_with(AssertSqlSafe(sql), w.args)
             .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TargetRollup {
-                    target: r.try_get("target_key")?,
-                    runs: r.try_get("runs")?,
-                    succeeded: r.try_get("ok")?,
-                })
-            })
-            .collect()
+            .await?)
     }
 
     /// The newest successful, resolved, real repair of `alertname` in `namespace`.
     pub async fn kb_last_fix(&self, alertname: &str, namespace: &str) -> Result<Option<LastFix>> {
-        let row = sqlx::query(
-            "SELECT id, playbook, ttr_ms FROM jobs WHERE alertname = $1 AND target_namespace = $2 \
+        Ok(sqlx::query_as(
+            "SELECT id AS job_id, playbook, ttr_ms FROM jobs WHERE alertname = $1 AND target_namespace = $2 \
              AND state = 'succeeded' AND dry_run = 0 AND ttr_ms IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 1",
         )
         .bind(alertname)
         .bind(namespace)
         .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(LastFix {
-                job_id: r.try_get("id")?,
-                playbook: r.try_get("playbook")?,
-                ttr_ms: r.try_get("ttr_ms")?,
-            })
-        })
-        .transpose()
+        .await?)
     }
 }

@@ -36,10 +36,10 @@ pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
 pub use kb::{DAY_MS, LastFix, NewNote, Note, RollupSum, TargetRollup, TtrSample};
 pub use listing::{AlertRecord, AuditEntry, ListFilter};
-pub use retention::{Cutoffs, Pruned};
 pub use notify::{
     AttemptEnd, NewNotification, Notification, NotificationAttempt, NotificationState,
 };
+pub use retention::{Cutoffs, Pruned};
 
 /// Store failures. All of them mean "could not record": intake answers 503 so Alertmanager retries.
 #[derive(Debug, thiserror::Error)]

@@ -80,11 +80,17 @@ async fn pg_connect(url: &str) -> Result<sqlx::AnyConnection, sqlx::Error> {
 /// (backdated or bulk history): the store keeps its connections and SQL to itself.
 pub async fn raw_db(url: &str) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
-    sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
+    sqlx::AnyPool::connect(url).await.unwrap()
+}
+
+/// The rows of `table`, counted through a [`raw_db`] pool.
+pub async fn count_rows(raw: &sqlx::AnyPool, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(raw)
         .await
-        .unwrap()
+        .unwrap();
+    sqlx::Row::get(&row, "n")
 }
 
 /// A database for one test; a PostgreSQL one is dropped when this is dropped.
