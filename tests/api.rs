@@ -549,16 +549,7 @@ async fn retention_prunes_old_history_but_keeps_the_stats_and_active_repairs(db:
     let runs: i64 = stats.iter().map(|s| s.runs).sum();
     assert_eq!(runs, 2, "{stats:?}");
     // A pass now finds nothing more.
-    let again = store
-        .prune(&aiops::store::Cutoffs {
-            alerts: now - 30 * day,
-            repairs: now - 30 * day,
-            stats: now - 730 * day,
-            audit: now - 365 * day,
-            activity: now - day,
-        })
-        .await
-        .unwrap();
+    let again = store.prune(&common::cutoffs(now, 30)).await.unwrap();
     assert_eq!(again, aiops::store::Pruned::default());
 }
 both_backends!(retention_prunes_old_history_but_keeps_the_stats_and_active_repairs);
@@ -607,16 +598,9 @@ async fn pruning_thousands_of_old_notifications_keeps_their_attempts_consistent(
     ] {
         sqlx::query(sql).bind(old).execute(&raw).await.unwrap();
     }
-    let day = 86_400_000;
     let now = aiops::store::now_ms();
     store
-        .prune(&aiops::store::Cutoffs {
-            alerts: now - 30 * day,
-            repairs: now - 180 * day,
-            stats: now - 730 * day,
-            audit: now - 365 * day,
-            activity: now - day,
-        })
+        .prune(&common::cutoffs(now, 180))
         .await
         .expect("the whole pass runs");
     for table in ["notifications", "notification_attempts"] {

@@ -348,16 +348,7 @@ async fn retention_empties_rollups_and_activity_longer_than_one_batch(db: Db) {
                 .unwrap();
         }
     }
-    let pruned = store
-        .prune(&aiops::store::Cutoffs {
-            alerts: now - 30 * day,
-            repairs: now - 180 * day,
-            stats: now - 730 * day,
-            audit: now - 365 * day,
-            activity: now - day,
-        })
-        .await
-        .unwrap();
+    let pruned = store.prune(&common::cutoffs(now, 180)).await.unwrap();
     assert_eq!((pruned.stats, pruned.activity), (4500, 4500), "{pruned:?}");
     for table in [
         "kb_daily",

@@ -83,6 +83,19 @@ pub async fn raw_db(url: &str) -> sqlx::AnyPool {
     sqlx::AnyPool::connect(url).await.unwrap()
 }
 
+/// The cutoffs of a pruning pass at `now` with the default windows (`retention.*`), but
+/// `repairs_days` for repairs.
+pub fn cutoffs(now: i64, repairs_days: i64) -> aiops::store::Cutoffs {
+    let day = aiops::store::DAY_MS;
+    aiops::store::Cutoffs {
+        alerts: now - 30 * day,
+        repairs: now - repairs_days * day,
+        stats: now - 730 * day,
+        audit: now - 365 * day,
+        activity: now - day,
+    }
+}
+
 /// The rows of `table`, counted through a [`raw_db`] pool.
 pub async fn count_rows(raw: &sqlx::AnyPool, table: &str) -> i64 {
     let sql = format!("SELECT COUNT(*) AS n FROM {table}");
