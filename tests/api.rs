@@ -501,6 +501,7 @@ async fn retention_prunes_old_history_but_keeps_the_stats_and_active_repairs(db:
     let jobs = app.wait_all_jobs_in(&[JobState::Succeeded]).await;
     let store = app.store().await;
     let old = aiops::store::now_ms() - 200 * 86_400_000;
+    let raw = common::raw_db(&app.db.url).await;
     for sql in [
         "UPDATE jobs SET created_at = $1, finished_at = $1",
         "UPDATE alert_events SET received_at = $1",
@@ -510,12 +511,9 @@ async fn retention_prunes_old_history_but_keeps_the_stats_and_active_repairs(db:
         "UPDATE kb_target_daily SET day = $1 / 86400000",
         "UPDATE kb_target_period SET period = $1 / 86400000 / 30",
     ] {
-        sqlx::query(sql)
-            .bind(old)
-            .execute(store.pool())
-            .await
-            .unwrap();
+        sqlx::query(sql).bind(old).execute(&raw).await.unwrap();
     }
+    raw.close().await;
     // And a fresh one that must stay.
     assert_eq!(app.post_webhook(down("shop")).await.status(), 200);
     app.wait_for_jobs("the fresh repair finished", |j| {
@@ -551,16 +549,7 @@ async fn retention_prunes_old_history_but_keeps_the_stats_and_active_repairs(db:
     let runs: i64 = stats.iter().map(|s| s.runs).sum();
     assert_eq!(runs, 2, "{stats:?}");
     // A pass now finds nothing more.
-    let again = store
-        .prune(&aiops::store::Cutoffs {
-            alerts: now - 30 * day,
-            repairs: now - 30 * day,
-            stats: now - 730 * day,
-            audit: now - 365 * day,
-            activity: now - day,
-        })
-        .await
-        .unwrap();
+    let again = store.prune(&common::cutoffs(now, 30)).await.unwrap();
     assert_eq!(again, aiops::store::Pruned::default());
 }
 both_backends!(retention_prunes_old_history_but_keeps_the_stats_and_active_repairs);
@@ -597,6 +586,7 @@ async fn pruning_thousands_of_old_notifications_keeps_their_attempts_consistent(
         .await
         .unwrap();
     let old = aiops::store::now_ms() - 400 * 86_400_000;
+    let raw = common::raw_db(&test_db.url).await;
     // 4,500 storm-brake notifications with one attempt each, 400 days old.
     for sql in [
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4500) \
@@ -606,34 +596,17 @@ async fn pruning_thousands_of_old_notifications_keeps_their_attempts_consistent(
         "INSERT INTO notification_attempts (notification_id, at, result, detail) \
          SELECT id, $1, 'sent', '' FROM notifications",
     ] {
-        sqlx::query(sql)
-            .bind(old)
-            .execute(store.pool())
-            .await
-            .unwrap();
+        sqlx::query(sql).bind(old).execute(&raw).await.unwrap();
     }
-    let day = 86_400_000;
     let now = aiops::store::now_ms();
     store
-        .prune(&aiops::store::Cutoffs {
-            alerts: now - 30 * day,
-            repairs: now - 180 * day,
-            stats: now - 730 * day,
-            audit: now - 365 * day,
-            activity: now - day,
-        })
+        .prune(&common::cutoffs(now, 180))
         .await
         .expect("the whole pass runs");
     for table in ["notifications", "notification_attempts"] {
-        let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) AS n FROM {table}"
-        )))
-        .fetch_one(store.pool())
-        .await
-        .map(|r| sqlx::Row::get(&r, "n"))
-        .unwrap();
-        assert_eq!(n, 0, "{table}");
+        assert_eq!(common::count_rows(&raw, table).await, 0, "{table}");
     }
+    raw.close().await;
     store.close().await;
 }
 both_backends!(pruning_thousands_of_old_notifications_keeps_their_attempts_consistent);

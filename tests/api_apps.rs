@@ -62,15 +62,13 @@ async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// (subject, resource, status) of every audit entry, oldest first.
 async fn audit_rows(app: &TestApp) -> Vec<(String, String, i64)> {
-    use sqlx::Row;
     let store = app.store().await;
-    let rows = sqlx::query("SELECT subject, resource, status FROM audit_log ORDER BY id")
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|r| (r.get("subject"), r.get("resource"), r.get("status")))
+    let mut rows = store.audit_log(i64::MAX).await.unwrap();
+    rows.reverse();
+    rows.into_iter()
+        .map(|e| (e.subject, e.resource, e.status))
         .collect()
 }
 

@@ -29,7 +29,6 @@ use harness::{
 };
 use notify_support::{Answer, Request, StandIn};
 use serde_json::json;
-use sqlx::Row;
 
 const TOKEN: &str = "e2e-webhook-token-7f3a";
 
@@ -205,19 +204,21 @@ async fn wait_until<T>(
     }
 }
 
-/// (labels, startsAt ms) of every stored alert occurrence.
+/// (labels, startsAt ms, status) of every stored alert occurrence, oldest first.
 async fn alert_events(store: &Store) -> Vec<(BTreeMap<String, String>, i64, String)> {
-    sqlx::query("SELECT labels, starts_at, status FROM alert_events ORDER BY id")
-        .fetch_all(store.pool())
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let labels: String = r.get("labels");
+    let all = aiops::store::ListFilter {
+        limit: i64::MAX,
+        ..Default::default()
+    };
+    let mut events = store.list_alerts(&all).await.unwrap();
+    events.reverse();
+    events
+        .into_iter()
+        .map(|a| {
             (
-                serde_json::from_str(&labels).unwrap(),
-                r.get("starts_at"),
-                r.get("status"),
+                serde_json::from_value(a.labels).unwrap(),
+                a.starts_at,
+                a.status,
             )
         })
         .collect()

@@ -297,6 +297,74 @@ async fn stats_from_a_seeded_history_equal_the_hand_computed_values(db: Db) {
 }
 both_backends!(stats_from_a_seeded_history_equal_the_hand_computed_values);
 
+/// More expired rollup and activity rows than one pruning batch holds (2,000): retention
+/// deletes them batch after batch until none is left, counts each row once, and keeps the
+/// rows still inside their windows.
+async fn retention_empties_rollups_and_activity_longer_than_one_batch(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = TestDb::new(db, dir.path()).await;
+    let store = Store::connect(&test_db.url, &aiops::store::Options::default())
+        .await
+        .unwrap();
+    let day = aiops::store::DAY_MS;
+    let now = aiops::store::now_ms();
+    let (old_day, new_day) = ((now - 800 * day) / day, now / day);
+    let raw = common::raw_db(&test_db.url).await;
+    // 4,500 expired rows per table, then one fresh row each.
+    let rows = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4500)";
+    for sql in [
+        format!(
+            "{rows} INSERT INTO kb_daily (namespace, day, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms) \
+             SELECT 'app', $1, 'a' || i, 'p', 1, 1, 0, 0 FROM n"
+        ),
+        format!(
+            "{rows} INSERT INTO kb_daily_all (day, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms) \
+             SELECT $1, 'a' || i, 'p', 1, 1, 0, 0 FROM n"
+        ),
+        format!(
+            "{rows} INSERT INTO kb_target_daily (day, namespace, target_key, runs, succeeded) \
+             SELECT $1, 'app', 't' || i, 1, 1 FROM n"
+        ),
+        format!(
+            "{rows} INSERT INTO kb_target_period (period, namespace, target_key, runs, succeeded) \
+             SELECT $1 / 30, 'app', 't' || i, 1, 1 FROM n"
+        ),
+        format!(
+            "{rows} INSERT INTO target_activity (target_key, last_seen) SELECT 't' || i, $1 * {day} FROM n"
+        ),
+    ] {
+        for at in [old_day, new_day] {
+            let sql = if at == new_day {
+                // One row, under keys of its own (target_activity is keyed by target only).
+                sql.replace("i < 4500", "i < 1")
+                    .replace("'t' ||", "'fresh' ||")
+            } else {
+                sql.clone()
+            };
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(at)
+                .execute(&raw)
+                .await
+                .unwrap();
+        }
+    }
+    let pruned = store.prune(&common::cutoffs(now, 180)).await.unwrap();
+    assert_eq!((pruned.stats, pruned.activity), (4500, 4500), "{pruned:?}");
+    for table in [
+        "kb_daily",
+        "kb_daily_all",
+        "kb_target_daily",
+        "kb_target_period",
+        "target_activity",
+    ] {
+        let n = common::count_rows(&raw, table).await;
+        assert_eq!(n, 1, "only the fresh row of {table} is left");
+    }
+    raw.close().await;
+    store.close().await;
+}
+both_backends!(retention_empties_rollups_and_activity_longer_than_one_batch);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolve_after_a_repair_records_its_time_to_recover_for_the_cli() {
     let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;

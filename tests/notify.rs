@@ -382,18 +382,16 @@ async fn retention_prunes_a_repairs_notifications_with_it() {
     let sent = store.notifications().await.unwrap();
     assert_eq!(sent.len(), 2);
     let old = aiops::store::now_ms() - 200 * 86_400_000;
+    let raw = common::raw_db(&app.db.url).await;
     for sql in [
         "UPDATE jobs SET created_at = $1, finished_at = $1",
         "UPDATE alert_events SET received_at = $1",
         "UPDATE decisions SET created_at = $1",
         "UPDATE notifications SET created_at = $1",
     ] {
-        sqlx::query(sql)
-            .bind(old)
-            .execute(store.pool())
-            .await
-            .unwrap();
+        sqlx::query(sql).bind(old).execute(&raw).await.unwrap();
     }
+    raw.close().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !app
         .metrics()

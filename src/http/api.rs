@@ -14,14 +14,16 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Claims;
+use super::respond::{audit, internal, not_found};
 use super::{ApiError, AppState};
 use crate::kb;
-use crate::store::{self, AuditEntry, JobState, ListFilter, NewNote};
+use crate::store::{self, JobState, ListFilter, NewNote};
 
 /// Page size when the request names none.
 const DEFAULT_PAGE: i64 = 50;
 
-/// The /api routes (merged into the main router).
+/// The /api routes of alerts, repairs and the knowledge base (merged into the main router
+/// beside `apps::routes`).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/openapi.json", get(openapi))
@@ -31,7 +33,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/kb/stats", get(kb_stats))
         .route("/api/kb/similar", get(kb_similar))
         .route("/api/kb/notes", post(add_note))
-        .merge(super::apps::routes())
 }
 
 /// Unknown routes under /api: JSON, so clients see what went wrong.
@@ -40,18 +41,6 @@ pub async fn fallback() -> ApiError {
         StatusCode::NOT_FOUND,
         "no such API route (GET /api/openapi.json lists them)",
     )
-}
-
-pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "API request failed");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the store did not answer; retry",
-    )
-}
-
-pub(super) fn not_found(what: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
 }
 
 /// `since`: a duration back from now (`7d`, `90m`) or an RFC 3339 time.
@@ -425,30 +414,6 @@ async fn note(
         .map_err(|e| (internal(e), detail.clone()))?;
     tx.commit().await.map_err(|e| (internal(e), detail))?;
     Ok(n)
-}
-
-/// Records an API write. A failure to audit is logged loudly; the write itself already
-/// happened and its answer stands.
-pub(super) async fn audit(
-    store: &store::Store,
-    claims: &Claims,
-    action: &str,
-    resource: String,
-    status: StatusCode,
-    detail: serde_json::Value,
-) {
-    let entry = AuditEntry {
-        at: store::now_ms(),
-        subject: claims.sub.clone(),
-        role: claims.role.as_str().to_string(),
-        action: action.to_string(),
-        resource,
-        status: i64::from(status.as_u16()),
-        detail: detail.to_string(),
-    };
-    if let Err(e) = store.audit(&entry).await {
-        tracing::error!(error = %e, subject = %claims.sub, action, "could not write the audit log");
-    }
 }
 
 async fn openapi() -> Response {

@@ -14,9 +14,9 @@ use serde_json::json;
 
 use axum::body::Body;
 
-use super::api::{audit, internal, not_found};
 use super::auth::Claims;
 use super::limits;
+use super::respond::{audit, internal, not_found};
 use super::{ApiError, AppState};
 use crate::deploy::{AppSpec, render};
 

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod limits;
 mod openapi;
 mod ops;
+mod respond;
 pub mod server;
 pub mod throttle;
 mod webhook;
@@ -167,6 +168,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .merge(
             api::routes()
+                .merge(apps::routes())
                 .route("/api/{*rest}", axum::routing::any(api::fallback))
                 .layer(axum::middleware::from_fn(limits::reject_control_chars))
                 .layer(axum::middleware::map_response(limits::json_errors))

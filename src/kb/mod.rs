@@ -1,12 +1,12 @@
 //! The knowledge base: what was tried, what worked, how fast.
 //!
-//! Deterministic queries over the repair history in the store. A repair counts when it
+//! Deterministic answers over the repair history: the store reads the rows
+//! (`src/store/kb.rs`), this module decides what they mean (rates, means, the p90's nearest
+//! rank, which past fixes to show, the wording of the hint). A repair counts when it
 //! finished (succeeded, failed or escalated) and was not a dry run; its time to recover is the
 //! alert's start to its resolve, recorded on the job when the loop closes.
 
-use sqlx::Row;
-
-use crate::store::{self, Job, JobState, Store};
+use crate::store::{self, Job, JobState, LastFix, RollupSum, Store, TtrSample};
 
 /// Knowledge-base failures (all from the store).
 #[derive(Debug, thiserror::Error)]
@@ -14,12 +14,6 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] store::Error),
-}
-
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::Store(e.into())
-    }
 }
 
 /// `type Result<T, E = Error>` as in every module of this crate.
@@ -61,25 +55,6 @@ pub struct TargetStat {
 /// the window (exact when it has fewer), read from a covering index.
 pub const P90_SAMPLE: i64 = 2_000;
 
-/// ` AND column IN ($k, …)` for an app filter, with its values appended to `binds`; the
-/// placeholders continue after `first_free - 1` fixed ones.
-fn app_filter(
-    column: &str,
-    namespaces: &[String],
-    first_free: usize,
-    binds: &mut Vec<String>,
-) -> String {
-    if namespaces.is_empty() {
-        return " AND 1 = 0".into();
-    }
-    let first = first_free + binds.len();
-    binds.extend(namespaces.iter().cloned());
-    let ps: Vec<String> = (first..first + namespaces.len())
-        .map(|i| format!("${i}"))
-        .collect();
-    format!(" AND {column} IN ({})", ps.join(", "))
-}
-
 /// The first UTC day a window starting at `since` (epoch ms) covers: the rollups count whole
 /// days, so a window starts at midnight UTC of the day `since` falls in.
 pub fn window_day(since: i64) -> i64 {
@@ -93,89 +68,63 @@ pub fn window_day(since: i64) -> i64 {
 /// repairs); the p90 from the newest [`P90_SAMPLE`] recoveries of each group.
 pub async fn stats(store: &Store, since: i64, namespaces: Option<&[String]>) -> Result<Vec<Stat>> {
     let day = window_day(since);
-    let mut binds = Vec::new();
-    let (table, filter) = match namespaces {
-        None => ("kb_daily_all", String::new()),
-        Some(ns) => ("kb_daily", app_filter("namespace", ns, 2, &mut binds)),
-    };
-    let sql = format!(
-        "SELECT alertname, playbook, CAST(SUM(runs) AS BIGINT) AS runs, CAST(SUM(succeeded) AS BIGINT) AS ok, \
-         CAST(SUM(ttr_count) AS BIGINT) AS ttr_n, CAST(SUM(ttr_sum_ms) AS BIGINT) AS ttr_sum \
-         FROM {table} WHERE day >= $1{filter} GROUP BY alertname, playbook HAVING SUM(runs) > 0 \
-         ORDER BY alertname, playbook"
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(day);
-    for b in &binds {
-        q = q.bind(b.clone());
-    }
-    let rows = q.fetch_all(store.pool()).await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let alertname: String = r.try_get("alertname")?;
-        let playbook: String = r.try_get("playbook")?;
-        let runs: i64 = r.try_get("runs")?;
-        let ok: i64 = r.try_get("ok")?;
-        let ttr_n: i64 = r.try_get("ttr_n")?;
-        let ttr_sum: i64 = r.try_get("ttr_sum")?;
-        let p90_ms = if ttr_n == 0 {
+    let sums = store.kb_rollup_sums(day, namespaces).await?;
+    let mut out = Vec::with_capacity(sums.len());
+    for sum in sums {
+        let p90_ms = if sum.ttr_count == 0 {
             None
         } else {
-            p90(store, &alertname, &playbook, day, namespaces).await?
+            let sample = TtrSample {
+                alertname: &sum.alertname,
+                playbook: &sum.playbook,
+                since_day: day,
+                namespaces,
+                size: P90_SAMPLE,
+            };
+            p90(store, &sample).await?
         };
-        out.push(Stat {
-            success_rate: ok as f64 / runs as f64,
-            ttr_mean_s: (ttr_n > 0).then(|| ttr_sum as f64 / ttr_n as f64 / 1000.0),
-            ttr_p90_s: p90_ms.map(|ms| ms / 1000.0),
-            alertname,
-            playbook,
-            runs,
-            succeeded: ok,
-        });
+        out.push(stat(sum, p90_ms));
     }
     Ok(out)
 }
 
-/// The p90 time to recover (ms) over a group's newest recoveries in the window.
-async fn p90(
-    store: &Store,
-    alertname: &str,
-    playbook: &str,
-    day: i64,
-    namespaces: Option<&[String]>,
-) -> Result<Option<f64>> {
-    let mut binds = vec![alertname.to_string(), playbook.to_string()];
-    // $1 = window start, $2/$3 = alertname/playbook, then the apps.
-    let filter = namespaces
-        .map(|ns| app_filter("target_namespace", ns, 2, &mut binds))
-        .unwrap_or_default();
-    // The database picks the value (a sort of at most P90_SAMPLE integers over a covering index)
-    // so that only one row crosses to the daemon.
-    let sample = format!(
-        "SELECT ttr_ms FROM jobs WHERE alertname = $2 AND playbook = $3 AND state = 'succeeded' \
-         AND dry_run = 0 AND created_at >= $1 AND ttr_ms IS NOT NULL{filter} \
-         ORDER BY created_at DESC LIMIT {P90_SAMPLE}"
-    );
-    let bind_all = |sql: String| {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(day * store::DAY_MS);
-        for b in &binds {
-            q = q.bind(b.clone());
-        }
-        q
-    };
-    let n: i64 = bind_all(format!("SELECT COUNT(*) AS n FROM ({sample}) AS s"))
-        .fetch_one(store.pool())
-        .await?
-        .try_get("n")?;
+/// A group's rates and mean from its rollup sum; `p90_ms` measured separately.
+fn stat(sum: RollupSum, p90_ms: Option<i64>) -> Stat {
+    let RollupSum {
+        alertname,
+        playbook,
+        runs,
+        succeeded,
+        ttr_count,
+        ttr_sum_ms,
+    } = sum;
+    Stat {
+        success_rate: rate(succeeded, runs),
+        ttr_mean_s: (ttr_count > 0).then(|| ttr_sum_ms as f64 / ttr_count as f64 / 1000.0),
+        ttr_p90_s: p90_ms.map(|ms| ms as f64 / 1000.0),
+        alertname,
+        playbook,
+        runs,
+        succeeded,
+    }
+}
+
+/// `succeeded / runs`; the store leaves out groups without runs, 0 for safety if one came.
+fn rate(succeeded: i64, runs: i64) -> f64 {
+    if runs == 0 {
+        0.0
+    } else {
+        succeeded as f64 / runs as f64
+    }
+}
+
+/// The p90 time to recover (ms) over a sample: its nearest-rank value, or None when empty.
+async fn p90(store: &Store, sample: &TtrSample<'_>) -> Result<Option<i64>> {
+    let n = store.kb_ttr_sample_len(sample).await?;
     if n == 0 {
         return Ok(None);
     }
-    let row = bind_all(format!(
-        "SELECT ttr_ms FROM ({sample}) AS s ORDER BY ttr_ms LIMIT 1 OFFSET {}",
-        nearest_rank(n, 90.0) - 1
-    ))
-    .fetch_one(store.pool())
-    .await?;
-    Ok(Some(row.try_get::<i64, _>("ttr_ms")? as f64))
+    Ok(store.kb_ttr_at(sample, nearest_rank(n, 90.0) - 1).await?)
 }
 
 /// The 1-based nearest rank of percentile `p` among `n` values.
@@ -189,39 +138,18 @@ pub async fn target_stats(
     since: i64,
     namespaces: Option<&[String]>,
 ) -> Result<Vec<TargetStat>> {
-    let day = window_day(since);
-    // Whole 30-day periods from the period table, the days before the first one from the daily.
-    let first_period = day.div_euclid(30) + if day.rem_euclid(30) == 0 { 0 } else { 1 };
-    let mut binds = Vec::new();
-    let filter = namespaces
-        .map(|ns| app_filter("namespace", ns, 4, &mut binds))
-        .unwrap_or_default();
-    let sql = format!(
-        "SELECT target_key, CAST(SUM(runs) AS BIGINT) AS runs, CAST(SUM(succeeded) AS BIGINT) AS ok FROM ( \
-           SELECT target_key, runs, succeeded FROM kb_target_period WHERE period >= $1{filter} \
-           UNION ALL \
-           SELECT target_key, runs, succeeded FROM kb_target_daily WHERE day >= $2 AND day < $3{filter} \
-         ) AS t GROUP BY target_key HAVING SUM(runs) > 0 ORDER BY target_key"
-    );
-    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(first_period)
-        .bind(day)
-        .bind(first_period * 30);
-    for b in &binds {
-        q = q.bind(b.clone());
-    }
-    let mut out = Vec::new();
-    for r in &q.fetch_all(store.pool()).await? {
-        let runs: i64 = r.try_get("runs")?;
-        let ok: i64 = r.try_get("ok")?;
-        out.push(TargetStat {
-            target: r.try_get("target_key")?,
-            runs,
-            succeeded: ok,
-            success_rate: ok as f64 / runs as f64,
-        });
-    }
-    Ok(out)
+    let rollups = store
+        .kb_target_rollups(window_day(since), namespaces)
+        .await?;
+    Ok(rollups
+        .into_iter()
+        .map(|t| TargetStat {
+            success_rate: rate(t.succeeded, t.runs),
+            target: t.target,
+            runs: t.runs,
+            succeeded: t.succeeded,
+        })
+        .collect())
 }
 
 /// The last `limit` repairs of a target, newest first.
@@ -293,27 +221,24 @@ pub fn fixes(incidents: &[Job]) -> Vec<Fix> {
 /// the same alert in the same namespace, for escalation messages. None when the knowledge base
 /// does not know.
 pub async fn last_fix(store: &Store, alertname: &str, namespace: &str) -> Result<Option<String>> {
-    let row = sqlx::query(
-        "SELECT id, playbook, ttr_ms FROM jobs WHERE alertname = $1 AND target_namespace = $2 \
-         AND state = 'succeeded' AND dry_run = 0 AND ttr_ms IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 1",
+    Ok(store
+        .kb_last_fix(alertname, namespace)
+        .await?
+        .map(|fix| last_fix_hint(&fix)))
+}
+
+/// The wording of [`last_fix`]: whole minutes, at least one.
+fn last_fix_hint(fix: &LastFix) -> String {
+    let minutes = (fix.ttr_ms as f64 / 60_000.0).round().max(1.0) as i64;
+    format!(
+        "last time, {} fixed this in {minutes} min (job {})",
+        fix.playbook, fix.job_id
     )
-    .bind(alertname)
-    .bind(namespace)
-    .fetch_optional(store.pool())
-    .await?;
-    let Some(r) = row else { return Ok(None) };
-    let id: i64 = r.try_get("id")?;
-    let playbook: String = r.try_get("playbook")?;
-    let ttr: i64 = r.try_get("ttr_ms")?;
-    let minutes = (ttr as f64 / 60_000.0).round().max(1.0) as i64;
-    Ok(Some(format!(
-        "last time, {playbook} fixed this in {minutes} min (job {id})"
-    )))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::nearest_rank;
+    use super::{LastFix, RollupSum, Stat, last_fix_hint, nearest_rank, stat};
 
     #[test]
     fn the_p90_is_the_nearest_rank() {
@@ -322,5 +247,65 @@ mod tests {
         assert_eq!(nearest_rank(20, 90.0), 18);
         assert_eq!(nearest_rank(3, 90.0), 3);
         assert_eq!(nearest_rank(2, 90.0), 2);
+    }
+
+    fn sum(runs: i64, succeeded: i64, ttr_count: i64, ttr_sum_ms: i64) -> RollupSum {
+        RollupSum {
+            alertname: "KubeDeploymentDown".into(),
+            playbook: "restart".into(),
+            runs,
+            succeeded,
+            ttr_count,
+            ttr_sum_ms,
+        }
+    }
+
+    #[test]
+    fn a_stat_is_the_rollup_sums_as_a_rate_and_a_mean_in_seconds() {
+        assert_eq!(
+            stat(sum(4, 3, 2, 300_000), Some(240_000)),
+            Stat {
+                alertname: "KubeDeploymentDown".into(),
+                playbook: "restart".into(),
+                runs: 4,
+                succeeded: 3,
+                success_rate: 0.75,
+                ttr_mean_s: Some(150.0),
+                ttr_p90_s: Some(240.0),
+            }
+        );
+    }
+
+    #[test]
+    fn a_group_without_a_resolved_repair_has_no_time_to_recover() {
+        let s = stat(sum(2, 0, 0, 0), None);
+        assert_eq!(s.success_rate, 0.0);
+        assert_eq!((s.ttr_mean_s, s.ttr_p90_s), (None, None));
+    }
+
+    #[test]
+    fn a_group_without_runs_has_a_zero_rate_rather_than_nan() {
+        assert_eq!(stat(sum(0, 0, 0, 0), None).success_rate, 0.0);
+    }
+
+    #[test]
+    fn the_hint_names_the_playbook_the_job_and_whole_minutes_of_at_least_one() {
+        let fix = |ttr_ms| LastFix {
+            job_id: 12,
+            playbook: "restart".into(),
+            ttr_ms,
+        };
+        assert_eq!(
+            last_fix_hint(&fix(240_000)),
+            "last time, restart fixed this in 4 min (job 12)"
+        );
+        assert_eq!(
+            last_fix_hint(&fix(150_000)),
+            "last time, restart fixed this in 3 min (job 12)"
+        );
+        assert_eq!(
+            last_fix_hint(&fix(5_000)),
+            "last time, restart fixed this in 1 min (job 12)"
+        );
     }
 }

@@ -342,7 +342,7 @@ pub(super) async fn decide(
     // The queue bound is the store's count of pending jobs, so it holds across replicas.
     let depth = match pending {
         Some(n) => *n,
-        None => tx_pending(tx).await?,
+        None => tx.pending_jobs().await?,
     };
     if depth >= i64::try_from(ctx.queue_capacity).unwrap_or(i64::MAX) {
         return Err(Error::QueueFull);
@@ -418,15 +418,6 @@ pub(super) async fn decide(
         state,
         plan,
     }))
-}
-
-async fn tx_pending(tx: &mut WriteTx) -> Result<i64, Error> {
-    use sqlx::Row;
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'waiting')")
-        .fetch_one(&mut *tx.tx)
-        .await
-        .map_err(store::Error::from)?;
-    Ok(row.try_get("n").map_err(store::Error::from)?)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -603,10 +603,7 @@ rules:
         let report = p.ingest(&payload(&storm)).await.unwrap();
         assert_eq!((report.jobs.len(), report.refused), (2, 2));
         // Arrange: everything so far happened long before the window.
-        sqlx::query("UPDATE target_activity SET last_seen = 0")
-            .execute(p.store.pool())
-            .await
-            .unwrap();
+        p.store.set_target_activity(0).await.unwrap();
         let report = p
             .ingest(&payload(&[alert_json(
                 "calm",
@@ -616,14 +613,12 @@ rules:
             .await
             .unwrap();
         assert_eq!(report.jobs.len(), 1, "repairs resume: {:?}", report.alerts);
-        let open: i64 = sqlx::Row::get(
-            &sqlx::query("SELECT COUNT(*) AS n FROM storm_brakes WHERE released_at IS NULL")
-                .fetch_one(p.store.pool())
-                .await
-                .unwrap(),
-            "n",
+        let brakes = p.store.storm_brakes().await.unwrap();
+        assert!(!brakes.is_empty(), "the brake engaged");
+        assert!(
+            brakes.iter().all(|b| b.released_at.is_some()),
+            "the episode is closed: {brakes:?}"
         );
-        assert_eq!(open, 0, "the episode is closed");
     }
 
     #[tokio::test]
@@ -697,14 +692,9 @@ rules:
                 "storm_brake", // a4: 5
             ]
         );
-        let engaged_with: i64 = sqlx::Row::get(
-            &sqlx::query("SELECT targets FROM storm_brakes")
-                .fetch_one(p.store.pool())
-                .await
-                .unwrap(),
-            "targets",
-        );
-        assert_eq!(engaged_with, 4);
+        let brakes = p.store.storm_brakes().await.unwrap();
+        assert_eq!(brakes.len(), 1, "{brakes:?}");
+        assert_eq!(brakes[0].targets, 4);
     }
 
     #[tokio::test]
@@ -730,13 +720,7 @@ rules:
             }
             other => panic!("{other:?}"),
         }
-        let activity: i64 = sqlx::Row::get(
-            &sqlx::query("SELECT COUNT(*) AS n FROM target_activity")
-                .fetch_one(p.store.pool())
-                .await
-                .unwrap(),
-            "n",
-        );
+        let activity = p.store.count_target_activity().await.unwrap();
         assert_eq!(
             activity, 0,
             "an invalid target does not feed the storm brake"

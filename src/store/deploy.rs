@@ -118,7 +118,7 @@ impl Store {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {APP_COLUMNS} FROM apps ORDER BY name"
         )))
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool)
         .await?;
         rows.iter().map(app_row).collect()
     }
@@ -129,7 +129,7 @@ impl Store {
             "SELECT {APP_COLUMNS} FROM apps WHERE name = $1"
         )))
         .bind(name)
-        .fetch_optional(self.pool())
+        .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(app_row).transpose()
     }
@@ -195,7 +195,7 @@ impl Store {
         )))
         .bind(app)
         .bind(limit)
-        .fetch_all(self.pool())
+        .fetch_all(&self.pool)
         .await?;
         rows.iter().map(deployment_row).collect()
     }

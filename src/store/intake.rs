@@ -166,6 +166,16 @@ impl WriteTx {
         })
     }
 
+    /// Jobs queued or waiting across all replicas, seen from inside the intake transaction
+    /// (the queue bound).
+    pub async fn pending_jobs(&mut self) -> Result<i64> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'waiting')")
+                .fetch_one(&mut *self.tx)
+                .await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// Whether a storm brake episode is open.
     pub async fn storm_open(&mut self) -> Result<bool> {
         let row = sqlx::query("SELECT id FROM storm_brakes WHERE open = 1")
@@ -280,5 +290,47 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
+    }
+}
+
+/// One storm brake episode as recorded (read by tests).
+#[cfg(test)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub(crate) struct StormBrake {
+    /// Distinct targets in the window when it engaged.
+    pub targets: i64,
+    /// When it was released; None while open.
+    pub released_at: Option<i64>,
+}
+
+/// Arrangements and reads for the unit tests of the intake (the guards' tables have no
+/// reader in the daemon).
+#[cfg(test)]
+impl Store {
+    /// Moves every target's last rule match to `last_seen` (epoch ms), e.g. out of the storm
+    /// window.
+    pub(crate) async fn set_target_activity(&self, last_seen: i64) -> Result<u64> {
+        let r = sqlx::query("UPDATE target_activity SET last_seen = $1")
+            .bind(last_seen)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Targets that ever matched a rule (rows of `target_activity`).
+    pub(crate) async fn count_target_activity(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM target_activity")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// Every storm brake episode, oldest first.
+    pub(crate) async fn storm_brakes(&self) -> Result<Vec<StormBrake>> {
+        Ok(
+            sqlx::query_as("SELECT targets, released_at FROM storm_brakes ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }

@@ -1,15 +1,17 @@
-//! The knowledge base's own tables (the per-day rollup, notes), the API's audit log, the
-//! read models the HTTP API pages through, and retention.
+//! The knowledge base's data: its own tables (the per-day rollups, notes) and the reads
+//! `crate::kb` decides from (rollup sums, time-to-recover samples, past incidents).
 //!
 //! The rollup is written in the same transaction as the job change it counts
 //! ([`WriteTx::transition`] and the time-to-recover updates), so it can never disagree with the
-//! jobs it summarises, also with two replicas writing.
+//! jobs it summarises, also with two replicas writing. What the numbers mean (rates, means,
+//! percentile ranks, the wording of a hint) is decided in `crate::kb`, not here.
 
 use sqlx::any::AnyRow;
 use sqlx::{Arguments, AssertSqlSafe, Row};
 
 use super::jobs::{JOB_COLUMNS, job_from_row};
-use super::{Error, Job, JobState, Result, Store, WriteTx};
+use super::listing::Where;
+use super::{Job, JobState, Result, Store, WriteTx};
 
 /// Milliseconds in a UTC day: rollup rows are per `created_at / DAY_MS`.
 pub const DAY_MS: i64 = 86_400_000;
@@ -48,147 +50,6 @@ pub struct NewNote<'a> {
     pub body: &'a str,
 }
 
-/// One write through the API, as the audit log keeps it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct AuditEntry {
-    /// When (epoch ms).
-    pub at: i64,
-    /// The token's subject.
-    pub subject: String,
-    /// The token's role.
-    pub role: String,
-    /// Method and route, e.g. `POST /api/kb/notes`.
-    pub action: String,
-    /// What it touched, e.g. `note 3`.
-    pub resource: String,
-    /// The HTTP status it was answered with.
-    pub status: i64,
-    /// Details (JSON text).
-    pub detail: String,
-}
-
-/// A recorded alert occurrence as the API lists it.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct AlertRecord {
-    /// Id (the pagination cursor).
-    pub id: i64,
-    /// Fingerprint.
-    pub fingerprint: String,
-    /// `firing` or `resolved`.
-    pub status: String,
-    /// Alert name.
-    pub alertname: String,
-    /// The app (namespace label), if the alert has one.
-    pub namespace: Option<String>,
-    /// Labels.
-    pub labels: serde_json::Value,
-    /// Annotations.
-    pub annotations: serde_json::Value,
-    /// startsAt (epoch ms).
-    pub starts_at: i64,
-    /// endsAt (epoch ms), for resolved occurrences.
-    pub ends_at: Option<i64>,
-    /// generatorURL.
-    pub generator_url: String,
-    /// When it was received (epoch ms).
-    pub received_at: i64,
-}
-
-/// Which rows a listing returns. `namespaces: None` means every app (admin); `Some` limits to
-/// those apps, and rows without an app are then never listed.
-#[derive(Clone, Debug, Default)]
-pub struct ListFilter {
-    /// Apps the caller may see (None = all).
-    pub namespaces: Option<Vec<String>>,
-    /// Only this state (jobs) or status (alerts).
-    pub state: Option<String>,
-    /// Only this target key (jobs) or alert name (alerts).
-    pub subject: Option<String>,
-    /// Created/received at or after (epoch ms).
-    pub since: Option<i64>,
-    /// Only ids below this (the cursor of the previous page).
-    pub before_id: Option<i64>,
-    /// Page size.
-    pub limit: i64,
-}
-
-/// Dynamic WHERE clause with positional binds, for the listings.
-struct Where {
-    clauses: Vec<String>,
-    args: sqlx::any::AnyArguments,
-    n: usize,
-}
-
-impl Where {
-    fn new() -> Where {
-        Where {
-            clauses: Vec::new(),
-            args: sqlx::any::AnyArguments::default(),
-            n: 0,
-        }
-    }
-
-    fn next(&mut self) -> String {
-        self.n += 1;
-        format!("${}", self.n)
-    }
-
-    fn eq<T>(&mut self, column: &str, op: &str, value: T)
-    where
-        T: 'static + Send + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
-    {
-        let p = self.next();
-        self.clauses.push(format!("{column} {op} {p}"));
-        self.args.add(value).expect("encoding a plain value");
-    }
-
-    fn any_of(&mut self, column: &str, values: &[String]) {
-        if values.is_empty() {
-            self.clauses.push("1 = 0".into());
-            return;
-        }
-        let ps: Vec<String> = values.iter().map(|_| self.next()).collect();
-        for v in values {
-            self.args.add(v.clone()).expect("encoding a string");
-        }
-        self.clauses
-            .push(format!("{column} IN ({})", ps.join(", ")));
-    }
-
-    /// The WHERE of a listing page and the placeholder of its LIMIT; `columns` name the app,
-    /// state, subject and time columns of the table listed.
-    fn listing(f: &ListFilter, columns: [&str; 4]) -> (Where, String) {
-        let [ns_col, state_col, subject_col, time_col] = columns;
-        let mut w = Where::new();
-        if let Some(ns) = &f.namespaces {
-            w.any_of(ns_col, ns);
-        }
-        if let Some(s) = &f.state {
-            w.eq(state_col, "=", s.clone());
-        }
-        if let Some(v) = &f.subject {
-            w.eq(subject_col, "=", v.clone());
-        }
-        if let Some(t) = f.since {
-            w.eq(time_col, ">=", t);
-        }
-        if let Some(id) = f.before_id {
-            w.eq("id", "<", id);
-        }
-        let limit_p = w.next();
-        w.args.add(f.limit).expect("encoding an integer");
-        (w, limit_p)
-    }
-
-    fn sql(&self) -> String {
-        if self.clauses.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", self.clauses.join(" AND "))
-        }
-    }
-}
-
 fn note_from_row(r: &AnyRow) -> Result<Note> {
     Ok(Note {
         id: r.try_get("id")?,
@@ -198,14 +59,6 @@ fn note_from_row(r: &AnyRow) -> Result<Note> {
         author: r.try_get("author")?,
         body: r.try_get("body")?,
         created_at: r.try_get("created_at")?,
-    })
-}
-
-fn json_text(r: &AnyRow, column: &'static str) -> Result<serde_json::Value> {
-    let text: String = r.try_get(column)?;
-    serde_json::from_str(&text).map_err(|e| Error::Corrupt {
-        column,
-        message: e.to_string(),
     })
 }
 
@@ -286,59 +139,7 @@ impl WriteTx {
             created_at: now,
         })
     }
-
-    /// Appends to the audit log.
-    pub async fn insert_audit(&mut self, e: &AuditEntry) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, subject, role, action, resource, status, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(e.at)
-        .bind(&e.subject)
-        .bind(&e.role)
-        .bind(&e.action)
-        .bind(&e.resource)
-        .bind(e.status)
-        .bind(&e.detail)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
 }
-
-/// Rows removed by one pruning pass, per table family.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct Pruned {
-    /// Alert occurrences (and their decisions).
-    pub alerts: u64,
-    /// Repairs (with their steps, events and escalations).
-    pub repairs: u64,
-    /// Rollup rows.
-    pub stats: u64,
-    /// Audit log entries.
-    pub audit: u64,
-    /// Storm-brake activity rows.
-    pub activity: u64,
-}
-
-/// Cutoffs (epoch ms) of one pruning pass: rows older than these go.
-#[derive(Clone, Copy, Debug)]
-pub struct Cutoffs {
-    /// Alert occurrences and decisions received before this.
-    pub alerts: i64,
-    /// Finished repairs created before this.
-    pub repairs: i64,
-    /// Rollup days before this.
-    pub stats: i64,
-    /// Audit entries before this.
-    pub audit: i64,
-    /// Storm-brake activity last seen before this.
-    pub activity: i64,
-}
-
-/// Rows deleted per statement: SQLite has one writer, so pruning yields between batches and
-/// intake never waits long behind it.
-const PRUNE_BATCH: i64 = 2_000;
 
 impl Store {
     /// The notes of an app about an alert name and/or a target, newest first.
@@ -392,231 +193,193 @@ impl Store {
         .await?;
         rows.iter().map(job_from_row).collect()
     }
+}
 
-    /// Records one audit entry in its own transaction.
-    pub async fn audit(&self, e: &AuditEntry) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        tx.insert_audit(e).await?;
-        tx.commit().await
-    }
+/// One (alertname, playbook) group of the daily rollup, summed over a window.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct RollupSum {
+    /// Alert name.
+    pub alertname: String,
+    /// Playbook.
+    pub playbook: String,
+    /// Finished repairs (never 0: empty groups are left out).
+    pub runs: i64,
+    /// Of which succeeded.
+    pub succeeded: i64,
+    /// Repairs whose alert resolved (their time to recover is known).
+    pub ttr_count: i64,
+    /// Sum of those times to recover, milliseconds.
+    pub ttr_sum_ms: i64,
+}
 
-    /// The newest audit entries.
-    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT at, subject, role, action, resource, status, detail FROM audit_log ORDER BY id DESC LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    at: r.try_get("at")?,
-                    subject: r.try_get("subject")?,
-                    role: r.try_get("role")?,
-                    action: r.try_get("action")?,
-                    resource: r.try_get("resource")?,
-                    status: r.try_get("status")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect()
-    }
+/// One target's repairs, summed over a window.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct TargetRollup {
+    /// `namespace/Kind/name`.
+    pub target: String,
+    /// Finished repairs (never 0).
+    pub runs: i64,
+    /// Of which succeeded.
+    pub succeeded: i64,
+}
 
-    /// A page of recorded alert occurrences, newest first.
-    pub async fn list_alerts(&self, f: &ListFilter) -> Result<Vec<AlertRecord>> {
-        let (w, limit_p) = Where::listing(f, ["namespace", "status", "alertname", "received_at"]);
-        let sql = format!(
-            "SELECT id, fingerprint, status, alertname, namespace, labels, annotations, starts_at, ends_at, \
-             generator_url, received_at FROM alert_events{} ORDER BY id DESC LIMIT {limit_p}",
-            w.sql()
-        );
-        let rows = sqlx::query_with(AssertSqlSafe(sql), w.args)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AlertRecord {
-                    id: r.try_get("id")?,
-                    fingerprint: r.try_get("fingerprint")?,
-                    status: r.try_get("status")?,
-                    alertname: r.try_get("alertname")?,
-                    namespace: r.try_get("namespace")?,
-                    labels: json_text(r, "labels")?,
-                    annotations: json_text(r, "annotations")?,
-                    starts_at: r.try_get("starts_at")?,
-                    ends_at: r.try_get("ends_at")?,
-                    generator_url: r.try_get("generator_url")?,
-                    received_at: r.try_get("received_at")?,
-                })
-            })
-            .collect()
-    }
+/// The repairs a time-to-recover sample is drawn from: the newest `size` successful, resolved,
+/// real repairs of one (alertname, playbook) created since a UTC day.
+#[derive(Clone, Copy, Debug)]
+pub struct TtrSample<'a> {
+    /// Alert name.
+    pub alertname: &'a str,
+    /// Playbook.
+    pub playbook: &'a str,
+    /// First UTC day (days since the epoch) of the window.
+    pub since_day: i64,
+    /// Only these apps (None = every app).
+    pub namespaces: Option<&'a [String]>,
+    /// At most this many of the newest repairs.
+    pub size: i64,
+}
 
-    /// A page of repairs, newest first.
-    pub async fn list_jobs(&self, f: &ListFilter) -> Result<Vec<Job>> {
-        let (w, limit_p) =
-            Where::listing(f, ["target_namespace", "state", "target_key", "created_at"]);
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs{} ORDER BY id DESC LIMIT {limit_p}",
-            w.sql()
-        );
-        let rows = sqlx::query_with(AssertSqlSafe(sql), w.args)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(job_from_row).collect()
-    }
+/// The newest successful, resolved, real repair of an alert in an app.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct LastFix {
+    /// The job.
+    pub job_id: i64,
+    /// Its playbook.
+    pub playbook: String,
+    /// Its time to recover, milliseconds.
+    pub ttr_ms: i64,
+}
 
-    /// Deletes what is older than the cutoffs, in small batches. Active repairs, repairs a
-    /// newer repair continues (chains) and alerts a kept repair or decision points to are kept.
-    pub async fn prune(&self, c: &Cutoffs) -> Result<Pruned> {
-        let mut out = Pruned::default();
-        let finished = JobState::ALL
-            .into_iter()
-            .filter(|s| s.is_terminal())
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        // Repairs first, so their alerts and decisions become free to go.
-        let pick_jobs = format!(
-            "SELECT id FROM jobs WHERE created_at < $1 AND state IN ({finished}) \
-             AND NOT EXISTS (SELECT 1 FROM jobs c WHERE c.parent_id = jobs.id AND c.created_at >= $1) \
-             ORDER BY id LIMIT {PRUNE_BATCH}"
-        );
-        out.repairs += self
-            .prune_by_ids(&pick_jobs, c.repairs, |list| {
-                vec![
-                    format!("DELETE FROM job_steps WHERE job_id IN ({list})"),
-                    format!("DELETE FROM job_events WHERE job_id IN ({list})"),
-                    format!("DELETE FROM escalations WHERE job_id IN ({list})"),
-                    // Their notifications (the outbox references jobs) and every attempt of them.
-                    format!(
-                        "DELETE FROM notification_attempts WHERE notification_id IN \
-                         (SELECT id FROM notifications WHERE job_id IN ({list}))"
-                    ),
-                    format!("DELETE FROM notifications WHERE job_id IN ({list})"),
-                    format!("UPDATE decisions SET job_id = NULL WHERE job_id IN ({list})"),
-                    // A chain's later job may point at one pruned in the same batch.
-                    format!("UPDATE jobs SET parent_id = NULL WHERE parent_id IN ({list})"),
-                    format!("DELETE FROM jobs WHERE id IN ({list})"),
-                ]
-            })
-            .await?;
-        // Finished notifications about no repair (storm brake, fired alerts, deploys) age
-        // with the repairs; each batch takes its attempts with it (they reference it).
-        self.prune_by_ids(
-            &format!(
-                "SELECT id FROM notifications WHERE job_id IS NULL AND created_at < $1 \
-                 AND state IN ('sent', 'failed', 'suppressed') ORDER BY id LIMIT {PRUNE_BATCH}"
-            ),
-            c.repairs,
-            |list| {
-                vec![
-                    format!("DELETE FROM notification_attempts WHERE notification_id IN ({list})"),
-                    format!("DELETE FROM notifications WHERE id IN ({list})"),
-                ]
-            },
-        )
-        .await?;
-        // Decisions, then the alert occurrences nothing kept refers to.
-        self.delete_batched(
-            &format!(
-                "DELETE FROM decisions WHERE id IN (SELECT id FROM decisions WHERE created_at < $1 \
-                 AND job_id IS NULL LIMIT {PRUNE_BATCH})"
-            ),
-            c.alerts,
-        )
-        .await?;
-        out.alerts += self
-            .delete_batched(&format!(
-                "DELETE FROM alert_events WHERE id IN (SELECT a.id FROM alert_events a WHERE a.received_at < $1 \
-                 AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.alert_event_id = a.id) \
-                 AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.alert_event_id = a.id) LIMIT {PRUNE_BATCH})"
-            ), c.alerts)
-            .await?;
-        let day = c.stats.div_euclid(DAY_MS);
-        out.stats += self
-            .delete_batched("DELETE FROM kb_daily WHERE day < $1", day)
-            .await?;
-        for table in ["kb_daily_all", "kb_target_daily"] {
-            self.delete_batched(&format!("DELETE FROM {table} WHERE day < $1"), day)
-                .await?;
+/// The rollups hold whole days, and `kb_target_period` whole 30-day periods.
+const PERIOD_DAYS: i64 = 30;
+
+impl TtrSample<'_> {
+    /// `SELECT ttr_ms …` of the sample, with its binds.
+    fn query(&self) -> (String, sqlx::any::AnyArguments) {
+        let mut w = Where::new();
+        w.eq("created_at", ">=", self.since_day * DAY_MS);
+        w.eq("alertname", "=", self.alertname.to_string());
+        w.eq("playbook", "=", self.playbook.to_string());
+        if let Some(ns) = self.namespaces {
+            w.any_of("target_namespace", ns);
         }
-        self.delete_batched(
-            "DELETE FROM kb_target_period WHERE period < $1",
-            day.div_euclid(30),
-        )
-        .await?;
-        out.audit += self
-            .delete_batched(&format!(
-                "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < $1 LIMIT {PRUNE_BATCH})"
-            ), c.audit)
-            .await?;
-        out.activity += self
-            .delete_batched(
-                "DELETE FROM target_activity WHERE last_seen < $1",
-                c.activity,
-            )
-            .await?;
-        Ok(out)
+        let sql = format!(
+            "SELECT ttr_ms FROM jobs{} AND state = 'succeeded' AND dry_run = 0 AND ttr_ms IS NOT NULL \
+             ORDER BY created_at DESC LIMIT {}",
+            w.sql(),
+            self.size
+        );
+        (sql, w.args)
     }
+}
 
-    /// Until `pick` (`SELECT id … $1 … LIMIT`) finds nothing more: in one transaction per batch,
-    /// runs the statements `batch` gives for the picked ids (a comma-separated list of
-    /// integers from the database, never user input). Returns the rows the last statement of
-    /// each batch affected (the deletion of the picked rows themselves).
-    async fn prune_by_ids(
+impl Store {
+    /// The daily rollup per (alertname, playbook) summed from UTC day `since_day` on, optionally
+    /// only in `namespaces`; groups without runs are left out. Cost: days × rules, whatever
+    /// the number of repairs.
+    pub async fn kb_rollup_sums(
         &self,
-        pick: &str,
-        cutoff: i64,
-        batch: impl Fn(&str) -> Vec<String>,
-    ) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let mut tx = self.begin_write().await?;
-            let ids: Vec<i64> = sqlx::query(AssertSqlSafe(pick.to_string()))
-                .bind(cutoff)
-                .fetch_all(&mut *tx.tx)
-                .await?
-                .iter()
-                .map(|r| r.try_get("id"))
-                .collect::<Result<_, _>>()?;
-            if ids.is_empty() {
-                tx.rollback().await?;
-                return Ok(total);
+        since_day: i64,
+        namespaces: Option<&[String]>,
+    ) -> Result<Vec<RollupSum>> {
+        let mut w = Where::new();
+        w.eq("day", ">=", since_day);
+        // Every app reads the table summed over apps; one app's the per-app table.
+        let table = match namespaces {
+            None => "kb_daily_all",
+            Some(ns) => {
+                w.any_of("namespace", ns);
+                "kb_daily"
             }
-            let list = ids
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut last = 0;
-            for stmt in batch(&list) {
-                last = sqlx::query(AssertSqlSafe(stmt))
-                    .execute(&mut *tx.tx)
-                    .await?
-                    .rows_affected();
-            }
-            total += last;
-            tx.commit().await?;
-        }
+        };
+        let sql = format!(
+            "SELECT alertname, playbook, CAST(SUM(runs) AS BIGINT) AS runs, \
+             CAST(SUM(succeeded) AS BIGINT) AS succeeded, CAST(SUM(ttr_count) AS BIGINT) AS ttr_count, \
+             CAST(SUM(ttr_sum_ms) AS BIGINT) AS ttr_sum_ms \
+             FROM {table}{} GROUP BY alertname, playbook HAVING SUM(runs) > 0 \
+             ORDER BY alertname, playbook",
+            w.sql()
+        );
+        Ok(sqlx::query_as_with(AssertSqlSafe(sql), w.args)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
-    /// Runs a `DELETE … $1` until it deletes nothing more; returns the rows deleted.
-    async fn delete_batched(&self, sql: &str, cutoff: i64) -> Result<u64> {
-        let mut total = 0;
-        loop {
-            let mut tx = self.begin_write().await?;
-            let n = sqlx::query(AssertSqlSafe(sql.to_string()))
-                .bind(cutoff)
-                .execute(&mut *tx.tx)
-                .await?
-                .rows_affected();
-            tx.commit().await?;
-            total += n;
-            if n < PRUNE_BATCH as u64 {
-                return Ok(total);
-            }
+    /// How many repairs the sample holds (at most its size).
+    pub async fn kb_ttr_sample_len(&self, sample: &TtrSample<'_>) -> Result<i64> {
+        let (sql, args) = sample.query();
+        let row = sqlx::query_with(
+            AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM ({sql}) AS s")),
+            args,
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    /// The time to recover (ms) at 0-based position `offset` of the sample sorted ascending.
+    /// The database sorts (at most the sample's size of integers, over a covering index) so
+    /// that only one row crosses to the daemon.
+    pub async fn kb_ttr_at(&self, sample: &TtrSample<'_>, offset: i64) -> Result<Option<i64>> {
+        let (sql, args) = sample.query();
+        let offset = offset.max(0);
+        let row = sqlx::query_with(
+            AssertSqlSafe(format!(
+                "SELECT ttr_ms FROM ({sql}) AS s ORDER BY ttr_ms LIMIT 1 OFFSET {offset}"
+            )),
+            args,
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get("ttr_ms"))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Repairs per target created from UTC day `since_day` on, optionally only in `namespaces`;
+    /// targets without runs are left out. Whole 30-day periods come from the period table, the
+    /// days before the first one from the daily table.
+    pub async fn kb_target_rollups(
+        &self,
+        since_day: i64,
+        namespaces: Option<&[String]>,
+    ) -> Result<Vec<TargetRollup>> {
+        let first_period =
+            since_day.div_euclid(PERIOD_DAYS) + i64::from(since_day.rem_euclid(PERIOD_DAYS) != 0);
+        let mut w = Where::new();
+        w.eq("period", ">=", first_period);
+        if let Some(ns) = namespaces {
+            w.any_of("namespace", ns);
         }
+        let periods = w.take_sql();
+        w.eq("day", ">=", since_day);
+        w.eq("day", "<", first_period * PERIOD_DAYS);
+        if let Some(ns) = namespaces {
+            w.any_of("namespace", ns);
+        }
+        let days = w.take_sql();
+        let sql = format!(
+            "SELECT target_key AS target, CAST(SUM(runs) AS BIGINT) AS runs, \
+             CAST(SUM(succeeded) AS BIGINT) AS succeeded FROM ( \
+               SELECT target_key, runs, succeeded FROM kb_target_period{periods} \
+               UNION ALL \
+               SELECT target_key, runs, succeeded FROM kb_target_daily{days} \
+             ) AS t GROUP BY target_key HAVING SUM(runs) > 0 ORDER BY target_key"
+        );
+        Ok(sqlx::query_as_with(AssertSqlSafe(sql), w.args)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The newest successful, resolved, real repair of `alertname` in `namespace`.
+    pub async fn kb_last_fix(&self, alertname: &str, namespace: &str) -> Result<Option<LastFix>> {
+        Ok(sqlx::query_as(
+            "SELECT id AS job_id, playbook, ttr_ms FROM jobs WHERE alertname = $1 AND target_namespace = $2 \
+             AND state = 'succeeded' AND dry_run = 0 AND ttr_ms IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(alertname)
+        .bind(namespace)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 }

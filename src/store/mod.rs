@@ -8,12 +8,20 @@
 //! SQLite allows one writer at a time. Rather than letting concurrent transactions collide and
 //! sleep in SQLite's busy handler, writers queue on an in-process mutex ([`Store::begin_write`]).
 //! PostgreSQL needs no such lock: its row locks and unique indexes arbitrate between replicas.
+//!
+//! Every query of the crate lives under this module, behind typed methods: neither the pool nor
+//! a [`WriteTx`]'s transaction is reachable from outside, so a schema change is checked here.
+//! Submodules are split by concern: `intake` (alerts, decisions, guard counts), `jobs`,
+//! `kb` (rollups, notes, the knowledge base's reads), `listing` (the API's pages and audit
+//! log), `notify` (the outbox), `deploy`, `retention`.
 
 mod deploy;
 mod intake;
 mod jobs;
 mod kb;
+mod listing;
 mod notify;
+mod retention;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -26,10 +34,12 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 pub use deploy::{AppRecord, DeploymentRecord};
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
-pub use kb::{AlertRecord, AuditEntry, Cutoffs, DAY_MS, ListFilter, NewNote, Note, Pruned};
+pub use kb::{DAY_MS, LastFix, NewNote, Note, RollupSum, TargetRollup, TtrSample};
+pub use listing::{AlertRecord, AuditEntry, ListFilter};
 pub use notify::{
     AttemptEnd, NewNotification, Notification, NotificationAttempt, NotificationState,
 };
+pub use retention::{Cutoffs, Pruned};
 
 /// Store failures. All of them mean "could not record": intake answers 503 so Alertmanager retries.
 #[derive(Debug, thiserror::Error)]
@@ -110,23 +120,13 @@ pub struct Store {
 }
 
 /// A write transaction; on SQLite it also holds the in-process writer lock until dropped.
+///
+/// Its statements are the store's methods on it (`insert_job`, `transition`, …): the
+/// transaction itself stays inside this module so that no other module builds SQL.
 pub struct WriteTx {
     /// The transaction; commit or roll back explicitly, dropping rolls back.
-    pub tx: Transaction<'static, Any>,
+    tx: Transaction<'static, Any>,
     _guard: Option<OwnedMutexGuard<()>>,
-}
-
-impl std::ops::Deref for WriteTx {
-    type Target = Transaction<'static, Any>;
-    fn deref(&self) -> &Self::Target {
-        &self.tx
-    }
-}
-
-impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
-    }
 }
 
 impl WriteTx {
@@ -212,11 +212,6 @@ impl Store {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// The pool, for read queries.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
     }
 
     /// Whether the database answers (used by `/-/ready`).

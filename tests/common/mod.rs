@@ -76,6 +76,36 @@ async fn pg_connect(url: &str) -> Result<sqlx::AnyConnection, sqlx::Error> {
     sqlx::AnyConnection::connect(url).await
 }
 
+/// A pool of the test's own on a test database, to arrange what the store's API never writes
+/// (backdated or bulk history): the store keeps its connections and SQL to itself.
+pub async fn raw_db(url: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyPool::connect(url).await.unwrap()
+}
+
+/// The cutoffs of a pruning pass at `now` with the default windows (`retention.*`), but
+/// `repairs_days` for repairs.
+pub fn cutoffs(now: i64, repairs_days: i64) -> aiops::store::Cutoffs {
+    let day = aiops::store::DAY_MS;
+    aiops::store::Cutoffs {
+        alerts: now - 30 * day,
+        repairs: now - repairs_days * day,
+        stats: now - 730 * day,
+        audit: now - 365 * day,
+        activity: now - day,
+    }
+}
+
+/// The rows of `table`, counted through a [`raw_db`] pool.
+pub async fn count_rows(raw: &sqlx::AnyPool, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_one(raw)
+        .await
+        .unwrap();
+    sqlx::Row::get(&row, "n")
+}
+
 /// A database for one test; a PostgreSQL one is dropped when this is dropped.
 pub struct TestDb {
     pub url: String,
