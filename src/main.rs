@@ -512,7 +512,10 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
                         if plan.dry_run { " (dry run)" } else { "" },
                         plan.params
                     );
-                    println!("    on failure: {}", plan.escalate);
+                    println!(
+                        "    on failure: {}",
+                        serde_json::to_string(&plan.escalate).unwrap_or_default()
+                    );
                     // Run the playbook as a dry run: what it would do to the cluster, now.
                     let Some(alert) = payload
                         .alerts
@@ -523,7 +526,7 @@ async fn simulate(config: Option<&Path>, file: &Path, json: bool) -> Result<Exit
                     };
                     let p = aiops::playbook::offline::Plan {
                         target: target.clone(),
-                        params: plan.params.clone(),
+                        params: plan.params.clone().into(),
                         rule: Some(rule.clone()),
                     };
                     let opts = aiops::playbook::offline::Options {

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::alert::{Alert, DedupKey, Payload, Rejection, Status};
 use crate::config::{self, Settings};
+use crate::job::{ChainStep, Params};
 use crate::metrics::Metrics;
 use crate::playbook::{self, Catalog};
 use crate::rules::{EscalationStep, RuleSet, Target};
@@ -165,13 +166,13 @@ pub struct Plan {
     /// Playbook to run.
     pub playbook: String,
     /// Its params.
-    pub params: serde_json::Value,
+    pub params: Params,
     /// Not before (epoch ms).
     pub not_before: i64,
     /// Dry run.
     pub dry_run: bool,
     /// What follows a failure.
-    pub escalate: serde_json::Value,
+    pub escalate: Vec<ChainStep>,
 }
 
 /// The verdict on one alert of a webhook.
@@ -536,27 +537,6 @@ impl Pipeline {
         }
     }
 
-    /// The escalation chain of a rule as stored with its jobs.
-    pub fn chain_json(steps: &[EscalationStep]) -> serde_json::Value {
-        serde_json::Value::Array(
-            steps
-                .iter()
-                .map(|s| match s {
-                    EscalationStep::Playbook { playbook, params } => {
-                        serde_json::json!({"playbook": playbook, "params": params})
-                    }
-                    EscalationStep::Notify { route } => serde_json::json!({"notify": route}),
-                    EscalationStep::Choose { alternatives } => serde_json::json!({
-                        "choose": "best",
-                        "from": alternatives
-                            .iter()
-                            .map(|(p, params)| serde_json::json!({"playbook": p, "params": params}))
-                            .collect::<Vec<_>>(),
-                    }),
-                })
-                .collect(),
-        )
-    }
 }
 
 fn verdict_for(alert: &Alert, dedup: &'static str) -> AlertVerdict {

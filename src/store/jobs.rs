@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{Backend, Error, Result, Store, WriteTx};
+use crate::job::JobSpec;
 
 /// Job states. Active ones hold the target (one active repair per target).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -106,14 +107,9 @@ pub struct NewJob {
     pub alertname: String,
     /// Rule name.
     pub rule: String,
-    /// Playbook to run.
-    pub playbook: String,
-    /// Playbook params (JSON object).
-    pub params: serde_json::Value,
-    /// The rule's escalation chain at creation (JSON), so a reload cannot change a running incident.
-    pub escalate: serde_json::Value,
-    /// The rule's verification settings at creation (JSON, see `rules::Verify::to_json`).
-    pub verify: serde_json::Value,
+    /// What to run, the chain and the verification, snapshotted from the rule at creation so a
+    /// reload cannot change a running incident.
+    pub spec: JobSpec,
     /// 0 for the rule's own playbook, i for its i-th escalation step.
     pub chain_index: i64,
     /// The job this one escalated from.
@@ -155,14 +151,13 @@ pub struct Job {
     pub alertname: String,
     /// Rule name.
     pub rule: String,
-    /// Playbook.
+    /// The playbook (`spec.playbook`, read from its own column; serialized once, by the spec).
+    #[serde(skip_serializing)]
     pub playbook: String,
-    /// Params.
-    pub params: serde_json::Value,
-    /// Escalation chain snapshot.
-    pub escalate: serde_json::Value,
-    /// Verification snapshot.
-    pub verify: serde_json::Value,
+    /// What the job runs, its chain and verification (serialized flat: `playbook`, `params`,
+    /// `escalate`, `verify`).
+    #[serde(flatten)]
+    pub spec: JobSpec,
     /// Position in the chain.
     pub chain_index: i64,
     /// Escalated from.
@@ -199,30 +194,40 @@ pub struct Job {
     pub ttr_ms: Option<i64>,
 }
 
-pub(super) const JOB_COLUMNS: &str = "id, alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, verify, chain_index, \
+pub(super) const JOB_COLUMNS: &str = "id, alert_event_id, fingerprint, alertname, rule, playbook, spec, chain_index, \
     parent_id, target_namespace, target_kind, target_name, target_key, dry_run, timeout_ms, state, not_before, \
     created_at, started_at, finished_at, owner, outcome, error, ttr_ms";
 
-fn json_col(row: &AnyRow, column: &'static str) -> Result<serde_json::Value> {
-    let text: String = row.try_get(column)?;
+fn spec_col(row: &AnyRow) -> Result<JobSpec> {
+    let text: String = row.try_get("spec")?;
     serde_json::from_str(&text).map_err(|e| Error::Corrupt {
-        column,
+        column: "spec",
         message: e.to_string(),
     })
 }
 
 pub(super) fn job_from_row(row: &AnyRow) -> Result<Job> {
     let state: String = row.try_get("state")?;
+    let spec = spec_col(row)?;
+    let playbook: String = row.try_get("playbook")?;
+    if playbook != spec.playbook {
+        // Both are written once, together, by `insert_job`; a difference is a damaged row.
+        return Err(Error::Corrupt {
+            column: "spec",
+            message: format!(
+                "names playbook {:?} but the row runs {playbook:?}",
+                spec.playbook
+            ),
+        });
+    }
     Ok(Job {
         id: row.try_get("id")?,
         alert_event_id: row.try_get("alert_event_id")?,
         fingerprint: row.try_get("fingerprint")?,
         alertname: row.try_get("alertname")?,
         rule: row.try_get("rule")?,
-        playbook: row.try_get("playbook")?,
-        params: json_col(row, "params")?,
-        escalate: json_col(row, "escalate")?,
-        verify: json_col(row, "verify")?,
+        playbook,
+        spec,
         chain_index: row.try_get("chain_index")?,
         parent_id: row.try_get("parent_id")?,
         target_namespace: row.try_get("target_namespace")?,
@@ -336,20 +341,23 @@ impl WriteTx {
         } else {
             JobState::Queued
         };
+        let spec = serde_json::to_string(&job.spec).map_err(|e| Error::Corrupt {
+            column: "spec",
+            message: e.to_string(),
+        })?;
         let row = sqlx::query(
-            "INSERT INTO jobs (alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, chain_index, \
+            "INSERT INTO jobs (alert_event_id, fingerprint, alertname, rule, playbook, spec, chain_index, \
              parent_id, target_namespace, target_kind, target_name, target_key, dry_run, timeout_ms, state, \
-             not_before, created_at, updated_at, verify) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19) \
+             not_before, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
              ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(job.alert_event_id)
         .bind(&job.fingerprint)
         .bind(&job.alertname)
         .bind(&job.rule)
-        .bind(&job.playbook)
-        .bind(job.params.to_string())
-        .bind(job.escalate.to_string())
+        .bind(&job.spec.playbook)
+        .bind(spec)
         .bind(job.chain_index)
         .bind(job.parent_id)
         .bind(&job.target_namespace)
@@ -361,7 +369,6 @@ impl WriteTx {
         .bind(state.as_str())
         .bind(job.not_before)
         .bind(now)
-        .bind(job.verify.to_string())
         .fetch_optional(&mut *self.tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
