@@ -238,7 +238,9 @@ pub(super) async fn apply(
     now: i64,
 ) -> Result<Escalated> {
     let step = match escalation {
-        Escalation::ToHumans(handoff) => return to_humans(tx, job, past, reason, handoff, now).await,
+        Escalation::ToHumans(handoff) => {
+            return to_humans(tx, job, past, reason, handoff, now).await;
+        }
         Escalation::Next(step) => step,
     };
     let next = NewJob {
@@ -338,10 +340,7 @@ async fn to_humans(
             .await?;
     }
     Ok(Escalated {
-        summary: format!(
-            "handed to humans via {} ({why})",
-            handoff.routes.join(", ")
-        ),
+        summary: format!("handed to humans via {} ({why})", handoff.routes.join(", ")),
         kinds: vec!["notify"; handoff.routes.len()],
         next_job: None,
         routes: handoff.routes.clone(),

@@ -40,15 +40,14 @@ impl Executor {
         let msg = format!("{}: {}", outcome.kind(), outcome.message());
         let chain = self.store.chain_of(job).await?;
         // What the knowledge base remembers, for the humans this may reach.
-        let hint = match crate::kb::last_fix(&self.store, &job.alertname, &job.target_namespace)
-            .await
-        {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(error = %e, "knowledge-base hint unavailable");
-                None
-            }
-        };
+        let hint =
+            match crate::kb::last_fix(&self.store, &job.alertname, &job.target_namespace).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "knowledge-base hint unavailable");
+                    None
+                }
+            };
         let past = Past {
             jobs: &chain,
             hint: hint.as_deref(),

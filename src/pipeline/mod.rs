@@ -536,7 +536,6 @@ impl Pipeline {
             self.wake.notify_one();
         }
     }
-
 }
 
 fn verdict_for(alert: &Alert, dedup: &'static str) -> AlertVerdict {

@@ -267,7 +267,9 @@ fn choose_best_takes_the_best_success_rate_and_says_why() {
     assert_eq!((n.index, n.playbook.as_str()), (0, "rollback"));
     assert_eq!(
         n.chosen.as_deref(),
-        Some("chose rollback by success rate for Down (restart 25%, rollback 80%, raise_memory untried)")
+        Some(
+            "chose rollback by success rate for Down (restart 25%, rollback 80%, raise_memory untried)"
+        )
     );
 }
 
@@ -315,10 +317,7 @@ fn an_alternative_that_ever_worked_ranks_above_an_untried_one() {
 #[test]
 fn a_choose_step_without_alternatives_is_passed_over() {
     let spec = spec(vec![choose(&[]), playbook("rollback")]);
-    assert_eq!(
-        next(plan(&spec, Ended::Failure, &history(0, 5))).index,
-        1
-    );
+    assert_eq!(next(plan(&spec, Ended::Failure, &history(0, 5))).index, 1);
 }
 
 #[test]
