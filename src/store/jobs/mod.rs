@@ -7,8 +7,8 @@
 //! This file holds the types and the writes inside a transaction (`WriteTx`); the queue
 //! (claims, leases, the reaper) is in [`queue`], the reads in [`read`].
 
-use sqlx::any::AnyRow;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::{Error, Result, WriteTx};
 use crate::job::JobSpec;

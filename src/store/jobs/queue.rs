@@ -4,7 +4,7 @@
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{JOB_COLUMNS, Job, JobState, NewEscalation, Record, job_from_row};
-use crate::store::{Backend, Result, Store};
+use crate::store::{Backend, Result, Store, now_ms};
 
 impl Store {
     /// Claims the next due job for `owner`, moving it to `running`. Replicas never claim the
@@ -73,7 +73,7 @@ impl Store {
     ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let moved = tx
-            .transition(job_id, from, to, crate::store::now_ms(), note, Record::Nothing)
+            .transition(job_id, from, to, now_ms(), note, Record::Nothing)
             .await?;
         tx.commit().await?;
         Ok(moved)
@@ -82,8 +82,7 @@ impl Store {
     /// Records a step in its own transaction.
     pub async fn add_step(&self, job_id: i64, action: &str, detail: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        tx.insert_step(job_id, action, detail, crate::store::now_ms())
-            .await?;
+        tx.insert_step(job_id, action, detail, now_ms()).await?;
         tx.commit().await
     }
 
@@ -95,7 +94,7 @@ impl Store {
         let r = sqlx::query(
             "UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND owner = $3 AND state IN ('running', 'verifying')",
         )
-        .bind(crate::store::now_ms())
+        .bind(now_ms())
         .bind(job_id)
         .bind(owner)
         .execute(&mut *tx.tx)
