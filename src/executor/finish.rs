@@ -12,16 +12,32 @@ use crate::store::{self, Job, JobState, Record};
 const RATES_WINDOW_MS: i64 = 30 * 24 * 3_600_000;
 
 impl Executor {
-    /// A job moved by someone else (the reaper interrupted and escalated it after a lost lease)
-    /// between the run and its end: its end is theirs to record, so nothing is written or sent
-    /// twice.
-    async fn no_longer_ours(&self, tx: store::WriteTx, job: &Job) -> Result<()> {
+    /// Opens the job's last transaction with its move `from` → `to` (the job's note is the
+    /// outcome or error recorded). `None` when the job was moved by someone else (the reaper
+    /// interrupted and escalated it after a lost lease) between the run and its end: its end is
+    /// theirs to record, so nothing is written or sent twice.
+    async fn end(
+        &self,
+        job: &Job,
+        from: JobState,
+        to: JobState,
+        record: Record<'_>,
+        now: i64,
+    ) -> Result<Option<store::WriteTx>> {
+        let note = match record {
+            Record::Outcome(text) | Record::Error(text) => text,
+            Record::Nothing => "",
+        };
+        let mut tx = self.store.begin_write().await?;
+        if tx.transition(job.id, from, to, now, note, record).await? {
+            return Ok(Some(tx));
+        }
         tx.rollback().await?;
         tracing::warn!(
             job = job.id,
             "the job changed state while it ran (interrupted elsewhere); leaving it as recorded"
         );
-        Ok(())
+        Ok(None)
     }
 
     /// Moves a job from `state` to its end: `succeeded`, or `failed` then `escalated`.
@@ -69,20 +85,12 @@ impl Executor {
                 history.rates.insert(playbook, rate);
             }
         }
-        let mut tx = self.store.begin_write().await?;
-        if !tx
-            .transition(
-                job.id,
-                state,
-                JobState::Failed,
-                now,
-                &msg,
-                Record::Error(&msg),
-            )
+        let Some(mut tx) = self
+            .end(job, state, JobState::Failed, Record::Error(&msg), now)
             .await?
-        {
-            return self.no_longer_ours(tx, job).await;
-        }
+        else {
+            return Ok(());
+        };
         if ended == Ended::Failure {
             history.storm_open = tx.storm_open().await?;
         }
@@ -141,20 +149,12 @@ impl Executor {
         alert: Option<store::StoredAlert>,
         now: i64,
     ) -> Result<()> {
-        let mut tx = self.store.begin_write().await?;
-        if !tx
-            .transition(
-                job.id,
-                state,
-                JobState::Succeeded,
-                now,
-                msg,
-                Record::Outcome(msg),
-            )
+        let Some(mut tx) = self
+            .end(job, state, JobState::Succeeded, Record::Outcome(msg), now)
             .await?
-        {
-            return self.no_longer_ours(tx, job).await;
-        }
+        else {
+            return Ok(());
+        };
         let notified = match &alert {
             Some(alert) => {
                 let mut event = job_event(EventKind::AutoRepairSuccess, job, alert, now);

@@ -295,23 +295,30 @@ fn choose_best_takes_the_first_alternative_on_a_cold_start() {
 }
 
 #[test]
-fn an_alternative_that_never_worked_ranks_below_an_untried_one() {
+fn never_worked_ranks_below_untried_which_ranks_below_ever_worked() {
     let spec = spec(vec![choose(&["restart", "rollback"])]);
-    let h = History {
-        rates: rates(&[("restart", Some(0.0))]),
-        ..history(0, 5)
-    };
-    assert_eq!(next(plan(&spec, Ended::Failure, &h)).playbook, "rollback");
-}
-
-#[test]
-fn an_alternative_that_ever_worked_ranks_above_an_untried_one() {
-    let spec = spec(vec![choose(&["restart", "rollback"])]);
-    let h = History {
-        rates: rates(&[("rollback", Some(0.1))]),
-        ..history(0, 5)
-    };
-    assert_eq!(next(plan(&spec, Ended::Failure, &h)).playbook, "rollback");
+    for (known, expected) in [
+        (rates(&[("restart", Some(0.0))]), "rollback"),
+        (rates(&[("rollback", Some(0.1))]), "rollback"),
+        (
+            rates(&[("restart", Some(0.0)), ("rollback", Some(0.1))]),
+            "rollback",
+        ),
+        (
+            rates(&[("restart", Some(0.1)), ("rollback", Some(0.0))]),
+            "restart",
+        ),
+    ] {
+        let h = History {
+            rates: known.clone(),
+            ..history(0, 5)
+        };
+        assert_eq!(
+            next(plan(&spec, Ended::Failure, &h)).playbook,
+            expected,
+            "{known:?}"
+        );
+    }
 }
 
 #[test]
