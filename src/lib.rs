@@ -20,6 +20,7 @@ pub mod deploy;
 pub mod embedded;
 pub mod executor;
 pub mod http;
+pub mod job;
 pub mod k8s_name;
 pub mod kb;
 pub mod manifests;

@@ -334,7 +334,7 @@ rules:
         ),
         ("rollback", Some(first), 2)
     );
-    assert_eq!(jobs[1].params["rollout_timeout"], "1m");
+    assert_eq!(jobs[1].spec.params["rollout_timeout"], "1m");
     let store = app.store().await;
     let kinds: Vec<_> = store
         .escalations()

@@ -101,7 +101,7 @@ impl Report {
                     ) => {
                         let p = offline::Plan {
                             target: target.clone(),
-                            params: plan.params.clone(),
+                            params: plan.params.clone().into(),
                             rule: Some(rule.clone()),
                         };
                         // Always a dry run: what the playbook would do to the cluster, now.
@@ -210,7 +210,11 @@ impl Simulated {
                         if plan.dry_run { " (dry run)" } else { "" },
                         plan.params
                     )?;
-                    writeln!(f, "    on failure: {}", plan.escalate)?;
+                    writeln!(
+                        f,
+                        "    on failure: {}",
+                        serde_json::to_string(&plan.escalate).unwrap_or_default()
+                    )?;
                     if let Some(d) = dry_run {
                         write!(f, "{d}")?;
                     }

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Pipeline, Plan, RuleVerdict};
+use super::{Plan, RuleVerdict};
 use crate::alert::Alert;
 use crate::config;
+use crate::job::JobSpec;
 use crate::rules::Rule;
 use crate::store::{self, Decision, NewEscalation, NewJob, WriteTx};
 
@@ -353,16 +354,12 @@ pub(super) async fn decide(
     } else {
         (alert.starts_at_ms() + store::ms(rule.wait)).max(now)
     };
-    let escalate = Pipeline::chain_json(&rule.escalate);
     let job = NewJob {
         alert_event_id: event_id,
         fingerprint: alert.fingerprint.clone(),
         alertname: alert.alertname().to_string(),
         rule: rule.name.clone(),
-        playbook: rule.playbook.clone(),
-        params: rule.params.clone(),
-        escalate: escalate.clone(),
-        verify: rule.verify.to_json(),
+        spec: JobSpec::for_rule(rule),
         chain_index: 0,
         parent_id: None,
         target_namespace: target.namespace.clone(),
@@ -389,11 +386,11 @@ pub(super) async fn decide(
     };
     *pending = Some(depth + 1);
     let plan = Plan {
-        playbook: rule.playbook.clone(),
-        params: rule.params.clone(),
+        playbook: job.spec.playbook,
+        params: job.spec.params,
         not_before,
         dry_run: rule.dry_run,
-        escalate,
+        escalate: job.spec.chain,
     };
     let reason = format!(
         "{} on {key}{}",

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use crate::alert::{Alert, DedupKey, Payload, Rejection, Status};
 use crate::config::{self, Settings};
 use crate::definitions::Definitions;
+use crate::job::{ChainStep, Params};
 use crate::metrics::Metrics;
 use crate::rules::{EscalationStep, Target};
 use crate::store::{self, NewAlertEvent, Store};
@@ -78,13 +79,13 @@ pub struct Plan {
     /// Playbook to run.
     pub playbook: String,
     /// Its params.
-    pub params: serde_json::Value,
+    pub params: Params,
     /// Not before (epoch ms).
     pub not_before: i64,
     /// Dry run.
     pub dry_run: bool,
     /// What follows a failure.
-    pub escalate: serde_json::Value,
+    pub escalate: Vec<ChainStep>,
 }
 
 /// The verdict on one alert of a webhook.
@@ -447,28 +448,6 @@ impl Pipeline {
             self.wake.notify_waiters();
             self.wake.notify_one();
         }
-    }
-
-    /// The escalation chain of a rule as stored with its jobs.
-    pub fn chain_json(steps: &[EscalationStep]) -> serde_json::Value {
-        serde_json::Value::Array(
-            steps
-                .iter()
-                .map(|s| match s {
-                    EscalationStep::Playbook { playbook, params } => {
-                        serde_json::json!({"playbook": playbook, "params": params})
-                    }
-                    EscalationStep::Notify { route } => serde_json::json!({"notify": route}),
-                    EscalationStep::Choose { alternatives } => serde_json::json!({
-                        "choose": "best",
-                        "from": alternatives
-                            .iter()
-                            .map(|(p, params)| serde_json::json!({"playbook": p, "params": params}))
-                            .collect::<Vec<_>>(),
-                    }),
-                })
-                .collect(),
-        )
     }
 }
 

@@ -231,7 +231,7 @@ impl RunInput {
         fingerprint: &str,
         starts_at: &str,
         status: &str,
-        params: &serde_json::Value,
+        params: &impl serde::Serialize,
         target: &Target,
     ) -> RunInput {
         let strings = |m: &std::collections::BTreeMap<String, String>| -> Map {

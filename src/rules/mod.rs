@@ -203,15 +203,21 @@ pub enum EscalationStep {
 }
 
 /// How a repair is verified after its playbook reports success.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serialized into each job's spec (`job::JobSpec`) with durations in milliseconds; a key
+/// missing from a stored spec takes its default.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Verify {
     /// Check the rollout of every workload the playbook changed (default true).
     pub rollout: bool,
     /// How long that rollout may still take during verification (default 2m).
+    #[serde(rename = "rollout_timeout_ms", with = "millis")]
     pub rollout_timeout: Duration,
     /// GET this URL after the repair; a 2xx means healthy.
     pub health_url: Option<String>,
     /// The alert must resolve within this time after the repair.
+    #[serde(rename = "resolved_within_ms", with = "millis_opt")]
     pub resolved_within: Option<Duration>,
 }
 
@@ -226,37 +232,36 @@ impl Default for Verify {
     }
 }
 
-impl Verify {
-    /// The snapshot stored with each job (durations in milliseconds).
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "rollout": self.rollout,
-            "rollout_timeout_ms": self.rollout_timeout.as_millis() as u64,
-            "health_url": self.health_url,
-            "resolved_within_ms": self.resolved_within.map(|d| d.as_millis() as u64),
-        })
+/// A `Duration` as whole milliseconds (the unit of every stored time in this crate).
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
-    /// Reads a stored snapshot; missing keys take their defaults.
-    pub fn from_json(v: &serde_json::Value) -> Verify {
-        let d = Verify::default();
-        let ms = |k: &str| {
-            v.get(k)
-                .and_then(serde_json::Value::as_u64)
-                .map(Duration::from_millis)
-        };
-        Verify {
-            rollout: v
-                .get("rollout")
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(d.rollout),
-            rollout_timeout: ms("rollout_timeout_ms").unwrap_or(d.rollout_timeout),
-            health_url: v
-                .get("health_url")
-                .and_then(|u| u.as_str())
-                .map(String::from),
-            resolved_within: ms("resolved_within_ms"),
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// An optional `Duration` as whole milliseconds, `null` when absent.
+mod millis_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::millis::serialize(d, s),
+            None => s.serialize_none(),
         }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(d).map(|ms| ms.map(Duration::from_millis))
     }
 }
 

@@ -3,11 +3,15 @@
 //! Every state change is a conditional UPDATE (`WHERE state = from`) plus a `job_events` row in
 //! the same transaction, so two workers or two replicas can never both move a job, and the
 //! history of a repair can always be read back.
+//!
+//! This file holds the types and the writes inside a transaction (`WriteTx`); the queue
+//! (claims, leases, the reaper) is in [`queue`], the reads in [`read`].
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
 
-use super::{Backend, Error, Result, Store, WriteTx};
+use super::{Error, Result, WriteTx};
+use crate::job::JobSpec;
 
 /// Job states. Active ones hold the target (one active repair per target).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -106,14 +110,9 @@ pub struct NewJob {
     pub alertname: String,
     /// Rule name.
     pub rule: String,
-    /// Playbook to run.
-    pub playbook: String,
-    /// Playbook params (JSON object).
-    pub params: serde_json::Value,
-    /// The rule's escalation chain at creation (JSON), so a reload cannot change a running incident.
-    pub escalate: serde_json::Value,
-    /// The rule's verification settings at creation (JSON, see `rules::Verify::to_json`).
-    pub verify: serde_json::Value,
+    /// What to run, the chain and the verification, snapshotted from the rule at creation so a
+    /// reload cannot change a running incident.
+    pub spec: JobSpec,
     /// 0 for the rule's own playbook, i for its i-th escalation step.
     pub chain_index: i64,
     /// The job this one escalated from.
@@ -155,14 +154,13 @@ pub struct Job {
     pub alertname: String,
     /// Rule name.
     pub rule: String,
-    /// Playbook.
+    /// The playbook (`spec.playbook`, read from its own column; serialized once, by the spec).
+    #[serde(skip_serializing)]
     pub playbook: String,
-    /// Params.
-    pub params: serde_json::Value,
-    /// Escalation chain snapshot.
-    pub escalate: serde_json::Value,
-    /// Verification snapshot.
-    pub verify: serde_json::Value,
+    /// What the job runs, its chain and verification (serialized flat: `playbook`, `params`,
+    /// `escalate`, `verify`).
+    #[serde(flatten)]
+    pub spec: JobSpec,
     /// Position in the chain.
     pub chain_index: i64,
     /// Escalated from.
@@ -199,30 +197,40 @@ pub struct Job {
     pub ttr_ms: Option<i64>,
 }
 
-pub(super) const JOB_COLUMNS: &str = "id, alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, verify, chain_index, \
+pub(super) const JOB_COLUMNS: &str = "id, alert_event_id, fingerprint, alertname, rule, playbook, spec, chain_index, \
     parent_id, target_namespace, target_kind, target_name, target_key, dry_run, timeout_ms, state, not_before, \
     created_at, started_at, finished_at, owner, outcome, error, ttr_ms";
 
-fn json_col(row: &AnyRow, column: &'static str) -> Result<serde_json::Value> {
-    let text: String = row.try_get(column)?;
+fn spec_col(row: &AnyRow) -> Result<JobSpec> {
+    let text: String = row.try_get("spec")?;
     serde_json::from_str(&text).map_err(|e| Error::Corrupt {
-        column,
+        column: "spec",
         message: e.to_string(),
     })
 }
 
 pub(super) fn job_from_row(row: &AnyRow) -> Result<Job> {
     let state: String = row.try_get("state")?;
+    let spec = spec_col(row)?;
+    let playbook: String = row.try_get("playbook")?;
+    if playbook != spec.playbook {
+        // Both are written once, together, by `insert_job`; a difference is a damaged row.
+        return Err(Error::Corrupt {
+            column: "spec",
+            message: format!(
+                "names playbook {:?} but the row runs {playbook:?}",
+                spec.playbook
+            ),
+        });
+    }
     Ok(Job {
         id: row.try_get("id")?,
         alert_event_id: row.try_get("alert_event_id")?,
         fingerprint: row.try_get("fingerprint")?,
         alertname: row.try_get("alertname")?,
         rule: row.try_get("rule")?,
-        playbook: row.try_get("playbook")?,
-        params: json_col(row, "params")?,
-        escalate: json_col(row, "escalate")?,
-        verify: json_col(row, "verify")?,
+        playbook,
+        spec,
         chain_index: row.try_get("chain_index")?,
         parent_id: row.try_get("parent_id")?,
         target_namespace: row.try_get("target_namespace")?,
@@ -336,20 +344,23 @@ impl WriteTx {
         } else {
             JobState::Queued
         };
+        let spec = serde_json::to_string(&job.spec).map_err(|e| Error::Corrupt {
+            column: "spec",
+            message: e.to_string(),
+        })?;
         let row = sqlx::query(
-            "INSERT INTO jobs (alert_event_id, fingerprint, alertname, rule, playbook, params, escalate, chain_index, \
+            "INSERT INTO jobs (alert_event_id, fingerprint, alertname, rule, playbook, spec, chain_index, \
              parent_id, target_namespace, target_kind, target_name, target_key, dry_run, timeout_ms, state, \
-             not_before, created_at, updated_at, verify) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $19) \
+             not_before, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
              ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(job.alert_event_id)
         .bind(&job.fingerprint)
         .bind(&job.alertname)
         .bind(&job.rule)
-        .bind(&job.playbook)
-        .bind(job.params.to_string())
-        .bind(job.escalate.to_string())
+        .bind(&job.spec.playbook)
+        .bind(spec)
         .bind(job.chain_index)
         .bind(job.parent_id)
         .bind(&job.target_namespace)
@@ -361,7 +372,6 @@ impl WriteTx {
         .bind(state.as_str())
         .bind(job.not_before)
         .bind(now)
-        .bind(job.verify.to_string())
         .fetch_optional(&mut *self.tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -534,362 +544,5 @@ impl WriteTx {
     }
 }
 
-impl Store {
-    /// Claims the next due job for `owner`, moving it to `running`. Replicas never claim the
-    /// same job: PostgreSQL skips rows another transaction has locked, and the UPDATE re-checks
-    /// the state on both backends.
-    pub async fn claim_next(&self, owner: &str, now: i64) -> Result<Option<Job>> {
-        let mut tx = self.begin_write().await?;
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let candidate = sqlx::query(AssertSqlSafe(format!(
-            "SELECT id, state FROM jobs WHERE state IN ('queued', 'waiting') AND not_before <= $1 \
-             ORDER BY not_before, id LIMIT 1{lock}"
-        )))
-        .bind(now)
-        .fetch_optional(&mut *tx.tx)
-        .await?;
-        let Some(candidate) = candidate else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        let id: i64 = candidate.try_get("id")?;
-        let from =
-            JobState::parse(&candidate.try_get::<String, _>("state")?).unwrap_or(JobState::Queued);
-        let r = sqlx::query(
-            "UPDATE jobs SET state = 'running', owner = $1, started_at = $2, heartbeat_at = $2, updated_at = $2 \
-             WHERE id = $3 AND state = $4",
-        )
-        .bind(owner)
-        .bind(now)
-        .bind(id)
-        .bind(from.as_str())
-        .execute(&mut *tx.tx)
-        .await?;
-        if r.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        tx.insert_event(
-            id,
-            Some(from),
-            JobState::Running,
-            now,
-            &format!("claimed by {owner}"),
-        )
-        .await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_one(&mut *tx.tx)
-        .await?;
-        let job = job_from_row(&row)?;
-        tx.commit().await?;
-        Ok(Some(job))
-    }
-
-    /// Moves a job in its own transaction; see [`WriteTx::transition`].
-    pub async fn transition(
-        &self,
-        job_id: i64,
-        from: JobState,
-        to: JobState,
-        note: &str,
-    ) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let moved = tx
-            .transition(job_id, from, to, super::now_ms(), note, Record::Nothing)
-            .await?;
-        tx.commit().await?;
-        Ok(moved)
-    }
-
-    /// Records a step in its own transaction.
-    pub async fn add_step(&self, job_id: i64, action: &str, detail: &str) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        tx.insert_step(job_id, action, detail, super::now_ms())
-            .await?;
-        tx.commit().await
-    }
-
-    /// Keeps a running job's lease alive.
-    /// Returns false when the job is no longer this owner's to run (a reaper interrupted it
-    /// after a lost lease): the run must stop without touching the job again.
-    pub async fn heartbeat(&self, job_id: i64, owner: &str) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let r = sqlx::query(
-            "UPDATE jobs SET heartbeat_at = $1 WHERE id = $2 AND owner = $3 AND state IN ('running', 'verifying')",
-        )
-        .bind(super::now_ms())
-        .bind(job_id)
-        .bind(owner)
-        .execute(&mut *tx.tx)
-        .await?;
-        tx.commit().await?;
-        Ok(r.rows_affected() > 0)
-    }
-
-    /// Marks running/verifying jobs whose process is gone as `interrupted`, escalates each to
-    /// humans and moves it to `escalated`, all in one transaction (so no interrupted job can be
-    /// left without its escalation), and returns them. `all` (SQLite at start-up: one process
-    /// owns the file) takes every such job; otherwise only those whose heartbeat is older than
-    /// the lease (another replica, or another worker, may be alive and working on the rest).
-    pub async fn interrupt_orphans(&self, now: i64, lease_ms: i64, all: bool) -> Result<Vec<Job>> {
-        let mut tx = self.begin_write().await?;
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('running', 'verifying') \
-             AND ($1 = 1 OR COALESCE(heartbeat_at, 0) < $2) ORDER BY id{lock}"
-        )))
-        .bind(i64::from(all))
-        .bind(now - lease_ms)
-        .fetch_all(&mut *tx.tx)
-        .await?;
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let job = job_from_row(row)?;
-            let note = format!(
-                "process {} stopped while the job was {}; not re-run automatically",
-                job.owner.as_deref().unwrap_or("?"),
-                job.state
-            );
-            if tx
-                .transition(
-                    job.id,
-                    job.state,
-                    JobState::Interrupted,
-                    now,
-                    &note,
-                    Record::Error("interrupted"),
-                )
-                .await?
-            {
-                let reason = format!(
-                    "job {} ({} on {}) was interrupted while {}; the target may be half-repaired, a person must check",
-                    job.id, job.playbook, job.target_key, job.state
-                );
-                tx.insert_escalation(
-                    &NewEscalation::for_job(&job, "human", "default", &reason),
-                    now,
-                )
-                .await?;
-                tx.transition(
-                    job.id,
-                    JobState::Interrupted,
-                    JobState::Escalated,
-                    now,
-                    "escalated to humans",
-                    Record::Nothing,
-                )
-                .await?;
-                jobs.push(Job {
-                    state: JobState::Escalated,
-                    ..job
-                });
-            }
-        }
-        tx.commit().await?;
-        Ok(jobs)
-    }
-
-    /// Jobs queued or waiting (the queue depth across all replicas).
-    pub async fn pending_count(&self) -> Result<i64> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'waiting')")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.try_get("n")?)
-    }
-
-    /// One job.
-    pub async fn job(&self, id: i64) -> Result<Option<Job>> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(job_from_row).transpose()
-    }
-
-    /// All jobs, oldest first (tests, CLI).
-    pub async fn jobs(&self) -> Result<Vec<Job>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs ORDER BY id"
-        )))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(job_from_row).collect()
-    }
-
-    /// A job's transitions, oldest first.
-    pub async fn job_events(&self, job_id: i64) -> Result<Vec<JobEvent>> {
-        let rows = sqlx::query(
-            "SELECT from_state, to_state, at, note FROM job_events WHERE job_id = $1 ORDER BY id",
-        )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(JobEvent {
-                    from: r.try_get("from_state")?,
-                    to: r.try_get("to_state")?,
-                    at: r.try_get("at")?,
-                    note: r.try_get("note")?,
-                })
-            })
-            .collect()
-    }
-
-    /// A job's steps, oldest first.
-    pub async fn job_steps(&self, job_id: i64) -> Result<Vec<Step>> {
-        let rows =
-            sqlx::query("SELECT at, action, detail FROM job_steps WHERE job_id = $1 ORDER BY id")
-                .bind(job_id)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Step {
-                    at: r.try_get("at")?,
-                    action: r.try_get("action")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect()
-    }
-
-    /// Share of finished, non-dry-run jobs of `playbook` for `alertname` since `since` that
-    /// succeeded; `None` without any such job.
-    pub async fn success_rate(
-        &self,
-        playbook: &str,
-        alertname: &str,
-        since: i64,
-    ) -> Result<Option<f64>> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END), 0) AS BIGINT) AS ok \
-             FROM jobs WHERE playbook = $1 AND alertname = $2 AND created_at >= $3 AND dry_run = 0 \
-             AND state IN ('succeeded', 'failed', 'escalated')",
-        )
-        .bind(playbook)
-        .bind(alertname)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
-        let n: i64 = row.try_get("n")?;
-        let ok: i64 = row.try_get("ok")?;
-        Ok((n > 0).then(|| ok as f64 / n as f64))
-    }
-
-    /// Runs of `playbook` on a target since `since` that changed the cluster (a change step was
-    /// recorded, whatever the run's outcome: a raise whose rollout then failed still raised).
-    /// Dry runs never count.
-    pub async fn changes_by(&self, playbook: &str, target_key: &str, since: i64) -> Result<i64> {
-        let row = sqlx::query(
-            "SELECT COUNT(DISTINCT j.id) AS n FROM jobs j JOIN job_steps s ON s.job_id = j.id \
-             WHERE j.playbook = $1 AND j.target_key = $2 AND j.created_at >= $3 AND j.dry_run = 0 \
-             AND s.action IN ('restart', 'rollback', 'set_memory', 'delete_failed_pods', 'delete_finished_jobs')",
-        )
-        .bind(playbook)
-        .bind(target_key)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get("n")?)
-    }
-
-    /// The `limit` most recent jobs on a target, newest first.
-    pub async fn recent_jobs_of(&self, target_key: &str, limit: i64) -> Result<Vec<Job>> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE target_key = $1 ORDER BY id DESC LIMIT $2"
-        )))
-        .bind(target_key)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(job_from_row).collect()
-    }
-
-    /// The chain a job belongs to, from its root to itself.
-    pub async fn chain_of(&self, job: &Job) -> Result<Vec<Job>> {
-        let mut chain = vec![job.clone()];
-        let mut parent = job.parent_id;
-        while let Some(id) = parent {
-            let Some(j) = self.job(id).await? else { break };
-            parent = j.parent_id;
-            chain.push(j);
-        }
-        chain.reverse();
-        Ok(chain)
-    }
-
-    /// Whether a resolved occurrence of `fingerprint` arrived at or after `since`.
-    pub async fn resolved_since(&self, fingerprint: &str, since: i64) -> Result<bool> {
-        let row = sqlx::query(
-            "SELECT id FROM alert_events WHERE fingerprint = $1 AND status = 'resolved' AND received_at >= $2 LIMIT 1",
-        )
-        .bind(fingerprint)
-        .bind(since)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_some())
-    }
-
-    /// Records the time to recover of a job that just succeeded, if its alert already resolved
-    /// (a resolve can arrive while the repair is still being verified).
-    pub async fn record_ttr_if_resolved(&self, job_id: i64) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        let r = sqlx::query(
-            "UPDATE jobs SET ttr_ms = (SELECT COALESCE(a.ends_at, a.received_at) - a.starts_at FROM alert_events a \
-             WHERE a.fingerprint = jobs.fingerprint AND a.status = 'resolved' \
-             AND a.received_at >= COALESCE(jobs.started_at, jobs.created_at) ORDER BY a.id DESC LIMIT 1) \
-             WHERE id = $1 AND state = 'succeeded' AND ttr_ms IS NULL",
-        )
-        .bind(job_id)
-        .execute(&mut *tx.tx)
-        .await?;
-        if r.rows_affected() > 0 {
-            tx.rollup_ttr(job_id).await?;
-        }
-        tx.commit().await
-    }
-
-    /// The escalations recorded for one job, oldest first.
-    pub async fn escalations_of(&self, job_id: i64) -> Result<Vec<Escalation>> {
-        let rows = sqlx::query(
-            "SELECT job_id, kind, destination, reason, created_at FROM escalations WHERE job_id = $1 ORDER BY id",
-        )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(escalation_from_row).collect()
-    }
-
-    /// All escalations, oldest first.
-    pub async fn escalations(&self) -> Result<Vec<Escalation>> {
-        let rows = sqlx::query(
-            "SELECT job_id, kind, destination, reason, created_at FROM escalations ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(escalation_from_row).collect()
-    }
-}
-
-fn escalation_from_row(r: &AnyRow) -> Result<Escalation> {
-    Ok(Escalation {
-        job_id: r.try_get("job_id")?,
-        kind: r.try_get("kind")?,
-        destination: r.try_get("destination")?,
-        reason: r.try_get("reason")?,
-        created_at: r.try_get("created_at")?,
-    })
-}
+mod queue;
+mod read;

@@ -1,0 +1,154 @@
+//! The worker loop: claim the next due job, keep its lease alive while it runs, and the reaper
+//! that interrupts jobs whose lease expired (another replica died, or this one lost the store).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::escalate;
+use super::{Executor, Result};
+use crate::notify::EventKind;
+use crate::store::{self, Job};
+
+impl Executor {
+    /// Start-up recovery: jobs left running by a dead process become `interrupted` and are
+    /// escalated to humans. They are never re-run: the cluster may be half-changed, and a
+    /// person must look. On SQLite every running job is orphaned (one process owns the file);
+    /// on PostgreSQL only those whose lease expired.
+    pub async fn recover(&self) -> Result<usize> {
+        let all = self.store.backend() == store::Backend::Sqlite;
+        self.reap(all).await
+    }
+
+    async fn reap(&self, all: bool) -> Result<usize> {
+        let jobs = self
+            .store
+            .interrupt_orphans(store::now_ms(), store::ms(self.cfg.lease.0), all)
+            .await?;
+        for job in &jobs {
+            tracing::warn!(job = job.id, rule = %job.rule, target = %job.target_key, "job interrupted (its process stopped or lost its lease); escalated to humans");
+            self.metrics.jobs.with_label_values(&["interrupted"]).inc();
+            self.metrics.jobs.with_label_values(&["escalated"]).inc();
+            self.metrics.escalations.with_label_values(&["human"]).inc();
+            let handoff = escalate::interrupted(&job.spec);
+            self.notify_now(job, EventKind::Escalation, Some(&handoff))
+                .await;
+        }
+        Ok(jobs.len())
+    }
+
+    /// Starts the workers; they stop claiming when `shutdown` becomes true and return after
+    /// finishing the job in hand.
+    pub fn spawn(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> JoinSet<()> {
+        let mut set = JoinSet::new();
+        for i in 0..self.cfg.workers {
+            let me = self.clone();
+            let rx = shutdown.clone();
+            set.spawn(async move { me.worker(i, rx).await });
+        }
+        {
+            // A replica may die mid-repair at any time, and a worker whose store writes failed
+            // leaves its job behind: expired leases are interrupted and escalated, on both backends.
+            let me = self.clone();
+            let mut rx = shutdown;
+            set.spawn(async move {
+                let mut tick = tokio::time::interval(me.cfg.lease.0 / 2);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if let Err(e) = me.reap(false).await {
+                                tracing::error!(error = %e, "lease reaper failed");
+                            }
+                        }
+                        _ = rx.changed() => if *rx.borrow() { return },
+                    }
+                }
+            });
+        }
+        set
+    }
+
+    async fn worker(&self, index: usize, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            // Register interest before looking, so a wake between the look and the wait is kept.
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.store.claim_next(&self.owner, store::now_ms()).await {
+                Ok(Some(job)) => {
+                    self.metrics.jobs.with_label_values(&["running"]).inc();
+                    self.refresh_depth().await;
+                    tracing::info!(worker = index, job = job.id, rule = %job.rule, playbook = %job.playbook, target = %job.target_key, "job started");
+                    self.notify_now(&job, EventKind::RepairStarted, None).await;
+                    if let Err(e) = self.run(job).await {
+                        tracing::error!(error = %e, "recording a job's progress failed; it will be reaped as interrupted");
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(worker = index, error = %e, "claiming a job failed"),
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(self.cfg.poll_interval.0) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn refresh_depth(&self) {
+        if let Ok(n) = self.store.pending_count().await {
+            self.metrics.queue_depth.set(n);
+        }
+    }
+
+    /// Runs one claimed job to a terminal state, keeping its lease alive meanwhile.
+    async fn run(&self, job: Job) -> Result<()> {
+        let store = self.store.clone();
+        let owner = self.owner.clone();
+        let id = job.id;
+        let lease = self.cfg.lease.0;
+        let lost = Arc::new(AtomicBool::new(false));
+        let heartbeat = {
+            let lost = lost.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(lease / 3);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match store.heartbeat(id, &owner).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::error!(
+                                job = id,
+                                "lost the job's lease (it was interrupted elsewhere); stopping its playbook"
+                            );
+                            lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => tracing::warn!(job = id, error = %e, "heartbeat failed"),
+                    }
+                }
+            })
+        };
+        let result = self.run_and_verify(&job, &lost).await;
+        heartbeat.abort();
+        match result? {
+            Some((state, outcome)) if !lost.load(Ordering::SeqCst) => {
+                self.finish(&job, state, outcome).await
+            }
+            _ => {
+                tracing::warn!(
+                    job = id,
+                    "the job is no longer ours; leaving it as the reaper recorded it"
+                );
+                Ok(())
+            }
+        }
+    }
+}
