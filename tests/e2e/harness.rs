@@ -16,12 +16,9 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::Router;
 use axum::routing::get;
 
+use crate::common::stand_ins::closed_addr;
+use crate::common::{in_ci, wait};
 use crate::fakeapi::FakeApi;
-
-/// Whether missing tools fail (CI) rather than skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
 
 /// Finds `name` on PATH (or at an absolute path).
 pub fn which(name: &str) -> Option<PathBuf> {
@@ -55,14 +52,10 @@ pub fn require(names: &[&str]) -> Option<Vec<PathBuf>> {
     Some(found)
 }
 
-/// A free loopback port: bound, read and released (the programs started here take a port on
-/// their command line and do not report one chosen for them).
+/// A free loopback port (the programs started here take a port on their command line and do
+/// not report one chosen for them).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    closed_addr().port()
 }
 
 /// A child process that is killed (by PID) and reaped when dropped; its output goes to a file.
@@ -147,7 +140,7 @@ pub async fn wait_ready(proc: &mut Proc, url: &str, within: Duration) -> Result<
         if !proc.running() || Instant::now() > deadline {
             return Err(format!("{url} never became ready\n{}", proc.log_tail()));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(wait::PROBE_EVERY).await;
     }
 }
 
