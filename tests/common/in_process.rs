@@ -1,6 +1,8 @@
 //! The daemon on the test's own runtime, on port 0: what `aiops serve` runs
-//! (`aiops::daemon::run`), without a process. Faster to start than the binary, and a test that
-//! needs no signal, exit code or log line of a worker uses it (`TestApp::spawn_app`).
+//! (`aiops::daemon::run`), without a process. A test that needs no signal, exit code, resident
+//! memory or worker log line uses it (`TestApp::spawn_app`): a failure is a panic in the test's
+//! own process, with the daemon's state at hand. Measured on this suite it is not faster than the
+//! binary (a repair's polls dominate, and the daemon shares the test's two worker threads).
 //!
 //! The one seam to the library is [`start`]: settings from the same environment the process
 //! gets, then `daemon::run`. When the application gains one builder (`App::build`), only this

@@ -5,8 +5,6 @@
 //! log in a file for failure messages, and is stopped by PID when its guard is dropped.
 //! A missing binary skips a test with a printed reason, except in CI (`CI=true`), where it fails.
 
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -85,11 +83,6 @@ impl Proc {
             child: Some(child),
             log,
         }
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The last lines of its log.
@@ -329,7 +322,6 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// alerting to one Alertmanager, and the rule file given by the test.
 pub struct Prometheus {
     pub proc: Proc,
-    pub port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -344,7 +336,7 @@ impl Prometheus {
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
         let data = dir.path().join("data");
-        let (proc, port) = start_on_free_port(
+        let (proc, _) = start_on_free_port(
             "prometheus",
             dir.path().join("prometheus.log"),
             |port| {
@@ -358,11 +350,7 @@ impl Prometheus {
             Duration::from_secs(60),
         )
         .await;
-        Prometheus {
-            proc,
-            port,
-            _dir: dir,
-        }
+        Prometheus { proc, _dir: dir }
     }
 }
 
