@@ -63,13 +63,7 @@ fn rejected(answer: &Value) -> Vec<(u64, String)> {
 }
 
 async fn ready(app: &TestApp) -> u16 {
-    app.client
-        .get(app.url("/-/ready"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    app.get_status("/-/ready").await
 }
 
 async fn nul_in_any_field_rejects_that_alert_alone_and_keeps_the_others(db: Db) {

@@ -102,13 +102,7 @@ fn has_position(text: &str, file: &str) -> bool {
 }
 
 async fn healthy(app: &TestApp) -> u16 {
-    app.client
-        .get(app.url("/-/healthy"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    app.get_status("/-/healthy").await
 }
 
 fn by_playbook<'a>(jobs: &'a [Job], playbook: &str) -> &'a Job {

@@ -164,6 +164,12 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `GET path` without a token; the status.
+    pub async fn get_status(&self, path: &str) -> u16 {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        r.status().as_u16()
+    }
+
     /// The Prometheus text the daemon serves on /metrics.
     pub async fn metrics(&self) -> String {
         self.client
