@@ -19,43 +19,9 @@ async fn spawn(db: Db) -> TestApp {
     TestApp::spawn(Spawn::new(db).env("AIOPS_JWT_SECRET", SECRET)).await
 }
 
-/// Mints a token the way an operator does: `aiops token issue`, token alone on the last line.
+/// Mints a token the way an operator does (`aiops token issue`) with this file's secret.
 fn issue(app: &TestApp, sub: &str, apps: &str, role: &str) -> String {
-    let env = HashMap::from([("AIOPS_JWT_SECRET", SECRET.to_string())]);
-    let mut args = vec![
-        "token", "issue", "--sub", sub, "--role", role, "--ttl", "1h",
-    ];
-    if !apps.is_empty() {
-        args.extend(["--apps", apps]);
-    }
-    let (status, out, err) = run_cli(app.dir.path(), &args, &env);
-    assert!(status.success(), "{out}{err}");
-    out.lines().last().unwrap().trim().to_string()
-}
-
-async fn get(app: &TestApp, token: &str, path: &str) -> (StatusCode, Value) {
-    let r = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let r = app
-        .client
-        .post(app.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
+    common::api::issue(app, SECRET, sub, apps, role)
 }
 
 /// A firing Down alert for `namespace/web`: a restart repair in that app.
@@ -109,41 +75,45 @@ async fn two_apps_tokens_see_only_their_own_alerts_repairs_and_notes(db: Db) {
     let admin = issue(&app, "root", "", "admin");
 
     // Lists: each token sees its own app only; the admin sees both.
-    let (s, alerts) = get(&app, &shop, "/api/alerts").await;
+    let (s, alerts) = app.api_get(&shop, "/api/alerts").await;
     assert_eq!(s, 200, "{alerts}");
     assert_eq!(
         namespaces_of(&alerts, "namespace"),
         BTreeSet::from(["shop".into()])
     );
-    let (_, repairs) = get(&app, &shop, "/api/repairs").await;
+    let (_, repairs) = app.api_get(&shop, "/api/repairs").await;
     assert_eq!(
         namespaces_of(&repairs, "target_namespace"),
         BTreeSet::from(["shop".into()])
     );
-    let (_, repairs) = get(&app, &admin, "/api/repairs").await;
+    let (_, repairs) = app.api_get(&admin, "/api/repairs").await;
     assert_eq!(repairs["items"].as_array().unwrap().len(), 2);
     // Naming another app filters to nothing rather than revealing it.
-    let (s, repairs) = get(&app, &shop, "/api/repairs?namespace=blog").await;
+    let (s, repairs) = app.api_get(&shop, "/api/repairs?namespace=blog").await;
     assert_eq!(
         (s, repairs["items"].as_array().unwrap().len()),
         (StatusCode::OK, 0)
     );
-    let (_, alerts) = get(&app, &shop, "/api/alerts?namespace=blog").await;
+    let (_, alerts) = app.api_get(&shop, "/api/alerts?namespace=blog").await;
     assert_eq!(alerts["items"].as_array().unwrap().len(), 0);
 
     // Items: another app's repair is 404, exactly like one that does not exist.
-    let (s, body) = get(&app, &shop, &format!("/api/repairs/{blog_job}")).await;
+    let (s, body) = app
+        .api_get(&shop, &format!("/api/repairs/{blog_job}"))
+        .await;
     assert_eq!(s, 404, "{body}");
-    let (s_missing, missing) = get(&app, &shop, "/api/repairs/999999").await;
+    let (s_missing, missing) = app.api_get(&shop, "/api/repairs/999999").await;
     assert_eq!((s_missing, &missing), (StatusCode::NOT_FOUND, &body));
-    let (s, own) = get(&app, &shop, &format!("/api/repairs/{shop_job}")).await;
+    let (s, own) = app
+        .api_get(&shop, &format!("/api/repairs/{shop_job}"))
+        .await;
     assert_eq!(s, 200, "{own}");
     assert_eq!(own["repair"]["target_key"], "shop/Deployment/web");
     assert!(!own["steps"].as_array().unwrap().is_empty(), "{own}");
     assert!(!own["events"].as_array().unwrap().is_empty(), "{own}");
 
     // Knowledge base: stats and similar are per app too.
-    let (_, stats) = get(&app, &blog, "/api/kb/stats?since=1d").await;
+    let (_, stats) = app.api_get(&blog, "/api/kb/stats?since=1d").await;
     let targets: Vec<&str> = stats["targets"]
         .as_array()
         .unwrap()
@@ -151,16 +121,18 @@ async fn two_apps_tokens_see_only_their_own_alerts_repairs_and_notes(db: Db) {
         .map(|t| t["target"].as_str().unwrap())
         .collect();
     assert_eq!(targets, ["blog/Deployment/web"], "{stats}");
-    let (s, _) = get(&app, &blog, "/api/kb/similar?alertname=Down&namespace=shop").await;
+    let (s, _) = app
+        .api_get(&blog, "/api/kb/similar?alertname=Down&namespace=shop")
+        .await;
     assert_eq!(s, 404);
-    let (s, similar) = get(&app, &blog, "/api/kb/similar?alertname=Down&namespace=blog").await;
+    let (s, similar) = app
+        .api_get(&blog, "/api/kb/similar?alertname=Down&namespace=blog")
+        .await;
     assert_eq!(s, 200, "{similar}");
     assert_eq!(similar["incidents"][0]["id"], blog_job);
 
     // Notes: written into one's own app, invisible to the other, refused into the other's.
-    let (s, note) = post(
-        &app,
-        &shop,
+    let (s, note) = app.api_post(&shop,
         "/api/kb/notes",
         json!({"target": "shop/Deployment/web", "body": "web leaks after 3 days; restart is fine"}),
     )
@@ -170,28 +142,32 @@ async fn two_apps_tokens_see_only_their_own_alerts_repairs_and_notes(db: Db) {
         (note["author"].as_str(), note["namespace"].as_str()),
         (Some("alice"), Some("shop"))
     );
-    let (s, _) = post(
-        &app,
-        &shop,
-        "/api/kb/notes",
-        json!({"namespace": "blog", "alertname": "Down", "body": "not mine to write"}),
-    )
-    .await;
+    let (s, _) = app
+        .api_post(
+            &shop,
+            "/api/kb/notes",
+            json!({"namespace": "blog", "alertname": "Down", "body": "not mine to write"}),
+        )
+        .await;
     assert_eq!(s, 404);
-    let (_, own) = get(&app, &shop, &format!("/api/repairs/{shop_job}")).await;
+    let (_, own) = app
+        .api_get(&shop, &format!("/api/repairs/{shop_job}"))
+        .await;
     assert_eq!(
         own["notes"][0]["body"],
         "web leaks after 3 days; restart is fine"
     );
-    let (s, _) = post(
-        &app,
-        &blog,
-        "/api/kb/notes",
-        json!({"namespace": "blog", "alertname": "Down", "body": "blog: check the CDN first"}),
-    )
-    .await;
+    let (s, _) = app
+        .api_post(
+            &blog,
+            "/api/kb/notes",
+            json!({"namespace": "blog", "alertname": "Down", "body": "blog: check the CDN first"}),
+        )
+        .await;
     assert_eq!(s, 201);
-    let (_, similar) = get(&app, &blog, "/api/kb/similar?alertname=Down&namespace=blog").await;
+    let (_, similar) = app
+        .api_get(&blog, "/api/kb/similar?alertname=Down&namespace=blog")
+        .await;
     let bodies: Vec<&str> = similar["notes"]
         .as_array()
         .unwrap()
@@ -202,13 +178,13 @@ async fn two_apps_tokens_see_only_their_own_alerts_repairs_and_notes(db: Db) {
 
     // Viewers read but cannot write; every write attempt is in the audit log with its subject.
     let viewer = issue(&app, "carol", "shop", "viewer");
-    let (s, _) = post(
-        &app,
-        &viewer,
-        "/api/kb/notes",
-        json!({"namespace": "shop", "alertname": "Down", "body": "hi"}),
-    )
-    .await;
+    let (s, _) = app
+        .api_post(
+            &viewer,
+            "/api/kb/notes",
+            json!({"namespace": "shop", "alertname": "Down", "body": "hi"}),
+        )
+        .await;
     assert_eq!(s, 403);
     let audit = app.store().await.audit_log(10).await.unwrap();
     let seen: Vec<(String, i64)> = audit
@@ -338,7 +314,7 @@ async fn without_a_jwt_secret_the_api_is_closed() {
             nbf: None,
         })
         .unwrap();
-    let (s, body) = get(&app, &token, "/api/repairs").await;
+    let (s, body) = app.api_get(&token, "/api/repairs").await;
     assert_eq!(s, 401);
     assert!(
         body["error"].as_str().unwrap().contains("AIOPS_JWT_SECRET"),
@@ -381,7 +357,7 @@ async fn listings_page_by_cursor_without_gaps_or_repeats() {
             Some(c) => format!("/api/alerts?limit=3&cursor={c}"),
             None => "/api/alerts?limit=3".to_string(),
         };
-        let (s, page) = get(&app, &token, &path).await;
+        let (s, page) = app.api_get(&token, &path).await;
         assert_eq!(s, 200, "{page}");
         pages += 1;
         for a in page["items"].as_array().unwrap() {
@@ -406,21 +382,21 @@ async fn listings_page_by_cursor_without_gaps_or_repeats() {
         ("/api/alerts?status=burning", "status"),
         ("/api/repairs?state=sleeping", "state"),
     ] {
-        let (s, body) = get(&app, &token, path).await;
+        let (s, body) = app.api_get(&token, path).await;
         assert_eq!(
             (s, body["field"].as_str()),
             (StatusCode::BAD_REQUEST, Some(field)),
             "{path}: {body}"
         );
     }
-    let (s, body) = get(&app, &token, "/api/alerts?colour=red").await;
+    let (s, body) = app.api_get(&token, "/api/alerts?colour=red").await;
     assert_eq!(s, 400, "unknown parameters are refused: {body}");
-    let (s, page) = get(
-        &app,
-        &token,
-        "/api/alerts?since=2000-01-01T00:00:00Z&status=firing&alertname=Noise",
-    )
-    .await;
+    let (s, page) = app
+        .api_get(
+            &token,
+            "/api/alerts?since=2000-01-01T00:00:00Z&status=firing&alertname=Noise",
+        )
+        .await;
     assert_eq!(
         (s, page["items"].as_array().unwrap().len()),
         (StatusCode::OK, 7)
@@ -431,15 +407,7 @@ async fn listings_page_by_cursor_without_gaps_or_repeats() {
 async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
     let app = spawn(Db::Sqlite).await;
     let admin = issue(&app, "root", "", "admin");
-    let doc: Value = app
-        .client
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get_json("/api/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     let mut described = BTreeSet::new();
@@ -479,7 +447,7 @@ async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
             .map(String::from)
         )
     );
-    let (s, body) = get(&app, &admin, "/api/nothing/here").await;
+    let (s, body) = app.api_get(&admin, "/api/nothing/here").await;
     assert_eq!(s, 404);
     assert!(
         body["error"]
@@ -522,15 +490,11 @@ async fn retention_prunes_old_history_but_keeps_the_stats_and_active_repairs(db:
     .await;
 
     // The daemon's retention task (every second here) prunes the old one.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !app
-        .metrics()
-        .await
-        .contains("aiops_pruned_rows_total{table=\"repairs\"} 1")
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", app.log_text());
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    app.wait_for_metric(
+        "aiops_pruned_rows_total{table=\"repairs\"} 1",
+        std::time::Duration::from_secs(20),
+    )
+    .await;
     assert!(
         app.metrics()
             .await
@@ -618,14 +582,14 @@ both_backends!(pruning_thousands_of_old_notifications_keeps_their_attempts_consi
 async fn a_since_longer_than_the_calendar_counts_from_1970_instead_of_answering_null() {
     let app = spawn(Db::Sqlite).await;
     let admin = issue(&app, "root", "", "admin");
-    let (s, body) = get(&app, &admin, "/api/kb/stats?since=300000000y").await;
+    let (s, body) = app.api_get(&admin, "/api/kb/stats?since=300000000y").await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["since"], "1970-01-01T00:00:00+00:00", "{body}");
     for path in [
         "/api/alerts?since=300000000y",
         "/api/repairs?since=300000000y",
     ] {
-        let (s, body) = get(&app, &admin, path).await;
+        let (s, body) = app.api_get(&admin, path).await;
         assert_eq!(s, 200, "{path}: {body}");
         assert!(body["items"].is_array(), "{path}: {body}");
     }

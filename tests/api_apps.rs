@@ -1,31 +1,22 @@
-//! `/api/apps` through `aiops serve`: registration by editors (audited), per-app visibility
-//! (another app's items are 404 and never listed), and the rendered manifests.
+//! `/api/apps` through the daemon (in-process: nothing here needs a process of its own):
+//! registration by editors (audited), per-app visibility (another app's items are 404 and never
+//! listed), and the rendered manifests.
 
 mod common;
 
-use aiops::auth::{Claims, Key, Role};
-use aiops::config::Secret;
+use aiops::auth::Role;
 use common::{Db, Spawn, TestApp, repo};
+use reqwest::StatusCode;
 use serde_json::Value;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 
 fn token(role: Role, apps: &[&str]) -> String {
-    let key = Key::new(Secret::new(SECRET)).unwrap();
-    let now = chrono::Utc::now().timestamp();
-    key.issue(&Claims {
-        sub: format!("{}-user", role.as_str()),
-        role,
-        apps: apps.iter().map(|a| a.to_string()).collect(),
-        exp: now + 600,
-        iat: now,
-        nbf: None,
-    })
-    .unwrap()
+    common::api::token(SECRET, role, apps)
 }
 
 async fn spawn(db: Db) -> TestApp {
-    TestApp::spawn(Spawn::new(db).env("AIOPS_JWT_SECRET", SECRET).env(
+    TestApp::spawn_app(Spawn::new(db).env("AIOPS_JWT_SECRET", SECRET).env(
         "AIOPS_DEPLOY_WEBHOOK_URL",
         "https://aiops.example.net/webhook/alertmanager",
     ))
@@ -38,28 +29,14 @@ fn spec(name: &str) -> String {
         .replace("name: shop", &format!("name: {name}"))
 }
 
-async fn post(app: &TestApp, token: &str, body: String) -> (u16, Value) {
-    let r = app
+/// Registers (or replaces) an app from its YAML spec.
+async fn post(app: &TestApp, token: &str, body: String) -> (StatusCode, Value) {
+    let req = app
         .client
         .post(app.url("/api/apps"))
-        .bearer_auth(token)
         .header("content-type", "application/yaml")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
-    let r = app
-        .client
-        .get(app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        .body(body);
+    app.api_send(req, token).await
 }
 
 /// (subject, resource, status) of every audit entry, oldest first.
@@ -105,7 +82,7 @@ async fn editors_register_apps_others_see_only_their_own(db: Db) {
     // An admin registers blog; the shop editor neither lists nor reads it.
     let admin = token(Role::Admin, &[]);
     assert_eq!(post(&app, &admin, spec("blog")).await.0, 201);
-    let (_, list) = get(&app, &editor, "/api/apps").await;
+    let (_, list) = app.api_get(&editor, "/api/apps").await;
     let names: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
@@ -113,16 +90,22 @@ async fn editors_register_apps_others_see_only_their_own(db: Db) {
         .map(|i| i["app"]["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["shop"]);
-    let (_, list) = get(&app, &admin, "/api/apps").await;
+    let (_, list) = app.api_get(&admin, "/api/apps").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
-    assert_eq!(get(&app, &editor, "/api/apps/blog/manifests").await.0, 404);
-    assert_eq!(get(&app, &editor, "/api/apps/nope/manifests").await.0, 404);
+    assert_eq!(
+        app.api_get(&editor, "/api/apps/blog/manifests").await.0,
+        404
+    );
+    assert_eq!(
+        app.api_get(&editor, "/api/apps/nope/manifests").await.0,
+        404
+    );
     // Taking over blog's name from shop's namespace does not reveal it either.
     let hijack = spec("blog").replace("domain:", "namespace: shop\ndomain:");
     assert_eq!(post(&app, &editor, hijack).await.0, 404);
 
     // The manifests are the replaced spec's, with the configured webhook URL.
-    let (status, m) = get(&app, &editor, "/api/apps/shop/manifests").await;
+    let (status, m) = app.api_get(&editor, "/api/apps/shop/manifests").await;
     assert_eq!(status, 200, "{m}");
     let objects = m["objects"].as_array().unwrap();
     assert_eq!(objects.len(), 11);

@@ -5,15 +5,9 @@ mod common;
 use std::collections::HashMap;
 
 use aiops::store::JobState;
+use common::files::{definitions_env, write_definitions};
 use common::{Db, Spawn, TestApp, payload, repo, run_cli};
 use serde_json::Value;
-
-fn dirs_env(rules: &std::path::Path, playbooks: &std::path::Path) -> HashMap<&'static str, String> {
-    HashMap::from([
-        ("AIOPS_RULES_DIR", rules.display().to_string()),
-        ("AIOPS_PLAYBOOKS_DIR", playbooks.display().to_string()),
-    ])
-}
 
 #[test]
 fn check_passes_on_the_shipped_rules_and_playbooks() {
@@ -30,17 +24,16 @@ fn check_passes_on_the_shipped_rules_and_playbooks() {
 #[test]
 fn check_fails_with_file_and_line_for_each_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    let playbooks = dir.path().join("playbooks");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::create_dir_all(&playbooks).unwrap();
-    std::fs::write(
-        rules.join("a.yaml"),
-        "rules:\n  - name: ok\n    matchers: ['a=\"b\"']\n    playbook: missing\n  - name: typo\n    matchers: ['a=\"b\"']\n    playbook: fix\n    cooldwn: 5m\n",
-    )
-    .unwrap();
-    std::fs::write(playbooks.join("fix.rhai"), "let x = 1;\nlet = 2;\n").unwrap();
-    let (status, _out, err) = run_cli(dir.path(), &["check"], &dirs_env(&rules, &playbooks));
+    write_definitions(
+        dir.path(),
+        &[(
+            "a.yaml",
+            "rules:\n  - name: ok\n    matchers: ['a=\"b\"']\n    playbook: missing\n  - name: typo\n    matchers: ['a=\"b\"']\n    playbook: fix\n    cooldwn: 5m\n",
+        )],
+        &[("fix.rhai", "let x = 1;\nlet = 2;\n")],
+    );
+    let env = definitions_env(&dir.path().join("rules"), &dir.path().join("playbooks"));
+    let (status, _out, err) = run_cli(dir.path(), &["check"], &env);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains("a.yaml:8:"),
@@ -56,18 +49,16 @@ fn check_fails_with_file_and_line_for_each_problem() {
 #[test]
 fn check_reports_a_missing_playbook_at_the_rule_that_names_it() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("a.yaml"),
-        "rules:\n  - name: one\n    matchers: ['a=\"b\"']\n    playbook: restart\n    escalate:\n      - playbook: nosuch\n",
-    )
-    .unwrap();
-    let (status, _out, err) = run_cli(
+    write_definitions(
         dir.path(),
-        &["check"],
-        &dirs_env(&rules, &repo().join("playbooks")),
+        &[(
+            "a.yaml",
+            "rules:\n  - name: one\n    matchers: ['a=\"b\"']\n    playbook: restart\n    escalate:\n      - playbook: nosuch\n",
+        )],
+        &[],
     );
+    let env = definitions_env(&dir.path().join("rules"), &repo().join("playbooks"));
+    let (status, _out, err) = run_cli(dir.path(), &["check"], &env);
     assert_eq!(status.code(), Some(1));
     assert!(err.contains("a.yaml:2") && err.contains("nosuch"), "{err}");
 }
@@ -93,7 +84,7 @@ fn check_rejects_an_invalid_config_file() {
 async fn simulate_prints_each_verdict_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = repo().join("tests/fixtures/am-0.25-firing-grouped-3.json");
-    let env = dirs_env(&repo().join("rules"), &repo().join("playbooks"));
+    let env = definitions_env(&repo().join("rules"), &repo().join("playbooks"));
     let (status, out, err) = run_cli(dir.path(), &["simulate", fixture.to_str().unwrap()], &env);
     assert!(status.success(), "{out}{err}");
     assert!(
@@ -207,19 +198,11 @@ async fn sighup_reloads_rules_so_a_new_rule_matches() {
     )
     .unwrap();
     app.signal("HUP");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !app
-        .metrics()
-        .await
-        .contains("aiops_reloads_total{result=\"success\"} 1")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reload after SIGHUP:\n{}",
-            app.log_text()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    app.wait_for_metric(
+        "aiops_reloads_total{result=\"success\"} 1",
+        std::time::Duration::from_secs(10),
+    )
+    .await;
     let next = alert.replace("01:00:00Z", "01:05:00Z");
     let body: Value = app.post_webhook(next).await.json().await.unwrap();
     assert_eq!(body["jobs"].as_array().unwrap().len(), 1, "{body}");
@@ -275,7 +258,7 @@ async fn sigterm_stops_cleanly_and_leaves_pending_jobs_queued_for_the_next_start
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_password_never_appears_in_logs_or_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let mut env = dirs_env(&repo().join("rules"), &repo().join("playbooks"));
+    let mut env = definitions_env(&repo().join("rules"), &repo().join("playbooks"));
     // Port 9 (discard) on loopback refuses connections: the error path runs.
     env.insert(
         "AIOPS_DATABASE_URL",

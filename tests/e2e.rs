@@ -1,6 +1,6 @@
 //! End to end with the real sender: Debian's Prometheus and Alertmanager deliver to `aiops serve`,
 //! which repairs the stateful fake API server (tests/fakeapi) through a kubeconfig, and tells a
-//! Telegram stand-in (tests/notify_support) what it did.
+//! Telegram stand-in (tests/common/stand_ins.rs) what it did.
 //!
 //! Each test prints a `e2e figures` line: alerts sent, repairs done, duplicate deliveries
 //! absorbed, actions repeated (must be 0), alerts lost (must be 0) and the latency from an
@@ -12,7 +12,6 @@ mod common;
 mod fakeapi;
 #[path = "e2e/harness.rs"]
 mod harness;
-mod notify_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -21,13 +20,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aiops::store::{Job, JobState, NotificationState, Store};
-use common::{Db, Spawn, TestApp, TestDb};
+use common::stand_ins::{Answer, Request, StandIn};
+use common::{Db, Spawn, TestApp, TestDb, wait};
 use fakeapi::{FakeApi, RolloutBehaviour};
 use harness::{
     Alertmanager, AmAlert, Exporter, PrivatePg, Prometheus, Timing, Webhook, metric_sum,
     percentile, require,
 };
-use notify_support::{Answer, Request, StandIn};
 use serde_json::json;
 
 const TOKEN: &str = "e2e-webhook-token-7f3a";
@@ -94,7 +93,7 @@ impl Cluster {
     }
 }
 
-/// A Telegram chat stand-in (tests/notify_support: records every request, answers from a
+/// A Telegram chat stand-in (tests/common/stand_ins.rs: records every request, answers from a
 /// script, else `ok`) and the daemon config that makes it channel `chat`, routed by labels.
 struct Chat {
     standin: StandIn,
@@ -162,7 +161,7 @@ async fn notifications_settled(
     min: usize,
     diagnostics: impl Fn() -> String,
 ) -> Vec<aiops::store::Notification> {
-    wait_until(
+    wait::until(
         "every notification to be sent",
         Duration::from_secs(30),
         async || {
@@ -179,28 +178,6 @@ fn hook(app: &TestApp) -> Webhook {
     Webhook {
         url: app.url("/webhook/alertmanager"),
         token: TOKEN.into(),
-    }
-}
-
-/// Polls `probe` every 100 ms until it returns `Some`, or panics with `diagnostics()`.
-async fn wait_until<T>(
-    what: &str,
-    within: Duration,
-    mut probe: impl AsyncFnMut() -> Option<T>,
-    diagnostics: impl Fn() -> String,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "timed out after {within:?} waiting for {what}\n{}",
-                diagnostics()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -317,7 +294,7 @@ async fn a_prometheus_alert_becomes_a_verified_repair_a_kb_row_and_a_time_to_rec
     };
 
     // Act + Assert: Prometheus ⇒ Alertmanager ⇒ aiops ⇒ oom_handler ⇒ verified.
-    let job = wait_until(
+    let job = wait::until(
         "the oom_handler repair to succeed",
         Duration::from_secs(90),
         async || {
@@ -371,7 +348,7 @@ async fn a_prometheus_alert_becomes_a_verified_repair_a_kb_row_and_a_time_to_rec
 
     // The new pods are not OOMKilled: the series goes, Prometheus resolves the alert, and the
     // resolve reaching aiops gives the repair its time to recover.
-    let ttr = wait_until(
+    let ttr = wait::until(
         "the resolve to record the time to recover",
         Duration::from_secs(60),
         async || store.job(job.id).await.ok()??.ttr_ms,
@@ -466,7 +443,7 @@ async fn a_rollback_with_no_previous_revision_escalates_listing_what_was_tried()
     .await;
 
     let store = app.store().await;
-    let escalations = wait_until(
+    let escalations = wait::until(
         "the escalation",
         Duration::from_secs(30),
         async || {
@@ -729,7 +706,7 @@ async fn two_replicas_on_postgres_absorb_200_duplicate_deliveries_with_one_repai
             "code=\"200\"",
         ) as u64
     };
-    wait_until(
+    wait::until(
         "200 deliveries over both replicas",
         Duration::from_secs(90),
         async || {
@@ -740,11 +717,13 @@ async fn two_replicas_on_postgres_absorb_200_duplicate_deliveries_with_one_repai
     )
     .await;
     drop(am);
-    // A delivery Alertmanager sent just before it was killed may still be in flight.
+    // A delivery Alertmanager sent just before it was killed may still be in flight. Nothing
+    // marks the end of a killed sender's last request, so this is a grace window, not a
+    // synchronisation: the counts below are read after it.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let deliveries = delivered(&a).await + delivered(&b).await;
     let store = a.store().await;
-    let jobs = wait_until(
+    let jobs = wait::until(
         "every repair to finish",
         Duration::from_secs(30),
         async || {
@@ -848,7 +827,7 @@ async fn killing_a_replica_mid_repair_under_load_loses_no_acknowledged_alert_and
     ])])
     .await;
     let store = a.store().await;
-    let running = wait_until(
+    let running = wait::until(
         "the repair to be running",
         Duration::from_secs(30),
         async || {
@@ -902,7 +881,8 @@ async fn killing_a_replica_mid_repair_under_load_loses_no_acknowledged_alert_and
                 match r {
                     Ok(r) if r.status().is_success() => acked.push(seq),
                     Ok(_) => {}
-                    // The replica is gone: keep knocking, as Alertmanager would, until told to stop.
+                    // The replica is gone: keep knocking, as Alertmanager would, until told to
+                    // stop (the pause is the sender's back-off, part of the load under test).
                     Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
             }
@@ -918,7 +898,7 @@ async fn killing_a_replica_mid_repair_under_load_loses_no_acknowledged_alert_and
             .ok()?;
         (metric_sum(&text, "aiops_webhook_requests_total", "code=\"200\"") >= 50.0).then_some(())
     };
-    wait_until(
+    wait::until(
         "load to be acknowledged",
         Duration::from_secs(30),
         victim_acks,
@@ -926,6 +906,7 @@ async fn killing_a_replica_mid_repair_under_load_loses_no_acknowledged_alert_and
     )
     .await;
     victim.signal("KILL");
+    // The load keeps knocking on the dead replica for a moment: that window is what is tested.
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let (mut sent, mut acked) = (0, BTreeSet::new());
@@ -936,7 +917,7 @@ async fn killing_a_replica_mid_repair_under_load_loses_no_acknowledged_alert_and
     }
 
     // The survivor finds the dead replica's job by its expired lease and escalates it.
-    let interrupted = wait_until(
+    let interrupted = wait::until(
         "the interrupted job to be escalated",
         Duration::from_secs(30),
         async || {
@@ -964,7 +945,7 @@ async fn killing_a_replica_mid_repair_under_load_loses_no_acknowledged_alert_and
         .env("AIOPS_LISTEN", &victim.addr.to_string());
     let restarted = TestApp::spawn_in(victim.dir.clone(), victim.db.clone(), opts).await;
     drop(victim);
-    wait_until(
+    wait::until(
         "re-sends to reach the restarted replica",
         Duration::from_secs(30),
         async || {
@@ -1077,11 +1058,14 @@ async fn a_10_second_postgres_outage_answers_503_and_alertmanager_redelivers_eve
                     .unwrap();
                 assert!(r.status().is_success());
                 sent.push(seq);
+                // The pace of the load (10 alerts a second), not a synchronisation.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             sent
         })
     };
+    // The windows below are the scenario under test: 3 s of normal load, a 10-second outage,
+    // 3 s of load after it. None of them waits for something to happen.
     tokio::time::sleep(Duration::from_secs(3)).await;
     pg.stop();
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -1103,7 +1087,7 @@ async fn a_10_second_postgres_outage_answers_503_and_alertmanager_redelivers_eve
     let store = Store::connect(&pg.url(), &aiops::store::Options::default())
         .await
         .unwrap();
-    let stored = wait_until(
+    let stored = wait::until(
         "Alertmanager to deliver every alert",
         Duration::from_secs(60),
         async || {
@@ -1149,7 +1133,7 @@ fn the_demo_script_shows_a_newcomer_the_whole_loop() {
     let fakeapi = aiops.parent().unwrap().join("examples/fakeapi");
     if !fakeapi.is_file() {
         assert!(
-            !harness::in_ci(),
+            !common::in_ci(),
             "{} missing: cargo test builds it",
             fakeapi.display()
         );

@@ -87,21 +87,15 @@ rules:
     }
     let app = app.restart().await;
     let body: Value = app
-        .post_webhook(firing("prod", "web", "2026-11-26T01:20:00Z"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_webhook_json(firing("prod", "web", "2026-11-26T01:20:00Z"))
+        .await;
     assert_eq!(body["refused"], 1, "{body}");
     let refusals = app.store().await.refusals().await.unwrap();
     assert_eq!(refusals.last().unwrap().2, "budget");
     // Another target has its own budget.
     let body: Value = app
-        .post_webhook(firing("prod", "api", "2026-11-26T01:20:00Z"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_webhook_json(firing("prod", "api", "2026-11-26T01:20:00Z"))
+        .await;
     assert_eq!(body["jobs"].as_array().unwrap().len(), 1, "{body}");
 }
 both_backends!(the_attempt_budget_is_kept_in_the_store_across_restarts);
@@ -123,11 +117,8 @@ rules:
     let mut refused = 0;
     for i in 0..6 {
         let body: Value = app
-            .post_webhook(firing("prod", &format!("app{i}"), "2026-11-26T01:00:00Z"))
-            .await
-            .json()
-            .await
-            .unwrap();
+            .post_webhook_json(firing("prod", &format!("app{i}"), "2026-11-26T01:00:00Z"))
+            .await;
         jobs += body["jobs"].as_array().unwrap().len();
         refused += body["refused"].as_u64().unwrap();
     }
@@ -163,11 +154,8 @@ both_backends!(a_storm_of_distinct_targets_stops_acting_and_escalates_once);
 async fn kube_system_is_denied_by_default() {
     let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;
     let body: Value = app
-        .post_webhook(firing("kube-system", "coredns", "2026-11-26T01:00:00Z"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_webhook_json(firing("kube-system", "coredns", "2026-11-26T01:00:00Z"))
+        .await;
     assert_eq!(body["refused"], 1);
     let refusals = app.store().await.refusals().await.unwrap();
     assert_eq!(refusals[0].2, "namespace_denied");
@@ -217,11 +205,8 @@ rules:
     let mut app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules)).await;
     // Starting now, so the 24 h wait keeps the job waiting (see above).
     let body: Value = app
-        .post_webhook(firing("prod", "web", &minutes_ago(5)))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_webhook_json(firing("prod", "web", &minutes_ago(5)))
+        .await;
     let id = body["jobs"][0].as_i64().unwrap();
     assert!(app.stop().success());
     // Arrange what a crash mid-repair leaves behind: the job claimed and running.
@@ -276,37 +261,30 @@ rules:
 "#;
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let db = std::sync::Arc::new(common::TestDb::new(Db::Sqlite, dir.path()).await);
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::create_dir_all(dir.path().join("playbooks")).unwrap();
-    std::fs::write(dir.path().join("rules/test.yaml"), rules).unwrap();
-    for pb in ["rollback", "restart"] {
-        std::fs::copy(
-            common::repo().join(format!("playbooks/{pb}.rhai")),
-            dir.path().join(format!("playbooks/{pb}.rhai")),
-        )
-        .unwrap();
-    }
-    std::fs::write(dir.path().join("playbooks/flaky.rhai"), "success(\"ok\")").unwrap();
+    let shipped = |pb: &str| {
+        std::fs::read_to_string(common::repo().join(format!("playbooks/{pb}.rhai"))).unwrap()
+    };
+    let (rollback, restart) = (shipped("rollback"), shipped("restart"));
+    common::files::write_definitions(
+        dir.path(),
+        &[("test.yaml", rules)],
+        &[
+            ("rollback.rhai", &rollback),
+            ("restart.rhai", &restart),
+            ("flaky.rhai", "success(\"ok\")"),
+        ],
+    );
     // A chain's `notify: NAME` must name a channel or a route: `oncall` is a webhook here.
-    std::fs::write(
-        dir.path().join("aiops.yaml"),
-        "notify:\n  channels:\n    oncall: {type: webhook, url: \"http://127.0.0.1:9/aiops\"}\n",
-    )
-    .unwrap();
-    let config = dir.path().join("aiops.yaml").display().to_string();
     let app = TestApp::spawn_in(
         dir.clone(),
         db,
-        Spawn::new(Db::Sqlite).env("AIOPS_CONFIG", &config),
+        Spawn::new(Db::Sqlite).config(
+            "notify:\n  channels:\n    oncall: {type: webhook, url: \"http://127.0.0.1:9/aiops\"}\n",
+        ),
     )
     .await;
     let now = chrono::Utc::now().to_rfc3339();
-    let body: Value = app
-        .post_webhook(firing("prod", "web", &now))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.post_webhook_json(firing("prod", "web", &now)).await;
     let first = body["jobs"][0].as_i64().unwrap();
 
     // The playbook disappears before the job is due (a reload without it): the step fails.

@@ -10,9 +10,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use aiops::auth::{Claims, Key, Role};
-use aiops::config::Secret;
-use common::{Db, Spawn, TestApp, fixture, run_cli};
+use aiops::auth::Role;
+use common::{Db, Spawn, TestApp, fixture, run_cli, wait};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,18 +20,7 @@ const SECRET: &str = "0123456789abcdef0123456789abcdef-hardening";
 const TOKEN: &str = "webhook-token-0123456789abcdef";
 
 fn jwt(role: Role, apps: &[&str]) -> String {
-    let now = chrono::Utc::now().timestamp();
-    Key::new(Secret::new(SECRET))
-        .unwrap()
-        .issue(&Claims {
-            sub: format!("{}-user", role.as_str()),
-            role,
-            apps: apps.iter().map(|a| a.to_string()).collect(),
-            exp: now + 600,
-            iat: now,
-            nbf: None,
-        })
-        .unwrap()
+    common::api::token(SECRET, role, apps)
 }
 
 /// Reads until the peer closes or `within` passes; returns what arrived and whether it closed.
@@ -93,15 +81,13 @@ async fn raw_get(s: &mut TcpStream, path: &str) -> (u16, String) {
 
 /// Waits until `pred` holds for the daemon's log, or fails with the log.
 async fn wait_for_log(app: &TestApp, what: &str, pred: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !app.log_text().lines().any(&pred) {
-        assert!(
-            Instant::now() < deadline,
-            "no log line {what}; logs:\n{}",
-            app.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until(
+        &format!("a log line {what}"),
+        Duration::from_secs(10),
+        async || app.log_text().lines().any(&pred).then_some(()),
+        || format!("logs:\n{}", app.log_text()),
+    )
+    .await
 }
 
 fn metric(metrics: &str, series: &str) -> f64 {
@@ -250,6 +236,7 @@ async fn a_connection_that_never_finishes_its_headers_is_closed_after_the_header
         .unwrap();
     let drip = async {
         for _ in 0..20 {
+            // The slowloris pace is the attack under test, not a synchronisation.
             tokio::time::sleep(Duration::from_millis(200)).await;
             if slow.write_all(b"x").await.is_err() {
                 break;
@@ -399,21 +386,20 @@ async fn beyond_the_connection_cap_new_connections_are_refused_while_those_withi
     .await;
     // Freed slots are usable again.
     drop(idle);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut s = TcpStream::connect(app.addr).await.unwrap();
-        if s.write_all(b"GET /-/healthy HTTP/1.1\r\nhost: aiops\r\n\r\n")
-            .await
-            .is_ok()
-        {
+    wait::until(
+        "the freed slots to serve again",
+        Duration::from_secs(5),
+        async || {
+            let mut s = TcpStream::connect(app.addr).await.unwrap();
+            s.write_all(b"GET /-/healthy HTTP/1.1\r\nhost: aiops\r\n\r\n")
+                .await
+                .ok()?;
             let (got, _) = read_until_closed(&mut s, Duration::from_millis(500)).await;
-            if got.starts_with(b"HTTP/1.1 200") {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "slots never freed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            got.starts_with(b"HTTP/1.1 200").then_some(())
+        },
+        String::new,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

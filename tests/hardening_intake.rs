@@ -1,10 +1,11 @@
 //! Issue 12, intake part: no alert content may freeze, crash or misdirect the daemon.
 //!
-//! Each attack goes through the real binary, on SQLite and on PostgreSQL: values the store
-//! cannot hold (NUL, oversize) are rejected per alert with a 400 naming the alert and field while
-//! the rest of the payload is recorded and acted on; labels that are not Kubernetes names are
-//! refused as `invalid_target` and never reach the API server; a storm of 4,000 alerts is
-//! answered in linear time; timestamps outside the accepted window are rejected.
+//! Each attack goes through the daemon (in-process: the intake needs no process of its own), on
+//! SQLite and on PostgreSQL: values the store cannot hold (NUL, oversize) are rejected per alert
+//! with a 400 naming the alert and field while the rest of the payload is recorded and acted on;
+//! labels that are not Kubernetes names are refused as `invalid_target` and never reach the API
+//! server; a storm of 4,000 alerts is answered in linear time; timestamps outside the accepted
+//! window are rejected.
 
 mod common;
 mod fakeapi;
@@ -12,7 +13,7 @@ mod fakeapi;
 use std::time::{Duration, Instant};
 
 use aiops::store::JobState;
-use common::{Db, Spawn, TestApp};
+use common::{Db, Spawn, TestApp, minutes_ago, payload};
 use fakeapi::FakeApi;
 use serde_json::{Value, json};
 
@@ -23,32 +24,27 @@ rules:
     playbook: restart
 "#;
 
-fn minutes_ago(m: i64) -> String {
-    (chrono::Utc::now() - chrono::Duration::minutes(m)).to_rfc3339()
-}
-
 /// A firing alert with `labels` (plus `auto_repair=restart`), as Alertmanager sends it.
 fn alert(labels: &[(&str, &str)]) -> Value {
-    let mut l = serde_json::Map::new();
-    l.insert("auto_repair".into(), json!("restart"));
-    for (k, v) in labels {
-        l.insert((*k).into(), json!(v));
-    }
-    json!({
-        "status": "firing", "labels": l, "annotations": {"summary": "down"},
-        "startsAt": minutes_ago(5), "endsAt": "0001-01-01T00:00:00Z",
-        "generatorURL": "http://127.0.0.1:9090/graph?g0.expr=up%3D%3D0"
-    })
+    let labels: Vec<(&str, &str)> = std::iter::once(("auto_repair", "restart"))
+        .chain(labels.iter().copied())
+        .collect();
+    let mut alert = payload::alert("firing", &labels, &minutes_ago(5));
+    alert["annotations"] = json!({"summary": "down"});
+    alert["generatorURL"] = json!("http://127.0.0.1:9090/graph?g0.expr=up%3D%3D0");
+    alert
 }
 
 fn good(app: &str) -> Value {
     alert(&[("alertname", "Down"), ("namespace", "prod"), ("app", app)])
 }
 
+/// A group as Alertmanager sends it, with its grouping key and external URL.
 fn body(alerts: Vec<Value>) -> String {
-    json!({"version": "4", "status": "firing", "receiver": "aiops", "groupKey": "{}:{}",
-           "externalURL": "http://127.0.0.1:9093", "alerts": alerts})
-    .to_string()
+    let mut group = payload::group(alerts);
+    group["groupKey"] = json!("{}:{}");
+    group["externalURL"] = json!("http://127.0.0.1:9093");
+    group.to_string()
 }
 
 /// `(index, field)` of each rejection in a 400 answer.
@@ -67,17 +63,11 @@ fn rejected(answer: &Value) -> Vec<(u64, String)> {
 }
 
 async fn ready(app: &TestApp) -> u16 {
-    app.client
-        .get(app.url("/-/ready"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    app.get_status("/-/ready").await
 }
 
 async fn nul_in_any_field_rejects_that_alert_alone_and_keeps_the_others(db: Db) {
-    let app = TestApp::spawn(Spawn::new(db).rules(RULES)).await;
+    let app = TestApp::spawn_app(Spawn::new(db).rules(RULES)).await;
     let mut with_fingerprint = good("api");
     with_fingerprint["fingerprint"] = json!("abc\u{0}def");
     let mut with_url = good("api");
@@ -172,7 +162,7 @@ async fn nul_in_any_field_rejects_that_alert_alone_and_keeps_the_others(db: Db) 
 both_backends!(nul_in_any_field_rejects_that_alert_alone_and_keeps_the_others);
 
 async fn a_nul_in_the_payloads_receiver_or_group_key_rejects_the_whole_payload(db: Db) {
-    let app = TestApp::spawn(Spawn::new(db).rules(RULES)).await;
+    let app = TestApp::spawn_app(Spawn::new(db).rules(RULES)).await;
     for (field, value) in [("receiver", "ai\u{0}ops"), ("groupKey", "{}:{a=\"\u{0}\"}")] {
         let mut b: Value = serde_json::from_str(&body(vec![good("web")])).unwrap();
         b[field] = json!(value);
@@ -189,7 +179,7 @@ async fn a_nul_in_the_payloads_receiver_or_group_key_rejects_the_whole_payload(d
 both_backends!(a_nul_in_the_payloads_receiver_or_group_key_rejects_the_whole_payload);
 
 async fn oversize_labels_are_rejected_or_refused_and_never_answer_503(db: Db) {
-    let app = TestApp::spawn(Spawn::new(db).rules(RULES)).await;
+    let app = TestApp::spawn_app(Spawn::new(db).rules(RULES)).await;
     let long_ns = "n".repeat(3000);
     let long_name = "a".repeat(9000);
     let long_target = "w".repeat(9000);
@@ -254,7 +244,7 @@ async fn oversize_labels_are_rejected_or_refused_and_never_answer_503(db: Db) {
 both_backends!(oversize_labels_are_rejected_or_refused_and_never_answer_503);
 
 async fn timestamps_outside_the_window_are_rejected_and_alertmanagers_zero_end_is_kept(db: Db) {
-    let app = TestApp::spawn(Spawn::new(db).rules(RULES)).await;
+    let app = TestApp::spawn_app(Spawn::new(db).rules(RULES)).await;
     let mut far_future = good("api");
     far_future["startsAt"] = json!("+99999-01-01T00:00:00Z");
     let mut next_day = good("api");
@@ -302,7 +292,7 @@ async fn timestamps_outside_the_window_are_rejected_and_alertmanagers_zero_end_i
 both_backends!(timestamps_outside_the_window_are_rejected_and_alertmanagers_zero_end_is_kept);
 
 async fn an_all_bad_payload_is_400_with_nothing_stored(db: Db) {
-    let app = TestApp::spawn(Spawn::new(db).rules(RULES)).await;
+    let app = TestApp::spawn_app(Spawn::new(db).rules(RULES)).await;
     let alerts = vec![
         alert(&[
             ("alertname", "Do\u{0}wn"),
@@ -334,7 +324,7 @@ async fn daemon_on(api: &FakeApi, db: Db) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig);
-    let app = TestApp::spawn(
+    let app = TestApp::spawn_app(
         Spawn::new(db)
             .rules(RULES)
             .env("AIOPS_CLUSTER_STATE_FILE", "")
@@ -420,7 +410,7 @@ async fn labels_that_are_not_kubernetes_names_are_refused_and_never_reach_the_ap
 both_backends!(labels_that_are_not_kubernetes_names_are_refused_and_never_reach_the_api);
 
 async fn a_payload_of_4000_alerts_for_distinct_targets_is_answered_in_linear_time(db: Db) {
-    let app = TestApp::spawn(Spawn::new(db).rules(RULES)).await;
+    let app = TestApp::spawn_app(Spawn::new(db).rules(RULES)).await;
     let starts_at = minutes_ago(5);
     let alerts: Vec<Value> = (0..4000)
         .map(|i| {

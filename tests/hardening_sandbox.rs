@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aiops::store::JobState;
-use common::{Db, Spawn, TestApp, TestDb, payload, run_cli};
+use common::files::write_definitions;
+use common::{Db, Spawn, TestApp, TestDb, payload, run_cli, wait};
 use serde_json::Value;
 
 const SECRET: &str = "hardening-sandbox-test-secret-0123456789";
@@ -80,16 +81,7 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 }
 
 fn admin_token(app: &TestApp) -> String {
-    let env = HashMap::from([("AIOPS_JWT_SECRET", SECRET.to_string())]);
-    let (status, out, err) = run_cli(
-        app.dir.path(),
-        &[
-            "token", "issue", "--sub", "test", "--role", "admin", "--ttl", "1h",
-        ],
-        &env,
-    );
-    assert!(status.success(), "{out}{err}");
-    out.lines().last().unwrap().trim().to_string()
+    common::api::issue(app, SECRET, "test", "", "admin")
 }
 
 async fn hostile_playbooks_are_stopped_with_their_reason_while_the_daemon_serves(db: Db) {
@@ -97,18 +89,17 @@ async fn hostile_playbooks_are_stopped_with_their_reason_while_the_daemon_serves
     // in seconds.
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let test_db = Arc::new(TestDb::new(db, dir.path()).await);
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::create_dir_all(dir.path().join("playbooks")).unwrap();
     let mut rules = String::from("rules:\n");
+    let mut playbooks = Vec::new();
     for (name, body, ..) in HOSTILE {
         rules.push_str(&rule(name));
-        std::fs::write(
-            dir.path().join(format!("playbooks/{name}.rhai")),
-            format!("{BIG}{body}"),
-        )
-        .unwrap();
+        playbooks.push((format!("{name}.rhai"), format!("{BIG}{body}")));
     }
-    std::fs::write(dir.path().join("rules/test.yaml"), rules).unwrap();
+    let playbooks: Vec<(&str, &str)> = playbooks
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_str()))
+        .collect();
+    write_definitions(dir.path(), &[("test.yaml", &rules)], &playbooks);
     let app = TestApp::spawn_in(
         dir.clone(),
         test_db,
@@ -155,31 +146,32 @@ async fn hostile_playbooks_are_stopped_with_their_reason_while_the_daemon_serves
     let store = app.store().await;
     let probes = AtomicUsize::new(0);
     let mut max_rss = idle_rss;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let jobs = loop {
-        let asked = Instant::now();
-        let health = tokio::time::timeout(
-            Duration::from_secs(1),
-            app.client.get(app.url("/-/healthy")).send(),
-        )
-        .await
-        .expect("the daemon answered /-/healthy within 1 s")
-        .unwrap();
-        assert_eq!(health.status(), 200);
-        assert!(asked.elapsed() < Duration::from_secs(1));
-        probes.fetch_add(1, Ordering::Relaxed);
-        max_rss = max_rss.max(rss_kib(pid).0);
-        let jobs = store.jobs().await.unwrap();
-        if jobs.len() == HOSTILE.len() && jobs.iter().all(|j| j.state.is_terminal()) {
-            break jobs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hostile runs not stopped in time: {jobs:#?}\n{}",
-            app.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let jobs = wait::until_ok(
+        "the hostile runs to be stopped",
+        Duration::from_secs(60),
+        async || {
+            let asked = Instant::now();
+            let health = tokio::time::timeout(
+                Duration::from_secs(1),
+                app.client.get(app.url("/-/healthy")).send(),
+            )
+            .await
+            .expect("the daemon answered /-/healthy within 1 s")
+            .unwrap();
+            assert_eq!(health.status(), 200);
+            assert!(asked.elapsed() < Duration::from_secs(1));
+            probes.fetch_add(1, Ordering::Relaxed);
+            max_rss = max_rss.max(rss_kib(pid).0);
+            let jobs = store.jobs().await.unwrap();
+            if jobs.len() == HOSTILE.len() && jobs.iter().all(|j| j.state.is_terminal()) {
+                Ok(jobs)
+            } else {
+                Err(jobs)
+            }
+        },
+        || app.log_text(),
+    )
+    .await;
     let elapsed = started.elapsed();
 
     // Assert: each run stopped for its own reason, inconclusive, once to humans.
@@ -314,20 +306,16 @@ async fn test_playbook_does_not_follow_a_redirect_to_a_host_outside_http_allow()
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::create_dir_all(dir.path().join("playbooks")).unwrap();
-    std::fs::write(
-        dir.path().join("rules/test.yaml"),
-        format!("rules:\n{}", rule("probe")),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("playbooks/probe.rhai"),
-        format!(
-            "let r = http_get(\"http://127.0.0.1:{allowed}/health\");\nif r.ok {{ success(\"reached: \" + r.body); }} else {{ fail(\"health answered \" + r.status); }}\n"
-        ),
-    )
-    .unwrap();
+    write_definitions(
+        dir.path(),
+        &[("test.yaml", &format!("rules:\n{}", rule("probe")))],
+        &[(
+            "probe.rhai",
+            &format!(
+                "let r = http_get(\"http://127.0.0.1:{allowed}/health\");\nif r.ok {{ success(\"reached: \" + r.body); }} else {{ fail(\"health answered \" + r.status); }}\n"
+            ),
+        )],
+    );
     std::fs::write(
         dir.path().join("alert.json"),
         payload(

@@ -354,15 +354,7 @@ async fn health_readiness_and_metrics_are_served() {
     let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;
     let healthy = app.client.get(app.url("/-/healthy")).send().await.unwrap();
     assert_eq!(healthy.status(), 200);
-    let ready: Value = app
-        .client
-        .get(app.url("/-/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = app.get_json("/-/ready").await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["rules"], 5);
     app.post_fixture(GROUPED).await;

@@ -1,5 +1,6 @@
 //! The knowledge base: stats from a seeded history equal hand-computed values (both backends),
-//! and a real repair's time to recover recorded when its alert resolves.
+//! and a real repair's time to recover recorded when its alert resolves (the daemon in-process,
+//! `aiops kb` as the binary).
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aiops::alert::{Alert, Status};
 use aiops::store::{JobState, NewAlertEvent, NewJob, Store};
+use common::stand_ins::StandIn;
 use common::{Db, Spawn, TestApp, TestDb, payload, run_cli};
 
 struct Seed {
@@ -364,7 +366,7 @@ both_backends!(retention_empties_rollups_and_activity_longer_than_one_batch);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolve_after_a_repair_records_its_time_to_recover_for_the_cli() {
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite)).await;
     let starts = chrono::Utc::now() - chrono::Duration::minutes(10);
     let fire = payload(
         &[(
@@ -410,27 +412,12 @@ async fn a_resolve_after_a_repair_records_its_time_to_recover_for_the_cli() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn choose_best_picks_the_alternative_that_worked_for_this_alert() {
     // A health endpoint that always fails, so every repair here fails verification.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/healthz", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut buf = [0u8; 1024];
-                let _ = sock.read(&mut buf).await;
-                let _ = sock
-                    .write_all(b"HTTP/1.1 500 X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
+    let health = StandIn::answering(500).await;
+    let url = format!("{}/healthz", health.url);
     let rules = format!(
         "rules:\n  - name: r\n    matchers: ['app=\"api\"']\n    playbook: restart\n    verify: {{health_url: \"{url}\"}}\n    escalate:\n      - choose: best\n        from:\n          - playbook: restart\n          - playbook: rollback\n"
     );
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(&rules)).await;
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite).rules(&rules)).await;
     // History: for "Trouble", restart never worked and rollback did.
     let store = app.store().await;
     let s = |playbook, end| Seed {

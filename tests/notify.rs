@@ -2,11 +2,10 @@
 //! channel once, with the steps tried; failing channels never leak a configured secret.
 
 mod common;
-mod notify_support;
 
-use aiops::store::{JobState, NotificationState};
-use common::{Db, Spawn, TestApp, payload, repo};
-use notify_support::{Answer, Request, StandIn};
+use aiops::store::{JobState, Notification, NotificationState, Store};
+use common::stand_ins::{Answer, Request, StandIn, closed_addr};
+use common::{Db, Spawn, TestApp, payload, repo, wait};
 
 const RULES: &str = r#"
 rules:
@@ -43,6 +42,39 @@ fn alert() -> String {
     v.to_string()
 }
 
+/// Posts an alert whose repair cannot run (the daemon has no cluster), so it goes to humans,
+/// and waits until the escalation message has failed for good on each of `channels` failing
+/// channels; every notification row.
+async fn escalate_to_failing_channels(
+    app: &TestApp,
+    store: &Store,
+    channels: usize,
+) -> Vec<Notification> {
+    let labels = [
+        ("alertname", "X"),
+        ("auto_repair", "restart"),
+        ("namespace", "prod"),
+        ("app", "web"),
+    ];
+    app.post_webhook(payload(&[(&labels, "firing")], "2026-11-26T04:00:00Z"))
+        .await;
+    wait::until_ok(
+        &format!("{channels} escalation messages to fail"),
+        std::time::Duration::from_secs(30),
+        async || {
+            let rows = store.notifications().await.unwrap();
+            let esc: Vec<_> = rows.iter().filter(|n| n.event == "escalation").collect();
+            if esc.len() == channels && esc.iter().all(|n| n.state == NotificationState::Failed) {
+                Ok(rows)
+            } else {
+                Err(rows)
+            }
+        },
+        || app.log_text(),
+    )
+    .await
+}
+
 fn escalations(reqs: &[Request], text_of: impl Fn(&Request) -> String) -> Vec<String> {
     reqs.iter()
         .map(text_of)
@@ -71,18 +103,10 @@ notify:
         slack = slack.url
     );
     let state = repo().join("tests/fixtures/cluster-failing.yaml");
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    std::fs::write(dir.path().join("aiops.yaml"), config).unwrap();
-    let db_ = std::sync::Arc::new(common::TestDb::new(db, dir.path()).await);
-    let app = TestApp::spawn_in(
-        dir.clone(),
-        db_,
+    let app = TestApp::spawn(
         Spawn::new(db)
             .rules(RULES)
-            .env(
-                "AIOPS_CONFIG",
-                dir.path().join("aiops.yaml").to_str().unwrap(),
-            )
+            .config(&config)
             .env("TG_TOKEN", "123:tg-secret")
             .env("AIOPS_CLUSTER_STATE_FILE", state.to_str().unwrap()),
     )
@@ -120,7 +144,8 @@ notify:
             !escalations(r, slack_text).is_empty()
         })
         .await;
-    // Give a duplicate the time to show up if one were coming.
+    // Give a duplicate the time to show up if one were coming: this window is what is tested
+    // (no condition says "no duplicate will ever come"), not a synchronisation.
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     let (tg, ln, sl) = (telegram.requests(), line.requests(), slack.requests());
     let (e_tg, e_ln, e_sl) = (
@@ -218,12 +243,7 @@ async fn no_error_log_line_metric_or_stored_row_contains_a_configured_secret() {
     slack.default_answer(Answer::new(403, "invalid_token"));
     let webhook = StandIn::start().await;
     webhook.default_answer(Answer::new(502, "bad gateway"));
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    std::fs::write(dir.path().join("line-token"), "line-topsecret\n").unwrap();
+    let dead = closed_addr();
     let config = format!(
         r#"
 notify:
@@ -243,16 +263,10 @@ notify:
         wh = webhook.url,
         dead_port = dead.port(),
     );
-    std::fs::write(dir.path().join("aiops.yaml"), config).unwrap();
-    let db = std::sync::Arc::new(common::TestDb::new(Db::Sqlite, dir.path()).await);
-    let mut app = TestApp::spawn_in(
-        dir.clone(),
-        db,
+    let mut app = TestApp::spawn(
         Spawn::new(Db::Sqlite)
-            .env(
-                "AIOPS_CONFIG",
-                dir.path().join("aiops.yaml").to_str().unwrap(),
-            )
+            .file("line-token", "line-topsecret\n")
+            .config(&config)
             .env("AIOPS_CLUSTER_STATE_FILE", "")
             .env("AIOPS_LOG", "debug,sqlx=warn,hyper=warn,reqwest=warn")
             .env("TG_TOKEN", "123:tg-topsecret")
@@ -260,34 +274,8 @@ notify:
     )
     .await;
     // Inconclusive without a cluster: escalated to humans, told on every channel.
-    app.post_webhook(payload(
-        &[(
-            &[
-                ("alertname", "X"),
-                ("auto_repair", "restart"),
-                ("namespace", "prod"),
-                ("app", "web"),
-            ],
-            "firing",
-        )],
-        "2026-11-26T04:00:00Z",
-    ))
-    .await;
     let store = app.store().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let rows = loop {
-        let rows = store.notifications().await.unwrap();
-        let esc: Vec<_> = rows.iter().filter(|n| n.event == "escalation").collect();
-        if esc.len() == 6 && esc.iter().all(|n| n.state == NotificationState::Failed) {
-            break rows;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{rows:#?}\n{}",
-            app.log_text()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let rows = escalate_to_failing_channels(&app, &store, 6).await;
     let metrics = app.metrics().await;
     app.stop();
     let logs = app.log_text();
@@ -339,24 +327,13 @@ notify:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_prunes_a_repairs_notifications_with_it() {
     let hook = StandIn::start().await;
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    std::fs::write(
-        dir.path().join("aiops.yaml"),
-        format!(
-            "notify:\n  channels:\n    wh: {{type: webhook, url: \"{}/hook\"}}\n  routes:\n    - channels: [wh]\n",
-            hook.url
-        ),
-    )
-    .unwrap();
-    let db = std::sync::Arc::new(common::TestDb::new(Db::Sqlite, dir.path()).await);
-    let app = TestApp::spawn_in(
-        dir.clone(),
-        db,
+    let config = format!(
+        "notify:\n  channels:\n    wh: {{type: webhook, url: \"{}/hook\"}}\n  routes:\n    - channels: [wh]\n",
+        hook.url
+    );
+    let app = TestApp::spawn(
         Spawn::new(Db::Sqlite)
-            .env(
-                "AIOPS_CONFIG",
-                dir.path().join("aiops.yaml").to_str().unwrap(),
-            )
+            .config(&config)
             .env("AIOPS_RETENTION_INTERVAL", "1s"),
     )
     .await;
@@ -392,15 +369,11 @@ async fn retention_prunes_a_repairs_notifications_with_it() {
         sqlx::query(sql).bind(old).execute(&raw).await.unwrap();
     }
     raw.close().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !app
-        .metrics()
-        .await
-        .contains("aiops_pruned_rows_total{table=\"repairs\"} 1")
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", app.log_text());
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    app.wait_for_metric(
+        "aiops_pruned_rows_total{table=\"repairs\"} 1",
+        std::time::Duration::from_secs(20),
+    )
+    .await;
     assert!(store.notifications().await.unwrap().is_empty());
     assert!(
         store
@@ -490,7 +463,6 @@ async fn receivers_echoing_the_path_and_query_of_a_secret_url_leak_no_fragment_o
         400,
         "unknown hook at {uri}; token q-secret-7781 refused; no hook hookpathSECRET9",
     ));
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
     let config = format!(
         r#"
 notify:
@@ -504,50 +476,17 @@ notify:
         slack = slack.url,
         wh = webhook.url,
     );
-    std::fs::write(dir.path().join("aiops.yaml"), config).unwrap();
-    let db = std::sync::Arc::new(common::TestDb::new(Db::Sqlite, dir.path()).await);
-    let mut app = TestApp::spawn_in(
-        dir.clone(),
-        db,
+    let mut app = TestApp::spawn(
         Spawn::new(Db::Sqlite)
-            .env(
-                "AIOPS_CONFIG",
-                dir.path().join("aiops.yaml").to_str().unwrap(),
-            )
+            .config(&config)
             .env("AIOPS_CLUSTER_STATE_FILE", "")
             .env("AIOPS_LOG", "debug,sqlx=warn,hyper=warn,reqwest=warn"),
     )
     .await;
 
     // Act: a repair that cannot run (no cluster) goes to humans on both channels.
-    app.post_webhook(payload(
-        &[(
-            &[
-                ("alertname", "X"),
-                ("auto_repair", "restart"),
-                ("namespace", "prod"),
-                ("app", "web"),
-            ],
-            "firing",
-        )],
-        "2026-11-26T04:00:00Z",
-    ))
-    .await;
     let store = app.store().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let rows = loop {
-        let rows = store.notifications().await.unwrap();
-        let esc: Vec<_> = rows.iter().filter(|n| n.event == "escalation").collect();
-        if esc.len() == 2 && esc.iter().all(|n| n.state == NotificationState::Failed) {
-            break rows;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{rows:#?}\n{}",
-            app.log_text()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let rows = escalate_to_failing_channels(&app, &store, 2).await;
     app.stop();
     let logs = app.log_text();
     let mut stored = String::new();
@@ -598,7 +537,7 @@ notify:
             "wh (webhook) refused the test message: webhook: HTTP 400: unknown hook at ***?***",
         ),
     ] {
-        let cwd = dir.path().to_path_buf();
+        let cwd = app.dir.path().to_path_buf();
         let (status, out, err) = tokio::task::spawn_blocking(move || {
             common::run_cli(
                 &cwd,

@@ -3,14 +3,13 @@
 //! `aiops notify test` end to end.
 
 mod common;
-mod notify_support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aiops::config::Secret;
 use aiops::notify::{Message, Notifier, email, line, slack, telegram, webhook};
-use notify_support::{Answer, Smtp, StandIn};
+use common::stand_ins::{Answer, Smtp, StandIn, closed_addr};
 
 fn msg(subject: &str, body: &str) -> Message {
     Message {
@@ -200,10 +199,7 @@ async fn slack_gets_text_and_blocks_and_a_429_brings_its_retry_after() {
 
 #[tokio::test]
 async fn a_connection_refused_is_retryable_and_names_no_url() {
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let dead = closed_addr();
     let s = slack::Slack::new(
         http(),
         Secret::new(format!("http://{dead}/services/hook-secret")),

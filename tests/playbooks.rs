@@ -2,8 +2,10 @@
 //! repair, the failure verification must see, and every guard path. The knowledge-base cases run
 //! with a real (in-memory SQLite) store; the last tests drive `aiops test-playbook`.
 
+mod common;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,13 +17,10 @@ use aiops::playbook::host::{HostSettings, Outcome, RunContext, RunInput, RunResu
 use aiops::playbook::offline;
 use aiops::playbook::sandbox::Sandbox;
 use aiops::store::{JobState, NewAlertEvent, NewJob, Store};
+use common::{repo, run_cli};
 
 const MI: i64 = 1 << 20;
 const GI: i64 = 1 << 30;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn defs() -> Definitions {
     Definitions::load(
@@ -33,18 +32,10 @@ fn defs() -> Definitions {
 
 /// A firing alert with these labels, parsed the way the webhook parses it.
 fn alert(labels: &[(&str, &str)]) -> Alert {
-    let labels: serde_json::Map<String, serde_json::Value> = labels
-        .iter()
-        .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
-        .collect();
-    let body = serde_json::json!({
-        "version": "4", "status": "firing", "receiver": "aiops", "groupKey": "{}",
-        "alerts": [{
-            "status": "firing", "labels": labels, "annotations": {"summary": "test"},
-            "startsAt": "2026-11-26T03:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "generatorURL": ""
-        }]
-    });
-    Payload::from_slice(body.to_string().as_bytes())
+    let mut alert = common::payload::alert("firing", labels, "2026-11-26T03:00:00Z");
+    alert["annotations"] = serde_json::json!({"summary": "test"});
+    let body = common::payload::group(vec![alert]).to_string();
+    Payload::from_slice(body.as_bytes())
         .unwrap()
         .alerts
         .remove(0)
@@ -949,19 +940,11 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn test_playbook(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_aiops"))
-        .arg("test-playbook")
-        .args(args)
-        .current_dir(repo())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let args: Vec<&str> = std::iter::once("test-playbook")
+        .chain(args.iter().copied())
+        .collect();
+    let (status, out, err) = run_cli(&repo(), &args, &HashMap::new());
+    (status.code(), out, err)
 }
 
 fn arg(p: &Path) -> &str {

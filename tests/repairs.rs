@@ -1,9 +1,11 @@
-//! Whole repairs through `aiops serve`: playbook runs on the in-memory cluster, verification,
-//! escalation chains and their end ("manual intervention required").
+//! Whole repairs through the daemon (in-process: what `aiops serve` runs, without a process):
+//! playbook runs on the in-memory cluster, verification, escalation chains and their end
+//! ("manual intervention required").
 
 mod common;
 
 use aiops::store::JobState;
+use common::stand_ins::StandIn;
 use common::{Db, Spawn, TestApp, payload, repo};
 use serde_json::Value;
 
@@ -25,14 +27,11 @@ fn alert(repair: &str, app: &str, starts_at: &str) -> String {
 async fn a_restart_that_does_not_roll_out_walks_the_chain_then_asks_for_a_human(db: Db) {
     let state = repo().join("tests/fixtures/cluster-failing.yaml");
     let app =
-        TestApp::spawn(Spawn::new(db).env("AIOPS_CLUSTER_STATE_FILE", state.to_str().unwrap()))
+        TestApp::spawn_app(Spawn::new(db).env("AIOPS_CLUSTER_STATE_FILE", state.to_str().unwrap()))
             .await;
     let body: Value = app
-        .post_webhook(alert("restart", "web", "2026-11-26T04:00:00Z"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .post_webhook_json(alert("restart", "web", "2026-11-26T04:00:00Z"))
+        .await;
     assert_eq!(body["jobs"].as_array().unwrap().len(), 1, "{body}");
     let jobs = app
         .wait_for_jobs("restart then rollback to end", |j| {
@@ -85,7 +84,7 @@ both_backends!(a_restart_that_does_not_roll_out_walks_the_chain_then_asks_for_a_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_kill_raises_the_memory_limit_and_the_repair_is_verified() {
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite)).await;
     app.post_webhook(alert("oom_handler", "web", "2026-11-26T04:00:00Z"))
         .await;
     let jobs = app
@@ -109,7 +108,7 @@ async fn an_oom_kill_raises_the_memory_limit_and_the_repair_is_verified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_cluster_backend_a_repair_is_inconclusive_and_goes_to_humans_once() {
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite).env("AIOPS_CLUSTER_STATE_FILE", "")).await;
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite).env("AIOPS_CLUSTER_STATE_FILE", "")).await;
     app.post_webhook(alert("restart", "web", "2026-11-26T04:00:00Z"))
         .await;
     let jobs = app.wait_all_jobs_in(&[JobState::Escalated]).await;
@@ -138,36 +137,14 @@ async fn without_a_cluster_backend_a_repair_is_inconclusive_and_goes_to_humans_o
     );
 }
 
-/// A one-shot local HTTP server answering every request with `status`.
-async fn health_server(status: u16) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let mut buf = [0u8; 1024];
-                let _ = sock.read(&mut buf).await;
-                let resp = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    format!("http://{addr}/healthz")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_health_check_fails_verification_and_escalates_along_the_chain() {
-    let url = health_server(500).await;
+    let health = StandIn::answering(500).await;
+    let url = format!("{}/healthz", health.url);
     let rules = format!(
         "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    verify: {{health_url: \"{url}\"}}\n    escalate:\n      - playbook: rollback\n"
     );
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(&rules)).await;
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite).rules(&rules)).await;
     app.post_webhook(alert("restart", "api", "2026-11-26T04:00:00Z"))
         .await;
     let jobs = app
@@ -198,7 +175,7 @@ async fn a_failing_health_check_fails_verification_and_escalates_along_the_chain
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repair_is_verified_by_the_alert_resolving_in_time() {
     let rules = "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    verify: {resolved_within: 20s}\n";
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules)).await;
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite).rules(rules)).await;
     let fire = alert("restart", "other", "2026-11-26T04:00:00Z");
     app.post_webhook(fire.clone()).await;
     app.wait_for_jobs("verification to start", |j| {
@@ -223,7 +200,7 @@ async fn a_repair_is_verified_by_the_alert_resolving_in_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_still_firing_after_the_window_fails_verification() {
     let rules = "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    verify: {resolved_within: 1s}\n";
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules)).await;
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite).rules(rules)).await;
     app.post_webhook(alert("restart", "calm", "2026-11-26T04:00:00Z"))
         .await;
     let jobs = app
@@ -239,11 +216,12 @@ async fn an_alert_still_firing_after_the_window_fails_verification() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_escalation_tells_humans_what_fixed_this_alert_last_time() {
-    let url = health_server(500).await;
+    let health = StandIn::answering(500).await;
+    let url = format!("{}/healthz", health.url);
     let rules = format!(
         "rules:\n  - name: healthy\n    matchers: ['app=\"web\"']\n    playbook: restart\n  - name: checked\n    matchers: ['app=\"api\"']\n    playbook: restart\n    verify: {{health_url: \"{url}\"}}\n"
     );
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(&rules)).await;
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite).rules(&rules)).await;
     // Last time: a restart of web fixed "Trouble" in prod, and the alert resolved 4 min after it began.
     let starts = chrono::Utc::now() - chrono::Duration::minutes(10);
     let fire = alert("restart", "web", &starts.to_rfc3339());

@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aiops::store::{Job, JobState};
+use common::files::{definitions_env, write_definitions};
 use common::{Db, Spawn, TestApp, TestDb, payload, run_cli};
 use serde_json::Value;
 
@@ -76,12 +76,12 @@ async fn layout(
 ) -> (Arc<tempfile::TempDir>, Arc<TestDb>) {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let test_db = Arc::new(TestDb::new(db, dir.path()).await);
-    std::fs::create_dir_all(dir.path().join("rules")).unwrap();
-    std::fs::create_dir_all(dir.path().join("playbooks")).unwrap();
-    std::fs::write(dir.path().join("rules/test.yaml"), rules).unwrap();
-    for (name, source) in playbooks {
-        std::fs::write(dir.path().join(format!("playbooks/{name}.rhai")), source).unwrap();
-    }
+    let playbooks: Vec<(String, &str)> = playbooks
+        .iter()
+        .map(|(name, source)| (format!("{name}.rhai"), *source))
+        .collect();
+    let playbooks: Vec<(&str, &str)> = playbooks.iter().map(|(n, s)| (n.as_str(), *s)).collect();
+    write_definitions(dir.path(), &[("test.yaml", rules)], &playbooks);
     (dir, test_db)
 }
 
@@ -102,13 +102,7 @@ fn has_position(text: &str, file: &str) -> bool {
 }
 
 async fn healthy(app: &TestApp) -> u16 {
-    app.client
-        .get(app.url("/-/healthy"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    app.get_status("/-/healthy").await
 }
 
 fn by_playbook<'a>(jobs: &'a [Job], playbook: &str) -> &'a Job {
@@ -138,12 +132,7 @@ async fn runaway_playbooks_are_stopped_with_their_place_and_reason_while_the_dae
     let alerts: Vec<(&[(&str, &str)], &str)> =
         labels.iter().map(|l| (l.as_slice(), "firing")).collect();
     let now = chrono::Utc::now().to_rfc3339();
-    let body: Value = app
-        .post_webhook(payload(&alerts, &now))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.post_webhook_json(payload(&alerts, &now)).await;
     assert_eq!(
         body["jobs"].as_array().unwrap().len(),
         RUNAWAYS.len(),
@@ -272,24 +261,15 @@ both_backends!(runaway_playbooks_are_stopped_with_their_place_and_reason_while_t
 #[test]
 fn check_refuses_a_playbook_that_calls_eval_naming_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    let playbooks = dir.path().join("playbooks");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::create_dir_all(&playbooks).unwrap();
-    std::fs::write(
-        rules.join("test.yaml"),
-        format!("rules:\n{}", rule("sb_eval", "")),
-    )
-    .unwrap();
-    std::fs::write(
-        playbooks.join("sb_eval.rhai"),
-        "// evaluates a string\nlet x = eval(\"1\");\nsuccess(\"evaluated\");\n",
-    )
-    .unwrap();
-    let env = HashMap::from([
-        ("AIOPS_RULES_DIR", rules.display().to_string()),
-        ("AIOPS_PLAYBOOKS_DIR", playbooks.display().to_string()),
-    ]);
+    write_definitions(
+        dir.path(),
+        &[("test.yaml", &format!("rules:\n{}", rule("sb_eval", "")))],
+        &[(
+            "sb_eval.rhai",
+            "// evaluates a string\nlet x = eval(\"1\");\nsuccess(\"evaluated\");\n",
+        )],
+    );
+    let env = definitions_env(&dir.path().join("rules"), &dir.path().join("playbooks"));
     let (status, out, err) = run_cli(dir.path(), &["check"], &env);
     assert_eq!(status.code(), Some(1), "{out}{err}");
     assert!(
@@ -300,7 +280,7 @@ fn check_refuses_a_playbook_that_calls_eval_naming_file_line_and_column() {
 
     // The same file without eval passes: the refusal is about eval, not the rest.
     std::fs::write(
-        playbooks.join("sb_eval.rhai"),
+        dir.path().join("playbooks/sb_eval.rhai"),
         "let x = 1;\nsuccess(\"ok\");\n",
     )
     .unwrap();

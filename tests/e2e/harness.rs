@@ -5,8 +5,6 @@
 //! log in a file for failure messages, and is stopped by PID when its guard is dropped.
 //! A missing binary skips a test with a printed reason, except in CI (`CI=true`), where it fails.
 
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,12 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::Router;
 use axum::routing::get;
 
+use crate::common::stand_ins::closed_addr;
+use crate::common::{in_ci, wait};
 use crate::fakeapi::FakeApi;
-
-/// Whether missing tools fail (CI) rather than skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
 
 /// Finds `name` on PATH (or at an absolute path).
 pub fn which(name: &str) -> Option<PathBuf> {
@@ -55,14 +50,10 @@ pub fn require(names: &[&str]) -> Option<Vec<PathBuf>> {
     Some(found)
 }
 
-/// A free loopback port: bound, read and released (the programs started here take a port on
-/// their command line and do not report one chosen for them).
+/// A free loopback port (the programs started here take a port on their command line and do
+/// not report one chosen for them).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    closed_addr().port()
 }
 
 /// A child process that is killed (by PID) and reaped when dropped; its output goes to a file.
@@ -92,11 +83,6 @@ impl Proc {
             child: Some(child),
             log,
         }
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The last lines of its log.
@@ -147,7 +133,7 @@ pub async fn wait_ready(proc: &mut Proc, url: &str, within: Duration) -> Result<
         if !proc.running() || Instant::now() > deadline {
             return Err(format!("{url} never became ready\n{}", proc.log_tail()));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(wait::PROBE_EVERY).await;
     }
 }
 
@@ -336,7 +322,6 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// alerting to one Alertmanager, and the rule file given by the test.
 pub struct Prometheus {
     pub proc: Proc,
-    pub port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -351,7 +336,7 @@ impl Prometheus {
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
         let data = dir.path().join("data");
-        let (proc, port) = start_on_free_port(
+        let (proc, _) = start_on_free_port(
             "prometheus",
             dir.path().join("prometheus.log"),
             |port| {
@@ -365,11 +350,7 @@ impl Prometheus {
             Duration::from_secs(60),
         )
         .await;
-        Prometheus {
-            proc,
-            port,
-            _dir: dir,
-        }
+        Prometheus { proc, _dir: dir }
     }
 }
 

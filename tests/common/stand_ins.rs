@@ -1,17 +1,28 @@
-//! Stand-ins for the notification APIs: a recording HTTP server (Telegram, LINE, Slack and
-//! webhook receivers) and a minimal SMTP server (RFC 5321: EHLO, MAIL, RCPT, DATA, QUIT).
-//! They only record what they are sent and answer as scripted; the clients are the real ones.
-
-#![allow(dead_code)]
+//! Stand-ins for the services the daemon calls: a recording HTTP server (Telegram, LINE, Slack
+//! and webhook receivers, health endpoints a verification probes) and a minimal SMTP server
+//! (RFC 5321: EHLO, MAIL, RCPT, DATA, QUIT). They only record what they are sent and answer as
+//! scripted; the clients are the real ones.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::wait;
+
+/// A loopback address where nothing listens: bound to port 0, read and released. For a channel
+/// that must fail to connect, and for programs that take their port on the command line.
+pub fn closed_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local addr")
+}
 
 /// One request a stand-in received.
 #[derive(Clone, Debug)]
@@ -142,24 +153,33 @@ impl StandIn {
         self.shared.requests.lock().unwrap().clone()
     }
 
+    /// A stand-in answering every request with `status` and an empty body: a health endpoint
+    /// for a verification to probe.
+    pub async fn answering(status: u16) -> StandIn {
+        let s = StandIn::start().await;
+        s.default_answer(Answer::new(status, ""));
+        s
+    }
+
     /// Polls until `pred` holds for the requests (integration tests only).
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Request]) -> bool) -> Vec<Request> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let r = self.requests();
-            if pred(&r) {
-                return r;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting for {what}; got {} request(s): {:#?}",
-                r.len(),
-                r.iter()
-                    .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        wait::until_ok(
+            what,
+            Duration::from_secs(30),
+            async || {
+                let r = self.requests();
+                if pred(&r) {
+                    Ok(r)
+                } else {
+                    Err(r
+                        .iter()
+                        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                        .collect::<Vec<_>>())
+                }
+            },
+            String::new,
+        )
+        .await
     }
 }
 
