@@ -121,14 +121,9 @@ enum Command {
     /// Notifications: try a channel.
     #[command(subcommand)]
     Notify(NotifyCommand),
-    /// Print the Kubernetes manifests that run the daemon in a cluster (for kubectl apply -f -).
-    Manifests {
-        #[command(flatten)]
-        options: aiops::manifests::Options,
-        /// Print only the webhook URL Alertmanager posts to.
-        #[arg(long)]
-        alertmanager_url_only: bool,
-    },
+    /// Print the Kubernetes manifests that run the daemon in a cluster (for kubectl apply -f -),
+    /// or with --deploy-role the ClusterRole that `aiops deploy` needs.
+    Manifests(aiops::manifests::Args),
     /// Run one playbook offline against a described cluster state; print its steps and outcome.
     ///
     /// The target and params come from the first rule that matches the alert and uses the
@@ -255,10 +250,7 @@ fn main() -> ExitCode {
                 templates,
                 timeout,
             } => deploy(cli.config.as_deref(), &file, &templates, timeout.as_deref()).await,
-            Command::Manifests {
-                options,
-                alertmanager_url_only,
-            } => Ok(aiops::manifests::print(&options, alertmanager_url_only)?),
+            Command::Manifests(args) => Ok(args.print()?),
             Command::TestPlaybook {
                 name,
                 alert,

@@ -8,6 +8,10 @@
 //! rule can carry a comment saying which host function needs it) into which only validated
 //! options are substituted: the namespace and Secret name as DNS-1123 names, the image as a
 //! double-quoted scalar.
+//!
+//! `aiops manifests --deploy-role` prints instead the ClusterRole `aiops-deploy`: what
+//! `aiops deploy` needs ([`crate::rbac::deploy_rules`]), kept apart from the daemon's repair
+//! role, optionally bound to the ServiceAccounts a platform team names.
 
 use std::process::ExitCode;
 
@@ -42,6 +46,29 @@ impl Default for Options {
     }
 }
 
+/// The name of the ClusterRole `aiops manifests --deploy-role` prints. One name for every
+/// install: the role is the same wherever aiops runs, and the bindings carry the differences.
+pub const DEPLOY_ROLE: &str = "aiops-deploy";
+
+/// The flags of `aiops manifests`: the installation's [`Options`] and what to print.
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
+pub struct Args {
+    /// Where and what the daemon runs.
+    #[command(flatten)]
+    pub options: Options,
+    /// Print only the webhook URL Alertmanager posts to.
+    #[arg(long, conflicts_with = "deploy_role")]
+    pub alertmanager_url_only: bool,
+    /// Print only the ClusterRole `aiops-deploy` that `aiops deploy` needs (server-side apply of
+    /// what `aiops render` produces), not the daemon's manifests; the other flags do not apply.
+    #[arg(long)]
+    pub deploy_role: bool,
+    /// With --deploy-role: also bind the role to this ServiceAccount, NAMESPACE/NAME (repeatable;
+    /// one ClusterRoleBinding each). Users and groups: kubectl create clusterrolebinding.
+    #[arg(long = "deploy-service-account", value_name = "NAMESPACE/NAME", requires = "deploy_role")]
+    pub deploy_service_accounts: Vec<String>,
+}
+
 /// Options that cannot produce valid manifests.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -68,6 +95,16 @@ pub enum Error {
         "invalid token secret name {value:?}: {reason}; a Secret name is a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at most 253 characters (e.g. {DEFAULT_TOKEN_SECRET})"
     )]
     TokenSecret {
+        /// The rejected value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A --deploy-service-account is not NAMESPACE/NAME of valid names.
+    #[error(
+        "invalid deploy service account {value:?}: {reason}; give NAMESPACE/NAME, a DNS-1123 label and subdomain (e.g. ci/deployer)"
+    )]
+    ServiceAccount {
         /// The rejected value.
         value: String,
         /// What is wrong with it.
@@ -143,8 +180,14 @@ pub fn render(opts: &Options) -> Result<String, Error> {
 /// The ClusterRole's rules, from the one permission table ([`crate::rbac`]) the cluster
 /// preflight also reads; each rule is preceded by a comment naming who needs it.
 fn cluster_role_rules() -> String {
+    commented_rules(&crate::rbac::rules(&crate::rbac::all()))
+}
+
+/// `rules` as YAML list items indented two spaces, each under a comment naming its users,
+/// wrapped before 100 columns.
+fn commented_rules(rules: &[crate::rbac::Rule]) -> String {
     let mut out = String::new();
-    for rule in crate::rbac::rules(&crate::rbac::all()) {
+    for rule in rules {
         let mut line = String::from("  #");
         for (i, user) in rule.users.iter().enumerate() {
             let word = if i + 1 < rule.users.len() {
@@ -166,6 +209,16 @@ fn cluster_role_rules() -> String {
     out
 }
 
+/// `rules` without the two spaces of indentation [`commented_rules`] gives them.
+fn unindented(rules: &str) -> String {
+    rules
+        .lines()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
 /// The ClusterRole's rules as the Helm chart carries them (`charts/aiops/files`): the chart
 /// cannot run Rust, so it keeps a copy that a test holds equal to [`cluster_role_rules`].
 pub const CHART_CLUSTER_ROLE_RULES: &str =
@@ -174,15 +227,11 @@ pub const CHART_CLUSTER_ROLE_RULES: &str =
 /// The rules [`render`] prints, unindented: what `CHART_CLUSTER_ROLE_RULES` must hold after
 /// its header comment.
 pub fn cluster_role_rules_text() -> String {
-    cluster_role_rules()
-        .lines()
-        .map(|l| l.strip_prefix("  ").unwrap_or(l))
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
+    unindented(&cluster_role_rules())
 }
 
-/// What `aiops manifests` prints: the manifests, or with `alertmanager_url_only` the webhook URL.
+/// What `aiops manifests` prints without `--deploy-role`: the manifests, or with
+/// `alertmanager_url_only` the webhook URL.
 pub fn output(opts: &Options, alertmanager_url_only: bool) -> Result<String, Error> {
     if alertmanager_url_only {
         alertmanager_url(opts).map(|url| url + "\n")
@@ -191,11 +240,105 @@ pub fn output(opts: &Options, alertmanager_url_only: bool) -> Result<String, Err
     }
 }
 
-/// `aiops manifests`: prints [`output`] on stdout.
-pub fn print(opts: &Options, alertmanager_url_only: bool) -> Result<ExitCode, Error> {
-    print!("{}", output(opts, alertmanager_url_only)?);
-    Ok(ExitCode::SUCCESS)
+impl Args {
+    /// What `aiops manifests` prints for these flags: [`output`], or with `deploy_role` the
+    /// deploy role ([`render_deploy_role`]).
+    pub fn output(&self) -> Result<String, Error> {
+        if self.deploy_role {
+            render_deploy_role(&self.deploy_service_accounts)
+        } else {
+            output(&self.options, self.alertmanager_url_only)
+        }
+    }
+
+    /// `aiops manifests`: prints [`Args::output`] on stdout.
+    pub fn print(&self) -> Result<ExitCode, Error> {
+        print!("{}", self.output()?);
+        Ok(ExitCode::SUCCESS)
+    }
 }
+
+/// `NAMESPACE/NAME` of a ServiceAccount, both checked.
+fn service_account(value: &str) -> Result<(&str, &str), Error> {
+    let bad = |reason: String| Error::ServiceAccount {
+        value: value.to_string(),
+        reason,
+    };
+    let (ns, name) = value
+        .split_once('/')
+        .ok_or_else(|| bad("there is no '/'".into()))?;
+    crate::k8s_name::namespace(ns).map_err(|e| bad(format!("namespace: {e}")))?;
+    crate::k8s_name::dns1123_subdomain(name).map_err(|e| bad(format!("name: {e}")))?;
+    Ok((ns, name))
+}
+
+/// The ClusterRole [`DEPLOY_ROLE`] with the rules of [`crate::rbac::deploy_rules`], each under
+/// a comment naming the kinds (or waits) that need it, then one ClusterRoleBinding per
+/// ServiceAccount in `service_accounts` (`NAMESPACE/NAME`), named `aiops-deploy:NAMESPACE:NAME`
+/// so that binding a second account never replaces the first.
+pub fn render_deploy_role(service_accounts: &[String]) -> Result<String, Error> {
+    let accounts = service_accounts
+        .iter()
+        .map(|sa| service_account(sa))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = DEPLOY_ROLE_TEMPLATE
+        .replace("@ROLE@", DEPLOY_ROLE)
+        .replace("@RBAC_RULES@", &commented_rules(&crate::rbac::deploy_rules()));
+    for (ns, name) in accounts {
+        out.push_str(
+            &DEPLOY_BINDING_TEMPLATE
+                .replace("@ROLE@", DEPLOY_ROLE)
+                .replace("@NS@", ns)
+                .replace("@NAME@", name),
+        );
+    }
+    Ok(out)
+}
+
+/// The deploy role's rules as the Helm chart carries them (`charts/aiops/files`), held equal
+/// to [`deploy_role_rules_text`] by a test, as [`CHART_CLUSTER_ROLE_RULES`] is.
+pub const CHART_DEPLOY_ROLE_RULES: &str =
+    include_str!("../charts/aiops/files/deploy-clusterrole-rules.yaml");
+
+/// The rules [`render_deploy_role`] prints, unindented: what `CHART_DEPLOY_ROLE_RULES` must
+/// hold after its header comment.
+pub fn deploy_role_rules_text() -> String {
+    unindented(&commented_rules(&crate::rbac::deploy_rules()))
+}
+
+const DEPLOY_ROLE_TEMPLATE: &str = r##"# aiops deploy: server-side apply (create, then patch) of every kind `aiops render` produces, and
+# reading the migrations Job and the Deployments it waits for. Not the daemon's role: aiops serve
+# never needs these rights, and its ClusterRole (`aiops manifests`) must not grant them.
+# Rendered by `aiops manifests --deploy-role`; bind it to the account that runs aiops deploy:
+#   aiops manifests --deploy-role --deploy-service-account ci/deployer | kubectl apply -f -
+#   kubectl create clusterrolebinding aiops-deploy-alice --clusterrole=@ROLE@ --user=alice
+# Bound cluster-wide because a deploy creates the app's Namespace; to confine it to namespaces
+# that exist already, bind it with RoleBindings in them instead.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: @ROLE@
+  labels:
+    app.kubernetes.io/name: aiops
+rules:
+@RBAC_RULES@"##;
+
+const DEPLOY_BINDING_TEMPLATE: &str = r##"---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: @ROLE@:@NS@:@NAME@
+  labels:
+    app.kubernetes.io/name: aiops
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: @ROLE@
+subjects:
+  - kind: ServiceAccount
+    name: @NAME@
+    namespace: @NS@
+"##;
 
 const TEMPLATE: &str = r##"# aiops: receives Alertmanager webhooks and repairs Kubernetes workloads with Rhai playbooks.
 # Rendered by `aiops manifests`; apply with: aiops manifests --namespace @NS@ | kubectl apply -f -
@@ -458,21 +601,135 @@ spec:
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_charts_cluster_role_rules_are_the_permission_tables() {
-        // The chart's copy: its header comment, then exactly the rules `aiops manifests` prints.
-        let generated = cluster_role_rules_text();
-        let header = CHART_CLUSTER_ROLE_RULES
-            .strip_suffix(&generated)
-            .unwrap_or_else(|| {
-                panic!(
-                    "charts/aiops/files/clusterrole-rules.yaml differs from src/rbac.rs; after its \
-                     header it must read:\n{generated}"
-                )
-            });
+    /// `chart` (a file of `charts/aiops/files`) is comments, then exactly `generated`.
+    fn assert_chart_copy(file: &str, chart: &str, generated: &str) {
+        let header = chart.strip_suffix(generated).unwrap_or_else(|| {
+            panic!(
+                "charts/aiops/files/{file} differs from src/rbac.rs; after its header it must \
+                 read:\n{generated}"
+            )
+        });
         assert!(
             header.lines().all(|l| l.starts_with('#')),
             "only comments may precede the rules: {header:?}"
         );
+    }
+
+    #[test]
+    fn the_charts_cluster_role_rules_are_the_permission_tables() {
+        assert_chart_copy(
+            "clusterrole-rules.yaml",
+            CHART_CLUSTER_ROLE_RULES,
+            &cluster_role_rules_text(),
+        );
+    }
+
+    #[test]
+    fn the_charts_deploy_role_rules_are_the_deploy_permission_table() {
+        assert_chart_copy(
+            "deploy-clusterrole-rules.yaml",
+            CHART_DEPLOY_ROLE_RULES,
+            &deploy_role_rules_text(),
+        );
+    }
+
+    fn documents(yaml: &str) -> Vec<serde_json::Value> {
+        serde_yaml::Deserializer::from_str(yaml)
+            .map(|doc| <serde_json::Value as serde::Deserialize>::deserialize(doc).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_deploy_role_alone_is_a_cluster_role_with_the_deploy_rules() {
+        use k8s_openapi::api::rbac::v1::ClusterRole;
+        let docs = documents(&render_deploy_role(&[]).unwrap());
+        assert_eq!(docs.len(), 1, "{docs:?}");
+        let role: ClusterRole = serde_json::from_value(docs[0].clone()).unwrap();
+        assert_eq!(role.metadata.name.as_deref(), Some("aiops-deploy"));
+        let rules = role.rules.unwrap();
+        let want = crate::rbac::deploy_rules();
+        assert_eq!(rules.len(), want.len());
+        for (got, want) in rules.iter().zip(&want) {
+            assert_eq!(got.api_groups, Some(vec![want.group.to_string()]));
+            assert_eq!(got.resources.as_deref().unwrap(), want.resources.as_slice());
+            assert_eq!(got.verbs, want.verbs);
+        }
+    }
+
+    #[test]
+    fn each_named_service_account_gets_its_own_binding_to_the_deploy_role() {
+        use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+        let yaml =
+            render_deploy_role(&["ci/deployer".to_string(), "team-a/release".to_string()]).unwrap();
+        let bindings: Vec<ClusterRoleBinding> = documents(&yaml)[1..]
+            .iter()
+            .map(|d| serde_json::from_value(d.clone()).unwrap())
+            .collect();
+        let summary: Vec<String> = bindings
+            .iter()
+            .map(|b| {
+                let s = &b.subjects.as_ref().unwrap()[0];
+                format!(
+                    "{} -> {} {} {}/{}",
+                    b.metadata.name.as_deref().unwrap(),
+                    b.role_ref.name,
+                    s.kind,
+                    s.namespace.as_deref().unwrap(),
+                    s.name
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "aiops-deploy:ci:deployer -> aiops-deploy ServiceAccount ci/deployer",
+                "aiops-deploy:team-a:release -> aiops-deploy ServiceAccount team-a/release",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deploy_service_account_that_is_not_namespace_slash_name_is_a_clear_error() {
+        for (bad, reason) in [
+            ("deployer", "there is no '/'"),
+            ("Bad_NS/deployer", "namespace: "),
+            ("ci/", "name: "),
+            ("ci/a b", "name: "),
+        ] {
+            let err = render_deploy_role(&[bad.to_string()])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("invalid deploy service account {bad:?}: {reason}"))
+                    && err.ends_with("give NAMESPACE/NAME, a DNS-1123 label and subdomain (e.g. ci/deployer)"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cli_flags_choose_what_is_printed() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse = |argv: &[&str]| {
+            Cli::try_parse_from(std::iter::once("manifests").chain(argv.iter().copied()))
+                .map(|c| c.args)
+        };
+        let role = parse(&["--deploy-role", "--deploy-service-account", "ci/deployer"]).unwrap();
+        assert_eq!(
+            role.output().unwrap(),
+            render_deploy_role(&["ci/deployer".into()]).unwrap()
+        );
+        assert_eq!(
+            parse(&[]).unwrap().output().unwrap(),
+            render(&Options::default()).unwrap()
+        );
+        // A binding without the role, or the URL and the role at once, are refused by clap.
+        assert!(parse(&["--deploy-service-account", "ci/deployer"]).is_err());
+        assert!(parse(&["--deploy-role", "--alertmanager-url-only"]).is_err());
     }
 }
