@@ -65,7 +65,11 @@ pub struct Args {
     pub deploy_role: bool,
     /// With --deploy-role: also bind the role to this ServiceAccount, NAMESPACE/NAME (repeatable;
     /// one ClusterRoleBinding each). Users and groups: kubectl create clusterrolebinding.
-    #[arg(long = "deploy-service-account", value_name = "NAMESPACE/NAME", requires = "deploy_role")]
+    #[arg(
+        long = "deploy-service-account",
+        value_name = "NAMESPACE/NAME",
+        requires = "deploy_role"
+    )]
     pub deploy_service_accounts: Vec<String>,
 }
 
@@ -281,9 +285,10 @@ pub fn render_deploy_role(service_accounts: &[String]) -> Result<String, Error> 
         .iter()
         .map(|sa| service_account(sa))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut out = DEPLOY_ROLE_TEMPLATE
-        .replace("@ROLE@", DEPLOY_ROLE)
-        .replace("@RBAC_RULES@", &commented_rules(&crate::rbac::deploy_rules()));
+    let mut out = DEPLOY_ROLE_TEMPLATE.replace("@ROLE@", DEPLOY_ROLE).replace(
+        "@RBAC_RULES@",
+        &commented_rules(&crate::rbac::deploy_rules()),
+    );
     for (ns, name) in accounts {
         out.push_str(
             &DEPLOY_BINDING_TEMPLATE
@@ -340,262 +345,9 @@ subjects:
     namespace: @NS@
 "##;
 
-const TEMPLATE: &str = r##"# aiops: receives Alertmanager webhooks and repairs Kubernetes workloads with Rhai playbooks.
-# Rendered by `aiops manifests`; apply with: aiops manifests --namespace @NS@ | kubectl apply -f -
-#
-# Not rendered here; create them yourself (the pod starts once the first three exist):
-#   # the webhook token, also given to Alertmanager (see the end of this file); never commit it
-#   kubectl -n @NS@ create secret generic @TOKEN_SECRET@ --from-literal=token=$(openssl rand -hex 32)
-#   # the rules and playbooks, from your checkout
-#   kubectl -n @NS@ create configmap aiops-rules --from-file=rules/
-#   kubectl -n @NS@ create configmap aiops-playbooks --from-file=playbooks/
-#   # optional: a PostgreSQL store, needed for more than one replica
-#   kubectl -n @NS@ create secret generic aiops-database --from-literal=url='postgres://USER:PASSWORD@HOST/DB'
-#   # optional: the /api's JWT secret (without it the API answers 401)
-#   kubectl -n @NS@ create secret generic aiops-jwt --from-literal=secret=$(openssl rand -hex 32)
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: @NS@
-  labels:
-    app.kubernetes.io/name: aiops
----
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: aiops
-  namespace: @NS@
-  labels:
-    app.kubernetes.io/name: aiops
----
-# What every playbook host function may need (docs/playbooks.md, section 3), plus Events; each
-# rule names the functions that use it. `aiops check --cluster` says which ones your playbooks need.
-# To confine aiops to some namespaces, bind this ClusterRole with RoleBindings in those namespaces
-# instead of the ClusterRoleBinding below, and set guard.namespaces.allow to match.
-# Named after the namespace: two installs in two namespaces do not collide.
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: aiops-@NS@
-  labels:
-    app.kubernetes.io/name: aiops
-rules:
-@RBAC_RULES@---
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: aiops-@NS@
-  labels:
-    app.kubernetes.io/name: aiops
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: aiops-@NS@
-subjects:
-  - kind: ServiceAccount
-    name: aiops
-    namespace: @NS@
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: aiops-config
-  namespace: @NS@
-  labels:
-    app.kubernetes.io/name: aiops
-data:
-  # Mounted as a single file (subPath), so an edit needs a restart:
-  #   kubectl -n @NS@ rollout restart deployment/aiops
-  aiops.yaml: |
-    # aiops settings (README, "Settings"); AIOPS_* environment variables override them.
-    listen: 0.0.0.0:9095
-    # The store. The Deployment sets AIOPS_DATABASE_URL from Secret aiops-database (key url)
-    # when that Secret exists, and it overrides this line: a PostgreSQL URL is what replicas need.
-    # Without it the store is this SQLite file on the PersistentVolumeClaim aiops-data: one
-    # replica only, and its history (dedup, cooldowns, budgets, the knowledge base) survives
-    # restarts and rollouts.
-    database_url: "sqlite:///var/lib/aiops/aiops.db?mode=rwc"
-    # The token Alertmanager presents; required, as the daemon listens beyond loopback.
-    webhook_token_file: /var/run/secrets/aiops/token
-    rules_dir: /etc/aiops/rules
-    playbooks_dir: /etc/aiops/playbooks
-    # Act on the cluster as the pod's ServiceAccount (the ClusterRole above).
-    cluster:
-      in_cluster: true
----
-# The SQLite store's volume (unused, and deletable, once the store is PostgreSQL).
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata:
-  name: aiops-data
-  namespace: @NS@
-  labels:
-    app.kubernetes.io/name: aiops
-spec:
-  accessModes: ["ReadWriteOnce"]
-  resources:
-    requests:
-      storage: 1Gi
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: aiops
-  namespace: @NS@
-  labels:
-    app.kubernetes.io/name: aiops
-spec:
-  # 1 replica: the default SQLite store has one writer. Raise it only with PostgreSQL (Secret
-  # aiops-database): replicas then share the store and claim jobs with FOR UPDATE SKIP LOCKED.
-  replicas: 1
-  # Recreate: never two pods with separate SQLite stores, which could both act on one alert.
-  # With PostgreSQL, RollingUpdate is safe.
-  strategy:
-    type: Recreate
-  selector:
-    matchLabels:
-      app.kubernetes.io/name: aiops
-  template:
-    metadata:
-      labels:
-        app.kubernetes.io/name: aiops
-    spec:
-      serviceAccountName: aiops
-      securityContext:
-        runAsNonRoot: true
-        # an explicit non-root user, so runAsNonRoot holds whatever the image's USER says
-        runAsUser: 65532
-        runAsGroup: 65532
-        fsGroup: 65532
-        seccompProfile:
-          type: RuntimeDefault
-      containers:
-        - name: aiops
-          image: @IMAGE@
-          args: ["--log-format", "json", "--config", "/etc/aiops/aiops.yaml", "serve"]
-          ports:
-            - name: http
-              containerPort: 9095
-              protocol: TCP
-          env:
-            # PostgreSQL URL of the store; overrides database_url when the Secret exists
-            - name: AIOPS_DATABASE_URL
-              valueFrom:
-                secretKeyRef:
-                  name: aiops-database
-                  key: url
-                  optional: true
-            # The /api's HS256 secret (at least 32 bytes); without the Secret the /api stays closed
-            - name: AIOPS_JWT_SECRET
-              valueFrom:
-                secretKeyRef:
-                  name: aiops-jwt
-                  key: secret
-                  optional: true
-          livenessProbe:
-            httpGet:
-              path: /-/healthy
-              port: http
-            periodSeconds: 10
-          readinessProbe:
-            httpGet:
-              path: /-/ready
-              port: http
-            periodSeconds: 5
-          resources:
-            requests:
-              memory: 32Mi
-              cpu: 50m
-            limits:
-              memory: 128Mi
-          securityContext:
-            runAsNonRoot: true
-            readOnlyRootFilesystem: true
-            allowPrivilegeEscalation: false
-            capabilities:
-              drop: ["ALL"]
-          volumeMounts:
-            - name: token
-              mountPath: /var/run/secrets/aiops
-              readOnly: true
-            - name: config
-              mountPath: /etc/aiops/aiops.yaml
-              subPath: aiops.yaml
-              readOnly: true
-            - name: rules
-              mountPath: /etc/aiops/rules
-              readOnly: true
-            - name: playbooks
-              mountPath: /etc/aiops/playbooks
-              readOnly: true
-            # the writable paths (the root file system is read-only): the SQLite store and /tmp
-            - name: data
-              mountPath: /var/lib/aiops
-            - name: tmp
-              mountPath: /tmp
-      volumes:
-        - name: token
-          secret:
-            secretName: @TOKEN_SECRET@
-            items:
-              - key: token
-                path: token
-        - name: config
-          configMap:
-            name: aiops-config
-        # Rules and playbooks come from your checkout; create (or update) them with
-        #   kubectl -n @NS@ create configmap aiops-rules --from-file=rules/
-        #   kubectl -n @NS@ create configmap aiops-playbooks --from-file=playbooks/
-        # (to update: add --dry-run=client -o yaml | kubectl apply -f -). The mounted files follow
-        # within a minute or so; then reload: POST /-/reload (with the token) or a rollout restart.
-        - name: rules
-          configMap:
-            name: aiops-rules
-        - name: playbooks
-          configMap:
-            name: aiops-playbooks
-        - name: data
-          persistentVolumeClaim:
-            claimName: aiops-data
-        - name: tmp
-          emptyDir: {}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: aiops
-  namespace: @NS@
-  labels:
-    app.kubernetes.io/name: aiops
-spec:
-  selector:
-    app.kubernetes.io/name: aiops
-  ports:
-    - name: http
-      port: 9095
-      targetPort: http
-      protocol: TCP
-
-# Alertmanager: give it the token of Secret @TOKEN_SECRET@ (key token) as a file, e.g. a copy
-# of that Secret in Alertmanager's namespace mounted under /etc/alertmanager/secrets/ (with
-# prometheus-operator, alertmanagerSpec.secrets mounts /etc/alertmanager/secrets/SECRET/KEY:
-# adjust credentials_file), then add to alertmanager.yml:
-#
-# receivers:
-#   - name: aiops
-#     webhook_configs:
-#       - url: @URL@
-#         send_resolved: true   # resolves cancel waiting repairs
-#         http_config:
-#           authorization:
-#             type: Bearer
-#             credentials_file: /etc/alertmanager/secrets/aiops-token
-# route:
-#   routes:
-#     - receiver: aiops
-#       matchers: ['auto_repair=~".+"']
-#       continue: true
-"##;
+/// The daemon's manifests with `@NS@`, `@IMAGE@`, `@TOKEN_SECRET@`, `@URL@` and `@RBAC_RULES@`
+/// to fill in: a file of its own, so it reads (and diffs) as the YAML it is.
+const TEMPLATE: &str = include_str!("manifests/daemon.yaml.in");
 
 #[cfg(test)]
 mod tests {
@@ -701,7 +453,9 @@ mod tests {
                 .to_string();
             assert!(
                 err.starts_with(&format!("invalid deploy service account {bad:?}: {reason}"))
-                    && err.ends_with("give NAMESPACE/NAME, a DNS-1123 label and subdomain (e.g. ci/deployer)"),
+                    && err.ends_with(
+                        "give NAMESPACE/NAME, a DNS-1123 label and subdomain (e.g. ci/deployer)"
+                    ),
                 "{err}"
             );
         }

@@ -371,6 +371,21 @@ impl Rule {
 mod tests {
     use super::*;
 
+    /// `group:resources:verbs` per rule.
+    fn summary(rules: &[Rule]) -> Vec<String> {
+        rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}:{}:{}",
+                    r.group,
+                    r.resources.join(","),
+                    r.verbs.join(",")
+                )
+            })
+            .collect()
+    }
+
     fn catalog(scripts: &[(&str, &str)]) -> Catalog {
         let dir = tempfile::tempdir().unwrap();
         for (name, text) in scripts {
@@ -425,20 +440,8 @@ mod tests {
 
     #[test]
     fn the_full_role_is_five_rules_in_table_order() {
-        let rules = rules(&all());
-        let summary: Vec<String> = rules
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}:{}:{}",
-                    r.group,
-                    r.resources.join(","),
-                    r.verbs.join(",")
-                )
-            })
-            .collect();
         assert_eq!(
-            summary,
+            summary(&rules(&all())),
             [
                 "apps:deployments,statefulsets,daemonsets:get,patch",
                 "apps:replicasets:list",
@@ -479,7 +482,10 @@ mod tests {
             .collect();
         assert_eq!(applied, rendered_resources());
         for (group, resource) in applied {
-            assert!(perms.contains_key(&p(group, resource, "create")), "{resource}");
+            assert!(
+                perms.contains_key(&p(group, resource, "create")),
+                "{resource}"
+            );
         }
         // Beyond apply, only the two waits read, and nothing is ever listed or deleted.
         let reads: Vec<String> = perms
@@ -492,20 +498,13 @@ mod tests {
 
     #[test]
     fn the_deploy_role_is_six_rules_in_the_order_deploy_applies() {
-        let summary: Vec<String> = deploy_rules()
+        let with_users: Vec<String> = deploy_rules()
             .iter()
-            .map(|r| {
-                format!(
-                    "{}:{}:{}:{}",
-                    r.group,
-                    r.resources.join(","),
-                    r.verbs.join(","),
-                    r.users.join(",")
-                )
-            })
+            .zip(summary(&deploy_rules()))
+            .map(|(r, line)| format!("{line}:{}", r.users.join(",")))
             .collect();
         assert_eq!(
-            summary,
+            with_users,
             [
                 ":namespaces,serviceaccounts,configmaps,services:create,patch:Namespace,ServiceAccount,ConfigMap,Service",
                 "networking.k8s.io:networkpolicies,ingresses:create,patch:NetworkPolicy,Ingress",

@@ -399,13 +399,8 @@ async fn a_short_role_is_reported_with_the_exact_rule_to_add_in_check_and_at_ser
             r
         })
         .collect();
-    let kubeconfig = service_account_kubeconfig(
-        env,
-        &ns.name,
-        &short,
-        &dir.path().join("kubeconfig"),
-    )
-    .await;
+    let kubeconfig =
+        service_account_kubeconfig(env, &ns.name, &short, &dir.path().join("kubeconfig")).await;
     let (status, out, err) = run_cli(
         dir.path(),
         &["check", "--cluster"],

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use aiops::store::{Job as RepairJob, JobState};
 use common::{Db, Spawn, TestApp, payload};
 use control_plane::{
-    KubeEnv, TIMEOUT, image_of, printed_cluster_role_rules,
-    service_account_kubeconfig, wait_deployment_rolled_out, wait_until, without_rule,
+    KubeEnv, TIMEOUT, image_of, printed_cluster_role_rules, service_account_kubeconfig,
+    wait_deployment_rolled_out, wait_until, without_rule,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;

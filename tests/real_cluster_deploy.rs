@@ -181,17 +181,8 @@ async fn as_the_printed_deploy_role_deploy_applies_every_rendered_object_and_a_r
     let ns = setup.app_ns.name.as_str();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let d = wait_deployment_rolled_out(&client, ns, "blog").await;
-    let container = d
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .name
-        .clone();
+    let pod = d.spec.clone().unwrap().template.spec.unwrap();
+    let container = pod.containers[0].name.clone();
     let image = image_of(&d, &container);
 
     // Someone changes the image by hand (another field manager)...
@@ -282,7 +273,10 @@ async fn without_rule_deploy_stops_at_the_first_object_it_covers(prefix: &str, r
     assert!(!out.ok, "{}", out.text());
     let (expected, refused) = refusal(&setup, resource, "patch");
     assert_eq!(
-        out.stderr.lines().filter(|l| l.starts_with("deployment ")).collect::<Vec<_>>(),
+        out.stderr
+            .lines()
+            .filter(|l| l.starts_with("deployment "))
+            .collect::<Vec<_>>(),
         [expected.as_str()],
         "{}",
         out.text()
@@ -352,7 +346,10 @@ async fn without_create_a_first_deploy_is_refused_at_the_namespace_it_would_crea
     assert!(!out.ok, "{}", out.text());
     let (expected, _) = refusal(&setup, "namespaces", "create");
     assert_eq!(
-        out.stderr.lines().filter(|l| l.starts_with("deployment ")).collect::<Vec<_>>(),
+        out.stderr
+            .lines()
+            .filter(|l| l.starts_with("deployment "))
+            .collect::<Vec<_>>(),
         [expected.as_str()],
         "{}",
         out.text()
