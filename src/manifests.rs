@@ -8,6 +8,10 @@
 //! rule can carry a comment saying which host function needs it) into which only validated
 //! options are substituted: the namespace and Secret name as DNS-1123 names, the image as a
 //! double-quoted scalar.
+//!
+//! `aiops manifests --deploy-role` prints instead the ClusterRole `aiops-deploy`: what
+//! `aiops deploy` needs ([`crate::rbac::deploy_rules`]), kept apart from the daemon's repair
+//! role, optionally bound to the ServiceAccounts a platform team names.
 
 use std::process::ExitCode;
 
@@ -42,6 +46,33 @@ impl Default for Options {
     }
 }
 
+/// The name of the ClusterRole `aiops manifests --deploy-role` prints. One name for every
+/// install: the role is the same wherever aiops runs, and the bindings carry the differences.
+pub const DEPLOY_ROLE: &str = "aiops-deploy";
+
+/// The flags of `aiops manifests`: the installation's [`Options`] and what to print.
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
+pub struct Args {
+    /// Where and what the daemon runs.
+    #[command(flatten)]
+    pub options: Options,
+    /// Print only the webhook URL Alertmanager posts to.
+    #[arg(long, conflicts_with = "deploy_role")]
+    pub alertmanager_url_only: bool,
+    /// Print only the ClusterRole `aiops-deploy` that `aiops deploy` needs (server-side apply of
+    /// what `aiops render` produces), not the daemon's manifests; the other flags do not apply.
+    #[arg(long)]
+    pub deploy_role: bool,
+    /// With --deploy-role: also bind the role to this ServiceAccount, NAMESPACE/NAME (repeatable;
+    /// one ClusterRoleBinding each). Users and groups: kubectl create clusterrolebinding.
+    #[arg(
+        long = "deploy-service-account",
+        value_name = "NAMESPACE/NAME",
+        requires = "deploy_role"
+    )]
+    pub deploy_service_accounts: Vec<String>,
+}
+
 /// Options that cannot produce valid manifests.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -68,6 +99,16 @@ pub enum Error {
         "invalid token secret name {value:?}: {reason}; a Secret name is a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at most 253 characters (e.g. {DEFAULT_TOKEN_SECRET})"
     )]
     TokenSecret {
+        /// The rejected value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A --deploy-service-account is not NAMESPACE/NAME of valid names.
+    #[error(
+        "invalid deploy service account {value:?}: {reason}; give NAMESPACE/NAME, a DNS-1123 label and subdomain (e.g. ci/deployer)"
+    )]
+    ServiceAccount {
         /// The rejected value.
         value: String,
         /// What is wrong with it.
@@ -143,8 +184,14 @@ pub fn render(opts: &Options) -> Result<String, Error> {
 /// The ClusterRole's rules, from the one permission table ([`crate::rbac`]) the cluster
 /// preflight also reads; each rule is preceded by a comment naming who needs it.
 fn cluster_role_rules() -> String {
+    commented_rules(&crate::rbac::rules(&crate::rbac::all()))
+}
+
+/// `rules` as YAML list items indented two spaces, each under a comment naming its users,
+/// wrapped before 100 columns.
+fn commented_rules(rules: &[crate::rbac::Rule]) -> String {
     let mut out = String::new();
-    for rule in crate::rbac::rules(&crate::rbac::all()) {
+    for rule in rules {
         let mut line = String::from("  #");
         for (i, user) in rule.users.iter().enumerate() {
             let word = if i + 1 < rule.users.len() {
@@ -166,6 +213,16 @@ fn cluster_role_rules() -> String {
     out
 }
 
+/// `rules` without the two spaces of indentation [`commented_rules`] gives them.
+fn unindented(rules: &str) -> String {
+    rules
+        .lines()
+        .map(|l| l.strip_prefix("  ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
 /// The ClusterRole's rules as the Helm chart carries them (`charts/aiops/files`): the chart
 /// cannot run Rust, so it keeps a copy that a test holds equal to [`cluster_role_rules`].
 pub const CHART_CLUSTER_ROLE_RULES: &str =
@@ -174,15 +231,11 @@ pub const CHART_CLUSTER_ROLE_RULES: &str =
 /// The rules [`render`] prints, unindented: what `CHART_CLUSTER_ROLE_RULES` must hold after
 /// its header comment.
 pub fn cluster_role_rules_text() -> String {
-    cluster_role_rules()
-        .lines()
-        .map(|l| l.strip_prefix("  ").unwrap_or(l))
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
+    unindented(&cluster_role_rules())
 }
 
-/// What `aiops manifests` prints: the manifests, or with `alertmanager_url_only` the webhook URL.
+/// What `aiops manifests` prints without `--deploy-role`: the manifests, or with
+/// `alertmanager_url_only` the webhook URL.
 pub fn output(opts: &Options, alertmanager_url_only: bool) -> Result<String, Error> {
     if alertmanager_url_only {
         alertmanager_url(opts).map(|url| url + "\n")
@@ -191,288 +244,246 @@ pub fn output(opts: &Options, alertmanager_url_only: bool) -> Result<String, Err
     }
 }
 
-/// `aiops manifests`: prints [`output`] on stdout.
-pub fn print(opts: &Options, alertmanager_url_only: bool) -> Result<ExitCode, Error> {
-    print!("{}", output(opts, alertmanager_url_only)?);
-    Ok(ExitCode::SUCCESS)
+impl Args {
+    /// What `aiops manifests` prints for these flags: [`output`], or with `deploy_role` the
+    /// deploy role ([`render_deploy_role`]).
+    pub fn output(&self) -> Result<String, Error> {
+        if self.deploy_role {
+            render_deploy_role(&self.deploy_service_accounts)
+        } else {
+            output(&self.options, self.alertmanager_url_only)
+        }
+    }
+
+    /// `aiops manifests`: prints [`Args::output`] on stdout.
+    pub fn print(&self) -> Result<ExitCode, Error> {
+        print!("{}", self.output()?);
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
-const TEMPLATE: &str = r##"# aiops: receives Alertmanager webhooks and repairs Kubernetes workloads with Rhai playbooks.
-# Rendered by `aiops manifests`; apply with: aiops manifests --namespace @NS@ | kubectl apply -f -
-#
-# Not rendered here; create them yourself (the pod starts once the first three exist):
-#   # the webhook token, also given to Alertmanager (see the end of this file); never commit it
-#   kubectl -n @NS@ create secret generic @TOKEN_SECRET@ --from-literal=token=$(openssl rand -hex 32)
-#   # the rules and playbooks, from your checkout
-#   kubectl -n @NS@ create configmap aiops-rules --from-file=rules/
-#   kubectl -n @NS@ create configmap aiops-playbooks --from-file=playbooks/
-#   # optional: a PostgreSQL store, needed for more than one replica
-#   kubectl -n @NS@ create secret generic aiops-database --from-literal=url='postgres://USER:PASSWORD@HOST/DB'
-#   # optional: the /api's JWT secret (without it the API answers 401)
-#   kubectl -n @NS@ create secret generic aiops-jwt --from-literal=secret=$(openssl rand -hex 32)
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: @NS@
-  labels:
-    app.kubernetes.io/name: aiops
----
-apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: aiops
-  namespace: @NS@
-  labels:
-    app.kubernetes.io/name: aiops
----
-# What every playbook host function may need (docs/playbooks.md, section 3), plus Events; each
-# rule names the functions that use it. `aiops check --cluster` says which ones your playbooks need.
-# To confine aiops to some namespaces, bind this ClusterRole with RoleBindings in those namespaces
-# instead of the ClusterRoleBinding below, and set guard.namespaces.allow to match.
-# Named after the namespace: two installs in two namespaces do not collide.
+/// `NAMESPACE/NAME` of a ServiceAccount, both checked.
+fn service_account(value: &str) -> Result<(&str, &str), Error> {
+    let bad = |reason: String| Error::ServiceAccount {
+        value: value.to_string(),
+        reason,
+    };
+    let (ns, name) = value
+        .split_once('/')
+        .ok_or_else(|| bad("there is no '/'".into()))?;
+    crate::k8s_name::namespace(ns).map_err(|e| bad(format!("namespace: {e}")))?;
+    crate::k8s_name::dns1123_subdomain(name).map_err(|e| bad(format!("name: {e}")))?;
+    Ok((ns, name))
+}
+
+/// The ClusterRole [`DEPLOY_ROLE`] with the rules of [`crate::rbac::deploy_rules`], each under
+/// a comment naming the kinds (or waits) that need it, then one ClusterRoleBinding per
+/// ServiceAccount in `service_accounts` (`NAMESPACE/NAME`), named `aiops-deploy:NAMESPACE:NAME`
+/// so that binding a second account never replaces the first.
+pub fn render_deploy_role(service_accounts: &[String]) -> Result<String, Error> {
+    let accounts = service_accounts
+        .iter()
+        .map(|sa| service_account(sa))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = DEPLOY_ROLE_TEMPLATE.replace("@ROLE@", DEPLOY_ROLE).replace(
+        "@RBAC_RULES@",
+        &commented_rules(&crate::rbac::deploy_rules()),
+    );
+    for (ns, name) in accounts {
+        out.push_str(
+            &DEPLOY_BINDING_TEMPLATE
+                .replace("@ROLE@", DEPLOY_ROLE)
+                .replace("@NS@", ns)
+                .replace("@NAME@", name),
+        );
+    }
+    Ok(out)
+}
+
+/// The deploy role's rules as the Helm chart carries them (`charts/aiops/files`), held equal
+/// to [`deploy_role_rules_text`] by a test, as [`CHART_CLUSTER_ROLE_RULES`] is.
+pub const CHART_DEPLOY_ROLE_RULES: &str =
+    include_str!("../charts/aiops/files/deploy-clusterrole-rules.yaml");
+
+/// The rules [`render_deploy_role`] prints, unindented: what `CHART_DEPLOY_ROLE_RULES` must
+/// hold after its header comment.
+pub fn deploy_role_rules_text() -> String {
+    unindented(&commented_rules(&crate::rbac::deploy_rules()))
+}
+
+const DEPLOY_ROLE_TEMPLATE: &str = r##"# aiops deploy: server-side apply (create, then patch) of every kind `aiops render` produces, and
+# reading the migrations Job and the Deployments it waits for. Not the daemon's role: aiops serve
+# never needs these rights, and its ClusterRole (`aiops manifests`) must not grant them.
+# Rendered by `aiops manifests --deploy-role`; bind it to the account that runs aiops deploy:
+#   aiops manifests --deploy-role --deploy-service-account ci/deployer | kubectl apply -f -
+#   kubectl create clusterrolebinding aiops-deploy-alice --clusterrole=@ROLE@ --user=alice
+# Bound cluster-wide because a deploy creates the app's Namespace; to confine it to namespaces
+# that exist already, bind it with RoleBindings in them instead.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata:
-  name: aiops-@NS@
+  name: @ROLE@
   labels:
     app.kubernetes.io/name: aiops
 rules:
-@RBAC_RULES@---
+@RBAC_RULES@"##;
+
+const DEPLOY_BINDING_TEMPLATE: &str = r##"---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
-  name: aiops-@NS@
+  name: @ROLE@:@NS@:@NAME@
   labels:
     app.kubernetes.io/name: aiops
 roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
-  name: aiops-@NS@
+  name: @ROLE@
 subjects:
   - kind: ServiceAccount
-    name: aiops
+    name: @NAME@
     namespace: @NS@
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: aiops-config
-  namespace: @NS@
-  labels:
-    app.kubernetes.io/name: aiops
-data:
-  # Mounted as a single file (subPath), so an edit needs a restart:
-  #   kubectl -n @NS@ rollout restart deployment/aiops
-  aiops.yaml: |
-    # aiops settings (README, "Settings"); AIOPS_* environment variables override them.
-    listen: 0.0.0.0:9095
-    # The store. The Deployment sets AIOPS_DATABASE_URL from Secret aiops-database (key url)
-    # when that Secret exists, and it overrides this line: a PostgreSQL URL is what replicas need.
-    # Without it the store is this SQLite file on the PersistentVolumeClaim aiops-data: one
-    # replica only, and its history (dedup, cooldowns, budgets, the knowledge base) survives
-    # restarts and rollouts.
-    database_url: "sqlite:///var/lib/aiops/aiops.db?mode=rwc"
-    # The token Alertmanager presents; required, as the daemon listens beyond loopback.
-    webhook_token_file: /var/run/secrets/aiops/token
-    rules_dir: /etc/aiops/rules
-    playbooks_dir: /etc/aiops/playbooks
-    # Act on the cluster as the pod's ServiceAccount (the ClusterRole above).
-    cluster:
-      in_cluster: true
----
-# The SQLite store's volume (unused, and deletable, once the store is PostgreSQL).
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata:
-  name: aiops-data
-  namespace: @NS@
-  labels:
-    app.kubernetes.io/name: aiops
-spec:
-  accessModes: ["ReadWriteOnce"]
-  resources:
-    requests:
-      storage: 1Gi
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: aiops
-  namespace: @NS@
-  labels:
-    app.kubernetes.io/name: aiops
-spec:
-  # 1 replica: the default SQLite store has one writer. Raise it only with PostgreSQL (Secret
-  # aiops-database): replicas then share the store and claim jobs with FOR UPDATE SKIP LOCKED.
-  replicas: 1
-  # Recreate: never two pods with separate SQLite stores, which could both act on one alert.
-  # With PostgreSQL, RollingUpdate is safe.
-  strategy:
-    type: Recreate
-  selector:
-    matchLabels:
-      app.kubernetes.io/name: aiops
-  template:
-    metadata:
-      labels:
-        app.kubernetes.io/name: aiops
-    spec:
-      serviceAccountName: aiops
-      securityContext:
-        runAsNonRoot: true
-        # an explicit non-root user, so runAsNonRoot holds whatever the image's USER says
-        runAsUser: 65532
-        runAsGroup: 65532
-        fsGroup: 65532
-        seccompProfile:
-          type: RuntimeDefault
-      containers:
-        - name: aiops
-          image: @IMAGE@
-          args: ["--log-format", "json", "--config", "/etc/aiops/aiops.yaml", "serve"]
-          ports:
-            - name: http
-              containerPort: 9095
-              protocol: TCP
-          env:
-            # PostgreSQL URL of the store; overrides database_url when the Secret exists
-            - name: AIOPS_DATABASE_URL
-              valueFrom:
-                secretKeyRef:
-                  name: aiops-database
-                  key: url
-                  optional: true
-            # The /api's HS256 secret (at least 32 bytes); without the Secret the /api stays closed
-            - name: AIOPS_JWT_SECRET
-              valueFrom:
-                secretKeyRef:
-                  name: aiops-jwt
-                  key: secret
-                  optional: true
-          livenessProbe:
-            httpGet:
-              path: /-/healthy
-              port: http
-            periodSeconds: 10
-          readinessProbe:
-            httpGet:
-              path: /-/ready
-              port: http
-            periodSeconds: 5
-          resources:
-            requests:
-              memory: 32Mi
-              cpu: 50m
-            limits:
-              memory: 128Mi
-          securityContext:
-            runAsNonRoot: true
-            readOnlyRootFilesystem: true
-            allowPrivilegeEscalation: false
-            capabilities:
-              drop: ["ALL"]
-          volumeMounts:
-            - name: token
-              mountPath: /var/run/secrets/aiops
-              readOnly: true
-            - name: config
-              mountPath: /etc/aiops/aiops.yaml
-              subPath: aiops.yaml
-              readOnly: true
-            - name: rules
-              mountPath: /etc/aiops/rules
-              readOnly: true
-            - name: playbooks
-              mountPath: /etc/aiops/playbooks
-              readOnly: true
-            # the writable paths (the root file system is read-only): the SQLite store and /tmp
-            - name: data
-              mountPath: /var/lib/aiops
-            - name: tmp
-              mountPath: /tmp
-      volumes:
-        - name: token
-          secret:
-            secretName: @TOKEN_SECRET@
-            items:
-              - key: token
-                path: token
-        - name: config
-          configMap:
-            name: aiops-config
-        # Rules and playbooks come from your checkout; create (or update) them with
-        #   kubectl -n @NS@ create configmap aiops-rules --from-file=rules/
-        #   kubectl -n @NS@ create configmap aiops-playbooks --from-file=playbooks/
-        # (to update: add --dry-run=client -o yaml | kubectl apply -f -). The mounted files follow
-        # within a minute or so; then reload: POST /-/reload (with the token) or a rollout restart.
-        - name: rules
-          configMap:
-            name: aiops-rules
-        - name: playbooks
-          configMap:
-            name: aiops-playbooks
-        - name: data
-          persistentVolumeClaim:
-            claimName: aiops-data
-        - name: tmp
-          emptyDir: {}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: aiops
-  namespace: @NS@
-  labels:
-    app.kubernetes.io/name: aiops
-spec:
-  selector:
-    app.kubernetes.io/name: aiops
-  ports:
-    - name: http
-      port: 9095
-      targetPort: http
-      protocol: TCP
-
-# Alertmanager: give it the token of Secret @TOKEN_SECRET@ (key token) as a file, e.g. a copy
-# of that Secret in Alertmanager's namespace mounted under /etc/alertmanager/secrets/ (with
-# prometheus-operator, alertmanagerSpec.secrets mounts /etc/alertmanager/secrets/SECRET/KEY:
-# adjust credentials_file), then add to alertmanager.yml:
-#
-# receivers:
-#   - name: aiops
-#     webhook_configs:
-#       - url: @URL@
-#         send_resolved: true   # resolves cancel waiting repairs
-#         http_config:
-#           authorization:
-#             type: Bearer
-#             credentials_file: /etc/alertmanager/secrets/aiops-token
-# route:
-#   routes:
-#     - receiver: aiops
-#       matchers: ['auto_repair=~".+"']
-#       continue: true
 "##;
+
+/// The daemon's manifests with `@NS@`, `@IMAGE@`, `@TOKEN_SECRET@`, `@URL@` and `@RBAC_RULES@`
+/// to fill in: a file of its own, so it reads (and diffs) as the YAML it is.
+const TEMPLATE: &str = include_str!("manifests/daemon.yaml.in");
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_charts_cluster_role_rules_are_the_permission_tables() {
-        // The chart's copy: its header comment, then exactly the rules `aiops manifests` prints.
-        let generated = cluster_role_rules_text();
-        let header = CHART_CLUSTER_ROLE_RULES
-            .strip_suffix(&generated)
-            .unwrap_or_else(|| {
-                panic!(
-                    "charts/aiops/files/clusterrole-rules.yaml differs from src/rbac.rs; after its \
-                     header it must read:\n{generated}"
-                )
-            });
+    /// `chart` (a file of `charts/aiops/files`) is comments, then exactly `generated`.
+    fn assert_chart_copy(file: &str, chart: &str, generated: &str) {
+        let header = chart.strip_suffix(generated).unwrap_or_else(|| {
+            panic!(
+                "charts/aiops/files/{file} differs from src/rbac.rs; after its header it must \
+                 read:\n{generated}"
+            )
+        });
         assert!(
             header.lines().all(|l| l.starts_with('#')),
             "only comments may precede the rules: {header:?}"
         );
+    }
+
+    #[test]
+    fn the_charts_cluster_role_rules_are_the_permission_tables() {
+        assert_chart_copy(
+            "clusterrole-rules.yaml",
+            CHART_CLUSTER_ROLE_RULES,
+            &cluster_role_rules_text(),
+        );
+    }
+
+    #[test]
+    fn the_charts_deploy_role_rules_are_the_deploy_permission_table() {
+        assert_chart_copy(
+            "deploy-clusterrole-rules.yaml",
+            CHART_DEPLOY_ROLE_RULES,
+            &deploy_role_rules_text(),
+        );
+    }
+
+    fn documents(yaml: &str) -> Vec<serde_json::Value> {
+        serde_yaml::Deserializer::from_str(yaml)
+            .map(|doc| <serde_json::Value as serde::Deserialize>::deserialize(doc).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_deploy_role_alone_is_a_cluster_role_with_the_deploy_rules() {
+        use k8s_openapi::api::rbac::v1::ClusterRole;
+        let docs = documents(&render_deploy_role(&[]).unwrap());
+        assert_eq!(docs.len(), 1, "{docs:?}");
+        let role: ClusterRole = serde_json::from_value(docs[0].clone()).unwrap();
+        assert_eq!(role.metadata.name.as_deref(), Some("aiops-deploy"));
+        let rules = role.rules.unwrap();
+        let want = crate::rbac::deploy_rules();
+        assert_eq!(rules.len(), want.len());
+        for (got, want) in rules.iter().zip(&want) {
+            assert_eq!(got.api_groups, Some(vec![want.group.to_string()]));
+            assert_eq!(got.resources.as_deref().unwrap(), want.resources.as_slice());
+            assert_eq!(got.verbs, want.verbs);
+        }
+    }
+
+    #[test]
+    fn each_named_service_account_gets_its_own_binding_to_the_deploy_role() {
+        use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+        let yaml =
+            render_deploy_role(&["ci/deployer".to_string(), "team-a/release".to_string()]).unwrap();
+        let bindings: Vec<ClusterRoleBinding> = documents(&yaml)[1..]
+            .iter()
+            .map(|d| serde_json::from_value(d.clone()).unwrap())
+            .collect();
+        let summary: Vec<String> = bindings
+            .iter()
+            .map(|b| {
+                let s = &b.subjects.as_ref().unwrap()[0];
+                format!(
+                    "{} -> {} {} {}/{}",
+                    b.metadata.name.as_deref().unwrap(),
+                    b.role_ref.name,
+                    s.kind,
+                    s.namespace.as_deref().unwrap(),
+                    s.name
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "aiops-deploy:ci:deployer -> aiops-deploy ServiceAccount ci/deployer",
+                "aiops-deploy:team-a:release -> aiops-deploy ServiceAccount team-a/release",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deploy_service_account_that_is_not_namespace_slash_name_is_a_clear_error() {
+        for (bad, reason) in [
+            ("deployer", "there is no '/'"),
+            ("Bad_NS/deployer", "namespace: "),
+            ("ci/", "name: "),
+            ("ci/a b", "name: "),
+        ] {
+            let err = render_deploy_role(&[bad.to_string()])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("invalid deploy service account {bad:?}: {reason}"))
+                    && err.ends_with(
+                        "give NAMESPACE/NAME, a DNS-1123 label and subdomain (e.g. ci/deployer)"
+                    ),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_cli_flags_choose_what_is_printed() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let parse = |argv: &[&str]| {
+            Cli::try_parse_from(std::iter::once("manifests").chain(argv.iter().copied()))
+                .map(|c| c.args)
+        };
+        let role = parse(&["--deploy-role", "--deploy-service-account", "ci/deployer"]).unwrap();
+        assert_eq!(
+            role.output().unwrap(),
+            render_deploy_role(&["ci/deployer".into()]).unwrap()
+        );
+        assert_eq!(
+            parse(&[]).unwrap().output().unwrap(),
+            render(&Options::default()).unwrap()
+        );
+        // A binding without the role, or the URL and the role at once, are refused by clap.
+        assert!(parse(&["--deploy-service-account", "ci/deployer"]).is_err());
+        assert!(parse(&["--deploy-role", "--alertmanager-url-only"]).is_err());
     }
 }

@@ -7,9 +7,16 @@
 //! set a configuration needs from the host functions its playbooks actually call (walking their
 //! compiled ASTs), so a team that ships only `cleanup` is not told to grant `patch` on
 //! Deployments. docs/playbooks.md §3 documents the same table per function.
+//!
+//! `aiops deploy` is a second, separate set ([`deploy_all`]): it creates Namespaces, Services,
+//! Ingresses and more, which the daemon's repair role must never be able to do. Its permissions
+//! are derived from the kinds `aiops deploy` applies ([`crate::deploy::apply::KINDS`]), so a kind
+//! added there is in the printed role without a second edit; a test renders every framework and
+//! checks the role covers exactly what render produces.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::deploy::apply::KINDS;
 use crate::playbook::Catalog;
 
 /// One permission: a verb on a resource of an API group (`""` is the core group).
@@ -232,9 +239,19 @@ const VERB_ORDER: [&str; 7] = [
 /// Groups permissions into as few rules as grant exactly them: per group, the resources
 /// with identical verb sets share a rule. Order follows [`HOST_CALLS`], then [`DAEMON`].
 pub fn rules(perms: &BTreeMap<Permission, Vec<String>>) -> Vec<Rule> {
+    let table = HOST_CALLS.iter().flat_map(|c| c.needs).chain(DAEMON);
+    group_rules(perms, table.copied())
+}
+
+/// [`rules`] with the order of (group, resource) first seen in `table`; resources `table`
+/// never names are left out (they are not in any role this crate prints).
+fn group_rules(
+    perms: &BTreeMap<Permission, Vec<String>>,
+    table: impl Iterator<Item = Permission>,
+) -> Vec<Rule> {
     // (group, resource) in the order the table first mentions them.
     let mut order: Vec<(&'static str, &'static str)> = Vec::new();
-    for perm in HOST_CALLS.iter().flat_map(|c| c.needs).chain(DAEMON) {
+    for perm in table {
         if !order.contains(&(perm.group, perm.resource)) {
             order.push((perm.group, perm.resource));
         }
@@ -280,6 +297,54 @@ pub fn rules(perms: &BTreeMap<Permission, Vec<String>>) -> Vec<Rule> {
     out
 }
 
+/// The verbs server-side apply needs on every kind `aiops deploy` applies: `patch` is the
+/// request itself; `create` is checked as well when the object does not exist yet (the real
+/// API server answers "cannot create" to an apply of a new object without it), so a first
+/// deploy needs both and a redeploy only `patch`.
+pub const APPLY_VERBS: [&str; 2] = ["create", "patch"];
+
+/// What `aiops deploy` reads besides applying: (kind, who needs it). The migrations Job is
+/// read until it completes, each Deployment until its rollout is done (its own status only,
+/// as the cluster backend's rollout status reads no ReplicaSet).
+pub const DEPLOY_READS: &[(&str, &str)] = &[
+    ("Job", "the wait for the migrations Job"),
+    ("Deployment", "the rollout wait"),
+];
+
+/// Every permission `aiops deploy` needs, with who needs each (the kind it applies, or the
+/// wait in [`DEPLOY_READS`]): the ClusterRole of `aiops manifests --deploy-role`. Derived from
+/// [`KINDS`], the kinds deploy applies, so the two cannot drift.
+pub fn deploy_all() -> BTreeMap<Permission, Vec<String>> {
+    let mut out: BTreeMap<Permission, Vec<String>> = BTreeMap::new();
+    for (perm, who) in deploy_table() {
+        let users = out.entry(perm).or_default();
+        if !users.iter().any(|u| u == who) {
+            users.push(who.to_string());
+        }
+    }
+    out
+}
+
+/// The deploy permissions in [`KINDS`] order, each with who needs it: each kind's
+/// [`APPLY_VERBS`] (the kind itself), then `get` for the kinds of [`DEPLOY_READS`] (the wait).
+fn deploy_table() -> impl Iterator<Item = (Permission, &'static str)> {
+    KINDS.iter().flat_map(|k| {
+        let read = DEPLOY_READS
+            .iter()
+            .find(|(kind, _)| *kind == k.kind)
+            .map(|(_, wait)| (p(k.group, k.plural, "get"), *wait));
+        APPLY_VERBS
+            .map(|verb| (p(k.group, k.plural, verb), k.kind))
+            .into_iter()
+            .chain(read)
+    })
+}
+
+/// The ClusterRole rules of `aiops manifests --deploy-role`, in [`KINDS`] order.
+pub fn deploy_rules() -> Vec<Rule> {
+    group_rules(&deploy_all(), deploy_table().map(|(perm, _)| perm))
+}
+
 fn quoted(items: &[&str]) -> String {
     let items: Vec<String> = items
         .iter()
@@ -305,6 +370,21 @@ impl Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `group:resources:verbs` per rule.
+    fn summary(rules: &[Rule]) -> Vec<String> {
+        rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}:{}:{}",
+                    r.group,
+                    r.resources.join(","),
+                    r.verbs.join(",")
+                )
+            })
+            .collect()
+    }
 
     fn catalog(scripts: &[(&str, &str)]) -> Catalog {
         let dir = tempfile::tempdir().unwrap();
@@ -360,20 +440,8 @@ mod tests {
 
     #[test]
     fn the_full_role_is_five_rules_in_table_order() {
-        let rules = rules(&all());
-        let summary: Vec<String> = rules
-            .iter()
-            .map(|r| {
-                format!(
-                    "{}:{}:{}",
-                    r.group,
-                    r.resources.join(","),
-                    r.verbs.join(",")
-                )
-            })
-            .collect();
         assert_eq!(
-            summary,
+            summary(&rules(&all())),
             [
                 "apps:deployments,statefulsets,daemonsets:get,patch",
                 "apps:replicasets:list",
@@ -382,5 +450,82 @@ mod tests {
                 ":events:create",
             ]
         );
+    }
+
+    /// (group, resource) of every object `aiops render` produces for the golden app specs,
+    /// which together use every framework, plan and option that adds an object.
+    fn rendered_resources() -> BTreeSet<(&'static str, &'static str)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/deploy");
+        let mut out = BTreeSet::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().ends_with(".app.yaml") {
+                continue;
+            }
+            let spec = crate::deploy::AppSpec::load(&path).unwrap();
+            let rendered = crate::deploy::render(&spec, &Default::default()).unwrap();
+            for m in &rendered.objects {
+                let kind = crate::deploy::apply::resource_of(m).unwrap();
+                out.insert((kind.group, kind.plural));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_deploy_role_grants_create_and_patch_on_exactly_what_render_produces() {
+        let perms = deploy_all();
+        let applied: BTreeSet<(&str, &str)> = perms
+            .keys()
+            .filter(|p| p.verb == "patch")
+            .map(|p| (p.group, p.resource))
+            .collect();
+        assert_eq!(applied, rendered_resources());
+        for (group, resource) in applied {
+            assert!(
+                perms.contains_key(&p(group, resource, "create")),
+                "{resource}"
+            );
+        }
+        // Beyond apply, only the two waits read, and nothing is ever listed or deleted.
+        let reads: Vec<String> = perms
+            .keys()
+            .filter(|p| !APPLY_VERBS.contains(&p.verb))
+            .map(Permission::describe)
+            .collect();
+        assert_eq!(reads, ["get apps/deployments", "get batch/jobs"]);
+    }
+
+    #[test]
+    fn the_deploy_role_is_six_rules_in_the_order_deploy_applies() {
+        let with_users: Vec<String> = deploy_rules()
+            .iter()
+            .zip(summary(&deploy_rules()))
+            .map(|(r, line)| format!("{line}:{}", r.users.join(",")))
+            .collect();
+        assert_eq!(
+            with_users,
+            [
+                ":namespaces,serviceaccounts,configmaps,services:create,patch:Namespace,ServiceAccount,ConfigMap,Service",
+                "networking.k8s.io:networkpolicies,ingresses:create,patch:NetworkPolicy,Ingress",
+                "apps:deployments:get,create,patch:Deployment,the rollout wait",
+                "batch:jobs:get,create,patch:Job,the wait for the migrations Job",
+                "cert-manager.io:certificates:create,patch:Certificate",
+                "monitoring.coreos.com:servicemonitors,prometheusrules:create,patch:ServiceMonitor,PrometheusRule",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_repair_role_cannot_create_what_deploy_creates() {
+        // The two roles are separate on purpose: the daemon answers alerts from the network,
+        // and must not be able to create Namespaces, Services or Ingresses.
+        let repair: BTreeSet<Permission> = all().into_keys().collect();
+        let creates: Vec<String> = deploy_all()
+            .into_keys()
+            .filter(|p| p.verb == "create" && repair.contains(p))
+            .map(|p| p.describe())
+            .collect();
+        assert!(creates.is_empty(), "{creates:?}");
     }
 }

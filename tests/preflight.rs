@@ -12,8 +12,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::{repo, run_cli};
-use control_plane::{KubeEnv, TIMEOUT, wait_until};
-use kube::api::{Api, PostParams};
+use control_plane::{KubeEnv, TIMEOUT, printed_cluster_role_rules, service_account_kubeconfig};
 use serde_json::{Value, json};
 
 /// A daemon started by a test; killed (by PID) when dropped.
@@ -40,6 +39,19 @@ impl Daemon {
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
         let (child, addr, logs) = common::start(cwd, &all).await;
         Daemon { child, addr, logs }
+    }
+
+    /// `aiops serve` in `dir` against the cluster of `kubeconfig`, its SQLite store in `dir`.
+    async fn with_kubeconfig(dir: &Path, kubeconfig: &Path) -> Daemon {
+        let store = format!("sqlite://{}?mode=rwc", dir.join("aiops.db").display());
+        Daemon::start(
+            dir,
+            &[
+                ("AIOPS_KUBECONFIG", kubeconfig.display().to_string()),
+                ("AIOPS_DATABASE_URL", store),
+            ],
+        )
+        .await
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
@@ -302,20 +314,7 @@ async fn an_unreachable_api_server_is_named_by_url_in_check_and_at_serve_without
     assert!(!out.contains("reachable"), "{out}");
 
     // serve: starts, stays ready, and says why the cluster is not usable.
-    let daemon = Daemon::start(
-        dir.path(),
-        &[
-            ("AIOPS_KUBECONFIG", kubeconfig.display().to_string()),
-            (
-                "AIOPS_DATABASE_URL",
-                format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("aiops.db").display()
-                ),
-            ),
-        ],
-    )
-    .await;
+    let daemon = Daemon::with_kubeconfig(dir.path(), &kubeconfig).await;
     let body = daemon.wait_cluster_status("unreachable").await;
     assert_eq!(body["cluster"]["server"], server, "{body}");
     let (_, metrics) = daemon.get("/metrics").await;
@@ -334,97 +333,6 @@ async fn an_unreachable_api_server_is_named_by_url_in_check_and_at_serve_without
     );
 }
 
-/// The `rules` of the ClusterRole `aiops manifests` prints.
-fn printed_cluster_role_rules() -> Vec<Value> {
-    let dir = tempfile::tempdir().unwrap();
-    let (status, stdout, stderr) = run_cli(dir.path(), &["manifests"], &HashMap::new());
-    assert!(status.success(), "{stderr}");
-    let role = serde_yaml::Deserializer::from_str(&stdout)
-        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap())
-        .find(|doc| doc["kind"] == "ClusterRole")
-        .expect("a ClusterRole in aiops manifests");
-    role["rules"].as_array().unwrap().clone()
-}
-
-/// A kubeconfig for a new ServiceAccount bound to a ClusterRole with exactly `rules` (a token
-/// from the TokenRequest API). Waits until the authorizer answers `probe` as the role says.
-async fn service_account_kubeconfig(
-    env: &KubeEnv,
-    ns: &str,
-    rules: &[Value],
-    probe: (&str, &str, &str, bool),
-    out: &Path,
-) -> PathBuf {
-    use k8s_openapi::api::authentication::v1::TokenRequest;
-    use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    let admin = env.client().await;
-    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
-    sas.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "aiops"}})).unwrap(),
-    )
-    .await
-    .unwrap();
-    let role = format!("aiops-preflight-{ns}");
-    Api::<ClusterRole>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": role}, "rules": rules})).unwrap(),
-        )
-        .await
-        .unwrap();
-    Api::<ClusterRoleBinding>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": role},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-                "subjects": [{"kind": "ServiceAccount", "name": "aiops", "namespace": ns}]
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let token = sas
-        .create_token_request(
-            "aiops",
-            &PostParams::default(),
-            &serde_json::from_value::<TokenRequest>(json!({"spec": {"expirationSeconds": 3600}}))
-                .unwrap(),
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let mut kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
-    for auth in &mut kc.auth_infos {
-        auth.auth_info = Some(kube::config::AuthInfo {
-            token: Some(token.clone().into()),
-            ..kube::config::AuthInfo::default()
-        });
-    }
-    std::fs::write(out, serde_yaml::to_string(&kc).unwrap()).unwrap();
-    // The authorizer learns bindings from a watch: wait until it answers as the role says.
-    let reviews: Api<SelfSubjectAccessReview> = Api::all(control_plane::client_from(out).await);
-    let (group, resource, verb, allowed) = probe;
-    wait_until("RBAC to know the new binding", TIMEOUT, || async {
-        reviews
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"spec": {"resourceAttributes":
-                    {"group": group, "resource": resource, "verb": verb}}}))
-                .unwrap(),
-            )
-            .await
-            .is_ok_and(|r| r.status.is_some_and(|s| s.allowed == allowed))
-    })
-    .await;
-    out.to_path_buf()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_printed_cluster_role_every_permission_is_granted() {
     let Some(env) = KubeEnv::get().await else {
@@ -435,8 +343,7 @@ async fn with_the_printed_cluster_role_every_permission_is_granted() {
     let kubeconfig = service_account_kubeconfig(
         env,
         &ns.name,
-        &printed_cluster_role_rules(),
-        ("", "events", "create", true),
+        &printed_cluster_role_rules(&["manifests"]),
         &dir.path().join("kubeconfig"),
     )
     .await;
@@ -478,7 +385,7 @@ async fn a_short_role_is_reported_with_the_exact_rule_to_add_in_check_and_at_ser
     let ns = env.namespace("preflight-short").await;
     let dir = tempfile::tempdir().unwrap();
     // The printed role, but Deployments, StatefulSets and DaemonSets may only be read.
-    let short: Vec<Value> = printed_cluster_role_rules()
+    let short: Vec<Value> = printed_cluster_role_rules(&["manifests"])
         .into_iter()
         .map(|mut r| {
             if r["resources"]
@@ -492,14 +399,8 @@ async fn a_short_role_is_reported_with_the_exact_rule_to_add_in_check_and_at_ser
             r
         })
         .collect();
-    let kubeconfig = service_account_kubeconfig(
-        env,
-        &ns.name,
-        &short,
-        ("apps", "deployments", "get", true),
-        &dir.path().join("kubeconfig"),
-    )
-    .await;
+    let kubeconfig =
+        service_account_kubeconfig(env, &ns.name, &short, &dir.path().join("kubeconfig")).await;
     let (status, out, err) = run_cli(
         dir.path(),
         &["check", "--cluster"],
@@ -525,20 +426,7 @@ cluster: add to the ClusterRole (rules:):
     assert_eq!(report, expected, "{err}");
 
     // serve: ready, the detail and the metrics say what is missing.
-    let daemon = Daemon::start(
-        dir.path(),
-        &[
-            ("AIOPS_KUBECONFIG", kubeconfig.display().to_string()),
-            (
-                "AIOPS_DATABASE_URL",
-                format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("aiops.db").display()
-                ),
-            ),
-        ],
-    )
-    .await;
+    let daemon = Daemon::with_kubeconfig(dir.path(), &kubeconfig).await;
     let body = daemon.wait_cluster_status("missing permissions").await;
     assert_eq!(
         body["cluster"]["missing"],

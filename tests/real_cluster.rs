@@ -14,7 +14,10 @@ use std::collections::BTreeMap;
 
 use aiops::store::{Job as RepairJob, JobState};
 use common::{Db, Spawn, TestApp, payload};
-use control_plane::{KubeEnv, TIMEOUT, wait_until};
+use control_plane::{
+    KubeEnv, TIMEOUT, image_of, printed_cluster_role_rules, service_account_kubeconfig,
+    wait_deployment_rolled_out, wait_until, without_rule,
+};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
@@ -126,27 +129,6 @@ where
     )
     .await
     .unwrap()
-}
-
-/// kubectl's rollout-status condition for a Deployment, read from the real controller's status.
-fn deployment_rolled_out(d: &Deployment) -> bool {
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let s = d.status.clone().unwrap_or_default();
-    d.metadata.generation <= s.observed_generation
-        && s.updated_replicas == Some(want)
-        && s.replicas == Some(want)
-        && s.available_replicas == Some(want)
-}
-
-async fn wait_deployment_rolled_out(client: &kube::Client, ns: &str, name: &str) -> Deployment {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    wait_until(
-        &format!("deployment {ns}/{name} to roll out"),
-        TIMEOUT,
-        || async { deployment_rolled_out(&api.get(name).await.unwrap()) },
-    )
-    .await;
-    api.get(name).await.unwrap()
 }
 
 /// The pods of `app=<name>` that are Running and Ready, by name.
@@ -315,21 +297,6 @@ fn text_of(job: &RepairJob) -> String {
         job.outcome.clone().unwrap_or_default(),
         job.error.clone().unwrap_or_default()
     )
-}
-
-fn image_of(d: &Deployment, container: &str) -> String {
-    d.spec
-        .clone()
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-        .containers
-        .into_iter()
-        .find(|c| c.name == container)
-        .unwrap()
-        .image
-        .unwrap()
 }
 
 /// (request, limit) of a container's memory in a pod spec.
@@ -837,109 +804,9 @@ async fn a_daemonset_restart_rolls_every_pod() {
 // ---------------------------------------------------------------------------------------------
 // RBAC: aiops as a ServiceAccount bound to exactly the ClusterRole `aiops manifests` prints.
 
-/// The `rules` of the ClusterRole in `aiops manifests`' output, as printed.
-fn printed_cluster_role_rules() -> Vec<Value> {
-    let dir = tempfile::tempdir().unwrap();
-    let (status, stdout, stderr) = common::run_cli(
-        dir.path(),
-        &["manifests"],
-        &std::collections::HashMap::new(),
-    );
-    assert!(status.success(), "{stderr}");
-    let role = serde_yaml::Deserializer::from_str(&stdout)
-        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap())
-        .find(|doc| doc["kind"] == "ClusterRole")
-        .expect("a ClusterRole in aiops manifests");
-    role["rules"].as_array().unwrap().clone()
-}
-
-/// A kubeconfig for a new ServiceAccount bound (ClusterRoleBinding) to a ClusterRole with
-/// exactly `rules`, authenticated by a token from the TokenRequest API. Waits until RBAC
-/// answers for the binding.
-async fn service_account_kubeconfig(
-    env: &KubeEnv,
-    sa_ns: &str,
-    rules: &[Value],
-    out: &std::path::Path,
-) -> std::path::PathBuf {
-    use k8s_openapi::api::authentication::v1::TokenRequest;
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-    let admin = env.client().await;
-    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), sa_ns);
-    sas.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "aiops"}})).unwrap(),
-    )
-    .await
-    .unwrap();
-    let role_name = format!("aiops-{sa_ns}");
-    Api::<ClusterRole>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": role_name}, "rules": rules}))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    Api::<ClusterRoleBinding>::all(admin.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": role_name},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
-                "subjects": [{"kind": "ServiceAccount", "name": "aiops", "namespace": sa_ns}]
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let token = sas
-        .create_token_request(
-            "aiops",
-            &PostParams::default(),
-            &serde_json::from_value::<TokenRequest>(json!({"spec": {"expirationSeconds": 3600}}))
-                .unwrap(),
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let mut kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
-    for auth in &mut kc.auth_infos {
-        auth.auth_info = Some(kube::config::AuthInfo {
-            token: Some(token.clone().into()),
-            ..kube::config::AuthInfo::default()
-        });
-    }
-    std::fs::write(out, serde_yaml::to_string(&kc).unwrap()).unwrap();
-    // The authorizer learns bindings from a watch: wait until it knows this one (or, for a role
-    // without any rule this check can see, until the token authenticates at all).
-    let sa_client = control_plane::client_from(out).await;
-    let probe: Api<k8s_openapi::api::authorization::v1::SelfSubjectRulesReview> =
-        Api::all(sa_client);
-    wait_until("RBAC to know the new binding", TIMEOUT, || async {
-        let review = probe
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"spec": {"namespace": sa_ns}})).unwrap(),
-            )
-            .await;
-        let Ok(review) = review else { return false };
-        let known: Vec<Value> = review
-            .status
-            .map(|s| s.resource_rules)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| json!({"resources": r.resources, "verbs": r.verbs}))
-            .collect();
-        rules.iter().all(|rule| {
-            known.contains(&json!({"resources": rule["resources"], "verbs": rule["verbs"]}))
-        })
-    })
-    .await;
-    out.to_path_buf()
+/// The rules of the daemon's ClusterRole, as `aiops manifests` prints them.
+fn repair_role() -> Vec<Value> {
+    printed_cluster_role_rules(&["manifests"])
 }
 
 /// Rules for the five playbooks with no waits or escalations, so each alert makes one job.
@@ -1061,7 +928,7 @@ async fn the_printed_cluster_role_is_enough_for_all_five_playbooks() {
         "cleanup",
     ];
     let (app, jobs, ns, client) =
-        run_as_service_account(env, "rbac-all", &printed_cluster_role_rules(), &playbooks).await;
+        run_as_service_account(env, "rbac-all", &repair_role(), &playbooks).await;
     for job in &jobs {
         assert_eq!(
             job.state,
@@ -1091,21 +958,7 @@ async fn without_rule_the_playbook_is_forbidden(prefix: &str, resource: &str, pl
     let Some(env) = KubeEnv::get().await else {
         return;
     };
-    let rules: Vec<Value> = printed_cluster_role_rules()
-        .into_iter()
-        .filter(|r| {
-            !r["resources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|x| x == resource)
-        })
-        .collect();
-    assert_eq!(
-        rules.len(),
-        printed_cluster_role_rules().len() - 1,
-        "one rule removed"
-    );
+    let rules = without_rule(&repair_role(), resource);
     let (app, jobs, _ns, _client) = run_as_service_account(env, prefix, &rules, &[playbook]).await;
     let job = &jobs[0];
     // No escalation chain in these rules: the job goes to humans at once, not retried.
@@ -1151,16 +1004,7 @@ async fn without_the_replicasets_rule_a_restart_and_its_rollout_wait_still_succe
     let Some(env) = KubeEnv::get().await else {
         return;
     };
-    let rules: Vec<Value> = printed_cluster_role_rules()
-        .into_iter()
-        .filter(|r| {
-            !r["resources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|x| x == "replicasets")
-        })
-        .collect();
+    let rules = without_rule(&repair_role(), "replicasets");
     let (app, jobs, _ns, _client) =
         run_as_service_account(env, "rbac-rs-restart", &rules, &["restart"]).await;
     assert_eq!(
@@ -1187,16 +1031,7 @@ async fn without_the_events_rule_a_restart_leaves_no_event() {
     let Some(env) = KubeEnv::get().await else {
         return;
     };
-    let rules: Vec<Value> = printed_cluster_role_rules()
-        .into_iter()
-        .filter(|r| {
-            !r["resources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|x| x == "events")
-        })
-        .collect();
+    let rules = without_rule(&repair_role(), "events");
     let (app, jobs, ns, client) =
         run_as_service_account(env, "rbac-events", &rules, &["restart"]).await;
     assert_eq!(
@@ -1215,166 +1050,4 @@ async fn without_the_events_rule_a_restart_leaves_no_event() {
         app.log_text()
             .contains("recording a Kubernetes Event failed")
     );
-}
-
-// ---------------------------------------------------------------------------------------------
-// `aiops deploy` on the real server, with the upstream ServiceMonitor, PrometheusRule and
-// Certificate CRDs installed (tests/kube-env/crds.txt).
-
-/// Runs `aiops deploy <case>` against the real cluster with a fresh SQLite store in `dir`.
-async fn aiops_deploy(
-    env: &KubeEnv,
-    dir: &std::path::Path,
-    case: &std::path::Path,
-) -> (bool, String) {
-    let db = common::TestDb::new(Db::Sqlite, dir).await;
-    let envs = std::collections::HashMap::from([
-        ("AIOPS_KUBECONFIG", env.kubeconfig.display().to_string()),
-        ("AIOPS_DATABASE_URL", db.url.clone()),
-        ("AIOPS_DEPLOY_POLL", "100ms".to_string()),
-        ("AIOPS_DEPLOY_TIMEOUT", "90s".to_string()),
-        ("AIOPS_LOG", "warn".to_string()),
-    ]);
-    let (dir, case) = (dir.to_path_buf(), case.display().to_string());
-    let (status, stdout, stderr) =
-        tokio::task::spawn_blocking(move || common::run_cli(&dir, &["deploy", &case], &envs))
-            .await
-            .unwrap();
-    (
-        status.success(),
-        format!("stdout:\n{stdout}\nstderr:\n{stderr}"),
-    )
-}
-
-fn managers(obj: &Value) -> Vec<(String, String)> {
-    obj["metadata"]["managedFields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["manager"].as_str().unwrap().to_string(),
-                f["operation"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploy_applies_every_rendered_object_server_side_and_a_redeploy_takes_back_a_hand_edit() {
-    let Some(env) = KubeEnv::get().await else {
-        return;
-    };
-    let client = env.client().await;
-    let dir = tempfile::tempdir().unwrap();
-    let case = common::repo().join("tests/golden/deploy/django-standard.app.yaml");
-    let (ok, out) = aiops_deploy(env, dir.path(), &case).await;
-    assert!(ok, "{out}");
-
-    // Every object `aiops render` produces exists on the real server, applied by aiops.
-    let golden = std::fs::read_to_string(
-        common::repo().join("tests/golden/deploy/django-standard.golden.yaml"),
-    )
-    .unwrap();
-    let objects: Vec<Value> = serde_yaml::Deserializer::from_str(&golden)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
-        .filter(|d| d.is_object())
-        .collect();
-    assert!(objects.len() >= 13, "{}", objects.len());
-    let discovery = kube::Discovery::new(client.clone()).run().await.unwrap();
-    for o in &objects {
-        let (api_version, kind) = (
-            o["apiVersion"].as_str().unwrap(),
-            o["kind"].as_str().unwrap(),
-        );
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
-        let (ar, caps) = discovery
-            .resolve_gvk(&gvk)
-            .unwrap_or_else(|| panic!("{gvk:?} is not served"));
-        let name = o["metadata"]["name"].as_str().unwrap();
-        let api: Api<kube::api::DynamicObject> = match caps.scope {
-            kube::discovery::Scope::Namespaced => Api::namespaced_with(
-                client.clone(),
-                o["metadata"]["namespace"].as_str().unwrap(),
-                &ar,
-            ),
-            kube::discovery::Scope::Cluster => Api::all_with(client.clone(), &ar),
-        };
-        let got = serde_json::to_value(
-            api.get(name)
-                .await
-                .unwrap_or_else(|e| panic!("{kind} {name}: {e}")),
-        )
-        .unwrap();
-        assert!(
-            managers(&got).contains(&("aiops".into(), "Apply".into())),
-            "{kind} {name}: {:?}",
-            managers(&got)
-        );
-    }
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "blog");
-    let d = wait_deployment_rolled_out(&client, "blog", "blog").await;
-    let image = image_of(
-        &d,
-        &d.spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0]
-            .name,
-    );
-
-    // Someone changes the image by hand (another field manager)...
-    let container = d
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
-        .name
-        .clone();
-    deployments
-        .patch(
-            "blog",
-            &PatchParams { field_manager: Some("hand-edit".into()), ..PatchParams::default() },
-            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": container, "image": "blog:hotfix"}]}}}})),
-        )
-        .await
-        .unwrap();
-    // ...which an apply without force would now conflict on: the server's own conflict.
-    let unforced = deployments
-        .patch(
-            "blog",
-            &PatchParams::apply("aiops"),
-            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "blog", "namespace": "blog"},
-                "spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}})),
-        )
-        .await;
-    assert!(
-        matches!(&unforced, Err(kube::Error::Api(s)) if s.code == 409),
-        "{unforced:?}"
-    );
-
-    // The redeploy forces, as documented: the spec wins, and aiops owns the image again.
-    let (ok, out) = aiops_deploy(env, dir.path(), &case).await;
-    assert!(ok, "{out}");
-    let d = wait_deployment_rolled_out(&client, "blog", "blog").await;
-    assert_eq!(image_of(&d, &container), image);
-    let fields = serde_json::to_value(&d.metadata.managed_fields).unwrap();
-    let owner_of_image = fields
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["fieldsV1"].to_string().contains("f:image"))
-        .map(|f| f["manager"].as_str().unwrap().to_string())
-        .collect::<Vec<_>>();
-    assert_eq!(owner_of_image, ["aiops"], "{fields:#}");
 }

@@ -1,24 +1,14 @@
-//! `aiops manifests`: the Kubernetes manifests that run the daemon in a cluster. Its arguments
-//! are a struct of their own, so a new flag is one field here.
+//! `aiops manifests`: the Kubernetes manifests that run the daemon in a cluster, or with
+//! `--deploy-role` the ClusterRole `aiops deploy` needs. The arguments are
+//! [`aiops::manifests::Args`], next to the permission tables they print.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 
-/// `aiops manifests`' arguments.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    #[command(flatten)]
-    options: aiops::manifests::Options,
-    /// Print only the webhook URL Alertmanager posts to.
-    #[arg(long)]
-    alertmanager_url_only: bool,
-}
+pub use aiops::manifests::Args;
 
-/// Prints the manifests (or only the webhook URL).
+/// Prints the manifests, only the webhook URL, or the deploy role.
 pub fn run(args: Args) -> Result<ExitCode> {
-    Ok(aiops::manifests::print(
-        &args.options,
-        args.alertmanager_url_only,
-    )?)
+    Ok(args.print()?)
 }

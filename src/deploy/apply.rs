@@ -43,6 +43,16 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// The API server refused the account deploy runs as (403): a missing RBAC rule.
+    #[error(
+        "applying {what}: {message}; the account aiops deploy runs as needs the ClusterRole that `aiops manifests --deploy-role` prints"
+    )]
+    Forbidden {
+        /// The object.
+        what: String,
+        /// The API server's message, which names the verb, resource and account.
+        message: String,
+    },
     /// A custom resource's definition is not installed.
     #[error(
         "applying {what}: the cluster does not serve {api_version} {kind} (404): install {needs} first"
@@ -94,6 +104,7 @@ impl Error {
         match self {
             Error::UnknownKind(_) => "unknown_kind",
             Error::Apply { .. } => "apply",
+            Error::Forbidden { .. } => "forbidden",
             Error::MissingCrd { .. } => "missing_crd",
             Error::JobFailed { .. } => "job_failed",
             Error::Rollout { .. } => "rollout",
@@ -316,6 +327,10 @@ pub async fn apply_one(client: kube::Client, m: &Manifest) -> Result<()> {
                 needs: kind.crd_from.unwrap_or_default(),
             })
         }
+        Err(kube::Error::Api(s)) if s.code == 403 => Err(Error::Forbidden {
+            what,
+            message: s.message,
+        }),
         Err(kube::Error::Api(s)) => Err(Error::Apply {
             what,
             message: format!("{} ({} {})", s.message, s.code, s.reason),

@@ -20,9 +20,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, PostParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The running control plane this binary's tests use.
 pub struct KubeEnv {
@@ -179,15 +180,8 @@ impl KubeEnv {
 
     /// Creates a fresh namespace named after the test; deleted again when the guard drops.
     pub async fn namespace(&self, prefix: &str) -> TestNamespace {
-        let name = format!(
-            "{}-{}",
-            prefix
-                .replace('_', "-")
-                .chars()
-                .take(40)
-                .collect::<String>(),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let ns = self.namespace_to_be_created(prefix);
+        let name = ns.name.clone();
         let api: Api<Namespace> = Api::all(self.client().await);
         api.create(
             &PostParams::default(),
@@ -204,6 +198,22 @@ impl KubeEnv {
             || async { sa.get_opt("default").await.unwrap().is_some() },
         )
         .await;
+        ns
+    }
+
+    /// A fresh namespace name (the test's `prefix` and 8 random hex digits) that the code under
+    /// test is to create, as `aiops deploy` applies the app's Namespace; deleted, with all in
+    /// it, when the guard drops.
+    pub fn namespace_to_be_created(&self, prefix: &str) -> TestNamespace {
+        let name = format!(
+            "{}-{}",
+            prefix
+                .replace('_', "-")
+                .chars()
+                .take(40)
+                .collect::<String>(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         TestNamespace {
             name,
             kubeconfig: self.kubeconfig.clone(),
@@ -267,4 +277,181 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RBAC: a ServiceAccount bound to exactly a printed ClusterRole.
+
+/// The `rules` of the ClusterRole that `aiops ARGS` prints: `["manifests"]` for the daemon's
+/// repair role, `["manifests", "--deploy-role"]` for the role of `aiops deploy`.
+pub fn printed_cluster_role_rules(args: &[&str]) -> Vec<Value> {
+    // No environment and a directory without settings: the role printed by default.
+    let out = Command::new(env!("CARGO_BIN_EXE_aiops"))
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let role = serde_yaml::Deserializer::from_str(&stdout)
+        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap())
+        .find(|doc| doc["kind"] == "ClusterRole")
+        .unwrap_or_else(|| panic!("a ClusterRole in aiops {}", args.join(" ")));
+    role["rules"].as_array().unwrap().clone()
+}
+
+/// `rules` without the one rule whose resources include `resource` (exactly one is removed).
+pub fn without_rule(rules: &[Value], resource: &str) -> Vec<Value> {
+    let kept: Vec<Value> = rules
+        .iter()
+        .filter(|r| {
+            !r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == resource)
+        })
+        .cloned()
+        .collect();
+    assert_eq!(kept.len(), rules.len() - 1, "one rule names {resource}");
+    kept
+}
+
+/// The user name the API server gives ServiceAccount `aiops` of `ns` (what a refusal names).
+pub fn service_account_user(ns: &str) -> String {
+    format!("system:serviceaccount:{ns}:aiops")
+}
+
+/// A kubeconfig (written to `out`) for a new ServiceAccount `aiops` in `sa_ns`, bound by a
+/// ClusterRoleBinding to a new ClusterRole `aiops-SA_NS` with exactly `rules`, authenticated by
+/// a token from the TokenRequest API. Waits until the authorizer knows the binding.
+pub async fn service_account_kubeconfig(
+    env: &KubeEnv,
+    sa_ns: &str,
+    rules: &[Value],
+    out: &Path,
+) -> PathBuf {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::authorization::v1::SelfSubjectRulesReview;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let admin = env.client().await;
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), sa_ns);
+    sas.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "aiops"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let role_name = format!("aiops-{sa_ns}");
+    Api::<ClusterRole>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": role_name}, "rules": rules}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<ClusterRoleBinding>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": role_name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name},
+                "subjects": [{"kind": "ServiceAccount", "name": "aiops", "namespace": sa_ns}]
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let token = sas
+        .create_token_request(
+            "aiops",
+            &PostParams::default(),
+            &serde_json::from_value::<TokenRequest>(json!({"spec": {"expirationSeconds": 3600}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let mut kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
+    for auth in &mut kc.auth_infos {
+        auth.auth_info = Some(kube::config::AuthInfo {
+            token: Some(token.clone().into()),
+            ..kube::config::AuthInfo::default()
+        });
+    }
+    std::fs::write(out, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    // The authorizer learns bindings from a watch: wait until it lists every rule of the role
+    // for this account (for a role without rules, until the token authenticates at all).
+    let reviews: Api<SelfSubjectRulesReview> = Api::all(client_from(out).await);
+    wait_until("RBAC to know the new binding", TIMEOUT, || async {
+        let review = reviews
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"spec": {"namespace": sa_ns}})).unwrap(),
+            )
+            .await;
+        let Ok(review) = review else { return false };
+        let known: Vec<Value> = review
+            .status
+            .map(|s| s.resource_rules)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| json!({"resources": r.resources, "verbs": r.verbs}))
+            .collect();
+        rules.iter().all(|rule| {
+            known.contains(&json!({"resources": rule["resources"], "verbs": rule["verbs"]}))
+        })
+    })
+    .await;
+    out.to_path_buf()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deployments as the real controller reports them.
+
+/// kubectl's rollout-status condition for a Deployment, read from the real controller's status.
+pub fn deployment_rolled_out(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let s = d.status.clone().unwrap_or_default();
+    d.metadata.generation <= s.observed_generation
+        && s.updated_replicas == Some(want)
+        && s.replicas == Some(want)
+        && s.available_replicas == Some(want)
+}
+
+/// Waits until Deployment `ns/name` rolled out ([`deployment_rolled_out`]); returns it.
+pub async fn wait_deployment_rolled_out(client: &kube::Client, ns: &str, name: &str) -> Deployment {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    wait_until(
+        &format!("deployment {ns}/{name} to roll out"),
+        TIMEOUT,
+        || async { deployment_rolled_out(&api.get(name).await.unwrap()) },
+    )
+    .await;
+    api.get(name).await.unwrap()
+}
+
+/// The image of `container` in a Deployment's pod template.
+pub fn image_of(d: &Deployment, container: &str) -> String {
+    d.spec
+        .clone()
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .into_iter()
+        .find(|c| c.name == container)
+        .unwrap()
+        .image
+        .unwrap()
 }
