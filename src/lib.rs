@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod deploy;
+pub mod duration;
 pub mod embedded;
 pub mod executor;
 pub mod http;
@@ -25,6 +26,7 @@ pub mod playbook;
 pub mod preflight;
 pub mod rbac;
 pub mod rules;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
 

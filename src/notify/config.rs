@@ -21,6 +21,11 @@
 //!
 //! Any secret key (`bot_token`, `channel_token`, `webhook_url`, `smtp_url`, `password`, the
 //! webhook's `url`) may instead be given as `<key>_env: VARIABLE` or `<key>_file: PATH`.
+//!
+//! This file reads the section and what every channel shares (its name, `type`, secrets in
+//! three forms, `rate_per_minute`); each channel's own keys are checked next to the channel, by
+//! `TelegramConfig::from_keys` in `telegram.rs` and so on. It imports only leaf modules
+//! (`secret`, `duration`, `rules`), so `config` can hold these settings without a cycle.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -29,8 +34,22 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::EventKind;
-use crate::config::{Error, HumanDuration, Result, Secret};
+use super::email::EmailConfig;
+use super::line::LineConfig;
+use super::slack::SlackConfig;
+use super::telegram::TelegramConfig;
+use super::webhook::WebhookConfig;
+use crate::duration::HumanDuration;
 use crate::rules::Matcher;
+use crate::secret::Secret;
+
+/// A `notify:` section that cannot work; the message names the key at fault and never shows a
+/// secret. `config::Error::Notify` carries it to the settings loader.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(pub String);
+
+type Result<T, E = SettingsError> = std::result::Result<T, E>;
 
 /// The `notify:` settings.
 #[derive(Clone, Debug, Deserialize)]
@@ -165,7 +184,7 @@ impl SecretInput {
         key: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Secret> {
-        let bad = |m: String| Error::Invalid(format!("notify.channels.{channel}: {m}"));
+        let bad = |m: String| SettingsError(format!("notify.channels.{channel}: {m}"));
         let given = [
             self.value.is_some(),
             self.env.is_some(),
@@ -214,75 +233,43 @@ pub struct Channel {
     pub rate_per_minute: u32,
 }
 
-/// The channel kinds, with their resolved settings.
+/// The channel kinds, with their resolved settings (each defined next to its channel).
 #[derive(Clone, Debug)]
 pub enum ChannelKind {
     /// Telegram Bot API `sendMessage`.
-    Telegram {
-        /// Bot token.
-        bot_token: Secret,
-        /// Chat id (a number, or `@channelname`).
-        chat_id: String,
-        /// API base URL (default `https://api.telegram.org`).
-        api_url: String,
-    },
+    Telegram(TelegramConfig),
     /// LINE Messaging API push.
-    Line {
-        /// Channel access token.
-        channel_token: Secret,
-        /// User, group or room id.
-        to: String,
-        /// API base URL (default `https://api.line.me`).
-        api_url: String,
-    },
+    Line(LineConfig),
     /// Slack incoming webhook.
-    Slack {
-        /// The webhook URL (it is the secret).
-        webhook_url: Secret,
-    },
+    Slack(SlackConfig),
     /// Email over SMTP.
-    Email {
-        /// `smtp://host:25` (plain, for a local relay), `smtp://host:587?tls=required`
-        /// (STARTTLS), `smtps://host:465` (implicit TLS); credentials may be in the URL.
-        smtp_url: Secret,
-        /// Sender.
-        from: String,
-        /// Recipients.
-        to: Vec<String>,
-        /// SMTP user (with `password`), when not in the URL.
-        username: Option<String>,
-        /// SMTP password.
-        password: Option<Secret>,
-    },
+    Email(EmailConfig),
     /// Generic webhook: POST the event as JSON.
-    Webhook {
-        /// The URL (may carry a token, so it is treated as a secret).
-        url: Secret,
-    },
+    Webhook(WebhookConfig),
 }
 
 impl ChannelKind {
     /// `telegram`, `line`, `slack`, `email`, `webhook`.
     pub fn type_name(&self) -> &'static str {
         match self {
-            ChannelKind::Telegram { .. } => "telegram",
-            ChannelKind::Line { .. } => "line",
-            ChannelKind::Slack { .. } => "slack",
-            ChannelKind::Email { .. } => "email",
-            ChannelKind::Webhook { .. } => "webhook",
+            ChannelKind::Telegram(_) => "telegram",
+            ChannelKind::Line(_) => "line",
+            ChannelKind::Slack(_) => "slack",
+            ChannelKind::Email(_) => "email",
+            ChannelKind::Webhook(_) => "webhook",
         }
     }
 
     /// Every secret value of the channel (for tests that prove none leaks).
     pub fn secrets(&self) -> Vec<&Secret> {
         match self {
-            ChannelKind::Telegram { bot_token, .. } => vec![bot_token],
-            ChannelKind::Line { channel_token, .. } => vec![channel_token],
-            ChannelKind::Slack { webhook_url } => vec![webhook_url],
-            ChannelKind::Email {
-                smtp_url, password, ..
-            } => std::iter::once(smtp_url).chain(password.iter()).collect(),
-            ChannelKind::Webhook { url } => vec![url],
+            ChannelKind::Telegram(c) => vec![&c.bot_token],
+            ChannelKind::Line(c) => vec![&c.channel_token],
+            ChannelKind::Slack(c) => vec![&c.webhook_url],
+            ChannelKind::Email(c) => std::iter::once(&c.smtp_url)
+                .chain(c.password.iter())
+                .collect(),
+            ChannelKind::Webhook(c) => vec![&c.url],
         }
     }
 }
@@ -430,16 +417,67 @@ impl<'de> Deserialize<'de> for ChannelSpec {
     }
 }
 
+/// A channel's keys with its secrets read: what each channel's `from_keys` builds its
+/// settings from. Errors are the message after `notify.channels.NAME: `.
+#[derive(Debug)]
+pub struct Keys<'a> {
+    /// `type`, as written.
+    pub kind: &'a str,
+    /// `api_url`, as written.
+    pub api_url: Option<&'a str>,
+    /// `chat_id` (a number or a string in YAML).
+    pub chat_id: Option<&'a str>,
+    /// `to`: one id or address, or a list.
+    pub to: &'a [String],
+    /// `from`.
+    pub from: Option<&'a str>,
+    /// `username`.
+    pub username: Option<&'a str>,
+    secrets: BTreeMap<&'static str, Secret>,
+}
+
+impl Keys<'_> {
+    /// A secret the type needs.
+    pub fn secret(&self, key: &'static str) -> Result<Secret, String> {
+        self.optional_secret(key)
+            .ok_or_else(|| format!("type {} needs {key} (or {key}_env / {key}_file)", self.kind))
+    }
+
+    /// A secret the type may have.
+    pub fn optional_secret(&self, key: &'static str) -> Option<Secret> {
+        self.secrets.get(key).cloned()
+    }
+
+    /// Refuses keys of another type: `given` says whether any of `what` was written.
+    pub fn only(&self, given: bool, what: &str) -> Result<(), String> {
+        if given {
+            Err(format!("{what} does not apply to type {}", self.kind))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `api_url`, or `default`: an http(s) base URL without a trailing `/`.
+    pub fn api_base(&self, default: &str) -> Result<String, String> {
+        let url = self.api_url.unwrap_or(default);
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("api_url {url:?}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("api_url {url:?} must be http or https"));
+        }
+        Ok(url.trim_end_matches('/').to_string())
+    }
+}
+
 impl ChannelSpec {
     /// Reads the secrets and checks the keys the channel's type needs.
     fn resolve(&mut self, name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Channel> {
-        let bad = |m: String| Error::Invalid(format!("notify.channels.{name}: {m}"));
+        let bad = |m: String| SettingsError(format!("notify.channels.{name}: {m}"));
         let allowed: &[&str] = match self.kind.as_str() {
-            "telegram" => &["bot_token"],
-            "line" => &["channel_token"],
-            "slack" => &["webhook_url"],
-            "email" => &["smtp_url", "password"],
-            "webhook" => &["url"],
+            "telegram" => TelegramConfig::SECRETS,
+            "line" => LineConfig::SECRETS,
+            "slack" => SlackConfig::SECRETS,
+            "email" => EmailConfig::SECRETS,
+            "webhook" => WebhookConfig::SECRETS,
             other => {
                 return Err(bad(format!(
                     "unknown type {other:?}; one of telegram, line, slack, email, webhook"
@@ -449,128 +487,42 @@ impl ChannelSpec {
         if let Some(k) = self.secrets.keys().find(|k| !allowed.contains(k)) {
             return Err(bad(format!("{k} does not apply to type {}", self.kind)));
         }
-        let mut resolved: BTreeMap<&'static str, Secret> = BTreeMap::new();
+        let mut secrets: BTreeMap<&'static str, Secret> = BTreeMap::new();
         for (key, input) in &mut self.secrets {
-            resolved.insert(key, input.resolve(name, key, env)?);
+            secrets.insert(key, input.resolve(name, key, env)?);
         }
-        let kind = self.kind.clone();
-        let secret = |key: &'static str| -> Result<Secret> {
-            resolved.get(key).cloned().ok_or_else(|| {
-                bad(format!(
-                    "type {kind} needs {key} (or {key}_env / {key}_file)"
-                ))
-            })
+        let keys = Keys {
+            kind: &self.kind,
+            api_url: self.api_url.as_deref(),
+            chat_id: self.chat_id.as_deref(),
+            to: &self.to,
+            from: self.from.as_deref(),
+            username: self.username.as_deref(),
+            secrets,
         };
-        let http_base = |v: &Option<String>, default: &str| -> Result<String> {
-            let url = v.clone().unwrap_or_else(|| default.to_string());
-            let parsed =
-                reqwest::Url::parse(&url).map_err(|e| bad(format!("api_url {url:?}: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(bad(format!("api_url {url:?} must be http or https")));
-            }
-            Ok(url.trim_end_matches('/').to_string())
+        let (kind, default_rate) = match self.kind.as_str() {
+            "telegram" => (
+                ChannelKind::Telegram(TelegramConfig::from_keys(&keys).map_err(bad)?),
+                TelegramConfig::RATE_PER_MINUTE,
+            ),
+            "line" => (
+                ChannelKind::Line(LineConfig::from_keys(&keys).map_err(bad)?),
+                LineConfig::RATE_PER_MINUTE,
+            ),
+            "slack" => (
+                ChannelKind::Slack(SlackConfig::from_keys(&keys).map_err(bad)?),
+                SlackConfig::RATE_PER_MINUTE,
+            ),
+            "webhook" => (
+                ChannelKind::Webhook(WebhookConfig::from_keys(&keys).map_err(bad)?),
+                WebhookConfig::RATE_PER_MINUTE,
+            ),
+            _ => (
+                ChannelKind::Email(EmailConfig::from_keys(&keys).map_err(bad)?),
+                EmailConfig::RATE_PER_MINUTE,
+            ),
         };
-        let only = |cond: bool, what: &str| -> Result<()> {
-            if cond {
-                Err(bad(format!("{what} does not apply to type {}", self.kind)))
-            } else {
-                Ok(())
-            }
-        };
-        let kind = match self.kind.as_str() {
-            "telegram" => {
-                only(
-                    !self.to.is_empty() || self.from.is_some() || self.username.is_some(),
-                    "to/from/username",
-                )?;
-                ChannelKind::Telegram {
-                    bot_token: secret("bot_token")?,
-                    chat_id: self
-                        .chat_id
-                        .clone()
-                        .filter(|c| !c.is_empty())
-                        .ok_or_else(|| bad("type telegram needs chat_id".into()))?,
-                    api_url: http_base(&self.api_url, "https://api.telegram.org")?,
-                }
-            }
-            "line" => {
-                only(
-                    self.chat_id.is_some() || self.from.is_some() || self.username.is_some(),
-                    "chat_id/from/username",
-                )?;
-                let [to] = self.to.as_slice() else {
-                    return Err(bad(
-                        "type line needs one `to` (a user, group or room id)".into()
-                    ));
-                };
-                ChannelKind::Line {
-                    channel_token: secret("channel_token")?,
-                    to: to.clone(),
-                    api_url: http_base(&self.api_url, "https://api.line.me")?,
-                }
-            }
-            "slack" => {
-                only(
-                    self.api_url.is_some(),
-                    "api_url (the webhook_url is the address)",
-                )?;
-                only(
-                    self.chat_id.is_some()
-                        || !self.to.is_empty()
-                        || self.from.is_some()
-                        || self.username.is_some(),
-                    "chat_id/to/from/username",
-                )?;
-                let webhook_url = secret("webhook_url")?;
-                check_http_secret(&webhook_url).map_err(|m| bad(format!("webhook_url: {m}")))?;
-                ChannelKind::Slack { webhook_url }
-            }
-            "webhook" => {
-                only(self.api_url.is_some(), "api_url (the url is the address)")?;
-                only(
-                    self.chat_id.is_some()
-                        || !self.to.is_empty()
-                        || self.from.is_some()
-                        || self.username.is_some(),
-                    "chat_id/to/from/username",
-                )?;
-                let url = secret("url")?;
-                check_http_secret(&url).map_err(|m| bad(format!("url: {m}")))?;
-                ChannelKind::Webhook { url }
-            }
-            _ => {
-                only(
-                    self.api_url.is_some() || self.chat_id.is_some(),
-                    "api_url/chat_id (smtp_url is the address)",
-                )?;
-                let smtp_url = secret("smtp_url")?;
-                let password = resolved.get("password").cloned();
-                if password.is_some() != self.username.is_some() {
-                    return Err(bad("username and password go together".into()));
-                }
-                let from = self
-                    .from
-                    .clone()
-                    .ok_or_else(|| bad("type email needs from".into()))?;
-                if self.to.is_empty() {
-                    return Err(bad("type email needs at least one address in to".into()));
-                }
-                super::email::check(&smtp_url, &from, &self.to).map_err(&bad)?;
-                ChannelKind::Email {
-                    smtp_url,
-                    from,
-                    to: self.to.clone(),
-                    username: self.username.clone(),
-                    password,
-                }
-            }
-        };
-        let rate_per_minute = self.rate_per_minute.unwrap_or(match &kind {
-            // Telegram allows about 20 messages a minute to one group; LINE and Slack about one a second.
-            ChannelKind::Telegram { .. } => 20,
-            ChannelKind::Email { .. } => 30,
-            _ => 60,
-        });
+        let rate_per_minute = self.rate_per_minute.unwrap_or(default_rate);
         if rate_per_minute == 0 {
             return Err(bad("rate_per_minute must be at least 1".into()));
         }
@@ -582,7 +534,7 @@ impl ChannelSpec {
 }
 
 /// A URL held as a secret must still be an http(s) URL; the message never shows it.
-fn check_http_secret(s: &Secret) -> Result<(), String> {
+pub(super) fn check_http_secret(s: &Secret) -> Result<(), String> {
     match reqwest::Url::parse(s.expose()) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
         Ok(_) => Err("must be an http or https URL".into()),
@@ -607,7 +559,7 @@ impl NotifySettings {
         let mut resolved = BTreeMap::new();
         for (name, spec) in &mut self.specs {
             if !valid_name(name) {
-                return Err(Error::Invalid(format!(
+                return Err(SettingsError(format!(
                     "notify.channels: {name:?} is not a valid name (letters, digits, - _ .)"
                 )));
             }
@@ -622,39 +574,39 @@ impl NotifySettings {
             };
             if let Some(n) = &r.name {
                 if !valid_name(n) || n == DEFAULT_ROUTE {
-                    return Err(Error::Invalid(format!(
+                    return Err(SettingsError(format!(
                         "{at}: {n:?} cannot name a route (letters, digits, - _ .; not `default`)"
                     )));
                 }
                 if self.channels.contains_key(n) || !route_names.insert(n.clone()) {
-                    return Err(Error::Invalid(format!(
+                    return Err(SettingsError(format!(
                         "{at}: the name {n:?} is already a channel or another route"
                     )));
                 }
             }
             if r.channels.is_empty() {
-                return Err(Error::Invalid(format!("{at}: channels is empty")));
+                return Err(SettingsError(format!("{at}: channels is empty")));
             }
             if let Some(c) = r.channels.iter().find(|c| !self.channels.contains_key(*c)) {
-                return Err(Error::Invalid(format!(
+                return Err(SettingsError(format!(
                     "{at}: channel {c:?} is not defined in notify.channels"
                 )));
             }
         }
         if self.channels.contains_key(DEFAULT_ROUTE) {
-            return Err(Error::Invalid(
+            return Err(SettingsError(
                 "notify.channels: `default` is reserved (a chain's `notify: default` means label routing only)".into(),
             ));
         }
         if self.retry.max_attempts == 0 {
-            return Err(Error::Invalid(
+            return Err(SettingsError(
                 "notify.retry.max_attempts must be at least 1".into(),
             ));
         }
         if self.retry.initial_backoff.0.is_zero()
             || self.retry.max_backoff.0 < self.retry.initial_backoff.0
         {
-            return Err(Error::Invalid(
+            return Err(SettingsError(
                 "notify.retry: initial_backoff must be above 0s and max_backoff at least initial_backoff".into(),
             ));
         }
@@ -662,13 +614,13 @@ impl NotifySettings {
             || self.poll_interval.0.is_zero()
             || self.lease.0 <= self.timeout.0
         {
-            return Err(Error::Invalid(
+            return Err(SettingsError(
                 "notify: timeout and poll_interval must be above 0s, and lease longer than timeout"
                     .into(),
             ));
         }
         super::template::Templates::new(self.language, &self.templates)
-            .map_err(|e| Error::Invalid(format!("notify.templates: {e}")))?;
+            .map_err(|e| SettingsError(format!("notify.templates: {e}")))?;
         Ok(())
     }
 
@@ -715,9 +667,9 @@ mod tests {
         let dump = format!("{s:?}");
         assert!(!dump.contains("secret-value"), "{dump}");
         match &s.channels["tg"].kind {
-            ChannelKind::Telegram {
+            ChannelKind::Telegram(TelegramConfig {
                 api_url, chat_id, ..
-            } => {
+            }) => {
                 assert_eq!(
                     (api_url.as_str(), chat_id.as_str()),
                     ("https://api.telegram.org", "1")

@@ -22,8 +22,8 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Notify, watch};
 
 use super::{Error, Message, Notifier, NotifySettings};
-use crate::config::Secret;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::{self, AttemptEnd, Notification, Store};
 
 /// When to try again after a failed attempt.
@@ -331,7 +331,7 @@ impl Dispatcher {
                 }
             }
         });
-        futures_join_all(sends).await;
+        futures_util::future::join_all(sends).await;
         Ok(n)
     }
 
@@ -425,7 +425,7 @@ impl Dispatcher {
                 let e = self.redactor.error(e);
                 let detail = e.to_string();
                 let retry_after = e.retry_after().map(store::ms);
-                let random = (uuid::Uuid::new_v4().as_u128() >> 64) as f64 / u64::MAX as f64;
+                let random: f64 = rand::random();
                 match self.policy.next_delay(attempts, &e, random) {
                     Some(wait) => {
                         self.store
@@ -505,20 +505,6 @@ impl Dispatcher {
             }
         })
     }
-}
-
-/// Awaits every future (the few channels of one batch) concurrently.
-async fn futures_join_all<F: std::future::Future<Output = ()>>(futs: impl Iterator<Item = F>) {
-    let mut futs: Vec<std::pin::Pin<Box<F>>> = futs.map(Box::pin).collect();
-    std::future::poll_fn(|cx| {
-        futs.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-        if futs.is_empty() {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
 }
 
 #[cfg(test)]

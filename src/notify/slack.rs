@@ -3,14 +3,44 @@
 //! The webhook URL is the credential, so it never appears in an error. Slack's mrkdwn needs
 //! `&`, `<` and `>` escaped; a header block holds at most 150 characters and a section 3000.
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
+use super::config::{Keys, check_http_secret};
 use super::{Error, Message, Notifier, Receipt, Result, split_text};
 
 /// Longest header block text.
 pub const MAX_HEADER: usize = 150;
 /// Longest section text.
 pub const MAX_SECTION: usize = 3000;
+
+/// A Slack channel's settings (`type: slack`).
+#[derive(Clone, Debug)]
+pub struct SlackConfig {
+    /// The webhook URL (it is the secret).
+    pub webhook_url: Secret,
+}
+
+impl SlackConfig {
+    /// Its secret keys.
+    pub const SECRETS: &[&str] = &["webhook_url"];
+    /// Default `rate_per_minute`: about one a second.
+    pub const RATE_PER_MINUTE: u32 = 60;
+
+    /// Checks the keys a Slack channel needs and refuses those of other types.
+    pub fn from_keys(k: &Keys) -> Result<SlackConfig, String> {
+        k.only(
+            k.api_url.is_some(),
+            "api_url (the webhook_url is the address)",
+        )?;
+        k.only(
+            k.chat_id.is_some() || !k.to.is_empty() || k.from.is_some() || k.username.is_some(),
+            "chat_id/to/from/username",
+        )?;
+        let webhook_url = k.secret("webhook_url")?;
+        check_http_secret(&webhook_url).map_err(|m| format!("webhook_url: {m}"))?;
+        Ok(SlackConfig { webhook_url })
+    }
+}
 
 /// A Slack incoming webhook.
 pub struct Slack {
