@@ -13,7 +13,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::secret::Secret;
 
-use super::config::Keys;
+use super::channel::Keys;
 use super::{Error, Message, Notifier, Receipt, Result};
 
 /// An email channel's settings (`type: email`).

@@ -16,6 +16,7 @@
 //! are stages of their own, not repeated per channel. Errors never carry a secret: they are
 //! built from status codes and API descriptions, never from URLs or tokens.
 
+pub mod channel;
 pub mod config;
 pub mod dispatch;
 pub mod email;
@@ -375,11 +376,11 @@ pub trait Notifier: Send + Sync {
 
 /// Builds the notifier of a configured channel.
 pub fn notifier(
-    kind: &config::ChannelKind,
+    kind: &channel::ChannelKind,
     http: &reqwest::Client,
     timeout: Duration,
 ) -> Result<Arc<dyn Notifier>> {
-    use config::ChannelKind as K;
+    use channel::ChannelKind as K;
     Ok(match kind {
         K::Telegram(c) => Arc::new(telegram::Telegram::new(
             http.clone(),

@@ -5,7 +5,7 @@
 
 use crate::secret::Secret;
 
-use super::config::{Keys, check_http_secret};
+use super::channel::Keys;
 use super::{Error, Message, Notifier, Receipt, Result, split_text};
 
 /// Longest header block text.
@@ -28,17 +28,9 @@ impl SlackConfig {
 
     /// Checks the keys a Slack channel needs and refuses those of other types.
     pub fn from_keys(k: &Keys) -> Result<SlackConfig, String> {
-        k.only(
-            k.api_url.is_some(),
-            "api_url (the webhook_url is the address)",
-        )?;
-        k.only(
-            k.chat_id.is_some() || !k.to.is_empty() || k.from.is_some() || k.username.is_some(),
-            "chat_id/to/from/username",
-        )?;
-        let webhook_url = k.secret("webhook_url")?;
-        check_http_secret(&webhook_url).map_err(|m| format!("webhook_url: {m}"))?;
-        Ok(SlackConfig { webhook_url })
+        Ok(SlackConfig {
+            webhook_url: k.secret_url_only("webhook_url")?,
+        })
     }
 }
 

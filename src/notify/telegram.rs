@@ -7,7 +7,7 @@
 
 use crate::secret::Secret;
 
-use super::config::Keys;
+use super::channel::Keys;
 use super::{Error, Message, Notifier, Receipt, Result, split_text};
 
 /// Telegram's limit on one message's text.

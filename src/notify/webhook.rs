@@ -6,7 +6,7 @@
 
 use crate::secret::Secret;
 
-use super::config::{Keys, check_http_secret};
+use super::channel::Keys;
 use super::{Error, Message, Notifier, Receipt, Result};
 
 /// A webhook channel's settings (`type: webhook`).
@@ -24,14 +24,9 @@ impl WebhookConfig {
 
     /// Checks the keys a webhook channel needs and refuses those of other types.
     pub fn from_keys(k: &Keys) -> Result<WebhookConfig, String> {
-        k.only(k.api_url.is_some(), "api_url (the url is the address)")?;
-        k.only(
-            k.chat_id.is_some() || !k.to.is_empty() || k.from.is_some() || k.username.is_some(),
-            "chat_id/to/from/username",
-        )?;
-        let url = k.secret("url")?;
-        check_http_secret(&url).map_err(|m| format!("url: {m}"))?;
-        Ok(WebhookConfig { url })
+        Ok(WebhookConfig {
+            url: k.secret_url_only("url")?,
+        })
     }
 }
 
