@@ -77,7 +77,7 @@ pub fn check(smtp_url: &Secret, from: &str, to: &[String]) -> Result<(), String>
     AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url.expose()).map_err(|e| {
         format!(
             "smtp_url is not usable ({})",
-            super::dispatch::redact(&e.to_string(), std::slice::from_ref(smtp_url))
+            super::redact::redact(&e.to_string(), std::slice::from_ref(smtp_url))
         )
     })?;
     from.parse::<Mailbox>()

@@ -21,6 +21,7 @@ pub mod config;
 pub mod dispatch;
 pub mod email;
 pub mod line;
+pub mod redact;
 pub mod route;
 pub mod slack;
 pub mod telegram;
