@@ -5,16 +5,18 @@
 //! (`apps`, namespaces). Only HS256 is accepted: the `alg` header is checked, never trusted, so
 //! `none` or a public-key algorithm cannot be substituted. The signature is compared in
 //! constant time.
+//!
+//! Signing and verifying are the `jsonwebtoken` crate's, on its aws-lc-rs backend (the one
+//! crypto provider of the binary; its constant-time `hmac::verify` checks the signature). What
+//! stays here is what the crate does differently from our contract: `exp`/`nbf` are checked
+//! against the caller's `now` (so tests and the fuzz target choose the time) with our leeway,
+//! and its errors are sorted into the bounded kinds of [`Error`] that metrics count.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
-use crate::config::Secret;
-
-type HmacSha256 = Hmac<Sha256>;
+use crate::secret::Secret;
 
 /// Why a token was refused. Messages never include the token or the secret.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -140,7 +142,9 @@ const LEEWAY_S: i64 = 30;
 /// A signing key; holds the secret without ever printing it.
 #[derive(Clone)]
 pub struct Key {
-    secret: Secret,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
 }
 
 impl std::fmt::Debug for Key {
@@ -149,27 +153,32 @@ impl std::fmt::Debug for Key {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Header {
+/// The header as far as [`Key::verify`] needs to read it when `jsonwebtoken` refused it: an
+/// algorithm it does not know (`none`, a typo) is refused as one, not as a malformed token.
+#[derive(Deserialize)]
+struct AlgOnly {
     alg: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    typ: Option<String>,
 }
 
 impl Key {
     /// A key from the configured secret (at least 32 bytes, as RFC 7518 §3.2 requires for HS256).
     pub fn new(secret: Secret) -> Result<Key> {
-        if secret.expose().len() < 32 {
+        let bytes = secret.expose().as_bytes();
+        if bytes.len() < 32 {
             return Err(Error::WeakSecret);
         }
-        Ok(Key { secret })
-    }
-
-    fn mac(&self, signing_input: &str) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(self.secret.expose().as_bytes())
-            .expect("HMAC takes keys of any length");
-        mac.update(signing_input.as_bytes());
-        mac
+        // Only HS256. Time claims are checked by `verify` against its `now`, so the crate's
+        // own clock-based checks (and its required `exp`, which `Claims` requires anyway)
+        // are off.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.required_spec_claims.clear();
+        Ok(Key {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            validation,
+        })
     }
 
     /// Signs claims into a compact JWT.
@@ -177,35 +186,32 @@ impl Key {
         if claims.sub.trim().is_empty() {
             return Err(Error::Claims("empty subject".into()));
         }
-        let header = Header {
-            alg: "HS256".into(),
-            typ: Some("JWT".into()),
-        };
-        let input = format!("{}.{}", b64_json(&header), b64_json(claims));
-        let sig = self.mac(&input).finalize().into_bytes();
-        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig)))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .map_err(|e| Error::Claims(e.to_string()))
     }
 
     /// Verifies a compact JWT at time `now` (seconds) and returns its claims.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        // The crate splits on the last dot only; a JWS in compact form has exactly three parts.
+        if token.split('.').count() != 3 {
             return Err(Error::Malformed);
-        };
-        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| Error::Malformed);
-        let header: Header = serde_json::from_slice(&decode(h)?).map_err(|_| Error::Malformed)?;
-        if header.alg != "HS256" {
-            return Err(Error::Algorithm);
         }
-        let sig = decode(s)?;
-        self.mac(&token[..h.len() + 1 + p.len()])
-            .verify_slice(&sig)
-            .map_err(|_| Error::Signature)?;
-        // Only a correctly signed payload is parsed further.
-        let claims: Claims =
-            serde_json::from_slice(&decode(p)?).map_err(|e| Error::Claims(e.to_string()))?;
+        // The header first, so a JSON error below can only be the claims'.
+        if let Err(e) = jsonwebtoken::decode_header(token) {
+            return Err(match e.kind() {
+                ErrorKind::Json(_) if header_names_an_algorithm(token) => Error::Algorithm,
+                _ => Error::Malformed,
+            });
+        }
+        // Only a correctly signed payload is parsed into claims.
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidAlgorithm => Error::Algorithm,
+                ErrorKind::InvalidSignature => Error::Signature,
+                ErrorKind::Json(e) => Error::Claims(e.to_string()),
+                _ => Error::Malformed,
+            })?
+            .claims;
         if claims.exp.saturating_add(LEEWAY_S) <= now {
             return Err(Error::Expired);
         }
@@ -222,12 +228,23 @@ impl Key {
     }
 }
 
-fn b64_json<T: Serialize>(v: &T) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).expect("plain structs serialize"))
+/// Whether the token's header is JSON naming an algorithm other than HS256 (one the crate does
+/// not know; an HS256 header it refused is malformed in another way).
+fn header_names_an_algorithm(token: &str) -> bool {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<AlgOnly>(&json).ok())
+        .is_some_and(|h| h.alg != "HS256")
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     fn key() -> Key {

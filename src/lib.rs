@@ -17,6 +17,7 @@ pub mod config;
 pub mod daemon;
 pub mod definitions;
 pub mod deploy;
+pub mod duration;
 pub mod embedded;
 pub mod executor;
 pub mod http;
@@ -31,6 +32,7 @@ pub mod playbook;
 pub mod preflight;
 pub mod rbac;
 pub mod rules;
+pub mod secret;
 pub mod store;
 pub mod telemetry;
 

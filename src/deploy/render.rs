@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::spec::{AppSpec, Framework, IngressOptions, Resources};
 
 /// The URL Alertmanager posts to when none is configured: the Service `aiops manifests` creates.
-pub const DEFAULT_WEBHOOK_URL: &str = "http://aiops.aiops.svc:9095/webhook/alertmanager";
+pub use crate::config::DEFAULT_WEBHOOK_URL;
 
 /// Every template, by file name, as shipped. Object templates are rendered in this order,
 /// which is also the order `aiops deploy` applies them in (the namespace first; the migrations

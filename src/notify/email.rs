@@ -11,9 +11,59 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
+use super::channel::Keys;
 use super::{Error, Message, Notifier, Receipt, Result};
+
+/// An email channel's settings (`type: email`).
+#[derive(Clone, Debug)]
+pub struct EmailConfig {
+    /// `smtp://host:25` (plain, for a local relay), `smtp://host:587?tls=required`
+    /// (STARTTLS), `smtps://host:465` (implicit TLS); credentials may be in the URL.
+    pub smtp_url: Secret,
+    /// Sender.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// SMTP user (with `password`), when not in the URL.
+    pub username: Option<String>,
+    /// SMTP password.
+    pub password: Option<Secret>,
+}
+
+impl EmailConfig {
+    /// Its secret keys.
+    pub const SECRETS: &[&str] = &["smtp_url", "password"];
+    /// Default `rate_per_minute`.
+    pub const RATE_PER_MINUTE: u32 = 30;
+
+    /// Checks the keys an email channel needs (addresses and URL included) and refuses those
+    /// of other types.
+    pub fn from_keys(k: &Keys) -> Result<EmailConfig, String> {
+        k.only(
+            k.api_url.is_some() || k.chat_id.is_some(),
+            "api_url/chat_id (smtp_url is the address)",
+        )?;
+        let smtp_url = k.secret("smtp_url")?;
+        let password = k.optional_secret("password");
+        if password.is_some() != k.username.is_some() {
+            return Err("username and password go together".into());
+        }
+        let from = k.from.ok_or("type email needs from")?.to_string();
+        if k.to.is_empty() {
+            return Err("type email needs at least one address in to".into());
+        }
+        check(&smtp_url, &from, k.to)?;
+        Ok(EmailConfig {
+            smtp_url,
+            from,
+            to: k.to.to_vec(),
+            username: k.username.map(String::from),
+            password,
+        })
+    }
+}
 
 /// An SMTP relay and the addresses to write to.
 pub struct Email {
@@ -27,7 +77,7 @@ pub fn check(smtp_url: &Secret, from: &str, to: &[String]) -> Result<(), String>
     AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url.expose()).map_err(|e| {
         format!(
             "smtp_url is not usable ({})",
-            super::dispatch::redact(&e.to_string(), std::slice::from_ref(smtp_url))
+            super::redact::redact(&e.to_string(), std::slice::from_ref(smtp_url))
         )
     })?;
     from.parse::<Mailbox>()

@@ -5,14 +5,49 @@
 //! most 5000 characters each, and an `X-Line-Retry-Key` (a UUID) that makes a retried push
 //! idempotent: LINE answers 409 when it already accepted that key, which means delivered.
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
+use super::channel::Keys;
 use super::{Error, Message, Notifier, Receipt, Result, split_text};
 
 /// LINE's limit on one text message.
 pub const MAX_CHARS: usize = 5000;
 /// Messages in one push.
 pub const MAX_MESSAGES: usize = 5;
+
+/// A LINE channel's settings (`type: line`).
+#[derive(Clone, Debug)]
+pub struct LineConfig {
+    /// Channel access token.
+    pub channel_token: Secret,
+    /// User, group or room id.
+    pub to: String,
+    /// API base URL (default `https://api.line.me`).
+    pub api_url: String,
+}
+
+impl LineConfig {
+    /// Its secret keys.
+    pub const SECRETS: &[&str] = &["channel_token"];
+    /// Default `rate_per_minute`: about one a second.
+    pub const RATE_PER_MINUTE: u32 = 60;
+
+    /// Checks the keys a LINE channel needs and refuses those of other types.
+    pub fn from_keys(k: &Keys) -> Result<LineConfig, String> {
+        k.only(
+            k.chat_id.is_some() || k.from.is_some() || k.username.is_some(),
+            "chat_id/from/username",
+        )?;
+        let [to] = k.to else {
+            return Err("type line needs one `to` (a user, group or room id)".into());
+        };
+        Ok(LineConfig {
+            channel_token: k.secret("channel_token")?,
+            to: to.clone(),
+            api_url: k.api_base("https://api.line.me")?,
+        })
+    }
+}
 
 /// A LINE user, group or room.
 pub struct Line {

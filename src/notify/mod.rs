@@ -16,10 +16,12 @@
 //! are stages of their own, not repeated per channel. Errors never carry a secret: they are
 //! built from status codes and API descriptions, never from URLs or tokens.
 
+pub mod channel;
 pub mod config;
 pub mod dispatch;
 pub mod email;
 pub mod line;
+pub mod redact;
 pub mod route;
 pub mod slack;
 pub mod telegram;
@@ -375,46 +377,32 @@ pub trait Notifier: Send + Sync {
 
 /// Builds the notifier of a configured channel.
 pub fn notifier(
-    kind: &config::ChannelKind,
+    kind: &channel::ChannelKind,
     http: &reqwest::Client,
     timeout: Duration,
 ) -> Result<Arc<dyn Notifier>> {
-    use config::ChannelKind as K;
+    use channel::ChannelKind as K;
     Ok(match kind {
-        K::Telegram {
-            bot_token,
-            chat_id,
-            api_url,
-        } => Arc::new(telegram::Telegram::new(
+        K::Telegram(c) => Arc::new(telegram::Telegram::new(
             http.clone(),
-            api_url,
-            bot_token.clone(),
-            chat_id,
+            &c.api_url,
+            c.bot_token.clone(),
+            &c.chat_id,
         )),
-        K::Line {
-            channel_token,
-            to,
-            api_url,
-        } => Arc::new(line::Line::new(
+        K::Line(c) => Arc::new(line::Line::new(
             http.clone(),
-            api_url,
-            channel_token.clone(),
-            to,
+            &c.api_url,
+            c.channel_token.clone(),
+            &c.to,
         )),
-        K::Slack { webhook_url } => Arc::new(slack::Slack::new(http.clone(), webhook_url.clone())),
-        K::Webhook { url } => Arc::new(webhook::Webhook::new(http.clone(), url.clone())),
-        K::Email {
-            smtp_url,
-            from,
-            to,
-            username,
-            password,
-        } => Arc::new(email::Email::new(
-            smtp_url,
-            from,
-            to,
-            username.as_deref(),
-            password.as_ref(),
+        K::Slack(c) => Arc::new(slack::Slack::new(http.clone(), c.webhook_url.clone())),
+        K::Webhook(c) => Arc::new(webhook::Webhook::new(http.clone(), c.url.clone())),
+        K::Email(c) => Arc::new(email::Email::new(
+            &c.smtp_url,
+            &c.from,
+            &c.to,
+            c.username.as_deref(),
+            c.password.as_ref(),
             timeout,
         )?),
     })

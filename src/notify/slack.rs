@@ -3,14 +3,36 @@
 //! The webhook URL is the credential, so it never appears in an error. Slack's mrkdwn needs
 //! `&`, `<` and `>` escaped; a header block holds at most 150 characters and a section 3000.
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
+use super::channel::Keys;
 use super::{Error, Message, Notifier, Receipt, Result, split_text};
 
 /// Longest header block text.
 pub const MAX_HEADER: usize = 150;
 /// Longest section text.
 pub const MAX_SECTION: usize = 3000;
+
+/// A Slack channel's settings (`type: slack`).
+#[derive(Clone, Debug)]
+pub struct SlackConfig {
+    /// The webhook URL (it is the secret).
+    pub webhook_url: Secret,
+}
+
+impl SlackConfig {
+    /// Its secret keys.
+    pub const SECRETS: &[&str] = &["webhook_url"];
+    /// Default `rate_per_minute`: about one a second.
+    pub const RATE_PER_MINUTE: u32 = 60;
+
+    /// Checks the keys a Slack channel needs and refuses those of other types.
+    pub fn from_keys(k: &Keys) -> Result<SlackConfig, String> {
+        Ok(SlackConfig {
+            webhook_url: k.secret_url_only("webhook_url")?,
+        })
+    }
+}
 
 /// A Slack incoming webhook.
 pub struct Slack {

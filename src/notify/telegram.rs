@@ -5,12 +5,48 @@
 //! Telegram's 4096-character limit is sent as several, split at line breaks; the subject is
 //! bold in the first. A 429 carries `parameters.retry_after`, which the dispatcher honours.
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
+use super::channel::Keys;
 use super::{Error, Message, Notifier, Receipt, Result, split_text};
 
 /// Telegram's limit on one message's text.
 pub const MAX_CHARS: usize = 4096;
+
+/// A Telegram channel's settings (`type: telegram`).
+#[derive(Clone, Debug)]
+pub struct TelegramConfig {
+    /// Bot token.
+    pub bot_token: Secret,
+    /// Chat id (a number, or `@channelname`).
+    pub chat_id: String,
+    /// API base URL (default `https://api.telegram.org`).
+    pub api_url: String,
+}
+
+impl TelegramConfig {
+    /// Its secret keys.
+    pub const SECRETS: &[&str] = &["bot_token"];
+    /// Default `rate_per_minute`: Telegram allows about 20 messages a minute to one group.
+    pub const RATE_PER_MINUTE: u32 = 20;
+
+    /// Checks the keys a Telegram channel needs and refuses those of other types.
+    pub fn from_keys(k: &Keys) -> Result<TelegramConfig, String> {
+        k.only(
+            !k.to.is_empty() || k.from.is_some() || k.username.is_some(),
+            "to/from/username",
+        )?;
+        Ok(TelegramConfig {
+            bot_token: k.secret("bot_token")?,
+            chat_id: k
+                .chat_id
+                .filter(|c| !c.is_empty())
+                .ok_or("type telegram needs chat_id")?
+                .to_string(),
+            api_url: k.api_base("https://api.telegram.org")?,
+        })
+    }
+}
 
 /// A Telegram chat.
 pub struct Telegram {

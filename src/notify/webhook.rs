@@ -4,9 +4,31 @@
 //! carries `Idempotency-Key` (the same on every retry of one message) so a receiver can drop
 //! repeats. The URL may hold a token, so it never appears in an error.
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
+use super::channel::Keys;
 use super::{Error, Message, Notifier, Receipt, Result};
+
+/// A webhook channel's settings (`type: webhook`).
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// The URL (may carry a token, so it is treated as a secret).
+    pub url: Secret,
+}
+
+impl WebhookConfig {
+    /// Its secret keys.
+    pub const SECRETS: &[&str] = &["url"];
+    /// Default `rate_per_minute`.
+    pub const RATE_PER_MINUTE: u32 = 60;
+
+    /// Checks the keys a webhook channel needs and refuses those of other types.
+    pub fn from_keys(k: &Keys) -> Result<WebhookConfig, String> {
+        Ok(WebhookConfig {
+            url: k.secret_url_only("url")?,
+        })
+    }
+}
 
 /// A webhook receiver.
 pub struct Webhook {
