@@ -30,6 +30,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod playbook;
 pub mod preflight;
+pub mod quantity;
 pub mod rbac;
 pub mod rules;
 pub mod secret;

@@ -19,7 +19,9 @@
 
 pub mod kubernetes;
 pub mod memory;
-pub mod quantity;
+// The quantity parser is a leaf of its own (settings use it too, and `config` must not import
+// `cluster`); it stays reachable as `cluster::quantity`, where the backends use it.
+pub use crate::quantity;
 
 use std::time::Duration;
 

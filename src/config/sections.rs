@@ -17,7 +17,7 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     /// Parses `65536`, `64Mi`, `1G`.
     pub fn parse(s: &str) -> std::result::Result<ByteSize, String> {
-        let n = crate::cluster::quantity::parse_memory(s.trim()).map_err(|e| e.to_string())?;
+        let n = crate::quantity::parse_memory(s.trim()).map_err(|e| e.to_string())?;
         u64::try_from(n)
             .map(ByteSize)
             .map_err(|_| format!("{s:?}: a size must not be negative"))

@@ -21,7 +21,7 @@ use crate::config::{self, Settings};
 use crate::definitions::Definitions;
 use crate::job::{ChainStep, Params};
 use crate::metrics::Metrics;
-use crate::rules::{EscalationStep, Target};
+use crate::rules::Target;
 use crate::store::{self, NewAlertEvent, Store};
 
 pub use guard::Refusal;
