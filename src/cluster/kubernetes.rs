@@ -40,6 +40,11 @@ use super::{Cluster, Error, Memory, Replicas, Result, Rollback, RolloutStatus, T
 pub const AUTO_REPAIR_ANNOTATION: &str = "aiops.wooo.work/auto-repair";
 const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 const REVISION: &str = "deployment.kubernetes.io/revision";
+/// Set on a Deployment's own metadata by a rollback ("revision N at TIME"). A rollback only
+/// removes what aiops had written to the template, so without a field of its own aiops would
+/// lose its `managedFields` entry, and with it the time of its last write that tells a stale
+/// progress-deadline condition from a new one (see `rollout::deployment_status`).
+const ROLLED_BACK: &str = "aiops.wooo.work/rolled-back";
 const FIELD_MANAGER: &str = "aiops";
 
 /// Annotations kubectl's rollback keeps from the Deployment instead of copying from the

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use super::workload::{nonempty, on_delete, selector_string};
 use super::{
-    ANNOTATIONS_TO_SKIP, FIELD_MANAGER, KubeCluster, REVISION, describe, map_err, params,
-    refuse_disabled,
+    ANNOTATIONS_TO_SKIP, FIELD_MANAGER, KubeCluster, REVISION, ROLLED_BACK, describe, map_err,
+    params, refuse_disabled,
 };
 use crate::cluster::{Error, Result, Rollback, RolloutStatus, Target};
 
@@ -113,6 +113,13 @@ impl KubeCluster {
                 annotations.insert(k, v);
             }
         }
+        annotations.insert(
+            ROLLED_BACK.to_string(),
+            format!(
+                "revision {previous} at {:.0}",
+                k8s_openapi::jiff::Timestamp::now()
+            ),
+        );
         let patch: json_patch::Patch = serde_json::from_value(json!([
             {"op": "replace", "path": "/spec/template", "value": target_template},
             {"op": "replace", "path": "/metadata/annotations", "value": annotations},
@@ -149,11 +156,21 @@ pub(super) fn deployment_status(d: &Deployment) -> RolloutStatus {
         // next rollout until it sees that rollout progress, with observedGeneration already
         // caught up: right after aiops changes a Deployment that had timed out (the usual
         // reason for the alert, and always so for the rollback that escalates a failed
-        // restart) the condition is the *previous* rollout's. Stamped before aiops's last write
-        // (both by the server's clocks, in whole seconds; the same second counts as fresh, the
-        // safe side), it is stale: keep waiting.
+        // restart) the condition is the *previous* rollout's. A rollout aiops started cannot
+        // time out before its progress deadline has passed since aiops's write, so a condition
+        // stamped earlier than that is stale: keep waiting (the playbook's own wait bounds it).
+        // Both times are the API server's, in whole seconds; truncation keeps the bound exact.
+        let deadline = k8s_openapi::jiff::SignedDuration::from_secs(
+            d.spec
+                .as_ref()
+                .and_then(|s| s.progress_deadline_seconds)
+                .unwrap_or(600)
+                .into(),
+        );
         let stale = match (&condition.last_update_time, last_written_by_aiops(d)) {
-            (Some(at), Some(written)) => at.0 < written,
+            (Some(at), Some(written)) => written
+                .checked_add(deadline)
+                .is_ok_and(|fresh_from| at.0 < fresh_from),
             _ => false,
         };
         if stale {
