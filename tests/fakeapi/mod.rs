@@ -850,16 +850,26 @@ impl State {
                 ]),
                 ready,
             ),
-            RolloutBehaviour::Fails => (
-                json!([
-                    {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
-                     "message": "Deployment does not have minimum availability.", "lastUpdateTime": t, "lastTransitionTime": t},
-                    {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-                     "message": format!("ReplicaSet \"{new_rs_name}\" has timed out progressing."),
-                     "lastUpdateTime": t, "lastTransitionTime": t},
-                ]),
-                0,
-            ),
+            RolloutBehaviour::Fails => {
+                // The real controller reports a timeout only once the progress deadline has
+                // passed since the rollout began (aiops tells a condition left from an earlier
+                // rollout by exactly that), so the fake stamps it at the deadline, not now.
+                let deadline = dep["spec"]["progressDeadlineSeconds"]
+                    .as_i64()
+                    .unwrap_or(600);
+                let timed_out = (chrono::Utc::now() + chrono::Duration::seconds(deadline))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                (
+                    json!([
+                        {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                         "message": "Deployment does not have minimum availability.", "lastUpdateTime": t, "lastTransitionTime": t},
+                        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                         "message": format!("ReplicaSet \"{new_rs_name}\" has timed out progressing."),
+                         "lastUpdateTime": timed_out, "lastTransitionTime": timed_out},
+                    ]),
+                    0,
+                )
+            }
         };
         let mut status = json!({
             "observedGeneration": generation,
