@@ -1,0 +1,244 @@
+//! Unit tests of the pipeline: dedup, guards and the storm brake on a real store.
+
+use super::*;
+use crate::playbook::Catalog;
+use crate::rules::RuleSet;
+use crate::store::JobState;
+
+async fn pipeline(rules_yaml: &str, settings: Settings) -> Pipeline {
+    let store = Store::connect("sqlite::memory:", &store::Options::default())
+        .await
+        .unwrap();
+    let rules = RuleSet::parse_str(rules_yaml, std::path::Path::new("test.yaml")).unwrap();
+    let defs = Definitions {
+        rules: Arc::new(RuleSet::from_rules(rules)),
+        playbooks: Catalog::default(),
+    };
+    Pipeline::new(store, defs, &settings, Metrics::new())
+}
+
+fn alert_json(app: &str, status: &str, starts: &str) -> String {
+    format!(
+        r#"{{"status":"{status}","labels":{{"alertname":"Down","auto_repair":"restart","namespace":"prod","app":"{app}"}},"startsAt":"{starts}"}}"#
+    )
+}
+
+fn payload(alerts: &[String]) -> Payload {
+    Payload::from_slice(
+        format!(
+            r#"{{"version":"4","status":"firing","alerts":[{}]}}"#,
+            alerts.join(",")
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+const RESTART: &str =
+    "rules:\n  - name: restart\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n";
+
+#[tokio::test]
+async fn each_alert_is_decided_on_its_own_status_not_the_groups() {
+    let p = pipeline(RESTART, Settings::default()).await;
+    let first = p
+        .ingest(&payload(&[alert_json(
+            "web",
+            "firing",
+            "2026-01-01T00:00:00Z",
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(first.jobs.len(), 1);
+    // Group status says firing; the alert inside is resolved and must cancel, not act.
+    let waiting = p.store.jobs().await.unwrap();
+    assert_eq!(waiting[0].state, JobState::Queued);
+    let report = p
+        .ingest(&payload(&[alert_json(
+            "web",
+            "resolved",
+            "2026-01-01T00:00:00Z",
+        )]))
+        .await
+        .unwrap();
+    assert!(report.jobs.is_empty());
+    assert_eq!(report.alerts[0].cancelled_jobs, first.jobs);
+    assert_eq!(p.store.jobs().await.unwrap()[0].state, JobState::Cancelled);
+}
+
+#[tokio::test]
+async fn continue_lets_a_later_rule_act_on_the_same_alert() {
+    let rules = r#"
+rules:
+  - name: first
+    matchers: ['auto_repair="restart"']
+    playbook: restart
+    continue: true
+  - name: second
+    matchers: ['alertname="Down"']
+    playbook: cleanup
+    target: {namespace: $namespace, kind: StatefulSet, name: $app}
+  - name: never
+    matchers: ['alertname="Down"']
+    playbook: restart
+"#;
+    let p = pipeline(rules, Settings::default()).await;
+    let report = p
+        .ingest(&payload(&[alert_json(
+            "web",
+            "firing",
+            "2026-01-01T00:00:00Z",
+        )]))
+        .await
+        .unwrap();
+    let names: Vec<_> = p
+        .store
+        .jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| (j.rule, j.target_key))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("first".to_string(), "prod/Deployment/web".to_string()),
+            ("second".to_string(), "prod/StatefulSet/web".to_string())
+        ]
+    );
+    assert_eq!(report.jobs.len(), 2);
+}
+
+#[tokio::test]
+async fn the_storm_brake_releases_once_the_window_has_calmed() {
+    let mut settings = Settings::default();
+    settings.guard.storm.max_targets = 2;
+    let p = pipeline(RESTART, settings).await;
+    let storm: Vec<String> = (0..4)
+        .map(|i| alert_json(&format!("a{i}"), "firing", "2026-01-01T00:00:00Z"))
+        .collect();
+    let report = p.ingest(&payload(&storm)).await.unwrap();
+    assert_eq!((report.jobs.len(), report.refused), (2, 2));
+    // Arrange: everything so far happened long before the window.
+    p.store.set_target_activity(0).await.unwrap();
+    let report = p
+        .ingest(&payload(&[alert_json(
+            "calm",
+            "firing",
+            "2026-01-01T00:00:00Z",
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(report.jobs.len(), 1, "repairs resume: {:?}", report.alerts);
+    let brakes = p.store.storm_brakes().await.unwrap();
+    assert!(!brakes.is_empty(), "the brake engaged");
+    assert!(
+        brakes.iter().all(|b| b.released_at.is_some()),
+        "the episode is closed: {brakes:?}"
+    );
+}
+
+#[tokio::test]
+async fn simulate_decides_like_ingest_but_records_nothing() {
+    let p = pipeline(RESTART, Settings::default()).await;
+    let body = payload(&[alert_json("web", "firing", "2026-01-01T00:00:00Z")]);
+    let sim = p.simulate(&body).await.unwrap();
+    assert!(matches!(sim.alerts[0].rules[0], RuleVerdict::Job { .. }));
+    assert_eq!(p.store.count_alert_events().await.unwrap(), 0);
+    // And the real ingest afterwards is not a duplicate of the simulation.
+    assert_eq!(p.ingest(&body).await.unwrap().accepted, 1);
+}
+
+#[tokio::test]
+async fn a_duplicate_in_the_same_payload_is_recorded_once() {
+    let p = pipeline(RESTART, Settings::default()).await;
+    let a = alert_json("web", "firing", "2026-01-01T00:00:00Z");
+    let report = p.ingest(&payload(&[a.clone(), a])).await.unwrap();
+    assert_eq!(
+        (report.accepted, report.duplicates, report.jobs.len()),
+        (1, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn the_storm_count_kept_per_payload_decides_as_counting_the_window_for_each_alert() {
+    let mut settings = Settings::default();
+    settings.guard.storm.max_targets = 3;
+    let p = pipeline(RESTART, settings).await;
+    // Explicit fingerprints fix the order alerts are decided in (fingerprint order).
+    let with_fp = |fp: &str, app: &str| {
+        alert_json(app, "firing", "2026-01-01T00:00:00Z").replacen(
+            '{',
+            &format!(r#"{{"fingerprint":"{fp}","#),
+            1,
+        )
+    };
+    // a0 is in the window before the payload: counted by the range scan, not twice.
+    p.ingest(&payload(&[with_fp("00", "a0")])).await.unwrap();
+
+    let report = p
+        .ingest(&payload(&[
+            with_fp("07", "a4"),
+            with_fp("01", "a0"),
+            with_fp("02", "a1"),
+            with_fp("03", "a1"),
+            with_fp("04", "a2"),
+            with_fp("05", "a3"),
+            with_fp("06", "a1"),
+        ]))
+        .await
+        .unwrap();
+
+    let verdicts: Vec<&str> = report
+        .alerts
+        .iter()
+        .map(|a| match &a.rules[0] {
+            RuleVerdict::Job { .. } => "job",
+            RuleVerdict::Refused { reason, .. } => reason.as_str(),
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            "target_busy", // a0: 1 target, already being repaired
+            "job",         // a1: 2
+            "target_busy", // a1 again: still 2
+            "job",         // a2: 3
+            "storm_brake", // a3: 4 > 3
+            "storm_brake", // a1: present, still 4
+            "storm_brake", // a4: 5
+        ]
+    );
+    let brakes = p.store.storm_brakes().await.unwrap();
+    assert_eq!(brakes.len(), 1, "{brakes:?}");
+    assert_eq!(brakes[0].targets, 4);
+}
+
+#[tokio::test]
+async fn a_target_that_is_not_a_kubernetes_name_is_refused_before_the_namespace_guard() {
+    let p = pipeline(RESTART, Settings::default()).await;
+    let body = payload(
+        &[alert_json("web", "firing", "2026-01-01T00:00:00Z").replace(
+            r#""namespace":"prod""#,
+            r#""namespace":"default/../kube-system""#,
+        )],
+    );
+    let report = p.ingest(&body).await.unwrap();
+    match &report.alerts[0].rules[0] {
+        RuleVerdict::Refused {
+            reason,
+            target,
+            detail,
+            ..
+        } => {
+            assert_eq!(*reason, Refusal::InvalidTarget);
+            assert!(target.is_none());
+            assert!(detail.contains("DNS-1123 label"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let activity = p.store.count_target_activity().await.unwrap();
+    assert_eq!(
+        activity, 0,
+        "an invalid target does not feed the storm brake"
+    );
+}
