@@ -307,9 +307,18 @@ async fn rollback_replaces_the_template_with_the_second_highest_owned_revision_b
         "pod-template-hash dropped"
     );
     assert_eq!(ops[1]["path"], "/metadata/annotations");
-    // kubectl's skip list: the deployment's revision stays, the RS's last-applied is not copied.
+    // kubectl's skip list: the deployment's revision stays, the RS's last-applied is not copied;
+    // plus aiops's own record, which keeps its managedFields entry (and its time) alive.
+    let mut annotations = ops[1]["value"].as_object().unwrap().clone();
+    let rolled_back = annotations
+        .remove("aiops.wooo.work/rolled-back")
+        .expect("aiops records the rollback on the Deployment");
+    assert!(
+        rolled_back.as_str().unwrap().starts_with("revision 2 at "),
+        "{rolled_back}"
+    );
     assert_eq!(
-        ops[1]["value"],
+        serde_json::Value::Object(annotations),
         json!({"deployment.kubernetes.io/revision": "3", "change-cause": "v2"})
     );
 }

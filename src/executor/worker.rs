@@ -152,3 +152,6 @@ impl Executor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
