@@ -9,7 +9,7 @@ mod cli;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    aiops::telemetry::init(cli.log_format);
+    aiops::telemetry::init(cli.log_format, cli.verbosity());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,12 +1,17 @@
-//! The command line and reloads: `check`, `simulate`, `POST /-/reload`, SIGHUP.
+//! The command line and reloads: `check`, `simulate`, `POST /-/reload`, SIGHUP; what the
+//! binary logs (JSON keys, levels, colour) and what `--help` lists.
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::time::Duration;
 
 use aiops::store::JobState;
 use common::files::{definitions_env, write_definitions};
-use common::{Db, Spawn, TestApp, payload, repo, run_cli};
+use common::stand_ins::{Answer, StandIn};
+use common::{Db, Spawn, TestApp, payload, repo, run_cli, wait};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 #[test]
@@ -271,4 +276,223 @@ async fn the_database_password_never_appears_in_logs_or_errors() {
         "{out}{err}"
     );
     assert!(err.contains("cannot open the store"), "{err}");
+}
+
+/// The keys of one JSON object in the order written, repeats kept: `serde_json::Value` would keep
+/// only the last of a repeated key, which is the very loss these tests look for.
+struct Keys(Vec<String>);
+
+impl<'de> Deserialize<'de> for Keys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
+        struct KeysVisitor;
+        impl<'de> Visitor<'de> for KeysVisitor {
+            type Value = Keys;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((k, IgnoredAny)) = map.next_entry::<String, IgnoredAny>()? {
+                    keys.push(k);
+                }
+                Ok(Keys(keys))
+            }
+        }
+        d.deserialize_map(KeysVisitor)
+    }
+}
+
+/// The keys the README's table of JSON log fields documents.
+fn documented_log_keys() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("\n### Logs\n")
+        .nth(1)
+        .and_then(|s| s.split("\n#").next())
+        .expect("README has a Logs section");
+    let keys: Vec<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(String::from)
+        .collect();
+    assert!(keys.len() > 10, "the table of keys: {keys:?}");
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_hold_each_key_once_and_every_documented_field_during_a_repair() {
+    // Arrange: a channel whose first answer fails, so a retry (with its error) is logged too.
+    let hook = StandIn::start().await;
+    hook.script(vec![Answer::new(500, "down")]);
+    let config = format!(
+        "notify:\n  retry: {{initial_backoff: 100ms}}\n  channels:\n    wh: {{type: webhook, url: \"{}/hook\"}}\n  routes:\n    - channels: [wh]\n",
+        hook.url
+    );
+    let mut app = TestApp::spawn(Spawn::new(Db::Sqlite).config(&config)).await;
+
+    // Act: three alerts: one repaired on the in-memory cluster, one refused as target_busy,
+    // one as no_target; then the messages (a failure and its retry), then a clean stop.
+    app.post_fixture("am-0.25-firing-grouped-3.json").await;
+    app.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    hook.wait_for("repair_started (retried) and auto_repair_success", |r| {
+        r.iter().filter(|r| r.status == 200).count() >= 2
+    })
+    .await;
+    assert!(app.stop().success());
+    wait::until(
+        "the daemon's last log line",
+        Duration::from_secs(10),
+        async || app.log_text().contains(r#""message":"stopped""#).then_some(()),
+        || app.log_text(),
+    )
+    .await;
+
+    // Assert: every line is an object whose keys are unique; each documented key shows up.
+    let lines: Vec<String> = app.logs.lock().unwrap().clone();
+    let mut seen = BTreeSet::new();
+    for line in &lines {
+        let Keys(keys) = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let unique: BTreeSet<&String> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "a key is repeated: {line}");
+        seen.extend(keys);
+    }
+    let missing: Vec<String> = documented_log_keys()
+        .into_iter()
+        .filter(|k| !seen.contains(k))
+        .collect();
+    assert!(missing.is_empty(), "documented but never logged: {missing:?}\n{}", app.log_text());
+    let started: Value = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["message"] == "job started")
+        .expect("a job started line");
+    assert_eq!(started["repair_target"], "prod/Deployment/demo", "{started}");
+    assert_eq!(started["target"], "aiops::executor::worker", "{started}");
+}
+
+#[test]
+fn a_command_logs_warnings_only_without_colour_when_its_stderr_is_redirected() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = repo().join("tests/fixtures/am-0.25-firing-grouped-3.json");
+    let mut env = definitions_env(&repo().join("rules"), &repo().join("playbooks"));
+    let args = ["simulate", fixture.to_str().unwrap()];
+
+    // Simulating refuses two alerts, which the daemon logs at INFO; no cluster is configured,
+    // which is a warning.
+    let (status, out, err) = run_cli(dir.path(), &args, &env);
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("refused (no_target)"), "{out}");
+    assert!(err.contains("WARN") && err.contains("no Kubernetes backend configured"), "{err}");
+    assert!(!err.contains("INFO"), "{err}");
+    assert!(!err.contains('\x1b'), "escape sequences in redirected stderr: {err:?}");
+
+    // AIOPS_LOG still decides.
+    env.insert("AIOPS_LOG", "info".into());
+    let (status, _, err) = run_cli(dir.path(), &args, &env);
+    assert!(status.success());
+    assert!(err.contains("INFO") && err.contains("repair refused"), "{err}");
+    assert!(!err.contains('\x1b'), "{err:?}");
+
+    // --log-format, after the command too: every line is JSON.
+    let (status, _, err) = run_cli(
+        dir.path(),
+        &["simulate", "--log-format", "json", fixture.to_str().unwrap()],
+        &env,
+    );
+    assert!(status.success());
+    let levels: Vec<String> = err
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            v["level"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(levels.iter().any(|l| l == "INFO"), "{err}");
+}
+
+#[test]
+fn help_lists_every_environment_variable_the_program_reads_with_its_setting() {
+    let (status, out, err) = run_cli(&repo(), &["--help"], &HashMap::new());
+    assert!(status.success(), "{err}");
+    let listed: BTreeSet<&str> = out
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("AIOPS_"))
+        .collect();
+    let mut read: BTreeSet<&str> = aiops::config::env::VARIABLES
+        .iter()
+        .map(|v| v.name)
+        .collect();
+    read.extend(["AIOPS_CONFIG", "AIOPS_LOG"]);
+    assert_eq!(listed, read);
+    let workers = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("AIOPS_WORKERS "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(workers.trim_end().ends_with(" jobs.workers"), "{workers}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_evaluates_a_recorded_alert_again_with_ignore_dedup_and_at_a_later_time_with_at() {
+    // Arrange: a daemon that repaired the fixture's target; the restart rule's cooldown is 10m.
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;
+    app.post_fixture("am-0.25-firing-grouped-3.json").await;
+    app.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = repo().join("tests/fixtures/am-0.25-firing-grouped-3.json");
+    let fixture = fixture.to_str().unwrap();
+    let mut env = definitions_env(&repo().join("rules"), &repo().join("playbooks"));
+    env.insert("AIOPS_DATABASE_URL", app.db.url.clone());
+    let simulate = |extra: &[&str]| {
+        let mut args = vec!["simulate"];
+        args.extend(extra);
+        args.push(fixture);
+        run_cli(dir.path(), &args, &env)
+    };
+
+    // Act + Assert: without the flags, the store's answer is "duplicate".
+    let (status, out, err) = simulate(&[]);
+    assert!(status.success(), "{err}");
+    assert!(out.contains("already recorded: no action"), "{out}");
+    assert!(!out.contains("rule restart"), "{out}");
+
+    // As if it arrived again now: the rule matches and the repair's cooldown refuses it.
+    let (status, out, err) = simulate(&["--ignore-dedup"]);
+    assert!(status.success(), "{err}");
+    assert!(out.contains("evaluated as if it arrived again (--ignore-dedup)"), "{out}");
+    assert!(out.contains("rule restart: refused (cooldown)"), "{out}");
+    assert!(!out.contains("would create a job"), "{out}");
+
+    // As if it arrived again once the cooldown is over: a job and its plan.
+    let (status, out, err) = simulate(&["--ignore-dedup", "--at", "+11m"]);
+    assert!(status.success(), "{err}");
+    assert!(out.contains(" as of "), "{out}");
+    assert!(
+        out.contains("rule restart: allowed by every guard -> would create a job (queued)"),
+        "{out}"
+    );
+    assert!(out.contains("plan: run playbook restart on prod/Deployment/demo now"), "{out}");
+    assert!(!out.contains("refused (cooldown)"), "{out}");
+    let later = (chrono::Utc::now() + chrono::Duration::minutes(11)).to_rfc3339();
+    let (status, out, err) = simulate(&["--json", "--ignore-dedup", "--at", &later]);
+    assert!(status.success(), "{err}");
+    let verdicts: Value = serde_json::from_str(&out).unwrap();
+    let verdicts = verdicts.as_array().unwrap();
+    assert!(verdicts.iter().all(|v| v["dedup"] == "duplicate"), "{verdicts:?}");
+    let jobs = verdicts
+        .iter()
+        .flat_map(|v| v["rules"].as_array().unwrap())
+        .filter(|r| r["verdict"] == "job")
+        .count();
+    assert_eq!(jobs, 1, "one job, then target_busy for the same target: {verdicts:?}");
+
+    // A time in the past is refused: the history since would count as if before it.
+    let (status, _, err) = simulate(&["--at", "2026-01-01T10:00:00Z"]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("--at 2026-01-01T10:00:00+00:00 is in the past"), "{err}");
+
+    // Nothing was recorded.
+    let store = app.store().await;
+    assert_eq!(store.count_alert_events().await.unwrap(), 3);
+    assert_eq!(store.jobs().await.unwrap().len(), 1);
 }

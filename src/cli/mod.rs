@@ -11,7 +11,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use aiops::telemetry::LogFormat;
+use aiops::config::env::VARIABLES;
+use aiops::telemetry::{self, LogFormat, Verbosity};
 
 mod check;
 mod deploy;
@@ -25,26 +26,22 @@ mod simulate;
 mod test_playbook;
 mod token;
 
+/// The environment variable naming the settings file.
+const CONFIG_ENV: &str = "AIOPS_CONFIG";
+
 /// Turns Prometheus Alertmanager alerts into safe, verified repairs on Kubernetes.
 ///
-/// Settings come from an optional YAML file (--config or AIOPS_CONFIG), overridden by AIOPS_*
-/// environment variables: AIOPS_LISTEN, AIOPS_DATABASE_URL, AIOPS_WEBHOOK_TOKEN,
-/// AIOPS_WEBHOOK_TOKEN_FILE, AIOPS_RULES_DIR, AIOPS_PLAYBOOKS_DIR, AIOPS_MAX_BODY_BYTES,
-/// AIOPS_INTAKE_RATE_LIMIT, AIOPS_WORKERS, AIOPS_QUEUE_CAPACITY, AIOPS_POLL_INTERVAL,
-/// AIOPS_STORM_MAX_TARGETS, AIOPS_STORM_WINDOW, AIOPS_ALLOW_NAMESPACES, AIOPS_DENY_NAMESPACES,
-/// AIOPS_JWT_SECRET, AIOPS_JWT_SECRET_FILE, AIOPS_RETENTION_ALERTS, AIOPS_RETENTION_REPAIRS,
-/// AIOPS_RETENTION_INTERVAL, AIOPS_API_MAX_BODY_BYTES, AIOPS_API_MAX_DEPTH,
-/// AIOPS_HTTP_HEADER_READ_TIMEOUT, AIOPS_HTTP_BODY_READ_TIMEOUT, AIOPS_HTTP_IDLE_TIMEOUT,
-/// AIOPS_HTTP_MAX_CONNECTIONS, AIOPS_HTTP_AUTH_FAILURES_PER_MINUTE, AIOPS_HTTP_AUTH_FAILURE_BURST,
-/// AIOPS_DEPLOY_WEBHOOK_URL, AIOPS_DEPLOY_TEMPLATES, AIOPS_DEPLOY_TIMEOUT, AIOPS_DEPLOY_POLL;
-/// AIOPS_LOG sets the log filter (default info).
+/// Settings come from an optional YAML file (--config or AIOPS_CONFIG), overridden by the
+/// AIOPS_* environment variables listed below. `serve` logs at info; every other command logs
+/// warnings only, so that its output is what it prints (AIOPS_LOG overrides both).
 #[derive(Parser, Debug)]
-#[command(name = "aiops", version, about, long_about)]
+#[command(name = "aiops", version, about, long_about, after_long_help = environment_help())]
 pub struct Cli {
     /// YAML settings file (optional; every key has a default).
-    #[arg(long, global = true, env = "AIOPS_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = CONFIG_ENV, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Log format.
+    /// Log format, for every command: human lines (coloured only on a terminal) or one JSON
+    /// object per line. Logs go to stderr.
     #[arg(long, global = true, value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
     #[command(subcommand)]
@@ -111,7 +108,37 @@ enum Command {
     TestPlaybook(test_playbook::Args),
 }
 
+/// The `--help` list of environment variables, built from the tables the program reads
+/// (`config::env::VARIABLES`, each with the setting it replaces) so it cannot drift from them.
+fn environment_help() -> String {
+    let own = [
+        (CONFIG_ENV, "the settings file (--config)"),
+        (
+            telemetry::LOG_ENV,
+            "log filter, RUST_LOG syntax (default: info for serve, warn for other commands)",
+        ),
+    ];
+    let rows: Vec<(&str, &str)> = own
+        .into_iter()
+        .chain(VARIABLES.iter().map(|v| (v.name, v.setting)))
+        .collect();
+    let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    let mut help = String::from("Environment variables:\n");
+    for (name, what) in rows {
+        help.push_str(&format!("  {name:width$}  {what}\n"));
+    }
+    help
+}
+
 impl Cli {
+    /// How much the command logs unless AIOPS_LOG says otherwise.
+    pub fn verbosity(&self) -> Verbosity {
+        match self.command {
+            Command::Serve => Verbosity::Daemon,
+            _ => Verbosity::Command,
+        }
+    }
+
     /// Runs the command; its exit code, or the error to print.
     pub async fn run(self) -> Result<ExitCode> {
         let config = self.config.as_deref();

@@ -3,17 +3,30 @@
 //! The decisions are the daemon's own ([`Pipeline::simulate`] over the services `serve` builds,
 //! in a transaction that is rolled back); each job it would create is then dry-run through the
 //! daemon's playbook sandbox against the configured cluster.
+//!
+//! `--ignore-dedup` evaluates an alert the store already holds as if it arrived again, and
+//! `--at TIME` decides as of a later time (cooldowns, budgets, the storm window, `wait`); both
+//! go through the same [`Pipeline::simulate`], so the answer stays the daemon's own.
+//!
+//! On SQLite the decisions take the write lock for as long as they last (milliseconds; the dry
+//! runs come after the rollback): the guards are the intake's statements in the intake's
+//! transaction, and the alerts of one payload see each other's effects (the job the first
+//! creates makes the target busy for the second) only because those rows are written. A
+//! read-only snapshot would need a second, in-memory implementation of every guard's count,
+//! free to drift from the one that decides for real. The daemon's writers wait for the lock
+//! (`busy_timeout`), they do not fail.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
 
 use aiops::alert::{Payload, Rejection, Status};
 use aiops::app::{self, Services, StoreAccess};
 use aiops::config::Settings;
-use aiops::pipeline::{AlertVerdict, Pipeline, RuleVerdict};
+use aiops::pipeline::{AlertVerdict, Pipeline, RuleVerdict, Simulation};
 use aiops::playbook::host::RunResult;
 use aiops::playbook::{offline, sandbox::Sandbox};
 
@@ -25,11 +38,60 @@ pub struct Args {
     /// Print the verdicts as JSON.
     #[arg(long)]
     json: bool,
+    /// Evaluate alerts the store already holds as if they arrived again (rule, guards, plan,
+    /// dry run) instead of answering "duplicate"; still records nothing.
+    #[arg(long)]
+    ignore_dedup: bool,
+    /// Decide as of TIME instead of now: RFC 3339 (2026-12-01T10:00:00Z) or a duration from
+    /// now (+90m, +2h). Cooldowns, budgets, the storm window and `wait` are measured from it.
+    /// The history is the store's as it is now, so TIME may not be in the past.
+    #[arg(long, value_name = "TIME", value_parser = parse_at)]
+    at: Option<DateTime<Utc>>,
+}
+
+/// `--at`'s value: an RFC 3339 time, or `+DURATION` from now.
+fn parse_at(v: &str) -> Result<DateTime<Utc>, String> {
+    let at = match v.strip_prefix('+') {
+        Some(d) => {
+            let d = aiops::config::parse_duration(d)?;
+            let d = chrono::TimeDelta::from_std(d).map_err(|e| e.to_string())?;
+            Utc::now()
+                .checked_add_signed(d)
+                .ok_or_else(|| format!("{v:?} is too far ahead"))?
+        }
+        None => DateTime::parse_from_rfc3339(v)
+            .map_err(|e| {
+                format!("{v:?}: {e}; write an RFC 3339 time (2026-12-01T10:00:00Z) or +DURATION (+2h)")
+            })?
+            .to_utc(),
+    };
+    Ok(at)
+}
+
+impl Args {
+    /// What the simulation departs from the intake by; a TIME in the past is refused, because
+    /// what the store recorded since would count as if it had happened before it.
+    fn simulation(&self, now: DateTime<Utc>) -> Result<Simulation> {
+        if let Some(at) = self.at
+            && at < now
+        {
+            bail!(
+                "--at {} is in the past: the store's history as it is now (repairs since then \
+                 included) would count as if it had happened before it; give a time from now on",
+                at.to_rfc3339()
+            );
+        }
+        Ok(Simulation {
+            at: self.at.map(|t| t.timestamp_millis()),
+            ignore_dedup: self.ignore_dedup,
+        })
+    }
 }
 
 /// Decides, dry-runs and prints; `--json` prints the verdicts alone.
 pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let settings = Settings::load(config)?;
+    let sim = args.simulation(Utc::now())?;
     let body =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let payload = Payload::from_slice(&body).with_context(|| format!("{}", args.file.display()))?;
@@ -38,11 +100,11 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let store_absent = app::missing_sqlite_file(&settings).is_some();
     let services = Services::build(settings, StoreAccess::Inspect).await?;
     if args.json {
-        let decided = services.pipeline.simulate(&payload).await?;
+        let decided = services.pipeline.simulate(&payload, sim).await?;
         println!("{}", serde_json::to_string_pretty(&decided.alerts)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let report = Report::build(&services, &payload, &args.file, store_absent).await?;
+    let report = Report::build(&services, &payload, &args.file, store_absent, sim).await?;
     print!("{report}");
     Ok(ExitCode::SUCCESS)
 }
@@ -56,6 +118,8 @@ pub struct Report {
     alerts: Vec<Simulated>,
     /// When the decisions were made (epoch ms): a plan due later says until when it waits.
     now: i64,
+    /// How the evaluation departed from the intake's.
+    sim: Simulation,
 }
 
 /// One alert's verdict, with the dry run of each job (index-aligned with its rules).
@@ -78,10 +142,11 @@ impl Report {
         payload: &Payload,
         file: &Path,
         store_absent: bool,
+        sim: Simulation,
     ) -> Result<Report> {
         let pipeline: &Pipeline = &services.pipeline;
-        let decided = pipeline.simulate(payload).await?;
-        let now = aiops::store::now_ms();
+        let decided = pipeline.simulate(payload, sim).await?;
+        let now = sim.at.unwrap_or_else(aiops::store::now_ms);
         let sandbox = Sandbox::new(services.cluster.clone(), &services.settings.playbook);
         let defs = services.definitions();
         let mut alerts = Vec::with_capacity(decided.alerts.len());
@@ -125,6 +190,7 @@ impl Report {
             rejected: decided.rejected,
             alerts,
             now,
+            sim,
         })
     }
 }
@@ -133,9 +199,13 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "simulating {} alert(s) from {}{}; nothing is recorded",
+            "simulating {} alert(s) from {}{}{}; nothing is recorded",
             self.alerts_in_payload,
             self.file.display(),
+            match self.sim.at {
+                Some(at) => format!(" as of {}", rfc3339(at)),
+                None => String::new(),
+            },
             if self.store_absent {
                 " (store file absent: empty history)"
             } else {
@@ -150,14 +220,14 @@ impl fmt::Display for Report {
             )?;
         }
         for a in &self.alerts {
-            a.write(f, self.now)?;
+            a.write(f, self.now, self.sim.ignore_dedup)?;
         }
         Ok(())
     }
 }
 
 impl Simulated {
-    fn write(&self, f: &mut fmt::Formatter<'_>, now: i64) -> fmt::Result {
+    fn write(&self, f: &mut fmt::Formatter<'_>, now: i64, ignore_dedup: bool) -> fmt::Result {
         let a = &self.verdict;
         writeln!(
             f,
@@ -168,7 +238,13 @@ impl Simulated {
             a.dedup
         )?;
         if a.dedup == "duplicate" {
-            return writeln!(f, "  already recorded: no action");
+            if !ignore_dedup {
+                return writeln!(f, "  already recorded: no action");
+            }
+            writeln!(
+                f,
+                "  already recorded; evaluated as if it arrived again (--ignore-dedup)"
+            )?;
         }
         if a.status == Status::Resolved {
             return writeln!(
@@ -190,11 +266,7 @@ impl Simulated {
                     ..
                 } => {
                     let when = if plan.not_before > now {
-                        format!(
-                            "waiting until {}",
-                            chrono::DateTime::from_timestamp_millis(plan.not_before)
-                                .map_or_else(String::new, |t| t.to_rfc3339())
-                        )
+                        format!("waiting until {}", rfc3339(plan.not_before))
                     } else {
                         "now".to_string()
                     };
@@ -231,6 +303,11 @@ impl Simulated {
         }
         Ok(())
     }
+}
+
+/// An epoch-ms time as RFC 3339.
+fn rfc3339(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |t| t.to_rfc3339())
 }
 
 impl fmt::Display for DryRun {
@@ -316,7 +393,13 @@ mod tests {
         .unwrap();
 
         // Act
-        let report = Report::build(&services, &payload, Path::new("alert.json"), false)
+        let report = Report::build(
+            &services,
+            &payload,
+            Path::new("alert.json"),
+            false,
+            Simulation::default(),
+        )
             .await
             .unwrap()
             .to_string();

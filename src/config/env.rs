@@ -20,6 +20,8 @@ use super::{ByteSize, Error, HumanDuration, Result, Secret, Settings, SqliteSync
 pub struct Variable {
     /// Its name, `AIOPS_…`.
     pub name: &'static str,
+    /// The setting it replaces, as a key path of the settings file (`jobs.workers`).
+    pub setting: &'static str,
     /// Parses the value into the setting; the error says what is wrong with the value.
     set: fn(&mut Settings, &str) -> Result<(), String>,
 }
@@ -107,7 +109,11 @@ fn put<T: FromEnv>(field: &mut T, v: &str) -> Result<(), String> {
 /// `"AIOPS_X" => a.b` becomes a [`Variable`] that parses its value into `settings.a.b`.
 macro_rules! variables {
     ($($name:literal => $($field:ident).+,)*) => {
-        &[$(Variable { name: $name, set: |s, v| put(&mut s.$($field).+, v) },)*]
+        &[$(Variable {
+            name: $name,
+            setting: stringify!($($field).+),
+            set: |s, v| put(&mut s.$($field).+, v),
+        },)*]
     };
 }
 

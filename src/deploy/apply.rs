@@ -361,7 +361,7 @@ where
                 last: message,
             });
         }
-        tracing::info!(%what, %message, "waiting");
+        tracing::info!(%what, rollout = %message, "waiting");
         tokio::time::sleep(opts.poll).await;
     }
 }

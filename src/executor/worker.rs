@@ -28,7 +28,7 @@ impl Executor {
             .interrupt_orphans(store::now_ms(), store::ms(self.cfg.lease.0), all)
             .await?;
         for job in &jobs {
-            tracing::warn!(job = job.id, rule = %job.rule, target = %job.target_key, "job interrupted (its process stopped or lost its lease); escalated to humans");
+            tracing::warn!(job = job.id, rule = %job.rule, repair_target = %job.target_key, "job interrupted (its process stopped or lost its lease); escalated to humans");
             self.metrics.jobs.with_label_values(&["interrupted"]).inc();
             self.metrics.jobs.with_label_values(&["escalated"]).inc();
             self.metrics.escalations.with_label_values(&["human"]).inc();
@@ -83,7 +83,7 @@ impl Executor {
                 Ok(Some(job)) => {
                     self.metrics.jobs.with_label_values(&["running"]).inc();
                     self.refresh_depth().await;
-                    tracing::info!(worker = index, job = job.id, rule = %job.rule, playbook = %job.playbook, target = %job.target_key, "job started");
+                    tracing::info!(worker = index, job = job.id, rule = %job.rule, playbook = %job.playbook, repair_target = %job.target_key, "job started");
                     self.notify_now(&job, EventKind::RepairStarted, None).await;
                     if let Err(e) = self.run(job).await {
                         tracing::error!(error = %e, "recording a job's progress failed; it will be reaped as interrupted");

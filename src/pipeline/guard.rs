@@ -84,6 +84,8 @@ pub(super) enum Outcome {
 pub(super) struct Ctx<'a> {
     pub guard: &'a config::Guard,
     pub queue_capacity: usize,
+    /// The time the guards decide at (epoch ms); no guard reads the clock. The intake passes
+    /// the time it received the webhook; `simulate --at` a time of the operator's choosing.
     pub now: i64,
     pub outbox: Option<&'a crate::notify::Outbox>,
 }
@@ -440,7 +442,7 @@ async fn refuse(
         created_at: now,
     })
     .await?;
-    tracing::info!(rule = %rule.name, target = key.as_deref().unwrap_or("-"), reason = reason.as_str(), %detail, "repair refused");
+    tracing::info!(rule = %rule.name, repair_target = key.as_deref().unwrap_or("-"), reason = reason.as_str(), %detail, "repair refused");
     Ok(Outcome::Refused(
         RuleVerdict::Refused {
             rule: rule.name.clone(),

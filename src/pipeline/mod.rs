@@ -26,6 +26,18 @@ use crate::store::{self, NewAlertEvent, Store};
 
 pub use guard::Refusal;
 
+/// How [`Pipeline::simulate`] departs from the intake (`aiops simulate --at`, `--ignore-dedup`).
+/// The default is the intake's own evaluation: now, duplicates not acted on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Simulation {
+    /// Decide as of this time (epoch ms): cooldowns, budgets, the storm window and `wait` are
+    /// measured from it. The history is the store's as it is now.
+    pub at: Option<i64>,
+    /// Evaluate an alert the store already holds (a duplicate) as if it arrived again: rules,
+    /// guards and plan, against the history it left.
+    pub ignore_dedup: bool,
+}
+
 /// Intake failures; all but `Store` are the caller's to translate into HTTP.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -240,16 +252,17 @@ impl Pipeline {
 
     /// Records a webhook's alerts and decides on each. Commits before returning.
     pub async fn ingest(&self, payload: &Payload) -> Result<Report> {
-        self.process(payload, true).await
+        self.process(payload, true, Simulation::default()).await
     }
 
-    /// Decides as [`Pipeline::ingest`] would, then rolls everything back.
-    pub async fn simulate(&self, payload: &Payload) -> Result<Report> {
-        self.process(payload, false).await
+    /// Decides as [`Pipeline::ingest`] would (at `sim.at`, duplicates evaluated when
+    /// `sim.ignore_dedup`), then rolls everything back.
+    pub async fn simulate(&self, payload: &Payload, sim: Simulation) -> Result<Report> {
+        self.process(payload, false, sim).await
     }
 
-    async fn process(&self, payload: &Payload, commit: bool) -> Result<Report> {
-        let now = store::now_ms();
+    async fn process(&self, payload: &Payload, commit: bool, sim: Simulation) -> Result<Report> {
+        let now = sim.at.unwrap_or_else(store::now_ms);
         let clock = chrono::DateTime::from_timestamp_millis(now).unwrap_or_else(chrono::Utc::now);
         // Checked before anything is written: a value the store cannot hold must not fail the
         // transaction of the good alerts beside it, and must not become a 503 that Alertmanager
@@ -305,20 +318,32 @@ impl Pipeline {
         let mut storm_tally = guard::StormTally::default();
         let mut escalations = 0u64;
         let mut notified = 0usize;
-        for (alert, _) in &fresh {
+        for (alert, key) in &fresh {
             let ev = NewAlertEvent {
                 alert,
                 receiver: &payload.receiver,
                 group_key: &payload.group_key,
                 received_at: now,
             };
-            let Some(event_id) = tx.insert_alert_event(&ev).await? else {
-                report.duplicates += 1;
-                report.alerts.push(verdict_for(alert, "duplicate"));
-                continue;
+            let (event_id, dedup) = match tx.insert_alert_event(&ev).await? {
+                Some(id) => (id, "new"),
+                None => {
+                    report.duplicates += 1;
+                    // A simulation may go on with the occurrence already recorded.
+                    let recorded = if sim.ignore_dedup {
+                        tx.alert_event_id(key).await?
+                    } else {
+                        None
+                    };
+                    let Some(id) = recorded else {
+                        report.alerts.push(verdict_for(alert, "duplicate"));
+                        continue;
+                    };
+                    (id, "duplicate")
+                }
             };
-            report.accepted += 1;
-            let mut verdict = verdict_for(alert, "new");
+            report.accepted += usize::from(dedup == "new");
+            let mut verdict = verdict_for(alert, dedup);
             match alert.status {
                 Status::Resolved => {
                     verdict.cancelled_jobs = tx

@@ -141,7 +141,7 @@ async fn the_storm_brake_releases_once_the_window_has_calmed() {
 async fn simulate_decides_like_ingest_but_records_nothing() {
     let p = pipeline(RESTART, Settings::default()).await;
     let body = payload(&[alert_json("web", "firing", "2026-01-01T00:00:00Z")]);
-    let sim = p.simulate(&body).await.unwrap();
+    let sim = p.simulate(&body, Simulation::default()).await.unwrap();
     assert!(matches!(sim.alerts[0].rules[0], RuleVerdict::Job { .. }));
     assert_eq!(p.store.count_alert_events().await.unwrap(), 0);
     // And the real ingest afterwards is not a duplicate of the simulation.

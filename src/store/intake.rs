@@ -293,6 +293,21 @@ impl Store {
     }
 }
 
+impl WriteTx {
+    /// The id of a recorded occurrence (`aiops simulate --ignore-dedup` evaluates it again).
+    pub async fn alert_event_id(&mut self, key: &crate::alert::DedupKey) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT id FROM alert_events WHERE fingerprint = $1 AND status = $2 AND starts_at = $3",
+        )
+        .bind(&key.fingerprint)
+        .bind(key.status.as_str())
+        .bind(key.starts_at_ms)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|r| r.try_get("id")).transpose().map_err(Into::into)
+    }
+}
+
 /// One storm brake episode as recorded (read by tests).
 #[cfg(test)]
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]

@@ -232,9 +232,9 @@ impl RunContext {
         match res {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, %target, "recording a Kubernetes Event failed")
+                tracing::warn!(error = %e, repair_target = %target, "recording a Kubernetes Event failed")
             }
-            Err(_) => tracing::warn!(%target, "recording a Kubernetes Event timed out"),
+            Err(_) => tracing::warn!(repair_target = %target, "recording a Kubernetes Event timed out"),
         }
     }
 
