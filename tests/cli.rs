@@ -343,7 +343,11 @@ async fn json_logs_hold_each_key_once_and_every_documented_field_during_a_repair
     wait::until(
         "the daemon's last log line",
         Duration::from_secs(10),
-        async || app.log_text().contains(r#""message":"stopped""#).then_some(()),
+        async || {
+            app.log_text()
+                .contains(r#""message":"stopped""#)
+                .then_some(())
+        },
         || app.log_text(),
     )
     .await;
@@ -361,13 +365,20 @@ async fn json_logs_hold_each_key_once_and_every_documented_field_during_a_repair
         .into_iter()
         .filter(|k| !seen.contains(k))
         .collect();
-    assert!(missing.is_empty(), "documented but never logged: {missing:?}\n{}", app.log_text());
+    assert!(
+        missing.is_empty(),
+        "documented but never logged: {missing:?}\n{}",
+        app.log_text()
+    );
     let started: Value = lines
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .find(|v| v["message"] == "job started")
         .expect("a job started line");
-    assert_eq!(started["repair_target"], "prod/Deployment/demo", "{started}");
+    assert_eq!(
+        started["repair_target"], "prod/Deployment/demo",
+        "{started}"
+    );
     assert_eq!(started["target"], "aiops::executor::worker", "{started}");
 }
 
@@ -383,21 +394,35 @@ fn a_command_logs_warnings_only_without_colour_when_its_stderr_is_redirected() {
     let (status, out, err) = run_cli(dir.path(), &args, &env);
     assert!(status.success(), "{out}{err}");
     assert!(out.contains("refused (no_target)"), "{out}");
-    assert!(err.contains("WARN") && err.contains("no Kubernetes backend configured"), "{err}");
+    assert!(
+        err.contains("WARN") && err.contains("no Kubernetes backend configured"),
+        "{err}"
+    );
     assert!(!err.contains("INFO"), "{err}");
-    assert!(!err.contains('\x1b'), "escape sequences in redirected stderr: {err:?}");
+    assert!(
+        !err.contains('\x1b'),
+        "escape sequences in redirected stderr: {err:?}"
+    );
 
     // AIOPS_LOG still decides.
     env.insert("AIOPS_LOG", "info".into());
     let (status, _, err) = run_cli(dir.path(), &args, &env);
     assert!(status.success());
-    assert!(err.contains("INFO") && err.contains("repair refused"), "{err}");
+    assert!(
+        err.contains("INFO") && err.contains("repair refused"),
+        "{err}"
+    );
     assert!(!err.contains('\x1b'), "{err:?}");
 
     // --log-format, after the command too: every line is JSON.
     let (status, _, err) = run_cli(
         dir.path(),
-        &["simulate", "--log-format", "json", fixture.to_str().unwrap()],
+        &[
+            "simulate",
+            "--log-format",
+            "json",
+            fixture.to_str().unwrap(),
+        ],
         &env,
     );
     assert!(status.success());
@@ -417,7 +442,7 @@ fn help_lists_every_environment_variable_the_program_reads_with_its_setting() {
     assert!(status.success(), "{err}");
     let listed: BTreeSet<&str> = out
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.starts_with("AIOPS_"))
+        .filter(|w| w.starts_with("AIOPS_") && w.len() > "AIOPS_".len())
         .collect();
     let mut read: BTreeSet<&str> = aiops::config::env::VARIABLES
         .iter()
@@ -459,7 +484,10 @@ async fn simulate_evaluates_a_recorded_alert_again_with_ignore_dedup_and_at_a_la
     // As if it arrived again now: the rule matches and the repair's cooldown refuses it.
     let (status, out, err) = simulate(&["--ignore-dedup"]);
     assert!(status.success(), "{err}");
-    assert!(out.contains("evaluated as if it arrived again (--ignore-dedup)"), "{out}");
+    assert!(
+        out.contains("evaluated as if it arrived again (--ignore-dedup)"),
+        "{out}"
+    );
     assert!(out.contains("rule restart: refused (cooldown)"), "{out}");
     assert!(!out.contains("would create a job"), "{out}");
 
@@ -471,25 +499,37 @@ async fn simulate_evaluates_a_recorded_alert_again_with_ignore_dedup_and_at_a_la
         out.contains("rule restart: allowed by every guard -> would create a job (queued)"),
         "{out}"
     );
-    assert!(out.contains("plan: run playbook restart on prod/Deployment/demo now"), "{out}");
+    assert!(
+        out.contains("plan: run playbook restart on prod/Deployment/demo now"),
+        "{out}"
+    );
     assert!(!out.contains("refused (cooldown)"), "{out}");
     let later = (chrono::Utc::now() + chrono::Duration::minutes(11)).to_rfc3339();
     let (status, out, err) = simulate(&["--json", "--ignore-dedup", "--at", &later]);
     assert!(status.success(), "{err}");
     let verdicts: Value = serde_json::from_str(&out).unwrap();
     let verdicts = verdicts.as_array().unwrap();
-    assert!(verdicts.iter().all(|v| v["dedup"] == "duplicate"), "{verdicts:?}");
+    assert!(
+        verdicts.iter().all(|v| v["dedup"] == "duplicate"),
+        "{verdicts:?}"
+    );
     let jobs = verdicts
         .iter()
         .flat_map(|v| v["rules"].as_array().unwrap())
         .filter(|r| r["verdict"] == "job")
         .count();
-    assert_eq!(jobs, 1, "one job, then target_busy for the same target: {verdicts:?}");
+    assert_eq!(
+        jobs, 1,
+        "one job, then target_busy for the same target: {verdicts:?}"
+    );
 
     // A time in the past is refused: the history since would count as if before it.
     let (status, _, err) = simulate(&["--at", "2026-01-01T10:00:00Z"]);
     assert_eq!(status.code(), Some(1), "{err}");
-    assert!(err.contains("--at 2026-01-01T10:00:00+00:00 is in the past"), "{err}");
+    assert!(
+        err.contains("--at 2026-01-01T10:00:00+00:00 is in the past"),
+        "{err}"
+    );
 
     // Nothing was recorded.
     let store = app.store().await;

@@ -61,7 +61,9 @@ fn parse_at(v: &str) -> Result<DateTime<Utc>, String> {
         }
         None => DateTime::parse_from_rfc3339(v)
             .map_err(|e| {
-                format!("{v:?}: {e}; write an RFC 3339 time (2026-12-01T10:00:00Z) or +DURATION (+2h)")
+                format!(
+                    "{v:?}: {e}; write an RFC 3339 time (2026-12-01T10:00:00Z) or +DURATION (+2h)"
+                )
             })?
             .to_utc(),
     };
@@ -400,9 +402,9 @@ mod tests {
             false,
             Simulation::default(),
         )
-            .await
-            .unwrap()
-            .to_string();
+        .await
+        .unwrap()
+        .to_string();
 
         // Assert: the allowed host was asked once; the redirect was not followed.
         assert_eq!(allowed_hits.load(Ordering::SeqCst), 1, "{report}");

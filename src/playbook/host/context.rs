@@ -234,7 +234,9 @@ impl RunContext {
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, repair_target = %target, "recording a Kubernetes Event failed")
             }
-            Err(_) => tracing::warn!(repair_target = %target, "recording a Kubernetes Event timed out"),
+            Err(_) => {
+                tracing::warn!(repair_target = %target, "recording a Kubernetes Event timed out")
+            }
         }
     }
 
