@@ -457,10 +457,11 @@ fn help_lists_every_environment_variable_the_program_reads_with_its_setting() {
     assert!(workers.trim_end().ends_with(" jobs.workers"), "{workers}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simulate_evaluates_a_recorded_alert_again_with_ignore_dedup_and_at_a_later_time_with_at() {
+async fn simulate_evaluates_a_recorded_alert_again_with_ignore_dedup_and_at_a_later_time_with_at(
+    db: Db,
+) {
     // Arrange: a daemon that repaired the fixture's target; the restart rule's cooldown is 10m.
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;
+    let app = TestApp::spawn(Spawn::new(db)).await;
     app.post_fixture("am-0.25-firing-grouped-3.json").await;
     app.wait_all_jobs_in(&[JobState::Succeeded]).await;
     let dir = tempfile::tempdir().unwrap();
@@ -536,3 +537,6 @@ async fn simulate_evaluates_a_recorded_alert_again_with_ignore_dedup_and_at_a_la
     assert_eq!(store.count_alert_events().await.unwrap(), 3);
     assert_eq!(store.jobs().await.unwrap().len(), 1);
 }
+both_backends!(
+    simulate_evaluates_a_recorded_alert_again_with_ignore_dedup_and_at_a_later_time_with_at
+);
