@@ -85,13 +85,8 @@ fn check_rejects_an_invalid_config_file() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simulate_prints_each_verdict_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let fixture = repo().join("tests/fixtures/am-0.25-firing-grouped-3.json");
-    let env = definitions_env(&repo().join("rules"), &repo().join("playbooks"));
-    let (status, out, err) = run_cli(dir.path(), &["simulate", fixture.to_str().unwrap()], &env);
-    assert!(status.success(), "{out}{err}");
+/// `simulate`'s report says the restart rule would restart the fixture's workload now.
+fn assert_restarts_demo_now(out: &str) {
     assert!(
         out.contains("rule restart: allowed by every guard -> would create a job (queued)"),
         "{out}"
@@ -100,6 +95,16 @@ async fn simulate_prints_each_verdict_and_changes_nothing() {
         out.contains("plan: run playbook restart on prod/Deployment/demo now"),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_prints_each_verdict_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = repo().join("tests/fixtures/am-0.25-firing-grouped-3.json");
+    let env = definitions_env(&repo().join("rules"), &repo().join("playbooks"));
+    let (status, out, err) = run_cli(dir.path(), &["simulate", fixture.to_str().unwrap()], &env);
+    assert!(status.success(), "{out}{err}");
+    assert_restarts_demo_now(&out);
     assert!(out.contains("refused (target_busy)"), "{out}");
     assert!(out.contains("refused (no_target)"), "{out}");
     assert!(
@@ -496,14 +501,7 @@ async fn simulate_evaluates_a_recorded_alert_again_with_ignore_dedup_and_at_a_la
     let (status, out, err) = simulate(&["--ignore-dedup", "--at", "+11m"]);
     assert!(status.success(), "{err}");
     assert!(out.contains(" as of "), "{out}");
-    assert!(
-        out.contains("rule restart: allowed by every guard -> would create a job (queued)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("plan: run playbook restart on prod/Deployment/demo now"),
-        "{out}"
-    );
+    assert_restarts_demo_now(&out);
     assert!(!out.contains("refused (cooldown)"), "{out}");
     let later = (chrono::Utc::now() + chrono::Duration::minutes(11)).to_rfc3339();
     let (status, out, err) = simulate(&["--json", "--ignore-dedup", "--at", &later]);
