@@ -153,6 +153,7 @@ mod tests {
         // beside a format string writes the key twice.
         let field =
             regex::Regex::new(r"^\s*[%?]?(?:r#)?([A-Za-z_][A-Za-z0-9_]*)\s*(?:=[^=]|$)").unwrap();
+        let string = regex::Regex::new(r#""(?:[^"\\]|\\.)*""#).unwrap();
         let mut files = Vec::new();
         rust_files(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
@@ -163,9 +164,7 @@ mod tests {
             let src = std::fs::read_to_string(file).unwrap();
             for (line, call) in tracing_calls(&src) {
                 // Strings may hold commas and `=`: blank them before looking for fields.
-                let bare = regex::Regex::new(r#""(?:[^"\\]|\\.)*""#)
-                    .unwrap()
-                    .replace_all(&call, "\"\"");
+                let bare = string.replace_all(&call, "\"\"");
                 // A comma inside an argument only splits it into pieces that name no field.
                 for c in bare.split(',').filter_map(|arg| field.captures(arg)) {
                     let name = &c[1];
