@@ -193,7 +193,7 @@ async fn alert_events(store: &Store) -> Vec<(BTreeMap<String, String>, i64, Stri
         .into_iter()
         .map(|a| {
             (
-                serde_json::from_value(a.labels).unwrap(),
+                a.labels,
                 a.starts_at,
                 a.status,
             )

@@ -1,6 +1,6 @@
 //! The knowledge base: stats from a seeded history equal hand-computed values (both backends),
 //! and a real repair's time to recover recorded when its alert resolves (the daemon in-process,
-//! `aiops kb` as the binary).
+//! `aiops kb` as the binary), and `aiops kb --json` speaking the API's vocabulary.
 
 mod common;
 
@@ -464,3 +464,50 @@ async fn choose_best_picks_the_alternative_that_worked_for_this_alert() {
         chose.reason
     );
 }
+
+async fn the_cli_json_and_the_api_use_the_same_keys(db: Db) {
+    const SECRET: &str = "kb-test-secret-0123456789abcdef0123";
+    let app = TestApp::spawn_app(Spawn::new(db).env("AIOPS_JWT_SECRET", SECRET)).await;
+    let fire = payload(
+        &[(
+            &[
+                ("alertname", "Down"),
+                ("auto_repair", "restart"),
+                ("namespace", "prod"),
+                ("app", "web"),
+                ("severity", "critical"),
+            ],
+            "firing",
+        )],
+        &chrono::Utc::now().to_rfc3339(),
+    );
+    app.post_webhook(fire).await;
+    app.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    let admin = common::api::issue(&app, SECRET, "root", "", "admin");
+    let env = HashMap::from([("AIOPS_DATABASE_URL", app.db.url.clone())]);
+    let cli = |args: &[&str]| -> serde_json::Value {
+        let (status, out, err) = run_cli(app.dir.path(), args, &env);
+        assert!(status.success(), "{args:?}: {out}{err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+
+    let stats = cli(&["kb", "stats", "--since", "1d", "--json"]);
+    let (s, api_stats) = app.api_get(&admin, "/api/kb/stats?since=1d").await;
+    assert_eq!(s, 200, "{api_stats}");
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&stats), ["by_alert", "by_target", "since"]);
+    assert_eq!(keys(&stats), keys(&api_stats));
+    assert_eq!(stats["by_alert"], api_stats["by_alert"]);
+    assert_eq!(stats["by_target"], api_stats["by_target"]);
+    assert_eq!(stats["by_alert"][0]["runs"], 1, "{stats}");
+
+    let history = cli(&["kb", "history", "prod/web", "--json"]);
+    let (s, repairs) = app
+        .api_get(&admin, "/api/repairs?target=prod/Deployment/web")
+        .await;
+    assert_eq!(s, 200, "{repairs}");
+    assert_eq!(history["target"], "prod/Deployment/web");
+    assert_eq!(history["repairs"], repairs["items"], "one repair, the same keys and values");
+    assert_eq!(history["repairs"].as_array().map(Vec::len), Some(1));
+}
+both_backends!(the_cli_json_and_the_api_use_the_same_keys);
