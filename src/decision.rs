@@ -57,6 +57,11 @@ pub const NOT_REFUSALS: [(Verdict, &str); 3] = [
     (Verdict::Skipped, NO_RULE),
 ];
 
+/// The reason of a `job` verdict: `dry_run` for a dry-run rule's job, else `plan`.
+pub fn job_reason(dry_run: bool) -> &'static str {
+    if dry_run { DRY_RUN } else { PLAN }
+}
+
 /// The verdict a non-refusal reason belongs to; `None` for a guard's reason (or an unknown one).
 pub fn verdict_of(reason: &str) -> Option<Verdict> {
     NOT_REFUSALS
@@ -79,7 +84,9 @@ pub fn sentence(
         Verdict::Job => {
             let job = job_id.map_or_else(|| "a job".to_string(), |id| format!("job {id}"));
             if reason == DRY_RUN {
-                format!("rule {rule} matched; {job} records what it would do, changing nothing: {detail}")
+                format!(
+                    "rule {rule} matched; {job} records what it would do, changing nothing: {detail}"
+                )
             } else {
                 format!("rule {rule} matched; {job} repairs it: {detail}")
             }
@@ -125,7 +132,13 @@ mod tests {
             s,
             "rule restart-on-down matched, but aiops did not act (no_target): the labels name no namespace"
         );
-        let s = sentence(Verdict::Job, DRY_RUN, Some("r"), "restart on a/Deployment/b", Some(7));
+        let s = sentence(
+            Verdict::Job,
+            DRY_RUN,
+            Some("r"),
+            "restart on a/Deployment/b",
+            Some(7),
+        );
         assert!(s.contains("job 7") && s.contains("changing nothing"), "{s}");
     }
 }

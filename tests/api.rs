@@ -450,6 +450,28 @@ async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
             .map(String::from)
         )
     );
+    // The reason codes the document lists are the ones the filter accepts (its 400 names them).
+    let documented: BTreeSet<&str> =
+        doc["components"]["schemas"]["Decision"]["properties"]["reason"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+    let (s, body) = app.api_get(&admin, "/api/alerts?reason=unknown").await;
+    assert_eq!(s, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    let accepted: BTreeSet<&str> = error
+        .split_once("(one of ")
+        .and_then(|(_, l)| l.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{error}"))
+        .split(", ")
+        .collect();
+    assert_eq!(documented, accepted);
+    assert!(
+        accepted.contains("no_target") && accepted.contains("no_rule"),
+        "{error}"
+    );
     let (s, body) = app.api_get(&admin, "/api/nothing/here").await;
     assert_eq!(s, 404);
     assert!(
@@ -643,15 +665,18 @@ async fn an_alert_without_a_namespace_shows_no_target_in_the_api_and_the_metric(
     let shop = down_labels(Some("shop"));
     let chatter = [("alertname", "Chatter"), ("namespace", "shop")];
     let body = payload(
-        &[
-            (&no_ns, "firing"),
-            (&shop, "firing"),
-            (&chatter, "firing"),
-        ],
+        &[(&no_ns, "firing"), (&shop, "firing"), (&chatter, "firing")],
         &chrono::Utc::now().to_rfc3339(),
     );
     let answer = app.post_webhook_json(body).await;
-    assert_eq!((answer["refused"].as_i64(), answer["jobs"].as_array().map(Vec::len)), (Some(1), Some(1)), "{answer}");
+    assert_eq!(
+        (
+            answer["refused"].as_i64(),
+            answer["jobs"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(1)),
+        "{answer}"
+    );
 
     let admin = issue(&app, "root", "", "admin");
     let (s, all) = app.api_get(&admin, "/api/alerts").await;
@@ -669,30 +694,55 @@ async fn an_alert_without_a_namespace_shows_no_target_in_the_api_and_the_metric(
     assert_eq!(decisions.len(), 1, "{refused}");
     let d = &decisions[0];
     assert_eq!(
-        (&d["rule"], &d["verdict"], &d["reason"], &d["target"], &d["job_id"]),
-        (&json!("restart"), &json!("refused"), &json!("no_target"), &Value::Null, &Value::Null),
+        (
+            &d["rule"],
+            &d["verdict"],
+            &d["reason"],
+            &d["target"],
+            &d["job_id"]
+        ),
+        (
+            &json!("restart"),
+            &json!("refused"),
+            &json!("no_target"),
+            &Value::Null,
+            &Value::Null
+        ),
         "{refused}"
     );
     let sentence = d["sentence"].as_str().unwrap();
     assert!(
-        sentence.contains("restart") && sentence.contains("no_target") && sentence.contains("namespace"),
+        sentence.contains("restart")
+            && sentence.contains("no_target")
+            && sentence.contains("namespace"),
         "{sentence}"
     );
     let repaired = by_name("Down", Some("shop"));
-    let job_id = repaired["decisions"][0]["job_id"].as_i64().expect("the job's id");
+    let job_id = repaired["decisions"][0]["job_id"]
+        .as_i64()
+        .expect("the job's id");
     assert_eq!(
-        (&repaired["decisions"][0]["verdict"], &repaired["decisions"][0]["reason"], &repaired["decisions"][0]["target"]),
+        (
+            &repaired["decisions"][0]["verdict"],
+            &repaired["decisions"][0]["reason"],
+            &repaired["decisions"][0]["target"]
+        ),
         (&json!("job"), &json!("plan"), &json!("shop/Deployment/web")),
         "{repaired}"
     );
     let jobs = app.store().await.jobs().await.unwrap();
     assert!(
-        jobs.iter().any(|j| j.id == job_id && j.target_key == "shop/Deployment/web"),
+        jobs.iter()
+            .any(|j| j.id == job_id && j.target_key == "shop/Deployment/web"),
         "{jobs:?}"
     );
     let skipped = by_name("Chatter", Some("shop"));
     assert_eq!(
-        (&skipped["decisions"][0]["rule"], &skipped["decisions"][0]["verdict"], &skipped["decisions"][0]["reason"]),
+        (
+            &skipped["decisions"][0]["rule"],
+            &skipped["decisions"][0]["verdict"],
+            &skipped["decisions"][0]["reason"]
+        ),
         (&Value::Null, &json!("skipped"), &json!("no_rule")),
         "{skipped}"
     );
@@ -722,7 +772,11 @@ async fn an_alert_without_a_namespace_shows_no_target_in_the_api_and_the_metric(
     assert_eq!(page["items"][0]["namespace"], "shop", "{page}");
     for (query, field) in [("verdict=maybe", "verdict"), ("reason=bored", "reason")] {
         let (s, body) = app.api_get(&admin, &format!("/api/alerts?{query}")).await;
-        assert_eq!((s, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{body}");
+        assert_eq!(
+            (s, body["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{body}"
+        );
     }
 
     // Per app: an alert without an app is an admin's only; another app's alert is 404 exactly
@@ -737,12 +791,17 @@ async fn an_alert_without_a_namespace_shows_no_target_in_the_api_and_the_metric(
     );
     let shop_id = repaired["id"].as_i64().unwrap();
     assert_eq!(
-        app.api_get(&blog_token, &format!("/api/alerts/{shop_id}")).await,
+        app.api_get(&blog_token, &format!("/api/alerts/{shop_id}"))
+            .await,
         (StatusCode::NOT_FOUND, missing)
     );
-    let (s, own) = app.api_get(&shop_token, &format!("/api/alerts/{shop_id}")).await;
+    let (s, own) = app
+        .api_get(&shop_token, &format!("/api/alerts/{shop_id}"))
+        .await;
     assert_eq!((s, &own), (StatusCode::OK, &repaired));
-    let (_, page) = app.api_get(&shop_token, "/api/alerts?verdict=refused").await;
+    let (_, page) = app
+        .api_get(&shop_token, "/api/alerts?verdict=refused")
+        .await;
     assert_eq!(alertnames(&page), Vec::<String>::new(), "{page}");
 
     let after = app.metrics().await;
@@ -751,7 +810,10 @@ async fn an_alert_without_a_namespace_shows_no_target_in_the_api_and_the_metric(
     }
     // A re-send is a duplicate, not a second decision.
     let answer = app
-        .post_webhook_json(payload(&[(&no_ns, "firing")], refused["starts_at"].as_str().unwrap()))
+        .post_webhook_json(payload(
+            &[(&no_ns, "firing")],
+            refused["starts_at"].as_str().unwrap(),
+        ))
         .await;
     assert_eq!(answer["duplicates"], 1, "{answer}");
     assert_eq!(series(&app.metrics().await, no_target), Some(1.0));
@@ -764,7 +826,10 @@ async fn a_firing_alert_that_resolved_leaves_state_firing_and_shows_resolved_at(
     let ends = starts + chrono::Duration::minutes(4);
     let gone = [("alertname", "Gone"), ("namespace", "shop")];
     let still = [("alertname", "Still"), ("namespace", "shop")];
-    let fire = payload(&[(&gone, "firing"), (&still, "firing")], &starts.to_rfc3339());
+    let fire = payload(
+        &[(&gone, "firing"), (&still, "firing")],
+        &starts.to_rfc3339(),
+    );
     assert_eq!(app.post_webhook(fire).await.status(), 200);
     let token = issue(&app, "alice", "shop", "viewer");
     let (_, firing) = app.api_get(&token, "/api/alerts?state=firing").await;
@@ -772,7 +837,11 @@ async fn a_firing_alert_that_resolved_leaves_state_firing_and_shows_resolved_at(
     names.sort();
     assert_eq!(names, ["Gone", "Still"], "{firing}");
     assert!(
-        firing["items"].as_array().unwrap().iter().all(|a| a["resolved_at"].is_null()),
+        firing["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["resolved_at"].is_null()),
         "{firing}"
     );
 
@@ -781,7 +850,11 @@ async fn a_firing_alert_that_resolved_leaves_state_firing_and_shows_resolved_at(
     let resolve = common::payload::group(vec![resolve]).to_string();
     assert_eq!(app.post_webhook(resolve).await.status(), 200);
 
-    for query in ["state=firing", "status=firing", "state=firing&status=firing"] {
+    for query in [
+        "state=firing",
+        "status=firing",
+        "state=firing&status=firing",
+    ] {
         let (s, page) = app.api_get(&token, &format!("/api/alerts?{query}")).await;
         assert_eq!(s, 200, "{query}: {page}");
         assert_eq!(alertnames(&page), ["Still"], "{query}: {page}");
@@ -802,18 +875,39 @@ async fn a_firing_alert_that_resolved_leaves_state_firing_and_shows_resolved_at(
         .collect();
     assert_eq!(
         rows,
-        [("Gone", "resolved", "resolved"), ("Gone", "firing", "resolved")],
+        [
+            ("Gone", "resolved", "resolved"),
+            ("Gone", "firing", "resolved")
+        ],
         "{ended}"
     );
     let firing_row = &ended["items"][1];
-    let resolved_at = chrono::DateTime::parse_from_rfc3339(firing_row["resolved_at"].as_str().unwrap())
-        .unwrap_or_else(|e| panic!("{e}: {firing_row}"));
-    assert_eq!(resolved_at.timestamp_millis(), ends.timestamp_millis(), "{firing_row}");
-    assert!(firing_row["decisions"][0]["reason"] == "no_rule", "{firing_row}");
-    assert_eq!(ended["items"][0]["decisions"], json!([]), "a resolve is not decided on");
+    let resolved_at =
+        chrono::DateTime::parse_from_rfc3339(firing_row["resolved_at"].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {firing_row}"));
+    assert_eq!(
+        resolved_at.timestamp_millis(),
+        ends.timestamp_millis(),
+        "{firing_row}"
+    );
+    assert!(
+        firing_row["decisions"][0]["reason"] == "no_rule",
+        "{firing_row}"
+    );
+    assert_eq!(
+        ended["items"][0]["decisions"],
+        json!([]),
+        "a resolve is not decided on"
+    );
 
-    let (s, body) = app.api_get(&token, "/api/alerts?state=firing&status=resolved").await;
-    assert_eq!((s, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("status")), "{body}");
+    let (s, body) = app
+        .api_get(&token, "/api/alerts?state=firing&status=resolved")
+        .await;
+    assert_eq!(
+        (s, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("status")),
+        "{body}"
+    );
 }
 both_backends!(a_firing_alert_that_resolved_leaves_state_firing_and_shows_resolved_at);
 
@@ -829,30 +923,40 @@ fn times<'a>(v: &'a Value, path: &str, out: &mut Vec<(String, &'a Value)>) {
                 times(x, &p, out);
             }
         }
-        Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| times(x, &format!("{path}[{i}]"), out)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| times(x, &format!("{path}[{i}]"), out)),
         _ => {}
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_time_the_api_answers_is_rfc_3339_in_utc() {
-    let app = TestApp::spawn(
-        Spawn::new(Db::Sqlite)
-            .env("AIOPS_JWT_SECRET", SECRET)
-            .env("AIOPS_DEPLOY_WEBHOOK_URL", "https://aiops.example.net/webhook/alertmanager"),
-    )
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite).env("AIOPS_JWT_SECRET", SECRET).env(
+        "AIOPS_DEPLOY_WEBHOOK_URL",
+        "https://aiops.example.net/webhook/alertmanager",
+    ))
     .await;
     assert_eq!(app.post_webhook(down("shop")).await.status(), 200);
     let job = app
-        .wait_for_jobs("a finished repair", |j| j.len() == 1 && j[0].state.is_terminal())
+        .wait_for_jobs("a finished repair", |j| {
+            j.len() == 1 && j[0].state.is_terminal()
+        })
         .await[0]
         .id;
     let admin = issue(&app, "root", "", "admin");
     let (s, note) = app
-        .api_post(&admin, "/api/kb/notes", json!({"namespace": "shop", "alertname": "Down", "body": "n"}))
+        .api_post(
+            &admin,
+            "/api/kb/notes",
+            json!({"namespace": "shop", "alertname": "Down", "body": "n"}),
+        )
         .await;
     assert_eq!(s, 201, "{note}");
-    let spec = std::fs::read_to_string(common::repo().join("tests/golden/deploy/flask-basic.app.yaml")).unwrap();
+    let spec =
+        std::fs::read_to_string(common::repo().join("tests/golden/deploy/flask-basic.app.yaml"))
+            .unwrap();
     let req = app
         .client
         .post(app.url("/api/apps"))
@@ -883,15 +987,29 @@ async fn every_time_the_api_answers_is_rfc_3339_in_utc() {
         if v.is_null() {
             continue;
         }
-        let text = v.as_str().unwrap_or_else(|| panic!("{path} is not a string: {v}"));
-        let t = chrono::DateTime::parse_from_rfc3339(text).unwrap_or_else(|e| panic!("{path} = {text}: {e}"));
-        assert!(text.ends_with('Z') && t.offset().local_minus_utc() == 0, "{path} = {text} is not UTC");
+        let text = v
+            .as_str()
+            .unwrap_or_else(|| panic!("{path} is not a string: {v}"));
+        let t = chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap_or_else(|e| panic!("{path} = {text}: {e}"));
+        assert!(
+            text.ends_with('Z') && t.offset().local_minus_utc() == 0,
+            "{path} = {text} is not UTC"
+        );
         fields.insert(path.rsplit('.').next().unwrap().to_string());
     }
     // Every kind of time the API serves was seen (a listing of nulls would prove nothing).
     for f in [
-        "starts_at", "received_at", "decided_at", "created_at", "started_at", "finished_at",
-        "not_before", "at", "since", "updated_at",
+        "starts_at",
+        "received_at",
+        "decided_at",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "not_before",
+        "at",
+        "since",
+        "updated_at",
     ] {
         assert!(fields.contains(f), "{f} not seen among {fields:?}");
     }
@@ -919,10 +1037,20 @@ async fn the_migration_ends_stored_firing_rows_whose_resolve_is_stored(db: Db) {
         ("ended without endsAt", "b", "firing", None, 1_000),
         ("its bare resolve", "b", "resolved", None, 7_000),
         ("still firing", "c", "firing", None, 1_000),
-        ("an older occurrence's resolve", "c", "resolved", Some(900), 950),
+        (
+            "an older occurrence's resolve",
+            "c",
+            "resolved",
+            Some(900),
+            950,
+        ),
     ] {
         // The last resolve has another startsAt: it ends another occurrence, not this one.
-        let starts_at: i64 = if name == "an older occurrence's resolve" { 10 } else { 100 };
+        let starts_at: i64 = if name == "an older occurrence's resolve" {
+            10
+        } else {
+            100
+        };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, labels, \
              annotations, generator_url, receiver, group_key, received_at) \

@@ -364,11 +364,9 @@ async fn retention_empties_rollups_and_activity_longer_than_one_batch(db: Db) {
 }
 both_backends!(retention_empties_rollups_and_activity_longer_than_one_batch);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resolve_after_a_repair_records_its_time_to_recover_for_the_cli() {
-    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite)).await;
-    let starts = chrono::Utc::now() - chrono::Duration::minutes(10);
-    let fire = payload(
+/// A firing Down alert on prod/web that the shipped `restart` rule repairs.
+fn down_in_prod(starts_at: &str) -> String {
+    payload(
         &[(
             &[
                 ("alertname", "Down"),
@@ -379,8 +377,15 @@ async fn a_resolve_after_a_repair_records_its_time_to_recover_for_the_cli() {
             ],
             "firing",
         )],
-        &starts.to_rfc3339(),
-    );
+        starts_at,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_after_a_repair_records_its_time_to_recover_for_the_cli() {
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite)).await;
+    let starts = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let fire = down_in_prod(&starts.to_rfc3339());
     app.post_webhook(fire.clone()).await;
     app.wait_all_jobs_in(&[JobState::Succeeded]).await;
     let ends = starts + chrono::Duration::minutes(4);
@@ -468,19 +473,7 @@ async fn choose_best_picks_the_alternative_that_worked_for_this_alert() {
 async fn the_cli_json_and_the_api_use_the_same_keys(db: Db) {
     const SECRET: &str = "kb-test-secret-0123456789abcdef0123";
     let app = TestApp::spawn_app(Spawn::new(db).env("AIOPS_JWT_SECRET", SECRET)).await;
-    let fire = payload(
-        &[(
-            &[
-                ("alertname", "Down"),
-                ("auto_repair", "restart"),
-                ("namespace", "prod"),
-                ("app", "web"),
-                ("severity", "critical"),
-            ],
-            "firing",
-        )],
-        &chrono::Utc::now().to_rfc3339(),
-    );
+    let fire = down_in_prod(&chrono::Utc::now().to_rfc3339());
     app.post_webhook(fire).await;
     app.wait_all_jobs_in(&[JobState::Succeeded]).await;
     let admin = common::api::issue(&app, SECRET, "root", "", "admin");
@@ -507,7 +500,10 @@ async fn the_cli_json_and_the_api_use_the_same_keys(db: Db) {
         .await;
     assert_eq!(s, 200, "{repairs}");
     assert_eq!(history["target"], "prod/Deployment/web");
-    assert_eq!(history["repairs"], repairs["items"], "one repair, the same keys and values");
+    assert_eq!(
+        history["repairs"], repairs["items"],
+        "one repair, the same keys and values"
+    );
     assert_eq!(history["repairs"].as_array().map(Vec::len), Some(1));
 }
 both_backends!(the_cli_json_and_the_api_use_the_same_keys);

@@ -440,8 +440,7 @@ impl Pipeline {
                     } => {
                         m.rule_matches.with_label_values(&[rule.as_str()]).inc();
                         m.jobs.with_label_values(&[state.as_str()]).inc();
-                        let reason = if plan.dry_run { decision::DRY_RUN } else { decision::PLAN };
-                        m.decision(Verdict::Job, reason);
+                        m.decision(Verdict::Job, decision::job_reason(plan.dry_run));
                         report.jobs.push(*job_id);
                     }
                     RuleVerdict::Refused { rule, reason, .. } => {

@@ -460,7 +460,13 @@ impl Store {
                     reason: decision::NO_RULE.to_string(),
                     target: None,
                     job_id: None,
-                    sentence: decision::sentence(Verdict::Skipped, decision::NO_RULE, None, "", None),
+                    sentence: decision::sentence(
+                        Verdict::Skipped,
+                        decision::NO_RULE,
+                        None,
+                        "",
+                        None,
+                    ),
                     decided_at: a.received_at,
                 });
             }

@@ -39,6 +39,9 @@ mod tests {
             super::format(1_764_487_323_123).as_deref(),
             Some("2025-11-30T07:22:03.123Z")
         );
-        assert_eq!(super::format(0).as_deref(), Some("1970-01-01T00:00:00.000Z"));
+        assert_eq!(
+            super::format(0).as_deref(),
+            Some("1970-01-01T00:00:00.000Z")
+        );
     }
 }
