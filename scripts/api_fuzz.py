@@ -206,7 +206,9 @@ def main() -> int:
             ]
             log("running: " + " ".join(c if not c.startswith("Authorization") else "Authorization: Bearer ***" for c in cmd))
             started = time.monotonic()
-            rc = subprocess.run(cmd, cwd=work).returncode
+            # Our deserializer for the multi-document YAML of `manifests?format=yaml`.
+            hooks = {**os.environ, "SCHEMATHESIS_HOOKS": str(REPO / "scripts/api_fuzz_hooks.py")}
+            rc = subprocess.run(cmd, cwd=work, env=hooks).returncode
             log(f"schemathesis exited {rc} after {time.monotonic() - started:.0f} s")
         except Exception as e:  # noqa: BLE001 - any setup failure is reported with the daemon's log
             log(f"setup failed: {e}")

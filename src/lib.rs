@@ -15,6 +15,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod decision;
 pub mod definitions;
 pub mod deploy;
 pub mod duration;

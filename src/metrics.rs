@@ -23,6 +23,9 @@ pub struct Metrics {
     pub rule_matches: IntCounterVec,
     /// Refusals by guards, by reason.
     pub guard_refusals: IntCounterVec,
+    /// Decisions on recorded firing alerts, by verdict and reason (one per matching rule, or
+    /// `skipped`/`no_rule`); the same codes as `/api/alerts`. Count with [`Metrics::decision`].
+    pub alert_decisions: IntCounterVec,
     /// Job state transitions, by the state entered.
     pub jobs: IntCounterVec,
     /// Jobs queued or waiting in this process.
@@ -106,6 +109,16 @@ impl Metrics {
             "Repairs refused by a guard, by reason.",
             &["reason"],
         );
+        let alert_decisions = cv(
+            "aiops_alert_decisions_total",
+            "Decisions on firing alerts, by verdict (job, refused, skipped) and reason code.",
+            &["verdict", "reason"],
+        );
+        // The pairs that are no guard's start at zero here; each guard's reason is started with
+        // its `refused` verdict where the guards' reasons are known (daemon start-up).
+        for (verdict, reason) in crate::decision::NOT_REFUSALS {
+            alert_decisions.with_label_values(&[verdict.as_str(), reason]);
+        }
         let jobs = cv(
             "aiops_jobs_total",
             "Job state transitions, by the state entered.",
@@ -238,6 +251,7 @@ impl Metrics {
             alerts_rejected,
             rule_matches,
             guard_refusals,
+            alert_decisions,
             jobs,
             queue_depth,
             queue_full,
@@ -254,6 +268,13 @@ impl Metrics {
             http_connections_open,
             http_auth_throttled,
         }
+    }
+
+    /// Counts one decision on a firing alert in `aiops_alert_decisions_total`.
+    pub fn decision(&self, verdict: crate::decision::Verdict, reason: &str) {
+        self.alert_decisions
+            .with_label_values(&[verdict.as_str(), reason])
+            .inc();
     }
 
     /// The text exposition format.

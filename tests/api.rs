@@ -1,6 +1,7 @@
 //! The JSON API through `aiops serve`: per-app isolation of two apps' tokens (lists, items,
 //! knowledge base, notes), 401 for bad tokens, pagination, the audit log, the OpenAPI document,
-//! and retention (both backends where the store is involved).
+//! retention, each alert's decisions (filters, `/api/alerts/{id}`, the metric), "firing now"
+//! and RFC 3339 times (both backends where the store is involved).
 
 mod common;
 
@@ -114,7 +115,7 @@ async fn two_apps_tokens_see_only_their_own_alerts_repairs_and_notes(db: Db) {
 
     // Knowledge base: stats and similar are per app too.
     let (_, stats) = app.api_get(&blog, "/api/kb/stats?since=1d").await;
-    let targets: Vec<&str> = stats["targets"]
+    let targets: Vec<&str> = stats["by_target"]
         .as_array()
         .unwrap()
         .iter()
@@ -380,6 +381,7 @@ async fn listings_page_by_cursor_without_gaps_or_repeats() {
         ("/api/alerts?limit=100000", "limit"),
         ("/api/alerts?since=yesterday-ish", "since"),
         ("/api/alerts?status=burning", "status"),
+        ("/api/alerts?state=burning", "state"),
         ("/api/repairs?state=sleeping", "state"),
     ] {
         let (s, body) = app.api_get(&token, path).await;
@@ -435,6 +437,7 @@ async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
             [
                 "GET /api/openapi.json",
                 "GET /api/alerts",
+                "GET /api/alerts/{id}",
                 "GET /api/repairs",
                 "GET /api/repairs/{id}",
                 "GET /api/kb/stats",
@@ -446,6 +449,28 @@ async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
             ]
             .map(String::from)
         )
+    );
+    // The reason codes the document lists are the ones the filter accepts (its 400 names them).
+    let documented: BTreeSet<&str> =
+        doc["components"]["schemas"]["Decision"]["properties"]["reason"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+    let (s, body) = app.api_get(&admin, "/api/alerts?reason=unknown").await;
+    assert_eq!(s, 400, "{body}");
+    let error = body["error"].as_str().unwrap();
+    let accepted: BTreeSet<&str> = error
+        .split_once("(one of ")
+        .and_then(|(_, l)| l.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{error}"))
+        .split(", ")
+        .collect();
+    assert_eq!(documented, accepted);
+    assert!(
+        accepted.contains("no_target") && accepted.contains("no_rule"),
+        "{error}"
     );
     let (s, body) = app.api_get(&admin, "/api/nothing/here").await;
     assert_eq!(s, 404);
@@ -584,7 +609,7 @@ async fn a_since_longer_than_the_calendar_counts_from_1970_instead_of_answering_
     let admin = issue(&app, "root", "", "admin");
     let (s, body) = app.api_get(&admin, "/api/kb/stats?since=300000000y").await;
     assert_eq!(s, 200, "{body}");
-    assert_eq!(body["since"], "1970-01-01T00:00:00+00:00", "{body}");
+    assert_eq!(body["since"], "1970-01-01T00:00:00.000Z", "{body}");
     for path in [
         "/api/alerts?since=300000000y",
         "/api/repairs?since=300000000y",
@@ -594,3 +619,479 @@ async fn a_since_longer_than_the_calendar_counts_from_1970_instead_of_answering_
         assert!(body["items"].is_array(), "{path}: {body}");
     }
 }
+
+/// Labels of a Down alert the shipped `restart` rule matches, in `namespace` (none: `None`).
+fn down_labels(namespace: Option<&str>) -> Vec<(&str, &str)> {
+    let mut labels = vec![
+        ("alertname", "Down"),
+        ("auto_repair", "restart"),
+        ("app", "web"),
+        ("severity", "critical"),
+    ];
+    if let Some(ns) = namespace {
+        labels.push(("namespace", ns));
+    }
+    labels
+}
+
+/// The listed items' alert names, in order.
+fn alertnames(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page: {page}"))
+        .iter()
+        .map(|a| a["alertname"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The value of one series on /metrics (`name{labels}`), if published.
+fn series(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+async fn an_alert_without_a_namespace_shows_no_target_in_the_api_and_the_metric(db: Db) {
+    let app = spawn(db).await;
+    let no_target = r#"aiops_alert_decisions_total{reason="no_target",verdict="refused"}"#;
+    let no_rule = r#"aiops_alert_decisions_total{reason="no_rule",verdict="skipped"}"#;
+    let plan = r#"aiops_alert_decisions_total{reason="plan",verdict="job"}"#;
+    let before = app.metrics().await;
+    for s in [no_target, no_rule, plan] {
+        assert_eq!(series(&before, s), Some(0.0), "{s} starts at 0:\n{before}");
+    }
+
+    let no_ns = down_labels(None);
+    let shop = down_labels(Some("shop"));
+    let chatter = [("alertname", "Chatter"), ("namespace", "shop")];
+    let body = payload(
+        &[(&no_ns, "firing"), (&shop, "firing"), (&chatter, "firing")],
+        &chrono::Utc::now().to_rfc3339(),
+    );
+    let answer = app.post_webhook_json(body).await;
+    assert_eq!(
+        (
+            answer["refused"].as_i64(),
+            answer["jobs"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(1)),
+        "{answer}"
+    );
+
+    let admin = issue(&app, "root", "", "admin");
+    let (s, all) = app.api_get(&admin, "/api/alerts").await;
+    assert_eq!(s, 200, "{all}");
+    let items = all["items"].as_array().unwrap();
+    let by_name = |name: &str, ns: Option<&str>| {
+        items
+            .iter()
+            .find(|a| a["alertname"] == name && a["namespace"].as_str() == ns)
+            .unwrap_or_else(|| panic!("{name} in {ns:?} listed: {all}"))
+            .clone()
+    };
+    let refused = by_name("Down", None);
+    let decisions = refused["decisions"].as_array().unwrap();
+    assert_eq!(decisions.len(), 1, "{refused}");
+    let d = &decisions[0];
+    assert_eq!(
+        (
+            &d["rule"],
+            &d["verdict"],
+            &d["reason"],
+            &d["target"],
+            &d["job_id"]
+        ),
+        (
+            &json!("restart"),
+            &json!("refused"),
+            &json!("no_target"),
+            &Value::Null,
+            &Value::Null
+        ),
+        "{refused}"
+    );
+    let sentence = d["sentence"].as_str().unwrap();
+    assert!(
+        sentence.contains("restart")
+            && sentence.contains("no_target")
+            && sentence.contains("namespace"),
+        "{sentence}"
+    );
+    let repaired = by_name("Down", Some("shop"));
+    let job_id = repaired["decisions"][0]["job_id"]
+        .as_i64()
+        .expect("the job's id");
+    assert_eq!(
+        (
+            &repaired["decisions"][0]["verdict"],
+            &repaired["decisions"][0]["reason"],
+            &repaired["decisions"][0]["target"]
+        ),
+        (&json!("job"), &json!("plan"), &json!("shop/Deployment/web")),
+        "{repaired}"
+    );
+    let jobs = app.store().await.jobs().await.unwrap();
+    assert!(
+        jobs.iter()
+            .any(|j| j.id == job_id && j.target_key == "shop/Deployment/web"),
+        "{jobs:?}"
+    );
+    let skipped = by_name("Chatter", Some("shop"));
+    assert_eq!(
+        (
+            &skipped["decisions"][0]["rule"],
+            &skipped["decisions"][0]["verdict"],
+            &skipped["decisions"][0]["reason"]
+        ),
+        (&Value::Null, &json!("skipped"), &json!("no_rule")),
+        "{skipped}"
+    );
+
+    // The item route answers what the listing shows.
+    let id = refused["id"].as_i64().unwrap();
+    let (s, one) = app.api_get(&admin, &format!("/api/alerts/{id}")).await;
+    assert_eq!((s, &one), (StatusCode::OK, &refused));
+
+    // Filters by verdict and reason; both together must hold on the same decision.
+    for (query, expected) in [
+        ("verdict=refused", vec!["Down"]),
+        ("reason=no_target", vec!["Down"]),
+        ("verdict=refused&reason=no_target", vec!["Down"]),
+        ("verdict=skipped", vec!["Chatter"]),
+        ("reason=no_rule", vec!["Chatter"]),
+        ("verdict=job&reason=plan&namespace=shop", vec!["Down"]),
+        ("reason=dry_run", vec![]),
+        ("verdict=job&reason=no_target", vec![]),
+        ("verdict=refused&reason=no_rule", vec![]),
+    ] {
+        let (s, page) = app.api_get(&admin, &format!("/api/alerts?{query}")).await;
+        assert_eq!(s, 200, "{query}: {page}");
+        assert_eq!(alertnames(&page), expected, "{query}: {page}");
+    }
+    let (_, page) = app.api_get(&admin, "/api/alerts?verdict=job").await;
+    assert_eq!(page["items"][0]["namespace"], "shop", "{page}");
+    for (query, field) in [("verdict=maybe", "verdict"), ("reason=bored", "reason")] {
+        let (s, body) = app.api_get(&admin, &format!("/api/alerts?{query}")).await;
+        assert_eq!(
+            (s, body["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{body}"
+        );
+    }
+
+    // Per app: an alert without an app is an admin's only; another app's alert is 404 exactly
+    // like a missing one.
+    let shop_token = issue(&app, "alice", "shop", "viewer");
+    let blog_token = issue(&app, "bob", "blog", "viewer");
+    let (s_missing, missing) = app.api_get(&shop_token, "/api/alerts/999999").await;
+    assert_eq!(s_missing, 404, "{missing}");
+    assert_eq!(
+        app.api_get(&shop_token, &format!("/api/alerts/{id}")).await,
+        (StatusCode::NOT_FOUND, missing.clone())
+    );
+    let shop_id = repaired["id"].as_i64().unwrap();
+    assert_eq!(
+        app.api_get(&blog_token, &format!("/api/alerts/{shop_id}"))
+            .await,
+        (StatusCode::NOT_FOUND, missing)
+    );
+    let (s, own) = app
+        .api_get(&shop_token, &format!("/api/alerts/{shop_id}"))
+        .await;
+    assert_eq!((s, &own), (StatusCode::OK, &repaired));
+    let (_, page) = app
+        .api_get(&shop_token, "/api/alerts?verdict=refused")
+        .await;
+    assert_eq!(alertnames(&page), Vec::<String>::new(), "{page}");
+
+    let after = app.metrics().await;
+    for s in [no_target, no_rule, plan] {
+        assert_eq!(series(&after, s), Some(1.0), "{s}:\n{after}");
+    }
+    // A re-send is a duplicate, not a second decision.
+    let answer = app
+        .post_webhook_json(payload(
+            &[(&no_ns, "firing")],
+            refused["starts_at"].as_str().unwrap(),
+        ))
+        .await;
+    assert_eq!(answer["duplicates"], 1, "{answer}");
+    assert_eq!(series(&app.metrics().await, no_target), Some(1.0));
+}
+both_backends!(an_alert_without_a_namespace_shows_no_target_in_the_api_and_the_metric);
+
+async fn a_firing_alert_that_resolved_leaves_state_firing_and_shows_resolved_at(db: Db) {
+    let app = spawn(db).await;
+    let starts = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let ends = starts + chrono::Duration::minutes(4);
+    let gone = [("alertname", "Gone"), ("namespace", "shop")];
+    let still = [("alertname", "Still"), ("namespace", "shop")];
+    let fire = payload(
+        &[(&gone, "firing"), (&still, "firing")],
+        &starts.to_rfc3339(),
+    );
+    assert_eq!(app.post_webhook(fire).await.status(), 200);
+    let token = issue(&app, "alice", "shop", "viewer");
+    let (_, firing) = app.api_get(&token, "/api/alerts?state=firing").await;
+    let mut names = alertnames(&firing);
+    names.sort();
+    assert_eq!(names, ["Gone", "Still"], "{firing}");
+    assert!(
+        firing["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["resolved_at"].is_null()),
+        "{firing}"
+    );
+
+    let mut resolve = common::payload::alert("resolved", &gone, &starts.to_rfc3339());
+    resolve["endsAt"] = json!(ends.to_rfc3339());
+    let resolve = common::payload::group(vec![resolve]).to_string();
+    assert_eq!(app.post_webhook(resolve).await.status(), 200);
+
+    for query in [
+        "state=firing",
+        "status=firing",
+        "state=firing&status=firing",
+    ] {
+        let (s, page) = app.api_get(&token, &format!("/api/alerts?{query}")).await;
+        assert_eq!(s, 200, "{query}: {page}");
+        assert_eq!(alertnames(&page), ["Still"], "{query}: {page}");
+        assert_eq!(page["items"][0]["state"], "firing");
+    }
+    let (_, ended) = app.api_get(&token, "/api/alerts?state=resolved").await;
+    let rows: Vec<(&str, &str, &str)> = ended["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["alertname"].as_str().unwrap(),
+                a["status"].as_str().unwrap(),
+                a["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("Gone", "resolved", "resolved"),
+            ("Gone", "firing", "resolved")
+        ],
+        "{ended}"
+    );
+    let firing_row = &ended["items"][1];
+    let resolved_at =
+        chrono::DateTime::parse_from_rfc3339(firing_row["resolved_at"].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {firing_row}"));
+    assert_eq!(
+        resolved_at.timestamp_millis(),
+        ends.timestamp_millis(),
+        "{firing_row}"
+    );
+    assert!(
+        firing_row["decisions"][0]["reason"] == "no_rule",
+        "{firing_row}"
+    );
+    assert_eq!(
+        ended["items"][0]["decisions"],
+        json!([]),
+        "a resolve is not decided on"
+    );
+
+    let (s, body) = app
+        .api_get(&token, "/api/alerts?state=firing&status=resolved")
+        .await;
+    assert_eq!(
+        (s, body["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("status")),
+        "{body}"
+    );
+}
+both_backends!(a_firing_alert_that_resolved_leaves_state_firing_and_shows_resolved_at);
+
+/// Every key of `v` (at any depth) that names a point in time, with its value.
+fn times<'a>(v: &'a Value, path: &str, out: &mut Vec<(String, &'a Value)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let p = format!("{path}.{k}");
+                if k == "at" || k.ends_with("_at") || k == "not_before" || k == "since" {
+                    out.push((p.clone(), x));
+                }
+                times(x, &p, out);
+            }
+        }
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| times(x, &format!("{path}[{i}]"), out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_time_the_api_answers_is_rfc_3339_in_utc() {
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite).env("AIOPS_JWT_SECRET", SECRET).env(
+        "AIOPS_DEPLOY_WEBHOOK_URL",
+        "https://aiops.example.net/webhook/alertmanager",
+    ))
+    .await;
+    assert_eq!(app.post_webhook(down("shop")).await.status(), 200);
+    let job = app
+        .wait_for_jobs("a finished repair", |j| {
+            j.len() == 1 && j[0].state.is_terminal()
+        })
+        .await[0]
+        .id;
+    let admin = issue(&app, "root", "", "admin");
+    let (s, note) = app
+        .api_post(
+            &admin,
+            "/api/kb/notes",
+            json!({"namespace": "shop", "alertname": "Down", "body": "n"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{note}");
+    let spec =
+        std::fs::read_to_string(common::repo().join("tests/golden/deploy/flask-basic.app.yaml"))
+            .unwrap();
+    let req = app
+        .client
+        .post(app.url("/api/apps"))
+        .header("content-type", "application/yaml")
+        .body(spec);
+    let (s, registered) = app.api_send(req, &admin).await;
+    assert_eq!(s, 201, "{registered}");
+    let mut answers = vec![note, registered];
+    for path in [
+        "/api/alerts".to_string(),
+        "/api/alerts/1".to_string(),
+        "/api/repairs".to_string(),
+        format!("/api/repairs/{job}"),
+        "/api/kb/stats".to_string(),
+        "/api/kb/similar?alertname=Down&namespace=shop".to_string(),
+        "/api/apps".to_string(),
+    ] {
+        let (s, body) = app.api_get(&admin, &path).await;
+        assert_eq!(s, 200, "{path}: {body}");
+        answers.push(body);
+    }
+    let mut found = Vec::new();
+    for a in &answers {
+        times(a, "", &mut found);
+    }
+    let mut fields = BTreeSet::new();
+    for (path, v) in &found {
+        if v.is_null() {
+            continue;
+        }
+        let text = v
+            .as_str()
+            .unwrap_or_else(|| panic!("{path} is not a string: {v}"));
+        let t = chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap_or_else(|e| panic!("{path} = {text}: {e}"));
+        assert!(
+            text.ends_with('Z') && t.offset().local_minus_utc() == 0,
+            "{path} = {text} is not UTC"
+        );
+        fields.insert(path.rsplit('.').next().unwrap().to_string());
+    }
+    // Every kind of time the API serves was seen (a listing of nulls would prove nothing).
+    for f in [
+        "starts_at",
+        "received_at",
+        "decided_at",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "not_before",
+        "at",
+        "since",
+        "updated_at",
+    ] {
+        assert!(fields.contains(f), "{f} not seen among {fields:?}");
+    }
+}
+
+/// Migration 0009 on a store written before it: a firing row whose resolve is stored gets the
+/// resolve's end (its endsAt, else when it arrived); one without a resolve keeps firing.
+async fn the_migration_ends_stored_firing_rows_whose_resolve_is_stored(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = common::TestDb::new(db, dir.path()).await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&test_db.url).await.unwrap();
+    let all = match db {
+        Db::Sqlite => sqlx::migrate!("migrations/sqlite"),
+        Db::Postgres => sqlx::migrate!("migrations/postgres"),
+    };
+    let before = sqlx::migrate::Migrator::with_migrations(
+        all.iter().filter(|m| m.version <= 8).cloned().collect(),
+    );
+    before.run(&pool).await.unwrap();
+    let mut ids = HashMap::new();
+    for (name, fp, status, ends_at, received_at) in [
+        ("ended", "a", "firing", None, 1_000),
+        ("its resolve", "a", "resolved", Some(5_000), 6_000),
+        ("ended without endsAt", "b", "firing", None, 1_000),
+        ("its bare resolve", "b", "resolved", None, 7_000),
+        ("still firing", "c", "firing", None, 1_000),
+        (
+            "an older occurrence's resolve",
+            "c",
+            "resolved",
+            Some(900),
+            950,
+        ),
+    ] {
+        // The last resolve has another startsAt: it ends another occurrence, not this one.
+        let starts_at: i64 = if name == "an older occurrence's resolve" {
+            10
+        } else {
+            100
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, labels, \
+             annotations, generator_url, receiver, group_key, received_at) \
+             VALUES ($1, $2, $3, $4, 'Down', '{}', '{}', '', 'aiops', '{}', $5) RETURNING id",
+        )
+        .bind(fp)
+        .bind(status)
+        .bind(starts_at)
+        .bind(ends_at)
+        .bind(received_at)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        ids.insert(name, id);
+    }
+    pool.close().await;
+
+    let store = aiops::store::Store::connect(&test_db.url, &aiops::store::Options::default())
+        .await
+        .unwrap();
+    for (name, resolved_at) in [
+        ("ended", Some(5_000)),
+        ("its resolve", None),
+        ("ended without endsAt", Some(7_000)),
+        ("still firing", None),
+    ] {
+        let alert = store.alert(ids[name]).await.unwrap().unwrap();
+        assert_eq!(alert.resolved_at, resolved_at, "{name}: {alert:?}");
+    }
+    let firing = store
+        .list_alerts(&aiops::store::ListFilter {
+            alert_state: Some(aiops::store::AlertState::Firing),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        firing.iter().map(|a| a.id).collect::<Vec<_>>(),
+        [ids["still firing"]]
+    );
+    store.close().await;
+}
+both_backends!(the_migration_ends_stored_firing_rows_whose_resolve_is_stored);

@@ -191,13 +191,7 @@ async fn alert_events(store: &Store) -> Vec<(BTreeMap<String, String>, i64, Stri
     events.reverse();
     events
         .into_iter()
-        .map(|a| {
-            (
-                serde_json::from_value(a.labels).unwrap(),
-                a.starts_at,
-                a.status,
-            )
-        })
+        .map(|a| (a.labels, a.starts_at, a.status))
         .collect()
 }
 

@@ -1,6 +1,6 @@
 //! The knowledge base: stats from a seeded history equal hand-computed values (both backends),
 //! and a real repair's time to recover recorded when its alert resolves (the daemon in-process,
-//! `aiops kb` as the binary).
+//! `aiops kb` as the binary), and `aiops kb --json` speaking the API's vocabulary.
 
 mod common;
 
@@ -364,11 +364,9 @@ async fn retention_empties_rollups_and_activity_longer_than_one_batch(db: Db) {
 }
 both_backends!(retention_empties_rollups_and_activity_longer_than_one_batch);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resolve_after_a_repair_records_its_time_to_recover_for_the_cli() {
-    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite)).await;
-    let starts = chrono::Utc::now() - chrono::Duration::minutes(10);
-    let fire = payload(
+/// A firing Down alert on prod/web that the shipped `restart` rule repairs.
+fn down_in_prod(starts_at: &str) -> String {
+    payload(
         &[(
             &[
                 ("alertname", "Down"),
@@ -379,8 +377,15 @@ async fn a_resolve_after_a_repair_records_its_time_to_recover_for_the_cli() {
             ],
             "firing",
         )],
-        &starts.to_rfc3339(),
-    );
+        starts_at,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_after_a_repair_records_its_time_to_recover_for_the_cli() {
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite)).await;
+    let starts = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let fire = down_in_prod(&starts.to_rfc3339());
     app.post_webhook(fire.clone()).await;
     app.wait_all_jobs_in(&[JobState::Succeeded]).await;
     let ends = starts + chrono::Duration::minutes(4);
@@ -464,3 +469,41 @@ async fn choose_best_picks_the_alternative_that_worked_for_this_alert() {
         chose.reason
     );
 }
+
+async fn the_cli_json_and_the_api_use_the_same_keys(db: Db) {
+    const SECRET: &str = "kb-test-secret-0123456789abcdef0123";
+    let app = TestApp::spawn_app(Spawn::new(db).env("AIOPS_JWT_SECRET", SECRET)).await;
+    let fire = down_in_prod(&chrono::Utc::now().to_rfc3339());
+    app.post_webhook(fire).await;
+    app.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    let admin = common::api::issue(&app, SECRET, "root", "", "admin");
+    let env = HashMap::from([("AIOPS_DATABASE_URL", app.db.url.clone())]);
+    let cli = |args: &[&str]| -> serde_json::Value {
+        let (status, out, err) = run_cli(app.dir.path(), args, &env);
+        assert!(status.success(), "{args:?}: {out}{err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+
+    let stats = cli(&["kb", "stats", "--since", "1d", "--json"]);
+    let (s, api_stats) = app.api_get(&admin, "/api/kb/stats?since=1d").await;
+    assert_eq!(s, 200, "{api_stats}");
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&stats), ["by_alert", "by_target", "since"]);
+    assert_eq!(keys(&stats), keys(&api_stats));
+    assert_eq!(stats["by_alert"], api_stats["by_alert"]);
+    assert_eq!(stats["by_target"], api_stats["by_target"]);
+    assert_eq!(stats["by_alert"][0]["runs"], 1, "{stats}");
+
+    let history = cli(&["kb", "history", "prod/web", "--json"]);
+    let (s, repairs) = app
+        .api_get(&admin, "/api/repairs?target=prod/Deployment/web")
+        .await;
+    assert_eq!(s, 200, "{repairs}");
+    assert_eq!(history["target"], "prod/Deployment/web");
+    assert_eq!(
+        history["repairs"], repairs["items"],
+        "one repair, the same keys and values"
+    );
+    assert_eq!(history["repairs"].as_array().map(Vec::len), Some(1));
+}
+both_backends!(the_cli_json_and_the_api_use_the_same_keys);

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use aiops::app::{self, StoreAccess};
 use aiops::config::Settings;
-use aiops::kb::{Stat, TargetStat};
+use aiops::kb::Report;
 use aiops::store::Job;
 
 /// `aiops kb`'s subcommands.
@@ -20,7 +20,7 @@ pub enum Command {
         /// The window, e.g. 7d, 24h.
         #[arg(long, default_value = "7d")]
         since: String,
-        /// Print JSON.
+        /// Print JSON: the same keys as GET /api/kb/stats (`since`, `by_alert`, `by_target`).
         #[arg(long)]
         json: bool,
     },
@@ -31,6 +31,9 @@ pub enum Command {
         /// How many.
         #[arg(long, default_value_t = 20)]
         limit: i64,
+        /// Print JSON: `target` and `repairs`, each repair as GET /api/repairs lists it.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -43,20 +46,31 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> Result<ExitCode> {
             let window = aiops::config::parse_duration(&since).map_err(anyhow::Error::msg)?;
             let from = aiops::store::now_ms() - aiops::store::ms(window);
             let stats = Stats {
-                by_alert: aiops::kb::stats(&store, from, None).await?,
-                by_target: aiops::kb::target_stats(&store, from, None).await?,
+                report: aiops::kb::report(&store, from, None).await?,
                 since,
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
+                println!("{}", serde_json::to_string_pretty(&stats.report)?);
             } else {
                 print!("{stats}");
             }
         }
-        Command::History { target, limit } => {
+        Command::History {
+            target,
+            limit,
+            json,
+        } => {
             let key = target_key(&target)?;
-            let jobs = aiops::kb::history(&store, &key, limit).await?;
-            print!("{}", History { key, jobs });
+            let repairs = aiops::kb::history(&store, &key, limit).await?;
+            let history = History {
+                target: key,
+                repairs,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&history)?);
+            } else {
+                print!("{history}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -74,13 +88,11 @@ fn target_key(target: &str) -> Result<String> {
     })
 }
 
-/// Success rates and times to recover over a window: a table, or JSON with `--json`.
-#[derive(Serialize)]
+/// Success rates and times to recover over a window: a table, or with `--json` the report
+/// as the API serves it.
 struct Stats {
-    by_alert: Vec<Stat>,
-    by_target: Vec<TargetStat>,
+    report: Report,
     /// The window as given (`7d`), for the table's title.
-    #[serde(skip)]
     since: String,
 }
 
@@ -97,7 +109,7 @@ impl fmt::Display for Stats {
             "{:<32} {:<16} {:>5} {:>8} {:>9} {:>9}",
             "ALERT", "PLAYBOOK", "RUNS", "SUCCESS", "TTR MEAN", "TTR P90"
         )?;
-        for s in &self.by_alert {
+        for s in &self.report.by_alert {
             writeln!(
                 f,
                 "{:<32} {:<16} {:>5} {:>7.0}% {:>9} {:>9}",
@@ -111,7 +123,7 @@ impl fmt::Display for Stats {
         }
         writeln!(f, "\nby target:")?;
         writeln!(f, "{:<48} {:>5} {:>8}", "TARGET", "RUNS", "SUCCESS")?;
-        for t in &self.by_target {
+        for t in &self.report.by_target {
             writeln!(
                 f,
                 "{:<48} {:>5} {:>7.0}%",
@@ -124,20 +136,22 @@ impl fmt::Display for Stats {
     }
 }
 
-/// The last repairs of one target, newest first.
+/// The last repairs of one target, newest first: lines, or JSON with `--json`.
+#[derive(Serialize)]
 struct History {
-    key: String,
-    jobs: Vec<Job>,
+    /// `namespace/Kind/name`.
+    target: String,
+    /// Newest first, serialized as the API's repairs.
+    repairs: Vec<Job>,
 }
 
 impl fmt::Display for History {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.jobs.is_empty() {
-            writeln!(f, "no repairs of {}", self.key)?;
+        if self.repairs.is_empty() {
+            writeln!(f, "no repairs of {}", self.target)?;
         }
-        for j in &self.jobs {
-            let when = chrono::DateTime::from_timestamp_millis(j.created_at)
-                .map_or_else(String::new, |t| t.to_rfc3339());
+        for j in &self.repairs {
+            let when = aiops::store::rfc3339::format(j.created_at).unwrap_or_default();
             let result = j.error.clone().or(j.outcome.clone()).unwrap_or_default();
             let ttr = j.ttr_ms.map_or(String::new(), |ms| {
                 format!(" (recovered in {}s)", ms / 1000)

@@ -16,8 +16,10 @@ use serde_json::json;
 use super::auth::Claims;
 use super::respond::{audit, internal, not_found};
 use super::{ApiError, AppState};
+use crate::decision::{self, Verdict};
 use crate::kb;
-use crate::store::{self, JobState, ListFilter, NewNote};
+use crate::pipeline::Refusal;
+use crate::store::{self, AlertState, JobState, ListFilter, NewNote};
 
 /// Page size when the request names none.
 const DEFAULT_PAGE: i64 = 50;
@@ -28,6 +30,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/openapi.json", get(openapi))
         .route("/api/alerts", get(list_alerts))
+        .route("/api/alerts/{id}", get(get_alert))
         .route("/api/repairs", get(list_repairs))
         .route("/api/repairs/{id}", get(get_repair))
         .route("/api/kb/stats", get(kb_stats))
@@ -61,10 +64,14 @@ fn parse_since(v: &str) -> Result<i64, ApiError> {
 pub struct ListQuery {
     /// Repairs: `namespace/Kind/name`.
     target: Option<String>,
-    /// Repairs: job state.
+    /// Repairs: job state. Alerts: `firing` (firing now) or `resolved` (ended).
     state: Option<String>,
-    /// Alerts: `firing` or `resolved`.
+    /// Alerts: the old spelling of `state`, kept as an alias (same meaning).
     status: Option<String>,
+    /// Alerts: decision verdict (`job`, `refused`, `skipped`).
+    verdict: Option<String>,
+    /// Alerts: decision reason code.
+    reason: Option<String>,
     /// Alerts: alert name.
     alertname: Option<String>,
     /// Only this app (must be one the token sees).
@@ -98,11 +105,11 @@ impl ListQuery {
         };
         Ok(ListFilter {
             namespaces,
-            state: None,
             subject: None,
             since: self.since.as_deref().map(parse_since).transpose()?,
             before_id: self.cursor,
             limit,
+            ..ListFilter::default()
         })
     }
 }
@@ -114,27 +121,73 @@ fn page<T: serde::Serialize>(items: Vec<T>, id: impl Fn(&T) -> i64, limit: i64) 
     Json(json!({ "items": items, "next_cursor": next })).into_response()
 }
 
+/// Every reason code an alert's decision can have: the guards' and the others.
+fn reason_codes() -> Vec<&'static str> {
+    let guards = Refusal::ALL.iter().map(|r| r.as_str());
+    let others = decision::NOT_REFUSALS.iter().map(|(_, r)| *r);
+    others.chain(guards).collect()
+}
+
+/// The alert filters: `state` (or its alias `status`), `verdict` and `reason`, checked.
+fn alert_filters(q: &ListQuery, f: &mut ListFilter) -> Result<(), ApiError> {
+    let state = match (&q.state, &q.status) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "status is the old name of state: give one",
+            )
+            .field("status"));
+        }
+        (Some(s), _) => Some((s, "state")),
+        (None, Some(s)) => Some((s, "status")),
+        (None, None) => None,
+    };
+    if let Some((s, field)) = state {
+        f.alert_state = Some(AlertState::parse(s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{field} is firing (firing now) or resolved"),
+            )
+            .field(field)
+        })?);
+    }
+    if let Some(v) = &q.verdict {
+        let all: Vec<&str> = Verdict::ALL.iter().map(|v| v.as_str()).collect();
+        f.verdict = Some(Verdict::parse(v).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown verdict {v:?} (one of {})", all.join(", ")),
+            )
+            .field("verdict")
+        })?);
+    }
+    if let Some(r) = &q.reason {
+        let all = reason_codes();
+        if !all.contains(&r.as_str()) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown reason {r:?} (one of {})", all.join(", ")),
+            )
+            .field("reason"));
+        }
+        f.reason = Some(r.clone());
+    }
+    Ok(())
+}
+
 async fn list_alerts(
     claims: Claims,
     State(st): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    if q.target.is_some() || q.state.is_some() {
+    if q.target.is_some() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "alerts filter by status, alertname, namespace and since",
+            "alerts filter by state, verdict, reason, alertname, namespace and since",
         ));
     }
-    if let Some(s) = &q.status
-        && s != "firing"
-        && s != "resolved"
-    {
-        return Err(
-            ApiError::new(StatusCode::BAD_REQUEST, "status is firing or resolved").field("status"),
-        );
-    }
     let mut f = q.filter(&claims, &st)?;
-    f.state = q.status.clone();
+    alert_filters(&q, &mut f)?;
     f.subject = q.alertname.clone();
     let items = st
         .pipeline
@@ -145,12 +198,32 @@ async fn list_alerts(
     Ok(page(items, |a| a.id, f.limit))
 }
 
+async fn get_alert(
+    claims: Claims,
+    State(st): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    // An alert without an app label belongs to no app: only admins see it, as in the listing.
+    let alert = st
+        .pipeline
+        .store()
+        .alert(id)
+        .await
+        .map_err(internal)?
+        .filter(|a| match &a.namespace {
+            Some(ns) => claims.can_see(ns),
+            None => claims.visible_apps().is_none(),
+        })
+        .ok_or_else(|| not_found("alert"))?;
+    Ok(Json(alert).into_response())
+}
+
 async fn list_repairs(
     claims: Claims,
     State(st): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    if q.status.is_some() || q.alertname.is_some() {
+    if q.status.is_some() || q.alertname.is_some() || q.verdict.is_some() || q.reason.is_some() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "repairs filter by target, state, namespace and since",
@@ -230,20 +303,10 @@ async fn kb_stats(
         (Some(ns), _) => Some(vec![ns.clone()]),
         (None, apps) => apps.map(<[String]>::to_vec),
     };
-    let store = st.pipeline.store();
-    let stats = kb::stats(store, since, apps.as_deref())
+    let report = kb::report(st.pipeline.store(), since, apps.as_deref())
         .await
         .map_err(internal)?;
-    let targets = kb::target_stats(store, since, apps.as_deref())
-        .await
-        .map_err(internal)?;
-    let day = kb::window_day(since);
-    Ok(Json(json!({
-        "since": chrono::DateTime::from_timestamp_millis(day * store::DAY_MS).map(|t| t.to_rfc3339()),
-        "stats": stats,
-        "targets": targets,
-    }))
-    .into_response())
+    Ok(Json(report).into_response())
 }
 
 /// Query of /api/kb/similar.

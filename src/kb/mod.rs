@@ -51,6 +51,29 @@ pub struct TargetStat {
     pub success_rate: f64,
 }
 
+/// The knowledge base over a window, as `/api/kb/stats` and `aiops kb stats --json` both
+/// print it: one shape, so a script moves between them without renaming keys.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Report {
+    /// The first instant counted (epoch ms; RFC 3339 when serialized): midnight UTC of the day
+    /// the window starts in, because the rollups count whole days.
+    #[serde(serialize_with = "store::rfc3339::ms")]
+    pub since: i64,
+    /// Per alert name and playbook ([`stats`]).
+    pub by_alert: Vec<Stat>,
+    /// Per target ([`target_stats`]).
+    pub by_target: Vec<TargetStat>,
+}
+
+/// [`stats`] and [`target_stats`] of one window, as a [`Report`].
+pub async fn report(store: &Store, since: i64, namespaces: Option<&[String]>) -> Result<Report> {
+    Ok(Report {
+        since: window_day(since) * store::DAY_MS,
+        by_alert: stats(store, since, namespaces).await?,
+        by_target: target_stats(store, since, namespaces).await?,
+    })
+}
+
 /// The p90 time to recover is taken over at most this many of a group's newest recoveries in
 /// the window (exact when it has fewer), read from a covering index.
 pub const P90_SAMPLE: i64 = 2_000;

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::alert::{Alert, DedupKey, Payload, Rejection, Status};
 use crate::config::{self, Settings};
+use crate::decision::{self, Verdict};
 use crate::definitions::Definitions;
 use crate::job::{ChainStep, Params};
 use crate::metrics::Metrics;
@@ -449,21 +450,28 @@ impl Pipeline {
                     .with_label_values(&["cancelled"])
                     .inc_by(a.cancelled_jobs.len() as u64);
             }
+            // The decisions just committed, counted as /api/alerts shows them.
+            if a.status == Status::Firing && a.rules.is_empty() {
+                m.decision(Verdict::Skipped, decision::NO_RULE);
+            }
             for rv in &a.rules {
                 match rv {
                     RuleVerdict::Job {
                         rule,
                         job_id,
                         state,
+                        plan,
                         ..
                     } => {
                         m.rule_matches.with_label_values(&[rule.as_str()]).inc();
                         m.jobs.with_label_values(&[state.as_str()]).inc();
+                        m.decision(Verdict::Job, decision::job_reason(plan.dry_run));
                         report.jobs.push(*job_id);
                     }
                     RuleVerdict::Refused { rule, reason, .. } => {
                         m.rule_matches.with_label_values(&[rule.as_str()]).inc();
                         m.guard_refusals.with_label_values(&[reason.as_str()]).inc();
+                        m.decision(Verdict::Refused, reason.as_str());
                         report.refused += 1;
                     }
                 }

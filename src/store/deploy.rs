@@ -17,8 +17,10 @@ pub struct AppRecord {
     /// Who registered it last (`cli`, or the API token's subject).
     pub created_by: String,
     /// First registration (epoch ms).
+    #[serde(serialize_with = "super::rfc3339::ms")]
     pub created_at: i64,
     /// Last registration or deploy (epoch ms).
+    #[serde(serialize_with = "super::rfc3339::ms")]
     pub updated_at: i64,
 }
 
@@ -40,8 +42,10 @@ pub struct DeploymentRecord {
     /// What happened (the rollout message or the error).
     pub detail: Option<String>,
     /// Start (epoch ms).
+    #[serde(serialize_with = "super::rfc3339::ms")]
     pub started_at: i64,
     /// End (epoch ms), None while running.
+    #[serde(serialize_with = "super::rfc3339::opt_ms")]
     pub finished_at: Option<i64>,
 }
 

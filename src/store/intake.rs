@@ -40,14 +40,19 @@ pub struct Decision<'a> {
 impl WriteTx {
     /// Records an occurrence. Returns its id, or `None` when the same fingerprint, status and
     /// startsAt is already stored: that is a re-send and must not be acted on again.
+    ///
+    /// A resolve ends its firing row (`resolved_at`), so "firing now" is one indexed condition.
+    /// A firing row that arrives after its own resolve (a delayed retry) is stored ended.
     pub async fn insert_alert_event(&mut self, ev: &NewAlertEvent<'_>) -> Result<Option<i64>> {
         let a = ev.alert;
         let labels = serde_json::to_string(&a.labels).expect("string maps serialize");
         let annotations = serde_json::to_string(&a.annotations).expect("string maps serialize");
         let row = sqlx::query(
             "INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, namespace, labels, \
-             annotations, generator_url, receiver, group_key, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             annotations, generator_url, receiver, group_key, received_at, resolved_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+             (SELECT COALESCE(r.ends_at, r.received_at) FROM alert_events r \
+              WHERE r.fingerprint = $1 AND r.status = 'resolved' AND r.starts_at = $3 AND $2 = 'firing')) \
              ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(&a.fingerprint)
@@ -64,10 +69,20 @@ impl WriteTx {
         .bind(ev.received_at)
         .fetch_optional(&mut *self.tx)
         .await?;
-        Ok(match row {
-            Some(r) => Some(r.try_get("id")?),
-            None => None,
-        })
+        let Some(row) = row else { return Ok(None) };
+        if a.status == crate::alert::Status::Resolved {
+            let resolved_at = a.ends_at.map_or(ev.received_at, |t| t.timestamp_millis());
+            sqlx::query(
+                "UPDATE alert_events SET resolved_at = $1 \
+                 WHERE fingerprint = $2 AND status = 'firing' AND starts_at = $3",
+            )
+            .bind(resolved_at)
+            .bind(&a.fingerprint)
+            .bind(a.starts_at_ms())
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(Some(row.try_get("id")?))
     }
 
     /// Records a verdict.

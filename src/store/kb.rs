@@ -31,7 +31,8 @@ pub struct Note {
     pub author: String,
     /// The text.
     pub body: String,
-    /// When (epoch ms).
+    /// When (epoch ms; RFC 3339 when serialized).
+    #[serde(serialize_with = "super::rfc3339::ms")]
     pub created_at: i64,
 }
 

@@ -6,6 +6,8 @@ use sqlx::{Arguments, AssertSqlSafe, Row};
 
 use super::jobs::{JOB_COLUMNS, job_from_row};
 use super::{Error, Job, Result, Store, WriteTx};
+use crate::alert::Labels;
+use crate::decision::{self, Verdict};
 
 /// One write through the API, as the audit log keeps it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -26,31 +28,85 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-/// A recorded alert occurrence as the API lists it.
+/// A recorded alert occurrence as the API lists it, with what aiops decided about it.
+/// Times are epoch ms here and RFC 3339 when serialized.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct AlertRecord {
     /// Id (the pagination cursor).
     pub id: i64,
     /// Fingerprint.
     pub fingerprint: String,
-    /// `firing` or `resolved`.
+    /// What this notification said: `firing` or `resolved`.
     pub status: String,
+    /// What the alert is now: `firing` until its resolve arrives (then `resolved_at` is set),
+    /// `resolved` for a resolve.
+    pub state: AlertState,
     /// Alert name.
     pub alertname: String,
     /// The app (namespace label), if the alert has one.
     pub namespace: Option<String>,
     /// Labels.
-    pub labels: serde_json::Value,
+    pub labels: Labels,
     /// Annotations.
-    pub annotations: serde_json::Value,
-    /// startsAt (epoch ms).
+    pub annotations: Labels,
+    /// startsAt.
+    #[serde(serialize_with = "super::rfc3339::ms")]
     pub starts_at: i64,
-    /// endsAt (epoch ms), for resolved occurrences.
+    /// endsAt, for resolved occurrences.
+    #[serde(serialize_with = "super::rfc3339::opt_ms")]
     pub ends_at: Option<i64>,
+    /// For a firing occurrence: when its resolve said it ended.
+    #[serde(serialize_with = "super::rfc3339::opt_ms")]
+    pub resolved_at: Option<i64>,
     /// generatorURL.
     pub generator_url: String,
-    /// When it was received (epoch ms).
+    /// When it was received.
+    #[serde(serialize_with = "super::rfc3339::ms")]
     pub received_at: i64,
+    /// For a firing occurrence: one decision per matching rule, or one `skipped`/`no_rule`
+    /// when none matched. Empty for a resolve (resolves cancel, they are not decided on).
+    pub decisions: Vec<AlertDecision>,
+}
+
+/// Whether an alert is firing now or has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    /// Firing, and no resolve has arrived for it.
+    Firing,
+    /// Resolved (a resolve, or a firing occurrence whose resolve arrived).
+    Resolved,
+}
+
+impl AlertState {
+    /// The state named `s` (`firing` or `resolved`).
+    pub fn parse(s: &str) -> Option<AlertState> {
+        match s {
+            "firing" => Some(AlertState::Firing),
+            "resolved" => Some(AlertState::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// What aiops decided about one rule's match on a firing alert (see [`crate::decision`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AlertDecision {
+    /// The rule that matched; `None` when no rule did.
+    pub rule: Option<String>,
+    /// `job`, `refused` or `skipped`.
+    pub verdict: Verdict,
+    /// The reason code: a guard's (`no_target`, `cooldown`, ...), `plan`, `dry_run` or `no_rule`.
+    pub reason: String,
+    /// The target (`namespace/Kind/name`), when it could be resolved.
+    pub target: Option<String>,
+    /// The job created, if any.
+    pub job_id: Option<i64>,
+    /// The decision in a sentence, for people.
+    pub sentence: String,
+    /// When it was decided.
+    #[serde(serialize_with = "super::rfc3339::ms")]
+    pub decided_at: i64,
 }
 
 /// Which rows a listing returns. `namespaces: None` means every app (admin); `Some` limits to
@@ -59,8 +115,14 @@ pub struct AlertRecord {
 pub struct ListFilter {
     /// Apps the caller may see (None = all).
     pub namespaces: Option<Vec<String>>,
-    /// Only this state (jobs) or status (alerts).
+    /// Only this job state (jobs; alerts use `alert_state`).
     pub state: Option<String>,
+    /// Alerts: only those firing now, or only those ended.
+    pub alert_state: Option<AlertState>,
+    /// Alerts: only those with a decision of this verdict (and `reason`, on the same decision).
+    pub verdict: Option<Verdict>,
+    /// Alerts: only those with a decision of this reason code.
+    pub reason: Option<String>,
     /// Only this target key (jobs) or alert name (alerts).
     pub subject: Option<String>,
     /// Created/received at or after (epoch ms).
@@ -115,9 +177,9 @@ impl Where {
             .push(format!("{column} IN ({})", ps.join(", ")));
     }
 
-    /// The WHERE of a listing page and the placeholder of its LIMIT; `columns` name the app,
-    /// state, subject and time columns of the table listed.
-    fn listing(f: &ListFilter, columns: [&str; 4]) -> (Where, String) {
+    /// The WHERE of a listing page; `columns` name the app, state, subject and time columns
+    /// of the table listed. The caller may add clauses, then binds the LIMIT with [`Where::limit`].
+    fn listing(f: &ListFilter, columns: [&str; 4]) -> Where {
         let [ns_col, state_col, subject_col, time_col] = columns;
         let mut w = Where::new();
         if let Some(ns) = &f.namespaces {
@@ -135,9 +197,29 @@ impl Where {
         if let Some(id) = f.before_id {
             w.eq("id", "<", id);
         }
-        let limit_p = w.next();
-        w.args.add(f.limit).expect("encoding an integer");
-        (w, limit_p)
+        w
+    }
+
+    /// Binds a LIMIT; returns its placeholder (after every clause's).
+    fn limit(&mut self, limit: i64) -> String {
+        let p = self.next();
+        self.args.add(limit).expect("encoding an integer");
+        p
+    }
+
+    /// Adds a raw clause (its binds already added through [`Where::bind`]).
+    fn clause(&mut self, sql: String) {
+        self.clauses.push(sql);
+    }
+
+    /// Binds a value and returns its placeholder, for a clause written by hand.
+    fn bind<T>(&mut self, value: T) -> String
+    where
+        T: 'static + Send + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
+    {
+        let p = self.next();
+        self.args.add(value).expect("encoding a plain value");
+        p
     }
 
     /// The WHERE built so far; clears the clauses but keeps the binds and the numbering, so a
@@ -157,7 +239,50 @@ impl Where {
     }
 }
 
-fn json_text(r: &AnyRow, column: &'static str) -> Result<serde_json::Value> {
+/// The `verdict=`/`reason=` filter of the alert listing: alerts with a decision that has both
+/// (on the same decision). `no_rule` is the absence of any decision row on a firing alert.
+fn decision_filter(w: &mut Where, verdict: Option<Verdict>, reason: Option<&str>) {
+    if verdict.is_none() && reason.is_none() {
+        return;
+    }
+    if verdict == Some(Verdict::Skipped) || reason == Some(decision::NO_RULE) {
+        // `skipped` has one reason only: any other pairing names no alert.
+        if verdict.is_some_and(|v| v != Verdict::Skipped)
+            || reason.is_some_and(|r| r != decision::NO_RULE)
+        {
+            w.clause("1 = 0".into());
+        } else {
+            w.clause(
+                "status = 'firing' AND NOT EXISTS \
+                 (SELECT 1 FROM decisions d WHERE d.alert_event_id = alert_events.id)"
+                    .into(),
+            );
+        }
+        return;
+    }
+    let mut conds = vec!["d.alert_event_id = alert_events.id".to_string()];
+    if let Some(v) = verdict {
+        let p = w.bind(v.as_str().to_string());
+        conds.push(format!("d.verdict = {p}"));
+    }
+    match reason {
+        Some(decision::PLAN) => {
+            conds.push("d.reason = 'plan' AND COALESCE(j.dry_run, 0) = 0".into());
+        }
+        Some(decision::DRY_RUN) => conds.push("d.reason = 'plan' AND j.dry_run = 1".into()),
+        Some(r) => {
+            let p = w.bind(r.to_string());
+            conds.push(format!("d.reason = {p}"));
+        }
+        None => {}
+    }
+    w.clause(format!(
+        "EXISTS (SELECT 1 FROM decisions d LEFT JOIN jobs j ON j.id = d.job_id WHERE {})",
+        conds.join(" AND ")
+    ));
+}
+
+fn json_text<T: serde::de::DeserializeOwned>(r: &AnyRow, column: &'static str) -> Result<T> {
     let text: String = r.try_get(column)?;
     serde_json::from_str(&text).map_err(|e| Error::Corrupt {
         column,
@@ -216,40 +341,143 @@ impl Store {
             .collect()
     }
 
-    /// A page of recorded alert occurrences, newest first.
+    /// A page of recorded alert occurrences with their decisions, newest first.
     pub async fn list_alerts(&self, f: &ListFilter) -> Result<Vec<AlertRecord>> {
-        let (w, limit_p) = Where::listing(f, ["namespace", "status", "alertname", "received_at"]);
+        let mut w = Where::listing(f, ["namespace", "status", "alertname", "received_at"]);
+        match f.alert_state {
+            Some(AlertState::Firing) => {
+                w.clause("status = 'firing' AND resolved_at IS NULL".into());
+            }
+            Some(AlertState::Resolved) => {
+                w.clause("(status = 'resolved' OR resolved_at IS NOT NULL)".into());
+            }
+            None => {}
+        }
+        decision_filter(&mut w, f.verdict, f.reason.as_deref());
+        let limit_p = w.limit(f.limit);
+        self.alerts_where(w, &format!(" ORDER BY id DESC LIMIT {limit_p}"))
+            .await
+    }
+
+    /// One recorded alert occurrence with its decisions.
+    pub async fn alert(&self, id: i64) -> Result<Option<AlertRecord>> {
+        let mut w = Where::new();
+        w.eq("id", "=", id);
+        Ok(self.alerts_where(w, "").await?.pop())
+    }
+
+    async fn alerts_where(&self, w: Where, tail: &str) -> Result<Vec<AlertRecord>> {
         let sql = format!(
             "SELECT id, fingerprint, status, alertname, namespace, labels, annotations, starts_at, ends_at, \
-             generator_url, received_at FROM alert_events{} ORDER BY id DESC LIMIT {limit_p}",
+             resolved_at, generator_url, received_at FROM alert_events{}{tail}",
             w.sql()
         );
         let rows = sqlx::query_with(AssertSqlSafe(sql), w.args)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
+        let mut alerts = rows
+            .iter()
             .map(|r| {
+                let status: String = r.try_get("status")?;
+                let resolved_at: Option<i64> = r.try_get("resolved_at")?;
+                let state = if status == "firing" && resolved_at.is_none() {
+                    AlertState::Firing
+                } else {
+                    AlertState::Resolved
+                };
                 Ok(AlertRecord {
                     id: r.try_get("id")?,
                     fingerprint: r.try_get("fingerprint")?,
-                    status: r.try_get("status")?,
+                    status,
+                    state,
                     alertname: r.try_get("alertname")?,
                     namespace: r.try_get("namespace")?,
                     labels: json_text(r, "labels")?,
                     annotations: json_text(r, "annotations")?,
                     starts_at: r.try_get("starts_at")?,
                     ends_at: r.try_get("ends_at")?,
+                    resolved_at,
                     generator_url: r.try_get("generator_url")?,
                     received_at: r.try_get("received_at")?,
+                    decisions: Vec::new(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        self.attach_decisions(&mut alerts).await?;
+        Ok(alerts)
+    }
+
+    /// Fills each alert's decisions: one query for the page; a firing alert without a
+    /// decision row is the one no rule matched.
+    async fn attach_decisions(&self, alerts: &mut [AlertRecord]) -> Result<()> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let mut w = Where::new();
+        let ps: Vec<String> = alerts.iter().map(|a| w.bind(a.id)).collect();
+        let sql = format!(
+            "SELECT d.alert_event_id, d.rule, d.target_key, d.verdict, d.reason, d.detail, d.job_id, \
+             d.created_at, j.dry_run FROM decisions d LEFT JOIN jobs j ON j.id = d.job_id \
+             WHERE d.alert_event_id IN ({}) ORDER BY d.id",
+            ps.join(", ")
+        );
+        let rows = sqlx::query_with(AssertSqlSafe(sql), w.args)
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &rows {
+            let alert_id: i64 = r.try_get("alert_event_id")?;
+            let stored: String = r.try_get("verdict")?;
+            let verdict = Verdict::parse(&stored).ok_or_else(|| Error::Corrupt {
+                column: "decisions.verdict",
+                message: format!("unknown verdict {stored:?}"),
+            })?;
+            let mut reason: String = r.try_get("reason")?;
+            // A dry-run job is stored as a plan like any other; the job says which it was.
+            if reason == decision::PLAN && r.try_get::<Option<i64>, _>("dry_run")? == Some(1) {
+                reason = decision::DRY_RUN.to_string();
+            }
+            let rule: String = r.try_get("rule")?;
+            let detail: String = r.try_get("detail")?;
+            let job_id: Option<i64> = r.try_get("job_id")?;
+            let d = AlertDecision {
+                sentence: decision::sentence(verdict, &reason, Some(&rule), &detail, job_id),
+                rule: Some(rule),
+                verdict,
+                reason,
+                target: r.try_get("target_key")?,
+                job_id,
+                decided_at: r.try_get("created_at")?,
+            };
+            if let Some(a) = alerts.iter_mut().find(|a| a.id == alert_id) {
+                a.decisions.push(d);
+            }
+        }
+        for a in alerts.iter_mut() {
+            if a.status == "firing" && a.decisions.is_empty() {
+                a.decisions.push(AlertDecision {
+                    rule: None,
+                    verdict: Verdict::Skipped,
+                    reason: decision::NO_RULE.to_string(),
+                    target: None,
+                    job_id: None,
+                    sentence: decision::sentence(
+                        Verdict::Skipped,
+                        decision::NO_RULE,
+                        None,
+                        "",
+                        None,
+                    ),
+                    decided_at: a.received_at,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// A page of repairs, newest first.
     pub async fn list_jobs(&self, f: &ListFilter) -> Result<Vec<Job>> {
-        let (w, limit_p) =
-            Where::listing(f, ["target_namespace", "state", "target_key", "created_at"]);
+        let mut w = Where::listing(f, ["target_namespace", "state", "target_key", "created_at"]);
+        let limit_p = w.limit(f.limit);
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs{} ORDER BY id DESC LIMIT {limit_p}",
             w.sql()

@@ -22,6 +22,7 @@ mod kb;
 mod listing;
 mod notify;
 mod retention;
+pub mod rfc3339;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,7 +36,7 @@ pub use deploy::{AppRecord, DeploymentRecord};
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
 pub use kb::{DAY_MS, LastFix, NewNote, Note, RollupSum, TargetRollup, TtrSample};
-pub use listing::{AlertRecord, AuditEntry, ListFilter};
+pub use listing::{AlertDecision, AlertRecord, AlertState, AuditEntry, ListFilter};
 pub use notify::{
     AttemptEnd, NewNotification, Notification, NotificationAttempt, NotificationState,
 };

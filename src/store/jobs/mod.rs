@@ -180,12 +180,16 @@ pub struct Job {
     /// State.
     pub state: JobState,
     /// Earliest run time.
+    #[serde(serialize_with = "crate::store::rfc3339::ms")]
     pub not_before: i64,
     /// Created.
+    #[serde(serialize_with = "crate::store::rfc3339::ms")]
     pub created_at: i64,
     /// Started running.
+    #[serde(serialize_with = "crate::store::rfc3339::opt_ms")]
     pub started_at: Option<i64>,
     /// Reached a terminal state.
+    #[serde(serialize_with = "crate::store::rfc3339::opt_ms")]
     pub finished_at: Option<i64>,
     /// Replica that claimed it.
     pub owner: Option<String>,
@@ -304,6 +308,7 @@ pub struct JobEvent {
     /// New state.
     pub to: String,
     /// When.
+    #[serde(serialize_with = "crate::store::rfc3339::ms")]
     pub at: i64,
     /// Why.
     pub note: String,
@@ -313,6 +318,7 @@ pub struct JobEvent {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Step {
     /// When.
+    #[serde(serialize_with = "crate::store::rfc3339::ms")]
     pub at: i64,
     /// Short action name.
     pub action: String,
@@ -332,6 +338,7 @@ pub struct Escalation {
     /// Why.
     pub reason: String,
     /// When.
+    #[serde(serialize_with = "crate::store::rfc3339::ms")]
     pub created_at: i64,
 }
 
