@@ -319,7 +319,8 @@ async fn a_resolve_during_verification_is_told_once_when_the_repair_ends() {
         telegram.url
     );
     let rules = "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    verify: {resolved_within: 20s}\n";
-    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite).rules(rules).config(&config)).await;
+    // `aiops serve` as a process: the in-process daemon reads no configuration file.
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules).config(&config)).await;
     let fire = alert("restart", "other", "2026-11-26T04:00:00Z");
     app.post_webhook(fire.clone()).await;
     app.wait_for_jobs("verification to start", |j| {
