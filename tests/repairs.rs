@@ -172,10 +172,12 @@ async fn a_failing_health_check_fails_verification_and_escalates_along_the_chain
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repair_is_verified_by_the_alert_resolving_in_time() {
-    let rules = "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    verify: {resolved_within: 20s}\n";
-    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite).rules(rules)).await;
+/// A restart verified by its alert resolving within 20 s.
+const VERIFIED_BY_RESOLVE: &str = "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    verify: {resolved_within: 20s}\n";
+
+/// Fires the restart alert of `other`, waits until its repair is being verified, then
+/// resolves the alert.
+async fn resolve_while_verifying(app: &TestApp) {
     let fire = alert("restart", "other", "2026-11-26T04:00:00Z");
     app.post_webhook(fire.clone()).await;
     app.wait_for_jobs("verification to start", |j| {
@@ -184,6 +186,12 @@ async fn a_repair_is_verified_by_the_alert_resolving_in_time() {
     .await;
     app.post_webhook(fire.replace("\"firing\"", "\"resolved\""))
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_is_verified_by_the_alert_resolving_in_time() {
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite).rules(VERIFIED_BY_RESOLVE)).await;
+    resolve_while_verifying(&app).await;
     let jobs = app
         .wait_all_jobs_in(&[JobState::Succeeded, JobState::Escalated])
         .await;
@@ -318,17 +326,14 @@ async fn a_resolve_during_verification_is_told_once_when_the_repair_ends() {
         "notify:\n  channels:\n    tg: {{type: telegram, bot_token: \"1:t\", chat_id: \"1\", api_url: \"{}\"}}\n  routes:\n    - channels: [tg]\n",
         telegram.url
     );
-    let rules = "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    verify: {resolved_within: 20s}\n";
     // `aiops serve` as a process: the in-process daemon reads no configuration file.
-    let app = TestApp::spawn(Spawn::new(Db::Sqlite).rules(rules).config(&config)).await;
-    let fire = alert("restart", "other", "2026-11-26T04:00:00Z");
-    app.post_webhook(fire.clone()).await;
-    app.wait_for_jobs("verification to start", |j| {
-        j.first().is_some_and(|j| j.state == JobState::Verifying)
-    })
+    let app = TestApp::spawn(
+        Spawn::new(Db::Sqlite)
+            .rules(VERIFIED_BY_RESOLVE)
+            .config(&config),
+    )
     .await;
-    app.post_webhook(fire.replace("\"firing\"", "\"resolved\""))
-        .await;
+    resolve_while_verifying(&app).await;
     app.wait_all_jobs_in(&[JobState::Succeeded]).await;
     let text =
         |r: &common::stand_ins::Request| r.json()["text"].as_str().unwrap_or_default().to_string();
