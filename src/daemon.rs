@@ -26,6 +26,10 @@ pub enum Error {
     /// A service could not be built: settings, store, definitions, cluster, notify.
     #[error(transparent)]
     App(#[from] app::Error),
+    /// A configured notification channel cannot work: the daemon would lose its messages,
+    /// so it does not start (every other command still runs; `aiops check` lists them).
+    #[error("refusing to start: notification channels that cannot work (fix or remove them):\n{0}")]
+    BrokenChannels(crate::notify::config::SettingsError),
     /// Start-up recovery failed.
     #[error("start-up recovery failed: {0}")]
     Recover(#[from] executor::Error),
@@ -52,6 +56,10 @@ pub async fn run(
     settings
         .check_listen_is_safe()
         .map_err(app::Error::Config)?;
+    settings
+        .notify
+        .check_channels()
+        .map_err(Error::BrokenChannels)?;
     let (rules_source, playbooks_source) = (settings.rules_source(), settings.playbooks_source());
     let Services {
         settings,

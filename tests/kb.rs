@@ -97,7 +97,9 @@ async fn seed(store: &Store, n: i64, s: &Seed) {
     }
     if let Some(t) = s.ttr_s {
         assert_eq!(
-            tx.record_ttr(&alert.fingerprint, t * 1000).await.unwrap(),
+            tx.record_ttr(&alert.fingerprint, alert.starts_at_ms(), t * 1000)
+                .await
+                .unwrap(),
             1
         );
     }

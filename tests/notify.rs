@@ -557,3 +557,239 @@ notify:
         }
     }
 }
+
+/// A rule whose target needs the `namespace` label: alerts without it are refused `no_target`.
+const NO_COOLDOWN_RESTART: &str = r#"
+rules:
+  - name: restart-web
+    matchers: ['auto_repair="restart"']
+    playbook: restart
+    params: {rollout_timeout: 1m}
+"#;
+
+fn telegram_text(r: &Request) -> String {
+    r.json()["text"].as_str().unwrap_or_default().to_string()
+}
+
+/// A storm of alerts aiops refuses (no target) is one `no_action` message on the route that
+/// asked for it, listing every alert with why and what to do, and nothing on a route that did
+/// not opt in.
+async fn no_action_is_sent_once_for_a_burst_of_refusals_and_never_to_a_route_that_did_not_opt_in(
+    db: Db,
+) {
+    let telegram = StandIn::start().await;
+    telegram.default_answer(Answer::new(200, r#"{"ok":true,"result":{"message_id":1}}"#));
+    let slack = StandIn::start().await;
+    slack.default_answer(Answer::new(200, "ok"));
+    let config = format!(
+        r#"
+notify:
+  no_action: {{group_wait: 3s, group_interval: 1h}}
+  channels:
+    tg: {{type: telegram, bot_token: "1:t", chat_id: "-100", api_url: "{tg}"}}
+    team: {{type: slack, webhook_url: "{slack}/services/T/B/x"}}
+  routes:
+    - channels: [team]
+      continue: true
+    - channels: [tg]
+      events: [no_action]
+"#,
+        tg = telegram.url,
+        slack = slack.url
+    );
+    let app = TestApp::spawn(Spawn::new(db).rules(NO_COOLDOWN_RESTART).config(&config)).await;
+    let apps: Vec<String> = (0..5).map(|i| format!("web-{i}")).collect();
+    let labels: Vec<[(&str, &str); 3]> = apps
+        .iter()
+        .map(|a| {
+            [
+                ("alertname", "KubePodCrashLooping"),
+                ("auto_repair", "restart"),
+                ("app", a.as_str()),
+            ]
+        })
+        .collect();
+    // The burst comes in two webhooks, as Alertmanager's groups would send it.
+    for part in [&labels[..3], &labels[3..]] {
+        let alerts: Vec<(&[(&str, &str)], &str)> =
+            part.iter().map(|l| (&l[..], "firing")).collect();
+        let body = app
+            .post_webhook_json(payload(&alerts, "2026-11-26T04:00:00Z"))
+            .await;
+        assert_eq!(body["refused"], part.len(), "{body}");
+    }
+    telegram
+        .wait_for("the no_action message", |r| {
+            r.iter().any(|r| telegram_text(r).contains("No action"))
+        })
+        .await;
+    // Give a second message the time to show up if one were coming (the group is sent once;
+    // this window is what is tested, not a synchronisation).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let reqs: Vec<String> = telegram
+        .requests()
+        .iter()
+        .map(telegram_text)
+        .filter(|t| t.contains("No action"))
+        .collect();
+    assert_eq!(reqs.len(), 1, "{reqs:#?}");
+    let text = &reqs[0];
+    assert!(
+        text.starts_with("<b>[aiops] No action (no_target): KubePodCrashLooping and 4 more</b>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aiops saw KubePodCrashLooping and 4 other alerts and did nothing because the alert's labels do not name the rule's target"),
+        "{text}"
+    );
+    assert!(
+        text.contains("What to do: add the missing labels"),
+        "{text}"
+    );
+    for a in &apps {
+        assert!(
+            text.contains(&format!("app=&quot;{a}&quot;"))
+                || text.contains(&format!("app=\"{a}\"")),
+            "{a} listed: {text}"
+        );
+    }
+    assert!(
+        slack
+            .requests()
+            .iter()
+            .all(|r| !String::from_utf8_lossy(&r.body).contains("No action")),
+        "the route without no_action in its events hears nothing of it"
+    );
+    let rows = app.store().await.notifications().await.unwrap();
+    let no_action: Vec<_> = rows.iter().filter(|n| n.event == "no_action").collect();
+    assert_eq!(no_action.len(), 1, "{rows:#?}");
+    assert_eq!(
+        (no_action[0].channel.as_str(), no_action[0].state),
+        ("tg", NotificationState::Sent)
+    );
+}
+both_backends!(
+    no_action_is_sent_once_for_a_burst_of_refusals_and_never_to_a_route_that_did_not_opt_in
+);
+
+/// The RFC 3339 time (whole seconds, `Z`) of epoch milliseconds, as messages print it.
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Runs a repair that works on app `web` (registered with a display name), then resolves its
+/// alert 7½ minutes after the repair started; returns the Telegram texts and the job.
+async fn a_repair_then_its_resolve(db: Db, language: &str) -> (Vec<String>, aiops::store::Job) {
+    let telegram = StandIn::start().await;
+    telegram.default_answer(Answer::new(200, r#"{"ok":true,"result":{"message_id":1}}"#));
+    let config = format!(
+        r#"
+notify:
+  language: {language}
+  channels:
+    tg: {{type: telegram, bot_token: "1:t", chat_id: "-100", api_url: "{tg}"}}
+  routes:
+    - channels: [tg]
+"#,
+        tg = telegram.url
+    );
+    let app = TestApp::spawn(Spawn::new(db).rules(NO_COOLDOWN_RESTART).config(&config)).await;
+    let store = app.store().await;
+    let spec = serde_json::json!({"name": "web", "namespace": "prod", "display_name": "Web shop"});
+    store
+        .upsert_app("web", "prod", &spec, "test")
+        .await
+        .unwrap();
+    let labels = [
+        ("alertname", "KubePodCrashLooping"),
+        ("auto_repair", "restart"),
+        ("namespace", "prod"),
+        ("app", "web"),
+    ];
+    let starts = common::minutes_ago(10);
+    app.post_webhook(payload(&[(&labels, "firing")], &starts))
+        .await;
+    let jobs = app
+        .wait_for_jobs("the restart to succeed", |j| {
+            j.len() == 1 && j[0].state == JobState::Succeeded
+        })
+        .await;
+    let started = jobs[0].started_at.unwrap();
+    let ends = started + 7 * 60_000 + 30_000;
+    let mut resolved: serde_json::Value =
+        serde_json::from_str(&payload(&[(&labels, "resolved")], &starts)).unwrap();
+    resolved["alerts"][0]["endsAt"] = serde_json::json!(
+        chrono::DateTime::from_timestamp_millis(ends)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    );
+    app.post_webhook(resolved.to_string()).await;
+    let marker = if language == "en" {
+        "Recovered"
+    } else {
+        "已恢復"
+    };
+    telegram
+        .wait_for("the recovery message", |r| {
+            r.iter().any(|r| telegram_text(r).contains(marker))
+        })
+        .await;
+    let job = app
+        .wait_for_jobs("the time to recover", |j| j[0].ttr_ms.is_some())
+        .await
+        .remove(0);
+    let starts_ms = chrono::DateTime::parse_from_rfc3339(&starts)
+        .unwrap()
+        .timestamp_millis();
+    assert_eq!(job.ttr_ms, Some(ends - starts_ms));
+    let texts = telegram.requests().iter().map(telegram_text).collect();
+    (texts, job)
+}
+
+/// When an alert that had a repair resolves, the route hears how long after the repair, which
+/// playbook and how it ended; every message names the app by its registered display name.
+async fn alert_recovered_says_how_many_minutes_after_which_repair_the_alert_resolved(db: Db) {
+    let (texts, job) = a_repair_then_its_resolve(db, "en").await;
+    let recovered: Vec<_> = texts.iter().filter(|t| t.contains("Recovered")).collect();
+    assert_eq!(recovered.len(), 1, "{texts:#?}");
+    let text = recovered[0];
+    assert!(
+        text.starts_with("<b>[aiops] Recovered: Web shop (prod)</b>"),
+        "{text}"
+    );
+    let want = format!(
+        "Recovered: KubePodCrashLooping on prod/Deployment/web resolved 7 minutes after the repair (restart at {}, succeeded",
+        rfc3339(job.started_at.unwrap())
+    );
+    assert!(text.contains(&want), "{want}\n{text}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("<b>[aiops] Repair started: Web shop (prod)</b>")),
+        "display_name in every event: {texts:#?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("<b>[aiops] Repaired: Web shop (prod)</b>")),
+        "{texts:#?}"
+    );
+}
+both_backends!(alert_recovered_says_how_many_minutes_after_which_repair_the_alert_resolved);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_recovered_reads_in_traditional_chinese_when_the_language_is_zh_tw() {
+    let (texts, job) = a_repair_then_its_resolve(Db::Sqlite, "zh-TW").await;
+    let text = texts.iter().find(|t| t.contains("已恢復")).unwrap();
+    assert!(
+        text.starts_with("<b>[aiops] 已恢復：Web shop（prod）</b>"),
+        "{text}"
+    );
+    let want = format!(
+        "已恢復：KubePodCrashLooping（prod/Deployment/web）在修復後 7 分鐘解除（restart，{}，succeeded",
+        rfc3339(job.started_at.unwrap())
+    );
+    assert!(text.contains(&want), "{want}\n{text}");
+}

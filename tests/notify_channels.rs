@@ -417,3 +417,112 @@ async fn check_reports_a_chain_naming_an_unknown_route_with_its_file_and_line() 
         "{err}"
     );
 }
+
+/// `aiops serve` with `config`, in `dir`, until it exits by itself (within 20 s, else it is
+/// killed by its PID and the test fails): (exit code, stderr).
+fn serve_until_it_exits(dir: &std::path::Path) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aiops"))
+        .args(["--config", "aiops.yaml", "serve"])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AIOPS_LISTEN", "127.0.0.1:0")
+        .env("AIOPS_DATABASE_URL", "sqlite://aiops.db?mode=rwc")
+        .env("TG_TOKEN", "123:tg-secret-value")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("aiops serve started although a channel cannot work");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status.code(), err)
+}
+
+/// One channel's missing variable affects that channel only: `notify test` on another works and
+/// says nothing of it, `check` lists every broken channel, `serve` refuses to start naming the
+/// channel and the variable, and no secret appears anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_channel_affects_only_itself_notify_test_check_and_serve() {
+    let api = StandIn::start().await;
+    api.default_answer(Answer::new(200, r#"{"ok":true,"result":{"message_id":3}}"#));
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &format!(
+            "notify:\n  channels:\n    tg: {{type: telegram, bot_token_env: TG_TOKEN, chat_id: 5, api_url: '{}'}}\n    \
+             team: {{type: slack, webhook_url_env: TEAM_SLACK_URL}}\n    \
+             pager: {{type: line, channel_token_env: PAGER_TOKEN, to: U1}}\n  routes:\n    - channels: [tg, team]\n",
+            api.url
+        ),
+    );
+    let env: HashMap<&str, String> = [("TG_TOKEN", "123:tg-secret-value".to_string())].into();
+    let run = |args: &'static [&'static str]| {
+        let (cwd, env) = (dir.path().to_path_buf(), env.clone());
+        tokio::task::spawn_blocking(move || common::run_cli(&cwd, args, &env))
+    };
+
+    let (status, out, err) = run(&["--config", "aiops.yaml", "notify", "test", "tg"])
+        .await
+        .unwrap();
+    assert!(status.success(), "{out}{err}");
+    assert_eq!(out.trim(), "sent to tg (telegram): 200 ok, message_id 3");
+    for other in ["team", "pager", "TEAM_SLACK_URL", "PAGER_TOKEN"] {
+        assert!(
+            !out.contains(other) && !err.contains(other),
+            "nothing about {other}: {out}{err}"
+        );
+    }
+
+    let (status, _, err) = run(&["--config", "aiops.yaml", "notify", "test", "team"])
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        err.contains("error: team cannot be used: notify.channels.team: webhook_url_env: environment variable TEAM_SLACK_URL is not set"),
+        "{err}"
+    );
+
+    let (status, out, err) = run(&["--config", "aiops.yaml", "check"]).await.unwrap();
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains(
+            "notify.channels.pager: channel_token_env: environment variable PAGER_TOKEN is not set\n\
+             notify.channels.team: webhook_url_env: environment variable TEAM_SLACK_URL is not set\n\
+             notify: 2 channel(s) cannot work"
+        ),
+        "{err}"
+    );
+    assert!(!out.contains("notify: OK"), "{out}");
+
+    let cwd = dir.path().to_path_buf();
+    let (code, err) = tokio::task::spawn_blocking(move || serve_until_it_exits(&cwd))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("refusing to start"), "{err}");
+    assert!(
+        err.contains(
+            "notify.channels.team: webhook_url_env: environment variable TEAM_SLACK_URL is not set"
+        ) && err.contains(
+            "notify.channels.pager: channel_token_env: environment variable PAGER_TOKEN is not set"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("tg-secret-value"), "{err}");
+    assert!(
+        !dir.path().join("aiops.db").exists(),
+        "refused before the store was opened"
+    );
+}

@@ -172,10 +172,12 @@ async fn a_failing_health_check_fails_verification_and_escalates_along_the_chain
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repair_is_verified_by_the_alert_resolving_in_time() {
-    let rules = "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    verify: {resolved_within: 20s}\n";
-    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite).rules(rules)).await;
+/// A restart verified by its alert resolving within 20 s.
+const VERIFIED_BY_RESOLVE: &str = "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n    verify: {resolved_within: 20s}\n";
+
+/// Fires the restart alert of `other`, waits until its repair is being verified, then
+/// resolves the alert.
+async fn resolve_while_verifying(app: &TestApp) {
     let fire = alert("restart", "other", "2026-11-26T04:00:00Z");
     app.post_webhook(fire.clone()).await;
     app.wait_for_jobs("verification to start", |j| {
@@ -184,6 +186,12 @@ async fn a_repair_is_verified_by_the_alert_resolving_in_time() {
     .await;
     app.post_webhook(fire.replace("\"firing\"", "\"resolved\""))
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_is_verified_by_the_alert_resolving_in_time() {
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite).rules(VERIFIED_BY_RESOLVE)).await;
+    resolve_while_verifying(&app).await;
     let jobs = app
         .wait_all_jobs_in(&[JobState::Succeeded, JobState::Escalated])
         .await;
@@ -249,5 +257,104 @@ async fn an_escalation_tells_humans_what_fixed_this_alert_last_time() {
     assert!(
         text.contains("last time, restart fixed this in 4 min (job 1)"),
         "{text}"
+    );
+}
+
+/// The same alert (one fingerprint) fired twice and was repaired twice: the resolve of the
+/// first firing gives its time to recover to the first repair only, and the second firing's
+/// resolve to the second (matched on the firing's `startsAt`, not the fingerprint alone).
+async fn a_resolve_closes_only_the_repairs_of_its_own_firing(db: Db) {
+    let rules =
+        "rules:\n  - name: r\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n";
+    let app = TestApp::spawn_app(Spawn::new(db).rules(rules)).await;
+    let (first, second) = ("2026-11-26T04:00:00Z", "2026-11-26T05:00:00Z");
+    app.post_webhook(alert("restart", "web", first)).await;
+    app.wait_for_jobs("the first repair", |j| {
+        j.len() == 1 && j[0].state == JobState::Succeeded
+    })
+    .await;
+    app.post_webhook(alert("restart", "web", second)).await;
+    let jobs = app
+        .wait_for_jobs("the second repair", |j| {
+            j.len() == 2 && j.iter().all(|j| j.state == JobState::Succeeded)
+        })
+        .await;
+    assert_eq!(jobs[0].ttr_ms, None);
+    let resolve = |starts: &str, ends: &str| {
+        let mut v: Value = serde_json::from_str(
+            &alert("restart", "web", starts).replace("\"firing\"", "\"resolved\""),
+        )
+        .unwrap();
+        v["alerts"][0]["endsAt"] = Value::from(ends);
+        v.to_string()
+    };
+    // The first firing resolves 10 minutes after it started.
+    app.post_webhook(resolve(first, "2026-11-26T04:10:00Z"))
+        .await;
+    let jobs = app
+        .wait_for_jobs("the first repair's time to recover", |j| {
+            j[0].ttr_ms.is_some()
+        })
+        .await;
+    assert_eq!(jobs[0].ttr_ms, Some(600_000));
+    assert_eq!(jobs[1].ttr_ms, None, "the second firing is still open");
+    // The second resolves 3 minutes after it started.
+    app.post_webhook(resolve(second, "2026-11-26T05:03:00Z"))
+        .await;
+    let jobs = app
+        .wait_for_jobs("the second repair's time to recover", |j| {
+            j[1].ttr_ms.is_some()
+        })
+        .await;
+    assert_eq!(
+        (jobs[0].ttr_ms, jobs[1].ttr_ms),
+        (Some(600_000), Some(180_000))
+    );
+}
+both_backends!(a_resolve_closes_only_the_repairs_of_its_own_firing);
+
+/// A resolve that arrives while the repair is still being verified: the recovery message
+/// waits for the repair's end and is sent once, by the transaction that ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolve_during_verification_is_told_once_when_the_repair_ends() {
+    let telegram = StandIn::start().await;
+    telegram.default_answer(common::stand_ins::Answer::new(
+        200,
+        r#"{"ok":true,"result":{"message_id":1}}"#,
+    ));
+    let config = format!(
+        "notify:\n  channels:\n    tg: {{type: telegram, bot_token: \"1:t\", chat_id: \"1\", api_url: \"{}\"}}\n  routes:\n    - channels: [tg]\n",
+        telegram.url
+    );
+    // `aiops serve` as a process: the in-process daemon reads no configuration file.
+    let app = TestApp::spawn(
+        Spawn::new(Db::Sqlite)
+            .rules(VERIFIED_BY_RESOLVE)
+            .config(&config),
+    )
+    .await;
+    resolve_while_verifying(&app).await;
+    app.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    let text =
+        |r: &common::stand_ins::Request| r.json()["text"].as_str().unwrap_or_default().to_string();
+    telegram
+        .wait_for("the recovery message", |r| {
+            r.iter().any(|r| text(r).contains("Recovered"))
+        })
+        .await;
+    // A second one would come from the resolve's own transaction, already committed: the
+    // window is what is tested, not a synchronisation.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let recovered: Vec<String> = telegram
+        .requests()
+        .iter()
+        .map(text)
+        .filter(|t| t.contains("Recovered"))
+        .collect();
+    assert_eq!(recovered.len(), 1, "{recovered:#?}");
+    assert!(
+        recovered[0].contains("Recovered: Trouble on prod/Deployment/other resolved 0 minutes after the repair (restart at "),
+        "{}",
+        recovered[0]
     );
 }

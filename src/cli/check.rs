@@ -38,6 +38,16 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         eprintln!("settings: {e}");
         return Ok(ExitCode::FAILURE);
     }
+    if !settings.notify.broken.is_empty() {
+        for problem in settings.notify.broken.values() {
+            eprintln!("{problem}");
+        }
+        eprintln!(
+            "notify: {} channel(s) cannot work",
+            settings.notify.broken.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     println!(
         "notify: OK ({} channels, {} routes)",
         settings.notify.channels.len(),

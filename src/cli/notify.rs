@@ -15,7 +15,8 @@ use aiops::notify::{self, Event, EventKind, Message};
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// Send a test message to one channel of notify.channels and print the API's answer;
-    /// exit 1 when the channel refuses or cannot be reached.
+    /// exit 1 when the channel refuses, cannot be reached, or cannot work (a missing
+    /// `*_env` variable); other channels' problems do not matter here.
     Test {
         /// The channel name.
         channel: String,
@@ -29,8 +30,13 @@ pub enum Command {
 pub async fn run(config: Option<&Path>, cmd: Command) -> Result<ExitCode> {
     let Command::Test { channel, message } = cmd;
     let settings = Settings::load(config)?;
+    // Another channel's problem is not this one's: only the named channel must work.
+    if let Some(problem) = settings.notify.broken.get(&channel) {
+        eprintln!("error: {channel} cannot be used: {problem}");
+        return Ok(ExitCode::FAILURE);
+    }
     let Some(ch) = settings.notify.channels.get(&channel) else {
-        let known: Vec<_> = settings.notify.channels.keys().cloned().collect();
+        let known: Vec<_> = settings.notify.specs.keys().cloned().collect();
         anyhow::bail!(
             "no channel {channel:?} in notify.channels (configured: {})",
             if known.is_empty() {

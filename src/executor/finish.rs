@@ -122,6 +122,7 @@ impl Executor {
                 };
                 self.enqueue(&mut tx, &event, &escalated.routes, now)
                     .await?
+                    + self.recovered(&mut tx, alert, now).await?
             }
             None => 0,
         };
@@ -161,6 +162,7 @@ impl Executor {
                 event.result = msg.to_string();
                 self.enqueue(&mut tx, &event, &job.spec.routes(), now)
                     .await?
+                    + self.recovered(&mut tx, alert, now).await?
             }
             None => 0,
         };
@@ -185,6 +187,28 @@ impl Executor {
             Some(outbox) => Ok(outbox.enqueue(tx, event, explicit, now).await?),
             None => Ok(0),
         }
+    }
+
+    /// `alert_recovered`, when the alert resolved while this repair ran and it was the
+    /// occurrence's last active one (the resolve's transaction saw it active and left the
+    /// message to this one; see `Outbox::recovered`).
+    async fn recovered(
+        &self,
+        tx: &mut store::WriteTx,
+        alert: &store::StoredAlert,
+        now: i64,
+    ) -> Result<usize> {
+        let Some(outbox) = self.pipeline.outbox() else {
+            return Ok(0);
+        };
+        let resolved = crate::notify::Resolved {
+            labels: &alert.labels,
+            annotations: &alert.annotations,
+            generator_url: &alert.generator_url,
+            fingerprint: &alert.fingerprint,
+            starts_at: alert.starts_at,
+        };
+        Ok(outbox.recovered(tx, &resolved, now).await?)
     }
 
     fn woken(&self, notified: usize) {

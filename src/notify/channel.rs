@@ -465,10 +465,9 @@ mod tests {
                 "notify.channels.x: api_url \"ftp://h\" must be http or https",
             ),
         ] {
-            let err = parse(&format!("channels:\n  {yaml}\n"))
-                .resolve(&|_| None)
-                .unwrap_err()
-                .to_string();
+            let mut s = parse(&format!("channels:\n  {yaml}\n"));
+            s.resolve(&|_| None).unwrap();
+            let err = s.check_channels().unwrap_err().to_string();
             assert_eq!(err, want, "{yaml}");
         }
     }

@@ -16,7 +16,8 @@
 //!     - name: team-web
 //!       matchers: ['app=~"web.*"']
 //!       channels: [ops-slack]
-//!       events: [escalation, auto_repair_failed, alert_fired]
+//!       events: [escalation, auto_repair_failed, alert_fired, no_action]
+//!   no_action: {group_wait: 30s, group_interval: 10m}   # how refusals are grouped
 //! ```
 //!
 //! Any secret key (`bot_token`, `channel_token`, `webhook_url`, `smtp_url`, `password`, the
@@ -40,7 +41,7 @@ use crate::rules::Matcher;
 
 /// A `notify:` section that cannot work; the message names the key at fault and never shows a
 /// secret. `config::Error::Notify` carries it to the settings loader.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SettingsError(pub String);
 
@@ -55,9 +56,15 @@ pub struct NotifySettings {
     /// Channels by name, as written (secrets not read yet).
     #[serde(rename = "channels")]
     pub specs: BTreeMap<String, ChannelSpec>,
-    /// Channels by name, resolved by [`NotifySettings::resolve`].
+    /// Channels by name, resolved by [`NotifySettings::resolve`]: the ones that work.
     #[serde(skip)]
     pub channels: BTreeMap<String, Channel>,
+    /// Channels that cannot work (a missing `*_env` variable, an unreadable `*_file`, a bad
+    /// key), by name, with the problem (`notify.channels.NAME: …`, never a secret). Kept apart
+    /// so one broken channel affects only itself: `aiops notify test` on another works,
+    /// `aiops check` lists each, and `aiops serve` refuses to start ([`NotifySettings::check_channels`]).
+    #[serde(skip)]
+    pub broken: BTreeMap<String, SettingsError>,
     /// Label routes, tried in order: the first match wins unless it says `continue: true`.
     pub routes: Vec<Route>,
     /// Per-event template overrides (minijinja).
@@ -72,6 +79,31 @@ pub struct NotifySettings {
     pub poll_interval: HumanDuration,
     /// How long a claimed message belongs to one replica before another may take it. Default 2m.
     pub lease: HumanDuration,
+    /// How `no_action` messages are grouped.
+    pub no_action: NoActionSettings,
+}
+
+/// Grouping of `no_action` messages, Alertmanager's way: the first refusal of a reason opens
+/// a group per channel that is sent `group_wait` later with every refusal of that reason that
+/// joined it meanwhile; the next group of that reason to that channel goes out no sooner than
+/// `group_interval` after the previous one. A storm of refusals is a few messages, not one
+/// per alert.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NoActionSettings {
+    /// How long the first refusal waits for others of its reason. Default 30s.
+    pub group_wait: HumanDuration,
+    /// Shortest time between two messages of one reason to one channel. Default 10m.
+    pub group_interval: HumanDuration,
+}
+
+impl Default for NoActionSettings {
+    fn default() -> Self {
+        NoActionSettings {
+            group_wait: HumanDuration(Duration::from_secs(30)),
+            group_interval: HumanDuration(Duration::from_secs(600)),
+        }
+    }
 }
 
 impl Default for NotifySettings {
@@ -80,6 +112,7 @@ impl Default for NotifySettings {
             language: Language::En,
             specs: BTreeMap::new(),
             channels: BTreeMap::new(),
+            broken: BTreeMap::new(),
             routes: Vec::new(),
             templates: BTreeMap::new(),
             dedup_window: HumanDuration(Duration::from_secs(600)),
@@ -87,6 +120,7 @@ impl Default for NotifySettings {
             timeout: HumanDuration(Duration::from_secs(10)),
             poll_interval: HumanDuration(Duration::from_secs(1)),
             lease: HumanDuration(Duration::from_secs(120)),
+            no_action: NoActionSettings::default(),
         }
     }
 }
@@ -149,7 +183,8 @@ pub struct Route {
     /// Keep trying later routes after this one matched.
     #[serde(default, rename = "continue")]
     pub continue_matching: bool,
-    /// Events this route takes; default every event except `alert_fired` (opt-in).
+    /// Events this route takes; default every event except the opt-in ones
+    /// ([`EventKind::is_opt_in`]: `alert_fired`, `no_action`).
     #[serde(default)]
     pub events: Option<Vec<EventKind>>,
 }
@@ -159,7 +194,7 @@ impl Route {
     pub fn takes(&self, kind: EventKind) -> bool {
         match &self.events {
             Some(list) => list.contains(&kind),
-            None => kind != EventKind::AlertFired,
+            None => !kind.is_opt_in(),
         }
     }
 }
@@ -177,17 +212,30 @@ pub const DEFAULT_ROUTE: &str = "default";
 impl NotifySettings {
     /// Reads every channel's secrets (inline, `_env`, `_file`) and validates the section:
     /// names, route channels, templates, durations. Called once by `Settings::load`.
+    ///
+    /// A channel whose entry cannot work is set aside in [`NotifySettings::broken`] rather than
+    /// failing the whole section: what it breaks is that channel, and the commands decide
+    /// (`serve` refuses, `check` lists, `notify test` on another channel goes on).
     pub fn resolve(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<()> {
         let mut resolved = BTreeMap::new();
+        let mut broken = BTreeMap::new();
         for (name, spec) in &mut self.specs {
             if !valid_name(name) {
                 return Err(SettingsError(format!(
                     "notify.channels: {name:?} is not a valid name (letters, digits, - _ .)"
                 )));
             }
-            resolved.insert(name.clone(), spec.resolve(name, env)?);
+            match spec.resolve(name, env) {
+                Ok(channel) => {
+                    resolved.insert(name.clone(), channel);
+                }
+                Err(e) => {
+                    broken.insert(name.clone(), e);
+                }
+            }
         }
         self.channels = resolved;
+        self.broken = broken;
         let mut route_names = std::collections::BTreeSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             let at = match &r.name {
@@ -200,7 +248,7 @@ impl NotifySettings {
                         "{at}: {n:?} cannot name a route (letters, digits, - _ .; not `default`)"
                     )));
                 }
-                if self.channels.contains_key(n) || !route_names.insert(n.clone()) {
+                if self.specs.contains_key(n) || !route_names.insert(n.clone()) {
                     return Err(SettingsError(format!(
                         "{at}: the name {n:?} is already a channel or another route"
                     )));
@@ -209,13 +257,13 @@ impl NotifySettings {
             if r.channels.is_empty() {
                 return Err(SettingsError(format!("{at}: channels is empty")));
             }
-            if let Some(c) = r.channels.iter().find(|c| !self.channels.contains_key(*c)) {
+            if let Some(c) = r.channels.iter().find(|c| !self.specs.contains_key(*c)) {
                 return Err(SettingsError(format!(
                     "{at}: channel {c:?} is not defined in notify.channels"
                 )));
             }
         }
-        if self.channels.contains_key(DEFAULT_ROUTE) {
+        if self.specs.contains_key(DEFAULT_ROUTE) {
             return Err(SettingsError(
                 "notify.channels: `default` is reserved (a chain's `notify: default` means label routing only)".into(),
             ));
@@ -241,15 +289,34 @@ impl NotifySettings {
                     .into(),
             ));
         }
+        if self.no_action.group_wait.0.is_zero()
+            || self.no_action.group_interval.0 < self.no_action.group_wait.0
+        {
+            return Err(SettingsError(
+                "notify.no_action: group_wait must be above 0s and group_interval at least group_wait"
+                    .into(),
+            ));
+        }
         super::template::Templates::new(self.language, &self.templates)
             .map_err(|e| SettingsError(format!("notify.templates: {e}")))?;
         Ok(())
     }
 
-    /// Whether a chain step's `notify: NAME` names something: a channel, a route or `default`.
+    /// Every broken channel's problem, one per line (channel-name order), or `Ok` when every
+    /// configured channel can work. What `aiops serve` refuses to start with.
+    pub fn check_channels(&self) -> Result<()> {
+        if self.broken.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = self.broken.values().map(|e| e.0.clone()).collect();
+        Err(SettingsError(lines.join("\n")))
+    }
+
+    /// Whether a chain step's `notify: NAME` names something: a channel (working or not: a
+    /// broken one is reported as such, not as unknown), a route or `default`.
     pub fn knows(&self, name: &str) -> bool {
         name == DEFAULT_ROUTE
-            || self.channels.contains_key(name)
+            || self.specs.contains_key(name)
             || self.routes.iter().any(|r| r.name.as_deref() == Some(name))
     }
 }
@@ -308,13 +375,15 @@ mod tests {
         let mut s = parse(
             "channels:\n  tg: {type: telegram, bot_token: a, bot_token_env: B, chat_id: 1}\n",
         );
-        let err = s.resolve(&|_| None).unwrap_err().to_string();
+        s.resolve(&|_| None).unwrap();
+        let err = s.check_channels().unwrap_err().to_string();
         assert_eq!(
             err,
             "notify.channels.tg: give exactly one of bot_token, bot_token_env or bot_token_file"
         );
         let mut s = parse("channels:\n  tg: {type: telegram, chat_id: 1}\n");
-        let err = s.resolve(&|_| None).unwrap_err().to_string();
+        s.resolve(&|_| None).unwrap();
+        let err = s.check_channels().unwrap_err().to_string();
         assert!(err.contains("type telegram needs bot_token"), "{err}");
     }
 
@@ -342,8 +411,42 @@ mod tests {
                 "from \"not an address\"",
             ),
         ] {
-            let err = parse(yaml).resolve(&|_| None).unwrap_err().to_string();
+            let mut s = parse(yaml);
+            let err = match s.resolve(&|_| None) {
+                Err(e) => e.to_string(),
+                Ok(()) => s.check_channels().unwrap_err().to_string(),
+            };
             assert!(err.contains(want), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn a_broken_channel_is_set_aside_and_the_others_resolve() {
+        let mut s = parse(
+            "channels:\n  a: {type: slack, webhook_url_env: A_URL}\n  b: {type: telegram, bot_token: t, chat_id: 1}\n  c: {type: line, channel_token_env: C_TOKEN, to: U1}\nroutes:\n  - channels: [a, b]\n",
+        );
+        s.resolve(&|_| None).unwrap();
+        assert_eq!(s.channels.keys().collect::<Vec<_>>(), ["b"]);
+        assert_eq!(s.broken.keys().collect::<Vec<_>>(), ["a", "c"]);
+        assert!(
+            s.knows("a"),
+            "a broken channel is still a name rules may use"
+        );
+        assert_eq!(
+            s.check_channels().unwrap_err().to_string(),
+            "notify.channels.a: webhook_url_env: environment variable A_URL is not set\n\
+             notify.channels.c: channel_token_env: environment variable C_TOKEN is not set"
+        );
+    }
+
+    #[test]
+    fn no_action_is_opt_in_like_alert_fired() {
+        let s = parse(
+            "channels:\n  b: {type: telegram, bot_token: t, chat_id: 1}\nroutes:\n  - channels: [b]\n  - channels: [b]\n    events: [no_action]\n",
+        );
+        assert!(!s.routes[0].takes(EventKind::NoAction));
+        assert!(!s.routes[0].takes(EventKind::AlertFired));
+        assert!(s.routes[0].takes(EventKind::AlertRecovered));
+        assert!(s.routes[1].takes(EventKind::NoAction));
     }
 }

@@ -2,9 +2,11 @@
 //! webhook, once, readable, and never in the way of a repair.
 //!
 //! The path of a message:
-//! - an event (an escalation, a repair's end, the storm brake, …) is turned into one row per
-//!   channel by [`Outbox::enqueue`], inside the store transaction of the state change that
-//!   causes it: a crash loses nothing and a rolled-back change sends nothing. Which channels:
+//! - an event (an escalation, a repair's end, the storm brake, an alert's recovery, …) is
+//!   turned into one row per channel by [`Outbox::enqueue`], inside the store transaction of
+//!   the state change that causes it: a crash loses nothing and a rolled-back change sends
+//!   nothing. Refusals (`no_action`) are grouped instead: one open row per channel and reason
+//!   that later refusals join until it is due ([`Outbox::no_action`]). Which channels:
 //!   the names a rule's chain gives explicitly (a channel, or a named route's channels) plus
 //!   the label routes that match the alert ([`route`]); the text is rendered then ([`template`]);
 //!   identical text to one channel within `notify.dedup_window` is recorded as suppressed;
@@ -38,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::store;
 
 pub use config::NotifySettings;
-pub use outbox::Outbox;
+pub use outbox::{Outbox, Refused, Resolved};
 
 /// Notification failures.
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +223,39 @@ pub struct Event {
     pub at: String,
     /// The alert's labels (routing reads them; templates may too).
     pub labels: BTreeMap<String, String>,
+    /// `no_action`: the alerts of the group, at most [`MAX_GROUPED_ALERTS`] (the first ones).
+    #[serde(default)]
+    pub alerts: Vec<Seen>,
+    /// `no_action`: how many alerts the group holds, listed or not.
+    #[serde(default)]
+    pub alert_count: u64,
+    /// `alert_recovered`: when the repair started, RFC 3339.
+    #[serde(default)]
+    pub repair_at: String,
+    /// `alert_recovered`: whole minutes from the repair's start to the alert's end.
+    #[serde(default)]
+    pub minutes_after_repair: i64,
+}
+
+/// The most alerts one `no_action` message lists; the count says how many there were.
+pub const MAX_GROUPED_ALERTS: usize = 20;
+
+/// One alert aiops did nothing about (`no_action`), for the message.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Seen {
+    /// The problem: the alert's name and summary.
+    pub problem: String,
+    /// The target, when the rule could resolve one.
+    pub target: String,
+    /// The namespace label.
+    pub namespace: String,
+    /// The alert's labels but `alertname`, Alertmanager style (`{app="web", …}`): what the
+    /// on-call needs when no target could be resolved.
+    pub labels: String,
+    /// The rule that matched.
+    pub rule: String,
+    /// The guard's words for this alert.
+    pub detail: String,
 }
 
 /// One step of an escalation chain, for the message.
@@ -314,11 +349,16 @@ pub enum EventKind {
     PlaybookMessage,
     /// `aiops notify test`.
     Test,
+    /// A guard refused to act on firing alerts that matched a rule (opt-in per route;
+    /// grouped per channel and reason, see [`config::NoActionSettings`]).
+    NoAction,
+    /// An alert that had a repair resolved: how long after the repair, and which.
+    AlertRecovered,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::RepairStarted,
         EventKind::AutoRepairSuccess,
         EventKind::AutoRepairFailed,
@@ -328,7 +368,15 @@ impl EventKind {
         EventKind::DeploySuccess,
         EventKind::PlaybookMessage,
         EventKind::Test,
+        EventKind::NoAction,
+        EventKind::AlertRecovered,
     ];
+
+    /// Events a route takes only when its `events` list names them: most teams do not want a
+    /// message per alert (`alert_fired`) or per refusal (`no_action`).
+    pub fn is_opt_in(self) -> bool {
+        matches!(self, EventKind::AlertFired | EventKind::NoAction)
+    }
 
     /// The stored and configured name.
     pub fn as_str(self) -> &'static str {
@@ -342,6 +390,8 @@ impl EventKind {
             EventKind::DeploySuccess => "deploy_success",
             EventKind::PlaybookMessage => "playbook_message",
             EventKind::Test => "test",
+            EventKind::NoAction => "no_action",
+            EventKind::AlertRecovered => "alert_recovered",
         }
     }
 }

@@ -6,7 +6,8 @@
 //! - label routes (`notify.routes`), Alertmanager style: tried in order against the alert's
 //!   labels with the same matchers rules use ([`crate::rules::Matcher`]); the first matching
 //!   route that takes the event wins unless it says `continue: true`. A route that does not
-//!   take the event (its `events` list; `alert_fired` is opt-in) is skipped, not a match.
+//!   take the event (its `events` list; `alert_fired` and `no_action` are opt-in) is skipped,
+//!   not a match.
 
 use std::collections::BTreeSet;
 

@@ -16,6 +16,52 @@ use super::{Event, EventKind};
 
 const LINKS: &str = "{% for l in links %}\n{{ l.name }}: {{ l.url }}{% endfor %}";
 
+/// `no_action` in English: why, by the guard's reason code, and what the on-call can do.
+const NO_ACTION_EN: &str = r#"{% set why = {
+  "no_target": "the alert's labels do not name the rule's target (namespace, kind, name)",
+  "invalid_target": "the labels name a target that is not a valid Kubernetes name",
+  "namespace_denied": "the target's namespace is not allowed (guard.namespaces)",
+  "storm_brake": "too many targets are alerting at once: the storm brake is on",
+  "target_busy": "another repair is already active on the target",
+  "cooldown": "this rule repaired the target too recently",
+  "budget": "this rule has used its repair budget for the target"} -%}
+{% set todo = {
+  "no_target": "add the missing labels (often namespace) to the alerting rule, or give the aiops rule a target it can resolve",
+  "invalid_target": "fix the label values the rule's target is built from",
+  "namespace_denied": "allow the namespace in guard.namespaces if aiops should repair there; otherwise handle it yourself",
+  "storm_brake": "look at the cluster as a whole; repairs resume by themselves when fewer targets alert",
+  "target_busy": "wait for that repair's message; if the problem outlives it, look at the target yourself",
+  "cooldown": "the last repair did not hold: look at the target yourself",
+  "budget": "repeated repairs are not fixing it: find the root cause"} -%}
+aiops saw {{ problem }}{% if alert_count > 1 %} and {{ alert_count - 1 }} other alert{% if alert_count > 2 %}s{% endif %}{% endif %} and did nothing because {{ why[reason] or reason }} ({{ reason }}).
+What to do: {{ todo[reason] or "see each alert's decision in /api/alerts" }}
+{% for a in alerts %}
+- {{ a.problem }}{% if a.target %} on {{ a.target }}{% else %} {{ a.labels }}{% endif %} (rule {{ a.rule }}): {{ a.detail }}{% endfor %}{% if alert_count > alerts|length %}
+… and {{ alert_count - alerts|length }} more{% endif %}"#;
+
+/// `no_action` in Traditional Chinese.
+const NO_ACTION_ZH: &str = r#"{% set why = {
+  "no_target": "告警的標籤沒有指出規則的目標（namespace、kind、name）",
+  "invalid_target": "標籤指出的目標不是合法的 Kubernetes 名稱",
+  "namespace_denied": "目標的命名空間不在允許範圍內（guard.namespaces）",
+  "storm_brake": "同時告警的目標太多：告警風暴煞車已啟動",
+  "target_busy": "目標上已有另一個修復正在進行",
+  "cooldown": "這條規則最近才修復過這個目標，仍在冷卻期",
+  "budget": "這條規則對這個目標的修復次數已用完"} -%}
+{% set todo = {
+  "no_target": "在告警規則補上缺少的標籤（通常是 namespace），或讓 aiops 規則的目標可以解析",
+  "invalid_target": "修正組成目標的標籤值",
+  "namespace_denied": "若要 aiops 在此修復，請在 guard.namespaces 允許該命名空間；否則請人工處理",
+  "storm_brake": "請整體檢查叢集；告警的目標減少後修復會自動恢復",
+  "target_busy": "等待該修復的通知；若問題在修復後仍在，請人工檢查目標",
+  "cooldown": "上次的修復沒有維持住：請人工檢查目標",
+  "budget": "重複修復沒有解決問題：請找出根本原因"} -%}
+aiops 收到 {{ problem }}{% if alert_count > 1 %} 等 {{ alert_count }} 個告警{% endif %}，但沒有採取動作，因為{{ why[reason] or reason }}（{{ reason }}）。
+建議：{{ todo[reason] or "在 /api/alerts 查看每個告警的決定" }}
+{% for a in alerts %}
+- {{ a.problem }}{% if a.target %}（{{ a.target }}）{% else %} {{ a.labels }}{% endif %}，規則 {{ a.rule }}：{{ a.detail }}{% endfor %}{% if alert_count > alerts|length %}
+…另有 {{ alert_count - alerts|length }} 個{% endif %}"#;
+
 fn defaults(lang: Language, kind: EventKind) -> (&'static str, String) {
     use EventKind as E;
     let en = lang == Language::En;
@@ -86,6 +132,22 @@ fn defaults(lang: Language, kind: EventKind) -> (&'static str, String) {
         ),
         (E::Test, true) => ("[aiops] Test message", "{{ message }}"),
         (E::Test, false) => ("[aiops] 測試訊息", "{{ message }}"),
+        (E::NoAction, true) => (
+            "[aiops] No action ({{ reason }}): {{ problem }}{% if alert_count > 1 %} and {{ alert_count - 1 }} more{% endif %}",
+            NO_ACTION_EN,
+        ),
+        (E::NoAction, false) => (
+            "[aiops] 未採取動作（{{ reason }}）：{{ problem }}{% if alert_count > 1 %} 等 {{ alert_count }} 個告警{% endif %}",
+            NO_ACTION_ZH,
+        ),
+        (E::AlertRecovered, true) => (
+            "[aiops] Recovered: {{ app }} ({{ namespace }})",
+            "Recovered: {{ alertname }} on {{ target }} resolved {{ minutes_after_repair }} minute{% if minutes_after_repair != 1 %}s{% endif %} after the repair ({{ action }} at {{ repair_at }}, {{ result }}).{% if duration %}\nTime to recover: {{ duration }}{% endif %}",
+        ),
+        (E::AlertRecovered, false) => (
+            "[aiops] 已恢復：{{ app }}（{{ namespace }}）",
+            "已恢復：{{ alertname }}（{{ target }}）在修復後 {{ minutes_after_repair }} 分鐘解除（{{ action }}，{{ repair_at }}，{{ result }}）。{% if duration %}\n恢復耗時：{{ duration }}{% endif %}",
+        ),
     };
     (subject, format!("{body}{LINKS}"))
 }
@@ -189,7 +251,7 @@ fn cap(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::{Link, Tried};
+    use crate::notify::{Link, Seen, Tried};
 
     #[test]
     fn a_huge_body_is_cut_to_the_cap_on_a_character_boundary_and_says_so() {
@@ -275,6 +337,86 @@ mod tests {
                 assert!(subject.starts_with("[aiops] "), "{kind:?}: {subject}");
             }
         }
+    }
+
+    fn refused(n: u64) -> Event {
+        Event {
+            kind: EventKind::NoAction,
+            problem: "KubePodCrashLooping".into(),
+            reason: "cooldown".into(),
+            alert_count: n,
+            alerts: (0..n.min(2))
+                .map(|i| Seen {
+                    problem: "KubePodCrashLooping".into(),
+                    target: format!("prod/Deployment/web-{i}"),
+                    rule: "restart".into(),
+                    detail: "restarted 2m ago".into(),
+                    ..Seen::default()
+                })
+                .collect(),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn no_action_says_what_was_seen_why_nothing_was_done_and_what_to_do() {
+        let t = Templates::new(Language::En, &BTreeMap::new()).unwrap();
+        let (subject, body) = t.render(&refused(3));
+        assert_eq!(
+            subject,
+            "[aiops] No action (cooldown): KubePodCrashLooping and 2 more"
+        );
+        assert!(
+            body.starts_with("aiops saw KubePodCrashLooping and 2 other alerts and did nothing because this rule repaired the target too recently (cooldown).\nWhat to do: the last repair did not hold"),
+            "{body}"
+        );
+        assert!(
+            body.contains(
+                "- KubePodCrashLooping on prod/Deployment/web-1 (rule restart): restarted 2m ago"
+            ),
+            "{body}"
+        );
+        assert!(body.ends_with("… and 1 more"), "{body}");
+        let t = Templates::new(Language::ZhTw, &BTreeMap::new()).unwrap();
+        let (subject, body) = t.render(&refused(1));
+        assert_eq!(
+            subject,
+            "[aiops] 未採取動作（cooldown）：KubePodCrashLooping"
+        );
+        assert!(
+            body.starts_with("aiops 收到 KubePodCrashLooping，但沒有採取動作，因為這條規則最近才修復過這個目標，仍在冷卻期（cooldown）。"),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn alert_recovered_names_the_minutes_after_the_repair_and_the_playbook() {
+        let event = Event {
+            kind: EventKind::AlertRecovered,
+            app: "Web shop".into(),
+            namespace: "prod".into(),
+            alertname: "KubePodCrashLooping".into(),
+            target: "prod/Deployment/web".into(),
+            action: "restart".into(),
+            result: "succeeded".into(),
+            repair_at: "2026-11-26T04:02:00Z".into(),
+            minutes_after_repair: 7,
+            duration: "9m".into(),
+            ..Event::default()
+        };
+        let t = Templates::new(Language::En, &BTreeMap::new()).unwrap();
+        let (subject, body) = t.render(&event);
+        assert_eq!(subject, "[aiops] Recovered: Web shop (prod)");
+        assert_eq!(
+            body,
+            "Recovered: KubePodCrashLooping on prod/Deployment/web resolved 7 minutes after the repair (restart at 2026-11-26T04:02:00Z, succeeded).\nTime to recover: 9m"
+        );
+        let t = Templates::new(Language::ZhTw, &BTreeMap::new()).unwrap();
+        let (_, body) = t.render(&event);
+        assert!(
+            body.starts_with("已恢復：KubePodCrashLooping（prod/Deployment/web）在修復後 7 分鐘解除（restart，2026-11-26T04:02:00Z，succeeded）。"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -350,10 +350,22 @@ impl Pipeline {
                     verdict.cancelled_jobs = tx
                         .cancel_pending_for_fingerprint(&alert.fingerprint, now)
                         .await?;
-                    // The loop closes: successful repairs of this alert get their time to recover.
+                    // The loop closes: successful repairs of this occurrence get their time to
+                    // recover, and the people told of the repair hear that it held.
                     let ended = alert.ends_at.map_or(now, |t| t.timestamp_millis());
-                    tx.record_ttr(&alert.fingerprint, (ended - alert.starts_at_ms()).max(0))
+                    let starts_at = alert.starts_at_ms();
+                    tx.record_ttr(&alert.fingerprint, starts_at, (ended - starts_at).max(0))
                         .await?;
+                    if let Some(outbox) = &self.outbox {
+                        let resolved = crate::notify::Resolved {
+                            labels: &alert.labels,
+                            annotations: &alert.annotations,
+                            generator_url: &alert.generator_url,
+                            fingerprint: &alert.fingerprint,
+                            starts_at,
+                        };
+                        notified += outbox.recovered(&mut tx, &resolved, now).await?;
+                    }
                 }
                 Status::Firing => {
                     if let Some(outbox) = &self.outbox {
@@ -400,6 +412,7 @@ impl Pipeline {
                             }
                             Err(guard::Error::Store(e)) => return Err(e.into()),
                         };
+                        notified += self.decided(&mut tx, alert, &rv, now).await?;
                         verdict.rules.push(rv);
                     }
                 }
@@ -426,6 +439,42 @@ impl Pipeline {
         }
         self.account(&mut report, escalations);
         Ok(report)
+    }
+
+    /// The decision point: every verdict of a rule on a firing alert (a job, or a guard's
+    /// refusal) passes here once it is recorded. A refusal is told to the routes that opt in
+    /// to `no_action`, grouped per channel and reason (the outbox groups; a storm is a few
+    /// messages). Runs inside the intake transaction, so a rolled-back webhook (or a
+    /// `simulate`) tells nobody. Returns the `no_action` groups opened.
+    async fn decided(
+        &self,
+        tx: &mut store::WriteTx,
+        alert: &Alert,
+        verdict: &RuleVerdict,
+        now: i64,
+    ) -> Result<usize> {
+        let (
+            Some(outbox),
+            RuleVerdict::Refused {
+                rule,
+                target,
+                reason,
+                detail,
+            },
+        ) = (&self.outbox, verdict)
+        else {
+            return Ok(0);
+        };
+        let refused = crate::notify::Refused {
+            labels: &alert.labels,
+            annotations: &alert.annotations,
+            generator_url: &alert.generator_url,
+            rule,
+            target: target.as_ref().map(|t| t.key()),
+            reason: reason.as_str(),
+            detail,
+        };
+        Ok(outbox.no_action(tx, &refused, now).await?)
     }
 
     fn account(&self, report: &mut Report, escalations: u64) {

@@ -242,3 +242,61 @@ async fn a_target_that_is_not_a_kubernetes_name_is_refused_before_the_namespace_
         "an invalid target does not feed the storm brake"
     );
 }
+
+/// A pipeline whose outbox has one Telegram channel on a route that opts in to `no_action`.
+async fn pipeline_telling_no_action() -> Pipeline {
+    let mut notify: crate::notify::NotifySettings = serde_yaml::from_str(
+        "channels:\n  tg: {type: telegram, bot_token: t, chat_id: 1}\nroutes:\n  - channels: [tg]\n    events: [no_action]\n",
+    )
+    .unwrap();
+    notify.resolve(&|_| None).unwrap();
+    let outbox = Arc::new(crate::notify::Outbox::new(&notify).unwrap());
+    pipeline(RESTART, Settings::default())
+        .await
+        .with_outbox(outbox)
+}
+
+fn no_namespace(app: &str) -> String {
+    format!(
+        r#"{{"status":"firing","labels":{{"alertname":"Down","auto_repair":"restart","app":"{app}"}},"startsAt":"2026-01-01T00:00:00Z"}}"#
+    )
+}
+
+#[tokio::test]
+async fn refusals_of_one_reason_join_one_no_action_message_until_it_is_due() {
+    let p = pipeline_telling_no_action().await;
+    let first = p
+        .ingest(&payload(&[no_namespace("a"), no_namespace("b")]))
+        .await
+        .unwrap();
+    assert_eq!(first.refused, 2);
+    p.ingest(&payload(&[no_namespace("c")])).await.unwrap();
+    let rows = p.store.notifications().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let row = &rows[0];
+    assert_eq!(
+        (row.event.as_str(), row.channel.as_str()),
+        ("no_action", "tg")
+    );
+    assert!(
+        row.next_attempt_at >= row.created_at + 30_000,
+        "sent group_wait after it opened: {row:#?}"
+    );
+    let event: crate::notify::Event = serde_json::from_str(&row.event_json).unwrap();
+    assert_eq!((event.alert_count, event.alerts.len()), (3, 3));
+    assert_eq!(event.reason, "no_target");
+    assert!(row.body.contains("and 2 other alerts"), "{}", row.body);
+    assert!(
+        row.body.contains(r#"{app="c", auto_repair="restart"}"#),
+        "{}",
+        row.body
+    );
+}
+
+#[tokio::test]
+async fn simulate_tells_nobody_of_a_refusal() {
+    let p = pipeline_telling_no_action().await;
+    let report = p.simulate(&payload(&[no_namespace("a")])).await.unwrap();
+    assert_eq!(report.alerts[0].rules.len(), 1);
+    assert!(p.store.notifications().await.unwrap().is_empty());
+}

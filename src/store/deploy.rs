@@ -230,4 +230,23 @@ impl WriteTx {
         }
         Ok(out)
     }
+
+    /// The `display_name` of the app registered as `app` in `namespace`, when its spec has
+    /// one: messages about the app use it instead of the bare `app` label.
+    pub async fn app_display_name(&mut self, namespace: &str, app: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT spec FROM apps WHERE name = $1 AND namespace = $2")
+            .bind(app)
+            .bind(namespace)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let text: String = row.try_get("spec")?;
+        // A spec that no longer parses must not stop a notification: the label is used.
+        Ok(serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|spec| spec["display_name"].as_str().map(str::to_string))
+            .filter(|d| !d.trim().is_empty()))
+    }
 }

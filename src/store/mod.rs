@@ -39,6 +39,7 @@ pub use kb::{DAY_MS, LastFix, NewNote, Note, RollupSum, TargetRollup, TtrSample}
 pub use listing::{AlertDecision, AlertRecord, AlertState, AuditEntry, ListFilter};
 pub use notify::{
     AttemptEnd, NewNotification, Notification, NotificationAttempt, NotificationState,
+    OccurrenceJob,
 };
 pub use retention::{Cutoffs, Pruned};
 

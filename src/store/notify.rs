@@ -8,7 +8,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Backend, Error, Result, Store, WriteTx};
+use super::{Backend, Error, JobState, Result, Store, WriteTx};
 
 /// Delivery states of a notification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
@@ -195,10 +195,21 @@ impl WriteTx {
         } else {
             NotificationState::Pending
         };
+        let id = self.insert_row(n, state, now, now).await?;
+        Ok((id, state))
+    }
+
+    async fn insert_row(
+        &mut self,
+        n: &NewNotification<'_>,
+        state: NotificationState,
+        due: i64,
+        now: i64,
+    ) -> Result<i64> {
         let row = sqlx::query(
             "INSERT INTO notifications (event, channel, job_id, namespace, app, dedup_key, retry_key, subject, body, \
              event_json, state, attempts, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $12) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0, $12, $13) RETURNING id",
         )
         .bind(n.event)
         .bind(n.channel)
@@ -211,11 +222,172 @@ impl WriteTx {
         .bind(n.body)
         .bind(n.event_json)
         .bind(state.as_str())
+        .bind(due)
         .bind(now)
         .fetch_one(&mut *self.tx)
         .await?;
-        Ok((row.try_get("id")?, state))
+        Ok(row.try_get("id")?)
     }
+
+    /// The open row of a message group (`no_action`): one of `channel` with this `dedup_key`
+    /// (the group's key) not yet due, so never claimed; its id and event JSON. Later members
+    /// join it ([`WriteTx::update_group`]) instead of making a message each.
+    pub async fn open_group(
+        &mut self,
+        channel: &str,
+        group_key: &str,
+        now: i64,
+    ) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query(
+            "SELECT id, event_json FROM notifications WHERE channel = $1 AND dedup_key = $2 \
+             AND state = 'pending' AND attempts = 0 AND next_attempt_at > $3 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(channel)
+        .bind(group_key)
+        .bind(now)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|r| -> Result<(i64, String)> { Ok((r.try_get("id")?, r.try_get("event_json")?)) })
+            .transpose()
+    }
+
+    /// When the group's last message went (or is due to go): the next may not be sooner
+    /// than the group interval after it.
+    pub async fn group_last_due(&mut self, channel: &str, group_key: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(COALESCE(sent_at, next_attempt_at)) AS last FROM notifications \
+             WHERE channel = $1 AND dedup_key = $2 AND state <> 'suppressed'",
+        )
+        .bind(channel)
+        .bind(group_key)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get("last")?)
+    }
+
+    /// Replaces the text of a group's open row with the group as it now is. False when the
+    /// row is no longer open (then the caller opens a new group).
+    pub async fn update_group(
+        &mut self,
+        id: i64,
+        subject: &str,
+        body: &str,
+        event_json: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE notifications SET subject = $1, body = $2, event_json = $3 \
+             WHERE id = $4 AND state = 'pending' AND attempts = 0 AND next_attempt_at > $5",
+        )
+        .bind(subject)
+        .bind(body)
+        .bind(event_json)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Opens a message group: a pending row due at `due` (not now), which later members join.
+    pub async fn insert_group(
+        &mut self,
+        n: &NewNotification<'_>,
+        due: i64,
+        now: i64,
+    ) -> Result<i64> {
+        self.insert_row(n, NotificationState::Pending, due, now)
+            .await
+    }
+
+    /// The repairs of one alert occurrence (its firing row: `fingerprint`, `starts_at`), dry
+    /// runs left out, oldest first — what an `alert_recovered` message reports.
+    ///
+    /// The occurrence's firing row is locked first (an idempotent UPDATE, a row lock on
+    /// PostgreSQL): the transaction recording the resolve and the one ending a repair of the
+    /// same occurrence then run one after the other, so exactly one of them sees both the
+    /// resolve and the repair's end, and the message is sent once.
+    pub async fn occurrence_jobs(
+        &mut self,
+        fingerprint: &str,
+        starts_at: i64,
+    ) -> Result<Vec<OccurrenceJob>> {
+        sqlx::query(
+            "UPDATE alert_events SET fingerprint = fingerprint \
+             WHERE fingerprint = $1 AND status = 'firing' AND starts_at = $2",
+        )
+        .bind(fingerprint)
+        .bind(starts_at)
+        .execute(&mut *self.tx)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT j.id, j.playbook, j.state, j.target_key, j.started_at, j.finished_at, j.outcome, j.error \
+             FROM jobs j JOIN alert_events a ON a.id = j.alert_event_id \
+             WHERE a.fingerprint = $1 AND a.status = 'firing' AND a.starts_at = $2 AND j.dry_run = 0 \
+             ORDER BY j.id",
+        )
+        .bind(fingerprint)
+        .bind(starts_at)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(OccurrenceJob {
+                    id: r.try_get("id")?,
+                    playbook: r.try_get("playbook")?,
+                    state: JobState::parse(&state).ok_or(Error::Corrupt {
+                        column: "state",
+                        message: format!("unknown state {state:?}"),
+                    })?,
+                    target_key: r.try_get("target_key")?,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                    outcome: r.try_get("outcome")?,
+                    error: r.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// When the occurrence ended, if its resolve is recorded: the resolve's `endsAt`, else
+    /// when it was received.
+    pub async fn occurrence_end(
+        &mut self,
+        fingerprint: &str,
+        starts_at: i64,
+    ) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT COALESCE(ends_at, received_at) AS ended FROM alert_events \
+             WHERE fingerprint = $1 AND status = 'resolved' AND starts_at = $2 LIMIT 1",
+        )
+        .bind(fingerprint)
+        .bind(starts_at)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("ended")).transpose()?)
+    }
+}
+
+/// One repair of an alert occurrence, as an `alert_recovered` message tells it.
+#[derive(Clone, Debug)]
+pub struct OccurrenceJob {
+    /// Job id.
+    pub id: i64,
+    /// The playbook.
+    pub playbook: String,
+    /// Its state now.
+    pub state: JobState,
+    /// `namespace/Kind/name`.
+    pub target_key: String,
+    /// When it started running; `None` if it never ran (cancelled while queued).
+    pub started_at: Option<i64>,
+    /// When it ended.
+    pub finished_at: Option<i64>,
+    /// Its outcome message.
+    pub outcome: Option<String>,
+    /// Its error message.
+    pub error: Option<String>,
 }
 
 impl Store {

@@ -450,13 +450,24 @@ impl WriteTx {
         Ok(true)
     }
 
-    /// A resolve closes the loop for the alert's successful repairs: their time to recover is
-    /// the resolved occurrence's end minus its start.
-    pub async fn record_ttr(&mut self, fingerprint: &str, ttr_ms: i64) -> Result<u64> {
+    /// A resolve closes the loop for the successful repairs of that occurrence: their time to
+    /// recover is the resolved occurrence's end minus its start. The occurrence is the firing
+    /// row with the same fingerprint and `starts_at` (a resolve keeps the firing `startsAt`):
+    /// a fingerprint that fired several times has jobs for each firing, and a resolve closes
+    /// only its own, never an earlier one whose resolve was lost or a later one still open.
+    pub async fn record_ttr(
+        &mut self,
+        fingerprint: &str,
+        starts_at: i64,
+        ttr_ms: i64,
+    ) -> Result<u64> {
         let ids: Vec<i64> = sqlx::query(
-            "SELECT id FROM jobs WHERE fingerprint = $1 AND state = 'succeeded' AND ttr_ms IS NULL",
+            "SELECT j.id FROM jobs j JOIN alert_events a ON a.id = j.alert_event_id \
+             WHERE j.fingerprint = $1 AND j.state = 'succeeded' AND j.ttr_ms IS NULL \
+             AND a.status = 'firing' AND a.starts_at = $2",
         )
         .bind(fingerprint)
+        .bind(starts_at)
         .fetch_all(&mut *self.tx)
         .await?
         .iter()

@@ -144,14 +144,16 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Records the time to recover of a job that just succeeded, if its alert already resolved
-    /// (a resolve can arrive while the repair is still being verified).
+    /// Records the time to recover of a job that just succeeded, if its alert occurrence
+    /// already resolved (a resolve can arrive while the repair is still being verified). The
+    /// occurrence is the job's firing row's (fingerprint, `starts_at`), as in `record_ttr`.
     pub async fn record_ttr_if_resolved(&self, job_id: i64) -> Result<()> {
         let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE jobs SET ttr_ms = (SELECT COALESCE(a.ends_at, a.received_at) - a.starts_at FROM alert_events a \
              WHERE a.fingerprint = jobs.fingerprint AND a.status = 'resolved' \
-             AND a.received_at >= COALESCE(jobs.started_at, jobs.created_at) ORDER BY a.id DESC LIMIT 1) \
+             AND a.starts_at = (SELECT f.starts_at FROM alert_events f WHERE f.id = jobs.alert_event_id) \
+             ORDER BY a.id DESC LIMIT 1) \
              WHERE id = $1 AND state = 'succeeded' AND ttr_ms IS NULL",
         )
         .bind(job_id)
