@@ -312,11 +312,11 @@ async fn the_control_plane_by_hand_restarts_the_deployment_the_alert_names() {
     let supervisor = ex.path("target/kube-env/supervisor.pid");
     ran.assert_success();
     assert!(
-        !std::fs::read_to_string(&supervisor)
+        std::fs::read_to_string(&supervisor)
             .ok()
             .and_then(|pid| pid.trim().parse::<i32>().ok())
             // SAFETY: signal 0 only asks whether the process exists.
-            .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0),
+            .is_none_or(|pid| unsafe { libc::kill(pid, 0) } != 0),
         "scripts/kube-env down left the control plane running"
     );
     let history = std::process::Command::new(env!("CARGO_BIN_EXE_aiops"))
