@@ -13,8 +13,9 @@
 # Environment: AIOPS_BIN, FAKEAPI_BIN (prebuilt binaries; otherwise `cargo build --release`
 # builds both), DEMO_PAUSE (seconds to pause between steps, default 1; 0 in tests).
 #
-# How long: the loop itself runs in about 10 s. The first run also compiles aiops and the fake
-# API server in release mode: README ("Demo") has the measured time; later runs reuse the build.
+# How long: the loop itself runs in about 12 s, 9 of them the pauses before its steps
+# (DEMO_PAUSE). The first run also compiles aiops and the fake API server in release mode:
+# README ("Demo") has the measured time; later runs reuse the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
