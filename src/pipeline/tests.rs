@@ -296,7 +296,10 @@ async fn refusals_of_one_reason_join_one_no_action_message_until_it_is_due() {
 #[tokio::test]
 async fn simulate_tells_nobody_of_a_refusal() {
     let p = pipeline_telling_no_action().await;
-    let report = p.simulate(&payload(&[no_namespace("a")])).await.unwrap();
+    let report = p
+        .simulate(&payload(&[no_namespace("a")]), Simulation::default())
+        .await
+        .unwrap();
     assert_eq!(report.alerts[0].rules.len(), 1);
     assert!(p.store.notifications().await.unwrap().is_empty());
 }
