@@ -12,6 +12,7 @@
 //! one problem per rule, which suits a list of rules. A spec is one object whose every field must
 //! be reported, hence this finer loop; both print `file:line:column: message`.
 
+use serde::de::IgnoredAny;
 use serde_yaml::Error as YamlError;
 
 use super::source::{Part, Position, Source};
@@ -32,16 +33,17 @@ const MAX_PROBLEMS: usize = 50;
 
 /// Parses and checks `text`; on failure, every problem in the order of the text.
 pub(super) fn parse(text: &str) -> Result<AppSpec, Vec<Problem>> {
-    match serde_yaml::from_str::<serde_yaml::Value>(text) {
+    // Syntax first (IgnoredAny: a duplicate key is not a syntax error, it is found below).
+    match serde_yaml::from_str::<Option<IgnoredAny>>(text) {
         Err(e) => return Err(vec![problem(String::new(), bare(&e, "."), location(&e))]),
-        Ok(serde_yaml::Value::Null) => {
+        Ok(None) => {
             return Err(vec![problem(
                 String::new(),
                 "the spec is empty; it needs at least name, domain, framework and image".into(),
                 None,
             )]);
         }
-        Ok(_) => {}
+        Ok(Some(_)) => {}
     }
     let Some(mut source) = Source::read(text) else {
         // The event parser and serde_norway disagree (serde_norway accepted the syntax):
@@ -107,12 +109,12 @@ pub(super) fn parse(text: &str) -> Result<AppSpec, Vec<Problem>> {
         // of the text as written: serde's list positions skip blanked items.
         let (entry, part, unusable, field, message) =
             if let Some(name) = quoted(&message, "unknown field") {
-                let entry = source.entry_with_key(&path, name, false);
-                let field = entry.map_or_else(|| join(&path, name), |e| source.path_of(e));
+                let entry = source.entry_with_key(parent_of(&path, name), name, false);
+                let field = entry.map_or_else(|| path.clone(), |e| source.path_of(e));
                 (entry, Part::Key, false, field, unknown_field(&message, name))
             } else if let Some(name) = quoted(&message, "duplicate field") {
-                let entry = source.entry_with_key(&path, name, true);
-                let field = entry.map_or_else(|| join(&path, name), |e| source.path_of(e));
+                let entry = source.entry_with_key(parent_of(&path, name), name, true);
+                let field = entry.map_or_else(|| path.clone(), |e| source.path_of(e));
                 (entry, Part::Key, false, field, "is given twice".into())
             } else if let Some(name) = quoted(&message, "missing field") {
                 let entry = source.entry(&path);
@@ -214,13 +216,30 @@ fn bare(e: &YamlError, path: &str) -> String {
             message.replace_range(i..i + at.len(), "");
         }
     }
-    if !path.is_empty() && path != "." {
-        let prefix = format!("{path}: ");
-        if let Some(rest) = message.strip_prefix(&prefix) {
-            message = rest.to_string();
+    // serde_path_to_error names a key's own path for an error about the key (`ingress.clas`),
+    // serde_norway the mapping's (`ingress`): either may stand in front.
+    let mut candidates = vec![path];
+    if let Some(cut) = path.rfind(['.', '[']) {
+        candidates.push(&path[..cut]);
+    }
+    for p in candidates {
+        if p.is_empty() || p == "." {
+            continue;
+        }
+        if let Some(rest) = message.strip_prefix(&format!("{p}: ")) {
+            return rest.to_string();
         }
     }
     message
+}
+
+/// The mapping's path from the path of one of its keys (`ingress.clas` → `ingress`).
+fn parent_of<'p>(path: &'p str, key: &str) -> &'p str {
+    match path.strip_suffix(key) {
+        Some(parent) if parent.is_empty() => "",
+        Some(parent) => parent.strip_suffix('.').unwrap_or(path),
+        None => path,
+    }
 }
 
 /// `name` from serde's "`{what}` `name`…" messages (its wording for unknown, duplicate and
