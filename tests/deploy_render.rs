@@ -601,10 +601,11 @@ fn monitoring_labels_are_checked_as_kubernetes_labels_and_cannot_replace_the_sta
     let fields: Vec<String> = err.problems().iter().map(|p| p.field.clone()).collect();
     assert_eq!(
         fields,
+        // In the order of the text, as every spec problem is reported.
         [
-            "monitoring.labels.app",
             "monitoring.labels.bad key",
             "monitoring.labels.release",
+            "monitoring.labels.app",
             "monitoring.annotations.-x"
         ],
         "{err}"
