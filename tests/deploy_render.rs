@@ -520,10 +520,17 @@ fn a_spec_with_four_bad_fields_gets_four_lines_each_with_its_line_and_column() {
             assert!(line.contains(&at), "{at} in {line}");
             // Said once: no field name twice, no second position.
             assert_eq!(line.matches(field).count(), 1, "{line}");
-            assert!(!line.contains(" at line ") && !line.contains("(line "), "{line}");
+            assert!(
+                !line.contains(" at line ") && !line.contains("(line "),
+                "{line}"
+            );
         }
         assert!(lines[1].contains(r#"unknown value "flaks" (expected one of flask, django"#));
-        assert!(lines[2].contains("did you mean `replicas`?"), "{}", lines[2]);
+        assert!(
+            lines[2].contains("did you mean `replicas`?"),
+            "{}",
+            lines[2]
+        );
     }
 }
 

@@ -122,9 +122,21 @@ async fn grafana_alerts_are_recorded_matched_by_rules_and_deduplicated(db: Db) {
     assert_eq!(
         jobs,
         [
-            ("prod/Deployment/api".into(), "restart".into(), "a3f9e2d17c6b5a40".into()),
-            ("prod/Deployment/other".into(), "restart".into(), "0e4d7c2b9a815f36".into()),
-            ("prod/Deployment/web".into(), "restart".into(), "6d0c8a1f2e3b4c59".into()),
+            (
+                "prod/Deployment/api".into(),
+                "restart".into(),
+                "a3f9e2d17c6b5a40".into()
+            ),
+            (
+                "prod/Deployment/other".into(),
+                "restart".into(),
+                "0e4d7c2b9a815f36".into()
+            ),
+            (
+                "prod/Deployment/web".into(),
+                "restart".into(),
+                "6d0c8a1f2e3b4c59".into()
+            ),
         ],
         "one job per matched alert, keyed by Grafana's own fingerprint"
     );

@@ -27,10 +27,10 @@ use crate::k8s_name;
 use serde::{Deserialize, Serialize};
 
 pub use checks::label_key_problem;
-pub use source::Position;
 pub use options::{
     Addon, Django, Framework, IngressOptions, Monitoring, Plan, Resources, STANDARD_LABELS,
 };
+pub use source::Position;
 
 use checks::{domain_problem, is_env_name, is_python_module, label_value_problem};
 use options::{default_monitoring_namespace, default_replicas, yes};
@@ -235,7 +235,8 @@ impl AppSpec {
             }
         };
         if let Some(why) = k8s_name::dns1035_label(&self.name, 40).err() {
-            bad(Part::Value, 
+            bad(
+                Part::Value,
                 "name",
                 format!(
                     "{:?} {why}; a name is a DNS-1035 label of at most 40 characters (lowercase letters, digits, '-', starting with a letter; suffixes like -worker are added), e.g. shop",
@@ -246,13 +247,15 @@ impl AppSpec {
         if let Some(ns) = &self.namespace
             && let Some(why) = k8s_name::dns1123_label(ns, 63).err()
         {
-            bad(Part::Value, 
+            bad(
+                Part::Value,
                 "namespace",
                 format!("{ns:?} {why}; a namespace is a DNS-1123 label, e.g. shop"),
             );
         }
         if let Some(why) = domain_problem(&self.domain) {
-            bad(Part::Value, 
+            bad(
+                Part::Value,
                 "domain",
                 format!(
                     "{:?} {why}; a domain is a lowercase DNS name with at least two labels, e.g. shop.example.com",
@@ -261,13 +264,18 @@ impl AppSpec {
             );
         }
         if self.image.trim().is_empty() {
-            bad(Part::Value, "image", "is empty; e.g. ghcr.io/acme/shop:1.4.2".into());
+            bad(
+                Part::Value,
+                "image",
+                "is empty; e.g. ghcr.io/acme/shop:1.4.2".into(),
+            );
         } else if self
             .image
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
         {
-            bad(Part::Value, 
+            bad(
+                Part::Value,
                 "image",
                 format!("{:?} contains whitespace or control characters", self.image),
             );
@@ -280,13 +288,15 @@ impl AppSpec {
         if let Some(d) = &self.display_name
             && (d.chars().count() > 100 || d.chars().any(char::is_control))
         {
-            bad(Part::Value, 
+            bad(
+                Part::Value,
                 "display_name",
                 "must be at most 100 characters without control characters".into(),
             );
         }
         if !(1..=50).contains(&self.replicas) {
-            bad(Part::Value, 
+            bad(
+                Part::Value,
                 "replicas",
                 format!("{} is out of range: 1 to 50", self.replicas),
             );
@@ -302,7 +312,8 @@ impl AppSpec {
                 && (!path.starts_with('/')
                     || path.chars().any(|c| c.is_whitespace() || c.is_control()))
             {
-                bad(Part::Value, 
+                bad(
+                    Part::Value,
                     field,
                     format!("{path:?} must start with '/' and contain no whitespace"),
                 );
@@ -311,7 +322,8 @@ impl AppSpec {
         if let Some(cmd) = &self.command
             && (cmd.is_empty() || cmd.iter().any(|c| c.is_empty()))
         {
-            bad(Part::Value, 
+            bad(
+                Part::Value,
                 "command",
                 "must be a non-empty list of non-empty strings, e.g. [gunicorn, app:app]".into(),
             );
@@ -327,7 +339,8 @@ impl AppSpec {
         }
         for (i, s) in self.secrets.iter().enumerate() {
             if let Some(why) = k8s_name::dns1123_subdomain(s).err() {
-                bad(Part::Value, 
+                bad(
+                    Part::Value,
                     &format!("secrets[{i}]"),
                     format!("{s:?} {why}; a Secret name is a DNS-1123 subdomain"),
                 );
@@ -336,7 +349,8 @@ impl AppSpec {
         let mut seen = std::collections::BTreeSet::new();
         for (i, a) in self.addons.iter().enumerate() {
             if !seen.insert(a.as_str()) {
-                bad(Part::Value, 
+                bad(
+                    Part::Value,
                     &format!("addons[{i}]"),
                     format!("{} is listed twice", a.as_str()),
                 );
@@ -348,7 +362,8 @@ impl AppSpec {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                bad(Part::Value, 
+                bad(
+                    Part::Value,
                     &format!("notifications[{i}]"),
                     format!("{n:?} is not a route name: letters, digits, '-' and '_'"),
                 );
@@ -366,7 +381,8 @@ impl AppSpec {
                     ..
                 }),
                 _,
-            ) if !is_python_module(module) => bad(Part::Value, 
+            ) if !is_python_module(module) => bad(
+                Part::Value,
                 "django.celery",
                 format!("{module:?} is not a Python module path, e.g. shop or shop.celery"),
             ),
@@ -384,7 +400,8 @@ impl AppSpec {
             self.ingress.issuer_kind.as_str(),
             "ClusterIssuer" | "Issuer"
         ) {
-            bad(Part::Value, 
+            bad(
+                Part::Value,
                 "ingress.issuer_kind",
                 format!(
                     "{:?}: expected ClusterIssuer or Issuer",
@@ -408,7 +425,8 @@ impl AppSpec {
             if let Some(why) = label_key_problem(k) {
                 bad(Part::Key, &field, format!("key {k:?} {why}"));
             } else if STANDARD_LABELS.contains(&k.as_str()) {
-                bad(Part::Value, 
+                bad(
+                    Part::Value,
                     &field,
                     format!("{k:?} is set by aiops on every object and cannot be replaced"),
                 );

@@ -111,7 +111,13 @@ pub(super) fn parse(text: &str) -> Result<AppSpec, Vec<Problem>> {
             if let Some(name) = quoted(&message, "unknown field") {
                 let entry = source.entry_with_key(parent_of(&path, name), name, false);
                 let field = entry.map_or_else(|| path.clone(), |e| source.path_of(e));
-                (entry, Part::Key, false, field, unknown_field(&message, name))
+                (
+                    entry,
+                    Part::Key,
+                    false,
+                    field,
+                    unknown_field(&message, name),
+                )
             } else if let Some(name) = quoted(&message, "duplicate field") {
                 let entry = source.entry_with_key(parent_of(&path, name), name, true);
                 let field = entry.map_or_else(|| path.clone(), |e| source.path_of(e));
@@ -119,7 +125,13 @@ pub(super) fn parse(text: &str) -> Result<AppSpec, Vec<Problem>> {
             } else if let Some(name) = quoted(&message, "missing field") {
                 let entry = source.entry(&path);
                 let parent = entry.map_or(path, |e| source.path_of(e));
-                (entry, Part::Value, false, join(&parent, name), "is missing".into())
+                (
+                    entry,
+                    Part::Value,
+                    false,
+                    join(&parent, name),
+                    "is missing".into(),
+                )
             } else {
                 let entry = source.entry(&path);
                 let field = entry.map_or(path, |e| source.path_of(e));

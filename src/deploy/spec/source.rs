@@ -285,7 +285,8 @@ impl Source {
         }
         parts.reverse();
         let path = parts.concat();
-        path.strip_prefix('.').map_or_else(|| path.clone(), str::to_string)
+        path.strip_prefix('.')
+            .map_or_else(|| path.clone(), str::to_string)
     }
 
     /// Where an entry's key (a sequence item has none: its value) or value starts.
@@ -415,7 +416,9 @@ impl Source {
 
 /// Where a node starts: its tag when it has one (`!!str 8080`), else its content.
 fn start_of(span: &Span) -> granit_parser::Marker {
-    span.tag_start.filter(|t| t.index() < span.start.index()).unwrap_or(span.start)
+    span.tag_start
+        .filter(|t| t.index() < span.start.index())
+        .unwrap_or(span.start)
 }
 
 fn json_string(s: &str) -> String {
@@ -483,6 +486,9 @@ mod tests {
     fn block_entries_are_added_after_the_last_line() {
         let s = Source::read("a: 1").unwrap();
         assert!(s.root_has("a") && !s.root_has("name"));
-        assert_eq!(s.text_with(&[("name", "x")]).unwrap(), "a: 1\n\"name\": \"x\"\n");
+        assert_eq!(
+            s.text_with(&[("name", "x")]).unwrap(),
+            "a: 1\n\"name\": \"x\"\n"
+        );
     }
 }

@@ -201,9 +201,18 @@ fn missing_and_unusable_required_fields_do_not_hide_the_other_checks() {
     let text = "name: Shop_1\nframework: djnago\ndjango: {migrate: true}\n";
     let lines = report(text);
     assert_eq!(lines.len(), 4, "{lines:#?}");
-    assert!(lines[0].starts_with("app.yaml:1:1: domain: is missing"), "{lines:#?}");
-    assert!(lines[1].starts_with("app.yaml:1:1: image: is missing"), "{lines:#?}");
-    assert!(lines[2].starts_with("app.yaml:1:7: name: \"Shop_1\""), "{lines:#?}");
+    assert!(
+        lines[0].starts_with("app.yaml:1:1: domain: is missing"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with("app.yaml:1:1: image: is missing"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[2].starts_with("app.yaml:1:7: name: \"Shop_1\""),
+        "{lines:#?}"
+    );
     assert!(
         lines[3].starts_with("app.yaml:2:12: framework: unknown value \"djnago\""),
         "{lines:#?}"
@@ -238,7 +247,10 @@ fn a_duplicate_key_and_a_syntax_error_are_placed_too() {
     let lines = report("name: shop\ndomain: [a\n");
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].starts_with("app.yaml:3:1: "), "{lines:?}");
-    assert!(!lines[0].contains("line 3 column 1"), "said once: {lines:?}");
+    assert!(
+        !lines[0].contains("line 3 column 1"),
+        "said once: {lines:?}"
+    );
     assert_eq!(
         report(""),
         ["app.yaml: the spec is empty; it needs at least name, domain, framework and image"]
