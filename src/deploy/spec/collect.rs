@@ -248,7 +248,7 @@ fn bare(e: &YamlError, path: &str) -> String {
 /// The mapping's path from the path of one of its keys (`ingress.clas` → `ingress`).
 fn parent_of<'p>(path: &'p str, key: &str) -> &'p str {
     match path.strip_suffix(key) {
-        Some(parent) if parent.is_empty() => "",
+        Some("") => "",
         Some(parent) => parent.strip_suffix('.').unwrap_or(path),
         None => path,
     }

@@ -255,7 +255,7 @@ impl Source {
                     .is_some_and(|k| matches!(&self.nodes[k].kind, Kind::Scalar(s) if s == key))
         });
         if last {
-            matching.last().map(|(i, _)| i)
+            matching.next_back().map(|(i, _)| i)
         } else {
             matching.next().map(|(i, _)| i)
         }
