@@ -1,8 +1,23 @@
-//! The Alertmanager webhook payload (version 4), parsed and validated.
+//! The Alertmanager webhook payload, parsed and validated, as two senders send it: Prometheus
+//! Alertmanager (`"version": "4"`) and Grafana-managed alerting's webhook contact point
+//! (`"version": "1"`, the same format with fields of its own).
 //!
 //! Parsing is strict about what the daemon relies on (version, each alert's status, labels and
 //! startsAt) and lenient about everything else: newer Alertmanagers add top-level fields
 //! (`notification_reason` in 0.32, `routeLabels` in 0.34), so unknown fields are ignored.
+//! Grafana's extra fields are ignored the same way: `orgId`, `title`, `state` and `message` at
+//! the top, and per alert `values`, `valueString`, `silenceURL`, `dashboardURL`, `panelURL` and
+//! `imageURL` (Grafana's documented webhook payload, "Configure the webhook notifier for
+//! Alerting", grafana.com/docs/grafana/latest/alerting/configure-notifications/
+//! manage-contact-points/integrations/webhook-notifier/). What is used is the same for both:
+//! per alert `status`, `labels`, `annotations`, `startsAt`, `endsAt`, `generatorURL` and
+//! `fingerprint`; per payload `receiver`, `groupKey` and `externalURL` (checked and stored).
+//!
+//! The sender's `fingerprint` is kept as it is sent. Grafana's need not be ours (it is computed
+//! over labels it does not send, such as the rule's uid), but it is stable for an alert instance
+//! across re-sends, and firing and resolved carry the same one with the same `startsAt`, which
+//! is all dedup and resolve matching need; recomputing it from the visible labels would merge
+//! two Grafana rules that differ only in hidden labels. Only an absent fingerprint is computed.
 //! A rejected payload names the offending field, because Alertmanager does not retry 4xx and the
 //! operator reading its log needs to know what to fix.
 //!
@@ -47,7 +62,7 @@ impl Status {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Payload {
-    /// Payload format version; only "4" is accepted.
+    /// Payload format version: "4" from Alertmanager, "1" from Grafana ([`SUPPORTED_VERSIONS`]).
     pub version: String,
     /// The group key Alertmanager uses for this notification.
     #[serde(default)]
@@ -124,6 +139,53 @@ pub struct DedupKey {
     pub starts_at_ms: i64,
 }
 
+/// Who sends the webhook format, told apart by its `version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    /// Prometheus Alertmanager's `webhook_config`, version "4".
+    Alertmanager,
+    /// Grafana-managed alerting's webhook contact point, version "1".
+    Grafana,
+}
+
+/// Every accepted `version`, with its sender, in the order error messages name them.
+pub const SUPPORTED_VERSIONS: [(&str, Sender); 2] =
+    [("4", Sender::Alertmanager), ("1", Sender::Grafana)];
+
+impl Sender {
+    /// The sender of a payload `version`; `None` for a version nobody is known to send.
+    pub fn of_version(version: &str) -> Option<Sender> {
+        SUPPORTED_VERSIONS
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, s)| *s)
+    }
+
+    /// Its name in messages and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sender::Alertmanager => "Alertmanager",
+            Sender::Grafana => "Grafana",
+        }
+    }
+
+    /// `Alertmanager sends "4", Grafana "1"`: what an unsupported version is told.
+    fn supported() -> String {
+        SUPPORTED_VERSIONS
+            .iter()
+            .enumerate()
+            .map(|(i, (v, s))| {
+                if i == 0 {
+                    format!("{} sends {v:?}", s.as_str())
+                } else {
+                    format!("{} {v:?}", s.as_str())
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// Why a payload was rejected: the field path (as `alerts[2].startsAt`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid payload at `{field}`: {message}")]
@@ -148,6 +210,11 @@ where
 }
 
 impl Payload {
+    /// Who sent it (its `version` was checked when it was parsed).
+    pub fn sender(&self) -> Option<Sender> {
+        Sender::of_version(&self.version)
+    }
+
     /// Parses and validates a webhook body.
     pub fn from_slice(body: &[u8]) -> Result<Payload, PayloadError> {
         if body.iter().all(u8::is_ascii_whitespace) {
@@ -173,12 +240,13 @@ impl Payload {
                 message: strip_position(&message).to_string(),
             }
         })?;
-        if payload.version != "4" {
+        if Sender::of_version(&payload.version).is_none() {
             return Err(PayloadError {
                 field: "version".into(),
                 message: format!(
-                    "unsupported webhook version {:?}; this daemon speaks Alertmanager's version \"4\"",
-                    payload.version
+                    "version {:?} is not supported: {}",
+                    payload.version,
+                    Sender::supported()
                 ),
             });
         }

@@ -489,6 +489,52 @@ fn an_invalid_spec_is_refused_with_every_bad_field_named() {
 }
 
 #[test]
+fn a_spec_with_four_bad_fields_gets_four_lines_each_with_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = dir.path().join("app.yaml");
+    // Four kinds: a failed check, an unknown value, an unknown key, a wrong type.
+    std::fs::write(
+        &yaml,
+        "name: shop\ndomain: localhost\nframework: flaks\nimage: x:1\nreplica: 3\nreplicas: many\n",
+    )
+    .unwrap();
+    let json = dir.path().join("app.json");
+    std::fs::write(
+        &json,
+        "{\"name\": \"shop\", \"domain\": \"localhost\",\n \"framework\": \"flaks\", \"image\": \"x:1\",\n \"replica\": 3, \"replicas\": \"many\"}\n",
+    )
+    .unwrap();
+    for (file, places) in [
+        (&yaml, ["2:9", "3:12", "5:1", "6:11"]),
+        (&json, ["1:28", "2:15", "3:2", "3:28"]),
+    ] {
+        let file = file.to_str().unwrap();
+        let (status, stdout, stderr) = run_cli(dir.path(), &["render", file], &HashMap::new());
+        assert!(!status.success());
+        assert!(stdout.is_empty(), "nothing rendered: {stdout}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(file)).collect();
+        assert_eq!(lines.len(), 4, "{stderr}");
+        let fields = ["domain: ", "framework: ", "replica: ", "replicas: "];
+        for ((line, place), field) in lines.iter().zip(places).zip(fields) {
+            let at = format!("{file}:{place}: {field}");
+            assert!(line.contains(&at), "{at} in {line}");
+            // Said once: no field name twice, no second position.
+            assert_eq!(line.matches(field).count(), 1, "{line}");
+            assert!(
+                !line.contains(" at line ") && !line.contains("(line "),
+                "{line}"
+            );
+        }
+        assert!(lines[1].contains(r#"unknown value "flaks" (expected one of flask, django"#));
+        assert!(
+            lines[2].contains("did you mean `replicas`?"),
+            "{}",
+            lines[2]
+        );
+    }
+}
+
+#[test]
 fn a_templates_directory_overrides_a_template_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let templates = dir.path().join("templates");
@@ -562,10 +608,11 @@ fn monitoring_labels_are_checked_as_kubernetes_labels_and_cannot_replace_the_sta
     let fields: Vec<String> = err.problems().iter().map(|p| p.field.clone()).collect();
     assert_eq!(
         fields,
+        // In the order of the text, as every spec problem is reported.
         [
-            "monitoring.labels.app",
             "monitoring.labels.bad key",
             "monitoring.labels.release",
+            "monitoring.labels.app",
             "monitoring.annotations.-x"
         ],
         "{err}"

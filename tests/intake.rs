@@ -1,4 +1,9 @@
-//! The webhook as Alertmanager uses it: real payloads, bad inputs, auth, concurrency, restarts.
+//! The webhook as Alertmanager uses it: real payloads, bad inputs, auth, concurrency, restarts;
+//! and as Grafana-managed alerting's webhook contact point uses it. The Grafana fixtures
+//! (`tests/fixtures/grafana-*.json`) follow Grafana's documented payload, "Configure the webhook
+//! notifier for Alerting" (https://grafana.com/docs/grafana/latest/alerting/configure-notifications/manage-contact-points/integrations/webhook-notifier/):
+//! `"version": "1"`, `orgId`, `state`, `title`, `message`, per alert `values`, `valueString`,
+//! `silenceURL`, `dashboardURL`, `panelURL` and `imageURL`.
 
 mod common;
 
@@ -72,6 +77,88 @@ async fn a_restarted_daemon_does_not_act_again_on_a_resend(db: Db) {
     assert_eq!(jobs.len(), 1, "no new job after restart: {jobs:#?}");
 }
 both_backends!(a_restarted_daemon_does_not_act_again_on_a_resend);
+
+/// Posts a fixture, expects 200, and returns (accepted, duplicates, jobs created, refused).
+async fn answer_to(app: &TestApp, name: &str) -> (u64, u64, usize, u64) {
+    let resp = app.post_fixture(name).await;
+    assert_eq!(resp.status(), 200, "{name}");
+    let v: Value = resp.json().await.unwrap();
+    (
+        v["accepted"].as_u64().unwrap(),
+        v["duplicates"].as_u64().unwrap(),
+        v["jobs"].as_array().unwrap().len(),
+        v["refused"].as_u64().unwrap(),
+    )
+}
+
+async fn grafana_alerts_are_recorded_matched_by_rules_and_deduplicated(db: Db) {
+    let app = TestApp::spawn(Spawn::new(db)).await;
+    let firing = "grafana-firing.json";
+    assert_eq!(
+        answer_to(&app, firing).await,
+        (1, 0, 1, 0),
+        "matched by the restart rule"
+    );
+    // Grafana repeats a firing alert at every repeat interval and group change.
+    assert_eq!(answer_to(&app, firing).await, (0, 1, 0, 0), "a duplicate");
+    // Three alerts: two opt in to the restart rule, the third has no auto_repair label.
+    let grouped = "grafana-firing-grouped-3.json";
+    assert_eq!(answer_to(&app, grouped).await, (3, 0, 2, 0));
+    let resolved = "grafana-resolved.json";
+    assert_eq!(answer_to(&app, resolved).await, (1, 0, 0, 0));
+    assert_eq!(answer_to(&app, resolved).await, (0, 1, 0, 0), "a duplicate");
+
+    let store = app.store().await;
+    assert_eq!(store.count_alert_events().await.unwrap(), 5);
+    let mut jobs: Vec<(String, String, String)> = store
+        .jobs()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.parent_id.is_none())
+        .map(|j| (j.target_key, j.rule, j.fingerprint))
+        .collect();
+    jobs.sort();
+    assert_eq!(
+        jobs,
+        [
+            (
+                "prod/Deployment/api".into(),
+                "restart".into(),
+                "a3f9e2d17c6b5a40".into()
+            ),
+            (
+                "prod/Deployment/other".into(),
+                "restart".into(),
+                "0e4d7c2b9a815f36".into()
+            ),
+            (
+                "prod/Deployment/web".into(),
+                "restart".into(),
+                "6d0c8a1f2e3b4c59".into()
+            ),
+        ],
+        "one job per matched alert, keyed by Grafana's own fingerprint"
+    );
+}
+both_backends!(grafana_alerts_are_recorded_matched_by_rules_and_deduplicated);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_version_nobody_sends_is_refused_naming_the_supported_ones() {
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;
+    let grafana = String::from_utf8(fixture("grafana-firing.json")).unwrap();
+    let body = grafana.replace(r#""version": "1""#, r#""version": "7""#);
+    assert_ne!(body, grafana, "the fixture's version was replaced");
+    let resp = app.post_webhook(body).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["field"], "version", "{body}");
+    assert_eq!(
+        body["error"],
+        r#"version "7" is not supported: Alertmanager sends "4", Grafana "1""#
+    );
+    assert_eq!(app.store().await.count_alert_events().await.unwrap(), 0);
+}
 
 async fn futures_join_all<F: std::future::Future<Output = reqwest::Response> + Send + 'static>(
     futs: impl Iterator<Item = F>,

@@ -1,7 +1,9 @@
 //! The app spec parser (`AppSpec::parse`), as `POST /api/apps` and `aiops render` call it, and
 //! what the API does next with an accepted spec.
 //!
-//! Beyond "never panics": an accepted spec renders with the embedded templates (a spec that
+//! Beyond "never panics": a refused spec names at least one problem, each on its own line (the
+//! parser blanks bad entries out and parses again until none is left: it must end), and an
+//! accepted spec renders with the embedded templates (a spec that
 //! validates but cannot render is a validation gap, answered late and confusingly), and the JSON
 //! the API stores parses back to a spec that renders the same objects (`GET
 //! /api/apps/{name}/manifests` reads it back; a stored spec that no longer parses is a 5xx).
@@ -14,7 +16,11 @@ fuzz_target!(|text: &str| {
     let spec = match AppSpec::parse(text, "fuzz") {
         Ok(spec) => spec,
         Err(e) => {
-            let _ = e.to_string();
+            let report = e.to_string();
+            if let aiops::deploy::spec::Error::Invalid { problems, .. } = &e {
+                assert!(!problems.is_empty(), "a refusal without a problem");
+                assert!(report.lines().count() >= problems.len(), "{report}");
+            }
             return;
         }
     };

@@ -1,7 +1,7 @@
-//! The Alertmanager webhook body parser (`Payload::from_slice`), exactly as
-//! `POST /webhook/alertmanager` calls it on an authenticated body.
+//! The webhook body parser (`Payload::from_slice`: Alertmanager's version 4, Grafana's version 1),
+//! exactly as `POST /webhook/alertmanager` calls it on an authenticated body.
 //!
-//! Beyond "never panics": of an accepted payload, every alert the per-alert check keeps
+//! Beyond "never panics": an accepted payload comes from a known sender; of it, every alert the per-alert check keeps
 //! (`Payload::partition`, which the intake applies before writing) has a fingerprint the store
 //! can hold (1..=64 characters), and the payload survives its own serialization with the same
 //! dedup keys, so what the daemon logs or re-sends means the same alert.
@@ -24,6 +24,11 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
+    assert!(
+        payload.sender().is_some(),
+        "accepted version {:?}",
+        payload.version
+    );
     let (kept, _rejected) = payload.partition(chrono::Utc::now());
     for a in kept {
         assert!(

@@ -1,8 +1,9 @@
 //! The app spec: what a team writes to onboard an app (YAML or JSON), and its validation.
 //!
-//! Parsing names the field that is wrong (`framework: unknown variant "rails", expected one of
-//! …`); validation then checks what serde cannot (DNS-1123 names, the domain, ports, paths) and
-//! reports every problem at once, each naming its field, so one edit fixes a spec.
+//! Every problem of a spec is reported at once, each bad field once, with its line and column
+//! (`app.yaml:3:12: framework: unknown value "flaks" (expected one of flask, …)`), so one edit
+//! fixes a spec: what serde finds (YAML syntax, unknown keys, wrong types, unknown values) and
+//! what the checks find after it (DNS-1123 names, the domain, ports, paths).
 //!
 //! Resources come from the plan. Requests are the (basic 256Mi/250m, standard
 //! 512Mi/500m, advanced 1Gi/1000m, professional 2Gi/2000m); **limits are twice the requests
@@ -10,12 +11,15 @@
 //! playbooks raise the memory limit by ×1.2 up to 4Gi, so the limit must start below that cap
 //! for auto-repair to have room (professional starts at the cap: it is escalated, not raised).
 //!
-//! Files: this one holds the spec, its parsing and its validation; `options` the vocabulary it
+//! Files: this one holds the spec and its checks; `collect` reads a text into a spec collecting
+//! every problem, with `source` giving each node its position; `options` the vocabulary a spec
 //! is written in (framework, plan, add-ons, ingress and monitoring options) and their defaults;
 //! `checks` the checks of single strings. The unit tests are in `tests.rs`.
 
 mod checks;
+mod collect;
 mod options;
+mod source;
 
 use std::collections::BTreeMap;
 
@@ -26,23 +30,27 @@ pub use checks::label_key_problem;
 pub use options::{
     Addon, Django, Framework, IngressOptions, Monitoring, Plan, Resources, STANDARD_LABELS,
 };
+pub use source::Position;
 
 use checks::{domain_problem, is_env_name, is_python_module, label_value_problem};
 use options::{default_monitoring_namespace, default_replicas, yes};
+use source::Part;
 
 /// A spec that cannot be used, with every problem found.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The text is not YAML/JSON of an app spec (names the field path).
+    /// The spec could not be read at all (a missing file, not UTF-8).
     #[error("{source_name}: {message}")]
     Parse {
         /// The file (or "request body").
         source_name: String,
-        /// What is wrong, starting with the field path.
+        /// What is wrong.
         message: String,
     },
-    /// The spec parsed but some fields are invalid.
-    #[error("{source_name}: invalid app spec:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    /// The text is not a usable app spec: YAML syntax, unknown keys, wrong types, unknown
+    /// values, failed checks. One line per problem, `app.yaml:5:12: framework: …`, each bad
+    /// field once, in the order of the text.
+    #[error("{}", problems.iter().map(|p| p.line(source_name)).collect::<Vec<_>>().join("\n"))]
     Invalid {
         /// The file (or "request body").
         source_name: String,
@@ -60,7 +68,7 @@ impl Error {
         }
     }
 
-    /// The invalid fields, empty for a parse error.
+    /// The invalid fields, empty when the spec could not be read.
     pub fn problems(&self) -> &[Problem] {
         match self {
             Error::Parse { .. } => &[],
@@ -75,15 +83,33 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// One invalid field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// The field path, e.g. `name`, `env.MY-VAR`, `secrets[1]`.
+    /// The field path, e.g. `name`, `env.MY-VAR`, `secrets[1]`; empty for a syntax error.
     pub field: String,
     /// What is wrong and what would be right.
     pub message: String,
+    /// Where in the text: the value, or the key when the key is what is wrong. `None` for a
+    /// spec that was not parsed from text ([`AppSpec::problems`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+}
+
+impl Problem {
+    /// `app.yaml:5:12: framework: unknown value …`, as compilers and linters print.
+    pub fn line(&self, source_name: &str) -> String {
+        match self.position {
+            Some(p) => format!("{source_name}:{}:{}: {self}", p.line, p.column),
+            None => format!("{source_name}: {self}"),
+        }
+    }
 }
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
     }
 }
 
@@ -166,28 +192,13 @@ fn is_default_monitoring(m: &Monitoring) -> bool {
 }
 
 impl AppSpec {
-    /// Parses YAML (JSON is YAML too) and validates. `source_name` prefixes every error.
+    /// Parses YAML (JSON is YAML too) and validates, reporting every problem at once with its
+    /// line and column (see `collect.rs`). `source_name` prefixes every line of the error.
     pub fn parse(text: &str, source_name: &str) -> Result<AppSpec> {
-        let de = serde_yaml::Deserializer::from_str(text);
-        let spec: AppSpec = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            let location = inner
-                .location()
-                .map(|l| format!(" (line {}, column {})", l.line(), l.column()))
-                .unwrap_or_default();
-            let message = if path == "." {
-                format!("{inner}")
-            } else {
-                format!("{path}: {inner}{location}")
-            };
-            Error::Parse {
-                source_name: source_name.to_string(),
-                message,
-            }
-        })?;
-        spec.validate(source_name)?;
-        Ok(spec)
+        collect::parse(text).map_err(|problems| Error::Invalid {
+            source_name: source_name.to_string(),
+            problems,
+        })
     }
 
     /// Reads and parses a spec file.
@@ -200,17 +211,32 @@ impl AppSpec {
         AppSpec::parse(&text, &name)
     }
 
-    /// Every problem of the spec, each naming its field.
+    /// Every problem of the spec, each naming its field (without a position: the spec is not
+    /// tied to a text here; [`AppSpec::parse`] adds them).
     pub fn problems(&self) -> Vec<Problem> {
+        self.checks(&[]).into_iter().map(|(p, _)| p).collect()
+    }
+
+    /// The checks serde cannot make, each problem with the part of its entry it is about.
+    /// `substituted` names required fields whose written value was unusable and replaced by a
+    /// placeholder: checks of other fields still run, those involving these do not.
+    fn checks(&self, substituted: &[&str]) -> Vec<(Problem, Part)> {
         let mut p = Vec::new();
-        let mut bad = |field: &str, message: String| {
-            p.push(Problem {
-                field: field.to_string(),
-                message,
-            })
+        let mut bad = |part: Part, field: &str, message: String| {
+            if !substituted.contains(&field) {
+                p.push((
+                    Problem {
+                        field: field.to_string(),
+                        message,
+                        position: None,
+                    },
+                    part,
+                ));
+            }
         };
         if let Some(why) = k8s_name::dns1035_label(&self.name, 40).err() {
             bad(
+                Part::Value,
                 "name",
                 format!(
                     "{:?} {why}; a name is a DNS-1035 label of at most 40 characters (lowercase letters, digits, '-', starting with a letter; suffixes like -worker are added), e.g. shop",
@@ -222,12 +248,14 @@ impl AppSpec {
             && let Some(why) = k8s_name::dns1123_label(ns, 63).err()
         {
             bad(
+                Part::Value,
                 "namespace",
                 format!("{ns:?} {why}; a namespace is a DNS-1123 label, e.g. shop"),
             );
         }
         if let Some(why) = domain_problem(&self.domain) {
             bad(
+                Part::Value,
                 "domain",
                 format!(
                     "{:?} {why}; a domain is a lowercase DNS name with at least two labels, e.g. shop.example.com",
@@ -236,13 +264,18 @@ impl AppSpec {
             );
         }
         if self.image.trim().is_empty() {
-            bad("image", "is empty; e.g. ghcr.io/acme/shop:1.4.2".into());
+            bad(
+                Part::Value,
+                "image",
+                "is empty; e.g. ghcr.io/acme/shop:1.4.2".into(),
+            );
         } else if self
             .image
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
         {
             bad(
+                Part::Value,
                 "image",
                 format!("{:?} contains whitespace or control characters", self.image),
             );
@@ -250,24 +283,26 @@ impl AppSpec {
         if let Some(v) = &self.version
             && let Some(why) = label_value_problem(v)
         {
-            bad("version", format!("{v:?} {why}"));
+            bad(Part::Value, "version", format!("{v:?} {why}"));
         }
         if let Some(d) = &self.display_name
             && (d.chars().count() > 100 || d.chars().any(char::is_control))
         {
             bad(
+                Part::Value,
                 "display_name",
                 "must be at most 100 characters without control characters".into(),
             );
         }
         if !(1..=50).contains(&self.replicas) {
             bad(
+                Part::Value,
                 "replicas",
                 format!("{} is out of range: 1 to 50", self.replicas),
             );
         }
         if self.port == Some(0) {
-            bad("port", "0 is not a port: 1 to 65535".into());
+            bad(Part::Value, "port", "0 is not a port: 1 to 65535".into());
         }
         for (field, path) in [
             ("health_path", &self.health_path),
@@ -278,6 +313,7 @@ impl AppSpec {
                     || path.chars().any(|c| c.is_whitespace() || c.is_control()))
             {
                 bad(
+                    Part::Value,
                     field,
                     format!("{path:?} must start with '/' and contain no whitespace"),
                 );
@@ -287,6 +323,7 @@ impl AppSpec {
             && (cmd.is_empty() || cmd.iter().any(|c| c.is_empty()))
         {
             bad(
+                Part::Value,
                 "command",
                 "must be a non-empty list of non-empty strings, e.g. [gunicorn, app:app]".into(),
             );
@@ -294,6 +331,7 @@ impl AppSpec {
         for key in self.env.keys() {
             if !is_env_name(key) {
                 bad(
+                    Part::Key,
                     &format!("env.{key}"),
                     "is not an environment variable name: letters, digits and '_', not starting with a digit".into(),
                 );
@@ -302,6 +340,7 @@ impl AppSpec {
         for (i, s) in self.secrets.iter().enumerate() {
             if let Some(why) = k8s_name::dns1123_subdomain(s).err() {
                 bad(
+                    Part::Value,
                     &format!("secrets[{i}]"),
                     format!("{s:?} {why}; a Secret name is a DNS-1123 subdomain"),
                 );
@@ -311,6 +350,7 @@ impl AppSpec {
         for (i, a) in self.addons.iter().enumerate() {
             if !seen.insert(a.as_str()) {
                 bad(
+                    Part::Value,
                     &format!("addons[{i}]"),
                     format!("{} is listed twice", a.as_str()),
                 );
@@ -323,13 +363,15 @@ impl AppSpec {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 bad(
+                    Part::Value,
                     &format!("notifications[{i}]"),
                     format!("{n:?} is not a route name: letters, digits, '-' and '_'"),
                 );
             }
         }
         match (&self.django, self.framework) {
-            (Some(_), f) if f != Framework::Django => bad(
+            (Some(_), f) if f != Framework::Django && !substituted.contains(&"framework") => bad(
+                Part::Key,
                 "django",
                 format!("only applies to framework django, not {}", f.as_str()),
             ),
@@ -340,6 +382,7 @@ impl AppSpec {
                 }),
                 _,
             ) if !is_python_module(module) => bad(
+                Part::Value,
                 "django.celery",
                 format!("{module:?} is not a Python module path, e.g. shop or shop.celery"),
             ),
@@ -350,7 +393,7 @@ impl AppSpec {
             ("ingress.issuer", &self.ingress.issuer),
         ] {
             if let Some(why) = k8s_name::dns1123_subdomain(v).err() {
-                bad(field, format!("{v:?} {why}"));
+                bad(Part::Value, field, format!("{v:?} {why}"));
             }
         }
         if !matches!(
@@ -358,6 +401,7 @@ impl AppSpec {
             "ClusterIssuer" | "Issuer"
         ) {
             bad(
+                Part::Value,
                 "ingress.issuer_kind",
                 format!(
                     "{:?}: expected ClusterIssuer or Issuer",
@@ -373,15 +417,16 @@ impl AppSpec {
             ("monitoring_namespace", &self.monitoring_namespace),
         ] {
             if let Some(why) = k8s_name::dns1123_label(v, 63).err() {
-                bad(field, format!("{v:?} {why}"));
+                bad(Part::Value, field, format!("{v:?} {why}"));
             }
         }
         for (k, v) in &self.monitoring.labels {
             let field = format!("monitoring.labels.{k}");
             if let Some(why) = label_key_problem(k) {
-                bad(&field, format!("key {k:?} {why}"));
+                bad(Part::Key, &field, format!("key {k:?} {why}"));
             } else if STANDARD_LABELS.contains(&k.as_str()) {
                 bad(
+                    Part::Value,
                     &field,
                     format!("{k:?} is set by aiops on every object and cannot be replaced"),
                 );
@@ -389,12 +434,13 @@ impl AppSpec {
             if !v.is_empty()
                 && let Some(why) = label_value_problem(v)
             {
-                bad(&field, format!("value {v:?} {why}"));
+                bad(Part::Value, &field, format!("value {v:?} {why}"));
             }
         }
         for k in self.monitoring.annotations.keys() {
             if let Some(why) = label_key_problem(k) {
                 bad(
+                    Part::Key,
                     &format!("monitoring.annotations.{k}"),
                     format!("key {k:?} {why}"),
                 );

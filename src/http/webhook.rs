@@ -1,4 +1,5 @@
-//! `POST /webhook/alertmanager`: authenticate, bound, parse, record, answer.
+//! `POST /webhook/alertmanager`: authenticate, bound, parse, record, answer. Alertmanager's
+//! `webhook_config` and Grafana's webhook contact point both post here (see `alert`).
 //!
 //! Checks run cheapest-first and before the body is read where possible, so an unauthenticated
 //! or oversized request costs almost nothing. The response is sent only after the pipeline has
@@ -114,6 +115,12 @@ async fn handle(
     };
     let payload = Payload::from_slice(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.message.clone()).field(e.field))?;
+    // Which sender, so a Grafana contact point being set up can be told from Alertmanager.
+    tracing::debug!(
+        sender = payload.sender().map_or("unknown", |s| s.as_str()),
+        alerts = payload.alerts.len(),
+        "webhook parsed"
+    );
 
     match st.pipeline.ingest(&payload).await {
         Ok(report) if report.rejected.is_empty() => {
