@@ -495,7 +495,10 @@ mod tests {
         let unused: Vec<String> = all.difference(&needed).map(Permission::describe).collect();
         assert_eq!(
             unused,
-            ["patch apps/deployments/scale", "patch apps/statefulsets/scale"]
+            [
+                "patch apps/deployments/scale",
+                "patch apps/statefulsets/scale"
+            ]
         );
         assert!(needed.is_subset(&all));
     }
@@ -514,7 +517,9 @@ mod tests {
             ["memory"]
         );
         assert_eq!(
-            calls("scale(mem.limit, f); scale(512, 2); scale(quantity(\"1Gi\"), 1.5); scale(a * 2, 1.2); mem.request.scale(2);"),
+            calls(
+                "scale(mem.limit, f); scale(512, 2); scale(quantity(\"1Gi\"), 1.5); scale(a * 2, 1.2); mem.request.scale(2);"
+            ),
             Vec::<&str>::new()
         );
         // The replica form, and anything that could be it.

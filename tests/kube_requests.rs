@@ -21,12 +21,16 @@ fn cluster() -> (KubeCluster, MockHandle) {
     )
 }
 
-fn web() -> Target {
+fn target(kind: &str, name: &str) -> Target {
     Target {
         namespace: "prod".into(),
-        kind: "Deployment".into(),
-        name: "web".into(),
+        kind: kind.into(),
+        name: name.into(),
     }
+}
+
+fn web() -> Target {
+    target("Deployment", "web")
 }
 
 fn deployment(extra: Value) -> Value {
@@ -663,11 +667,7 @@ async fn a_partitioned_statefulset_is_complete_once_the_pods_above_the_partition
         )
         .await;
     });
-    let t = Target {
-        namespace: "prod".into(),
-        kind: "StatefulSet".into(),
-        name: "db".into(),
-    };
+    let t = target("StatefulSet", "db");
     let s = c.rollout_status(&t).await.unwrap();
     assert!(
         s.complete && s.message.contains("partitioned roll out complete"),
@@ -682,11 +682,7 @@ async fn an_on_delete_statefulset_is_not_restarted_and_reports_no_rollout() {
         "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "updateStrategy": {"type": "OnDelete"},
                  "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db"}]}}},
         "status": {"observedGeneration": 1, "replicas": 1}});
-    let t = Target {
-        namespace: "prod".into(),
-        kind: "StatefulSet".into(),
-        name: "db".into(),
-    };
+    let t = target("StatefulSet", "db");
     let (c, mut h) = cluster();
     let o = sts.clone();
     let server = tokio::spawn(async move {
@@ -839,11 +835,7 @@ async fn scale_merge_patches_the_scale_subresource_as_kubectl_scale_does() {
 #[tokio::test]
 async fn a_statefulset_scales_through_its_own_scale_subresource() {
     let (c, mut h) = cluster();
-    let db = Target {
-        namespace: "prod".into(),
-        kind: "StatefulSet".into(),
-        name: "db".into(),
-    };
+    let db = target("StatefulSet", "db");
     let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": "db", "namespace": "prod"},
         "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
@@ -870,11 +862,7 @@ async fn a_statefulset_scales_through_its_own_scale_subresource() {
 #[tokio::test]
 async fn scale_refuses_a_daemonset_and_an_opted_out_deployment_without_patching() {
     let (c, mut h) = cluster();
-    let agent = Target {
-        namespace: "prod".into(),
-        kind: "DaemonSet".into(),
-        name: "agent".into(),
-    };
+    let agent = target("DaemonSet", "agent");
     // Refused before any request: the mock answers nothing, so a request would never return.
     let err = tokio::time::timeout(Duration::from_secs(5), c.scale(&agent, 2, false))
         .await

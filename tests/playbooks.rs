@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use aiops::alert::{Alert, Payload};
 use aiops::cluster::memory::{MemoryCluster, State, Workload};
-use aiops::cluster::{
-    self, Cluster, Memory, Replicas, Rollback, RolloutStatus, Scaled, Target,
-};
+use aiops::cluster::{self, Cluster, Memory, Replicas, Rollback, RolloutStatus, Scaled, Target};
 use aiops::definitions::Definitions;
 use aiops::playbook::host::{HostSettings, Outcome, RunContext, RunInput, RunResult, Runner};
 use aiops::playbook::offline;
@@ -1082,7 +1080,11 @@ async fn run_script(
         &aiops::embedded::Source::Dir(dir.path().join("playbooks")),
     )
     .unwrap();
-    let alert = alert(&[("alertname", "Busy"), ("namespace", "prod"), ("deployment", "web")]);
+    let alert = alert(&[
+        ("alertname", "Busy"),
+        ("namespace", "prod"),
+        ("deployment", "web"),
+    ]);
     let overrides: Vec<(String, serde_json::Value)> = params
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
@@ -1114,16 +1116,33 @@ async fn scale_sets_the_replicas_of_a_deployment_and_records_the_step() {
     .await;
     assert_success(&r, "scaled web from 2 to 3");
     assert_eq!(c.replicas(&web()).await.unwrap().desired, 3);
-    assert_eq!(c.actions(), ["scale prod/Deployment/web from 2 to 3 replicas"]);
+    assert_eq!(
+        c.actions(),
+        ["scale prod/Deployment/web from 2 to 3 replicas"]
+    );
     let step = r.steps.iter().find(|s| s.action == "scale").unwrap();
-    assert_eq!(step.detail, "scale prod/Deployment/web from 2 to 3 replicas");
-    assert_eq!(r.touched, [web()], "verification waits for the new replicas");
+    assert_eq!(
+        step.detail,
+        "scale prod/Deployment/web from 2 to 3 replicas"
+    );
+    assert_eq!(
+        r.touched,
+        [web()],
+        "verification waits for the new replicas"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_scale_says_what_it_would_do_and_changes_nothing() {
     let c = cluster(&web_state("", "256Mi", "512Mi"));
-    let r = run_script(SCALE_UP, &[("replicas", 3.into())], c.clone(), host_settings(), true).await;
+    let r = run_script(
+        SCALE_UP,
+        &[("replicas", 3.into())],
+        c.clone(),
+        host_settings(),
+        true,
+    )
+    .await;
     assert_success(&r, "scaled web from 2 to 3");
     let step = r.steps.iter().find(|s| s.action == "scale").unwrap();
     assert_eq!(
@@ -1210,10 +1229,14 @@ fn check_reports_calls_to_functions_that_do_not_exist_with_file_line_and_column(
                 "grow.rhai",
                 "// grow: more replicas\nlet n = 3;\nif n > 2 {\n    set_replicas(target, n);\n}\nrestart(target, \"now\");\nsuccess(\"ok\");\n",
             ),
-            ("fine.rhai", "fn helper(t) { replicas(t) }\nlet r = helper(target);\nscale(target, r.desired + 1);\nsuccess(\"ok\");\n"),
+            (
+                "fine.rhai",
+                "fn helper(t) { replicas(t) }\nlet r = helper(target);\nscale(target, r.desired + 1);\nsuccess(\"ok\");\n",
+            ),
         ],
     );
-    let env = common::files::definitions_env(&dir.path().join("rules"), &dir.path().join("playbooks"));
+    let env =
+        common::files::definitions_env(&dir.path().join("rules"), &dir.path().join("playbooks"));
     let (status, out, err) = run_cli(dir.path(), &["check"], &env);
     assert_eq!(status.code(), Some(1), "{out}{err}");
     let grow = dir.path().join("playbooks/grow.rhai").display().to_string();

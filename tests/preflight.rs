@@ -475,8 +475,10 @@ async fn a_scaling_playbook_needs_the_scale_subresource_which_the_printed_role_g
         )],
     );
     let check = |kubeconfig: &Path| {
-        let mut vars =
-            common::files::definitions_env(&dir.path().join("rules"), &dir.path().join("playbooks"));
+        let mut vars = common::files::definitions_env(
+            &dir.path().join("rules"),
+            &dir.path().join("playbooks"),
+        );
         vars.insert("AIOPS_KUBECONFIG", kubeconfig.display().to_string());
         run_cli(dir.path(), &["check", "--cluster"], &vars)
     };

@@ -131,6 +131,23 @@ where
     .unwrap()
 }
 
+/// Deployment `web` (one container, image web:1) with 2 replicas, rolled out.
+async fn two_replica_web(client: &kube::Client, ns: &str) {
+    create::<Deployment>(
+        client,
+        ns,
+        workload(
+            "Deployment",
+            "web",
+            2,
+            &[("app", "web:1", None, None)],
+            json!({}),
+        ),
+    )
+    .await;
+    wait_deployment_rolled_out(client, ns, "web").await;
+}
+
 /// The pods of `app=<name>` that are Running and Ready, by name.
 async fn ready_pods(client: &kube::Client, ns: &str, name: &str) -> Vec<Pod> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -209,19 +226,7 @@ async fn a_posted_alert_restarts_a_deployment_and_its_pods_roll() {
     };
     let ns = env.namespace("restart").await;
     let client = env.client().await;
-    create::<Deployment>(
-        &client,
-        &ns.name,
-        workload(
-            "Deployment",
-            "web",
-            2,
-            &[("app", "web:1", None, None)],
-            json!({}),
-        ),
-    )
-    .await;
-    wait_deployment_rolled_out(&client, &ns.name, "web").await;
+    two_replica_web(&client, &ns.name).await;
     let before = names(&ready_pods(&client, &ns.name, "web").await);
     assert_eq!(before.len(), 2, "{before:?}");
 
@@ -323,19 +328,7 @@ async fn rollback_returns_to_the_previous_revision_through_the_real_replicasets(
     };
     let ns = env.namespace("rollback").await;
     let client = env.client().await;
-    create::<Deployment>(
-        &client,
-        &ns.name,
-        workload(
-            "Deployment",
-            "web",
-            2,
-            &[("app", "web:1", None, None)],
-            json!({}),
-        ),
-    )
-    .await;
-    wait_deployment_rolled_out(&client, &ns.name, "web").await;
+    two_replica_web(&client, &ns.name).await;
     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     api.patch(
         "web",
@@ -1083,24 +1076,16 @@ async fn a_playbook_scales_a_deployment_to_three_and_is_refused_above_its_cap() 
     };
     let ns = env.namespace("scale").await;
     let client = env.client().await;
-    create::<Deployment>(
-        &client,
-        &ns.name,
-        workload(
-            "Deployment",
-            "web",
-            2,
-            &[("app", "web:1", None, None)],
-            json!({}),
-        ),
-    )
-    .await;
-    wait_deployment_rolled_out(&client, &ns.name, "web").await;
+    two_replica_web(&client, &ns.name).await;
     // As the ServiceAccount of exactly the role `aiops manifests` prints.
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig =
-        service_account_kubeconfig(env, &ns.name, &repair_role(), &dir.path().join("kubeconfig"))
-            .await;
+    let kubeconfig = service_account_kubeconfig(
+        env,
+        &ns.name,
+        &repair_role(),
+        &dir.path().join("kubeconfig"),
+    )
+    .await;
     let playbooks = dir.path().join("playbooks");
     std::fs::create_dir(&playbooks).unwrap();
     std::fs::write(playbooks.join("scale_up.rhai"), SCALE_UP).unwrap();
@@ -1130,7 +1115,10 @@ async fn a_playbook_scales_a_deployment_to_three_and_is_refused_above_its_cap() 
         .into_iter()
         .filter_map(|e| e.reason)
         .collect();
-    assert!(reasons.iter().any(|r| r == "AutoRepairScale"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r == "AutoRepairScale"),
+        "{reasons:?}"
+    );
 
     // 9 is above the rule's cap of 4: refused before any request, and said so.
     app.post_webhook(alert(
@@ -1153,9 +1141,8 @@ async fn a_playbook_scales_a_deployment_to_three_and_is_refused_above_its_cap() 
     let refused = jobs.iter().find(|j| j.rule == "scale-to-nine").unwrap();
     assert_eq!(refused.state, JobState::Escalated, "{refused:#?}");
     assert!(
-        text_of(refused).contains(
-            "scale: refused: 9 replicas is above the cap of 4 (the rule's max_replicas)"
-        ),
+        text_of(refused)
+            .contains("scale: refused: 9 replicas is above the cap of 4 (the rule's max_replicas)"),
         "{refused:#?}"
     );
     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);

@@ -36,9 +36,7 @@ use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PatchParams};
 
-use super::{
-    Cluster, Error, Memory, Replicas, Result, Rollback, RolloutStatus, Scaled, Target,
-};
+use super::{Cluster, Error, Memory, Replicas, Result, Rollback, RolloutStatus, Scaled, Target};
 
 /// The annotation that opts a workload out of automatic repair.
 pub const AUTO_REPAIR_ANNOTATION: &str = "aiops.wooo.work/auto-repair";

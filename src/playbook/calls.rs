@@ -313,8 +313,8 @@ scale(target, m);
 let f = Fn("double");
 let g = |x| x + 1;
 log(`${f.call(2)} ${call(f, 3)} ${g(4)} ${type_of(g)} ${is_def_fn("double", 1)}`);
-let obj = #{ go: |x| x };
-obj.go(1);
+let obj = #{ act: |x| x };
+obj.act(1);
 for (item, i) in [1, 2] { print(item + i); }
 try { restart(target); } catch (err) { debug(err); }
 let limit = scale(quantity("512Mi"), 1.2);

@@ -322,7 +322,12 @@ impl Inner {
 
     /// `kubectl scale`: a new spec.replicas, not a new template (no revision, no rollout of the
     /// template); the replicas follow the workload's current rollout state.
-    pub(super) fn scale(&mut self, target: &Target, replicas: i64, dry_run: bool) -> Result<Scaled> {
+    pub(super) fn scale(
+        &mut self,
+        target: &Target,
+        replicas: i64,
+        dry_run: bool,
+    ) -> Result<Scaled> {
         let w = self.workload_mut(target)?;
         w.check_enabled()?;
         if w.kind == Kind::DaemonSet {

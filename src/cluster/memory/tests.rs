@@ -660,11 +660,17 @@ async fn scale_sets_the_replica_count_without_a_new_revision() {
     assert_eq!(scaled, Scaled { from: 3, to: 5 });
     let w = workload(&c, "web");
     assert_eq!((w.replicas, w.revision), (5, 3), "a scale is not a rollout");
-    assert_eq!(c.actions(), ["scale prod/Deployment/web from 3 to 5 replicas"]);
+    assert_eq!(
+        c.actions(),
+        ["scale prod/Deployment/web from 3 to 5 replicas"]
+    );
     assert_eq!(c.replicas(&web()).await.unwrap().desired, 5);
     // A StatefulSet scales the same way; a paused Deployment too, as Kubernetes allows.
     let db = target("StatefulSet", "db");
-    assert_eq!(c.scale(&db, 1, false).await.unwrap(), Scaled { from: 2, to: 1 });
+    assert_eq!(
+        c.scale(&db, 1, false).await.unwrap(),
+        Scaled { from: 2, to: 1 }
+    );
     let paused = target("Deployment", "paused");
     assert_eq!(c.scale(&paused, 2, false).await.unwrap().to, 2);
 }

@@ -158,9 +158,12 @@ mod tests {
 
     #[test]
     fn a_rules_params_can_lower_the_cap_and_allow_zero_but_never_raise_the_cap() {
-        let b = ReplicaBounds::new(&params(Dynamic::from_int(0), Dynamic::from_int(4)), 10)
-            .unwrap();
-        assert_eq!((b.min, b.max, b.max_from), (0, 4, "the rule's max_replicas"));
+        let b =
+            ReplicaBounds::new(&params(Dynamic::from_int(0), Dynamic::from_int(4)), 10).unwrap();
+        assert_eq!(
+            (b.min, b.max, b.max_from),
+            (0, 4, "the rule's max_replicas")
+        );
         assert!(b.check(0).is_ok());
         assert_eq!(
             b.check(5).unwrap_err(),
