@@ -1068,7 +1068,7 @@ fn the_readme_test_playbook_example_succeeds_because_the_state_shows_an_oom_kill
 /// labels: prod/Deployment/web) with `params`, under `host`.
 async fn run_script(
     script: &str,
-    params: &[(&str, serde_json::Value)],
+    params: &[Param<'_>],
     cluster: Arc<MemoryCluster>,
     host: HostSettings,
     dry_run: bool,
@@ -1095,6 +1095,9 @@ async fn run_script(
         .await
         .unwrap()
 }
+
+/// A param of [`run_script`]'s run: (name, value).
+type Param<'a> = (&'a str, serde_json::Value);
 
 const SCALE_UP: &str = r#"
 let r = scale(target, params.replicas);
@@ -1155,7 +1158,8 @@ async fn a_dry_run_scale_says_what_it_would_do_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_outside_its_bounds_is_refused_before_the_cluster_is_touched() {
-    let cases: [(&[(&str, serde_json::Value)], u32, &str); 4] = [
+    // (params, playbook.max_replicas, the refusal)
+    let cases: [(&[Param], u32, &str); 4] = [
         (
             &[("replicas", 5.into()), ("max_replicas", 4.into())],
             10,

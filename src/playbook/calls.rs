@@ -233,7 +233,7 @@ pub fn unknown_calls_in(known: &KnownFunctions, pb: &Playbook) -> Vec<UnknownCal
 fn suggest(name: &str, known: &KnownFunctions, defined: &Defined) -> Option<String> {
     let exists = |n: &str| known.arities.contains_key(n) || defined.functions.contains_key(n);
     if let Some((_, to)) = ALIASES.iter().find(|(from, _)| *from == name)
-        && exists(*to)
+        && exists(to)
     {
         return Some((*to).to_string());
     }
