@@ -163,6 +163,13 @@ fn defined_in(pb: &Playbook) -> Defined {
                 d.map_keys
                     .extend(m.0.iter().map(|(k, _)| k.name.to_string()));
             }
+            // A map of constants (closures without captures among them) is folded into one
+            // value at compile time.
+            Some(ASTNode::Expr(Expr::DynamicConstant(v, _))) => {
+                if let Some(m) = v.read_lock::<rhai::Map>() {
+                    d.map_keys.extend(m.keys().map(ToString::to_string));
+                }
+            }
             _ => {}
         }
         true
