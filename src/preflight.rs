@@ -266,11 +266,18 @@ async fn review(
     p: Permission,
     namespace: Option<&str>,
 ) -> Outcome {
+    // A subresource (`deployments/scale`) is asked for as resource + subresource, as the API
+    // server's authorizer sees the request.
+    let (resource, subresource) = match p.resource.split_once('/') {
+        Some((r, sub)) => (r, Some(sub.to_string())),
+        None => (p.resource, None),
+    };
     let body = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
             resource_attributes: Some(ResourceAttributes {
                 group: Some(p.group.to_string()),
-                resource: Some(p.resource.to_string()),
+                resource: Some(resource.to_string()),
+                subresource,
                 verb: Some(p.verb.to_string()),
                 namespace: namespace.map(str::to_string),
                 ..ResourceAttributes::default()

@@ -123,6 +123,18 @@ pub const HOST_CALLS: &[HostCall] = &[
             PATCH_WORKLOADS[2],
         ],
     },
+    // get: the opt-out check, the current count and the rollout verification after success;
+    // patch on the scale subresource only (`kubectl scale`), never on the pod template.
+    // DaemonSets have no scale subresource.
+    HostCall {
+        name: "scale",
+        needs: &[
+            GET_WORKLOADS[0],
+            GET_WORKLOADS[1],
+            p("apps", "deployments/scale", "patch"),
+            p("apps", "statefulsets/scale", "patch"),
+        ],
+    },
     // get: the workload's selector.
     HostCall {
         name: "last_terminations",
@@ -163,12 +175,55 @@ pub fn calls_in(ast: &rhai::AST) -> BTreeSet<&'static str> {
             | Some(rhai::ASTNode::Stmt(rhai::Stmt::FnCall(call, _))) => Some(call.name.as_str()),
             _ => None,
         };
+        // `scale` is also the quantity helper `scale(bytes, factor)`, which needs nothing.
+        if name == Some("scale") && first_argument(path).is_some_and(is_number) {
+            return true;
+        }
         if let Some(call) = name.and_then(|n| HOST_CALLS.iter().find(|c| c.name == n)) {
             found.insert(call.name);
         }
         true
     });
     found
+}
+
+/// The first argument of the call at the end of `path`: `a` in `f(a, …)`, or in `a.f(…)`
+/// the object the method is called on.
+fn first_argument<'a>(path: &[rhai::ASTNode<'a>]) -> Option<&'a rhai::Expr> {
+    match path.last()? {
+        rhai::ASTNode::Expr(rhai::Expr::FnCall(call, _))
+        | rhai::ASTNode::Stmt(rhai::Stmt::FnCall(call, _)) => call.args.first(),
+        rhai::ASTNode::Expr(rhai::Expr::MethodCall(..)) => {
+            match path.get(path.len().checked_sub(2)?)? {
+                rhai::ASTNode::Expr(rhai::Expr::Dot(dot, ..)) => Some(&dot.lhs),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Whether `e` is visibly a number: Rhai picks `scale(bytes, factor)` or
+/// `scale(target, replicas)` by the arguments' types at run time, so the RBAC a call needs is
+/// judged from its first argument's expression: a number, arithmetic, a function that returns
+/// a number, or a `.limit`/`.request` read (what `memory()` returns) is the quantity helper.
+/// Anything else counts as the replica form, so the preflight asks for a permission too many
+/// rather than one too few.
+fn is_number(e: &rhai::Expr) -> bool {
+    const NUMERIC: [&str; 7] = ["quantity", "cpu", "seconds", "scale", "max", "min", "abs"];
+    const ARITHMETIC: [&str; 6] = ["+", "-", "*", "/", "%", "**"];
+    match e {
+        rhai::Expr::IntegerConstant(..) | rhai::Expr::FloatConstant(..) => true,
+        rhai::Expr::FnCall(call, _) => {
+            let name = call.name.as_str();
+            (call.is_operator_call() && ARITHMETIC.contains(&name))
+                || (!call.is_operator_call() && NUMERIC.contains(&name))
+        }
+        // `mem.limit`, and `limit` itself when it is the object of `mem.limit.scale(…)`.
+        rhai::Expr::Dot(dot, ..) => is_number(&dot.rhs),
+        rhai::Expr::Property(p, _) => matches!(p.2.as_str(), "limit" | "request"),
+        _ => false,
+    }
 }
 
 /// Every permission the playbooks of `catalog` named in `used` need (the rules' playbooks: a
@@ -431,20 +486,74 @@ mod tests {
     }
 
     #[test]
-    fn the_embedded_playbooks_need_exactly_what_every_host_call_may_need() {
+    fn the_embedded_playbooks_need_every_permission_but_the_scale_subresource() {
+        // No shipped playbook scales replicas (scale_memory's `scale(bytes, factor)` is the
+        // quantity helper), so the scale subresource is the one part of the role they leave.
         let c = Catalog::load_embedded(&crate::playbook::sandboxed_engine()).unwrap();
         let needed: BTreeSet<Permission> = needed(&c, &c.names().collect()).into_keys().collect();
         let all: BTreeSet<Permission> = all().into_keys().collect();
-        assert_eq!(needed, all);
+        let unused: Vec<String> = all.difference(&needed).map(Permission::describe).collect();
+        assert_eq!(
+            unused,
+            [
+                "patch apps/deployments/scale",
+                "patch apps/statefulsets/scale"
+            ]
+        );
+        assert!(needed.is_subset(&all));
     }
 
     #[test]
-    fn the_full_role_is_five_rules_in_table_order() {
+    fn the_two_scales_are_told_apart_by_their_first_argument() {
+        let calls = |script: &str| {
+            let c = catalog(&[("p", script)]);
+            calls_in(&c.get("p").unwrap().ast)
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        // The quantity helper, as scale_memory calls it, and its other visible forms.
+        assert_eq!(
+            calls("let mem = memory(target); scale(mem.limit, 1.2);"),
+            ["memory"]
+        );
+        assert_eq!(
+            calls(
+                "scale(mem.limit, f); scale(512, 2); scale(quantity(\"1Gi\"), 1.5); scale(a * 2, 1.2); mem.request.scale(2);"
+            ),
+            Vec::<&str>::new()
+        );
+        // The replica form, and anything that could be it.
+        assert_eq!(calls("scale(target, 3);"), ["scale"]);
+        assert_eq!(
+            calls("let t = #{namespace: \"a\", kind: \"Deployment\", name: \"b\"}; scale(t, 3);"),
+            ["scale"]
+        );
+        assert_eq!(calls("target.scale(3);"), ["scale"]);
+        assert_eq!(calls("fn up(t) { scale(t, 2) } up(target);"), ["scale"]);
+    }
+
+    #[test]
+    fn a_scaling_playbook_needs_the_scale_subresource_and_no_template_patch() {
+        let c = catalog(&[("up", "scale(target, 3); wait_rollout(target);")]);
+        let yaml: Vec<String> = summary(&rules(&needed(&c, &c.names().collect())));
+        assert_eq!(
+            yaml,
+            [
+                "apps:deployments,statefulsets,daemonsets:get",
+                "apps:deployments/scale,statefulsets/scale:patch",
+                ":events:create",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_full_role_is_six_rules_in_table_order() {
         assert_eq!(
             summary(&rules(&all())),
             [
                 "apps:deployments,statefulsets,daemonsets:get,patch",
                 "apps:replicasets:list",
+                "apps:deployments/scale,statefulsets/scale:patch",
                 ":pods:list,delete",
                 "batch:jobs:list,delete",
                 ":events:create",

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use aiops::cluster::kubernetes::KubeCluster;
-use aiops::cluster::{Cluster, Error, Target};
+use aiops::cluster::{Cluster, Error, Scaled, Target};
 use http::{Request, Response};
 use kube::client::Body;
 use serde_json::{Value, json};
@@ -21,12 +21,16 @@ fn cluster() -> (KubeCluster, MockHandle) {
     )
 }
 
-fn web() -> Target {
+fn target(kind: &str, name: &str) -> Target {
     Target {
         namespace: "prod".into(),
-        kind: "Deployment".into(),
-        name: "web".into(),
+        kind: kind.into(),
+        name: name.into(),
     }
+}
+
+fn web() -> Target {
+    target("Deployment", "web")
 }
 
 fn deployment(extra: Value) -> Value {
@@ -663,11 +667,7 @@ async fn a_partitioned_statefulset_is_complete_once_the_pods_above_the_partition
         )
         .await;
     });
-    let t = Target {
-        namespace: "prod".into(),
-        kind: "StatefulSet".into(),
-        name: "db".into(),
-    };
+    let t = target("StatefulSet", "db");
     let s = c.rollout_status(&t).await.unwrap();
     assert!(
         s.complete && s.message.contains("partitioned roll out complete"),
@@ -682,11 +682,7 @@ async fn an_on_delete_statefulset_is_not_restarted_and_reports_no_rollout() {
         "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "updateStrategy": {"type": "OnDelete"},
                  "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db"}]}}},
         "status": {"observedGeneration": 1, "replicas": 1}});
-    let t = Target {
-        namespace: "prod".into(),
-        kind: "StatefulSet".into(),
-        name: "db".into(),
-    };
+    let t = target("StatefulSet", "db");
     let (c, mut h) = cluster();
     let o = sts.clone();
     let server = tokio::spawn(async move {
@@ -789,5 +785,111 @@ async fn deletes_carry_the_uid_precondition_and_restarts_use_whole_seconds() {
     assert!(
         !at.contains('.'),
         "whole seconds, as kubectl writes it: {at}"
+    );
+}
+
+/// The Scale object the API server answers a scale request with.
+fn scale_object(name: &str, replicas: i64, current: i64) -> Value {
+    json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+           "metadata": {"name": name, "namespace": "prod"},
+           "spec": {"replicas": replicas}, "status": {"replicas": current, "selector": "app=web"}})
+}
+
+#[tokio::test]
+async fn scale_merge_patches_the_scale_subresource_as_kubectl_scale_does() {
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        let applied = expect(
+            &mut h,
+            "PATCH",
+            &format!("{DEPLOY}/scale?&fieldManager=aiops"),
+            ok(&scale_object("web", 5, 3)),
+        )
+        .await;
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        let dry = expect(
+            &mut h,
+            "PATCH",
+            &format!("{DEPLOY}/scale?&dryRun=All&fieldManager=aiops"),
+            ok(&scale_object("web", 4, 3)),
+        )
+        .await;
+        (applied, dry)
+    });
+    assert_eq!(
+        c.scale(&web(), 5, false).await.unwrap(),
+        Scaled { from: 3, to: 5 }
+    );
+    assert_eq!(
+        c.scale(&web(), 4, true).await.unwrap(),
+        Scaled { from: 3, to: 4 }
+    );
+    let ((ct, body), (dry_ct, dry_body)) = server.await.unwrap();
+    assert_eq!(ct.as_deref(), Some("application/merge-patch+json"));
+    assert_eq!(body, json!({"spec": {"replicas": 5}}), "only spec.replicas");
+    assert_eq!(dry_ct, ct);
+    assert_eq!(dry_body, json!({"spec": {"replicas": 4}}));
+}
+
+#[tokio::test]
+async fn a_statefulset_scales_through_its_own_scale_subresource() {
+    let (c, mut h) = cluster();
+    let db = target("StatefulSet", "db");
+    let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "prod"},
+        "spec": {"replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                 "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "db:1"}]}}}});
+    let server = tokio::spawn(async move {
+        let path = "/apis/apps/v1/namespaces/prod/statefulsets/db";
+        expect(&mut h, "GET", path, ok(&sts)).await;
+        expect(
+            &mut h,
+            "PATCH",
+            &format!("{path}/scale?&fieldManager=aiops"),
+            ok(&scale_object("db", 3, 2)),
+        )
+        .await
+    });
+    assert_eq!(
+        c.scale(&db, 3, false).await.unwrap(),
+        Scaled { from: 2, to: 3 }
+    );
+    let (_, body) = server.await.unwrap();
+    assert_eq!(body, json!({"spec": {"replicas": 3}}));
+}
+
+#[tokio::test]
+async fn scale_refuses_a_daemonset_and_an_opted_out_deployment_without_patching() {
+    let (c, mut h) = cluster();
+    let agent = target("DaemonSet", "agent");
+    // Refused before any request: the mock answers nothing, so a request would never return.
+    let err = tokio::time::timeout(Duration::from_secs(5), c.scale(&agent, 2, false))
+        .await
+        .expect("refused without waiting on the API server")
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::Refused(
+            "DaemonSet prod/agent runs one pod per node: it has no replica count to scale".into()
+        )
+    );
+    let server = tokio::spawn(async move {
+        let opted_out = deployment(
+            json!({"metadata": {"annotations": {"aiops.wooo.work/auto-repair": "disabled"}}}),
+        );
+        expect(&mut h, "GET", DEPLOY, ok(&opted_out)).await;
+        h
+    });
+    let err = c.scale(&web(), 4, false).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused(m) if m.contains("auto-repair=disabled")),
+        "{err:?}"
+    );
+    let mut h = server.await.unwrap();
+    // The GET was the only request: nothing else is waiting.
+    assert!(
+        futures_util::FutureExt::now_or_never(h.next_request()).is_none(),
+        "no PATCH after the refusal"
     );
 }

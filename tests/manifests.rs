@@ -156,7 +156,7 @@ fn every_rendered_document_deserializes_into_its_kubernetes_type() {
 }
 
 #[test]
-fn the_cluster_role_grants_exactly_the_verbs_of_the_shipped_playbooks_and_events() {
+fn the_cluster_role_grants_exactly_the_verbs_of_the_host_functions_and_events() {
     let yaml = manifests::render(&Options::default()).unwrap();
     let role: ClusterRole = document(&yaml, "ClusterRole");
     let mut granted = BTreeSet::new();
@@ -178,6 +178,8 @@ fn the_cluster_role_grants_exactly_the_verbs_of_the_shipped_playbooks_and_events
         "apps/daemonsets:get",
         "apps/daemonsets:patch",
         "apps/replicasets:list",
+        "apps/deployments/scale:patch",
+        "apps/statefulsets/scale:patch",
         "/pods:list",
         "/pods:delete",
         "batch/jobs:list",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aiops::alert::{Alert, Payload};
 use aiops::cluster::memory::{MemoryCluster, State, Workload};
-use aiops::cluster::{self, Cluster, Memory, Replicas, Rollback, RolloutStatus, Target};
+use aiops::cluster::{self, Cluster, Memory, Replicas, Rollback, RolloutStatus, Scaled, Target};
 use aiops::definitions::Definitions;
 use aiops::playbook::host::{HostSettings, Outcome, RunContext, RunInput, RunResult, Runner};
 use aiops::playbook::offline;
@@ -396,6 +396,9 @@ impl Cluster for ReportsHugeRequest {
     }
     async fn replicas(&self, t: &Target) -> cluster::Result<Replicas> {
         self.0.replicas(t).await
+    }
+    async fn scale(&self, t: &Target, replicas: i64, dry_run: bool) -> cluster::Result<Scaled> {
+        self.0.scale(t, replicas, dry_run).await
     }
 }
 
@@ -1022,4 +1025,239 @@ fn test_playbook_param_overrides_reach_the_playbook() {
         out.contains("outcome: failure: memory limit 512Mi is already at the cap 512Mi"),
         "{out}"
     );
+}
+
+#[test]
+fn the_readme_test_playbook_example_succeeds_because_the_state_shows_an_oom_kill() {
+    // Exactly the README's command line. oom_handler first checks that the target's pods were
+    // OOMKilled (else it is inconclusive: nothing says more memory helps); the state file gives
+    // prod/demo's pod that termination, so the limit is raised and the rollout completes.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for part in [
+        "cargo run -- test-playbook oom_handler --alert tests/fixtures/am-0.25-firing-grouped-3.json",
+        "--state tests/fixtures/cluster-state.yaml --param max_limit=2Gi",
+    ] {
+        assert!(readme.contains(part), "the README no longer shows {part:?}");
+    }
+    let (code, out, err) = test_playbook(&[
+        "oom_handler",
+        "--alert",
+        "tests/fixtures/am-0.25-firing-grouped-3.json",
+        "--state",
+        "tests/fixtures/cluster-state.yaml",
+        "--param",
+        "max_limit=2Gi",
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        out,
+        "playbook oom_handler on prod/Deployment/demo, params {\"max_limit\":\"2Gi\"}\n\
+         steps:\n\
+         \x20 1. set_memory: set memory of prod/Deployment/demo container app: request unchanged, limit 615Mi\n\
+         \x20 2. wait_rollout: rollout of prod/Deployment/demo: complete (deployment \"demo\" successfully rolled out)\n\
+         \x20 3. outcome: success: OOMKilled: memory limit of app 512Mi -> 615Mi\n\
+         outcome: success: OOMKilled: memory limit of app 512Mi -> 615Mi\n\
+         cluster changes:\n\
+         \x20 - set memory prod/Deployment/demo container app: request 256Mi, limit 615Mi\n"
+    );
+}
+
+// ------------------------------------------------------------------------------------- scale()
+
+/// Runs `script` as the playbook `p` (no rule matches, so the target comes from the alert's
+/// labels: prod/Deployment/web) with `params`, under `host`.
+async fn run_script(
+    script: &str,
+    params: &[Param<'_>],
+    cluster: Arc<MemoryCluster>,
+    host: HostSettings,
+    dry_run: bool,
+) -> RunResult {
+    let dir = tempfile::tempdir().unwrap();
+    common::files::write_definitions(dir.path(), &[], &[("p.rhai", script)]);
+    let defs = Definitions::load(
+        &aiops::embedded::Source::Dir(dir.path().join("rules")),
+        &aiops::embedded::Source::Dir(dir.path().join("playbooks")),
+    )
+    .unwrap();
+    let alert = alert(&[
+        ("alertname", "Busy"),
+        ("namespace", "prod"),
+        ("deployment", "web"),
+    ]);
+    let overrides: Vec<(String, serde_json::Value)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let plan = offline::plan(&defs, "p", &alert, &overrides).unwrap();
+    let sandbox = Sandbox::with_host(cluster, host, Duration::from_secs(30));
+    offline::run(&sandbox, &defs, "p", &alert, &plan, dry_run)
+        .await
+        .unwrap()
+}
+
+/// A param of [`run_script`]'s run: (name, value).
+type Param<'a> = (&'a str, serde_json::Value);
+
+const SCALE_UP: &str = r#"
+let r = scale(target, params.replicas);
+let rollout = wait_rollout(target, "10s");
+if rollout.complete { success(`scaled ${target.name} from ${r.from} to ${r.to}`); }
+fail(rollout.message);
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_sets_the_replicas_of_a_deployment_and_records_the_step() {
+    let c = cluster(&web_state("", "256Mi", "512Mi"));
+    let r = run_script(
+        SCALE_UP,
+        &[("replicas", 3.into()), ("max_replicas", 4.into())],
+        c.clone(),
+        host_settings(),
+        false,
+    )
+    .await;
+    assert_success(&r, "scaled web from 2 to 3");
+    assert_eq!(c.replicas(&web()).await.unwrap().desired, 3);
+    assert_eq!(
+        c.actions(),
+        ["scale prod/Deployment/web from 2 to 3 replicas"]
+    );
+    let step = r.steps.iter().find(|s| s.action == "scale").unwrap();
+    assert_eq!(
+        step.detail,
+        "scale prod/Deployment/web from 2 to 3 replicas"
+    );
+    assert_eq!(
+        r.touched,
+        [web()],
+        "verification waits for the new replicas"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_scale_says_what_it_would_do_and_changes_nothing() {
+    let c = cluster(&web_state("", "256Mi", "512Mi"));
+    let r = run_script(
+        SCALE_UP,
+        &[("replicas", 3.into())],
+        c.clone(),
+        host_settings(),
+        true,
+    )
+    .await;
+    assert_success(&r, "scaled web from 2 to 3");
+    let step = r.steps.iter().find(|s| s.action == "scale").unwrap();
+    assert_eq!(
+        step.detail,
+        "dry run: would scale prod/Deployment/web from 2 to 3 replicas"
+    );
+    assert_eq!(c.replicas(&web()).await.unwrap().desired, 2);
+    assert!(c.actions().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_outside_its_bounds_is_refused_before_the_cluster_is_touched() {
+    // (params, playbook.max_replicas, the refusal)
+    let cases: [(&[Param], u32, &str); 4] = [
+        (
+            &[("replicas", 5.into()), ("max_replicas", 4.into())],
+            10,
+            "scale: refused: 5 replicas is above the cap of 4 (the rule's max_replicas)",
+        ),
+        // A rule cannot raise the settings' cap.
+        (
+            &[("replicas", 8.into()), ("max_replicas", 20.into())],
+            6,
+            "scale: refused: 8 replicas is above the cap of 6 (playbook.max_replicas)",
+        ),
+        (
+            &[("replicas", 0.into())],
+            10,
+            "scale: refused: 0 replicas is below the floor of 1 (min_replicas); scaling to zero needs min_replicas: 0 in the rule's params",
+        ),
+        (
+            &[("replicas", 1.into()), ("min_replicas", 2.into())],
+            10,
+            "scale: refused: 1 replicas is below the floor of 2 (min_replicas)",
+        ),
+    ];
+    for (params, cap, message) in cases {
+        let c = cluster(&web_state("", "256Mi", "512Mi"));
+        let host = HostSettings {
+            max_replicas: cap.into(),
+            ..host_settings()
+        };
+        let r = run_script(SCALE_UP, params, c.clone(), host, false).await;
+        assert_inconclusive(&r, message);
+        assert!(c.actions().is_empty(), "{message}: {:?}", c.actions());
+        assert_eq!(c.replicas(&web()).await.unwrap().desired, 2);
+    }
+    // Zero is allowed when the rule says so.
+    let c = cluster(&web_state("", "256Mi", "512Mi"));
+    let r = run_script(
+        SCALE_UP,
+        &[("replicas", 0.into()), ("min_replicas", 0.into())],
+        c.clone(),
+        host_settings(),
+        false,
+    )
+    .await;
+    assert_success(&r, "from 2 to 0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quantity_helper_named_scale_still_multiplies_bytes() {
+    let c = cluster(&web_state("", "256Mi", "512Mi"));
+    let r = run_script(
+        "success(format_memory(scale(quantity(\"512Mi\"), 1.2)));",
+        &[],
+        c,
+        host_settings(),
+        false,
+    )
+    .await;
+    assert_success(&r, "615Mi");
+}
+
+// ------------------------------------------------------------------------------ aiops check
+
+#[test]
+fn check_reports_calls_to_functions_that_do_not_exist_with_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    common::files::write_definitions(
+        dir.path(),
+        &[],
+        &[
+            (
+                "grow.rhai",
+                "// grow: more replicas\nlet n = 3;\nif n > 2 {\n    set_replicas(target, n);\n}\nrestart(target, \"now\");\nsuccess(\"ok\");\n",
+            ),
+            (
+                "fine.rhai",
+                "fn helper(t) { replicas(t) }\nlet r = helper(target);\nscale(target, r.desired + 1);\nsuccess(\"ok\");\n",
+            ),
+        ],
+    );
+    let env =
+        common::files::definitions_env(&dir.path().join("rules"), &dir.path().join("playbooks"));
+    let (status, out, err) = run_cli(dir.path(), &["check"], &env);
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    let grow = dir.path().join("playbooks/grow.rhai").display().to_string();
+    let problems: Vec<&str> = err.lines().filter(|l| l.contains(".rhai")).collect();
+    assert_eq!(
+        problems,
+        [
+            format!("{grow}:4:5: unknown function set_replicas (did you mean scale?)"),
+            format!("{grow}:6:1: unknown function restart with 2 arguments (restart takes 1)"),
+        ]
+    );
+    assert!(err.contains("check failed: 2 problem(s)"), "{err}");
+    assert!(!out.contains("playbooks:"), "not reported as OK: {out}");
+
+    // The shipped playbooks pass.
+    let env = common::files::definitions_env(&repo().join("rules"), &repo().join("playbooks"));
+    let (status, out, err) = run_cli(dir.path(), &["check"], &env);
+    assert_eq!(status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("(5 playbooks)"), "{out}");
 }

@@ -456,3 +456,69 @@ cluster: add to the ClusterRole (rules:):
         daemon.log_text()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaling_playbook_needs_the_scale_subresource_which_the_printed_role_grants() {
+    let Some(env) = KubeEnv::get().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    common::files::write_definitions(
+        dir.path(),
+        &[(
+            "scale.yaml",
+            "rules:\n  - name: scale-up\n    matchers: ['auto_repair=\"scale_up\"']\n    playbook: scale_up\n",
+        )],
+        &[(
+            "scale_up.rhai",
+            "scale(target, 3);\nwait_rollout(target);\nsuccess(\"scaled\");\n",
+        )],
+    );
+    let check = |kubeconfig: &Path| {
+        let mut vars = common::files::definitions_env(
+            &dir.path().join("rules"),
+            &dir.path().join("playbooks"),
+        );
+        vars.insert("AIOPS_KUBECONFIG", kubeconfig.display().to_string());
+        run_cli(dir.path(), &["check", "--cluster"], &vars)
+    };
+    let printed = printed_cluster_role_rules(&["manifests"]);
+
+    // The printed role without its scale rule: the review asks for the subresource itself.
+    let ns = env.namespace("preflight-scale").await;
+    let short = control_plane::without_rule(&printed, "deployments/scale");
+    let kubeconfig =
+        service_account_kubeconfig(env, &ns.name, &short, &dir.path().join("short")).await;
+    let (status, out, err) = check(&kubeconfig);
+    assert_eq!(status.code(), Some(1), "{out}{err}");
+    let report: String = err
+        .lines()
+        .filter(|l| l.starts_with("cluster:") || l.starts_with("  "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        report,
+        "\
+cluster: missing permission: patch apps/deployments/scale (needed by scale (scale_up))
+cluster: missing permission: patch apps/statefulsets/scale (needed by scale (scale_up))
+cluster: add to the ClusterRole (rules:):
+  - apiGroups: [\"apps\"]
+    resources: [\"deployments/scale\", \"statefulsets/scale\"]
+    verbs: [\"patch\"]
+",
+        "{err}"
+    );
+
+    // The printed role grants it.
+    let ns = env.namespace("preflight-scale-all").await;
+    let kubeconfig =
+        service_account_kubeconfig(env, &ns.name, &printed, &dir.path().join("all")).await;
+    let (status, out, err) = check(&kubeconfig);
+    assert!(status.success(), "{out}{err}");
+    assert!(
+        out.contains(
+            "cluster: all 6 permissions the playbooks need are granted in every namespace\n"
+        ),
+        "{out}"
+    );
+}

@@ -131,6 +131,23 @@ where
     .unwrap()
 }
 
+/// Deployment `web` (one container, image web:1) with 2 replicas, rolled out.
+async fn two_replica_web(client: &kube::Client, ns: &str) {
+    create::<Deployment>(
+        client,
+        ns,
+        workload(
+            "Deployment",
+            "web",
+            2,
+            &[("app", "web:1", None, None)],
+            json!({}),
+        ),
+    )
+    .await;
+    wait_deployment_rolled_out(client, ns, "web").await;
+}
+
 /// The pods of `app=<name>` that are Running and Ready, by name.
 async fn ready_pods(client: &kube::Client, ns: &str, name: &str) -> Vec<Pod> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -209,19 +226,7 @@ async fn a_posted_alert_restarts_a_deployment_and_its_pods_roll() {
     };
     let ns = env.namespace("restart").await;
     let client = env.client().await;
-    create::<Deployment>(
-        &client,
-        &ns.name,
-        workload(
-            "Deployment",
-            "web",
-            2,
-            &[("app", "web:1", None, None)],
-            json!({}),
-        ),
-    )
-    .await;
-    wait_deployment_rolled_out(&client, &ns.name, "web").await;
+    two_replica_web(&client, &ns.name).await;
     let before = names(&ready_pods(&client, &ns.name, "web").await);
     assert_eq!(before.len(), 2, "{before:?}");
 
@@ -323,19 +328,7 @@ async fn rollback_returns_to_the_previous_revision_through_the_real_replicasets(
     };
     let ns = env.namespace("rollback").await;
     let client = env.client().await;
-    create::<Deployment>(
-        &client,
-        &ns.name,
-        workload(
-            "Deployment",
-            "web",
-            2,
-            &[("app", "web:1", None, None)],
-            json!({}),
-        ),
-    )
-    .await;
-    wait_deployment_rolled_out(&client, &ns.name, "web").await;
+    two_replica_web(&client, &ns.name).await;
     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     api.patch(
         "web",
@@ -1049,5 +1042,113 @@ async fn without_the_events_rule_a_restart_leaves_no_event() {
     assert!(
         app.log_text()
             .contains("recording a Kubernetes Event failed")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// scale(): the scale subresource, as the ServiceAccount of the printed role.
+
+/// A playbook that scales its target to `params.replicas` and waits for the new replicas.
+const SCALE_UP: &str = r#"
+let r = scale(target, params.replicas);
+let rollout = wait_rollout(target, "2m");
+if rollout.complete { success(`scaled ${target.name} from ${r.from} to ${r.to}`); }
+fail(rollout.message);
+"#;
+
+/// Two rules for `scale_up` on the same workload, told apart by a `size` label: one within
+/// the rule's cap of 4, one above it.
+const SCALE_RULES: &str = r#"rules:
+  - name: scale-to-three
+    matchers: ['auto_repair="scale_up"', 'size="three"']
+    playbook: scale_up
+    params: {replicas: 3, max_replicas: 4}
+  - name: scale-to-nine
+    matchers: ['auto_repair="scale_up"', 'size="nine"']
+    playbook: scale_up
+    params: {replicas: 9, max_replicas: 4}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_playbook_scales_a_deployment_to_three_and_is_refused_above_its_cap() {
+    let Some(env) = KubeEnv::get().await else {
+        return;
+    };
+    let ns = env.namespace("scale").await;
+    let client = env.client().await;
+    two_replica_web(&client, &ns.name).await;
+    // As the ServiceAccount of exactly the role `aiops manifests` prints.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = service_account_kubeconfig(
+        env,
+        &ns.name,
+        &repair_role(),
+        &dir.path().join("kubeconfig"),
+    )
+    .await;
+    let playbooks = dir.path().join("playbooks");
+    std::fs::create_dir(&playbooks).unwrap();
+    std::fs::write(playbooks.join("scale_up.rhai"), SCALE_UP).unwrap();
+    let app = TestApp::spawn(
+        Spawn::new(Db::Sqlite)
+            .rules(SCALE_RULES)
+            .env("AIOPS_PLAYBOOKS_DIR", playbooks.to_str().unwrap())
+            .env("AIOPS_CLUSTER_STATE_FILE", "")
+            .env("AIOPS_KUBECONFIG", kubeconfig.to_str().unwrap()),
+    )
+    .await;
+
+    // 2 -> 3 through deployments/scale; verified once the third replica is available.
+    app.post_webhook(alert(
+        "scale_up",
+        &ns.name,
+        &[("app", "web"), ("size", "three")],
+    ))
+    .await;
+    let job = succeeded(&app).await;
+    assert!(text_of(&job).contains("scaled web from 2 to 3"), "{job:?}");
+    let d = wait_deployment_rolled_out(&client, &ns.name, "web").await;
+    assert_eq!(d.spec.as_ref().unwrap().replicas, Some(3));
+    assert_eq!(ready_pods(&client, &ns.name, "web").await.len(), 3);
+    let reasons: Vec<String> = events_on(&client, &ns.name, "web")
+        .await
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r == "AutoRepairScale"),
+        "{reasons:?}"
+    );
+
+    // 9 is above the rule's cap of 4: refused before any request, and said so.
+    app.post_webhook(alert(
+        "scale_up",
+        &ns.name,
+        &[("app", "web"), ("size", "nine")],
+    ))
+    .await;
+    let jobs = app
+        .wait_for_jobs_within("the refused scale to settle", TIMEOUT, |jobs| {
+            jobs.len() == 2
+                && jobs.iter().all(|j| {
+                    matches!(
+                        j.state,
+                        JobState::Succeeded | JobState::Escalated | JobState::Failed
+                    )
+                })
+        })
+        .await;
+    let refused = jobs.iter().find(|j| j.rule == "scale-to-nine").unwrap();
+    assert_eq!(refused.state, JobState::Escalated, "{refused:#?}");
+    assert!(
+        text_of(refused)
+            .contains("scale: refused: 9 replicas is above the cap of 4 (the rule's max_replicas)"),
+        "{refused:#?}"
+    );
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
+    assert_eq!(
+        api.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(3),
+        "unchanged"
     );
 }

@@ -1,5 +1,6 @@
-//! `aiops check [--cluster]`: settings, rules and playbooks, and optionally the cluster's
-//! reachability and permissions. What passed goes to stdout, what is wrong to stderr.
+//! `aiops check [--cluster]`: settings, rules and playbooks (they compile, and call only
+//! functions that exist), and optionally the cluster's reachability and permissions. What
+//! passed goes to stdout, what is wrong to stderr.
 
 use std::fmt;
 use std::path::Path;
@@ -9,6 +10,7 @@ use anyhow::Result;
 
 use aiops::app;
 use aiops::config::Settings;
+use aiops::playbook::calls;
 
 /// `aiops check`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -66,6 +68,18 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         settings.rules_source(),
         defs.rules.len()
     );
+    // Rhai resolves calls when it runs them: a misspelt or missing function is found here,
+    // not in the middle of a repair.
+    let runner = aiops::playbook::host::Runner::new();
+    let known = calls::KnownFunctions::of(runner.engine());
+    let unknown: Vec<String> = calls::unknown_calls(&known, &defs.playbooks)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if !unknown.is_empty() {
+        eprint!("{}", Problems(&unknown));
+        return Ok(ExitCode::FAILURE);
+    }
     println!(
         "playbooks: {} ({} playbooks)",
         settings.playbooks_source(),
@@ -108,7 +122,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     }
 }
 
-/// Rules or playbooks that failed: one `file:line: message` each, then the count.
+/// Rules or playbooks that failed: one `file:line: message` each (`file:line:column` for a
+/// playbook), then the count.
 struct Problems<'a>(&'a [String]);
 
 impl fmt::Display for Problems<'_> {

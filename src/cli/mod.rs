@@ -54,7 +54,7 @@ enum Command {
     ///
     /// SIGTERM/SIGINT stop it gracefully; SIGHUP (or POST /-/reload) reloads rules and playbooks.
     Serve,
-    /// Validate settings, rules and playbooks; exit 0 when valid, 1 with file:line messages otherwise.
+    /// Validate settings, rules and playbooks (syntax, and calls to functions that do not exist); exit 0 when valid, 1 with file:line messages otherwise.
     ///
     /// Says which rules and playbooks are in use: a directory, or the set embedded in the binary
     /// (used when rules_dir/playbooks_dir are unset and ./rules, ./playbooks do not exist).

@@ -13,6 +13,8 @@
 //!   replaces `/spec/template` and `/metadata/annotations`, keeping kubectl's skip list.
 //! - memory: strategic merge patch of the container by name (a merge patch would replace the
 //!   whole containers list).
+//! - scale: a merge patch of `spec.replicas` on the scale subresource (`kubectl scale`), for
+//!   Deployments and StatefulSets.
 //! - cleanup: Failed pods (Evicted among them) and finished Jobs past an age.
 //!
 //! Safety: a target annotated `aiops.wooo.work/auto-repair: "disabled"` is refused; dry runs use
@@ -21,7 +23,7 @@
 //!
 //! Files: this one holds the connection (kubeconfig or in-cluster), the namespace policy, the
 //! error mapping shared by every call, and the [`Cluster`] entry points, each handing on to the
-//! file of its concern: `workload` (reads), `writes` (patches, cleanup, Events), `rollout`
+//! file of its concern: `workload` (reads), `writes` (patches, scale, cleanup, Events), `rollout`
 //! (rollout status and undo). The unit tests are in `tests.rs`.
 
 mod rollout;
@@ -34,7 +36,7 @@ use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PatchParams};
 
-use super::{Cluster, Error, Memory, Replicas, Result, Rollback, RolloutStatus, Target};
+use super::{Cluster, Error, Memory, Replicas, Result, Rollback, RolloutStatus, Scaled, Target};
 
 /// The annotation that opts a workload out of automatic repair.
 pub const AUTO_REPAIR_ANNOTATION: &str = "aiops.wooo.work/auto-repair";
@@ -298,6 +300,10 @@ impl Cluster for KubeCluster {
 
     async fn replicas(&self, t: &Target) -> Result<Replicas> {
         self.replicas_of(t).await
+    }
+
+    async fn scale(&self, t: &Target, replicas: i64, dry_run: bool) -> Result<Scaled> {
+        self.scale_workload(t, replicas, dry_run).await
     }
 
     async fn record_event(&self, t: &Target, reason: &str, message: &str) -> Result<()> {

@@ -65,7 +65,7 @@ pub use state::{
 
 use state::validate;
 
-use super::{Cluster, Error, Memory, Replicas, Result, Rollback, RolloutStatus, Target};
+use super::{Cluster, Error, Memory, Replicas, Result, Rollback, RolloutStatus, Scaled, Target};
 
 /// The annotation that opts a workload out of automatic repairs (value `disabled`).
 pub const AUTO_REPAIR_ANNOTATION: &str = "aiops.wooo.work/auto-repair";
@@ -216,7 +216,8 @@ impl MemoryCluster {
 
     /// Changes applied so far, in order, e.g. `restart prod/Deployment/web`,
     /// `set memory prod/Deployment/web container app: request 256Mi, limit 640Mi`,
-    /// `rollback prod/Deployment/web to revision 2`, `delete pod prod/web-x (Evicted)`,
+    /// `rollback prod/Deployment/web to revision 2`, `scale prod/Deployment/web from 2 to 3
+    /// replicas`, `delete pod prod/web-x (Evicted)`,
     /// `delete job prod/backup-1`. Dry runs add nothing.
     pub fn actions(&self) -> Vec<String> {
         self.lock().actions.clone()
@@ -315,6 +316,11 @@ impl Cluster for MemoryCluster {
     async fn replicas(&self, target: &Target) -> Result<Replicas> {
         valid_target(target)?;
         Ok(self.lock().workload(target)?.replicas())
+    }
+
+    async fn scale(&self, target: &Target, replicas: i64, dry_run: bool) -> Result<Scaled> {
+        valid_target(target)?;
+        self.lock().scale(target, replicas, dry_run)
     }
 }
 

@@ -1,18 +1,19 @@
 //! The cluster seam: every Kubernetes call a playbook can make goes through [`Cluster`].
 //!
 //! Backends:
+//! - [`kubernetes::KubeCluster`]: the real API server through kube-rs, with kubectl's semantics
+//!   (`cluster.kubeconfig` or `cluster.in_cluster`).
 //! - [`memory::MemoryCluster`]: an in-memory cluster described in YAML (`--state` of
 //!   `aiops test-playbook`, `cluster.state_file` in settings). It applies changes the way the
 //!   API server and controllers would (a restart or a template change rolls out, a rollback
 //!   restores the previous revision), so whole repairs can run without a cluster.
+//! - [`Unconfigured`]: what the daemon has when no cluster is configured; every call fails with
+//!   a clear, non-retryable error, so a repair ends `inconclusive` and goes to humans.
 //!
 //! Dry runs: every changing call takes `dry_run`. A backend then validates and computes the result
 //! (what would be deleted, which revision a rollback would restore) without persisting it, as
 //! Kubernetes' server-side `dryRun=All` does. dry_run rules, `aiops simulate` and
 //! `aiops test-playbook` use it.
-//! - [`Unconfigured`]: what the daemon has when no Kubernetes backend is configured; every call
-//!   fails with a clear, non-retryable error, so a repair ends `inconclusive` and goes to humans.
-//! - [`kubernetes::KubeCluster`]: the real API server through kube-rs, with kubectl's semantics.
 //!
 //! Quantities are Kubernetes quantities: memory in bytes (`Ki`, `Mi`, `Gi`, `k`, `M`, `G`, …),
 //! CPU in millicores (`500m`, `2`); see [`quantity`].
@@ -43,7 +44,9 @@ pub enum Error {
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
     /// No Kubernetes backend is configured.
-    #[error("no Kubernetes backend is configured (cluster.state_file or, later, a kubeconfig)")]
+    #[error(
+        "no Kubernetes backend is configured (set cluster.kubeconfig or cluster.in_cluster, or cluster.state_file for an in-memory cluster)"
+    )]
     Unconfigured,
     /// The call took longer than its timeout.
     #[error("timed out after {0:?}")]
@@ -117,6 +120,16 @@ pub struct Replicas {
     pub updated: i64,
 }
 
+/// The result of a scale request: spec.replicas before and after (in a dry run, what it would
+/// become).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scaled {
+    /// spec.replicas before the request.
+    pub from: i64,
+    /// spec.replicas the request set (or would set).
+    pub to: i64,
+}
+
 /// Every cluster operation a playbook can use. Implementations must be cheap to share.
 #[async_trait]
 pub trait Cluster: Send + Sync {
@@ -157,6 +170,11 @@ pub trait Cluster: Send + Sync {
     ) -> Result<u64>;
     /// Replica counts.
     async fn replicas(&self, target: &Target) -> Result<Replicas>;
+    /// `kubectl scale`: sets spec.replicas of a Deployment or StatefulSet through its scale
+    /// subresource (a DaemonSet has no replica count and is refused). The bounds a playbook may
+    /// ask for are the host API's to enforce; a backend refuses only what Kubernetes would
+    /// (a negative count) and what aiops never touches (an opted-out workload).
+    async fn scale(&self, target: &Target, replicas: i64, dry_run: bool) -> Result<Scaled>;
     /// Records a Kubernetes Event on the target (reason `AutoRepair…`), so `kubectl describe`
     /// shows what aiops did. Backends without events accept and drop it.
     async fn record_event(&self, _target: &Target, _reason: &str, _message: &str) -> Result<()> {
@@ -194,6 +212,9 @@ impl Cluster for Unconfigured {
         Err(Error::Unconfigured)
     }
     async fn replicas(&self, _: &Target) -> Result<Replicas> {
+        Err(Error::Unconfigured)
+    }
+    async fn scale(&self, _: &Target, _: i64, _: bool) -> Result<Scaled> {
         Err(Error::Unconfigured)
     }
 }

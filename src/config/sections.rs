@@ -204,6 +204,9 @@ pub struct PlaybookSettings {
     /// Most step text one run may record; past it the run stops `inconclusive` ("log output
     /// truncated"), though a change to the cluster is always recorded. Default 256Ki.
     pub max_log: ByteSize,
+    /// The most replicas `scale()` may ever set, whatever a rule's `max_replicas` says.
+    /// Default 10.
+    pub max_replicas: u32,
 }
 
 impl Default for PlaybookSettings {
@@ -218,6 +221,7 @@ impl Default for PlaybookSettings {
             max_cpu: HumanDuration(Duration::from_secs(10)),
             max_log_line: ByteSize(8 << 10),
             max_log: ByteSize(256 << 10),
+            max_replicas: 10,
         }
     }
 }

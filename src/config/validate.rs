@@ -106,6 +106,11 @@ impl Settings {
                 "cluster.state_file (the in-memory cluster) and a Kubernetes backend (cluster.kubeconfig or cluster.in_cluster) exclude each other".into(),
             ));
         }
+        if self.playbook.max_replicas == 0 {
+            return Err(Error::Invalid(
+                "playbook.max_replicas must be at least 1 (it caps what scale() may set)".into(),
+            ));
+        }
         if self.playbook.max_chain_steps == 0 {
             return Err(Error::Invalid(
                 "playbook.max_chain_steps must be at least 1".into(),

@@ -13,8 +13,8 @@
 //! The seams follow what a reader looks for: this file holds the runner (engine set-up, one run,
 //! error reports); `outcome` what a run produces; `context` the per-run state and its budgets;
 //! `errors` how a run is stopped; `args` the conversions of script values; and one file per
-//! family of host functions (`script_fns`, `cluster_fns`, `http_fns`, `kb_fns`). The unit tests
-//! are in `tests.rs`.
+//! family of host functions (`script_fns`, `cluster_fns`, `scale_fns`, `http_fns`, `kb_fns`).
+//! The unit tests are in `tests.rs`.
 
 mod args;
 mod cluster_fns;
@@ -23,6 +23,7 @@ mod errors;
 mod http_fns;
 mod kb_fns;
 mod outcome;
+mod scale_fns;
 mod script_fns;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use args::target_map;
 pub use context::{HostSettings, RunContext, StepSink, http_client};
 pub use http_fns::redact;
 pub use outcome::{Outcome, RunResult, StepRecord, cap_text};
+pub use scale_fns::{ReplicaBounds, ScaleParams};
 
 use context::{CURRENT, Installed, ctx, human_bytes};
 use errors::{CANCELLED_TOKEN, CPU_TOKEN, HOST_CALLS_TOKEN, LOG_TOKEN, MEMORY_TOKEN};
@@ -108,6 +110,7 @@ impl Runner {
         input: RunInput,
         ctx: Arc<RunContext>,
     ) -> RunResult {
+        *ctx.scale_params.lock().expect("scale params lock") = ScaleParams::of(&input.params);
         let _installed = Installed::new(ctx.clone());
         let metered = super::limits::Metered::start(ctx.settings.max_memory, ctx.settings.max_cpu);
         let mut scope = Scope::new();
@@ -265,6 +268,7 @@ impl RunInput {
 fn register(engine: &mut Engine) {
     script_fns::register(engine);
     cluster_fns::register(engine);
+    scale_fns::register(engine);
     http_fns::register(engine);
     kb_fns::register(engine);
 }

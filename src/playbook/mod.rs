@@ -2,7 +2,9 @@
 //!
 //! The engine is built once (≈180 µs) and every playbook is precompiled to an AST at load and
 //! reload, so a syntax error is reported with file, line and column by `aiops check` and by a
-//! reload — never discovered at 3 a.m. in the middle of a repair. The sandbox removes what a
+//! reload — never discovered at 3 a.m. in the middle of a repair; [`calls`] finds, for
+//! `aiops check`, the calls to functions that exist nowhere, which Rhai would only discover
+//! when it runs them. The sandbox removes what a
 //! repair script must not do: load modules from disk, `eval` strings, run unbounded loops, or
 //! build unbounded strings, arrays and maps. What Rhai's per-value checks miss — the memory a
 //! run holds in all, its CPU time — is bounded by [`limits`]; the text it records by
@@ -12,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub mod calls;
 pub mod host;
 pub mod limits;
 pub mod offline;

@@ -18,6 +18,8 @@ pub(super) struct Workload {
     pub(super) selector: String,
     pub(super) paused: bool,
     pub(super) on_delete: bool,
+    /// spec.replicas (the API's default of 1 when unset; 0 for a DaemonSet, which has none).
+    pub(super) replicas: i64,
 }
 
 /// A label selector in the API's query syntax, matchExpressions included (as kubectl's
@@ -69,6 +71,7 @@ impl KubeCluster {
                     selector: selector_string(&spec.selector),
                     paused: spec.paused.unwrap_or(false),
                     on_delete: false,
+                    replicas: spec.replicas.unwrap_or(1).into(),
                 })
             }
             "StatefulSet" => {
@@ -76,6 +79,7 @@ impl KubeCluster {
                 let spec = s.spec.unwrap_or_default();
                 Ok(Workload {
                     meta: s.metadata,
+                    replicas: spec.replicas.unwrap_or(1).into(),
                     selector: selector_string(&spec.selector),
                     paused: false,
                     on_delete: on_delete(
@@ -91,6 +95,7 @@ impl KubeCluster {
                 let spec = s.spec.unwrap_or_default();
                 Ok(Workload {
                     meta: s.metadata,
+                    replicas: 0,
                     selector: selector_string(&spec.selector),
                     paused: false,
                     on_delete: on_delete(

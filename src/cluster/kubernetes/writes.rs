@@ -1,5 +1,5 @@
-//! Writes: the patches (restart, memory), the cleanup of Failed pods and finished Jobs, and
-//! the Kubernetes Events that say what aiops changed and why.
+//! Writes: the patches (restart, memory, scale), the cleanup of Failed pods and finished Jobs,
+//! and the Kubernetes Events that say what aiops changed and why.
 //!
 //! Every change names aiops as its field manager and honours dry runs (`dryRun=All`).
 
@@ -13,7 +13,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PostParams};
 use serde_json::json;
 
 use super::{KubeCluster, RESTARTED_AT, describe, map_err, params, refuse_disabled};
-use crate::cluster::{Cluster, Error, Result, Target, quantity};
+use crate::cluster::{Cluster, Error, Result, Scaled, Target, quantity};
 
 impl KubeCluster {
     /// A strategic merge patch of the workload, whatever its kind.
@@ -108,6 +108,58 @@ impl KubeCluster {
         // Strategic merge: the containers list merges by name, touching only this container.
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": container, "resources": resources}]}}}});
         self.patch_workload(t, patch, dry_run).await
+    }
+
+    /// `kubectl scale`: a merge patch of `spec.replicas` on the scale subresource, so the
+    /// request needs only `patch` on `deployments/scale` (or `statefulsets/scale`), never the
+    /// right to change the pod template. The workload itself is read first, for the opt-out
+    /// annotation and the count it had.
+    pub(super) async fn scale_workload(
+        &self,
+        t: &Target,
+        replicas: i64,
+        dry_run: bool,
+    ) -> Result<Scaled> {
+        self.check_target(t)?;
+        if t.kind == "DaemonSet" {
+            return Err(Error::Refused(format!(
+                "{} runs one pod per node: it has no replica count to scale",
+                describe(t)
+            )));
+        }
+        let count = i32::try_from(replicas)
+            .ok()
+            .filter(|r| *r >= 0)
+            .ok_or_else(|| {
+                Error::Refused(format!(
+                    "replicas must be between 0 and {} (got {replicas} for {})",
+                    i32::MAX,
+                    describe(t)
+                ))
+            })?;
+        let w = self.workload(t).await?;
+        refuse_disabled(&w.meta, t)?;
+        let patch = Patch::Merge(json!({"spec": {"replicas": count}}));
+        let pp = params(dry_run);
+        let scale = match t.kind.as_str() {
+            "Deployment" => {
+                self.api::<Deployment>(&t.namespace)
+                    .patch_scale(&t.name, &pp, &patch)
+                    .await
+            }
+            "StatefulSet" => {
+                self.api::<StatefulSet>(&t.namespace)
+                    .patch_scale(&t.name, &pp, &patch)
+                    .await
+            }
+            other => return Err(Error::Refused(format!("unsupported kind {other}"))),
+        }
+        .map_err(|e| map_err(&describe(t), e))?;
+        let to = scale.spec.and_then(|s| s.replicas).unwrap_or(count);
+        Ok(Scaled {
+            from: w.replicas,
+            to: to.into(),
+        })
     }
 
     /// Deletes the Failed pods (Evicted among them) older than `older_than`.

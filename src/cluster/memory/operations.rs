@@ -1,6 +1,6 @@
 //! The operations, applied to the in-memory state as the API server, the controllers and
-//! kubectl would: restart, rollback, memory, rollout status, replicas, last terminations and the
-//! cleanup of Failed pods and finished Jobs.
+//! kubectl would: restart, rollback, memory, rollout status, replicas, scale, last terminations
+//! and the cleanup of Failed pods and finished Jobs.
 //!
 //! Synchronous and lock-free by themselves: [`super::MemoryCluster`] takes the lock and calls
 //! them, so each operation sees and leaves one consistent state.
@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use super::state::{Container, Job, Kind, MemorySettings, Phase, Pod, RolloutOutcome, Workload};
 use super::{AUTO_REPAIR_ANNOTATION, Inner};
 use crate::cluster::quantity::format_memory;
-use crate::cluster::{Error, Memory, Replicas, Result, Rollback, RolloutStatus, Target};
+use crate::cluster::{Error, Memory, Replicas, Result, Rollback, RolloutStatus, Scaled, Target};
 
 /// How many old revisions a Deployment keeps, as `spec.revisionHistoryLimit` defaults to.
 const REVISION_HISTORY_LIMIT: usize = 10;
@@ -318,6 +318,38 @@ impl Inner {
         );
         self.actions.push(action);
         Ok(())
+    }
+
+    /// `kubectl scale`: a new spec.replicas, not a new template (no revision, no rollout of the
+    /// template); the replicas follow the workload's current rollout state.
+    pub(super) fn scale(
+        &mut self,
+        target: &Target,
+        replicas: i64,
+        dry_run: bool,
+    ) -> Result<Scaled> {
+        let w = self.workload_mut(target)?;
+        w.check_enabled()?;
+        if w.kind == Kind::DaemonSet {
+            return Err(Error::Refused(format!(
+                "{} runs one pod per node: it has no replica count to scale",
+                w.describe()
+            )));
+        }
+        if replicas < 0 {
+            return Err(Error::Refused(format!(
+                "replicas must not be negative (got {replicas} for {})",
+                w.describe()
+            )));
+        }
+        let from = w.replicas;
+        if dry_run {
+            return Ok(Scaled { from, to: replicas });
+        }
+        w.replicas = replicas;
+        let action = format!("scale {} from {from} to {replicas} replicas", w.key());
+        self.actions.push(action);
+        Ok(Scaled { from, to: replicas })
     }
 
     pub(super) fn last_terminations(&self, target: &Target) -> Result<Vec<String>> {

@@ -652,3 +652,55 @@ fn a_snapshot_serializes_back_to_a_loadable_state() {
     assert_eq!(a.workloads, b.workloads);
     assert_eq!(a.jobs.len(), b.jobs.len());
 }
+
+#[tokio::test]
+async fn scale_sets_the_replica_count_without_a_new_revision() {
+    let c = cluster();
+    let scaled = c.scale(&web(), 5, false).await.unwrap();
+    assert_eq!(scaled, Scaled { from: 3, to: 5 });
+    let w = workload(&c, "web");
+    assert_eq!((w.replicas, w.revision), (5, 3), "a scale is not a rollout");
+    assert_eq!(
+        c.actions(),
+        ["scale prod/Deployment/web from 3 to 5 replicas"]
+    );
+    assert_eq!(c.replicas(&web()).await.unwrap().desired, 5);
+    // A StatefulSet scales the same way; a paused Deployment too, as Kubernetes allows.
+    let db = target("StatefulSet", "db");
+    assert_eq!(
+        c.scale(&db, 1, false).await.unwrap(),
+        Scaled { from: 2, to: 1 }
+    );
+    let paused = target("Deployment", "paused");
+    assert_eq!(c.scale(&paused, 2, false).await.unwrap().to, 2);
+}
+
+#[tokio::test]
+async fn a_dry_run_scale_answers_without_changing_anything() {
+    let c = cluster();
+    assert_eq!(
+        c.scale(&web(), 4, true).await.unwrap(),
+        Scaled { from: 3, to: 4 }
+    );
+    assert_eq!(workload(&c, "web").replicas, 3);
+    assert!(c.actions().is_empty());
+}
+
+#[tokio::test]
+async fn scale_refuses_daemonsets_opted_out_workloads_and_negative_counts() {
+    let c = MemoryCluster::from_yaml(
+        "workloads:\n  - {namespace: prod, name: agent, kind: DaemonSet}\n  - {namespace: prod, name: frozen, annotations: {aiops.wooo.work/auto-repair: disabled}}\n  - {namespace: prod, name: web}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        refused(c.scale(&target("DaemonSet", "agent"), 2, false).await),
+        "DaemonSet prod/agent runs one pod per node: it has no replica count to scale"
+    );
+    assert!(refused(c.scale(&target("Deployment", "frozen"), 2, false).await).contains("disabled"));
+    assert!(refused(c.scale(&web(), -1, false).await).contains("must not be negative"));
+    assert!(matches!(
+        c.scale(&target("Deployment", "nope"), 2, false).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(c.actions().is_empty());
+}

@@ -48,6 +48,9 @@ pub struct HostSettings {
     pub max_log_line: usize,
     /// Most step text one run may record before it is stopped ("log output truncated").
     pub max_log: usize,
+    /// The most replicas `scale()` may set (`playbook.max_replicas`); a rule's `max_replicas`
+    /// can only lower it.
+    pub max_replicas: i64,
 }
 
 impl Default for HostSettings {
@@ -61,6 +64,7 @@ impl Default for HostSettings {
             max_cpu: Duration::from_secs(10),
             max_log_line: 8 << 10,
             max_log: 256 << 10,
+            max_replicas: 10,
         }
     }
 }
@@ -75,6 +79,7 @@ impl From<&crate::config::PlaybookSettings> for HostSettings {
             max_cpu: s.max_cpu.0,
             max_log_line: usize::try_from(s.max_log_line.0).unwrap_or(usize::MAX),
             max_log: usize::try_from(s.max_log.0).unwrap_or(usize::MAX),
+            max_replicas: s.max_replicas.into(),
             ..HostSettings::default()
         }
     }
@@ -124,6 +129,8 @@ pub struct RunContext {
     pub(super) steps: Mutex<Vec<StepRecord>>,
     pub(super) outcome: Mutex<Option<Outcome>>,
     pub(super) touched: Mutex<Vec<Target>>,
+    /// The params that bound `scale()` (the runner sets them from the run's input).
+    pub(super) scale_params: Mutex<super::scale_fns::ScaleParams>,
 }
 
 impl RunContext {
@@ -157,6 +164,7 @@ impl RunContext {
             steps: Mutex::new(Vec::new()),
             outcome: Mutex::new(None),
             touched: Mutex::new(Vec::new()),
+            scale_params: Mutex::new(super::scale_fns::ScaleParams::default()),
         }
     }
 
@@ -372,7 +380,12 @@ pub(super) fn human_bytes(n: usize) -> String {
 pub(super) fn is_change(action: &str) -> bool {
     matches!(
         action,
-        "restart" | "rollback" | "set_memory" | "delete_failed_pods" | "delete_finished_jobs"
+        "restart"
+            | "rollback"
+            | "set_memory"
+            | "scale"
+            | "delete_failed_pods"
+            | "delete_finished_jobs"
     )
 }
 

@@ -97,7 +97,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT COUNT(DISTINCT j.id) AS n FROM jobs j JOIN job_steps s ON s.job_id = j.id \
              WHERE j.playbook = $1 AND j.target_key = $2 AND j.created_at >= $3 AND j.dry_run = 0 \
-             AND s.action IN ('restart', 'rollback', 'set_memory', 'delete_failed_pods', 'delete_finished_jobs')",
+             AND s.action IN ('restart', 'rollback', 'set_memory', 'scale', 'delete_failed_pods', 'delete_finished_jobs')",
         )
         .bind(playbook)
         .bind(target_key)
