@@ -900,6 +900,22 @@ async fn a_firing_alert_that_resolved_leaves_state_firing_and_shows_resolved_at(
         "a resolve is not decided on"
     );
 
+    // Two replicas racing (a delayed firing re-send on one, its resolve on the other) can leave
+    // the firing row without resolved_at although the resolve is stored: still not firing now.
+    let raw = common::raw_db(&app.db.url).await;
+    sqlx::query("UPDATE alert_events SET resolved_at = NULL WHERE alertname = 'Gone'")
+        .execute(&raw)
+        .await
+        .unwrap();
+    raw.close().await;
+    let (_, page) = app.api_get(&token, "/api/alerts?state=firing").await;
+    assert_eq!(alertnames(&page), ["Still"], "{page}");
+    let (_, ended) = app.api_get(&token, "/api/alerts?state=resolved").await;
+    assert_eq!(
+        ended["items"][1]["resolved_at"], firing_row["resolved_at"],
+        "{ended}"
+    );
+
     let (s, body) = app
         .api_get(&token, "/api/alerts?state=firing&status=resolved")
         .await;

@@ -143,6 +143,21 @@ async fn grafana_alerts_are_recorded_matched_by_rules_and_deduplicated(db: Db) {
 }
 both_backends!(grafana_alerts_are_recorded_matched_by_rules_and_deduplicated);
 
+/// Grafana's contact point can be set to send with PUT instead of POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_sending_with_put_is_accepted_like_a_post() {
+    let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;
+    let resp = reqwest::Client::new()
+        .put(app.url("/webhook/alertmanager"))
+        .header("content-type", "application/json")
+        .body(fixture("grafana-firing.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    assert_eq!(app.store().await.count_alert_events().await.unwrap(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payload_version_nobody_sends_is_refused_naming_the_supported_ones() {
     let app = TestApp::spawn(Spawn::new(Db::Sqlite)).await;

@@ -505,6 +505,11 @@ async fn a_broken_channel_affects_only_itself_notify_test_check_and_serve() {
         "{err}"
     );
     assert!(!out.contains("notify: OK"), "{out}");
+    // A broken channel does not hide the rest: rules and playbooks are still checked.
+    assert!(
+        out.contains("rules: ") && out.contains("playbooks: "),
+        "{out}"
+    );
 
     let cwd = dir.path().to_path_buf();
     let (code, err) = tokio::task::spawn_blocking(move || serve_until_it_exits(&cwd))

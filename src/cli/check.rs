@@ -22,7 +22,10 @@ pub struct Args {
     cluster: bool,
 }
 
-/// Checks, in order, stopping at the first part that fails.
+/// Checks, in order: settings, channels, rules and playbooks, the playbooks' calls, then the
+/// cluster. A broken channel or an unknown function does not hide what follows (one run lists
+/// every problem it can); unreadable settings or definitions stop there, and the cluster is
+/// checked only when everything before it passed.
 pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let settings = match Settings::load(config) {
         Ok(s) => s,
@@ -40,7 +43,14 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         eprintln!("settings: {e}");
         return Ok(ExitCode::FAILURE);
     }
-    if !settings.notify.broken.is_empty() {
+    let mut failed = false;
+    if settings.notify.broken.is_empty() {
+        println!(
+            "notify: OK ({} channels, {} routes)",
+            settings.notify.channels.len(),
+            settings.notify.routes.len()
+        );
+    } else {
         for problem in settings.notify.broken.values() {
             eprintln!("{problem}");
         }
@@ -48,13 +58,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             "notify: {} channel(s) cannot work",
             settings.notify.broken.len()
         );
-        return Ok(ExitCode::FAILURE);
+        failed = true;
     }
-    println!(
-        "notify: OK ({} channels, {} routes)",
-        settings.notify.channels.len(),
-        settings.notify.routes.len()
-    );
     let defs = match app::load_definitions(&settings) {
         Ok(defs) => defs,
         Err(app::Error::Definitions(problems)) => {
@@ -76,15 +81,19 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         .iter()
         .map(ToString::to_string)
         .collect();
-    if !unknown.is_empty() {
+    if unknown.is_empty() {
+        println!(
+            "playbooks: {} ({} playbooks)",
+            settings.playbooks_source(),
+            defs.playbooks.len()
+        );
+    } else {
         eprint!("{}", Problems(&unknown));
+        failed = true;
+    }
+    if failed {
         return Ok(ExitCode::FAILURE);
     }
-    println!(
-        "playbooks: {} ({} playbooks)",
-        settings.playbooks_source(),
-        defs.playbooks.len()
-    );
     if !args.cluster {
         return Ok(ExitCode::SUCCESS);
     }

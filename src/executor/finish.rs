@@ -29,6 +29,8 @@ impl Executor {
             Record::Nothing => "",
         };
         let mut tx = self.store.begin_write().await?;
+        // The firing row before the rollups `transition` touches: the lock order of a resolve.
+        tx.lock_alert_event(job.alert_event_id).await?;
         if tx.transition(job.id, from, to, now, note, record).await? {
             return Ok(Some(tx));
         }

@@ -161,7 +161,11 @@ pub fn router(state: AppState) -> Router {
         });
     }
     Router::new()
-        .route("/webhook/alertmanager", post(webhook::alertmanager))
+        // PUT too: Grafana's webhook contact point can be set to send with PUT.
+        .route(
+            "/webhook/alertmanager",
+            post(webhook::alertmanager).put(webhook::alertmanager),
+        )
         .route("/-/healthy", get(ops::healthy))
         .route("/-/ready", get(ops::ready))
         .route("/-/reload", post(ops::reload))

@@ -157,6 +157,12 @@ impl Outbox {
         Ok(pending)
     }
 
+    /// Whether any route opted in to `no_action`: the intake then serialises its groups
+    /// (`WriteTx::lock_no_action_groups`) before it decides anything.
+    pub fn groups_no_action(&self) -> bool {
+        self.router.any_route_takes(EventKind::NoAction)
+    }
+
     /// A guard refused to act on a firing alert: joins (or opens) the `no_action` group of
     /// that reason on each channel whose label route takes `no_action` (opt-in; explicit and
     /// app channels are not used: nobody asked them for refusals). A group is sent
@@ -316,7 +322,8 @@ impl Outbox {
             u64::try_from((ended - alert.starts_at) / 1000).unwrap_or(0),
         );
         event.duration = humantime::format_duration(ttr).to_string();
-        self.enqueue(tx, &event, &[], now).await
+        // Whoever the chain told of the repair hears of the recovery too, besides label routes.
+        self.enqueue(tx, &event, &last.routes, now).await
     }
 
     /// Enqueues in a transaction of its own and wakes the dispatcher: for events that are not

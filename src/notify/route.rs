@@ -43,6 +43,11 @@ impl Router {
             || self.routes.iter().any(|r| r.name.as_deref() == Some(name))
     }
 
+    /// Whether any label route takes events of this kind (whatever the labels).
+    pub fn any_route_takes(&self, kind: EventKind) -> bool {
+        self.routes.iter().any(|r| r.takes(kind))
+    }
+
     /// The channels for an event with these labels and explicit names.
     pub fn channels_for(
         &self,

@@ -315,6 +315,11 @@ impl Pipeline {
         }
         let defs = self.definitions();
         let mut tx = self.store.begin_write().await?;
+        if let Some(outbox) = &self.outbox
+            && outbox.groups_no_action()
+        {
+            tx.lock_no_action_groups().await?;
+        }
         let mut pending: Option<i64> = None;
         let mut storm_tally = guard::StormTally::default();
         let mut escalations = 0u64;

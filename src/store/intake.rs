@@ -41,7 +41,8 @@ impl WriteTx {
     /// Records an occurrence. Returns its id, or `None` when the same fingerprint, status and
     /// startsAt is already stored: that is a re-send and must not be acted on again.
     ///
-    /// A resolve ends its firing row (`resolved_at`), so "firing now" is one indexed condition.
+    /// A resolve ends its firing row (`resolved_at`), so "firing now" needs no search for the
+    /// resolve (the listing still looks for one, for rows a concurrent replica left open).
     /// A firing row that arrives after its own resolve (a delayed retry) is stored ended.
     pub async fn insert_alert_event(&mut self, ev: &NewAlertEvent<'_>) -> Result<Option<i64>> {
         let a = ev.alert;

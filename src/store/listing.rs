@@ -310,6 +310,16 @@ impl WriteTx {
     }
 }
 
+
+/// When a firing row ended: its `resolved_at`, or else its resolve's time when that row exists.
+/// The second half covers a race on PostgreSQL: a delayed firing re-send inserted by one
+/// replica while another inserts its resolve sees neither the other's row nor its update, so
+/// `resolved_at` stays empty although the resolve is stored. The subquery is served by the
+/// dedup index (fingerprint, status, starts_at).
+const RESOLVED_AT: &str = "COALESCE(resolved_at, (SELECT MIN(COALESCE(r.ends_at, r.received_at)) \
+     FROM alert_events r WHERE alert_events.status = 'firing' AND r.fingerprint = alert_events.fingerprint \
+     AND r.status = 'resolved' AND r.starts_at = alert_events.starts_at))";
+
 impl Store {
     /// Records one audit entry in its own transaction.
     pub async fn audit(&self, e: &AuditEntry) -> Result<()> {
@@ -346,10 +356,10 @@ impl Store {
         let mut w = Where::listing(f, ["namespace", "status", "alertname", "received_at"]);
         match f.alert_state {
             Some(AlertState::Firing) => {
-                w.clause("status = 'firing' AND resolved_at IS NULL".into());
+                w.clause(format!("status = 'firing' AND {RESOLVED_AT} IS NULL"));
             }
             Some(AlertState::Resolved) => {
-                w.clause("(status = 'resolved' OR resolved_at IS NOT NULL)".into());
+                w.clause(format!("(status = 'resolved' OR {RESOLVED_AT} IS NOT NULL)"));
             }
             None => {}
         }
@@ -369,7 +379,7 @@ impl Store {
     async fn alerts_where(&self, w: Where, tail: &str) -> Result<Vec<AlertRecord>> {
         let sql = format!(
             "SELECT id, fingerprint, status, alertname, namespace, labels, annotations, starts_at, ends_at, \
-             resolved_at, generator_url, received_at FROM alert_events{}{tail}",
+             {RESOLVED_AT} AS resolved_at, generator_url, received_at FROM alert_events{}{tail}",
             w.sql()
         );
         let rows = sqlx::query_with(AssertSqlSafe(sql), w.args)

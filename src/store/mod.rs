@@ -129,6 +129,7 @@ pub struct WriteTx {
     /// The transaction; commit or roll back explicitly, dropping rolls back.
     tx: Transaction<'static, Any>,
     _guard: Option<OwnedMutexGuard<()>>,
+    backend: Backend,
 }
 
 impl WriteTx {
@@ -234,7 +235,11 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         };
-        Ok(WriteTx { tx, _guard: guard })
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            backend: self.backend,
+        })
     }
 
     /// Closes the pool, waiting for connections to be returned.

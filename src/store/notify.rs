@@ -300,6 +300,35 @@ impl WriteTx {
             .await
     }
 
+    /// Serialises the `no_action` groups of concurrent intake transactions (replicas on
+    /// PostgreSQL) until this transaction ends: without it two replicas can both open a group
+    /// for one channel and reason (two messages), or both read one group and each write it back
+    /// with only their own alert (one lost). One transaction-scoped advisory lock for all
+    /// groups, taken at the start of the intake transaction before any row lock, so it can
+    /// take part in no lock cycle. SQLite's write transaction already serialises everything.
+    pub async fn lock_no_action_groups(&mut self) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            // An arbitrary key of aiops's own; advisory locks are per database.
+            sqlx::query("SELECT count(*) FROM (SELECT pg_advisory_xact_lock(6990001116843713838)) AS l")
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Locks a job's firing row (`alert_events` by id) until the transaction ends. A repair's
+    /// ending transaction takes it first, before its knowledge-base rollups, because the
+    /// resolve of the same occurrence takes the firing row first too (its `resolved_at`) and
+    /// then the rollups (`record_ttr`): one order on both sides, so PostgreSQL cannot deadlock
+    /// them. On SQLite the write transaction already serialises everything.
+    pub async fn lock_alert_event(&mut self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE alert_events SET fingerprint = fingerprint WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
     /// The repairs of one alert occurrence (its firing row: `fingerprint`, `starts_at`), dry
     /// runs left out, oldest first — what an `alert_recovered` message reports.
     ///
@@ -321,7 +350,7 @@ impl WriteTx {
         .execute(&mut *self.tx)
         .await?;
         let rows = sqlx::query(
-            "SELECT j.id, j.playbook, j.state, j.target_key, j.started_at, j.finished_at, j.outcome, j.error \
+            "SELECT j.id, j.playbook, j.spec, j.state, j.target_key, j.started_at, j.finished_at, j.outcome, j.error \
              FROM jobs j JOIN alert_events a ON a.id = j.alert_event_id \
              WHERE a.fingerprint = $1 AND a.status = 'firing' AND a.starts_at = $2 AND j.dry_run = 0 \
              ORDER BY j.id",
@@ -345,6 +374,7 @@ impl WriteTx {
                     finished_at: r.try_get("finished_at")?,
                     outcome: r.try_get("outcome")?,
                     error: r.try_get("error")?,
+                    routes: super::jobs::spec_col(r)?.routes(),
                 })
             })
             .collect()
@@ -388,6 +418,9 @@ pub struct OccurrenceJob {
     pub outcome: Option<String>,
     /// Its error message.
     pub error: Option<String>,
+    /// The routes and channels its rule's chain names (`notify:` steps): told of the recovery
+    /// as they were told of the repair.
+    pub routes: Vec<String>,
 }
 
 impl Store {

@@ -205,7 +205,7 @@ pub(super) const JOB_COLUMNS: &str = "id, alert_event_id, fingerprint, alertname
     parent_id, target_namespace, target_kind, target_name, target_key, dry_run, timeout_ms, state, not_before, \
     created_at, started_at, finished_at, owner, outcome, error, ttr_ms";
 
-fn spec_col(row: &AnyRow) -> Result<JobSpec> {
+pub(super) fn spec_col(row: &AnyRow) -> Result<JobSpec> {
     let text: String = row.try_get("spec")?;
     serde_json::from_str(&text).map_err(|e| Error::Corrupt {
         column: "spec",
