@@ -13,11 +13,11 @@ ARG DEBIAN_RELEASE=bookworm
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 WORKDIR /src
 COPY . .
-# The `dist` profile: what images ship (see Cargo.toml, [profile.dist]).
+# The `release` profile (fat LTO, one codegen unit, opt-level s; see Cargo.toml).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --locked --profile dist --bin aiops \
- && install -D -m 0755 target/dist/aiops /out/aiops
+    cargo build --locked --release --bin aiops \
+ && install -D -m 0755 target/release/aiops /out/aiops
 
 FROM debian:${DEBIAN_RELEASE}-slim
 # CA certificates for the API server, PostgreSQL with TLS and the notification channels' APIs.
