@@ -326,12 +326,7 @@ async fn a_resolve_during_verification_is_told_once_when_the_repair_ends(db: Db)
         telegram.url
     );
     // `aiops serve` as a process: the in-process daemon reads no configuration file.
-    let app = TestApp::spawn(
-        Spawn::new(db)
-            .rules(VERIFIED_BY_RESOLVE)
-            .config(&config),
-    )
-    .await;
+    let app = TestApp::spawn(Spawn::new(db).rules(VERIFIED_BY_RESOLVE).config(&config)).await;
     resolve_while_verifying(&app).await;
     app.wait_all_jobs_in(&[JobState::Succeeded]).await;
     let text =

@@ -310,7 +310,6 @@ impl WriteTx {
     }
 }
 
-
 /// When a firing row ended: its `resolved_at`, or else its resolve's time when that row exists.
 /// The second half covers a race on PostgreSQL: a delayed firing re-send inserted by one
 /// replica while another inserts its resolve sees neither the other's row nor its update, so
@@ -359,7 +358,9 @@ impl Store {
                 w.clause(format!("status = 'firing' AND {RESOLVED_AT} IS NULL"));
             }
             Some(AlertState::Resolved) => {
-                w.clause(format!("(status = 'resolved' OR {RESOLVED_AT} IS NOT NULL)"));
+                w.clause(format!(
+                    "(status = 'resolved' OR {RESOLVED_AT} IS NOT NULL)"
+                ));
             }
             None => {}
         }

@@ -309,9 +309,11 @@ impl WriteTx {
     pub async fn lock_no_action_groups(&mut self) -> Result<()> {
         if self.backend == Backend::Postgres {
             // An arbitrary key of aiops's own; advisory locks are per database.
-            sqlx::query("SELECT count(*) FROM (SELECT pg_advisory_xact_lock(6990001116843713838)) AS l")
-                .execute(&mut *self.tx)
-                .await?;
+            sqlx::query(
+                "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(6990001116843713838)) AS l",
+            )
+            .execute(&mut *self.tx)
+            .await?;
         }
         Ok(())
     }
