@@ -41,7 +41,7 @@ macro_rules! from_str_types {
         }
     )*};
 }
-from_str_types!(SocketAddr, usize, u32, bool);
+from_str_types!(SocketAddr, usize, u32, bool, crate::rules::Mode);
 
 impl FromEnv for String {
     fn from_env(v: &str) -> Result<Self, String> {
@@ -164,6 +164,8 @@ pub const VARIABLES: &[Variable] = variables![
     "AIOPS_DEPLOY_POLL" => deploy.poll,
     "AIOPS_DENY_NAMESPACES" => guard.namespaces.deny,
     "AIOPS_ALLOW_NAMESPACES" => guard.namespaces.allow,
+    "AIOPS_EXTERNAL_URL" => external_url,
+    "AIOPS_DEFAULT_MODE" => trust.default_mode,
 ];
 
 /// Applies every variable of [`VARIABLES`] that `env` has with a non-empty value.

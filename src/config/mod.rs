@@ -119,6 +119,11 @@ pub struct Settings {
     pub deploy: DeploySettings,
     /// Notification channels, routes and templates.
     pub notify: NotifySettings,
+    /// The address people reach this daemon at (`https://aiops.example.com`), used to build the
+    /// links messages carry (signed approval links). Unset: messages carry no links to it.
+    pub external_url: Option<String>,
+    /// The trust ladder: the mode of rules that set none, and approval defaults.
+    pub trust: crate::rules::Trust,
 }
 
 impl Default for Settings {
@@ -142,6 +147,8 @@ impl Default for Settings {
             retention: Retention::default(),
             deploy: DeploySettings::default(),
             notify: NotifySettings::default(),
+            external_url: None,
+            trust: crate::rules::Trust::default(),
         }
     }
 }

@@ -25,6 +25,21 @@ impl Settings {
                 t.expose().len()
             )));
         }
+        if let Some(url) = &self.external_url {
+            // Approval links are built on it: a typo here sends people to the wrong host.
+            let parsed = reqwest::Url::parse(url).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if parsed.is_none() {
+                return Err(Error::Invalid(format!(
+                    "external_url (AIOPS_EXTERNAL_URL) must be an http:// or https:// address without query or fragment, such as https://aiops.example.com; got {url:?}"
+                )));
+            }
+            self.external_url = Some(url.trim_end_matches('/').to_owned());
+        }
         if let Some(path) = &self.api.jwt_secret_file {
             let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
                 path: path.clone(),

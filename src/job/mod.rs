@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{EscalationStep, Rule};
+use crate::rules::{ApprovalPolicy, EscalationStep, Mode, Rule, Trust};
 
 pub use crate::rules::Verify;
 
@@ -162,6 +162,13 @@ pub struct JobSpec {
     /// Verification after a successful run.
     #[serde(default)]
     pub verify: Verify,
+    /// The rule's trust mode when the job was created (specs stored before the ladder existed
+    /// read as `auto`, which is what they did). Every job of a chain keeps the first one's.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Who may approve and for how long, for `mode: approve` (`None` in the other modes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalPolicy>,
 }
 
 impl JobSpec {
@@ -172,16 +179,28 @@ impl JobSpec {
             params: Params::default(),
             chain: Vec::new(),
             verify: Verify::default(),
+            mode: Mode::Auto,
+            approval: None,
         }
     }
 
-    /// The spec of a rule's first job.
+    /// The spec of a rule's first job under the default trust settings (`auto` unless the
+    /// rule sets a mode).
     pub fn for_rule(rule: &Rule) -> JobSpec {
+        JobSpec::for_rule_in(rule, &Trust::default())
+    }
+
+    /// The spec of a rule's first job: its mode and approval policy resolved against the
+    /// settings' `trust:` section, then snapshotted.
+    pub fn for_rule_in(rule: &Rule, trust: &Trust) -> JobSpec {
+        let mode = trust.mode_of(rule);
         JobSpec {
             playbook: rule.playbook.clone(),
             params: Params::from_value(&rule.params),
             chain: rule.escalate.iter().map(ChainStep::from).collect(),
             verify: rule.verify.clone(),
+            mode,
+            approval: (mode == Mode::Approve).then(|| trust.approval_of(rule)),
         }
     }
 
@@ -193,6 +212,8 @@ impl JobSpec {
             params: params.clone(),
             chain: self.chain.clone(),
             verify: self.verify.clone(),
+            mode: self.mode,
+            approval: self.approval.clone(),
         }
     }
 

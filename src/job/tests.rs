@@ -41,6 +41,11 @@ fn full_spec() -> JobSpec {
             health_url: Some("http://127.0.0.1:9/healthz".into()),
             resolved_within: Some(Duration::from_secs(300)),
         },
+        mode: Mode::Approve,
+        approval: Some(ApprovalPolicy {
+            expires: Duration::from_secs(900),
+            approvers: vec!["telegram:42".parse().unwrap()],
+        }),
     }
 }
 
@@ -72,6 +77,8 @@ fn the_stored_shape_is_the_rules_file_shape_with_durations_in_milliseconds() {
                 "health_url": "http://127.0.0.1:9/healthz",
                 "resolved_within_ms": 300_000,
             },
+            "mode": "approve",
+            "approval": {"expires_ms": 900_000, "approvers": ["telegram:42"]},
         })
     );
 }
@@ -87,6 +94,9 @@ fn missing_keys_of_a_stored_spec_take_their_defaults() {
     }))
     .unwrap();
     assert_eq!(spec.verify, Verify::default());
+    // Specs stored before the trust ladder did what `auto` does.
+    assert_eq!(spec.mode, Mode::Auto);
+    assert_eq!(spec.approval, None);
     assert_eq!(
         spec.chain,
         vec![ChainStep::Playbook {

@@ -26,7 +26,8 @@ use fields::{
 
 use super::matcher::Matchers;
 use super::{
-    Budget, Diagnostic, Error, EscalationStep, Location, Result, Rule, TargetSpec, Verify,
+    Budget, Diagnostic, Error, EscalationStep, Location, Result, Rule, RuleApproval, TargetSpec,
+    Verify,
 };
 
 #[derive(Deserialize)]
@@ -178,6 +179,38 @@ impl<'de> Deserialize<'de> for VerifyField {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawApproval {
+    #[serde(default)]
+    expires: Option<Dur>,
+    #[serde(default)]
+    approvers: Option<Vec<super::Approver>>,
+}
+
+fn check_approval(raw: RawApproval) -> Result<RuleApproval, String> {
+    if raw.expires.is_some_and(|d| d.0.is_zero()) {
+        return Err("approval.expires must be longer than 0s".to_owned());
+    }
+    Ok(RuleApproval {
+        expires: raw.expires.map(|d| d.0),
+        approvers: raw.approvers,
+    })
+}
+
+struct ApprovalField(RuleApproval);
+
+impl<'de> Deserialize<'de> for ApprovalField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_map(
+            d,
+            "a mapping {expires: DURATION, approvers: [platform:id, ...]}",
+            check_approval,
+        )
+        .map(ApprovalField)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRule {
     name: Name<RuleNameKind>,
     matchers: Matchers,
@@ -202,6 +235,10 @@ struct RawRule {
     escalate: Option<Vec<StepField>>,
     #[serde(default)]
     verify: Option<VerifyField>,
+    #[serde(default)]
+    mode: Option<super::Mode>,
+    #[serde(default)]
+    approval: Option<ApprovalField>,
 }
 
 impl RawRule {
@@ -226,6 +263,8 @@ impl RawRule {
                 .map(|s| s.0)
                 .collect(),
             verify: self.verify.map(|v| v.0).unwrap_or_default(),
+            mode: self.mode,
+            approval: self.approval.map(|a| a.0).unwrap_or_default(),
         }
     }
 }

@@ -30,6 +30,11 @@
 //!       rollout_timeout: 2m            # how long that may take (default 2m)
 //!       health_url: http://web.prod.svc/healthz   # optional: must answer 2xx
 //!       resolved_within: 10m           # optional: the alert must resolve within this
+//!     mode: approve                    # optional: shadow | approve | auto (default: the
+//!                                      #   settings' trust.default_mode, itself auto)
+//!     approval:                        # optional, for mode: approve (defaults: trust.approval)
+//!       expires: 30m                   #   then the repair escalates to humans
+//!       approvers: [telegram:123456789, slack:U024BE7LH, email:oncall-mail]
 //!     escalate:                        # optional chain, tried in order when a step fails
 //!       - playbook: rollback
 //!         params: {}
@@ -62,6 +67,7 @@ mod index;
 mod loader;
 mod matcher;
 mod target;
+mod trust;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -71,6 +77,9 @@ use std::time::Duration;
 
 pub use matcher::{MatchOp, Matcher, MatcherError, parse_matchers};
 pub use target::{SUPPORTED_KINDS, Source, Target, TargetSpec, canonical_kind};
+pub use trust::{
+    ApprovalPolicy, Approver, DEFAULT_APPROVAL_EXPIRY, Mode, Platform, RuleApproval, Trust,
+};
 
 /// Alert labels, name to value.
 pub type Labels = BTreeMap<String, String>;
@@ -296,6 +305,10 @@ pub struct Rule {
     pub escalate: Vec<EscalationStep>,
     /// Verification after a successful playbook run.
     pub verify: Verify,
+    /// `mode:` shadow, approve or auto; `None` takes the settings' `trust.default_mode`.
+    pub mode: Option<Mode>,
+    /// `approval:` for `mode: approve`; omitted keys come from the settings' `trust.approval`.
+    pub approval: RuleApproval,
 }
 
 impl Rule {
@@ -324,6 +337,8 @@ impl Rule {
             timeout: None,
             escalate: Vec::new(),
             verify: Verify::default(),
+            mode: None,
+            approval: RuleApproval::default(),
         }
     }
 
