@@ -6,6 +6,7 @@
 //! a retry cannot fix, 503 for what a retry can.
 
 pub mod api;
+mod approve;
 mod apps;
 pub mod auth;
 pub mod limits;
@@ -60,6 +61,10 @@ pub struct AppState {
     pub deploy: crate::deploy::Options,
     /// The latest cluster preflight, shown by `/-/ready` (never a readiness condition).
     pub preflight: crate::preflight::Shared,
+    /// Verifies approval links (`None`: links are off, `/approve/*` says so).
+    pub links: Option<Arc<crate::approval::Links>>,
+    /// The language of the approval pages and answers (`notify.language`).
+    pub language: crate::notify::config::Language,
 }
 
 impl AppState {
@@ -103,6 +108,8 @@ impl AppState {
                 templates_dir: settings.deploy.templates_dir.clone(),
             },
             preflight: crate::preflight::Shared::default(),
+            links: crate::approval::Links::from_settings(settings).map(Arc::new),
+            language: settings.notify.language,
         }
     }
 }
@@ -170,9 +177,11 @@ pub fn router(state: AppState) -> Router {
         .route("/-/ready", get(ops::ready))
         .route("/-/reload", post(ops::reload))
         .route("/metrics", get(ops::metrics))
+        .merge(approve::routes())
         .merge(
             api::routes()
                 .merge(apps::routes())
+                .merge(approve::api_routes())
                 .route("/api/{*rest}", axum::routing::any(api::fallback))
                 .layer(axum::middleware::from_fn(limits::reject_control_chars))
                 .layer(axum::middleware::map_response(limits::json_errors))
