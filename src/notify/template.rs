@@ -470,7 +470,7 @@ mod tests {
                 job_id: 12,
                 expires_at: "2026-11-30T03:30:00Z".into(),
                 approve_url: approve_url.into(),
-                reject_url: approve_url.replace("/a", "/r"),
+                reject_url: approve_url.replace("/approve/a", "/approve/r"),
             }),
             ..Event::default()
         }
