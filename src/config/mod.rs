@@ -124,6 +124,12 @@ pub struct Settings {
     pub external_url: Option<String>,
     /// The trust ladder: the mode of rules that set none, and approval defaults.
     pub trust: crate::rules::Trust,
+    /// Maintenance windows of the settings file (windows created through the API are stored).
+    pub maintenance: Vec<MaintenanceWindow>,
+    /// How often every replica reloads the stored windows and sends the summaries of windows
+    /// that closed (default 15s): a window created through another replica holds alerts
+    /// here within this time.
+    pub maintenance_refresh: HumanDuration,
 }
 
 impl Default for Settings {
@@ -149,6 +155,8 @@ impl Default for Settings {
             notify: NotifySettings::default(),
             external_url: None,
             trust: crate::rules::Trust::default(),
+            maintenance: Vec::new(),
+            maintenance_refresh: HumanDuration(DEFAULT_MAINTENANCE_REFRESH),
         }
     }
 }

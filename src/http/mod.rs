@@ -9,6 +9,7 @@ pub mod api;
 mod apps;
 pub mod auth;
 pub mod limits;
+mod maintenance;
 mod openapi;
 mod ops;
 mod respond;
@@ -173,6 +174,7 @@ pub fn router(state: AppState) -> Router {
         .merge(
             api::routes()
                 .merge(apps::routes())
+                .merge(maintenance::routes())
                 .route("/api/{*rest}", axum::routing::any(api::fallback))
                 .layer(axum::middleware::from_fn(limits::reject_control_chars))
                 .layer(axum::middleware::map_response(limits::json_errors))

@@ -235,6 +235,42 @@ pub struct Event {
     /// `alert_recovered`: whole minutes from the repair's start to the alert's end.
     #[serde(default)]
     pub minutes_after_repair: i64,
+    /// `maintenance_summary`: the window that closed and what it held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceReport>,
+}
+
+/// A maintenance window's occurrence that closed, for its summary (`maintenance_summary`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MaintenanceReport {
+    /// The window's name, or `#<id>` for an unnamed API window.
+    pub window: String,
+    /// What it held: `namespace=shop app=web`.
+    pub scope: String,
+    /// Who set it up.
+    pub created_by: String,
+    /// When the occurrence opened, RFC 3339 in the window's time zone (UTC for one-off).
+    pub starts_at: String,
+    /// When it closed (ended early: when it was ended).
+    pub ends_at: String,
+    /// The IANA time zone of a recurring window; empty for one-off.
+    pub timezone: String,
+    /// What was held, by alert name and target, most first (at most
+    /// [`MAX_GROUPED_ALERTS`] lines; `alert_count` counts all).
+    pub groups: Vec<HeldGroup>,
+    /// Groups beyond the ones listed.
+    pub more_groups: u64,
+}
+
+/// Alerts of one name on one target held by a window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HeldGroup {
+    /// The alert name.
+    pub alertname: String,
+    /// The target, `namespace/Kind/name`.
+    pub target: String,
+    /// How many alert occurrences.
+    pub count: u64,
 }
 
 /// The most alerts one `no_action` message lists; the count says how many there were.
@@ -354,11 +390,13 @@ pub enum EventKind {
     NoAction,
     /// An alert that had a repair resolved: how long after the repair, and which.
     AlertRecovered,
+    /// A maintenance window (or one occurrence of a recurring one) closed: what it held.
+    MaintenanceSummary,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::RepairStarted,
         EventKind::AutoRepairSuccess,
         EventKind::AutoRepairFailed,
@@ -370,6 +408,7 @@ impl EventKind {
         EventKind::Test,
         EventKind::NoAction,
         EventKind::AlertRecovered,
+        EventKind::MaintenanceSummary,
     ];
 
     /// Events a route takes only when its `events` list names them: most teams do not want a
@@ -392,6 +431,7 @@ impl EventKind {
             EventKind::Test => "test",
             EventKind::NoAction => "no_action",
             EventKind::AlertRecovered => "alert_recovered",
+            EventKind::MaintenanceSummary => "maintenance_summary",
         }
     }
 }

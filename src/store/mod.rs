@@ -13,13 +13,14 @@
 //! a [`WriteTx`]'s transaction is reachable from outside, so a schema change is checked here.
 //! Submodules are split by concern: `intake` (alerts, decisions, guard counts), `jobs`,
 //! `kb` (rollups, notes, the knowledge base's reads), `listing` (the API's pages and audit
-//! log), `notify` (the outbox), `deploy`, `retention`.
+//! log), `notify` (the outbox), `deploy`, `maintenance` (windows, summaries), `retention`.
 
 mod deploy;
 mod intake;
 mod jobs;
 mod kb;
 mod listing;
+mod maintenance;
 mod notify;
 mod retention;
 pub mod rfc3339;
@@ -37,6 +38,7 @@ pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
 pub use kb::{DAY_MS, LastFix, NewNote, Note, RollupSum, TargetRollup, TtrSample};
 pub use listing::{AlertDecision, AlertRecord, AlertState, AuditEntry, ListFilter};
+pub use maintenance::{HeldAlert, StoredWindow};
 pub use notify::{
     AttemptEnd, NewNotification, Notification, NotificationAttempt, NotificationState,
     OccurrenceJob,
