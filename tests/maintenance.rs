@@ -65,12 +65,7 @@ async fn open_window(app: &TestApp, body: Value, for_ms: i64) -> Value {
 }
 
 async fn an_alert_inside_a_window_is_refused_maintenance_and_acted_on_once_it_is_over(db: Db) {
-    let app = TestApp::spawn_app(
-        Spawn::new(db)
-            .rules(RULES)
-            .env("AIOPS_JWT_SECRET", SECRET),
-    )
-    .await;
+    let app = TestApp::spawn_app(Spawn::new(db).rules(RULES).env("AIOPS_JWT_SECRET", SECRET)).await;
     let window = open_window(
         &app,
         json!({"namespace": "prod", "app": "web", "reason": "database upgrade"}),
@@ -82,7 +77,14 @@ async fn an_alert_inside_a_window_is_refused_maintenance_and_acted_on_once_it_is
     let body = app
         .post_webhook_json(firing("Down", "web", "a", &starts))
         .await;
-    assert_eq!((body["refused"].as_u64(), body["jobs"].as_array().map(Vec::len)), (Some(1), Some(0)), "{body}");
+    assert_eq!(
+        (
+            body["refused"].as_u64(),
+            body["jobs"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(0)),
+        "{body}"
+    );
     // Another app of the namespace is not held.
     let other = app
         .post_webhook_json(firing("Down", "api", "a", &starts))
@@ -96,7 +98,10 @@ async fn an_alert_inside_a_window_is_refused_maintenance_and_acted_on_once_it_is
     let items = alerts["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{alerts}");
     let decision = &items[0]["decisions"][0];
-    assert_eq!((decision["verdict"].as_str(), decision["reason"].as_str()), (Some("refused"), Some("maintenance")));
+    assert_eq!(
+        (decision["verdict"].as_str(), decision["reason"].as_str()),
+        (Some("refused"), Some("maintenance"))
+    );
     let sentence = decision["sentence"].as_str().unwrap();
     assert!(
         sentence.contains("(maintenance): maintenance window #")
@@ -106,7 +111,8 @@ async fn an_alert_inside_a_window_is_refused_maintenance_and_acted_on_once_it_is
     );
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains(r#"aiops_alert_decisions_total{reason="maintenance",verdict="refused"} 1"#),
+        metrics
+            .contains(r#"aiops_alert_decisions_total{reason="maintenance",verdict="refused"} 1"#),
         "{metrics}"
     );
     let jobs = app.wait_all_jobs_in(&[JobState::Succeeded]).await;
@@ -137,7 +143,14 @@ async fn an_alert_inside_a_window_is_refused_maintenance_and_acted_on_once_it_is
     let body = app
         .post_webhook_json(firing("Down", "web", "a", &starts))
         .await;
-    assert_eq!((body["duplicates"].as_u64(), body["jobs"].as_array().map(Vec::len)), (Some(1), Some(0)), "{body}");
+    assert_eq!(
+        (
+            body["duplicates"].as_u64(),
+            body["jobs"].as_array().map(Vec::len)
+        ),
+        (Some(1), Some(0)),
+        "{body}"
+    );
 }
 both_backends!(an_alert_inside_a_window_is_refused_maintenance_and_acted_on_once_it_is_over);
 
@@ -223,16 +236,40 @@ async fn when_a_window_closes_each_route_gets_one_summary_of_what_it_held(db: Db
         team_a.subject,
         "[aiops] Maintenance window ended: node-drain, 2 alerts held"
     );
-    assert!(team_a.body.contains("Window: node-drain (namespace=prod)"), "{}", team_a.body);
-    assert!(team_a.body.contains("Reason: draining nodes (set by admin-user)"), "{}", team_a.body);
-    assert!(team_a.body.contains("- Down on prod/Deployment/api: 1"), "{}", team_a.body);
-    assert!(team_a.body.contains("- Down on prod/Deployment/web: 1"), "{}", team_a.body);
+    assert!(
+        team_a.body.contains("Window: node-drain (namespace=prod)"),
+        "{}",
+        team_a.body
+    );
+    assert!(
+        team_a
+            .body
+            .contains("Reason: draining nodes (set by admin-user)"),
+        "{}",
+        team_a.body
+    );
+    assert!(
+        team_a.body.contains("- Down on prod/Deployment/api: 1"),
+        "{}",
+        team_a.body
+    );
+    assert!(
+        team_a.body.contains("- Down on prod/Deployment/web: 1"),
+        "{}",
+        team_a.body
+    );
     assert!(!team_a.body.contains("HighLatency"), "{}", team_a.body);
     assert_eq!(
         team_b.subject,
         "[aiops] Maintenance window ended: node-drain, 1 alert held"
     );
-    assert!(team_b.body.contains("- HighLatency on prod/Deployment/demo: 1"), "{}", team_b.body);
+    assert!(
+        team_b
+            .body
+            .contains("- HighLatency on prod/Deployment/demo: 1"),
+        "{}",
+        team_b.body
+    );
     let event: Value = serde_json::from_str(&team_a.event_json).unwrap();
     // The occurrence's end is the window's, shown to the second (one-off windows in UTC).
     let end = window["end"].as_str().unwrap();
@@ -258,12 +295,7 @@ async fn replicas_racing_to_summarise_a_closed_window_enqueue_it_once(db: Db) {
             .env("AIOPS_JWT_SECRET", SECRET),
     )
     .await;
-    open_window(
-        &app,
-        json!({"rule": "restart", "reason": "freeze"}),
-        1_500,
-    )
-    .await;
+    open_window(&app, json!({"rule": "restart", "reason": "freeze"}), 1_500).await;
     let body = app
         .post_webhook_json(firing("Down", "web", "a", &at(-1_000)))
         .await;
@@ -286,10 +318,8 @@ async fn replicas_racing_to_summarise_a_closed_window_enqueue_it_once(db: Db) {
         let router = aiops::notify::route::Router::new(&notify);
         replicas.push(Summaries::new(windows, store.clone(), outbox, router));
     }
-    let results = futures_util::future::join_all(
-        replicas.iter_mut().map(|r| r.send_due(after)),
-    )
-    .await;
+    let results =
+        futures_util::future::join_all(replicas.iter_mut().map(|r| r.send_due(after))).await;
     let enqueued: Vec<usize> = results.into_iter().map(Result::unwrap).collect();
     assert_eq!(enqueued.iter().sum::<usize>(), 1, "{enqueued:?}");
     let rows = summaries(&store).await;
@@ -323,9 +353,18 @@ maintenance:
         "timezone": "Europe/Berlin", "reason": "nightly batch"
     });
 
-    let (s, created) = app.api_post(&shop_editor, "/api/maintenance", window.clone()).await;
+    let (s, created) = app
+        .api_post(&shop_editor, "/api/maintenance", window.clone())
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
-    assert_eq!((created["source"].as_str(), created["kind"].as_str(), created["created_by"].as_str()), (Some("api"), Some("recurring"), Some("editor-user")));
+    assert_eq!(
+        (
+            created["source"].as_str(),
+            created["kind"].as_str(),
+            created["created_by"].as_str()
+        ),
+        (Some("api"), Some("recurring"), Some("editor-user"))
+    );
     let id = created["id"].as_i64().unwrap();
     // The next occurrence is the schedule's, in Berlin time.
     let expected = Schedule::recurring("0 22 * * MON-FRI", "Europe/Berlin", 1_800_000)
@@ -335,29 +374,52 @@ maintenance:
     let next_start = created["next"]["start"].as_str().unwrap();
     let active = created["active"].as_bool().unwrap();
     if !active {
-        assert_eq!(next_start, aiops::store::rfc3339::format(expected.start).unwrap());
+        assert_eq!(
+            next_start,
+            aiops::store::rfc3339::format(expected.start).unwrap()
+        );
     }
 
     // Another app's editor neither sees nor ends it, nor creates one in that app.
     let (s, list) = app.api_get(&blog_editor, "/api/maintenance").await;
-    assert_eq!((s, list["items"].as_array().unwrap().len()), (StatusCode::OK, 0), "{list}");
+    assert_eq!(
+        (s, list["items"].as_array().unwrap().len()),
+        (StatusCode::OK, 0),
+        "{list}"
+    );
     let end = format!("/api/maintenance/{id}/end");
     let (s, _) = app.api_post(&blog_editor, &end, json!({})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, _) = app.api_post(&blog_editor, "/api/maintenance", window.clone()).await;
+    let (s, _) = app
+        .api_post(&blog_editor, "/api/maintenance", window.clone())
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // A window without a namespace holds every app's alerts: admins only.
     let by_rule = json!({"rule": "restart", "start": at(0), "end": at(60_000), "reason": "freeze"});
-    let (s, e) = app.api_post(&shop_editor, "/api/maintenance", by_rule.clone()).await;
+    let (s, e) = app
+        .api_post(&shop_editor, "/api/maintenance", by_rule.clone())
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
     let (s, admin_window) = app.api_post(&admin(), "/api/maintenance", by_rule).await;
     assert_eq!(s, StatusCode::CREATED, "{admin_window}");
     // Bad windows are 400s naming the problem; created_by is the token's.
     for (body, says) in [
-        (json!({"namespace": "shop", "every": "sat 02:00", "duration": "1h", "timezone": "Asia/Taipe", "reason": "x"}), "Asia/Taipe"),
-        (json!({"namespace": "shop", "start": at(60_000), "end": at(0), "reason": "x"}), "end must be after start"),
-        (json!({"namespace": "shop", "start": at(0), "end": at(60_000), "reason": " "}), "reason must not be empty"),
-        (json!({"namespace": "shop", "start": at(0), "end": at(60_000), "reason": "x", "created_by": "someone"}), "created_by"),
+        (
+            json!({"namespace": "shop", "every": "sat 02:00", "duration": "1h", "timezone": "Asia/Taipe", "reason": "x"}),
+            "Asia/Taipe",
+        ),
+        (
+            json!({"namespace": "shop", "start": at(60_000), "end": at(0), "reason": "x"}),
+            "end must be after start",
+        ),
+        (
+            json!({"namespace": "shop", "start": at(0), "end": at(60_000), "reason": " "}),
+            "reason must not be empty",
+        ),
+        (
+            json!({"namespace": "shop", "start": at(0), "end": at(60_000), "reason": "x", "created_by": "someone"}),
+            "created_by",
+        ),
     ] {
         let (s, e) = app.api_post(&shop_editor, "/api/maintenance", body).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
@@ -369,19 +431,33 @@ maintenance:
     let (s, list) = app.api_get(&shop_viewer, "/api/maintenance").await;
     assert_eq!(s, StatusCode::OK);
     let items = list["items"].as_array().unwrap();
-    let names: Vec<(Value, Value)> = items.iter().map(|i| (i["source"].clone(), i["id"].clone())).collect();
-    assert_eq!(names, [(json!("settings"), Value::Null), (json!("api"), json!(id))], "{list}");
+    let names: Vec<(Value, Value)> = items
+        .iter()
+        .map(|i| (i["source"].clone(), i["id"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        [(json!("settings"), Value::Null), (json!("api"), json!(id))],
+        "{list}"
+    );
     assert_eq!(items[0]["name"], "weekly-db");
     assert_eq!(items[0]["timezone"], "Asia/Taipei");
     let (s, list) = app.api_get(&admin(), "/api/maintenance").await;
-    assert_eq!((s, list["items"].as_array().unwrap().len()), (StatusCode::OK, 3), "{list}");
+    assert_eq!(
+        (s, list["items"].as_array().unwrap().len()),
+        (StatusCode::OK, 3),
+        "{list}"
+    );
     let (s, _) = app.api_post(&shop_viewer, &end, json!({})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 
     // The shop's editor ends it: no occurrence is listed from then on; a second end is a 409.
     let (s, ended) = app.api_post(&shop_editor, &end, json!({})).await;
     assert_eq!(s, StatusCode::OK, "{ended}");
-    assert!(ended["ended_at"].is_string() && ended["next"].is_null(), "{ended}");
+    assert!(
+        ended["ended_at"].is_string() && ended["next"].is_null(),
+        "{ended}"
+    );
     let (s, _) = app.api_post(&shop_editor, &end, json!({})).await;
     assert_eq!(s, StatusCode::CONFLICT);
     let (_, list) = app.api_get(&shop_viewer, "/api/maintenance").await;

@@ -88,7 +88,9 @@ fn item(w: &Window, now: i64) -> Item {
             Schedule::Recurring { .. } => "recurring",
         },
         active: current.is_some(),
-        next: w.next_after(current.map_or(now, |c| c.end - 1)).map(Span::from),
+        next: w
+            .next_after(current.map_or(now, |c| c.end - 1))
+            .map(Span::from),
         current: current.map(Span::from),
         created_at: w.created_at.and_then(store::rfc3339::format),
         ended_at: w.ended_at.and_then(store::rfc3339::format),
@@ -142,7 +144,15 @@ async fn create(
     };
     let status = resp.status();
     let store = st.pipeline.store();
-    audit(store, &claims, "POST /api/maintenance", resource, status, detail).await;
+    audit(
+        store,
+        &claims,
+        "POST /api/maintenance",
+        resource,
+        status,
+        detail,
+    )
+    .await;
     resp
 }
 
@@ -207,7 +217,10 @@ async fn creation(
     if let Schedule::Once(o) = window.schedule
         && o.end <= now
     {
-        return Err(bad("end is in the past: the window would never be open".into(), "end"));
+        return Err(bad(
+            "end is in the past: the window would never be open".into(),
+            "end",
+        ));
     }
     let store = st.pipeline.store();
     let row = crate::maintenance::stored_of(&window, &claims.sub, now);
@@ -240,7 +253,15 @@ async fn end(claims: Claims, State(st): State<AppState>, Path(id): Path<i64>) ->
     let status = resp.status();
     let store = st.pipeline.store();
     let action = "POST /api/maintenance/{id}/end";
-    audit(store, &claims, action, format!("maintenance {id}"), status, detail).await;
+    audit(
+        store,
+        &claims,
+        action,
+        format!("maintenance {id}"),
+        status,
+        detail,
+    )
+    .await;
     resp
 }
 

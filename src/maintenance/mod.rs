@@ -20,8 +20,8 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-pub use schedule::{Occurrence, Schedule};
 use crate::store::{self, Store, StoredWindow};
+pub use schedule::{Occurrence, Schedule};
 
 /// A window that cannot work, in words that name the field.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -201,8 +201,8 @@ impl Window {
                     .duration
                     .as_deref()
                     .ok_or_else(|| schedule::Error::Duration("required".into()))?;
-                let duration = crate::duration::parse_duration(duration)
-                    .map_err(schedule::Error::Duration)?;
+                let duration =
+                    crate::duration::parse_duration(duration).map_err(schedule::Error::Duration)?;
                 let timezone = spec.timezone.as_deref().ok_or_else(|| {
                     schedule::Error::TimeZone("(missing: give one, such as UTC)".into())
                 })?;
@@ -385,7 +385,9 @@ impl Windows {
     /// Reloads the stored windows. A row that no longer checks (say, a time zone renamed in
     /// the system's database) is skipped with an error in the log; the others stay in force.
     pub async fn refresh(&self, store: &Store) -> store::Result<()> {
-        let rows = store.maintenance_windows(keep_since(store::now_ms())).await?;
+        let rows = store
+            .maintenance_windows(keep_since(store::now_ms()))
+            .await?;
         let windows = rows
             .iter()
             .filter_map(|w| match Window::from_stored(w) {
@@ -396,7 +398,10 @@ impl Windows {
                 }
             })
             .collect();
-        *self.stored.write().expect("maintenance lock is never poisoned") = Arc::new(windows);
+        *self
+            .stored
+            .write()
+            .expect("maintenance lock is never poisoned") = Arc::new(windows);
         Ok(())
     }
 
@@ -433,22 +438,25 @@ pub struct Snapshot {
 impl Snapshot {
     /// The first window open at `now` that covers this target namespace, app and rule.
     pub fn holding(&self, namespace: &str, app: &str, rule: &str, now: i64) -> Option<Hold> {
-        self.settings.iter().chain(self.stored.iter()).find_map(|w| {
-            if !w.scope.covers(namespace, app, rule) {
-                return None;
-            }
-            let open = w.active_at(now)?;
-            let until = store::rfc3339::format(open.end).unwrap_or_default();
-            Some(Hold {
-                key: w.key.clone(),
-                detail: format!(
-                    "maintenance window {} ({}) until {until}: {}",
-                    w.label(),
-                    w.scope.describe(),
-                    w.spec.reason.trim()
-                ),
+        self.settings
+            .iter()
+            .chain(self.stored.iter())
+            .find_map(|w| {
+                if !w.scope.covers(namespace, app, rule) {
+                    return None;
+                }
+                let open = w.active_at(now)?;
+                let until = store::rfc3339::format(open.end).unwrap_or_default();
+                Some(Hold {
+                    key: w.key.clone(),
+                    detail: format!(
+                        "maintenance window {} ({}) until {until}: {}",
+                        w.label(),
+                        w.scope.describe(),
+                        w.spec.reason.trim()
+                    ),
+                })
             })
-        })
     }
 }
 
@@ -475,13 +483,22 @@ mod tests {
 
     #[test]
     fn settings_windows_need_a_unique_name_a_scope_and_a_reason() {
-        let ok = spec("{name: a, namespace: shop, start: '2026-12-01T00:00:00Z', end: '2026-12-01T01:00:00Z', reason: upgrade}");
+        let ok = spec(
+            "{name: a, namespace: shop, start: '2026-12-01T00:00:00Z', end: '2026-12-01T01:00:00Z', reason: upgrade}",
+        );
         assert!(from_settings(std::slice::from_ref(&ok)).is_ok());
         let err = from_settings(&[ok.clone(), ok.clone()]).unwrap_err();
-        assert!(err.starts_with("maintenance[1] (a): another window"), "{err}");
+        assert!(
+            err.starts_with("maintenance[1] (a): another window"),
+            "{err}"
+        );
         let mut unnamed = ok.clone();
         unnamed.name = None;
-        assert!(from_settings(&[unnamed]).unwrap_err().contains("name is required"));
+        assert!(
+            from_settings(&[unnamed])
+                .unwrap_err()
+                .contains("name is required")
+        );
         let mut no_scope = ok.clone();
         no_scope.namespace = None;
         assert_eq!(
@@ -490,14 +507,44 @@ mod tests {
         );
         let mut no_reason = ok.clone();
         no_reason.reason = " ".into();
-        assert!(from_settings(&[no_reason]).unwrap_err().contains("reason must not be empty"));
-        let bad_ns = spec("{name: b, namespace: Shop_1, every: sat 02:00, duration: 2h, timezone: UTC, reason: x}");
+        assert!(
+            from_settings(&[no_reason])
+                .unwrap_err()
+                .contains("reason must not be empty")
+        );
+        let bad_ns = spec(
+            "{name: b, namespace: Shop_1, every: sat 02:00, duration: 2h, timezone: UTC, reason: x}",
+        );
         assert!(from_settings(&[bad_ns]).unwrap_err().contains("namespace:"));
     }
 
     #[test]
+    fn a_bad_window_in_the_settings_file_stops_the_start_naming_the_entry() {
+        let text = "maintenance:\n  - {name: db, namespace: shop, every: sat 02:00, duration: 2h, timezone: Asia/Taipe, reason: x}\n";
+        let err =
+            crate::config::Settings::parse_with(text, std::path::Path::new("a.yaml"), |_| None)
+                .unwrap_err()
+                .to_string();
+        assert_eq!(
+            err,
+            "maintenance[0] (db): timezone: \"Asia/Taipe\" is not a known IANA time zone (Asia/Taipei, Europe/Berlin, UTC)"
+        );
+        let typo = "maintenance:\n  - {name: db, namespce: shop}\n";
+        let err =
+            crate::config::Settings::parse_with(typo, std::path::Path::new("a.yaml"), |_| None)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.starts_with("a.yaml:2:") && err.contains("namespce"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_window_is_one_off_or_recurring_never_both_nor_half() {
-        let both = spec("{rule: r, start: '2026-12-01T00:00:00Z', end: '2026-12-01T01:00:00Z', every: sat 02:00, duration: 1h, timezone: UTC, reason: x}");
+        let both = spec(
+            "{rule: r, start: '2026-12-01T00:00:00Z', end: '2026-12-01T01:00:00Z', every: sat 02:00, duration: 1h, timezone: UTC, reason: x}",
+        );
         assert!(matches!(
             Window::compile(Key::Stored(1), &both),
             Err(Error::Schedule(schedule::Error::Shape))
@@ -509,7 +556,9 @@ mod tests {
             Window::compile(Key::Stored(1), &no_tz),
             Err(Error::Schedule(schedule::Error::TimeZone(_)))
         ));
-        let twice = spec("{rule: r, every: sat 02:00, cron: '0 2 * * 6', duration: 1h, timezone: UTC, reason: x}");
+        let twice = spec(
+            "{rule: r, every: sat 02:00, cron: '0 2 * * 6', duration: 1h, timezone: UTC, reason: x}",
+        );
         assert_eq!(
             Window::compile(Key::Stored(1), &twice).unwrap_err(),
             Error::EveryAndCron
@@ -524,7 +573,10 @@ mod tests {
         let mut w = Window::compile(Key::Stored(7), &s).unwrap();
         let t = |s: &str| schedule::parse_time("t", s).unwrap();
         w.ended_at = Some(t("2026-12-01T01:10:00Z"));
-        assert_eq!(w.active_at(t("2026-12-01T01:05:00Z")).map(|o| o.start), Some(t("2026-12-01T01:00:00Z")));
+        assert_eq!(
+            w.active_at(t("2026-12-01T01:05:00Z")).map(|o| o.start),
+            Some(t("2026-12-01T01:00:00Z"))
+        );
         assert_eq!(w.active_at(t("2026-12-01T01:15:00Z")), None);
         assert_eq!(w.active_at(t("2026-12-01T02:05:00Z")), None);
         assert_eq!(w.next_after(t("2026-12-01T01:15:00Z")), None);
@@ -532,8 +584,14 @@ mod tests {
         assert_eq!(
             ended,
             vec![
-                Occurrence { start: t("2026-12-01T00:00:00Z"), end: t("2026-12-01T00:30:00Z") },
-                Occurrence { start: t("2026-12-01T01:00:00Z"), end: t("2026-12-01T01:10:00Z") },
+                Occurrence {
+                    start: t("2026-12-01T00:00:00Z"),
+                    end: t("2026-12-01T00:30:00Z")
+                },
+                Occurrence {
+                    start: t("2026-12-01T01:00:00Z"),
+                    end: t("2026-12-01T01:10:00Z")
+                },
             ]
         );
     }
@@ -549,13 +607,21 @@ mod tests {
             .unwrap(),
         );
         let snap = windows.snapshot();
-        let hold = snap.holding("shop", "web", "restart", t("2026-12-01T00:30:00Z")).unwrap();
+        let hold = snap
+            .holding("shop", "web", "restart", t("2026-12-01T00:30:00Z"))
+            .unwrap();
         assert_eq!(hold.key, Key::Settings("now".into()));
         assert_eq!(
             hold.detail,
             "maintenance window now (app=web) until 2026-12-01T01:00:00.000Z: db upgrade"
         );
-        assert_eq!(snap.holding("shop", "api", "restart", t("2026-12-01T00:30:00Z")), None);
-        assert_eq!(snap.holding("shop", "web", "restart", t("2026-12-01T01:00:00Z")), None);
+        assert_eq!(
+            snap.holding("shop", "api", "restart", t("2026-12-01T00:30:00Z")),
+            None
+        );
+        assert_eq!(
+            snap.holding("shop", "web", "restart", t("2026-12-01T01:00:00Z")),
+            None
+        );
     }
 }

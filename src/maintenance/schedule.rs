@@ -91,8 +91,8 @@ pub enum Schedule {
     Once(Occurrence),
     /// Open at each start of `cron` in `tz`, for `duration_ms`.
     Recurring {
-        /// The cron pattern (from `every:` or `cron:`).
-        cron: croner::Cron,
+        /// The cron pattern (from `every:` or `cron:`); boxed, it is ten times a one-off's size.
+        cron: Box<croner::Cron>,
         /// The time zone the pattern is read in.
         tz: TimeZone,
         /// How long each occurrence lasts, elapsed milliseconds.
@@ -173,7 +173,7 @@ impl Schedule {
             return Err(Error::Duration("must be above 0s".into()));
         }
         let schedule = Schedule::Recurring {
-            cron,
+            cron: Box::new(cron),
             tz,
             duration_ms,
         };
@@ -212,7 +212,8 @@ impl Schedule {
                 let Some(from) = zoned(after, tz) else {
                     return Vec::new();
                 };
-                cron.clone()
+                cron.as_ref()
+                    .clone()
                     .iter_after(from)
                     .take(n)
                     .map(|z| z.timestamp().as_millisecond())
@@ -271,7 +272,10 @@ impl Schedule {
                 .starts_after(from.saturating_sub(d), MAX_WALK)
                 .into_iter()
                 .take_while(|s| s + d <= to)
-                .map(|start| Occurrence { start, end: start + d })
+                .map(|start| Occurrence {
+                    start,
+                    end: start + d,
+                })
                 .collect(),
         }
     }
@@ -307,8 +311,15 @@ mod tests {
         assert_eq!(every_to_cron("Mon-Fri 22:30").unwrap(), "30 22 * * MON-FRI");
         assert_eq!(every_to_cron("sat,sun 01:05").unwrap(), "5 1 * * SAT,SUN");
         for bad in [
-            "sat", "sat 2", "sat 24:00", "sat 02:60", "sat 02:5", "caturday 02:00",
-            "mon-tue-wed 01:00", "sat 02:00 extra", "*/2 01:00",
+            "sat",
+            "sat 2",
+            "sat 24:00",
+            "sat 02:60",
+            "sat 02:5",
+            "caturday 02:00",
+            "mon-tue-wed 01:00",
+            "sat 02:00 extra",
+            "*/2 01:00",
         ] {
             assert!(every_to_cron(bad).is_err(), "{bad}");
         }
@@ -322,7 +333,11 @@ mod tests {
         assert_eq!(open.start, t("2026-12-04T18:00:00Z"));
         assert_eq!(open.end, t("2026-12-04T20:00:00Z"));
         assert_eq!(s.active_at(t("2026-12-04T17:59:59Z")), None);
-        assert_eq!(s.active_at(t("2026-12-04T20:00:00Z")), None, "the end is exclusive");
+        assert_eq!(
+            s.active_at(t("2026-12-04T20:00:00Z")),
+            None,
+            "the end is exclusive"
+        );
         // Saturday 02:00 UTC is Saturday 10:00 in Taipei: closed.
         assert_eq!(s.active_at(t("2026-12-05T02:30:00Z")), None);
         let next = s.next_after(t("2026-12-04T20:00:00Z")).unwrap();
@@ -389,8 +404,15 @@ mod tests {
             "00:00-00:15 ended at 00:15, inside the span; 02:00-02:15 ended exactly at its end"
         );
         let once = Schedule::once("2026-12-01T00:00:00Z", "2026-12-01T01:00:00Z").unwrap();
-        assert_eq!(once.ended_between(t("2026-12-01T00:59:00Z"), t("2026-12-01T01:00:00Z")).len(), 1);
-        assert!(once.ended_between(t("2026-12-01T01:00:00Z"), t("2026-12-01T02:00:00Z")).is_empty());
+        assert_eq!(
+            once.ended_between(t("2026-12-01T00:59:00Z"), t("2026-12-01T01:00:00Z"))
+                .len(),
+            1
+        );
+        assert!(
+            once.ended_between(t("2026-12-01T01:00:00Z"), t("2026-12-01T02:00:00Z"))
+                .is_empty()
+        );
     }
 
     #[test]

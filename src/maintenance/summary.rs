@@ -85,7 +85,8 @@ impl Summaries {
             }
         }
         // Occurrences older than the lookback are never looked at again.
-        self.done.retain(|(_, start)| *start > now - 2 * LOOKBACK_MS);
+        self.done
+            .retain(|(_, start)| *start > now - 2 * LOOKBACK_MS);
         if enqueued > 0 {
             self.outbox.wake();
         }
@@ -132,11 +133,11 @@ impl Summaries {
     /// The held alerts grouped by the channels their labels route the summary to, and their
     /// namespace; in the order of their first alert.
     fn route_groups(&self, held: Vec<HeldAlert>) -> Vec<Vec<HeldAlert>> {
-        let mut groups: Vec<((Vec<String>, String), Vec<HeldAlert>)> = Vec::new();
+        let mut groups: Vec<(RouteKey, Vec<HeldAlert>)> = Vec::new();
         for h in held {
-            let channels =
-                self.router
-                    .channels_for(EventKind::MaintenanceSummary, &h.labels, &[]);
+            let channels = self
+                .router
+                .channels_for(EventKind::MaintenanceSummary, &h.labels, &[]);
             let id = (channels, namespace_of(&h).to_string());
             match groups.iter_mut().find(|(k, _)| *k == id) {
                 Some((_, list)) => list.push(h),
@@ -146,6 +147,9 @@ impl Summaries {
         groups.into_iter().map(|(_, list)| list).collect()
     }
 }
+
+/// The channels a held alert's labels route the summary to, and its namespace (app channels).
+type RouteKey = (Vec<String>, String);
 
 fn namespace_of(h: &HeldAlert) -> &str {
     h.target_key
@@ -186,7 +190,7 @@ fn event(window: &Window, occ: Occurrence, held: &[HeldAlert], now: i64) -> Even
         })
         .collect();
     // Most held first; the map's order (name, target) breaks ties.
-    groups.sort_by(|a, b| b.count.cmp(&a.count));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.count));
     let more = groups.len().saturating_sub(MAX_GROUPED_ALERTS);
     groups.truncate(MAX_GROUPED_ALERTS);
     let same_app = held.iter().all(|h| app_of(h) == app_of(first));
@@ -199,7 +203,10 @@ fn event(window: &Window, occ: Occurrence, held: &[HeldAlert], now: i64) -> Even
     };
     let time = |ms: i64| match jiff::Timestamp::from_millisecond(ms) {
         Ok(t) => match &local {
-            Some(tz) => t.to_zoned(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+            Some(tz) => t
+                .to_zoned(tz.clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string(),
             None => t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
         },
         Err(_) => ms.to_string(),
@@ -279,7 +286,10 @@ mod tests {
         let e = event(&w, occ, &alerts, occ.end);
         let en = Templates::new(Language::En, &BTreeMap::new()).unwrap();
         let (subject, body) = en.render(&e);
-        assert_eq!(subject, "[aiops] Maintenance window ended: weekly-db, 3 alerts held");
+        assert_eq!(
+            subject,
+            "[aiops] Maintenance window ended: weekly-db, 3 alerts held"
+        );
         assert_eq!(
             body,
             "Window: weekly-db (namespace=shop)\n\
@@ -293,8 +303,16 @@ mod tests {
         let zh = Templates::new(Language::ZhTw, &BTreeMap::new()).unwrap();
         let (subject, body) = zh.render(&e);
         assert_eq!(subject, "[aiops] 維護時段結束：weekly-db，暫緩 3 個告警");
-        assert!(body.contains("時間：2026-12-05T02:00:00+08:00 至 2026-12-05T04:00:00+08:00（Asia/Taipei）"), "{body}");
-        assert!(body.contains("- ReplicasMismatch（shop/Deployment/orders）：2 次"), "{body}");
+        assert!(
+            body.contains(
+                "時間：2026-12-05T02:00:00+08:00 至 2026-12-05T04:00:00+08:00（Asia/Taipei）"
+            ),
+            "{body}"
+        );
+        assert!(
+            body.contains("- ReplicasMismatch（shop/Deployment/orders）：2 次"),
+            "{body}"
+        );
         // Routing reads the first alert's labels; the app is the one all of them share.
         assert_eq!(e.labels.get("team").map(String::as_str), Some("a"));
         assert_eq!((e.app.as_str(), e.namespace.as_str()), ("orders", "shop"));
@@ -309,7 +327,10 @@ mod tests {
             .collect();
         let e = event(&w, occ, &alerts, occ.end);
         let report = e.maintenance.unwrap();
-        assert_eq!((report.groups.len(), report.more_groups), (MAX_GROUPED_ALERTS, 5));
+        assert_eq!(
+            (report.groups.len(), report.more_groups),
+            (MAX_GROUPED_ALERTS, 5)
+        );
         assert_eq!(e.alert_count, 25);
         assert_eq!(e.app, "", "25 apps: none is the summary's");
     }

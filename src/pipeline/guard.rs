@@ -238,8 +238,17 @@ pub(super) async fn decide(
         .holding(&target.namespace, app, &rule.name, now)
     {
         let detail = hold.detail;
-        return refuse(tx, rule, Some(&target), Refusal::Maintenance, detail, event_id, now, false)
-            .await;
+        return refuse(
+            tx,
+            rule,
+            Some(&target),
+            Refusal::Maintenance,
+            detail,
+            event_id,
+            now,
+            false,
+        )
+        .await;
     }
 
     let storm = &ctx.guard.storm;
