@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::auth::Claims;
-use super::respond::{audit, internal, not_found};
+use super::respond::{audit, internal, not_found, unreadable};
 use super::{ApiError, AppState};
 use crate::maintenance::{Key, Occurrence, Schedule, Window, WindowSpec};
 use crate::store;
@@ -138,7 +138,7 @@ async fn create(
         Ok(w) => (
             (StatusCode::CREATED, Json(item(&w, store::now_ms()))).into_response(),
             format!("maintenance {}", w.label()),
-            summary(&w.spec),
+            audit_detail(&w.spec),
         ),
         Err((e, detail)) => (e.into_response(), "maintenance".to_string(), detail),
     };
@@ -157,7 +157,7 @@ async fn create(
 }
 
 /// What the audit log keeps of a window.
-fn summary(spec: &WindowSpec) -> serde_json::Value {
+fn audit_detail(spec: &WindowSpec) -> serde_json::Value {
     json!(spec)
 }
 
@@ -166,18 +166,8 @@ async fn creation(
     st: &AppState,
     body: Result<Json<WindowSpec>, JsonRejection>,
 ) -> Result<Window, Failure> {
-    let Json(mut spec) = body.map_err(|e| {
-        let status = if super::server::is_body_timeout(&e) {
-            StatusCode::REQUEST_TIMEOUT
-        } else {
-            e.status()
-        };
-        (
-            ApiError::new(status, e.body_text()).field("body"),
-            json!({ "error": "bad request" }),
-        )
-    })?;
-    let detail = summary(&spec);
+    let Json(mut spec) = body.map_err(|e| (unreadable(&e), json!({ "error": "bad request" })))?;
+    let detail = audit_detail(&spec);
     let bad = |e: String, field: &str| {
         (
             ApiError::new(StatusCode::BAD_REQUEST, e).field(field),
@@ -246,7 +236,7 @@ async fn end(claims: Claims, State(st): State<AppState>, Path(id): Path<i64>) ->
     let (resp, detail) = match ending(&claims, &st, id).await {
         Ok(w) => (
             Json(item(&w, store::now_ms())).into_response(),
-            summary(&w.spec),
+            audit_detail(&w.spec),
         ),
         Err((e, detail)) => (e.into_response(), detail),
     };
@@ -278,7 +268,7 @@ async fn ending(claims: &Claims, st: &AppState, id: i64) -> Result<Window, Failu
         // A row that no longer checks is shown as missing; the log says why.
         _ => return Err((not_found("maintenance window"), detail)),
     };
-    let detail = summary(&window.spec);
+    let detail = audit_detail(&window.spec);
     if !claims.can_write() {
         return Err((
             ApiError::new(StatusCode::FORBIDDEN, "viewer tokens cannot write"),
