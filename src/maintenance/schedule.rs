@@ -441,5 +441,10 @@ mod tests {
             Schedule::recurring("0 2 * * *", "UTC", 0).unwrap_err(),
             Error::Duration(_)
         ));
+        assert_eq!(
+            Schedule::recurring("0 0 30 2 *", "UTC", HOUR).unwrap_err(),
+            Error::Never("0 0 30 2 *".into()),
+            "February 30th"
+        );
     }
 }
