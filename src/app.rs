@@ -81,9 +81,11 @@ impl Services {
         let defs = load_definitions(&settings)?;
         let outbox = Arc::new(outbox(&settings)?);
         let metrics = Metrics::new();
+        let windows = maintenance_windows(&settings, &store).await?;
         let pipeline = Arc::new(
             Pipeline::new(store.clone(), defs, &settings, metrics.clone())
-                .with_outbox(outbox.clone()),
+                .with_outbox(outbox.clone())
+                .with_maintenance(windows),
         );
         let cluster = open_cluster(&settings).await?;
         Ok(Services {
@@ -150,6 +152,21 @@ pub fn load_definitions(settings: &Settings) -> Result<Definitions> {
     } else {
         Err(Error::Definitions(problems))
     }
+}
+
+/// The maintenance windows: the settings file's, and the stored ones as they are now (a
+/// store from before migration 0012, opened read-only, has none: said in the log).
+pub async fn maintenance_windows(
+    settings: &Settings,
+    store: &Store,
+) -> Result<crate::maintenance::Windows> {
+    let fixed = crate::maintenance::from_settings(&settings.maintenance)
+        .map_err(|e| Error::Config(config::Error::Invalid(e)))?;
+    let windows = crate::maintenance::Windows::new(fixed);
+    if let Err(e) = windows.refresh(store).await {
+        tracing::warn!(error = %e, "stored maintenance windows could not be read; only the settings file's apply");
+    }
+    Ok(windows)
 }
 
 /// The outbox of the `notify:` settings (routing and templates), signing approval links when

@@ -142,6 +142,13 @@ pub async fn run(
     let mut workers = executor.spawn(stop_rx);
 
     let pruner = spawn_retention(&settings, store.clone(), metrics.clone());
+    let maintenance = crate::maintenance::summary::Summaries::new(
+        pipeline.maintenance().clone(),
+        store.clone(),
+        outbox.clone(),
+        crate::notify::route::Router::new(&settings.notify),
+    )
+    .spawn(settings.maintenance_refresh.0);
 
     let reloader = {
         let pipeline = pipeline.clone();
@@ -183,6 +190,7 @@ pub async fn run(
     if let Some(p) = pruner {
         p.abort();
     }
+    maintenance.abort();
     let _ = stop_tx.send(true);
     let grace = executor.shutdown_grace();
     let drained = tokio::time::timeout(grace, async {

@@ -26,6 +26,7 @@ pub mod http;
 pub mod job;
 pub mod k8s_name;
 pub mod kb;
+pub mod maintenance;
 pub mod manifests;
 pub mod metrics;
 pub mod notify;

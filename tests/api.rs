@@ -448,6 +448,9 @@ async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
                 "GET /api/apps",
                 "POST /api/apps",
                 "GET /api/apps/{name}/manifests",
+                "GET /api/maintenance",
+                "POST /api/maintenance",
+                "POST /api/maintenance/{id}/end",
             ]
             .map(String::from)
         )

@@ -167,6 +167,7 @@ pub const VARIABLES: &[Variable] = variables![
     "AIOPS_EXTERNAL_URL" => external_url,
     "AIOPS_DEFAULT_MODE" => trust.default_mode,
     "AIOPS_APPROVAL_SECRET" => approval_secret,
+    "AIOPS_MAINTENANCE_REFRESH" => maintenance_refresh,
 ];
 
 /// Applies every variable of [`VARIABLES`] that `env` has with a non-empty value.

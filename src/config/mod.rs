@@ -128,6 +128,12 @@ pub struct Settings {
     /// `AIOPS_APPROVAL_SECRET`). Links need it and `external_url`; without either, messages say
     /// how else to approve. Replicas must share it.
     pub approval_secret: Option<Secret>,
+    /// Maintenance windows of the settings file (windows created through the API are stored).
+    pub maintenance: Vec<MaintenanceWindow>,
+    /// How often every replica reloads the stored windows and sends the summaries of windows
+    /// that closed (default 15s): a window created through another replica holds alerts
+    /// here within this time.
+    pub maintenance_refresh: HumanDuration,
 }
 
 impl Default for Settings {
@@ -154,6 +160,8 @@ impl Default for Settings {
             external_url: None,
             trust: crate::rules::Trust::default(),
             approval_secret: None,
+            maintenance: Vec::new(),
+            maintenance_refresh: HumanDuration(DEFAULT_MAINTENANCE_REFRESH),
         }
     }
 }

@@ -10,6 +10,14 @@ use serde::{Deserialize, Deserializer};
 
 use super::{HumanDuration, Secret};
 
+/// One entry of the settings file's `maintenance:` list: the same shape as the body of
+/// `POST /api/maintenance`, checked by the maintenance module when the settings load.
+pub use crate::maintenance::WindowSpec as MaintenanceWindow;
+
+/// Default of `maintenance_refresh`: how stale another replica's view of API-created windows
+/// may be, against one small query per replica per interval.
+pub const DEFAULT_MAINTENANCE_REFRESH: Duration = Duration::from_secs(15);
+
 /// A size in bytes, written as a number or a Kubernetes-style quantity (`64Mi`, `256Ki`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteSize(pub u64);

@@ -49,6 +49,12 @@ impl Settings {
             }
             self.external_url = Some(url.trim_end_matches('/').to_owned());
         }
+        crate::maintenance::from_settings(&self.maintenance).map_err(Error::Invalid)?;
+        if self.maintenance_refresh.0.is_zero() {
+            return Err(Error::Invalid(
+                "maintenance_refresh (AIOPS_MAINTENANCE_REFRESH) must be above 0s".into(),
+            ));
+        }
         if let Some(path) = &self.api.jwt_secret_file {
             let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
                 path: path.clone(),

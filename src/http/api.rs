@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Claims;
-use super::respond::{audit, internal, not_found};
+use super::respond::{audit, internal, not_found, unreadable};
 use super::{ApiError, AppState};
 use crate::decision::{self, Verdict};
 use crate::kb;
@@ -403,17 +403,7 @@ async fn note(
             json!({ "error": "bad request" }),
         )
     };
-    let Json(b) = body.map_err(|e| {
-        let status = if super::server::is_body_timeout(&e) {
-            StatusCode::REQUEST_TIMEOUT
-        } else {
-            e.status()
-        };
-        (
-            ApiError::new(status, e.body_text()).field("body"),
-            json!({ "error": "bad request" }),
-        )
-    })?;
+    let Json(b) = body.map_err(|e| (unreadable(&e), json!({ "error": "bad request" })))?;
     let detail = json!({"namespace": b.namespace, "alertname": b.alertname, "target": b.target});
     if !claims.can_write() {
         return Err((

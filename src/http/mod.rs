@@ -10,6 +10,7 @@ mod approve;
 mod apps;
 pub mod auth;
 pub mod limits;
+mod maintenance;
 mod openapi;
 mod ops;
 mod respond;
@@ -182,6 +183,7 @@ pub fn router(state: AppState) -> Router {
             api::routes()
                 .merge(apps::routes())
                 .merge(approve::api_routes())
+                .merge(maintenance::routes())
                 .route("/api/{*rest}", axum::routing::any(api::fallback))
                 .layer(axum::middleware::from_fn(limits::reject_control_chars))
                 .layer(axum::middleware::map_response(limits::json_errors))

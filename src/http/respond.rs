@@ -22,6 +22,17 @@ pub(super) fn not_found(what: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("{what} not found"))
 }
 
+/// A JSON body that could not be read or parsed, for the field `body`: 408 when it came too
+/// slowly (`http.body_read_timeout`), else axum's status (400, 413, 415, 422) and words.
+pub(super) fn unreadable(e: &axum::extract::rejection::JsonRejection) -> ApiError {
+    let status = if super::server::is_body_timeout(e) {
+        StatusCode::REQUEST_TIMEOUT
+    } else {
+        e.status()
+    };
+    ApiError::new(status, e.body_text()).field("body")
+}
+
 /// Records an API write. A failure to audit is logged loudly; the write itself already
 /// happened and its answer stands.
 pub(super) async fn audit(

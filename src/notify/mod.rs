@@ -249,6 +249,42 @@ pub struct Event {
     /// `alert_recovered`: whole minutes from the repair's start to the alert's end.
     #[serde(default)]
     pub minutes_after_repair: i64,
+    /// `maintenance_summary`: the window that closed and what it held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceReport>,
+}
+
+/// A maintenance window's occurrence that closed, for its summary (`maintenance_summary`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MaintenanceReport {
+    /// The window's name, or `#<id>` for an unnamed API window.
+    pub window: String,
+    /// What it held: `namespace=shop app=web`.
+    pub scope: String,
+    /// Who set it up.
+    pub created_by: String,
+    /// When the occurrence opened, RFC 3339 in the window's time zone (UTC for one-off).
+    pub starts_at: String,
+    /// When it closed (ended early: when it was ended).
+    pub ends_at: String,
+    /// The IANA time zone of a recurring window; empty for one-off.
+    pub timezone: String,
+    /// What was held, by alert name and target, most first (at most
+    /// [`MAX_GROUPED_ALERTS`] lines; `alert_count` counts all).
+    pub groups: Vec<HeldGroup>,
+    /// Groups beyond the ones listed.
+    pub more_groups: u64,
+}
+
+/// Alerts of one name on one target held by a window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HeldGroup {
+    /// The alert name.
+    pub alertname: String,
+    /// The target, `namespace/Kind/name`.
+    pub target: String,
+    /// How many alert occurrences.
+    pub count: u64,
 }
 
 /// A repair waiting for approval, as a message carries it (`Event::approval`).
@@ -394,11 +430,13 @@ pub enum EventKind {
     ApprovalRequested,
     /// Someone approved or rejected a waiting repair: who, through which channel.
     ApprovalDecided,
+    /// A maintenance window (or one occurrence of a recurring one) closed: what it held.
+    MaintenanceSummary,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::RepairStarted,
         EventKind::AutoRepairSuccess,
         EventKind::AutoRepairFailed,
@@ -412,6 +450,7 @@ impl EventKind {
         EventKind::AlertRecovered,
         EventKind::ApprovalRequested,
         EventKind::ApprovalDecided,
+        EventKind::MaintenanceSummary,
     ];
 
     /// Events a route takes only when its `events` list names them: most teams do not want a
@@ -436,6 +475,7 @@ impl EventKind {
             EventKind::AlertRecovered => "alert_recovered",
             EventKind::ApprovalRequested => "approval_requested",
             EventKind::ApprovalDecided => "approval_decided",
+            EventKind::MaintenanceSummary => "maintenance_summary",
         }
     }
 }

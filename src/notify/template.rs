@@ -24,7 +24,8 @@ const NO_ACTION_EN: &str = r#"{% set why = {
   "storm_brake": "too many targets are alerting at once: the storm brake is on",
   "target_busy": "another repair is already active on the target",
   "cooldown": "this rule repaired the target too recently",
-  "budget": "this rule has used its repair budget for the target"} -%}
+  "budget": "this rule has used its repair budget for the target",
+  "maintenance": "a maintenance window holds it"} -%}
 {% set todo = {
   "no_target": "add the missing labels (often namespace) to the alerting rule, or give the aiops rule a target it can resolve",
   "invalid_target": "fix the label values the rule's target is built from",
@@ -32,7 +33,8 @@ const NO_ACTION_EN: &str = r#"{% set why = {
   "storm_brake": "look at the cluster as a whole; repairs resume by themselves when fewer targets alert",
   "target_busy": "wait for that repair's message; if the problem outlives it, look at the target yourself",
   "cooldown": "the last repair did not hold: look at the target yourself",
-  "budget": "repeated repairs are not fixing it: find the root cause"} -%}
+  "budget": "repeated repairs are not fixing it: find the root cause",
+  "maintenance": "nothing, if the work is planned; a summary follows when the window closes"} -%}
 aiops saw {{ problem }}{% if alert_count > 1 %} and {{ alert_count - 1 }} other alert{% if alert_count > 2 %}s{% endif %}{% endif %} and did nothing because {{ why[reason] or reason }} ({{ reason }}).
 What to do: {{ todo[reason] or "see each alert's decision in /api/alerts" }}
 {% for a in alerts %}
@@ -47,7 +49,8 @@ const NO_ACTION_ZH: &str = r#"{% set why = {
   "storm_brake": "同時告警的目標太多：告警風暴煞車已啟動",
   "target_busy": "目標上已有另一個修復正在進行",
   "cooldown": "這條規則最近才修復過這個目標，仍在冷卻期",
-  "budget": "這條規則對這個目標的修復次數已用完"} -%}
+  "budget": "這條規則對這個目標的修復次數已用完",
+  "maintenance": "維護時段內暫停自動修復"} -%}
 {% set todo = {
   "no_target": "在告警規則補上缺少的標籤（通常是 namespace），或讓 aiops 規則的目標可以解析",
   "invalid_target": "修正組成目標的標籤值",
@@ -55,7 +58,8 @@ const NO_ACTION_ZH: &str = r#"{% set why = {
   "storm_brake": "請整體檢查叢集；告警的目標減少後修復會自動恢復",
   "target_busy": "等待該修復的通知；若問題在修復後仍在，請人工檢查目標",
   "cooldown": "上次的修復沒有維持住：請人工檢查目標",
-  "budget": "重複修復沒有解決問題：請找出根本原因"} -%}
+  "budget": "重複修復沒有解決問題：請找出根本原因",
+  "maintenance": "若是計畫中的作業則無須處理；維護時段結束時會送出摘要"} -%}
 aiops 收到 {{ problem }}{% if alert_count > 1 %} 等 {{ alert_count }} 個告警{% endif %}，但沒有採取動作，因為{{ why[reason] or reason }}（{{ reason }}）。
 建議：{{ todo[reason] or "在 /api/alerts 查看每個告警的決定" }}
 {% for a in alerts %}
@@ -80,6 +84,23 @@ const APPROVAL_ZH: &str = r#"aiops 準備對 {{ target }} 執行 {{ action }}，
 {% endif %}可核准者：{{ approvers | join("、") if approvers else "沒有任何人在核准名單上，所有點擊都會被拒絕" }}
 {% if approval and approval.approve_url %}核准：{{ approval.approve_url }}
 拒絕：{{ approval.reject_url }}{% else %}決定方式：聊天頻道的按鈕，或以主體為核准者的 API token 呼叫 POST /api/repairs/{{ job_id }}/approve（或 /reject）。{% endif %}"#;
+/// `maintenance_summary` in English: the window, its time, what it held.
+const MAINTENANCE_EN: &str = r#"Window: {{ maintenance.window }} ({{ maintenance.scope }})
+From {{ maintenance.starts_at }} to {{ maintenance.ends_at }}{% if maintenance.timezone %} ({{ maintenance.timezone }}){% endif %}
+Reason: {{ reason }}{% if maintenance.created_by %} (set by {{ maintenance.created_by }}){% endif %}
+Held {{ alert_count }} alert{% if alert_count != 1 %}s{% endif %}, no repair attempted:{% for g in maintenance.groups %}
+- {{ g.alertname }} on {{ g.target }}: {{ g.count }}{% endfor %}{% if maintenance.more_groups %}
+… and {{ maintenance.more_groups }} more{% endif %}
+Alerts still firing are acted on at their next re-send from Alertmanager."#;
+
+/// `maintenance_summary` in Traditional Chinese.
+const MAINTENANCE_ZH: &str = r#"維護時段：{{ maintenance.window }}（{{ maintenance.scope }}）
+時間：{{ maintenance.starts_at }} 至 {{ maintenance.ends_at }}{% if maintenance.timezone %}（{{ maintenance.timezone }}）{% endif %}
+原因：{{ reason }}{% if maintenance.created_by %}（由 {{ maintenance.created_by }} 設定）{% endif %}
+期間暫緩 {{ alert_count }} 個告警，未進行任何修復：{% for g in maintenance.groups %}
+- {{ g.alertname }}（{{ g.target }}）：{{ g.count }} 次{% endfor %}{% if maintenance.more_groups %}
+…另有 {{ maintenance.more_groups }} 項{% endif %}
+仍在觸發的告警會在 Alertmanager 下次重送時處理。"#;
 
 fn defaults(lang: Language, kind: EventKind) -> (&'static str, String) {
     use EventKind as E;
@@ -182,6 +203,14 @@ fn defaults(lang: Language, kind: EventKind) -> (&'static str, String) {
         (E::ApprovalDecided, false) => (
             "[aiops] {% if result == 'approved' %}已核准{% else %}已拒絕{% endif %}：{{ action }}（{{ target }}）",
             "{% if result == 'approved' %}核准{% else %}拒絕{% endif %}者：{{ decided_by }}。\n動作：{{ action }}（job {{ job_id }}）\n目標：{{ target }}\n問題：{{ problem }}{% if result == 'approved' %}\n修復即將執行。{% else %}\n修復不會執行。{% endif %}",
+        ),
+        (E::MaintenanceSummary, true) => (
+            "[aiops] Maintenance window ended: {{ maintenance.window }}, {{ alert_count }} alert{% if alert_count != 1 %}s{% endif %} held",
+            MAINTENANCE_EN,
+        ),
+        (E::MaintenanceSummary, false) => (
+            "[aiops] 維護時段結束：{{ maintenance.window }}，暫緩 {{ alert_count }} 個告警",
+            MAINTENANCE_ZH,
         ),
     };
     (subject, format!("{body}{LINKS}"))

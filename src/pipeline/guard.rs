@@ -2,7 +2,8 @@
 //!
 //! Every guard reads the store inside the intake transaction, so the answer is the same for a
 //! restarted process and for a second replica. Order matters and is fixed: a target must be
-//! resolvable to valid Kubernetes names and in an allowed namespace; the storm brake then looks at the whole cluster; then
+//! resolvable to valid Kubernetes names and in an allowed namespace, and held by no open
+//! maintenance window; the storm brake then looks at the whole cluster; then
 //! the target must be free, out of cooldown and within its budget; finally the queue must have room.
 
 use std::collections::HashSet;
@@ -36,14 +37,17 @@ pub enum Refusal {
     Cooldown,
     /// This rule used its repair budget for this target.
     Budget,
+    /// A maintenance window covering the target's namespace, app or rule is open.
+    Maintenance,
 }
 
 impl Refusal {
     /// Every reason, so metrics can start at zero.
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::NoTarget,
         Refusal::InvalidTarget,
         Refusal::NamespaceDenied,
+        Refusal::Maintenance,
         Refusal::StormBrake,
         Refusal::TargetBusy,
         Refusal::Cooldown,
@@ -60,6 +64,7 @@ impl Refusal {
             Refusal::TargetBusy => "target_busy",
             Refusal::Cooldown => "cooldown",
             Refusal::Budget => "budget",
+            Refusal::Maintenance => "maintenance",
         }
     }
 }
@@ -88,6 +93,8 @@ pub(super) struct Ctx<'a> {
     /// the time it received the webhook; `simulate --at` a time of the operator's choosing.
     pub now: i64,
     pub outbox: Option<&'a crate::notify::Outbox>,
+    /// The maintenance windows as they were when the webhook arrived.
+    pub maintenance: &'a crate::maintenance::Snapshot,
 }
 
 /// The storm brake's count of distinct targets, kept for one payload so that intake stays linear.
@@ -217,6 +224,25 @@ pub(super) async fn decide(
             rule,
             Some(&target),
             Refusal::NamespaceDenied,
+            detail,
+            event_id,
+            now,
+            false,
+        )
+        .await;
+    }
+    // Planned work: hold the alert, after the checks that say the target is not ours anyway.
+    let app = alert.labels.get("app").unwrap_or(&target.name);
+    if let Some(hold) = ctx
+        .maintenance
+        .holding(&target.namespace, app, &rule.name, now)
+    {
+        let detail = hold.detail;
+        return refuse(
+            tx,
+            rule,
+            Some(&target),
+            Refusal::Maintenance,
             detail,
             event_id,
             now,

@@ -110,7 +110,8 @@ pub struct AlertVerdict {
     pub alertname: String,
     /// The alert's own status.
     pub status: Status,
-    /// `new` or `duplicate`.
+    /// `new`, `duplicate`, or `held_again` (a re-send of an occurrence a maintenance window
+    /// held, decided again).
     pub dedup: &'static str,
     /// Jobs cancelled by a resolve.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -149,6 +150,7 @@ pub struct Pipeline {
     metrics: Metrics,
     wake: Arc<Notify>,
     outbox: Option<Arc<crate::notify::Outbox>>,
+    maintenance: crate::maintenance::Windows,
 }
 
 impl Pipeline {
@@ -157,6 +159,18 @@ impl Pipeline {
     pub fn with_outbox(mut self, outbox: Arc<crate::notify::Outbox>) -> Pipeline {
         self.outbox = Some(outbox);
         self
+    }
+
+    /// Holds alerts during the maintenance windows of `windows` (shared with the API and the
+    /// summary task, which refresh it).
+    pub fn with_maintenance(mut self, windows: crate::maintenance::Windows) -> Pipeline {
+        self.maintenance = windows;
+        self
+    }
+
+    /// The maintenance windows the guard reads.
+    pub fn maintenance(&self) -> &crate::maintenance::Windows {
+        &self.maintenance
     }
 
     /// The notification outbox, when notifications are set up.
@@ -179,6 +193,7 @@ impl Pipeline {
             metrics,
             wake: Arc::new(Notify::new()),
             outbox: None,
+            maintenance: crate::maintenance::Windows::default(),
         }
     }
 
@@ -320,6 +335,7 @@ impl Pipeline {
         {
             tx.lock_no_action_groups().await?;
         }
+        let maintenance = self.maintenance.snapshot();
         let mut pending: Option<i64> = None;
         let mut storm_tally = guard::StormTally::default();
         let mut escalations = 0u64;
@@ -334,18 +350,22 @@ impl Pipeline {
             let (event_id, dedup) = match tx.insert_alert_event(&ev).await? {
                 Some(id) => (id, "new"),
                 None => {
-                    report.duplicates += 1;
-                    // A simulation may go on with the occurrence already recorded.
+                    // A simulation may go on with the occurrence already recorded; a firing
+                    // occurrence a maintenance window held is decided again on its re-send.
                     let recorded = if sim.ignore_dedup {
-                        tx.alert_event_id(key).await?
+                        tx.alert_event_id(key).await?.map(|id| (id, "duplicate"))
+                    } else if alert.status == Status::Firing {
+                        tx.held_occurrence(key).await?.map(|id| (id, HELD_AGAIN))
                     } else {
                         None
                     };
-                    let Some(id) = recorded else {
+                    let Some((id, dedup)) = recorded else {
+                        report.duplicates += 1;
                         report.alerts.push(verdict_for(alert, "duplicate"));
                         continue;
                     };
-                    (id, "duplicate")
+                    report.duplicates += usize::from(dedup == "duplicate");
+                    (id, dedup)
                 }
             };
             report.accepted += usize::from(dedup == "new");
@@ -389,6 +409,7 @@ impl Pipeline {
                             queue_capacity: self.queue_capacity,
                             now,
                             outbox: self.outbox.as_deref(),
+                            maintenance: &maintenance,
                         };
                         let outcome = guard::decide(
                             &mut tx,
@@ -435,9 +456,12 @@ impl Pipeline {
             outbox.wake();
         }
 
-        // Only now is it true that these occurrences are stored.
-        for (_, key) in fresh {
-            self.dedup.insert(key, ());
+        // Only now is it true that these occurrences are stored. A held one stays out of the
+        // cache: its re-send must reach the store to be decided again.
+        for ((_, key), verdict) in fresh.into_iter().zip(&report.alerts) {
+            if !verdict.held() {
+                self.dedup.insert(key, ());
+            }
         }
         if let Some(depth) = pending {
             self.metrics.queue_depth.set(depth);
@@ -545,6 +569,25 @@ impl Pipeline {
             self.wake.notify_waiters();
             self.wake.notify_one();
         }
+    }
+}
+
+/// The `dedup` of a re-send of a firing occurrence a maintenance window held: decided again.
+const HELD_AGAIN: &str = "held_again";
+
+impl AlertVerdict {
+    /// Whether a maintenance window held this firing alert (every rule refused it so).
+    fn held(&self) -> bool {
+        !self.rules.is_empty()
+            && self.rules.iter().all(|r| {
+                matches!(
+                    r,
+                    RuleVerdict::Refused {
+                        reason: Refusal::Maintenance,
+                        ..
+                    }
+                )
+            })
     }
 }
 

@@ -103,8 +103,12 @@ impl WriteTx {
         .fetch_one(&mut *self.tx)
         .await?;
         // Denied namespaces (kube-system by default) do not feed the storm brake: their noise
-        // must not pause repairs everywhere else.
-        if let Some(key) = d.target_key.filter(|_| d.reason != "namespace_denied") {
+        // must not pause repairs everywhere else. Nor do alerts a maintenance window held: the
+        // planned work's noise must not engage the brake as the window closes.
+        if let Some(key) = d
+            .target_key
+            .filter(|_| !matches!(d.reason, "namespace_denied" | "maintenance"))
+        {
             sqlx::query(
                 "INSERT INTO target_activity (target_key, last_seen) VALUES ($1, $2) \
                  ON CONFLICT (target_key) DO UPDATE SET last_seen = excluded.last_seen",

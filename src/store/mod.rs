@@ -13,8 +13,8 @@
 //! a [`WriteTx`]'s transaction is reachable from outside, so a schema change is checked here.
 //! Submodules are split by concern: `intake` (alerts, decisions, guard counts), `jobs`,
 //! `kb` (rollups, notes, the knowledge base's reads), `listing` (the API's pages and audit
-//! log), `notify` (the outbox), `deploy`, `retention`, `approvals` (approve mode's clicks, used
-//! link nonces, the expiry sweep's reads).
+//! log), `notify` (the outbox), `deploy`, `maintenance` (windows, summaries), `retention`,
+//! `approvals` (approve mode's clicks, used link nonces, the expiry sweep's reads).
 
 mod approvals;
 mod deploy;
@@ -22,6 +22,7 @@ mod intake;
 mod jobs;
 mod kb;
 mod listing;
+mod maintenance;
 mod notify;
 mod retention;
 pub mod rfc3339;
@@ -40,6 +41,7 @@ pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
 pub use kb::{DAY_MS, LastFix, NewNote, Note, RollupSum, TargetRollup, TtrSample};
 pub use listing::{AlertDecision, AlertRecord, AlertState, AuditEntry, ListFilter};
+pub use maintenance::{HeldAlert, StoredWindow};
 pub use notify::{
     AttemptEnd, NewNotification, Notification, NotificationAttempt, NotificationState,
     OccurrenceJob,

@@ -14,7 +14,7 @@ pub struct Pruned {
     pub repairs: u64,
     /// Rollup rows.
     pub stats: u64,
-    /// Audit log entries.
+    /// Audit log entries, with maintenance windows and summary records as old.
     pub audit: u64,
     /// Storm-brake activity rows.
     pub activity: u64,
@@ -29,7 +29,7 @@ pub struct Cutoffs {
     pub repairs: i64,
     /// Rollup days before this.
     pub stats: i64,
-    /// Audit entries before this.
+    /// Audit entries (and maintenance windows over, summary records written) before this.
     pub audit: i64,
     /// Storm-brake activity last seen before this.
     pub activity: i64,
@@ -147,6 +147,24 @@ impl Store {
             c.audit,
         )
         .await?;
+        // Maintenance windows over before the audit cutoff, and summary records as old: both
+        // are records of who froze what and when, kept as long as the audit log.
+        out.audit += self
+            .delete_batched(
+                &by_key("maintenance_windows", "id", "until_at < $1"),
+                c.audit,
+            )
+            .await?;
+        out.audit += self
+            .delete_batched(
+                &by_key(
+                    "maintenance_summaries",
+                    "window_key, occurrence_start",
+                    "created_at < $1",
+                ),
+                c.audit,
+            )
+            .await?;
         out.activity += self
             .delete_batched(
                 &by_key("target_activity", "target_key", "last_seen < $1"),
