@@ -13,7 +13,7 @@
 //! a [`WriteTx`]'s transaction is reachable from outside, so a schema change is checked here.
 //! Submodules are split by concern: `intake` (alerts, decisions, guard counts), `jobs`,
 //! `kb` (rollups, notes, the knowledge base's reads), `listing` (the API's pages and audit
-//! log), `notify` (the outbox), `deploy`, `retention`.
+//! log), `notify` (the outbox), `deploy`, `retention`, `shadow` (shadow mode's evidence).
 
 mod deploy;
 mod intake;
@@ -23,6 +23,7 @@ mod listing;
 mod notify;
 mod retention;
 pub mod rfc3339;
+mod shadow;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use notify::{
     OccurrenceJob,
 };
 pub use retention::{Cutoffs, Pruned};
+pub use shadow::{ShadowFilter, ShadowJob, ShadowStep};
 
 /// Store failures. All of them mean "could not record": intake answers 503 so Alertmanager retries.
 #[derive(Debug, thiserror::Error)]
