@@ -130,13 +130,14 @@ impl Executor {
         };
         tx.commit().await?;
         self.woken(notified);
-        self.metrics.jobs.with_label_values(&["failed"]).inc();
-        self.metrics.jobs.with_label_values(&["escalated"]).inc();
+        self.metrics.jobs.entered("failed", job.spec.mode);
+        self.metrics.jobs.entered("escalated", job.spec.mode);
         for kind in &escalated.kinds {
             self.metrics.escalations.with_label_values(&[kind]).inc();
         }
         if escalated.next_job.is_some() {
-            self.metrics.jobs.with_label_values(&["queued"]).inc();
+            // The next step is of the same chain, so of the same mode (`JobSpec::next`).
+            self.metrics.jobs.entered("queued", job.spec.mode);
             self.wake.notify_one();
         }
         tracing::warn!(job = job.id, error = %msg, escalation = %escalated.summary, "job did not repair; escalated");
@@ -173,7 +174,7 @@ impl Executor {
         if let Err(e) = self.store.record_ttr_if_resolved(job.id).await {
             tracing::warn!(job = job.id, error = %e, "recording the time to recover failed");
         }
-        self.metrics.jobs.with_label_values(&["succeeded"]).inc();
+        self.metrics.jobs.entered("succeeded", job.spec.mode);
         tracing::info!(job = job.id, outcome = %msg, "job succeeded");
         Ok(())
     }
@@ -274,6 +275,7 @@ pub(super) fn job_event(kind: EventKind, job: &Job, alert: &store::StoredAlert, 
     event.action = job.playbook.clone();
     event.job_id = Some(job.id);
     event.rule = job.rule.clone();
+    event.mode = job.spec.mode.as_str().to_string();
     if let Some(started) = job.started_at
         && now > started
     {

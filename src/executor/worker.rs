@@ -29,8 +29,8 @@ impl Executor {
             .await?;
         for job in &jobs {
             tracing::warn!(job = job.id, rule = %job.rule, repair_target = %job.target_key, "job interrupted (its process stopped or lost its lease); escalated to humans");
-            self.metrics.jobs.with_label_values(&["interrupted"]).inc();
-            self.metrics.jobs.with_label_values(&["escalated"]).inc();
+            self.metrics.jobs.entered("interrupted", job.spec.mode);
+            self.metrics.jobs.entered("escalated", job.spec.mode);
             self.metrics.escalations.with_label_values(&["human"]).inc();
             let handoff = escalate::interrupted(&job.spec);
             self.notify_now(job, EventKind::Escalation, Some(&handoff))
@@ -81,7 +81,7 @@ impl Executor {
             notified.as_mut().enable();
             match self.store.claim_next(&self.owner, store::now_ms()).await {
                 Ok(Some(job)) => {
-                    self.metrics.jobs.with_label_values(&["running"]).inc();
+                    self.metrics.jobs.entered("running", job.spec.mode);
                     self.refresh_depth().await;
                     tracing::info!(worker = index, job = job.id, rule = %job.rule, playbook = %job.playbook, repair_target = %job.target_key, "job started");
                     self.notify_now(&job, EventKind::RepairStarted, None).await;
