@@ -235,6 +235,10 @@ pub struct Event {
     /// `alert_recovered`: whole minutes from the repair's start to the alert's end.
     #[serde(default)]
     pub minutes_after_repair: i64,
+    /// The job's trust mode (`shadow`, `approve`, `auto`; empty for events about no job). The
+    /// default templates mark `shadow` events plainly: a dry run must never read like a repair.
+    #[serde(default)]
+    pub mode: String,
 }
 
 /// The most alerts one `no_action` message lists; the count says how many there were.
