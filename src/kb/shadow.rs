@@ -235,6 +235,9 @@ mod tests {
         assert_eq!(median_ms(&mut [5, 1, 3]), Some(3.0));
         assert_eq!(median_ms(&mut []), None);
         let e = &evidence(&[job(1, JobState::Running, 0, None)], &[], 1)[0];
-        assert_eq!((e.self_resolved_share, e.self_resolve_median_s), (None, None));
+        assert_eq!(
+            (e.self_resolved_share, e.self_resolve_median_s),
+            (None, None)
+        );
     }
 }
