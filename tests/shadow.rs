@@ -415,3 +415,59 @@ async fn a_shadow_rules_evidence_equals_values_computed_by_hand(db: Db) {
     );
 }
 both_backends!(a_shadow_rules_evidence_equals_values_computed_by_hand);
+
+/// What each default message about a shadow job says, in both languages: marked in the subject
+/// and the first line, never "Repaired" / "自動修復成功"; the same event in `auto` is unmarked.
+#[test]
+fn the_default_templates_mark_every_shadow_job_message_in_english_and_traditional_chinese() {
+    use aiops::notify::config::Language;
+    use aiops::notify::template::Templates;
+    use aiops::notify::{Event, EventKind};
+    let event = |kind, mode: &str| Event {
+        kind,
+        app: "web".into(),
+        namespace: "prod".into(),
+        target: "prod/Deployment/web".into(),
+        problem: "Down".into(),
+        action: "restart".into(),
+        mode: mode.into(),
+        ..Event::default()
+    };
+    let cases = [
+        (
+            Language::En,
+            "[shadow] ",
+            "Shadow mode: a dry run, nothing was changed.",
+            "Repaired",
+        ),
+        (
+            Language::ZhTw,
+            "[影子模式] ",
+            "影子模式：這是試運行，沒有變更任何東西。",
+            "自動修復成功",
+        ),
+    ];
+    for (lang, mark, first_line, real_word) in cases {
+        let t = Templates::new(lang, &Default::default()).unwrap();
+        for kind in [
+            EventKind::RepairStarted,
+            EventKind::AutoRepairSuccess,
+            EventKind::AutoRepairFailed,
+            EventKind::Escalation,
+            EventKind::PlaybookMessage,
+        ] {
+            let (subject, body) = t.render(&event(kind, "shadow"));
+            assert!(subject.starts_with(mark), "{lang:?} {kind:?}: {subject}");
+            assert!(!subject.contains(real_word), "{lang:?} {kind:?}: {subject}");
+            assert!(body.starts_with(first_line), "{lang:?} {kind:?}: {body}");
+            let (subject, body) = t.render(&event(kind, "auto"));
+            assert!(!subject.starts_with(mark), "{lang:?} {kind:?}: {subject}");
+            assert!(!body.starts_with(first_line), "{lang:?} {kind:?}: {body}");
+        }
+    }
+    let zh = Templates::new(Language::ZhTw, &Default::default()).unwrap();
+    assert_eq!(
+        zh.render(&event(EventKind::AutoRepairSuccess, "shadow")).0,
+        "[影子模式] [aiops] 將會修復（試運行，未變更任何東西）：web（prod）"
+    );
+}
