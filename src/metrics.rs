@@ -37,7 +37,8 @@ pub struct Metrics {
     pub webhook_requests: IntCounterVec,
     /// Webhook handling time.
     pub webhook_duration: Histogram,
-    /// Escalations recorded, by kind (playbook, notify, human).
+    /// Escalations of real jobs recorded, by kind (playbook, notify, human); a shadow chain's
+    /// show only in `aiops_jobs_total{mode="shadow"}`.
     pub escalations: IntCounterVec,
     /// Rule/playbook reloads, by result.
     pub reloads: IntCounterVec,
@@ -132,7 +133,7 @@ impl Metrics {
         );
         let escalations = cv(
             "aiops_escalations_total",
-            "Escalations recorded, by kind.",
+            "Escalations of real (not shadow) repairs recorded, by kind.",
             &["kind"],
         );
         let reloads = cv(

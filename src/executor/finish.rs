@@ -132,8 +132,12 @@ impl Executor {
         self.woken(notified);
         self.metrics.jobs.entered("failed", job.spec.mode);
         self.metrics.jobs.entered("escalated", job.spec.mode);
-        for kind in &escalated.kinds {
-            self.metrics.escalations.with_label_values(&[kind]).inc();
+        // Real hand-offs only: a shadow chain's are evidence, counted under mode="shadow" in
+        // aiops_jobs_total, and must not page anyone through an escalation alert.
+        if job.spec.mode != crate::rules::Mode::Shadow {
+            for kind in &escalated.kinds {
+                self.metrics.escalations.with_label_values(&[kind]).inc();
+            }
         }
         if escalated.next_job.is_some() {
             // The next step is of the same chain, so of the same mode (`JobSpec::next`).

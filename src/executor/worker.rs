@@ -31,7 +31,9 @@ impl Executor {
             tracing::warn!(job = job.id, rule = %job.rule, repair_target = %job.target_key, "job interrupted (its process stopped or lost its lease); escalated to humans");
             self.metrics.jobs.entered("interrupted", job.spec.mode);
             self.metrics.jobs.entered("escalated", job.spec.mode);
-            self.metrics.escalations.with_label_values(&["human"]).inc();
+            if job.spec.mode != crate::rules::Mode::Shadow {
+                self.metrics.escalations.with_label_values(&["human"]).inc();
+            }
             let handoff = escalate::interrupted(&job.spec);
             self.notify_now(job, EventKind::Escalation, Some(&handoff))
                 .await;
