@@ -87,7 +87,7 @@ pub async fn run(
 
     // Publish every series at zero so dashboards and `increase()` see the first event.
     for state in store::JobState::ALL {
-        metrics.jobs.with_label_values(&[state.as_str()]);
+        metrics.jobs.publish(state.as_str());
     }
     for reason in crate::pipeline::Refusal::ALL {
         metrics.guard_refusals.with_label_values(&[reason.as_str()]);

@@ -3,6 +3,7 @@
 //! Label values are bounded sets chosen by the code (status, reason, state) or by the operator
 //! (rule names); nothing from an alert's free-form labels becomes a metric label.
 
+use crate::rules::Mode;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -26,8 +27,8 @@ pub struct Metrics {
     /// Decisions on recorded firing alerts, by verdict and reason (one per matching rule, or
     /// `skipped`/`no_rule`); the same codes as `/api/alerts`. Count with [`Metrics::decision`].
     pub alert_decisions: IntCounterVec,
-    /// Job state transitions, by the state entered.
-    pub jobs: IntCounterVec,
+    /// Job state transitions, by the state entered and the job's trust mode.
+    pub jobs: JobCounter,
     /// Jobs queued or waiting in this process.
     pub queue_depth: IntGauge,
     /// Webhooks refused with 503 because the queue was full.
@@ -36,7 +37,8 @@ pub struct Metrics {
     pub webhook_requests: IntCounterVec,
     /// Webhook handling time.
     pub webhook_duration: Histogram,
-    /// Escalations recorded, by kind (playbook, notify, human).
+    /// Escalations of real jobs recorded, by kind (playbook, notify, human); a shadow chain's
+    /// show only in `aiops_jobs_total{mode="shadow"}`.
     pub escalations: IntCounterVec,
     /// Rule/playbook reloads, by result.
     pub reloads: IntCounterVec,
@@ -119,11 +121,11 @@ impl Metrics {
         for (verdict, reason) in crate::decision::NOT_REFUSALS {
             alert_decisions.with_label_values(&[verdict.as_str(), reason]);
         }
-        let jobs = cv(
+        let jobs = JobCounter(cv(
             "aiops_jobs_total",
-            "Job state transitions, by the state entered.",
-            &["state"],
-        );
+            "Job state transitions, by the state entered and the job's trust mode (shadow, approve, auto).",
+            &["state", "mode"],
+        ));
         let webhook_requests = cv(
             "aiops_webhook_requests_total",
             "Webhook requests, by HTTP status code.",
@@ -131,7 +133,7 @@ impl Metrics {
         );
         let escalations = cv(
             "aiops_escalations_total",
-            "Escalations recorded, by kind.",
+            "Escalations of real (not shadow) repairs recorded, by kind.",
             &["kind"],
         );
         let reloads = cv(
@@ -284,5 +286,37 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("encoding to a Vec cannot fail");
         String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+}
+
+/// `aiops_jobs_total{state, mode}`: every job transition, labelled with the job's trust mode.
+///
+/// One family with a `mode` label rather than a separate shadow family, so a dashboard that
+/// sums by `state` still sees every job and one that means real repairs says `mode!="shadow"`;
+/// a wrapper rather than the bare vector, so no caller can count a transition without its mode.
+#[derive(Clone)]
+pub struct JobCounter(IntCounterVec);
+
+impl JobCounter {
+    /// Counts `n` jobs of `mode` entering `state`.
+    pub fn entered_by(&self, state: &str, mode: Mode, n: u64) {
+        self.0.with_label_values(&[state, mode.as_str()]).inc_by(n);
+    }
+
+    /// Counts one job of `mode` entering `state`.
+    pub fn entered(&self, state: &str, mode: Mode) {
+        self.entered_by(state, mode, 1);
+    }
+
+    /// Publishes `state` at zero for every mode, so `increase()` sees the first transition.
+    pub fn publish(&self, state: &str) {
+        for mode in Mode::ALL {
+            self.0.with_label_values(&[state, mode.as_str()]);
+        }
+    }
+
+    /// The count of `mode` jobs that entered `state` (tests and the queue gauge's checks).
+    pub fn get(&self, state: &str, mode: Mode) -> u64 {
+        self.0.with_label_values(&[state, mode.as_str()]).get()
     }
 }

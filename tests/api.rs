@@ -444,6 +444,7 @@ async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
                 "POST /api/repairs/{id}/reject",
                 "GET /api/kb/stats",
                 "GET /api/kb/similar",
+                "GET /api/kb/rules/{rule}",
                 "POST /api/kb/notes",
                 "GET /api/apps",
                 "POST /api/apps",

@@ -468,7 +468,7 @@ async fn health_readiness_and_metrics_are_served() {
         "aiops_rule_matches_total{rule=\"restart\"} 3",
         "aiops_guard_refusals_total{reason=\"target_busy\"} 1",
         "aiops_guard_refusals_total{reason=\"no_target\"} 1",
-        "aiops_jobs_total{state=\"succeeded\"} 1",
+        "aiops_jobs_total{mode=\"auto\",state=\"succeeded\"} 1",
         "aiops_queue_depth",
         "aiops_webhook_request_duration_seconds_bucket",
     ] {

@@ -1,6 +1,6 @@
 //! The typed job contract's migration (0008): jobs stored with the three old JSON columns
 //! (`params`, `escalate`, `verify`) read back as one typed `JobSpec` after the upgrade, on both
-//! backends.
+//! backends, in mode `auto` (0010's `jobs.mode` says so too).
 
 mod common;
 
@@ -88,6 +88,8 @@ async fn a_job_stored_in_the_old_shape_reads_back_typed_after_the_upgrade(db: Db
             "params": old(PARAMS),
             "escalate": old(CHAIN),
             "verify": old(VERIFY),
+            // Jobs from before the trust ladder did what `auto` does.
+            "mode": "auto",
         })
     );
     assert!(matches!(
@@ -102,5 +104,13 @@ async fn a_job_stored_in_the_old_shape_reads_back_typed_after_the_upgrade(db: Db
     let job = store.job(plain).await.unwrap().unwrap();
     assert_eq!(job.spec, JobSpec::new("cleanup"));
     store.close().await;
+    // 0010's `jobs.mode`, which SQL filters on, reads `auto` for them too.
+    let pool = sqlx::AnyPool::connect(&test_db.url).await.unwrap();
+    let modes: Vec<String> = sqlx::query_scalar("SELECT mode FROM jobs ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(modes, ["auto", "auto"]);
+    pool.close().await;
 }
 both_backends!(a_job_stored_in_the_old_shape_reads_back_typed_after_the_upgrade);

@@ -627,17 +627,27 @@ async fn cleanup_deletes_old_evicted_and_failed_pods_and_finished_jobs_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_rule_leaves_the_real_cluster_unchanged() {
+    leaves_the_real_cluster_unchanged("dryrun", "dry_run: true", aiops::rules::Mode::Auto).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_rule_leaves_the_real_cluster_unchanged() {
+    leaves_the_real_cluster_unchanged("shadow", "mode: shadow", aiops::rules::Mode::Shadow).await;
+}
+
+/// Every playbook, each rule given `key` (a dry run, or shadow mode, whose jobs are dry runs):
+/// patches (strategic and JSON) and deletes all go out with dryRun=All, and the server
+/// validates them without storing anything.
+async fn leaves_the_real_cluster_unchanged(prefix: &str, key: &str, mode: aiops::rules::Mode) {
     let Some(env) = KubeEnv::get().await else {
         return;
     };
-    let ns = env.namespace("dryrun").await;
+    let ns = env.namespace(prefix).await;
     let client = env.client().await;
     playbook_scene(&client, &ns.name).await;
     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let before = api.get("web").await.unwrap();
-    // Every playbook, each rule a dry run: patches (strategic and JSON) and deletes all go out
-    // with dryRun=All, and the server validates them without storing anything.
-    let rules = five_rules().replace("\n    params:", "\n    dry_run: true\n    params:");
+    let rules = five_rules().replace("\n    params:", &format!("\n    {key}\n    params:"));
     let app = daemon(&env.kubeconfig, Some(&rules)).await;
     let playbooks = [
         "restart",
@@ -656,7 +666,10 @@ async fn a_dry_run_rule_leaves_the_real_cluster_unchanged() {
         .await;
     }
     let jobs = app.store().await.jobs().await.unwrap();
-    assert!(jobs.iter().all(|j| j.dry_run), "{jobs:#?}");
+    assert!(
+        jobs.iter().all(|j| j.dry_run && j.spec.mode == mode),
+        "{jobs:#?}"
+    );
     let cleanup = jobs.iter().find(|j| j.playbook == "cleanup").unwrap();
     assert!(
         text_of(cleanup).contains("deleted 1 Failed pods"),

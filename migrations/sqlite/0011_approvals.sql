@@ -1,8 +1,8 @@
 -- Approve mode (issue 17): a job may wait for a person's approval in `awaiting_approval`.
 -- The state is active (it holds its target, so no other repair starts while people decide):
--- the one-active-per-target index is recreated with it.
+-- the one-active-per-target index is recreated with it, keeping 0010's shadow lane.
 DROP INDEX jobs_one_active_per_target;
-CREATE UNIQUE INDEX jobs_one_active_per_target ON jobs (target_key)
+CREATE UNIQUE INDEX jobs_one_active_per_target ON jobs (target_key, (mode = 'shadow'))
     WHERE state IN ('awaiting_approval', 'queued', 'waiting', 'running', 'verifying');
 
 -- When an awaiting job stops waiting and escalates to humans (epoch ms); NULL for jobs that

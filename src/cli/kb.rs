@@ -1,4 +1,5 @@
-//! `aiops kb stats|history`: how repairs went, read from the store without changing it.
+//! `aiops kb stats|history|shadow`: how repairs went, and what shadow rules would have done,
+//! read from the store without changing it.
 
 use std::fmt;
 use std::path::Path;
@@ -10,6 +11,7 @@ use serde::Serialize;
 use aiops::app::{self, StoreAccess};
 use aiops::config::Settings;
 use aiops::kb::Report;
+use aiops::kb::shadow::{self, RuleReport, ShadowReport};
 use aiops::store::Job;
 
 /// `aiops kb`'s subcommands.
@@ -35,6 +37,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Shadow rules' evidence: would-act count, alerts that resolved on their own (count,
+    /// share, median time from the decision), and the actions they would have taken.
+    Shadow {
+        /// Only this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// The window, e.g. 7d, 24h.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Print JSON: with --rule the keys of GET /api/kb/rules/{rule} (`since`, `rule`,
+        /// `would_act`, …); without, `since` and `rules`, a list of those entries.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Reads the store read-only (never migrated by a reporting command) and prints.
@@ -53,6 +69,32 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&stats.report)?);
             } else {
                 print!("{stats}");
+            }
+        }
+        Command::Shadow { rule, since, json } => {
+            let window = aiops::config::parse_duration(&since).map_err(anyhow::Error::msg)?;
+            let now = aiops::store::now_ms();
+            let from = now - aiops::store::ms(window);
+            let report = match &rule {
+                Some(rule) => shadow::rule_report(&store, rule, from, now, None)
+                    .await
+                    .map(|r| ShadowReport {
+                        since: r.since,
+                        rules: vec![r.evidence],
+                    })?,
+                None => shadow::report(&store, from, now, None).await?,
+            };
+            if json {
+                let text = match (&rule, report.rules.first()) {
+                    (Some(_), Some(evidence)) => serde_json::to_string_pretty(&RuleReport {
+                        since: report.since,
+                        evidence: evidence.clone(),
+                    })?,
+                    _ => serde_json::to_string_pretty(&report)?,
+                };
+                println!("{text}");
+            } else {
+                print!("{}", ShadowTable { report, since });
             }
         }
         Command::History {
@@ -161,6 +203,52 @@ impl fmt::Display for History {
                 "{when} job {} {} [{}] {}: {result}{ttr}",
                 j.id, j.playbook, j.rule, j.state
             )?;
+        }
+        Ok(())
+    }
+}
+
+/// Shadow rules' evidence as a table per rule, then each rule's would-be actions.
+struct ShadowTable {
+    report: ShadowReport,
+    /// The window as given (`7d`), for the title.
+    since: String,
+}
+
+impl fmt::Display for ShadowTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "shadow rules in the last {} (dry runs: nothing was changed):",
+            self.since
+        )?;
+        if self.report.rules.is_empty() {
+            return writeln!(f, "no shadow jobs");
+        }
+        writeln!(
+            f,
+            "{:<32} {:>9} {:>13} {:>9} {:>10} {:>14}",
+            "RULE", "WOULD ACT", "SELF-RESOLVED", "SHARE", "UNDECIDED", "MEDIAN TO SELF"
+        )?;
+        for r in &self.report.rules {
+            writeln!(
+                f,
+                "{:<32} {:>9} {:>13} {:>9} {:>10} {:>14}",
+                r.rule,
+                r.would_act,
+                r.self_resolved,
+                r.self_resolved_share
+                    .map_or_else(|| "-".to_string(), |s| format!("{:.0}%", s * 100.0)),
+                r.undecided,
+                r.self_resolve_median_s
+                    .map_or_else(|| "-".to_string(), |s| format!("{s:.0}s")),
+            )?;
+        }
+        for r in self.report.rules.iter().filter(|r| !r.actions.is_empty()) {
+            writeln!(f, "\nrule {} would have:", r.rule)?;
+            for a in &r.actions {
+                writeln!(f, "  {:>5}x {}: {}", a.count, a.action, a.detail)?;
+            }
         }
         Ok(())
     }

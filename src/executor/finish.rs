@@ -139,13 +139,18 @@ impl Executor {
             };
         tx.commit().await?;
         self.woken(notified);
-        self.metrics.jobs.with_label_values(&["failed"]).inc();
-        self.metrics.jobs.with_label_values(&["escalated"]).inc();
-        for kind in &escalated.kinds {
-            self.metrics.escalations.with_label_values(&[kind]).inc();
+        self.metrics.jobs.entered("failed", job.spec.mode);
+        self.metrics.jobs.entered("escalated", job.spec.mode);
+        // Real hand-offs only: a shadow chain's are evidence, counted under mode="shadow" in
+        // aiops_jobs_total, and must not page anyone through an escalation alert.
+        if job.spec.mode != crate::rules::Mode::Shadow {
+            for kind in &escalated.kinds {
+                self.metrics.escalations.with_label_values(&[kind]).inc();
+            }
         }
         if escalated.next_job.is_some() {
-            self.metrics.jobs.with_label_values(&["queued"]).inc();
+            // The next step is of the same chain, so of the same mode (`JobSpec::next`).
+            self.metrics.jobs.entered("queued", job.spec.mode);
             self.wake.notify_one();
         }
         tracing::warn!(job = job.id, error = %msg, escalation = %escalated.summary, "job did not repair; escalated");
@@ -182,7 +187,7 @@ impl Executor {
         if let Err(e) = self.store.record_ttr_if_resolved(job.id).await {
             tracing::warn!(job = job.id, error = %e, "recording the time to recover failed");
         }
-        self.metrics.jobs.with_label_values(&["succeeded"]).inc();
+        self.metrics.jobs.entered("succeeded", job.spec.mode);
         tracing::info!(job = job.id, outcome = %msg, "job succeeded");
         Ok(())
     }
@@ -283,6 +288,7 @@ pub(super) fn job_event(kind: EventKind, job: &Job, alert: &store::StoredAlert, 
     event.action = job.playbook.clone();
     event.job_id = Some(job.id);
     event.rule = job.rule.clone();
+    event.mode = job.spec.mode.as_str().to_string();
     if let Some(started) = job.started_at
         && now > started
     {

@@ -36,7 +36,7 @@ impl Executor {
         {
             return Ok(None);
         }
-        self.metrics.jobs.with_label_values(&["verifying"]).inc();
+        self.metrics.jobs.entered("verifying", job.spec.mode);
         if job.dry_run {
             self.store
                 .add_step(

@@ -30,9 +30,11 @@ impl Executor {
             .await?;
         for job in &jobs {
             tracing::warn!(job = job.id, rule = %job.rule, repair_target = %job.target_key, "job interrupted (its process stopped or lost its lease); escalated to humans");
-            self.metrics.jobs.with_label_values(&["interrupted"]).inc();
-            self.metrics.jobs.with_label_values(&["escalated"]).inc();
-            self.metrics.escalations.with_label_values(&["human"]).inc();
+            self.metrics.jobs.entered("interrupted", job.spec.mode);
+            self.metrics.jobs.entered("escalated", job.spec.mode);
+            if job.spec.mode != crate::rules::Mode::Shadow {
+                self.metrics.escalations.with_label_values(&["human"]).inc();
+            }
             let handoff = escalate::interrupted(&job.spec);
             self.notify_now(job, EventKind::Escalation, Some(&handoff))
                 .await;
@@ -48,7 +50,8 @@ impl Executor {
         match crate::approval::expire_due(&self.store, outbox, store::now_ms()).await {
             Ok(jobs) => {
                 for _ in &jobs {
-                    self.metrics.jobs.with_label_values(&["escalated"]).inc();
+                    self.metrics.jobs
+                        .entered("escalated", crate::rules::Mode::Approve);
                     self.metrics.escalations.with_label_values(&["human"]).inc();
                 }
             }
@@ -99,7 +102,7 @@ impl Executor {
             notified.as_mut().enable();
             match self.store.claim_next(&self.owner, store::now_ms()).await {
                 Ok(Some(job)) => {
-                    self.metrics.jobs.with_label_values(&["running"]).inc();
+                    self.metrics.jobs.entered("running", job.spec.mode);
                     self.refresh_depth().await;
                     tracing::info!(worker = index, job = job.id, rule = %job.rule, playbook = %job.playbook, repair_target = %job.target_key, "job started");
                     self.notify_now(&job, EventKind::RepairStarted, None).await;

@@ -19,6 +19,7 @@ use super::{ApiError, AppState};
 use crate::decision::{self, Verdict};
 use crate::kb;
 use crate::pipeline::Refusal;
+use crate::rules::Mode;
 use crate::store::{self, AlertState, JobState, ListFilter, NewNote};
 
 /// Page size when the request names none.
@@ -35,6 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/repairs/{id}", get(get_repair))
         .route("/api/kb/stats", get(kb_stats))
         .route("/api/kb/similar", get(kb_similar))
+        .route("/api/kb/rules/{rule}", get(kb_rule))
         .route("/api/kb/notes", post(add_note))
 }
 
@@ -74,6 +76,8 @@ pub struct ListQuery {
     reason: Option<String>,
     /// Alerts: alert name.
     alertname: Option<String>,
+    /// Repairs: trust mode (`shadow`, `approve`, `auto`).
+    mode: Option<String>,
     /// Only this app (must be one the token sees).
     namespace: Option<String>,
     /// `7d` or an RFC 3339 time.
@@ -180,7 +184,7 @@ async fn list_alerts(
     State(st): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    if q.target.is_some() {
+    if q.target.is_some() || q.mode.is_some() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "alerts filter by state, verdict, reason, alertname, namespace and since",
@@ -226,9 +230,17 @@ async fn list_repairs(
     if q.status.is_some() || q.alertname.is_some() || q.verdict.is_some() || q.reason.is_some() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "repairs filter by target, state, namespace and since",
+            "repairs filter by target, state, mode, namespace and since",
         ));
     }
+    let mode = q
+        .mode
+        .as_deref()
+        .map(|m| {
+            m.parse::<Mode>()
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e).field("mode"))
+        })
+        .transpose()?;
     if let Some(s) = &q.state
         && JobState::parse(s).is_none()
     {
@@ -242,6 +254,7 @@ async fn list_repairs(
     let mut f = q.filter(&claims, &st)?;
     f.state = q.state.clone();
     f.subject = q.target.clone();
+    f.mode = mode;
     let items = st.pipeline.store().list_jobs(&f).await.map_err(internal)?;
     Ok(page(items, |j| j.id, f.limit))
 }
@@ -304,6 +317,29 @@ async fn kb_stats(
         (None, apps) => apps.map(<[String]>::to_vec),
     };
     let report = kb::report(st.pipeline.store(), since, apps.as_deref())
+        .await
+        .map_err(internal)?;
+    Ok(Json(report).into_response())
+}
+
+/// Query of /api/kb/rules/{rule}.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleQuery {
+    since: Option<String>,
+}
+
+/// One rule's shadow-mode evidence (`kb::shadow`), over the jobs on targets the token sees: an
+/// app-scoped token gets its apps' share of the numbers, as with /api/kb/stats.
+async fn kb_rule(
+    claims: Claims,
+    State(st): State<AppState>,
+    Path(rule): Path<String>,
+    Query(q): Query<RuleQuery>,
+) -> Result<Response, ApiError> {
+    let since = parse_since(q.since.as_deref().unwrap_or("7d"))?;
+    let apps = claims.visible_apps();
+    let report = kb::shadow::rule_report(st.pipeline.store(), &rule, since, store::now_ms(), apps)
         .await
         .map_err(internal)?;
     Ok(Json(report).into_response())

@@ -4,7 +4,10 @@
 //! (`src/store/kb.rs`), this module decides what they mean (rates, means, the p90's nearest
 //! rank, which past fixes to show, the wording of the hint). A repair counts when it
 //! finished (succeeded, failed or escalated) and was not a dry run; its time to recover is the
-//! alert's start to its resolve, recorded on the job when the loop closes.
+//! alert's start to its resolve, recorded on the job when the loop closes. Shadow jobs are dry
+//! runs, so they never count here (nor in `choose: best`); their evidence is [`shadow`]'s.
+
+pub mod shadow;
 
 use crate::store::{self, Job, JobState, LastFix, RollupSum, Store, TtrSample};
 

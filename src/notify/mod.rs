@@ -252,6 +252,10 @@ pub struct Event {
     /// `maintenance_summary`: the window that closed and what it held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<MaintenanceReport>,
+    /// The job's trust mode (`shadow`, `approve`, `auto`; empty for events about no job). The
+    /// default templates mark `shadow` events plainly: a dry run must never read like a repair.
+    #[serde(default)]
+    pub mode: String,
 }
 
 /// A maintenance window's occurrence that closed, for its summary (`maintenance_summary`).

@@ -216,6 +216,35 @@ fn defaults(lang: Language, kind: EventKind) -> (&'static str, String) {
     (subject, format!("{body}{LINKS}"))
 }
 
+/// A default template that says so plainly when its event is about a shadow job: the subject
+/// is its own for the job events (a dry run must never read "Repaired"), else prefixed, and the
+/// body opens with what shadow mode means.
+fn shadowed(lang: Language, kind: EventKind, (subject, body): (&str, String)) -> (String, String) {
+    use EventKind as E;
+    let en = lang == Language::En;
+    let marked = match (kind, en) {
+        (E::RepairStarted, true) => "[shadow] [aiops] Dry run started, nothing will change: {{ app }} ({{ namespace }})".to_string(),
+        (E::RepairStarted, false) => "[影子模式] [aiops] 試運行開始，不會變更任何東西：{{ app }}（{{ namespace }}）".to_string(),
+        (E::AutoRepairSuccess, true) => "[shadow] [aiops] Would have repaired (dry run, nothing changed): {{ app }} ({{ namespace }})".to_string(),
+        (E::AutoRepairSuccess, false) => "[影子模式] [aiops] 將會修復（試運行，未變更任何東西）：{{ app }}（{{ namespace }}）".to_string(),
+        (E::AutoRepairFailed, true) => "[shadow] [aiops] Dry run failed, the next step runs as a dry run too: {{ app }} ({{ namespace }})".to_string(),
+        (E::AutoRepairFailed, false) => "[影子模式] [aiops] 試運行失敗，下一步同樣以試運行進行：{{ app }}（{{ namespace }}）".to_string(),
+        (E::Escalation, true) => "[shadow] [aiops] Dry run: a real repair would have needed a person: {{ app }} ({{ namespace }})".to_string(),
+        (E::Escalation, false) => "[影子模式] [aiops] 試運行：實際修復時將需要人工介入：{{ app }}（{{ namespace }}）".to_string(),
+        (_, true) => format!("[shadow] {subject}"),
+        (_, false) => format!("[影子模式] {subject}"),
+    };
+    let note = if en {
+        "Shadow mode: a dry run, nothing was changed. The actions below are what aiops would have done.\n"
+    } else {
+        "影子模式：這是試運行，沒有變更任何東西。以下動作是 aiops 將會執行的內容。\n"
+    };
+    (
+        format!("{{% if mode == \"shadow\" %}}{marked}{{% else %}}{subject}{{% endif %}}"),
+        format!("{{% if mode == \"shadow\" %}}{note}{{% endif %}}{body}"),
+    )
+}
+
 /// The compiled templates of every event.
 pub struct Templates {
     env: Environment<'static>,
@@ -237,7 +266,7 @@ impl Templates {
     ) -> Result<Templates, String> {
         let mut env = Environment::new();
         for kind in EventKind::ALL {
-            let (subject, body) = defaults(lang, kind);
+            let (subject, body) = shadowed(lang, kind, defaults(lang, kind));
             env.add_template_owned(name(kind, "subject", true), subject.to_string())
                 .map_err(|e| format!("default {} subject: {e}", kind.as_str()))?;
             env.add_template_owned(name(kind, "body", true), body)

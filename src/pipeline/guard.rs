@@ -5,6 +5,12 @@
 //! resolvable to valid Kubernetes names and in an allowed namespace, and held by no open
 //! maintenance window; the storm brake then looks at the whole cluster; then
 //! the target must be free, out of cooldown and within its budget; finally the queue must have room.
+//!
+//! The rule's trust mode (`Ctx::trust`, the settings' `trust:` section) is resolved here and
+//! snapshotted into the job (`JobSpec::for_rule_in`). A shadow rule takes the same decision in a
+//! lane of its own: its target lock, cooldown and budget count only shadow jobs (so "would act"
+//! is what the rule would really have done, given its own history), real repairs never see its
+//! jobs, and it reads the storm brake without feeding or engaging it. Its job is a dry run.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -15,7 +21,7 @@ use super::{Plan, RuleVerdict};
 use crate::alert::Alert;
 use crate::config;
 use crate::job::JobSpec;
-use crate::rules::Rule;
+use crate::rules::{Mode, Rule, Trust};
 use crate::store::{self, Decision, NewEscalation, NewJob, WriteTx};
 
 /// Why a guard refused. Also the `reason` label of `aiops_guard_refusals_total`.
@@ -95,6 +101,9 @@ pub(super) struct Ctx<'a> {
     pub outbox: Option<&'a crate::notify::Outbox>,
     /// The maintenance windows as they were when the webhook arrived.
     pub maintenance: &'a crate::maintenance::Snapshot,
+    /// The settings' `trust:` section: each rule's mode (and approval policy) is resolved
+    /// against it when its job is created.
+    pub trust: &'a Trust,
 }
 
 /// The storm brake's count of distinct targets, kept for one payload so that intake stays linear.
@@ -132,6 +141,22 @@ impl StormTally {
             self.added.insert(key.to_string());
         }
         Ok(base + i64::try_from(self.added.len()).unwrap_or(i64::MAX))
+    }
+
+    /// The count [`StormTally::count_with`] would return for `key`, without remembering
+    /// `key`: a shadow decision reads the brake but never feeds it.
+    async fn count_without_feeding(
+        &mut self,
+        tx: &mut WriteTx,
+        since: i64,
+        key: &str,
+    ) -> Result<i64, Error> {
+        let known = self.added.contains(key);
+        let counted = self.count_with(tx, since, key).await;
+        if !known {
+            self.added.remove(key);
+        }
+        counted
     }
 
     /// Opens an episode unless one is known open; returns whether this call opened it.
@@ -181,6 +206,7 @@ pub(super) async fn decide(
     storm_tally: &mut StormTally,
 ) -> Result<Outcome, Error> {
     let now = ctx.now;
+    let mode = ctx.trust.mode_of(rule);
     let Some(target) = rule.target.resolve(&alert.labels) else {
         let detail =
             "the alert's labels do not name a namespace, kind and name for this rule's target"
@@ -188,6 +214,7 @@ pub(super) async fn decide(
         return refuse(
             tx,
             rule,
+            mode,
             None,
             Refusal::NoTarget,
             detail,
@@ -204,6 +231,7 @@ pub(super) async fn decide(
         return refuse(
             tx,
             rule,
+            mode,
             None,
             Refusal::InvalidTarget,
             detail,
@@ -222,6 +250,7 @@ pub(super) async fn decide(
         return refuse(
             tx,
             rule,
+            mode,
             Some(&target),
             Refusal::NamespaceDenied,
             detail,
@@ -254,9 +283,17 @@ pub(super) async fn decide(
     let storm = &ctx.guard.storm;
     if storm.max_targets > 0 {
         let window = store::ms(storm.window.0);
-        let targets = storm_tally.count_with(tx, now - window, &key).await?;
+        let targets = if mode == Mode::Shadow {
+            storm_tally
+                .count_without_feeding(tx, now - window, &key)
+                .await?
+        } else {
+            storm_tally.count_with(tx, now - window, &key).await?
+        };
         if targets > i64::from(storm.max_targets) {
-            let opened = storm_tally.engage(tx, now, targets, window).await?;
+            // A shadow rule is refused as a real one would be, but opens no episode.
+            let opened =
+                mode != Mode::Shadow && storm_tally.engage(tx, now, targets, window).await?;
             let detail = format!(
                 "storm brake: {targets} distinct targets in {} (max {}); automatic repairs paused",
                 human(storm.window.0),
@@ -293,6 +330,7 @@ pub(super) async fn decide(
             return refuse(
                 tx,
                 rule,
+                mode,
                 Some(&target),
                 Refusal::StormBrake,
                 detail,
@@ -301,16 +339,17 @@ pub(super) async fn decide(
                 opened,
             )
             .await;
-        } else if storm_tally.release(tx, now).await? {
+        } else if mode != Mode::Shadow && storm_tally.release(tx, now).await? {
             tracing::info!(targets, "storm brake released; automatic repairs resume");
         }
     }
 
-    if let Some(job) = tx.active_job_for_target(&key).await? {
+    if let Some(job) = tx.active_job_for_target(&key, mode).await? {
         let detail = format!("job {job} is already repairing {key}");
         return refuse(
             tx,
             rule,
+            mode,
             Some(&target),
             Refusal::TargetBusy,
             detail,
@@ -321,7 +360,7 @@ pub(super) async fn decide(
         .await;
     }
     if !rule.cooldown.is_zero()
-        && let Some(last) = tx.last_activity(&rule.name, &key).await?
+        && let Some(last) = tx.last_activity(&rule.name, &key, mode).await?
         && last > now - store::ms(rule.cooldown)
     {
         let detail = format!(
@@ -334,6 +373,7 @@ pub(super) async fn decide(
         return refuse(
             tx,
             rule,
+            mode,
             Some(&target),
             Refusal::Cooldown,
             detail,
@@ -345,7 +385,7 @@ pub(super) async fn decide(
     }
     if let Some(budget) = &rule.budget {
         let used = tx
-            .repairs_since(&rule.name, &key, now - store::ms(budget.window))
+            .repairs_since(&rule.name, &key, now - store::ms(budget.window), mode)
             .await?;
         if used >= i64::from(budget.max) {
             let detail = format!(
@@ -357,6 +397,7 @@ pub(super) async fn decide(
             return refuse(
                 tx,
                 rule,
+                mode,
                 Some(&target),
                 Refusal::Budget,
                 detail,
@@ -387,13 +428,14 @@ pub(super) async fn decide(
         fingerprint: alert.fingerprint.clone(),
         alertname: alert.alertname().to_string(),
         rule: rule.name.clone(),
-        spec: JobSpec::for_rule(rule),
+        spec: JobSpec::for_rule_in(rule, ctx.trust),
         chain_index: 0,
         parent_id: None,
         target_namespace: target.namespace.clone(),
         target_kind: target.kind.clone(),
         target_name: target.name.clone(),
-        dry_run: rule.dry_run,
+        // A shadow job is a dry run: the playbook's changes are validated, never applied.
+        dry_run: rule.dry_run || mode == Mode::Shadow,
         timeout_ms: rule.timeout.map(store::ms),
         not_before,
     };
@@ -403,6 +445,7 @@ pub(super) async fn decide(
         return refuse(
             tx,
             rule,
+            mode,
             Some(&target),
             Refusal::TargetBusy,
             detail,
@@ -417,13 +460,18 @@ pub(super) async fn decide(
         playbook: job.spec.playbook,
         params: job.spec.params,
         not_before,
-        dry_run: rule.dry_run,
+        dry_run: job.dry_run,
         escalate: job.spec.chain,
+        mode,
     };
     let reason = format!(
         "{} on {key}{}",
         rule.playbook,
-        if rule.dry_run { " (dry run)" } else { "" }
+        match (mode, rule.dry_run) {
+            (Mode::Shadow, _) => " (shadow: dry run, changes nothing)",
+            (_, true) => " (dry run)",
+            (_, false) => "",
+        }
     );
     tx.insert_decision(&Decision {
         alert_event_id: event_id,
@@ -434,6 +482,7 @@ pub(super) async fn decide(
         detail: &reason,
         job_id: Some(job_id),
         created_at: now,
+        mode,
     })
     .await?;
     Ok(Outcome::Job(RuleVerdict::Job {
@@ -449,6 +498,7 @@ pub(super) async fn decide(
 async fn refuse(
     tx: &mut WriteTx,
     rule: &Rule,
+    mode: Mode,
     target: Option<&crate::rules::Target>,
     reason: Refusal,
     detail: String,
@@ -466,6 +516,7 @@ async fn refuse(
         detail: &detail,
         job_id: None,
         created_at: now,
+        mode,
     })
     .await?;
     tracing::info!(rule = %rule.name, repair_target = key.as_deref().unwrap_or("-"), reason = reason.as_str(), %detail, "repair refused");
@@ -475,6 +526,7 @@ async fn refuse(
             target: target.cloned(),
             reason,
             detail,
+            mode,
         },
         storm_opened,
     ))

@@ -22,7 +22,7 @@ use crate::decision::{self, Verdict};
 use crate::definitions::Definitions;
 use crate::job::{ChainStep, Params};
 use crate::metrics::Metrics;
-use crate::rules::Target;
+use crate::rules::{Mode, Target, Trust};
 use crate::store::{self, NewAlertEvent, Store};
 
 pub use guard::Refusal;
@@ -83,6 +83,8 @@ pub enum RuleVerdict {
         reason: Refusal,
         /// Details for a human.
         detail: String,
+        /// The rule's trust mode: a shadow rule's refusal withheld nothing real.
+        mode: Mode,
     },
 }
 
@@ -99,6 +101,8 @@ pub struct Plan {
     pub dry_run: bool,
     /// What follows a failure.
     pub escalate: Vec<ChainStep>,
+    /// The rule's trust mode, snapshotted into the job (`shadow` implies `dry_run`).
+    pub mode: Mode,
 }
 
 /// The verdict on one alert of a webhook.
@@ -116,6 +120,9 @@ pub struct AlertVerdict {
     /// Jobs cancelled by a resolve.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cancelled_jobs: Vec<i64>,
+    /// The trust mode of each cancelled job, in the same order (for the metrics' `mode`).
+    #[serde(skip)]
+    pub cancelled_modes: Vec<Mode>,
     /// For a firing alert: `no rule matched`, or one verdict per matching rule.
     pub rules: Vec<RuleVerdict>,
 }
@@ -146,6 +153,7 @@ pub struct Pipeline {
     defs: RwLock<Arc<Definitions>>,
     dedup: moka::sync::Cache<DedupKey, ()>,
     guard: config::Guard,
+    trust: Trust,
     queue_capacity: usize,
     metrics: Metrics,
     wake: Arc<Notify>,
@@ -189,6 +197,7 @@ impl Pipeline {
             defs: RwLock::new(Arc::new(defs)),
             dedup,
             guard: settings.guard.clone(),
+            trust: settings.trust.clone(),
             queue_capacity: settings.jobs.queue_capacity,
             metrics,
             wake: Arc::new(Notify::new()),
@@ -375,6 +384,7 @@ impl Pipeline {
                     verdict.cancelled_jobs = tx
                         .cancel_pending_for_fingerprint(&alert.fingerprint, now)
                         .await?;
+                    verdict.cancelled_modes = tx.job_modes(&verdict.cancelled_jobs).await?;
                     // The loop closes: successful repairs of this occurrence get their time to
                     // recover, and the people told of the repair hear that it held.
                     let ended = alert.ends_at.map_or(now, |t| t.timestamp_millis());
@@ -410,6 +420,7 @@ impl Pipeline {
                             now,
                             outbox: self.outbox.as_deref(),
                             maintenance: &maintenance,
+                            trust: &self.trust,
                         };
                         let outcome = guard::decide(
                             &mut tx,
@@ -499,11 +510,17 @@ impl Pipeline {
                 target,
                 reason,
                 detail,
+                mode,
             },
         ) = (&self.outbox, verdict)
         else {
             return Ok(0);
         };
+        // A shadow rule's refusal withheld nothing real: it is evidence (the decisions and the
+        // knowledge base keep it), not news for the people the no_action routes tell.
+        if *mode == Mode::Shadow {
+            return Ok(0);
+        }
         let refused = crate::notify::Refused {
             labels: &alert.labels,
             annotations: &alert.annotations,
@@ -534,9 +551,9 @@ impl Pipeline {
             if !a.cancelled_jobs.is_empty() {
                 let left = m.queue_depth.get() - a.cancelled_jobs.len() as i64;
                 m.queue_depth.set(left.max(0));
-                m.jobs
-                    .with_label_values(&["cancelled"])
-                    .inc_by(a.cancelled_jobs.len() as u64);
+                for mode in &a.cancelled_modes {
+                    m.jobs.entered("cancelled", *mode);
+                }
             }
             // The decisions just committed, counted as /api/alerts shows them.
             if a.status == Status::Firing && a.rules.is_empty() {
@@ -552,7 +569,7 @@ impl Pipeline {
                         ..
                     } => {
                         m.rule_matches.with_label_values(&[rule.as_str()]).inc();
-                        m.jobs.with_label_values(&[state.as_str()]).inc();
+                        m.jobs.entered(state.as_str(), plan.mode);
                         m.decision(Verdict::Job, decision::job_reason(plan.dry_run));
                         report.jobs.push(*job_id);
                     }
@@ -598,6 +615,7 @@ fn verdict_for(alert: &Alert, dedup: &'static str) -> AlertVerdict {
         status: alert.status,
         dedup,
         cancelled_jobs: Vec::new(),
+        cancelled_modes: Vec::new(),
         rules: Vec::new(),
     }
 }

@@ -303,3 +303,50 @@ async fn simulate_tells_nobody_of_a_refusal() {
     assert_eq!(report.alerts[0].rules.len(), 1);
     assert!(p.store.notifications().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_shadow_rule_reads_the_storm_brake_but_never_feeds_or_engages_it() {
+    let mut settings = Settings::default();
+    settings.guard.storm.max_targets = 2;
+    let rules = "rules:\n  - name: watch\n    mode: shadow\n    matchers: ['auto_repair=\"shadowed\"']\n    playbook: restart\n  - name: restart\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n";
+    let p = pipeline(rules, settings).await;
+    let shadowed = |app: &str| {
+        alert_json(app, "firing", "2026-01-01T00:00:00Z").replace("restart", "shadowed")
+    };
+    // Four shadow decisions on four targets: no brake, and nothing counted for real repairs.
+    let report = p
+        .ingest(&payload(
+            &(0..4)
+                .map(|i| shadowed(&format!("s{i}")))
+                .collect::<Vec<_>>(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.jobs.len(), report.refused),
+        (4, 0),
+        "{:?}",
+        report.alerts
+    );
+    // So real repairs on two more targets are still within the brake's two; a third is not.
+    let real: Vec<String> = (0..3)
+        .map(|i| alert_json(&format!("r{i}"), "firing", "2026-01-01T00:00:00Z"))
+        .collect();
+    let report = p.ingest(&payload(&real)).await.unwrap();
+    assert_eq!(
+        (report.jobs.len(), report.refused),
+        (2, 1),
+        "{:?}",
+        report.alerts
+    );
+    assert_eq!(p.store.storm_brakes().await.unwrap().len(), 1);
+    // With the brake on, a shadow rule is refused as a real one would be, opening no episode.
+    let report = p.ingest(&payload(&[shadowed("late")])).await.unwrap();
+    match &report.alerts[0].rules[0] {
+        RuleVerdict::Refused { reason, mode, .. } => {
+            assert_eq!((*reason, *mode), (Refusal::StormBrake, Mode::Shadow));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.store.storm_brakes().await.unwrap().len(), 1);
+}

@@ -1,9 +1,21 @@
 //! Alert occurrences, decisions, and the guard queries that run inside the intake transaction.
 
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{Result, Store, WriteTx};
 use crate::alert::Alert;
+use crate::rules::Mode;
+
+/// The condition selecting the jobs of `mode`'s lane. Shadow jobs are a lane of their own: they
+/// change nothing, so they neither hold a target against a real repair nor count against its
+/// cooldown or budget (and real repairs do not count against a shadow rule's). `approve` and
+/// `auto` share the real lane. A constant per lane, so no value is spliced into the SQL.
+pub(super) fn lane(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Shadow => "mode = 'shadow'",
+        Mode::Approve | Mode::Auto => "mode <> 'shadow'",
+    }
+}
 
 /// One alert occurrence as received, to be recorded.
 pub struct NewAlertEvent<'a> {
@@ -35,6 +47,9 @@ pub struct Decision<'a> {
     pub job_id: Option<i64>,
     /// When (epoch ms).
     pub created_at: i64,
+    /// The rule's trust mode. A shadow rule's decisions do not feed the storm brake: a rule
+    /// being watched must not pause real repairs.
+    pub mode: Mode,
 }
 
 impl WriteTx {
@@ -103,11 +118,12 @@ impl WriteTx {
         .fetch_one(&mut *self.tx)
         .await?;
         // Denied namespaces (kube-system by default) do not feed the storm brake: their noise
-        // must not pause repairs everywhere else. Nor do alerts a maintenance window held: the
-        // planned work's noise must not engage the brake as the window closes.
+        // must not pause repairs everywhere else. Nor do alerts a maintenance window held (the
+        // planned work's noise must not engage the brake as the window closes), nor shadow
+        // rules (they watch; they never pause real repairs).
         if let Some(key) = d
             .target_key
-            .filter(|_| !matches!(d.reason, "namespace_denied" | "maintenance"))
+            .filter(|_| !matches!(d.reason, "namespace_denied" | "maintenance") && d.mode != Mode::Shadow)
         {
             sqlx::query(
                 "INSERT INTO target_activity (target_key, last_seen) VALUES ($1, $2) \
@@ -121,13 +137,19 @@ impl WriteTx {
         Ok(row.try_get("id")?)
     }
 
-    /// When this rule last acted on this target (finish time, or creation while unfinished).
-    /// Jobs cancelled before they ran did not act and do not count.
-    pub async fn last_activity(&mut self, rule: &str, target_key: &str) -> Result<Option<i64>> {
-        let row = sqlx::query(
+    /// When this rule last acted on this target in `mode`'s lane (finish time, or creation
+    /// while unfinished). Jobs cancelled before they ran did not act and do not count.
+    pub async fn last_activity(
+        &mut self,
+        rule: &str,
+        target_key: &str,
+        mode: Mode,
+    ) -> Result<Option<i64>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT MAX(COALESCE(finished_at, created_at)) AS t FROM jobs \
-             WHERE rule = $1 AND target_key = $2 AND state <> 'cancelled'",
-        )
+             WHERE rule = $1 AND target_key = $2 AND state <> 'cancelled' AND {}",
+            lane(mode)
+        )))
         .bind(rule)
         .bind(target_key)
         .fetch_one(&mut *self.tx)
@@ -135,13 +157,21 @@ impl WriteTx {
         Ok(row.try_get("t")?)
     }
 
-    /// Repairs this rule started on this target since `since`. Escalation steps belong to the
-    /// repair that started them, so only chain roots count against the budget.
-    pub async fn repairs_since(&mut self, rule: &str, target_key: &str, since: i64) -> Result<i64> {
-        let row = sqlx::query(
+    /// Repairs this rule started on this target since `since`, in `mode`'s lane. Escalation
+    /// steps belong to the repair that started them, so only chain roots count against the
+    /// budget.
+    pub async fn repairs_since(
+        &mut self,
+        rule: &str,
+        target_key: &str,
+        since: i64,
+        mode: Mode,
+    ) -> Result<i64> {
+        let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT COUNT(*) AS n FROM jobs WHERE rule = $1 AND target_key = $2 AND chain_index = 0 \
-             AND created_at >= $3 AND state <> 'cancelled'",
-        )
+             AND created_at >= $3 AND state <> 'cancelled' AND {}",
+            lane(mode)
+        )))
         .bind(rule)
         .bind(target_key)
         .bind(since)
@@ -150,13 +180,18 @@ impl WriteTx {
         Ok(row.try_get("n")?)
     }
 
-    /// The active (awaiting approval, queued, waiting, running, verifying) job on a target.
-    pub async fn active_job_for_target(&mut self, target_key: &str) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "SELECT id FROM jobs WHERE target_key = $1 \
-             AND state IN ('awaiting_approval', 'queued', 'waiting', 'running', 'verifying') \
-             LIMIT 1",
-        )
+    /// The active (awaiting approval, queued, waiting, running, verifying) job on a target in `mode`'s lane, if
+    /// any: the lanes are those of the `jobs_one_active_per_target` index.
+    pub async fn active_job_for_target(
+        &mut self,
+        target_key: &str,
+        mode: Mode,
+    ) -> Result<Option<i64>> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT id FROM jobs WHERE target_key = $1 AND state IN ('awaiting_approval', 'queued', 'waiting', 'running', 'verifying') \
+             AND {} LIMIT 1",
+            lane(mode)
+        )))
         .bind(target_key)
         .fetch_optional(&mut *self.tx)
         .await?;

@@ -131,6 +131,8 @@ pub struct ListFilter {
     pub before_id: Option<i64>,
     /// Page size.
     pub limit: i64,
+    /// Jobs: only those of this trust mode.
+    pub mode: Option<crate::rules::Mode>,
 }
 
 /// Dynamic WHERE clause with positional binds, for the listings and the notes.
@@ -488,6 +490,9 @@ impl Store {
     /// A page of repairs, newest first.
     pub async fn list_jobs(&self, f: &ListFilter) -> Result<Vec<Job>> {
         let mut w = Where::listing(f, ["target_namespace", "state", "target_key", "created_at"]);
+        if let Some(mode) = f.mode {
+            w.eq("mode", "=", mode.as_str().to_string());
+        }
         let limit_p = w.limit(f.limit);
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs{} ORDER BY id DESC LIMIT {limit_p}",

@@ -14,7 +14,8 @@
 //! Submodules are split by concern: `intake` (alerts, decisions, guard counts), `jobs`,
 //! `kb` (rollups, notes, the knowledge base's reads), `listing` (the API's pages and audit
 //! log), `notify` (the outbox), `deploy`, `maintenance` (windows, summaries), `retention`,
-//! `approvals` (approve mode's clicks, used link nonces, the expiry sweep's reads).
+//! `approvals` (approve mode's clicks, used link nonces, the expiry sweep's reads), `shadow`
+//! (shadow mode's evidence).
 
 mod approvals;
 mod deploy;
@@ -26,6 +27,7 @@ mod maintenance;
 mod notify;
 mod retention;
 pub mod rfc3339;
+mod shadow;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -47,6 +49,7 @@ pub use notify::{
     OccurrenceJob,
 };
 pub use retention::{Cutoffs, Pruned};
+pub use shadow::{ShadowFilter, ShadowJob, ShadowStep};
 
 /// Store failures. All of them mean "could not record": intake answers 503 so Alertmanager retries.
 #[derive(Debug, thiserror::Error)]

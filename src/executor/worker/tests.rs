@@ -65,8 +65,7 @@ fn interrupted(executor: &Executor) -> u64 {
     executor
         .metrics
         .jobs
-        .with_label_values(&["interrupted"])
-        .get()
+        .get("interrupted", crate::rules::Mode::Auto)
 }
 
 #[tokio::test]
