@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod alert;
+pub mod approval;
 pub mod app;
 pub mod auth;
 pub mod cluster;
