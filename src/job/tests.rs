@@ -130,6 +130,8 @@ rules:
     playbook: restart
     params: {grace: 30s}
     verify: {rollout: false, resolved_within: 5m}
+    mode: approve
+    approval: {expires: 15m, approvers: [telegram:42]}
     escalate:
       - notify: oncall
       - playbook: rollback
@@ -159,6 +161,28 @@ fn the_next_job_of_a_chain_keeps_the_chain_and_the_verification() {
     assert_eq!(next.playbook, "rollback");
     assert_eq!(next.params["rollout_timeout"], "1m");
     assert_eq!((next.chain, next.verify), (spec.chain, spec.verify));
+    // Every step of an approve-mode chain waits for approval again, under the same policy.
+    assert_eq!((next.mode, next.approval), (spec.mode, spec.approval));
+}
+
+#[test]
+fn a_rule_without_a_mode_takes_the_settings_default_and_only_approve_snapshots_a_policy() {
+    let rules = RuleSet::parse_str(
+        "rules:\n  - {name: r, matchers: ['alertname=\"Down\"'], playbook: restart}\n",
+        std::path::Path::new("t.yaml"),
+    )
+    .unwrap();
+    assert_eq!(JobSpec::for_rule(&rules[0]).mode, Mode::Auto);
+    let mut trust = Trust {
+        default_mode: Mode::Shadow,
+        ..Trust::default()
+    };
+    let shadow = JobSpec::for_rule_in(&rules[0], &trust);
+    assert_eq!((shadow.mode, shadow.approval), (Mode::Shadow, None));
+    trust.default_mode = Mode::Approve;
+    let approve = JobSpec::for_rule_in(&rules[0], &trust);
+    assert_eq!(approve.mode, Mode::Approve);
+    assert_eq!(approve.approval, Some(trust.approval.clone()));
 }
 
 #[test]
