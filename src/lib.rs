@@ -10,9 +10,10 @@
 #![warn(missing_docs)]
 
 pub mod alert;
-pub mod approval;
 pub mod app;
+pub mod approval;
 pub mod auth;
+pub mod chat;
 pub mod cluster;
 pub mod config;
 pub mod daemon;

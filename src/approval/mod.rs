@@ -33,7 +33,11 @@ pub enum Outcome {
     /// Rejected.
     Rejected { job_id: i64 },
     /// Someone was first.
-    AlreadyDecided { by: String, choice: Choice, at_ms: i64 },
+    AlreadyDecided {
+        by: String,
+        choice: Choice,
+        at_ms: i64,
+    },
     /// Too late.
     Expired { at_ms: i64 },
     /// Resolved first.

@@ -8,6 +8,7 @@
 pub mod api;
 mod apps;
 pub mod auth;
+mod chat;
 pub mod limits;
 mod openapi;
 mod ops;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub deploy: crate::deploy::Options,
     /// The latest cluster preflight, shown by `/-/ready` (never a readiness condition).
     pub preflight: crate::preflight::Shared,
+    /// Approval clicks from Slack and LINE (`/chat/...`).
+    pub chat: crate::chat::Receivers,
 }
 
 impl AppState {
@@ -76,7 +79,6 @@ impl AppState {
             Arc::new(throttle::AuthThrottle::new(rate, burst))
         });
         AppState {
-            pipeline,
             token: settings.webhook_token.clone(),
             max_body_bytes: settings.intake.max_body_bytes,
             limiter,
@@ -103,6 +105,15 @@ impl AppState {
                 templates_dir: settings.deploy.templates_dir.clone(),
             },
             preflight: crate::preflight::Shared::default(),
+            chat: crate::chat::Receivers::new(
+                &settings.notify,
+                crate::chat::Deciding::new(
+                    pipeline.store().clone(),
+                    pipeline.outbox().cloned(),
+                    settings.notify.language,
+                ),
+            ),
+            pipeline,
         }
     }
 }
@@ -170,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/ready", get(ops::ready))
         .route("/-/reload", post(ops::reload))
         .route("/metrics", get(ops::metrics))
+        .merge(chat::routes())
         .merge(
             api::routes()
                 .merge(apps::routes())

@@ -113,8 +113,12 @@ impl ChannelKind {
     pub fn secrets(&self) -> Vec<&Secret> {
         match self {
             ChannelKind::Telegram(c) => vec![&c.bot_token],
-            ChannelKind::Line(c) => vec![&c.channel_token],
-            ChannelKind::Slack(c) => vec![&c.webhook_url],
+            ChannelKind::Line(c) => std::iter::once(&c.channel_token)
+                .chain(c.channel_secret.iter())
+                .collect(),
+            ChannelKind::Slack(c) => std::iter::once(&c.webhook_url)
+                .chain(c.signing_secret.iter())
+                .collect(),
             ChannelKind::Email(c) => std::iter::once(&c.smtp_url)
                 .chain(c.password.iter())
                 .collect(),
@@ -141,6 +145,8 @@ struct RawChannel {
     from: Option<String>,
     #[serde(default)]
     username: Option<String>,
+    #[serde(default)]
+    approvals: Option<bool>,
     #[serde(default)]
     bot_token: Option<Secret>,
     #[serde(default)]
@@ -177,6 +183,18 @@ struct RawChannel {
     url_env: Option<String>,
     #[serde(default)]
     url_file: Option<PathBuf>,
+    #[serde(default)]
+    signing_secret: Option<Secret>,
+    #[serde(default)]
+    signing_secret_env: Option<String>,
+    #[serde(default)]
+    signing_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    channel_secret: Option<Secret>,
+    #[serde(default)]
+    channel_secret_env: Option<String>,
+    #[serde(default)]
+    channel_secret_file: Option<PathBuf>,
 }
 
 /// A channel as written, before its secrets are read (see [`super::config::NotifySettings::resolve`]).
@@ -189,6 +207,7 @@ pub struct ChannelSpec {
     to: Vec<String>,
     from: Option<String>,
     username: Option<String>,
+    approvals: Option<bool>,
     secrets: BTreeMap<&'static str, SecretInput>,
 }
 
@@ -249,6 +268,18 @@ impl<'de> Deserialize<'de> for ChannelSpec {
             raw.password_file,
         );
         put("url", raw.url, raw.url_env, raw.url_file);
+        put(
+            "signing_secret",
+            raw.signing_secret,
+            raw.signing_secret_env,
+            raw.signing_secret_file,
+        );
+        put(
+            "channel_secret",
+            raw.channel_secret,
+            raw.channel_secret_env,
+            raw.channel_secret_file,
+        );
         Ok(ChannelSpec {
             kind: raw.kind,
             rate_per_minute: raw.rate_per_minute,
@@ -261,6 +292,7 @@ impl<'de> Deserialize<'de> for ChannelSpec {
             to,
             from: raw.from,
             username: raw.username,
+            approvals: raw.approvals,
             secrets,
         })
     }
@@ -282,6 +314,8 @@ pub struct Keys<'a> {
     pub from: Option<&'a str>,
     /// `username`.
     pub username: Option<&'a str>,
+    /// `approvals` (Telegram: poll the bot for Approve/Reject clicks).
+    pub approvals: Option<bool>,
     secrets: BTreeMap<&'static str, Secret>,
 }
 
@@ -359,6 +393,13 @@ impl ChannelSpec {
         if let Some(k) = self.secrets.keys().find(|k| !allowed.contains(k)) {
             return Err(bad(format!("{k} does not apply to type {}", self.kind)));
         }
+        if self.approvals.is_some() && self.kind != "telegram" {
+            // Slack and LINE receive clicks at the daemon's endpoints: their secret is the switch.
+            return Err(bad(format!(
+                "approvals does not apply to type {} (Slack takes approvals with signing_secret, LINE with channel_secret)",
+                self.kind
+            )));
+        }
         let mut secrets: BTreeMap<&'static str, Secret> = BTreeMap::new();
         for (key, input) in &mut self.secrets {
             secrets.insert(key, input.resolve(name, key, env)?);
@@ -370,6 +411,7 @@ impl ChannelSpec {
             to: &self.to,
             from: self.from.as_deref(),
             username: self.username.as_deref(),
+            approvals: self.approvals,
             secrets,
         };
         let (kind, default_rate) = match self.kind.as_str() {
