@@ -107,8 +107,8 @@ mod tests {
         let sig = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
         let s = secrets();
         assert_eq!(
-            slack(&s, Some("1531420618"), Some(sig), body, 1_531_420_618 + 10),
-            Ok("b")
+            slack(&s, Some("1531420618"), Some(sig), body, 1_531_420_618 + 10).ok(),
+            Some("b")
         );
     }
 
@@ -127,8 +127,8 @@ mod tests {
         };
         let ok = sign(now - 299, b"x");
         assert_eq!(
-            slack(&s, Some(&(now - 299).to_string()), Some(&ok), b"x", now),
-            Ok("a")
+            slack(&s, Some(&(now - 299).to_string()), Some(&ok), b"x", now).ok(),
+            Some("a")
         );
         let old = sign(now - 301, b"x");
         assert!(matches!(
@@ -160,7 +160,7 @@ mod tests {
         let body = br#"{"destination":"U1","events":[]}"#;
         let sig =
             base64::engine::general_purpose::STANDARD.encode(hmac_sha256(b"first-secret", &[body]));
-        assert_eq!(line(&s, Some(&sig), body), Ok("a"));
+        assert_eq!(line(&s, Some(&sig), body).ok(), Some("a"));
         assert!(matches!(
             line(&s, Some(&sig), b"{}"),
             Err(Error::BadSignature)
