@@ -11,7 +11,6 @@
 
 pub mod alert;
 pub mod app;
-pub mod approval;
 pub mod auth;
 pub mod chat;
 pub mod cluster;

@@ -236,22 +236,6 @@ pub struct Event {
     /// `alert_recovered`: whole minutes from the repair's start to the alert's end.
     #[serde(default)]
     pub minutes_after_repair: i64,
-    /// TEMPORARY (approve's contract): the approval prompt.
-    #[serde(default)]
-    pub approval: Option<ApprovalPrompt>,
-}
-
-/// TEMPORARY (approve's contract): what an approval message offers.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ApprovalPrompt {
-    /// The job waiting.
-    pub job_id: i64,
-    /// RFC 3339.
-    pub expires_at: String,
-    /// Signed link.
-    pub approve_url: String,
-    /// Signed link.
-    pub reject_url: String,
 }
 
 /// The most alerts one `no_action` message lists; the count says how many there were.
