@@ -152,9 +152,14 @@ pub fn load_definitions(settings: &Settings) -> Result<Definitions> {
     }
 }
 
-/// The outbox of the `notify:` settings (routing and templates).
+/// The outbox of the `notify:` settings (routing and templates), signing approval links when
+/// `external_url` and `approval_secret` are set.
 pub fn outbox(settings: &Settings) -> Result<Outbox> {
-    Outbox::new(&settings.notify).map_err(|e| Error::Notify(e.to_string()))
+    let outbox = Outbox::new(&settings.notify).map_err(|e| Error::Notify(e.to_string()))?;
+    Ok(match crate::approval::Links::from_settings(settings) {
+        Some(links) => outbox.with_approval_links(Arc::new(links)),
+        None => outbox,
+    })
 }
 
 /// A Kubernetes client for `cluster.kubeconfig` or `cluster.in_cluster`, `None` when neither is

@@ -11,6 +11,7 @@
 
 pub mod alert;
 pub mod app;
+pub mod approval;
 pub mod auth;
 pub mod chat;
 pub mod cluster;

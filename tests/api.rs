@@ -440,6 +440,8 @@ async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
                 "GET /api/alerts/{id}",
                 "GET /api/repairs",
                 "GET /api/repairs/{id}",
+                "POST /api/repairs/{id}/approve",
+                "POST /api/repairs/{id}/reject",
                 "GET /api/kb/stats",
                 "GET /api/kb/similar",
                 "POST /api/kb/notes",

@@ -166,6 +166,7 @@ pub const VARIABLES: &[Variable] = variables![
     "AIOPS_ALLOW_NAMESPACES" => guard.namespaces.allow,
     "AIOPS_EXTERNAL_URL" => external_url,
     "AIOPS_DEFAULT_MODE" => trust.default_mode,
+    "AIOPS_APPROVAL_SECRET" => approval_secret,
 ];
 
 /// Applies every variable of [`VARIABLES`] that `env` has with a non-empty value.

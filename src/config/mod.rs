@@ -124,6 +124,10 @@ pub struct Settings {
     pub external_url: Option<String>,
     /// The trust ladder: the mode of rules that set none, and approval defaults.
     pub trust: crate::rules::Trust,
+    /// The key that signs approval links (HMAC-SHA256, at least 32 bytes;
+    /// `AIOPS_APPROVAL_SECRET`). Links need it and `external_url`; without either, messages say
+    /// how else to approve. Replicas must share it.
+    pub approval_secret: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -149,6 +153,7 @@ impl Default for Settings {
             notify: NotifySettings::default(),
             external_url: None,
             trust: crate::rules::Trust::default(),
+            approval_secret: None,
         }
     }
 }

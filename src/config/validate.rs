@@ -25,6 +25,15 @@ impl Settings {
                 t.expose().len()
             )));
         }
+        if let Some(k) = &self.approval_secret
+            && k.expose().len() < crate::approval::MIN_SECRET_BYTES
+        {
+            return Err(Error::Invalid(format!(
+                "approval_secret (AIOPS_APPROVAL_SECRET) signs approval links and must be at least {} bytes, it has {}: generate one with `head -c 32 /dev/urandom | base64`",
+                crate::approval::MIN_SECRET_BYTES,
+                k.expose().len()
+            )));
+        }
         if let Some(url) = &self.external_url {
             // Approval links are built on it: a typo here sends people to the wrong host.
             let parsed = reqwest::Url::parse(url).ok().filter(|u| {

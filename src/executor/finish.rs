@@ -128,6 +128,15 @@ impl Executor {
             }
             None => 0,
         };
+        // A chain in approve mode: the next step waits for its own approval.
+        let notified = notified
+            + match escalated.next_job {
+                Some(id) => {
+                    let outbox = self.pipeline.outbox().map(|o| o.as_ref());
+                    crate::approval::request(&mut tx, outbox, id, now).await?
+                }
+                None => 0,
+            };
         tx.commit().await?;
         self.woken(notified);
         self.metrics.jobs.with_label_values(&["failed"]).inc();

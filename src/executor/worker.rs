@@ -1,5 +1,6 @@
 //! The worker loop: claim the next due job, keep its lease alive while it runs, and the reaper
-//! that interrupts jobs whose lease expired (another replica died, or this one lost the store).
+//! that interrupts jobs whose lease expired (another replica died, or this one lost the store)
+//! and, on the same tick, escalates approvals that expired (approve mode).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,22 @@ impl Executor {
         Ok(jobs.len())
     }
 
+    /// Approve mode's expiry: awaiting jobs past their expiry go to humans (escalated, with
+    /// the escalation message). Runs with the reaper on every replica; the store's conditional
+    /// UPDATE makes each expiry happen once.
+    async fn expire_approvals(&self) {
+        let outbox = self.pipeline.outbox().map(|o| o.as_ref());
+        match crate::approval::expire_due(&self.store, outbox, store::now_ms()).await {
+            Ok(jobs) => {
+                for _ in &jobs {
+                    self.metrics.jobs.with_label_values(&["escalated"]).inc();
+                    self.metrics.escalations.with_label_values(&["human"]).inc();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "approval expiry sweep failed"),
+        }
+    }
+
     /// Starts the workers; they stop claiming when `shutdown` becomes true and return after
     /// finishing the job in hand.
     pub fn spawn(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> JoinSet<()> {
@@ -61,6 +78,7 @@ impl Executor {
                             if let Err(e) = me.reap(false).await {
                                 tracing::error!(error = %e, "lease reaper failed");
                             }
+                            me.expire_approvals().await;
                         }
                         _ = rx.changed() => if *rx.borrow() { return },
                     }

@@ -6,6 +6,7 @@
 //! a retry cannot fix, 503 for what a retry can.
 
 pub mod api;
+mod approve;
 mod apps;
 pub mod auth;
 mod chat;
@@ -63,6 +64,10 @@ pub struct AppState {
     pub preflight: crate::preflight::Shared,
     /// Approval clicks from Slack and LINE (`/chat/...`).
     pub chat: crate::chat::Receivers,
+    /// Verifies approval links (`None`: links are off, `/approve/*` says so).
+    pub links: Option<Arc<crate::approval::Links>>,
+    /// The language of the approval pages and answers (`notify.language`).
+    pub language: crate::notify::config::Language,
 }
 
 impl AppState {
@@ -114,6 +119,8 @@ impl AppState {
                 ),
             ),
             pipeline,
+            links: crate::approval::Links::from_settings(settings).map(Arc::new),
+            language: settings.notify.language,
         }
     }
 }
@@ -182,9 +189,11 @@ pub fn router(state: AppState) -> Router {
         .route("/-/reload", post(ops::reload))
         .route("/metrics", get(ops::metrics))
         .merge(chat::routes())
+        .merge(approve::routes())
         .merge(
             api::routes()
                 .merge(apps::routes())
+                .merge(approve::api_routes())
                 .route("/api/{*rest}", axum::routing::any(api::fallback))
                 .layer(axum::middleware::from_fn(limits::reject_control_chars))
                 .layer(axum::middleware::map_response(limits::json_errors))

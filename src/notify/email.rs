@@ -128,10 +128,28 @@ impl Email {
                 .replace('>', "&gt;")
                 .replace('"', "&quot;")
         };
+        let mut body = esc(&msg.body);
+        // An approval request's signed links are made clickable (the text part keeps them
+        // plain); nothing else in a body is turned into markup.
+        #[derive(serde::Deserialize)]
+        struct Prompted {
+            approval: Option<super::ApprovalPrompt>,
+        }
+        if let Ok(Prompted {
+            approval: Some(prompt),
+        }) = serde_json::from_str::<Prompted>(&msg.event_json)
+        {
+            for url in [&prompt.approve_url, &prompt.reject_url] {
+                if url.starts_with("http") {
+                    let url = esc(url);
+                    body = body.replace(&url, &format!("<a href=\"{url}\">{url}</a>"));
+                }
+            }
+        }
         format!(
             "<!DOCTYPE html><html><body><h3>{}</h3><pre style=\"font-family:sans-serif;white-space:pre-wrap\">{}</pre></body></html>",
             esc(&msg.subject),
-            esc(&msg.body)
+            body
         )
     }
 }

@@ -216,6 +216,20 @@ pub struct Event {
     pub message: String,
     /// Links: the alert's generatorURL, its runbook_url annotation.
     pub links: Vec<Link>,
+    /// `approval_requested`: the job waiting for a decision and how to give it (the signed
+    /// links are this channel's own; empty for channels that decide with buttons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalPrompt>,
+    /// `approval_requested`: who may approve (`platform:id`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// `approval_requested`: how long the repair waits for approval, humanised (`30m`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub expires_in: String,
+    /// `approval_decided`: who decided (display name and `platform:id`), and through which
+    /// channel.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub decided_by: String,
     /// The job, if any.
     pub job_id: Option<i64>,
     /// The rule, if any.
@@ -236,6 +250,27 @@ pub struct Event {
     /// `alert_recovered`: whole minutes from the repair's start to the alert's end.
     #[serde(default)]
     pub minutes_after_repair: i64,
+}
+
+/// A repair waiting for approval, as a message carries it (`Event::approval`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalPrompt {
+    /// The job waiting.
+    pub job_id: i64,
+    /// When the wait ends and the repair escalates to humans, RFC 3339.
+    pub expires_at: String,
+    /// A signed, single-use link to the confirmation page that approves (email and webhook
+    /// channels; empty without `external_url`, and for chat channels, which use buttons).
+    pub approve_url: String,
+    /// The same, rejecting.
+    pub reject_url: String,
+}
+
+/// Builds the signed approval links of one channel (`crate::approval` implements it; the
+/// outbox asks it while rendering, since each channel gets links of its own).
+pub trait ApprovalLinks: Send + Sync {
+    /// The approve and reject URLs for `job_id` sent to `channel`, valid until `expires_at_ms`.
+    fn links(&self, job_id: i64, channel: &str, expires_at_ms: i64) -> (String, String);
 }
 
 /// The most alerts one `no_action` message lists; the count says how many there were.
@@ -355,11 +390,16 @@ pub enum EventKind {
     NoAction,
     /// An alert that had a repair resolved: how long after the repair, and which.
     AlertRecovered,
+    /// A repair in `mode: approve` waits for a person: what would run, on what, why, until
+    /// when, who may approve (with buttons or signed links).
+    ApprovalRequested,
+    /// Someone approved or rejected a waiting repair: who, through which channel.
+    ApprovalDecided,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::RepairStarted,
         EventKind::AutoRepairSuccess,
         EventKind::AutoRepairFailed,
@@ -371,6 +411,8 @@ impl EventKind {
         EventKind::Test,
         EventKind::NoAction,
         EventKind::AlertRecovered,
+        EventKind::ApprovalRequested,
+        EventKind::ApprovalDecided,
     ];
 
     /// Events a route takes only when its `events` list names them: most teams do not want a
@@ -393,6 +435,8 @@ impl EventKind {
             EventKind::Test => "test",
             EventKind::NoAction => "no_action",
             EventKind::AlertRecovered => "alert_recovered",
+            EventKind::ApprovalRequested => "approval_requested",
+            EventKind::ApprovalDecided => "approval_decided",
         }
     }
 }

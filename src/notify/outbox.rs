@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{
-    Error, Event, EventKind, MAX_GROUPED_ALERTS, NotifySettings, Result, Seen, route, template,
+    ApprovalLinks, Error, Event, EventKind, MAX_GROUPED_ALERTS, NotifySettings, Result, Seen,
+    channel::ChannelKind, route, template,
 };
 use crate::store::{self, JobState, NewNotification, NotificationState, OccurrenceJob, WriteTx};
 
@@ -19,6 +20,10 @@ pub struct Outbox {
     group_wait_ms: i64,
     group_interval_ms: i64,
     wake: Arc<tokio::sync::Notify>,
+    /// Signs approval links; `None` without `external_url` (messages then say how else).
+    links: Option<Arc<dyn ApprovalLinks>>,
+    /// The channels that get signed links (email and webhook: they have no buttons).
+    link_channels: std::collections::BTreeSet<String>,
 }
 
 /// One alert occurrence that resolved: what an `alert_recovered` message is about.
@@ -72,7 +77,41 @@ impl Outbox {
             group_wait_ms: store::ms(settings.no_action.group_wait.0),
             group_interval_ms: store::ms(settings.no_action.group_interval.0),
             wake: Arc::new(tokio::sync::Notify::new()),
+            links: None,
+            link_channels: settings
+                .channels
+                .iter()
+                .filter(|(_, c)| matches!(c.kind, ChannelKind::Email(_) | ChannelKind::Webhook(_)))
+                .map(|(name, _)| name.clone())
+                .collect(),
         })
+    }
+
+    /// Signs the approval links of `approval_requested` messages with `links` (email and
+    /// webhook channels get links of their own; see `crate::approval::links`).
+    pub fn with_approval_links(mut self, links: Arc<dyn ApprovalLinks>) -> Outbox {
+        self.links = Some(links);
+        self
+    }
+
+    /// `event` as `channel` receives it: with that channel's own signed links when it asks
+    /// for an approval and the channel decides by link; `None` when it is the shared text.
+    fn for_channel(&self, event: &Event, channel: &str) -> Option<Event> {
+        let prompt = event.approval.as_ref()?;
+        let links = self.links.as_ref()?;
+        if !self.link_channels.contains(channel) {
+            return None;
+        }
+        let expires = chrono::DateTime::parse_from_rfc3339(&prompt.expires_at).ok()?;
+        let (approve_url, reject_url) =
+            links.links(prompt.job_id, channel, expires.timestamp_millis());
+        let mut own = event.clone();
+        own.approval = Some(super::ApprovalPrompt {
+            approve_url,
+            reject_url,
+            ..prompt.clone()
+        });
+        Some(own)
     }
 
     /// Woken after every commit that enqueued something, so the dispatcher sends at once.
@@ -125,7 +164,16 @@ impl Outbox {
         let event_json = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
         let mut pending = 0;
         for channel in &channels {
-            let dedup_key = dedup_key(event.kind.as_str(), channel, &subject, &body);
+            let own = self.for_channel(event, channel).map(|e| {
+                let (subject, body) = self.templates.render(&e);
+                let json = serde_json::to_string(&e).unwrap_or_else(|_| "{}".into());
+                (subject, body, json)
+            });
+            let (subject, body, event_json) = match &own {
+                Some((s, b, j)) => (s, b, j),
+                None => (&subject, &body, &event_json),
+            };
+            let dedup_key = dedup_key(event.kind.as_str(), channel, subject, body);
             let retry_key = uuid::Uuid::new_v4().to_string();
             let (id, state) = tx
                 .insert_notification(
@@ -140,9 +188,9 @@ impl Outbox {
                         app: Some(&app).filter(|s| !s.is_empty()).map(|s| s.as_str()),
                         dedup_key: &dedup_key,
                         retry_key: &retry_key,
-                        subject: &subject,
-                        body: &body,
-                        event_json: &event_json,
+                        subject,
+                        body,
+                        event_json,
                     },
                     now,
                     now - self.dedup_window_ms,

@@ -62,6 +62,25 @@ aiops 收到 {{ problem }}{% if alert_count > 1 %} 等 {{ alert_count }} 個告�
 - {{ a.problem }}{% if a.target %}（{{ a.target }}）{% else %} {{ a.labels }}{% endif %}，規則 {{ a.rule }}：{{ a.detail }}{% endfor %}{% if alert_count > alerts|length %}
 …另有 {{ alert_count - alerts|length }} 個{% endif %}"#;
 
+/// `approval_requested` in English: what would run, on what, why, until when, who may
+/// approve, and how (this channel's signed links, else the API).
+const APPROVAL_EN: &str = r#"aiops wants to run {{ action }} on {{ target }} and waits for approval.
+Problem: {{ problem }}
+Rule: {{ rule }}
+{% if approval %}Expires: in {{ expires_in }} ({{ approval.expires_at }}); then it goes to humans.
+{% endif %}Who may approve: {{ approvers | join(", ") if approvers else "nobody is allow-listed, so every click is refused" }}
+{% if approval and approval.approve_url %}Approve: {{ approval.approve_url }}
+Reject: {{ approval.reject_url }}{% else %}To decide: the buttons of a chat channel, or POST /api/repairs/{{ job_id }}/approve (or /reject) with an API token whose subject is an allowed approver.{% endif %}"#;
+
+/// `approval_requested` in Traditional Chinese.
+const APPROVAL_ZH: &str = r#"aiops 準備對 {{ target }} 執行 {{ action }}，正在等待核准。
+問題：{{ problem }}
+規則：{{ rule }}
+{% if approval %}期限：{{ expires_in }} 內（{{ approval.expires_at }}）；逾時交由人工處理。
+{% endif %}可核准者：{{ approvers | join("、") if approvers else "沒有任何人在核准名單上，所有點擊都會被拒絕" }}
+{% if approval and approval.approve_url %}核准：{{ approval.approve_url }}
+拒絕：{{ approval.reject_url }}{% else %}決定方式：聊天頻道的按鈕，或以主體為核准者的 API token 呼叫 POST /api/repairs/{{ job_id }}/approve（或 /reject）。{% endif %}"#;
+
 fn defaults(lang: Language, kind: EventKind) -> (&'static str, String) {
     use EventKind as E;
     let en = lang == Language::En;
@@ -147,6 +166,22 @@ fn defaults(lang: Language, kind: EventKind) -> (&'static str, String) {
         (E::AlertRecovered, false) => (
             "[aiops] 已恢復：{{ app }}（{{ namespace }}）",
             "已恢復：{{ alertname }}（{{ target }}）在修復後 {{ minutes_after_repair }} 分鐘解除（{{ action }}，{{ repair_at }}，{{ result }}）。{% if duration %}\n恢復耗時：{{ duration }}{% endif %}",
+        ),
+        (E::ApprovalRequested, true) => (
+            "[aiops] Approval needed: {{ action }} on {{ target }}",
+            APPROVAL_EN,
+        ),
+        (E::ApprovalRequested, false) => (
+            "[aiops] 需要核准：{{ action }}（{{ target }}）",
+            APPROVAL_ZH,
+        ),
+        (E::ApprovalDecided, true) => (
+            "[aiops] {% if result == 'approved' %}Approved{% else %}Rejected{% endif %}: {{ action }} on {{ target }}",
+            "{% if result == 'approved' %}Approved{% else %}Rejected{% endif %} by {{ decided_by }}.\nAction: {{ action }} (job {{ job_id }})\nTarget: {{ target }}\nProblem: {{ problem }}{% if result == 'approved' %}\nThe repair runs now.{% else %}\nThe repair will not run.{% endif %}",
+        ),
+        (E::ApprovalDecided, false) => (
+            "[aiops] {% if result == 'approved' %}已核准{% else %}已拒絕{% endif %}：{{ action }}（{{ target }}）",
+            "{% if result == 'approved' %}核准{% else %}拒絕{% endif %}者：{{ decided_by }}。\n動作：{{ action }}（job {{ job_id }}）\n目標：{{ target }}\n問題：{{ problem }}{% if result == 'approved' %}\n修復即將執行。{% else %}\n修復不會執行。{% endif %}",
         ),
     };
     (subject, format!("{body}{LINKS}"))
@@ -417,6 +452,84 @@ mod tests {
             body.starts_with("已恢復：KubePodCrashLooping（prod/Deployment/web）在修復後 7 分鐘解除（restart，2026-11-26T04:02:00Z，succeeded）。"),
             "{body}"
         );
+    }
+
+    fn approval_request(approve_url: &str) -> Event {
+        Event {
+            kind: EventKind::ApprovalRequested,
+            app: "web".into(),
+            namespace: "prod".into(),
+            target: "prod/Deployment/web".into(),
+            problem: "KubePodCrashLooping: web is crash looping".into(),
+            action: "restart".into(),
+            rule: "restart-web".into(),
+            job_id: Some(12),
+            approvers: vec!["telegram:42".into(), "email:oncall-mail".into()],
+            expires_in: "30m".into(),
+            approval: Some(crate::notify::ApprovalPrompt {
+                job_id: 12,
+                expires_at: "2026-11-30T03:30:00Z".into(),
+                approve_url: approve_url.into(),
+                reject_url: approve_url.replace("/approve/a", "/approve/r"),
+            }),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn an_approval_request_says_what_runs_on_what_until_when_who_may_and_how() {
+        let t = Templates::new(Language::En, &BTreeMap::new()).unwrap();
+        let (subject, body) = t.render(&approval_request("https://aiops.example.com/approve/a"));
+        assert_eq!(
+            subject,
+            "[aiops] Approval needed: restart on prod/Deployment/web"
+        );
+        assert_eq!(
+            body,
+            "aiops wants to run restart on prod/Deployment/web and waits for approval.\n\
+             Problem: KubePodCrashLooping: web is crash looping\nRule: restart-web\n\
+             Expires: in 30m (2026-11-30T03:30:00Z); then it goes to humans.\n\
+             Who may approve: telegram:42, email:oncall-mail\n\
+             Approve: https://aiops.example.com/approve/a\n\
+             Reject: https://aiops.example.com/approve/r"
+        );
+        let t = Templates::new(Language::ZhTw, &BTreeMap::new()).unwrap();
+        let (subject, body) = t.render(&approval_request(""));
+        assert_eq!(subject, "[aiops] 需要核准：restart（prod/Deployment/web）");
+        assert!(
+            body.contains("可核准者：telegram:42、email:oncall-mail"),
+            "{body}"
+        );
+        assert!(
+            body.ends_with("POST /api/repairs/12/approve（或 /reject）。"),
+            "without links it says how else: {body}"
+        );
+    }
+
+    #[test]
+    fn an_approval_decision_names_who_decided_in_both_languages() {
+        let event = Event {
+            kind: EventKind::ApprovalDecided,
+            target: "prod/Deployment/web".into(),
+            action: "restart".into(),
+            job_id: Some(12),
+            result: "rejected".into(),
+            decided_by: "Ann (telegram:42) via oncall-tg".into(),
+            ..Event::default()
+        };
+        let t = Templates::new(Language::En, &BTreeMap::new()).unwrap();
+        let (subject, body) = t.render(&event);
+        assert_eq!(subject, "[aiops] Rejected: restart on prod/Deployment/web");
+        assert!(
+            body.starts_with(
+                "Rejected by Ann (telegram:42) via oncall-tg.\nAction: restart (job 12)"
+            ),
+            "{body}"
+        );
+        let t = Templates::new(Language::ZhTw, &BTreeMap::new()).unwrap();
+        let (subject, body) = t.render(&event);
+        assert_eq!(subject, "[aiops] 已拒絕：restart（prod/Deployment/web）");
+        assert!(body.ends_with("修復不會執行。"), "{body}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Generic webhook: POST the event as JSON, with the rendered subject and text beside it.
 //!
-//! The body is `{"event": KIND, "subject": …, "text": …, "data": EVENT}` and the request
+//! The body is `{"event": KIND, "subject": …, "text": …, "data": EVENT}` (an
+//! `approval_requested` event's `data.approval` holds this channel's own signed
+//! `approve_url`/`reject_url`, empty without `external_url`) and the request
 //! carries `Idempotency-Key` (the same on every retry of one message) so a receiver can drop
 //! repeats. The URL may hold a token, so it never appears in an error.
 

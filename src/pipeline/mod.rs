@@ -458,6 +458,16 @@ impl Pipeline {
         verdict: &RuleVerdict,
         now: i64,
     ) -> Result<usize> {
+        if let RuleVerdict::Job {
+            job_id,
+            state: store::JobState::AwaitingApproval,
+            ..
+        } = verdict
+        {
+            // Approve mode: the request goes out in the transaction that creates the job.
+            let outbox = self.outbox.as_deref();
+            return Ok(crate::approval::request(tx, outbox, *job_id, now).await?);
+        }
         let (
             Some(outbox),
             RuleVerdict::Refused {

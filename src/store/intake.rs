@@ -146,10 +146,11 @@ impl WriteTx {
         Ok(row.try_get("n")?)
     }
 
-    /// The active (queued, waiting, running, verifying) job on a target, if any.
+    /// The active (awaiting approval, queued, waiting, running, verifying) job on a target.
     pub async fn active_job_for_target(&mut self, target_key: &str) -> Result<Option<i64>> {
         let row = sqlx::query(
-            "SELECT id FROM jobs WHERE target_key = $1 AND state IN ('queued', 'waiting', 'running', 'verifying') \
+            "SELECT id FROM jobs WHERE target_key = $1 \
+             AND state IN ('awaiting_approval', 'queued', 'waiting', 'running', 'verifying') \
              LIMIT 1",
         )
         .bind(target_key)
@@ -245,28 +246,11 @@ pub struct StoredAlert {
 impl Store {
     /// One recorded alert occurrence.
     pub async fn alert_event(&self, id: i64) -> Result<Option<StoredAlert>> {
-        let row = sqlx::query(
-            "SELECT fingerprint, status, starts_at, labels, annotations, generator_url FROM alert_events WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        let map = |col: &'static str| -> Result<crate::alert::Labels> {
-            let text: String = r.try_get(col)?;
-            serde_json::from_str(&text).map_err(|e| super::Error::Corrupt {
-                column: col,
-                message: e.to_string(),
-            })
-        };
-        Ok(Some(StoredAlert {
-            fingerprint: r.try_get("fingerprint")?,
-            status: r.try_get("status")?,
-            starts_at: r.try_get("starts_at")?,
-            labels: map("labels")?,
-            annotations: map("annotations")?,
-            generator_url: r.try_get("generator_url")?,
-        }))
+        let row = sqlx::query(STORED_ALERT)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(stored_alert).transpose()
     }
 
     /// Number of recorded alert occurrences (for tests and diagnostics).
@@ -309,7 +293,38 @@ impl Store {
     }
 }
 
+const STORED_ALERT: &str = "SELECT fingerprint, status, starts_at, labels, annotations, generator_url \
+     FROM alert_events WHERE id = $1";
+
+fn stored_alert(r: &sqlx::any::AnyRow) -> Result<StoredAlert> {
+    let map = |col: &'static str| -> Result<crate::alert::Labels> {
+        let text: String = r.try_get(col)?;
+        serde_json::from_str(&text).map_err(|e| super::Error::Corrupt {
+            column: col,
+            message: e.to_string(),
+        })
+    };
+    Ok(StoredAlert {
+        fingerprint: r.try_get("fingerprint")?,
+        status: r.try_get("status")?,
+        starts_at: r.try_get("starts_at")?,
+        labels: map("labels")?,
+        annotations: map("annotations")?,
+        generator_url: r.try_get("generator_url")?,
+    })
+}
+
 impl WriteTx {
+    /// One recorded alert occurrence, read inside the transaction (on an in-memory SQLite
+    /// store the pool's one connection is the transaction's).
+    pub async fn alert_event(&mut self, id: i64) -> Result<Option<StoredAlert>> {
+        let row = sqlx::query(STORED_ALERT)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(stored_alert).transpose()
+    }
+
     /// The id of a recorded occurrence (`aiops simulate --ignore-dedup` evaluates it again).
     pub async fn alert_event_id(&mut self, key: &crate::alert::DedupKey) -> Result<Option<i64>> {
         let row = sqlx::query(

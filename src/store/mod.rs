@@ -15,6 +15,7 @@
 //! `kb` (rollups, notes, the knowledge base's reads), `listing` (the API's pages and audit
 //! log), `notify` (the outbox), `deploy`, `retention`.
 
+mod approvals;
 mod deploy;
 mod intake;
 mod jobs;
@@ -32,6 +33,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use approvals::{ApprovalRecord, ApprovalTarget, NewApproval};
 pub use deploy::{AppRecord, DeploymentRecord};
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};

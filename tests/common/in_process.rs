@@ -71,7 +71,11 @@ pub async fn start(env: &[(String, String)]) -> (Daemon, SocketAddr, Arc<Mutex<V
             .find(|(name, _)| name == k)
             .map(|(_, v)| v.clone())
     };
-    let settings = Settings::load_with(None, var).expect("settings from the test's environment");
+    // The configuration file too, as `aiops serve` reads it (`AIOPS_CONFIG`, which
+    // `Spawn::config` sets).
+    let file = var("AIOPS_CONFIG").map(std::path::PathBuf::from);
+    let settings =
+        Settings::load_with(file.as_deref(), var).expect("settings from the test's environment");
     let logs = Arc::new(Mutex::new(Vec::new()));
     let subscriber = tracing_subscriber::fmt()
         .json()

@@ -17,6 +17,11 @@ use crate::job::JobSpec;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
+    /// Waiting for an allow-listed person to approve or reject it (`mode: approve`); active:
+    /// it holds the target. Left by `decide` (→ queued or cancelled), a resolve (→ cancelled)
+    /// or its expiry (→ escalated).
+    #[serde(rename = "awaiting_approval")]
+    AwaitingApproval,
     /// Ready to run.
     Queued,
     /// Waiting for the rule's `wait` to pass; a resolve cancels it.
@@ -39,7 +44,8 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, for metric initialisation and docs.
-    pub const ALL: [JobState; 9] = [
+    pub const ALL: [JobState; 10] = [
+        JobState::AwaitingApproval,
         JobState::Queued,
         JobState::Waiting,
         JobState::Running,
@@ -54,6 +60,7 @@ impl JobState {
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::AwaitingApproval => "awaiting_approval",
             JobState::Queued => "queued",
             JobState::Waiting => "waiting",
             JobState::Running => "running",
@@ -345,8 +352,14 @@ pub struct Escalation {
 impl WriteTx {
     /// Creates a job and its first event. Returns `None` when the target already has an active
     /// job: the store's unique index is what keeps two replicas from both acting.
+    ///
+    /// A job in `mode: approve` starts in `awaiting_approval`, expiring `approval.expires`
+    /// from now (every step of a chain waits for its own approval).
     pub async fn insert_job(&mut self, job: &NewJob, now: i64) -> Result<Option<(i64, JobState)>> {
-        let state = if job.not_before > now {
+        let expires_at = approval_expires_at(&job.spec, now);
+        let state = if expires_at.is_some() {
+            JobState::AwaitingApproval
+        } else if job.not_before > now {
             JobState::Waiting
         } else {
             JobState::Queued
@@ -358,8 +371,8 @@ impl WriteTx {
         let row = sqlx::query(
             "INSERT INTO jobs (alert_event_id, fingerprint, alertname, rule, playbook, spec, chain_index, \
              parent_id, target_namespace, target_kind, target_name, target_key, dry_run, timeout_ms, state, \
-             not_before, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
+             not_before, created_at, updated_at, approval_expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18) \
              ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(job.alert_event_id)
@@ -379,14 +392,18 @@ impl WriteTx {
         .bind(state.as_str())
         .bind(job.not_before)
         .bind(now)
+        .bind(expires_at)
         .fetch_optional(&mut *self.tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let id: i64 = row.try_get("id")?;
-        let note = match job.parent_id {
+        let mut note = match job.parent_id {
             Some(p) => format!("escalated from job {p}"),
             None => format!("rule {} matched", job.rule),
         };
+        if state == JobState::AwaitingApproval {
+            note.push_str("; waiting for approval");
+        }
         self.insert_event(id, None, state, now, &note).await?;
         Ok(Some((id, state)))
     }
@@ -443,7 +460,11 @@ impl WriteTx {
             return Ok(false);
         }
         self.insert_event(job_id, Some(from), to, now, note).await?;
-        if to.counts_as_finished() && !from.counts_as_finished() {
+        // A job that never ran (its approval expired) is no repair result for the rollups.
+        if to.counts_as_finished()
+            && !from.counts_as_finished()
+            && from != JobState::AwaitingApproval
+        {
             self.rollup_finished(job_id, to == JobState::Succeeded)
                 .await?;
         }
@@ -490,14 +511,16 @@ impl WriteTx {
         Ok(n)
     }
 
-    /// Cancels the queued and waiting jobs of an alert that resolved. Returns their ids.
+    /// Cancels the queued, waiting and awaiting-approval jobs of an alert that resolved (a
+    /// repair nobody approved yet is called off too). Returns their ids.
     pub async fn cancel_pending_for_fingerprint(
         &mut self,
         fingerprint: &str,
         now: i64,
     ) -> Result<Vec<i64>> {
         let rows = sqlx::query(
-            "SELECT id, state FROM jobs WHERE fingerprint = $1 AND state IN ('queued', 'waiting')",
+            "SELECT id, state FROM jobs WHERE fingerprint = $1 \
+             AND state IN ('awaiting_approval', 'queued', 'waiting')",
         )
         .bind(fingerprint)
         .fetch_all(&mut *self.tx)
@@ -559,6 +582,21 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         Ok(())
+    }
+}
+
+/// When an approve-mode job's wait ends: `None` for jobs in other modes.
+fn approval_expires_at(spec: &JobSpec, now: i64) -> Option<i64> {
+    match (spec.mode, &spec.approval) {
+        (crate::rules::Mode::Approve, Some(policy)) => {
+            Some(now.saturating_add(super::ms(policy.expires)))
+        }
+        // A spec in approve mode always carries its policy (`JobSpec::for_rule_in`); one
+        // without (hand-built) waits for the default expiry rather than running unapproved.
+        (crate::rules::Mode::Approve, None) => {
+            Some(now.saturating_add(super::ms(crate::rules::DEFAULT_APPROVAL_EXPIRY)))
+        }
+        _ => None,
     }
 }
 

@@ -78,7 +78,8 @@ impl Store {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END), 0) AS BIGINT) AS ok \
              FROM jobs WHERE playbook = $1 AND alertname = $2 AND created_at >= $3 AND dry_run = 0 \
-             AND state IN ('succeeded', 'failed', 'escalated')",
+             AND state IN ('succeeded', 'failed', 'escalated') \
+             AND NOT (approval_expires_at IS NOT NULL AND started_at IS NULL)",
         )
         .bind(playbook)
         .bind(alertname)
