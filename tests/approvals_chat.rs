@@ -573,3 +573,108 @@ notify:
     assert_no_secret_in_logs(&app, &[LINE_SECRET, LINE_TOKEN]);
 }
 both_backends!(a_signed_line_postback_approves_and_a_bad_signature_is_refused);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sharing_a_bot_and_a_slack_app_act_once_on_each_click() {
+    if common::postgres_available().await.is_none() {
+        assert!(!common::in_ci(), "PostgreSQL is required in CI");
+        return;
+    }
+    let bot = TelegramBot::start().await;
+    let hook = StandIn::start().await;
+    let config = format!(
+        r#"
+notify:
+  channels:
+    oncall: {{type: telegram, bot_token_env: TG_TOKEN, chat_id: "-100200", api_url: "{}", approvals: true}}
+    team: {{type: slack, webhook_url: "{}/services/T1/B1/slack-hook-secret", signing_secret_env: SLACK_SIGNING}}
+  routes:
+    - channels: [oncall, team]
+"#,
+        bot.url, hook.url
+    );
+    let opts = || {
+        Spawn::new(Db::Postgres)
+            .rules(&rules("telegram:111, slack:U1"))
+            .config(&config)
+            .env("TG_TOKEN", TG_TOKEN)
+            .env("SLACK_SIGNING", SLACK_SIGNING)
+    };
+    let one = TestApp::spawn(opts()).await;
+    let two = TestApp::spawn_in(one.dir.clone(), one.db.clone(), opts()).await;
+    // Both poll the bot: Telegram lets one wait, the other is told 409 and backs off.
+    wait::until(
+        "one replica to back off from the bot",
+        Duration::from_secs(20),
+        async || {
+            format!("{}{}", one.log_text(), two.log_text())
+                .contains("another getUpdates")
+                .then_some(())
+        },
+        || format!("{}{}", one.log_text(), two.log_text()),
+    )
+    .await;
+
+    one.post_webhook(alert()).await;
+    let jobs = one
+        .wait_for_jobs("the repair to wait", |j| {
+            j.len() == 1 && j[0].state.as_str() == "awaiting_approval"
+        })
+        .await;
+
+    // The same signed Slack click delivered to both replicas at once: one approves.
+    let message = hook
+        .wait_for("the Slack request", |r| {
+            r.iter().any(|r| r.path.starts_with("/services/"))
+        })
+        .await
+        .into_iter()
+        .find(|r| r.path.starts_with("/services/"))
+        .unwrap()
+        .json();
+    let respond = format!("{}/respond", hook.url);
+    let body = slack_body("U1", "aiops_approve", jobs[0].id, &respond, &message);
+    let now = chrono::Utc::now().timestamp();
+    let (a, b) = tokio::join!(
+        post_slack(&one, SLACK_SIGNING, now, &body),
+        post_slack(&two, SLACK_SIGNING, now, &body)
+    );
+    assert_eq!((a, b), (200, 200));
+    ran_once(&one).await;
+    let mut outcomes: Vec<String> = clicks(&one).await.into_iter().map(|(_, o)| o).collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["already_decided", "approved"]);
+
+    // A Telegram click on the same request: received by one replica only, answered once.
+    bot.wait_for("the keyboard", |c| {
+        c.iter()
+            .any(|c| c.method == "sendMessage" && !c.body["reply_markup"].is_null())
+    })
+    .await;
+    let request = bot
+        .sent()
+        .into_iter()
+        .find(|m| !m["reply_markup"].is_null())
+        .unwrap();
+    bot.click(
+        1,
+        111,
+        "Ann",
+        &request,
+        &format!("aiops:approve:{}", jobs[0].id),
+    );
+    bot.wait_for("the click to be answered and the buttons removed", |c| {
+        c.iter().any(|c| c.method == "editMessageText")
+    })
+    .await;
+    let answers = bot.calls_of("answerCallbackQuery");
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(
+        answers[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Already decided")
+    );
+    assert_eq!(one.store().await.jobs().await.unwrap().len(), 1);
+    assert_eq!(clicks(&one).await.len(), 3);
+}

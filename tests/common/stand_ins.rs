@@ -278,8 +278,9 @@ impl Smtp {
 /// (<https://core.telegram.org/bots/api>): `sendMessage` answers the sent Message,
 /// `getUpdates` long-polls (answers at once when an update at or past `offset` is queued, else
 /// when one is queued or `timeout` runs out; updates below `offset` are confirmed and
-/// forgotten, as Telegram does), `answerCallbackQuery` and `editMessageText` answer `true` and
-/// the edited Message. Every request is recorded with its method and JSON body.
+/// forgotten, as Telegram does; a newer `getUpdates` terminates a waiting one with 409, as
+/// Telegram does when two processes poll one bot), `answerCallbackQuery` and `editMessageText`
+/// answer `true` and the edited Message. Every request is recorded with its method and JSON body.
 pub struct TelegramBot {
     pub url: String,
     state: Arc<BotState>,
@@ -294,6 +295,8 @@ struct BotState {
     conflict: std::sync::atomic::AtomicBool,
     queued: tokio::sync::Notify,
     next_id: std::sync::atomic::AtomicI64,
+    /// The generation of the latest getUpdates: an older one still waiting is terminated.
+    polls: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for TelegramBot {
@@ -321,15 +324,24 @@ async fn bot_handle(
     };
     match method.as_str() {
         "getUpdates" => {
-            if s.conflict.load(std::sync::atomic::Ordering::SeqCst) {
+            let conflict = || {
                 let answer = serde_json::json!({"ok": false, "error_code": 409, "description": "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"});
-                return (StatusCode::CONFLICT, axum::Json(answer)).into_response();
+                (StatusCode::CONFLICT, axum::Json(answer)).into_response()
+            };
+            if s.conflict.load(std::sync::atomic::Ordering::SeqCst) {
+                return conflict();
             }
+            let generation = s.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            // Wakes the waiting poll, if any, so it sees it was superseded.
+            s.queued.notify_waiters();
             let offset = body["offset"].as_i64().unwrap_or(i64::MIN);
             let deadline = tokio::time::Instant::now()
                 + Duration::from_secs(body["timeout"].as_u64().unwrap_or(0));
             loop {
                 let queued = s.queued.notified();
+                if s.polls.load(std::sync::atomic::Ordering::SeqCst) != generation {
+                    return conflict();
+                }
                 let pending: Vec<_> = {
                     let mut updates = s.updates.lock().unwrap();
                     updates.retain(|u| u["update_id"].as_i64().unwrap() >= offset);
