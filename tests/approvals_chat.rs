@@ -124,16 +124,7 @@ notify:
         bot.url
     );
     let (app, job) = awaiting(db, "telegram:111", &config, &[("TG_TOKEN", TG_TOKEN)]).await;
-    bot.wait_for("the approval request with its keyboard", |c| {
-        c.iter()
-            .any(|c| c.method == "sendMessage" && !c.body["reply_markup"].is_null())
-    })
-    .await;
-    let request = bot
-        .sent()
-        .into_iter()
-        .find(|m| !m["reply_markup"].is_null())
-        .unwrap();
+    let request = bot.keyboard_message().await;
     assert_eq!(
         request["reply_markup"]["inline_keyboard"][0],
         serde_json::json!([
@@ -646,16 +637,7 @@ notify:
     assert_eq!(outcomes, ["already_decided", "approved"]);
 
     // A Telegram click on the same request: received by one replica only, answered once.
-    bot.wait_for("the keyboard", |c| {
-        c.iter()
-            .any(|c| c.method == "sendMessage" && !c.body["reply_markup"].is_null())
-    })
-    .await;
-    let request = bot
-        .sent()
-        .into_iter()
-        .find(|m| !m["reply_markup"].is_null())
-        .unwrap();
+    let request = bot.keyboard_message().await;
     bot.click(
         1,
         111,

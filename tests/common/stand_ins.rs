@@ -472,6 +472,18 @@ impl TelegramBot {
             .collect()
     }
 
+    /// Waits for the first message sent with an inline keyboard (an approval request) and
+    /// returns its `sendMessage` body, with the `message_id` it was answered with.
+    pub async fn keyboard_message(&self) -> serde_json::Value {
+        let with_keyboard = |m: &serde_json::Value| !m["reply_markup"].is_null();
+        self.wait_for("a message with an inline keyboard", |c| {
+            c.iter()
+                .any(|c| c.method == "sendMessage" && with_keyboard(&c.body))
+        })
+        .await;
+        self.sent().into_iter().find(with_keyboard).unwrap()
+    }
+
     /// Polls until `pred` holds for the calls.
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&[BotCall]) -> bool) -> Vec<BotCall> {
         wait::until_ok(
