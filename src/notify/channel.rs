@@ -513,4 +513,45 @@ mod tests {
             assert_eq!(err, want, "{yaml}");
         }
     }
+
+    #[test]
+    fn approvals_is_telegram_s_key_and_the_click_secrets_are_slack_s_and_line_s_own() {
+        use super::ChannelKind;
+        let mut s = parse(
+            "channels:\n  t: {type: telegram, bot_token: x, chat_id: 1, approvals: true}\n  s: {type: slack, webhook_url: 'https://h/x', signing_secret: sign-secret-value}\n  l: {type: line, channel_token: x, to: U1, channel_secret_env: LINE_SECRET}\n",
+        );
+        s.resolve(&|k| (k == "LINE_SECRET").then(|| "line-secret-value".into()))
+            .unwrap();
+        s.check_channels().unwrap();
+        assert!(matches!(&s.channels["t"].kind, ChannelKind::Telegram(t) if t.approvals));
+        let secrets: Vec<String> = s
+            .channels
+            .values()
+            .flat_map(|c| c.kind.secrets().into_iter().map(|x| x.expose().to_string()))
+            .collect();
+        assert!(
+            secrets.contains(&"sign-secret-value".to_string()),
+            "redacted like the others"
+        );
+        assert!(secrets.contains(&"line-secret-value".to_string()));
+        for (yaml, want) in [
+            (
+                "channels:\n  s: {type: slack, webhook_url: 'https://h/x', approvals: true}\n",
+                "approvals does not apply to type slack",
+            ),
+            (
+                "channels:\n  t: {type: telegram, bot_token: x, chat_id: 1, signing_secret: y}\n",
+                "signing_secret does not apply to type telegram",
+            ),
+            (
+                "channels:\n  s: {type: slack, webhook_url: 'https://h/x', channel_secret: y}\n",
+                "channel_secret does not apply to type slack",
+            ),
+        ] {
+            let mut s = parse(yaml);
+            s.resolve(&|_| None).unwrap();
+            let err = s.check_channels().unwrap_err().to_string();
+            assert!(err.contains(want), "{yaml}: {err}");
+        }
+    }
 }
