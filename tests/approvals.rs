@@ -559,3 +559,109 @@ async fn without_external_url_the_message_says_how_to_approve_through_the_api() 
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+async fn each_step_of_a_chain_in_approve_mode_waits_for_its_own_approval(db: Db) {
+    // Arrange: every rollout fails, so the approved restart fails and the chain goes on.
+    let hooks = StandIn::start().await;
+    let state = common::repo().join("tests/fixtures/cluster-failing.yaml");
+    let rules = rules("10m").replace(
+        "    mode: approve",
+        "    escalate: [{playbook: rollback}]\n    mode: approve",
+    );
+    let app = TestApp::spawn_app(
+        Spawn::new(db)
+            .rules(&rules)
+            .config(&config(&hooks, true))
+            .env("AIOPS_CLUSTER_STATE_FILE", state.to_str().unwrap()),
+    )
+    .await;
+    app.post_webhook(alert("firing")).await;
+    let (approve, _) = links(&hooks, "wh1").await;
+
+    // Act
+    assert_eq!(post_form(&app, &approve).await.0, 200);
+
+    // Assert: the restart ran and failed; the rollback waits, asked for on its own.
+    let jobs = app
+        .wait_for_jobs("the next step to wait", |j| {
+            j.len() == 2 && j[1].state == JobState::AwaitingApproval
+        })
+        .await;
+    assert_eq!(jobs[0].state, JobState::Escalated);
+    assert_eq!(jobs[1].playbook, "rollback");
+    assert_eq!(jobs[1].started_at, None);
+    let asked = hooks
+        .wait_for("the second approval request", |r| {
+            r.iter()
+                .filter(|r| r.path == "/wh1" && r.json()["event"] == "approval_requested")
+                .count()
+                == 2
+        })
+        .await;
+    let second = asked
+        .iter()
+        .filter(|r| r.path == "/wh1" && r.json()["event"] == "approval_requested")
+        .nth(1)
+        .unwrap()
+        .json();
+    assert_eq!(second["data"]["approval"]["job_id"], jobs[1].id);
+    assert!(
+        second["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("aiops wants to run rollback on prod/Deployment/web"),
+        "{second}"
+    );
+}
+both_backends!(each_step_of_a_chain_in_approve_mode_waits_for_its_own_approval);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_carries_its_own_links_clickable_and_they_approve_as_the_channel() {
+    let smtp = common::stand_ins::Smtp::start("250 OK").await;
+    let hooks = StandIn::start().await;
+    let rules = rules("10m").replace("\"webhook:wh1\"", "\"email:oncall-mail\"");
+    let config = format!(
+        "external_url: {EXTERNAL}\napproval_secret: {SECRET}\nnotify:\n  channels:\n    \
+         oncall-mail: {{type: email, smtp_url: \"smtp://127.0.0.1:{}\", from: aiops@example.com, to: [ops@example.com]}}\n    \
+         wh2: {{type: webhook, url: \"{}/wh2\"}}\n  routes:\n    - channels: [oncall-mail, wh2]\n",
+        smtp.port, hooks.url
+    );
+    let app = TestApp::spawn_app(Spawn::new(Db::Sqlite).rules(&rules).config(&config)).await;
+    app.post_webhook(alert("firing")).await;
+
+    let mail = common::wait::until(
+        "the approval email",
+        common::wait::DEFAULT_WITHIN,
+        async || smtp.mails().into_iter().next(),
+        String::new,
+    )
+    .await;
+    // The MIME parts, quoted-printable decoded (soft line breaks and `=3D`).
+    let data = mail
+        .data
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let start = data
+        .find(&format!("Approve: {EXTERNAL}/approve/"))
+        .unwrap_or_else(|| panic!("{data}"));
+    let approve = data[start + "Approve: ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .strip_prefix(EXTERNAL)
+        .unwrap()
+        .to_string();
+    assert!(
+        data.contains(&format!("<a href=\"{EXTERNAL}{approve}\">")),
+        "the HTML part links it: {data}"
+    );
+    let (status, html) = post_form(&app, &approve).await;
+    assert_eq!(status, 200, "{html}");
+    let job = one_job(&app, JobState::Succeeded).await;
+    let recorded = app.store().await.approvals(job.id).await.unwrap();
+    assert_eq!(
+        (recorded[0].who.as_str(), recorded[0].via.as_str()),
+        ("email:oncall-mail", "oncall-mail")
+    );
+}
