@@ -56,6 +56,11 @@ rules:
 }
 
 fn alert() -> String {
+    alert_with("firing")
+}
+
+/// The test's alert, `firing` or `resolved` (the same occurrence: same labels and start).
+fn alert_with(status: &str) -> String {
     let labels = [
         ("alertname", "KubeDeploymentRolloutStuck"),
         ("auto_repair", "restart"),
@@ -63,7 +68,7 @@ fn alert() -> String {
         ("app", "web"),
         ("severity", "critical"),
     ];
-    payload(&[(&labels, "firing")], "2026-11-30T04:00:00Z")
+    payload(&[(&labels, status)], "2026-11-30T04:00:00Z")
 }
 
 /// The daemon with `config`, the alert posted, and the job it made waiting for approval.
@@ -458,6 +463,54 @@ async fn a_signed_slack_click_approves_once_and_forged_stale_and_unknown_clicks_
     assert_no_secret_in_logs(&app, &[SLACK_SIGNING, "slack-hook-secret"]);
 }
 both_backends!(a_signed_slack_click_approves_once_and_forged_stale_and_unknown_clicks_are_refused);
+
+async fn a_slack_click_after_the_alert_resolved_does_nothing_says_so_and_removes_the_buttons(
+    db: Db,
+) {
+    let hook = StandIn::start().await;
+    let (app, job) = awaiting(
+        db,
+        "slack:U1",
+        &slack_config(&hook.url),
+        &[("SLACK_SIGNING", SLACK_SIGNING)],
+    )
+    .await;
+    let message = hook
+        .wait_for("the approval request", |r| {
+            r.iter().any(|r| r.path.starts_with("/services/"))
+        })
+        .await
+        .into_iter()
+        .find(|r| r.path.starts_with("/services/"))
+        .unwrap()
+        .json();
+    app.post_webhook(alert_with("resolved")).await;
+    app.wait_for_jobs("the resolve to call the repair off", |j| {
+        j.len() == 1 && j[0].state.as_str() == "cancelled"
+    })
+    .await;
+    let respond = format!("{}/respond", hook.url);
+    let body = slack_body("U1", "aiops_approve", job.id, &respond, &message);
+    let now = chrono::Utc::now().timestamp();
+    assert_eq!(post_slack(&app, SLACK_SIGNING, now, &body).await, 200);
+    hook.wait_for("the update", |r| r.iter().any(|r| r.path == "/respond"))
+        .await;
+    let update = &updates(&hook)[0];
+    assert_eq!(update["replace_original"], true);
+    let blocks = update["blocks"].to_string();
+    assert!(!blocks.contains("aiops_approve"), "{blocks}");
+    assert!(
+        blocks.contains("Nothing to do: the alert resolved"),
+        "{blocks}"
+    );
+    let job = app.store().await.job(job.id).await.unwrap().unwrap();
+    assert_eq!(job.state.as_str(), "cancelled", "it never ran");
+    assert_eq!(
+        clicks(&app).await,
+        [("slack:U1".into(), "alert_resolved".into())]
+    );
+}
+both_backends!(a_slack_click_after_the_alert_resolved_does_nothing_says_so_and_removes_the_buttons);
 
 fn line_body(user: &str, data: &str) -> String {
     serde_json::json!({

@@ -101,10 +101,15 @@ impl Webhook {
             let Some((action, job_id)) = Action::parse(&postback.data) else {
                 continue;
             };
+            // One unusable event must not cost the others in the same webhook their answer.
+            let Ok(who) = super::approver(Platform::Line, &user) else {
+                tracing::info!(channel, "LINE postback from an unusable user id ignored");
+                continue;
+            };
             let click = Click {
                 action,
                 job_id,
-                who: super::approver(Platform::Line, &user)?,
+                who,
                 name: user,
                 via: channel.to_string(),
             };

@@ -249,6 +249,8 @@ impl Poller {
                 }
             }
             Err(e) => {
+                // The update is confirmed all the same (a stuck update would block every
+                // later click); the clicker is asked to click again, which is a new update.
                 tracing::error!(error = %e, job = job_id, channel = %click.via, "recording a Telegram approval click failed");
                 self.answer(&q.id, Some(self.deciding.failed_sentence()), true)
                     .await;
