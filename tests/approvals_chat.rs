@@ -362,10 +362,9 @@ fn updates(hook: &StandIn) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn a_signed_slack_click_approves_once_and_forged_stale_and_unknown_clicks_are_refused(
-    db: Db,
-) {
-    let hook = StandIn::start().await;
+/// The daemon with a Slack channel (approver `slack:U1`), the job waiting, and the message
+/// with its buttons as the incoming webhook received it.
+async fn slack_awaiting(db: Db, hook: &StandIn) -> (TestApp, Job, serde_json::Value) {
     let (app, job) = awaiting(
         db,
         "slack:U1",
@@ -373,20 +372,21 @@ async fn a_signed_slack_click_approves_once_and_forged_stale_and_unknown_clicks_
         &[("SLACK_SIGNING", SLACK_SIGNING)],
     )
     .await;
+    let is_request = |r: &Request| {
+        r.path.starts_with("/services/") && r.json()["blocks"].to_string().contains("aiops_approve")
+    };
     let sent = hook
-        .wait_for("the approval request", |r| {
-            r.iter().any(|r| {
-                r.path.starts_with("/services/")
-                    && r.json()["blocks"].to_string().contains("aiops_approve")
-            })
-        })
+        .wait_for("the approval request", |r| r.iter().any(is_request))
         .await;
-    let message = sent
-        .iter()
-        .rev()
-        .find(|r| r.path.starts_with("/services/"))
-        .unwrap()
-        .json();
+    let message = sent.into_iter().find(is_request).unwrap().json();
+    (app, job, message)
+}
+
+async fn a_signed_slack_click_approves_once_and_forged_stale_and_unknown_clicks_are_refused(
+    db: Db,
+) {
+    let hook = StandIn::start().await;
+    let (app, job, message) = slack_awaiting(db, &hook).await;
     let actions = message["blocks"]
         .as_array()
         .unwrap()
@@ -468,22 +468,7 @@ async fn a_slack_click_after_the_alert_resolved_does_nothing_says_so_and_removes
     db: Db,
 ) {
     let hook = StandIn::start().await;
-    let (app, job) = awaiting(
-        db,
-        "slack:U1",
-        &slack_config(&hook.url),
-        &[("SLACK_SIGNING", SLACK_SIGNING)],
-    )
-    .await;
-    let message = hook
-        .wait_for("the approval request", |r| {
-            r.iter().any(|r| r.path.starts_with("/services/"))
-        })
-        .await
-        .into_iter()
-        .find(|r| r.path.starts_with("/services/"))
-        .unwrap()
-        .json();
+    let (app, job, message) = slack_awaiting(db, &hook).await;
     app.post_webhook(alert_with("resolved")).await;
     app.wait_for_jobs("the resolve to call the repair off", |j| {
         j.len() == 1 && j[0].state.as_str() == "cancelled"
