@@ -285,7 +285,20 @@ async fn a_rejected_link_cancels_the_repair_and_nothing_runs() {
     let job = one_job(&app, JobState::Cancelled).await;
     assert_eq!(job.outcome.as_deref(), Some("rejected by webhook:wh2"));
     assert_eq!(job.started_at, None);
-    assert_eq!(runs(&app.store().await, job.id).await, 0);
+    let store = app.store().await;
+    assert_eq!(runs(&store, job.id).await, 0);
+
+    // Retention keeps the clicks as long as the audit log, then prunes them with the used
+    // link's nonce.
+    let raw = common::raw_db(&app.db.url).await;
+    let now = aiops::store::now_ms();
+    store.prune(&common::cutoffs(now, 30)).await.unwrap();
+    assert_eq!(common::count_rows(&raw, "approvals").await, 1);
+    assert_eq!(common::count_rows(&raw, "approval_links_used").await, 1);
+    let year = 366 * aiops::store::DAY_MS;
+    store.prune(&common::cutoffs(now + year, 30)).await.unwrap();
+    assert_eq!(common::count_rows(&raw, "approvals").await, 0);
+    assert_eq!(common::count_rows(&raw, "approval_links_used").await, 0);
 }
 
 async fn bad_signatures_reused_links_and_strangers_are_refused_and_recorded(db: Db) {

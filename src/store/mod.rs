@@ -13,7 +13,8 @@
 //! a [`WriteTx`]'s transaction is reachable from outside, so a schema change is checked here.
 //! Submodules are split by concern: `intake` (alerts, decisions, guard counts), `jobs`,
 //! `kb` (rollups, notes, the knowledge base's reads), `listing` (the API's pages and audit
-//! log), `notify` (the outbox), `deploy`, `retention`.
+//! log), `notify` (the outbox), `deploy`, `retention`, `approvals` (approve mode's clicks, used
+//! link nonces, the expiry sweep's reads).
 
 mod approvals;
 mod deploy;

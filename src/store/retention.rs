@@ -137,6 +137,16 @@ impl Store {
         out.audit += self
             .delete_batched(&by_key("audit_log", "id", "at < $1"), c.audit)
             .await?;
+        // Approve mode's clicks are audit records too. A used link's nonce outlives its link
+        // (links end with their approval, long before the audit cutoff).
+        out.audit += self
+            .delete_batched(&by_key("approvals", "id", "decided_at < $1"), c.audit)
+            .await?;
+        self.delete_batched(
+            &by_key("approval_links_used", "nonce", "used_at < $1"),
+            c.audit,
+        )
+        .await?;
         out.activity += self
             .delete_batched(
                 &by_key("target_activity", "target_key", "last_seen < $1"),
