@@ -1,6 +1,7 @@
 //! `aiops serve`: runs what [`crate::app::Services::build`] builds (store, definitions,
 //! pipeline, outbox, cluster) with the workers, the HTTP server, the notification dispatcher,
-//! the retention and preflight tasks, until SIGTERM or SIGINT.
+//! the Telegram approval pollers (`chat::telegram`), the retention and preflight tasks, until
+//! SIGTERM or SIGINT.
 //!
 //! Shutdown order keeps every job recoverable: stop accepting connections, let in-flight webhooks
 //! finish (their transactions commit or roll back as a unit), stop workers from claiming, give
@@ -141,6 +142,18 @@ pub async fn run(
     .spawn(notify_stop_rx);
     let mut workers = executor.spawn(stop_rx);
 
+    // Approval clicks from Telegram: one long-polling task per bot with `approvals: true`.
+    let (chat_stop_tx, chat_stop_rx) = watch::channel(false);
+    let deciding = crate::chat::Deciding::new(
+        store.clone(),
+        Some(outbox.clone()),
+        settings.notify.language,
+    );
+    let pollers: Vec<_> = crate::chat::telegram::pollers(&settings.notify, &deciding)
+        .into_iter()
+        .map(|p| p.spawn(chat_stop_rx.clone()))
+        .collect();
+
     let pruner = spawn_retention(&settings, store.clone(), metrics.clone());
     let maintenance = crate::maintenance::summary::Summaries::new(
         pipeline.maintenance().clone(),
@@ -184,6 +197,17 @@ pub async fn run(
     )
     .await;
     reloader.abort();
+    // The pollers stop taking clicks with the HTTP endpoints, and confirm what they handled.
+    let _ = chat_stop_tx.send(true);
+    if tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures_util::future::join_all(pollers),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("Telegram pollers still stopping after 10 s; left behind");
+    }
     if let Some(p) = preflight {
         p.abort();
     }

@@ -13,6 +13,7 @@ pub mod alert;
 pub mod app;
 pub mod approval;
 pub mod auth;
+pub mod chat;
 pub mod cluster;
 pub mod config;
 pub mod daemon;

@@ -18,6 +18,7 @@ fn msg(subject: &str, body: &str) -> Message {
         event_json: r#"{"kind":"escalation","app":"web"}"#.into(),
         retry_key: uuid::Uuid::new_v4().to_string(),
         event: "escalation".into(),
+        approval: None,
     }
 }
 

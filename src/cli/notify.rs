@@ -50,6 +50,7 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> Result<ExitCode> {
         &ch.kind,
         &notify::http_client(settings.notify.timeout.0),
         settings.notify.timeout.0,
+        settings.notify.language,
     )?;
     let outbox = app::outbox(&settings)?;
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "aiops".into());
@@ -71,6 +72,7 @@ pub async fn run(config: Option<&Path>, cmd: Command) -> Result<ExitCode> {
         event_json: serde_json::to_string(&event)?,
         retry_key: uuid::Uuid::new_v4().to_string(),
         event: EventKind::Test.as_str().to_string(),
+        approval: None,
     };
     let redactor = notify::dispatch::Redactor::new(ch.kind.secrets());
     match notifier.send(&msg).await {

@@ -9,6 +9,7 @@ pub mod api;
 mod approve;
 mod apps;
 pub mod auth;
+mod chat;
 pub mod limits;
 mod maintenance;
 mod openapi;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub deploy: crate::deploy::Options,
     /// The latest cluster preflight, shown by `/-/ready` (never a readiness condition).
     pub preflight: crate::preflight::Shared,
+    /// Approval clicks from Slack and LINE (`/chat/...`).
+    pub chat: crate::chat::Receivers,
     /// Verifies approval links (`None`: links are off, `/approve/*` says so).
     pub links: Option<Arc<crate::approval::Links>>,
     /// The language of the approval pages and answers (`notify.language`).
@@ -82,7 +85,6 @@ impl AppState {
             Arc::new(throttle::AuthThrottle::new(rate, burst))
         });
         AppState {
-            pipeline,
             token: settings.webhook_token.clone(),
             max_body_bytes: settings.intake.max_body_bytes,
             limiter,
@@ -109,6 +111,15 @@ impl AppState {
                 templates_dir: settings.deploy.templates_dir.clone(),
             },
             preflight: crate::preflight::Shared::default(),
+            chat: crate::chat::Receivers::new(
+                &settings.notify,
+                crate::chat::Deciding::new(
+                    pipeline.store().clone(),
+                    pipeline.outbox().cloned(),
+                    settings.notify.language,
+                ),
+            ),
+            pipeline,
             links: crate::approval::Links::from_settings(settings).map(Arc::new),
             language: settings.notify.language,
         }
@@ -178,6 +189,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/ready", get(ops::ready))
         .route("/-/reload", post(ops::reload))
         .route("/metrics", get(ops::metrics))
+        .merge(chat::routes())
         .merge(approve::routes())
         .merge(
             api::routes()

@@ -113,8 +113,12 @@ impl ChannelKind {
     pub fn secrets(&self) -> Vec<&Secret> {
         match self {
             ChannelKind::Telegram(c) => vec![&c.bot_token],
-            ChannelKind::Line(c) => vec![&c.channel_token],
-            ChannelKind::Slack(c) => vec![&c.webhook_url],
+            ChannelKind::Line(c) => std::iter::once(&c.channel_token)
+                .chain(c.channel_secret.iter())
+                .collect(),
+            ChannelKind::Slack(c) => std::iter::once(&c.webhook_url)
+                .chain(c.signing_secret.iter())
+                .collect(),
             ChannelKind::Email(c) => std::iter::once(&c.smtp_url)
                 .chain(c.password.iter())
                 .collect(),
@@ -141,6 +145,8 @@ struct RawChannel {
     from: Option<String>,
     #[serde(default)]
     username: Option<String>,
+    #[serde(default)]
+    approvals: Option<bool>,
     #[serde(default)]
     bot_token: Option<Secret>,
     #[serde(default)]
@@ -177,6 +183,18 @@ struct RawChannel {
     url_env: Option<String>,
     #[serde(default)]
     url_file: Option<PathBuf>,
+    #[serde(default)]
+    signing_secret: Option<Secret>,
+    #[serde(default)]
+    signing_secret_env: Option<String>,
+    #[serde(default)]
+    signing_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    channel_secret: Option<Secret>,
+    #[serde(default)]
+    channel_secret_env: Option<String>,
+    #[serde(default)]
+    channel_secret_file: Option<PathBuf>,
 }
 
 /// A channel as written, before its secrets are read (see [`super::config::NotifySettings::resolve`]).
@@ -189,6 +207,7 @@ pub struct ChannelSpec {
     to: Vec<String>,
     from: Option<String>,
     username: Option<String>,
+    approvals: Option<bool>,
     secrets: BTreeMap<&'static str, SecretInput>,
 }
 
@@ -249,6 +268,18 @@ impl<'de> Deserialize<'de> for ChannelSpec {
             raw.password_file,
         );
         put("url", raw.url, raw.url_env, raw.url_file);
+        put(
+            "signing_secret",
+            raw.signing_secret,
+            raw.signing_secret_env,
+            raw.signing_secret_file,
+        );
+        put(
+            "channel_secret",
+            raw.channel_secret,
+            raw.channel_secret_env,
+            raw.channel_secret_file,
+        );
         Ok(ChannelSpec {
             kind: raw.kind,
             rate_per_minute: raw.rate_per_minute,
@@ -261,6 +292,7 @@ impl<'de> Deserialize<'de> for ChannelSpec {
             to,
             from: raw.from,
             username: raw.username,
+            approvals: raw.approvals,
             secrets,
         })
     }
@@ -282,6 +314,8 @@ pub struct Keys<'a> {
     pub from: Option<&'a str>,
     /// `username`.
     pub username: Option<&'a str>,
+    /// `approvals` (Telegram: poll the bot for Approve/Reject clicks).
+    pub approvals: Option<bool>,
     secrets: BTreeMap<&'static str, Secret>,
 }
 
@@ -359,6 +393,13 @@ impl ChannelSpec {
         if let Some(k) = self.secrets.keys().find(|k| !allowed.contains(k)) {
             return Err(bad(format!("{k} does not apply to type {}", self.kind)));
         }
+        if self.approvals.is_some() && self.kind != "telegram" {
+            // Slack and LINE receive clicks at the daemon's endpoints: their secret is the switch.
+            return Err(bad(format!(
+                "approvals does not apply to type {} (Slack takes approvals with signing_secret, LINE with channel_secret)",
+                self.kind
+            )));
+        }
         let mut secrets: BTreeMap<&'static str, Secret> = BTreeMap::new();
         for (key, input) in &mut self.secrets {
             secrets.insert(key, input.resolve(name, key, env)?);
@@ -370,6 +411,7 @@ impl ChannelSpec {
             to: &self.to,
             from: self.from.as_deref(),
             username: self.username.as_deref(),
+            approvals: self.approvals,
             secrets,
         };
         let (kind, default_rate) = match self.kind.as_str() {
@@ -469,6 +511,47 @@ mod tests {
             s.resolve(&|_| None).unwrap();
             let err = s.check_channels().unwrap_err().to_string();
             assert_eq!(err, want, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn approvals_is_telegram_s_key_and_the_click_secrets_are_slack_s_and_line_s_own() {
+        use super::ChannelKind;
+        let mut s = parse(
+            "channels:\n  t: {type: telegram, bot_token: x, chat_id: 1, approvals: true}\n  s: {type: slack, webhook_url: 'https://h/x', signing_secret: sign-secret-value}\n  l: {type: line, channel_token: x, to: U1, channel_secret_env: LINE_SECRET}\n",
+        );
+        s.resolve(&|k| (k == "LINE_SECRET").then(|| "line-secret-value".into()))
+            .unwrap();
+        s.check_channels().unwrap();
+        assert!(matches!(&s.channels["t"].kind, ChannelKind::Telegram(t) if t.approvals));
+        let secrets: Vec<String> = s
+            .channels
+            .values()
+            .flat_map(|c| c.kind.secrets().into_iter().map(|x| x.expose().to_string()))
+            .collect();
+        assert!(
+            secrets.contains(&"sign-secret-value".to_string()),
+            "redacted like the others"
+        );
+        assert!(secrets.contains(&"line-secret-value".to_string()));
+        for (yaml, want) in [
+            (
+                "channels:\n  s: {type: slack, webhook_url: 'https://h/x', approvals: true}\n",
+                "approvals does not apply to type slack",
+            ),
+            (
+                "channels:\n  t: {type: telegram, bot_token: x, chat_id: 1, signing_secret: y}\n",
+                "signing_secret does not apply to type telegram",
+            ),
+            (
+                "channels:\n  s: {type: slack, webhook_url: 'https://h/x', channel_secret: y}\n",
+                "channel_secret does not apply to type slack",
+            ),
+        ] {
+            let mut s = parse(yaml);
+            s.resolve(&|_| None).unwrap();
+            let err = s.check_channels().unwrap_err().to_string();
+            assert!(err.contains(want), "{yaml}: {err}");
         }
     }
 }

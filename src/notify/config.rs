@@ -21,7 +21,10 @@
 //! ```
 //!
 //! Any secret key (`bot_token`, `channel_token`, `webhook_url`, `smtp_url`, `password`, the
-//! webhook's `url`) may instead be given as `<key>_env: VARIABLE` or `<key>_file: PATH`.
+//! webhook's `url`, Slack's `signing_secret`, LINE's `channel_secret`) may instead be given as
+//! `<key>_env: VARIABLE` or `<key>_file: PATH`. Approvals from chat: Telegram's
+//! `approvals: true`, Slack's `signing_secret` and LINE's `channel_secret` turn on the Approve /
+//! Reject buttons of that channel (`crate::chat` receives the clicks).
 //!
 //! This file reads the section: names, routes, templates, delivery policy. A channel's entry is
 //! read in [`super::channel`] (what every type shares: `type`, secrets in three forms,

@@ -22,7 +22,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Notify, watch};
 
 pub use super::redact::{MIN_FRAGMENT, Redactor, redact};
-use super::{Error, Message, Notifier, NotifySettings};
+use super::{ApprovalPrompt, Error, Message, Notifier, NotifySettings};
 use crate::metrics::Metrics;
 use crate::store::{self, AttemptEnd, Notification, Store};
 
@@ -104,6 +104,23 @@ impl Clock {
         self.offset_ms
             .fetch_add(store::ms(d), std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// The one field of a stored event the dispatcher reads: the approval prompt, which chat
+/// channels render as buttons. Other fields are the templates' business (already rendered into
+/// the row's subject and body), so they are ignored here.
+#[derive(Default, serde::Deserialize)]
+struct StoredEvent {
+    #[serde(default)]
+    approval: Option<ApprovalPrompt>,
+}
+
+/// The approval prompt of a stored event, if it has one. A row whose JSON cannot be read (it
+/// never happens: the outbox wrote it) is still sent, without buttons.
+fn approval_of(event_json: &str) -> Option<ApprovalPrompt> {
+    serde_json::from_str::<StoredEvent>(event_json)
+        .ok()
+        .and_then(|e| e.approval)
 }
 
 /// The delivery loop of this process.
@@ -240,6 +257,7 @@ impl Dispatcher {
             event_json: row.event_json.clone(),
             retry_key: row.retry_key.clone(),
             event: row.event.clone(),
+            approval: approval_of(&row.event_json),
         };
         // The lease must outlive the send, or another replica could send the row too: renew it
         // now (the batch's earlier sends used up part of it) and bound the send by half of it.

@@ -4,11 +4,21 @@
 //! Bearer channel access token, the `to` user/group/room id, up to five text messages of at
 //! most 5000 characters each, and an `X-Line-Retry-Key` (a UUID) that makes a retried push
 //! idempotent: LINE answers 409 when it already accepted that key, which means delivered.
+//!
+//! With a `channel_secret` (which signs the webhooks LINE sends to `POST /chat/line/webhook`),
+//! an approval request ends with a confirm template: the question and two postback actions
+//! (`data` `aiops:approve:<job>` / `aiops:reject:<job>`). [`Line::reply`] answers a click
+//! through the reply API with its `replyToken`.
+//! <https://developers.line.biz/en/reference/messaging-api/#confirm>,
+//! <https://developers.line.biz/en/reference/messaging-api/#postback-action>,
+//! <https://developers.line.biz/en/reference/messaging-api/#send-reply-message>
 
 use crate::secret::Secret;
 
+use super::buttons::{self, Action};
 use super::channel::Keys;
-use super::{Error, Message, Notifier, Receipt, Result, split_text};
+use super::config::Language;
+use super::{ApprovalPrompt, Error, Message, Notifier, Receipt, Result, split_text};
 
 /// LINE's limit on one text message.
 pub const MAX_CHARS: usize = 5000;
@@ -24,11 +34,14 @@ pub struct LineConfig {
     pub to: String,
     /// API base URL (default `https://api.line.me`).
     pub api_url: String,
+    /// The channel secret: with it, approval requests carry Approve / Reject and webhooks to
+    /// `POST /chat/line/webhook` are verified with it (`X-Line-Signature`).
+    pub channel_secret: Option<Secret>,
 }
 
 impl LineConfig {
     /// Its secret keys.
-    pub const SECRETS: &[&str] = &["channel_token"];
+    pub const SECRETS: &[&str] = &["channel_token", "channel_secret"];
     /// Default `rate_per_minute`: about one a second.
     pub const RATE_PER_MINUTE: u32 = 60;
 
@@ -45,6 +58,7 @@ impl LineConfig {
             channel_token: k.secret("channel_token")?,
             to: to.clone(),
             api_url: k.api_base("https://api.line.me")?,
+            channel_secret: k.optional_secret("channel_secret"),
         })
     }
 }
@@ -55,6 +69,8 @@ pub struct Line {
     api_url: String,
     token: Secret,
     to: String,
+    /// The buttons' language, when approval requests carry buttons.
+    buttons: Option<Language>,
 }
 
 impl Line {
@@ -65,7 +81,70 @@ impl Line {
             api_url: api_url.trim_end_matches('/').to_string(),
             token,
             to: to.to_string(),
+            buttons: None,
         }
+    }
+
+    /// Approval requests get Approve / Reject labelled in `lang`.
+    pub fn with_buttons(mut self, lang: Language) -> Line {
+        self.buttons = Some(lang);
+        self
+    }
+
+    /// The confirm template that asks for an approval (exactly two actions, as LINE requires).
+    pub fn confirm(prompt: &ApprovalPrompt, lang: Language) -> serde_json::Value {
+        let question = buttons::question(prompt, lang);
+        let actions: Vec<_> = Action::ALL
+            .into_iter()
+            .map(|a| {
+                serde_json::json!({
+                    "type": "postback",
+                    "label": a.label(lang),
+                    "data": a.data(prompt.job_id),
+                    "displayText": a.label(lang),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "type": "template",
+            "altText": question,
+            "template": {"type": "confirm", "text": question, "actions": actions},
+        })
+    }
+
+    /// Answers a webhook event through the reply API: one text message to the `reply_token`
+    /// of the event (valid once, for a short while after the event).
+    pub async fn reply(&self, reply_token: &str, text: &str) -> Result<()> {
+        let resp = self
+            .http
+            .post(format!("{}/v2/bot/message/reply", self.api_url))
+            .bearer_auth(self.token.expose())
+            .json(&serde_json::json!({
+                "replyToken": reply_token,
+                "messages": [{"type": "text", "text": text}],
+            }))
+            .send()
+            .await
+            .map_err(|e| Error::from_reqwest("line", e))?;
+        Self::check(resp).await.map(|_| ())
+    }
+
+    /// A non-2xx answer as an error with LINE's `message`; else the `x-line-request-id`.
+    async fn check(resp: reqwest::Response) -> Result<String> {
+        let status = resp.status();
+        let request_id = resp
+            .headers()
+            .get("x-line-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string();
+        if status.is_success() {
+            return Ok(request_id);
+        }
+        let headers = resp.headers().clone();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let detail = body["message"].as_str().unwrap_or("no message").to_string();
+        Err(Error::from_status("line", status, &headers, detail))
     }
 
     /// The pushes to make: groups of at most five texts of at most 5000 UTF-16 units each.
@@ -93,12 +172,24 @@ impl Line {
 impl Notifier for Line {
     async fn send(&self, msg: &Message) -> Result<Receipt> {
         let url = format!("{}/v2/bot/message/push", self.api_url);
+        let mut pushes: Vec<Vec<serde_json::Value>> = Self::pushes(msg)
+            .into_iter()
+            .map(|texts| {
+                texts
+                    .iter()
+                    .map(|t| serde_json::json!({"type": "text", "text": t}))
+                    .collect()
+            })
+            .collect();
+        if let (Some(lang), Some(prompt)) = (self.buttons, &msg.approval) {
+            let confirm = Self::confirm(prompt, lang);
+            match pushes.last_mut() {
+                Some(last) if last.len() < MAX_MESSAGES => last.push(confirm),
+                _ => pushes.push(vec![confirm]),
+            }
+        }
         let mut ids = Vec::new();
-        for (i, texts) in Self::pushes(msg).into_iter().enumerate() {
-            let messages: Vec<_> = texts
-                .iter()
-                .map(|t| serde_json::json!({"type": "text", "text": t}))
-                .collect();
+        for (i, messages) in pushes.into_iter().enumerate() {
             let resp = self
                 .http
                 .post(&url)
@@ -108,25 +199,17 @@ impl Notifier for Line {
                 .send()
                 .await
                 .map_err(|e| Error::from_reqwest("line", e))?;
-            let status = resp.status();
-            let request_id = resp
-                .headers()
-                .get("x-line-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_string();
-            if status.as_u16() == 409 {
+            if resp.status().as_u16() == 409 {
                 // Accepted earlier under this retry key: a previous attempt got through.
+                let request_id = resp
+                    .headers()
+                    .get("x-line-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
                 ids.push(format!("{request_id} (already accepted)"));
                 continue;
             }
-            if !status.is_success() {
-                let headers = resp.headers().clone();
-                let body: serde_json::Value = resp.json().await.unwrap_or_default();
-                let detail = body["message"].as_str().unwrap_or("no message").to_string();
-                return Err(Error::from_status("line", status, &headers, detail));
-            }
-            ids.push(request_id);
+            ids.push(Self::check(resp).await?);
         }
         Ok(Receipt {
             status: 200,
@@ -156,6 +239,7 @@ mod tests {
             event_json: "{}".into(),
             retry_key: uuid::Uuid::new_v4().to_string(),
             event: "test".into(),
+            approval: None,
         };
         let pushes = Line::pushes(&msg);
         assert_eq!(pushes.iter().map(Vec::len).collect::<Vec<_>>(), vec![5, 1]);
@@ -164,6 +248,33 @@ mod tests {
                 .iter()
                 .flatten()
                 .all(|t| t.encode_utf16().count() <= MAX_CHARS)
+        );
+    }
+
+    #[test]
+    fn the_confirm_template_asks_with_two_postbacks_within_line_s_limits() {
+        let prompt = ApprovalPrompt {
+            job_id: 5,
+            expires_at: "2026-11-30T12:00:00Z".into(),
+            ..ApprovalPrompt::default()
+        };
+        let c = Line::confirm(&prompt, Language::ZhTw);
+        assert_eq!(c["template"]["type"], "confirm");
+        let text = c["template"]["text"].as_str().unwrap();
+        assert_eq!(text, "是否核准修復 job 5？等候至 2026-11-30T12:00:00Z。");
+        assert!(text.chars().count() <= 240);
+        let data: Vec<_> = c["template"]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["type"].as_str().unwrap(), a["data"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            data,
+            [
+                ("postback", "aiops:approve:5"),
+                ("postback", "aiops:reject:5")
+            ]
         );
     }
 }

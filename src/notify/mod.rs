@@ -18,6 +18,7 @@
 //! are stages of their own, not repeated per channel. Errors never carry a secret: they are
 //! built from status codes and API descriptions, never from URLs or tokens.
 
+pub mod buttons;
 pub mod channel;
 pub mod config;
 pub mod dispatch;
@@ -497,6 +498,9 @@ pub struct Message {
     pub retry_key: String,
     /// Event kind name.
     pub event: String,
+    /// The approval the message asks for (`approval_requested`), read from the event by the
+    /// dispatcher: chat channels that can receive the click add Approve / Reject buttons.
+    pub approval: Option<ApprovalPrompt>,
 }
 
 /// What a channel's API answered on success.
@@ -516,27 +520,38 @@ pub trait Notifier: Send + Sync {
     async fn send(&self, msg: &Message) -> Result<Receipt>;
 }
 
-/// Builds the notifier of a configured channel.
+/// Builds the notifier of a configured channel; `lang` labels the approval buttons of the chat
+/// channels that can receive clicks (Telegram with `approvals: true`, Slack with a
+/// `signing_secret`, LINE with a `channel_secret`).
 pub fn notifier(
     kind: &channel::ChannelKind,
     http: &reqwest::Client,
     timeout: Duration,
+    lang: config::Language,
 ) -> Result<Arc<dyn Notifier>> {
     use channel::ChannelKind as K;
     Ok(match kind {
-        K::Telegram(c) => Arc::new(telegram::Telegram::new(
-            http.clone(),
-            &c.api_url,
-            c.bot_token.clone(),
-            &c.chat_id,
-        )),
-        K::Line(c) => Arc::new(line::Line::new(
-            http.clone(),
-            &c.api_url,
-            c.channel_token.clone(),
-            &c.to,
-        )),
-        K::Slack(c) => Arc::new(slack::Slack::new(http.clone(), c.webhook_url.clone())),
+        K::Telegram(c) => {
+            let t =
+                telegram::Telegram::new(http.clone(), &c.api_url, c.bot_token.clone(), &c.chat_id);
+            Arc::new(if c.approvals { t.with_buttons(lang) } else { t })
+        }
+        K::Line(c) => {
+            let l = line::Line::new(http.clone(), &c.api_url, c.channel_token.clone(), &c.to);
+            Arc::new(if c.channel_secret.is_some() {
+                l.with_buttons(lang)
+            } else {
+                l
+            })
+        }
+        K::Slack(c) => {
+            let s = slack::Slack::new(http.clone(), c.webhook_url.clone());
+            Arc::new(if c.signing_secret.is_some() {
+                s.with_buttons(lang)
+            } else {
+                s
+            })
+        }
         K::Webhook(c) => Arc::new(webhook::Webhook::new(http.clone(), c.url.clone())),
         K::Email(c) => Arc::new(email::Email::new(
             &c.smtp_url,
@@ -608,7 +623,10 @@ pub fn notifiers(settings: &NotifySettings) -> Result<BTreeMap<String, Arc<dyn N
     settings
         .channels
         .iter()
-        .map(|(name, c)| Ok((name.clone(), notifier(&c.kind, &http, settings.timeout.0)?)))
+        .map(|(name, c)| {
+            let n = notifier(&c.kind, &http, settings.timeout.0, settings.language)?;
+            Ok((name.clone(), n))
+        })
         .collect()
 }
 

@@ -273,3 +273,235 @@ impl Smtp {
         self.mails.lock().unwrap().clone()
     }
 }
+
+/// A stand-in for the Telegram Bot API of one bot, as far as approvals use it
+/// (<https://core.telegram.org/bots/api>): `sendMessage` answers the sent Message,
+/// `getUpdates` long-polls (answers at once when an update at or past `offset` is queued, else
+/// when one is queued or `timeout` runs out; updates below `offset` are confirmed and
+/// forgotten, as Telegram does; a newer `getUpdates` terminates a waiting one with 409, as
+/// Telegram does when two processes poll one bot), `answerCallbackQuery` and `editMessageText`
+/// answer `true` and the edited Message. Every request is recorded with its method and JSON body.
+pub struct TelegramBot {
+    pub url: String,
+    state: Arc<BotState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct BotState {
+    calls: Mutex<Vec<(String, serde_json::Value)>>,
+    updates: Mutex<Vec<serde_json::Value>>,
+    /// Answers 409 to getUpdates while set, as Telegram does while another poller runs.
+    conflict: std::sync::atomic::AtomicBool,
+    queued: tokio::sync::Notify,
+    next_id: std::sync::atomic::AtomicI64,
+    /// The generation of the latest getUpdates: an older one still waiting is terminated.
+    polls: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for TelegramBot {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One Bot API call the stand-in received.
+#[derive(Clone, Debug)]
+pub struct BotCall {
+    pub method: String,
+    pub body: serde_json::Value,
+}
+
+async fn bot_handle(
+    State(s): State<Arc<BotState>>,
+    axum::extract::Path((_token, method)): axum::extract::Path<(String, String)>,
+    body: Bytes,
+) -> axum::response::Response {
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    s.calls.lock().unwrap().push((method.clone(), body.clone()));
+    let ok = |result: serde_json::Value| {
+        axum::Json(serde_json::json!({"ok": true, "result": result})).into_response()
+    };
+    match method.as_str() {
+        "getUpdates" => {
+            let conflict = || {
+                let answer = serde_json::json!({"ok": false, "error_code": 409, "description": "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"});
+                (StatusCode::CONFLICT, axum::Json(answer)).into_response()
+            };
+            if s.conflict.load(std::sync::atomic::Ordering::SeqCst) {
+                return conflict();
+            }
+            let generation = s.polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            // Wakes the waiting poll, if any, so it sees it was superseded.
+            s.queued.notify_waiters();
+            let offset = body["offset"].as_i64().unwrap_or(i64::MIN);
+            let deadline = tokio::time::Instant::now()
+                + Duration::from_secs(body["timeout"].as_u64().unwrap_or(0));
+            loop {
+                let queued = s.queued.notified();
+                if s.polls.load(std::sync::atomic::Ordering::SeqCst) != generation {
+                    return conflict();
+                }
+                let pending: Vec<_> = {
+                    let mut updates = s.updates.lock().unwrap();
+                    updates.retain(|u| u["update_id"].as_i64().unwrap() >= offset);
+                    updates.clone()
+                };
+                if !pending.is_empty() || tokio::time::Instant::now() >= deadline {
+                    return ok(serde_json::Value::Array(pending));
+                }
+                let _ = tokio::time::timeout_at(deadline, queued).await;
+            }
+        }
+        "sendMessage" => {
+            let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            ok(serde_json::json!({
+                "message_id": id,
+                "chat": {"id": body["chat_id"].as_str().and_then(|c| c.parse::<i64>().ok()), "type": "group"},
+                "date": 0,
+                "text": body["text"],
+            }))
+        }
+        "answerCallbackQuery" => ok(serde_json::Value::Bool(true)),
+        "editMessageText" | "editMessageReplyMarkup" => ok(serde_json::json!({
+            "message_id": body["message_id"],
+            "chat": {"id": body["chat_id"], "type": "group"},
+            "date": 0,
+            "text": body["text"],
+        })),
+        other => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"ok": false, "error_code": 404, "description": format!("Not Found: method {other}")})),
+        )
+            .into_response(),
+    }
+}
+
+impl TelegramBot {
+    pub async fn start() -> TelegramBot {
+        let state = Arc::new(BotState::default());
+        let app = axum::Router::new()
+            .route("/{token}/{method}", axum::routing::post(bot_handle))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        TelegramBot { url, state, task }
+    }
+
+    pub fn calls(&self) -> Vec<BotCall> {
+        self.state
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(method, body)| BotCall {
+                method: method.clone(),
+                body: body.clone(),
+            })
+            .collect()
+    }
+
+    /// The calls of one method.
+    pub fn calls_of(&self, method: &str) -> Vec<serde_json::Value> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == method)
+            .map(|c| c.body)
+            .collect()
+    }
+
+    /// While `on`, getUpdates answers 409 Conflict.
+    pub fn conflict(&self, on: bool) {
+        self.state
+            .conflict
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Queues a click on an inline keyboard button, as a `callback_query` update
+    /// (<https://core.telegram.org/bots/api#callbackquery>): `from` the user id, `message` the
+    /// sent message (its `sendMessage` body) the keyboard was under.
+    pub fn click(
+        &self,
+        update_id: i64,
+        from: i64,
+        name: &str,
+        message: &serde_json::Value,
+        data: &str,
+    ) {
+        let text = message["text"].as_str().unwrap_or_default();
+        // What Telegram returns for HTML text: the plain text and its entities.
+        let plain = text.replace("<b>", "").replace("</b>", "");
+        let bold = plain
+            .split('\n')
+            .next()
+            .unwrap_or_default()
+            .encode_utf16()
+            .count();
+        let update = serde_json::json!({
+            "update_id": update_id,
+            "callback_query": {
+                "id": format!("cq{update_id}"),
+                "from": {"id": from, "is_bot": false, "first_name": name},
+                "message": {
+                    "message_id": message["message_id"],
+                    "chat": {"id": message["chat_id"].as_str().and_then(|c| c.parse::<i64>().ok()), "type": "group"},
+                    "date": 0,
+                    "text": plain,
+                    "entities": [{"type": "bold", "offset": 0, "length": bold}],
+                },
+                "chat_instance": "1",
+                "data": data,
+            }
+        });
+        self.state.updates.lock().unwrap().push(update);
+        self.state.queued.notify_waiters();
+    }
+
+    /// The sendMessage bodies with the id each was answered with.
+    pub fn sent(&self) -> Vec<serde_json::Value> {
+        self.calls_of("sendMessage")
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut b)| {
+                b["message_id"] = serde_json::json!(i as i64 + 1);
+                b
+            })
+            .collect()
+    }
+
+    /// Waits for the first message sent with an inline keyboard (an approval request) and
+    /// returns its `sendMessage` body, with the `message_id` it was answered with.
+    pub async fn keyboard_message(&self) -> serde_json::Value {
+        let with_keyboard = |m: &serde_json::Value| !m["reply_markup"].is_null();
+        self.wait_for("a message with an inline keyboard", |c| {
+            c.iter()
+                .any(|c| c.method == "sendMessage" && with_keyboard(&c.body))
+        })
+        .await;
+        self.sent().into_iter().find(with_keyboard).unwrap()
+    }
+
+    /// Polls until `pred` holds for the calls.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[BotCall]) -> bool) -> Vec<BotCall> {
+        wait::until_ok(
+            what,
+            Duration::from_secs(30),
+            async || {
+                let c = self.calls();
+                if pred(&c) {
+                    Ok(c)
+                } else {
+                    Err(c
+                        .iter()
+                        .map(|c| format!("{} {}", c.method, c.body))
+                        .collect::<Vec<_>>())
+                }
+            },
+            String::new,
+        )
+        .await
+    }
+}
