@@ -13,9 +13,11 @@
 //! a [`WriteTx`]'s transaction is reachable from outside, so a schema change is checked here.
 //! Submodules are split by concern: `intake` (alerts, decisions, guard counts), `jobs`,
 //! `kb` (rollups, notes, the knowledge base's reads), `listing` (the API's pages and audit
-//! log), `notify` (the outbox), `deploy`, `retention`.
+//! log), `notify` (the outbox), `deploy`, `retention`, `history` (the recorded history as a
+//! timeline, and its replay into a scratch store for `aiops replay`).
 
 mod deploy;
+mod history;
 mod intake;
 mod jobs;
 mod kb;
@@ -33,6 +35,9 @@ use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use deploy::{AppRecord, DeploymentRecord};
+pub use history::{
+    CopiedRow, HistoryAlert, HistoryItem, HistoryTable, Position, RecordedDecision,
+};
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
 pub use kb::{DAY_MS, LastFix, NewNote, Note, RollupSum, TargetRollup, TtrSample};
