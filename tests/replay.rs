@@ -166,8 +166,9 @@ async fn seed_week(app: &TestApp, raw: &sqlx::AnyPool) {
         // Before the replayed week: a repair of web.
         (vec![web.clone()], 2 * DAY + 12 * HOUR),
         (vec![web.clone()], DAY),
-        (vec![api.clone()], DAY),
-        // A day after the last: allowed by the 1h cooldown, refused by 2d.
+        (vec![api.clone()], 12 * HOUR),
+        // A day and a half after the last repair of web: allowed by the 1h cooldown, refused
+        // by 2d.
         (vec![web.clone()], HOUR / 2),
         // Half an hour later: refused by both cooldowns.
         (vec![web.clone()], DAY),
