@@ -123,7 +123,10 @@ async fn move_back(raw: &sqlx::AnyPool, by: i64) {
     }
 }
 
-fn labels<'a>(name: &'a str, app: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+/// An alert's labels.
+type Labels<'a> = Vec<(&'a str, &'a str)>;
+
+fn labels<'a>(name: &'a str, app: &'a str, extra: &[(&'a str, &'a str)]) -> Labels<'a> {
     let mut l = vec![("alertname", name), ("namespace", "prod"), ("app", app)];
     l.extend_from_slice(extra);
     l
@@ -135,7 +138,7 @@ fn now() -> String {
 }
 
 /// A payload of alerts in `status`, all starting at `starts_at`.
-fn webhook(status: &str, alerts: &[Vec<(&str, &str)>], starts_at: &str) -> String {
+fn webhook(status: &str, alerts: &[Labels], starts_at: &str) -> String {
     group(alerts.iter().map(|l| alert(status, l, starts_at)).collect()).to_string()
 }
 
@@ -162,7 +165,7 @@ async fn seed_week(app: &TestApp, raw: &sqlx::AnyPool) {
     let demo = labels("DemoDirty", "demo", &[]);
     let calm = labels("CalmDown", "calm", &[]);
     let watchdog = labels("Watchdog", "none", &[]);
-    let steps: Vec<(Vec<Vec<(&str, &str)>>, i64)> = vec![
+    let steps: Vec<(Vec<Labels>, i64)> = vec![
         // Before the replayed week: a repair of web.
         (vec![web.clone()], 2 * DAY + 12 * HOUR),
         (vec![web.clone()], DAY),
@@ -184,7 +187,11 @@ async fn seed_week(app: &TestApp, raw: &sqlx::AnyPool) {
     // target_busy. Then ApiSlow resolves and its job is cancelled: today api is free, but the
     // replay must see it busy as it was.
     let slow_starts = now();
-    post(app, webhook("firing", &[slow.clone()], &slow_starts)).await;
+    post(
+        app,
+        webhook("firing", std::slice::from_ref(&slow), &slow_starts),
+    )
+    .await;
     post(app, webhook("firing", &[api], &now())).await;
     post(app, webhook("resolved", &[slow], &slow_starts)).await;
     settle(app).await;
@@ -221,14 +228,17 @@ fn rfc3339(ms: i64) -> String {
 /// recorded 1-hour one allowed: the repair it counts from is the second one of web.
 async fn cooldown_detail(raw: &sqlx::AnyPool) -> String {
     use sqlx::Row;
-    let rows = sqlx::query(
-        "SELECT finished_at FROM jobs WHERE rule = 'restart-web' ORDER BY created_at",
-    )
-    .fetch_all(raw)
-    .await
-    .unwrap();
+    let rows =
+        sqlx::query("SELECT finished_at FROM jobs WHERE rule = 'restart-web' ORDER BY created_at")
+            .fetch_all(raw)
+            .await
+            .unwrap();
     let last: i64 = rows[1].get("finished_at");
-    let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap().to_rfc3339();
+    let at = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .to_rfc3339()
+    };
     format!(
         "rule restart-web last acted on prod/Deployment/web at {}; cooldown 2days lasts until {}",
         at(last),
@@ -316,7 +326,11 @@ async fn a_seeded_week_replays_with_exactly_the_expected_differences(db: Db) {
         "totals: 11 replayed, 6 same, 5 different (would_act 1, would_not_act 3, other_playbook 1)"
             .to_string(),
     ];
-    assert_eq!(out.lines().skip(1).collect::<Vec<_>>(), expected, "{out}\n{err}");
+    assert_eq!(
+        out.lines().skip(1).collect::<Vec<_>>(),
+        expected,
+        "{out}\n{err}"
+    );
     assert!(
         out.starts_with("replayed 11 firing alert(s) received "),
         "{out}"
@@ -325,7 +339,14 @@ async fn a_seeded_week_replays_with_exactly_the_expected_differences(db: Db) {
     // --fail-on-diff turns differences into exit 1 for CI.
     let (status, _, _) = run_cli(
         dir,
-        &["replay", "--since", "7d", "--rules", changed, "--fail-on-diff"],
+        &[
+            "replay",
+            "--since",
+            "7d",
+            "--rules",
+            changed,
+            "--fail-on-diff",
+        ],
         &env,
     );
     assert_eq!(status.code(), Some(1));
@@ -367,25 +388,52 @@ async fn a_seeded_week_replays_with_exactly_the_expected_differences(db: Db) {
     assert_eq!(
         report["differences"],
         json!([
-            diff(&api, "ApiOOM", "other_playbook",
-                 json!([job("api-oom", "restart", "api")]), json!([job("api-oom", "rollback", "api")])),
-            diff(&web, "WebDown", "would_not_act",
-                 json!([job("restart-web", "restart", "web")]),
-                 json!([{"rule": "restart-web", "verdict": "refused", "reason": "cooldown",
-                         "playbook": null, "mode": null, "target": "prod/Deployment/web"}])),
-            diff(&warning, "WorkerStuck", "would_not_act",
-                 json!([job("worker-stuck", "restart", "other")]), json!([])),
-            diff(&demo, "DemoDirty", "would_not_act",
-                 json!([job("demo-dirty", "restart", "demo")]), json!([])),
-            diff(&calm, "CalmDown", "would_act",
-                 json!([]), json!([job("calm-restart", "restart", "calm")])),
+            diff(
+                &api,
+                "ApiOOM",
+                "other_playbook",
+                json!([job("api-oom", "restart", "api")]),
+                json!([job("api-oom", "rollback", "api")])
+            ),
+            diff(
+                &web,
+                "WebDown",
+                "would_not_act",
+                json!([job("restart-web", "restart", "web")]),
+                json!([{"rule": "restart-web", "verdict": "refused", "reason": "cooldown",
+                         "playbook": null, "mode": null, "target": "prod/Deployment/web"}])
+            ),
+            diff(
+                &warning,
+                "WorkerStuck",
+                "would_not_act",
+                json!([job("worker-stuck", "restart", "other")]),
+                json!([])
+            ),
+            diff(
+                &demo,
+                "DemoDirty",
+                "would_not_act",
+                json!([job("demo-dirty", "restart", "demo")]),
+                json!([])
+            ),
+            diff(
+                &calm,
+                "CalmDown",
+                "would_act",
+                json!([]),
+                json!([job("calm-restart", "restart", "calm")])
+            ),
         ])
     );
 
     // The store is as it was: every table's rows, and on SQLite the file itself.
     assert_eq!(counts(&app.db.url).await, before);
     if let (Some(f), Some(bytes)) = (file, bytes) {
-        assert!(std::fs::read(f).unwrap() == bytes, "replay changed the store file");
+        assert!(
+            std::fs::read(f).unwrap() == bytes,
+            "replay changed the store file"
+        );
     }
 }
 both_backends!(a_seeded_week_replays_with_exactly_the_expected_differences);
@@ -395,7 +443,10 @@ fn a_bad_since_or_rules_with_errors_exit_2_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let env = HashMap::from([(
         "AIOPS_DATABASE_URL",
-        format!("sqlite://{}?mode=rwc", dir.path().join("aiops.db").display()),
+        format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("aiops.db").display()
+        ),
     )]);
 
     let (status, out, err) = run_cli(dir.path(), &["replay", "--since", "last week"], &env);
@@ -412,11 +463,20 @@ fn a_bad_since_or_rules_with_errors_exit_2_with_a_clear_error() {
     );
     let (status, out, err) = run_cli(
         dir.path(),
-        &["replay", "--since", "7d", "--rules", broken.to_str().unwrap()],
+        &[
+            "replay",
+            "--since",
+            "7d",
+            "--rules",
+            broken.to_str().unwrap(),
+        ],
         &env,
     );
     assert_eq!(status.code(), Some(2), "{out}\n{err}");
-    assert!(err.starts_with("error: invalid rules or playbooks:"), "{err}");
+    assert!(
+        err.starts_with("error: invalid rules or playbooks:"),
+        "{err}"
+    );
     assert!(err.contains("no-such-playbook"), "{err}");
     assert!(
         !dir.path().join("aiops.db").exists(),

@@ -48,7 +48,9 @@ fn parse_when(v: &str) -> Result<DateTime<Utc>, String> {
         return Ok(t.to_utc());
     }
     let d = aiops::config::parse_duration(v).map_err(|e| {
-        format!("{v:?} is neither a duration (7d, 36h) nor an RFC 3339 time (2026-11-23T00:00:00Z): {e}")
+        format!(
+            "{v:?} is neither a duration (7d, 36h) nor an RFC 3339 time (2026-11-23T00:00:00Z): {e}"
+        )
     })?;
     let d = chrono::TimeDelta::from_std(d).map_err(|e| format!("{v:?}: {e}"))?;
     Utc::now()

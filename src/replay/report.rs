@@ -47,7 +47,8 @@ impl Kind {
         {
             return None;
         }
-        let jobs = |o: &[Outcome]| -> Vec<Outcome> { o.iter().filter(|x| x.acted()).cloned().collect() };
+        let jobs =
+            |o: &[Outcome]| -> Vec<Outcome> { o.iter().filter(|x| x.acted()).cloned().collect() };
         let (before, after) = (jobs(recorded), jobs(replayed));
         let rules = |o: &[Outcome]| -> Vec<String> { o.iter().map(|x| x.rule.clone()).collect() };
         Some(match (before.is_empty(), after.is_empty()) {
@@ -179,7 +180,12 @@ impl Report {
         }
     }
 
-    pub(super) fn add(&mut self, alert: &HistoryAlert, recorded: Vec<Outcome>, replayed: Vec<Outcome>) {
+    pub(super) fn add(
+        &mut self,
+        alert: &HistoryAlert,
+        recorded: Vec<Outcome>,
+        replayed: Vec<Outcome>,
+    ) {
         self.totals.replayed += 1;
         match Kind::between(&recorded, &replayed) {
             None => self.totals.same += 1,

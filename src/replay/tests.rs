@@ -1,7 +1,7 @@
 //! How a recorded and a replayed decision are compared (the kinds a rule author sees).
 
-use super::report::Kind;
 use super::Outcome;
+use super::report::Kind;
 use crate::decision::Verdict;
 use crate::rules::Mode;
 
@@ -35,33 +35,51 @@ fn the_same_verdicts_with_other_details_are_no_difference() {
     later.detail = "another sentence naming other times".into();
     assert_eq!(Kind::between(&[refused("r", "cooldown")], &[later]), None);
     let a = job("r", "restart", Mode::Auto);
-    assert_eq!(Kind::between(&[a.clone()], &[a]), None);
+    assert_eq!(
+        Kind::between(std::slice::from_ref(&a), std::slice::from_ref(&a)),
+        None
+    );
     assert_eq!(Kind::between(&[], &[]), None);
 }
 
 #[test]
 fn each_kind_of_difference_is_told_apart() {
     let auto = job("r", "restart", Mode::Auto);
-    assert_eq!(Kind::between(&[], &[auto.clone()]), Some(Kind::WouldAct));
     assert_eq!(
-        Kind::between(&[refused("r", "target_busy")], &[auto.clone()]),
+        Kind::between(&[], std::slice::from_ref(&auto)),
         Some(Kind::WouldAct)
     );
-    assert_eq!(Kind::between(&[auto.clone()], &[]), Some(Kind::WouldNotAct));
     assert_eq!(
-        Kind::between(&[auto.clone()], &[refused("r", "cooldown")]),
+        Kind::between(&[refused("r", "target_busy")], std::slice::from_ref(&auto)),
+        Some(Kind::WouldAct)
+    );
+    assert_eq!(
+        Kind::between(std::slice::from_ref(&auto), &[]),
         Some(Kind::WouldNotAct)
     );
     assert_eq!(
-        Kind::between(&[auto.clone()], &[job("s", "restart", Mode::Auto)]),
+        Kind::between(std::slice::from_ref(&auto), &[refused("r", "cooldown")]),
+        Some(Kind::WouldNotAct)
+    );
+    assert_eq!(
+        Kind::between(
+            std::slice::from_ref(&auto),
+            &[job("s", "restart", Mode::Auto)]
+        ),
         Some(Kind::OtherRule)
     );
     assert_eq!(
-        Kind::between(&[auto.clone()], &[job("r", "bump-memory", Mode::Auto)]),
+        Kind::between(
+            std::slice::from_ref(&auto),
+            &[job("r", "bump-memory", Mode::Auto)]
+        ),
         Some(Kind::OtherPlaybook)
     );
     assert_eq!(
-        Kind::between(&[auto.clone()], &[job("r", "restart", Mode::Shadow)]),
+        Kind::between(
+            std::slice::from_ref(&auto),
+            &[job("r", "restart", Mode::Shadow)]
+        ),
         Some(Kind::OtherMode)
     );
     assert_eq!(
@@ -72,8 +90,9 @@ fn each_kind_of_difference_is_told_apart() {
         Kind::between(&[refused("r", "cooldown")], &[]),
         Some(Kind::OtherVerdict)
     );
+    let beside = [auto.clone(), refused("s", "budget")];
     assert_eq!(
-        Kind::between(&[auto.clone()], &[auto, refused("s", "budget")]),
+        Kind::between(std::slice::from_ref(&auto), &beside),
         Some(Kind::OtherVerdict)
     );
 }

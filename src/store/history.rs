@@ -48,9 +48,7 @@ impl CopiedRow {
                     AnyTypeInfoKind::SmallInt
                     | AnyTypeInfoKind::Integer
                     | AnyTypeInfoKind::BigInt => Cell::Int(row.try_get(i)?),
-                    AnyTypeInfoKind::Real | AnyTypeInfoKind::Double => {
-                        Cell::Real(row.try_get(i)?)
-                    }
+                    AnyTypeInfoKind::Real | AnyTypeInfoKind::Double => Cell::Real(row.try_get(i)?),
                     AnyTypeInfoKind::Text => Cell::Text(row.try_get(i)?),
                     AnyTypeInfoKind::Blob => Cell::Blob(row.try_get(i)?),
                 }
@@ -257,11 +255,7 @@ impl Store {
 
     /// The recorded verdicts on the firing alerts received in `[since, until]`, in the order
     /// they were made.
-    pub async fn history_decisions(
-        &self,
-        since: i64,
-        until: i64,
-    ) -> Result<Vec<RecordedDecision>> {
+    pub async fn history_decisions(&self, since: i64, until: i64) -> Result<Vec<RecordedDecision>> {
         let rows = sqlx::query(
             "SELECT d.alert_event_id, d.rule, d.verdict, d.reason, d.target_key, d.detail, j.spec \
              FROM decisions d JOIN alert_events a ON a.id = d.alert_event_id \
@@ -274,13 +268,9 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
+                // No spec: the job was pruned (retention), or the verdict was a refusal.
                 let spec = match r.try_get::<Option<String>, _>("spec")? {
-                    Some(text) => {
-                        Some(serde_json::from_str(&text).map_err(|e| Error::Corrupt {
-                            column: "spec",
-                            message: e.to_string(),
-                        })?)
-                    }
+                    Some(_) => Some(super::jobs::spec_col(r)?),
                     None => None,
                 };
                 Ok(RecordedDecision {
@@ -296,23 +286,31 @@ impl Store {
             .collect()
     }
 
+    /// The rows `sql` selects with `$1` bound to `until`.
+    async fn rows_until(&self, sql: &'static str, until: i64) -> Result<Vec<AnyRow>> {
+        Ok(sqlx::query(sql).bind(until).fetch_all(&self.pool).await?)
+    }
+
     /// Everything up to `until` that the guards' reads depend on, in the order it happened.
     pub async fn history_timeline(&self, until: i64) -> Result<Vec<HistoryItem>> {
         let mut items = Vec::new();
         // Each job in its first state: its first event says which (queued, waiting, or a state
         // a later version added).
-        let jobs = sqlx::query(
-            "SELECT j.*, (SELECT e.to_state FROM job_events e WHERE e.job_id = j.id \
-             ORDER BY e.id LIMIT 1) AS first_state FROM jobs j WHERE j.created_at <= $1",
-        )
-        .bind(until)
-        .fetch_all(&self.pool)
-        .await?;
+        let jobs = self
+            .rows_until(
+                "SELECT j.*, (SELECT e.to_state FROM job_events e WHERE e.job_id = j.id \
+                 ORDER BY e.id LIMIT 1) AS first_state FROM jobs j WHERE j.created_at <= $1",
+                until,
+            )
+            .await?;
         for r in &jobs {
             let first: Option<String> = r.try_get("first_state")?;
             let mut row = CopiedRow::read(r)?;
             row.cells.retain(|(n, _)| n != "first_state");
-            row.set("state", Cell::Text(first.unwrap_or_else(|| "queued".into())));
+            row.set(
+                "state",
+                Cell::Text(first.unwrap_or_else(|| "queued".into())),
+            );
             for col in ["finished_at", "started_at", "parent_id", "ttr_ms"] {
                 row.set(col, Cell::Null);
             }
@@ -322,16 +320,16 @@ impl Store {
         // A cancellation at the very millisecond a resolve of the job's alert was received is
         // that resolve's (the intake cancels in the webhook's transaction): it comes after the
         // alerts decided before the resolve in the same webhook, not before all of them.
-        let events = sqlx::query(
-            "SELECT e.job_id, e.to_state, e.at, CASE WHEN e.to_state = 'cancelled' THEN \
-             (SELECT MIN(a.id) FROM alert_events a JOIN jobs j ON j.fingerprint = a.fingerprint \
-              WHERE j.id = e.job_id AND a.status = 'resolved' AND a.received_at = e.at) END AS cause \
-             FROM job_events e WHERE e.at <= $1 \
-             AND e.id > (SELECT MIN(f.id) FROM job_events f WHERE f.job_id = e.job_id)",
-        )
-        .bind(until)
-        .fetch_all(&self.pool)
-        .await?;
+        let events = self
+            .rows_until(
+                "SELECT e.job_id, e.to_state, e.at, CASE WHEN e.to_state = 'cancelled' THEN \
+                 (SELECT MIN(a.id) FROM alert_events a JOIN jobs j ON j.fingerprint = a.fingerprint \
+                  WHERE j.id = e.job_id AND a.status = 'resolved' AND a.received_at = e.at) END AS cause \
+                 FROM job_events e WHERE e.at <= $1 \
+                 AND e.id > (SELECT MIN(f.id) FROM job_events f WHERE f.job_id = e.job_id)",
+                until,
+            )
+            .await?;
         for r in &events {
             items.push(HistoryItem::JobMoved {
                 job_id: r.try_get("job_id")?,
@@ -340,13 +338,13 @@ impl Store {
                 cause: r.try_get::<Option<i64>, _>("cause")?.unwrap_or(0),
             });
         }
-        let decisions = sqlx::query(
-            "SELECT alert_event_id, rule, target_key, verdict, reason, created_at FROM decisions \
-             WHERE created_at <= $1",
-        )
-        .bind(until)
-        .fetch_all(&self.pool)
-        .await?;
+        let decisions = self
+            .rows_until(
+                "SELECT alert_event_id, rule, target_key, verdict, reason, created_at FROM decisions \
+                 WHERE created_at <= $1",
+                until,
+            )
+            .await?;
         for r in &decisions {
             items.push(HistoryItem::Decided {
                 alert_event_id: r.try_get("alert_event_id")?,
@@ -357,13 +355,13 @@ impl Store {
                 at: r.try_get("created_at")?,
             });
         }
-        let storms = sqlx::query(
-            "SELECT id, engaged_at, released_at, targets, window_ms FROM storm_brakes \
-             WHERE engaged_at <= $1",
-        )
-        .bind(until)
-        .fetch_all(&self.pool)
-        .await?;
+        let storms = self
+            .rows_until(
+                "SELECT id, engaged_at, released_at, targets, window_ms FROM storm_brakes \
+                 WHERE engaged_at <= $1",
+                until,
+            )
+            .await?;
         for r in &storms {
             let id: i64 = r.try_get("id")?;
             items.push(HistoryItem::StormEngaged {
@@ -426,7 +424,8 @@ impl WriteTx {
                 at,
                 ..
             } => {
-                let terminal = crate::store::JobState::parse(to_state).is_some_and(|s| s.is_terminal());
+                let terminal =
+                    crate::store::JobState::parse(to_state).is_some_and(|s| s.is_terminal());
                 sqlx::query(
                     "UPDATE jobs SET state = $1, updated_at = $2, \
                      finished_at = COALESCE($3, finished_at) WHERE id = $4",

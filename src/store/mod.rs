@@ -35,9 +35,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use deploy::{AppRecord, DeploymentRecord};
-pub use history::{
-    CopiedRow, HistoryAlert, HistoryItem, HistoryTable, Position, RecordedDecision,
-};
+pub use history::{CopiedRow, HistoryAlert, HistoryItem, HistoryTable, Position, RecordedDecision};
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
 pub use kb::{DAY_MS, LastFix, NewNote, Note, RollupSum, TargetRollup, TtrSample};
