@@ -135,6 +135,7 @@ impl Outcome {
                 target,
                 reason,
                 detail,
+                ..
             } => Outcome {
                 rule: rule.clone(),
                 verdict: Verdict::Refused,

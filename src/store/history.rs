@@ -390,8 +390,33 @@ impl WriteTx {
         Ok(())
     }
 
+    /// The columns of `table` a row may set: generated ones (a job's `mode`, derived from its
+    /// spec) are computed by the database, which refuses a value for them.
+    async fn settable_columns(&mut self, table: &str) -> Result<Vec<String>> {
+        let sql = match self.backend {
+            super::Backend::Sqlite => "SELECT name FROM pragma_table_xinfo($1) WHERE hidden = 0",
+            super::Backend::Postgres => {
+                "SELECT column_name AS name FROM information_schema.columns \
+                 WHERE table_name = $1 AND is_generated = 'NEVER'"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(table)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get("name").map_err(Into::into))
+            .collect()
+    }
+
     async fn insert_copy(&mut self, table: &str, row: &CopiedRow) -> Result<u64> {
-        let names: Vec<&str> = row.cells.iter().map(|(n, _)| n.as_str()).collect();
+        let settable = self.settable_columns(table).await?;
+        let cells: Vec<&(String, Cell)> = row
+            .cells
+            .iter()
+            .filter(|(n, _)| settable.contains(n))
+            .collect();
+        let names: Vec<&str> = cells.iter().map(|(n, _)| n.as_str()).collect();
         let marks: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
         // The column names come from the store's own schema (the rows were read with `*`).
         let sql = format!(
@@ -400,7 +425,7 @@ impl WriteTx {
             marks.join(", ")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (_, cell) in &row.cells {
+        for (_, cell) in cells {
             q = match cell {
                 Cell::Null => q.bind(None::<String>),
                 Cell::Int(v) => q.bind(*v),
@@ -503,5 +528,58 @@ impl HistoryTable {
         match self {
             HistoryTable::AlertEvents => "alert_events",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch store like the one `replay` builds: in-memory SQLite, migrated.
+    async fn scratch() -> Store {
+        Store::connect("sqlite::memory:", &super::super::Options::default())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_copied_row_skips_the_columns_the_database_generates() {
+        // Arrange: a source whose alert_events has a generated column (as jobs.mode is), and a
+        // row of it read whole.
+        let (source, target) = (scratch().await, scratch().await);
+        for store in [&source, &target] {
+            sqlx::query(
+                "ALTER TABLE alert_events ADD COLUMN shout TEXT \
+                 GENERATED ALWAYS AS (upper(alertname)) VIRTUAL",
+            )
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO alert_events (fingerprint, status, starts_at, alertname, labels, \
+             annotations, generator_url, receiver, group_key, received_at) \
+             VALUES ('f', 'firing', 1, 'WebDown', '{}', '{}', '', 'r', 'g', 5)",
+        )
+        .execute(&source.pool)
+        .await
+        .unwrap();
+        let rows = source.history_alert_rows(10).await.unwrap();
+        assert!(rows[0].cells.iter().any(|(n, _)| n == "shout"));
+
+        // Act
+        let mut tx = target.begin_write().await.unwrap();
+        tx.restore_rows(HistoryTable::AlertEvents, &rows)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        // Assert: the row is there, id kept, and the database computed the generated column.
+        let row = sqlx::query("SELECT id, shout FROM alert_events")
+            .fetch_one(&target.pool)
+            .await
+            .unwrap();
+        assert_eq!(row.get::<i64, _>("id"), rows[0].int("id").unwrap());
+        assert_eq!(row.get::<String, _>("shout"), "WEBDOWN");
     }
 }
