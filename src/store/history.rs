@@ -17,6 +17,7 @@ use sqlx::{Column, Row, ValueRef};
 use super::{Error, Result, Store, WriteTx};
 use crate::alert::Labels;
 use crate::job::JobSpec;
+use crate::rules::Mode;
 
 /// One column's value, as read from either backend.
 #[derive(Clone, Debug)]
@@ -151,6 +152,9 @@ pub enum HistoryItem {
         reason: String,
         /// When.
         at: i64,
+        /// The trust mode of the job it created (from the job's spec); `None` for a refusal,
+        /// whose rule's mode the store does not keep, and for a job retention pruned.
+        mode: Option<Mode>,
     },
     /// A storm brake episode opened.
     StormEngaged {
@@ -201,6 +205,15 @@ impl HistoryItem {
             } => (*at, *alert_event_id, 3, *alert_event_id),
             HistoryItem::StormEngaged { id, at, .. } => (*at, 0, 4, *id),
         }
+    }
+}
+
+/// The spec of a decision's job (a `LEFT JOIN jobs` column `spec`); `None` for a refusal, or
+/// a job retention pruned.
+fn spec_if_kept(row: &AnyRow) -> Result<Option<JobSpec>> {
+    match row.try_get::<Option<String>, _>("spec")? {
+        Some(_) => Ok(Some(super::jobs::spec_col(row)?)),
+        None => Ok(None),
     }
 }
 
@@ -268,11 +281,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                // No spec: the job was pruned (retention), or the verdict was a refusal.
-                let spec = match r.try_get::<Option<String>, _>("spec")? {
-                    Some(_) => Some(super::jobs::spec_col(r)?),
-                    None => None,
-                };
+                let spec = spec_if_kept(r)?;
                 Ok(RecordedDecision {
                     alert_event_id: r.try_get("alert_event_id")?,
                     rule: r.try_get("rule")?,
@@ -340,8 +349,8 @@ impl Store {
         }
         let decisions = self
             .rows_until(
-                "SELECT alert_event_id, rule, target_key, verdict, reason, created_at FROM decisions \
-                 WHERE created_at <= $1",
+                "SELECT d.alert_event_id, d.rule, d.target_key, d.verdict, d.reason, d.created_at, \
+                 j.spec FROM decisions d LEFT JOIN jobs j ON j.id = d.job_id WHERE d.created_at <= $1",
                 until,
             )
             .await?;
@@ -353,6 +362,7 @@ impl Store {
                 verdict: r.try_get("verdict")?,
                 reason: r.try_get("reason")?,
                 at: r.try_get("created_at")?,
+                mode: spec_if_kept(r)?.map(|s| s.mode),
             });
         }
         let storms = self
@@ -470,6 +480,9 @@ impl WriteTx {
                 verdict,
                 reason,
                 at,
+                // Every decision feeds the storm brake alike, so its mode is not needed here;
+                // it is carried for the day decisions have lanes.
+                mode: _,
             } => {
                 // The intake's own statement, so the storm brake's activity follows the
                 // decisions exactly as it did when they were made.
