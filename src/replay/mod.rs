@@ -8,7 +8,7 @@
 //! alert received at T is decided, the scratch store holds what the live store held then — the
 //! alert rows, every job in its state as of T (rebuilt from `job_events`, so a job that is
 //! finished today is busy again), the decisions' target activity (written by the intake's own
-//! statement) and the storm brake's episodes. The alert is then decided by
+//! statement), the storm brake's episodes and the maintenance windows made through the API. The alert is then decided by
 //! [`Pipeline::simulate`] at T over that scratch store with the new rules, and rolled back: the
 //! daemon's own intake transaction, guards and job plan, exactly as `aiops simulate` uses them.
 //! The live store is only read.

@@ -156,6 +156,15 @@ pub enum HistoryItem {
         /// whose rule's mode the store does not keep, and for a job retention pruned.
         mode: Option<Mode>,
     },
+    /// A row of a table the guards read whole was written (an API-made maintenance window,
+    /// in a store that has them); later changes to it (an early end) are in the copy already,
+    /// which is right for the time between its creation and today.
+    RowAdded {
+        /// The table.
+        table: HistoryTable,
+        /// The row as it is.
+        row: CopiedRow,
+    },
     /// A storm brake episode opened.
     StormEngaged {
         /// The episode.
@@ -204,6 +213,12 @@ impl HistoryItem {
                 alert_event_id, at, ..
             } => (*at, *alert_event_id, 3, *alert_event_id),
             HistoryItem::StormEngaged { id, at, .. } => (*at, 0, 4, *id),
+            HistoryItem::RowAdded { row, .. } => (
+                row.int("created_at").unwrap_or_default(),
+                0,
+                5,
+                row.int("id").unwrap_or_default(),
+            ),
         }
     }
 }
@@ -300,6 +315,24 @@ impl Store {
         Ok(sqlx::query(sql).bind(until).fetch_all(&self.pool).await?)
     }
 
+    /// Whether this store's schema has `table` (a table a later migration adds).
+    async fn table_exists(&self, table: &str) -> Result<bool> {
+        let sql = match self.backend {
+            super::Backend::Sqlite => {
+                "SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
+            super::Backend::Postgres => {
+                "SELECT 1 AS one FROM information_schema.tables WHERE table_name = $1 \
+                 AND table_schema = current_schema()"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(table)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Everything up to `until` that the guards' reads depend on, in the order it happened.
     pub async fn history_timeline(&self, until: i64) -> Result<Vec<HistoryItem>> {
         let mut items = Vec::new();
@@ -384,6 +417,20 @@ impl Store {
                 && at <= until
             {
                 items.push(HistoryItem::StormReleased { id, at });
+            }
+        }
+        for table in [HistoryTable::MaintenanceWindows] {
+            if !self.table_exists(table.name()).await? {
+                continue;
+            }
+            let sql = format!("SELECT * FROM {} WHERE created_at <= $1", table.name());
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(until)
+                .fetch_all(&self.pool)
+                .await?;
+            for r in &rows {
+                let row = CopiedRow::read(r)?;
+                items.push(HistoryItem::RowAdded { table, row });
             }
         }
         items.sort_by_key(HistoryItem::position);
@@ -517,6 +564,9 @@ impl WriteTx {
                 .await?;
                 Ok(true)
             }
+            HistoryItem::RowAdded { table, row } => {
+                Ok(self.insert_copy(table.name(), row).await? == 1)
+            }
             HistoryItem::StormReleased { id, at } => {
                 sqlx::query("UPDATE storm_brakes SET released_at = $1, open = NULL WHERE id = $2")
                     .bind(*at)
@@ -534,12 +584,15 @@ impl WriteTx {
 pub enum HistoryTable {
     /// `alert_events`.
     AlertEvents,
+    /// `maintenance_windows` (API-made windows), where the schema has it.
+    MaintenanceWindows,
 }
 
 impl HistoryTable {
     fn name(self) -> &'static str {
         match self {
             HistoryTable::AlertEvents => "alert_events",
+            HistoryTable::MaintenanceWindows => "maintenance_windows",
         }
     }
 }
@@ -594,5 +647,49 @@ mod tests {
             .unwrap();
         assert_eq!(row.get::<i64, _>("id"), rows[0].int("id").unwrap());
         assert_eq!(row.get::<String, _>("shout"), "WEBDOWN");
+    }
+
+    #[tokio::test]
+    async fn a_table_a_later_migration_adds_is_replayed_as_of_each_rows_creation() {
+        // Arrange: stores whose schema has maintenance_windows (another part's migration), and
+        // two windows, one made after the replayed period.
+        let (source, target) = (scratch().await, scratch().await);
+        for store in [&source, &target] {
+            sqlx::query(
+                "CREATE TABLE maintenance_windows (id INTEGER PRIMARY KEY, \
+                 created_at INTEGER NOT NULL, until_at INTEGER)",
+            )
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO maintenance_windows (id, created_at, until_at) VALUES (7, 100, 900), (8, 950, NULL)",
+        )
+        .execute(&source.pool)
+        .await
+        .unwrap();
+
+        // Act
+        let items = source.history_timeline(500).await.unwrap();
+        let mut tx = target.begin_write().await.unwrap();
+        for item in &items {
+            assert!(tx.restore(item).await.unwrap());
+        }
+        tx.commit().await.unwrap();
+
+        // Assert: the window made by then is there, at its creation; the later one is not.
+        assert_eq!(
+            items.iter().map(HistoryItem::position).collect::<Vec<_>>(),
+            [(100, 0, 5, 7)]
+        );
+        let ids: Vec<i64> = sqlx::query("SELECT id FROM maintenance_windows")
+            .fetch_all(&target.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get("id"))
+            .collect();
+        assert_eq!(ids, [7]);
     }
 }
