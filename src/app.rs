@@ -129,6 +129,12 @@ pub async fn open_store(settings: &Settings, access: StoreAccess) -> Result<Stor
     Ok(Store::connect(url, &opts).await?)
 }
 
+/// An empty store of its own (in-memory SQLite, migrated) for work that must never write the
+/// configured one: `replay` rebuilds the recorded history in it and decides there.
+pub async fn scratch_store() -> Result<Store> {
+    Ok(Store::connect("sqlite::memory:", &store::Options::default()).await?)
+}
+
 /// The path of the configured SQLite file when it does not exist (`None` for PostgreSQL, an
 /// in-memory store, or a file that exists).
 pub fn missing_sqlite_file(settings: &Settings) -> Option<String> {

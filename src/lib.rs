@@ -36,6 +36,7 @@ pub mod playbook;
 pub mod preflight;
 pub mod quantity;
 pub mod rbac;
+pub mod replay;
 pub mod rules;
 pub mod secret;
 pub mod store;

@@ -21,6 +21,7 @@ mod kb;
 mod manifests;
 mod notify;
 mod render;
+mod replay;
 mod serve;
 mod simulate;
 mod test_playbook;
@@ -71,6 +72,15 @@ enum Command {
     /// the guard verdict, the plan, and a dry run of the playbook against the configured
     /// cluster (cluster.state_file) listing the actions it would take.
     Simulate(simulate::Args),
+    /// Decide the stored alerts of a period again under a (changed) rule set, with the
+    /// recorded history as it was at each alert's time; print the decisions that differ.
+    ///
+    /// Compares each alert's recorded decision (per rule: job with its playbook and mode, or
+    /// the guard's refusal) with the daemon's decision under --rules/--playbooks, made at the
+    /// time the alert arrived over the history as it was then (rebuilt in a scratch store;
+    /// the configured store is only read). Prints each difference and totals; --json for CI.
+    /// Exit 0, or 1 with --fail-on-diff when a decision differs; 2 when it cannot replay.
+    Replay(replay::Args),
     /// Render an app's Kubernetes objects, monitoring and Alertmanager route from its spec.
     ///
     /// Prints one YAML stream (for kubectl apply -f -): Namespace, ServiceAccount, ConfigMap,
@@ -147,6 +157,7 @@ impl Cli {
             Command::Check(args) => check::run(config, args).await,
             Command::Init(args) => init::run(args),
             Command::Simulate(args) => simulate::run(config, args).await,
+            Command::Replay(args) => replay::run(config, args).await,
             Command::Render(args) => render::run(config, args),
             Command::Deploy(args) => deploy::run(config, args).await,
             Command::Kb(cmd) => kb::run(config, cmd).await,

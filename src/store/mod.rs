@@ -15,10 +15,12 @@
 //! `kb` (rollups, notes, the knowledge base's reads), `listing` (the API's pages and audit
 //! log), `notify` (the outbox), `deploy`, `maintenance` (windows, summaries), `retention`,
 //! `approvals` (approve mode's clicks, used link nonces, the expiry sweep's reads), `shadow`
-//! (shadow mode's evidence).
+//! (shadow mode's evidence), `history` (the recorded history as a timeline, and its replay into
+//! a scratch store for `aiops replay`).
 
 mod approvals;
 mod deploy;
+mod history;
 mod intake;
 mod jobs;
 mod kb;
@@ -39,6 +41,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use approvals::{ApprovalRecord, ApprovalTarget, NewApproval};
 pub use deploy::{AppRecord, DeploymentRecord};
+pub use history::{CopiedRow, HistoryAlert, HistoryItem, HistoryTable, Position, RecordedDecision};
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
 pub use kb::{DAY_MS, LastFix, NewNote, Note, RollupSum, TargetRollup, TtrSample};
