@@ -50,7 +50,8 @@ impl Executor {
         match crate::approval::expire_due(&self.store, outbox, store::now_ms()).await {
             Ok(jobs) => {
                 for _ in &jobs {
-                    self.metrics.jobs
+                    self.metrics
+                        .jobs
                         .entered("escalated", crate::rules::Mode::Approve);
                     self.metrics.escalations.with_label_values(&["human"]).inc();
                 }

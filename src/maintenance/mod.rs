@@ -385,9 +385,13 @@ impl Windows {
     /// Reloads the stored windows. A row that no longer checks (say, a time zone renamed in
     /// the system's database) is skipped with an error in the log; the others stay in force.
     pub async fn refresh(&self, store: &Store) -> store::Result<()> {
-        let rows = store
-            .maintenance_windows(keep_since(store::now_ms()))
-            .await?;
+        self.refresh_at(store, store::now_ms()).await
+    }
+
+    /// [`Windows::refresh`] as of `now`: `aiops replay` reloads the windows of its scratch
+    /// store (the stored windows as they were) at each replayed alert's time.
+    pub async fn refresh_at(&self, store: &Store, now: i64) -> store::Result<()> {
+        let rows = store.maintenance_windows(keep_since(now)).await?;
         let windows = rows
             .iter()
             .filter_map(|w| match Window::from_stored(w) {

@@ -270,6 +270,7 @@ pub(super) async fn decide(
         return refuse(
             tx,
             rule,
+            mode,
             Some(&target),
             Refusal::Maintenance,
             detail,

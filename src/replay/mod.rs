@@ -60,6 +60,9 @@ pub enum Error {
         #[source]
         source: pipeline::Error,
     },
+    /// The settings file's maintenance windows do not check.
+    #[error("{0}")]
+    Maintenance(String),
     /// `until` is before `since`.
     #[error("the period is empty: {until} is before {since}")]
     EmptyPeriod {
@@ -211,7 +214,13 @@ pub async fn run(
     drop(rows);
 
     // The daemon's pipeline over the scratch store, without an outbox: a decision tells nobody.
-    let pipeline = Pipeline::new(scratch.clone(), defs, settings, Metrics::new());
+    // Maintenance windows hold alerts as they did: the settings file's as they are today, the
+    // API's as the scratch store holds them at each alert's time (reloaded below).
+    let windows = crate::maintenance::Windows::new(
+        crate::maintenance::from_settings(&settings.maintenance).map_err(Error::Maintenance)?,
+    );
+    let pipeline = Pipeline::new(scratch.clone(), defs, settings, Metrics::new())
+        .with_maintenance(windows.clone());
     let defs = pipeline.definitions();
     let mut report = Report::new(period);
     let mut next = 0;
@@ -229,6 +238,10 @@ pub async fn run(
             next += 1;
         }
         tx.commit().await.map_err(Error::Scratch)?;
+        windows
+            .refresh_at(&scratch, alert.received_at)
+            .await
+            .map_err(Error::Scratch)?;
 
         let replayed = decide(&pipeline, alert, &defs, settings).await?;
         let before = recorded.remove(&alert.id).unwrap_or_default();

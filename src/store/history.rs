@@ -527,9 +527,9 @@ impl WriteTx {
                 verdict,
                 reason,
                 at,
-                // Every decision feeds the storm brake alike, so its mode is not needed here;
-                // it is carried for the day decisions have lanes.
-                mode: _,
+                // A shadow rule's decisions do not feed the storm brake (`insert_decision`
+                // reads the mode); a refusal's mode is not stored, so it counts as real.
+                mode,
             } => {
                 // The intake's own statement, so the storm brake's activity follows the
                 // decisions exactly as it did when they were made.
@@ -542,6 +542,7 @@ impl WriteTx {
                     detail: "",
                     job_id: None,
                     created_at: *at,
+                    mode: mode.unwrap_or_default(),
                 })
                 .await?;
                 Ok(true)

@@ -121,10 +121,9 @@ impl WriteTx {
         // must not pause repairs everywhere else. Nor do alerts a maintenance window held (the
         // planned work's noise must not engage the brake as the window closes), nor shadow
         // rules (they watch; they never pause real repairs).
-        if let Some(key) = d
-            .target_key
-            .filter(|_| !matches!(d.reason, "namespace_denied" | "maintenance") && d.mode != Mode::Shadow)
-        {
+        if let Some(key) = d.target_key.filter(|_| {
+            !matches!(d.reason, "namespace_denied" | "maintenance") && d.mode != Mode::Shadow
+        }) {
             sqlx::query(
                 "INSERT INTO target_activity (target_key, last_seen) VALUES ($1, $2) \
                  ON CONFLICT (target_key) DO UPDATE SET last_seen = excluded.last_seen",
