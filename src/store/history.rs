@@ -651,21 +651,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_table_a_later_migration_adds_is_replayed_as_of_each_rows_creation() {
-        // Arrange: stores whose schema has maintenance_windows (another part's migration), and
-        // two windows, one made after the replayed period.
+    async fn stored_maintenance_windows_are_replayed_as_of_each_rows_creation() {
+        // Arrange: two windows made through the API, one after the replayed period.
         let (source, target) = (scratch().await, scratch().await);
-        for store in [&source, &target] {
-            sqlx::query(
-                "CREATE TABLE maintenance_windows (id INTEGER PRIMARY KEY, \
-                 created_at INTEGER NOT NULL, until_at INTEGER)",
-            )
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        }
         sqlx::query(
-            "INSERT INTO maintenance_windows (id, created_at, until_at) VALUES (7, 100, 900), (8, 950, NULL)",
+            "INSERT INTO maintenance_windows (id, namespace, reason, created_by, created_at, until_at) \
+             VALUES (7, 'prod', 'upgrade', 'api', 100, 900), (8, 'prod', 'later', 'api', 950, NULL)",
         )
         .execute(&source.pool)
         .await
