@@ -629,3 +629,62 @@ notify:
     assert_eq!(fired.len(), 1, "{fired:#?}");
 }
 both_backends!(a_held_occurrence_sent_again_fires_alert_fired_once);
+
+async fn an_approval_during_a_window_says_when_the_repair_runs_and_it_runs_only_after(db: Db) {
+    let rules = "rules:\n  - name: restart\n    matchers: ['auto_repair=\"restart\"']\n    \
+                 playbook: restart\n    mode: approve\n    \
+                 approval: {expires: 1h, approvers: [\"telegram:42\"]}\n";
+    let app = TestApp::spawn_app(Spawn::new(db).rules(rules).env("AIOPS_JWT_SECRET", SECRET)).await;
+    let store = app.store().await;
+    let body = app
+        .post_webhook_json(firing("Down", "web", "a", &at(-1_000)))
+        .await;
+    let id = body["jobs"][0].as_i64().expect("a job awaiting approval");
+    // The window opens while the repair awaits approval.
+    let opened = aiops::store::now_ms();
+    let window = open_window(
+        &app,
+        json!({"name": "db-upgrade", "namespace": "prod", "reason": "database upgrade"}),
+        4_000,
+    )
+    .await;
+    let window_end = opened + 4_000;
+    let approver = common::api::issue(&app, SECRET, "telegram:42", "prod", "editor");
+    let (s, answer) = app
+        .api_post(&approver, &format!("/api/repairs/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(s, 200, "{answer}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "will run when maintenance window {} ends",
+            window["name"].as_str().unwrap()
+        )),
+        "{message}"
+    );
+
+    until(
+        "the approved job to be given back until the window's end",
+        DEFAULT_WITHIN,
+        async || {
+            let events = store.job_events(id).await.unwrap();
+            events
+                .iter()
+                .any(|e| e.from.as_deref() == Some("running") && e.to == "waiting")
+                .then_some(())
+        },
+        || app.log_text(),
+    )
+    .await;
+    assert!(
+        store.job_steps(id).await.unwrap().is_empty(),
+        "no playbook step ran during the window"
+    );
+    app.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    let steps = store.job_steps(id).await.unwrap();
+    assert!(
+        !steps.is_empty() && steps.iter().all(|s| s.at >= window_end),
+        "it ran after the window: {steps:#?}"
+    );
+}
+both_backends!(an_approval_during_a_window_says_when_the_repair_runs_and_it_runs_only_after);
