@@ -148,6 +148,7 @@ pub async fn run(
         store.clone(),
         Some(outbox.clone()),
         settings.notify.language,
+        pipeline.maintenance().clone(),
     );
     let pollers: Vec<_> = crate::chat::telegram::pollers(&settings.notify, &deciding)
         .into_iter()

@@ -495,3 +495,196 @@ maintenance:
     assert_eq!(detail["reason"], "nightly batch");
 }
 both_backends!(the_api_creates_lists_and_ends_windows_per_app_and_audits_every_write);
+
+/// The rule of the deferral test: its `wait` makes the job due after it was created.
+const WAIT_RULES: &str = r#"
+rules:
+  - name: restart
+    matchers: ['auto_repair="restart"']
+    playbook: restart
+    wait: 2s
+"#;
+
+async fn a_repair_that_becomes_due_inside_a_window_waits_for_its_end_and_then_runs_once(db: Db) {
+    let app = TestApp::spawn_app(
+        Spawn::new(db)
+            .rules(WAIT_RULES)
+            .env("AIOPS_JWT_SECRET", SECRET),
+    )
+    .await;
+    let store = app.store().await;
+    let body = app
+        .post_webhook_json(firing("Down", "web", "a", &at(-1_000)))
+        .await;
+    let id = body["jobs"][0].as_i64().expect("a waiting job");
+    // The window opens after the job was created (the guard let the alert through) and is
+    // still open when the rule's wait ends.
+    let opened = aiops::store::now_ms();
+    open_window(
+        &app,
+        json!({"namespace": "prod", "app": "web", "reason": "database upgrade"}),
+        5_000,
+    )
+    .await;
+    let window_end = opened + 5_000;
+
+    let deferred = until(
+        "the due job to be given back until the window's end",
+        DEFAULT_WITHIN,
+        async || {
+            let events = store.job_events(id).await.unwrap();
+            events
+                .into_iter()
+                .find(|e| e.from.as_deref() == Some("running") && e.to == "waiting")
+        },
+        || app.log_text(),
+    )
+    .await;
+    assert!(
+        deferred.note.contains("maintenance window #")
+            && deferred.note.contains("database upgrade"),
+        "{deferred:?}"
+    );
+    let job = store.job(id).await.unwrap().unwrap();
+    assert!(
+        job.not_before >= window_end && job.started_at.is_none() && job.owner.is_none(),
+        "deferred to the window's end, as never started: {job:#?}"
+    );
+    assert!(
+        store.job_steps(id).await.unwrap().is_empty(),
+        "no playbook step ran during the window"
+    );
+
+    let jobs = app.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    let steps = store.job_steps(id).await.unwrap();
+    assert!(
+        !steps.is_empty() && steps.iter().all(|s| s.at >= window_end),
+        "it ran after the window: {steps:#?}"
+    );
+    let events = store.job_events(id).await.unwrap();
+    let moves: Vec<_> = events
+        .iter()
+        .map(|e| format!("{}->{}", e.from.as_deref().unwrap_or(""), e.to))
+        .collect();
+    assert_eq!(
+        moves
+            .iter()
+            .filter(|m| m.as_str() == "running->waiting")
+            .count(),
+        1,
+        "{moves:?}"
+    );
+    assert_eq!(
+        moves.iter().filter(|m| m.ends_with("->running")).count(),
+        2,
+        "claimed once inside the window, run once after it: {moves:?}"
+    );
+}
+both_backends!(a_repair_that_becomes_due_inside_a_window_waits_for_its_end_and_then_runs_once);
+
+async fn a_held_occurrence_sent_again_fires_alert_fired_once(db: Db) {
+    let hook = StandIn::start().await;
+    hook.default_answer(Answer::new(200, "ok"));
+    let app = TestApp::spawn_app(
+        Spawn::new(db)
+            .rules(RULES)
+            .config(&format!(
+                r#"
+notify:
+  channels:
+    hook: {{type: webhook, url: "{}/hook"}}
+  routes:
+    - matchers: ['team="a"']
+      channels: [hook]
+      events: [alert_fired]
+"#,
+                hook.url
+            ))
+            .env("AIOPS_JWT_SECRET", SECRET),
+    )
+    .await;
+    open_window(
+        &app,
+        json!({"namespace": "prod", "reason": "database upgrade"}),
+        3_600_000,
+    )
+    .await;
+    let starts = at(-1_000);
+    for _ in 0..3 {
+        let body = app
+            .post_webhook_json(firing("Down", "web", "a", &starts))
+            .await;
+        assert_eq!(body["refused"].as_u64(), Some(1), "held each time: {body}");
+    }
+    let fired: Vec<_> = app
+        .store()
+        .await
+        .notifications()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.event == "alert_fired")
+        .collect();
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+}
+both_backends!(a_held_occurrence_sent_again_fires_alert_fired_once);
+
+async fn an_approval_during_a_window_says_when_the_repair_runs_and_it_runs_only_after(db: Db) {
+    let rules = "rules:\n  - name: restart\n    matchers: ['auto_repair=\"restart\"']\n    \
+                 playbook: restart\n    mode: approve\n    \
+                 approval: {expires: 1h, approvers: [\"telegram:42\"]}\n";
+    let app = TestApp::spawn_app(Spawn::new(db).rules(rules).env("AIOPS_JWT_SECRET", SECRET)).await;
+    let store = app.store().await;
+    let body = app
+        .post_webhook_json(firing("Down", "web", "a", &at(-1_000)))
+        .await;
+    let id = body["jobs"][0].as_i64().expect("a job awaiting approval");
+    // The window opens while the repair awaits approval.
+    let opened = aiops::store::now_ms();
+    let window = open_window(
+        &app,
+        json!({"name": "db-upgrade", "namespace": "prod", "reason": "database upgrade"}),
+        4_000,
+    )
+    .await;
+    let window_end = opened + 4_000;
+    let approver = common::api::issue(&app, SECRET, "telegram:42", "prod", "editor");
+    let (s, answer) = app
+        .api_post(&approver, &format!("/api/repairs/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(s, 200, "{answer}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "will run when maintenance window {} ends",
+            window["name"].as_str().unwrap()
+        )),
+        "{message}"
+    );
+
+    until(
+        "the approved job to be given back until the window's end",
+        DEFAULT_WITHIN,
+        async || {
+            let events = store.job_events(id).await.unwrap();
+            events
+                .iter()
+                .any(|e| e.from.as_deref() == Some("running") && e.to == "waiting")
+                .then_some(())
+        },
+        || app.log_text(),
+    )
+    .await;
+    assert!(
+        store.job_steps(id).await.unwrap().is_empty(),
+        "no playbook step ran during the window"
+    );
+    app.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    let steps = store.job_steps(id).await.unwrap();
+    assert!(
+        !steps.is_empty() && steps.iter().all(|s| s.at >= window_end),
+        "it ran after the window: {steps:#?}"
+    );
+}
+both_backends!(an_approval_during_a_window_says_when_the_repair_runs_and_it_runs_only_after);

@@ -438,6 +438,61 @@ async fn a_seeded_week_replays_with_exactly_the_expected_differences(db: Db) {
 }
 both_backends!(a_seeded_week_replays_with_exactly_the_expected_differences);
 
+async fn a_held_occurrence_sent_again_after_its_window_replays_without_a_difference(db: Db) {
+    // Arrange: a short window holds the alert; its re-send after the window is acted on, so the
+    // occurrence has a maintenance refusal at arrival and a job made later.
+    const SECRET: &str = "test-secret-for-the-api-0123456789abcdef";
+    let rules = "rules:\n  - name: restart-web\n    matchers: ['alertname=\"WebDown\"']\n    playbook: restart\n";
+    let mut app = TestApp::spawn(Spawn::new(db).rules(rules).env("AIOPS_JWT_SECRET", SECRET)).await;
+    let admin = common::api::token(SECRET, aiops::auth::Role::Admin, &[]);
+    let end = aiops::store::now_ms() + 2_000;
+    let (s, w) = app
+        .api_post(
+            &admin,
+            "/api/maintenance",
+            json!({"namespace": "prod", "reason": "upgrade",
+                   "start": rfc3339(end - 60_000), "end": rfc3339(end)}),
+        )
+        .await;
+    assert_eq!(s, 201, "{w}");
+    let starts = now();
+    let web = webhook("firing", &[labels("WebDown", "web", &[])], &starts);
+    let held = app.post_webhook_json(web.clone()).await;
+    assert_eq!(held["refused"].as_u64(), Some(1), "{held}");
+    common::wait::until(
+        "the window to close",
+        common::wait::DEFAULT_WITHIN,
+        async || (aiops::store::now_ms() > end).then_some(()),
+        String::new,
+    )
+    .await;
+    let acted = app.post_webhook_json(web).await;
+    assert_eq!(acted["jobs"].as_array().map(Vec::len), Some(1), "{acted}");
+    settle(&app).await;
+    assert!(app.stop().success());
+    let dir = app.dir.path();
+    let recorded = dir.join("recorded");
+    write_rules(&recorded, rules);
+    let env = HashMap::from([
+        ("AIOPS_DATABASE_URL", app.db.url.clone()),
+        (
+            "AIOPS_PLAYBOOKS_DIR",
+            dir.join("playbooks").display().to_string(),
+        ),
+        ("AIOPS_RULES_DIR", recorded.display().to_string()),
+    ]);
+
+    // Act + Assert: replayed at its arrival, the alert is held, as it was then.
+    let (status, out, err) = run_cli(dir, &["replay", "--since", "1d", "--fail-on-diff"], &env);
+    assert!(status.success(), "{out}\n{err}");
+    assert_eq!(
+        out.lines().skip(1).collect::<Vec<_>>(),
+        ["totals: 1 replayed, 1 same, 0 different"],
+        "{out}\n{err}"
+    );
+}
+both_backends!(a_held_occurrence_sent_again_after_its_window_replays_without_a_difference);
+
 #[test]
 fn a_bad_since_or_rules_with_errors_exit_2_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,6 +21,7 @@ mod notice;
 
 use serde::{Deserialize, Serialize};
 
+use crate::maintenance::Snapshot;
 use crate::notify::Outbox;
 use crate::notify::config::Language;
 use crate::rules::Approver;
@@ -75,13 +76,25 @@ pub struct Decider {
     pub via: String,
 }
 
+/// A maintenance window an approved repair waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowEnd {
+    /// The window's label (its name, else `#<id>`).
+    pub label: String,
+    /// When its open occurrence ends (epoch ms).
+    pub until_ms: i64,
+}
+
 /// What came of a click.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The job is queued and will run.
+    /// The job is queued and will run (after the maintenance window that holds its target,
+    /// if one is open: the worker defers it to the window's end).
     Approved {
         /// The job.
         job_id: i64,
+        /// The open window holding the job's target, when one does.
+        after_window: Option<WindowEnd>,
     },
     /// The job is cancelled.
     Rejected {
@@ -148,10 +161,26 @@ impl Outcome {
     pub fn sentence(&self, lang: Language) -> String {
         let en = lang == Language::En;
         match self {
-            Outcome::Approved { job_id } if en => {
+            Outcome::Approved {
+                job_id,
+                after_window: Some(w),
+            } if en => format!(
+                "Approved: repair job {job_id} will run when maintenance window {} ends ({}).",
+                w.label,
+                rfc3339(w.until_ms)
+            ),
+            Outcome::Approved {
+                job_id,
+                after_window: Some(w),
+            } => format!(
+                "已核准：修復 job {job_id} 將於維護時段 {} 結束（{}）後執行。",
+                w.label,
+                rfc3339(w.until_ms)
+            ),
+            Outcome::Approved { job_id, .. } if en => {
                 format!("Approved: repair job {job_id} will run now.")
             }
-            Outcome::Approved { job_id } => format!("已核准：修復 job {job_id} 即將執行。"),
+            Outcome::Approved { job_id, .. } => format!("已核准：修復 job {job_id} 即將執行。"),
             Outcome::Rejected { job_id } if en => {
                 format!("Rejected: repair job {job_id} will not run.")
             }
@@ -206,16 +235,20 @@ impl Outcome {
 
 /// Decides on a click: see the module doc. `outbox` tells the job's routes who decided (and,
 /// when the click found the approval expired, the escalation); `None` tells nobody.
+/// `maintenance` is the windows in force: an approval while one holds the job's target is
+/// answered with the window's end, when the repair will run.
 pub async fn decide(
     store: &Store,
     outbox: Option<&Outbox>,
+    maintenance: &Snapshot,
     job_id: i64,
     choice: Choice,
     by: &Decider,
     now_ms: i64,
 ) -> Result<Outcome, Error> {
     let mut tx = store.begin_write().await?;
-    let (outcome, told) = decide_in(&mut tx, outbox, job_id, choice, by, now_ms).await?;
+    let (outcome, told) =
+        decide_in(&mut tx, outbox, maintenance, job_id, choice, by, now_ms).await?;
     tx.commit().await?;
     after_commit(outbox, &outcome, told, by, job_id);
     Ok(outcome)
@@ -257,6 +290,7 @@ impl LinkUse {
 pub async fn decide_link(
     store: &Store,
     outbox: Option<&Outbox>,
+    maintenance: &Snapshot,
     link: &LinkClaims,
     now_ms: i64,
 ) -> Result<LinkUse, Error> {
@@ -287,7 +321,16 @@ pub async fn decide_link(
         record_outcome(&mut tx, link.job_id, link.choice, &by, &o, now_ms).await?;
         (o, 0)
     } else {
-        decide_in(&mut tx, outbox, link.job_id, link.choice, &by, now_ms).await?
+        decide_in(
+            &mut tx,
+            outbox,
+            maintenance,
+            link.job_id,
+            link.choice,
+            &by,
+            now_ms,
+        )
+        .await?
     };
     tx.commit().await?;
     after_commit(outbox, &outcome, told, &by, link.job_id);
@@ -314,6 +357,7 @@ fn after_commit(outbox: Option<&Outbox>, outcome: &Outcome, told: usize, by: &De
 async fn decide_in(
     tx: &mut WriteTx,
     outbox: Option<&Outbox>,
+    maintenance: &Snapshot,
     job_id: i64,
     choice: Choice,
     by: &Decider,
@@ -382,7 +426,10 @@ async fn decide_in(
                     }
                 } else {
                     let o = match choice {
-                        Choice::Approve => Outcome::Approved { job_id },
+                        Choice::Approve => Outcome::Approved {
+                            job_id,
+                            after_window: held_by(tx, maintenance, &t.job, now).await?,
+                        },
                         Choice::Reject => Outcome::Rejected { job_id },
                     };
                     record_outcome(tx, job_id, choice, by, &o, now).await?;
@@ -394,6 +441,29 @@ async fn decide_in(
     };
     record_outcome(tx, job_id, choice, by, &outcome, now).await?;
     Ok((outcome, 0))
+}
+
+/// The maintenance window holding `job`'s target now, with the guard's and the worker's test
+/// (namespace, the alert's `app` label else the target's name, rule): the worker will defer
+/// the approved job to its end, so the approver is told when it runs.
+async fn held_by(
+    tx: &mut WriteTx,
+    maintenance: &Snapshot,
+    job: &store::Job,
+    now: i64,
+) -> Result<Option<WindowEnd>> {
+    let labels = tx
+        .alert_event(job.alert_event_id)
+        .await?
+        .map(|a| a.labels)
+        .unwrap_or_default();
+    let app = labels.get("app").unwrap_or(&job.target_name);
+    Ok(maintenance
+        .holding(&job.target_namespace, app, &job.rule, now)
+        .map(|h| WindowEnd {
+            label: h.label,
+            until_ms: h.until,
+        }))
 }
 
 /// Why a job that is no longer awaiting cannot be decided: someone decided, the alert

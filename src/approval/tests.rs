@@ -3,7 +3,10 @@ use super::*;
 #[test]
 fn every_outcome_has_a_sentence_in_both_languages_and_a_stable_code() {
     let all = [
-        Outcome::Approved { job_id: 7 },
+        Outcome::Approved {
+            job_id: 7,
+            after_window: None,
+        },
         Outcome::Rejected { job_id: 7 },
         Outcome::AlreadyDecided {
             by: "Ann (telegram:1)".into(),
@@ -35,7 +38,14 @@ fn every_outcome_has_a_sentence_in_both_languages_and_a_stable_code() {
         "Already decided: Ann (telegram:1) approved this repair at 2025-11-24T16:00:00Z."
     );
     assert_eq!(Outcome::NotAllowed.status(), 403);
-    assert_eq!(Outcome::Approved { job_id: 1 }.status(), 200);
+    assert_eq!(
+        Outcome::Approved {
+            job_id: 1,
+            after_window: None
+        }
+        .status(),
+        200
+    );
 }
 
 #[test]

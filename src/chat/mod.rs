@@ -74,6 +74,8 @@ pub struct Deciding {
     store: Store,
     outbox: Option<Arc<Outbox>>,
     lang: Language,
+    /// The maintenance windows: an approval while one holds the repair says when it runs.
+    maintenance: crate::maintenance::Windows,
 }
 
 /// One click, as every platform reports it.
@@ -92,12 +94,19 @@ pub struct Click {
 }
 
 impl Deciding {
-    /// Receivers over this store and outbox, answering in `lang`.
-    pub fn new(store: Store, outbox: Option<Arc<Outbox>>, lang: Language) -> Deciding {
+    /// Receivers over this store and outbox, answering in `lang`, with the daemon's
+    /// maintenance windows.
+    pub fn new(
+        store: Store,
+        outbox: Option<Arc<Outbox>>,
+        lang: Language,
+        maintenance: crate::maintenance::Windows,
+    ) -> Deciding {
         Deciding {
             store,
             outbox,
             lang,
+            maintenance,
         }
     }
 
@@ -121,6 +130,7 @@ impl Deciding {
         let outcome = approval::decide(
             &self.store,
             self.outbox.as_deref(),
+            &self.maintenance.snapshot(),
             click.job_id,
             choice,
             &by,

@@ -103,6 +103,9 @@ impl Executor {
             notified.as_mut().enable();
             match self.store.claim_next(&self.owner, store::now_ms()).await {
                 Ok(Some(job)) => {
+                    if self.defer_if_held(&job).await {
+                        continue;
+                    }
                     self.metrics.jobs.entered("running", job.spec.mode);
                     self.refresh_depth().await;
                     tracing::info!(worker = index, job = job.id, rule = %job.rule, playbook = %job.playbook, repair_target = %job.target_key, "job started");
@@ -119,6 +122,53 @@ impl Executor {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(self.cfg.poll_interval.0) => {}
                 _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// The guard holds alerts that arrive during a maintenance window, but a job created
+    /// before the window (approved during it, its rule's `wait` ending inside it, a chain's
+    /// next step) becomes due while it is open; every run passes here, so this is where "no
+    /// action during a window" holds for all of them. A claimed job whose target a window
+    /// holds (the guard's test: namespace, the alert's `app` label else the target's name,
+    /// rule) goes back to `waiting` until the occurrence ends, before any playbook step; after
+    /// it, it runs if the alert still fires (a resolve cancels waiting jobs). Returns whether
+    /// the job was deferred (or is no longer ours), so the worker must not run it.
+    async fn defer_if_held(&self, job: &Job) -> bool {
+        let labels = match self.store.alert_event(job.alert_event_id).await {
+            Ok(alert) => alert.map(|a| a.labels).unwrap_or_default(),
+            Err(e) => {
+                // Without the labels the app falls back to the target's name, as in the guard.
+                tracing::warn!(job = job.id, error = %e, "reading the job's alert for the maintenance check failed");
+                Default::default()
+            }
+        };
+        let app = labels.get("app").unwrap_or(&job.target_name);
+        let snapshot = self.pipeline.maintenance().snapshot();
+        let Some(hold) = snapshot.holding(&job.target_namespace, app, &job.rule, store::now_ms())
+        else {
+            return false;
+        };
+        let note = format!(
+            "not run: {}; deferred to the window's end, it runs then if the alert still fires",
+            hold.detail
+        );
+        match self
+            .store
+            .defer_claimed(job.id, &self.owner, hold.until, &note)
+            .await
+        {
+            Ok(true) => {
+                self.metrics.jobs.entered("waiting", job.spec.mode);
+                tracing::info!(job = job.id, rule = %job.rule, repair_target = %job.target_key, window = %hold.label, "job deferred: a maintenance window holds its target");
+                true
+            }
+            Ok(false) => true,
+            Err(e) => {
+                // The job stays claimed and unrun: the reaper interrupts it and hands it to
+                // humans, which is no action on the cluster either.
+                tracing::error!(job = job.id, error = %e, "deferring a job held by a maintenance window failed");
+                true
             }
         }
     }

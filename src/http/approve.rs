@@ -263,7 +263,15 @@ async fn confirm(State(st): State<AppState>, Path(token): Path<String>, body: By
     };
     let store = st.pipeline.store();
     let outbox = st.pipeline.outbox().map(|o| o.as_ref());
-    let used = match approval::decide_link(store, outbox, &claims, store::now_ms()).await {
+    let used = match approval::decide_link(
+        store,
+        outbox,
+        &st.pipeline.maintenance().snapshot(),
+        &claims,
+        store::now_ms(),
+    )
+    .await
+    {
         Ok(u) => u,
         Err(e) => return unavailable(lang, e),
     };
@@ -364,7 +372,17 @@ async fn api_decide(claims: Claims, st: AppState, id: i64, choice: Choice) -> Re
     };
     let outbox = st.pipeline.outbox().map(|o| o.as_ref());
     // The decision writes its own audit row (who, platform, channel, outcome).
-    match approval::decide(store, outbox, id, choice, &by, store::now_ms()).await {
+    match approval::decide(
+        store,
+        outbox,
+        &st.pipeline.maintenance().snapshot(),
+        id,
+        choice,
+        &by,
+        store::now_ms(),
+    )
+    .await
+    {
         Err(e) => internal(e).into_response(),
         Ok(outcome) => {
             let status = StatusCode::from_u16(outcome.status()).unwrap_or(StatusCode::CONFLICT);

@@ -117,6 +117,7 @@ impl AppState {
                     pipeline.store().clone(),
                     pipeline.outbox().cloned(),
                     settings.notify.language,
+                    pipeline.maintenance().clone(),
                 ),
             ),
             pipeline,

@@ -356,6 +356,10 @@ pub struct Hold {
     pub key: Key,
     /// The refusal's words: which window, why, until when.
     pub detail: String,
+    /// The window's label, for messages that name it.
+    pub label: String,
+    /// When the open occurrence ends (epoch ms): a repair it holds may run from then.
+    pub until: i64,
 }
 
 /// The windows the guard reads, shared by the intake, the API and the summary task: the
@@ -453,6 +457,8 @@ impl Snapshot {
                 let until = store::rfc3339::format(open.end).unwrap_or_default();
                 Some(Hold {
                     key: w.key.clone(),
+                    label: w.label(),
+                    until: open.end,
                     detail: format!(
                         "maintenance window {} ({}) until {until}: {}",
                         w.label(),

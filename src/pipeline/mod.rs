@@ -403,8 +403,10 @@ impl Pipeline {
                     }
                 }
                 Status::Firing => {
-                    if let Some(outbox) = &self.outbox {
-                        // Only routes that opt in take alert_fired; most alerts enqueue nothing.
+                    // A held occurrence's re-send is decided again but fired once: alert_fired
+                    // goes with the occurrence's first record only. Only routes that opt in take
+                    // it; most alerts enqueue nothing.
+                    if let Some(outbox) = self.outbox.as_ref().filter(|_| dedup == "new") {
                         let event = crate::notify::Event::for_alert(
                             crate::notify::EventKind::AlertFired,
                             &alert.labels,

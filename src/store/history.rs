@@ -281,14 +281,19 @@ impl Store {
             .collect()
     }
 
-    /// The recorded verdicts on the firing alerts received in `[since, until]`, in the order
-    /// they were made.
+    /// The recorded verdicts on the firing alerts received in `[since, until]`, made when each
+    /// arrived, in the order they were made. Replay decides an alert once, at its
+    /// `received_at`; a held occurrence's re-send decided again later (after its maintenance
+    /// window) left decisions of a later time, which are history for later alerts (the
+    /// timeline restores them) but no answer to the one replayed. The intake stamps an alert's
+    /// row and its decisions with the webhook's one `now`, so "when it arrived" is equality.
     pub async fn history_decisions(&self, since: i64, until: i64) -> Result<Vec<RecordedDecision>> {
         let rows = sqlx::query(
             "SELECT d.alert_event_id, d.rule, d.verdict, d.reason, d.target_key, d.detail, j.spec \
              FROM decisions d JOIN alert_events a ON a.id = d.alert_event_id \
              LEFT JOIN jobs j ON j.id = d.job_id \
-             WHERE a.status = 'firing' AND a.received_at >= $1 AND a.received_at <= $2 ORDER BY d.id",
+             WHERE a.status = 'firing' AND a.received_at >= $1 AND a.received_at <= $2 \
+             AND d.created_at = a.received_at ORDER BY d.id",
         )
         .bind(since)
         .bind(until)

@@ -79,6 +79,45 @@ impl Store {
         Ok(moved)
     }
 
+    /// Gives a job `owner` has just claimed back to the queue untouched: `running → waiting`
+    /// with `not_before = until` (a maintenance window holds its target), the claim's marks
+    /// cleared so the job reads as never started, and a `job_events` row with `note`. Returns
+    /// false when the job is no longer this owner's running job (then nothing is written).
+    pub async fn defer_claimed(
+        &self,
+        job_id: i64,
+        owner: &str,
+        until: i64,
+        note: &str,
+    ) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE jobs SET state = 'waiting', not_before = $1, owner = NULL, started_at = NULL, \
+             heartbeat_at = NULL, updated_at = $2 WHERE id = $3 AND owner = $4 AND state = 'running'",
+        )
+        .bind(until)
+        .bind(now)
+        .bind(job_id)
+        .bind(owner)
+        .execute(&mut *tx.tx)
+        .await?;
+        if r.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        tx.insert_event(
+            job_id,
+            Some(JobState::Running),
+            JobState::Waiting,
+            now,
+            note,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Records a step in its own transaction.
     pub async fn add_step(&self, job_id: i64, action: &str, detail: &str) -> Result<()> {
         let mut tx = self.begin_write().await?;
