@@ -147,12 +147,14 @@ pub fn missing_sqlite_file(settings: &Settings) -> Option<String> {
         .then(|| path.to_string())
 }
 
-/// Loads the rules and playbooks the settings name and checks that every `notify:` step names
-/// a channel or route, as `serve` requires before it starts.
+/// Loads the rules and playbooks the settings name and checks them against the settings, as
+/// `serve` requires before it starts: every `notify:` step names a channel or route, and every
+/// rule in approve mode has someone who may approve it.
 pub fn load_definitions(settings: &Settings) -> Result<Definitions> {
     let defs = Definitions::load(&settings.rules_source(), &settings.playbooks_source())
         .map_err(Error::Definitions)?;
-    let problems = defs.check_notify(&|n| settings.notify.knows(n));
+    let mut problems = defs.check_notify(&|n| settings.notify.knows(n));
+    problems.extend(defs.check_approvers(&settings.trust));
     if problems.is_empty() {
         Ok(defs)
     } else {

@@ -91,10 +91,7 @@ pub async fn run(
         metrics.jobs.publish(state.as_str());
     }
     for reason in crate::pipeline::Refusal::ALL {
-        metrics.guard_refusals.with_label_values(&[reason.as_str()]);
-        metrics
-            .alert_decisions
-            .with_label_values(&["refused", reason.as_str()]);
+        metrics.publish_refusal(reason.as_str());
     }
     for status in ["firing", "resolved"] {
         metrics.alerts_received.with_label_values(&[status]);

@@ -86,6 +86,26 @@ impl Definitions {
         }
         problems
     }
+
+    /// Every rule that runs in `approve` mode under `trust` must have someone who may approve
+    /// it: with an empty allow-list each of its repairs would wait, escalate and refuse every
+    /// click. One problem per rule, as `file:line: message`.
+    pub fn check_approvers(&self, trust: &crate::rules::Trust) -> Vec<String> {
+        self.rules
+            .rules()
+            .iter()
+            .filter(|rule| {
+                trust.mode_of(rule) == crate::rules::Mode::Approve
+                    && trust.approval_of(rule).approvers.is_empty()
+            })
+            .map(|rule| {
+                format!(
+                    "{}: rule {:?} is in approve mode but nobody may approve it: set approval.approvers or trust.approval.approvers",
+                    rule.location, rule.name
+                )
+            })
+            .collect()
+    }
 }
 
 fn split_lines(s: &str) -> Vec<String> {

@@ -9,6 +9,9 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// The `mode` label of a decision no rule made (`skipped`/`no_rule`).
+pub const NO_MODE: &str = "none";
+
 /// All metric families, registered in their own registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -22,14 +25,16 @@ pub struct Metrics {
     pub alerts_rejected: IntCounterVec,
     /// Rule matches, by rule name.
     pub rule_matches: IntCounterVec,
-    /// Refusals by guards, by reason.
+    /// Refusals by guards, by reason and the refusing rule's trust mode. Count with
+    /// [`Metrics::refusal`].
     pub guard_refusals: IntCounterVec,
-    /// Decisions on recorded firing alerts, by verdict and reason (one per matching rule, or
-    /// `skipped`/`no_rule`); the same codes as `/api/alerts`. Count with [`Metrics::decision`].
+    /// Decisions on recorded firing alerts, by verdict, reason (one per matching rule, or
+    /// `skipped`/`no_rule`; the same codes as `/api/alerts`) and the rule's trust mode (`none`
+    /// when no rule matched). Count with [`Metrics::decision`].
     pub alert_decisions: IntCounterVec,
     /// Job state transitions, by the state entered and the job's trust mode.
     pub jobs: JobCounter,
-    /// Jobs queued or waiting in this process.
+    /// Real (not shadow) jobs queued or waiting: the lane `jobs.queue_capacity` answers 503 for.
     pub queue_depth: IntGauge,
     /// Webhooks refused with 503 because the queue was full.
     pub queue_full: IntCounter,
@@ -108,18 +113,25 @@ impl Metrics {
         );
         let guard_refusals = cv(
             "aiops_guard_refusals_total",
-            "Repairs refused by a guard, by reason.",
-            &["reason"],
+            "Repairs refused by a guard, by reason and the rule's trust mode (shadow, approve, auto).",
+            &["reason", "mode"],
         );
         let alert_decisions = cv(
             "aiops_alert_decisions_total",
-            "Decisions on firing alerts, by verdict (job, refused, skipped) and reason code.",
-            &["verdict", "reason"],
+            "Decisions on firing alerts, by verdict (job, refused, skipped), reason code and the rule's trust mode (none when no rule matched).",
+            &["verdict", "reason", "mode"],
         );
         // The pairs that are no guard's start at zero here; each guard's reason is started with
-        // its `refused` verdict where the guards' reasons are known (daemon start-up).
+        // its `refused` verdict where the guards' reasons are known (daemon start-up, through
+        // `Metrics::publish_refusal`).
         for (verdict, reason) in crate::decision::NOT_REFUSALS {
-            alert_decisions.with_label_values(&[verdict.as_str(), reason]);
+            if verdict == crate::decision::Verdict::Skipped {
+                alert_decisions.with_label_values(&[verdict.as_str(), reason, NO_MODE]);
+            } else {
+                for mode in Mode::ALL {
+                    alert_decisions.with_label_values(&[verdict.as_str(), reason, mode.as_str()]);
+                }
+            }
         }
         let jobs = JobCounter(cv(
             "aiops_jobs_total",
@@ -211,7 +223,7 @@ impl Metrics {
             &registry,
             IntGauge::new(
                 "aiops_queue_depth",
-                "Jobs queued or waiting in this process.",
+                "Real (not shadow) jobs queued or waiting.",
             )
             .expect("valid metric"),
         );
@@ -272,11 +284,32 @@ impl Metrics {
         }
     }
 
-    /// Counts one decision on a firing alert in `aiops_alert_decisions_total`.
-    pub fn decision(&self, verdict: crate::decision::Verdict, reason: &str) {
+    /// Counts one decision on a firing alert in `aiops_alert_decisions_total`; `mode` is the
+    /// matching rule's, `None` for `skipped`/`no_rule`.
+    pub fn decision(&self, verdict: crate::decision::Verdict, reason: &str, mode: Option<Mode>) {
         self.alert_decisions
-            .with_label_values(&[verdict.as_str(), reason])
+            .with_label_values(&[verdict.as_str(), reason, mode.map_or(NO_MODE, Mode::as_str)])
             .inc();
+    }
+
+    /// Counts one guard's refusal by a rule of `mode`: in `aiops_guard_refusals_total` and as a
+    /// `refused` decision. The mode keeps a shadow rule's refusals apart, so an alert on real
+    /// repairs' refusals (`mode!="shadow"`) never fires because of a rule being watched.
+    pub fn refusal(&self, reason: &str, mode: Mode) {
+        self.guard_refusals
+            .with_label_values(&[reason, mode.as_str()])
+            .inc();
+        self.decision(crate::decision::Verdict::Refused, reason, Some(mode));
+    }
+
+    /// Publishes a guard's `reason` at zero for every mode, in both refusal families.
+    pub fn publish_refusal(&self, reason: &str) {
+        for mode in Mode::ALL {
+            self.guard_refusals
+                .with_label_values(&[reason, mode.as_str()]);
+            self.alert_decisions
+                .with_label_values(&["refused", reason, mode.as_str()]);
+        }
     }
 
     /// The text exposition format.

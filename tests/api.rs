@@ -659,9 +659,10 @@ fn series(metrics: &str, name: &str) -> Option<f64> {
 
 async fn an_alert_without_a_namespace_shows_no_target_in_the_api_and_the_metric(db: Db) {
     let app = spawn(db).await;
-    let no_target = r#"aiops_alert_decisions_total{reason="no_target",verdict="refused"}"#;
-    let no_rule = r#"aiops_alert_decisions_total{reason="no_rule",verdict="skipped"}"#;
-    let plan = r#"aiops_alert_decisions_total{reason="plan",verdict="job"}"#;
+    let no_target =
+        r#"aiops_alert_decisions_total{mode="auto",reason="no_target",verdict="refused"}"#;
+    let no_rule = r#"aiops_alert_decisions_total{mode="none",reason="no_rule",verdict="skipped"}"#;
+    let plan = r#"aiops_alert_decisions_total{mode="auto",reason="plan",verdict="job"}"#;
     let before = app.metrics().await;
     for s in [no_target, no_rule, plan] {
         assert_eq!(series(&before, s), Some(0.0), "{s} starts at 0:\n{before}");

@@ -69,6 +69,52 @@ fn check_reports_a_missing_playbook_at_the_rule_that_names_it() {
 }
 
 #[test]
+fn check_and_serve_refuse_a_rule_in_approve_mode_that_nobody_may_approve() {
+    let dir = tempfile::tempdir().unwrap();
+    // `nobody` takes the settings' default mode (approve) and its empty approver list; `own`
+    // names its approvers; `watch` and `act` are not in approve mode.
+    write_definitions(
+        dir.path(),
+        &[(
+            "a.yaml",
+            "rules:\n  - name: nobody\n    matchers: ['a=\"b\"']\n    playbook: restart\n  - name: own\n    matchers: ['a=\"c\"']\n    playbook: restart\n    approval: {approvers: [telegram:1]}\n  - name: watch\n    mode: shadow\n    matchers: ['a=\"d\"']\n    playbook: restart\n  - name: act\n    mode: auto\n    matchers: ['a=\"e\"']\n    playbook: restart\n",
+        )],
+        &[],
+    );
+    let mut env = definitions_env(&dir.path().join("rules"), &repo().join("playbooks"));
+    env.insert(
+        "AIOPS_DATABASE_URL",
+        format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("aiops.db").display()
+        ),
+    );
+    env.insert("AIOPS_LISTEN", "127.0.0.1:0".into());
+    let cfg = dir.path().join("aiops.yaml");
+    let expected = "a.yaml:2: rule \"nobody\" is in approve mode but nobody may approve it: set approval.approvers or trust.approval.approvers";
+
+    std::fs::write(&cfg, "trust:\n  default_mode: approve\n").unwrap();
+    let config = cfg.to_str().unwrap();
+    let (status, _out, err) = run_cli(dir.path(), &["--config", config, "check"], &env);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains(expected), "{err}");
+    assert_eq!(err.matches("approve mode").count(), 1, "{err}");
+    // `serve` goes through the same check and refuses to start.
+    let (status, out, err) = run_cli(dir.path(), &["--config", config, "serve"], &env);
+    assert!(!status.success(), "{out}{err}");
+    assert!(err.contains(expected), "{err}");
+
+    // Approvers in the settings make the default-mode rule approvable.
+    std::fs::write(
+        &cfg,
+        "trust:\n  default_mode: approve\n  approval: {approvers: [slack:U1]}\n",
+    )
+    .unwrap();
+    let (status, out, err) = run_cli(dir.path(), &["--config", config, "check"], &env);
+    assert!(status.success(), "{out}{err}");
+}
+
+#[test]
 fn check_rejects_an_invalid_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("aiops.yaml");

@@ -58,7 +58,7 @@ async fn a_second_firing_within_the_cooldown_is_refused_and_recorded(db: Db) {
     assert!(
         app.metrics()
             .await
-            .contains("aiops_guard_refusals_total{reason=\"cooldown\"} 1")
+            .contains("aiops_guard_refusals_total{mode=\"auto\",reason=\"cooldown\"} 1")
     );
 }
 both_backends!(a_second_firing_within_the_cooldown_is_refused_and_recorded);

@@ -404,7 +404,7 @@ async fn labels_that_are_not_kubernetes_names_are_refused_and_never_reach_the_ap
     assert!(
         app.metrics()
             .await
-            .contains("aiops_guard_refusals_total{reason=\"invalid_target\"} 6")
+            .contains("aiops_guard_refusals_total{mode=\"auto\",reason=\"invalid_target\"} 6")
     );
 }
 both_backends!(labels_that_are_not_kubernetes_names_are_refused_and_never_reach_the_api);

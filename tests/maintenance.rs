@@ -111,8 +111,9 @@ async fn an_alert_inside_a_window_is_refused_maintenance_and_acted_on_once_it_is
     );
     let metrics = app.metrics().await;
     assert!(
-        metrics
-            .contains(r#"aiops_alert_decisions_total{reason="maintenance",verdict="refused"} 1"#),
+        metrics.contains(
+            r#"aiops_alert_decisions_total{mode="auto",reason="maintenance",verdict="refused"} 1"#
+        ),
         "{metrics}"
     );
     let jobs = app.wait_all_jobs_in(&[JobState::Succeeded]).await;

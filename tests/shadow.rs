@@ -416,6 +416,147 @@ async fn a_shadow_rules_evidence_equals_values_computed_by_hand(db: Db) {
 }
 both_backends!(a_shadow_rules_evidence_equals_values_computed_by_hand);
 
+/// A broad shadow rule next to a real one; both wait a day, so their jobs stay pending.
+const WIDE_SHADOW: &str = r#"
+rules:
+  - name: wide-shadow
+    mode: shadow
+    matchers: ['alertname="Busy"']
+    continue: true
+    playbook: restart
+    wait: 24h
+  - name: restart-real
+    matchers: ['alertname="Busy"', 'real="yes"']
+    playbook: restart
+    wait: 24h
+"#;
+
+fn busy(app: &str, real: bool) -> String {
+    let mut labels = vec![("alertname", "Busy"), ("namespace", "prod"), ("app", app)];
+    if real {
+        labels.push(("real", "yes"));
+    }
+    group(vec![alert("firing", &labels, "2026-11-30T08:00:00Z")]).to_string()
+}
+
+async fn shadow_jobs_never_fill_the_queue_of_real_repairs_and_a_full_shadow_lane_only_refuses_the_shadow_rule(
+    db: Db,
+) {
+    let app = TestApp::spawn_app(
+        Spawn::new(db)
+            .rules(WIDE_SHADOW)
+            .env("AIOPS_QUEUE_CAPACITY", "1"),
+    )
+    .await;
+
+    // 1. The shadow rule alone: its job fills the shadow lane's bound of one.
+    let body = app.post_webhook_json(busy("a", false)).await;
+    assert_eq!(body["jobs"].as_array().unwrap().len(), 1, "{body}");
+
+    // 2. Both rules match: the shadow rule finds its lane full and is refused; the real
+    //    rule's lane is empty, so the webhook is answered 200 and the real repair is queued.
+    let r = app.post_webhook(busy("b", true)).await;
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            status,
+            body["jobs"].as_array().map(Vec::len),
+            &body["refused"]
+        ),
+        (200, Some(1), &json!(1)),
+        "{body}"
+    );
+    let store = app.store().await;
+    let refused = store.refusals().await.unwrap();
+    assert_eq!(
+        refused,
+        [(
+            "wide-shadow".to_string(),
+            Some("prod/Deployment/b".to_string()),
+            "queue_full".to_string()
+        )]
+    );
+    let raw = raw_db(&app.db.url).await;
+    let detail: String =
+        sqlx::query_scalar("SELECT detail FROM decisions WHERE reason = 'queue_full'")
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+    assert_eq!(
+        detail,
+        "shadow rule wide-shadow (changes nothing): 1 shadow jobs are already pending (jobs.queue_capacity 1)"
+    );
+
+    // 3. The real lane's own bound still holds: a full real lane is a 503 (Alertmanager
+    //    retries), with nothing recorded.
+    let r = app.post_webhook(busy("c", true)).await;
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(store.refusals().await.unwrap().len(), 1);
+
+    // Metrics keep the shadow rule's refusal apart from real ones, every pair published.
+    let metrics = app.metrics().await;
+    for line in [
+        r#"aiops_guard_refusals_total{mode="shadow",reason="queue_full"} 1"#,
+        r#"aiops_guard_refusals_total{mode="auto",reason="queue_full"} 0"#,
+        r#"aiops_guard_refusals_total{mode="approve",reason="budget"} 0"#,
+        r#"aiops_alert_decisions_total{mode="shadow",reason="queue_full",verdict="refused"} 1"#,
+        r#"aiops_alert_decisions_total{mode="auto",reason="plan",verdict="job"} 1"#,
+        r#"aiops_alert_decisions_total{mode="shadow",reason="dry_run",verdict="job"} 1"#,
+        r#"aiops_alert_decisions_total{mode="none",reason="no_rule",verdict="skipped"} 0"#,
+        "aiops_queue_depth 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+}
+both_backends!(
+    shadow_jobs_never_fill_the_queue_of_real_repairs_and_a_full_shadow_lane_only_refuses_the_shadow_rule
+);
+
+/// A shadow rule listed first and a real rule, on one alert, for one worker.
+const SHADOW_FIRST: &str = r#"
+rules:
+  - name: first-shadow
+    mode: shadow
+    matchers: ['alertname="Down"']
+    continue: true
+    playbook: restart
+  - name: then-real
+    matchers: ['alertname="Down"']
+    playbook: restart
+"#;
+
+async fn a_worker_claims_a_due_real_repair_before_an_older_shadow_job(db: Db) {
+    let app =
+        TestApp::spawn_app(Spawn::new(db).rules(SHADOW_FIRST).env("AIOPS_WORKERS", "1")).await;
+    let down = group(vec![alert(
+        "firing",
+        &[("alertname", "Down"), ("namespace", "prod"), ("app", "web")],
+        "2026-11-30T08:00:00Z",
+    )]);
+    // One transaction inserts the shadow job first (the lower id, the same not_before).
+    let body = app.post_webhook_json(down.to_string()).await;
+    let ids: Vec<i64> = body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{body}");
+    let jobs = app.wait_all_jobs_in(&[JobState::Succeeded]).await;
+    let id_of = |rule: &str| jobs.iter().find(|j| j.rule == rule).unwrap().id;
+    let (shadow, real) = (id_of("first-shadow"), id_of("then-real"));
+    assert!(shadow < real, "{jobs:#?}");
+    let raw = raw_db(&app.db.url).await;
+    let claimed: Vec<i64> =
+        sqlx::query_scalar("SELECT job_id FROM job_events WHERE to_state = 'running' ORDER BY id")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+    assert_eq!(claimed, [real, shadow]);
+}
+both_backends!(a_worker_claims_a_due_real_repair_before_an_older_shadow_job);
+
 /// What each default message about a shadow job says, in both languages: marked in the subject
 /// and the first line, never "Repaired" / "自動修復成功"; the same event in `auto` is unmarked.
 #[test]

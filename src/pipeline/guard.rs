@@ -45,11 +45,15 @@ pub enum Refusal {
     Budget,
     /// A maintenance window covering the target's namespace, app or rule is open.
     Maintenance,
+    /// A shadow rule found the shadow lane's queue at `jobs.queue_capacity`. Only shadow
+    /// decisions are refused this way: a real decision that finds its lane full fails the
+    /// webhook with a 503, so Alertmanager retries it.
+    QueueFull,
 }
 
 impl Refusal {
     /// Every reason, so metrics can start at zero.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 9] = [
         Refusal::NoTarget,
         Refusal::InvalidTarget,
         Refusal::NamespaceDenied,
@@ -58,6 +62,7 @@ impl Refusal {
         Refusal::TargetBusy,
         Refusal::Cooldown,
         Refusal::Budget,
+        Refusal::QueueFull,
     ];
 
     /// The stored and metric name.
@@ -71,6 +76,7 @@ impl Refusal {
             Refusal::Cooldown => "cooldown",
             Refusal::Budget => "budget",
             Refusal::Maintenance => "maintenance",
+            Refusal::QueueFull => "queue_full",
         }
     }
 }
@@ -104,6 +110,36 @@ pub(super) struct Ctx<'a> {
     /// The settings' `trust:` section: each rule's mode (and approval policy) is resolved
     /// against it when its job is created.
     pub trust: &'a Trust,
+}
+
+/// Each lane's count of pending jobs, kept for one payload: read from the store at a lane's
+/// first decision, then counted up as the payload's own jobs are inserted.
+#[derive(Default)]
+pub(super) struct Pending {
+    real: Option<i64>,
+    shadow: Option<i64>,
+}
+
+impl Pending {
+    fn slot(&mut self, mode: Mode) -> &mut Option<i64> {
+        match mode {
+            Mode::Shadow => &mut self.shadow,
+            Mode::Approve | Mode::Auto => &mut self.real,
+        }
+    }
+
+    fn get(&mut self, mode: Mode) -> Option<i64> {
+        *self.slot(mode)
+    }
+
+    fn set(&mut self, mode: Mode, depth: i64) {
+        *self.slot(mode) = Some(depth);
+    }
+
+    /// The real lane's depth, once this payload read it (the `aiops_queue_depth` gauge).
+    pub(super) fn real(&self) -> Option<i64> {
+        self.real
+    }
 }
 
 /// The storm brake's count of distinct targets, kept for one payload so that intake stays linear.
@@ -202,7 +238,7 @@ pub(super) async fn decide(
     rule: &Rule,
     alert: &Alert,
     event_id: i64,
-    pending: &mut Option<i64>,
+    pending: &mut Pending,
     storm_tally: &mut StormTally,
 ) -> Result<Outcome, Error> {
     let now = ctx.now;
@@ -410,13 +446,34 @@ pub(super) async fn decide(
         }
     }
 
-    // The queue bound is the store's count of pending jobs, so it holds across replicas.
-    let depth = match pending {
-        Some(n) => *n,
-        None => tx.pending_jobs().await?,
+    // The queue bound is the store's count of pending jobs in the decision's lane, so it holds
+    // across replicas, and shadow jobs never take room a real repair needs.
+    let depth = match pending.get(mode) {
+        Some(n) => n,
+        None => tx.pending_jobs(mode).await?,
     };
     if depth >= i64::try_from(ctx.queue_capacity).unwrap_or(i64::MAX) {
-        return Err(Error::QueueFull);
+        if mode != Mode::Shadow {
+            return Err(Error::QueueFull);
+        }
+        // Evidence is not worth a retry: the shadow rule's alert is refused, the webhook's
+        // real decisions stand.
+        let detail = format!(
+            "{depth} shadow jobs are already pending (jobs.queue_capacity {})",
+            ctx.queue_capacity
+        );
+        return refuse(
+            tx,
+            rule,
+            mode,
+            Some(&target),
+            Refusal::QueueFull,
+            detail,
+            event_id,
+            now,
+            false,
+        )
+        .await;
     }
 
     let not_before = if rule.wait.is_zero() {
@@ -456,7 +513,7 @@ pub(super) async fn decide(
         )
         .await;
     };
-    *pending = Some(depth + 1);
+    pending.set(mode, depth + 1);
     let plan = Plan {
         playbook: job.spec.playbook,
         params: job.spec.params,
@@ -507,6 +564,13 @@ async fn refuse(
     now: i64,
     storm_opened: bool,
 ) -> Result<Outcome, Error> {
+    // The API and the logs show the detail: a shadow rule's refusal withheld nothing real, and
+    // must not read like a real repair's.
+    let detail = if mode == Mode::Shadow {
+        format!("shadow rule {} (changes nothing): {detail}", rule.name)
+    } else {
+        detail
+    };
     let key = target.map(|t| t.key());
     tx.insert_decision(&Decision {
         alert_event_id: event_id,

@@ -9,6 +9,7 @@
 //! The in-memory cache (moka) only short-cuts alerts this process has already committed; the
 //! store's unique index decides for everything else, including re-sends to another replica.
 
+mod account;
 mod guard;
 
 use std::sync::{Arc, RwLock};
@@ -18,7 +19,6 @@ use tokio::sync::Notify;
 
 use crate::alert::{Alert, DedupKey, Payload, Rejection, Status};
 use crate::config::{self, Settings};
-use crate::decision::{self, Verdict};
 use crate::definitions::Definitions;
 use crate::job::{ChainStep, Params};
 use crate::metrics::Metrics;
@@ -245,10 +245,12 @@ impl Pipeline {
         playbooks_dir: &crate::embedded::Source,
     ) -> Result<(usize, usize), Vec<String>> {
         let loaded = Definitions::load(rules_dir, playbooks_dir).and_then(|defs| {
-            let problems = match &self.outbox {
+            let mut problems = match &self.outbox {
                 Some(outbox) => defs.check_notify(&|n| outbox.knows(n)),
                 None => Vec::new(),
             };
+            // The start-up's check too: a reload must not bring in a rule nobody may approve.
+            problems.extend(defs.check_approvers(&self.trust));
             if problems.is_empty() {
                 Ok(defs)
             } else {
@@ -345,7 +347,7 @@ impl Pipeline {
             tx.lock_no_action_groups().await?;
         }
         let maintenance = self.maintenance.snapshot();
-        let mut pending: Option<i64> = None;
+        let mut pending = guard::Pending::default();
         let mut storm_tally = guard::StormTally::default();
         let mut escalations = 0u64;
         let mut notified = 0usize;
@@ -476,7 +478,7 @@ impl Pipeline {
                 self.dedup.insert(key, ());
             }
         }
-        if let Some(depth) = pending {
+        if let Some(depth) = pending.real() {
             self.metrics.queue_depth.set(depth);
         }
         self.account(&mut report, escalations);
@@ -533,61 +535,6 @@ impl Pipeline {
             detail,
         };
         Ok(outbox.no_action(tx, &refused, now).await?)
-    }
-
-    fn account(&self, report: &mut Report, escalations: u64) {
-        let m = &self.metrics;
-        m.alerts_duplicate.inc_by(report.duplicates as u64);
-        if escalations > 0 {
-            m.escalations
-                .with_label_values(&["human"])
-                .inc_by(escalations);
-        }
-        for a in &report.alerts {
-            if a.dedup == "duplicate" {
-                continue;
-            }
-            m.alerts_received
-                .with_label_values(&[a.status.as_str()])
-                .inc();
-            if !a.cancelled_jobs.is_empty() {
-                let left = m.queue_depth.get() - a.cancelled_jobs.len() as i64;
-                m.queue_depth.set(left.max(0));
-                for mode in &a.cancelled_modes {
-                    m.jobs.entered("cancelled", *mode);
-                }
-            }
-            // The decisions just committed, counted as /api/alerts shows them.
-            if a.status == Status::Firing && a.rules.is_empty() {
-                m.decision(Verdict::Skipped, decision::NO_RULE);
-            }
-            for rv in &a.rules {
-                match rv {
-                    RuleVerdict::Job {
-                        rule,
-                        job_id,
-                        state,
-                        plan,
-                        ..
-                    } => {
-                        m.rule_matches.with_label_values(&[rule.as_str()]).inc();
-                        m.jobs.entered(state.as_str(), plan.mode);
-                        m.decision(Verdict::Job, decision::job_reason(plan.dry_run));
-                        report.jobs.push(*job_id);
-                    }
-                    RuleVerdict::Refused { rule, reason, .. } => {
-                        m.rule_matches.with_label_values(&[rule.as_str()]).inc();
-                        m.guard_refusals.with_label_values(&[reason.as_str()]).inc();
-                        m.decision(Verdict::Refused, reason.as_str());
-                        report.refused += 1;
-                    }
-                }
-            }
-        }
-        if !report.jobs.is_empty() {
-            self.wake.notify_waiters();
-            self.wake.notify_one();
-        }
     }
 }
 

@@ -221,13 +221,16 @@ impl WriteTx {
         })
     }
 
-    /// Jobs queued or waiting across all replicas, seen from inside the intake transaction
-    /// (the queue bound).
-    pub async fn pending_jobs(&mut self) -> Result<i64> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'waiting')")
-                .fetch_one(&mut *self.tx)
-                .await?;
+    /// Jobs queued or waiting in `mode`'s lane across all replicas, seen from inside the
+    /// intake transaction (the queue bound). Each lane has its own bound, so a broad shadow
+    /// rule during an incident can never fill the queue real repairs are admitted to.
+    pub async fn pending_jobs(&mut self, mode: Mode) -> Result<i64> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'waiting') AND {}",
+            lane(mode)
+        )))
+        .fetch_one(&mut *self.tx)
+        .await?;
         Ok(row.try_get("n")?)
     }
 

@@ -16,9 +16,12 @@ impl Store {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // Workers are shared by both lanes: a due real repair goes before any shadow job, so a
+        // broad shadow rule during an incident never delays one. The state/not_before index
+        // still finds the due rows; only they (at most each lane's queue bound) are sorted.
         let candidate = sqlx::query(AssertSqlSafe(format!(
             "SELECT id, state FROM jobs WHERE state IN ('queued', 'waiting') AND not_before <= $1 \
-             ORDER BY not_before, id LIMIT 1{lock}"
+             ORDER BY (mode = 'shadow'), not_before, id LIMIT 1{lock}"
         )))
         .bind(now)
         .fetch_optional(&mut *tx.tx)
@@ -208,12 +211,15 @@ impl Store {
         Ok(jobs)
     }
 
-    /// Jobs queued or waiting (the queue depth across all replicas).
+    /// Real (not shadow) jobs queued or waiting across all replicas: the lane whose depth
+    /// `jobs.queue_capacity` bounds with a 503 (`aiops_queue_depth`).
     pub async fn pending_count(&self) -> Result<i64> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'waiting')")
-                .fetch_one(&self.pool)
-                .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM jobs WHERE state IN ('queued', 'waiting') AND {}",
+            crate::store::intake::lane(crate::rules::Mode::Auto)
+        )))
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get("n")?)
     }
 }
