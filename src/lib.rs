@@ -23,6 +23,7 @@ pub mod deploy;
 pub mod duration;
 pub mod embedded;
 pub mod executor;
+pub mod gitops;
 pub mod http;
 pub mod job;
 pub mod k8s_name;

@@ -400,6 +400,39 @@ impl Cluster for ReportsHugeRequest {
     async fn scale(&self, t: &Target, replicas: i64, dry_run: bool) -> cluster::Result<Scaled> {
         self.0.scale(t, replicas, dry_run).await
     }
+    async fn object_info(&self, t: &Target) -> cluster::Result<aiops::gitops::ObjectInfo> {
+        self.0.object_info(t).await
+    }
+    async fn observe(
+        &self,
+        t: &Target,
+        fields: &[aiops::gitops::Field],
+    ) -> cluster::Result<Vec<aiops::gitops::FieldState>> {
+        self.0.observe(t, fields).await
+    }
+    async fn hold(
+        &self,
+        t: &Target,
+        c: &aiops::gitops::Controller,
+        dry_run: bool,
+    ) -> cluster::Result<aiops::gitops::HoldPlacement> {
+        self.0.hold(t, c, dry_run).await
+    }
+    async fn release(
+        &self,
+        t: &Target,
+        c: &aiops::gitops::Controller,
+        p: &aiops::gitops::HoldPlacement,
+    ) -> cluster::Result<()> {
+        self.0.release(t, c, p).await
+    }
+    async fn git_agrees(
+        &self,
+        t: &Target,
+        c: &aiops::gitops::Controller,
+    ) -> cluster::Result<Option<bool>> {
+        self.0.git_agrees(t, c).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -309,6 +309,39 @@ impl Cluster for KubeCluster {
     async fn record_event(&self, t: &Target, reason: &str, message: &str) -> Result<()> {
         self.record_event_on(t, reason, message).await
     }
+    async fn object_info(&self, _t: &Target) -> Result<crate::gitops::ObjectInfo> {
+        todo!("GITOPS-TODO(kube)")
+    }
+    async fn observe(
+        &self,
+        _t: &Target,
+        _fields: &[crate::gitops::Field],
+    ) -> Result<Vec<crate::gitops::FieldState>> {
+        todo!("GITOPS-TODO(kube)")
+    }
+    async fn hold(
+        &self,
+        _t: &Target,
+        _c: &crate::gitops::Controller,
+        _dry_run: bool,
+    ) -> Result<crate::gitops::HoldPlacement> {
+        todo!("GITOPS-TODO(kube)")
+    }
+    async fn release(
+        &self,
+        _t: &Target,
+        _c: &crate::gitops::Controller,
+        _p: &crate::gitops::HoldPlacement,
+    ) -> Result<()> {
+        todo!("GITOPS-TODO(kube)")
+    }
+    async fn git_agrees(
+        &self,
+        _t: &Target,
+        _c: &crate::gitops::Controller,
+    ) -> Result<Option<bool>> {
+        todo!("GITOPS-TODO(kube)")
+    }
 }
 
 #[cfg(test)]

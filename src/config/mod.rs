@@ -134,6 +134,9 @@ pub struct Settings {
     /// that closed (default 15s): a window created through another replica holds alerts
     /// here within this time.
     pub maintenance_refresh: HumanDuration,
+    /// What repairs do to objects Argo CD or Flux owns: tracking, the default policy of each
+    /// kind of change, holds and the revert watch.
+    pub gitops: crate::gitops::GitopsSettings,
 }
 
 impl Default for Settings {
@@ -162,6 +165,7 @@ impl Default for Settings {
             approval_secret: None,
             maintenance: Vec::new(),
             maintenance_refresh: HumanDuration(DEFAULT_MAINTENANCE_REFRESH),
+            gitops: crate::gitops::GitopsSettings::default(),
         }
     }
 }

@@ -55,6 +55,9 @@ impl Settings {
                 "maintenance_refresh (AIOPS_MAINTENANCE_REFRESH) must be above 0s".into(),
             ));
         }
+        if let Some(problem) = self.gitops.problems().into_iter().next() {
+            return Err(Error::Invalid(problem));
+        }
         if let Some(path) = &self.api.jwt_secret_file {
             let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
                 path: path.clone(),

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{ApprovalPolicy, EscalationStep, Mode, Rule, Trust};
+use crate::rules::{ApprovalPolicy, EscalationStep, GitopsPolicy, Mode, Rule, Trust};
 
 pub use crate::rules::Verify;
 
@@ -169,6 +169,10 @@ pub struct JobSpec {
     /// Who may approve and for how long, for `mode: approve` (`None` in the other modes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalPolicy>,
+    /// The rule's `gitops:` when the job was created; `None` takes the settings'
+    /// `gitops.defaults` for each kind of change. Every job of a chain keeps the first one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<GitopsPolicy>,
 }
 
 impl JobSpec {
@@ -181,6 +185,7 @@ impl JobSpec {
             verify: Verify::default(),
             mode: Mode::Auto,
             approval: None,
+            gitops: None,
         }
     }
 
@@ -201,6 +206,7 @@ impl JobSpec {
             verify: rule.verify.clone(),
             mode,
             approval: (mode == Mode::Approve).then(|| trust.approval_of(rule)),
+            gitops: rule.gitops,
         }
     }
 
@@ -214,6 +220,7 @@ impl JobSpec {
             verify: self.verify.clone(),
             mode: self.mode,
             approval: self.approval.clone(),
+            gitops: self.gitops,
         }
     }
 

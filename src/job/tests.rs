@@ -46,6 +46,7 @@ fn full_spec() -> JobSpec {
             expires: Duration::from_secs(900),
             approvers: vec!["telegram:42".parse().unwrap()],
         }),
+        gitops: Some(crate::rules::GitopsPolicy::Hold),
     }
 }
 
@@ -79,6 +80,7 @@ fn the_stored_shape_is_the_rules_file_shape_with_durations_in_milliseconds() {
             },
             "mode": "approve",
             "approval": {"expires_ms": 900_000, "approvers": ["telegram:42"]},
+            "gitops": "hold",
         })
     );
 }
@@ -97,6 +99,8 @@ fn missing_keys_of_a_stored_spec_take_their_defaults() {
     // Specs stored before the trust ladder did what `auto` does.
     assert_eq!(spec.mode, Mode::Auto);
     assert_eq!(spec.approval, None);
+    // Specs stored before GitOps awareness take the settings' defaults per kind of change.
+    assert_eq!(spec.gitops, None);
     assert_eq!(
         spec.chain,
         vec![ChainStep::Playbook {
@@ -132,6 +136,7 @@ rules:
     verify: {rollout: false, resolved_within: 5m}
     mode: approve
     approval: {expires: 15m, approvers: [telegram:42]}
+    gitops: hold
     escalate:
       - notify: oncall
       - playbook: rollback
@@ -163,6 +168,7 @@ fn the_next_job_of_a_chain_keeps_the_chain_and_the_verification() {
     assert_eq!((next.chain, next.verify), (spec.chain, spec.verify));
     // Every step of an approve-mode chain waits for approval again, under the same policy.
     assert_eq!((next.mode, next.approval), (spec.mode, spec.approval));
+    assert_eq!(next.gitops, spec.gitops);
 }
 
 #[test]

@@ -257,6 +257,35 @@ pub struct Event {
     /// default templates mark `shadow` events plainly: a dry run must never read like a repair.
     #[serde(default)]
     pub mode: String,
+    /// GitOps events (`auto_repair_reverted`, `gitops_hold`, `gitops_hold_released`, and an
+    /// `escalation` of a skipped change): the owner and the change to make in Git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<GitopsReport>,
+}
+
+/// What a GitOps event tells people (`Event::gitops`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitopsReport {
+    /// The controller: "Flux Kustomization flux-system/apps".
+    pub owner: String,
+    /// What to change in Git: "set resources.limits.memory of container web to 615Mi".
+    pub change: String,
+    /// The manager that set the change back (`auto_repair_reverted`), e.g.
+    /// `kustomize-controller`; empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reverted_by: String,
+    /// How the controller is paused (`gitops_hold`, `gitops_hold_released`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hold: String,
+    /// Until when, RFC 3339 (`gitops_hold`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hold_until: String,
+    /// The hold's id, for `POST /api/gitops/holds/{id}/release`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<i64>,
+    /// Why the hold ended: `expiry`, `git` or `api:<who>` (`gitops_hold_released`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub released_by: String,
 }
 
 /// A maintenance window's occurrence that closed, for its summary (`maintenance_summary`).
@@ -437,11 +466,19 @@ pub enum EventKind {
     ApprovalDecided,
     /// A maintenance window (or one occurrence of a recurring one) closed: what it held.
     MaintenanceSummary,
+    /// A repair was applied, then set back by the object's GitOps controller (or another
+    /// field manager): not retried; the change to make in Git and the owner.
+    AutoRepairReverted,
+    /// A repair paused Argo CD or Flux for an object (`gitops: hold`) and changed it: until
+    /// when, and the change Git must get before the hold ends.
+    GitopsHold,
+    /// A hold ended (expiry, Git agreeing, by hand): the controller reconciles the object again.
+    GitopsHoldReleased,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::RepairStarted,
         EventKind::AutoRepairSuccess,
         EventKind::AutoRepairFailed,
@@ -456,6 +493,9 @@ impl EventKind {
         EventKind::ApprovalRequested,
         EventKind::ApprovalDecided,
         EventKind::MaintenanceSummary,
+        EventKind::AutoRepairReverted,
+        EventKind::GitopsHold,
+        EventKind::GitopsHoldReleased,
     ];
 
     /// Events a route takes only when its `events` list names them: most teams do not want a
@@ -481,6 +521,9 @@ impl EventKind {
             EventKind::ApprovalRequested => "approval_requested",
             EventKind::ApprovalDecided => "approval_decided",
             EventKind::MaintenanceSummary => "maintenance_summary",
+            EventKind::AutoRepairReverted => "auto_repair_reverted",
+            EventKind::GitopsHold => "gitops_hold",
+            EventKind::GitopsHoldReleased => "gitops_hold_released",
         }
     }
 }

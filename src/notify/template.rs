@@ -102,6 +102,46 @@ const MAINTENANCE_ZH: &str = r#"維護時段：{{ maintenance.window }}（{{ mai
 …另有 {{ maintenance.more_groups }} 項{% endif %}
 仍在觸發的告警會在 Alertmanager 下次重送時處理。"#;
 
+/// `auto_repair_reverted` in English: what was undone, by whom, and the change Git needs.
+const REVERTED_EN: &str = r#"Problem: {{ problem }}
+Target: {{ target }}
+Action: {{ action }} (job {{ job_id }})
+Result: {{ result }}
+{% if gitops %}Owner: {{ gitops.owner }}{% if gitops.reverted_by %} (set back by {{ gitops.reverted_by }}){% endif %}
+Make this change in Git: {{ gitops.change }}
+{% endif %}The repair is not retried: the controller would undo it again."#;
+
+/// `auto_repair_reverted` in Traditional Chinese.
+const REVERTED_ZH: &str = r#"問題：{{ problem }}
+目標：{{ target }}
+動作：{{ action }}（job {{ job_id }}）
+結果：{{ result }}
+{% if gitops %}擁有者：{{ gitops.owner }}{% if gitops.reverted_by %}（由 {{ gitops.reverted_by }} 改回）{% endif %}
+請在 Git 中修改：{{ gitops.change }}
+{% endif %}不會重試此修復：控制器會再次還原它。"#;
+
+/// `gitops_hold` in English: loud, because the controller stays paused until someone acts.
+const HOLD_EN: &str = r#"aiops paused {{ gitops.owner }} for {{ target }} ({{ gitops.hold }}) and applied {{ action }}.
+Problem: {{ problem }}
+Make this change in Git: {{ gitops.change }}
+The hold ends at {{ gitops.hold_until }} or as soon as Git agrees with the live object; then the controller reconciles it again, and without the Git change it undoes the repair.{% if gitops.hold_id %}
+End it early: POST /api/gitops/holds/{{ gitops.hold_id }}/release{% endif %}"#;
+
+/// `gitops_hold` in Traditional Chinese.
+const HOLD_ZH: &str = r#"aiops 已暫停 {{ gitops.owner }} 對 {{ target }} 的同步（{{ gitops.hold }}），並執行了 {{ action }}。
+問題：{{ problem }}
+請在 Git 中修改：{{ gitops.change }}
+暫停將於 {{ gitops.hold_until }} 結束，或在 Git 與線上物件一致時提早結束；之後控制器恢復同步，若 Git 未修改，修復會被還原。{% if gitops.hold_id %}
+提早結束：POST /api/gitops/holds/{{ gitops.hold_id }}/release{% endif %}"#;
+
+/// `gitops_hold_released` in English.
+const RELEASED_EN: &str = r#"The hold on {{ target }} ended ({% if gitops.released_by == 'expiry' %}it expired{% elif gitops.released_by == 'git' %}Git now agrees with the live object{% else %}released by {{ gitops.released_by }}{% endif %}): {{ gitops.owner }} reconciles it again.
+{% if gitops.released_by != 'git' %}If Git still lacks it, the repair is undone now; the change: {{ gitops.change }}{% endif %}"#;
+
+/// `gitops_hold_released` in Traditional Chinese.
+const RELEASED_ZH: &str = r#"{{ target }} 的暫停已結束（{% if gitops.released_by == 'expiry' %}已到期{% elif gitops.released_by == 'git' %}Git 已與線上物件一致{% else %}由 {{ gitops.released_by }} 解除{% endif %}）：{{ gitops.owner }} 恢復同步。
+{% if gitops.released_by != 'git' %}若 Git 仍未修改，修復將被還原；需要的修改：{{ gitops.change }}{% endif %}"#;
+
 fn defaults(lang: Language, kind: EventKind) -> (&'static str, String) {
     use EventKind as E;
     let en = lang == Language::En;
@@ -132,11 +172,11 @@ fn defaults(lang: Language, kind: EventKind) -> (&'static str, String) {
         ),
         (E::Escalation, true) => (
             "[aiops] Manual intervention required: {{ app }} ({{ namespace }})",
-            "Problem: {{ problem }}\nTarget: {{ target }}\nWhy: {{ reason }}\nTried:{% for s in steps %}\n  {{ loop.index }}. {{ s.playbook }} (job {{ s.job }}): {{ s.result }}{% else %} nothing{% endfor %}{% if hint %}\nKnowledge base: {{ hint }}{% endif %}{% if duration %}\nDuration: {{ duration }}{% endif %}",
+            "Problem: {{ problem }}\nTarget: {{ target }}\nWhy: {{ reason }}{% if gitops %}\nOwner: {{ gitops.owner }}\nMake this change in Git: {{ gitops.change }}{% endif %}\nTried:{% for s in steps %}\n  {{ loop.index }}. {{ s.playbook }} (job {{ s.job }}): {{ s.result }}{% else %} nothing{% endfor %}{% if hint %}\nKnowledge base: {{ hint }}{% endif %}{% if duration %}\nDuration: {{ duration }}{% endif %}",
         ),
         (E::Escalation, false) => (
             "[aiops] 需要人工介入：{{ app }}（{{ namespace }}）",
-            "問題：{{ problem }}\n目標：{{ target }}\n原因：{{ reason }}\n已嘗試：{% for s in steps %}\n  {{ loop.index }}. {{ s.playbook }}（job {{ s.job }}）：{{ s.result }}{% else %}無{% endfor %}{% if hint %}\n知識庫：{{ hint }}{% endif %}{% if duration %}\n耗時：{{ duration }}{% endif %}",
+            "問題：{{ problem }}\n目標：{{ target }}\n原因：{{ reason }}{% if gitops %}\n擁有者：{{ gitops.owner }}\n請在 Git 中修改：{{ gitops.change }}{% endif %}\n已嘗試：{% for s in steps %}\n  {{ loop.index }}. {{ s.playbook }}（job {{ s.job }}）：{{ s.result }}{% else %}無{% endfor %}{% if hint %}\n知識庫：{{ hint }}{% endif %}{% if duration %}\n耗時：{{ duration }}{% endif %}",
         ),
         (E::StormBrake, true) => (
             "[aiops] Storm brake engaged: automatic repairs paused",
@@ -211,6 +251,30 @@ fn defaults(lang: Language, kind: EventKind) -> (&'static str, String) {
         (E::MaintenanceSummary, false) => (
             "[aiops] 維護時段結束：{{ maintenance.window }}，暫緩 {{ alert_count }} 個告警",
             MAINTENANCE_ZH,
+        ),
+        (E::AutoRepairReverted, true) => (
+            "[aiops] Repair reverted by GitOps: {{ app }} ({{ namespace }})",
+            REVERTED_EN,
+        ),
+        (E::AutoRepairReverted, false) => (
+            "[aiops] 修復被 GitOps 還原：{{ app }}（{{ namespace }}）",
+            REVERTED_ZH,
+        ),
+        (E::GitopsHold, true) => (
+            "[aiops] ⚠ GitOps paused for {{ target }} until {{ gitops.hold_until }}: change Git now",
+            HOLD_EN,
+        ),
+        (E::GitopsHold, false) => (
+            "[aiops] ⚠ 已暫停 {{ target }} 的 GitOps 同步至 {{ gitops.hold_until }}：請立即修改 Git",
+            HOLD_ZH,
+        ),
+        (E::GitopsHoldReleased, true) => (
+            "[aiops] GitOps resumed for {{ target }}",
+            RELEASED_EN,
+        ),
+        (E::GitopsHoldReleased, false) => (
+            "[aiops] 已恢復 {{ target }} 的 GitOps 同步",
+            RELEASED_ZH,
         ),
     };
     (subject, format!("{body}{LINKS}"))

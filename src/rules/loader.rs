@@ -239,6 +239,8 @@ struct RawRule {
     mode: Option<super::Mode>,
     #[serde(default)]
     approval: Option<ApprovalField>,
+    #[serde(default)]
+    gitops: Option<super::GitopsPolicy>,
 }
 
 impl RawRule {
@@ -265,6 +267,7 @@ impl RawRule {
             verify: self.verify.map(|v| v.0).unwrap_or_default(),
             mode: self.mode,
             approval: self.approval.map(|a| a.0).unwrap_or_default(),
+            gitops: self.gitops,
         }
     }
 }

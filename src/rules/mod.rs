@@ -35,6 +35,9 @@
 //!     approval:                        # optional, for mode: approve (defaults: trust.approval)
 //!       expires: 30m                   #   then the repair escalates to humans
 //!       approvers: [telegram:123456789, slack:U024BE7LH, email:oncall-mail]
+//!     gitops: hold                     # optional: act | hold | skip, for objects Argo CD or Flux
+//!                                      #   owns (default: the settings' gitops.defaults, which
+//!                                      #   restart and skip rollback, memory and scale)
 //!     escalate:                        # optional chain, tried in order when a step fails
 //!       - playbook: rollback
 //!         params: {}
@@ -63,6 +66,7 @@
 //! Problems are reported all at once, one per line, as `file:line:column: message`, like a
 //! compiler (at most one problem per rule, since a rule is read up to its first error).
 
+mod gitops;
 mod index;
 mod loader;
 mod matcher;
@@ -75,6 +79,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use gitops::{ChangeKind, GitopsDefaults, GitopsPolicy};
 pub use matcher::{MatchOp, Matcher, MatcherError, parse_matchers};
 pub use target::{SUPPORTED_KINDS, Source, Target, TargetSpec, canonical_kind};
 pub use trust::{
@@ -309,6 +314,9 @@ pub struct Rule {
     pub mode: Option<Mode>,
     /// `approval:` for `mode: approve`; omitted keys come from the settings' `trust.approval`.
     pub approval: RuleApproval,
+    /// `gitops:` act, hold or skip for every change to an object Argo CD or Flux owns;
+    /// `None` takes the settings' `gitops.defaults` per kind of change.
+    pub gitops: Option<GitopsPolicy>,
 }
 
 impl Rule {
@@ -339,6 +347,7 @@ impl Rule {
             verify: Verify::default(),
             mode: None,
             approval: RuleApproval::default(),
+            gitops: None,
         }
     }
 

@@ -136,7 +136,7 @@ impl Default for TargetSpec {
 }
 
 /// A resolved Kubernetes object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     /// Namespace.
     pub namespace: String,

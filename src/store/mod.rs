@@ -20,6 +20,7 @@
 
 mod approvals;
 mod deploy;
+mod gitops;
 mod history;
 mod intake;
 mod jobs;
@@ -41,6 +42,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use approvals::{ApprovalRecord, ApprovalTarget, NewApproval};
 pub use deploy::{AppRecord, DeploymentRecord};
+pub use gitops::{Hold, NewHold};
 pub use history::{CopiedRow, HistoryAlert, HistoryItem, HistoryTable, Position, RecordedDecision};
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};

@@ -79,6 +79,7 @@ impl KubeCluster {
         owned.sort_by_key(|(revision, _)| std::cmp::Reverse(*revision));
         let Some((previous, rs)) = owned.into_iter().nth(1) else {
             return Ok(Rollback {
+                restores: Vec::new(), // GITOPS-TODO(kube): the images restored
                 done: false,
                 revision: None,
                 reason: format!(
@@ -96,6 +97,7 @@ impl KubeCluster {
         );
         if without_hash(spec.template.clone()) == target_template {
             return Ok(Rollback {
+                restores: Vec::new(), // GITOPS-TODO(kube): the images restored
                 done: false,
                 revision: Some(previous),
                 reason: format!(
@@ -129,6 +131,7 @@ impl KubeCluster {
             .await
             .map_err(|e| map_err(&what, e))?;
         Ok(Rollback {
+            restores: Vec::new(), // GITOPS-TODO(kube): the images restored
             done: true,
             revision: Some(previous),
             reason: String::new(),

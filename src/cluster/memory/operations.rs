@@ -217,6 +217,7 @@ impl Inner {
         w.check_not_paused()?;
         let Some(previous) = w.history.iter().copied().max() else {
             return Ok(Rollback {
+                restores: Vec::new(), // GITOPS-TODO(kube): the images restored
                 done: false,
                 revision: None,
                 reason: format!(
@@ -238,6 +239,7 @@ impl Inner {
             self.actions.push(action);
         }
         Ok(Rollback {
+            restores: Vec::new(), // GITOPS-TODO(kube): the images restored
             done: true,
             revision: Some(previous),
             reason: String::new(),

@@ -170,6 +170,7 @@ async fn rollback_restores_the_previous_template_and_records_a_new_revision() {
     assert_eq!(
         rollback,
         Rollback {
+            restores: Vec::new(), // GITOPS-TODO(kube)
             done: true,
             revision: Some(3),
             reason: String::new()
@@ -211,6 +212,7 @@ async fn rollback_without_history_is_not_done_and_says_why() {
     assert_eq!(
         rollback,
         Rollback {
+            restores: Vec::new(), // GITOPS-TODO(kube)
             done: false,
             revision: None,
             reason: "no previous revision of deployment prod/web".to_owned()
@@ -402,6 +404,7 @@ async fn dry_runs_change_nothing_but_answer_the_same() {
     assert_eq!(
         c.rollback(&web(), true).await.unwrap(),
         Rollback {
+            restores: Vec::new(), // GITOPS-TODO(kube)
             done: true,
             revision: Some(2),
             reason: String::new()

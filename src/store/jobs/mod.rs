@@ -40,11 +40,15 @@ pub enum JobState {
     Cancelled,
     /// Its process died while it was running; escalated, never re-run automatically.
     Interrupted,
+    /// The repair was applied, then set back by another field manager (Argo CD, Flux) during
+    /// verification: not a success, never retried; escalated to humans with the change to
+    /// make in Git, in the transaction that records it.
+    Reverted,
 }
 
 impl JobState {
     /// Every state, for metric initialisation and docs.
-    pub const ALL: [JobState; 10] = [
+    pub const ALL: [JobState; 11] = [
         JobState::AwaitingApproval,
         JobState::Queued,
         JobState::Waiting,
@@ -55,6 +59,7 @@ impl JobState {
         JobState::Escalated,
         JobState::Cancelled,
         JobState::Interrupted,
+        JobState::Reverted,
     ];
 
     /// The stored name.
@@ -70,6 +75,7 @@ impl JobState {
             JobState::Escalated => "escalated",
             JobState::Cancelled => "cancelled",
             JobState::Interrupted => "interrupted",
+            JobState::Reverted => "reverted",
         }
     }
 
@@ -83,7 +89,7 @@ impl JobState {
     pub fn counts_as_finished(self) -> bool {
         matches!(
             self,
-            JobState::Succeeded | JobState::Failed | JobState::Escalated
+            JobState::Succeeded | JobState::Failed | JobState::Escalated | JobState::Reverted
         )
     }
 
@@ -96,6 +102,7 @@ impl JobState {
                 | JobState::Cancelled
                 | JobState::Failed
                 | JobState::Interrupted
+                | JobState::Reverted
         )
     }
 }
