@@ -34,7 +34,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, Map, Scope};
 pub use args::target_map;
 pub use context::{HostSettings, RunContext, StepSink, http_client};
 pub use http_fns::redact;
-pub use outcome::{Outcome, RunResult, StepRecord, cap_text};
+pub use outcome::{Applied, GitopsRun, Outcome, RunResult, Skipped, StepRecord, cap_text};
 pub use scale_fns::{ReplicaBounds, ScaleParams};
 
 use context::{CURRENT, Installed, ctx, human_bytes};
@@ -153,6 +153,8 @@ impl Runner {
             outcome,
             steps,
             touched,
+            // GITOPS-TODO(host): the gate's record of the run.
+            gitops: GitopsRun::default(),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! on it.
 
 use crate::cluster::Target;
+use crate::gitops::{Controller, FieldChange, GitChange, Ownership};
+use crate::rules::ChangeKind;
 
 /// How a playbook run ended.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -59,6 +61,48 @@ pub struct RunResult {
     pub steps: Vec<StepRecord>,
     /// Workloads it changed (verification checks their rollouts).
     pub touched: Vec<Target>,
+    /// What the GitOps gate saw and did (owners read, changes applied, a skipped change).
+    pub gitops: GitopsRun,
+}
+
+/// What the GitOps gate of a run saw and did, for the executor (revert watch, escalation) and
+/// for `aiops test-playbook`'s report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GitopsRun {
+    /// The ownership of each workload the run was about to change, first reading per target.
+    pub owners: Vec<(Target, Ownership)>,
+    /// Each change applied (not in dry runs), in order: what verification watches.
+    pub applied: Vec<Applied>,
+    /// The change not made because the owner's policy is `skip` (or a `hold` that could not
+    /// be placed): the run stopped there, and the incident goes to humans with it.
+    pub skipped: Option<Skipped>,
+}
+
+/// A change a run applied to a workload.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Applied {
+    /// The workload.
+    pub target: Target,
+    /// Which kind of change.
+    pub kind: ChangeKind,
+    /// The fields and the values they had right after the change (read back from the
+    /// cluster): a later reading that differs means someone set them back.
+    pub changes: Vec<FieldChange>,
+    /// The GitOps controller that owns the workload, if any.
+    pub owner: Option<Controller>,
+    /// The change to make in Git, when an owner exists (for the escalation of a revert).
+    pub git: Option<GitChange>,
+    /// The hold the change was made under (`gitops: hold`), by id.
+    pub hold_id: Option<i64>,
+}
+
+/// A change a run did not make because of its target's GitOps owner.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    /// What to change in Git instead, and the owner.
+    pub change: GitChange,
+    /// Why it was skipped: the policy, or why a hold was not possible.
+    pub reason: String,
 }
 
 /// `text` cut to at most `max` bytes (on a character boundary), saying how much was cut.
