@@ -279,4 +279,6 @@ fn register(engine: &mut Engine) {
 }
 
 #[cfg(test)]
+mod gitops_tests;
+#[cfg(test)]
 mod tests;

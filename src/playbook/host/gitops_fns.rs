@@ -172,7 +172,7 @@ pub(super) fn gate(
     c.record(
         "gitops",
         format!(
-            "{}{target} is {o}; gitops policy for a {kind}: {policy}: {meaning}",
+            "{}{target} is {o}; gitops policy for {kind} changes: {policy}: {meaning}",
             dry(c)
         ),
     );
@@ -181,7 +181,7 @@ pub(super) fn gate(
         GitopsPolicy::Skip => Err(skip(
             c,
             change,
-            format!("the gitops policy for a {kind} of an object {owner} owns is skip"),
+            format!("the gitops policy for {kind} changes to objects {owner} owns is skip"),
         )),
         GitopsPolicy::Hold => match hold(c, &change) {
             Ok(h) => {
