@@ -29,8 +29,13 @@
 //!     rollout: complete           # how the next rollout ends: complete | stuck | fails
 //!     current_rollout: complete   # how the latest rollout stands now: complete | stuck | fails
 //!     annotations: {}             # e.g. aiops.wooo.work/auto-repair: "disabled"
+//!     labels: {}                  # e.g. kustomize.toolkit.fluxcd.io/name: apps
+//!     managers:                   # managedFields; an Apply manager owns the fields given here
+//!       - {name: kustomize-controller, operation: Apply}
 //!     containers:
 //!       - name: app
+//!         image: web:v2           # optional
+//!         previous_image: web:v1  # its image in the history revisions (default: image)
 //!         memory: {request: 256Mi, limit: 512Mi}
 //! pods:
 //!   - namespace: prod
@@ -46,9 +51,12 @@
 //!     finished_ago: 3h            # omit for a running Job
 //! ```
 //!
+//! `holds:` (a list at the top level) records the Argo CD and HelmRelease holds placed; a Flux
+//! Kustomization's hold is the annotation on the workload.
+//!
 //! Files: this one holds the cluster (loading, snapshots, the [`Cluster`] entry points);
 //! `state` the state file's model and its validation; `operations` what each operation does to
-//! the state. The unit tests are in `tests.rs`.
+//! the state; `gitops` field ownership, `observe` and holds. The unit tests are in `tests.rs`.
 
 mod gitops;
 mod operations;
