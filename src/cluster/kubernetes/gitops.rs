@@ -18,6 +18,7 @@
 //!     automated sync, no self-heal) and saved as JSON text to put back. Refused for an
 //!     Application an ApplicationSet generated: the ApplicationSet controller would put the
 //!     automated policy back on its next reconcile.
+//!
 //!   Release is idempotent: an object that is gone, or already released, is fine.
 //! - `git_agrees`: Argo CD keeps comparing while automated sync is off; its
 //!   `status.resources[]` entry for the workload says `Synced` once Git holds the live values.
@@ -269,14 +270,61 @@ fn restore_json(saved: Option<&str>, what: &str) -> Result<Value> {
     })
 }
 
+/// An Argo CD Application or a Flux HelmRelease: its API, and how its errors name it.
+struct ControllerObject {
+    api: Api<DynamicObject>,
+    resource: ApiResource,
+    namespace: String,
+    name: String,
+    /// `Application argocd/shop`, for messages.
+    what: String,
+}
+
+impl ControllerObject {
+    async fn get(&self) -> Result<DynamicObject> {
+        self.api
+            .get(&self.name)
+            .await
+            .map_err(|e| controller_err("get", &self.resource, &self.namespace, &self.what, e))
+    }
+
+    /// A merge patch as `aiops`; an object that is gone is an `Error::NotFound`.
+    async fn patch(&self, body: &Value, dry_run: bool) -> Result<()> {
+        self.api
+            .patch(&self.name, &params(dry_run), &Patch::Merge(body))
+            .await
+            .map(drop)
+            .map_err(|e| controller_err("patch", &self.resource, &self.namespace, &self.what, e))
+    }
+}
+
 impl KubeCluster {
-    /// The API of a controller object, after checking its namespace and name can be used in a
-    /// path (they come from labels and annotations anyone could write). The namespace policy
-    /// is the targets'; Argo CD and Flux live in their own namespaces.
-    fn controller_api(&self, ns: &str, name: &str, ar: &ApiResource) -> Result<Api<DynamicObject>> {
-        crate::k8s_name::target(ns, name)
-            .map_err(|e| Error::Refused(format!("invalid {} reference: {e}", ar.kind)))?;
-        Ok(Api::namespaced_with(self.client.clone(), ns, ar))
+    /// The controller object of `c` (a Flux Kustomization's hold is on the workload, not on
+    /// its object, so it has none here), after checking its namespace and name can be used in a path (they come from
+    /// labels and annotations anyone could write). The namespace policy is the targets'; Argo
+    /// CD and Flux live in their own namespaces.
+    fn controller_object(&self, c: &Controller) -> Result<ControllerObject> {
+        let (resource, namespace, name) = match c {
+            Controller::FluxKustomization { .. } => {
+                return Err(Error::Refused(format!(
+                    "{c} is held through the workload's own annotation, not its object"
+                )));
+            }
+            Controller::FluxHelmRelease { name, namespace } => (helmrelease(), namespace, name),
+            Controller::ArgoCd {
+                application,
+                namespace,
+            } => (application_resource(), namespace, application),
+        };
+        crate::k8s_name::target(namespace, name)
+            .map_err(|e| Error::Refused(format!("invalid {} reference: {e}", resource.kind)))?;
+        Ok(ControllerObject {
+            api: Api::namespaced_with(self.client.clone(), namespace, &resource),
+            what: format!("{} {namespace}/{name}", resource.kind),
+            resource,
+            namespace: namespace.clone(),
+            name: name.clone(),
+        })
     }
 
     fn workload_api(&self, t: &Target) -> Result<Api<DynamicObject>> {
@@ -335,53 +383,30 @@ impl KubeCluster {
                     saved,
                 })
             }
-            Controller::FluxHelmRelease { name, namespace } => {
-                let ar = helmrelease();
-                let api = self.controller_api(namespace, name, &ar)?;
-                let what = format!("HelmRelease {namespace}/{name}");
-                let hr = api
-                    .get(name)
-                    .await
-                    .map_err(|e| controller_err("get", &ar, namespace, &what, e))?;
-                let saved = saved_json(hr.data.pointer("/spec/suspend"));
-                let patch = json!({"spec": {"suspend": true}});
-                api.patch(name, &params(dry_run), &Patch::Merge(&patch))
-                    .await
-                    .map_err(|e| controller_err("patch", &ar, namespace, &what, e))?;
-                Ok(HoldPlacement {
-                    mechanism: HoldMechanism::FluxHelmReleaseSuspend,
-                    saved,
-                })
-            }
-            Controller::ArgoCd {
-                application,
-                namespace,
-            } => {
-                let ar = application_resource();
-                let api = self.controller_api(namespace, application, &ar)?;
-                let what = format!("Application {namespace}/{application}");
-                let app = api
-                    .get(application)
-                    .await
-                    .map_err(|e| controller_err("get", &ar, namespace, &what, e))?;
-                if let Some(set) = application_set(&app.metadata) {
-                    return Err(Error::Refused(format!(
-                        "{what} is generated by ApplicationSet {set}, which would put its automated sync back; pausing it is not possible"
-                    )));
-                }
-                let saved = saved_json(app.data.pointer("/spec/syncPolicy/automated"));
+            Controller::FluxHelmRelease { .. } | Controller::ArgoCd { .. } => {
+                let object = self.controller_object(c)?;
+                let live = object.get().await?;
+                let (mechanism, saved, patch) = if let Controller::ArgoCd { .. } = c {
+                    if let Some(set) = application_set(&live.metadata) {
+                        return Err(Error::Refused(format!(
+                            "{} is generated by ApplicationSet {set}, which would put its automated sync back; pausing it is not possible",
+                            object.what
+                        )));
+                    }
+                    let saved = saved_json(live.data.pointer("/spec/syncPolicy/automated"));
+                    let patch = json!({"spec": {"syncPolicy": {"automated": null}}});
+                    (HoldMechanism::ArgoAutomatedOff, saved, patch)
+                } else {
+                    let saved = saved_json(live.data.pointer("/spec/suspend"));
+                    let patch = json!({"spec": {"suspend": true}});
+                    (HoldMechanism::FluxHelmReleaseSuspend, saved, patch)
+                };
                 // Without an automated policy Argo CD does not sync by itself: nothing to
                 // pause, and still a hold (it is recorded and released like any other).
-                if saved.is_some() {
-                    let patch = json!({"spec": {"syncPolicy": {"automated": null}}});
-                    api.patch(application, &params(dry_run), &Patch::Merge(&patch))
-                        .await
-                        .map_err(|e| controller_err("patch", &ar, namespace, &what, e))?;
+                if saved.is_some() || mechanism == HoldMechanism::FluxHelmReleaseSuspend {
+                    object.patch(&patch, dry_run).await?;
                 }
-                Ok(HoldPlacement {
-                    mechanism: HoldMechanism::ArgoAutomatedOff,
-                    saved,
-                })
+                Ok(HoldPlacement { mechanism, saved })
             }
         }
     }
@@ -406,44 +431,21 @@ impl KubeCluster {
                     .map_err(|e| map_err(&describe(t), e));
                 gone(r)
             }
-            (
-                HoldMechanism::FluxHelmReleaseSuspend,
-                Controller::FluxHelmRelease { name, namespace },
-            ) => {
-                let ar = helmrelease();
-                let api = self.controller_api(namespace, name, &ar)?;
-                let what = format!("HelmRelease {namespace}/{name}");
-                let suspend = restore_json(p.saved.as_deref(), &what)?;
-                let patch = json!({"spec": {"suspend": suspend}});
-                let r = api
-                    .patch(name, &params(false), &Patch::Merge(&patch))
-                    .await
-                    .map(drop)
-                    .map_err(|e| controller_err("patch", &ar, namespace, &what, e));
-                gone(r)
-            }
-            (
-                HoldMechanism::ArgoAutomatedOff,
-                Controller::ArgoCd {
-                    application,
-                    namespace,
-                },
-            ) => {
-                // Nothing was removed: nothing to put back.
-                let Some(saved) = p.saved.as_deref() else {
+            (HoldMechanism::FluxHelmReleaseSuspend, Controller::FluxHelmRelease { .. })
+            | (HoldMechanism::ArgoAutomatedOff, Controller::ArgoCd { .. }) => {
+                // An Application without automated sync was not changed: nothing to put back.
+                if p.mechanism == HoldMechanism::ArgoAutomatedOff && p.saved.is_none() {
                     return Ok(());
+                }
+                let object = self.controller_object(c)?;
+                let saved = restore_json(p.saved.as_deref(), &object.what)?;
+                let patch = match p.mechanism {
+                    HoldMechanism::ArgoAutomatedOff => {
+                        json!({"spec": {"syncPolicy": {"automated": saved}}})
+                    }
+                    _ => json!({"spec": {"suspend": saved}}),
                 };
-                let ar = application_resource();
-                let api = self.controller_api(namespace, application, &ar)?;
-                let what = format!("Application {namespace}/{application}");
-                let automated = restore_json(Some(saved), &what)?;
-                let patch = json!({"spec": {"syncPolicy": {"automated": automated}}});
-                let r = api
-                    .patch(application, &params(false), &Patch::Merge(&patch))
-                    .await
-                    .map(drop)
-                    .map_err(|e| controller_err("patch", &ar, namespace, &what, e));
-                gone(r)
+                gone(object.patch(&patch, false).await)
             }
             (mechanism, c) => Err(Error::Refused(format!(
                 "a hold by {} cannot be released on {c}",
@@ -454,22 +456,12 @@ impl KubeCluster {
 
     /// Whether the controller's source agrees with the live workload (Argo CD only).
     pub(super) async fn git_agrees_for(&self, t: &Target, c: &Controller) -> Result<Option<bool>> {
-        let Controller::ArgoCd {
-            application,
-            namespace,
-        } = c
-        else {
+        if !matches!(c, Controller::ArgoCd { .. }) {
             return Ok(None);
-        };
+        }
         self.check_target(t)?;
-        let ar = application_resource();
-        let api = self.controller_api(namespace, application, &ar)?;
-        let what = format!("Application {namespace}/{application}");
-        let app = api
-            .get(application)
-            .await
-            .map_err(|e| controller_err("get", &ar, namespace, &what, e))?;
-        Ok(argo_sync_status(&app.data, t))
+        let object = self.controller_object(c)?;
+        Ok(argo_sync_status(&object.get().await?.data, t))
     }
 }
 

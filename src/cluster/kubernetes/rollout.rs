@@ -352,7 +352,7 @@ pub(super) fn restored_images(
         .filter_map(|c| {
             let image = c.image?;
             let live = now.iter().find(|n| n.name == c.name);
-            (live.and_then(|n| n.image.as_deref()) != Some(image.as_str())).then(|| FieldChange {
+            (live.and_then(|n| n.image.as_deref()) != Some(image.as_str())).then_some(FieldChange {
                 field: Field::Image { container: c.name },
                 value: image,
             })

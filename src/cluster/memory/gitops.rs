@@ -62,7 +62,7 @@ pub(super) fn restored_images(current: &[Container], restored: &[Container]) -> 
         .filter_map(|c| {
             let image = c.image.clone()?;
             let live = current.iter().find(|n| n.name == c.name);
-            (live.and_then(|n| n.image.as_deref()) != Some(image.as_str())).then(|| FieldChange {
+            (live.and_then(|n| n.image.as_deref()) != Some(image.as_str())).then_some(FieldChange {
                 field: Field::Image {
                     container: c.name.clone(),
                 },

@@ -207,7 +207,7 @@ async fn a_rollback_names_the_image_it_restores_in_a_dry_run_and_then_owns_it() 
     let done = c.rollback(&web, false).await.unwrap();
     assert_eq!(done.restores, expected);
     assert_eq!(
-        c.observe(&web, &[image.clone()]).await.unwrap(),
+        c.observe(&web, std::slice::from_ref(&image)).await.unwrap(),
         [state(image, Some("web:v1"), &["aiops"])]
     );
 }
