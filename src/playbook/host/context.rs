@@ -131,6 +131,10 @@ pub struct RunContext {
     pub(super) touched: Mutex<Vec<Target>>,
     /// The params that bound `scale()` (the runner sets them from the run's input).
     pub(super) scale_params: Mutex<super::scale_fns::ScaleParams>,
+    /// The settings' `gitops:` section, for the gate before every change.
+    pub gitops: crate::gitops::GitopsSettings,
+    /// The job's `gitops:` policy (`None`: the settings' defaults per kind of change).
+    pub gitops_policy: Option<crate::rules::GitopsPolicy>,
 }
 
 impl RunContext {
@@ -165,7 +169,21 @@ impl RunContext {
             outcome: Mutex::new(None),
             touched: Mutex::new(Vec::new()),
             scale_params: Mutex::new(super::scale_fns::ScaleParams::default()),
+            gitops: crate::gitops::GitopsSettings::default(),
+            gitops_policy: None,
         }
+    }
+
+    /// The GitOps settings and the job's policy the gate decides with (without it: the
+    /// default settings and no rule policy).
+    pub fn with_gitops(
+        mut self,
+        settings: crate::gitops::GitopsSettings,
+        policy: Option<crate::rules::GitopsPolicy>,
+    ) -> Self {
+        self.gitops = settings;
+        self.gitops_policy = policy;
+        self
     }
 
     /// Flags that stop the run at its next step when set (lost lease, shutdown).
