@@ -41,6 +41,9 @@ mod run;
 pub mod verify;
 mod worker;
 
+#[cfg(test)]
+mod gitops_tests;
+
 /// Executor failures (all come from the store; a worker logs them and carries on).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
