@@ -19,7 +19,7 @@ pub(super) enum JobEnd {
     /// The playbook's (or its verification's) outcome.
     Outcome(Outcome),
     /// Verification found a changed field set back by someone else.
-    Reverted(Revert),
+    Reverted(Box<Revert>),
     /// The run stopped before a change its target's GitOps owner keeps in Git (`gitops:
     /// skip`, or a hold that was not possible). The run's own outcome only says the same.
     Skipped(Skipped),

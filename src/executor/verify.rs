@@ -32,8 +32,8 @@ const AIOPS_MANAGER: &str = crate::deploy::apply::FIELD_MANAGER;
 pub enum Verified {
     /// The checks' verdict (success when every check passed and nothing was set back).
     Outcome(Outcome),
-    /// A changed field was set back by someone else.
-    Reverted(Revert),
+    /// A changed field was set back by someone else (boxed: it carries the Git change).
+    Reverted(Box<Revert>),
 }
 
 /// A repair's field that no longer holds the value the repair gave it.
@@ -354,7 +354,7 @@ impl Executor {
                 self.store
                     .add_step(job.id, "verify", &format!("reverted: {}", revert.message()))
                     .await?;
-                return Ok(Some(Verified::Reverted(revert)));
+                return Ok(Some(Verified::Reverted(Box::new(revert))));
             }
         }
         Ok(None)
