@@ -248,7 +248,9 @@ async fn two_daemons_on_one_store_release_expired_holds_and_announce_each_once(d
     let two = TestApp::spawn_in(
         one.dir.clone(),
         one.db.clone(),
-        Spawn::new(db).env("AIOPS_JWT_SECRET", SECRET),
+        Spawn::new(db)
+            .config(&config(&hook))
+            .env("AIOPS_JWT_SECRET", SECRET),
     )
     .await;
     let store = one.store().await;
@@ -308,7 +310,9 @@ async fn a_restarted_daemon_releases_a_hold_recorded_before_its_restart(db: Db) 
     let app = TestApp::spawn_in(
         app.dir.clone(),
         app.db.clone(),
-        Spawn::new(db).env("AIOPS_JWT_SECRET", SECRET),
+        Spawn::new(db)
+            .config(&config(&hook))
+            .env("AIOPS_JWT_SECRET", SECRET),
     )
     .await;
     let hold = wait_released(&app, &store, id).await;
