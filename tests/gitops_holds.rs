@@ -200,7 +200,7 @@ both_backends!(failed_release_attempts_are_counted_while_the_hold_is_open);
 /// Settings: holds looked at every 100 ms, every message to a webhook stand-in.
 fn config(hook: &StandIn) -> String {
     format!(
-        "gitops:\n  release_interval: 100ms\nnotify:\n  channels:\n    ops: {{type: webhook, url: \"{}/hook\"}}\n",
+        "gitops:\n  release_interval: 100ms\nnotify:\n  channels:\n    ops: {{type: webhook, url: \"{}/hook\"}}\n  routes:\n    - channels: [ops]\n",
         hook.url
     )
 }
