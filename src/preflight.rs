@@ -39,6 +39,10 @@ pub enum Error {
     Config(String),
 }
 
+/// How the line about the optional GitOps permissions begins: information, printed on stdout
+/// by `aiops check --cluster` even when the check fails.
+pub const OPTIONAL_PREFIX: &str = "cluster: optional GitOps permissions";
+
 /// How long the version request and each review may take: a black-holed server must not hang
 /// `aiops check` or keep the start-up check from reporting.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -122,12 +126,12 @@ impl Report {
             .map(|c| c.permission.describe())
             .collect();
         Some(if missing.is_empty() {
-            "cluster: optional GitOps permissions granted: `gitops: hold` can pause Argo CD \
-             Applications and Flux HelmReleases"
-                .to_string()
+            format!(
+                "{OPTIONAL_PREFIX} granted: `gitops: hold` can pause Argo CD Applications and Flux HelmReleases"
+            )
         } else {
             format!(
-                "cluster: optional GitOps permissions not granted ({}): without them `gitops: hold` \
+                "{OPTIONAL_PREFIX} not granted ({}): without them `gitops: hold` \
                  on Argo CD and HelmRelease objects becomes skip (aiops manifests --gitops adds them; \
                  docs/gitops.md)",
                 missing.join(", ")
