@@ -119,9 +119,11 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     } else {
-        // The reachable line goes to stdout like every passed check; what is wrong to stderr.
+        // The reachable line goes to stdout like every passed check, and the optional GitOps
+        // line (information, never a failure); what is wrong to stderr.
         for l in &lines {
-            if l.starts_with("cluster: API server") && report.unreachable.is_none() {
+            let information = l.starts_with(aiops::preflight::OPTIONAL_PREFIX);
+            if information || l.starts_with("cluster: API server") && report.unreachable.is_none() {
                 println!("{l}");
             } else {
                 eprintln!("{l}");
