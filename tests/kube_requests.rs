@@ -299,6 +299,16 @@ async fn rollback_replaces_the_template_with_the_second_highest_owned_revision_b
     });
     let r = c.rollback(&web(), false).await.unwrap();
     assert_eq!((r.done, r.revision), (true, Some(2)), "{r:?}");
+    // The image that differs is restored; the sidecar, absent from revision 2, is not named.
+    assert_eq!(
+        r.restores,
+        [aiops::gitops::FieldChange {
+            field: aiops::gitops::Field::Image {
+                container: "app".into()
+            },
+            value: "web:2".into()
+        }]
+    );
     let (ct, body) = server.await.unwrap();
     assert_eq!(ct.as_deref(), Some("application/json-patch+json"));
     let ops = body.as_array().unwrap();
@@ -891,5 +901,278 @@ async fn scale_refuses_a_daemonset_and_an_opted_out_deployment_without_patching(
     assert!(
         futures_util::FutureExt::now_or_never(h.next_request()).is_none(),
         "no PATCH after the refusal"
+    );
+}
+
+// GitOps: ownership, field managers and the holds of Argo CD and Flux.
+
+const APP: &str = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/shop";
+const HELMRELEASE: &str = "/apis/helm.toolkit.fluxcd.io/v2/namespaces/prod/helmreleases/web";
+
+fn argo() -> aiops::gitops::Controller {
+    aiops::gitops::Controller::ArgoCd {
+        application: "shop".into(),
+        namespace: "argocd".into(),
+    }
+}
+
+fn application(extra: Value) -> Value {
+    let mut app = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "shop", "namespace": "argocd"},
+        "spec": {"project": "default",
+                 "source": {"repoURL": "https://git.example/shop.git", "path": "prod"},
+                 "destination": {"server": "https://kubernetes.default.svc", "namespace": "prod"},
+                 "syncPolicy": {"automated": {"prune": true, "selfHeal": true},
+                                "syncOptions": ["ServerSideApply=true"]}}
+    });
+    merge(&mut app, extra);
+    app
+}
+
+#[tokio::test]
+async fn object_info_and_observe_read_the_workloads_metadata_and_managed_fields() {
+    let (c, mut h) = cluster();
+    let managed = json!({"metadata": {
+    "labels": {"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"},
+    "managedFields": [
+        {"manager": "kustomize-controller", "operation": "Apply", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+         "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+             "k:{\"name\":\"app\"}": {".": {}, "f:image": {}, "f:name": {}, "f:resources": {"f:requests": {"f:memory": {}}}}}}}}}},
+        {"manager": "aiops", "operation": "Update", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+         "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+             "k:{\"name\":\"app\"}": {"f:resources": {"f:limits": {"f:memory": {}}}}}}}}}}
+    ]}});
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(managed.clone()))).await;
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(managed))).await;
+    });
+    let info = c.object_info(&web()).await.unwrap();
+    assert_eq!(info.labels["kustomize.toolkit.fluxcd.io/name"], "apps");
+    let names: Vec<&str> = info.managers.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["kustomize-controller", "aiops"]);
+    let fields = [
+        aiops::gitops::Field::MemoryLimit {
+            container: "app".into(),
+        },
+        aiops::gitops::Field::Image {
+            container: "app".into(),
+        },
+        aiops::gitops::Field::Replicas,
+    ];
+    let live = c.observe(&web(), &fields).await.unwrap();
+    let seen: Vec<(Option<&str>, Vec<&str>)> = live
+        .iter()
+        .map(|s| {
+            (
+                s.value.as_deref(),
+                s.managers.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("512Mi"), vec!["aiops"]),
+            (Some("web:3"), vec!["kustomize-controller"]),
+            (Some("3"), vec!["kustomize-controller"]),
+        ]
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_kustomization_hold_merge_patches_the_objects_reconcile_annotation_as_aiops() {
+    let (c, mut h) = cluster();
+    let flux = aiops::gitops::Controller::FluxKustomization {
+        name: "apps".into(),
+        namespace: "flux-system".into(),
+    };
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        let hold = expect(
+            &mut h,
+            "PATCH",
+            &format!("{DEPLOY}?&fieldManager=aiops"),
+            ok(&deployment(json!({}))),
+        )
+        .await;
+        let release = expect(
+            &mut h,
+            "PATCH",
+            &format!("{DEPLOY}?&fieldManager=aiops"),
+            status(404, "NotFound", "deployments.apps \"web\" not found"),
+        )
+        .await;
+        (hold, release)
+    });
+    let placed = c.hold(&web(), &flux, false).await.unwrap();
+    assert_eq!(
+        placed,
+        aiops::gitops::HoldPlacement {
+            mechanism: aiops::gitops::HoldMechanism::FluxObjectAnnotation,
+            saved: None
+        }
+    );
+    // Released after the Deployment was deleted: nothing left to release, and that is fine.
+    c.release(&web(), &flux, &placed).await.unwrap();
+    let ((ct, hold), (_, release)) = server.await.unwrap();
+    assert_eq!(ct.as_deref(), Some("application/merge-patch+json"));
+    assert_eq!(
+        hold,
+        json!({"metadata": {"annotations": {"kustomize.toolkit.fluxcd.io/reconcile": "disabled"}}})
+    );
+    assert_eq!(
+        release,
+        json!({"metadata": {"annotations": {"kustomize.toolkit.fluxcd.io/reconcile": null}}})
+    );
+}
+
+#[tokio::test]
+async fn an_argo_hold_saves_and_removes_automated_sync_and_the_release_puts_it_back() {
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        expect(&mut h, "GET", APP, ok(&application(json!({})))).await;
+        let dry = expect(
+            &mut h,
+            "PATCH",
+            &format!("{APP}?&dryRun=All&fieldManager=aiops"),
+            ok(&application(json!({}))),
+        )
+        .await;
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        expect(&mut h, "GET", APP, ok(&application(json!({})))).await;
+        let hold = expect(
+            &mut h,
+            "PATCH",
+            &format!("{APP}?&fieldManager=aiops"),
+            ok(&application(json!({}))),
+        )
+        .await;
+        let release = expect(
+            &mut h,
+            "PATCH",
+            &format!("{APP}?&fieldManager=aiops"),
+            ok(&application(json!({}))),
+        )
+        .await;
+        (dry, hold, release)
+    });
+    let dry = c.hold(&web(), &argo(), true).await.unwrap();
+    let placed = c.hold(&web(), &argo(), false).await.unwrap();
+    assert_eq!(dry, placed);
+    assert_eq!(
+        placed.mechanism,
+        aiops::gitops::HoldMechanism::ArgoAutomatedOff
+    );
+    let saved: Value = serde_json::from_str(placed.saved.as_deref().unwrap()).unwrap();
+    assert_eq!(saved, json!({"prune": true, "selfHeal": true}));
+    c.release(&web(), &argo(), &placed).await.unwrap();
+    let ((_, dry), (ct, hold), (_, release)) = server.await.unwrap();
+    assert_eq!(ct.as_deref(), Some("application/merge-patch+json"));
+    assert_eq!(dry, hold);
+    assert_eq!(hold, json!({"spec": {"syncPolicy": {"automated": null}}}));
+    assert_eq!(
+        release,
+        json!({"spec": {"syncPolicy": {"automated": {"prune": true, "selfHeal": true}}}})
+    );
+}
+
+#[tokio::test]
+async fn an_argo_hold_is_refused_for_an_applicationset_child_and_names_a_missing_permission() {
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        let child = application(json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet", "name": "shops", "uid": "u1"}]}}));
+        expect(&mut h, "GET", APP, ok(&child)).await;
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        expect(&mut h, "GET", APP, ok(&application(json!({})))).await;
+        expect(
+            &mut h,
+            "PATCH",
+            &format!("{APP}?&fieldManager=aiops"),
+            status(
+                403,
+                "Forbidden",
+                "applications.argoproj.io \"shop\" is forbidden: User \"system:serviceaccount:aiops:aiops\" cannot patch resource \"applications\" in API group \"argoproj.io\" in the namespace \"argocd\"",
+            ),
+        )
+        .await;
+        h
+    });
+    let err = c.hold(&web(), &argo(), false).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused(m) if m.contains("ApplicationSet shops") && m.contains("automated sync back")),
+        "{err:?}"
+    );
+    let err = c.hold(&web(), &argo(), false).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused(m) if m.contains("patch on applications.argoproj.io in namespace argocd")),
+        "{err:?}"
+    );
+    let mut h = server.await.unwrap();
+    assert!(
+        futures_util::FutureExt::now_or_never(h.next_request()).is_none(),
+        "no PATCH of an ApplicationSet's child"
+    );
+}
+
+#[tokio::test]
+async fn a_helmrelease_hold_suspends_it_and_the_release_restores_the_old_value() {
+    let (c, mut h) = cluster();
+    let helm = aiops::gitops::Controller::FluxHelmRelease {
+        name: "web".into(),
+        namespace: "prod".into(),
+    };
+    let server = tokio::spawn(async move {
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        let hr = json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+            "metadata": {"name": "web", "namespace": "prod"}, "spec": {"interval": "5m", "suspend": false}});
+        expect(&mut h, "GET", HELMRELEASE, ok(&hr)).await;
+        let hold = expect(
+            &mut h,
+            "PATCH",
+            &format!("{HELMRELEASE}?&fieldManager=aiops"),
+            ok(&hr),
+        )
+        .await;
+        let release = expect(
+            &mut h,
+            "PATCH",
+            &format!("{HELMRELEASE}?&fieldManager=aiops"),
+            ok(&hr),
+        )
+        .await;
+        (hold.1, release.1)
+    });
+    let placed = c.hold(&web(), &helm, false).await.unwrap();
+    assert_eq!(placed.saved.as_deref(), Some("false"));
+    c.release(&web(), &helm, &placed).await.unwrap();
+    let (hold, release) = server.await.unwrap();
+    assert_eq!(hold, json!({"spec": {"suspend": true}}));
+    assert_eq!(release, json!({"spec": {"suspend": false}}));
+}
+
+#[tokio::test]
+async fn git_agrees_reads_argo_cds_sync_status_of_the_workload_and_flux_says_nothing() {
+    let (c, mut h) = cluster();
+    let server = tokio::spawn(async move {
+        let app = application(json!({"status": {"resources": [
+            {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "prod", "name": "web", "status": "Synced"}]}}));
+        expect(&mut h, "GET", APP, ok(&app)).await;
+        h
+    });
+    assert_eq!(c.git_agrees(&web(), &argo()).await.unwrap(), Some(true));
+    let mut h = server.await.unwrap();
+    let flux = aiops::gitops::Controller::FluxKustomization {
+        name: "apps".into(),
+        namespace: "flux-system".into(),
+    };
+    assert_eq!(c.git_agrees(&web(), &flux).await.unwrap(), None);
+    assert!(
+        futures_util::FutureExt::now_or_never(h.next_request()).is_none(),
+        "Flux is not asked"
     );
 }

@@ -24,8 +24,9 @@
 //! Files: this one holds the connection (kubeconfig or in-cluster), the namespace policy, the
 //! error mapping shared by every call, and the [`Cluster`] entry points, each handing on to the
 //! file of its concern: `workload` (reads), `writes` (patches, scale, cleanup, Events), `rollout`
-//! (rollout status and undo). The unit tests are in `tests.rs`.
+//! (rollout status and undo), `gitops` (ownership, field managers, holds of Argo CD and Flux). The unit tests are in `tests.rs`.
 
+mod gitops;
 mod rollout;
 mod workload;
 mod writes;
@@ -309,38 +310,38 @@ impl Cluster for KubeCluster {
     async fn record_event(&self, t: &Target, reason: &str, message: &str) -> Result<()> {
         self.record_event_on(t, reason, message).await
     }
-    async fn object_info(&self, _t: &Target) -> Result<crate::gitops::ObjectInfo> {
-        todo!("GITOPS-TODO(kube)")
+    async fn object_info(&self, t: &Target) -> Result<crate::gitops::ObjectInfo> {
+        self.object_info_for(t).await
     }
+
     async fn observe(
         &self,
-        _t: &Target,
-        _fields: &[crate::gitops::Field],
+        t: &Target,
+        fields: &[crate::gitops::Field],
     ) -> Result<Vec<crate::gitops::FieldState>> {
-        todo!("GITOPS-TODO(kube)")
+        self.observe_workload(t, fields).await
     }
+
     async fn hold(
         &self,
-        _t: &Target,
-        _c: &crate::gitops::Controller,
-        _dry_run: bool,
+        t: &Target,
+        c: &crate::gitops::Controller,
+        dry_run: bool,
     ) -> Result<crate::gitops::HoldPlacement> {
-        todo!("GITOPS-TODO(kube)")
+        self.hold_controller(t, c, dry_run).await
     }
+
     async fn release(
         &self,
-        _t: &Target,
-        _c: &crate::gitops::Controller,
-        _p: &crate::gitops::HoldPlacement,
+        t: &Target,
+        c: &crate::gitops::Controller,
+        p: &crate::gitops::HoldPlacement,
     ) -> Result<()> {
-        todo!("GITOPS-TODO(kube)")
+        self.release_controller(t, c, p).await
     }
-    async fn git_agrees(
-        &self,
-        _t: &Target,
-        _c: &crate::gitops::Controller,
-    ) -> Result<Option<bool>> {
-        todo!("GITOPS-TODO(kube)")
+
+    async fn git_agrees(&self, t: &Target, c: &crate::gitops::Controller) -> Result<Option<bool>> {
+        self.git_agrees_for(t, c).await
     }
 }
 

@@ -29,8 +29,13 @@
 //!     rollout: complete           # how the next rollout ends: complete | stuck | fails
 //!     current_rollout: complete   # how the latest rollout stands now: complete | stuck | fails
 //!     annotations: {}             # e.g. aiops.wooo.work/auto-repair: "disabled"
+//!     labels: {}                  # e.g. kustomize.toolkit.fluxcd.io/name: apps
+//!     managers:                   # managedFields; an Apply manager owns the fields given here
+//!       - {name: kustomize-controller, operation: Apply}
 //!     containers:
 //!       - name: app
+//!         image: web:v2           # optional
+//!         previous_image: web:v1  # its image in the history revisions (default: image)
 //!         memory: {request: 256Mi, limit: 512Mi}
 //! pods:
 //!   - namespace: prod
@@ -46,10 +51,14 @@
 //!     finished_ago: 3h            # omit for a running Job
 //! ```
 //!
+//! `holds:` (a list at the top level) records the Argo CD and HelmRelease holds placed; a Flux
+//! Kustomization's hold is the annotation on the workload.
+//!
 //! Files: this one holds the cluster (loading, snapshots, the [`Cluster`] entry points);
 //! `state` the state file's model and its validation; `operations` what each operation does to
-//! the state. The unit tests are in `tests.rs`.
+//! the state; `gitops` field ownership, `observe` and holds. The unit tests are in `tests.rs`.
 
+mod gitops;
 mod operations;
 mod state;
 
@@ -60,7 +69,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 pub use state::{
-    Container, Job, Kind, MemorySettings, Phase, Pod, RolloutOutcome, State, Workload,
+    Container, HeldController, Job, Kind, MemorySettings, Phase, Pod, RolloutOutcome, State,
+    Workload,
 };
 
 use state::validate;
@@ -177,11 +187,21 @@ impl MemoryCluster {
         let ago = |d: Duration| now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH);
         for w in &mut state.workloads {
             w.history.sort_unstable();
+            // The older revisions have the file's containers, with their `previous_image`.
+            let older: Vec<Container> = w
+                .containers
+                .iter()
+                .map(|c| {
+                    let mut old = c.clone();
+                    old.image = c.previous_image.clone().or(old.image);
+                    old.previous_image = None;
+                    old
+                })
+                .collect();
             for r in &w.history {
-                w.templates
-                    .entry(*r)
-                    .or_insert_with(|| w.containers.clone());
+                w.templates.entry(*r).or_insert_with(|| older.clone());
             }
+            w.init_owners();
         }
         for pod in &mut state.pods {
             pod.finished_at = Some(ago(pod.finished_ago.unwrap_or_default()));
@@ -214,11 +234,30 @@ impl MemoryCluster {
         }
     }
 
+    /// Sets `field` of `target` back to `value` as `manager` would (a GitOps controller's
+    /// forced server-side apply, e.g. `kustomize-controller` putting Git's memory limit back):
+    /// the value changes (a container field starts a new revision and rollout), `manager`
+    /// becomes the field's only owner and is listed among the workload's managers (`Apply`).
+    /// Not one of aiops's [`MemoryCluster::actions`]. For tests of the revert watch; a
+    /// controller that honours a hold would not call it while one is placed (look at the
+    /// workload's annotations and [`State::holds`]).
+    pub fn revert_field(
+        &self,
+        target: &Target,
+        field: &crate::gitops::Field,
+        value: &str,
+        manager: &str,
+    ) -> Result<()> {
+        valid_target(target)?;
+        self.lock().revert_field(target, field, value, manager)
+    }
+
     /// Changes applied so far, in order, e.g. `restart prod/Deployment/web`,
     /// `set memory prod/Deployment/web container app: request 256Mi, limit 640Mi`,
     /// `rollback prod/Deployment/web to revision 2`, `scale prod/Deployment/web from 2 to 3
     /// replicas`, `delete pod prod/web-x (Evicted)`,
-    /// `delete job prod/backup-1`. Dry runs add nothing.
+    /// `delete job prod/backup-1`, `hold prod/Deployment/web (Flux Kustomization
+    /// flux-system/apps: annotation …)`, `release …`. Dry runs add nothing.
     pub fn actions(&self) -> Vec<String> {
         self.lock().actions.clone()
     }
@@ -323,38 +362,48 @@ impl Cluster for MemoryCluster {
         self.lock().scale(target, replicas, dry_run)
     }
 
-    async fn object_info(&self, _t: &Target) -> Result<crate::gitops::ObjectInfo> {
-        todo!("GITOPS-TODO(kube)")
+    async fn object_info(&self, target: &Target) -> Result<crate::gitops::ObjectInfo> {
+        valid_target(target)?;
+        self.lock().object_info(target)
     }
+
     async fn observe(
         &self,
-        _t: &Target,
-        _fields: &[crate::gitops::Field],
+        target: &Target,
+        fields: &[crate::gitops::Field],
     ) -> Result<Vec<crate::gitops::FieldState>> {
-        todo!("GITOPS-TODO(kube)")
+        valid_target(target)?;
+        self.lock().observe(target, fields)
     }
+
     async fn hold(
         &self,
-        _t: &Target,
-        _c: &crate::gitops::Controller,
-        _dry_run: bool,
+        target: &Target,
+        controller: &crate::gitops::Controller,
+        dry_run: bool,
     ) -> Result<crate::gitops::HoldPlacement> {
-        todo!("GITOPS-TODO(kube)")
+        valid_target(target)?;
+        self.lock().hold(target, controller, dry_run)
     }
+
     async fn release(
         &self,
-        _t: &Target,
-        _c: &crate::gitops::Controller,
-        _p: &crate::gitops::HoldPlacement,
+        target: &Target,
+        controller: &crate::gitops::Controller,
+        placement: &crate::gitops::HoldPlacement,
     ) -> Result<()> {
-        todo!("GITOPS-TODO(kube)")
+        valid_target(target)?;
+        self.lock().release(target, controller, placement)
     }
+
+    /// The memory cluster has no Applications to compare: it never says.
     async fn git_agrees(
         &self,
-        _t: &Target,
-        _c: &crate::gitops::Controller,
+        target: &Target,
+        _controller: &crate::gitops::Controller,
     ) -> Result<Option<bool>> {
-        todo!("GITOPS-TODO(kube)")
+        valid_target(target)?;
+        Ok(None)
     }
 }
 

@@ -315,30 +315,29 @@ fn tracking_id(value: &str, target: &Target, settings: &GitopsSettings) -> Optio
 /// Who owns `target`, from what the cluster says about it.
 pub fn detect(info: &ObjectInfo, target: &Target, settings: &GitopsSettings) -> Ownership {
     let label = |k: &str| info.labels.get(k).filter(|v| !v.is_empty());
-    let flux = |name_key: &str, ns_key: &str| {
-        Some((label(name_key)?.clone(), label(ns_key)?.clone()))
-    };
+    let flux =
+        |name_key: &str, ns_key: &str| Some((label(name_key)?.clone(), label(ns_key)?.clone()));
     // helm-controller's objects can also carry the Kustomization's labels (a HelmRelease
     // applied by a Kustomization passes them on through post-renderers); the HelmRelease is
     // the one that applies the workload, so it comes first.
-    let controller = if let Some((name, namespace)) =
-        flux(FLUX_HELMRELEASE_NAME, FLUX_HELMRELEASE_NAMESPACE)
-    {
-        Some(Controller::FluxHelmRelease { name, namespace })
-    } else if let Some((name, namespace)) =
-        flux(FLUX_KUSTOMIZATION_NAME, FLUX_KUSTOMIZATION_NAMESPACE)
-    {
-        Some(Controller::FluxKustomization { name, namespace })
-    } else {
-        match settings.tracking {
-            TrackingMethod::Annotation | TrackingMethod::AnnotationAndLabel => info
-                .annotations
-                .get(ARGOCD_TRACKING_ID)
-                .and_then(|v| tracking_id(v, target, settings)),
-            TrackingMethod::Label => label(&settings.instance_label)
-                .and_then(|v| argocd_app(v, settings)),
-        }
-    };
+    let controller =
+        if let Some((name, namespace)) = flux(FLUX_HELMRELEASE_NAME, FLUX_HELMRELEASE_NAMESPACE) {
+            Some(Controller::FluxHelmRelease { name, namespace })
+        } else if let Some((name, namespace)) =
+            flux(FLUX_KUSTOMIZATION_NAME, FLUX_KUSTOMIZATION_NAMESPACE)
+        {
+            Some(Controller::FluxKustomization { name, namespace })
+        } else {
+            match settings.tracking {
+                TrackingMethod::Annotation | TrackingMethod::AnnotationAndLabel => info
+                    .annotations
+                    .get(ARGOCD_TRACKING_ID)
+                    .and_then(|v| tracking_id(v, target, settings)),
+                TrackingMethod::Label => {
+                    label(&settings.instance_label).and_then(|v| argocd_app(v, settings))
+                }
+            }
+        };
     Ownership {
         controller,
         managers: info.managers.clone(),

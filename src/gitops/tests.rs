@@ -32,7 +32,10 @@ fn owner(i: &ObjectInfo, settings: &GitopsSettings) -> Option<Controller> {
 #[test]
 fn a_tracking_id_naming_the_object_makes_argo_cd_its_owner() {
     let s = GitopsSettings::default();
-    let i = info(&[], &[(ARGOCD_TRACKING_ID, "shop:apps/Deployment:prod/web")]);
+    let i = info(
+        &[],
+        &[(ARGOCD_TRACKING_ID, "shop:apps/Deployment:prod/web")],
+    );
     assert_eq!(
         owner(&i, &s),
         Some(Controller::ArgoCd {
@@ -41,7 +44,10 @@ fn a_tracking_id_naming_the_object_makes_argo_cd_its_owner() {
         })
     );
     // An Application outside Argo CD's namespace is written namespace_app.
-    let i = info(&[], &[(ARGOCD_TRACKING_ID, "team-a_shop:apps/Deployment:prod/web")]);
+    let i = info(
+        &[],
+        &[(ARGOCD_TRACKING_ID, "team-a_shop:apps/Deployment:prod/web")],
+    );
     assert_eq!(
         owner(&i, &s),
         Some(Controller::ArgoCd {
@@ -112,7 +118,8 @@ fn flux_labels_name_the_kustomization_or_the_helmrelease() {
     );
     let mut h = k.clone();
     h.labels.insert(FLUX_HELMRELEASE_NAME.into(), "web".into());
-    h.labels.insert(FLUX_HELMRELEASE_NAMESPACE.into(), "prod".into());
+    h.labels
+        .insert(FLUX_HELMRELEASE_NAMESPACE.into(), "prod".into());
     assert_eq!(
         owner(&h, &s),
         Some(Controller::FluxHelmRelease {
@@ -128,11 +135,7 @@ fn flux_labels_name_the_kustomization_or_the_helmrelease() {
 
 #[test]
 fn the_ownership_reports_every_field_manager() {
-    let o = detect(
-        &info(&[], &[]),
-        &web(),
-        &GitopsSettings::default(),
-    );
+    let o = detect(&info(&[], &[]), &web(), &GitopsSettings::default());
     assert_eq!(
         o.to_string(),
         "not owned by Argo CD or Flux (field managers: kustomize-controller)"

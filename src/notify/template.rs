@@ -268,14 +268,10 @@ fn defaults(lang: Language, kind: EventKind) -> (&'static str, String) {
             "[aiops] ⚠ 已暫停 {{ target }} 的 GitOps 同步至 {{ gitops.hold_until }}：請立即修改 Git",
             HOLD_ZH,
         ),
-        (E::GitopsHoldReleased, true) => (
-            "[aiops] GitOps resumed for {{ target }}",
-            RELEASED_EN,
-        ),
-        (E::GitopsHoldReleased, false) => (
-            "[aiops] 已恢復 {{ target }} 的 GitOps 同步",
-            RELEASED_ZH,
-        ),
+        (E::GitopsHoldReleased, true) => ("[aiops] GitOps resumed for {{ target }}", RELEASED_EN),
+        (E::GitopsHoldReleased, false) => {
+            ("[aiops] 已恢復 {{ target }} 的 GitOps 同步", RELEASED_ZH)
+        }
     };
     (subject, format!("{body}{LINKS}"))
 }

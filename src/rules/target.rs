@@ -136,7 +136,9 @@ impl Default for TargetSpec {
 }
 
 /// A resolved Kubernetes object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Target {
     /// Namespace.
     pub namespace: String,

@@ -15,6 +15,7 @@ use super::{
     params, refuse_disabled,
 };
 use crate::cluster::{Error, Result, Rollback, RolloutStatus, Target};
+use crate::gitops::{Field, FieldChange};
 
 impl KubeCluster {
     /// The rollout's state as `kubectl rollout status` reports it.
@@ -79,7 +80,7 @@ impl KubeCluster {
         owned.sort_by_key(|(revision, _)| std::cmp::Reverse(*revision));
         let Some((previous, rs)) = owned.into_iter().nth(1) else {
             return Ok(Rollback {
-                restores: Vec::new(), // GITOPS-TODO(kube): the images restored
+                restores: Vec::new(),
                 done: false,
                 revision: None,
                 reason: format!(
@@ -97,7 +98,8 @@ impl KubeCluster {
         );
         if without_hash(spec.template.clone()) == target_template {
             return Ok(Rollback {
-                restores: Vec::new(), // GITOPS-TODO(kube): the images restored
+                // The template already is the restored one: no image differs.
+                restores: Vec::new(),
                 done: false,
                 revision: Some(previous),
                 reason: format!(
@@ -105,6 +107,7 @@ impl KubeCluster {
                 ),
             });
         }
+        let restores = restored_images(&spec.template, &target_template);
         let current = d.metadata.annotations.clone().unwrap_or_default();
         let mut annotations: BTreeMap<String, String> = ANNOTATIONS_TO_SKIP
             .iter()
@@ -131,7 +134,7 @@ impl KubeCluster {
             .await
             .map_err(|e| map_err(&what, e))?;
         Ok(Rollback {
-            restores: Vec::new(), // GITOPS-TODO(kube): the images restored
+            restores,
             done: true,
             revision: Some(previous),
             reason: String::new(),
@@ -333,6 +336,28 @@ fn revision_of(meta: &ObjectMeta) -> Option<i64> {
         None => Some(0),
         Some(v) => v.parse().ok(),
     }
+}
+
+/// Each container of `restored` whose image differs from the same container's in `current`
+/// (or that `current` lacks): what a rollback puts back, and what Git would have to say instead.
+pub(super) fn restored_images(
+    current: &PodTemplateSpec,
+    restored: &PodTemplateSpec,
+) -> Vec<FieldChange> {
+    let containers = |t: &PodTemplateSpec| t.spec.as_ref().map(|s| s.containers.clone());
+    let now = containers(current).unwrap_or_default();
+    containers(restored)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| {
+            let image = c.image?;
+            let live = now.iter().find(|n| n.name == c.name);
+            (live.and_then(|n| n.image.as_deref()) != Some(image.as_str())).then(|| FieldChange {
+                field: Field::Image { container: c.name },
+                value: image,
+            })
+        })
+        .collect()
 }
 
 /// A template with the `pod-template-hash` label removed, for comparisons and rollback.

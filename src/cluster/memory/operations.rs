@@ -7,6 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::gitops::{AIOPS, restored_images};
 use super::state::{Container, Job, Kind, MemorySettings, Phase, Pod, RolloutOutcome, Workload};
 use super::{AUTO_REPAIR_ANNOTATION, Inner};
 use crate::cluster::quantity::format_memory;
@@ -199,8 +200,11 @@ impl Inner {
         if dry_run {
             return Ok(());
         }
+        let before = w.clone();
         let containers = w.containers.clone();
+        w.restarted_at = Some(format!("{:.0}", k8s_openapi::jiff::Timestamp::now()));
         w.new_template(containers);
+        w.take_changed(&before, AIOPS, "Update");
         let action = format!("restart {}", w.key());
         self.actions.push(action);
         Ok(())
@@ -217,7 +221,7 @@ impl Inner {
         w.check_not_paused()?;
         let Some(previous) = w.history.iter().copied().max() else {
             return Ok(Rollback {
-                restores: Vec::new(), // GITOPS-TODO(kube): the images restored
+                restores: Vec::new(),
                 done: false,
                 revision: None,
                 reason: format!(
@@ -226,20 +230,26 @@ impl Inner {
                 ),
             });
         };
+        let restores = match w.templates.get(&previous) {
+            Some(template) => restored_images(&w.containers, template),
+            None => Vec::new(),
+        };
         if !dry_run {
             // As the controller does: the old ReplicaSet becomes current under a new revision
             // number; the old number leaves the history and the current one joins it.
+            let before = w.clone();
             let template = w
                 .templates
                 .remove(&previous)
                 .unwrap_or_else(|| w.containers.clone());
             w.history.retain(|r| *r != previous);
             w.new_template(template);
+            w.take_changed(&before, AIOPS, "Update");
             let action = format!("rollback {} to revision {previous}", w.key());
             self.actions.push(action);
         }
         Ok(Rollback {
-            restores: Vec::new(), // GITOPS-TODO(kube): the images restored
+            restores,
             done: true,
             revision: Some(previous),
             reason: String::new(),
@@ -308,9 +318,11 @@ impl Inner {
         if w.containers[index].memory != settings {
             // A template change: a new revision and a rollout. Patching identical values is a
             // no-op for the API server; the call is still recorded below.
+            let before = w.clone();
             let mut containers = w.containers.clone();
             containers[index].memory = settings;
             w.new_template(containers);
+            w.take_changed(&before, AIOPS, "Update");
         }
         let action = format!(
             "set memory {} container {container}: request {}, limit {}",
@@ -348,7 +360,9 @@ impl Inner {
         if dry_run {
             return Ok(Scaled { from, to: replicas });
         }
+        let before = w.clone();
         w.replicas = replicas;
+        w.take_changed(&before, AIOPS, "Update");
         let action = format!("scale {} from {from} to {replicas} replicas", w.key());
         self.actions.push(action);
         Ok(Scaled { from, to: replicas })

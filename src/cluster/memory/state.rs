@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::quantity::{format_memory, parse_memory};
+use crate::gitops::{Controller, Field, HoldMechanism, Manager};
 
 /// The whole cluster: what a state file describes, and what [`MemoryCluster::snapshot`] returns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -25,6 +26,27 @@ pub struct State {
     /// Jobs.
     #[serde(default)]
     pub jobs: Vec<Job>,
+    /// Holds of controllers this cluster has no objects for (Argo CD Applications, Flux
+    /// HelmReleases): placed by `hold`, removed by `release`. A Flux Kustomization's hold is
+    /// the annotation on the workload itself, as in a real cluster.
+    #[serde(default)]
+    pub holds: Vec<HeldController>,
+}
+
+/// A controller paused for one workload ([`State::holds`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldController {
+    /// The workload's namespace.
+    pub namespace: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+    /// The controller paused for it.
+    pub controller: Controller,
+    /// How.
+    pub mechanism: HoldMechanism,
 }
 
 /// A workload kind.
@@ -104,6 +126,24 @@ pub struct Workload {
     /// metadata.annotations.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// metadata.labels (e.g. Flux's `kustomize.toolkit.fluxcd.io/name` and `/namespace`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// metadata.managedFields managers. A manager with operation `Apply` (a controller's
+    /// server-side apply of the whole object) owns every field the state file gives at load;
+    /// an `Update` manager owns none of them. aiops joins as `aiops`/`Update` when it writes.
+    #[serde(default)]
+    pub managers: Vec<Manager>,
+    /// Who owns each field the repairs change, as the API server records it: aiops's changes
+    /// make it the owner of what it set, [`MemoryCluster::revert_field`] hands a field to
+    /// another manager.
+    ///
+    /// [`MemoryCluster::revert_field`]: super::MemoryCluster::revert_field
+    #[serde(skip)]
+    pub owners: BTreeMap<Field, Vec<String>>,
+    /// The pod template's `kubectl.kubernetes.io/restartedAt` annotation, set by a restart.
+    #[serde(skip)]
+    pub restarted_at: Option<String>,
     /// The pod template's containers.
     #[serde(default)]
     pub containers: Vec<Container>,
@@ -124,6 +164,13 @@ fn one() -> i64 {
 pub struct Container {
     /// Container name.
     pub name: String,
+    /// The image, if the state gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The image of this container in the revisions of `history` (default: `image`), so a
+    /// rollback has an image to restore. Read at load; kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_image: Option<String>,
     /// resources.requests.memory / resources.limits.memory.
     #[serde(default)]
     pub memory: MemorySettings,

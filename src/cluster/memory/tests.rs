@@ -14,6 +14,8 @@ workloads:
     history: [1, 2]
     containers:
       - name: app
+        image: web:v3
+        previous_image: web:v2
         memory: {request: 256Mi, limit: 512Mi}
       - name: sidecar
         memory: {limit: 64Mi}
@@ -170,7 +172,8 @@ async fn rollback_restores_the_previous_template_and_records_a_new_revision() {
     assert_eq!(
         rollback,
         Rollback {
-            restores: Vec::new(), // GITOPS-TODO(kube)
+            // Revision 3 is the template before the memory change: the same images.
+            restores: Vec::new(),
             done: true,
             revision: Some(3),
             reason: String::new()
@@ -212,7 +215,7 @@ async fn rollback_without_history_is_not_done_and_says_why() {
     assert_eq!(
         rollback,
         Rollback {
-            restores: Vec::new(), // GITOPS-TODO(kube)
+            restores: Vec::new(),
             done: false,
             revision: None,
             reason: "no previous revision of deployment prod/web".to_owned()
@@ -404,7 +407,13 @@ async fn dry_runs_change_nothing_but_answer_the_same() {
     assert_eq!(
         c.rollback(&web(), true).await.unwrap(),
         Rollback {
-            restores: Vec::new(), // GITOPS-TODO(kube)
+            // A dry run names what it would put back, as the real one does.
+            restores: vec![crate::gitops::FieldChange {
+                field: crate::gitops::Field::Image {
+                    container: "app".to_owned()
+                },
+                value: "web:v2".to_owned()
+            }],
             done: true,
             revision: Some(2),
             reason: String::new()
