@@ -13,13 +13,15 @@
 //! The seams follow what a reader looks for: this file holds the runner (engine set-up, one run,
 //! error reports); `outcome` what a run produces; `context` the per-run state and its budgets;
 //! `errors` how a run is stopped; `args` the conversions of script values; and one file per
-//! family of host functions (`script_fns`, `cluster_fns`, `scale_fns`, `http_fns`, `kb_fns`).
+//! family of host functions (`script_fns`, `cluster_fns`, `scale_fns`, `http_fns`, `kb_fns`,
+//! `gitops_fns`: the GitOps gate every changing function passes, and `gitops(target)`).
 //! The unit tests are in `tests.rs`.
 
 mod args;
 mod cluster_fns;
 mod context;
 mod errors;
+mod gitops_fns;
 mod http_fns;
 mod kb_fns;
 mod outcome;
@@ -33,6 +35,7 @@ use rhai::{Dynamic, Engine, EvalAltResult, Map, Scope};
 
 pub use args::target_map;
 pub use context::{HostSettings, RunContext, StepSink, http_client};
+pub use gitops_fns::GitopsConfig;
 pub use http_fns::redact;
 pub use outcome::{Applied, GitopsRun, Outcome, RunResult, Skipped, StepRecord, cap_text};
 pub use scale_fns::{ReplicaBounds, ScaleParams};
@@ -153,8 +156,7 @@ impl Runner {
             outcome,
             steps,
             touched,
-            // GITOPS-TODO(host): the gate's record of the run.
-            gitops: GitopsRun::default(),
+            gitops: ctx.gitops_run.lock().expect("gitops lock").clone(),
         }
     }
 }
@@ -273,7 +275,10 @@ fn register(engine: &mut Engine) {
     scale_fns::register(engine);
     http_fns::register(engine);
     kb_fns::register(engine);
+    gitops_fns::register(engine);
 }
 
+#[cfg(test)]
+mod gitops_tests;
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,10 @@ use rhai::{Dynamic, Engine, EvalAltResult, INT, Map};
 use super::args::{bytes_arg, duration_arg, opt_int, target_of};
 use super::context::ctx;
 use super::errors::deadline_reached;
+use super::gitops_fns::gate;
 use crate::cluster::{self, quantity};
+use crate::gitops::{Field, FieldChange};
+use crate::rules::ChangeKind;
 
 pub(super) fn status_map(s: &cluster::RolloutStatus) -> Map {
     let mut m = Map::new();
@@ -90,7 +93,11 @@ pub(super) fn register(engine: &mut Engine) {
     engine.register_fn("restart", |t: Map| -> Result<(), Box<EvalAltResult>> {
         let c = ctx()?;
         let target = target_of(&t)?;
-        c.call("restart", c.cluster.restart(&target, c.dry_run))?;
+        // Git holds nothing of a restart (the restartedAt annotation is live-only).
+        let gate = gate(&c, "restart", &target, ChangeKind::Restart, &|_| {
+            Ok(Some(Vec::new()))
+        })?;
+        gate.checked(&c, c.call("restart", c.cluster.restart(&target, c.dry_run)))?;
         c.record("restart", format!("restart {target}"));
         c.event(
             &target,
@@ -98,6 +105,7 @@ pub(super) fn register(engine: &mut Engine) {
             &format!("rollout restart of {target}"),
         );
         c.touch(&target);
+        gate.applied(&c, &[Field::RestartedAt]);
         Ok(())
     });
     engine.register_fn(
@@ -118,7 +126,15 @@ pub(super) fn register(engine: &mut Engine) {
     engine.register_fn("rollback", |t: Map| -> Result<Map, Box<EvalAltResult>> {
         let c = ctx()?;
         let target = target_of(&t)?;
-        let r = c.call("rollback", c.cluster.rollback(&target, c.dry_run))?;
+        // The images the rollback would put back are what Git would have to say.
+        let gate = gate(&c, "rollback", &target, ChangeKind::Rollback, &|c| {
+            let r = c.call("rollback", c.cluster.rollback(&target, true))?;
+            Ok(r.done.then_some(r.restores))
+        })?;
+        let r = gate.checked(
+            &c,
+            c.call("rollback", c.cluster.rollback(&target, c.dry_run)),
+        )?;
         if r.done {
             c.record(
                 "rollback",
@@ -136,7 +152,10 @@ pub(super) fn register(engine: &mut Engine) {
                 ),
             );
             c.touch(&target);
+            let fields: Vec<Field> = r.restores.iter().map(|f| f.field.clone()).collect();
+            gate.applied(&c, &fields);
         } else {
+            gate.abandon(&c);
             c.record(
                 "rollback_refused",
                 format!("no rollback of {target}: {}", r.reason),
@@ -177,10 +196,32 @@ pub(super) fn register(engine: &mut Engine) {
                 Some(bytes_arg(&request, "set_memory request")?)
             };
             let limit = bytes_arg(&limit, "set_memory limit")?;
-            c.call(
-                "set_memory",
-                c.cluster
-                    .set_memory(&target, container, request, limit, c.dry_run),
+            let mut fields = vec![Field::MemoryLimit {
+                container: container.to_string(),
+            }];
+            let mut planned = vec![FieldChange {
+                field: fields[0].clone(),
+                value: quantity::format_memory(limit),
+            }];
+            if let Some(request) = request {
+                fields.push(Field::MemoryRequest {
+                    container: container.to_string(),
+                });
+                planned.push(FieldChange {
+                    field: fields[1].clone(),
+                    value: quantity::format_memory(request),
+                });
+            }
+            let gate = gate(&c, "set_memory", &target, ChangeKind::Memory, &|_| {
+                Ok(Some(planned.clone()))
+            })?;
+            gate.checked(
+                &c,
+                c.call(
+                    "set_memory",
+                    c.cluster
+                        .set_memory(&target, container, request, limit, c.dry_run),
+                ),
             )?;
             c.record(
                 "set_memory",
@@ -199,6 +240,7 @@ pub(super) fn register(engine: &mut Engine) {
                 ),
             );
             c.touch(&target);
+            gate.applied(&c, &fields);
             Ok(())
         },
     );

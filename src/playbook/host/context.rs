@@ -131,6 +131,10 @@ pub struct RunContext {
     pub(super) touched: Mutex<Vec<Target>>,
     /// The params that bound `scale()` (the runner sets them from the run's input).
     pub(super) scale_params: Mutex<super::scale_fns::ScaleParams>,
+    /// The GitOps settings and the rule's policy the gate applies ([`RunContext::with_gitops`]).
+    pub(super) gitops: super::gitops_fns::GitopsConfig,
+    /// What the gate saw and did so far.
+    pub(super) gitops_run: Mutex<super::outcome::GitopsRun>,
 }
 
 impl RunContext {
@@ -165,7 +169,24 @@ impl RunContext {
             outcome: Mutex::new(None),
             touched: Mutex::new(Vec::new()),
             scale_params: Mutex::new(super::scale_fns::ScaleParams::default()),
+            gitops: super::gitops_fns::GitopsConfig::default(),
+            gitops_run: Mutex::new(super::outcome::GitopsRun::default()),
         }
+    }
+
+    /// What the GitOps gate applies: the settings' `gitops:` section and the job's
+    /// `spec.gitops` (the rule's policy; `None` takes `gitops.defaults` per kind of change).
+    /// Without it (offline runs not given settings) the default settings apply.
+    pub fn with_gitops(
+        mut self,
+        settings: crate::gitops::GitopsSettings,
+        rule_policy: Option<crate::rules::GitopsPolicy>,
+    ) -> Self {
+        self.gitops = super::gitops_fns::GitopsConfig {
+            settings,
+            rule_policy,
+        };
+        self
     }
 
     /// Flags that stop the run at its next step when set (lost lease, shutdown).
@@ -264,7 +285,11 @@ impl RunContext {
         // The run's total: a change to the cluster and the run's end are always recorded (the
         // audit trail must be complete, and both are bounded by the host-call budget); any
         // other text past the budget is dropped after one step saying so, and the run stops.
-        let audit = is_change(action) || matches!(action, "outcome" | "error" | "rollback_refused");
+        let audit = is_change(action)
+            || matches!(
+                action,
+                "outcome" | "error" | "rollback_refused" | "gitops" | "gitops_skip" | "gitops_hold"
+            );
         let used = self
             .logged
             .fetch_add(detail.len(), std::sync::atomic::Ordering::Relaxed)

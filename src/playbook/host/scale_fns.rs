@@ -11,6 +11,9 @@ use rhai::{Dynamic, Engine, EvalAltResult, INT, Map};
 use super::args::target_of;
 use super::context::ctx;
 use super::errors::runtime_error;
+use super::gitops_fns::gate;
+use crate::gitops::{Field, FieldChange};
+use crate::rules::ChangeKind;
 
 /// The params that bound `scale()`, as the run received them (`()` when absent).
 #[derive(Clone, Debug, Default)]
@@ -114,7 +117,17 @@ pub(super) fn register(engine: &mut Engine) {
             ReplicaBounds::new(&params, c.settings.max_replicas)
                 .and_then(|b| b.check(replicas))
                 .map_err(|e| runtime_error(format!("scale: {e}")))?;
-            let r = c.call("scale", c.cluster.scale(&target, replicas, c.dry_run))?;
+            let planned = vec![FieldChange {
+                field: Field::Replicas,
+                value: replicas.to_string(),
+            }];
+            let gate = gate(&c, "scale", &target, ChangeKind::Scale, &|_| {
+                Ok(Some(planned.clone()))
+            })?;
+            let r = gate.checked(
+                &c,
+                c.call("scale", c.cluster.scale(&target, replicas, c.dry_run)),
+            )?;
             c.record(
                 "scale",
                 format!("scale {target} from {} to {} replicas", r.from, r.to),
@@ -125,6 +138,7 @@ pub(super) fn register(engine: &mut Engine) {
                 &format!("scaled {target} from {} to {} replicas", r.from, r.to),
             );
             c.touch(&target);
+            gate.applied(&c, &[Field::Replicas]);
             let mut m = Map::new();
             m.insert("from".into(), Dynamic::from_int(r.from));
             m.insert("to".into(), Dynamic::from_int(r.to));
