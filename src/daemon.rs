@@ -96,7 +96,8 @@ pub async fn run(
     for status in ["firing", "resolved"] {
         metrics.alerts_received.with_label_values(&[status]);
     }
-    let runtime = executor::Runtime::new(cluster, settings.playbook.clone());
+    let runtime = executor::Runtime::new(cluster, settings.playbook.clone())
+        .with_gitops(settings.gitops.clone());
     let executor = Arc::new(Executor::new(
         pipeline.clone(),
         settings.jobs.clone(),

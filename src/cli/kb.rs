@@ -148,30 +148,36 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "{:<32} {:<16} {:>5} {:>8} {:>9} {:>9}",
-            "ALERT", "PLAYBOOK", "RUNS", "SUCCESS", "TTR MEAN", "TTR P90"
+            "{:<32} {:<16} {:>5} {:>8} {:>8} {:>9} {:>9}",
+            "ALERT", "PLAYBOOK", "RUNS", "SUCCESS", "REVERTED", "TTR MEAN", "TTR P90"
         )?;
         for s in &self.report.by_alert {
             writeln!(
                 f,
-                "{:<32} {:<16} {:>5} {:>7.0}% {:>9} {:>9}",
+                "{:<32} {:<16} {:>5} {:>7.0}% {:>8} {:>9} {:>9}",
                 s.alertname,
                 s.playbook,
                 s.runs,
                 s.success_rate * 100.0,
+                s.reverted,
                 secs(s.ttr_mean_s),
                 secs(s.ttr_p90_s)
             )?;
         }
         writeln!(f, "\nby target:")?;
-        writeln!(f, "{:<48} {:>5} {:>8}", "TARGET", "RUNS", "SUCCESS")?;
+        writeln!(
+            f,
+            "{:<48} {:>5} {:>8} {:>8}",
+            "TARGET", "RUNS", "SUCCESS", "REVERTED"
+        )?;
         for t in &self.report.by_target {
             writeln!(
                 f,
-                "{:<48} {:>5} {:>7.0}%",
+                "{:<48} {:>5} {:>7.0}% {:>8}",
                 t.target,
                 t.runs,
-                t.success_rate * 100.0
+                t.success_rate * 100.0,
+                t.reverted
             )?;
         }
         Ok(())

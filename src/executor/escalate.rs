@@ -8,6 +8,9 @@
 //!
 //! The rules, in order:
 //! - an interrupted job goes to humans (the cluster may be half-changed; never re-run);
+//! - a reverted one too (another field manager, usually Argo CD or Flux, set the repair back:
+//!   the next playbook would be set back as well, and only a change in Git keeps it);
+//! - a skipped one too (the change belongs in Git: the target's GitOps policy said so);
 //! - an inconclusive one too (an unmeasured result must not loop);
 //! - a failure at the cap (`playbook.max_chain_steps`) too;
 //! - otherwise the chain is walked from the job's position: `notify` steps are collected, the
@@ -31,6 +34,10 @@ pub enum Ended {
     Inconclusive,
     /// Its process stopped or lost its lease while it ran.
     Interrupted,
+    /// The repair was applied, then set back by another field manager during verification.
+    Reverted,
+    /// The run stopped before a change the target's GitOps owner keeps in Git.
+    Skipped,
 }
 
 /// What is known when a failure is escalated.
@@ -101,6 +108,17 @@ pub fn plan(spec: &JobSpec, ended: Ended, history: &History<'_>) -> Escalation {
     };
     match ended {
         Ended::Interrupted => return Escalation::ToHumans(interrupted(spec)),
+        Ended::Reverted => {
+            return to_humans(
+                "the repair was set back by another field manager; it is not retried: make the change in Git"
+                    .to_string(),
+            );
+        }
+        Ended::Skipped => {
+            return to_humans(
+                "the target's GitOps owner keeps this change in Git: make it there".to_string(),
+            );
+        }
         Ended::Inconclusive => return to_humans("the result could not be measured".to_string()),
         Ended::Failure if history.position + 1 >= history.cap => {
             return to_humans(format!(

@@ -1,10 +1,12 @@
-//! The last transaction of a job: `succeeded` with its messages, or `failed` → `escalated`
-//! with the escalation [`plan`](super::escalate::plan) decided; and the messages enqueued
-//! outside it (a job started, a job interrupted).
+//! The last transaction of a job: `succeeded` with its messages, `failed` → `escalated` with
+//! the escalation [`plan`](super::escalate::plan) decided, or `reverted` (a change another
+//! field manager set back) with its hand-off to humans and `auto_repair_reverted`; and the
+//! messages enqueued outside it (a job started, a job interrupted).
 
 use super::escalate::{self, Ended, History, Past};
+use super::run::JobEnd;
 use super::{Executor, Result};
-use crate::notify::{Event, EventKind};
+use crate::notify::{Event, EventKind, GitopsReport};
 use crate::playbook::host::Outcome;
 use crate::store::{self, Job, JobState, Record};
 
@@ -13,15 +15,16 @@ const RATES_WINDOW_MS: i64 = 30 * 24 * 3_600_000;
 
 impl Executor {
     /// Opens the job's last transaction with its move `from` → `to` (the job's note is the
-    /// outcome or error recorded). `None` when the job was moved by someone else (the reaper
+    /// outcome or error recorded); `counted` false keeps it out of the knowledge base (a run
+    /// that never made its change). `None` when the job was moved by someone else (the reaper
     /// interrupted and escalated it after a lost lease) between the run and its end: its end is
     /// theirs to record, so nothing is written or sent twice.
     async fn end(
         &self,
         job: &Job,
-        from: JobState,
-        to: JobState,
+        (from, to): (JobState, JobState),
         record: Record<'_>,
+        counted: bool,
         now: i64,
     ) -> Result<Option<store::WriteTx>> {
         let note = match record {
@@ -31,7 +34,13 @@ impl Executor {
         let mut tx = self.store.begin_write().await?;
         // The firing row before the rollups `transition` touches: the lock order of a resolve.
         tx.lock_alert_event(job.alert_event_id).await?;
-        if tx.transition(job.id, from, to, now, note, record).await? {
+        let moved = if counted {
+            tx.transition(job.id, from, to, now, note, record).await?
+        } else {
+            tx.transition_not_counted(job.id, from, to, now, note, record)
+                .await?
+        };
+        if moved {
             return Ok(Some(tx));
         }
         tx.rollback().await?;
@@ -42,20 +51,67 @@ impl Executor {
         Ok(None)
     }
 
-    /// Moves a job from `state` to its end: `succeeded`, or `failed` then `escalated`.
-    pub(super) async fn finish(&self, job: &Job, state: JobState, outcome: Outcome) -> Result<()> {
+    /// Moves a job from `state` to its end: `succeeded`; `failed` then `escalated` (a
+    /// failure, an inconclusive result, or a change skipped for its GitOps owner); or
+    /// `reverted`.
+    pub(super) async fn finish(&self, job: &Job, state: JobState, end: JobEnd) -> Result<()> {
         let now = store::now_ms();
         // The alert, for the messages this end produces (read before the write transaction).
         let alert = match self.pipeline.outbox() {
             Some(_) => self.store.alert_event(job.alert_event_id).await?,
             None => None,
         };
-        let ended = match outcome {
-            Outcome::Success(msg) => return self.succeed(job, state, &msg, alert, now).await,
-            Outcome::Failure(_) => Ended::Failure,
-            Outcome::Inconclusive(_) => Ended::Inconclusive,
+        let handoff = match end {
+            JobEnd::Outcome(Outcome::Success(msg)) => {
+                return self.succeed(job, state, &msg, alert, now).await;
+            }
+            JobEnd::Outcome(outcome) => Handoff {
+                ended: if matches!(outcome, Outcome::Failure(_)) {
+                    Ended::Failure
+                } else {
+                    Ended::Inconclusive
+                },
+                msg: format!("{}: {}", outcome.kind(), outcome.message()),
+                gitops: None,
+            },
+            JobEnd::Skipped(skipped) => Handoff {
+                ended: Ended::Skipped,
+                msg: format!(
+                    "skipped: {}; make the change {}",
+                    skipped.reason, skipped.change
+                ),
+                gitops: Some(GitopsReport {
+                    owner: skipped.change.owner.to_string(),
+                    change: skipped.change.instruction(),
+                    ..GitopsReport::default()
+                }),
+            },
+            JobEnd::Reverted(revert) => Handoff {
+                ended: Ended::Reverted,
+                msg: format!("reverted: {}", revert.message()),
+                gitops: Some(GitopsReport {
+                    owner: revert.owner_text(),
+                    change: revert.change(),
+                    reverted_by: revert.reverted_by.join(", "),
+                    ..GitopsReport::default()
+                }),
+            },
         };
-        let msg = format!("{}: {}", outcome.kind(), outcome.message());
+        self.hand_off(job, state, handoff, alert, now).await
+    }
+
+    /// The end of a job that did not repair: `failed` → `escalated` along the
+    /// [`plan`](escalate::plan), or `reverted` with its hand-off to humans, each in one
+    /// transaction with the escalation rows and the messages.
+    async fn hand_off(
+        &self,
+        job: &Job,
+        state: JobState,
+        handoff: Handoff,
+        alert: Option<store::StoredAlert>,
+        now: i64,
+    ) -> Result<()> {
+        let Handoff { ended, msg, gitops } = handoff;
         let chain = self.store.chain_of(job).await?;
         // What the knowledge base remembers, for the humans this may reach.
         let hint =
@@ -87,8 +143,16 @@ impl Executor {
                 history.rates.insert(playbook, rate);
             }
         }
+        // A reverted repair ends in its own state; every other end is `failed` → `escalated`.
+        let to = if ended == Ended::Reverted {
+            JobState::Reverted
+        } else {
+            JobState::Failed
+        };
+        // A skipped run made no change: the knowledge base does not count it (kb module doc).
+        let counted = ended != Ended::Skipped;
         let Some(mut tx) = self
-            .end(job, state, JobState::Failed, Record::Error(&msg), now)
+            .end(job, (state, to), Record::Error(&msg), counted, now)
             .await?
         else {
             return Ok(());
@@ -98,18 +162,22 @@ impl Executor {
         }
         let plan = escalate::plan(&job.spec, ended, &history);
         let escalated = escalate::apply(&mut tx, job, &plan, &past, &msg, now).await?;
-        tx.transition(
-            job.id,
-            JobState::Failed,
-            JobState::Escalated,
-            now,
-            &escalated.summary,
-            Record::Nothing,
-        )
-        .await?;
+        if to == JobState::Failed {
+            tx.transition(
+                job.id,
+                JobState::Failed,
+                JobState::Escalated,
+                now,
+                &escalated.summary,
+                Record::Nothing,
+            )
+            .await?;
+        }
         let notified = match &alert {
             Some(alert) => {
-                let kind = if escalated.to_humans.is_some() {
+                let kind = if ended == Ended::Reverted {
+                    EventKind::AutoRepairReverted
+                } else if escalated.to_humans.is_some() {
                     EventKind::Escalation
                 } else {
                     EventKind::AutoRepairFailed
@@ -122,6 +190,7 @@ impl Executor {
                     Some(why) => why.clone(),
                     None => escalated.summary.clone(),
                 };
+                event.gitops = gitops;
                 self.enqueue(&mut tx, &event, &escalated.routes, now)
                     .await?
                     + self.recovered(&mut tx, alert, now).await?
@@ -139,8 +208,10 @@ impl Executor {
             };
         tx.commit().await?;
         self.woken(notified);
-        self.metrics.jobs.entered("failed", job.spec.mode);
-        self.metrics.jobs.entered("escalated", job.spec.mode);
+        self.metrics.jobs.entered(to.as_str(), job.spec.mode);
+        if to == JobState::Failed {
+            self.metrics.jobs.entered("escalated", job.spec.mode);
+        }
         // Real hand-offs only: a shadow chain's are evidence, counted under mode="shadow" in
         // aiops_jobs_total, and must not page anyone through an escalation alert.
         if job.spec.mode != crate::rules::Mode::Shadow {
@@ -153,7 +224,7 @@ impl Executor {
             self.metrics.jobs.entered("queued", job.spec.mode);
             self.wake.notify_one();
         }
-        tracing::warn!(job = job.id, error = %msg, escalation = %escalated.summary, "job did not repair; escalated");
+        tracing::warn!(job = job.id, state = to.as_str(), error = %msg, escalation = %escalated.summary, "job did not repair; escalated");
         Ok(())
     }
 
@@ -167,7 +238,13 @@ impl Executor {
         now: i64,
     ) -> Result<()> {
         let Some(mut tx) = self
-            .end(job, state, JobState::Succeeded, Record::Outcome(msg), now)
+            .end(
+                job,
+                (state, JobState::Succeeded),
+                Record::Outcome(msg),
+                true,
+                now,
+            )
             .await?
         else {
             return Ok(());
@@ -267,6 +344,16 @@ impl Executor {
             tracing::warn!(job = job.id, event = kind.as_str(), error = %e, "enqueueing a notification failed");
         }
     }
+}
+
+/// How a job that did not repair ended, for [`Executor::hand_off`].
+struct Handoff {
+    /// For the escalation plan.
+    ended: Ended,
+    /// The job's error and the escalation's reason.
+    msg: String,
+    /// The owner and the Git change, for a GitOps end (skipped, reverted).
+    gitops: Option<GitopsReport>,
 }
 
 /// The message fields every job event shares: the alert's app, problem and links, the

@@ -29,6 +29,7 @@ use tokio::sync::Notify;
 
 use crate::cluster::Cluster;
 use crate::config::{Jobs, PlaybookSettings};
+use crate::gitops::GitopsSettings;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::playbook::host::{HostSettings, Runner};
@@ -39,6 +40,9 @@ mod finish;
 mod run;
 pub mod verify;
 mod worker;
+
+#[cfg(test)]
+mod gitops_tests;
 
 /// Executor failures (all come from the store; a worker logs them and carries on).
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,9 @@ pub struct Runtime {
     pub settings: PlaybookSettings,
     /// HTTP client (health checks).
     pub http: reqwest::Client,
+    /// The settings' `gitops:` section: the playbook host's gate decides with it, and the
+    /// revert watch keeps looking at an owned target's changed fields for `watch`.
+    pub gitops: GitopsSettings,
 }
 
 impl Runtime {
@@ -77,7 +84,14 @@ impl Runtime {
             host: sandbox.host,
             http: sandbox.http,
             settings,
+            gitops: GitopsSettings::default(),
         }
+    }
+
+    /// The same runtime with the settings' `gitops:` section (without it: the defaults).
+    pub fn with_gitops(mut self, gitops: GitopsSettings) -> Runtime {
+        self.gitops = gitops;
+        self
     }
 }
 

@@ -1,16 +1,29 @@
 //! One claimed job's playbook, run on a blocking thread under the sandbox and the run deadline,
-//! then verified when it reports success.
+//! then verified (and its changes watched for a revert) when it reports success.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use super::finish::job_event;
+use super::verify::{Revert, Verified};
 use super::{Executor, Result};
 use crate::cluster::Target;
 use crate::notify::EventKind;
-use crate::playbook::host::{Outcome, RunContext, RunInput, StepSink};
+use crate::playbook::host::{GitopsRun, Outcome, RunContext, RunInput, Skipped, StepSink};
 use crate::store::{self, Job, JobState};
+
+/// How a job's run and verification ended, for its last transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum JobEnd {
+    /// The playbook's (or its verification's) outcome.
+    Outcome(Outcome),
+    /// Verification found a changed field set back by someone else.
+    Reverted(Revert),
+    /// The run stopped before a change its target's GitOps owner keeps in Git (`gitops:
+    /// skip`, or a hold that was not possible). The run's own outcome only says the same.
+    Skipped(Skipped),
+}
 
 impl Executor {
     /// Runs the playbook and, on success, verifies. Returns the state the job is in and how it
@@ -19,10 +32,15 @@ impl Executor {
         &self,
         job: &Job,
         lost: &Arc<AtomicBool>,
-    ) -> Result<Option<(JobState, Outcome)>> {
-        let (outcome, touched) = self.execute(job, lost).await?;
+    ) -> Result<Option<(JobState, JobEnd)>> {
+        let (outcome, touched, gitops) = self.execute(job, lost).await?;
+        if let Some(skipped) = gitops.skipped {
+            // Whatever the playbook made of it, the change it needed was not made: humans
+            // (with the Git change), never the chain's next step.
+            return Ok(Some((JobState::Running, JobEnd::Skipped(skipped))));
+        }
         let Outcome::Success(msg) = outcome else {
-            return Ok(Some((JobState::Running, outcome)));
+            return Ok(Some((JobState::Running, JobEnd::Outcome(outcome))));
         };
         if !self
             .store
@@ -45,20 +63,28 @@ impl Executor {
                     "dry run: nothing changed, nothing to verify",
                 )
                 .await?;
-            return Ok(Some((JobState::Verifying, Outcome::Success(msg))));
+            return Ok(Some((
+                JobState::Verifying,
+                JobEnd::Outcome(Outcome::Success(msg)),
+            )));
         }
-        let verified = self.verify(job, &touched).await?;
-        Ok(Some((
-            JobState::Verifying,
-            match verified {
-                Outcome::Success(v) => Outcome::Success(format!("{msg}; {v}")),
-                other => other,
-            },
-        )))
+        let end = match self.verify(job, &touched, &gitops.applied).await? {
+            Verified::Outcome(Outcome::Success(v)) => {
+                JobEnd::Outcome(Outcome::Success(format!("{msg}; {v}")))
+            }
+            Verified::Outcome(other) => JobEnd::Outcome(other),
+            Verified::Reverted(revert) => JobEnd::Reverted(revert),
+        };
+        Ok(Some((JobState::Verifying, end)))
     }
 
-    /// Runs the job's playbook on a blocking thread under the sandbox and the run deadline.
-    async fn execute(&self, job: &Job, lost: &Arc<AtomicBool>) -> Result<(Outcome, Vec<Target>)> {
+    /// Runs the job's playbook on a blocking thread under the sandbox and the run deadline:
+    /// its outcome, the targets it changed and what its GitOps gate saw and did.
+    async fn execute(
+        &self,
+        job: &Job,
+        lost: &Arc<AtomicBool>,
+    ) -> Result<(Outcome, Vec<Target>, GitopsRun)> {
         let defs = self.pipeline.definitions();
         let Some(playbook) = defs.playbooks.get(&job.spec.playbook).cloned() else {
             let msg = format!(
@@ -66,14 +92,14 @@ impl Executor {
                 job.spec.playbook
             );
             self.store.add_step(job.id, "load_playbook", &msg).await?;
-            return Ok((Outcome::Failure(msg), Vec::new()));
+            return Ok((Outcome::Failure(msg), Vec::new(), GitopsRun::default()));
         };
         let Some(alert) = self.store.alert_event(job.alert_event_id).await? else {
             let msg = format!(
                 "alert event {} is missing from the store",
                 job.alert_event_id
             );
-            return Ok((Outcome::Inconclusive(msg), Vec::new()));
+            return Ok((Outcome::Inconclusive(msg), Vec::new(), GitopsRun::default()));
         };
         let target = Target {
             namespace: job.target_namespace.clone(),
@@ -110,6 +136,7 @@ impl Executor {
             timeout,
         )
         .with_cancel(vec![lost.clone(), self.stopping.clone()])
+        .with_gitops(self.rt.gitops.clone(), job.spec.gitops)
         .with_event_context(
             target.clone(),
             format!(
@@ -126,10 +153,11 @@ impl Executor {
         });
         let runner = self.rt.runner.clone();
         match tokio::task::spawn_blocking(move || runner.run(&playbook, input, ctx)).await {
-            Ok(result) => Ok((result.outcome, result.touched)),
+            Ok(result) => Ok((result.outcome, result.touched, result.gitops)),
             Err(e) => Ok((
                 Outcome::Inconclusive(format!("the playbook run crashed: {e}")),
                 Vec::new(),
+                GitopsRun::default(),
             )),
         }
     }

@@ -211,8 +211,8 @@ impl Executor {
         let result = self.run_and_verify(&job, &lost).await;
         heartbeat.abort();
         match result? {
-            Some((state, outcome)) if !lost.load(Ordering::SeqCst) => {
-                self.finish(&job, state, outcome).await
+            Some((state, end)) if !lost.load(Ordering::SeqCst) => {
+                self.finish(&job, state, end).await
             }
             _ => {
                 tracing::warn!(

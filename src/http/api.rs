@@ -287,12 +287,14 @@ async fn get_repair(
             .into_iter()
             .filter(|n| n.target.is_none()),
     );
+    let gitops = store.job_gitops(id).await.map_err(internal)?;
     Ok(Json(json!({
         "repair": job,
         "steps": steps,
         "events": events,
         "escalations": escalations,
         "notes": notes,
+        "gitops": gitops,
     }))
     .into_response())
 }

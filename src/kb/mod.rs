@@ -3,9 +3,16 @@
 //! Deterministic answers over the repair history: the store reads the rows
 //! (`src/store/kb.rs`), this module decides what they mean (rates, means, the p90's nearest
 //! rank, which past fixes to show, the wording of the hint). A repair counts when it
-//! finished (succeeded, failed or escalated) and was not a dry run; its time to recover is the
-//! alert's start to its resolve, recorded on the job when the loop closes. Shadow jobs are dry
-//! runs, so they never count here (nor in `choose: best`); their evidence is [`shadow`]'s.
+//! finished (succeeded, failed, escalated or reverted) and was not a dry run; its time to
+//! recover is the alert's start to its resolve, recorded on the job when the loop closes.
+//! Shadow jobs are dry runs, so they never count here (nor in `choose: best`); their evidence
+//! is [`shadow`]'s.
+//!
+//! GitOps: a repair another field manager set back during verification (`reverted`) is a run
+//! that did not succeed, and is also reported apart (`reverted`), so that "it worked, then Argo
+//! CD undid it" is told from "it did not work". A run that stopped before a change because the
+//! target's GitOps owner keeps it in Git (`gitops: skip`) made no change: it is not counted at
+//! all (neither a run nor a failure of the playbook), nor in `choose: best`'s rates.
 
 pub mod shadow;
 
@@ -33,6 +40,8 @@ pub struct Stat {
     pub runs: i64,
     /// Of which succeeded.
     pub succeeded: i64,
+    /// Of which were set back by another field manager (a GitOps controller): not successes.
+    pub reverted: i64,
     /// succeeded / runs.
     pub success_rate: f64,
     /// Mean time to recover, seconds (repairs whose alert resolved).
@@ -50,6 +59,8 @@ pub struct TargetStat {
     pub runs: i64,
     /// Of which succeeded.
     pub succeeded: i64,
+    /// Of which were set back by another field manager (a GitOps controller): not successes.
+    pub reverted: i64,
     /// succeeded / runs.
     pub success_rate: f64,
 }
@@ -121,6 +132,7 @@ fn stat(sum: RollupSum, p90_ms: Option<i64>) -> Stat {
         playbook,
         runs,
         succeeded,
+        reverted,
         ttr_count,
         ttr_sum_ms,
     } = sum;
@@ -132,6 +144,7 @@ fn stat(sum: RollupSum, p90_ms: Option<i64>) -> Stat {
         playbook,
         runs,
         succeeded,
+        reverted,
     }
 }
 
@@ -174,6 +187,7 @@ pub async fn target_stats(
             target: t.target,
             runs: t.runs,
             succeeded: t.succeeded,
+            reverted: t.reverted,
         })
         .collect())
 }
@@ -197,7 +211,7 @@ pub async fn similar(
         .await?;
     if (jobs.len() as i64) < limit {
         let mut rest = Vec::new();
-        for state in [JobState::Failed, JobState::Escalated] {
+        for state in [JobState::Failed, JobState::Escalated, JobState::Reverted] {
             rest.extend(
                 store
                     .jobs_of_alert(alertname, namespace, state, limit - jobs.len() as i64)
@@ -281,6 +295,7 @@ mod tests {
             playbook: "restart".into(),
             runs,
             succeeded,
+            reverted: 0,
             ttr_count,
             ttr_sum_ms,
         }
@@ -295,6 +310,7 @@ mod tests {
                 playbook: "restart".into(),
                 runs: 4,
                 succeeded: 3,
+                reverted: 0,
                 success_rate: 0.75,
                 ttr_mean_s: Some(150.0),
                 ttr_p90_s: Some(240.0),
@@ -307,6 +323,19 @@ mod tests {
         let s = stat(sum(2, 0, 0, 0), None);
         assert_eq!(s.success_rate, 0.0);
         assert_eq!((s.ttr_mean_s, s.ttr_p90_s), (None, None));
+    }
+
+    #[test]
+    fn a_reverted_repair_is_a_run_that_did_not_succeed_and_is_reported_apart() {
+        let s = stat(
+            RollupSum {
+                reverted: 1,
+                ..sum(4, 2, 0, 0)
+            },
+            None,
+        );
+        assert_eq!((s.runs, s.succeeded, s.reverted), (4, 2, 1));
+        assert_eq!(s.success_rate, 0.5);
     }
 
     #[test]

@@ -64,33 +64,39 @@ fn note_from_row(r: &AnyRow) -> Result<Note> {
 }
 
 impl WriteTx {
-    /// Counts a job that just finished (succeeded, failed or escalated) in the rollups.
-    pub(super) async fn rollup_finished(&mut self, job_id: i64, succeeded: bool) -> Result<()> {
+    /// Counts a job that just finished (succeeded, failed, escalated or reverted) in the
+    /// rollups: a run, and a success or a revert by the state it moved `to`.
+    pub(super) async fn rollup_finished(&mut self, job_id: i64, to: JobState) -> Result<()> {
         for sql in [
-            "INSERT INTO kb_daily (namespace, day, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms) \
-             SELECT target_namespace, created_at / 86400000, alertname, playbook, 1, $2, 0, 0 \
+            "INSERT INTO kb_daily (namespace, day, alertname, playbook, runs, succeeded, reverted, ttr_count, ttr_sum_ms) \
+             SELECT target_namespace, created_at / 86400000, alertname, playbook, 1, $2, $3, 0, 0 \
              FROM jobs WHERE id = $1 AND dry_run = 0 \
              ON CONFLICT (namespace, day, alertname, playbook) DO UPDATE SET \
-             runs = kb_daily.runs + 1, succeeded = kb_daily.succeeded + excluded.succeeded",
-            "INSERT INTO kb_daily_all (day, alertname, playbook, runs, succeeded, ttr_count, ttr_sum_ms) \
-             SELECT created_at / 86400000, alertname, playbook, 1, $2, 0, 0 \
+             runs = kb_daily.runs + 1, succeeded = kb_daily.succeeded + excluded.succeeded, \
+             reverted = kb_daily.reverted + excluded.reverted",
+            "INSERT INTO kb_daily_all (day, alertname, playbook, runs, succeeded, reverted, ttr_count, ttr_sum_ms) \
+             SELECT created_at / 86400000, alertname, playbook, 1, $2, $3, 0, 0 \
              FROM jobs WHERE id = $1 AND dry_run = 0 \
              ON CONFLICT (day, alertname, playbook) DO UPDATE SET \
-             runs = kb_daily_all.runs + 1, succeeded = kb_daily_all.succeeded + excluded.succeeded",
-            "INSERT INTO kb_target_daily (day, namespace, target_key, runs, succeeded) \
-             SELECT created_at / 86400000, target_namespace, target_key, 1, $2 \
+             runs = kb_daily_all.runs + 1, succeeded = kb_daily_all.succeeded + excluded.succeeded, \
+             reverted = kb_daily_all.reverted + excluded.reverted",
+            "INSERT INTO kb_target_daily (day, namespace, target_key, runs, succeeded, reverted) \
+             SELECT created_at / 86400000, target_namespace, target_key, 1, $2, $3 \
              FROM jobs WHERE id = $1 AND dry_run = 0 \
              ON CONFLICT (day, namespace, target_key) DO UPDATE SET \
-             runs = kb_target_daily.runs + 1, succeeded = kb_target_daily.succeeded + excluded.succeeded",
-            "INSERT INTO kb_target_period (period, namespace, target_key, runs, succeeded) \
-             SELECT created_at / 86400000 / 30, target_namespace, target_key, 1, $2 \
+             runs = kb_target_daily.runs + 1, succeeded = kb_target_daily.succeeded + excluded.succeeded, \
+             reverted = kb_target_daily.reverted + excluded.reverted",
+            "INSERT INTO kb_target_period (period, namespace, target_key, runs, succeeded, reverted) \
+             SELECT created_at / 86400000 / 30, target_namespace, target_key, 1, $2, $3 \
              FROM jobs WHERE id = $1 AND dry_run = 0 \
              ON CONFLICT (period, namespace, target_key) DO UPDATE SET \
-             runs = kb_target_period.runs + 1, succeeded = kb_target_period.succeeded + excluded.succeeded",
+             runs = kb_target_period.runs + 1, succeeded = kb_target_period.succeeded + excluded.succeeded, \
+             reverted = kb_target_period.reverted + excluded.reverted",
         ] {
             sqlx::query(sql)
                 .bind(job_id)
-                .bind(i64::from(succeeded))
+                .bind(i64::from(to == JobState::Succeeded))
+                .bind(i64::from(to == JobState::Reverted))
                 .execute(&mut *self.tx)
                 .await?;
         }
@@ -207,6 +213,8 @@ pub struct RollupSum {
     pub runs: i64,
     /// Of which succeeded.
     pub succeeded: i64,
+    /// Of which were set back by another field manager (never in `succeeded`).
+    pub reverted: i64,
     /// Repairs whose alert resolved (their time to recover is known).
     pub ttr_count: i64,
     /// Sum of those times to recover, milliseconds.
@@ -222,6 +230,8 @@ pub struct TargetRollup {
     pub runs: i64,
     /// Of which succeeded.
     pub succeeded: i64,
+    /// Of which were set back by another field manager (never in `succeeded`).
+    pub reverted: i64,
 }
 
 /// The repairs a time-to-recover sample is drawn from: the newest `size` successful, resolved,
@@ -295,7 +305,8 @@ impl Store {
         };
         let sql = format!(
             "SELECT alertname, playbook, CAST(SUM(runs) AS BIGINT) AS runs, \
-             CAST(SUM(succeeded) AS BIGINT) AS succeeded, CAST(SUM(ttr_count) AS BIGINT) AS ttr_count, \
+             CAST(SUM(succeeded) AS BIGINT) AS succeeded, CAST(SUM(reverted) AS BIGINT) AS reverted, \
+             CAST(SUM(ttr_count) AS BIGINT) AS ttr_count, \
              CAST(SUM(ttr_sum_ms) AS BIGINT) AS ttr_sum_ms \
              FROM {table}{} GROUP BY alertname, playbook HAVING SUM(runs) > 0 \
              ORDER BY alertname, playbook",
@@ -361,10 +372,10 @@ impl Store {
         let days = w.take_sql();
         let sql = format!(
             "SELECT target_key AS target, CAST(SUM(runs) AS BIGINT) AS runs, \
-             CAST(SUM(succeeded) AS BIGINT) AS succeeded FROM ( \
-               SELECT target_key, runs, succeeded FROM kb_target_period{periods} \
+             CAST(SUM(succeeded) AS BIGINT) AS succeeded, CAST(SUM(reverted) AS BIGINT) AS reverted FROM ( \
+               SELECT target_key, runs, succeeded, reverted FROM kb_target_period{periods} \
                UNION ALL \
-               SELECT target_key, runs, succeeded FROM kb_target_daily{days} \
+               SELECT target_key, runs, succeeded, reverted FROM kb_target_daily{days} \
              ) AS t GROUP BY target_key HAVING SUM(runs) > 0 ORDER BY target_key"
         );
         Ok(sqlx::query_as_with(AssertSqlSafe(sql), w.args)

@@ -121,6 +121,41 @@ fn an_inconclusive_result_goes_to_humans_never_down_the_chain() {
 }
 
 #[test]
+fn a_reverted_or_skipped_repair_goes_to_humans_never_down_the_chain_even_with_rates_known() {
+    for spec in chains() {
+        for position in 0..=spec.chain.len() + 1 {
+            for cap in 0..=spec.chain.len() + 2 {
+                for storm_open in [false, true] {
+                    let mut h = History {
+                        storm_open,
+                        ..history(position, cap)
+                    };
+                    h.rates.insert("scale".into(), Some(1.0));
+                    let reverted = humans(plan(&spec, Ended::Reverted, &h));
+                    assert_eq!(
+                        reverted,
+                        Handoff {
+                            why: "the repair was set back by another field manager; it is not retried: make the change in Git".into(),
+                            routes: spec.routes()
+                        }
+                    );
+                    let skipped = humans(plan(&spec, Ended::Skipped, &h));
+                    assert_eq!(
+                        skipped,
+                        Handoff {
+                            why:
+                                "the target's GitOps owner keeps this change in Git: make it there"
+                                    .into(),
+                            routes: spec.routes()
+                        }
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn a_failure_at_the_cap_goes_to_humans_naming_the_cap() {
     for spec in chains() {
         for cap in 0..=spec.chain.len() + 2 {

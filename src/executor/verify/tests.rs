@@ -132,3 +132,164 @@ fn the_summary_lists_the_checks_that_passed_or_says_there_were_none() {
         "verified: rollout of a complete, the alert resolved"
     );
 }
+
+fn flux() -> Controller {
+    Controller::FluxKustomization {
+        name: "apps".into(),
+        namespace: "flux-system".into(),
+    }
+}
+
+fn limit(value: &str) -> FieldChange {
+    FieldChange {
+        field: Field::MemoryLimit {
+            container: "web".into(),
+        },
+        value: value.into(),
+    }
+}
+
+fn memory_raise(value: &str, owner: Option<Controller>) -> Applied {
+    Applied {
+        target: target(),
+        kind: ChangeKind::Memory,
+        changes: vec![limit(value)],
+        git: owner.clone().map(|owner| GitChange {
+            kind: ChangeKind::Memory,
+            target: target(),
+            changes: vec![limit(value)],
+            owner,
+        }),
+        owner,
+        hold_id: None,
+    }
+}
+
+fn live(value: Option<&str>, managers: &[&str]) -> FieldState {
+    FieldState {
+        field: Field::MemoryLimit {
+            container: "web".into(),
+        },
+        value: value.map(String::from),
+        managers: managers.iter().map(|m| m.to_string()).collect(),
+    }
+}
+
+#[test]
+fn a_field_that_still_holds_the_repairs_value_is_no_revert_even_spelled_differently() {
+    let raise = memory_raise("1Gi", Some(flux()));
+    assert_eq!(reverted(&raise, &[live(Some("1Gi"), &["aiops"])]), None);
+    assert_eq!(reverted(&raise, &[live(Some("1024Mi"), &["aiops"])]), None);
+}
+
+#[test]
+fn a_field_set_back_by_the_controller_is_a_revert_naming_it_but_not_aiops() {
+    let raise = memory_raise("615Mi", Some(flux()));
+    let revert = reverted(
+        &raise,
+        &[live(Some("512Mi"), &["kustomize-controller", "aiops"])],
+    )
+    .expect("a revert");
+    assert_eq!(revert.reverted_by, ["kustomize-controller"]);
+    assert_eq!(revert.live.as_deref(), Some("512Mi"));
+    assert_eq!(
+        revert.message(),
+        "resources.limits.memory of container web of prod/Deployment/api was set back to 512Mi \
+         by kustomize-controller (the repair set 615Mi)"
+    );
+    assert_eq!(revert.owner_text(), "Flux Kustomization flux-system/apps");
+    assert_eq!(
+        revert.change(),
+        "set resources.limits.memory of container web to 615Mi"
+    );
+}
+
+#[test]
+fn a_person_setting_back_an_unowned_target_is_a_revert_too_with_the_field_to_keep() {
+    let raise = memory_raise("615Mi", None);
+    let revert = reverted(&raise, &[live(Some("512Mi"), &["kubectl-edit"])]).expect("a revert");
+    assert_eq!(revert.reverted_by, ["kubectl-edit"]);
+    assert_eq!(revert.owner_text(), "no GitOps controller");
+    assert_eq!(
+        revert.change(),
+        "set resources.limits.memory of container web to 615Mi"
+    );
+}
+
+#[test]
+fn a_field_gone_is_a_revert_and_a_field_the_backend_did_not_report_is_not_judged() {
+    let raise = memory_raise("615Mi", Some(flux()));
+    let gone = reverted(&raise, &[live(None, &[])]).expect("a revert");
+    assert_eq!(gone.reverted_by, Vec::<String>::new());
+    assert_eq!(
+        gone.message(),
+        "resources.limits.memory of container web of prod/Deployment/api was set back to \
+         nothing (the field is gone) (the repair set 615Mi)"
+    );
+    assert_eq!(reverted(&raise, &[]), None);
+}
+
+#[test]
+fn a_field_changed_twice_in_a_run_is_watched_at_its_last_value_only() {
+    let first = memory_raise("615Mi", Some(flux()));
+    let second = memory_raise("768Mi", Some(flux()));
+    let other_target = Applied {
+        target: Target {
+            name: "worker".into(),
+            ..target()
+        },
+        ..memory_raise("615Mi", None)
+    };
+    let kept = watched(&[first, second.clone(), other_target.clone()]);
+    assert_eq!(kept, vec![second.clone(), other_target]);
+    // The second raise read back is no revert of the first.
+    assert_eq!(reverted(&kept[0], &[live(Some("768Mi"), &["aiops"])]), None);
+}
+
+#[test]
+fn owned_targets_are_watched_for_the_settings_watch_and_unowned_ones_only_during_the_checks() {
+    let watch = Duration::from_secs(180);
+    assert_eq!(watch_for(&[], watch), Duration::ZERO);
+    assert_eq!(
+        watch_for(&[memory_raise("615Mi", None)], watch),
+        Duration::ZERO
+    );
+    assert_eq!(
+        watch_for(
+            &[
+                memory_raise("615Mi", None),
+                memory_raise("1Gi", Some(flux()))
+            ],
+            watch
+        ),
+        watch
+    );
+}
+
+#[test]
+fn the_summary_says_how_many_changed_fields_held_and_for_how_long() {
+    assert_eq!(held(&[], Duration::from_secs(180)), None);
+    let one = [memory_raise("615Mi", Some(flux()))];
+    assert_eq!(
+        held(&one, Duration::from_secs(180)).as_deref(),
+        Some("the 1 changed field held for 3m after the change")
+    );
+    assert_eq!(
+        held(&one, Duration::ZERO).as_deref(),
+        Some("the 1 changed field held")
+    );
+}
+
+#[test]
+fn unreadable_fields_are_inconclusive_not_a_revert() {
+    assert_eq!(
+        fields_unreadable(&target(), Some("connection refused")),
+        Outcome::Inconclusive(
+            "could not read the changed fields of prod/Deployment/api: connection refused".into()
+        )
+    );
+    assert_eq!(
+        fields_unreadable(&target(), None),
+        Outcome::Inconclusive("reading the changed fields of prod/Deployment/api timed out".into())
+    );
+}

@@ -444,6 +444,37 @@ impl WriteTx {
         note: &str,
         record: Record<'_>,
     ) -> Result<bool> {
+        self.move_job(job_id, from, to, now, note, record, true)
+            .await
+    }
+
+    /// [`transition`](Self::transition) for a run that never made its change (the target's
+    /// GitOps owner keeps it in Git: `gitops: skip`): the knowledge base does not count it as a
+    /// repair, neither a success nor a failure of the playbook.
+    pub async fn transition_not_counted(
+        &mut self,
+        job_id: i64,
+        from: JobState,
+        to: JobState,
+        now: i64,
+        note: &str,
+        record: Record<'_>,
+    ) -> Result<bool> {
+        self.move_job(job_id, from, to, now, note, record, false)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn move_job(
+        &mut self,
+        job_id: i64,
+        from: JobState,
+        to: JobState,
+        now: i64,
+        note: &str,
+        record: Record<'_>,
+        counted: bool,
+    ) -> Result<bool> {
         let (outcome, error) = match record {
             Record::Nothing => (None, None),
             Record::Outcome(o) => (Some(o), None),
@@ -468,12 +499,12 @@ impl WriteTx {
         }
         self.insert_event(job_id, Some(from), to, now, note).await?;
         // A job that never ran (its approval expired) is no repair result for the rollups.
-        if to.counts_as_finished()
+        if counted
+            && to.counts_as_finished()
             && !from.counts_as_finished()
             && from != JobState::AwaitingApproval
         {
-            self.rollup_finished(job_id, to == JobState::Succeeded)
-                .await?;
+            self.rollup_finished(job_id, to).await?;
         }
         Ok(true)
     }

@@ -68,7 +68,9 @@ impl Store {
     }
 
     /// Share of finished, non-dry-run jobs of `playbook` for `alertname` since `since` that
-    /// succeeded; `None` without any such job.
+    /// succeeded; `None` without any such job. A reverted repair counts as a run that did not
+    /// succeed; a run that stopped before a change its GitOps owner keeps in Git (its
+    /// `gitops_skip` step) is no run of the playbook and does not count.
     pub async fn success_rate(
         &self,
         playbook: &str,
@@ -78,8 +80,9 @@ impl Store {
         let row = sqlx::query(
             "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(CASE WHEN state = 'succeeded' THEN 1 ELSE 0 END), 0) AS BIGINT) AS ok \
              FROM jobs WHERE playbook = $1 AND alertname = $2 AND created_at >= $3 AND dry_run = 0 \
-             AND state IN ('succeeded', 'failed', 'escalated') \
-             AND NOT (approval_expires_at IS NOT NULL AND started_at IS NULL)",
+             AND state IN ('succeeded', 'failed', 'escalated', 'reverted') \
+             AND NOT (approval_expires_at IS NOT NULL AND started_at IS NULL) \
+             AND NOT EXISTS (SELECT 1 FROM job_steps s WHERE s.job_id = jobs.id AND s.action = 'gitops_skip')",
         )
         .bind(playbook)
         .bind(alertname)
