@@ -1,7 +1,7 @@
 //! `aiops serve`: runs what [`crate::app::Services::build`] builds (store, definitions,
 //! pipeline, outbox, cluster) with the workers, the HTTP server, the notification dispatcher,
-//! the Telegram approval pollers (`chat::telegram`), the retention and preflight tasks, until
-//! SIGTERM or SIGINT.
+//! the Telegram approval pollers (`chat::telegram`), the retention, preflight, maintenance and
+//! GitOps release ([`crate::gitops::release`]) tasks, until SIGTERM or SIGINT.
 //!
 //! Shutdown order keeps every job recoverable: stop accepting connections, let in-flight webhooks
 //! finish (their transactions commit or roll back as a unit), stop workers from claiming, give
@@ -96,6 +96,9 @@ pub async fn run(
     for status in ["firing", "resolved"] {
         metrics.alerts_received.with_label_values(&[status]);
     }
+    // GitOps holds are released by every replica, with the cluster the playbooks act on.
+    let releaser =
+        crate::gitops::release::Releaser::new(store.clone(), cluster.clone(), outbox.clone());
     let runtime = executor::Runtime::new(cluster, settings.playbook.clone())
         .with_gitops(settings.gitops.clone());
     let executor = Arc::new(Executor::new(
@@ -161,6 +164,7 @@ pub async fn run(
         crate::notify::route::Router::new(&settings.notify),
     )
     .spawn(settings.maintenance_refresh.0);
+    let holds = releaser.clone().spawn(settings.gitops.release_interval.0);
 
     let reloader = {
         let pipeline = pipeline.clone();
@@ -173,7 +177,8 @@ pub async fn run(
         })
     };
 
-    let state = AppState::new(pipeline.clone(), &settings);
+    let mut state = AppState::new(pipeline.clone(), &settings);
+    state.gitops = Some(releaser);
     let preflight = {
         let pipeline = pipeline.clone();
         crate::preflight::spawn(
@@ -214,6 +219,9 @@ pub async fn run(
         p.abort();
     }
     maintenance.abort();
+    // A release cut short here is retried by another replica or at the next start: the cluster
+    // call is idempotent and the hold stays open until a release is recorded.
+    holds.abort();
     let _ = stop_tx.send(true);
     let grace = executor.shutdown_grace();
     let drained = tokio::time::timeout(grace, async {

@@ -59,6 +59,10 @@ pub struct Args {
     /// Print only the webhook URL Alertmanager posts to.
     #[arg(long, conflicts_with = "deploy_role")]
     pub alertmanager_url_only: bool,
+    /// Also grant the optional GitOps rights (`get, patch` on Argo CD Applications and Flux
+    /// HelmReleases) that `gitops: hold` needs on those owners; without them it becomes skip.
+    #[arg(long, conflicts_with = "deploy_role")]
+    pub gitops: bool,
     /// Print only the ClusterRole `aiops-deploy` that `aiops deploy` needs (server-side apply of
     /// what `aiops render` produces), not the daemon's manifests; the other flags do not apply.
     #[arg(long)]
@@ -170,6 +174,12 @@ pub fn alertmanager_url(opts: &Options) -> Result<String, Error> {
 /// Renders the manifests: one YAML stream, documents separated by `---` lines, ending with the
 /// Alertmanager receiver as a comment block.
 pub fn render(opts: &Options) -> Result<String, Error> {
+    render_with(opts, false)
+}
+
+/// [`render`], with `gitops` the optional GitOps rules ([`crate::rbac::gitops_rules`]) added
+/// to the ClusterRole.
+pub fn render_with(opts: &Options, gitops: bool) -> Result<String, Error> {
     let url = alertmanager_url(opts)?;
     // A JSON string is a valid YAML double-quoted scalar: the image cannot break the document.
     let image = serde_json::Value::String(opts.image.clone()).to_string();
@@ -178,7 +188,19 @@ pub fn render(opts: &Options) -> Result<String, Error> {
         .replace("@NS@", &opts.namespace)
         .replace("@IMAGE@", &image)
         .replace("@TOKEN_SECRET@", &opts.token_secret)
-        .replace("@RBAC_RULES@", &cluster_role_rules()))
+        .replace(
+            "@RBAC_RULES@",
+            &format!("{}{}", cluster_role_rules(), gitops_rules(gitops)),
+        ))
+}
+
+/// The optional GitOps rules under their comment, or nothing.
+fn gitops_rules(gitops: bool) -> String {
+    if gitops {
+        commented_rules(&crate::rbac::gitops_rules())
+    } else {
+        String::new()
+    }
 }
 
 /// The ClusterRole's rules, from the one permission table ([`crate::rbac`]) the cluster
@@ -244,12 +266,23 @@ pub fn output(opts: &Options, alertmanager_url_only: bool) -> Result<String, Err
     }
 }
 
+/// The chart's optional GitOps rules (`rbac.gitops`), kept equal to
+/// [`crate::rbac::gitops_rules`] by a test as [`CHART_CLUSTER_ROLE_RULES`] is.
+pub const CHART_GITOPS_RULES: &str = include_str!("../charts/aiops/files/gitops-rules.yaml");
+
+/// The GitOps rules unindented: what `CHART_GITOPS_RULES` must hold after its header comment.
+pub fn gitops_rules_text() -> String {
+    unindented(&gitops_rules(true))
+}
+
 impl Args {
     /// What `aiops manifests` prints for these flags: [`output`], or with `deploy_role` the
     /// deploy role ([`render_deploy_role`]).
     pub fn output(&self) -> Result<String, Error> {
         if self.deploy_role {
             render_deploy_role(&self.deploy_service_accounts)
+        } else if self.gitops && !self.alertmanager_url_only {
+            render_with(&self.options, true)
         } else {
             output(&self.options, self.alertmanager_url_only)
         }
@@ -374,6 +407,32 @@ mod tests {
             CHART_CLUSTER_ROLE_RULES,
             &cluster_role_rules_text(),
         );
+    }
+
+    #[test]
+    fn the_charts_gitops_rules_are_the_gitops_permission_table() {
+        assert_chart_copy(
+            "gitops-rules.yaml",
+            CHART_GITOPS_RULES,
+            &gitops_rules_text(),
+        );
+    }
+
+    #[test]
+    fn only_manifests_with_gitops_grant_patch_on_applications_and_helmreleases() {
+        let args = |gitops| Args {
+            gitops,
+            ..Args::default()
+        };
+        let plain = args(false).output().unwrap();
+        let with = args(true).output().unwrap();
+        for resource in ["applications", "helmreleases"] {
+            assert!(!plain.contains(resource), "{plain}");
+            assert!(with.contains(resource), "{with}");
+        }
+        assert!(with.contains("apiGroups: [\"argoproj.io\"]"), "{with}");
+        assert!(with.contains("verbs: [\"get\", \"patch\"]"), "{with}");
+        assert!(!with.contains("kustomizations"), "{with}");
     }
 
     #[test]

@@ -84,6 +84,10 @@ pub struct Report {
     pub unreachable: Option<String>,
     /// The permission checks (none when unreachable).
     pub checks: Vec<Check>,
+    /// The optional GitOps permissions ([`rbac::GITOPS`]), cluster-wide: information only,
+    /// never a failure (without them `gitops: hold` on Argo CD and HelmRelease owners is a skip).
+    #[serde(default)]
+    pub optional: Vec<Check>,
 }
 
 impl Report {
@@ -99,6 +103,39 @@ impl Report {
 
     /// What `aiops check --cluster` prints, one line each; the same text is logged at serve.
     pub fn lines(&self) -> Vec<String> {
+        let mut out = self.required_lines();
+        if let Some(line) = self.optional_line() {
+            out.push(line);
+        }
+        out
+    }
+
+    /// The line about the optional GitOps permissions, when they were asked about.
+    fn optional_line(&self) -> Option<String> {
+        if self.optional.is_empty() {
+            return None;
+        }
+        let missing: Vec<String> = self
+            .optional
+            .iter()
+            .filter(|c| c.outcome != Outcome::Allowed)
+            .map(|c| c.permission.describe())
+            .collect();
+        Some(if missing.is_empty() {
+            "cluster: optional GitOps permissions granted: `gitops: hold` can pause Argo CD \
+             Applications and Flux HelmReleases"
+                .to_string()
+        } else {
+            format!(
+                "cluster: optional GitOps permissions not granted ({}): without them `gitops: hold` \
+                 on Argo CD and HelmRelease objects becomes skip (aiops manifests --gitops adds them; \
+                 docs/gitops.md)",
+                missing.join(", ")
+            )
+        })
+    }
+
+    fn required_lines(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(why) = &self.unreachable {
             out.push(format!(
@@ -228,6 +265,7 @@ pub async fn run(connect: &Connect, defs: &Definitions, allow: &[String]) -> Res
         version: None,
         unreachable: None,
         checks: Vec::new(),
+        optional: Vec::new(),
     };
     match tokio::time::timeout(CALL_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(info)) => report.version = Some(info.git_version),
@@ -257,6 +295,16 @@ pub async fn run(connect: &Connect, defs: &Definitions, allow: &[String]) -> Res
                 outcome,
             });
         }
+    }
+    // Applications and HelmReleases may live in any namespace: asked cluster-wide.
+    for &permission in rbac::GITOPS {
+        let outcome = review(&reviews, permission, None).await;
+        report.optional.push(Check {
+            permission,
+            namespace: None,
+            needed_by: vec![rbac::GITOPS_USER.to_string()],
+            outcome,
+        });
     }
     Ok(report)
 }
@@ -422,7 +470,51 @@ mod tests {
             version: Some("v1.34.4".into()),
             unreachable: None,
             checks,
+            optional: Vec::new(),
         }
+    }
+
+    fn gitops_checks(outcome: &Outcome) -> Vec<Check> {
+        rbac::GITOPS
+            .iter()
+            .map(|&permission| Check {
+                permission,
+                namespace: None,
+                needed_by: vec![rbac::GITOPS_USER.into()],
+                outcome: outcome.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn missing_gitops_permissions_are_information_that_hold_becomes_skip_never_a_failure() {
+        let mut r = report(Vec::new());
+        r.optional = gitops_checks(&Outcome::Denied(String::new()));
+        assert!(r.passed());
+        let last = r.lines().pop().unwrap();
+        assert!(
+            last.contains("optional GitOps permissions not granted"),
+            "{last}"
+        );
+        assert!(last.contains("get argoproj.io/applications"), "{last}");
+        assert!(
+            last.contains(
+                "without them `gitops: hold` on Argo CD and HelmRelease objects becomes skip"
+            ),
+            "{last}"
+        );
+        let m = crate::metrics::Metrics::new();
+        r.export(&m);
+        assert!(
+            m.render()
+                .contains("aiops_cluster_preflight{check=\"permissions\"} 1")
+        );
+        r.optional = gitops_checks(&Outcome::Allowed);
+        let last = r.lines().pop().unwrap();
+        assert!(
+            last.contains("optional GitOps permissions granted"),
+            "{last}"
+        );
     }
 
     #[test]

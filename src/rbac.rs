@@ -162,6 +162,31 @@ pub const DAEMON: &[Permission] = &[p("", "events", "create")];
 /// Who needs a permission, for messages: host functions and the daemon.
 pub const DAEMON_USER: &str = "the daemon (an Event on each target a repair changed)";
 
+/// Optional: what `gitops: hold` needs on the GitOps controllers' objects (pausing an Argo CD
+/// Application's automated sync or a Flux HelmRelease, and reading whether Argo CD says Git
+/// agrees). Without them a hold on those owners becomes a skip; a Flux Kustomization's hold is
+/// an annotation on the workload and needs none of them. Granted by `aiops manifests --gitops`
+/// and the chart's `rbac.gitops`; `aiops check --cluster` reports them as information.
+pub const GITOPS: &[Permission] = &[
+    p("argoproj.io", "applications", "get"),
+    p("argoproj.io", "applications", "patch"),
+    p("helm.toolkit.fluxcd.io", "helmreleases", "get"),
+    p("helm.toolkit.fluxcd.io", "helmreleases", "patch"),
+];
+
+/// Who needs [`GITOPS`], for messages and the rule's comment.
+pub const GITOPS_USER: &str =
+    "gitops: hold on Argo CD Applications and Flux HelmReleases (optional)";
+
+/// The optional [`GITOPS`] rules, one per API group.
+pub fn gitops_rules() -> Vec<Rule> {
+    let perms = GITOPS
+        .iter()
+        .map(|p| (*p, vec![GITOPS_USER.to_string()]))
+        .collect();
+    group_rules(&perms, GITOPS.iter().copied())
+}
+
 /// The host functions `ast` calls (as functions or methods), among [`HOST_CALLS`].
 pub fn calls_in(ast: &rhai::AST) -> BTreeSet<&'static str> {
     let mut found = BTreeSet::new();

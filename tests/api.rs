@@ -452,6 +452,9 @@ async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
                 "GET /api/maintenance",
                 "POST /api/maintenance",
                 "POST /api/maintenance/{id}/end",
+                "GET /api/gitops/holds",
+                "GET /api/gitops/holds/{id}",
+                "POST /api/gitops/holds/{id}/release",
             ]
             .map(String::from)
         )

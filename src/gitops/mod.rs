@@ -31,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use crate::duration::HumanDuration;
 use crate::rules::{ChangeKind, GitopsDefaults, Target};
 
+pub mod release;
+
 /// Argo CD's resource-tracking annotation.
 pub const ARGOCD_TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
 /// Flux kustomize-controller's ownership labels.

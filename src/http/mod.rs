@@ -10,6 +10,7 @@ mod approve;
 mod apps;
 pub mod auth;
 mod chat;
+mod gitops;
 pub mod limits;
 mod maintenance;
 mod openapi;
@@ -69,6 +70,9 @@ pub struct AppState {
     pub links: Option<Arc<crate::approval::Links>>,
     /// The language of the approval pages and answers (`notify.language`).
     pub language: crate::notify::config::Language,
+    /// Releases GitOps holds (`POST /api/gitops/holds/{id}/release`); set by the daemon, which
+    /// has the cluster (`None`: that route answers 503).
+    pub gitops: Option<crate::gitops::release::Releaser>,
 }
 
 impl AppState {
@@ -123,6 +127,7 @@ impl AppState {
             pipeline,
             links: crate::approval::Links::from_settings(settings).map(Arc::new),
             language: settings.notify.language,
+            gitops: None,
         }
     }
 }
@@ -197,6 +202,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(apps::routes())
                 .merge(approve::api_routes())
                 .merge(maintenance::routes())
+                .merge(gitops::routes())
                 .route("/api/{*rest}", axum::routing::any(api::fallback))
                 .layer(axum::middleware::from_fn(limits::reject_control_chars))
                 .layer(axum::middleware::map_response(limits::json_errors))

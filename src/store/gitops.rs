@@ -8,7 +8,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Error, Result, Store};
+use super::{Error, Result, Store, WriteTx};
 use crate::gitops::{Controller, GitChange, HoldPlacement, Ownership};
 use crate::rules::Target;
 
@@ -192,34 +192,27 @@ impl Store {
     /// it), false when it was already released.
     pub async fn mark_hold_released(&self, id: i64, by: &str, now: i64) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query(
-            "UPDATE gitops_holds SET released_at = $2, released_by = $3, release_error = NULL \
-             WHERE id = $1 AND released_at IS NULL",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(by)
-        .execute(&mut *tx.tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let done = tx.mark_hold_released(id, by, now).await?;
         tx.commit().await?;
         Ok(done)
     }
 
-    /// Records a failed release attempt; the hold stays open and is tried again.
-    pub async fn hold_release_failed(&self, id: i64, error: &str) -> Result<()> {
+    /// Records a failed release attempt; the hold stays open and is tried again. Returns the
+    /// attempts counted so far, this one included (read in the same statement, so of replicas
+    /// failing at once exactly one sees each count), or `None` when the hold is no longer open.
+    pub async fn hold_release_failed(&self, id: i64, error: &str) -> Result<Option<i64>> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let row = sqlx::query(
             "UPDATE gitops_holds SET release_error = $2, release_attempts = release_attempts + 1 \
-             WHERE id = $1 AND released_at IS NULL",
+             WHERE id = $1 AND released_at IS NULL RETURNING release_attempts",
         )
         .bind(id)
         .bind(error)
-        .execute(&mut *tx.tx)
+        .fetch_optional(&mut *tx.tx)
         .await?;
+        let attempts = row.map(|r| r.try_get("release_attempts")).transpose()?;
         tx.commit().await?;
-        Ok(())
+        Ok(attempts)
     }
 
     /// Records who owned a job's target when its playbook read it (the first reading stays:
@@ -252,5 +245,23 @@ impl Store {
             })
         })
         .transpose()
+    }
+}
+
+impl WriteTx {
+    /// [`Store::mark_hold_released`] inside a transaction, so the one caller that moved the
+    /// hold enqueues its announcement in the same commit (never one without the other).
+    pub async fn mark_hold_released(&mut self, id: i64, by: &str, now: i64) -> Result<bool> {
+        Ok(sqlx::query(
+            "UPDATE gitops_holds SET released_at = $2, released_by = $3, release_error = NULL \
+             WHERE id = $1 AND released_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(by)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected()
+            == 1)
     }
 }

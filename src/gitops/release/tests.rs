@@ -1,0 +1,271 @@
+//! One release pass at a time over an in-memory store and a cluster stand-in that says what
+//! the test wants (Git agrees or not, the release fails or not) and counts the releases.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{ESCALATE_AFTER_ATTEMPTS, Released, Releaser};
+use crate::cluster::{
+    Cluster, Error as ClusterError, Memory, Replicas, Result, Rollback, RolloutStatus, Scaled,
+};
+use crate::gitops::{
+    Controller, Field, FieldChange, FieldState, GitChange, HoldMechanism, HoldPlacement, ObjectInfo,
+};
+use crate::notify::{NotifySettings, Outbox};
+use crate::rules::{ChangeKind, Target};
+use crate::store::{self, NewHold, Store};
+
+/// A cluster that only answers the hold calls, as the test sets them.
+#[derive(Default)]
+struct Controllers {
+    agrees: Mutex<Option<bool>>,
+    /// Releases that fail before one succeeds.
+    failing: AtomicUsize,
+    released: AtomicUsize,
+}
+
+fn unused<T>() -> Result<T> {
+    Err(ClusterError::Unconfigured)
+}
+
+#[async_trait]
+impl Cluster for Controllers {
+    async fn restart(&self, _: &Target, _: bool) -> Result<()> {
+        unused()
+    }
+    async fn rollout_status(&self, _: &Target) -> Result<RolloutStatus> {
+        unused()
+    }
+    async fn rollback(&self, _: &Target, _: bool) -> Result<Rollback> {
+        unused()
+    }
+    async fn memory(&self, _: &Target, _: Option<&str>) -> Result<Memory> {
+        unused()
+    }
+    async fn set_memory(&self, _: &Target, _: &str, _: Option<i64>, _: i64, _: bool) -> Result<()> {
+        unused()
+    }
+    async fn last_terminations(&self, _: &Target) -> Result<Vec<String>> {
+        unused()
+    }
+    async fn delete_failed_pods(&self, _: &str, _: Duration, _: bool) -> Result<u64> {
+        unused()
+    }
+    async fn delete_finished_jobs(&self, _: &str, _: Duration, _: bool) -> Result<u64> {
+        unused()
+    }
+    async fn replicas(&self, _: &Target) -> Result<Replicas> {
+        unused()
+    }
+    async fn scale(&self, _: &Target, _: i64, _: bool) -> Result<Scaled> {
+        unused()
+    }
+    async fn object_info(&self, _: &Target) -> Result<ObjectInfo> {
+        unused()
+    }
+    async fn observe(&self, _: &Target, _: &[Field]) -> Result<Vec<FieldState>> {
+        unused()
+    }
+    async fn hold(&self, _: &Target, _: &Controller, _: bool) -> Result<HoldPlacement> {
+        unused()
+    }
+    async fn release(&self, _: &Target, _: &Controller, _: &HoldPlacement) -> Result<()> {
+        let failing = self.failing.load(Ordering::SeqCst);
+        if failing > 0 {
+            self.failing.store(failing - 1, Ordering::SeqCst);
+            return Err(ClusterError::Unavailable(
+                "the API server is unavailable".into(),
+            ));
+        }
+        self.released.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn git_agrees(&self, _: &Target, _: &Controller) -> Result<Option<bool>> {
+        Ok(*self.agrees.lock().unwrap())
+    }
+}
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn target(name: &str) -> Target {
+    Target {
+        namespace: "shop".into(),
+        kind: "Deployment".into(),
+        name: name.into(),
+    }
+}
+
+fn new_hold(name: &str, expires_at: i64) -> NewHold {
+    let owner = Controller::ArgoCd {
+        application: "shop".into(),
+        namespace: "argocd".into(),
+    };
+    NewHold {
+        job_id: 7,
+        target: target(name),
+        controller: owner.clone(),
+        placement: HoldPlacement {
+            mechanism: HoldMechanism::ArgoAutomatedOff,
+            saved: Some(r#"{"selfHeal":true}"#.into()),
+        },
+        change: GitChange {
+            kind: ChangeKind::Memory,
+            target: target(name),
+            changes: vec![FieldChange {
+                field: Field::MemoryLimit {
+                    container: "web".into(),
+                },
+                value: "615Mi".into(),
+            }],
+            owner,
+        },
+        created_at: NOW - 1_000,
+        expires_at,
+    }
+}
+
+async fn setup() -> (Store, Arc<Controllers>, Releaser) {
+    let store = Store::connect("sqlite::memory:", &store::Options::default())
+        .await
+        .unwrap();
+    let mut notify: NotifySettings = serde_yaml::from_str(
+        "channels:\n  tg: {type: telegram, bot_token: t, chat_id: 1}\nroutes:\n  - channels: [tg]\n    events: [gitops_hold_released, escalation]\n",
+    )
+    .unwrap();
+    notify.resolve(&|_| None).unwrap();
+    let outbox = Arc::new(Outbox::new(&notify).unwrap());
+    let cluster = Arc::new(Controllers::default());
+    let releaser = Releaser::new(store.clone(), cluster.clone(), outbox);
+    (store, cluster, releaser)
+}
+
+async fn events(store: &Store) -> Vec<String> {
+    let rows = store.notifications().await.unwrap();
+    rows.into_iter().map(|n| n.event).collect()
+}
+
+#[tokio::test]
+async fn an_expired_hold_is_released_and_announced_once_by_racing_replicas() {
+    let (store, cluster, one) = setup().await;
+    let two = one.clone();
+    let id = store.record_hold(&new_hold("web", NOW - 1)).await.unwrap();
+    let open = store
+        .record_hold(&new_hold("api", NOW + 60_000))
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(one.pass(NOW), two.pass(NOW));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let released: Vec<_> = a.released.iter().chain(&b.released).collect();
+    assert_eq!(released, [&(id, "expiry")], "{a:?} {b:?}");
+    // Both undid the pause (idempotent), one recorded and announced it.
+    assert!(cluster.released.load(Ordering::SeqCst) >= 1);
+    assert_eq!(events(&store).await, ["gitops_hold_released"]);
+    let hold = store.hold(id).await.unwrap().unwrap();
+    assert_eq!(hold.released_by.as_deref(), Some("expiry"));
+    assert_eq!(hold.released_at, Some(NOW));
+    let body = &store.notifications().await.unwrap()[0].event_json;
+    let event: crate::notify::Event = serde_json::from_str(body).unwrap();
+    let report = event.gitops.unwrap();
+    assert_eq!(report.released_by, "expiry");
+    assert_eq!(report.hold_id, Some(id));
+    assert_eq!(report.owner, "Argo CD Application argocd/shop");
+    assert_eq!(event.target, "shop/Deployment/web");
+    // The other hold is neither expired nor agreed with: it stays.
+    assert!(
+        store
+            .hold(open)
+            .await
+            .unwrap()
+            .unwrap()
+            .released_at
+            .is_none()
+    );
+    // A later pass has nothing more to say.
+    assert_eq!(one.pass(NOW + 1).await.unwrap().released, []);
+    assert_eq!(events(&store).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_hold_ends_early_once_the_controller_says_git_agrees() {
+    let (store, cluster, releaser) = setup().await;
+    let id = store
+        .record_hold(&new_hold("web", NOW + 3_600_000))
+        .await
+        .unwrap();
+    for agrees in [None, Some(false)] {
+        *cluster.agrees.lock().unwrap() = agrees;
+        let pass = releaser.pass(NOW).await.unwrap();
+        assert_eq!(pass.released, [], "{agrees:?}");
+    }
+    *cluster.agrees.lock().unwrap() = Some(true);
+    let pass = releaser.pass(NOW).await.unwrap();
+    assert_eq!(pass.released, [(id, "git")]);
+    let hold = store.hold(id).await.unwrap().unwrap();
+    assert_eq!(hold.released_by.as_deref(), Some("git"));
+}
+
+#[tokio::test]
+async fn a_failed_release_is_counted_retried_and_told_to_people_once_when_it_persists() {
+    let (store, cluster, releaser) = setup().await;
+    let id = store.record_hold(&new_hold("web", NOW - 1)).await.unwrap();
+    let attempts = usize::try_from(ESCALATE_AFTER_ATTEMPTS).unwrap() + 2;
+    cluster.failing.store(attempts, Ordering::SeqCst);
+    for n in 1..=attempts {
+        let pass = releaser.pass(NOW).await.unwrap();
+        assert_eq!(pass.failed, [id]);
+        let hold = store.hold(id).await.unwrap().unwrap();
+        assert_eq!(hold.release_attempts, i64::try_from(n).unwrap());
+        assert!(hold.released_at.is_none());
+        assert!(
+            hold.release_error
+                .as_deref()
+                .unwrap()
+                .contains("API server is unavailable"),
+            "{hold:?}"
+        );
+    }
+    assert_eq!(events(&store).await, ["escalation"]);
+    let escalation = &store.notifications().await.unwrap()[0].event_json;
+    let event: crate::notify::Event = serde_json::from_str(escalation).unwrap();
+    assert!(
+        event.reason.contains("could not be released"),
+        "{}",
+        event.reason
+    );
+    assert!(
+        event.reason.contains("Argo CD Application argocd/shop"),
+        "{}",
+        event.reason
+    );
+    // The API server is back: the next pass releases it and clears the error.
+    let pass = releaser.pass(NOW).await.unwrap();
+    assert_eq!(pass.released, [(id, "expiry")]);
+    let hold = store.hold(id).await.unwrap().unwrap();
+    assert_eq!(hold.release_error, None);
+    assert_eq!(events(&store).await, ["escalation", "gitops_hold_released"]);
+}
+
+#[tokio::test]
+async fn releasing_a_released_hold_announces_nothing() {
+    let (store, _, releaser) = setup().await;
+    let id = store
+        .record_hold(&new_hold("web", NOW + 60_000))
+        .await
+        .unwrap();
+    let hold = store.hold(id).await.unwrap().unwrap();
+    assert_eq!(
+        releaser.release(&hold, "api:ann", NOW).await.unwrap(),
+        Released::Now
+    );
+    assert_eq!(
+        releaser.release(&hold, "api:bob", NOW).await.unwrap(),
+        Released::Already
+    );
+    let hold = store.hold(id).await.unwrap().unwrap();
+    assert_eq!(hold.released_by.as_deref(), Some("api:ann"));
+    assert_eq!(events(&store).await, ["gitops_hold_released"]);
+}
