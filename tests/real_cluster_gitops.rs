@@ -163,12 +163,42 @@ fn flux_takes_over_kubectl_managers_and_their_fields_but_not_aiops_or_a_subresou
                "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": fields})
     };
     let entries = vec![
-        entry("kustomize-controller", "Apply", "", json!({"f:spec": {"f:replicas": {}}})),
-        entry("kubectl-edit", "Update", "", json!({"f:spec": {"f:paused": {}}})),
-        entry("kubectl", "Apply", "", json!({"f:metadata": {"f:labels": {"f:x": {}}}})),
-        entry("aiops", "Update", "", json!({"f:spec": {"f:minReadySeconds": {}}})),
-        entry("kube-controller-manager", "Update", "status", json!({"f:status": {}})),
-        entry("kubectl-rollout", "Update", "scale", json!({"f:spec": {"f:replicas": {}}})),
+        entry(
+            "kustomize-controller",
+            "Apply",
+            "",
+            json!({"f:spec": {"f:replicas": {}}}),
+        ),
+        entry(
+            "kubectl-edit",
+            "Update",
+            "",
+            json!({"f:spec": {"f:paused": {}}}),
+        ),
+        entry(
+            "kubectl",
+            "Apply",
+            "",
+            json!({"f:metadata": {"f:labels": {"f:x": {}}}}),
+        ),
+        entry(
+            "aiops",
+            "Update",
+            "",
+            json!({"f:spec": {"f:minReadySeconds": {}}}),
+        ),
+        entry(
+            "kube-controller-manager",
+            "Update",
+            "status",
+            json!({"f:status": {}}),
+        ),
+        entry(
+            "kubectl-rollout",
+            "Update",
+            "scale",
+            json!({"f:spec": {"f:replicas": {}}}),
+        ),
     ];
     let taken = take_over(&entries, "kustomize-controller").unwrap();
     assert_eq!(
@@ -357,8 +387,10 @@ async fn the_argo_like_reconciler_reports_out_of_sync_then_synced_and_self_heals
     apps.patch(
         "app",
         &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {ARGO_SKIP_RECONCILE: "true"}},
-                              "spec": {"syncPolicy": {"automated": {"selfHeal": true}}}})),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {ARGO_SKIP_RECONCILE: "true"}},
+                              "spec": {"syncPolicy": {"automated": {"selfHeal": true}}}}),
+        ),
     )
     .await
     .unwrap();
@@ -369,7 +401,11 @@ async fn the_argo_like_reconciler_reports_out_of_sync_then_synced_and_self_heals
     patch_as(&client, &ns.name, "someone", limit_patch("1Gi")).await;
     r.wait_passes(3).await;
     assert_eq!(live_limit(&client, &ns.name).await.as_deref(), Some("1Gi"));
-    assert_eq!(status().await.as_deref(), Some("Synced"), "status untouched");
+    assert_eq!(
+        status().await.as_deref(),
+        Some("Synced"),
+        "status untouched"
+    );
     apps.patch(
         "app",
         &PatchParams::default(),
@@ -508,7 +544,10 @@ async fn a_memory_raise_on_a_flux_owned_deployment_under_act_is_detected_as_reve
         assert!(body.contains(want), "{want:?} in {body}");
     }
     // Git's value is live again, and it was not retried.
-    assert_eq!(live_limit(&client, &ns.name).await.as_deref(), Some(GIT_LIMIT));
+    assert_eq!(
+        live_limit(&client, &ns.name).await.as_deref(),
+        Some(GIT_LIMIT)
+    );
     r.wait_passes(3).await;
     let jobs = app.store().await.jobs().await.unwrap();
     assert_eq!(jobs.len(), 1, "never retried: {jobs:#?}");
@@ -533,14 +572,14 @@ async fn under_the_default_skip_a_memory_raise_on_a_flux_owned_deployment_escala
         .await;
     let job = ended_in(&app, JobState::Escalated).await;
     let text = text_of(&job);
-    assert!(
-        text.contains(&format!(
-            "{} owns {}/Deployment/web: make this change in Git: {INSTRUCTION}",
-            flux_owner(&ns.name),
-            ns.name
-        )),
-        "{job:#?}"
-    );
+    // The host's wording is its own; what people need is the owner and the exact change.
+    for want in [
+        flux_owner(&ns.name),
+        format!("{}/Deployment/web", ns.name),
+        INSTRUCTION.to_string(),
+    ] {
+        assert!(text.contains(&want), "{want:?} in {job:#?}");
+    }
     let (body, event) = message(&app, "escalation").await;
     assert_eq!(event["gitops"]["owner"], flux_owner(&ns.name), "{event:#}");
     assert_eq!(event["gitops"]["change"], INSTRUCTION, "{event:#}");
@@ -551,7 +590,10 @@ async fn under_the_default_skip_a_memory_raise_on_a_flux_owned_deployment_escala
     // Nothing was written: same generation, limit, and no aiops field manager.
     let after = deployments(&client, &ns.name).get("web").await.unwrap();
     assert_eq!(after.metadata.generation, before.metadata.generation);
-    assert_eq!(live_limit(&client, &ns.name).await.as_deref(), Some(GIT_LIMIT));
+    assert_eq!(
+        live_limit(&client, &ns.name).await.as_deref(),
+        Some(GIT_LIMIT)
+    );
     let managers: Vec<_> = after
         .metadata
         .managed_fields
@@ -675,9 +717,11 @@ async fn an_argo_hold_is_released_early_once_the_application_reports_git_synced_
         git["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] =
             json!(RAISED)
     });
-    wait_until("the hold to be released because Git agrees", TIMEOUT, || async {
-        store.holds(false, 10).await.unwrap().is_empty()
-    })
+    wait_until(
+        "the hold to be released because Git agrees",
+        TIMEOUT,
+        || async { store.holds(false, 10).await.unwrap().is_empty() },
+    )
     .await;
     let all = store.holds(true, 10).await.unwrap();
     assert_eq!(all[0].released_by.as_deref(), Some("git"), "{all:#?}");
@@ -712,13 +756,21 @@ async fn a_restart_of_an_argo_owned_deployment_with_self_heal_acts_and_stays() {
     let restarted = template_annotations(&d)[RESTARTED_AT].clone();
     assert_eq!(annotation_managers(&d, RESTARTED_AT), ["aiops"]);
     let rss = replica_sets(&client, &ns.name, "web").await;
-    assert_eq!(rss.keys().copied().collect::<Vec<_>>(), [1, 2], "a new ReplicaSet");
+    assert_eq!(
+        rss.keys().copied().collect::<Vec<_>>(),
+        [1, 2],
+        "a new ReplicaSet"
+    );
     // Several self-heal passes later: the same annotation, the same two ReplicaSets, Synced.
     r.wait_passes(6).await;
     let d = wait_deployment_rolled_out(&client, &ns.name, "web").await;
     assert_eq!(template_annotations(&d)[RESTARTED_AT], restarted);
     let rss = replica_sets(&client, &ns.name, "web").await;
-    assert_eq!(rss.keys().copied().collect::<Vec<_>>(), [1, 2], "no third rollout");
+    assert_eq!(
+        rss.keys().copied().collect::<Vec<_>>(),
+        [1, 2],
+        "no third rollout"
+    );
     assert_eq!(rss[&2].spec.as_ref().unwrap().replicas, Some(1));
     assert_eq!(
         argo_resource_status(&client, &ns.name, "app", "web")
@@ -761,10 +813,14 @@ async fn a_field_git_lacks_survives_flux_under_the_aiops_manager_but_not_under_a
         template_annotation_patch(RESTARTED_AT, json!("2026-11-30T12:00:00Z")),
     )
     .await;
-    wait_until("Flux to drop kubectl-rollout's annotation", TIMEOUT, || async {
-        let d = deployments(&client, &ns.name).get("web").await.unwrap();
-        !template_annotations(&d).contains_key(RESTARTED_AT)
-    })
+    wait_until(
+        "Flux to drop kubectl-rollout's annotation",
+        TIMEOUT,
+        || async {
+            let d = deployments(&client, &ns.name).get("web").await.unwrap();
+            !template_annotations(&d).contains_key(RESTARTED_AT)
+        },
+    )
     .await;
     assert_no_failed_pass(&r);
     r.stop().await;

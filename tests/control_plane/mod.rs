@@ -459,7 +459,11 @@ pub fn image_of(d: &Deployment, container: &str) -> String {
 }
 
 /// The ReplicaSets the deployment controller made for `name`, by revision.
-pub async fn replica_sets(client: &kube::Client, ns: &str, name: &str) -> std::collections::BTreeMap<i64, k8s_openapi::api::apps::v1::ReplicaSet> {
+pub async fn replica_sets(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> std::collections::BTreeMap<i64, k8s_openapi::api::apps::v1::ReplicaSet> {
     let api: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), ns);
     api.list(&kube::api::ListParams::default().labels(&format!("app={name}")))
         .await

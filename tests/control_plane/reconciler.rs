@@ -337,7 +337,12 @@ impl State {
         })
     }
 
-    async fn argo(&mut self, application: &str, revision: u64, manifest: &Value) -> kube::Result<Did> {
+    async fn argo(
+        &mut self,
+        application: &str,
+        revision: u64,
+        manifest: &Value,
+    ) -> kube::Result<Did> {
         let app = self.owner.get(application).await?;
         let skip = app
             .metadata
@@ -506,7 +511,12 @@ pub async fn create_application(
 
 /// The sync status the Argo-like reconciler last wrote for Deployment `name` on Application
 /// `app` (`status.resources[]`), if any.
-pub async fn argo_resource_status(client: &kube::Client, ns: &str, app: &str, name: &str) -> Option<String> {
+pub async fn argo_resource_status(
+    client: &kube::Client,
+    ns: &str,
+    app: &str,
+    name: &str,
+) -> Option<String> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &applications());
     let app = api.get(app).await.unwrap();
     app.data["status"]["resources"]
