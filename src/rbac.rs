@@ -108,6 +108,11 @@ pub const HOST_CALLS: &[HostCall] = &[
         name: "replicas",
         needs: &GET_WORKLOADS,
     },
+    // The workload's labels, annotations and managedFields: who owns it (Argo CD, Flux).
+    HostCall {
+        name: "gitops",
+        needs: &GET_WORKLOADS,
+    },
     HostCall {
         name: "memory",
         needs: &GET_WORKLOADS,

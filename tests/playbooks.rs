@@ -1294,3 +1294,88 @@ fn check_reports_calls_to_functions_that_do_not_exist_with_file_line_and_column(
     assert_eq!(status.code(), Some(0), "{out}{err}");
     assert!(out.contains("(5 playbooks)"), "{out}");
 }
+
+// -------------------------------------------------------------------------------------- gitops
+
+/// prod/web owned by the Flux Kustomization flux-system/apps: container `web` at image web:v2
+/// (web:v1 in the history revisions), memory 256Mi/512Mi.
+fn flux_web_state() -> String {
+    "workloads:\n  - namespace: prod\n    name: web\n    replicas: 2\n    revision: 3\n    history: [1, 2]\n    labels:\n      kustomize.toolkit.fluxcd.io/name: apps\n      kustomize.toolkit.fluxcd.io/namespace: flux-system\n    managers:\n      - {name: kustomize-controller, operation: Apply}\n    containers:\n      - name: web\n        image: web:v2\n        previous_image: web:v1\n        memory: {request: 256Mi, limit: 512Mi}\n".to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_memory_on_a_flux_owned_deployment_changes_nothing_and_names_the_git_change() {
+    let c = cluster(&flux_web_state());
+    let r = run("scale_memory", "web", &[], c.clone()).await;
+    assert_inconclusive(
+        &r,
+        "Flux Kustomization flux-system/apps owns prod/Deployment/web: make this change in Git: set resources.limits.memory of container web to 615Mi",
+    );
+    assert!(c.actions().is_empty(), "{:?}", c.actions());
+    assert_eq!(web_memory(&c), (Some(256 * MI), Some(512 * MI)));
+    let skipped = r.gitops.skipped.as_ref().expect("the skipped change");
+    assert!(skipped.reason.contains("skip"), "{}", skipped.reason);
+    assert!(actions_of(&r).contains(&"gitops_skip"), "{r:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_on_a_flux_owned_deployment_says_which_image_git_must_revert_to() {
+    let c = cluster(&flux_web_state());
+    let r = run("rollback", "web", &[], c.clone()).await;
+    assert_inconclusive(
+        &r,
+        "make this change in Git: revert image of container web to web:v1",
+    );
+    assert!(c.actions().is_empty(), "{:?}", c.actions());
+    assert_eq!(workload(&c.snapshot(), "web").revision, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_on_a_flux_owned_deployment_acts_and_records_the_annotation_it_set() {
+    let c = cluster(&flux_web_state());
+    let r = run("restart", "web", &[], c.clone()).await;
+    assert_success(&r, "restarted");
+    assert_eq!(c.actions(), ["restart prod/Deployment/web"]);
+    let applied = &r.gitops.applied;
+    assert_eq!(applied.len(), 1, "{r:#?}");
+    assert_eq!(
+        applied[0].changes[0].field,
+        aiops::gitops::Field::RestartedAt
+    );
+    assert!(applied[0].owner.is_some() && applied[0].hold_id.is_none());
+    assert!(c.snapshot().holds.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_playbooks_on_an_unowned_deployment_take_no_gitops_step_and_record_the_change() {
+    let c = cluster(&web_state("", "256Mi", "512Mi"));
+    let r = run("scale_memory", "web", &[], c.clone()).await;
+    assert_success(&r, "512Mi -> 615Mi");
+    assert!(
+        !actions_of(&r).iter().any(|a| a.starts_with("gitops")),
+        "{r:#?}"
+    );
+    assert_eq!(r.gitops.applied.len(), 1);
+    assert_eq!(r.gitops.applied[0].changes[0].value, "615Mi");
+    assert_eq!(r.gitops.owners[0].1.controller, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_on_a_flux_owned_deployment_says_it_would_stop_and_holds_nothing() {
+    let c = cluster(&flux_web_state());
+    let r = run_offline(
+        "scale_memory",
+        &alert_for("scale_memory", "web"),
+        &[],
+        c.clone(),
+        true,
+    )
+    .await;
+    assert_inconclusive(
+        &r,
+        "dry run: would stop here: Flux Kustomization flux-system/apps owns",
+    );
+    assert!(c.actions().is_empty());
+    assert!(c.snapshot().holds.is_empty());
+    assert!(r.gitops.applied.is_empty());
+}

@@ -149,7 +149,8 @@ impl Report {
         let pipeline: &Pipeline = &services.pipeline;
         let decided = pipeline.simulate(payload, sim).await?;
         let now = sim.at.unwrap_or_else(aiops::store::now_ms);
-        let sandbox = Sandbox::new(services.cluster.clone(), &services.settings.playbook);
+        let sandbox = Sandbox::new(services.cluster.clone(), &services.settings.playbook)
+            .with_gitops(services.settings.gitops.clone());
         let defs = services.definitions();
         let mut alerts = Vec::with_capacity(decided.alerts.len());
         for verdict in decided.alerts {
@@ -170,6 +171,12 @@ impl Report {
                             target: target.clone(),
                             params: plan.params.clone().into(),
                             rule: Some(rule.clone()),
+                            gitops: defs
+                                .rules
+                                .rules()
+                                .iter()
+                                .find(|r| r.name == *rule)
+                                .and_then(|r| r.gitops),
                         };
                         // Always a dry run: what the playbook would do to the cluster, now.
                         let result =

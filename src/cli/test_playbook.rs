@@ -69,7 +69,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             dry_run: args.dry_run
         }
     );
-    let sandbox = Sandbox::new(cluster.clone(), &settings.playbook);
+    let sandbox =
+        Sandbox::new(cluster.clone(), &settings.playbook).with_gitops(settings.gitops.clone());
     let result = offline::run(&sandbox, &defs, &args.name, alert, &plan, args.dry_run)
         .await
         .map_err(anyhow::Error::msg)?;

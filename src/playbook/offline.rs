@@ -20,6 +20,8 @@ pub struct Plan {
     pub params: serde_json::Value,
     /// The rule that supplied target and params, if any.
     pub rule: Option<String>,
+    /// That rule's `gitops:` policy (`None`: `gitops.defaults` per kind of change).
+    pub gitops: Option<crate::rules::GitopsPolicy>,
 }
 
 /// Finds the first rule that matches `alert` and uses `playbook` (as its playbook or in its
@@ -55,9 +57,14 @@ pub fn plan(
             break;
         }
     }
-    let (spec, mut params, rule) = match found {
-        Some((rule, params)) => (rule.target.clone(), params, Some(rule.name.clone())),
-        None => (TargetSpec::default(), serde_json::json!({}), None),
+    let (spec, mut params, rule, gitops) = match found {
+        Some((rule, params)) => (
+            rule.target.clone(),
+            params,
+            Some(rule.name.clone()),
+            rule.gitops,
+        ),
+        None => (TargetSpec::default(), serde_json::json!({}), None, None),
     };
     let target = spec.resolve(&alert.labels).ok_or_else(|| {
         "the alert's labels do not name a target (namespace, kind, name); add labels such as namespace and deployment"
@@ -72,6 +79,7 @@ pub fn plan(
         target,
         params,
         rule,
+        gitops,
     })
 }
 
@@ -103,6 +111,9 @@ pub async fn run(
         &plan.params,
         &plan.target,
     );
-    let ctx = sandbox.context(None, None, dry_run, sandbox.timeout);
+    // The GitOps gate as the daemon would apply it: the settings' section, the rule's policy.
+    let ctx = sandbox
+        .context(None, None, dry_run, sandbox.timeout)
+        .with_gitops(sandbox.gitops.clone(), plan.gitops);
     sandbox.run(pb, input, ctx).await
 }

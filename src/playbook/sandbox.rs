@@ -28,6 +28,9 @@ pub struct Sandbox {
     pub http: reqwest::Client,
     /// A run's wall-clock deadline unless its job says otherwise (`playbook.timeout`).
     pub timeout: Duration,
+    /// The settings' `gitops:` section, for the GitOps gate of offline runs
+    /// ([`Sandbox::with_gitops`]; the defaults until set).
+    pub gitops: crate::gitops::GitopsSettings,
 }
 
 impl Sandbox {
@@ -45,7 +48,15 @@ impl Sandbox {
             http: super::host::http_client(&host),
             host,
             timeout,
+            gitops: crate::gitops::GitopsSettings::default(),
         }
+    }
+
+    /// The settings' `gitops:` section the GitOps gate of offline runs applies (detection,
+    /// defaults per kind of change, how long a hold would last).
+    pub fn with_gitops(mut self, gitops: crate::gitops::GitopsSettings) -> Sandbox {
+        self.gitops = gitops;
+        self
     }
 
     /// The context of one run on the current tokio runtime. `store` serves the `kb_*` calls

@@ -105,9 +105,8 @@ fn ownership(
         .expect("gitops lock")
         .owners
         .push((target.clone(), o.clone()));
-    if !c.dry_run
-        && let Some(sink) = &c.sink
-    {
+    // Recorded in dry runs too: a reading, not a change.
+    if let Some(sink) = &c.sink {
         let (store, id, o) = (sink.store.clone(), sink.job_id, o.clone());
         if let Err(e) = c
             .handle
@@ -183,6 +182,19 @@ pub(super) fn gate(
             change,
             format!("the gitops policy for {kind} changes to objects {owner} owns is skip"),
         )),
+        // Git holds nothing of a restart: the controller would not set it back, so there is
+        // nothing to pause it for.
+        GitopsPolicy::Hold if change.changes.is_empty() => {
+            c.record(
+                "gitops_hold",
+                format!(
+                    "{}no hold needed: {} keeps nothing of a {kind} in Git",
+                    dry(c),
+                    change.owner
+                ),
+            );
+            Ok(gate)
+        }
         GitopsPolicy::Hold => match hold(c, &change) {
             Ok(h) => {
                 gate.hold = h;

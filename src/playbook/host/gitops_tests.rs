@@ -503,3 +503,23 @@ fn gitops_answers_the_owner_and_the_policy_of_each_kind() {
         ),
     );
 }
+
+#[test]
+fn a_restart_under_hold_needs_no_hold_because_git_keeps_nothing_of_it() {
+    let (rt, store) = runtime_and_store();
+    let c = owned(flux());
+    let r = gated(
+        "restart(target);\nsuccess(\"ok\");\n",
+        c.clone(),
+        false,
+        Some(GitopsPolicy::Hold),
+        Some((&rt, store.clone())),
+    );
+    assert_eq!(r.outcome, Outcome::Success("ok".into()), "{r:#?}");
+    assert!(c.holds.lock().unwrap().is_empty());
+    assert!(rt.block_on(store.open_holds()).unwrap().is_empty());
+    assert_eq!(
+        steps(&r, "gitops_hold"),
+        ["no hold needed: Flux Kustomization flux-system/apps keeps nothing of a restart in Git"]
+    );
+}
