@@ -37,7 +37,7 @@ impl Executor {
         let moved = if counted {
             tx.transition(job.id, from, to, now, note, record).await?
         } else {
-            tx.transition_not_counted(job.id, from, to, now, note, record)
+            tx.transition_not_counted(job.id, (from, to), now, note, record)
                 .await?
         };
         if moved {

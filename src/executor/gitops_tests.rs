@@ -75,21 +75,22 @@ struct Fixture {
     stop: watch::Sender<bool>,
 }
 
-async fn fixture(policy: &str) -> Fixture {
+/// A pipeline over a fresh in-memory SQLite store with the shipped playbooks and `rules`.
+pub(super) async fn pipeline(rules: &str) -> Arc<Pipeline> {
     let settings = Settings::default();
     let store = Store::connect("sqlite::memory:", &store::Options::default())
         .await
         .unwrap();
     let mut defs =
         Definitions::load(&settings.rules_source(), &settings.playbooks_source()).unwrap();
-    let rules = RuleSet::parse_str(&rule(policy), std::path::Path::new("test.yaml")).unwrap();
+    let rules = RuleSet::parse_str(rules, std::path::Path::new("test.yaml")).unwrap();
     defs.rules = Arc::new(RuleSet::from_rules(rules));
-    let pipeline = Arc::new(Pipeline::new(
-        store.clone(),
-        defs,
-        &settings,
-        Metrics::new(),
-    ));
+    Arc::new(Pipeline::new(store, defs, &settings, Metrics::new()))
+}
+
+async fn fixture(policy: &str) -> Fixture {
+    let pipeline = pipeline(&rule(policy)).await;
+    let store = pipeline.store().clone();
     let cluster = Arc::new(MemoryCluster::from_yaml(FLUX_OWNED).unwrap());
     let playbook = PlaybookSettings {
         rollout_poll: HumanDuration(Duration::from_millis(50)),

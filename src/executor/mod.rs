@@ -42,7 +42,7 @@ pub mod verify;
 mod worker;
 
 #[cfg(test)]
-mod gitops_tests;
+pub(crate) mod gitops_tests;
 
 /// Executor failures (all come from the store; a worker logs them and carries on).
 #[derive(Debug, thiserror::Error)]

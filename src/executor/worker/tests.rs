@@ -9,12 +9,8 @@ use tokio::sync::watch;
 use super::super::{Executor, Runtime};
 use crate::alert::Payload;
 use crate::cluster::memory::{MemoryCluster, State};
-use crate::config::{Jobs, PlaybookSettings, Settings};
-use crate::definitions::Definitions;
-use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
-use crate::rules::RuleSet;
-use crate::store::{self, JobState, Store};
+use crate::config::{Jobs, PlaybookSettings};
+use crate::store::{self, JobState};
 
 const RESTART: &str =
     "rules:\n  - name: restart\n    matchers: ['auto_repair=\"restart\"']\n    playbook: restart\n";
@@ -22,15 +18,7 @@ const RESTART: &str =
 /// An executor over a fresh store with the shipped playbooks and one rule, and no workloads in
 /// its cluster (a restart then ends in a refusal, which is enough to see a job end).
 async fn executor(jobs: Jobs) -> Arc<Executor> {
-    let settings = Settings::default();
-    let store = Store::connect("sqlite::memory:", &store::Options::default())
-        .await
-        .unwrap();
-    let mut defs =
-        Definitions::load(&settings.rules_source(), &settings.playbooks_source()).unwrap();
-    let rules = RuleSet::parse_str(RESTART, std::path::Path::new("test.yaml")).unwrap();
-    defs.rules = Arc::new(RuleSet::from_rules(rules));
-    let pipeline = Arc::new(Pipeline::new(store, defs, &settings, Metrics::new()));
+    let pipeline = super::super::gitops_tests::pipeline(RESTART).await;
     let cluster = Arc::new(MemoryCluster::from_state(State::default()).unwrap());
     Arc::new(Executor::new(
         pipeline,

@@ -444,36 +444,32 @@ impl WriteTx {
         note: &str,
         record: Record<'_>,
     ) -> Result<bool> {
-        self.move_job(job_id, from, to, now, note, record, true)
-            .await
+        if !self
+            .transition_not_counted(job_id, (from, to), now, note, record)
+            .await?
+        {
+            return Ok(false);
+        }
+        // A job that never ran (its approval expired) is no repair result for the rollups.
+        if to.counts_as_finished()
+            && !from.counts_as_finished()
+            && from != JobState::AwaitingApproval
+        {
+            self.rollup_finished(job_id, to).await?;
+        }
+        Ok(true)
     }
 
-    /// [`transition`](Self::transition) for a run that never made its change (the target's
-    /// GitOps owner keeps it in Git: `gitops: skip`): the knowledge base does not count it as a
-    /// repair, neither a success nor a failure of the playbook.
+    /// [`transition`](Self::transition) without the knowledge base's rollups: for a run that
+    /// never made its change (the target's GitOps owner keeps it in Git: `gitops: skip`), which
+    /// is neither a success nor a failure of the playbook.
     pub async fn transition_not_counted(
         &mut self,
         job_id: i64,
-        from: JobState,
-        to: JobState,
+        (from, to): (JobState, JobState),
         now: i64,
         note: &str,
         record: Record<'_>,
-    ) -> Result<bool> {
-        self.move_job(job_id, from, to, now, note, record, false)
-            .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn move_job(
-        &mut self,
-        job_id: i64,
-        from: JobState,
-        to: JobState,
-        now: i64,
-        note: &str,
-        record: Record<'_>,
-        counted: bool,
     ) -> Result<bool> {
         let (outcome, error) = match record {
             Record::Nothing => (None, None),
@@ -498,14 +494,6 @@ impl WriteTx {
             return Ok(false);
         }
         self.insert_event(job_id, Some(from), to, now, note).await?;
-        // A job that never ran (its approval expired) is no repair result for the rollups.
-        if counted
-            && to.counts_as_finished()
-            && !from.counts_as_finished()
-            && from != JobState::AwaitingApproval
-        {
-            self.rollup_finished(job_id, to).await?;
-        }
         Ok(true)
     }
 
