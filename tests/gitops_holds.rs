@@ -200,18 +200,24 @@ both_backends!(failed_release_attempts_are_counted_while_the_hold_is_open);
 /// Settings: holds looked at every 100 ms, every message to a webhook stand-in.
 fn config(hook: &StandIn) -> String {
     format!(
-        "gitops:\n  release_interval: 100ms\nnotify:\n  channels:\n    ops: {{type: webhook, url: \"{}/hook\"}}\n",
+        "gitops:\n  release_interval: 100ms\nnotify:\n  channels:\n    ops: {{type: webhook, url: \"{}/hook\"}}\n  routes:\n    - channels: [ops]\n",
         hook.url
     )
 }
 
+fn settings(db: Db, hook: &StandIn) -> Spawn {
+    Spawn::new(db)
+        .config(&config(hook))
+        .env("AIOPS_JWT_SECRET", SECRET)
+}
+
 async fn daemon(db: Db, hook: &StandIn) -> TestApp {
-    TestApp::spawn(
-        Spawn::new(db)
-            .config(&config(hook))
-            .env("AIOPS_JWT_SECRET", SECRET),
-    )
-    .await
+    TestApp::spawn(settings(db, hook)).await
+}
+
+/// Another daemon (a replica, or the one restarted) over `app`'s directory and store.
+async fn beside(app: &TestApp, db: Db, hook: &StandIn) -> TestApp {
+    TestApp::spawn_in(app.dir.clone(), app.db.clone(), settings(db, hook)).await
 }
 
 /// The `gitops_hold_released` rows of the outbox.
@@ -245,14 +251,7 @@ async fn wait_released(app: &TestApp, store: &Store, id: i64) -> aiops::store::H
 async fn two_daemons_on_one_store_release_expired_holds_and_announce_each_once(db: Db) {
     let hook = StandIn::start().await;
     let one = daemon(db, &hook).await;
-    let two = TestApp::spawn_in(
-        one.dir.clone(),
-        one.db.clone(),
-        Spawn::new(db)
-            .config(&config(&hook))
-            .env("AIOPS_JWT_SECRET", SECRET),
-    )
-    .await;
+    let two = beside(&one, db, &hook).await;
     let store = one.store().await;
     let soon = now_ms() + 300;
     let mut ids = Vec::new();
@@ -307,14 +306,7 @@ async fn a_restarted_daemon_releases_a_hold_recorded_before_its_restart(db: Db) 
         .record_hold(&new_hold("prod", "web", now_ms() - 1))
         .await
         .unwrap();
-    let app = TestApp::spawn_in(
-        app.dir.clone(),
-        app.db.clone(),
-        Spawn::new(db)
-            .config(&config(&hook))
-            .env("AIOPS_JWT_SECRET", SECRET),
-    )
-    .await;
+    let app = beside(&app, db, &hook).await;
     let hold = wait_released(&app, &store, id).await;
     assert_eq!(hold.released_by.as_deref(), Some("expiry"));
     assert_eq!(released_messages(&store).await.len(), 1);
