@@ -226,8 +226,7 @@ impl Reconciler {
     pub async fn stop(self) -> Vec<Pass> {
         self.task.abort();
         let _ = self.task.await;
-        let passes = self.passes.lock().unwrap().clone();
-        passes
+        self.passes.lock().unwrap().clone()
     }
 }
 
