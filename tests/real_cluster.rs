@@ -10,15 +10,15 @@
 mod common;
 mod control_plane;
 
-use std::collections::BTreeMap;
-
 use aiops::store::{Job as RepairJob, JobState};
-use common::{Db, Spawn, TestApp, payload};
+use common::payload::repair_alert as alert;
+use common::{Db, Spawn, TestApp};
 use control_plane::{
-    KubeEnv, TIMEOUT, image_of, printed_cluster_role_rules, service_account_kubeconfig,
-    wait_deployment_rolled_out, wait_until, without_rule,
+    KubeEnv, TIMEOUT, image_of, memory_in, printed_cluster_role_rules, replica_sets,
+    service_account_kubeconfig, template_annotations, wait_deployment_rolled_out, wait_until,
+    without_rule,
 };
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -34,19 +34,6 @@ async fn daemon(kubeconfig: &std::path::Path, rules: Option<&str>) -> TestApp {
         spawn = spawn.rules(rules);
     }
     TestApp::spawn(spawn).await
-}
-
-/// An Alertmanager payload asking for `repair` on the workload labelled `labels`.
-fn alert(repair: &str, ns: &str, labels: &[(&str, &str)]) -> String {
-    let ten_minutes_ago = (chrono::Utc::now() - chrono::Duration::minutes(10)).to_rfc3339();
-    let mut all: Vec<(&str, &str)> = vec![
-        ("alertname", "KubeTrouble"),
-        ("auto_repair", repair),
-        ("namespace", ns),
-        ("severity", "critical"),
-    ];
-    all.extend_from_slice(labels);
-    payload(&[(&all, "firing")], &ten_minutes_ago)
 }
 
 /// Waits until the one repair job settled, and returns it.
@@ -178,27 +165,6 @@ fn names<K: kube::Resource>(items: &[K]) -> Vec<String> {
     v
 }
 
-/// The ReplicaSets the deployment controller made for `name`, by revision.
-async fn replica_sets(client: &kube::Client, ns: &str, name: &str) -> BTreeMap<i64, ReplicaSet> {
-    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
-    api.list(&ListParams::default().labels(&format!("app={name}")))
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .map(|rs| {
-            let revision = rs
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get("deployment.kubernetes.io/revision"))
-                .and_then(|r| r.parse().ok())
-                .unwrap();
-            (revision, rs)
-        })
-        .collect()
-}
-
 /// Events on the object `name`, read back through the real API's field selector.
 async fn events_on(client: &kube::Client, ns: &str, name: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
@@ -206,17 +172,6 @@ async fn events_on(client: &kube::Client, ns: &str, name: &str) -> Vec<Event> {
         .await
         .unwrap()
         .items
-}
-
-fn template_annotations(d: &Deployment) -> BTreeMap<String, String> {
-    d.spec
-        .clone()
-        .unwrap()
-        .template
-        .metadata
-        .unwrap()
-        .annotations
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,23 +257,6 @@ fn text_of(job: &RepairJob) -> String {
         job.outcome.clone().unwrap_or_default(),
         job.error.clone().unwrap_or_default()
     )
-}
-
-/// (request, limit) of a container's memory in a pod spec.
-fn memory_in(
-    spec: &k8s_openapi::api::core::v1::PodSpec,
-    container: &str,
-) -> (Option<String>, Option<String>) {
-    let c = spec
-        .containers
-        .iter()
-        .find(|c| c.name == container)
-        .unwrap();
-    let r = c.resources.clone().unwrap_or_default();
-    let get = |m: Option<
-        BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-    >| { m.and_then(|m| m.get("memory").map(|q| q.0.clone())) };
-    (get(r.requests), get(r.limits))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,3 +50,17 @@ pub fn minutes_ago(minutes: i64) -> String {
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(repo().join("tests/fixtures").join(name)).unwrap()
 }
+
+/// An Alertmanager payload (firing since ten minutes) asking for `repair` on the workload in
+/// `ns` labelled `labels`, as the real-cluster tests post it.
+pub fn repair_alert(repair: &str, ns: &str, labels: &[(&str, &str)]) -> String {
+    let ten_minutes_ago = (chrono::Utc::now() - chrono::Duration::minutes(10)).to_rfc3339();
+    let mut all: Vec<(&str, &str)> = vec![
+        ("alertname", "KubeTrouble"),
+        ("auto_repair", repair),
+        ("namespace", ns),
+        ("severity", "critical"),
+    ];
+    all.extend_from_slice(labels);
+    payload(&[(&all, "firing")], &ten_minutes_ago)
+}

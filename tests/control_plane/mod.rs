@@ -14,6 +14,8 @@
 
 #![allow(dead_code)]
 
+pub mod reconciler;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -454,4 +456,58 @@ pub fn image_of(d: &Deployment, container: &str) -> String {
         .unwrap()
         .image
         .unwrap()
+}
+
+/// The ReplicaSets the deployment controller made for `name`, by revision.
+pub async fn replica_sets(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> std::collections::BTreeMap<i64, k8s_openapi::api::apps::v1::ReplicaSet> {
+    let api: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), ns);
+    api.list(&kube::api::ListParams::default().labels(&format!("app={name}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|rs| {
+            let revision = rs
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+                .and_then(|r| r.parse().ok())
+                .unwrap();
+            (revision, rs)
+        })
+        .collect()
+}
+
+/// The pod template's annotations of a Deployment.
+pub fn template_annotations(d: &Deployment) -> std::collections::BTreeMap<String, String> {
+    d.spec
+        .clone()
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap_or_default()
+}
+
+/// (request, limit) of a container's memory in a pod spec.
+pub fn memory_in(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    container: &str,
+) -> (Option<String>, Option<String>) {
+    let c = spec
+        .containers
+        .iter()
+        .find(|c| c.name == container)
+        .unwrap();
+    let r = c.resources.clone().unwrap_or_default();
+    let get = |m: Option<
+        std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    >| { m.and_then(|m| m.get("memory").map(|q| q.0.clone())) };
+    (get(r.requests), get(r.limits))
 }
