@@ -49,6 +49,7 @@ fn new_hold(namespace: &str, name: &str, expires_at: i64) -> NewHold {
                 value: "615Mi".into(),
             }],
             owner,
+            revision: None,
         },
         created_at: now_ms(),
         expires_at,

@@ -271,7 +271,12 @@ const RS_LIST: &str = "/apis/apps/v1/namespaces/prod/replicasets?&labelSelector=
 async fn rollback_replaces_the_template_with_the_second_highest_owned_revision_by_json_patch() {
     let (c, mut h) = cluster();
     let server = tokio::spawn(async move {
-        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        // A Flux hold placed by the gate just before, and Argo CD's tracking annotation.
+        let held = deployment(json!({"metadata": {"annotations": {
+            "deployment.kubernetes.io/revision": "3",
+            "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+            "argocd.argoproj.io/tracking-id": "shop:apps/Deployment:prod/web"}}}));
+        expect(&mut h, "GET", DEPLOY, ok(&held)).await;
         let rss = list(
             "ReplicaSetList",
             vec![
@@ -281,7 +286,8 @@ async fn rollback_replaces_the_template_with_the_second_highest_owned_revision_b
                     2,
                     "uid-web",
                     "web:2",
-                    json!({"kubectl.kubernetes.io/last-applied-configuration": "{}", "change-cause": "v2"}),
+                    json!({"kubectl.kubernetes.io/last-applied-configuration": "{}", "change-cause": "v2",
+                           "kustomize.toolkit.fluxcd.io/reconcile": "enabled"}),
                 ),
                 replicaset("web-1", 1, "uid-web", "web:1", json!({})),
                 // Same labels but another owner: must be ignored even with a higher revision.
@@ -322,6 +328,7 @@ async fn rollback_replaces_the_template_with_the_second_highest_owned_revision_b
     );
     assert_eq!(ops[1]["path"], "/metadata/annotations");
     // kubectl's skip list: the deployment's revision stays, the RS's last-applied is not copied;
+    // the GitOps annotations stay too (the hold must survive its own rollback);
     // plus aiops's own record, which keeps its managedFields entry (and its time) alive.
     let mut annotations = ops[1]["value"].as_object().unwrap().clone();
     let rolled_back = annotations
@@ -333,7 +340,9 @@ async fn rollback_replaces_the_template_with_the_second_highest_owned_revision_b
     );
     assert_eq!(
         serde_json::Value::Object(annotations),
-        json!({"deployment.kubernetes.io/revision": "3", "change-cause": "v2"})
+        json!({"deployment.kubernetes.io/revision": "3", "change-cause": "v2",
+               "kustomize.toolkit.fluxcd.io/reconcile": "disabled",
+               "argocd.argoproj.io/tracking-id": "shop:apps/Deployment:prod/web"})
     );
 }
 
@@ -1080,12 +1089,17 @@ async fn an_argo_hold_saves_and_removes_automated_sync_and_the_release_puts_it_b
 }
 
 #[tokio::test]
-async fn an_argo_hold_is_refused_for_an_applicationset_child_and_names_a_missing_permission() {
+async fn an_argo_hold_is_refused_for_an_applicationset_or_app_of_apps_child_and_names_a_missing_permission()
+ {
     let (c, mut h) = cluster();
     let server = tokio::spawn(async move {
         expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
         let child = application(json!({"metadata": {"ownerReferences": [
             {"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationSet", "name": "shops", "uid": "u1"}]}}));
+        expect(&mut h, "GET", APP, ok(&child)).await;
+        expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
+        let child = application(json!({"metadata": {"annotations": {
+            "argocd.argoproj.io/tracking-id": "root:argoproj.io/Application:argocd/shop"}}}));
         expect(&mut h, "GET", APP, ok(&child)).await;
         expect(&mut h, "GET", DEPLOY, ok(&deployment(json!({})))).await;
         expect(&mut h, "GET", APP, ok(&application(json!({})))).await;
@@ -1109,13 +1123,18 @@ async fn an_argo_hold_is_refused_for_an_applicationset_child_and_names_a_missing
     );
     let err = c.hold(&web(), &argo(), false).await.unwrap_err();
     assert!(
+        matches!(&err, Error::Refused(m) if m.contains("managed by Application root (app of apps)") && m.contains("automated sync back")),
+        "{err:?}"
+    );
+    let err = c.hold(&web(), &argo(), false).await.unwrap_err();
+    assert!(
         matches!(&err, Error::Refused(m) if m.contains("patch on applications.argoproj.io in namespace argocd")),
         "{err:?}"
     );
     let mut h = server.await.unwrap();
     assert!(
         futures_util::FutureExt::now_or_never(h.next_request()).is_none(),
-        "no PATCH of an ApplicationSet's child"
+        "no PATCH of an ApplicationSet's or a parent Application's child"
     );
 }
 

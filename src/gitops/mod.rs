@@ -441,6 +441,10 @@ pub struct GitChange {
     pub changes: Vec<FieldChange>,
     /// The controller whose source holds the object.
     pub owner: Controller,
+    /// For a rollback: the revision it goes back to, which names the change when no
+    /// container image differs (`changes` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
 }
 
 impl GitChange {
@@ -450,6 +454,15 @@ impl GitChange {
         if self.changes.is_empty() {
             return match self.kind {
                 ChangeKind::Restart => "nothing (a restart is not kept in Git)".to_string(),
+                ChangeKind::Rollback => match (self.revision, &self.target) {
+                    (Some(n), t) => format!(
+                        "revert the pod template to the previous revision ({n}); no container image differs — compare `kubectl rollout history {}/{} -n {} --revision={n}`",
+                        t.kind.to_lowercase(),
+                        t.name,
+                        t.namespace
+                    ),
+                    (None, _) => "revert the pod template to the previous revision; no container image differs".to_string(),
+                },
                 other => format!("nothing recorded for the {other}"),
             };
         }

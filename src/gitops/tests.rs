@@ -151,6 +151,7 @@ fn change(kind: ChangeKind, changes: Vec<FieldChange>) -> GitChange {
             name: "apps".into(),
             namespace: "flux-system".into(),
         },
+        revision: None,
     }
 }
 
@@ -200,6 +201,26 @@ fn the_git_change_names_the_field_the_value_and_the_owner() {
             .instruction()
             .contains("not kept in Git")
     );
+}
+
+#[test]
+fn a_rollback_with_no_image_difference_says_to_revert_the_template_to_its_revision() {
+    let mut rollback = change(ChangeKind::Rollback, vec![]);
+    rollback.revision = Some(4);
+    let text = rollback.instruction();
+    assert!(
+        text.starts_with("revert the pod template to the previous revision (4)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kubectl rollout history deployment/web -n prod --revision=4"),
+        "{text}"
+    );
+    // Stored before the field existed: reads back without a revision.
+    let mut old = serde_json::to_value(change(ChangeKind::Rollback, vec![])).unwrap();
+    old.as_object_mut().unwrap().remove("revision");
+    let read: GitChange = serde_json::from_value(old).unwrap();
+    assert_eq!(read.revision, None);
 }
 
 #[test]

@@ -109,12 +109,13 @@ impl KubeCluster {
         }
         let restores = restored_images(&spec.template, &target_template);
         let current = d.metadata.annotations.clone().unwrap_or_default();
-        let mut annotations: BTreeMap<String, String> = ANNOTATIONS_TO_SKIP
+        let mut annotations: BTreeMap<String, String> = current
             .iter()
-            .filter_map(|k| current.get(*k).map(|v| ((*k).to_string(), v.clone())))
+            .filter(|(k, _)| kept_from_deployment(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         for (k, v) in rs.metadata.annotations.clone().unwrap_or_default() {
-            if !ANNOTATIONS_TO_SKIP.contains(&k.as_str()) {
+            if !kept_from_deployment(&k) {
                 annotations.insert(k, v);
             }
         }
@@ -140,6 +141,18 @@ impl KubeCluster {
             reason: String::new(),
         })
     }
+}
+
+/// Whether a rollback keeps this annotation from the Deployment instead of taking the old
+/// ReplicaSet's: kubectl's skip list, plus the GitOps annotations. A hold placed just before the
+/// rollback (`kustomize.toolkit.fluxcd.io/reconcile: disabled`) lives there, and dropping it
+/// would let Flux roll the bad revision straight forward again; Argo CD's tracking and sync
+/// annotations describe the Deployment, not an old revision of its template.
+fn kept_from_deployment(key: &str) -> bool {
+    ANNOTATIONS_TO_SKIP.contains(&key)
+        || key.starts_with("argocd.argoproj.io/")
+        || key.starts_with("kustomize.toolkit.fluxcd.io/")
+        || key.starts_with("helm.toolkit.fluxcd.io/")
 }
 
 pub(super) fn deployment_status(d: &Deployment) -> RolloutStatus {

@@ -159,6 +159,7 @@ fn memory_raise(value: &str, owner: Option<Controller>) -> Applied {
             target: target(),
             changes: vec![limit(value)],
             owner,
+            revision: None,
         }),
         owner,
         hold_id: None,

@@ -122,6 +122,7 @@ fn new_hold(name: &str, expires_at: i64) -> NewHold {
                 value: "615Mi".into(),
             }],
             owner,
+            revision: None,
         },
         created_at: NOW - 1_000,
         expires_at,

@@ -95,7 +95,7 @@ pub(super) fn register(engine: &mut Engine) {
         let target = target_of(&t)?;
         // Git holds nothing of a restart (the restartedAt annotation is live-only).
         let gate = gate(&c, "restart", &target, ChangeKind::Restart, &|_| {
-            Ok(Some(Vec::new()))
+            Ok(Some((Vec::new(), None)))
         })?;
         gate.checked(&c, c.call("restart", c.cluster.restart(&target, c.dry_run)))?;
         c.record("restart", format!("restart {target}"));
@@ -129,7 +129,7 @@ pub(super) fn register(engine: &mut Engine) {
         // The images the rollback would put back are what Git would have to say.
         let gate = gate(&c, "rollback", &target, ChangeKind::Rollback, &|c| {
             let r = c.call("rollback", c.cluster.rollback(&target, true))?;
-            Ok(r.done.then_some(r.restores))
+            Ok(r.done.then_some((r.restores, r.revision)))
         })?;
         let r = gate.checked(
             &c,
@@ -213,7 +213,7 @@ pub(super) fn register(engine: &mut Engine) {
                 });
             }
             let gate = gate(&c, "set_memory", &target, ChangeKind::Memory, &|_| {
-                Ok(Some(planned.clone()))
+                Ok(Some((planned.clone(), None)))
             })?;
             gate.checked(
                 &c,

@@ -74,11 +74,11 @@ pub(super) struct Gate {
     hold: Option<HoldUsed>,
 }
 
-/// What a change is about to set, for the Git change of an owned object: `None` when the
-/// change would do nothing at all (a rollback with no previous revision), which then goes on
-/// to report that itself.
+/// What a change is about to set, for the Git change of an owned object, and for a rollback
+/// the revision it goes back to: `None` when the change would do nothing at all (a rollback
+/// with no previous revision), which then goes on to report that itself.
 pub(super) type Plan<'a> =
-    &'a dyn Fn(&RunContext) -> Result<Option<Vec<FieldChange>>, Box<EvalAltResult>>;
+    &'a dyn Fn(&RunContext) -> Result<Option<(Vec<FieldChange>, Option<i64>)>, Box<EvalAltResult>>;
 
 /// The ownership of `target`, read once per run (the first reading is the one recorded).
 fn ownership(
@@ -150,7 +150,7 @@ pub(super) fn gate(
     let Some(owner) = o.controller.clone() else {
         return Ok(gate);
     };
-    let Some(changes) = plan(c)? else {
+    let Some((changes, revision)) = plan(c)? else {
         return Ok(gate);
     };
     let change = GitChange {
@@ -158,6 +158,7 @@ pub(super) fn gate(
         target: target.clone(),
         changes,
         owner: owner.clone(),
+        revision,
     };
     gate.git = Some(change.clone());
     let policy = c.gitops.policy(&o, kind);
@@ -183,8 +184,9 @@ pub(super) fn gate(
             format!("the gitops policy for {kind} changes to objects {owner} owns is skip"),
         )),
         // Git holds nothing of a restart: the controller would not set it back, so there is
-        // nothing to pause it for.
-        GitopsPolicy::Hold if change.changes.is_empty() => {
+        // nothing to pause it for. (A rollback with no image difference still changes the
+        // template Git holds, so it is held like any other.)
+        GitopsPolicy::Hold if kind == ChangeKind::Restart => {
             c.record(
                 "gitops_hold",
                 format!(
@@ -235,6 +237,34 @@ fn skip(c: &RunContext, change: GitChange, reason: String) -> Box<EvalAltResult>
     }
 }
 
+/// Another open hold (not `except`) that already pauses the controller object of `owner` as a
+/// whole: an Argo CD Application or a HelmRelease pauses every workload it deploys at once,
+/// while holds are one per workload. Its placement is the one to share: the live object is
+/// already paused, so reading it again would "save" the paused state and a release would put
+/// that back. (A Flux Kustomization's hold is the workload's own annotation: never shared.)
+fn sharing_hold(
+    c: &RunContext,
+    owner: &Controller,
+    except: Option<i64>,
+) -> Result<Option<crate::store::Hold>, String> {
+    let Some(store) = &c.store else {
+        return Ok(None);
+    };
+    let store = store.clone();
+    let open = c
+        .handle
+        .block_on(async move { store.open_holds().await })
+        .map_err(|e| format!("reading the open holds failed: {e}"))?;
+    Ok(open.into_iter().find(|h| {
+        Some(h.id) != except
+            && h.hold.controller == *owner
+            && matches!(
+                h.hold.placement.mechanism,
+                HoldMechanism::ArgoAutomatedOff | HoldMechanism::FluxHelmReleaseSuspend
+            )
+    }))
+}
+
 /// Places (or extends) the hold for `change`, or says why it cannot; in a dry run, only says
 /// what would happen. `Ok(None)`: a dry run, which holds nothing.
 fn hold(c: &RunContext, change: &GitChange) -> Result<Option<HoldUsed>, String> {
@@ -262,15 +292,21 @@ fn hold(c: &RunContext, change: &GitChange) -> Result<Option<HoldUsed>, String> 
                 h.id,
                 rfc3339(until_ms)
             ),
-            None => {
-                let placement = c
-                    .try_call(c.cluster.hold(target, owner, true))
-                    .map_err(|e| e.to_string())?;
-                format!(
-                    "would hold {owner} for {target} for {hold_for} ({})",
-                    placement.mechanism.describe()
-                )
-            }
+            None => match sharing_hold(c, owner, None)? {
+                Some(shared) => format!(
+                    "would hold {owner} for {target} for {hold_for}, sharing the pause of hold #{} on {}",
+                    shared.id, shared.hold.target
+                ),
+                None => {
+                    let placement = c
+                        .try_call(c.cluster.hold(target, owner, true))
+                        .map_err(|e| e.to_string())?;
+                    format!(
+                        "would hold {owner} for {target} for {hold_for} ({})",
+                        placement.mechanism.describe()
+                    )
+                }
+            },
         };
         c.record(
             "gitops_hold",
@@ -310,9 +346,13 @@ fn hold(c: &RunContext, change: &GitChange) -> Result<Option<HoldUsed>, String> 
         }
         // Released between the reading and the extension: place a new one below.
     }
-    let placement = c
-        .try_call(c.cluster.hold(target, owner, false))
-        .map_err(|e| e.to_string())?;
+    let shared = sharing_hold(c, owner, None)?;
+    let placement = match &shared {
+        Some(h) => h.hold.placement.clone(),
+        None => c
+            .try_call(c.cluster.hold(target, owner, false))
+            .map_err(|e| e.to_string())?,
+    };
     let new = NewHold {
         job_id: sink.job_id,
         target: target.clone(),
@@ -327,17 +367,27 @@ fn hold(c: &RunContext, change: &GitChange) -> Result<Option<HoldUsed>, String> 
     let id = match recorded {
         Ok(id) => id,
         Err(e) => {
-            // A hold nobody recorded is a hold nobody releases: take it back at once.
-            if let Err(r) = c.try_call(c.cluster.release(target, owner, &placement)) {
+            // A hold nobody recorded is a hold nobody releases: take it back at once (unless
+            // it is another hold's pause, which that hold still needs).
+            if shared.is_none()
+                && let Err(r) = c.try_call(c.cluster.release(target, owner, &placement))
+            {
                 tracing::error!(error = %r, repair_target = %target, "releasing an unrecorded hold failed");
             }
             return Err(format!("recording the hold failed: {e}"));
         }
     };
+    let paused = match &shared {
+        Some(h) => format!(
+            "{owner} is already paused by hold #{} on {}",
+            h.id, h.hold.target
+        ),
+        None => format!("paused {owner}"),
+    };
     c.record(
         "gitops_hold",
         format!(
-            "paused {owner} for {target} until {} (hold #{id}: {}); make this change in Git before then: {instruction}",
+            "{paused} for {target} until {} (hold #{id}: {}); make this change in Git before then: {instruction}",
             rfc3339(until_ms),
             placement.mechanism.describe()
         ),
@@ -383,7 +433,16 @@ impl Gate {
                 return;
             }
         };
-        match c.try_call(c.cluster.release(&self.target, owner, &held.hold.placement)) {
+        // Another open hold sharing the paused controller object keeps it paused: this hold
+        // only ends.
+        let released = match sharing_hold(c, owner, Some(id)) {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => c
+                .try_call(c.cluster.release(&self.target, owner, &held.hold.placement))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match released {
             Ok(()) => {
                 let now = crate::store::now_ms();
                 let _ = c

@@ -14,10 +14,11 @@ use super::*;
 use crate::cluster::memory::MemoryCluster;
 use crate::cluster::{self, Cluster, Memory, Replicas, Rollback, RolloutStatus, Scaled};
 use crate::gitops::{
-    Controller, Field, FieldChange, FieldState, HoldMechanism, HoldPlacement, Manager, ObjectInfo,
+    Controller, Field, FieldChange, FieldState, GitChange, HoldMechanism, HoldPlacement, Manager,
+    ObjectInfo,
 };
 use crate::rules::{ChangeKind, GitopsPolicy};
-use crate::store::Store;
+use crate::store::{NewHold, Store};
 
 const STATE: &str = "workloads:\n  - namespace: prod\n    name: web\n    replicas: 2\n    revision: 3\n    history: [1, 2]\n    containers:\n      - name: web\n        memory: {request: 256Mi, limit: 512Mi}\n";
 
@@ -28,6 +29,8 @@ struct Owned {
     labels: BTreeMap<String, String>,
     refuse_hold: Option<String>,
     holds: Mutex<Vec<String>>,
+    /// The rollback's revisions differ only outside the container images.
+    same_images: bool,
 }
 
 fn flux() -> BTreeMap<String, String> {
@@ -46,6 +49,7 @@ fn owned(labels: BTreeMap<String, String>) -> Arc<Owned> {
         labels,
         refuse_hold: None,
         holds: Mutex::new(Vec::new()),
+        same_images: false,
     })
 }
 
@@ -59,6 +63,9 @@ impl Cluster for Owned {
     }
     async fn rollback(&self, t: &Target, d: bool) -> cluster::Result<Rollback> {
         let mut r = self.inner.rollback(t, d).await?;
+        if self.same_images {
+            return Ok(r);
+        }
         r.restores = vec![FieldChange {
             field: Field::Image {
                 container: "web".into(),
@@ -408,6 +415,98 @@ fn hold_places_records_and_announces_once_then_a_second_change_extends_the_open_
     assert_eq!(again.gitops.applied[0].hold_id, Some(open[0].id));
     let sent = rt.block_on(store.notifications()).unwrap();
     assert_eq!(sent.iter().filter(|n| n.event == "gitops_hold").count(), 1);
+}
+
+/// A HelmRelease's labels: its pause (`spec.suspend`) covers every workload it deploys.
+fn helmrelease() -> BTreeMap<String, String> {
+    [
+        (crate::gitops::FLUX_HELMRELEASE_NAME, "shop"),
+        (crate::gitops::FLUX_HELMRELEASE_NAMESPACE, "prod"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[test]
+fn a_second_workload_of_a_paused_helmrelease_shares_the_first_holds_placement_without_pausing_again()
+ {
+    let (rt, store) = runtime_and_store();
+    let c = owned(helmrelease());
+    let shop = Controller::FluxHelmRelease {
+        name: "shop".into(),
+        namespace: "prod".into(),
+    };
+    // Hold A, on another workload of the same HelmRelease, saved the unsuspended value.
+    let worker = Target {
+        namespace: "prod".into(),
+        kind: "Deployment".into(),
+        name: "worker".into(),
+    };
+    let first = HoldPlacement {
+        mechanism: HoldMechanism::FluxHelmReleaseSuspend,
+        saved: Some("false".into()),
+    };
+    let change = GitChange {
+        kind: ChangeKind::Memory,
+        target: worker.clone(),
+        changes: vec![],
+        owner: shop.clone(),
+        revision: None,
+    };
+    let now = crate::store::now_ms();
+    let a = rt
+        .block_on(store.record_hold(&NewHold {
+            job_id: 6,
+            target: worker,
+            controller: shop,
+            placement: first.clone(),
+            change,
+            created_at: now,
+            expires_at: now + 3_600_000,
+        }))
+        .unwrap();
+    let r = under_hold(RAISE, &c, &rt, &store);
+    assert_eq!(r.outcome, Outcome::Success("raised".into()), "{r:#?}");
+    assert!(c.holds.lock().unwrap().is_empty(), "no second pause call");
+    let open = rt.block_on(store.open_holds()).unwrap();
+    let b = open.iter().find(|h| h.id != a).expect("hold B recorded");
+    assert_eq!(b.hold.placement, first, "B carries A's saved value");
+    assert!(
+        steps(&r, "gitops_hold")[0].contains(&format!("already paused by hold #{a}")),
+        "{:#?}",
+        r.steps
+    );
+}
+
+#[test]
+fn a_rollback_with_no_image_difference_is_still_held_and_its_skip_names_the_revision() {
+    let (rt, store) = runtime_and_store();
+    let c = Arc::new(Owned {
+        same_images: true,
+        ..Arc::into_inner(owned(flux())).unwrap()
+    });
+    let r = under_hold("rollback(target);\nsuccess(\"ok\");\n", &c, &rt, &store);
+    assert_eq!(r.outcome, Outcome::Success("ok".into()), "{r:#?}");
+    assert_eq!(c.holds.lock().unwrap().len(), 1, "{:#?}", r.steps);
+    let c = Arc::new(Owned {
+        same_images: true,
+        ..Arc::into_inner(owned(flux())).unwrap()
+    });
+    let r = gated(
+        "rollback(target);\nsuccess(\"ok\");\n",
+        c,
+        false,
+        None,
+        None,
+    );
+    assert!(
+        r.outcome.message().ends_with(
+            "make this change in Git: revert the pod template to the previous revision (2); no container image differs — compare `kubectl rollout history deployment/web -n prod --revision=2`"
+        ),
+        "{:?}",
+        r.outcome
+    );
 }
 
 #[test]

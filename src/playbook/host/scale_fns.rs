@@ -122,7 +122,7 @@ pub(super) fn register(engine: &mut Engine) {
                 value: replicas.to_string(),
             }];
             let gate = gate(&c, "scale", &target, ChangeKind::Scale, &|_| {
-                Ok(Some(planned.clone()))
+                Ok(Some((planned.clone(), None)))
             })?;
             let r = gate.checked(
                 &c,

@@ -213,6 +213,16 @@ async fn a_rollback_names_the_image_it_restores_in_a_dry_run_and_then_owns_it() 
 }
 
 #[tokio::test]
+async fn a_kustomization_hold_outlives_the_rollback_it_was_placed_for() {
+    let c = cluster();
+    let web = deployment("web");
+    c.hold(&web, &kustomization(), false).await.unwrap();
+    assert!(c.rollback(&web, false).await.unwrap().done);
+    let annotations = c.object_info(&web).await.unwrap().annotations;
+    assert_eq!(annotations[FLUX_RECONCILE], "disabled");
+}
+
+#[tokio::test]
 async fn a_kustomization_hold_is_the_annotation_on_the_workload_and_release_removes_it() {
     let c = cluster();
     let web = deployment("web");
