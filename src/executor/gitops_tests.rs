@@ -301,3 +301,40 @@ async fn a_skipped_raise_escalates_with_the_exact_git_change_changes_nothing_and
         None
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_that_would_skip_ends_as_a_dry_run_without_escalating_to_humans() {
+    // The rule's YAML is built by `rule`: its `gitops:` line is the last, so the dry run
+    // follows it as one more key of the same rule.
+    let f = fixture("skip\n    dry_run: true").await;
+    assert_eq!(f.alert().await, 1);
+    let job = f
+        .job_in(&[JobState::Reverted, JobState::Succeeded, JobState::Escalated])
+        .await;
+    assert!(job.dry_run, "{job:?}");
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let outcome = job.outcome.as_deref().unwrap_or_default();
+    assert!(
+        outcome.contains("dry run: would stop here: Flux Kustomization flux-system/apps owns"),
+        "{outcome}"
+    );
+    assert!(f.cluster.actions().is_empty(), "{:?}", f.cluster.actions());
+    let escalations = f.store.escalations().await.unwrap();
+    assert!(escalations.is_empty(), "{escalations:?}");
+    let steps = f.store.job_steps(job.id).await.unwrap();
+    let detail = |action: &str| {
+        steps
+            .iter()
+            .find(|s| s.action == action)
+            .map(|s| s.detail.clone())
+            .unwrap_or_else(|| panic!("no {action} step: {steps:?}"))
+    };
+    assert!(
+        detail("gitops_skip").contains("would skip the change"),
+        "{steps:?}"
+    );
+    assert_eq!(
+        detail("verify"),
+        "dry run: nothing changed, nothing to verify"
+    );
+}

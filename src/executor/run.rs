@@ -34,11 +34,16 @@ impl Executor {
         lost: &Arc<AtomicBool>,
     ) -> Result<Option<(JobState, JobEnd)>> {
         let (outcome, touched, gitops) = self.execute(job, lost).await?;
-        if let Some(skipped) = gitops.skipped {
+        let outcome = match gitops.skipped {
+            // A dry run would not have made the change anyway: it ends as every dry run does
+            // (below), its steps and outcome saying "would stop here: …". Paging humans to
+            // change Git for a rehearsal (a shadow rule) would be noise.
+            Some(_) if job.dry_run => Outcome::Success(outcome.message().to_string()),
             // Whatever the playbook made of it, the change it needed was not made: humans
             // (with the Git change), never the chain's next step.
-            return Ok(Some((JobState::Running, JobEnd::Skipped(skipped))));
-        }
+            Some(skipped) => return Ok(Some((JobState::Running, JobEnd::Skipped(skipped)))),
+            None => outcome,
+        };
         let Outcome::Success(msg) = outcome else {
             return Ok(Some((JobState::Running, JobEnd::Outcome(outcome))));
         };

@@ -100,15 +100,25 @@ impl Revert {
 
 /// The changes to watch: each (target, field) once, with the value the run gave it last (a
 /// run that raised memory twice must not read its own second raise as a revert of the first).
+/// A later rollback of the same target replaces its whole pod template, so it overwrites every
+/// earlier pod-template field of the run (a restart's `restartedAt`, a memory raise) though it
+/// reports only the fields it read back: those earlier values are not watched either, or the
+/// run's own rollback would read as a revert. `spec.replicas` is outside the template and stays.
 pub fn watched(applied: &[Applied]) -> Vec<Applied> {
     let mut out: Vec<Applied> = Vec::with_capacity(applied.len());
     for (i, a) in applied.iter().enumerate() {
-        let later = &applied[i + 1..];
+        let later: Vec<&Applied> = applied[i + 1..]
+            .iter()
+            .filter(|l| l.target == a.target)
+            .collect();
+        let rolled_back = later.iter().any(|l| l.kind == ChangeKind::Rollback);
         let mut kept = a.clone();
         kept.changes.retain(|c| {
-            !later
+            let overwritten = later
                 .iter()
-                .any(|l| l.target == a.target && l.changes.iter().any(|lc| lc.field == c.field))
+                .any(|l| l.changes.iter().any(|lc| lc.field == c.field));
+            let replaced = rolled_back && c.field != Field::Replicas;
+            !overwritten && !replaced
         });
         if !kept.changes.is_empty() {
             out.push(kept);
@@ -169,13 +179,27 @@ pub fn held(applied: &[Applied], watched_for: Duration) -> Option<String> {
         return None;
     }
     let plural = if fields == 1 { "" } else { "s" };
-    Some(if watched_for.is_zero() {
-        format!("the {fields} changed field{plural} held")
-    } else {
-        format!(
-            "the {fields} changed field{plural} held for {} after the change",
-            humantime::format_duration(watched_for)
+    if watched_for.is_zero() {
+        return Some(format!("the {fields} changed field{plural} held"));
+    }
+    let watched = humantime::format_duration(watched_for);
+    // Flux reconciles on its object's `spec.interval` (often 5–10 minutes), not on Argo CD's
+    // 3: a watch shorter than that ends before Flux sets the field back, so say so where the
+    // success is read.
+    let flux = applied.iter().any(|a| {
+        matches!(
+            a.owner,
+            Some(Controller::FluxKustomization { .. } | Controller::FluxHelmRelease { .. })
         )
+    });
+    Some(if flux {
+        format!(
+            "the {fields} changed field{plural} held for {watched} after the change \
+             (gitops.watch; Flux sets fields back on its interval: a revert after {watched} \
+             is not seen)"
+        )
+    } else {
+        format!("the {fields} changed field{plural} held for {watched} after the change")
     })
 }
 

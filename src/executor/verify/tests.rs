@@ -248,6 +248,60 @@ fn a_field_changed_twice_in_a_run_is_watched_at_its_last_value_only() {
 }
 
 #[test]
+fn a_rollback_later_in_the_run_replaces_the_targets_earlier_template_changes_but_not_its_replicas()
+{
+    let restart = Applied {
+        kind: ChangeKind::Restart,
+        changes: vec![FieldChange {
+            field: Field::RestartedAt,
+            value: "2026-11-30T15:00:00Z".into(),
+        }],
+        ..memory_raise("615Mi", Some(flux()))
+    };
+    let scale = Applied {
+        kind: ChangeKind::Scale,
+        changes: vec![FieldChange {
+            field: Field::Replicas,
+            value: "4".into(),
+        }],
+        ..memory_raise("615Mi", Some(flux()))
+    };
+    let rollback = Applied {
+        kind: ChangeKind::Rollback,
+        changes: vec![FieldChange {
+            field: Field::Image {
+                container: "web".into(),
+            },
+            value: "registry/api:1.4".into(),
+        }],
+        ..memory_raise("615Mi", Some(flux()))
+    };
+    let other_target = Applied {
+        target: Target {
+            name: "worker".into(),
+            ..target()
+        },
+        ..memory_raise("615Mi", None)
+    };
+    let kept = watched(&[
+        restart,
+        memory_raise("615Mi", Some(flux())),
+        scale.clone(),
+        other_target.clone(),
+        rollback.clone(),
+    ]);
+    // The restart's annotation and the raise are gone with the template the rollback replaced;
+    // the replicas and the other workload's raise are still the run's.
+    assert_eq!(kept, vec![scale, other_target, rollback.clone()]);
+    // A rollback before a raise is not replaced by it: each keeps its own field.
+    let raise = memory_raise("615Mi", Some(flux()));
+    assert_eq!(
+        watched(&[rollback.clone(), raise.clone()]),
+        vec![rollback, raise]
+    );
+}
+
+#[test]
 fn owned_targets_are_watched_for_the_settings_watch_and_unowned_ones_only_during_the_checks() {
     let watch = Duration::from_secs(180);
     assert_eq!(watch_for(&[], watch), Duration::ZERO);
@@ -273,6 +327,21 @@ fn the_summary_says_how_many_changed_fields_held_and_for_how_long() {
     let one = [memory_raise("615Mi", Some(flux()))];
     assert_eq!(
         held(&one, Duration::from_secs(180)).as_deref(),
+        Some(
+            "the 1 changed field held for 3m after the change (gitops.watch; Flux sets fields \
+             back on its interval: a revert after 3m is not seen)"
+        )
+    );
+    let argo = Controller::ArgoCd {
+        application: "web".into(),
+        namespace: "argocd".into(),
+    };
+    assert_eq!(
+        held(
+            &[memory_raise("615Mi", Some(argo))],
+            Duration::from_secs(180)
+        )
+        .as_deref(),
         Some("the 1 changed field held for 3m after the change")
     );
     assert_eq!(
