@@ -299,12 +299,17 @@ async fn wait_released(app: &TestApp, store: &Store, id: i64) -> aiops::store::H
     until(
         "the hold to be released",
         DEFAULT_WITHIN,
+        // The claim is committed before the cluster release and the announcement: wait for both.
         async || {
+            let announced = released_messages(store)
+                .await
+                .iter()
+                .any(|m| m["gitops"]["hold_id"] == id);
             store
                 .hold(id)
                 .await
                 .unwrap()
-                .filter(|h| h.released_at.is_some())
+                .filter(|h| announced && h.released_at.is_some())
         },
         || app.log_text(),
     )
