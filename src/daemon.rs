@@ -98,7 +98,8 @@ pub async fn run(
     }
     // GitOps holds are released by every replica, with the cluster the playbooks act on.
     let releaser =
-        crate::gitops::release::Releaser::new(store.clone(), cluster.clone(), outbox.clone());
+        crate::gitops::release::Releaser::new(store.clone(), cluster.clone(), outbox.clone())
+            .with_grace(settings.gitops.watch.0);
     let runtime = executor::Runtime::new(cluster, settings.playbook.clone())
         .with_gitops(settings.gitops.clone());
     let executor = Arc::new(Executor::new(

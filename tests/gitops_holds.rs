@@ -196,6 +196,69 @@ async fn failed_release_attempts_are_counted_while_the_hold_is_open(db: Db) {
 }
 both_backends!(failed_release_attempts_are_counted_while_the_hold_is_open);
 
+async fn an_expiry_claim_rechecks_the_expiry_so_a_hold_a_job_just_extended_stays_open(db: Db) {
+    let (_dir, test_db, pass) = fresh_store(db).await;
+    let job = store_of(&test_db).await;
+    let id = pass
+        .record_hold(&new_hold("prod", "web", 1_000))
+        .await
+        .unwrap();
+    // The pass read the hold as expired at 2 000; a job extends it before the pass claims it.
+    let change = new_hold("prod", "web", 0).change;
+    assert!(job.extend_hold(id, 60_000, &change).await.unwrap());
+    assert!(!pass.claim_hold_release(id, "expiry", 2_000).await.unwrap());
+    assert!(pass.hold(id).await.unwrap().unwrap().released_at.is_none());
+    // Releases not by expiry do not depend on it; a claimed hold is never claimed again.
+    assert!(pass.claim_hold_release(id, "git", 2_000).await.unwrap());
+    assert!(!job.claim_hold_release(id, "expiry", 90_000).await.unwrap());
+}
+both_backends!(an_expiry_claim_rechecks_the_expiry_so_a_hold_a_job_just_extended_stays_open);
+
+async fn an_undone_claim_reopens_the_hold_unless_a_newer_hold_on_the_object_is_open(db: Db) {
+    let (_dir, test_db, one) = fresh_store(db).await;
+    let two = store_of(&test_db).await;
+    let id = one
+        .record_hold(&new_hold("prod", "web", 1_000))
+        .await
+        .unwrap();
+    // The cluster release failed: the claim is undone and the hold retried.
+    assert!(one.claim_hold_release(id, "expiry", 2_000).await.unwrap());
+    let mut tx = one.begin_write().await.unwrap();
+    assert_eq!(
+        tx.unclaim_hold_release(id, "forbidden").await.unwrap(),
+        (1, true)
+    );
+    tx.commit().await.unwrap();
+    let hold = one.hold(id).await.unwrap().unwrap();
+    assert_eq!(hold.released_at, None);
+    assert_eq!(hold.released_by, None);
+    assert_eq!(hold.release_error.as_deref(), Some("forbidden"));
+    // Claimed again, and a newer hold is placed on the object before the release fails.
+    assert!(one.claim_hold_release(id, "expiry", 3_000).await.unwrap());
+    let newer = two
+        .record_hold(&new_hold("prod", "web", 90_000))
+        .await
+        .unwrap();
+    let mut tx = one.begin_write().await.unwrap();
+    assert_eq!(
+        tx.unclaim_hold_release(id, "timeout").await.unwrap(),
+        (2, false)
+    );
+    tx.commit().await.unwrap();
+    let hold = one.hold(id).await.unwrap().unwrap();
+    assert_eq!(hold.released_at, Some(3_000));
+    assert_eq!(hold.release_error.as_deref(), Some("timeout"));
+    let open: Vec<_> = one
+        .open_holds()
+        .await
+        .unwrap()
+        .iter()
+        .map(|h| h.id)
+        .collect();
+    assert_eq!(open, [newer]);
+}
+both_backends!(an_undone_claim_reopens_the_hold_unless_a_newer_hold_on_the_object_is_open);
+
 // ---- the daemon ------------------------------------------------------------------------------
 
 /// Settings: holds looked at every 100 ms, every message to a webhook stand-in.
@@ -237,12 +300,17 @@ async fn wait_released(app: &TestApp, store: &Store, id: i64) -> aiops::store::H
     until(
         "the hold to be released",
         DEFAULT_WITHIN,
+        // The claim is committed before the cluster release and the announcement: wait for both.
         async || {
+            let announced = released_messages(store)
+                .await
+                .iter()
+                .any(|m| m["gitops"]["hold_id"] == id);
             store
                 .hold(id)
                 .await
                 .unwrap()
-                .filter(|h| h.released_at.is_some())
+                .filter(|h| announced && h.released_at.is_some())
         },
         || app.log_text(),
     )

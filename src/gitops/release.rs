@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cluster::{self, Cluster};
+use crate::gitops::HoldMechanism;
 use crate::notify::{Event, EventKind, GitopsReport, Outbox};
 use crate::store::{self, Hold, Store};
 
@@ -32,6 +33,10 @@ use crate::store::{self, Hold, Store};
 /// `gitops.release_interval` of 30 s): a transient API-server hiccup never reaches anyone,
 /// a lasting one does while the hold is still young.
 pub const ESCALATE_AFTER_ATTEMPTS: i64 = 10;
+
+/// The grace before Git agreeing can end a hold, unless [`Releaser::with_grace`] says
+/// otherwise: the default `gitops.watch` (Argo CD's 120 s refresh plus its jitter).
+pub const GIT_GRACE: Duration = Duration::from_secs(180);
 
 /// Why a release did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +76,8 @@ pub struct Releaser {
     store: Store,
     cluster: Arc<dyn Cluster>,
     outbox: Arc<Outbox>,
+    /// How old a hold must be before Argo CD's `Synced` can end it ([`Releaser::with_grace`]).
+    grace: Duration,
 }
 
 impl Releaser {
@@ -80,7 +87,15 @@ impl Releaser {
             store,
             cluster,
             outbox,
+            grace: GIT_GRACE,
         }
+    }
+
+    /// How old a hold must be before Git agreeing ends it: the daemon passes `gitops.watch`,
+    /// which covers Argo CD's refresh (a `Synced` younger than that may predate the repair).
+    pub fn with_grace(mut self, grace: Duration) -> Releaser {
+        self.grace = grace;
+        self
     }
 
     /// One pass at `now` (epoch ms) over every open hold: expired ones and those Git agrees
@@ -108,54 +123,122 @@ impl Releaser {
             return Some("expiry");
         }
         let h = &hold.hold;
+        // `Synced` right after the hold was placed is Argo CD's comparison from before the
+        // repair (it re-compares every few minutes); only a hold older than the grace has been
+        // compared against the repaired object.
+        if now - h.created_at < self.grace_ms() {
+            return None;
+        }
         match self.cluster.git_agrees(&h.target, &h.controller).await {
-            Ok(Some(true)) => Some("git"),
-            Ok(_) => None,
+            Ok(Some(true)) => {}
+            Ok(_) => return None,
             Err(e) => {
                 // Not knowing is not agreeing: the hold stays until the next pass or expiry.
                 tracing::debug!(hold = hold.id, target = %h.target, error = %e, "could not ask the controller whether Git agrees");
-                None
+                return None;
             }
         }
+        // `Synced` also when the live object went back to Git (someone pressed Sync): only
+        // when the live object still holds every value of the repair does Git carry it.
+        let fields: Vec<_> = h.change.changes.iter().map(|c| c.field.clone()).collect();
+        let live = match self.cluster.observe(&h.target, &fields).await {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::debug!(hold = hold.id, target = %h.target, error = %e, "could not read the held fields");
+                return None;
+            }
+        };
+        let kept = h.change.changes.iter().all(|c| {
+            live.iter()
+                .any(|state| state.field == c.field && c.holds(state))
+        });
+        kept.then_some("git")
     }
 
-    /// Releases `hold` now, recorded as released by `by` (`expiry`, `git`, `api:<subject>`):
-    /// undoes the pause in the cluster, marks the row, and the caller that marked it announces
-    /// it. A cluster failure is recorded on the hold (and escalated once after
-    /// [`ESCALATE_AFTER_ATTEMPTS`]) and returned.
+    fn grace_ms(&self) -> i64 {
+        i64::try_from(self.grace.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Releases `hold` now, recorded as released by `by` (`expiry`, `git`, `api:<subject>`).
+    ///
+    /// Claim first, then act: the row is marked released (re-checking the expiry for
+    /// `expiry`) before the cluster is touched, so a hold a job just extended, or one another
+    /// replica released already (maybe with a newer hold on the object since), is never
+    /// undone in the cluster. Only the claimant undoes the pause (unless another open hold
+    /// still needs the same controller paused) and announces it. A cluster failure undoes the
+    /// claim, is recorded on the hold (and escalated once after [`ESCALATE_AFTER_ATTEMPTS`])
+    /// and returned.
     pub async fn release(&self, hold: &Hold, by: &str, now: i64) -> Result<Released> {
         let h = &hold.hold;
-        if let Err(e) = self
+        // Read before the write transaction: an in-memory store has one connection.
+        let mut event = self.event(EventKind::GitopsHoldReleased, hold, now).await?;
+        if !self.store.claim_hold_release(hold.id, by, now).await? {
+            return Ok(Released::Already);
+        }
+        let sharing = self.sharing(hold).await?;
+        if let Some(other) = &sharing {
+            tracing::info!(hold = hold.id, other = other.id, owner = %h.controller, "GitOps hold released; its controller stays paused for another open hold");
+        } else if let Err(e) = self
             .cluster
             .release(&h.target, &h.controller, &h.placement)
             .await
         {
-            // Cluster errors name objects and statuses, never credentials.
-            tracing::warn!(hold = hold.id, target = %h.target, owner = %h.controller, error = %e, "releasing a GitOps hold failed; retrying at the next pass");
-            let attempts = self
-                .store
-                .hold_release_failed(hold.id, &e.to_string())
-                .await?;
-            if attempts == Some(ESCALATE_AFTER_ATTEMPTS) {
-                self.escalate_stuck(hold, &e, now).await?;
-            }
-            return Err(e.into());
+            return Err(self.failed(hold, e, now).await?);
         }
-        // Read before the write transaction: an in-memory store has one connection.
-        let mut event = self.event(EventKind::GitopsHoldReleased, hold, now).await?;
         if let Some(report) = event.gitops.as_mut() {
             report.released_by = by.to_string();
+            if let Some(other) = &sharing {
+                report.hold = format!(
+                    "{} (kept: {} stays paused for the open hold {} of {})",
+                    report.hold, h.controller, other.id, other.hold.target
+                );
+            }
         }
         let mut tx = self.store.begin_write().await?;
-        if !tx.mark_hold_released(hold.id, by, now).await? {
-            tx.rollback().await?;
-            return Ok(Released::Already);
-        }
         self.outbox.enqueue(&mut tx, &event, &[], now).await?;
         tx.commit().await?;
         self.outbox.wake();
         tracing::info!(hold = hold.id, target = %h.target, owner = %h.controller, by, "GitOps hold released: the controller reconciles the object again");
         Ok(Released::Now)
+    }
+
+    /// Another open hold that needs the same controller object paused, if any: undoing a pause
+    /// of the Application or HelmRelease itself would end that hold too. (A hold by the
+    /// object's own annotation pauses nothing else: it is always undone.)
+    async fn sharing(&self, hold: &Hold) -> Result<Option<Hold>> {
+        let shared = |m: HoldMechanism| {
+            matches!(
+                m,
+                HoldMechanism::ArgoAutomatedOff | HoldMechanism::FluxHelmReleaseSuspend
+            )
+        };
+        if !shared(hold.hold.placement.mechanism) {
+            return Ok(None);
+        }
+        Ok(self.store.open_holds().await?.into_iter().find(|o| {
+            o.id != hold.id
+                && o.hold.controller == hold.hold.controller
+                && shared(o.hold.placement.mechanism)
+        }))
+    }
+
+    /// Undoes the claim of a hold whose cluster release failed, so it is retried (escalating
+    /// once when it persists); returns the error to give back.
+    async fn failed(&self, hold: &Hold, e: cluster::Error, now: i64) -> Result<Error> {
+        let h = &hold.hold;
+        let mut tx = self.store.begin_write().await?;
+        let (attempts, reopened) = tx.unclaim_hold_release(hold.id, &e.to_string()).await?;
+        tx.commit().await?;
+        if reopened {
+            // Cluster errors name objects and statuses, never credentials.
+            tracing::warn!(hold = hold.id, target = %h.target, owner = %h.controller, error = %e, "releasing a GitOps hold failed; retrying at the next pass");
+        } else {
+            tracing::warn!(hold = hold.id, target = %h.target, owner = %h.controller, error = %e, "releasing a GitOps hold failed, and a newer hold on the object was opened meanwhile: this one stays released (the failure is recorded on it), the newer one is released in its turn");
+        }
+        if attempts == ESCALATE_AFTER_ATTEMPTS {
+            self.escalate_stuck(hold, &e, now).await?;
+        }
+        Ok(e.into())
     }
 
     /// Tells people once that a hold cannot be released: the controller stays paused.

@@ -197,6 +197,14 @@ impl Store {
         Ok(done)
     }
 
+    /// [`WriteTx::claim_hold_release`] in a transaction of its own.
+    pub async fn claim_hold_release(&self, id: i64, by: &str, now: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = tx.claim_hold_release(id, by, now).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
     /// Records a failed release attempt; the hold stays open and is tried again. Returns the
     /// attempts counted so far, this one included (read in the same statement, so of replicas
     /// failing at once exactly one sees each count), or `None` when the hold is no longer open.
@@ -249,6 +257,62 @@ impl Store {
 }
 
 impl WriteTx {
+    /// Claims an open hold for release by `by` at `now` before the cluster is touched: true
+    /// for the one caller that moved it. A release by `expiry` re-checks the expiry here, so a
+    /// hold a job extended after the caller read it stays open; a hold already released (by
+    /// another replica with the same stale list) is never claimed twice.
+    pub async fn claim_hold_release(&mut self, id: i64, by: &str, now: i64) -> Result<bool> {
+        // Two statements rather than one with `$3 <> 'expiry'`: no parameter is bound twice.
+        let expiry = if by == "expiry" {
+            " AND expires_at <= $2"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE gitops_holds SET released_at = $2, released_by = $3, release_error = NULL \
+             WHERE id = $1 AND released_at IS NULL{expiry}"
+        );
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(now)
+            .bind(by)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    /// Undoes a claim whose cluster release failed, recording the failure: the hold is open
+    /// again and retried. When another hold on the same target was opened meanwhile (the
+    /// unique open-hold index allows one), this one stays released with the failure recorded
+    /// on it. Returns the attempts counted so far and whether the hold was reopened.
+    pub async fn unclaim_hold_release(&mut self, id: i64, error: &str) -> Result<(i64, bool)> {
+        let reopened = sqlx::query(
+            "UPDATE gitops_holds SET released_at = NULL, released_by = NULL, release_error = $2, \
+             release_attempts = release_attempts + 1 WHERE id = $1 AND NOT EXISTS (\
+             SELECT 1 FROM gitops_holds o WHERE o.released_at IS NULL AND o.id <> $1 \
+             AND o.target_namespace = gitops_holds.target_namespace \
+             AND o.target_kind = gitops_holds.target_kind \
+             AND o.target_name = gitops_holds.target_name) RETURNING release_attempts",
+        )
+        .bind(id)
+        .bind(error)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        if let Some(row) = reopened {
+            return Ok((row.try_get("release_attempts")?, true));
+        }
+        let row = sqlx::query(
+            "UPDATE gitops_holds SET release_error = $2, release_attempts = release_attempts + 1 \
+             WHERE id = $1 RETURNING release_attempts",
+        )
+        .bind(id)
+        .bind(error)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok((row.try_get("release_attempts")?, false))
+    }
+
     /// [`Store::mark_hold_released`] inside a transaction, so the one caller that moved the
     /// hold enqueues its announcement in the same commit (never one without the other).
     pub async fn mark_hold_released(&mut self, id: i64, by: &str, now: i64) -> Result<bool> {

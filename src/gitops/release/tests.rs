@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{ESCALATE_AFTER_ATTEMPTS, Released, Releaser};
+use super::{ESCALATE_AFTER_ATTEMPTS, GIT_GRACE, Released, Releaser};
 use crate::cluster::{
     Cluster, Error as ClusterError, Memory, Replicas, Result, Rollback, RolloutStatus, Scaled,
 };
@@ -23,6 +23,8 @@ use crate::store::{self, NewHold, Store};
 #[derive(Default)]
 struct Controllers {
     agrees: Mutex<Option<bool>>,
+    /// The live value of every observed field (`None`: unset).
+    live: Mutex<Option<String>>,
     /// Releases that fail before one succeeds.
     failing: AtomicUsize,
     released: AtomicUsize,
@@ -67,8 +69,16 @@ impl Cluster for Controllers {
     async fn object_info(&self, _: &Target) -> Result<ObjectInfo> {
         unused()
     }
-    async fn observe(&self, _: &Target, _: &[Field]) -> Result<Vec<FieldState>> {
-        unused()
+    async fn observe(&self, _: &Target, fields: &[Field]) -> Result<Vec<FieldState>> {
+        let value = self.live.lock().unwrap().clone();
+        Ok(fields
+            .iter()
+            .map(|field| FieldState {
+                field: field.clone(),
+                value: value.clone(),
+                managers: vec!["aiops".into()],
+            })
+            .collect())
     }
     async fn hold(&self, _: &Target, _: &Controller, _: bool) -> Result<HoldPlacement> {
         unused()
@@ -154,16 +164,19 @@ async fn an_expired_hold_is_released_and_announced_once_by_racing_replicas() {
     let (store, cluster, one) = setup().await;
     let two = one.clone();
     let id = store.record_hold(&new_hold("web", NOW - 1)).await.unwrap();
-    let open = store
-        .record_hold(&new_hold("api", NOW + 60_000))
-        .await
-        .unwrap();
+    // Another Application's hold: it does not keep this one's Application paused.
+    let mut other = new_hold("api", NOW + 60_000);
+    other.controller = Controller::ArgoCd {
+        application: "billing".into(),
+        namespace: "argocd".into(),
+    };
+    let open = store.record_hold(&other).await.unwrap();
     let (a, b) = tokio::join!(one.pass(NOW), two.pass(NOW));
     let (a, b) = (a.unwrap(), b.unwrap());
     let released: Vec<_> = a.released.iter().chain(&b.released).collect();
     assert_eq!(released, [&(id, "expiry")], "{a:?} {b:?}");
-    // Both undid the pause (idempotent), one recorded and announced it.
-    assert!(cluster.released.load(Ordering::SeqCst) >= 1);
+    // Only the replica that claimed it undid the pause, recorded and announced it.
+    assert_eq!(cluster.released.load(Ordering::SeqCst), 1);
     assert_eq!(events(&store).await, ["gitops_hold_released"]);
     let hold = store.hold(id).await.unwrap().unwrap();
     assert_eq!(hold.released_by.as_deref(), Some("expiry"));
@@ -190,23 +203,135 @@ async fn an_expired_hold_is_released_and_announced_once_by_racing_replicas() {
     assert_eq!(events(&store).await.len(), 1);
 }
 
+/// Past the grace after `created_at` (`NOW - 1 000`).
+fn old_enough() -> i64 {
+    NOW + i64::try_from(GIT_GRACE.as_millis()).unwrap()
+}
+
 #[tokio::test]
-async fn a_hold_ends_early_once_the_controller_says_git_agrees() {
+async fn a_hold_ends_early_once_the_controller_says_git_agrees_and_the_live_object_keeps_the_repair()
+ {
     let (store, cluster, releaser) = setup().await;
     let id = store
         .record_hold(&new_hold("web", NOW + 3_600_000))
         .await
         .unwrap();
+    *cluster.live.lock().unwrap() = Some("615Mi".into());
     for agrees in [None, Some(false)] {
         *cluster.agrees.lock().unwrap() = agrees;
-        let pass = releaser.pass(NOW).await.unwrap();
+        let pass = releaser.pass(old_enough()).await.unwrap();
         assert_eq!(pass.released, [], "{agrees:?}");
     }
     *cluster.agrees.lock().unwrap() = Some(true);
-    let pass = releaser.pass(NOW).await.unwrap();
+    let pass = releaser.pass(old_enough()).await.unwrap();
     assert_eq!(pass.released, [(id, "git")]);
     let hold = store.hold(id).await.unwrap().unwrap();
     assert_eq!(hold.released_by.as_deref(), Some("git"));
+}
+
+#[tokio::test]
+async fn a_synced_hold_younger_than_the_grace_is_kept() {
+    let (store, cluster, releaser) = setup().await;
+    store
+        .record_hold(&new_hold("web", NOW + 3_600_000))
+        .await
+        .unwrap();
+    *cluster.live.lock().unwrap() = Some("615Mi".into());
+    *cluster.agrees.lock().unwrap() = Some(true);
+    // Argo CD's `Synced` right after the hold was placed predates its comparison.
+    let pass = releaser.pass(old_enough() - 2_000).await.unwrap();
+    assert_eq!(pass.released, []);
+    assert_eq!(store.open_holds().await.unwrap().len(), 1);
+    assert_eq!(cluster.released.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_synced_hold_whose_live_value_is_gits_old_one_again_is_kept() {
+    let (store, cluster, releaser) = setup().await;
+    store
+        .record_hold(&new_hold("web", NOW + 3_600_000))
+        .await
+        .unwrap();
+    // Someone pressed Sync: the object is Git's again, so Argo CD says Synced.
+    *cluster.live.lock().unwrap() = Some("512Mi".into());
+    *cluster.agrees.lock().unwrap() = Some(true);
+    let pass = releaser.pass(old_enough()).await.unwrap();
+    assert_eq!(pass.released, []);
+    assert_eq!(store.open_holds().await.unwrap().len(), 1);
+    assert_eq!(cluster.released.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_pass_that_read_a_hold_as_expired_keeps_it_when_a_job_extended_it_meanwhile() {
+    let (store, cluster, releaser) = setup().await;
+    let id = store.record_hold(&new_hold("web", NOW - 1)).await.unwrap();
+    let stale = store.hold(id).await.unwrap().unwrap();
+    let change = stale.hold.change.clone();
+    assert!(store.extend_hold(id, NOW + 60_000, &change).await.unwrap());
+    assert_eq!(
+        releaser.release(&stale, "expiry", NOW).await.unwrap(),
+        Released::Already
+    );
+    assert_eq!(
+        cluster.released.load(Ordering::SeqCst),
+        0,
+        "the pause stays"
+    );
+    assert!(store.hold(id).await.unwrap().unwrap().released_at.is_none());
+    assert_eq!(events(&store).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_replica_with_a_stale_list_does_not_undo_the_pause_of_a_newer_hold() {
+    let (store, cluster, one) = setup().await;
+    let two = one.clone();
+    let id = store.record_hold(&new_hold("web", NOW - 1)).await.unwrap();
+    let stale = store.hold(id).await.unwrap().unwrap();
+    assert_eq!(
+        one.release(&stale, "expiry", NOW).await.unwrap(),
+        Released::Now
+    );
+    // A new repair holds the object again; replica two still works from its old list.
+    store
+        .record_hold(&new_hold("web", NOW + 60_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        two.release(&stale, "expiry", NOW).await.unwrap(),
+        Released::Already
+    );
+    assert_eq!(cluster.released.load(Ordering::SeqCst), 1);
+    assert_eq!(events(&store).await, ["gitops_hold_released"]);
+}
+
+#[tokio::test]
+async fn a_controller_paused_for_two_objects_is_resumed_only_with_the_last_of_their_holds() {
+    let (store, cluster, releaser) = setup().await;
+    let web = store.record_hold(&new_hold("web", NOW - 1)).await.unwrap();
+    let api = store
+        .record_hold(&new_hold("api", NOW + 60_000))
+        .await
+        .unwrap();
+    let pass = releaser.pass(NOW).await.unwrap();
+    assert_eq!(pass.released, [(web, "expiry")]);
+    assert_eq!(
+        cluster.released.load(Ordering::SeqCst),
+        0,
+        "the Application stays paused for the hold of api"
+    );
+    let body = &store.notifications().await.unwrap()[0].event_json;
+    let event: crate::notify::Event = serde_json::from_str(body).unwrap();
+    let report = event.gitops.unwrap();
+    assert!(
+        report
+            .hold
+            .contains(&format!("stays paused for the open hold {api}")),
+        "{}",
+        report.hold
+    );
+    let pass = releaser.pass(NOW + 60_000).await.unwrap();
+    assert_eq!(pass.released, [(api, "expiry")]);
+    assert_eq!(cluster.released.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
