@@ -134,7 +134,7 @@ impl Releaser {
             Ok(_) => return None,
             Err(e) => {
                 // Not knowing is not agreeing: the hold stays until the next pass or expiry.
-                tracing::debug!(hold = hold.id, workload = %h.target, error = %e, "could not ask the controller whether Git agrees");
+                tracing::debug!(hold = hold.id, repair_target = %h.target, error = %e, "could not ask the controller whether Git agrees");
                 return None;
             }
         }
@@ -144,7 +144,7 @@ impl Releaser {
         let live = match self.cluster.observe(&h.target, &fields).await {
             Ok(live) => live,
             Err(e) => {
-                tracing::debug!(hold = hold.id, workload = %h.target, error = %e, "could not read the held fields");
+                tracing::debug!(hold = hold.id, repair_target = %h.target, error = %e, "could not read the held fields");
                 return None;
             }
         };
@@ -198,7 +198,7 @@ impl Releaser {
         self.outbox.enqueue(&mut tx, &event, &[], now).await?;
         tx.commit().await?;
         self.outbox.wake();
-        tracing::info!(hold = hold.id, workload = %h.target, owner = %h.controller, by, "GitOps hold released: the controller reconciles the object again");
+        tracing::info!(hold = hold.id, repair_target = %h.target, owner = %h.controller, by, "GitOps hold released: the controller reconciles the object again");
         Ok(Released::Now)
     }
 
@@ -231,9 +231,9 @@ impl Releaser {
         tx.commit().await?;
         if reopened {
             // Cluster errors name objects and statuses, never credentials.
-            tracing::warn!(hold = hold.id, workload = %h.target, owner = %h.controller, error = %e, "releasing a GitOps hold failed; retrying at the next pass");
+            tracing::warn!(hold = hold.id, repair_target = %h.target, owner = %h.controller, error = %e, "releasing a GitOps hold failed; retrying at the next pass");
         } else {
-            tracing::warn!(hold = hold.id, workload = %h.target, owner = %h.controller, error = %e, "releasing a GitOps hold failed, and a newer hold on the object was opened meanwhile: this one stays released (the failure is recorded on it), the newer one is released in its turn");
+            tracing::warn!(hold = hold.id, repair_target = %h.target, owner = %h.controller, error = %e, "releasing a GitOps hold failed, and a newer hold on the object was opened meanwhile: this one stays released (the failure is recorded on it), the newer one is released in its turn");
         }
         if attempts == ESCALATE_AFTER_ATTEMPTS {
             self.escalate_stuck(hold, &e, now).await?;
