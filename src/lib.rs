@@ -42,6 +42,7 @@ pub mod rules;
 pub mod secret;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 
 /// Every binary linking this crate (the daemon, `aiops test-playbook`, tests, benches) counts
 /// the memory each playbook run holds, so `playbook.max_memory` holds wherever a playbook

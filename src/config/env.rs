@@ -94,6 +94,17 @@ impl FromEnv for SqliteSync {
     }
 }
 
+impl FromEnv for super::SecureCookie {
+    fn from_env(v: &str) -> Result<Self, String> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(super::SecureCookie::Auto),
+            "always" => Ok(super::SecureCookie::Always),
+            "never" => Ok(super::SecureCookie::Never),
+            other => Err(format!("{other:?}: expected auto, always or never")),
+        }
+    }
+}
+
 /// A variable sets an optional setting.
 impl<T: FromEnv> FromEnv for Option<T> {
     fn from_env(v: &str) -> Result<Self, String> {
@@ -123,6 +134,9 @@ pub const VARIABLES: &[Variable] = variables![
     "AIOPS_JWT_SECRET_FILE" => api.jwt_secret_file,
     "AIOPS_API_MAX_BODY_BYTES" => api.max_body_bytes,
     "AIOPS_API_MAX_DEPTH" => api.max_depth,
+    "AIOPS_UI_ENABLED" => ui.enabled,
+    "AIOPS_UI_SESSION_TTL" => ui.session_ttl,
+    "AIOPS_UI_SECURE_COOKIE" => ui.secure_cookie,
     "AIOPS_HTTP_HEADER_READ_TIMEOUT" => http.header_read_timeout,
     "AIOPS_HTTP_BODY_READ_TIMEOUT" => http.body_read_timeout,
     "AIOPS_HTTP_IDLE_TIMEOUT" => http.idle_timeout,

@@ -111,6 +111,8 @@ pub struct Settings {
     pub playbook: PlaybookSettings,
     /// The JSON API under /api.
     pub api: ApiSettings,
+    /// The web console (`/ui`).
+    pub ui: UiSettings,
     /// Connection limits and timeouts of the HTTP server.
     pub http: HttpSettings,
     /// How long history is kept.
@@ -156,6 +158,7 @@ impl Default for Settings {
             cluster: ClusterSettings::default(),
             playbook: PlaybookSettings::default(),
             api: ApiSettings::default(),
+            ui: UiSettings::default(),
             http: HttpSettings::default(),
             retention: Retention::default(),
             deploy: DeploySettings::default(),

@@ -72,6 +72,43 @@ impl ApiSettings {
     pub const DEFAULT_MAX_DEPTH: usize = 32;
 }
 
+/// The web console under `/ui`: server-rendered pages for people, signed in with the local
+/// users of `aiops user add` (see docs/console.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSettings {
+    /// Serve the console (default true). Off: every `/ui` path answers 404.
+    pub enabled: bool,
+    /// How long a sign-in lasts (default 12h); signing out or a password change ends it sooner.
+    pub session_ttl: HumanDuration,
+    /// When the session cookie says `Secure`: `auto` (when `external_url` is https or the
+    /// request came through a proxy that says `X-Forwarded-Proto: https`), `always`, `never`.
+    pub secure_cookie: SecureCookie,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings {
+            enabled: true,
+            session_ttl: HumanDuration(Duration::from_secs(12 * 3600)),
+            secure_cookie: SecureCookie::Auto,
+        }
+    }
+}
+
+/// `ui.secure_cookie`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecureCookie {
+    /// When the console is reached over TLS (external_url https, or X-Forwarded-Proto: https).
+    #[default]
+    Auto,
+    /// Always (the console is only ever reached over TLS).
+    Always,
+    /// Never (plain-HTTP access on a trusted network, or tests).
+    Never,
+}
+
 /// Limits of the HTTP server. Alertmanager keeps connections alive between notifications and
 /// sends at most a few at once, so the defaults leave it untouched while bounding what a slow,
 /// idle or unauthenticated client can hold.

@@ -1,5 +1,5 @@
-//! The HTTP surface: the Alertmanager webhook, health, readiness, metrics, reload and the
-//! JSON API under /api.
+//! The HTTP surface: the Alertmanager webhook, health, readiness, metrics, reload, the
+//! JSON API under /api and the web console under /ui ([`crate::ui`]).
 //!
 //! Handlers only translate between HTTP and the pipeline; every decision lives below. Errors are
 //! JSON bodies `{"error": "...", "field": "..."}` with the status Alertmanager needs: 4xx for what
@@ -73,6 +73,8 @@ pub struct AppState {
     /// Releases GitOps holds (`POST /api/gitops/holds/{id}/release`); set by the daemon, which
     /// has the cluster (`None`: that route answers 503).
     pub gitops: Option<crate::gitops::release::Releaser>,
+    /// The web console (`/ui`); `None` when `ui.enabled` is off.
+    pub console: Option<Arc<crate::ui::Console>>,
 }
 
 impl AppState {
@@ -128,6 +130,7 @@ impl AppState {
             links: crate::approval::Links::from_settings(settings).map(Arc::new),
             language: settings.notify.language,
             gitops: None,
+            console: crate::ui::Console::from_settings(settings),
         }
     }
 }
@@ -185,6 +188,7 @@ pub fn router(state: AppState) -> Router {
             }
         });
     }
+    let console = crate::ui::routes(&state);
     Router::new()
         // PUT too: Grafana's webhook contact point can be set to send with PUT.
         .route(
@@ -197,6 +201,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .merge(chat::routes())
         .merge(approve::routes())
+        .merge(console)
         .merge(
             api::routes()
                 .merge(apps::routes())

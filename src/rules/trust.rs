@@ -76,16 +76,19 @@ pub enum Platform {
     Email,
     /// A signed link sent by a generic webhook channel; the id is the channel's name.
     Webhook,
+    /// A user of the web console (`aiops user add`); the id is the user's name.
+    Console,
 }
 
 impl Platform {
     /// Every platform.
-    pub const ALL: [Platform; 5] = [
+    pub const ALL: [Platform; 6] = [
         Platform::Telegram,
         Platform::Slack,
         Platform::Line,
         Platform::Email,
         Platform::Webhook,
+        Platform::Console,
     ];
 
     /// The prefix used in approver ids.
@@ -96,6 +99,7 @@ impl Platform {
             Platform::Line => "line",
             Platform::Email => "email",
             Platform::Webhook => "webhook",
+            Platform::Console => "console",
         }
     }
 }
@@ -127,7 +131,7 @@ impl FromStr for Approver {
 
     fn from_str(s: &str) -> Result<Approver, String> {
         let form = "approvers are written platform:id, e.g. telegram:123456789, slack:U024BE7LH, \
-                    line:U4af4980629, email:<channel>, webhook:<channel>";
+                    line:U4af4980629, email:<channel>, webhook:<channel>, console:<user>";
         let (platform, id) = s
             .split_once(':')
             .ok_or_else(|| format!("approver {s:?}: {form}"))?;

@@ -19,6 +19,7 @@
 //! a scratch store for `aiops replay`).
 
 mod approvals;
+mod console;
 mod deploy;
 mod gitops;
 mod history;
@@ -41,6 +42,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use approvals::{ApprovalRecord, ApprovalTarget, NewApproval};
+pub use console::{ConsoleSession, ConsoleUser};
 pub use deploy::{AppRecord, DeploymentRecord};
 pub use gitops::{Hold, NewHold};
 pub use history::{CopiedRow, HistoryAlert, HistoryItem, HistoryTable, Position, RecordedDecision};

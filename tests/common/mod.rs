@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod app;
+pub mod console;
 pub mod db;
 pub mod files;
 pub mod in_process;
