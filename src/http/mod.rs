@@ -10,12 +10,12 @@ mod approve;
 mod apps;
 pub mod auth;
 mod chat;
-mod gitops;
+pub(crate) mod gitops;
 pub mod limits;
-mod maintenance;
+pub(crate) mod maintenance;
 mod openapi;
 mod ops;
-mod respond;
+pub(crate) mod respond;
 pub mod server;
 pub mod throttle;
 mod webhook;
@@ -259,6 +259,11 @@ impl ApiError {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The message (what the console shows of a refusal the API would answer with).
+    pub fn message(&self) -> &str {
+        self.body["error"].as_str().unwrap_or_default()
     }
 }
 
