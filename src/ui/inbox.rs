@@ -124,7 +124,10 @@ async fn build(
     let windows = maintenance::visible_windows(claims, st)
         .await
         .map_err(internal)?;
-    let holds = store.holds(false, st.max_page).await.map_err(internal)?;
+    let holds = store
+        .holds_in(false, claims.visible_apps(), st.max_page)
+        .await
+        .map_err(internal)?;
     Ok(InboxView {
         notice,
         can_write: claims.can_write(),

@@ -74,9 +74,15 @@ fn empty(can_write: bool) -> InboxView {
 #[test]
 fn an_empty_inbox_renders_in_both_languages_with_the_form_for_writers_only() {
     for lang in Lang::ALL {
-        let editor = rendered(&empty(true), &viewer(crate::auth::Role::Editor, &["prod"], lang));
+        let editor = rendered(
+            &empty(true),
+            &viewer(crate::auth::Role::Editor, &["prod"], lang),
+        );
         assert!(editor.contains("id=\"maintenance-form\""), "{editor}");
-        let viewer_page = rendered(&empty(false), &viewer(crate::auth::Role::Viewer, &["prod"], lang));
+        let viewer_page = rendered(
+            &empty(false),
+            &viewer(crate::auth::Role::Viewer, &["prod"], lang),
+        );
         assert!(!viewer_page.contains("id=\"maintenance-form\""));
     }
 }
