@@ -28,9 +28,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+use super::password::{self, MAX_NAME_BYTES};
 use super::render::{UiError, anonymous_page};
 use super::session::{self, CsrfForm, PageLang, Viewer, console, cookie, random_token, safe_next};
-use super::{Console, Lang, password};
+use super::{Console, Lang};
 use crate::http::AppState;
 use crate::store;
 
@@ -340,9 +341,6 @@ async fn sign_out(
     Ok(resp)
 }
 
-/// Longest user name looked up: longer ones cannot exist (`aiops user add` refuses them).
-pub const MAX_NAME_BYTES: usize = 64;
-
 /// Failures a user name may have before sign-ins to it are delayed.
 const FREE_FAILURES: u32 = 5;
 /// The delay after the first failure beyond the free ones; it doubles with each further one.
@@ -535,5 +533,47 @@ mod tests {
         assert_ne!(form_token(&h), "<script>");
         assert_eq!(seconds(Duration::from_millis(1500)), 2);
         assert_eq!(seconds(Duration::ZERO), 1);
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    fn console() -> std::sync::Arc<Console> {
+        Console::from_settings(&crate::config::Settings::default()).expect("the console is on by default")
+    }
+
+    async fn body(r: Response) -> String {
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_login_page_renders_in_both_languages_with_its_error_in_words() {
+        let c = console();
+        let h = HeaderMap::new();
+        let r = login_page(&c, &h, Lang::En, "/ui/inbox", "alice", Some(Refusal::Throttled(Duration::from_millis(29_001)))).unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "30");
+        let html = body(r).await;
+        assert!(html.contains("Too many failed sign-ins. Try again in this many seconds: 30</p>"), "{html}");
+        assert!(html.contains("value=\"alice\""), "{html}");
+        assert!(!html.contains("id=\"sign-out\""), "no header controls for a visitor");
+        let r = login_page(&c, &h, Lang::ZhTw, "/ui/alerts", "", None).unwrap();
+        let html = body(r).await;
+        assert!(html.contains("<html lang=\"zh-TW\">") && html.contains("登入 aiops 主控台"), "{html}");
+        assert!(!html.contains("login-error"));
+    }
+}
+#[cfg(test)]
+mod tmp_probe {
+    #[test]
+    fn probe() {
+        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+        let c = crate::ui::Console::from_settings(&crate::config::Settings::default()).unwrap();
+        let view = super::LoginView { next: "/ui/alerts", username: "", token: "x", error: Some("login.error.wrong"), retry_after: Some(3) };
+        let r = crate::ui::render::anonymous_page(&c, super::Lang::En, "/ui/login", "login.html", &view);
+        panic!("{:?}", r.err());
     }
 }

@@ -1,4 +1,5 @@
-//! Console users' passwords as argon2id hashes (PHC strings, `$argon2id$v=19$m=…`).
+//! Console users' credentials: what a user name may be, and passwords as argon2id hashes (PHC
+//! strings, `$argon2id$v=19$m=…`).
 //!
 //! RustCrypto's `argon2` crate rather than the binary's TLS provider: aws-lc-rs has no Argon2,
 //! and argon2id is what OWASP recommends for passwords. The parameters are the crate's defaults
@@ -20,9 +21,34 @@ pub const MIN_CHARS: usize = 8;
 /// not become a way to make the daemon hash megabytes.
 pub const MAX_BYTES: usize = 1024;
 
-/// Why a password cannot be set.
+/// Longest user name: names are typed at sign-in and shown in the header and the audit log.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// Whether `name` may be a console user's: 1 to [`MAX_NAME_BYTES`] of ASCII letters, digits and
+/// `.`, `_`, `@`, `-`, starting with a letter or digit (so it reads the same in a log line, an
+/// approver's `console:<name>` and a shell command).
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_BYTES
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadName(name.chars().take(80).collect()))
+    }
+}
+
+/// Why a user name or password cannot be set.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Not a valid user name (see [`check_name`]).
+    #[error(
+        "invalid user name {0:?}: 1 to {MAX_NAME_BYTES} letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
+    )]
+    BadName(String),
     /// Shorter than [`MIN_CHARS`].
     #[error("the password is too short: at least {MIN_CHARS} characters")]
     TooShort,
@@ -34,14 +60,20 @@ pub enum Error {
     Hash(String),
 }
 
-/// The argon2id hash (PHC string) of `password`, with a fresh random salt.
-pub fn hash(password: &str) -> Result<String, Error> {
+/// Whether `password` may be set: [`MIN_CHARS`] characters to [`MAX_BYTES`] bytes.
+pub fn check_password(password: &str) -> Result<(), Error> {
     if password.chars().count() < MIN_CHARS {
         return Err(Error::TooShort);
     }
     if password.len() > MAX_BYTES {
         return Err(Error::TooLong);
     }
+    Ok(())
+}
+
+/// The argon2id hash (PHC string) of `password`, with a fresh random salt.
+pub fn hash(password: &str) -> Result<String, Error> {
+    check_password(password)?;
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
@@ -105,6 +137,25 @@ mod tests {
     fn unknown_users_and_unreadable_hashes_never_verify() {
         assert!(!verify("anything at all", None));
         assert!(!verify("anything at all", Some("!test-only, no password")));
+    }
+
+    #[test]
+    fn user_names_are_short_plain_ascii() {
+        for good in ["alice", "a", "ops.bot", "j_doe-2", "me@example.com"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-x",
+            ".x",
+            "a b",
+            "ali\nce",
+            "爱丽丝",
+            "a:b",
+            &"x".repeat(65),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
