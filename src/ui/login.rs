@@ -541,7 +541,8 @@ mod page_tests {
     use super::*;
 
     fn console() -> std::sync::Arc<Console> {
-        Console::from_settings(&crate::config::Settings::default()).expect("the console is on by default")
+        Console::from_settings(&crate::config::Settings::default())
+            .expect("the console is on by default")
     }
 
     async fn body(r: Response) -> String {
@@ -553,27 +554,33 @@ mod page_tests {
     async fn the_login_page_renders_in_both_languages_with_its_error_in_words() {
         let c = console();
         let h = HeaderMap::new();
-        let r = login_page(&c, &h, Lang::En, "/ui/inbox", "alice", Some(Refusal::Throttled(Duration::from_millis(29_001)))).unwrap();
+        let r = login_page(
+            &c,
+            &h,
+            Lang::En,
+            "/ui/inbox",
+            "alice",
+            Some(Refusal::Throttled(Duration::from_millis(29_001))),
+        )
+        .unwrap();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[header::RETRY_AFTER], "30");
         let html = body(r).await;
-        assert!(html.contains("Too many failed sign-ins. Try again in this many seconds: 30</p>"), "{html}");
+        assert!(
+            html.contains("Too many failed sign-ins. Try again in this many seconds: 30</p>"),
+            "{html}"
+        );
         assert!(html.contains("value=\"alice\""), "{html}");
-        assert!(!html.contains("id=\"sign-out\""), "no header controls for a visitor");
+        assert!(
+            !html.contains("id=\"sign-out\""),
+            "no header controls for a visitor"
+        );
         let r = login_page(&c, &h, Lang::ZhTw, "/ui/alerts", "", None).unwrap();
         let html = body(r).await;
-        assert!(html.contains("<html lang=\"zh-TW\">") && html.contains("登入 aiops 主控台"), "{html}");
+        assert!(
+            html.contains("<html lang=\"zh-TW\">") && html.contains("登入 aiops 主控台"),
+            "{html}"
+        );
         assert!(!html.contains("login-error"));
-    }
-}
-#[cfg(test)]
-mod tmp_probe {
-    #[test]
-    fn probe() {
-        let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-        let c = crate::ui::Console::from_settings(&crate::config::Settings::default()).unwrap();
-        let view = super::LoginView { next: "/ui/alerts", username: "", token: "x", error: Some("login.error.wrong"), retry_after: Some(3) };
-        let r = crate::ui::render::anonymous_page(&c, super::Lang::En, "/ui/login", "login.html", &view);
-        panic!("{:?}", r.err());
     }
 }
