@@ -19,40 +19,51 @@ use reqwest::StatusCode;
 
 const PASSWORD: &str = "correct horse battery";
 
-/// Runs `aiops ARGS` against the daemon's store with `stdin` as its input.
-fn aiops_cli(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aiops"))
-        .args(args)
-        .current_dir(app.dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AIOPS_DATABASE_URL", &app.db.url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// Runs `aiops ARGS` against the daemon's store with `stdin` as its input. Off the test's
+/// runtime: the daemon runs on it, and a write transaction of its must not wait on this
+/// process (the CLI would then find the SQLite file locked).
+async fn aiops_cli(app: &TestApp, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let dir = app.dir.path().to_path_buf();
+    let url = app.db.url.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let stdin = stdin.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aiops"))
+            .args(&args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AIOPS_DATABASE_URL", url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
 }
 
 /// `aiops user add NAME --role ROLE --apps APPS` with `password` on stdin; must succeed.
-fn add_user(app: &TestApp, name: &str, role: &str, apps: &str, password: &str) -> String {
+async fn add_user(app: &TestApp, name: &str, role: &str, apps: &str, password: &str) -> String {
     let (ok, out, err) = aiops_cli(
         app,
         &["user", "add", name, "--role", role, "--apps", apps],
         &format!("{password}\n"),
-    );
+    )
+    .await;
     assert!(ok, "user add failed: {out}{err}");
     out
 }
@@ -195,7 +206,7 @@ async fn stored_session(app: &TestApp, token: &str) -> Option<store::ConsoleSess
 
 async fn signing_in_starts_a_session_that_signing_out_ends(db: Db) {
     let app = TestApp::spawn_app(Spawn::new(db)).await;
-    let out = add_user(&app, "alice", "editor", "shop,blog", PASSWORD);
+    let out = add_user(&app, "alice", "editor", "shop,blog", PASSWORD).await;
     assert!(
         out.contains("added console user alice (role editor, apps blog,shop)"),
         "{out}"
@@ -214,7 +225,7 @@ async fn signing_in_starts_a_session_that_signing_out_ends(db: Db) {
         "<label for=\"username\">",
         "<label for=\"password\">",
         "id=\"page-auth\"",
-        "value=\"/ui/repairs?state=failed\"",
+        "name=\"next\" value=\"&#x2f;ui&#x2f;repairs?state=failed\"",
     ] {
         assert!(form.body.contains(selector), "{selector} in {}", form.body);
     }
@@ -284,7 +295,7 @@ both_backends!(signing_in_starts_a_session_that_signing_out_ends);
 #[tokio::test]
 async fn after_signing_in_the_browser_never_leaves_the_console() {
     let app = TestApp::spawn_app(Spawn::new(Db::Sqlite)).await;
-    add_user(&app, "alice", "admin", "", PASSWORD);
+    add_user(&app, "alice", "admin", "", PASSWORD).await;
     for next in ["https://evil.example/", "//evil.example/ui", "/api/alerts"] {
         let mut b = Browser::new(&app);
         let r = b.sign_in("alice", PASSWORD, next).await;
@@ -296,7 +307,7 @@ async fn after_signing_in_the_browser_never_leaves_the_console() {
 #[tokio::test]
 async fn an_unknown_name_and_a_wrong_password_get_the_same_answer_in_similar_time() {
     let app = TestApp::spawn_app(Spawn::new(Db::Sqlite)).await;
-    add_user(&app, "alice", "viewer", "shop", PASSWORD);
+    add_user(&app, "alice", "viewer", "shop", PASSWORD).await;
     let mut b = Browser::new(&app);
     let t = Instant::now();
     let wrong = b.sign_in("alice", "not the password", "/ui/alerts").await;
@@ -327,8 +338,8 @@ async fn guessing_one_name_is_slowed_whatever_the_address_even_for_the_right_pas
     let app =
         TestApp::spawn_app(Spawn::new(Db::Sqlite).env("AIOPS_HTTP_AUTH_FAILURES_PER_MINUTE", "0"))
             .await;
-    add_user(&app, "alice", "viewer", "shop", PASSWORD);
-    add_user(&app, "bob", "viewer", "shop", PASSWORD);
+    add_user(&app, "alice", "viewer", "shop", PASSWORD).await;
+    add_user(&app, "bob", "viewer", "shop", PASSWORD).await;
     let mut b = Browser::new(&app);
     for n in 1..=5 {
         let r = b
@@ -369,7 +380,7 @@ async fn an_address_that_keeps_failing_is_refused_before_its_password_is_read() 
             .env("AIOPS_HTTP_AUTH_FAILURES_PER_MINUTE", "1"),
     )
     .await;
-    add_user(&app, "alice", "viewer", "shop", PASSWORD);
+    add_user(&app, "alice", "viewer", "shop", PASSWORD).await;
     let mut b = Browser::new(&app);
     for name in ["u1", "u2"] {
         let r = b.sign_in(name, "guess", "/ui/alerts").await;
@@ -386,7 +397,7 @@ async fn an_address_that_keeps_failing_is_refused_before_its_password_is_read() 
 #[tokio::test]
 async fn a_sign_in_form_not_from_this_browser_is_refused() {
     let app = TestApp::spawn_app(Spawn::new(Db::Sqlite)).await;
-    add_user(&app, "alice", "viewer", "shop", PASSWORD);
+    add_user(&app, "alice", "viewer", "shop", PASSWORD).await;
     let mut b = Browser::new(&app);
     let fields = [
         ("csrf", "0".repeat(64)),
@@ -413,7 +424,7 @@ async fn a_sign_in_form_not_from_this_browser_is_refused() {
 async fn the_login_page_speaks_the_browsers_language_and_cookies_are_secure_when_asked() {
     let app =
         TestApp::spawn_app(Spawn::new(Db::Sqlite).env("AIOPS_UI_SECURE_COOKIE", "always")).await;
-    add_user(&app, "alice", "viewer", "shop", PASSWORD);
+    add_user(&app, "alice", "viewer", "shop", PASSWORD).await;
     let r = no_redirects()
         .get(app.url("/ui/login"))
         .header("accept-language", "zh-TW,zh;q=0.9,en;q=0.5")
@@ -434,12 +445,12 @@ async fn the_login_page_speaks_the_browsers_language_and_cookies_are_secure_when
 #[tokio::test]
 async fn changing_a_password_signs_the_user_out_everywhere_and_removing_them_too() {
     let app = TestApp::spawn_app(Spawn::new(Db::Sqlite)).await;
-    add_user(&app, "alice", "editor", "shop", PASSWORD);
+    add_user(&app, "alice", "editor", "shop", PASSWORD).await;
     let mut laptop = Browser::new(&app);
     laptop.sign_in("alice", PASSWORD, "/ui/alerts").await;
     let old = laptop.session().unwrap().to_string();
 
-    let out = add_user(&app, "alice", "viewer", "shop,blog", "a new passphrase");
+    let out = add_user(&app, "alice", "viewer", "shop,blog", "a new passphrase").await;
     assert!(
         out.contains(
             "updated console user alice (role viewer, apps blog,shop); 1 session(s) ended"
@@ -462,21 +473,21 @@ async fn changing_a_password_signs_the_user_out_everywhere_and_removing_them_too
         (Role::Viewer, vec!["blog".to_string(), "shop".to_string()])
     );
 
-    let (ok, out, _) = aiops_cli(&app, &["user", "list"], "");
+    let (ok, out, _) = aiops_cli(&app, &["user", "list"], "").await;
     assert!(ok);
     assert!(
         out.contains("alice") && out.contains("viewer") && out.contains("blog,shop"),
         "{out}"
     );
     assert!(!out.contains("$argon2id$"), "never the hash: {out}");
-    let (ok, out, _) = aiops_cli(&app, &["user", "remove", "alice"], "");
+    let (ok, out, _) = aiops_cli(&app, &["user", "remove", "alice"], "").await;
     assert!(ok, "{out}");
     assert!(
         stored_session(&app, phone.session().unwrap())
             .await
             .is_none()
     );
-    let (ok, _, err) = aiops_cli(&app, &["user", "remove", "alice"], "");
+    let (ok, _, err) = aiops_cli(&app, &["user", "remove", "alice"], "").await;
     assert!(!ok);
     assert!(err.contains("no console user \"alice\""), "{err}");
 }
@@ -518,7 +529,7 @@ async fn a_user_is_added_only_with_a_sound_name_role_apps_and_password_from_stdi
     ] {
         let mut all = vec!["user", "add"];
         all.extend(args);
-        let (ok, _, err) = aiops_cli(&app, &all, stdin);
+        let (ok, _, err) = aiops_cli(&app, &all, stdin).await;
         assert!(!ok, "{all:?}");
         assert!(err.contains(says), "{all:?}: {err}");
         assert!(
