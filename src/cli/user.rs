@@ -233,3 +233,48 @@ impl fmt::Display for Table<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apps_are_trimmed_sorted_and_deduplicated_and_an_admin_needs_none() {
+        let apps = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (role, got) = check("alice", "editor", apps(&["shop", " blog", "shop", ""])).unwrap();
+        assert_eq!((role, got), (Role::Editor, apps(&["blog", "shop"])));
+        assert!(check("root", "admin", vec![]).is_ok());
+        assert!(check("alice", "viewer", apps(&[" "])).is_err());
+    }
+
+    #[test]
+    fn the_list_says_all_apps_for_an_admin_and_never_a_hash() {
+        let user = |name: &str, role, apps: &[&str]| ConsoleUser {
+            name: name.into(),
+            password_hash: "$argon2id$v=19$secret".into(),
+            role,
+            apps: apps.iter().map(|s| s.to_string()).collect(),
+            created_at: 0,
+            updated_at: 60_000,
+        };
+        let listed: Vec<Listed> = [
+            user("ops", Role::Admin, &[]),
+            user("alice", Role::Viewer, &["shop"]),
+        ]
+        .iter()
+        .map(Listed::from)
+        .collect();
+        let text = Table(&listed).to_string();
+        assert!(
+            text.contains("ops    admin   1970-01-01T00:00:00Z  1970-01-01T00:01:00Z  all"),
+            "{text}"
+        );
+        assert!(
+            text.contains("alice  viewer") && text.ends_with("shop\n"),
+            "{text}"
+        );
+        assert!(!text.contains("argon2"));
+        assert!(!serde_json::to_string(&listed).unwrap().contains("argon2"));
+        assert!(Table(&[]).to_string().starts_with("no console users"));
+    }
+}
