@@ -267,6 +267,13 @@ async fn sign_in(
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let presented = f.password.clone();
+    // Each verification holds 19 MiB and a core for tens of milliseconds: a flood of posted
+    // forms (all arriving before any failure is counted) waits here instead of taking the
+    // daemon's memory.
+    let _permit = VERIFYING
+        .acquire()
+        .await
+        .map_err(|e| UiError::internal(e).in_lang(lang))?;
     let ok = tokio::task::spawn_blocking(move || password::verify(&presented, stored.as_deref()))
         .await
         .map_err(|e| UiError::internal(e).in_lang(lang))?;
@@ -340,6 +347,9 @@ async fn sign_out(
     );
     Ok(resp)
 }
+
+/// Password verifications running at once (see [`sign_in`]).
+static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// Failures a user name may have before sign-ins to it are delayed.
 const FREE_FAILURES: u32 = 5;
