@@ -8,7 +8,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::elements::Element;
@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
 use crate::common::in_ci;
-use crate::common::wait::{DEFAULT_WITHIN, until};
+use crate::common::wait::{DEFAULT_WITHIN, PROBE_EVERY};
 
 /// Where `chromedriver` is: `AIOPS_CHROMEDRIVER`, else the first on `PATH`.
 fn chromedriver() -> Option<PathBuf> {
@@ -125,16 +125,25 @@ impl Browser {
         .await;
     }
 
-    /// The one element `css` selects, waited for (pages may still be loading).
+    /// The one element `css` selects, waited for (pages may still be loading); on timeout,
+    /// fails with the page the browser shows instead.
     pub async fn find(&self, css: &str) -> Element {
-        let sel = css.to_string();
-        until(
-            &format!("an element {sel}"),
-            DEFAULT_WITHIN,
-            async || self.client.find(Locator::Css(&sel)).await.ok(),
-            || String::new(),
-        )
-        .await
+        let deadline = Instant::now() + DEFAULT_WITHIN;
+        loop {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await {
+                return e;
+            }
+            if Instant::now() > deadline {
+                let url = self.client.current_url().await.map(|u| u.to_string());
+                let text = self.client.find(Locator::Css("body")).await;
+                let text = match text {
+                    Ok(body) => body.text().await.unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                panic!("no element {css} within {DEFAULT_WITHIN:?} on {url:?}:\n{text}");
+            }
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
     }
 
     /// Whether an element `css` is on the current page now (no wait).

@@ -189,3 +189,18 @@ async fn register_app(app: &TestApp, name: &str) {
     let (status, body) = app.api_send(req, &token).await;
     assert_eq!(status, 201, "{body}");
 }
+
+impl Drop for Scene {
+    /// A failed browser test shows the page it saw; the daemon's own log (why a page failed)
+    /// is printed with it.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.app.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("the daemon's last log lines:");
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
