@@ -243,3 +243,81 @@ async fn rule(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Claims, Role};
+    use crate::ui::{Console, Lang};
+
+    fn viewer(lang: Lang) -> Viewer {
+        Viewer {
+            claims: Claims {
+                sub: "console:alice".into(),
+                role: Role::Viewer,
+                apps: vec!["shop".into()],
+                exp: 0,
+                iat: 0,
+                nbf: None,
+            },
+            name: "alice".into(),
+            csrf: "c".into(),
+            lang,
+            path: "/ui/rules".into(),
+            session: String::new(),
+        }
+    }
+
+    fn console() -> std::sync::Arc<Console> {
+        let mut settings = crate::config::Settings::default();
+        settings.ui.enabled = true;
+        Console::from_settings(&settings).unwrap()
+    }
+
+    async fn body(r: Response) -> String {
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    /// Every shipped rule, in both languages, as the list and as its own page.
+    #[tokio::test]
+    async fn every_shipped_rule_renders_in_both_languages() {
+        let defs = crate::definitions::Definitions::load(
+            &crate::embedded::Source::Embedded,
+            &crate::embedded::Source::Embedded,
+        )
+        .unwrap();
+        let trust = crate::rules::Trust::default();
+        let c = console();
+        let row = |r| view::rule_row(r, &trust, view::evidence(r, &[], &HashMap::new()));
+        for lang in Lang::ALL {
+            let rules = defs.rules.rules().iter().map(row).collect();
+            let html = body(
+                page(&c, &viewer(lang), "rules.html", RulesView { window_days: 30, rules })
+                    .map_err(|e| format!("{e:?}"))
+                    .unwrap(),
+            )
+            .await;
+            assert!(html.contains("id=\"page-rules\""), "{html}");
+            for r in defs.rules.rules() {
+                let v = RuleView {
+                    window_days: 30,
+                    rule: row(r),
+                    sources: vec![Source {
+                        name: r.playbook.clone(),
+                        path: "p".into(),
+                        html: highlight::highlight("let x = 1;"),
+                    }],
+                    recent: Vec::new(),
+                };
+                let html = body(
+                    page(&c, &viewer(lang), "rule.html", v)
+                        .map_err(|e| format!("{e:?}"))
+                        .unwrap(),
+                )
+                .await;
+                assert!(html.contains("id=\"playbook-source\""), "{html}");
+            }
+        }
+    }
+}

@@ -133,7 +133,7 @@ mod tests {
         assert!(html.contains("<span class=\"rhai-number\">3</span>"), "{html}");
         assert!(
             html.contains(
-                "<span class=\"rhai-string\">\"if &lt;b&gt; &amp;&amp; // not a comment\"</span>"
+                "<span class=\"rhai-string\">&quot;if &lt;b&gt; &amp;&amp; // not a comment&quot;</span>"
             ),
             "{html}"
         );
