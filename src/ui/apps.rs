@@ -32,7 +32,11 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
         "Apps registered for deployment that you can see.",
         "您可檢視的已註冊部署應用。",
     ),
-    ("apps.none", "No apps are registered in your namespaces.", "您的命名空間中沒有已註冊的應用。"),
+    (
+        "apps.none",
+        "No apps are registered in your namespaces.",
+        "您的命名空間中沒有已註冊的應用。",
+    ),
     ("apps.col.app", "App", "應用"),
     ("apps.col.namespace", "Namespace", "命名空間"),
     ("apps.col.last", "Latest deployment", "最近一次部署"),
@@ -48,9 +52,17 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
         "What a deploy applies, rendered now from the spec (read-only).",
         "部署時會套用的內容，依規格即時產生（唯讀）。",
     ),
-    ("apps.manifests.failed", "The manifests cannot be rendered", "無法產生部署清單"),
+    (
+        "apps.manifests.failed",
+        "The manifests cannot be rendered",
+        "無法產生部署清單",
+    ),
     ("apps.deployments", "Deployments", "部署紀錄"),
-    ("apps.deployments.none", "No deployments yet.", "尚無部署紀錄。"),
+    (
+        "apps.deployments.none",
+        "No deployments yet.",
+        "尚無部署紀錄。",
+    ),
     ("apps.d.version", "Version", "版本"),
     ("apps.d.image", "Image", "映像檔"),
     ("apps.d.status", "Status", "狀態"),
@@ -224,12 +236,18 @@ mod tests {
     #[test]
     fn a_deployment_status_is_a_word_with_a_matching_colour() {
         assert_eq!(
-            (deployment(&record("succeeded")).status.as_str(), deployment(&record("succeeded")).tone),
+            (
+                deployment(&record("succeeded")).status.as_str(),
+                deployment(&record("succeeded")).tone
+            ),
             ("succeeded", "ok")
         );
         assert_eq!(deployment(&record("failed")).tone, "bad");
         let odd = deployment(&record("paused?"));
         assert_eq!((odd.status.as_str(), odd.tone), ("running", "info"));
-        assert_eq!(deployment(&record("running")).started_rfc3339, "1970-01-01T00:00:00Z");
+        assert_eq!(
+            deployment(&record("running")).started_rfc3339,
+            "1970-01-01T00:00:00Z"
+        );
     }
 }

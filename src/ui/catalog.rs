@@ -29,16 +29,31 @@ pub(super) const TEMPLATES: &[(&str, &str)] = &[
     ("rules.html", include_str!("templates/rules.html")),
     ("rule.html", include_str!("templates/rule.html")),
     ("rule_mode.html", include_str!("templates/rule_mode.html")),
-    ("rule_evidence.html", include_str!("templates/rule_evidence.html")),
+    (
+        "rule_evidence.html",
+        include_str!("templates/rule_evidence.html"),
+    ),
 ];
 
 /// Words of this page group: (key, English, 繁體中文).
 pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("catalog.title", "Rules and playbooks", "規則與處置腳本"),
-    ("catalog.lede", "Every rule the daemon runs now, with what the knowledge base learned from its repairs in your apps.", "daemon 目前執行中的所有規則，以及知識庫從您應用的修復中學到的成效。"),
-    ("catalog.window_before", "Evidence over the last", "成效統計期間：最近"),
+    (
+        "catalog.lede",
+        "Every rule the daemon runs now, with what the knowledge base learned from its repairs in your apps.",
+        "daemon 目前執行中的所有規則，以及知識庫從您應用的修復中學到的成效。",
+    ),
+    (
+        "catalog.window_before",
+        "Evidence over the last",
+        "成效統計期間：最近",
+    ),
     ("catalog.window_after", "days.", "天。"),
-    ("catalog.no_rules", "No rules are loaded.", "目前沒有載入任何規則。"),
+    (
+        "catalog.no_rules",
+        "No rules are loaded.",
+        "目前沒有載入任何規則。",
+    ),
     ("catalog.col.rule", "Rule", "規則"),
     ("catalog.col.mode", "Mode", "模式"),
     ("catalog.col.matchers", "Matchers", "比對條件"),
@@ -46,52 +61,132 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("catalog.col.guards", "Guards", "防護限制"),
     ("catalog.col.gitops", "GitOps", "GitOps"),
     ("catalog.col.evidence", "Evidence", "成效證據"),
-    ("catalog.mode.auto", "auto: repairs at once", "自動：立即修復"),
-    ("catalog.mode.approve", "approve: waits for a person", "核准：等待人員核准"),
-    ("catalog.mode.shadow", "shadow: only records what it would do", "影子：只記錄將會執行的動作"),
-    ("catalog.mode.default", "the settings' default", "設定檔預設值"),
+    (
+        "catalog.mode.auto",
+        "auto: repairs at once",
+        "自動：立即修復",
+    ),
+    (
+        "catalog.mode.approve",
+        "approve: waits for a person",
+        "核准：等待人員核准",
+    ),
+    (
+        "catalog.mode.shadow",
+        "shadow: only records what it would do",
+        "影子：只記錄將會執行的動作",
+    ),
+    (
+        "catalog.mode.default",
+        "the settings' default",
+        "設定檔預設值",
+    ),
     ("catalog.approvers", "Who approves", "核准者"),
-    ("catalog.approvers.none", "nobody is on the allow-list", "允許清單上沒有任何人"),
+    (
+        "catalog.approvers.none",
+        "nobody is on the allow-list",
+        "允許清單上沒有任何人",
+    ),
     ("catalog.approval_expires", "waits at most", "最長等待"),
     ("catalog.chain", "Escalation chain", "升級鏈"),
-    ("catalog.chain.none", "None: a failed repair stops there.", "無：修復失敗即停止。"),
+    (
+        "catalog.chain.none",
+        "None: a failed repair stops there.",
+        "無：修復失敗即停止。",
+    ),
     ("catalog.chain.playbook", "then run", "接著執行"),
     ("catalog.chain.notify", "then notify", "接著通知"),
-    ("catalog.chain.choose", "then the best of", "接著執行成效最佳者："),
-    ("catalog.gitops.default", "per kind of change (gitops.defaults)", "依變更種類（gitops.defaults）"),
+    (
+        "catalog.chain.choose",
+        "then the best of",
+        "接著執行成效最佳者：",
+    ),
+    (
+        "catalog.gitops.default",
+        "per kind of change (gitops.defaults)",
+        "依變更種類（gitops.defaults）",
+    ),
     ("catalog.guard.wait", "wait before acting", "動作前等待"),
-    ("catalog.guard.cooldown", "cooldown per target", "每個目標的冷卻時間"),
+    (
+        "catalog.guard.cooldown",
+        "cooldown per target",
+        "每個目標的冷卻時間",
+    ),
     ("catalog.guard.budget", "attempt budget", "嘗試次數上限"),
-    ("catalog.guard.timeout", "playbook time limit", "腳本執行時限"),
+    (
+        "catalog.guard.timeout",
+        "playbook time limit",
+        "腳本執行時限",
+    ),
     ("catalog.guard.dry_run", "dry run", "模擬執行"),
-    ("catalog.guard.continue", "later rules are evaluated too", "後續規則也會比對"),
+    (
+        "catalog.guard.continue",
+        "later rules are evaluated too",
+        "後續規則也會比對",
+    ),
     ("catalog.verify", "Verification", "驗證"),
     ("catalog.verify.none", "None.", "無。"),
     ("catalog.verify.rollout", "rollout within", "部署完成時限"),
     ("catalog.verify.health_url", "health check", "健康檢查"),
-    ("catalog.verify.resolved_within", "alert resolved within", "告警解除時限"),
+    (
+        "catalog.verify.resolved_within",
+        "alert resolved within",
+        "告警解除時限",
+    ),
     ("catalog.ev.runs", "Repairs", "修復次數"),
     ("catalog.ev.success", "Success rate", "成功率"),
-    ("catalog.ev.ttr_mean", "Time to recover (mean)", "復原時間（平均）"),
-    ("catalog.ev.ttr_p90", "Time to recover (p90)", "復原時間（p90）"),
-    ("catalog.ev.no_runs", "No finished repairs yet.", "尚無已完成的修復。"),
+    (
+        "catalog.ev.ttr_mean",
+        "Time to recover (mean)",
+        "復原時間（平均）",
+    ),
+    (
+        "catalog.ev.ttr_p90",
+        "Time to recover (p90)",
+        "復原時間（p90）",
+    ),
+    (
+        "catalog.ev.no_runs",
+        "No finished repairs yet.",
+        "尚無已完成的修復。",
+    ),
     ("catalog.ev.shadow", "Shadow runs", "影子模式紀錄"),
     ("catalog.ev.would_act", "would have acted", "次本會動作"),
-    ("catalog.ev.self_resolved", "resolved by themselves", "次自行解除"),
-    ("catalog.ev.self_resolve_median", "median time to resolve alone", "自行解除的中位時間"),
+    (
+        "catalog.ev.self_resolved",
+        "resolved by themselves",
+        "次自行解除",
+    ),
+    (
+        "catalog.ev.self_resolve_median",
+        "median time to resolve alone",
+        "自行解除的中位時間",
+    ),
     ("catalog.rule.title", "Rule", "規則"),
     ("catalog.back", "All rules", "所有規則"),
     ("catalog.defined_at", "Defined at", "定義位置"),
     ("catalog.target", "Target", "目標"),
-    ("catalog.groups", "By alert and playbook", "依告警與處置腳本"),
+    (
+        "catalog.groups",
+        "By alert and playbook",
+        "依告警與處置腳本",
+    ),
     ("catalog.g.alertname", "Alert", "告警"),
     ("catalog.recent", "Latest repairs", "最近的修復"),
-    ("catalog.recent.none", "No repairs of this rule in your apps.", "您的應用中沒有此規則的修復紀錄。"),
+    (
+        "catalog.recent.none",
+        "No repairs of this rule in your apps.",
+        "您的應用中沒有此規則的修復紀錄。",
+    ),
     ("catalog.r.repair", "Repair", "修復"),
     ("catalog.r.state", "State", "狀態"),
     ("catalog.r.when", "Started", "開始時間"),
     ("catalog.source", "Playbook source", "處置腳本原始碼"),
-    ("catalog.state.awaiting_approval", "awaiting approval", "等待核准"),
+    (
+        "catalog.state.awaiting_approval",
+        "awaiting approval",
+        "等待核准",
+    ),
     ("catalog.state.queued", "queued", "排隊中"),
     ("catalog.state.waiting", "waiting", "等待中"),
     ("catalog.state.running", "running", "執行中"),
@@ -275,7 +370,9 @@ mod tests {
     }
 
     async fn body(r: Response) -> String {
-        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
@@ -293,9 +390,17 @@ mod tests {
         for lang in Lang::ALL {
             let rules = defs.rules.rules().iter().map(row).collect();
             let html = body(
-                page(&c, &viewer(lang), "rules.html", RulesView { window_days: 30, rules })
-                    .map_err(|e| format!("{e:?}"))
-                    .unwrap(),
+                page(
+                    &c,
+                    &viewer(lang),
+                    "rules.html",
+                    RulesView {
+                        window_days: 30,
+                        rules,
+                    },
+                )
+                .map_err(|e| format!("{e:?}"))
+                .unwrap(),
             )
             .await;
             assert!(html.contains("id=\"page-rules\""), "{html}");

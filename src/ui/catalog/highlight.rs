@@ -127,10 +127,22 @@ mod tests {
     fn keywords_strings_comments_and_numbers_get_their_classes() {
         let src = "// restart it\nlet n = 3;\nif n > 2 { log(\"if <b> && // not a comment\"); }\n";
         let html = highlight(src);
-        assert!(html.contains("<span class=\"rhai-comment\">// restart it</span>"), "{html}");
-        assert!(html.contains("<span class=\"rhai-keyword\">let</span>"), "{html}");
-        assert!(html.contains("<span class=\"rhai-keyword\">if</span>"), "{html}");
-        assert!(html.contains("<span class=\"rhai-number\">3</span>"), "{html}");
+        assert!(
+            html.contains("<span class=\"rhai-comment\">// restart it</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<span class=\"rhai-keyword\">let</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<span class=\"rhai-keyword\">if</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<span class=\"rhai-number\">3</span>"),
+            "{html}"
+        );
         assert!(
             html.contains(
                 "<span class=\"rhai-string\">&quot;if &lt;b&gt; &amp;&amp; // not a comment&quot;</span>"
@@ -163,6 +175,9 @@ mod tests {
         let src = "/* 重啟 */ let 名 = `值 ${1 + 2}`; // 完\n";
         let html = highlight(src);
         assert_eq!(text_of(&html), src);
-        assert!(html.contains("<span class=\"rhai-comment\">/* 重啟 */</span>"), "{html}");
+        assert!(
+            html.contains("<span class=\"rhai-comment\">/* 重啟 */</span>"),
+            "{html}"
+        );
     }
 }

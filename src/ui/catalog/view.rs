@@ -299,7 +299,10 @@ fn chain(rule: &Rule) -> Vec<ChainStep> {
 }
 
 fn sources(s: &[crate::rules::Source]) -> String {
-    s.iter().map(ToString::to_string).collect::<Vec<_>>().join("|")
+    s.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// One rule's row, under `trust`, with its evidence.
@@ -315,9 +318,8 @@ pub fn rule_row(rule: &Rule, trust: &Trust, evidence: Evidence) -> RuleRow {
             .as_ref()
             .map(|a| a.approvers.iter().map(ToString::to_string).collect())
             .unwrap_or_default(),
-        approval_expires: approval.map(|a| {
-            duration_ms(i64::try_from(a.expires.as_millis()).unwrap_or(i64::MAX))
-        }),
+        approval_expires: approval
+            .map(|a| duration_ms(i64::try_from(a.expires.as_millis()).unwrap_or(i64::MAX))),
         matchers: rule.matchers.iter().map(ToString::to_string).collect(),
         playbook: rule.playbook.clone(),
         target: format!(
@@ -439,7 +441,11 @@ mod tests {
         assert_eq!(row.approvers, ["console:alice"]);
         assert_eq!(row.approval_expires.as_deref(), Some("10m 0s"));
         assert_eq!(row.matchers, [r#"alertname="X""#]);
-        let auto = rule_row(&rule(r#"a="b""#, "p"), &trust, evidence(&r, &[], &HashMap::new()));
+        let auto = rule_row(
+            &rule(r#"a="b""#, "p"),
+            &trust,
+            evidence(&r, &[], &HashMap::new()),
+        );
         assert_eq!((auto.mode, auto.mode_is_default), ("auto", true));
         assert!(auto.approvers.is_empty());
     }
