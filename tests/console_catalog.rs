@@ -10,7 +10,7 @@ use aiops::deploy::AppSpec;
 use aiops::store::Job;
 use common::console::ConsoleClient;
 use common::files::repo;
-use common::payload::payload;
+use common::payload::repair_alert;
 use common::{Db, Spawn, TestApp};
 use reqwest::StatusCode;
 
@@ -39,21 +39,9 @@ async fn spawn(db: Db) -> TestApp {
     .await
 }
 
-/// A firing `Down` alert for `namespace/web` that the `restart` rule repairs.
+/// A firing alert for `namespace/web` that the `restart` rule repairs.
 fn down(namespace: &str) -> String {
-    payload(
-        &[(
-            &[
-                ("alertname", "Down"),
-                ("auto_repair", "restart"),
-                ("namespace", namespace),
-                ("app", "web"),
-                ("severity", "critical"),
-            ],
-            "firing",
-        )],
-        &chrono::Utc::now().to_rfc3339(),
-    )
+    repair_alert("restart", namespace, &[("app", "web")])
 }
 
 /// Repairs in `ns` the knowledge base counts: finished, not dry runs.

@@ -12,6 +12,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Serialize;
 
+use super::catalog::rfc3339;
 use super::session::console;
 use super::{UiError, Viewer, page};
 use crate::http::AppState;
@@ -101,12 +102,6 @@ struct Deployment {
     started_rfc3339: String,
     finished_at: Option<i64>,
     finished_rfc3339: Option<String>,
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
 }
 
 fn deployment(d: &DeploymentRecord) -> Deployment {

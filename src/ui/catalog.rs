@@ -10,6 +10,8 @@
 mod highlight;
 mod view;
 
+pub(super) use view::rfc3339;
+
 use std::collections::HashMap;
 
 use axum::Router;

@@ -34,7 +34,8 @@ fn offset(line_starts: &[usize], text: &str, pos: Position) -> Option<usize> {
     }
 }
 
-/// Escapes text for HTML.
+/// Escapes text for HTML element content and attributes. Written here because minijinja keeps
+/// its escaper private, and the notifiers' escapers follow their chat APIs' rules, not HTML's.
 fn escape(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
@@ -117,6 +118,8 @@ mod tests {
             }
         }
         s.replace("&lt;", "<")
+            .replace("&#x2f;", "/")
+            .replace("&#x27;", "'")
             .replace("&gt;", ">")
             .replace("&quot;", "\"")
             .replace("&#39;", "'")
