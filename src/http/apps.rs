@@ -19,6 +19,7 @@ use super::limits;
 use super::respond::{audit, internal, not_found};
 use super::{ApiError, AppState};
 use crate::deploy::{AppSpec, render};
+use crate::store::{AppRecord, DeploymentRecord, Store};
 
 /// The /api/apps routes (merged into the /api router).
 pub fn routes() -> Router<AppState> {
@@ -28,24 +29,66 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn list_apps(claims: Claims, State(st): State<AppState>) -> Result<Response, ApiError> {
-    let store = st.pipeline.store();
+    let items: Vec<_> = visible(st.pipeline.store(), &claims)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|(app, last)| json!({"app": app, "last_deployment": last}))
+        .collect();
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// The apps `claims` may see, each with its latest deployment (shared with the console's
+/// `/ui/apps`, so both list exactly the same apps).
+pub async fn visible(
+    store: &Store,
+    claims: &Claims,
+) -> Result<Vec<(AppRecord, Option<DeploymentRecord>)>, crate::store::Error> {
     let mut items = Vec::new();
-    for app in store.apps().await.map_err(internal)? {
+    for app in store.apps().await? {
         if !claims.can_see(&app.namespace) {
             continue;
         }
         let last = store
             .deployments(&app.name, 1)
-            .await
-            .map_err(internal)?
+            .await?
             .into_iter()
             .next()
             // An app name re-registered in another namespace keeps its old deployments: never
             // show one from an app the token cannot see.
             .filter(|d| d.namespace == app.namespace);
-        items.push(json!({"app": app, "last_deployment": last}));
+        items.push((app, last));
     }
-    Ok(Json(json!({ "items": items })).into_response())
+    Ok(items)
+}
+
+/// Why a registered app's manifests cannot be rendered now.
+#[derive(Debug, thiserror::Error)]
+pub enum Unrendered {
+    /// The stored spec no longer parses (a newer binary's spec read by an older one, say).
+    #[error("stored spec of app {app} no longer parses: {message}")]
+    Spec {
+        /// The app.
+        app: String,
+        /// The parse error.
+        message: String,
+    },
+    /// The templates refuse the spec (an override template changed since it was registered).
+    #[error("{0}")]
+    Render(String),
+}
+
+/// A registered app's manifests, rendered as `/api/apps/{name}/manifests` and the console's
+/// `/ui/apps/{name}` show them.
+pub fn render_stored(
+    app: &AppRecord,
+    opts: &crate::deploy::Options,
+) -> Result<crate::deploy::Rendered, Unrendered> {
+    let spec: AppSpec = serde_json::from_value(app.spec.clone()).map_err(|e| Unrendered::Spec {
+        app: app.name.clone(),
+        message: e.to_string(),
+    })?;
+    render(&spec, opts).map_err(|e| Unrendered::Render(e.to_string()))
 }
 
 /// Registers (201) or replaces (200) an app from its spec (JSON, or YAML).
@@ -179,10 +222,10 @@ async fn manifests(
         .map_err(internal)?
         .filter(|a| claims.can_see(&a.namespace))
         .ok_or_else(|| not_found("app"))?;
-    let spec: AppSpec = serde_json::from_value(app.spec.clone())
-        .map_err(|e| internal(format!("stored spec of app {name} no longer parses: {e}")))?;
-    let rendered = render(&spec, &st.deploy)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let rendered = render_stored(&app, &st.deploy).map_err(|e| match e {
+        Unrendered::Spec { .. } => internal(e),
+        Unrendered::Render(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+    })?;
     match q.format.as_deref() {
         None | Some("json") => Ok(Json(json!({
             "app": app.name,

@@ -7,7 +7,7 @@
 
 pub mod api;
 mod approve;
-mod apps;
+pub mod apps;
 pub mod auth;
 mod chat;
 pub(crate) mod gitops;

@@ -211,6 +211,11 @@ impl Pipeline {
         &self.store
     }
 
+    /// The `trust:` settings: the mode and approvers of rules that set none.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics

@@ -76,6 +76,9 @@ pub struct Playbook {
     pub path: PathBuf,
     /// Precompiled script.
     pub ast: AST,
+    /// The text it was compiled from: what runs, shown by the console (the file on disk may
+    /// have changed since the last reload).
+    pub source: Arc<str>,
 }
 
 /// The loaded playbooks, by name.
@@ -159,7 +162,16 @@ impl Catalog {
             match engine.compile(&text) {
                 Ok(mut ast) => {
                     ast.set_source(path.display().to_string());
-                    playbooks.insert(name.clone(), Arc::new(Playbook { name, path, ast }));
+                    let source = Arc::from(text);
+                    playbooks.insert(
+                        name.clone(),
+                        Arc::new(Playbook {
+                            name,
+                            path,
+                            ast,
+                            source,
+                        }),
+                    );
                 }
                 Err(e) => {
                     let pos = e.position();

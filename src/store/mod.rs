@@ -19,6 +19,7 @@
 //! a scratch store for `aiops replay`).
 
 mod approvals;
+mod catalog;
 mod console;
 mod deploy;
 mod gitops;

@@ -192,6 +192,7 @@ fn gated(
         name: "t".into(),
         path: "t.rhai".into(),
         ast: runner.engine().compile(source).unwrap(),
+        source: source.into(),
     };
     let target = Target {
         namespace: "prod".into(),

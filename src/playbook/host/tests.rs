@@ -39,6 +39,7 @@ fn run_on(
         name: "t".into(),
         path: "t.rhai".into(),
         ast: runner.engine().compile(source).unwrap(),
+        source: source.into(),
     };
     let target = Target {
         namespace: "prod".into(),
