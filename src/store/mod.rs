@@ -32,6 +32,7 @@ mod notify;
 mod retention;
 pub mod rfc3339;
 mod shadow;
+mod timeline;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ pub use notify::{
 };
 pub use retention::{Cutoffs, Pruned};
 pub use shadow::{ShadowFilter, ShadowJob, ShadowStep};
+pub use timeline::JobNotification;
 
 /// Store failures. All of them mean "could not record": intake answers 503 so Alertmanager retries.
 #[derive(Debug, thiserror::Error)]
