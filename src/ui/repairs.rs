@@ -421,3 +421,6 @@ async fn show(
     page(c, &viewer, "repair.html", repair_view(data))
 }
 
+
+#[cfg(test)]
+mod tests;
