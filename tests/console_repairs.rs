@@ -26,6 +26,26 @@ fn alert(repair: &str, app: &str) -> String {
     )
 }
 
+/// A page's HTML with minijinja's escapes of `/`, quotes and `&` undone, so that assertions
+/// read as the page does (`prod/Deployment/web`).
+fn text(html: &str) -> String {
+    html.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+/// A page's body as [`text`] reads it.
+trait Text {
+    fn text(&self) -> String;
+}
+
+impl Text for common::console::Page {
+    fn text(&self) -> String {
+        text(&self.body)
+    }
+}
+
 /// The `<li class="entry …">` items of a timeline page, as (data-kind, text of the item).
 fn entries(html: &str) -> Vec<(String, String)> {
     let list = html
@@ -59,15 +79,15 @@ async fn a_verified_repair_is_listed_and_its_timeline_shows_the_alert_decision_s
 
     let list = admin.get("/ui/repairs").await;
     assert_eq!(list.status, StatusCode::OK, "{}", app.log_text());
-    assert!(list.body.contains("id=\"page-repairs\""), "{}", list.body);
+    assert!(list.text().contains("id=\"page-repairs\""), "{}", list.body);
     let row = format!("<tr data-repair-id=\"{id}\" data-state=\"succeeded\">");
-    assert!(list.body.contains(&row), "{}", list.body);
-    assert!(list.body.contains("prod/Deployment/web"), "{}", list.body);
-    assert!(list.body.contains(&format!("href=\"/ui/repairs/{id}\"")));
+    assert!(list.text().contains(&row), "{}", list.body);
+    assert!(list.text().contains("prod/Deployment/web"), "{}", list.body);
+    assert!(list.text().contains(&format!("href=\"/ui/repairs/{id}\"")));
 
     let page = admin.get(&format!("/ui/repairs/{id}")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    let html = &page.body;
+    let html = &text(&page.body);
     assert!(html.contains("id=\"page-repair\""), "{html}");
     assert!(
         html.contains("id=\"repair-state\" data-state=\"succeeded\""),
@@ -94,7 +114,7 @@ async fn a_verified_repair_is_listed_and_its_timeline_shows_the_alert_decision_s
         .find(|(k, text)| k == "step" && text.contains("set_memory"))
         .map(|(_, t)| t)
         .expect("the set_memory step");
-    assert!(set_memory.contains("512Mi"), "{set_memory}");
+    assert!(set_memory.contains("limit 615Mi"), "{set_memory}");
     let verify = &all.iter().find(|(k, _)| k == "verify").unwrap().1;
     assert!(verify.contains("badge ok"), "a passed verification: {verify}");
     let decision = &all[1].1;
@@ -116,19 +136,19 @@ async fn a_verified_repair_is_listed_and_its_timeline_shows_the_alert_decision_s
 
     // Filters: by state, by mode, by target; an unknown state is a bad request in words.
     let failed = admin.get("/ui/repairs?state=failed").await;
-    assert!(!failed.body.contains("data-repair-id="), "{}", failed.body);
-    assert!(failed.body.contains("No repair matches these filters."));
+    assert!(!failed.text().contains("data-repair-id="), "{}", failed.body);
+    assert!(failed.text().contains("No repair matches these filters."));
     let shadow = admin.get("/ui/repairs?mode=shadow&state=").await;
-    assert!(!shadow.body.contains("data-repair-id="), "{}", shadow.body);
+    assert!(!shadow.text().contains("data-repair-id="), "{}", shadow.body);
     let auto = admin
         .get("/ui/repairs?mode=auto&target=prod%2FDeployment%2Fweb")
         .await;
-    assert!(auto.body.contains(&row), "{}", auto.body);
+    assert!(auto.text().contains(&row), "{}", auto.body);
     let other = admin.get("/ui/repairs?target=prod%2FDeployment%2Fapi").await;
-    assert!(!other.body.contains("data-repair-id="), "{}", other.body);
+    assert!(!other.text().contains("data-repair-id="), "{}", other.body);
     let bad = admin.get("/ui/repairs?state=exploded").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert!(bad.body.contains("Unknown repair state."), "{}", bad.body);
+    assert!(bad.text().contains("Unknown repair state."), "{}", bad.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,18 +167,18 @@ async fn another_apps_repair_is_not_listed_and_its_timeline_is_the_same_404_as_a
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(nonsense.status, StatusCode::NOT_FOUND);
     assert_eq!(theirs.body, missing.body, "nothing tells them apart");
-    assert!(!theirs.body.contains("prod/Deployment/web"));
+    assert!(!theirs.text().contains("prod/Deployment/web"));
     for path in ["/ui/repairs", "/ui/repairs?namespace=prod"] {
         let list = outsider.get(path).await;
         assert_eq!(list.status, StatusCode::OK);
-        assert!(!list.body.contains("data-repair-id="), "{path}: {}", list.body);
+        assert!(!list.text().contains("data-repair-id="), "{path}: {}", list.body);
     }
     // A user of the app sees it, and the app filter offers only their apps.
     let insider = ConsoleClient::direct(&app, "ivan", Role::Viewer, &["prod"]).await;
     let list = insider.get("/ui/repairs").await;
-    assert!(list.body.contains(&format!("data-repair-id=\"{id}\"")), "{}", list.body);
-    assert!(list.body.contains("<option value=\"prod\""), "{}", list.body);
-    assert!(!list.body.contains("<option value=\"staging\""));
+    assert!(list.text().contains(&format!("data-repair-id=\"{id}\"")), "{}", list.body);
+    assert!(list.text().contains("<option value=\"prod\""), "{}", list.body);
+    assert!(!list.text().contains("<option value=\"staging\""));
     let page = insider.get(&format!("/ui/repairs/{id}")).await;
     assert_eq!(page.status, StatusCode::OK);
 }
@@ -207,20 +227,20 @@ async fn a_chain_that_ends_with_humans_shows_escalations_and_notifications_with_
 
     let page = admin.get(&format!("/ui/repairs/{first}")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-    assert!(page.body.contains("id=\"repair-chain\""), "{}", page.body);
+    assert!(page.text().contains("id=\"repair-chain\""), "{}", page.body);
     assert!(
-        page.body.contains(&format!("href=\"/ui/repairs/{second}\"")),
+        page.text().contains(&format!("href=\"/ui/repairs/{second}\"")),
         "the first job links the next: {}",
         page.body
     );
-    let escalation = entries(&page.body)
+    let escalation = entries(&text(&page.body))
         .into_iter()
         .find(|(k, _)| k == "escalation")
         .expect("an escalation entry");
     assert!(escalation.1.contains("playbook rollback"), "{}", escalation.1);
 
     let page = admin.get(&format!("/ui/repairs/{second}")).await;
-    let all = entries(&page.body);
+    let all = entries(&text(&page.body));
     let to_humans = all
         .iter()
         .find(|(k, t)| k == "escalation" && t.contains("manual intervention required"))
@@ -245,7 +265,7 @@ async fn a_chain_that_ends_with_humans_shows_escalations_and_notifications_with_
         "the bot token never reaches a page: {notification}"
     );
     assert!(
-        page.body.contains("id=\"repair-state\" data-state=\"escalated\""),
+        page.text().contains("id=\"repair-state\" data-state=\"escalated\""),
         "{}",
         page.body
     );
