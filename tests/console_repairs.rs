@@ -116,7 +116,10 @@ async fn a_verified_repair_is_listed_and_its_timeline_shows_the_alert_decision_s
         .expect("the set_memory step");
     assert!(set_memory.contains("limit 615Mi"), "{set_memory}");
     let verify = &all.iter().find(|(k, _)| k == "verify").unwrap().1;
-    assert!(verify.contains("badge ok"), "a passed verification: {verify}");
+    assert!(
+        verify.contains("badge ok"),
+        "a passed verification: {verify}"
+    );
     let decision = &all[1].1;
     assert!(
         decision.contains("repairs it"),
@@ -136,15 +139,25 @@ async fn a_verified_repair_is_listed_and_its_timeline_shows_the_alert_decision_s
 
     // Filters: by state, by mode, by target; an unknown state is a bad request in words.
     let failed = admin.get("/ui/repairs?state=failed").await;
-    assert!(!failed.text().contains("data-repair-id="), "{}", failed.body);
+    assert!(
+        !failed.text().contains("data-repair-id="),
+        "{}",
+        failed.body
+    );
     assert!(failed.text().contains("No repair matches these filters."));
     let shadow = admin.get("/ui/repairs?mode=shadow&state=").await;
-    assert!(!shadow.text().contains("data-repair-id="), "{}", shadow.body);
+    assert!(
+        !shadow.text().contains("data-repair-id="),
+        "{}",
+        shadow.body
+    );
     let auto = admin
         .get("/ui/repairs?mode=auto&target=prod%2FDeployment%2Fweb")
         .await;
     assert!(auto.text().contains(&row), "{}", auto.body);
-    let other = admin.get("/ui/repairs?target=prod%2FDeployment%2Fapi").await;
+    let other = admin
+        .get("/ui/repairs?target=prod%2FDeployment%2Fapi")
+        .await;
     assert!(!other.text().contains("data-repair-id="), "{}", other.body);
     let bad = admin.get("/ui/repairs?state=exploded").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
@@ -171,13 +184,25 @@ async fn another_apps_repair_is_not_listed_and_its_timeline_is_the_same_404_as_a
     for path in ["/ui/repairs", "/ui/repairs?namespace=prod"] {
         let list = outsider.get(path).await;
         assert_eq!(list.status, StatusCode::OK);
-        assert!(!list.text().contains("data-repair-id="), "{path}: {}", list.body);
+        assert!(
+            !list.text().contains("data-repair-id="),
+            "{path}: {}",
+            list.body
+        );
     }
     // A user of the app sees it, and the app filter offers only their apps.
     let insider = ConsoleClient::direct(&app, "ivan", Role::Viewer, &["prod"]).await;
     let list = insider.get("/ui/repairs").await;
-    assert!(list.text().contains(&format!("data-repair-id=\"{id}\"")), "{}", list.body);
-    assert!(list.text().contains("<option value=\"prod\""), "{}", list.body);
+    assert!(
+        list.text().contains(&format!("data-repair-id=\"{id}\"")),
+        "{}",
+        list.body
+    );
+    assert!(
+        list.text().contains("<option value=\"prod\""),
+        "{}",
+        list.body
+    );
     assert!(!list.text().contains("<option value=\"staging\""));
     let page = insider.get(&format!("/ui/repairs/{id}")).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -229,7 +254,8 @@ async fn a_chain_that_ends_with_humans_shows_escalations_and_notifications_with_
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.text().contains("id=\"repair-chain\""), "{}", page.body);
     assert!(
-        page.text().contains(&format!("href=\"/ui/repairs/{second}\"")),
+        page.text()
+            .contains(&format!("href=\"/ui/repairs/{second}\"")),
         "the first job links the next: {}",
         page.body
     );
@@ -237,7 +263,11 @@ async fn a_chain_that_ends_with_humans_shows_escalations_and_notifications_with_
         .into_iter()
         .find(|(k, _)| k == "escalation")
         .expect("an escalation entry");
-    assert!(escalation.1.contains("playbook rollback"), "{}", escalation.1);
+    assert!(
+        escalation.1.contains("playbook rollback"),
+        "{}",
+        escalation.1
+    );
 
     let page = admin.get(&format!("/ui/repairs/{second}")).await;
     let all = entries(&text(&page.body));
@@ -265,7 +295,8 @@ async fn a_chain_that_ends_with_humans_shows_escalations_and_notifications_with_
         "the bot token never reaches a page: {notification}"
     );
     assert!(
-        page.text().contains("id=\"repair-state\" data-state=\"escalated\""),
+        page.text()
+            .contains("id=\"repair-state\" data-state=\"escalated\""),
         "{}",
         page.body
     );

@@ -139,7 +139,11 @@ fn empty_none(v: &Option<String>) -> Option<&str> {
 
 impl ListParams {
     /// The store filter for `claims`; an unknown state or mode is a bad request in words.
-    fn filter(&self, claims: &Claims, bad: impl Fn(&str) -> UiError) -> Result<ListFilter, UiError> {
+    fn filter(
+        &self,
+        claims: &Claims,
+        bad: impl Fn(&str) -> UiError,
+    ) -> Result<ListFilter, UiError> {
         let state = empty_none(&self.state)
             .map(|s| JobState::parse(s).ok_or_else(|| bad("repairs.error.state")))
             .transpose()?;
@@ -329,7 +333,11 @@ fn repair_view(d: TimelineData) -> RepairView {
                 suffix: String::new(),
             });
         }
-        if let Some(u) = a.annotations.get("runbook_url").and_then(|u| timeline::http_link(u)) {
+        if let Some(u) = a
+            .annotations
+            .get("runbook_url")
+            .and_then(|u| timeline::http_link(u))
+        {
             links.push(Link {
                 href: u,
                 key: "repairs.link.runbook",
@@ -420,7 +428,6 @@ async fn show(
     };
     page(c, &viewer, "repair.html", repair_view(data))
 }
-
 
 #[cfg(test)]
 mod tests;

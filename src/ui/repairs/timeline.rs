@@ -271,13 +271,8 @@ pub fn build(d: &TimelineData) -> Vec<Entry> {
         e
     }));
     out.extend(d.notes.iter().map(|n| {
-        Entry::new(
-            "note",
-            n.created_at,
-            "repairs.kind.note",
-            n.author.clone(),
-        )
-        .message(n.body.clone())
+        Entry::new("note", n.created_at, "repairs.kind.note", n.author.clone())
+            .message(n.body.clone())
     }));
     // Stable: equal times keep the order above.
     out.sort_by_key(|e| e.at);
@@ -345,10 +340,7 @@ fn steps<'a>(job: &'a Job, steps: &'a [Step]) -> impl Iterator<Item = Entry> + '
             e = e.fact("repairs.fact.target", t);
         }
         if let Some(ms) = took {
-            e = e.fact(
-                "repairs.fact.took",
-                crate::ui::render::duration_ms(ms),
-            );
+            e = e.fact("repairs.fact.took", crate::ui::render::duration_ms(ms));
         }
         e
     })
@@ -446,3 +438,5 @@ pub fn mode_key(m: Mode) -> &'static str {
     }
 }
 
+#[cfg(test)]
+mod tests;

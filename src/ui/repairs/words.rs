@@ -36,7 +36,11 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ),
     ("repairs.error.mode", "Unknown mode.", "未知的模式。"),
     // States.
-    ("repairs.state.awaiting_approval", "awaiting approval", "等待核准"),
+    (
+        "repairs.state.awaiting_approval",
+        "awaiting approval",
+        "等待核准",
+    ),
     ("repairs.state.queued", "queued", "排隊中"),
     ("repairs.state.waiting", "waiting", "等待中"),
     ("repairs.state.running", "running", "執行中"),
@@ -55,7 +59,11 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     // Modes.
     ("repairs.mode.auto", "automatic", "自動"),
     ("repairs.mode.approve", "needs approval", "需核准"),
-    ("repairs.mode.shadow", "shadow (changes nothing)", "影子模式（不做變更）"),
+    (
+        "repairs.mode.shadow",
+        "shadow (changes nothing)",
+        "影子模式（不做變更）",
+    ),
     // The timeline page.
     ("repairs.repair", "Repair", "修復"),
     ("repairs.summary", "Summary", "摘要"),
@@ -73,7 +81,11 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("repairs.fact.outcome", "Outcome", "結果"),
     ("repairs.fact.error", "Error", "錯誤"),
     ("repairs.fact.chain", "Escalation chain", "升級鏈"),
-    ("repairs.fact.planned_chain", "If it fails", "失敗時的後續步驟"),
+    (
+        "repairs.fact.planned_chain",
+        "If it fails",
+        "失敗時的後續步驟",
+    ),
     ("repairs.chain.this", "this repair", "本次修復"),
     (
         "repairs.reverted_notice",
@@ -81,11 +93,19 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
         "此修復已套用，但在驗證期間被 GitOps 控制器還原，因此沒有生效；請在 Git 中進行變更。",
     ),
     ("repairs.links", "Look further", "延伸查看"),
-    ("repairs.link.generator", "Alert source (generatorURL)", "告警來源（generatorURL）"),
+    (
+        "repairs.link.generator",
+        "Alert source (generatorURL)",
+        "告警來源（generatorURL）",
+    ),
     ("repairs.link.runbook", "Runbook", "處理手冊"),
     ("repairs.link.alert", "Alert", "告警"),
     ("repairs.link.repair", "Repair", "修復"),
-    ("repairs.events.heading", "Kubernetes Events of the target", "目標的 Kubernetes 事件"),
+    (
+        "repairs.events.heading",
+        "Kubernetes Events of the target",
+        "目標的 Kubernetes 事件",
+    ),
     (
         "repairs.events.help",
         "Run this to list the Events Kubernetes recorded for the target:",
@@ -120,8 +140,16 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("repairs.verdict.job", "acted", "已處理"),
     ("repairs.verdict.refused", "did not act", "未處理"),
     ("repairs.verdict.skipped", "no rule", "無規則"),
-    ("repairs.gitops.owned", "managed by GitOps", "由 GitOps 管理"),
-    ("repairs.gitops.not_owned", "not managed by GitOps", "非 GitOps 管理"),
+    (
+        "repairs.gitops.owned",
+        "managed by GitOps",
+        "由 GitOps 管理",
+    ),
+    (
+        "repairs.gitops.not_owned",
+        "not managed by GitOps",
+        "非 GitOps 管理",
+    ),
     ("repairs.badge.escalated", "handed on", "已轉交"),
     ("repairs.approval.approved", "approved", "已核准"),
     ("repairs.approval.rejected", "rejected", "已拒絕"),
@@ -138,7 +166,11 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("repairs.notify.sent", "sent", "已送出"),
     ("repairs.notify.pending", "pending", "待送出"),
     ("repairs.notify.failed", "failed", "失敗"),
-    ("repairs.notify.suppressed", "suppressed (duplicate)", "已略過（重複）"),
+    (
+        "repairs.notify.suppressed",
+        "suppressed (duplicate)",
+        "已略過（重複）",
+    ),
     ("repairs.notify.retry", "will retry", "將重試"),
     // Delivery attempts.
     ("repairs.attempts", "Delivery attempts", "傳送嘗試"),
