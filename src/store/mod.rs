@@ -16,7 +16,8 @@
 //! log), `notify` (the outbox), `deploy`, `maintenance` (windows, summaries), `retention`,
 //! `approvals` (approve mode's clicks, used link nonces, the expiry sweep's reads), `shadow`
 //! (shadow mode's evidence), `history` (the recorded history as a timeline, and its replay into
-//! a scratch store for `aiops replay`).
+//! a scratch store for `aiops replay`), `timeline` (the console's repair timeline: a job's
+//! notifications with their attempts, the rest of its chain).
 
 mod approvals;
 mod console;
