@@ -8,22 +8,12 @@ use aiops::auth::Role;
 use aiops::store::JobState;
 use common::console::ConsoleClient;
 use common::stand_ins::{Answer, StandIn};
-use common::{Db, Spawn, TestApp, payload, repo};
+use common::{Db, Spawn, TestApp, repo};
 use reqwest::StatusCode;
 
+/// A real Alertmanager payload asking for `repair` on Deployment `app` in `prod`.
 fn alert(repair: &str, app: &str) -> String {
-    payload(
-        &[(
-            &[
-                ("alertname", "Trouble"),
-                ("auto_repair", repair),
-                ("namespace", "prod"),
-                ("app", app),
-            ],
-            "firing",
-        )],
-        "2026-11-26T04:00:00Z",
-    )
+    common::payload::repair_alert(repair, "prod", &[("app", app)])
 }
 
 /// A page's HTML with minijinja's escapes of `/`, quotes and `&` undone, so that assertions
