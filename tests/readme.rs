@@ -72,6 +72,17 @@ const EXAMPLES: &[(&str, Check)] = &[
         Check::Run("the_api_example_lists_repairs_with_a_token_it_minted"),
     ),
     (
+        "aiops user add alice --role editor --apps shop,blog",
+        Check::Excepted {
+            why: "the first line asks for the password on a terminal, the second reads a \
+                  secret file of the operator's machine",
+            verified_in: "tests/console_auth.rs: signing_in_starts_a_session_that_signing_out_ends \
+                          adds the user with the password on stdin and signs in at /ui/login; \
+                          changing_a_password_signs_the_user_out_everywhere_and_removing_them_too \
+                          runs user list and user remove",
+        },
+    ),
+    (
         "aiops manifests --deploy-role --deploy-service-account ci/deployer",
         Check::Run("the_deploy_role_example_creates_the_role_and_both_bindings"),
     ),

@@ -26,6 +26,7 @@ mod serve;
 mod simulate;
 mod test_playbook;
 mod token;
+mod user;
 
 /// The environment variable naming the settings file.
 const CONFIG_ENV: &str = "AIOPS_CONFIG";
@@ -104,6 +105,9 @@ enum Command {
     /// API tokens (JWT HS256 signed with api.jwt_secret / AIOPS_JWT_SECRET).
     #[command(subcommand)]
     Token(token::Command),
+    /// Web console users (sign-in at /ui/login): add, change, list, remove.
+    #[command(subcommand)]
+    User(user::Command),
     /// Notifications: try a channel.
     #[command(subcommand)]
     Notify(notify::Command),
@@ -163,6 +167,7 @@ impl Cli {
             Command::Kb(cmd) => kb::run(config, cmd).await,
             Command::Token(cmd) => token::run(config, cmd),
             Command::Notify(cmd) => notify::run(config, cmd).await,
+            Command::User(cmd) => user::run(config, cmd).await,
             Command::Manifests(args) => manifests::run(args),
             Command::TestPlaybook(args) => test_playbook::run(config, args).await,
         }

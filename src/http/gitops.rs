@@ -82,8 +82,9 @@ fn item(h: &Hold) -> Item {
     }
 }
 
-/// Query of the listing.
+/// Query of the listing; an unknown parameter is refused (400), as on every /api listing.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     /// Released holds too.
     all: Option<bool>,
@@ -98,14 +99,10 @@ async fn list(
     let holds = st
         .pipeline
         .store()
-        .holds(q.all.unwrap_or(false), st.max_page)
+        .holds_in(q.all.unwrap_or(false), claims.visible_apps(), st.max_page)
         .await
         .map_err(internal)?;
-    let items: Vec<Item> = holds
-        .iter()
-        .filter(|h| claims.can_see(&h.hold.target.namespace))
-        .map(item)
-        .collect();
+    let items: Vec<Item> = holds.iter().map(item).collect();
     Ok(Json(json!({ "items": items })).into_response())
 }
 
@@ -130,24 +127,41 @@ async fn one(
 }
 
 async fn release(claims: Claims, State(st): State<AppState>, Path(id): Path<i64>) -> Response {
-    let resp = match releasing(&claims, &st, id).await {
+    let by = format!("api:{}", claims.sub);
+    let action = "POST /api/gitops/holds/{id}/release";
+    match release_hold(&claims, &st, id, &by, action).await {
         Ok(hold) => Json(item(&hold)).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+/// Releases hold `id` for `claims` (the API's and the console's one path): the release task's
+/// own path with `released_by = by`, audited as `action` whatever the outcome.
+pub(crate) async fn release_hold(
+    claims: &Claims,
+    st: &AppState,
+    id: i64,
+    by: &str,
+    action: &str,
+) -> Result<Hold, ApiError> {
+    let result = releasing(claims, st, id, by).await;
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(e) => e.status(),
     };
-    let status = resp.status();
     audit(
         st.pipeline.store(),
-        &claims,
-        "POST /api/gitops/holds/{id}/release",
+        claims,
+        action,
         format!("gitops hold {id}"),
         status,
         json!({ "id": id }),
     )
     .await;
-    resp
+    result
 }
 
-async fn releasing(claims: &Claims, st: &AppState, id: i64) -> Result<Hold, ApiError> {
+async fn releasing(claims: &Claims, st: &AppState, id: i64, by: &str) -> Result<Hold, ApiError> {
     let hold = visible(claims, st, id).await?;
     if !claims.can_write() {
         return Err(ApiError::new(
@@ -165,8 +179,7 @@ async fn releasing(claims: &Claims, st: &AppState, id: i64) -> Result<Hold, ApiE
             "holds are released by `aiops serve`, which has the cluster",
         ));
     };
-    let by = format!("api:{}", claims.sub);
-    match releaser.release(&hold, &by, store::now_ms()).await {
+    match releaser.release(&hold, by, store::now_ms()).await {
         Ok(Released::Now) => {}
         Ok(Released::Already) => return Err(already()),
         Err(ReleaseError::Store(e)) => return Err(internal(e)),

@@ -109,22 +109,31 @@ fn visible(claims: &Claims, w: &Window) -> bool {
 
 /// The windows open now or later that the token sees, the settings file's first.
 async fn list(claims: Claims, State(st): State<AppState>) -> Result<Response, ApiError> {
-    let windows = st.pipeline.maintenance();
-    // Fresh from the store: a window another replica created shows at once, and this
-    // replica's guard picks it up too.
-    windows
-        .refresh(st.pipeline.store())
-        .await
-        .map_err(internal)?;
     let now = store::now_ms();
-    let items: Vec<Item> = windows
-        .all()
+    let items: Vec<Item> = visible_windows(&claims, &st)
+        .await
+        .map_err(internal)?
         .iter()
-        .filter(|w| visible(&claims, w))
         .map(|w| item(w, now))
         .filter(|i| i.active || i.next.is_some())
         .collect();
     Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// Every window the token sees (the settings file's first, then the stored ones, recently
+/// ended ones among them), fresh from the store: a window another replica created shows at
+/// once, and this replica's guard picks it up too.
+pub(crate) async fn visible_windows(
+    claims: &Claims,
+    st: &AppState,
+) -> Result<Vec<Window>, store::Error> {
+    let windows = st.pipeline.maintenance();
+    windows.refresh(st.pipeline.store()).await?;
+    Ok(windows
+        .all()
+        .into_iter()
+        .filter(|w| visible(claims, w))
+        .collect())
 }
 
 type Failure = (ApiError, serde_json::Value);
@@ -134,26 +143,62 @@ async fn create(
     State(st): State<AppState>,
     body: Result<Json<WindowSpec>, JsonRejection>,
 ) -> Response {
-    let (resp, resource, detail) = match creation(&claims, &st, body).await {
-        Ok(w) => (
-            (StatusCode::CREATED, Json(item(&w, store::now_ms()))).into_response(),
-            format!("maintenance {}", w.label()),
-            audit_detail(&w.spec),
-        ),
-        Err((e, detail)) => (e.into_response(), "maintenance".to_string(), detail),
+    let spec = match body {
+        Ok(Json(spec)) => spec,
+        Err(e) => {
+            let err = unreadable(&e);
+            let status = err.status();
+            let detail = json!({ "error": "bad request" });
+            let action = "POST /api/maintenance";
+            audit(
+                st.pipeline.store(),
+                &claims,
+                action,
+                "maintenance".into(),
+                status,
+                detail,
+            )
+            .await;
+            return err.into_response();
+        }
     };
-    let status = resp.status();
-    let store = st.pipeline.store();
+    match create_window(&claims, &st, spec, "POST /api/maintenance").await {
+        Ok(w) => (StatusCode::CREATED, Json(item(&w, store::now_ms()))).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Creates a window for `claims` (the API's and the console's one path): checks access and the
+/// spec, stores it, reloads this replica's windows, and audits the write as `action` whatever
+/// its outcome.
+pub(crate) async fn create_window(
+    claims: &Claims,
+    st: &AppState,
+    spec: WindowSpec,
+    action: &str,
+) -> Result<Window, ApiError> {
+    let (result, resource, detail) = match creation(claims, st, spec).await {
+        Ok(w) => {
+            let resource = format!("maintenance {}", w.label());
+            let detail = audit_detail(&w.spec);
+            (Ok(w), resource, detail)
+        }
+        Err((e, detail)) => (Err(e), "maintenance".to_string(), detail),
+    };
+    let status = match &result {
+        Ok(_) => StatusCode::CREATED,
+        Err(e) => e.status(),
+    };
     audit(
-        store,
-        &claims,
-        "POST /api/maintenance",
+        st.pipeline.store(),
+        claims,
+        action,
         resource,
         status,
         detail,
     )
     .await;
-    resp
+    result
 }
 
 /// What the audit log keeps of a window.
@@ -161,12 +206,7 @@ fn audit_detail(spec: &WindowSpec) -> serde_json::Value {
     json!(spec)
 }
 
-async fn creation(
-    claims: &Claims,
-    st: &AppState,
-    body: Result<Json<WindowSpec>, JsonRejection>,
-) -> Result<Window, Failure> {
-    let Json(mut spec) = body.map_err(|e| (unreadable(&e), json!({ "error": "bad request" })))?;
+async fn creation(claims: &Claims, st: &AppState, mut spec: WindowSpec) -> Result<Window, Failure> {
     let detail = audit_detail(&spec);
     let bad = |e: String, field: &str| {
         (
@@ -233,26 +273,42 @@ async fn refresh(st: &AppState) {
 }
 
 async fn end(claims: Claims, State(st): State<AppState>, Path(id): Path<i64>) -> Response {
-    let (resp, detail) = match ending(&claims, &st, id).await {
-        Ok(w) => (
-            Json(item(&w, store::now_ms())).into_response(),
-            audit_detail(&w.spec),
-        ),
-        Err((e, detail)) => (e.into_response(), detail),
+    match end_window(&claims, &st, id, "POST /api/maintenance/{id}/end").await {
+        Ok(w) => Json(item(&w, store::now_ms())).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Ends window `id` early for `claims` (the API's and the console's one path), audited as
+/// `action` whatever the outcome.
+pub(crate) async fn end_window(
+    claims: &Claims,
+    st: &AppState,
+    id: i64,
+    action: &str,
+) -> Result<Window, ApiError> {
+    let (result, detail) = match ending(claims, st, id).await {
+        Ok(w) => {
+            let detail = audit_detail(&w.spec);
+            (Ok(w), detail)
+        }
+        Err((e, detail)) => (Err(e), detail),
     };
-    let status = resp.status();
-    let store = st.pipeline.store();
-    let action = "POST /api/maintenance/{id}/end";
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(e) => e.status(),
+    };
+    let resource = format!("maintenance {id}");
     audit(
-        store,
-        &claims,
+        st.pipeline.store(),
+        claims,
         action,
-        format!("maintenance {id}"),
+        resource,
         status,
         detail,
     )
     .await;
-    resp
+    result
 }
 
 async fn ending(claims: &Claims, st: &AppState, id: i64) -> Result<Window, Failure> {

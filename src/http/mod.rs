@@ -10,12 +10,12 @@ mod approve;
 mod apps;
 pub mod auth;
 mod chat;
-mod gitops;
+pub(crate) mod gitops;
 pub mod limits;
-mod maintenance;
+pub(crate) mod maintenance;
 mod openapi;
 mod ops;
-mod respond;
+pub(crate) mod respond;
 pub mod server;
 pub mod throttle;
 mod webhook;
@@ -138,24 +138,31 @@ impl AppState {
 impl AppState {
     /// Before any credentials are read: 429 while `ip` has no failed-authentication budget left.
     pub(crate) fn auth_allowed(&self, ip: IpAddr) -> Result<(), ApiError> {
-        let Some(t) = &self.auth_throttle else {
-            return Ok(());
-        };
-        t.check(ip).map_err(|wait| {
-            self.pipeline.metrics().http_auth_throttled.inc();
-            ApiError::throttled(wait)
-        })
+        self.auth_blocked(ip)
+            .map_or(Ok(()), |wait| Err(ApiError::throttled(wait)))
     }
 
     /// After credentials were refused: the answer, `refusal` or 429 when this failure used up
     /// the address's budget (logged once, when the block begins).
     pub(crate) fn auth_failed(&self, ip: IpAddr, refusal: ApiError) -> ApiError {
-        let Some(wait) = self.auth_throttle.as_ref().and_then(|t| t.failed(ip)) else {
-            return refusal;
-        };
+        self.auth_failure(ip).map_or(refusal, ApiError::throttled)
+    }
+
+    /// How long `ip` is still refused (counted), if it is: [`AppState::auth_allowed`] for
+    /// callers that answer in their own format (the console's sign-in page).
+    pub(crate) fn auth_blocked(&self, ip: IpAddr) -> Option<std::time::Duration> {
+        let wait = self.auth_throttle.as_ref()?.check(ip).err()?;
+        self.pipeline.metrics().http_auth_throttled.inc();
+        Some(wait)
+    }
+
+    /// Records a refused credential from `ip`; how long it is refused when that used up its
+    /// budget (counted and logged once, when the block begins).
+    pub(crate) fn auth_failure(&self, ip: IpAddr) -> Option<std::time::Duration> {
+        let wait = self.auth_throttle.as_ref()?.failed(ip)?;
         self.pipeline.metrics().http_auth_throttled.inc();
         tracing::warn!(client = %ip, retry_in = ?wait, "too many failed authentications from this address: refusing its requests unread for a while (http.auth_failures_per_minute)");
-        ApiError::throttled(wait)
+        Some(wait)
     }
 }
 
@@ -259,6 +266,11 @@ impl ApiError {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The message (what the console shows of a refusal the API would answer with).
+    pub fn message(&self) -> &str {
+        self.body["error"].as_str().unwrap_or_default()
     }
 }
 

@@ -35,7 +35,7 @@ pub(super) fn unreadable(e: &axum::extract::rejection::JsonRejection) -> ApiErro
 
 /// Records an API write. A failure to audit is logged loudly; the write itself already
 /// happened and its answer stands.
-pub(super) async fn audit(
+pub(crate) async fn audit(
     store: &store::Store,
     claims: &Claims,
     action: &str,

@@ -15,6 +15,7 @@ use crate::http::AppState;
 static CSS: LazyLock<String> = LazyLock::new(|| {
     [
         include_str!("static/console.css"),
+        super::login::CSS,
         super::alerts::CSS,
         super::repairs::CSS,
         super::catalog::CSS,
