@@ -274,19 +274,7 @@ async fn get_repair(
     let steps = store.job_steps(id).await.map_err(internal)?;
     let events = store.job_events(id).await.map_err(internal)?;
     let escalations = store.escalations_of(id).await.map_err(internal)?;
-    let ns = [job.target_namespace.clone()];
-    let mut notes = store
-        .notes(Some(&ns), None, Some(&job.target_key), 20)
-        .await
-        .map_err(internal)?;
-    notes.extend(
-        store
-            .notes(Some(&ns), Some(&job.alertname), None, 20)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .filter(|n| n.target.is_none()),
-    );
+    let notes = repair_notes(store, &job).await.map_err(internal)?;
     let gitops = store.job_gitops(id).await.map_err(internal)?;
     Ok(Json(json!({
         "repair": job,
@@ -297,6 +285,26 @@ async fn get_repair(
         "gitops": gitops,
     }))
     .into_response())
+}
+
+/// The notes a repair shows (the API's and the console's timeline): those about its target,
+/// then those about its alert name in its app that name no target; at most 20 of each.
+pub(crate) async fn repair_notes(
+    store: &crate::store::Store,
+    job: &crate::store::Job,
+) -> crate::store::Result<Vec<crate::store::Note>> {
+    let ns = [job.target_namespace.clone()];
+    let mut notes = store
+        .notes(Some(&ns), None, Some(&job.target_key), 20)
+        .await?;
+    notes.extend(
+        store
+            .notes(Some(&ns), Some(&job.alertname), None, 20)
+            .await?
+            .into_iter()
+            .filter(|n| n.target.is_none()),
+    );
+    Ok(notes)
 }
 
 /// Query of /api/kb/stats.

@@ -16,7 +16,8 @@
 //! log), `notify` (the outbox), `deploy`, `maintenance` (windows, summaries), `retention`,
 //! `approvals` (approve mode's clicks, used link nonces, the expiry sweep's reads), `shadow`
 //! (shadow mode's evidence), `history` (the recorded history as a timeline, and its replay into
-//! a scratch store for `aiops replay`).
+//! a scratch store for `aiops replay`), `timeline` (the console's repair timeline: a job's
+//! notifications with their attempts, the rest of its chain).
 
 mod approvals;
 mod catalog;
@@ -34,6 +35,7 @@ mod notify;
 mod retention;
 pub mod rfc3339;
 mod shadow;
+mod timeline;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -60,6 +62,7 @@ pub use notify::{
 };
 pub use retention::{Cutoffs, Pruned};
 pub use shadow::{ShadowFilter, ShadowJob, ShadowStep};
+pub use timeline::JobNotification;
 
 /// Store failures. All of them mean "could not record": intake answers 503 so Alertmanager retries.
 #[derive(Debug, thiserror::Error)]
