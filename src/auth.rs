@@ -134,6 +134,17 @@ impl Claims {
     pub fn visible_apps(&self) -> Option<&[String]> {
         (self.role != Role::Admin).then_some(self.apps.as_slice())
     }
+
+    /// The apps a listing asked for `asked` (an app filter, if any) covers: `None` for every
+    /// app (an admin who asked for none). Another app's name filters down to nothing, as if
+    /// it had no items, so a listing never tells a hidden app from an empty one.
+    pub fn listing_scope(&self, asked: Option<&str>) -> Option<Vec<String>> {
+        match asked {
+            Some(ns) if self.can_see(ns) => Some(vec![ns.to_string()]),
+            Some(_) => Some(Vec::new()),
+            None => self.visible_apps().map(<[String]>::to_vec),
+        }
+    }
 }
 
 /// Clock leeway for `exp` and `nbf`, seconds: replicas' clocks differ a little.

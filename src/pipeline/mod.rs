@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::rules::{Mode, Target, Trust};
 use crate::store::{self, NewAlertEvent, Store};
 
-pub use guard::Refusal;
+pub use guard::{Refusal, reason_codes};
 
 /// How [`Pipeline::simulate`] departs from the intake (`aiops simulate --at`, `--ignore-dedup`).
 /// The default is the intake's own evaluation: now, duplicates not acted on.

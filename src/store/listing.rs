@@ -45,6 +45,9 @@ pub struct AlertRecord {
     pub alertname: String,
     /// The app (namespace label), if the alert has one.
     pub namespace: Option<String>,
+    /// The `severity` label (also in `labels`; a column of its own so that it can be filtered).
+    #[serde(skip)]
+    pub severity: Option<String>,
     /// Labels.
     pub labels: Labels,
     /// Annotations.
@@ -133,6 +136,41 @@ pub struct ListFilter {
     pub limit: i64,
     /// Jobs: only those of this trust mode.
     pub mode: Option<crate::rules::Mode>,
+    /// Alerts: only those whose `severity` label is this.
+    pub severity: Option<String>,
+    /// Alerts: only those whose automation is this (their newest job's state, or no job).
+    pub automation: Option<Automation>,
+    /// Alerts: one row per occurrence, as the console lists them: firing rows (a resolve shows
+    /// as their state), and a resolve only when its firing row was never received.
+    pub occurrences: bool,
+}
+
+/// What automation did about an alert, as the alert center filters it: nothing (no job), or
+/// the state of its newest job (a chain's next step is newer than the step that failed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Automation {
+    /// No job was created for the alert.
+    None,
+    /// The alert's newest job is in this state.
+    Job(super::JobState),
+}
+
+impl Automation {
+    /// `none` or a job state's name.
+    pub fn parse(s: &str) -> Option<Automation> {
+        match s {
+            "none" => Some(Automation::None),
+            s => super::JobState::parse(s).map(Automation::Job),
+        }
+    }
+
+    /// The name [`Automation::parse`] reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Automation::None => "none",
+            Automation::Job(s) => s.as_str(),
+        }
+    }
 }
 
 /// Dynamic WHERE clause with positional binds, for the listings and the notes.
@@ -284,6 +322,38 @@ fn decision_filter(w: &mut Where, verdict: Option<Verdict>, reason: Option<&str>
     ));
 }
 
+/// The alert center's filters: severity, automation and one row per occurrence. Each is
+/// served by an index (`alert_events_severity`; `jobs_alert_event` for an alert's jobs;
+/// `alert_events_dedup` for a resolve's firing row), so a page never scans the tables.
+fn console_filters(w: &mut Where, f: &ListFilter) {
+    if let Some(sev) = &f.severity {
+        w.eq("severity", "=", sev.clone());
+    }
+    match f.automation {
+        None => {}
+        Some(Automation::None) => w.clause(
+            "NOT EXISTS (SELECT 1 FROM jobs j WHERE j.alert_event_id = alert_events.id)".into(),
+        ),
+        Some(Automation::Job(state)) => {
+            // Driven from the jobs in that state (few, next to 100,000 alerts), keeping only
+            // each alert's newest job.
+            let p = w.bind(state.as_str().to_string());
+            w.clause(format!(
+                "id IN (SELECT j.alert_event_id FROM jobs j WHERE j.state = {p} AND NOT EXISTS \
+                 (SELECT 1 FROM jobs k WHERE k.alert_event_id = j.alert_event_id AND k.id > j.id))"
+            ));
+        }
+    }
+    if f.occurrences {
+        w.clause(
+            "(status = 'firing' OR NOT EXISTS (SELECT 1 FROM alert_events f \
+             WHERE f.fingerprint = alert_events.fingerprint AND f.status = 'firing' \
+             AND f.starts_at = alert_events.starts_at))"
+                .into(),
+        );
+    }
+}
+
 fn json_text<T: serde::de::DeserializeOwned>(r: &AnyRow, column: &'static str) -> Result<T> {
     let text: String = r.try_get(column)?;
     serde_json::from_str(&text).map_err(|e| Error::Corrupt {
@@ -367,6 +437,7 @@ impl Store {
             None => {}
         }
         decision_filter(&mut w, f.verdict, f.reason.as_deref());
+        console_filters(&mut w, f);
         let limit_p = w.limit(f.limit);
         self.alerts_where(w, &format!(" ORDER BY id DESC LIMIT {limit_p}"))
             .await
@@ -381,7 +452,7 @@ impl Store {
 
     async fn alerts_where(&self, w: Where, tail: &str) -> Result<Vec<AlertRecord>> {
         let sql = format!(
-            "SELECT id, fingerprint, status, alertname, namespace, labels, annotations, starts_at, ends_at, \
+            "SELECT id, fingerprint, status, alertname, namespace, severity, labels, annotations, starts_at, ends_at, \
              {RESOLVED_AT} AS resolved_at, generator_url, received_at FROM alert_events{}{tail}",
             w.sql()
         );
@@ -405,6 +476,7 @@ impl Store {
                     state,
                     alertname: r.try_get("alertname")?,
                     namespace: r.try_get("namespace")?,
+                    severity: r.try_get("severity")?,
                     labels: json_text(r, "labels")?,
                     annotations: json_text(r, "annotations")?,
                     starts_at: r.try_get("starts_at")?,
@@ -485,6 +557,24 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Every job of these alerts (a chain's steps included), oldest first: what the alert
+    /// center says automation did about a page of alerts, in one indexed query.
+    pub async fn jobs_of_alerts(&self, alert_ids: &[i64]) -> Result<Vec<Job>> {
+        if alert_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut w = Where::new();
+        let ps: Vec<String> = alert_ids.iter().map(|id| w.bind(*id)).collect();
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE alert_event_id IN ({}) ORDER BY id",
+            ps.join(", ")
+        );
+        let rows = sqlx::query_with(AssertSqlSafe(sql), w.args)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job_from_row).collect()
     }
 
     /// A page of repairs, newest first.

@@ -49,7 +49,7 @@ pub use history::{CopiedRow, HistoryAlert, HistoryItem, HistoryTable, Position, 
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
 pub use kb::{DAY_MS, LastFix, NewNote, Note, RollupSum, TargetRollup, TtrSample};
-pub use listing::{AlertDecision, AlertRecord, AlertState, AuditEntry, ListFilter};
+pub use listing::{AlertDecision, AlertRecord, AlertState, AuditEntry, Automation, ListFilter};
 pub use maintenance::{HeldAlert, StoredWindow};
 pub use notify::{
     AttemptEnd, NewNotification, Notification, NotificationAttempt, NotificationState,
