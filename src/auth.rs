@@ -125,6 +125,15 @@ impl Claims {
         self.role == Role::Admin || self.apps.iter().any(|a| a == ns)
     }
 
+    /// Whether the token may see an item of app `ns`, where an item without an app (an alert
+    /// with no namespace label) belongs to no app: only admins see it, as in the listings.
+    pub fn can_see_item(&self, ns: Option<&str>) -> bool {
+        match ns {
+            Some(ns) => self.can_see(ns),
+            None => self.visible_apps().is_none(),
+        }
+    }
+
     /// Whether the token may write (editor or admin).
     pub fn can_write(&self) -> bool {
         matches!(self.role, Role::Admin | Role::Editor)

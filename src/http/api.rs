@@ -197,10 +197,7 @@ async fn get_alert(
         .alert(id)
         .await
         .map_err(internal)?
-        .filter(|a| match &a.namespace {
-            Some(ns) => claims.can_see(ns),
-            None => claims.visible_apps().is_none(),
-        })
+        .filter(|a| claims.can_see_item(a.namespace.as_deref()))
         .ok_or_else(|| not_found("alert"))?;
     Ok(Json(alert).into_response())
 }

@@ -107,6 +107,10 @@ pub struct AlertDecision {
     pub job_id: Option<i64>,
     /// The decision in a sentence, for people.
     pub sentence: String,
+    /// What the pipeline recorded: the guard's explanation or the job's plan (part of the
+    /// sentence; apart for the console, which words the reason in the page's language).
+    #[serde(skip)]
+    pub detail: String,
     /// When it was decided.
     #[serde(serialize_with = "super::rfc3339::ms")]
     pub decided_at: i64,
@@ -526,6 +530,7 @@ impl Store {
             let job_id: Option<i64> = r.try_get("job_id")?;
             let d = AlertDecision {
                 sentence: decision::sentence(verdict, &reason, Some(&rule), &detail, job_id),
+                detail,
                 rule: Some(rule),
                 verdict,
                 reason,
@@ -552,6 +557,7 @@ impl Store {
                         "",
                         None,
                     ),
+                    detail: String::new(),
                     decided_at: a.received_at,
                 });
             }
