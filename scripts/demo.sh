@@ -144,7 +144,6 @@ webhook() { # webhook STATUS ENDS_AT: the payload Alertmanager 0.25 would send
 
 if command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null; then
   step "Alertmanager (the real one, Debian's)"
-  amport=$(free_port)
   say "group_wait 0s, group_interval 1s, one webhook_config to aiops with the bearer token;" \
       "clustering off, storage in the temp dir."
   cat >"$work/alertmanager.yml" <<EOF
@@ -162,10 +161,24 @@ receivers:
         http_config:
           authorization: {type: Bearer, credentials: $token}
 EOF
-  prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am" \
-    --web.listen-address="127.0.0.1:$amport" --cluster.listen-address= >"$work/alertmanager.log" 2>&1 &
-  pids+=($!)
-  wait_for 30 "Alertmanager" curl -sf "http://127.0.0.1:$amport/-/ready"
+  # A port found free can be taken by another program before Alertmanager binds it (tests run
+  # beside the demo): when Alertmanager exits saying so, try another port.
+  for attempt in 1 2 3 4 5; do
+    amport=$(free_port)
+    prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am" \
+      --web.listen-address="127.0.0.1:$amport" --cluster.listen-address= >"$work/alertmanager.log" 2>&1 &
+    ampid=$!
+    until=$((SECONDS + 30))
+    until curl -sf "http://127.0.0.1:$amport/-/ready" >/dev/null 2>&1; do
+      kill -0 "$ampid" 2>/dev/null || break
+      ((SECONDS < until)) || { pids+=("$ampid"); fail "timed out waiting for Alertmanager"; }
+      sleep 0.2
+    done
+    if kill -0 "$ampid" 2>/dev/null; then pids+=("$ampid"); break; fi
+    grep -q "address already in use" "$work/alertmanager.log" || fail "Alertmanager exited"
+    ((attempt < 5)) || fail "Alertmanager found no free port in 5 tries"
+    say "port $amport was taken meanwhile; trying another"
+  done
   say "ready on http://127.0.0.1:$amport"
 
   step "An alert fires (amtool alert add, as Prometheus would send it)"

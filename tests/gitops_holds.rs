@@ -110,7 +110,7 @@ async fn one_object_has_at_most_one_open_hold_and_extending_it_never_shortens_it
         t0 + 120_000
     );
     // Released, it is no longer open: it cannot be extended, and a new hold may be recorded.
-    assert!(store.mark_hold_released(id, "expiry", t0).await.unwrap());
+    assert!(store.claim_hold_release(id, "git", t0).await.unwrap());
     assert!(!store.extend_hold(id, t0 + 999_000, &change).await.unwrap());
     assert!(
         store
@@ -144,7 +144,7 @@ async fn one_object_has_at_most_one_open_hold_and_extending_it_never_shortens_it
 }
 both_backends!(one_object_has_at_most_one_open_hold_and_extending_it_never_shortens_it);
 
-async fn of_two_callers_marking_one_hold_released_exactly_one_moves_it(db: Db) {
+async fn of_two_callers_claiming_one_hold_for_release_exactly_one_moves_it(db: Db) {
     let (_dir, test_db, one) = fresh_store(db).await;
     let two = store_of(&test_db).await;
     let id = one
@@ -152,19 +152,50 @@ async fn of_two_callers_marking_one_hold_released_exactly_one_moves_it(db: Db) {
         .await
         .unwrap();
     let (a, b) = tokio::join!(
-        one.mark_hold_released(id, "expiry", 10),
-        two.mark_hold_released(id, "git", 20)
+        one.claim_hold_release(id, "api:a", 10),
+        two.claim_hold_release(id, "git", 20)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(a ^ b, "exactly one caller moves the hold: {a} {b}");
     let hold = one.hold(id).await.unwrap().unwrap();
-    let (by, at) = if a { ("expiry", 10) } else { ("git", 20) };
+    let (by, at) = if a { ("api:a", 10) } else { ("git", 20) };
     assert_eq!(hold.released_by.as_deref(), Some(by));
     assert_eq!(hold.released_at, Some(at));
-    assert!(!one.mark_hold_released(id, "api:x", 30).await.unwrap());
+    assert!(!one.claim_hold_release(id, "api:x", 30).await.unwrap());
     assert!(one.open_holds().await.unwrap().is_empty());
 }
-both_backends!(of_two_callers_marking_one_hold_released_exactly_one_moves_it);
+both_backends!(of_two_callers_claiming_one_hold_for_release_exactly_one_moves_it);
+
+async fn an_app_scoped_listing_gets_its_own_holds_however_many_other_apps_have(db: Db) {
+    let (_dir, _db, store) = fresh_store(db).await;
+    let t = now_ms() + 60_000;
+    let mine = store
+        .record_hold(&new_hold("shop", "web", t))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        store
+            .record_hold(&new_hold("other", &format!("w{i}"), t))
+            .await
+            .unwrap();
+    }
+    let shop = ["shop".to_string()];
+    let ids = |hs: Vec<aiops::store::Hold>| hs.iter().map(|h| h.id).collect::<Vec<_>>();
+    // The three newer holds of another app do not use up a page of two.
+    assert_eq!(
+        ids(store.holds_in(false, Some(&shop), 2).await.unwrap()),
+        vec![mine]
+    );
+    assert!(
+        store
+            .holds_in(true, Some(&[]), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.holds_in(false, None, 2).await.unwrap().len(), 2);
+}
+both_backends!(an_app_scoped_listing_gets_its_own_holds_however_many_other_apps_have);
 
 async fn failed_release_attempts_are_counted_while_the_hold_is_open(db: Db) {
     let (_dir, _db, store) = fresh_store(db).await;
@@ -183,12 +214,7 @@ async fn failed_release_attempts_are_counted_while_the_hold_is_open(db: Db) {
     let hold = store.hold(id).await.unwrap().unwrap();
     assert_eq!(hold.release_attempts, 2);
     assert_eq!(hold.release_error.as_deref(), Some("timeout"));
-    assert!(
-        store
-            .mark_hold_released(id, "expiry", now_ms())
-            .await
-            .unwrap()
-    );
+    assert!(store.claim_hold_release(id, "git", now_ms()).await.unwrap());
     let hold = store.hold(id).await.unwrap().unwrap();
     assert_eq!(hold.release_error, None, "a release clears the last error");
     assert_eq!(store.hold_release_failed(id, "late").await.unwrap(), None);
@@ -465,6 +491,9 @@ async fn the_api_lists_and_releases_holds_per_app_and_audits_the_release(db: Db)
     assert_eq!(body["items"][0]["id"], prod);
     let (s, _) = app.api_get(&editor, "/api/gitops/holds?all=maybe").await;
     assert_eq!(s, 400);
+    // A misspelt parameter is refused rather than silently ignored.
+    let (s, body) = app.api_get(&editor, "/api/gitops/holds?al=true").await;
+    assert_eq!(s, 400, "{body}");
     // Every release attempt is audited with its subject and outcome.
     let audit = store.audit_log(50).await.unwrap();
     let statuses: Vec<(String, i64)> = audit

@@ -5,8 +5,8 @@
 //! restart too; `release` moves a hold only while it is open, so two replicas racing to release
 //! the same one record (and announce) it once.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Arguments, Row};
 
 use super::{Error, Result, Store, WriteTx};
 use crate::gitops::{Controller, GitChange, HoldPlacement, Ownership};
@@ -163,14 +163,35 @@ impl Store {
 
     /// Holds, newest first: open ones, or all when `include_released`; at most `limit`.
     pub async fn holds(&self, include_released: bool, limit: i64) -> Result<Vec<Hold>> {
-        let filter = if include_released {
-            ""
-        } else {
-            "WHERE released_at IS NULL"
-        };
-        let sql = format!("SELECT {COLUMNS} FROM gitops_holds {filter} ORDER BY id DESC LIMIT $1");
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(limit)
+        self.holds_in(include_released, None, limit).await
+    }
+
+    /// [`Store::holds`] of the objects in `namespaces` only (`None`: every app). The filter is
+    /// in the query, before the limit, so an app-scoped reader gets up to `limit` of its own
+    /// holds however many other apps have.
+    pub async fn holds_in(
+        &self,
+        include_released: bool,
+        namespaces: Option<&[String]>,
+        limit: i64,
+    ) -> Result<Vec<Hold>> {
+        let mut w = super::listing::Where::new();
+        if let Some(ns) = namespaces {
+            w.any_of("target_namespace", ns);
+        }
+        let mut filter = w.sql();
+        if !include_released {
+            filter.push_str(if filter.is_empty() {
+                " WHERE released_at IS NULL"
+            } else {
+                " AND released_at IS NULL"
+            });
+        }
+        let limit_p = w.next();
+        w.args.add(limit).expect("encoding an integer");
+        let sql =
+            format!("SELECT {COLUMNS} FROM gitops_holds{filter} ORDER BY id DESC LIMIT {limit_p}");
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), w.args)
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -186,15 +207,6 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(hold_row).transpose()
-    }
-
-    /// Marks an open hold released; true for the one caller that moved it (the one to announce
-    /// it), false when it was already released.
-    pub async fn mark_hold_released(&self, id: i64, by: &str, now: i64) -> Result<bool> {
-        let mut tx = self.begin_write().await?;
-        let done = tx.mark_hold_released(id, by, now).await?;
-        tx.commit().await?;
-        Ok(done)
     }
 
     /// [`WriteTx::claim_hold_release`] in a transaction of its own.
@@ -311,21 +323,5 @@ impl WriteTx {
         .fetch_one(&mut *self.tx)
         .await?;
         Ok((row.try_get("release_attempts")?, false))
-    }
-
-    /// [`Store::mark_hold_released`] inside a transaction, so the one caller that moved the
-    /// hold enqueues its announcement in the same commit (never one without the other).
-    pub async fn mark_hold_released(&mut self, id: i64, by: &str, now: i64) -> Result<bool> {
-        Ok(sqlx::query(
-            "UPDATE gitops_holds SET released_at = $2, released_by = $3, release_error = NULL \
-             WHERE id = $1 AND released_at IS NULL",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(by)
-        .execute(&mut *self.tx)
-        .await?
-        .rows_affected()
-            == 1)
     }
 }

@@ -447,7 +447,7 @@ impl Gate {
                 let now = crate::store::now_ms();
                 let _ = c
                     .handle
-                    .block_on(async { store.mark_hold_released(id, "change_failed", now).await });
+                    .block_on(async { store.claim_hold_release(id, "change_failed", now).await });
                 c.record(
                     "gitops_hold",
                     format!(
