@@ -130,7 +130,7 @@ async fn each_row_says_what_aiops_did_or_why_not_and_the_filters_find_them(db: D
     let page = ok(&admin, "/ui/alerts?automation=running").await;
     assert!(page.body.contains("No alert matches these filters."));
 }
-common::both_backends!(each_row_says_what_aiops_did_or_why_not_and_the_filters_find_them);
+both_backends!(each_row_says_what_aiops_did_or_why_not_and_the_filters_find_them);
 
 async fn a_resolved_alert_is_one_row_in_state_resolved_not_two(db: Db) {
     let app = TestApp::spawn_app(Spawn::new(db)).await;
@@ -158,7 +158,7 @@ async fn a_resolved_alert_is_one_row_in_state_resolved_not_two(db: Db) {
     assert_eq!(row_ids(&page), [lone_id, id]);
     assert!(row(&page, lone_id).contains("never received"));
 }
-common::both_backends!(a_resolved_alert_is_one_row_in_state_resolved_not_two);
+both_backends!(a_resolved_alert_is_one_row_in_state_resolved_not_two);
 
 #[tokio::test]
 async fn a_user_of_one_app_sees_only_its_alerts_and_another_apps_alert_is_not_found() {

@@ -92,3 +92,53 @@ async fn one(
         .map_err(|e| UiError::internal(e).in_lang(lang))?;
     page(c, &viewer, "alert.html", view::detail(alert, &jobs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Claims, Role};
+    use crate::ui::{Console, Lang};
+
+    fn viewer(lang: Lang) -> Viewer {
+        Viewer {
+            claims: Claims {
+                sub: "console:ann".into(),
+                role: Role::Editor,
+                apps: vec!["shop".into()],
+                exp: i64::MAX,
+                iat: 0,
+                nbf: None,
+            },
+            name: "ann".into(),
+            csrf: "csrf-token".into(),
+            lang,
+            path: "/ui/alerts".into(),
+            session: String::new(),
+        }
+    }
+
+    async fn body(r: Response) -> String {
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn both_pages_render_in_both_languages_with_every_word_found() {
+        let c = Console::from_settings(&crate::config::Settings::default()).unwrap();
+        let claims = viewer(Lang::En).claims;
+        for lang in Lang::ALL {
+            let v = view::list(&AlertsQuery::default(), &claims, Vec::new(), &[], 50);
+            let html = match page(&c, &viewer(lang), "alerts.html", v) {
+                Ok(r) => body(r).await,
+                Err(e) => panic!("alerts.html in {lang:?}: {e:?}"),
+            };
+            assert!(html.contains("id=\"page-alerts\""), "{html}");
+            let v = view::detail(view::tests::alert(1, "firing", Vec::new()), &[]);
+            let html = match page(&c, &viewer(lang), "alert.html", v) {
+                Ok(r) => body(r).await,
+                Err(e) => panic!("alert.html in {lang:?}: {e:?}"),
+            };
+            assert!(html.contains("id=\"page-alert\""), "{html}");
+        }
+    }
+}

@@ -477,4 +477,4 @@ pub fn detail(a: AlertRecord, jobs: &[Job]) -> DetailView {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -14,7 +14,8 @@ fn claims(role: Role, apps: &[&str]) -> Claims {
     }
 }
 
-fn alert(id: i64, status: &str, decisions: Vec<AlertDecision>) -> AlertRecord {
+/// A stored alert of app `shop` (also used by the page-rendering test).
+pub(in crate::ui::alerts) fn alert(id: i64, status: &str, decisions: Vec<AlertDecision>) -> AlertRecord {
     AlertRecord {
         id,
         fingerprint: format!("fp{id}"),
