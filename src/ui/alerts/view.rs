@@ -435,10 +435,7 @@ fn pairs(m: &crate::alert::Labels, linked: &[&str]) -> Vec<Pair> {
         .map(|(k, v)| Pair {
             key: k.clone(),
             value: v.clone(),
-            href: linked
-                .contains(&k.as_str())
-                .then(|| web_link(v))
-                .flatten(),
+            href: linked.contains(&k.as_str()).then(|| web_link(v)).flatten(),
         })
         .collect()
 }

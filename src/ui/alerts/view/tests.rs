@@ -15,7 +15,11 @@ fn claims(role: Role, apps: &[&str]) -> Claims {
 }
 
 /// A stored alert of app `shop` (also used by the page-rendering test).
-pub(in crate::ui::alerts) fn alert(id: i64, status: &str, decisions: Vec<AlertDecision>) -> AlertRecord {
+pub(in crate::ui::alerts) fn alert(
+    id: i64,
+    status: &str,
+    decisions: Vec<AlertDecision>,
+) -> AlertRecord {
     AlertRecord {
         id,
         fingerprint: format!("fp{id}"),
@@ -28,10 +32,13 @@ pub(in crate::ui::alerts) fn alert(id: i64, status: &str, decisions: Vec<AlertDe
         alertname: "KubePodCrashLooping".into(),
         namespace: Some("shop".into()),
         severity: Some("critical".into()),
-        labels: [("alertname", "KubePodCrashLooping"), ("severity", "critical")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        labels: [
+            ("alertname", "KubePodCrashLooping"),
+            ("severity", "critical"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
         annotations: Default::default(),
         starts_at: 1_700_000_000_000,
         ends_at: None,
@@ -136,7 +143,9 @@ fn every_filter_of_the_form_reaches_the_store_filter() {
         ..AlertsQuery::default()
     };
     assert_eq!(
-        none.filter(&claims(Role::Admin, &[]), 5).unwrap().automation,
+        none.filter(&claims(Role::Admin, &[]), 5)
+            .unwrap()
+            .automation,
         Some(Automation::None)
     );
 }
@@ -174,8 +183,15 @@ fn a_value_no_select_offers_is_refused_naming_its_field() {
         ),
     ] {
         let e = q.filter(&claims(Role::Admin, &[]), 5).unwrap_err();
-        assert!(matches!(&e, Error::Unknown { field: f, .. } if *f == field), "{e}");
-        assert!(e.in_lang(Lang::ZhTw).contains(field), "{}", e.in_lang(Lang::ZhTw));
+        assert!(
+            matches!(&e, Error::Unknown { field: f, .. } if *f == field),
+            "{e}"
+        );
+        assert!(
+            e.in_lang(Lang::ZhTw).contains(field),
+            "{}",
+            e.in_lang(Lang::ZhTw)
+        );
     }
 }
 
@@ -207,7 +223,10 @@ fn a_row_names_every_repair_and_its_newest_state_and_every_reason_it_did_nothing
         50,
     );
     let r = &v.rows[0];
-    assert_eq!(r.automation, "running", "the chain's newest step is the state");
+    assert_eq!(
+        r.automation, "running",
+        "the chain's newest step is the state"
+    );
     let ids: Vec<i64> = r.jobs.iter().map(|j| j.id).collect();
     assert_eq!(ids, [3, 4], "only this alert's jobs");
     assert_eq!(r.jobs[1].playbook, "rollback-deployment");
@@ -240,7 +259,10 @@ fn an_alert_without_a_job_has_automation_none_and_a_resolve_alone_says_so() {
 
 #[test]
 fn a_page_with_one_more_row_than_shown_links_to_the_older_page_with_the_same_filters() {
-    let alerts: Vec<AlertRecord> = (1..=3).rev().map(|id| alert(id, "firing", vec![])).collect();
+    let alerts: Vec<AlertRecord> = (1..=3)
+        .rev()
+        .map(|id| alert(id, "firing", vec![]))
+        .collect();
     let q = AlertsQuery {
         severity: "critical".into(),
         alertname: "Kube Pod".into(),
