@@ -7,27 +7,9 @@ mod common;
 use aiops::auth::Role;
 use aiops::store::{Job, JobState};
 use common::console::{ConsoleClient, Page};
-use common::payload::{alert, group};
+use common::payload::{alert, group, repair_alert};
 use common::{Db, Spawn, TestApp, payload};
 use reqwest::StatusCode;
-
-/// A firing alert for `namespace/web` that the shipped `restart` rule repairs (`prod/web` is in
-/// the tests' in-memory cluster).
-fn down(namespace: &str, starts_at: &str) -> String {
-    payload(
-        &[(
-            &[
-                ("alertname", "Down"),
-                ("auto_repair", "restart"),
-                ("namespace", namespace),
-                ("app", "web"),
-                ("severity", "critical"),
-            ],
-            "firing",
-        )],
-        starts_at,
-    )
-}
 
 fn ago(minutes: i64) -> String {
     common::minutes_ago(minutes)
@@ -80,10 +62,16 @@ async fn ok(c: &ConsoleClient, path: &str) -> Page {
 }
 
 async fn each_row_says_what_aiops_did_or_why_not_and_the_filters_find_them(db: Db) {
-    // Arrange: a repaired alert, the same target again during the rule's cooldown, and an
-    // alert no rule matches.
+    // Arrange: a repaired alert (the shipped `restart` rule on `prod/web`, a workload of the
+    // tests' in-memory cluster), the same target again during the rule's cooldown (a new
+    // occurrence: another startsAt), and an alert no rule matches.
     let app = TestApp::spawn_app(Spawn::new(db)).await;
-    assert_eq!(app.post_webhook(down("prod", &ago(20))).await.status(), 200);
+    assert_eq!(
+        app.post_webhook(repair_alert("restart", "prod", &[("app", "web")]))
+            .await
+            .status(),
+        200
+    );
     let repaired = newest_alert_id(&app).await;
     let jobs: Vec<Job> = app
         .wait_for_jobs("the repair to finish", |j| {
@@ -91,7 +79,12 @@ async fn each_row_says_what_aiops_did_or_why_not_and_the_filters_find_them(db: D
         })
         .await;
     let job = &jobs[0];
-    assert_eq!(app.post_webhook(down("prod", &ago(5))).await.status(), 200);
+    assert_eq!(
+        app.post_webhook(repair_alert("restart", "prod", &[("app", "web")]))
+            .await
+            .status(),
+        200
+    );
     let cooled = newest_alert_id(&app).await;
     let unmatched = payload(
         &[(
@@ -147,7 +140,7 @@ async fn each_row_says_what_aiops_did_or_why_not_and_the_filters_find_them(db: D
         ),
         ("reason=cooldown".to_string(), vec![cooled]),
         ("verdict=skipped".to_string(), vec![no_rule]),
-        ("alertname=Down".to_string(), vec![cooled, repaired]),
+        ("alertname=KubeTrouble".to_string(), vec![cooled, repaired]),
         ("state=firing".to_string(), vec![no_rule, cooled, repaired]),
         ("state=resolved".to_string(), vec![]),
         ("namespace=blog".to_string(), vec![]),
