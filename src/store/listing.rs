@@ -143,38 +143,10 @@ pub struct ListFilter {
     /// Alerts: only those whose `severity` label is this.
     pub severity: Option<String>,
     /// Alerts: only those whose automation is this (their newest job's state, or no job).
-    pub automation: Option<Automation>,
+    pub automation: Option<super::alert_center::Automation>,
     /// Alerts: one row per occurrence, as the console lists them: firing rows (a resolve shows
     /// as their state), and a resolve only when its firing row was never received.
     pub occurrences: bool,
-}
-
-/// What automation did about an alert, as the alert center filters it: nothing (no job), or
-/// the state of its newest job (a chain's next step is newer than the step that failed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Automation {
-    /// No job was created for the alert.
-    None,
-    /// The alert's newest job is in this state.
-    Job(super::JobState),
-}
-
-impl Automation {
-    /// `none` or a job state's name.
-    pub fn parse(s: &str) -> Option<Automation> {
-        match s {
-            "none" => Some(Automation::None),
-            s => super::JobState::parse(s).map(Automation::Job),
-        }
-    }
-
-    /// The name [`Automation::parse`] reads.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Automation::None => "none",
-            Automation::Job(s) => s.as_str(),
-        }
-    }
 }
 
 /// Dynamic WHERE clause with positional binds, for the listings and the notes.
@@ -257,7 +229,7 @@ impl Where {
     }
 
     /// Binds a value and returns its placeholder, for a clause written by hand.
-    fn bind<T>(&mut self, value: T) -> String
+    pub(super) fn bind<T>(&mut self, value: T) -> String
     where
         T: 'static + Send + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
     {
@@ -330,6 +302,7 @@ fn decision_filter(w: &mut Where, verdict: Option<Verdict>, reason: Option<&str>
 /// served by an index (`alert_events_severity`; `jobs_alert_event` for an alert's jobs;
 /// `alert_events_dedup` for a resolve's firing row), so a page never scans the tables.
 fn console_filters(w: &mut Where, f: &ListFilter) {
+    use super::alert_center::Automation;
     if let Some(sev) = &f.severity {
         w.eq("severity", "=", sev.clone());
     }
@@ -563,24 +536,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-
-    /// Every job of these alerts (a chain's steps included), oldest first: what the alert
-    /// center says automation did about a page of alerts, in one indexed query.
-    pub async fn jobs_of_alerts(&self, alert_ids: &[i64]) -> Result<Vec<Job>> {
-        if alert_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut w = Where::new();
-        let ps: Vec<String> = alert_ids.iter().map(|id| w.bind(*id)).collect();
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE alert_event_id IN ({}) ORDER BY id",
-            ps.join(", ")
-        );
-        let rows = sqlx::query_with(AssertSqlSafe(sql), w.args)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(job_from_row).collect()
     }
 
     /// A page of repairs, newest first.

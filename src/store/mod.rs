@@ -18,6 +18,7 @@
 //! (shadow mode's evidence), `history` (the recorded history as a timeline, and its replay into
 //! a scratch store for `aiops replay`).
 
+mod alert_center;
 mod approvals;
 mod console;
 mod deploy;
@@ -41,6 +42,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use alert_center::Automation;
 pub use approvals::{ApprovalRecord, ApprovalTarget, NewApproval};
 pub use console::{ConsoleSession, ConsoleUser};
 pub use deploy::{AppRecord, DeploymentRecord};
@@ -49,7 +51,7 @@ pub use history::{CopiedRow, HistoryAlert, HistoryItem, HistoryTable, Position, 
 pub use intake::{Decision, NewAlertEvent, StoredAlert};
 pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Record, Step};
 pub use kb::{DAY_MS, LastFix, NewNote, Note, RollupSum, TargetRollup, TtrSample};
-pub use listing::{AlertDecision, AlertRecord, AlertState, AuditEntry, Automation, ListFilter};
+pub use listing::{AlertDecision, AlertRecord, AlertState, AuditEntry, ListFilter};
 pub use maintenance::{HeldAlert, StoredWindow};
 pub use notify::{
     AttemptEnd, NewNotification, Notification, NotificationAttempt, NotificationState,
