@@ -125,6 +125,15 @@ impl Claims {
         self.role == Role::Admin || self.apps.iter().any(|a| a == ns)
     }
 
+    /// Whether the token may see an item of app `ns`, where an item without an app (an alert
+    /// with no namespace label) belongs to no app: only admins see it, as in the listings.
+    pub fn can_see_item(&self, ns: Option<&str>) -> bool {
+        match ns {
+            Some(ns) => self.can_see(ns),
+            None => self.visible_apps().is_none(),
+        }
+    }
+
     /// Whether the token may write (editor or admin).
     pub fn can_write(&self) -> bool {
         matches!(self.role, Role::Admin | Role::Editor)
@@ -133,6 +142,17 @@ impl Claims {
     /// The apps a listing is limited to: None for admins (every app).
     pub fn visible_apps(&self) -> Option<&[String]> {
         (self.role != Role::Admin).then_some(self.apps.as_slice())
+    }
+
+    /// The apps a listing asked for `asked` (an app filter, if any) covers: `None` for every
+    /// app (an admin who asked for none). Another app's name filters down to nothing, as if
+    /// it had no items, so a listing never tells a hidden app from an empty one.
+    pub fn listing_scope(&self, asked: Option<&str>) -> Option<Vec<String>> {
+        match asked {
+            Some(ns) if self.can_see(ns) => Some(vec![ns.to_string()]),
+            Some(_) => Some(Vec::new()),
+            None => self.visible_apps().map(<[String]>::to_vec),
+        }
     }
 }
 

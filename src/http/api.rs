@@ -16,9 +16,8 @@ use serde_json::json;
 use super::auth::Claims;
 use super::respond::{audit, internal, not_found, unreadable};
 use super::{ApiError, AppState};
-use crate::decision::{self, Verdict};
+use crate::decision::Verdict;
 use crate::kb;
-use crate::pipeline::Refusal;
 use crate::rules::Mode;
 use crate::store::{self, AlertState, JobState, ListFilter, NewNote};
 
@@ -98,17 +97,8 @@ impl ListQuery {
             )
             .field("limit"));
         }
-        let namespaces = match (&self.namespace, claims.visible_apps()) {
-            // Another app's name filters down to nothing, as if it had no items.
-            (Some(ns), _) => Some(if claims.can_see(ns) {
-                vec![ns.clone()]
-            } else {
-                Vec::new()
-            }),
-            (None, apps) => apps.map(<[String]>::to_vec),
-        };
         Ok(ListFilter {
-            namespaces,
+            namespaces: claims.listing_scope(self.namespace.as_deref()),
             subject: None,
             since: self.since.as_deref().map(parse_since).transpose()?,
             before_id: self.cursor,
@@ -123,13 +113,6 @@ fn page<T: serde::Serialize>(items: Vec<T>, id: impl Fn(&T) -> i64, limit: i64) 
         .then(|| items.last().map(&id))
         .flatten();
     Json(json!({ "items": items, "next_cursor": next })).into_response()
-}
-
-/// Every reason code an alert's decision can have: the guards' and the others.
-fn reason_codes() -> Vec<&'static str> {
-    let guards = Refusal::ALL.iter().map(|r| r.as_str());
-    let others = decision::NOT_REFUSALS.iter().map(|(_, r)| *r);
-    others.chain(guards).collect()
 }
 
 /// The alert filters: `state` (or its alias `status`), `verdict` and `reason`, checked.
@@ -166,7 +149,7 @@ fn alert_filters(q: &ListQuery, f: &mut ListFilter) -> Result<(), ApiError> {
         })?);
     }
     if let Some(r) = &q.reason {
-        let all = reason_codes();
+        let all = crate::pipeline::reason_codes();
         if !all.contains(&r.as_str()) {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -214,10 +197,7 @@ async fn get_alert(
         .alert(id)
         .await
         .map_err(internal)?
-        .filter(|a| match &a.namespace {
-            Some(ns) => claims.can_see(ns),
-            None => claims.visible_apps().is_none(),
-        })
+        .filter(|a| claims.can_see_item(a.namespace.as_deref()))
         .ok_or_else(|| not_found("alert"))?;
     Ok(Json(alert).into_response())
 }

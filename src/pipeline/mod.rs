@@ -27,6 +27,16 @@ use crate::store::{self, NewAlertEvent, Store};
 
 pub use guard::Refusal;
 
+/// Every reason code an alert's decision can have: the ones that are no guard's (`plan`,
+/// `dry_run`, `no_rule`), then the guards'. What `/api/alerts?reason=` and the console's
+/// reason filter accept.
+pub fn reason_codes() -> Vec<&'static str> {
+    let others = crate::decision::NOT_REFUSALS.iter().map(|(_, r)| *r);
+    others
+        .chain(Refusal::ALL.iter().map(|r| r.as_str()))
+        .collect()
+}
+
 /// How [`Pipeline::simulate`] departs from the intake (`aiops simulate --at`, `--ignore-dedup`).
 /// The default is the intake's own evaluation: now, duplicates not acted on.
 #[derive(Clone, Copy, Debug, Default)]

@@ -65,8 +65,8 @@ impl WriteTx {
         let annotations = serde_json::to_string(&a.annotations).expect("string maps serialize");
         let row = sqlx::query(
             "INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, namespace, labels, \
-             annotations, generator_url, receiver, group_key, received_at, resolved_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+             annotations, generator_url, receiver, group_key, received_at, severity, resolved_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
              (SELECT COALESCE(r.ends_at, r.received_at) FROM alert_events r \
               WHERE r.fingerprint = $1 AND r.status = 'resolved' AND r.starts_at = $3 AND $2 = 'firing')) \
              ON CONFLICT DO NOTHING RETURNING id",
@@ -83,6 +83,7 @@ impl WriteTx {
         .bind(ev.receiver)
         .bind(ev.group_key)
         .bind(ev.received_at)
+        .bind(a.labels.get("severity").cloned())
         .fetch_optional(&mut *self.tx)
         .await?;
         let Some(row) = row else { return Ok(None) };

@@ -45,6 +45,9 @@ pub struct AlertRecord {
     pub alertname: String,
     /// The app (namespace label), if the alert has one.
     pub namespace: Option<String>,
+    /// The `severity` label (also in `labels`; a column of its own so that it can be filtered).
+    #[serde(skip)]
+    pub severity: Option<String>,
     /// Labels.
     pub labels: Labels,
     /// Annotations.
@@ -104,6 +107,10 @@ pub struct AlertDecision {
     pub job_id: Option<i64>,
     /// The decision in a sentence, for people.
     pub sentence: String,
+    /// What the pipeline recorded: the guard's explanation or the job's plan (part of the
+    /// sentence; apart for the console, which words the reason in the page's language).
+    #[serde(skip)]
+    pub detail: String,
     /// When it was decided.
     #[serde(serialize_with = "super::rfc3339::ms")]
     pub decided_at: i64,
@@ -133,6 +140,13 @@ pub struct ListFilter {
     pub limit: i64,
     /// Jobs: only those of this trust mode.
     pub mode: Option<crate::rules::Mode>,
+    /// Alerts: only those whose `severity` label is this.
+    pub severity: Option<String>,
+    /// Alerts: only those whose automation is this (their newest job's state, or no job).
+    pub automation: Option<super::alert_center::Automation>,
+    /// Alerts: one row per occurrence, as the console lists them: firing rows (a resolve shows
+    /// as their state), and a resolve only when its firing row was never received.
+    pub occurrences: bool,
 }
 
 /// Dynamic WHERE clause with positional binds, for the listings and the notes.
@@ -215,7 +229,7 @@ impl Where {
     }
 
     /// Binds a value and returns its placeholder, for a clause written by hand.
-    fn bind<T>(&mut self, value: T) -> String
+    pub(super) fn bind<T>(&mut self, value: T) -> String
     where
         T: 'static + Send + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
     {
@@ -282,6 +296,39 @@ fn decision_filter(w: &mut Where, verdict: Option<Verdict>, reason: Option<&str>
         "EXISTS (SELECT 1 FROM decisions d LEFT JOIN jobs j ON j.id = d.job_id WHERE {})",
         conds.join(" AND ")
     ));
+}
+
+/// The alert center's filters: severity, automation and one row per occurrence. Each is
+/// served by an index (`alert_events_severity`; `jobs_alert_event` for an alert's jobs;
+/// `alert_events_dedup` for a resolve's firing row), so a page never scans the tables.
+fn console_filters(w: &mut Where, f: &ListFilter) {
+    use super::alert_center::Automation;
+    if let Some(sev) = &f.severity {
+        w.eq("severity", "=", sev.clone());
+    }
+    match f.automation {
+        None => {}
+        Some(Automation::None) => w.clause(
+            "NOT EXISTS (SELECT 1 FROM jobs j WHERE j.alert_event_id = alert_events.id)".into(),
+        ),
+        Some(Automation::Job(state)) => {
+            // Driven from the jobs in that state (few, next to 100,000 alerts), keeping only
+            // each alert's newest job.
+            let p = w.bind(state.as_str().to_string());
+            w.clause(format!(
+                "id IN (SELECT j.alert_event_id FROM jobs j WHERE j.state = {p} AND NOT EXISTS \
+                 (SELECT 1 FROM jobs k WHERE k.alert_event_id = j.alert_event_id AND k.id > j.id))"
+            ));
+        }
+    }
+    if f.occurrences {
+        w.clause(
+            "(status = 'firing' OR NOT EXISTS (SELECT 1 FROM alert_events f \
+             WHERE f.fingerprint = alert_events.fingerprint AND f.status = 'firing' \
+             AND f.starts_at = alert_events.starts_at))"
+                .into(),
+        );
+    }
 }
 
 fn json_text<T: serde::de::DeserializeOwned>(r: &AnyRow, column: &'static str) -> Result<T> {
@@ -367,6 +414,7 @@ impl Store {
             None => {}
         }
         decision_filter(&mut w, f.verdict, f.reason.as_deref());
+        console_filters(&mut w, f);
         let limit_p = w.limit(f.limit);
         self.alerts_where(w, &format!(" ORDER BY id DESC LIMIT {limit_p}"))
             .await
@@ -381,7 +429,7 @@ impl Store {
 
     async fn alerts_where(&self, w: Where, tail: &str) -> Result<Vec<AlertRecord>> {
         let sql = format!(
-            "SELECT id, fingerprint, status, alertname, namespace, labels, annotations, starts_at, ends_at, \
+            "SELECT id, fingerprint, status, alertname, namespace, severity, labels, annotations, starts_at, ends_at, \
              {RESOLVED_AT} AS resolved_at, generator_url, received_at FROM alert_events{}{tail}",
             w.sql()
         );
@@ -405,6 +453,7 @@ impl Store {
                     state,
                     alertname: r.try_get("alertname")?,
                     namespace: r.try_get("namespace")?,
+                    severity: r.try_get("severity")?,
                     labels: json_text(r, "labels")?,
                     annotations: json_text(r, "annotations")?,
                     starts_at: r.try_get("starts_at")?,
@@ -454,6 +503,7 @@ impl Store {
             let job_id: Option<i64> = r.try_get("job_id")?;
             let d = AlertDecision {
                 sentence: decision::sentence(verdict, &reason, Some(&rule), &detail, job_id),
+                detail,
                 rule: Some(rule),
                 verdict,
                 reason,
@@ -480,6 +530,7 @@ impl Store {
                         "",
                         None,
                     ),
+                    detail: String::new(),
                     decided_at: a.received_at,
                 });
             }

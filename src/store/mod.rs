@@ -19,6 +19,7 @@
 //! a scratch store for `aiops replay`), `timeline` (the console's repair timeline: a job's
 //! notifications with their attempts, the rest of its chain).
 
+mod alert_center;
 mod approvals;
 mod catalog;
 mod console;
@@ -45,6 +46,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use alert_center::Automation;
 pub use approvals::{ApprovalRecord, ApprovalTarget, NewApproval};
 pub use console::{ConsoleSession, ConsoleUser};
 pub use deploy::{AppRecord, DeploymentRecord};
