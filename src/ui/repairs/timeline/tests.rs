@@ -37,6 +37,7 @@ fn entries_are_in_time_order_and_steps_say_how_long_each_took() {
         state: AlertState::Firing,
         alertname: "KubePodCrashLooping".into(),
         namespace: Some("prod".into()),
+        severity: None,
         labels: Default::default(),
         annotations: Default::default(),
         starts_at: 500,
@@ -51,6 +52,7 @@ fn entries_are_in_time_order_and_steps_say_how_long_each_took() {
             target: Some("prod/Deployment/web".into()),
             job_id: Some(5),
             sentence: "rule crashloop matched; job 5 repairs it".into(),
+            detail: String::new(),
             decided_at: 950,
         }],
     });
