@@ -348,8 +348,17 @@ async fn sign_out(
     Ok(resp)
 }
 
-/// Password verifications running at once (see [`sign_in`]).
-static VERIFYING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+/// Password verifications running at once (see [`sign_in`]): half the cores, so a flood of
+/// forms leaves the other half to the webhook and the workers (a fixed 4 saturated 2 cores).
+static VERIFYING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    tokio::sync::Semaphore::new(verifiers_for(cores))
+});
+
+/// How many argon2 verifications may run at once on a machine with `cores` cores.
+fn verifiers_for(cores: usize) -> usize {
+    (cores / 2).max(1)
+}
 
 /// Failures a user name may have before sign-ins to it are delayed.
 const FREE_FAILURES: u32 = 5;
@@ -464,6 +473,15 @@ fn make_room(names: &mut HashMap<String, Failures>, now: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_verifications_use_at_most_half_the_cores_and_at_least_one() {
+        assert_eq!(verifiers_for(1), 1);
+        assert_eq!(verifiers_for(2), 1);
+        assert_eq!(verifiers_for(3), 1);
+        assert_eq!(verifiers_for(8), 4);
+        assert_eq!(verifiers_for(64), 32);
+    }
 
     #[test]
     fn a_name_is_delayed_only_after_its_free_failures_then_doubling_up_to_a_cap() {
