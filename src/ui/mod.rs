@@ -62,6 +62,9 @@ pub struct Console {
     pub secure_cookie: SecureCookie,
     /// Whether `external_url` is https (then `auto` means Secure).
     pub external_https: bool,
+    /// The browser `Origin` of `external_url` (`scheme://host[:port]`), which a form posted
+    /// through a proxy that rewrites `Host` carries.
+    pub external_origin: Option<String>,
     /// Failed sign-ins per user name (set by `login`).
     pub(crate) logins: login::Limiter,
 }
@@ -97,6 +100,11 @@ impl Console {
                 .external_url
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://")),
+            external_origin: settings
+                .external_url
+                .as_deref()
+                .and_then(|u| reqwest::Url::parse(u).ok())
+                .map(|u| u.origin().ascii_serialization()),
             logins: login::Limiter::default(),
         }))
     }

@@ -235,11 +235,15 @@ pub struct CsrfForm<T> {
     pub form: T,
 }
 
-/// Whether `Origin` (when the browser sent one) names the host the request was sent to.
-fn same_origin(headers: &HeaderMap) -> bool {
+/// Whether `Origin` (when the browser sent one) names the host the request was sent to, or
+/// `external` (the origin of `external_url`: a proxy in front may rewrite `Host`).
+fn same_origin(headers: &HeaderMap, external: Option<&str>) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
+    if external.is_some_and(|e| e.eq_ignore_ascii_case(origin.trim_end_matches('/'))) {
+        return true;
+    }
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -256,7 +260,8 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for CsrfForm<T> {
     async fn from_request(req: Request, st: &AppState) -> Result<CsrfForm<T>, UiError> {
         let (mut parts, body) = req.into_parts();
         let viewer = Viewer::from_request_parts(&mut parts, st).await?;
-        if !same_origin(&parts.headers) {
+        let external = console(st)?.external_origin.as_deref();
+        if !same_origin(&parts.headers, external) {
             tracing::info!(user = %viewer.name, "console form from another origin refused");
             return Err(UiError::Csrf { lang: viewer.lang });
         }
@@ -345,6 +350,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_form_through_a_proxy_that_rewrites_host_passes_with_the_external_origin_only() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::HOST,
+            "aiops.svc.cluster.local:8080".parse().unwrap(),
+        );
+        h.insert(header::ORIGIN, "https://aiops.example.com".parse().unwrap());
+        let external = Some("https://aiops.example.com");
+        assert!(same_origin(&h, external));
+        assert!(
+            !same_origin(&h, None),
+            "without external_url only Host counts"
+        );
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(!same_origin(&h, external));
+        h.insert(header::ORIGIN, "http://aiops.example.com".parse().unwrap());
+        assert!(
+            !same_origin(&h, external),
+            "the scheme is part of the origin"
+        );
+        h.insert(
+            header::ORIGIN,
+            "http://aiops.svc.cluster.local:8080".parse().unwrap(),
+        );
+        assert!(same_origin(&h, external), "Host still counts");
+    }
+
+    #[test]
     fn cookies_are_found_among_others_and_across_headers() {
         let mut h = HeaderMap::new();
         h.append(header::COOKIE, "a=1; aiops_lang=zh-TW".parse().unwrap());
@@ -386,16 +419,16 @@ mod tests {
     fn a_form_from_another_origin_is_told_apart_from_this_host() {
         let mut h = HeaderMap::new();
         assert!(
-            same_origin(&h),
+            same_origin(&h, None),
             "no Origin (an older browser, curl): the CSRF token decides"
         );
         h.insert(header::HOST, "127.0.0.1:9095".parse().unwrap());
         h.insert(header::ORIGIN, "http://127.0.0.1:9095".parse().unwrap());
-        assert!(same_origin(&h));
+        assert!(same_origin(&h, None));
         h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, None));
         h.insert(header::ORIGIN, "null".parse().unwrap());
-        assert!(!same_origin(&h));
+        assert!(!same_origin(&h, None));
     }
 
     #[test]
