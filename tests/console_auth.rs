@@ -395,6 +395,42 @@ async fn an_address_that_keeps_failing_is_refused_before_its_password_is_read() 
 }
 
 #[tokio::test]
+async fn failed_sign_ins_from_an_address_never_throttle_the_webhook_from_it() {
+    let token = "webhook-token-0123456789";
+    let app = TestApp::spawn_app(
+        Spawn::new(Db::Sqlite)
+            .env("AIOPS_WEBHOOK_TOKEN", token)
+            .env("AIOPS_HTTP_AUTH_FAILURE_BURST", "2")
+            .env("AIOPS_HTTP_AUTH_FAILURES_PER_MINUTE", "1"),
+    )
+    .await;
+    let mut b = Browser::new(&app);
+    for name in ["u1", "u2", "u3"] {
+        b.sign_in(name, "mistyped", "/ui/alerts").await;
+    }
+    let r = b.sign_in("u4", "mistyped", "/ui/alerts").await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the console's own budget is spent"
+    );
+    let alert = common::payload::payload(
+        &[(&[("alertname", "Typos")], "firing")],
+        "2026-11-30T00:00:00Z",
+    );
+    let r = app
+        .client
+        .post(app.url("/webhook/alertmanager"))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(alert)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+#[tokio::test]
 async fn a_sign_in_form_not_from_this_browser_is_refused() {
     let app = TestApp::spawn_app(Spawn::new(Db::Sqlite)).await;
     add_user(&app, "alice", "viewer", "shop", PASSWORD).await;

@@ -48,6 +48,9 @@ pub struct AppState {
     pub limiter: Option<Arc<DefaultKeyedRateLimiter<IpAddr>>>,
     /// Per-client failed-authentication limiter (None = off).
     pub auth_throttle: Option<Arc<throttle::AuthThrottle>>,
+    /// The console's sign-in failures per address: the same rates, its own state, so mistyped
+    /// passwords behind a shared proxy address never throttle the webhook or the API.
+    pub sign_in_throttle: Option<Arc<throttle::AuthThrottle>>,
     /// Largest request body under /api.
     pub api_max_body_bytes: usize,
     /// Structure limit of /api bodies ([`limits::check_structure`]).
@@ -86,15 +89,18 @@ impl AppState {
                 Quota::per_second(rate).allow_burst(burst),
             ))
         });
-        let auth_throttle = NonZeroU32::new(settings.http.auth_failures_per_minute).map(|rate| {
-            let burst = NonZeroU32::new(settings.http.auth_failure_burst).unwrap_or(rate);
-            Arc::new(throttle::AuthThrottle::new(rate, burst))
-        });
+        let auth_throttle = || {
+            NonZeroU32::new(settings.http.auth_failures_per_minute).map(|rate| {
+                let burst = NonZeroU32::new(settings.http.auth_failure_burst).unwrap_or(rate);
+                Arc::new(throttle::AuthThrottle::new(rate, burst))
+            })
+        };
         AppState {
             token: settings.webhook_token.clone(),
             max_body_bytes: settings.intake.max_body_bytes,
             limiter,
-            auth_throttle,
+            auth_throttle: auth_throttle(),
+            sign_in_throttle: auth_throttle(),
             api_max_body_bytes: settings
                 .api
                 .max_body_bytes
@@ -148,18 +154,36 @@ impl AppState {
         self.auth_failure(ip).map_or(refusal, ApiError::throttled)
     }
 
-    /// How long `ip` is still refused (counted), if it is: [`AppState::auth_allowed`] for
-    /// callers that answer in their own format (the console's sign-in page).
-    pub(crate) fn auth_blocked(&self, ip: IpAddr) -> Option<std::time::Duration> {
-        let wait = self.auth_throttle.as_ref()?.check(ip).err()?;
+    /// How long `ip` is still refused (counted), if it is.
+    fn auth_blocked(&self, ip: IpAddr) -> Option<std::time::Duration> {
+        self.blocked(self.auth_throttle.as_deref()?, ip)
+    }
+
+    /// How long `ip` may not sign in to the console (its own budget), if it may not.
+    pub(crate) fn sign_in_blocked(&self, ip: IpAddr) -> Option<std::time::Duration> {
+        self.blocked(self.sign_in_throttle.as_deref()?, ip)
+    }
+
+    /// Records a failed console sign-in from `ip` (its own budget, never the webhook's).
+    pub(crate) fn sign_in_failure(&self, ip: IpAddr) -> Option<std::time::Duration> {
+        self.failure(self.sign_in_throttle.as_deref()?, ip)
+    }
+
+    /// Records a refused credential from `ip`.
+    fn auth_failure(&self, ip: IpAddr) -> Option<std::time::Duration> {
+        self.failure(self.auth_throttle.as_deref()?, ip)
+    }
+
+    fn blocked(&self, t: &throttle::AuthThrottle, ip: IpAddr) -> Option<std::time::Duration> {
+        let wait = t.check(ip).err()?;
         self.pipeline.metrics().http_auth_throttled.inc();
         Some(wait)
     }
 
-    /// Records a refused credential from `ip`; how long it is refused when that used up its
-    /// budget (counted and logged once, when the block begins).
-    pub(crate) fn auth_failure(&self, ip: IpAddr) -> Option<std::time::Duration> {
-        let wait = self.auth_throttle.as_ref()?.failed(ip)?;
+    /// How long `ip` is refused when this failure used up its budget (counted and logged
+    /// once, when the block begins).
+    fn failure(&self, t: &throttle::AuthThrottle, ip: IpAddr) -> Option<std::time::Duration> {
+        let wait = t.failed(ip)?;
         self.pipeline.metrics().http_auth_throttled.inc();
         tracing::warn!(client = %ip, retry_in = ?wait, "too many failed authentications from this address: refusing its requests unread for a while (http.auth_failures_per_minute)");
         Some(wait)
@@ -168,7 +192,11 @@ impl AppState {
 
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
-    if let Some(throttle) = state.auth_throttle.clone() {
+    for throttle in [&state.auth_throttle, &state.sign_in_throttle]
+        .into_iter()
+        .flatten()
+        .cloned()
+    {
         // Forget addresses whose block ended, so the maps cannot grow without bound.
         let weak = Arc::downgrade(&throttle);
         drop(throttle);

@@ -5,7 +5,8 @@
 //! - **No user enumeration**: an unknown name, a wrong password and an unusable stored hash get
 //!   the same page and take the same time (an unknown name is verified against a dummy hash).
 //! - **Guessing is slow twice over**: every failure spends the client address's budget
-//!   (`http.auth_failures_per_minute`, shared with the webhook and the API), and the
+//!   (`http.auth_failures_per_minute`, the same rates as the webhook and the API but a budget of
+//!   its own, so mistyped passwords never throttle Alertmanager), and the
 //!   [`Limiter`] counts failures per user name, whatever the address, so that many addresses
 //!   cannot share the guessing of one password.
 //! - **Login CSRF**: the form carries a token that must equal the `aiops_login` cookie set with
@@ -249,7 +250,7 @@ async fn sign_in(
     }
     let ip = client_ip(&ext);
     // Before the password is looked at: a blocked guesser must not learn that a guess was right.
-    if let Some(wait) = ip.and_then(|ip| st.auth_blocked(ip)) {
+    if let Some(wait) = ip.and_then(|ip| st.sign_in_blocked(ip)) {
         return again(Refusal::Throttled(wait));
     }
     let now = Instant::now();
@@ -288,7 +289,7 @@ async fn sign_in(
                 None => tracing::info!("console sign-in refused: unknown user name"),
             }
             let by_name = c.logins.failed(&f.username, now);
-            let by_address = ip.and_then(|ip| st.auth_failure(ip));
+            let by_address = ip.and_then(|ip| st.sign_in_failure(ip));
             return match by_name.into_iter().chain(by_address).max() {
                 Some(wait) => again(Refusal::Throttled(wait)),
                 None => again(Refusal::Wrong),
