@@ -80,10 +80,12 @@ async fn list(
 async fn one(
     viewer: Viewer,
     State(st): State<AppState>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Response, UiError> {
     let c = console(&st)?;
     let lang = viewer.lang;
+    // A path that is not a number names no alert: the console's 404, not axum's plain 400.
+    let id: i64 = id.parse().map_err(|_| UiError::NotFound)?;
     let store = st.pipeline.store();
     let alert = store
         .alert(id)
