@@ -215,6 +215,10 @@ async fn a_user_of_one_app_sees_only_its_alerts_and_another_apps_alert_is_not_fo
         assert_eq!(p.status, StatusCode::NOT_FOUND, "alert {hidden}");
         assert!(!p.body.contains("bank"), "the 404 tells nothing of it");
     }
+    // An id that is not a number is the console's own 404 page, not axum's plain-text 400.
+    let p = alice.get("/ui/alerts/abc").await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+    assert!(p.body.contains("<main"), "the console's page: {}", p.body);
     // The app select offers the user's own apps only.
     let page = ok(&alice, "/ui/alerts").await;
     assert!(page.body.contains("<option value=\"shop\""));

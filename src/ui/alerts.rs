@@ -17,7 +17,9 @@ use axum::routing::get;
 
 use super::session::console;
 use super::{UiError, Viewer, page};
+use crate::auth::Claims;
 use crate::http::AppState;
+use crate::store::{AlertRecord, Job};
 use view::AlertsQuery;
 
 /// Templates of this page group.
@@ -62,10 +64,13 @@ async fn list(
         .await
         .map_err(|e| UiError::internal(e).in_lang(lang))?;
     let ids: Vec<i64> = alerts.iter().map(|a| a.id).collect();
-    let jobs = store
-        .jobs_of_alerts(&ids)
-        .await
-        .map_err(|e| UiError::internal(e).in_lang(lang))?;
+    let jobs = visible_jobs(
+        &viewer.claims,
+        store
+            .jobs_of_alerts(&ids)
+            .await
+            .map_err(|e| UiError::internal(e).in_lang(lang))?,
+    );
     let view = view::list(&q, &viewer.claims, alerts, &jobs, PAGE as usize);
     page(c, &viewer, "alerts.html", view)
 }
@@ -75,10 +80,12 @@ async fn list(
 async fn one(
     viewer: Viewer,
     State(st): State<AppState>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Response, UiError> {
     let c = console(&st)?;
     let lang = viewer.lang;
+    // A path that is not a number names no alert: the console's 404, not axum's plain 400.
+    let id: i64 = id.parse().map_err(|_| UiError::NotFound)?;
     let store = st.pipeline.store();
     let alert = store
         .alert(id)
@@ -86,17 +93,39 @@ async fn one(
         .map_err(|e| UiError::internal(e).in_lang(lang))?
         .filter(|a| viewer.claims.can_see_item(a.namespace.as_deref()))
         .ok_or(UiError::NotFound)?;
-    let jobs = store
-        .jobs_of_alerts(&[alert.id])
-        .await
-        .map_err(|e| UiError::internal(e).in_lang(lang))?;
+    let jobs = visible_jobs(
+        &viewer.claims,
+        store
+            .jobs_of_alerts(&[alert.id])
+            .await
+            .map_err(|e| UiError::internal(e).in_lang(lang))?,
+    );
+    let alert = visible_decisions(&viewer.claims, alert);
     page(c, &viewer, "alert.html", view::detail(alert, &jobs))
+}
+
+/// The jobs the viewer may see: a rule may target another app's namespace than the alert's,
+/// and that app's repair is not this viewer's to see (nor does it count as automation here).
+fn visible_jobs(claims: &Claims, jobs: Vec<Job>) -> Vec<Job> {
+    jobs.into_iter()
+        .filter(|j| claims.can_see(&j.target_namespace))
+        .collect()
+}
+
+/// The alert without the decisions whose target lies in a namespace the viewer cannot see
+/// (a target is `namespace/Kind/name`); decisions without a target stay.
+pub(super) fn visible_decisions(claims: &Claims, mut alert: AlertRecord) -> AlertRecord {
+    alert.decisions.retain(|d| match &d.target {
+        Some(t) => claims.can_see(t.split('/').next().unwrap_or_default()),
+        None => true,
+    });
+    alert
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{Claims, Role};
+    use crate::auth::Role;
     use crate::ui::{Console, Lang};
 
     fn viewer(lang: Lang) -> Viewer {
@@ -142,5 +171,78 @@ mod tests {
             };
             assert!(html.contains("id=\"page-alert\""), "{html}");
         }
+    }
+
+    #[test]
+    fn an_app_user_sees_neither_another_apps_job_nor_a_decision_targeting_it_on_their_own_alert() {
+        use crate::decision::Verdict;
+        use crate::job::JobSpec;
+        use crate::store::{AlertDecision, AlertState, JobState};
+        let job = |id: i64, ns: &str| Job {
+            id,
+            alert_event_id: 7,
+            fingerprint: "fp".into(),
+            alertname: "KubePodCrashLooping".into(),
+            rule: "crashloop".into(),
+            playbook: "restart".into(),
+            spec: JobSpec::new("restart"),
+            chain_index: 0,
+            parent_id: None,
+            target_namespace: ns.into(),
+            target_kind: "Deployment".into(),
+            target_name: "web".into(),
+            target_key: format!("{ns}/Deployment/web"),
+            dry_run: false,
+            timeout_ms: None,
+            state: JobState::Queued,
+            not_before: 1_000,
+            created_at: 1_000,
+            started_at: None,
+            finished_at: None,
+            owner: None,
+            outcome: None,
+            error: None,
+            ttr_ms: None,
+        };
+        let decision = |target: Option<&str>| AlertDecision {
+            rule: Some("crashloop".into()),
+            verdict: Verdict::Job,
+            reason: "plan".into(),
+            target: target.map(Into::into),
+            job_id: None,
+            sentence: String::new(),
+            detail: String::new(),
+            decided_at: 950,
+        };
+        let alert = AlertRecord {
+            id: 7,
+            fingerprint: "fp".into(),
+            status: "firing".into(),
+            state: AlertState::Firing,
+            alertname: "KubePodCrashLooping".into(),
+            namespace: Some("shop".into()),
+            severity: None,
+            labels: Default::default(),
+            annotations: Default::default(),
+            starts_at: 500,
+            ends_at: None,
+            resolved_at: None,
+            generator_url: String::new(),
+            received_at: 900,
+            decisions: vec![
+                decision(Some("shop/Deployment/web")),
+                decision(Some("billing/Deployment/web")),
+                decision(None),
+            ],
+        };
+        let claims = viewer(Lang::En).claims;
+        let jobs = visible_jobs(&claims, vec![job(1, "shop"), job(2, "billing")]);
+        assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![1]);
+        let targets: Vec<_> = visible_decisions(&claims, alert)
+            .decisions
+            .into_iter()
+            .map(|d| d.target)
+            .collect();
+        assert_eq!(targets, vec![Some("shop/Deployment/web".into()), None]);
     }
 }

@@ -409,7 +409,15 @@ async fn show(
         .filter(|j| viewer.claims.can_see(&j.target_namespace))
         .ok_or(UiError::NotFound)?;
     let data = TimelineData {
-        alert: store.alert(job.alert_event_id).await.map_err(fail)?,
+        // The alert may be another app's (a rule can target another namespace than the
+        // alert's): then the repair shows no alert, and never decisions on targets the
+        // viewer cannot see.
+        alert: store
+            .alert(job.alert_event_id)
+            .await
+            .map_err(fail)?
+            .filter(|a| viewer.claims.can_see_item(a.namespace.as_deref()))
+            .map(|a| super::alerts::visible_decisions(&viewer.claims, a)),
         chain: {
             let mut chain = store.chain_of(&job).await.map_err(fail)?;
             chain.extend(store.chain_after(&job).await.map_err(fail)?);
