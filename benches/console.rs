@@ -6,7 +6,7 @@
 //! with its decision (one in ten a repair job, the rest no rule matched or a guard refused), and
 //! 10,000 repairs (70 % succeeded, 20 % failed, 10 % escalated). Rows are generated with
 //! multi-row SQL (recursive CTEs) in seconds. The database is built once into
-//! `target/console-bench-v1.db` and reused; delete it to rebuild.
+//! `target/console-bench-v2.db` and reused; delete it to rebuild.
 //!
 //! Pages are fetched from `aiops serve` (the binary cargo built for this bench) on 127.0.0.1,
 //! port 0, over plain HTTP with a session cookie: what is measured is the daemon's answer, the
@@ -59,6 +59,7 @@ async fn build(path: &Path) {
     let now = store::now_ms();
     let start = now - DAYS * store::DAY_MS;
     let step = DAYS * store::DAY_MS / ALERTS;
+    let day = store::DAY_MS;
     eprintln!(
         "building {} ({ALERTS} alerts, {REPAIRS} repairs)…",
         path.display()
@@ -73,11 +74,12 @@ async fn build(path: &Path) {
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ALERTS}), \
              r AS (SELECT i, {start} + i * {step} AS t, (i * 2654435761) % 4294967296 AS h FROM n), \
              s AS (SELECT i, t, h, {names} AS a, 'app' || ((h / 24) % {APPS}) AS ns, {severity} AS sev FROM r) \
-             INSERT INTO alert_events (fingerprint, status, starts_at, alertname, namespace, labels, annotations, \
-               generator_url, receiver, group_key, received_at) \
-             SELECT 'f' || (i % 5000), 'firing', t, a, ns, \
+             INSERT INTO alert_events (fingerprint, status, starts_at, alertname, namespace, severity, labels, \
+               annotations, generator_url, receiver, group_key, received_at, resolved_at) \
+             SELECT 'f' || (i % 5000), 'firing', t, a, ns, sev, \
                '{{\"alertname\":\"' || a || '\",\"namespace\":\"' || ns || '\",\"severity\":\"' || sev || '\",\"deployment\":\"web\"}}', \
-               '{{\"summary\":\"bench\"}}', 'http://prometheus.example/graph', 'aiops', '{{}}', t FROM s"
+               '{{\"summary\":\"bench\"}}', 'http://prometheus.example/graph', 'aiops', '{{}}', t, \
+               CASE WHEN t < {now} - {day} THEN t + 600000 END FROM s"
         ),
         // One repair for every tenth alert.
         format!(
@@ -99,7 +101,7 @@ async fn build(path: &Path) {
          SELECT e.id, CASE WHEN j.id IS NULL AND e.id % 5 <> 0 THEN '' ELSE 'restart' END, \
            CASE WHEN j.id IS NULL AND e.id % 5 <> 0 THEN NULL ELSE e.namespace || '/Deployment/web' END, \
            CASE WHEN j.id IS NOT NULL THEN 'job' WHEN e.id % 5 = 0 THEN 'refused' ELSE 'skipped' END, \
-           CASE WHEN j.id IS NOT NULL THEN 'matched' WHEN e.id % 5 = 0 THEN 'cooldown' ELSE 'no_rule' END, \
+           CASE WHEN j.id IS NOT NULL THEN 'plan' WHEN e.id % 5 = 0 THEN 'cooldown' ELSE 'no_rule' END, \
            '', j.id, e.received_at FROM alert_events e LEFT JOIN jobs j ON j.alert_event_id = e.id"
             .to_string(),
         "ANALYZE".to_string(),
@@ -198,7 +200,7 @@ impl Drop for Daemon {
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let db = target_dir().join("console-bench-v1.db");
+    let db = target_dir().join("console-bench-v2.db");
     if !db.exists() {
         rt.block_on(build(&db));
     }

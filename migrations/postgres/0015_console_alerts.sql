@@ -4,7 +4,7 @@
 -- The alert's `severity` label, copied out of `labels` at intake so that it can be indexed
 -- (NULL when the alert has none).
 ALTER TABLE alert_events ADD COLUMN severity TEXT;
-UPDATE alert_events SET severity = labels::jsonb ->> 'severity';
+UPDATE alert_events SET severity = labels::json ->> 'severity';
 CREATE INDEX alert_events_severity ON alert_events (severity, id);
 
 -- The jobs of an alert, newest last: a page's rows find their repairs, and the automation

@@ -159,19 +159,28 @@ fn page_lang(state: &State) -> Lang {
         .unwrap_or_default()
 }
 
-/// Adds `t(key)` to the templates.
+/// Adds `t(key)` and `t(key, fallback)` to the templates.
+///
+/// A key built from stored data (`t("alerts.reason." ~ d.reason, d.reason)`) takes the stored
+/// code as its fallback: a code this binary has no word for (written by a newer release before a
+/// rollback, say) is shown as the code rather than failing the page. A fixed key has no fallback,
+/// so a missing word is an error the tests find.
 pub(super) fn install(env: &mut Environment<'static>) {
-    env.add_function("t", |state: &State, key: &str| -> Result<String, Error> {
-        page_lang(state)
-            .word(key)
-            .map(str::to_string)
-            .ok_or_else(|| {
-                Error::new(
+    env.add_function(
+        "t",
+        |state: &State, key: &str, fallback: Option<minijinja::Value>| -> Result<String, Error> {
+            if let Some(w) = page_lang(state).word(key) {
+                return Ok(w.to_string());
+            }
+            match fallback {
+                Some(v) => Ok(v.to_string()),
+                None => Err(Error::new(
                     ErrorKind::UndefinedError,
                     format!("no console word {key:?} (add it to a WORDS table)"),
-                )
-            })
-    });
+                )),
+            }
+        },
+    );
 }
 
 #[cfg(test)]
@@ -186,6 +195,24 @@ mod tests {
             assert!(!en.trim().is_empty(), "{key} has no English");
             assert!(!zh.trim().is_empty(), "{key} has no Chinese");
         }
+    }
+
+    #[test]
+    fn a_word_for_a_stored_code_this_binary_does_not_know_falls_back_to_the_code() {
+        let mut env = Environment::new();
+        install(&mut env);
+        let render = |src: &str| {
+            env.render_str(
+                src,
+                minijinja::context! { lang => "zh-TW", code => "from_the_future" },
+            )
+        };
+        assert_eq!(
+            render("{{ t('alerts.reason.' ~ code, code) }}").unwrap(),
+            "from_the_future"
+        );
+        assert_eq!(render("{{ t('common.nav.alerts') }}").unwrap(), "告警");
+        assert!(render("{{ t('common.no_such_word') }}").is_err());
     }
 
     #[test]
