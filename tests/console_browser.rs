@@ -45,7 +45,8 @@ async fn a_person_signs_in_and_sees_a_firing_alert_and_why_aiops_did_nothing_abo
         return;
     };
     let s = Scene::new().await;
-    s.add_user("olivia", "editor", "prod", "correct horse battery staple");
+    s.add_user("olivia", "editor", "prod", "correct horse battery staple")
+        .await;
 
     // Not signed in: the console sends the browser to the login page, and back afterwards.
     b.open(&s.url("/ui/alerts")).await;

@@ -136,20 +136,28 @@ impl Scene {
 
     /// Adds a console user the way an operator does: `aiops user add NAME --role ROLE --apps …`
     /// with the password on standard input.
-    pub fn add_user(&self, name: &str, role: &str, apps: &str, password: &str) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aiops"))
-            .args(["user", "add", name, "--role", role, "--apps", apps])
+    ///
+    /// The command runs on a blocking thread while this test's runtime keeps serving the
+    /// in-process daemon: blocking the runtime here could leave a daemon write half-done,
+    /// holding SQLite's lock until the command gave up with "database is locked".
+    pub async fn add_user(&self, name: &str, role: &str, apps: &str, password: &str) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aiops"));
+        cmd.args(["user", "add", name, "--role", role, "--apps", apps])
             .current_dir(self.app.dir.path())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AIOPS_DATABASE_URL", &self.app.db.url)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-        let out = child.wait_with_output().unwrap();
+            .stderr(Stdio::piped());
+        let password = password.to_string();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut child = cmd.spawn().unwrap();
+            writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
         assert!(
             out.status.success(),
             "aiops user add: {}{}",
