@@ -7,8 +7,9 @@
 //! - **Guessing is slow twice over**: every failure spends the client address's budget
 //!   (`http.auth_failures_per_minute`, the same rates as the webhook and the API but a budget of
 //!   its own, so mistyped passwords never throttle Alertmanager), and the
-//!   [`Limiter`] counts failures per user name, whatever the address, so that many addresses
-//!   cannot share the guessing of one password.
+//!   [`Limiter`] delays a name from an address that keeps failing for it, and, once a name is
+//!   under attack, from every address that has failed for it. An address with a clean record
+//!   still gets in with the right password, so nobody can lock a user out from elsewhere.
 //! - **Login CSRF**: the form carries a token that must equal the `aiops_login` cookie set with
 //!   the form (`SameSite=Strict`), so another site cannot sign a browser into an account of its
 //!   choosing.
@@ -254,7 +255,7 @@ async fn sign_in(
         return again(Refusal::Throttled(wait));
     }
     let now = Instant::now();
-    if let Err(wait) = c.logins.check(&f.username, now) {
+    if let Err(wait) = c.logins.check(&f.username, ip, now) {
         return again(Refusal::Throttled(wait));
     }
     let store = st.pipeline.store();
@@ -288,7 +289,7 @@ async fn sign_in(
                 }
                 None => tracing::info!("console sign-in refused: unknown user name"),
             }
-            let by_name = c.logins.failed(&f.username, now);
+            let by_name = c.logins.failed(&f.username, ip, now);
             let by_address = ip.and_then(|ip| st.sign_in_failure(ip));
             return match by_name.into_iter().chain(by_address).max() {
                 Some(wait) => again(Refusal::Throttled(wait)),
@@ -296,7 +297,7 @@ async fn sign_in(
             };
         }
     };
-    c.logins.succeeded(&user.name);
+    c.logins.succeeded(&f.username, ip);
     let (token, _csrf) = session::start(store, c, &user.name, store::now_ms())
         .await
         .map_err(|e| UiError::internal(e).in_lang(lang))?;
@@ -372,7 +373,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(60 * 60);
 /// Names remembered at most: the names are chosen by whoever posts the form.
 const MAX_NAMES: usize = 10_000;
 
-/// Failed sign-ins of one user name.
+/// Failed sign-ins of one user name, or of one name from one address.
 #[derive(Clone, Copy, Debug)]
 struct Failures {
     count: u32,
@@ -380,7 +381,7 @@ struct Failures {
 }
 
 impl Failures {
-    /// Until when sign-ins to this name are refused.
+    /// Until when sign-ins are refused.
     fn until(&self) -> Instant {
         let beyond = self.count.saturating_sub(FREE_FAILURES);
         if beyond == 0 {
@@ -392,60 +393,118 @@ impl Failures {
             .min(MAX_DELAY);
         self.last + delay
     }
+
+    /// Whether these failures still count at `now`.
+    fn recent(&self, now: Instant) -> bool {
+        now.duration_since(self.last) < FORGET_AFTER
+    }
+
+    /// `Some(wait)` while these failures refuse sign-ins at `now`.
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        let until = self.until();
+        (until > now && self.recent(now)).then(|| until - now)
+    }
+
+    /// Counts one more failure at `now` (old ones forgotten first).
+    fn add(&mut self, now: Instant) {
+        if !self.recent(now) {
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        self.last = now;
+    }
 }
 
-/// Failed sign-ins per user name, whatever the address they come from: after
-/// [`FREE_FAILURES`], each further failure delays the next attempt, from 30 s doubling up to
-/// 15 min; a success or an hour without failure starts afresh.
+/// Whose failures: a user name, and the client address when there is one.
+type Pair = (String, Option<IpAddr>);
+
+/// Failed sign-ins, counted twice:
+///
+/// - **per (name, address)**: after [`FREE_FAILURES`], each further failure delays the next
+///   attempt to that name *from that address*, from 30 s doubling up to 15 min;
+/// - **per name, whatever the address**: once a name has more than [`FREE_FAILURES`] recent
+///   failures it is under attack, and then any address that has failed for it even once waits
+///   the name's delay. An address with a clean record for the name is still let through, so
+///   someone failing from elsewhere cannot lock the user out, while a spread-out guesser gets
+///   one try per address instead of five.
+///
+/// A success clears only that address's count; an hour without failure starts afresh.
 ///
 /// Hand-written rather than `governor` (which the per-address throttle uses): a sign-in that
-/// succeeds must clear its name's count, and governor's keyed limiter cannot reset one key.
+/// succeeds must clear its pair's count, and governor's keyed limiter cannot reset one key.
 #[derive(Debug, Default)]
 pub(crate) struct Limiter {
-    names: Mutex<HashMap<String, Failures>>,
+    inner: Mutex<Counts>,
+}
+
+/// The two tables of [`Limiter`].
+#[derive(Debug, Default)]
+struct Counts {
+    names: HashMap<String, Failures>,
+    pairs: HashMap<Pair, Failures>,
 }
 
 impl Limiter {
-    fn names(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
-        self.names.lock().unwrap_or_else(|p| p.into_inner())
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `Err(wait)` while sign-ins to `name` are refused.
-    pub(crate) fn check(&self, name: &str, now: Instant) -> Result<(), Duration> {
-        let names = self.names();
-        let Some(f) = names.get(key(name)) else {
-            return Ok(());
-        };
-        let until = f.until();
-        if until > now && now.duration_since(f.last) < FORGET_AFTER {
-            return Err(until - now);
+    /// `Err(wait)` while sign-ins to `name` from `ip` are refused.
+    pub(crate) fn check(
+        &self,
+        name: &str,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let counts = self.counts();
+        match counts.wait(name, ip, now) {
+            Some(wait) => Err(wait),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// Records a failed sign-in to `name`; `Some(wait)` when further ones are now refused.
-    pub(crate) fn failed(&self, name: &str, now: Instant) -> Option<Duration> {
-        let mut names = self.names();
+    /// Records a failed sign-in to `name` from `ip`; `Some(wait)` when further ones from `ip`
+    /// are now refused.
+    pub(crate) fn failed(&self, name: &str, ip: Option<IpAddr>, now: Instant) -> Option<Duration> {
+        let mut counts = self.counts();
         let k = key(name);
-        if !names.contains_key(k) && names.len() >= MAX_NAMES {
-            make_room(&mut names, now);
+        let pair = (k.to_string(), ip);
+        if !counts.names.contains_key(k) && counts.names.len() >= MAX_NAMES {
+            make_room(&mut counts.names, now);
         }
-        let f = names.entry(k.to_string()).or_insert(Failures {
+        if !counts.pairs.contains_key(&pair) && counts.pairs.len() >= MAX_NAMES {
+            make_room(&mut counts.pairs, now);
+        }
+        let fresh = Failures {
             count: 0,
             last: now,
-        });
-        if now.duration_since(f.last) >= FORGET_AFTER {
-            f.count = 0;
-        }
-        f.count = f.count.saturating_add(1);
-        f.last = now;
-        let until = f.until();
-        (until > now).then(|| until - now)
+        };
+        counts.names.entry(k.to_string()).or_insert(fresh).add(now);
+        counts.pairs.entry(pair).or_insert(fresh).add(now);
+        counts.wait(name, ip, now)
     }
 
-    /// A successful sign-in: the name starts afresh.
-    pub(crate) fn succeeded(&self, name: &str) {
-        self.names().remove(key(name));
+    /// A successful sign-in from `ip`: that address starts afresh for `name`. The name's own
+    /// count stays, so a user signing in during an attack does not reset the attacker's delay.
+    pub(crate) fn succeeded(&self, name: &str, ip: Option<IpAddr>) {
+        self.counts().pairs.remove(&(key(name).to_string(), ip));
+    }
+}
+
+impl Counts {
+    /// How long `ip` must wait before trying `name` again, if at all.
+    fn wait(&self, name: &str, ip: Option<IpAddr>, now: Instant) -> Option<Duration> {
+        let k = key(name);
+        let pair = self
+            .pairs
+            .get(&(k.to_string(), ip))
+            .filter(|f| f.recent(now));
+        let own = pair.and_then(|f| f.wait(now));
+        // Under attack, a name is closed to every address with a failure of its own.
+        let shared = pair
+            .and_then(|_| self.names.get(k))
+            .and_then(|f| f.wait(now));
+        own.into_iter().chain(shared).max()
     }
 }
 
@@ -458,16 +517,21 @@ fn key(name: &str) -> &str {
     &name[..end]
 }
 
-/// Forgets names whose failures are old; if all are recent, the one idle longest.
-fn make_room(names: &mut HashMap<String, Failures>, now: Instant) {
-    names.retain(|_, f| f.until() > now && now.duration_since(f.last) < FORGET_AFTER);
-    if names.len() >= MAX_NAMES
-        && let Some(oldest) = names
-            .iter()
-            .min_by_key(|(_, f)| f.last)
-            .map(|(k, _)| k.clone())
-    {
-        names.remove(&oldest);
+/// Makes room in a full table: forgets entries whose failures are old; then, if still full, the
+/// quiet entry idle longest (one that refuses nothing), and only if every entry is refusing,
+/// the one idle longest. So spraying fresh names, one failure each, cannot push out the count
+/// of a name under attack.
+fn make_room<K: Clone + Eq + std::hash::Hash>(table: &mut HashMap<K, Failures>, now: Instant) {
+    table.retain(|_, f| f.recent(now) && (f.count > 0));
+    if table.len() < MAX_NAMES {
+        return;
+    }
+    let victim = table
+        .iter()
+        .min_by_key(|(_, f)| (f.wait(now).is_some(), f.last))
+        .map(|(k, _)| k.clone());
+    if let Some(k) = victim {
+        table.remove(&k);
     }
 }
 
@@ -484,61 +548,154 @@ mod tests {
         assert_eq!(verifiers_for(64), 32);
     }
 
-    #[test]
-    fn a_name_is_delayed_only_after_its_free_failures_then_doubling_up_to_a_cap() {
-        let l = Limiter::default();
-        let t0 = Instant::now();
-        for _ in 0..FREE_FAILURES {
-            assert_eq!(l.check("alice", t0), Ok(()));
-            assert_eq!(l.failed("alice", t0), None);
-        }
-        assert_eq!(l.failed("alice", t0), Some(FIRST_DELAY));
-        assert_eq!(l.check("alice", t0), Err(FIRST_DELAY));
-        assert_eq!(l.check("bob", t0), Ok(()), "other names are not slowed");
-        let t1 = t0 + FIRST_DELAY;
-        assert_eq!(l.check("alice", t1), Ok(()));
-        assert_eq!(l.failed("alice", t1), Some(FIRST_DELAY * 2));
-        let mut t = t1;
-        for _ in 0..10 {
-            t += MAX_DELAY;
-            l.failed("alice", t);
-        }
-        assert_eq!(l.check("alice", t), Err(MAX_DELAY));
+    const HOME: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1)));
+    const AWAY: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2)));
+
+    fn at(n: u8) -> Option<IpAddr> {
+        Some(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, n)))
     }
 
     #[test]
-    fn a_success_or_an_hour_of_quiet_starts_a_name_afresh() {
+    fn an_address_is_delayed_only_after_its_free_failures_then_doubling_up_to_a_cap() {
         let l = Limiter::default();
         let t0 = Instant::now();
-        for _ in 0..=FREE_FAILURES {
-            l.failed("alice", t0);
-        }
-        assert!(l.check("alice", t0).is_err());
-        l.succeeded("alice");
-        assert_eq!(l.check("alice", t0), Ok(()));
         for _ in 0..FREE_FAILURES {
-            l.failed("alice", t0);
+            assert_eq!(l.check("alice", AWAY, t0), Ok(()));
+            assert_eq!(l.failed("alice", AWAY, t0), None);
+        }
+        assert_eq!(l.failed("alice", AWAY, t0), Some(FIRST_DELAY));
+        assert_eq!(l.check("alice", AWAY, t0), Err(FIRST_DELAY));
+        assert_eq!(
+            l.check("bob", AWAY, t0),
+            Ok(()),
+            "other names are not slowed"
+        );
+        let t1 = t0 + FIRST_DELAY;
+        assert_eq!(l.check("alice", AWAY, t1), Ok(()));
+        assert_eq!(l.failed("alice", AWAY, t1), Some(FIRST_DELAY * 2));
+        let mut t = t1;
+        for _ in 0..10 {
+            t += MAX_DELAY;
+            l.failed("alice", AWAY, t);
+        }
+        assert_eq!(l.check("alice", AWAY, t), Err(MAX_DELAY));
+    }
+
+    #[test]
+    fn failures_from_elsewhere_never_lock_out_an_address_with_a_clean_record() {
+        let l = Limiter::default();
+        let t0 = Instant::now();
+        for _ in 0..20 {
+            l.failed("alice", AWAY, t0);
+        }
+        assert!(l.check("alice", AWAY, t0).is_err());
+        assert_eq!(l.check("alice", HOME, t0), Ok(()), "the user's own address");
+    }
+
+    #[test]
+    fn a_name_under_attack_gives_each_address_one_try_instead_of_five() {
+        let l = Limiter::default();
+        let t0 = Instant::now();
+        // Spread out: one failure from each of six addresses puts the name under attack.
+        for n in 1..=FREE_FAILURES as u8 {
+            assert_eq!(l.failed("alice", at(n), t0), None);
+        }
+        let sixth = l.failed("alice", at(6), t0);
+        assert_eq!(sixth, Some(FIRST_DELAY), "the sixth address waits at once");
+        assert_eq!(
+            l.check("alice", at(1), t0),
+            Err(FIRST_DELAY),
+            "as do the others"
+        );
+        assert_eq!(
+            l.check("alice", at(7), t0),
+            Ok(()),
+            "a new address gets its one try"
+        );
+        assert_eq!(l.failed("alice", at(7), t0), Some(FIRST_DELAY * 2));
+        assert_eq!(
+            l.check("bob", at(1), t0),
+            Ok(()),
+            "other names are not slowed"
+        );
+    }
+
+    #[test]
+    fn a_success_clears_its_address_but_not_the_attack_on_the_name() {
+        let l = Limiter::default();
+        let t0 = Instant::now();
+        for n in 1..=10 {
+            l.failed("alice", at(n), t0);
+        }
+        l.failed("alice", HOME, t0);
+        assert!(
+            l.check("alice", HOME, t0).is_err(),
+            "a typo during an attack waits"
+        );
+        l.succeeded("alice", HOME);
+        assert_eq!(l.check("alice", HOME, t0), Ok(()));
+        assert!(
+            l.check("alice", at(1), t0).is_err(),
+            "the guessers still wait"
+        );
+        assert_eq!(
+            l.failed("alice", HOME, t0).is_some(),
+            true,
+            "the name is still under attack"
+        );
+    }
+
+    #[test]
+    fn an_hour_of_quiet_starts_afresh() {
+        let l = Limiter::default();
+        let t0 = Instant::now();
+        for _ in 0..FREE_FAILURES {
+            l.failed("alice", AWAY, t0);
         }
         let later = t0 + FORGET_AFTER;
         assert_eq!(
-            l.failed("alice", later),
+            l.failed("alice", AWAY, later),
             None,
             "the old failures were forgotten"
         );
     }
 
     #[test]
-    fn the_names_remembered_are_bounded_whatever_is_posted() {
+    fn spraying_names_cannot_push_out_the_count_of_a_name_under_attack() {
         let l = Limiter::default();
         let t0 = Instant::now();
-        for n in 0..MAX_NAMES + 50 {
-            l.failed(&format!("guess{n}"), t0 + Duration::from_millis(n as u64));
+        for _ in 0..=FREE_FAILURES {
+            l.failed("admin", AWAY, t0);
         }
-        assert!(l.names().len() <= MAX_NAMES);
-        assert!(l.names().contains_key("guess10049"), "the newest is kept");
+        for n in 0..MAX_NAMES + 50 {
+            l.failed(
+                &format!("guess{n}"),
+                AWAY,
+                t0 + Duration::from_millis(n as u64 + 1),
+            );
+        }
+        let now = t0 + Duration::from_secs(1);
+        let counts = l.counts();
+        assert!(counts.names.len() <= MAX_NAMES && counts.pairs.len() <= MAX_NAMES);
+        assert!(
+            counts.names.contains_key("guess10049"),
+            "the newest is kept"
+        );
+        drop(counts);
+        assert!(l.check("admin", AWAY, now).is_err(), "still refused");
+    }
+
+    #[test]
+    fn the_names_remembered_are_bounded_in_length() {
+        let l = Limiter::default();
         let long = "x".repeat(10_000);
-        l.failed(&long, t0);
-        assert!(l.names().keys().all(|k| k.len() <= MAX_NAME_BYTES + 1));
+        l.failed(&long, AWAY, Instant::now());
+        assert!(
+            l.counts()
+                .names
+                .keys()
+                .all(|k| k.len() <= MAX_NAME_BYTES + 1)
+        );
         assert_eq!(key("ab"), "ab");
         assert_eq!(
             key(&"密".repeat(40)).len(),
