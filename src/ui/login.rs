@@ -638,9 +638,8 @@ mod tests {
             l.check("alice", at(1), t0).is_err(),
             "the guessers still wait"
         );
-        assert_eq!(
+        assert!(
             l.failed("alice", HOME, t0).is_some(),
-            true,
             "the name is still under attack"
         );
     }
