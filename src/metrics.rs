@@ -42,6 +42,9 @@ pub struct Metrics {
     pub webhook_requests: IntCounterVec,
     /// Webhook handling time.
     pub webhook_duration: Histogram,
+    /// Webhooks written per intake transaction (group commit); its `_count` is the number of
+    /// commits.
+    pub intake_batch: Histogram,
     /// Escalations of real jobs recorded, by kind (playbook, notify, human); a shadow chain's
     /// show only in `aiops_jobs_total{mode="shadow"}`.
     pub escalations: IntCounterVec,
@@ -240,6 +243,19 @@ impl Metrics {
             )
             .expect("valid metric"),
         );
+        let intake_batch = reg(
+            &registry,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "aiops_intake_batch_webhooks",
+                    "Webhooks with new alerts written per intake transaction (group commit).",
+                )
+                .buckets(vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0,
+                ]),
+            )
+            .expect("valid metric"),
+        );
         let gv = |name: &str, help: &str, labels: &[&str]| {
             reg(
                 &registry,
@@ -271,6 +287,7 @@ impl Metrics {
             queue_full,
             webhook_requests,
             webhook_duration,
+            intake_batch,
             escalations,
             reloads,
             api_auth_failures,

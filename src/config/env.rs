@@ -154,6 +154,7 @@ pub const VARIABLES: &[Variable] = variables![
     "AIOPS_PLAYBOOKS_DIR" => playbooks_dir,
     "AIOPS_MAX_BODY_BYTES" => intake.max_body_bytes,
     "AIOPS_INTAKE_RATE_LIMIT" => intake.rate_limit_per_second,
+    "AIOPS_INTAKE_BATCH_MAX_ALERTS" => intake.batch_max_alerts,
     "AIOPS_WORKERS" => jobs.workers,
     "AIOPS_QUEUE_CAPACITY" => jobs.queue_capacity,
     "AIOPS_STORM_MAX_TARGETS" => guard.storm.max_targets,

@@ -281,6 +281,9 @@ pub struct Intake {
     pub rate_limit_per_second: u32,
     /// Burst allowed above the rate.
     pub rate_limit_burst: u32,
+    /// New alerts written in one transaction at most (group commit: webhooks waiting together
+    /// share one commit, each answered once it is durable). Bounds a batch's time and memory.
+    pub batch_max_alerts: usize,
 }
 
 impl Default for Intake {
@@ -289,6 +292,7 @@ impl Default for Intake {
             max_body_bytes: 1024 * 1024,
             rate_limit_per_second: 0,
             rate_limit_burst: 100,
+            batch_max_alerts: 1000,
         }
     }
 }

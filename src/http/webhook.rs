@@ -144,6 +144,15 @@ async fn handle(
             ),
         )
         .header("retry-after", "5")),
+        // The writer logged the batch's error once; the label says which kind.
+        Err(pipeline::Error::Unavailable(kind)) => {
+            tracing::debug!(kind, "webhook not recorded; answering 503");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store unavailable; nothing recorded, retry later",
+            )
+            .header("retry-after", "5"))
+        }
         Err(pipeline::Error::Store(e)) => {
             tracing::error!(error = %e, kind = e.metric_label(), "store unavailable; answering 503");
             Err(ApiError::new(

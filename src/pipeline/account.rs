@@ -1,11 +1,11 @@
 //! Counting a committed webhook's decisions in the metrics, and waking the workers for its jobs.
 
-use super::{Pipeline, Report, RuleVerdict};
+use super::{Core, Report, RuleVerdict};
 use crate::alert::Status;
 use crate::decision::{self, Verdict};
 use crate::rules::Mode;
 
-impl Pipeline {
+impl Core {
     /// Counts what `report` committed (after the commit: a rolled-back webhook counts nothing)
     /// and wakes the workers when it created jobs.
     pub(super) fn account(&self, report: &mut Report, escalations: u64) {

@@ -112,9 +112,9 @@ pub(super) struct Ctx<'a> {
     pub trust: &'a Trust,
 }
 
-/// Each lane's count of pending jobs, kept for one payload: read from the store at a lane's
-/// first decision, then counted up as the payload's own jobs are inserted.
-#[derive(Default)]
+/// Each lane's count of pending jobs, kept for one intake batch: read from the store at a lane's
+/// first decision, then counted up as the batch's own jobs are inserted.
+#[derive(Clone, Default)]
 pub(super) struct Pending {
     real: Option<i64>,
     shadow: Option<i64>,
@@ -142,20 +142,23 @@ impl Pending {
     }
 }
 
-/// The storm brake's count of distinct targets, kept for one payload so that intake stays linear.
+/// The storm brake's count of distinct targets, kept for one intake batch (one transaction at one
+/// `now`, see `pipeline::batch`) so that intake stays linear.
 ///
-/// The window's count is read once (one range scan); after that each target costs one primary-key
-/// lookup. The result equals counting the window again for every alert, because within a
-/// payload `now` (so the window) is fixed and only [`decide`] writes `target_activity`: every
-/// decision recorded after the storm check feeds its target, so a target not yet in the window
-/// joins it exactly once. Another replica's commits during the payload are not seen, as they
-/// would not be under SQLite's single writer either.
-#[derive(Default)]
+/// The window's count is read once (one range scan); after that each target costs at most one
+/// primary-key lookup per batch. The result equals counting the window again for every alert,
+/// because within a batch `now` (so the window) is fixed and only [`decide`] writes
+/// `target_activity`: every decision recorded after the storm check feeds its target, so a
+/// target not yet in the window joins it exactly once. Other replicas wait for the batch's
+/// intake lock (PostgreSQL), as they would for SQLite's single writer.
+#[derive(Clone, Default)]
 pub(super) struct StormTally {
     /// Distinct targets in the window when the payload began; read on first use.
     base: Option<i64>,
     /// Targets this payload brought into the window.
     added: HashSet<String>,
+    /// Targets read from the store as already in the window (read once each).
+    known: HashSet<String>,
     /// Whether an episode is open, once known in this payload. The count only grows within a
     /// payload, so once engaged it stays engaged until the payload ends.
     open: Option<bool>,
@@ -173,8 +176,12 @@ impl StormTally {
                 n
             }
         };
-        if !self.added.contains(key) && !tx.target_active_since(key, since).await? {
-            self.added.insert(key.to_string());
+        if !self.added.contains(key) && !self.known.contains(key) {
+            if tx.target_active_since(key, since).await? {
+                self.known.insert(key.to_string());
+            } else {
+                self.added.insert(key.to_string());
+            }
         }
         Ok(base + i64::try_from(self.added.len()).unwrap_or(i64::MAX))
     }
@@ -531,7 +538,7 @@ pub(super) async fn decide(
             (_, false) => "",
         }
     );
-    tx.insert_decision(&Decision {
+    tx.record_decision(&Decision {
         alert_event_id: event_id,
         rule: &rule.name,
         target_key: Some(&key),
@@ -572,7 +579,7 @@ async fn refuse(
         detail
     };
     let key = target.map(|t| t.key());
-    tx.insert_decision(&Decision {
+    tx.record_decision(&Decision {
         alert_event_id: event_id,
         rule: &rule.name,
         target_key: key.as_deref(),

@@ -6,11 +6,13 @@
 //! delivered (it gets no 2xx and retries); a crash after it leaves a complete record, so a
 //! re-send is recognised as a duplicate and nothing is done twice.
 //!
-//! The in-memory cache (moka) only short-cuts alerts this process has already committed; the
+//! The in-memory cache (`seen`) only short-cuts alerts this process has already committed; the
 //! store's unique index decides for everything else, including re-sends to another replica.
 
 mod account;
+mod batch;
 mod guard;
+mod seen;
 
 use std::sync::{Arc, RwLock};
 
@@ -23,7 +25,7 @@ use crate::definitions::Definitions;
 use crate::job::{ChainStep, Params};
 use crate::metrics::Metrics;
 use crate::rules::{Mode, Target, Trust};
-use crate::store::{self, NewAlertEvent, Store};
+use crate::store::{self, Store};
 
 pub use guard::Refusal;
 
@@ -61,6 +63,11 @@ pub enum Error {
         /// The configured bound.
         capacity: usize,
     },
+    /// The batch this webhook was written with could not be recorded (the writer logged why),
+    /// or too many webhooks are already waiting for the writer: answer 503, nothing of this
+    /// webhook was recorded.
+    #[error("store unavailable ({0}); nothing recorded")]
+    Unavailable(&'static str),
 }
 
 /// `type Result<T, E = Error>` as in every module of this crate.
@@ -158,10 +165,20 @@ pub struct Report {
 }
 
 /// The intake pipeline: shared by the HTTP handlers, the executor and the CLI.
+///
+/// Webhooks with new alerts are written by one writer task in batches ([`batch`]): one
+/// transaction (one fsync) for every webhook waiting when the writer is free, each answered only
+/// once its batch committed. Re-sends the dedup cache knows never wait for it.
 pub struct Pipeline {
+    core: Arc<Core>,
+    queue: Arc<batch::Queue>,
+}
+
+/// What the writer task shares with the handlers.
+pub(crate) struct Core {
     store: Store,
     defs: RwLock<Arc<Definitions>>,
-    dedup: moka::sync::Cache<DedupKey, ()>,
+    dedup: seen::Seen,
     guard: config::Guard,
     trust: Trust,
     queue_capacity: usize,
@@ -175,78 +192,81 @@ impl Pipeline {
     /// Sends notifications through `outbox` (storm brake, fired alerts; the executor and
     /// playbooks use it too).
     pub fn with_outbox(mut self, outbox: Arc<crate::notify::Outbox>) -> Pipeline {
-        self.outbox = Some(outbox);
+        self.core_mut().outbox = Some(outbox);
         self
+    }
+
+    /// The core, while the pipeline is being set up (before the writer shares it).
+    fn core_mut(&mut self) -> &mut Core {
+        Arc::get_mut(&mut self.core).expect("a pipeline is configured before it is shared")
     }
 
     /// Holds alerts during the maintenance windows of `windows` (shared with the API and the
     /// summary task, which refresh it).
     pub fn with_maintenance(mut self, windows: crate::maintenance::Windows) -> Pipeline {
-        self.maintenance = windows;
+        self.core_mut().maintenance = windows;
         self
     }
 
     /// The maintenance windows the guard reads.
     pub fn maintenance(&self) -> &crate::maintenance::Windows {
-        &self.maintenance
+        &self.core.maintenance
     }
 
     /// The notification outbox, when notifications are set up.
     pub fn outbox(&self) -> Option<&Arc<crate::notify::Outbox>> {
-        self.outbox.as_ref()
+        self.core.outbox.as_ref()
     }
 
     /// Builds the pipeline around a store and loaded definitions.
     pub fn new(store: Store, defs: Definitions, settings: &Settings, metrics: Metrics) -> Pipeline {
-        let dedup = moka::sync::Cache::builder()
-            .max_capacity(settings.dedup.cache_capacity)
-            .time_to_live(settings.dedup.cache_ttl.0)
-            .build();
+        let dedup = seen::Seen::new(settings.dedup.cache_capacity, settings.dedup.cache_ttl.0);
         Pipeline {
-            store,
-            defs: RwLock::new(Arc::new(defs)),
-            dedup,
-            guard: settings.guard.clone(),
-            trust: settings.trust.clone(),
-            queue_capacity: settings.jobs.queue_capacity,
-            metrics,
-            wake: Arc::new(Notify::new()),
-            outbox: None,
-            maintenance: crate::maintenance::Windows::default(),
+            core: Arc::new(Core {
+                store,
+                defs: RwLock::new(Arc::new(defs)),
+                dedup,
+                guard: settings.guard.clone(),
+                trust: settings.trust.clone(),
+                queue_capacity: settings.jobs.queue_capacity,
+                metrics,
+                wake: Arc::new(Notify::new()),
+                outbox: None,
+                maintenance: crate::maintenance::Windows::default(),
+            }),
+            queue: Arc::new(batch::Queue::new(settings.intake.batch_max_alerts)),
         }
     }
 
     /// The store.
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.core.store
     }
 
     /// The `trust:` settings: the mode and approvers of rules that set none.
     pub fn trust(&self) -> &Trust {
-        &self.trust
+        &self.core.trust
     }
 
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.core.metrics
     }
 
     /// Signalled whenever a job is created, so idle workers start at once.
     pub fn wake(&self) -> Arc<Notify> {
-        self.wake.clone()
+        self.core.wake.clone()
     }
 
     /// The current rules and playbooks.
     pub fn definitions(&self) -> Arc<Definitions> {
-        self.defs
-            .read()
-            .expect("definitions lock is never poisoned")
-            .clone()
+        self.core.definitions()
     }
 
     /// Replaces the rules and playbooks (after a successful load).
     pub fn replace_definitions(&self, defs: Definitions) {
         *self
+            .core
             .defs
             .write()
             .expect("definitions lock is never poisoned") = Arc::new(defs);
@@ -260,12 +280,12 @@ impl Pipeline {
         playbooks_dir: &crate::embedded::Source,
     ) -> Result<(usize, usize), Vec<String>> {
         let loaded = Definitions::load(rules_dir, playbooks_dir).and_then(|defs| {
-            let mut problems = match &self.outbox {
+            let mut problems = match &self.core.outbox {
                 Some(outbox) => defs.check_notify(&|n| outbox.knows(n)),
                 None => Vec::new(),
             };
             // The start-up's check too: a reload must not bring in a rule nobody may approve.
-            problems.extend(defs.check_approvers(&self.trust));
+            problems.extend(defs.check_approvers(&self.core.trust));
             if problems.is_empty() {
                 Ok(defs)
             } else {
@@ -276,7 +296,11 @@ impl Pipeline {
             Ok(defs) => {
                 let counts = (defs.rules.len(), defs.playbooks.len());
                 self.replace_definitions(defs);
-                self.metrics.reloads.with_label_values(&["success"]).inc();
+                self.core
+                    .metrics
+                    .reloads
+                    .with_label_values(&["success"])
+                    .inc();
                 tracing::info!(
                     rules = counts.0,
                     playbooks = counts.1,
@@ -285,26 +309,55 @@ impl Pipeline {
                 Ok(counts)
             }
             Err(problems) => {
-                self.metrics.reloads.with_label_values(&["failure"]).inc();
+                self.core
+                    .metrics
+                    .reloads
+                    .with_label_values(&["failure"])
+                    .inc();
                 tracing::error!(problems = %problems.join("; "), "reload rejected; keeping the running rules and playbooks");
                 Err(problems)
             }
         }
     }
 
-    /// Records a webhook's alerts and decides on each. Commits before returning.
+    /// Records a webhook's alerts and decides on each. Returns once they are committed.
     pub async fn ingest(&self, payload: &Payload) -> Result<Report> {
-        self.process(payload, true, Simulation::default()).await
+        let now = store::now_ms();
+        match self.core.prepare(payload, now, true) {
+            Prepared::Done(report) => Ok(report),
+            Prepared::Write(webhook) => batch::submit(&self.core, &self.queue, webhook).await,
+        }
     }
 
     /// Decides as [`Pipeline::ingest`] would (at `sim.at`, duplicates evaluated when
     /// `sim.ignore_dedup`), then rolls everything back.
     pub async fn simulate(&self, payload: &Payload, sim: Simulation) -> Result<Report> {
-        self.process(payload, false, sim).await
+        let now = sim.at.unwrap_or_else(store::now_ms);
+        match self.core.prepare(payload, now, false) {
+            Prepared::Done(report) => Ok(report),
+            Prepared::Write(webhook) => self.core.simulate(webhook, now, sim).await,
+        }
+    }
+}
+
+/// A webhook after the checks that need no store: either answered already (nothing new to
+/// write), or to be written.
+enum Prepared {
+    Done(Report),
+    Write(batch::Webhook),
+}
+
+impl Core {
+    /// The current rules and playbooks.
+    fn definitions(&self) -> Arc<Definitions> {
+        self.defs
+            .read()
+            .expect("definitions lock is never poisoned")
+            .clone()
     }
 
-    async fn process(&self, payload: &Payload, commit: bool, sim: Simulation) -> Result<Report> {
-        let now = sim.at.unwrap_or_else(store::now_ms);
+    /// Rejects what cannot be stored and drops what the dedup cache knows (when `commit`).
+    fn prepare(&self, payload: &Payload, now: i64, commit: bool) -> Prepared {
         let clock = chrono::DateTime::from_timestamp_millis(now).unwrap_or_else(chrono::Utc::now);
         // Checked before anything is written: a value the store cannot hold must not fail the
         // transaction of the good alerts beside it, and must not become a 503 that Alertmanager
@@ -330,14 +383,20 @@ impl Pipeline {
                 );
             }
         }
-        let mut fresh: Vec<(&Alert, DedupKey)> = Vec::with_capacity(good.len());
+        let mut fresh: Vec<(Alert, DedupKey)> = Vec::with_capacity(good.len());
         for alert in good {
             let key = alert.dedup_key();
-            if commit && self.dedup.contains_key(&key) {
+            if commit && self.dedup.contains(&key) {
                 report.duplicates += 1;
                 continue;
             }
-            fresh.push((alert, key));
+            fresh.push((alert.clone(), key));
+        }
+        if fresh.is_empty() {
+            self.metrics
+                .alerts_duplicate
+                .inc_by(report.duplicates as u64);
+            return Prepared::Done(report);
         }
         // One global order of row locks: two replicas handling overlapping payloads then wait on
         // each other instead of deadlocking on PostgreSQL.
@@ -348,156 +407,12 @@ impl Pipeline {
                 b.1.starts_at_ms,
             ))
         });
-        if fresh.is_empty() {
-            self.metrics
-                .alerts_duplicate
-                .inc_by(report.duplicates as u64);
-            return Ok(report);
-        }
-        let defs = self.definitions();
-        let mut tx = self.store.begin_write().await?;
-        if let Some(outbox) = &self.outbox
-            && outbox.groups_no_action()
-        {
-            tx.lock_no_action_groups().await?;
-        }
-        let maintenance = self.maintenance.snapshot();
-        let mut pending = guard::Pending::default();
-        let mut storm_tally = guard::StormTally::default();
-        let mut escalations = 0u64;
-        let mut notified = 0usize;
-        for (alert, key) in &fresh {
-            let ev = NewAlertEvent {
-                alert,
-                receiver: &payload.receiver,
-                group_key: &payload.group_key,
-                received_at: now,
-            };
-            let (event_id, dedup) = match tx.insert_alert_event(&ev).await? {
-                Some(id) => (id, "new"),
-                None => {
-                    // A simulation may go on with the occurrence already recorded; a firing
-                    // occurrence a maintenance window held is decided again on its re-send.
-                    let recorded = if sim.ignore_dedup {
-                        tx.alert_event_id(key).await?.map(|id| (id, "duplicate"))
-                    } else if alert.status == Status::Firing {
-                        tx.held_occurrence(key).await?.map(|id| (id, HELD_AGAIN))
-                    } else {
-                        None
-                    };
-                    let Some((id, dedup)) = recorded else {
-                        report.duplicates += 1;
-                        report.alerts.push(verdict_for(alert, "duplicate"));
-                        continue;
-                    };
-                    report.duplicates += usize::from(dedup == "duplicate");
-                    (id, dedup)
-                }
-            };
-            report.accepted += usize::from(dedup == "new");
-            let mut verdict = verdict_for(alert, dedup);
-            match alert.status {
-                Status::Resolved => {
-                    verdict.cancelled_jobs = tx
-                        .cancel_pending_for_fingerprint(&alert.fingerprint, now)
-                        .await?;
-                    verdict.cancelled_modes = tx.job_modes(&verdict.cancelled_jobs).await?;
-                    // The loop closes: successful repairs of this occurrence get their time to
-                    // recover, and the people told of the repair hear that it held.
-                    let ended = alert.ends_at.map_or(now, |t| t.timestamp_millis());
-                    let starts_at = alert.starts_at_ms();
-                    tx.record_ttr(&alert.fingerprint, starts_at, (ended - starts_at).max(0))
-                        .await?;
-                    if let Some(outbox) = &self.outbox {
-                        let resolved = crate::notify::Resolved {
-                            labels: &alert.labels,
-                            annotations: &alert.annotations,
-                            generator_url: &alert.generator_url,
-                            fingerprint: &alert.fingerprint,
-                            starts_at,
-                        };
-                        notified += outbox.recovered(&mut tx, &resolved, now).await?;
-                    }
-                }
-                Status::Firing => {
-                    // A held occurrence's re-send is decided again but fired once: alert_fired
-                    // goes with the occurrence's first record only. Only routes that opt in take
-                    // it; most alerts enqueue nothing.
-                    if let Some(outbox) = self.outbox.as_ref().filter(|_| dedup == "new") {
-                        let event = crate::notify::Event::for_alert(
-                            crate::notify::EventKind::AlertFired,
-                            &alert.labels,
-                            &alert.annotations,
-                            &alert.generator_url,
-                        );
-                        notified += outbox.enqueue(&mut tx, &event, &[], now).await?;
-                    }
-                    for rule in defs.rules.matching(&alert.labels) {
-                        let ctx = guard::Ctx {
-                            guard: &self.guard,
-                            queue_capacity: self.queue_capacity,
-                            now,
-                            outbox: self.outbox.as_deref(),
-                            maintenance: &maintenance,
-                            trust: &self.trust,
-                        };
-                        let outcome = guard::decide(
-                            &mut tx,
-                            &ctx,
-                            rule,
-                            alert,
-                            event_id,
-                            &mut pending,
-                            &mut storm_tally,
-                        )
-                        .await;
-                        let rv = match outcome {
-                            Ok(guard::Outcome::Job(rv)) => rv,
-                            Ok(guard::Outcome::Refused(rv, storm_escalated)) => {
-                                escalations += u64::from(storm_escalated);
-                                rv
-                            }
-                            Err(guard::Error::QueueFull) => {
-                                drop(tx.rollback().await);
-                                if commit {
-                                    self.metrics.queue_full.inc();
-                                }
-                                return Err(Error::QueueFull {
-                                    capacity: self.queue_capacity,
-                                });
-                            }
-                            Err(guard::Error::Store(e)) => return Err(e.into()),
-                        };
-                        notified += self.decided(&mut tx, alert, &rv, now).await?;
-                        verdict.rules.push(rv);
-                    }
-                }
-            }
-            report.alerts.push(verdict);
-        }
-        if !commit {
-            tx.rollback().await?;
-            return Ok(report);
-        }
-        tx.commit().await?;
-        if (notified > 0 || escalations > 0)
-            && let Some(outbox) = &self.outbox
-        {
-            outbox.wake();
-        }
-
-        // Only now is it true that these occurrences are stored. A held one stays out of the
-        // cache: its re-send must reach the store to be decided again.
-        for ((_, key), verdict) in fresh.into_iter().zip(&report.alerts) {
-            if !verdict.held() {
-                self.dedup.insert(key, ());
-            }
-        }
-        if let Some(depth) = pending.real() {
-            self.metrics.queue_depth.set(depth);
-        }
-        self.account(&mut report, escalations);
-        Ok(report)
+        Prepared::Write(batch::Webhook {
+            receiver: payload.receiver.clone(),
+            group_key: payload.group_key.clone(),
+            fresh,
+            base: report,
+        })
     }
 
     /// The decision point: every verdict of a rule on a firing alert (a job, or a guard's
@@ -511,7 +426,7 @@ impl Pipeline {
         alert: &Alert,
         verdict: &RuleVerdict,
         now: i64,
-    ) -> Result<usize> {
+    ) -> store::Result<usize> {
         if let RuleVerdict::Job {
             job_id,
             state: store::JobState::AwaitingApproval,
@@ -520,7 +435,7 @@ impl Pipeline {
         {
             // Approve mode: the request goes out in the transaction that creates the job.
             let outbox = self.outbox.as_deref();
-            return Ok(crate::approval::request(tx, outbox, *job_id, now).await?);
+            return crate::approval::request(tx, outbox, *job_id, now).await;
         }
         let (
             Some(outbox),
@@ -549,7 +464,7 @@ impl Pipeline {
             reason: reason.as_str(),
             detail,
         };
-        Ok(outbox.no_action(tx, &refused, now).await?)
+        outbox.no_action(tx, &refused, now).await
     }
 }
 

@@ -50,7 +50,7 @@ async fn each_alert_is_decided_on_its_own_status_not_the_groups() {
         .unwrap();
     assert_eq!(first.jobs.len(), 1);
     // Group status says firing; the alert inside is resolved and must cancel, not act.
-    let waiting = p.store.jobs().await.unwrap();
+    let waiting = p.store().jobs().await.unwrap();
     assert_eq!(waiting[0].state, JobState::Queued);
     let report = p
         .ingest(&payload(&[alert_json(
@@ -62,7 +62,10 @@ async fn each_alert_is_decided_on_its_own_status_not_the_groups() {
         .unwrap();
     assert!(report.jobs.is_empty());
     assert_eq!(report.alerts[0].cancelled_jobs, first.jobs);
-    assert_eq!(p.store.jobs().await.unwrap()[0].state, JobState::Cancelled);
+    assert_eq!(
+        p.store().jobs().await.unwrap()[0].state,
+        JobState::Cancelled
+    );
 }
 
 #[tokio::test]
@@ -91,7 +94,7 @@ rules:
         .await
         .unwrap();
     let names: Vec<_> = p
-        .store
+        .store()
         .jobs()
         .await
         .unwrap()
@@ -119,7 +122,7 @@ async fn the_storm_brake_releases_once_the_window_has_calmed() {
     let report = p.ingest(&payload(&storm)).await.unwrap();
     assert_eq!((report.jobs.len(), report.refused), (2, 2));
     // Arrange: everything so far happened long before the window.
-    p.store.set_target_activity(0).await.unwrap();
+    p.store().set_target_activity(0).await.unwrap();
     let report = p
         .ingest(&payload(&[alert_json(
             "calm",
@@ -129,7 +132,7 @@ async fn the_storm_brake_releases_once_the_window_has_calmed() {
         .await
         .unwrap();
     assert_eq!(report.jobs.len(), 1, "repairs resume: {:?}", report.alerts);
-    let brakes = p.store.storm_brakes().await.unwrap();
+    let brakes = p.store().storm_brakes().await.unwrap();
     assert!(!brakes.is_empty(), "the brake engaged");
     assert!(
         brakes.iter().all(|b| b.released_at.is_some()),
@@ -143,7 +146,7 @@ async fn simulate_decides_like_ingest_but_records_nothing() {
     let body = payload(&[alert_json("web", "firing", "2026-01-01T00:00:00Z")]);
     let sim = p.simulate(&body, Simulation::default()).await.unwrap();
     assert!(matches!(sim.alerts[0].rules[0], RuleVerdict::Job { .. }));
-    assert_eq!(p.store.count_alert_events().await.unwrap(), 0);
+    assert_eq!(p.store().count_alert_events().await.unwrap(), 0);
     // And the real ingest afterwards is not a duplicate of the simulation.
     assert_eq!(p.ingest(&body).await.unwrap().accepted, 1);
 }
@@ -208,7 +211,7 @@ async fn the_storm_count_kept_per_payload_decides_as_counting_the_window_for_eac
             "storm_brake", // a4: 5
         ]
     );
-    let brakes = p.store.storm_brakes().await.unwrap();
+    let brakes = p.store().storm_brakes().await.unwrap();
     assert_eq!(brakes.len(), 1, "{brakes:?}");
     assert_eq!(brakes[0].targets, 4);
 }
@@ -236,7 +239,7 @@ async fn a_target_that_is_not_a_kubernetes_name_is_refused_before_the_namespace_
         }
         other => panic!("{other:?}"),
     }
-    let activity = p.store.count_target_activity().await.unwrap();
+    let activity = p.store().count_target_activity().await.unwrap();
     assert_eq!(
         activity, 0,
         "an invalid target does not feed the storm brake"
@@ -271,7 +274,7 @@ async fn refusals_of_one_reason_join_one_no_action_message_until_it_is_due() {
         .unwrap();
     assert_eq!(first.refused, 2);
     p.ingest(&payload(&[no_namespace("c")])).await.unwrap();
-    let rows = p.store.notifications().await.unwrap();
+    let rows = p.store().notifications().await.unwrap();
     assert_eq!(rows.len(), 1, "{rows:#?}");
     let row = &rows[0];
     assert_eq!(
@@ -301,7 +304,7 @@ async fn simulate_tells_nobody_of_a_refusal() {
         .await
         .unwrap();
     assert_eq!(report.alerts[0].rules.len(), 1);
-    assert!(p.store.notifications().await.unwrap().is_empty());
+    assert!(p.store().notifications().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -339,7 +342,7 @@ async fn a_shadow_rule_reads_the_storm_brake_but_never_feeds_or_engages_it() {
         "{:?}",
         report.alerts
     );
-    assert_eq!(p.store.storm_brakes().await.unwrap().len(), 1);
+    assert_eq!(p.store().storm_brakes().await.unwrap().len(), 1);
     // With the brake on, a shadow rule is refused as a real one would be, opening no episode.
     let report = p.ingest(&payload(&[shadowed("late")])).await.unwrap();
     match &report.alerts[0].rules[0] {
@@ -348,5 +351,117 @@ async fn a_shadow_rule_reads_the_storm_brake_but_never_feeds_or_engages_it() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(p.store.storm_brakes().await.unwrap().len(), 1);
+    assert_eq!(p.store().storm_brakes().await.unwrap().len(), 1);
+}
+
+/// The verdict of each rule on each alert of a report, as (fingerprint, verdict or reason).
+fn verdicts(report: &Report) -> Vec<(String, String)> {
+    report
+        .alerts
+        .iter()
+        .flat_map(|a| {
+            a.rules.iter().map(|r| {
+                let what = match r {
+                    RuleVerdict::Job { .. } => "job".to_string(),
+                    RuleVerdict::Refused { reason, .. } => reason.as_str().to_string(),
+                };
+                (a.fingerprint.clone(), what)
+            })
+        })
+        .collect()
+}
+
+/// Webhooks for a storm over seven apps, each alert a new occurrence, some targets again.
+fn storm_webhooks() -> Vec<Payload> {
+    let apps = [
+        "a0", "a1", "a0", "a2", "a3", "a1", "a4", "a0", "a5", "a2", "a3", "a6",
+    ];
+    apps.iter()
+        .enumerate()
+        .map(|(i, app)| {
+            payload(&[alert_json(
+                app,
+                "firing",
+                &format!("2026-01-01T00:00:{i:02}Z"),
+            )])
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn webhooks_arriving_together_share_one_commit_and_are_decided_as_one_at_a_time() {
+    let mut settings = Settings::default();
+    settings.guard.storm.max_targets = 4;
+    // One by one: each webhook its own transaction.
+    let alone = pipeline(RESTART, settings.clone()).await;
+    let mut expected = Vec::new();
+    for w in storm_webhooks() {
+        expected.push(verdicts(&alone.ingest(&w).await.unwrap()));
+    }
+    assert_eq!(alone.metrics().intake_batch.get_sample_count(), 12);
+
+    // Together: on this current-thread runtime every ingest is queued before the writer runs.
+    let together = pipeline(RESTART, settings).await;
+    let webhooks = storm_webhooks();
+    let reports = futures_util::future::join_all(webhooks.iter().map(|w| together.ingest(w))).await;
+    let got: Vec<_> = reports
+        .iter()
+        .map(|r| verdicts(r.as_ref().unwrap()))
+        .collect();
+    assert_eq!(got, expected);
+    assert!(
+        expected.iter().flatten().any(|(_, v)| v == "storm_brake")
+            && expected.iter().flatten().any(|(_, v)| v == "job")
+            && expected.iter().flatten().any(|(_, v)| v == "target_busy"),
+        "the storm exercises the guards: {expected:?}"
+    );
+    let m = together.metrics();
+    assert_eq!(m.intake_batch.get_sample_count(), 1, "one commit");
+    assert_eq!(m.intake_batch.get_sample_sum(), 12.0);
+    assert_eq!(together.store().count_alert_events().await.unwrap(), 12);
+    assert_eq!(
+        together.store().refusals().await.unwrap(),
+        alone.store().refusals().await.unwrap(),
+        "the same decisions are stored"
+    );
+    assert_eq!(together.store().storm_brakes().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_webhook_refused_for_a_full_queue_is_rolled_back_alone_and_its_batch_commits() {
+    let mut settings = Settings::default();
+    settings.jobs.queue_capacity = 1;
+    let p = pipeline(RESTART, settings).await;
+    let first = payload(&[alert_json("web", "firing", "2026-01-01T00:00:00Z")]);
+    let second = payload(&[alert_json("api", "firing", "2026-01-01T00:00:01Z")]);
+    let third = payload(&[alert_json("web", "firing", "2026-01-01T00:00:02Z")]);
+    let (a, b, c) = tokio::join!(p.ingest(&first), p.ingest(&second), p.ingest(&third));
+    assert_eq!(a.unwrap().jobs.len(), 1);
+    assert!(matches!(b, Err(Error::QueueFull { capacity: 1 })), "{b:?}");
+    // The third needs no queue room: its target is busy with the first's job.
+    assert_eq!(verdicts(&c.unwrap())[0].1, "target_busy");
+    assert_eq!(p.metrics().intake_batch.get_sample_count(), 1);
+    assert_eq!(p.metrics().queue_full.get(), 1);
+    assert_eq!(
+        p.store().count_alert_events().await.unwrap(),
+        2,
+        "nothing of the refused webhook is recorded"
+    );
+    // Its re-send is not a duplicate: it is decided again (and still finds the queue full).
+    assert!(matches!(
+        p.ingest(&second).await,
+        Err(Error::QueueFull { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_batch_the_store_cannot_record_answers_each_webhook_unavailable() {
+    let p = pipeline(RESTART, Settings::default()).await;
+    p.store().close().await;
+    let webhooks = storm_webhooks();
+    let reports =
+        futures_util::future::join_all(webhooks.iter().take(3).map(|w| p.ingest(w))).await;
+    for r in reports {
+        assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+    }
 }

@@ -209,6 +209,21 @@ impl WriteTx {
     /// The notification channels or routes the apps registered in `namespace` name in their
     /// spec (`notifications`), in app-name order, without repeats.
     pub async fn app_notification_targets(&mut self, namespace: &str) -> Result<Vec<String>> {
+        if self.memo.on
+            && let Some(names) = self.memo.app_targets.get(namespace)
+        {
+            return Ok(names.clone());
+        }
+        let names = self.read_app_notification_targets(namespace).await?;
+        if self.memo.on {
+            self.memo
+                .app_targets
+                .insert(namespace.to_string(), names.clone());
+        }
+        Ok(names)
+    }
+
+    async fn read_app_notification_targets(&mut self, namespace: &str) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT spec FROM apps WHERE namespace = $1 ORDER BY name")
             .bind(namespace)
             .fetch_all(&mut *self.tx)

@@ -2,9 +2,22 @@
 
 use sqlx::{AssertSqlSafe, Row};
 
+use std::collections::HashMap;
+
+use super::memo::{DeferredDecision, shadow};
 use super::{Result, Store, WriteTx};
 use crate::alert::Alert;
 use crate::rules::Mode;
+
+/// The target whose storm-brake activity a decision feeds, if any. Denied namespaces
+/// (kube-system by default) do not feed it: their noise must not pause repairs everywhere else.
+/// Nor do alerts a maintenance window held (the planned work's noise must not engage the brake
+/// as the window closes), nor shadow rules (they watch; they never pause real repairs).
+fn feeds_storm<'a>(d: &Decision<'a>) -> Option<&'a str> {
+    d.target_key.filter(|_| {
+        !matches!(d.reason, "namespace_denied" | "maintenance") && d.mode != Mode::Shadow
+    })
+}
 
 /// The condition selecting the jobs of `mode`'s lane. Shadow jobs are a lane of their own: they
 /// change nothing, so they neither hold a target against a real repair nor count against its
@@ -53,53 +66,209 @@ pub struct Decision<'a> {
 }
 
 impl WriteTx {
-    /// Records an occurrence. Returns its id, or `None` when the same fingerprint, status and
-    /// startsAt is already stored: that is a re-send and must not be acted on again.
+    /// Records occurrences, in one statement per 64. Returns each one's id, or `None` when the
+    /// same fingerprint, status and startsAt is already stored (or comes earlier in `evs`): that
+    /// is a re-send and must not be acted on again.
     ///
     /// A resolve ends its firing row (`resolved_at`), so "firing now" needs no search for the
     /// resolve (the listing still looks for one, for rows a concurrent replica left open).
     /// A firing row that arrives after its own resolve (a delayed retry) is stored ended.
+    pub async fn insert_alert_events(
+        &mut self,
+        evs: &[NewAlertEvent<'_>],
+    ) -> Result<Vec<Option<i64>>> {
+        const COLUMNS: usize = 13;
+        let mut out = Vec::with_capacity(evs.len());
+        for chunk in evs.chunks(64) {
+            let mut sql = String::from(
+                "INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, namespace, labels, \
+                 annotations, generator_url, receiver, group_key, received_at, severity, resolved_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let p = |n: usize| i * COLUMNS + n;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, \
+                     (SELECT COALESCE(r.ends_at, r.received_at) FROM alert_events r \
+                      WHERE r.fingerprint = ${} AND r.status = 'resolved' AND r.starts_at = ${} AND ${} = 'firing'))",
+                    p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12), p(13),
+                    p(1), p(3), p(2)
+                ));
+            }
+            sql.push_str(" ON CONFLICT DO NOTHING RETURNING id, fingerprint, status, starts_at");
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for ev in chunk {
+                let a = ev.alert;
+                let labels = serde_json::to_string(&a.labels).expect("string maps serialize");
+                let annotations =
+                    serde_json::to_string(&a.annotations).expect("string maps serialize");
+                q = q
+                    .bind(a.fingerprint.clone())
+                    .bind(a.status.as_str())
+                    .bind(a.starts_at_ms())
+                    .bind(a.ends_at.map(|t| t.timestamp_millis()))
+                    .bind(a.alertname().to_string())
+                    .bind(a.labels.get("namespace").cloned())
+                    .bind(labels)
+                    .bind(annotations)
+                    .bind(a.generator_url.clone())
+                    .bind(ev.receiver.to_string())
+                    .bind(ev.group_key.to_string())
+                    .bind(ev.received_at)
+                    .bind(a.labels.get("severity").cloned());
+            }
+            let rows = q.fetch_all(&mut *self.tx).await?;
+            let mut ids: HashMap<(String, String, i64), i64> = HashMap::with_capacity(rows.len());
+            for r in &rows {
+                ids.insert(
+                    (
+                        r.try_get("fingerprint")?,
+                        r.try_get("status")?,
+                        r.try_get("starts_at")?,
+                    ),
+                    r.try_get("id")?,
+                );
+            }
+            for ev in chunk {
+                let a = ev.alert;
+                // `remove`: a second copy of an occurrence in the same statement was not stored.
+                let id = ids.remove(&(
+                    a.fingerprint.clone(),
+                    a.status.as_str().to_string(),
+                    a.starts_at_ms(),
+                ));
+                if id.is_some() && a.status == crate::alert::Status::Resolved {
+                    let resolved_at = a.ends_at.map_or(ev.received_at, |t| t.timestamp_millis());
+                    sqlx::query(
+                        "UPDATE alert_events SET resolved_at = $1 \
+                         WHERE fingerprint = $2 AND status = 'firing' AND starts_at = $3",
+                    )
+                    .bind(resolved_at)
+                    .bind(&a.fingerprint)
+                    .bind(a.starts_at_ms())
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records one occurrence ([`WriteTx::insert_alert_events`] of one).
     pub async fn insert_alert_event(&mut self, ev: &NewAlertEvent<'_>) -> Result<Option<i64>> {
-        let a = ev.alert;
-        let labels = serde_json::to_string(&a.labels).expect("string maps serialize");
-        let annotations = serde_json::to_string(&a.annotations).expect("string maps serialize");
-        let row = sqlx::query(
-            "INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, namespace, labels, \
-             annotations, generator_url, receiver, group_key, received_at, severity, resolved_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-             (SELECT COALESCE(r.ends_at, r.received_at) FROM alert_events r \
-              WHERE r.fingerprint = $1 AND r.status = 'resolved' AND r.starts_at = $3 AND $2 = 'firing')) \
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .bind(&a.fingerprint)
-        .bind(a.status.as_str())
-        .bind(a.starts_at_ms())
-        .bind(a.ends_at.map(|t| t.timestamp_millis()))
-        .bind(a.alertname())
-        .bind(a.labels.get("namespace").cloned())
-        .bind(labels)
-        .bind(annotations)
-        .bind(&a.generator_url)
-        .bind(ev.receiver)
-        .bind(ev.group_key)
-        .bind(ev.received_at)
-        .bind(a.labels.get("severity").cloned())
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        if a.status == crate::alert::Status::Resolved {
-            let resolved_at = a.ends_at.map_or(ev.received_at, |t| t.timestamp_millis());
+        let ids = self.insert_alert_events(std::slice::from_ref(ev)).await?;
+        Ok(ids.into_iter().next().flatten())
+    }
+
+    /// Serializes intake across replicas on PostgreSQL for the rest of the transaction (a
+    /// transaction-scoped advisory lock), so the storm brake's count and the queue bound read
+    /// inside it are exact even with two replicas deciding at once. SQLite's single writer
+    /// already does this.
+    pub async fn lock_intake(&mut self) -> Result<()> {
+        if self.backend == super::Backend::Postgres {
+            // An arbitrary key of aiops's own (the no_action groups use another).
             sqlx::query(
-                "UPDATE alert_events SET resolved_at = $1 \
-                 WHERE fingerprint = $2 AND status = 'firing' AND starts_at = $3",
+                "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(6990001116843713839)) AS l",
             )
-            .bind(resolved_at)
-            .bind(&a.fingerprint)
-            .bind(a.starts_at_ms())
             .execute(&mut *self.tx)
             .await?;
         }
-        Ok(Some(row.try_get("id")?))
+        Ok(())
+    }
+
+    /// Records a guard's verdict: at once, or, in an intake transaction, with the batch's other
+    /// verdicts at [`WriteTx::flush`].
+    pub async fn record_decision(&mut self, d: &Decision<'_>) -> Result<()> {
+        if !self.memo.on {
+            self.insert_decision(d).await?;
+            return Ok(());
+        }
+        self.deferred.decisions.push(DeferredDecision {
+            alert_event_id: d.alert_event_id,
+            rule: d.rule.to_string(),
+            target_key: d.target_key.map(str::to_string),
+            verdict: d.verdict.to_string(),
+            reason: d.reason.to_string(),
+            detail: d.detail.to_string(),
+            job_id: d.job_id,
+            created_at: d.created_at,
+        });
+        if let Some(key) = feeds_storm(d) {
+            let t = self
+                .deferred
+                .activity
+                .entry(key.to_string())
+                .or_insert(d.created_at);
+            *t = (*t).max(d.created_at);
+        }
+        Ok(())
+    }
+
+    /// Writes the deferred decisions and storm activity: one statement per 100 decisions and
+    /// one per 200 targets.
+    pub async fn flush(&mut self) -> Result<()> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        for chunk in deferred.decisions.chunks(100) {
+            let mut sql = String::from(
+                "INSERT INTO decisions (alert_event_id, rule, target_key, verdict, reason, detail, job_id, created_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                let b = i * 8;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
+                ));
+            }
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for d in chunk {
+                q = q
+                    .bind(d.alert_event_id)
+                    .bind(d.rule.clone())
+                    .bind(d.target_key.clone())
+                    .bind(d.verdict.clone())
+                    .bind(d.reason.clone())
+                    .bind(d.detail.clone())
+                    .bind(d.job_id)
+                    .bind(d.created_at);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        // Sorted: two replicas upserting overlapping targets lock them in one order.
+        let mut activity: Vec<(String, i64)> = deferred.activity.into_iter().collect();
+        activity.sort();
+        for chunk in activity.chunks(200) {
+            let mut sql =
+                String::from("INSERT INTO target_activity (target_key, last_seen) VALUES ");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
+            }
+            sql.push_str(" ON CONFLICT (target_key) DO UPDATE SET last_seen = excluded.last_seen");
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (key, t) in chunk {
+                q = q.bind(key.clone()).bind(*t);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
     }
 
     /// Records a verdict.
@@ -118,13 +287,7 @@ impl WriteTx {
         .bind(d.created_at)
         .fetch_one(&mut *self.tx)
         .await?;
-        // Denied namespaces (kube-system by default) do not feed the storm brake: their noise
-        // must not pause repairs everywhere else. Nor do alerts a maintenance window held (the
-        // planned work's noise must not engage the brake as the window closes), nor shadow
-        // rules (they watch; they never pause real repairs).
-        if let Some(key) = d.target_key.filter(|_| {
-            !matches!(d.reason, "namespace_denied" | "maintenance") && d.mode != Mode::Shadow
-        }) {
+        if let Some(key) = feeds_storm(d) {
             sqlx::query(
                 "INSERT INTO target_activity (target_key, last_seen) VALUES ($1, $2) \
                  ON CONFLICT (target_key) DO UPDATE SET last_seen = excluded.last_seen",
@@ -145,6 +308,12 @@ impl WriteTx {
         target_key: &str,
         mode: Mode,
     ) -> Result<Option<i64>> {
+        let memo_key = (rule.to_string(), target_key.to_string(), shadow(mode));
+        if self.memo.on
+            && let Some(t) = self.memo.last.get(&memo_key)
+        {
+            return Ok(*t);
+        }
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT MAX(COALESCE(finished_at, created_at)) AS t FROM jobs \
              WHERE rule = $1 AND target_key = $2 AND state <> 'cancelled' AND {}",
@@ -154,7 +323,11 @@ impl WriteTx {
         .bind(target_key)
         .fetch_one(&mut *self.tx)
         .await?;
-        Ok(row.try_get("t")?)
+        let t: Option<i64> = row.try_get("t")?;
+        if self.memo.on {
+            self.memo.last.insert(memo_key, t);
+        }
+        Ok(t)
     }
 
     /// Repairs this rule started on this target since `since`, in `mode`'s lane. Escalation
@@ -167,6 +340,17 @@ impl WriteTx {
         since: i64,
         mode: Mode,
     ) -> Result<i64> {
+        let memo_key = (
+            rule.to_string(),
+            target_key.to_string(),
+            since,
+            shadow(mode),
+        );
+        if self.memo.on
+            && let Some(n) = self.memo.repairs.get(&memo_key)
+        {
+            return Ok(*n);
+        }
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT COUNT(*) AS n FROM jobs WHERE rule = $1 AND target_key = $2 AND chain_index = 0 \
              AND created_at >= $3 AND state <> 'cancelled' AND {}",
@@ -177,7 +361,11 @@ impl WriteTx {
         .bind(since)
         .fetch_one(&mut *self.tx)
         .await?;
-        Ok(row.try_get("n")?)
+        let n: i64 = row.try_get("n")?;
+        if self.memo.on {
+            self.memo.repairs.insert(memo_key, n);
+        }
+        Ok(n)
     }
 
     /// The active (awaiting approval, queued, waiting, running, verifying) job on a target in `mode`'s lane, if
@@ -187,6 +375,12 @@ impl WriteTx {
         target_key: &str,
         mode: Mode,
     ) -> Result<Option<i64>> {
+        let memo_key = (target_key.to_string(), shadow(mode));
+        if self.memo.on
+            && let Some(id) = self.memo.active.get(&memo_key)
+        {
+            return Ok(*id);
+        }
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT id FROM jobs WHERE target_key = $1 AND state IN ('awaiting_approval', 'queued', 'waiting', 'running', 'verifying') \
              AND {} LIMIT 1",
@@ -195,10 +389,14 @@ impl WriteTx {
         .bind(target_key)
         .fetch_optional(&mut *self.tx)
         .await?;
-        Ok(match row {
+        let id = match row {
             Some(r) => Some(r.try_get("id")?),
             None => None,
-        })
+        };
+        if self.memo.on {
+            self.memo.active.insert(memo_key, id);
+        }
+        Ok(id)
     }
 
     /// Distinct targets that matched a rule since `since` (one range scan of the activity index).

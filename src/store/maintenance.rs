@@ -220,6 +220,8 @@ impl WriteTx {
     /// held, not decided. Its re-send (Alertmanager repeats firing alerts) is decided again,
     /// so an alert still firing when its window closes is acted on then.
     pub async fn held_occurrence(&mut self, key: &crate::alert::DedupKey) -> Result<Option<i64>> {
+        // It reads decisions: the batch's own must be written first.
+        self.flush().await?;
         let row = sqlx::query(
             "SELECT a.id FROM alert_events a WHERE a.fingerprint = $1 AND a.status = 'firing' \
              AND a.starts_at = $2 AND a.resolved_at IS NULL \

@@ -32,6 +32,7 @@ mod jobs;
 mod kb;
 mod listing;
 mod maintenance;
+mod memo;
 mod notify;
 mod retention;
 pub mod rfc3339;
@@ -43,7 +44,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use alert_center::Automation;
@@ -58,6 +59,7 @@ pub use jobs::{Escalation, Job, JobEvent, JobState, NewEscalation, NewJob, Recor
 pub use kb::{DAY_MS, LastFix, NewNote, Note, RollupSum, TargetRollup, TtrSample};
 pub use listing::{AlertDecision, AlertRecord, AlertState, AuditEntry, ListFilter};
 pub use maintenance::{HeldAlert, StoredWindow};
+pub use memo::Mark;
 pub use notify::{
     AttemptEnd, NewNotification, Notification, NotificationAttempt, NotificationState,
     OccurrenceJob,
@@ -153,12 +155,63 @@ pub struct WriteTx {
     tx: Transaction<'static, Any>,
     _guard: Option<OwnedMutexGuard<()>>,
     backend: Backend,
+    /// The guards' reads kept for the rest of an intake transaction (off elsewhere).
+    memo: memo::Memo,
+    /// Decisions and storm activity written at [`WriteTx::flush`].
+    deferred: memo::Deferred,
+    /// Savepoints taken so far (their names).
+    savepoints: u32,
 }
 
 impl WriteTx {
-    /// Commits, then releases the writer lock.
-    pub async fn commit(self) -> Result<()> {
+    /// Writes the deferred rows, then commits and releases the writer lock.
+    pub async fn commit(mut self) -> Result<()> {
+        self.flush().await?;
         self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keeps the guards' reads for the rest of this transaction (intake only: see
+    /// `store::memo`).
+    pub fn memoize(&mut self) {
+        self.memo.on = true;
+    }
+
+    /// Starts a savepoint: [`WriteTx::rollback_to`] undoes everything after it, including
+    /// deferred rows and remembered reads.
+    pub async fn savepoint(&mut self) -> Result<Mark> {
+        self.savepoints += 1;
+        let name = format!("aiops_sp{}", self.savepoints);
+        sqlx::query(AssertSqlSafe(format!("SAVEPOINT {name}")))
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(Mark {
+            name,
+            memo: self.memo.clone(),
+            deferred: self.deferred.clone(),
+        })
+    }
+
+    /// Undoes everything since `mark` and ends the savepoint.
+    pub async fn rollback_to(&mut self, mark: Mark) -> Result<()> {
+        for sql in [
+            format!("ROLLBACK TO SAVEPOINT {}", mark.name),
+            format!("RELEASE SAVEPOINT {}", mark.name),
+        ] {
+            sqlx::query(AssertSqlSafe(sql))
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        self.memo = mark.memo;
+        self.deferred = mark.deferred;
+        Ok(())
+    }
+
+    /// Keeps everything since `mark` as part of the transaction.
+    pub async fn release(&mut self, mark: Mark) -> Result<()> {
+        sqlx::query(AssertSqlSafe(format!("RELEASE SAVEPOINT {}", mark.name)))
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
     /// Rolls back, then releases the writer lock.
@@ -262,6 +315,9 @@ impl Store {
             tx,
             _guard: guard,
             backend: self.backend,
+            memo: memo::Memo::default(),
+            deferred: memo::Deferred::default(),
+            savepoints: 0,
         })
     }
 

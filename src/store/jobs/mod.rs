@@ -402,8 +402,20 @@ impl WriteTx {
         .bind(expires_at)
         .fetch_optional(&mut *self.tx)
         .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            // Someone else's job holds the target: what the guards remembered is out of date.
+            self.memo.jobs_changed();
+            return Ok(None);
+        };
         let id: i64 = row.try_get("id")?;
+        self.memo.job_inserted(&super::memo::JobFacts {
+            id,
+            rule: &job.rule,
+            target_key: &job.target_key(),
+            mode: job.spec.mode,
+            chain_index: job.chain_index,
+            created_at: now,
+        });
         let mut note = match job.parent_id {
             Some(p) => format!("escalated from job {p}"),
             None => format!("rule {} matched", job.rule),
@@ -477,6 +489,8 @@ impl WriteTx {
             Record::Error(e) => (None, Some(e)),
         };
         let finished = to.is_terminal().then_some(now);
+        // A job that changes state changes what the guards read about its target.
+        self.memo.jobs_changed();
         let r = sqlx::query(
             "UPDATE jobs SET state = $1, updated_at = $2, finished_at = COALESCE($3, finished_at), \
              outcome = COALESCE($4, outcome), error = COALESCE($5, error) WHERE id = $6 AND state = $7",
