@@ -66,7 +66,7 @@ pub struct Decision<'a> {
 }
 
 impl WriteTx {
-    /// Records occurrences, in one statement per 64. Returns each one's id, or `None` when the
+    /// Records occurrences, in multi-row statements of up to 64. Returns each one's id, or `None` when the
     /// same fingerprint, status and startsAt is already stored (or comes earlier in `evs`): that
     /// is a re-send and must not be acted on again.
     ///
@@ -79,7 +79,7 @@ impl WriteTx {
     ) -> Result<Vec<Option<i64>>> {
         const COLUMNS: usize = 13;
         let mut out = Vec::with_capacity(evs.len());
-        for chunk in evs.chunks(64) {
+        for chunk in super::pow2_chunks(evs, 64) {
             let mut sql = String::from(
                 "INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, namespace, labels, \
                  annotations, generator_url, receiver, group_key, received_at, severity, resolved_at) VALUES ",
@@ -207,14 +207,14 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Writes the deferred decisions and storm activity: one statement per 100 decisions and
-    /// one per 200 targets.
+    /// Writes the deferred decisions and storm activity: a few multi-row statements
+    /// ([`super::pow2_chunks`]).
     pub async fn flush(&mut self) -> Result<()> {
         if self.deferred.is_empty() {
             return Ok(());
         }
         let deferred = std::mem::take(&mut self.deferred);
-        for chunk in deferred.decisions.chunks(100) {
+        for chunk in super::pow2_chunks(&deferred.decisions, 128) {
             let mut sql = String::from(
                 "INSERT INTO decisions (alert_event_id, rule, target_key, verdict, reason, detail, job_id, created_at) VALUES ",
             );
@@ -252,7 +252,7 @@ impl WriteTx {
         // Sorted: two replicas upserting overlapping targets lock them in one order.
         let mut activity: Vec<(String, i64)> = deferred.activity.into_iter().collect();
         activity.sort();
-        for chunk in activity.chunks(200) {
+        for chunk in super::pow2_chunks(&activity, 256) {
             let mut sql =
                 String::from("INSERT INTO target_activity (target_key, last_seen) VALUES ");
             for i in 0..chunk.len() {

@@ -327,6 +327,27 @@ impl Store {
     }
 }
 
+/// `items` in chunks for multi-row statements: `max` at a time, the rest in falling powers of
+/// two (`max` a power of two). Each chunk size is its own prepared statement in every
+/// connection's cache, so a batch of any size uses at most log₂(max) + 1 of them instead of
+/// `max` (each a large statement: they filled the daemon's memory).
+pub(crate) fn pow2_chunks<T>(items: &[T], max: usize) -> Vec<&[T]> {
+    debug_assert!(max.is_power_of_two());
+    let mut out = Vec::new();
+    let mut rest = items;
+    while !rest.is_empty() {
+        let n = if rest.len() >= max {
+            max
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        out.push(chunk);
+        rest = tail;
+    }
+    out
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -335,4 +356,19 @@ pub fn now_ms() -> i64 {
 /// Duration as milliseconds, saturating.
 pub fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pow2_chunks;
+
+    #[test]
+    fn multi_row_chunks_are_full_then_falling_powers_of_two() {
+        let items: Vec<u32> = (0..203).collect();
+        let sizes: Vec<usize> = pow2_chunks(&items, 64).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [64, 64, 64, 8, 2, 1]);
+        let flat: Vec<u32> = pow2_chunks(&items, 64).concat();
+        assert_eq!(flat, items, "every item once, in order");
+        assert!(pow2_chunks::<u32>(&[], 64).is_empty());
+    }
 }
