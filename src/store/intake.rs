@@ -77,26 +77,18 @@ impl WriteTx {
         &mut self,
         evs: &[NewAlertEvent<'_>],
     ) -> Result<Vec<Option<i64>>> {
-        const COLUMNS: usize = 13;
+        // The subquery reads the occurrence's resolve, if stored: fingerprint, startsAt and
+        // status are bound a second time.
+        const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
+             (SELECT COALESCE(r.ends_at, r.received_at) FROM alert_events r \
+              WHERE r.fingerprint = ? AND r.status = 'resolved' AND r.starts_at = ? AND ? = 'firing'))";
         let mut out = Vec::with_capacity(evs.len());
         for chunk in super::pow2_chunks(evs, 64) {
             let mut sql = String::from(
                 "INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, namespace, labels, \
                  annotations, generator_url, receiver, group_key, received_at, severity, resolved_at) VALUES ",
             );
-            for i in 0..chunk.len() {
-                let p = |n: usize| i * COLUMNS + n;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, \
-                     (SELECT COALESCE(r.ends_at, r.received_at) FROM alert_events r \
-                      WHERE r.fingerprint = ${} AND r.status = 'resolved' AND r.starts_at = ${} AND ${} = 'firing'))",
-                    p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12), p(13),
-                    p(1), p(3), p(2)
-                ));
-            }
+            sql.push_str(&super::values_list(self.backend, chunk.len(), ROW));
             sql.push_str(" ON CONFLICT DO NOTHING RETURNING id, fingerprint, status, starts_at");
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for ev in chunk {
@@ -117,7 +109,10 @@ impl WriteTx {
                     .bind(ev.receiver.to_string())
                     .bind(ev.group_key.to_string())
                     .bind(ev.received_at)
-                    .bind(a.labels.get("severity").cloned());
+                    .bind(a.labels.get("severity").cloned())
+                    .bind(a.fingerprint.clone())
+                    .bind(a.starts_at_ms())
+                    .bind(a.status.as_str());
             }
             let rows = q.fetch_all(&mut *self.tx).await?;
             let mut ids: HashMap<(String, String, i64), i64> = HashMap::with_capacity(rows.len());
@@ -218,23 +213,11 @@ impl WriteTx {
             let mut sql = String::from(
                 "INSERT INTO decisions (alert_event_id, rule, target_key, verdict, reason, detail, job_id, created_at) VALUES ",
             );
-            for i in 0..chunk.len() {
-                let b = i * 8;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8
-                ));
-            }
+            sql.push_str(&super::values_list(
+                self.backend,
+                chunk.len(),
+                "(?, ?, ?, ?, ?, ?, ?, ?)",
+            ));
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for d in chunk {
                 q = q
@@ -255,12 +238,7 @@ impl WriteTx {
         for chunk in super::pow2_chunks(&activity, 256) {
             let mut sql =
                 String::from("INSERT INTO target_activity (target_key, last_seen) VALUES ");
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
-            }
+            sql.push_str(&super::values_list(self.backend, chunk.len(), "(?, ?)"));
             sql.push_str(" ON CONFLICT (target_key) DO UPDATE SET last_seen = excluded.last_seen");
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (key, t) in chunk {
