@@ -145,13 +145,36 @@ pub(super) async fn submit(
         !std::mem::replace(&mut state.writing, true)
     };
     if start {
-        // A task of its own: a handler dropped mid-batch (a client gone) must not abort the
-        // transaction the other webhooks of its batch wait for.
-        tokio::spawn(write(core.clone(), queue.clone()));
+        start_writer(core.clone(), queue.clone());
     }
     answer
         .await
         .unwrap_or(Err(Error::Unavailable("intake_writer_lost")))
+}
+
+/// Starts the writer, apart from the handlers: a handler dropped mid-batch (a client gone) must
+/// not abort the transaction the other webhooks of its batch wait for.
+///
+/// On a multi-threaded runtime it runs on a thread of its own (`Handle::block_on`, so it still
+/// uses the runtime's timers and sockets). A task would share the workers' queues with every
+/// request: each of its statements wakes it from the database's thread, and such a wake-up
+/// waits behind the requests already queued, which made every batch wait tens of milliseconds
+/// under load. On a current-thread runtime (tests, benchmarks, one-shot commands) only the
+/// runtime's own thread can drive its drivers, so it stays a task there.
+fn start_writer(core: Arc<Core>, queue: Arc<Queue>) {
+    let handle = tokio::runtime::Handle::current();
+    if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        tokio::spawn(write(core, queue));
+        return;
+    }
+    let (core2, queue2) = (core.clone(), queue.clone());
+    let spawned = std::thread::Builder::new()
+        .name("aiops-intake".into())
+        .spawn(move || handle.block_on(write(core2, queue2)));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no thread for the intake writer; running it as a task");
+        tokio::spawn(write(core, queue));
+    }
 }
 
 /// The writer: batches until nothing waits.
@@ -194,6 +217,7 @@ impl From<store::Error> for Stop {
 impl Core {
     /// Writes a batch and returns each webhook's outcome, in order.
     async fn write_batch(&self, webhooks: &[Webhook], now: i64) -> Vec<Result<Report>> {
+        let started = std::time::Instant::now();
         let sim = Simulation::default();
         let decided = match self.decide_batch(webhooks, now, sim, false, true).await {
             Err(Stop::Isolate) => self.decide_batch(webhooks, now, sim, true, true).await,
@@ -203,9 +227,16 @@ impl Core {
             Ok(done) => done,
             Err(e) => return self.failed_batch(webhooks.len(), e),
         };
+        let decided_in = started.elapsed();
         if let Err(e) = tx.commit().await {
             return self.failed_batch(webhooks.len(), Stop::Store(e));
         }
+        tracing::debug!(
+            webhooks = webhooks.len(),
+            decided_us = decided_in.as_micros() as u64,
+            committed_us = (started.elapsed() - decided_in).as_micros() as u64,
+            "intake batch committed"
+        );
         self.metrics.intake_batch.observe(webhooks.len() as f64);
         if woke && let Some(outbox) = &self.outbox {
             outbox.wake();
