@@ -305,15 +305,20 @@ cell() {
     local store="$1" conns="$2" server="$3" pids="$4" ports="$5" log="$6"
     shift 6
     local name="$server-$store-c$conns" f rps=0 p50=0 p99=0 non2xx=0 sock=0 before after k
-    local recv_before=0 recv=0 dup=0 p rss=""
+    local recv_before=0 dup_before=0 recv=0 dup=0 p rss=""
     if [[ "$server" == aiops ]]; then
-        for p in $ports; do recv_before=$((recv_before + $(metric "$p" aiops_alerts_received_total))); done
+        for p in $ports; do
+            recv_before=$((recv_before + $(metric "$p" aiops_alerts_received_total)))
+            dup_before=$((dup_before + $(metric "$p" aiops_alerts_duplicate_total)))
+        done
     fi
     echo "== $name: warm-up ${WARMUP}s"
     run_load "$name" "$WARMUP" "$conns" "$@"
     for f in "$WRK_DIR"/current-*; do
         non2xx=$((non2xx + $(field "$f" non2xx)))
         for k in connect read write timeout; do sock=$((sock + $(field "$f" "$k"))); done
+        # Warm-up reports are not printed; what went wrong in one is.
+        grep -E '^ *(Socket errors|Non-2xx)' "$f" | sed "s/^ */load.sh: $name warm-up: /" >&2 || true
     done
     before="$(loadavg)"
     echo "== $name: wrk -t$THREADS -c$conns -d${DURATION}s --latency over $# URL(s): $*"
@@ -337,6 +342,7 @@ cell() {
             dup=$((dup + $(metric "$p" aiops_alerts_duplicate_total)))
         done
         recv=$((recv - recv_before))
+        dup=$((dup - dup_before))
     fi
     ROWS=$((ROWS + 1))
     R_STORE[ROWS]="$store"
@@ -502,9 +508,10 @@ fi
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPU(s), mode $MODE ($([[ "$MODE" == fresh ]] && echo "every alert new" || echo "the same webhook every time: dedup path")),"
     echo "wrk ${DURATION}s per cell after ${WARMUP}s warm-up, $THREADS thread(s) per cell, body $(basename "$BODY_FILE") ($(wc -c <"$BODY_FILE") bytes)."
     echo "Latencies in ms; for postgres (two replicas, two wrk) req/s is the sum and p50/p99 the worse of the two."
+    echo "New alerts and duplicates: aiops_alerts_received_total (alerts recorded as new) and aiops_alerts_duplicate_total, during the cell (warm-up included), all replicas."
     echo "RSS in MiB, per replica: idle after start, then after the cell / peak (VmHWM). Load: 1-minute loadavg before → after the cell."
     echo
-    echo "| store | conns | server | req/s | p50 | p99 | ratio vs bare | non-2xx | sock err | alerts received | duplicates | load | RSS |"
+    echo "| store | conns | server | req/s | p50 | p99 | ratio vs bare | non-2xx | sock err | new alerts | duplicates | load | RSS |"
     echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
     for ((r = 1; r <= ROWS; r++)); do
         echo "| ${R_STORE[r]} | ${R_CONNS[r]} | ${R_SERVER[r]} | ${R_RPS[r]} | ${R_P50[r]} | ${R_P99[r]} | ${R_RATIO[r]} | ${R_NON2XX[r]} | ${R_SOCK[r]} | ${R_RECV[r]} | ${R_DUP[r]} | ${R_LOAD[r]} | ${R_RSS[r]} |"
