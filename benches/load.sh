@@ -18,7 +18,8 @@
 #                  request by benches/wrk-post.lua, from a random per-run prefix), so each request
 #                  pays for a durable store write; the run fails if the daemon counts a duplicate.
 #                  UNIQUE=1 is the older name and means the same.
-#   CONNECTIONS    list of wrk connection counts, one cell each (default "64"; "8 64 256" with FRESH=1)
+#   CONNECTIONS    list of wrk connection counts, 2..10000, one cell each (default "64"; "8 64 256"
+#                  with FRESH=1)
 #   STORES         list out of sqlite-full, sqlite-normal, postgres (default "sqlite-full"; all
 #                  three with FRESH=1; may be empty to run only the MEMORY_ALERTS step).
 #                  sqlite-*: one daemon, store in a temp dir, AIOPS_SQLITE_SYNCHRONOUS=full|normal.
@@ -54,10 +55,10 @@ DURATION="${DURATION:-15}"
 WARMUP="${WARMUP:-2}"
 THREADS="${THREADS:-2}"
 if [[ "$MODE" == fresh ]]; then
-    CONNECTIONS="${CONNECTIONS:-8 64 256}"
+    CONNECTIONS="${CONNECTIONS-8 64 256}"
     STORES="${STORES-sqlite-full sqlite-normal postgres}"
 else
-    CONNECTIONS="${CONNECTIONS:-64}"
+    CONNECTIONS="${CONNECTIONS-64}"
     STORES="${STORES-sqlite-full}"
 fi
 MEMORY_ALERTS="${MEMORY_ALERTS:-0}"
@@ -102,6 +103,7 @@ if [[ " ${STORE_LIST[*]} " == *" postgres "* ]]; then
         kept=()
         for s in "${STORE_LIST[@]}"; do [[ "$s" == postgres ]] || kept+=("$s"); done
         STORE_LIST=("${kept[@]+"${kept[@]}"}")
+        [[ ${#STORE_LIST[@]} -ge 1 || "$MEMORY_ALERTS" -gt 0 ]] || die "postgres was the only store and it is skipped: nothing to run"
     fi
 fi
 
