@@ -486,13 +486,31 @@ if [[ "$MEMORY_ALERTS" -gt 0 ]]; then
         [[ "$received" -ge "$MEMORY_ALERTS" ]] && break
         sleep 0.5
     done
+    # SIGINT (forwarded by `timeout`) makes wrk stop and still print its report, non-2xx included.
+    kill -INT "$mem_wrk" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        kill -0 "$mem_wrk" 2>/dev/null || break
+        sleep 0.1
+    done
     stop "$mem_wrk"
     WRK_PIDS=()
+    mem_non2xx="$(field "$WRK_DIR/current-memory" non2xx)"
+    mem_sock=0
+    for k in connect read write timeout; do mem_sock=$((mem_sock + $(field "$WRK_DIR/current-memory" "$k"))); done
+    if [[ -z "$mem_non2xx" ]]; then
+        echo "load.sh: the memory step's wrk printed no report:" >&2
+        cat "$WRK_DIR/current-memory" >&2
+        exit 2
+    fi
+    if [[ "$mem_non2xx" -ne 0 || "$mem_sock" -ne 0 ]]; then
+        echo "load.sh: the memory step's aiops answered $mem_non2xx non-2xx and had $mem_sock socket error(s)" >&2
+        STATUS=1
+    fi
     alive_or_die "$mem_pid" "aiops memory" "$TMP/memory.log"
     sleep 2
     received="$(metric "$mem_port" aiops_alerts_received_total)"
     mem_dup="$(metric "$mem_port" aiops_alerts_duplicate_total)"
-    MEM_LINE="| memory | sqlite-full, 64 connections | aiops received $received alerts (goal $MEMORY_ALERTS), duplicates $mem_dup | RSS idle $mem_idle MiB, after $(rss_mib "$mem_pid") MiB, peak $(hwm_mib "$mem_pid") MiB |"
+    MEM_LINE="| memory | sqlite-full, 64 connections | aiops received $received new alerts (goal $MEMORY_ALERTS), duplicates $mem_dup, non-2xx $mem_non2xx | RSS idle $mem_idle MiB, after $(rss_mib "$mem_pid") MiB, peak $(hwm_mib "$mem_pid") MiB |"
     if [[ "$received" -lt "$MEMORY_ALERTS" ]]; then
         echo "load.sh: WARNING: aiops received only $received of $MEMORY_ALERTS alerts in 300 s; the memory figure is for fewer alerts" >&2
         STATUS=1
@@ -513,11 +531,13 @@ fi
     echo "New alerts and duplicates: aiops_alerts_received_total (alerts recorded as new) and aiops_alerts_duplicate_total, during the cell (warm-up included), all replicas."
     echo "RSS in MiB, per replica: idle after start, then after the cell / peak (VmHWM). Load: 1-minute loadavg before → after the cell."
     echo
-    echo "| store | conns | server | req/s | p50 | p99 | ratio vs bare | non-2xx | sock err | new alerts | duplicates | load | RSS |"
-    echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
-    for ((r = 1; r <= ROWS; r++)); do
-        echo "| ${R_STORE[r]} | ${R_CONNS[r]} | ${R_SERVER[r]} | ${R_RPS[r]} | ${R_P50[r]} | ${R_P99[r]} | ${R_RATIO[r]} | ${R_NON2XX[r]} | ${R_SOCK[r]} | ${R_RECV[r]} | ${R_DUP[r]} | ${R_LOAD[r]} | ${R_RSS[r]} |"
-    done
+    if [[ "$ROWS" -gt 0 ]]; then
+        echo "| store | conns | server | req/s | p50 | p99 | ratio vs bare | non-2xx | sock err | new alerts | duplicates | load | RSS |"
+        echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+        for ((r = 1; r <= ROWS; r++)); do
+            echo "| ${R_STORE[r]} | ${R_CONNS[r]} | ${R_SERVER[r]} | ${R_RPS[r]} | ${R_P50[r]} | ${R_P99[r]} | ${R_RATIO[r]} | ${R_NON2XX[r]} | ${R_SOCK[r]} | ${R_RECV[r]} | ${R_DUP[r]} | ${R_LOAD[r]} | ${R_RSS[r]} |"
+        done
+    fi
     if [[ -n "$MEM_LINE" ]]; then
         echo
         echo "| step | setup | result | memory |"
