@@ -34,6 +34,8 @@
 #   DURATION       seconds per measured cell, 1..300 (default 15); WARMUP 1..60 (default 2)
 #   THREADS        wrk threads per cell (default 2; split between the two wrk of a postgres cell)
 #   BODY_FILE      the webhook to post (default the grouped-3 Alertmanager fixture)
+#   AIOPS_BIN      an aiops binary to measure instead of building this checkout's (e.g. an older
+#                  commit's, to compare before and after on the same machine)
 #   RESULTS        where the markdown summary goes (default $CARGO_TARGET_DIR or target/, load-results.md)
 # Exit status: 0 when every aiops response was 2xx; 1 when aiops answered anything else, wrk saw
 # socket errors against it, or (FRESH=1) a replica counted a duplicate; 2 on a setup failure.
@@ -118,9 +120,14 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 
 echo "== building release binaries"
-cargo build --release --bin aiops --example baseline || die "cargo build failed"
-
-AIOPS_BIN="$TARGET_DIR/release/aiops"
+if [[ -n "${AIOPS_BIN:-}" ]]; then
+    # Another build of aiops (an older commit, for a before/after comparison in one run).
+    [[ -x "$AIOPS_BIN" ]] || die "AIOPS_BIN $AIOPS_BIN is not an executable"
+    cargo build --release --example baseline || die "cargo build failed"
+else
+    cargo build --release --bin aiops --example baseline || die "cargo build failed"
+    AIOPS_BIN="$TARGET_DIR/release/aiops"
+fi
 BASELINE_BIN="$TARGET_DIR/release/examples/baseline"
 [[ -x "$AIOPS_BIN" && -x "$BASELINE_BIN" ]] || die "release binaries not found under $TARGET_DIR/release"
 
