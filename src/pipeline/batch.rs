@@ -41,18 +41,20 @@ pub(super) struct Webhook {
     pub fresh: Vec<(Alert, DedupKey)>,
     /// The report so far: rejections and cached duplicates.
     pub base: Report,
+    /// When it arrived (epoch ms): its alerts' `received_at`.
+    pub received_at: i64,
 }
 
 impl Webhook {
-    /// Its alerts as rows to record, received at `now`.
-    fn events(&self, now: i64) -> Vec<NewAlertEvent<'_>> {
+    /// Its alerts as rows to record.
+    fn events(&self) -> Vec<NewAlertEvent<'_>> {
         self.fresh
             .iter()
             .map(|(alert, _)| NewAlertEvent {
                 alert,
                 receiver: &self.receiver,
                 group_key: &self.group_key,
-                received_at: now,
+                received_at: self.received_at,
             })
             .collect()
     }
@@ -116,11 +118,14 @@ struct WriterGuard(Arc<Queue>);
 
 impl Drop for WriterGuard {
     fn drop(&mut self) {
-        let mut state = self.0.state();
-        if state.writing {
-            state.writing = false;
-            state.waiting.clear();
+        // Only a panic: a writer that ran out of work already gave up the queue in
+        // `next_batch`, and a new writer may own it by now.
+        if !std::thread::panicking() {
+            return;
         }
+        let mut state = self.0.state();
+        state.writing = false;
+        state.waiting.clear();
     }
 }
 
@@ -318,7 +323,7 @@ impl Core {
         let mut ids = if isolate {
             Vec::new()
         } else {
-            self.insert_batch(&mut tx, webhooks, now).await?
+            self.insert_batch(&mut tx, webhooks).await?
         }
         .into_iter();
         let mut carried = Carried::default();
@@ -332,7 +337,7 @@ impl Core {
             };
             let inserted = match ids.next() {
                 Some(ids) => ids,
-                None => tx.insert_alert_events(&w.events(now)).await?,
+                None => tx.insert_alert_events(&w.events()).await?,
             };
             let decided = self
                 .decide_webhook(&mut tx, w, inserted, now, sim, &mut carried)
@@ -371,9 +376,8 @@ impl Core {
         &self,
         tx: &mut store::WriteTx,
         webhooks: &[Webhook],
-        now: i64,
     ) -> store::Result<Vec<Vec<Option<i64>>>> {
-        let events: Vec<NewAlertEvent<'_>> = webhooks.iter().flat_map(|w| w.events(now)).collect();
+        let events: Vec<NewAlertEvent<'_>> = webhooks.iter().flat_map(|w| w.events()).collect();
         let mut ids = tx.insert_alert_events(&events).await?.into_iter();
         Ok(webhooks
             .iter()
@@ -398,7 +402,8 @@ impl Core {
         let mut report = w.base.clone();
         let mut escalations = 0u64;
         let mut notified = 0usize;
-        for ((alert, key), inserted) in w.fresh.iter().zip(inserted) {
+        let events = w.events();
+        for (((alert, key), inserted), event) in w.fresh.iter().zip(inserted).zip(&events) {
             let (event_id, dedup) = match inserted {
                 Some(id) => (id, "new"),
                 None => {
@@ -424,9 +429,16 @@ impl Core {
             let mut verdict = verdict_for(alert, dedup);
             match alert.status {
                 Status::Resolved => {
+                    if dedup == "new" {
+                        tx.end_firing_row(event).await?;
+                    }
                     verdict.cancelled_jobs = tx
                         .cancel_pending_for_fingerprint(&alert.fingerprint, now)
                         .await?;
+                    if !verdict.cancelled_jobs.is_empty() {
+                        // The queue is shorter now: the next decision counts it again.
+                        carried.pending = guard::Pending::default();
+                    }
                     verdict.cancelled_modes = tx.job_modes(&verdict.cancelled_jobs).await?;
                     // The loop closes: successful repairs of this occurrence get their time to
                     // recover, and the people told of the repair hear that it held.

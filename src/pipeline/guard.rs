@@ -102,7 +102,9 @@ pub(super) struct Ctx<'a> {
     pub guard: &'a config::Guard,
     pub queue_capacity: usize,
     /// The time the guards decide at (epoch ms); no guard reads the clock. The intake passes
-    /// the time it received the webhook; `simulate --at` a time of the operator's choosing.
+    /// the time its batch began (every webhook of a batch is decided at one time, so the storm
+    /// window and the queue count carry from one to the next); `simulate --at` a time of the
+    /// operator's choosing.
     pub now: i64,
     pub outbox: Option<&'a crate::notify::Outbox>,
     /// The maintenance windows as they were when the webhook arrived.

@@ -412,6 +412,7 @@ impl Core {
             group_key: payload.group_key.clone(),
             fresh,
             base: report,
+            received_at: now,
         })
     }
 

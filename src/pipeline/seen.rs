@@ -32,7 +32,10 @@ pub(super) struct Seen {
 struct Generations {
     current: HashSet<u128, BuildHasherDefault<Spread>>,
     previous: HashSet<u128, BuildHasherDefault<Spread>>,
+    /// When the current generation began.
     started: Instant,
+    /// When the previous one began: it is dropped a TTL after that.
+    previous_started: Instant,
 }
 
 impl Seen {
@@ -43,6 +46,7 @@ impl Seen {
                 current: HashSet::default(),
                 previous: HashSet::default(),
                 started: Instant::now(),
+                previous_started: Instant::now(),
             }),
             keys: (RandomState::new(), RandomState::new()),
             capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
@@ -63,7 +67,12 @@ impl Seen {
             g.started = now;
         } else if age >= self.ttl / 2 || g.current.len() >= self.capacity.div_ceil(2) {
             g.previous = std::mem::take(&mut g.current);
+            g.previous_started = g.started;
             g.started = now;
+        }
+        // Retired late (nothing asked for a while): still dropped a TTL after it began.
+        if !g.previous.is_empty() && now.saturating_duration_since(g.previous_started) >= self.ttl {
+            g.previous.clear();
         }
         g
     }
@@ -177,6 +186,21 @@ mod tests {
         assert!(
             !seen.contains_at(&key(2), t0 + ttl * 3),
             "a long quiet forgets everything"
+        );
+    }
+
+    #[test]
+    fn a_generation_retired_late_is_still_dropped_a_ttl_after_it_began() {
+        let ttl = Duration::from_secs(60);
+        let seen = Seen::new(100, ttl);
+        let t0 = Instant::now();
+        seen.insert_at(&key(1), t0);
+        // Nothing happens until just before the TTL: the generation is retired only now.
+        let late = t0 + ttl - Duration::from_secs(1);
+        assert!(seen.contains_at(&key(1), late));
+        assert!(
+            !seen.contains_at(&key(1), t0 + ttl),
+            "never kept past the TTL"
         );
     }
 

@@ -465,3 +465,19 @@ async fn a_batch_the_store_cannot_record_answers_each_webhook_unavailable() {
         assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
     }
 }
+
+#[tokio::test]
+async fn a_resolve_earlier_in_a_batch_makes_room_in_the_queue_for_a_later_webhook() {
+    let mut settings = Settings::default();
+    settings.jobs.queue_capacity = 1;
+    let p = pipeline(RESTART, settings).await;
+    let fire = payload(&[alert_json("web", "firing", "2026-01-01T00:00:00Z")]);
+    let resolve = payload(&[alert_json("web", "resolved", "2026-01-01T00:00:00Z")]);
+    let other = payload(&[alert_json("api", "firing", "2026-01-01T00:00:01Z")]);
+    let (a, b, c) = tokio::join!(p.ingest(&fire), p.ingest(&resolve), p.ingest(&other));
+    assert_eq!(a.unwrap().jobs.len(), 1);
+    assert_eq!(b.unwrap().alerts[0].cancelled_jobs.len(), 1);
+    let c = c.expect("the cancelled job freed the queue's one place");
+    assert_eq!(c.jobs.len(), 1);
+    assert_eq!(p.metrics().intake_batch.get_sample_count(), 1, "one batch");
+}

@@ -70,9 +70,9 @@ impl WriteTx {
     /// same fingerprint, status and startsAt is already stored (or comes earlier in `evs`): that
     /// is a re-send and must not be acted on again.
     ///
-    /// A resolve ends its firing row (`resolved_at`), so "firing now" needs no search for the
-    /// resolve (the listing still looks for one, for rows a concurrent replica left open).
-    /// A firing row that arrives after its own resolve (a delayed retry) is stored ended.
+    /// A firing row that arrives after its own resolve (a delayed retry) is stored ended; a
+    /// resolve ends its firing row with [`WriteTx::end_firing_row`] (the listing still looks for
+    /// a resolve, for rows a concurrent replica left open).
     pub async fn insert_alert_events(
         &mut self,
         evs: &[NewAlertEvent<'_>],
@@ -134,28 +134,46 @@ impl WriteTx {
                     a.status.as_str().to_string(),
                     a.starts_at_ms(),
                 ));
-                if id.is_some() && a.status == crate::alert::Status::Resolved {
-                    let resolved_at = a.ends_at.map_or(ev.received_at, |t| t.timestamp_millis());
-                    sqlx::query(
-                        "UPDATE alert_events SET resolved_at = $1 \
-                         WHERE fingerprint = $2 AND status = 'firing' AND starts_at = $3",
-                    )
-                    .bind(resolved_at)
-                    .bind(&a.fingerprint)
-                    .bind(a.starts_at_ms())
-                    .execute(&mut *self.tx)
-                    .await?;
-                }
                 out.push(id);
             }
         }
         Ok(out)
     }
 
-    /// Records one occurrence ([`WriteTx::insert_alert_events`] of one).
+    /// Records one occurrence on its own (a resolve ends its firing row at once); `None` when
+    /// it is already stored.
     pub async fn insert_alert_event(&mut self, ev: &NewAlertEvent<'_>) -> Result<Option<i64>> {
-        let ids = self.insert_alert_events(std::slice::from_ref(ev)).await?;
-        Ok(ids.into_iter().next().flatten())
+        let id = self
+            .insert_alert_events(std::slice::from_ref(ev))
+            .await?
+            .into_iter()
+            .next()
+            .flatten();
+        if id.is_some() && ev.alert.status == crate::alert::Status::Resolved {
+            self.end_firing_row(ev).await?;
+        }
+        Ok(id)
+    }
+
+    /// A resolve just recorded ends its firing row (`resolved_at`), so "firing now" needs no
+    /// search for the resolve. Called at the resolve's own turn in the batch, not when the rows
+    /// are inserted: an earlier webhook's re-send of that firing occurrence must still find it
+    /// open, as it would have one webhook at a time.
+    pub async fn end_firing_row(&mut self, resolve: &NewAlertEvent<'_>) -> Result<()> {
+        let a = resolve.alert;
+        let resolved_at = a
+            .ends_at
+            .map_or(resolve.received_at, |t| t.timestamp_millis());
+        sqlx::query(
+            "UPDATE alert_events SET resolved_at = $1 \
+             WHERE fingerprint = $2 AND status = 'firing' AND starts_at = $3",
+        )
+        .bind(resolved_at)
+        .bind(&a.fingerprint)
+        .bind(a.starts_at_ms())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     /// Serializes intake across replicas on PostgreSQL for the rest of the transaction (a
@@ -164,6 +182,14 @@ impl WriteTx {
     /// already does this.
     pub async fn lock_intake(&mut self) -> Result<()> {
         if self.backend == super::Backend::Postgres {
+            // Bounded: a replica whose session stalls inside a batch must not hang every other
+            // replica's intake; the batch fails with a 503 and Alertmanager retries.
+            sqlx::query(AssertSqlSafe(format!(
+                "SET LOCAL lock_timeout = {}",
+                self.lock_timeout.as_millis().max(1)
+            )))
+            .execute(&mut *self.tx)
+            .await?;
             // An arbitrary key of aiops's own (the no_action groups use another).
             sqlx::query(
                 "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(6990001116843713839)) AS l",

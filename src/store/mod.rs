@@ -144,6 +144,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     write_lock: Arc<Mutex<()>>,
+    /// How long a transaction waits for an intake lock (the pool's acquire timeout).
+    lock_timeout: Duration,
 }
 
 /// A write transaction; on SQLite it also holds the in-process writer lock until dropped.
@@ -161,6 +163,8 @@ pub struct WriteTx {
     deferred: memo::Deferred,
     /// Savepoints taken so far (their names).
     savepoints: u32,
+    /// See [`Store`]'s field.
+    lock_timeout: Duration,
 }
 
 impl WriteTx {
@@ -272,6 +276,7 @@ impl Store {
             pool,
             backend,
             write_lock: Arc::new(Mutex::new(())),
+            lock_timeout: opts.acquire_timeout,
         };
         if !opts.read_only {
             store.migrate().await?;
@@ -318,6 +323,7 @@ impl Store {
             memo: memo::Memo::default(),
             deferred: memo::Deferred::default(),
             savepoints: 0,
+            lock_timeout: self.lock_timeout,
         })
     }
 
