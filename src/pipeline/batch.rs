@@ -41,20 +41,20 @@ pub(super) struct Webhook {
     pub fresh: Vec<(Alert, DedupKey)>,
     /// The report so far: rejections and cached duplicates.
     pub base: Report,
-    /// When it arrived (epoch ms): its alerts' `received_at`.
-    pub received_at: i64,
 }
 
 impl Webhook {
-    /// Its alerts as rows to record.
-    fn events(&self) -> Vec<NewAlertEvent<'_>> {
+    /// Its alerts as rows to record, received at `now`: the batch's time, at which they are
+    /// also decided. The recorded history pairs an alert with its first decisions by that
+    /// equality (`decisions.created_at = alert_events.received_at`), so the two must not differ.
+    fn events(&self, now: i64) -> Vec<NewAlertEvent<'_>> {
         self.fresh
             .iter()
             .map(|(alert, _)| NewAlertEvent {
                 alert,
                 receiver: &self.receiver,
                 group_key: &self.group_key,
-                received_at: self.received_at,
+                received_at: now,
             })
             .collect()
     }
@@ -323,7 +323,7 @@ impl Core {
         let mut ids = if isolate {
             Vec::new()
         } else {
-            self.insert_batch(&mut tx, webhooks).await?
+            self.insert_batch(&mut tx, webhooks, now).await?
         }
         .into_iter();
         let mut carried = Carried::default();
@@ -337,7 +337,7 @@ impl Core {
             };
             let inserted = match ids.next() {
                 Some(ids) => ids,
-                None => tx.insert_alert_events(&w.events()).await?,
+                None => tx.insert_alert_events(&w.events(now)).await?,
             };
             let decided = self
                 .decide_webhook(&mut tx, w, inserted, now, sim, &mut carried)
@@ -376,8 +376,9 @@ impl Core {
         &self,
         tx: &mut store::WriteTx,
         webhooks: &[Webhook],
+        now: i64,
     ) -> store::Result<Vec<Vec<Option<i64>>>> {
-        let events: Vec<NewAlertEvent<'_>> = webhooks.iter().flat_map(|w| w.events()).collect();
+        let events: Vec<NewAlertEvent<'_>> = webhooks.iter().flat_map(|w| w.events(now)).collect();
         let mut ids = tx.insert_alert_events(&events).await?.into_iter();
         Ok(webhooks
             .iter()
@@ -402,7 +403,7 @@ impl Core {
         let mut report = w.base.clone();
         let mut escalations = 0u64;
         let mut notified = 0usize;
-        let events = w.events();
+        let events = w.events(now);
         for (((alert, key), inserted), event) in w.fresh.iter().zip(inserted).zip(&events) {
             let (event_id, dedup) = match inserted {
                 Some(id) => (id, "new"),

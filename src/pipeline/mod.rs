@@ -412,7 +412,6 @@ impl Core {
             group_key: payload.group_key.clone(),
             fresh,
             base: report,
-            received_at: now,
         })
     }
 
