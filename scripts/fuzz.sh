@@ -48,6 +48,15 @@ else
   build_targets=("") # one `cargo fuzz build` builds them all
 fi
 
+# cargo never collects garbage in a target directory: each dependency or flag change adds a
+# build beside the old ones (this cache reached 18 GB in a day of work). Past the limit the
+# build starts over; the corpus, which is what is worth keeping, stays.
+limit_gb=${AIOPS_FUZZ_TARGET_LIMIT_GB:-6}
+if [[ -d $work/target ]] && (($(du -s --block-size=1G "$work/target" | cut -f1) > limit_gb)); then
+  echo "the fuzz build cache is over ${limit_gb} GB; removing it ($work/target)"
+  rm -rf "$work/target"
+fi
+
 started=$(date +%s)
 for t in "${build_targets[@]}"; do
   if ! cargo fuzz build "${build_flags[@]}" ${t:+"$t"} >"$work/build.log" 2>&1; then
