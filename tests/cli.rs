@@ -131,6 +131,33 @@ fn check_rejects_an_invalid_config_file() {
     );
 }
 
+#[test]
+fn serve_on_a_sqlite_file_it_cannot_open_names_the_file_and_the_fix_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("aiops.db");
+    let mut env = definitions_env(&repo().join("rules"), &repo().join("playbooks"));
+    env.insert(
+        "AIOPS_DATABASE_URL",
+        format!("sqlite://{}?mode=rwc", missing.display()),
+    );
+    env.insert("AIOPS_LISTEN", "127.0.0.1:0".into());
+    let (status, _out, err) = run_cli(dir.path(), &["serve"], &env);
+    assert_eq!(status.code(), Some(1), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in: {err}"));
+    assert!(line.contains(&missing.display().to_string()), "{line}");
+    assert!(line.contains("?mode=rwc"), "{line}");
+    // Each cause once: the chain used to repeat SQLite's words four times.
+    assert_eq!(
+        line.matches("unable to open database file").count(),
+        1,
+        "{line}"
+    );
+    assert!(!missing.parent().unwrap().exists(), "nothing was created");
+}
+
 /// `simulate`'s report says the restart rule would restart the fixture's workload now.
 fn assert_restarts_demo_now(out: &str) {
     assert!(

@@ -77,6 +77,19 @@ pub enum Error {
     /// A migration failed at start-up.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A SQLite file could not be opened (SQLITE_CANTOPEN): a missing directory, no
+    /// permission, or a file that does not exist without `mode=rwc`.
+    #[error(
+        "cannot open the SQLite file {path}: {reason}. Its directory must exist and be writable, and \
+         `?mode=rwc` at the end of the URL lets aiops create the file (the default is \
+         `sqlite://aiops.db?mode=rwc`)"
+    )]
+    SqliteOpen {
+        /// The file, as the URL names it.
+        path: String,
+        /// SQLite's message.
+        reason: String,
+    },
     /// A stored value could not be decoded.
     #[error("corrupt stored value in {column}: {message}")]
     Corrupt {
@@ -92,7 +105,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Database(sqlx::Error::PoolTimedOut) => "pool_timeout",
-            Error::Database(_) => "database",
+            Error::Database(_) | Error::SqliteOpen { .. } => "database",
             Error::Migrate(_) => "migrate",
             Error::Corrupt { .. } => "corrupt",
         }
@@ -271,7 +284,18 @@ impl Store {
                 })
             });
         }
-        let pool = pool_opts.connect_with(connect_opts).await?;
+        let pool = match pool_opts.connect_with(connect_opts).await {
+            Ok(pool) => pool,
+            Err(sqlx::Error::Database(e))
+                if backend == Backend::Sqlite && e.code().as_deref() == Some("14") =>
+            {
+                return Err(Error::SqliteOpen {
+                    path: sqlite_path(url).to_string(),
+                    reason: e.message().to_string(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         let store = Store {
             pool,
             backend,
@@ -379,6 +403,15 @@ pub(crate) fn values_list(backend: Backend, rows: usize, row: &str) -> String {
         }
     }
     out
+}
+
+/// The file a `sqlite:` URL names: without the scheme and the query.
+fn sqlite_path(url: &str) -> &str {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    rest.split('?').next().unwrap_or(rest)
 }
 
 /// Milliseconds since the Unix epoch.
