@@ -463,13 +463,12 @@ async fn health_readiness_and_metrics_are_served() {
     app.wait_all_jobs_in(&[JobState::Succeeded]).await;
     // The worker counts a repair's end just after committing it: the store can say
     // `succeeded` a moment before the counter does.
-    let succeeded = "aiops_jobs_total{mode=\"auto\",state=\"succeeded\"} 1";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut m = app.metrics().await;
-    while !m.contains(succeeded) && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        m = app.metrics().await;
-    }
+    app.wait_for_metric(
+        "aiops_jobs_total{mode=\"auto\",state=\"succeeded\"} 1",
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let m = app.metrics().await;
     for family in [
         "aiops_alerts_received_total{status=\"firing\"} 3",
         "aiops_alerts_duplicate_total 0",
