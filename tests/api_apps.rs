@@ -51,12 +51,13 @@ async fn audit_rows(app: &TestApp) -> Vec<(String, String, i64)> {
 
 async fn editors_register_apps_others_see_only_their_own(db: Db) {
     let app = spawn(db).await;
-    let editor = token(Role::Editor, &["shop"]);
+    // A token's apps are namespaces; an app's is app-<name> unless its spec says otherwise.
+    let editor = token(Role::Editor, &["app-shop"]);
 
     // Register, then replace: 201 then 200, both audited with the subject.
     let (status, body) = post(&app, &editor, spec("shop")).await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["namespace"], "shop");
+    assert_eq!(body["namespace"], "app-shop");
     assert_eq!(body["created_by"], "editor-user");
     let (status, _) = post(&app, &editor, spec("shop").replace("1.4.2", "1.5.0")).await;
     assert_eq!(status, 200);
@@ -64,7 +65,7 @@ async fn editors_register_apps_others_see_only_their_own(db: Db) {
     // Another app's namespace: 404, as if it did not exist; a viewer cannot write.
     let (status, _) = post(&app, &editor, spec("blog")).await;
     assert_eq!(status, 404);
-    let (status, _) = post(&app, &token(Role::Viewer, &["shop"]), spec("shop")).await;
+    let (status, _) = post(&app, &token(Role::Viewer, &["app-shop"]), spec("shop")).await;
     assert_eq!(status, 403);
     // A bad spec names its field.
     let (status, body) = post(
@@ -101,7 +102,7 @@ async fn editors_register_apps_others_see_only_their_own(db: Db) {
         404
     );
     // Taking over blog's name from shop's namespace does not reveal it either.
-    let hijack = spec("blog").replace("domain:", "namespace: shop\ndomain:");
+    let hijack = spec("blog").replace("domain:", "namespace: app-shop\ndomain:");
     assert_eq!(post(&app, &editor, hijack).await.0, 404);
 
     // The manifests are the replaced spec's, with the configured webhook URL.
@@ -145,3 +146,50 @@ async fn editors_register_apps_others_see_only_their_own(db: Db) {
     assert_eq!(audit[0], ("editor-user".into(), "app shop".into(), 201));
 }
 both_backends!(editors_register_apps_others_see_only_their_own);
+
+async fn an_app_registered_in_its_own_name_space_stays_there_when_its_spec_names_none(db: Db) {
+    let app = spawn(db).await;
+    let admin = token(Role::Admin, &[]);
+    // As an app registered before the app-<name> default was: in the namespace "shop".
+    let old = spec("shop").replace("domain:", "namespace: shop\ndomain:");
+    let (status, body) = post(&app, &admin, old).await;
+    assert_eq!(
+        (status.as_u16(), &body["namespace"]),
+        (201, &Value::from("shop")),
+        "{body}"
+    );
+    // The same spec without a namespace (as it was written then) replaces it where it is.
+    let (status, body) = post(&app, &admin, spec("shop").replace("1.4.2", "1.5.0")).await;
+    assert_eq!(
+        (status.as_u16(), &body["namespace"]),
+        (200, &Value::from("shop")),
+        "{body}"
+    );
+    let (_, m) = app.api_get(&admin, "/api/apps/shop/manifests").await;
+    assert_eq!(m["namespace"], "shop", "{m}");
+    // A token scoped to the old namespace still reaches it.
+    let editor = token(Role::Editor, &["shop"]);
+    assert_eq!(post(&app, &editor, spec("shop")).await.0, 200);
+}
+both_backends!(an_app_registered_in_its_own_name_space_stays_there_when_its_spec_names_none);
+
+async fn a_git_app_is_registered_before_its_framework_is_known(db: Db) {
+    let app = spawn(db).await;
+    let editor = token(Role::Editor, &["app-shop"]);
+    let body = "name: shop\ndisplay_name: Shop\ndomain: shop.example.com\nsource_type: git\n\
+                source_url: https://git.example.com/acme/shop.git\nplan: standard\n";
+    let (status, body) = post(&app, &editor, body.to_string()).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["namespace"], "app-shop");
+    // Its manifests wait for the framework and the image: a clear 422, not a guess.
+    let (status, m) = app.api_get(&editor, "/api/apps/shop/manifests").await;
+    assert_eq!(status, 422, "{m}");
+    assert!(
+        m["error"]
+            .as_str()
+            .unwrap()
+            .contains("names no framework and none was detected yet"),
+        "{m}"
+    );
+}
+both_backends!(a_git_app_is_registered_before_its_framework_is_known);

@@ -188,14 +188,14 @@ async fn register(app: &TestApp, name: &str) {
     store
         .upsert_app(
             name,
-            spec.namespace(),
+            &spec.namespace(),
             &serde_json::to_value(&spec).unwrap(),
             "cli",
         )
         .await
         .unwrap();
     let id = store
-        .start_deployment(name, spec.namespace(), "1.4.2", "ghcr.io/acme/shop:1.4.2")
+        .start_deployment(name, &spec.namespace(), "1.4.2", "ghcr.io/acme/shop:1.4.2")
         .await
         .unwrap();
     store
@@ -208,7 +208,8 @@ async fn apps_show_only_the_viewers_apps_with_their_manifests_and_deployments(db
     let app = spawn(db).await;
     register(&app, "shop").await;
     register(&app, "blog").await;
-    let alice = ConsoleClient::direct(&app, "alice", Role::Viewer, &["shop"]).await;
+    // Viewers are scoped by namespace: shop's is app-shop by default.
+    let alice = ConsoleClient::direct(&app, "alice", Role::Viewer, &["app-shop"]).await;
 
     let page = alice.get("/ui/apps").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);

@@ -81,18 +81,18 @@ async fn deploy_applies_every_object_waits_for_the_rollout_and_records_it(db: Db
 
     // Every object exists, applied by aiops.
     for (kind, ns, name) in [
-        ("Namespace", "", "blog"),
-        ("ServiceAccount", "blog", "blog"),
-        ("ConfigMap", "blog", "blog-env"),
-        ("NetworkPolicy", "blog", "blog"),
-        ("Service", "blog", "blog"),
-        ("Deployment", "blog", "blog"),
-        ("Deployment", "blog", "blog-worker"),
-        ("Ingress", "blog", "blog"),
-        ("Certificate", "blog", "blog-tls"),
-        ("ServiceMonitor", "blog", "blog"),
-        ("PrometheusRule", "blog", "blog"),
-        ("ConfigMap", "blog", "blog-dashboard"),
+        ("Namespace", "", "app-blog"),
+        ("ServiceAccount", "app-blog", "blog"),
+        ("ConfigMap", "app-blog", "blog-env"),
+        ("NetworkPolicy", "app-blog", "blog"),
+        ("Service", "app-blog", "blog"),
+        ("Deployment", "app-blog", "blog"),
+        ("Deployment", "app-blog", "blog-worker"),
+        ("Ingress", "app-blog", "blog"),
+        ("Certificate", "app-blog", "blog-tls"),
+        ("ServiceMonitor", "app-blog", "blog"),
+        ("PrometheusRule", "app-blog", "blog"),
+        ("ConfigMap", "app-blog", "blog-dashboard"),
     ] {
         let obj = api
             .object(kind, ns, name)
@@ -103,7 +103,7 @@ async fn deploy_applies_every_object_waits_for_the_rollout_and_records_it(db: Db
         );
         assert_eq!(obj["metadata"]["managedFields"][0]["operation"], "Apply");
     }
-    let jobs = api.jobs("blog");
+    let jobs = api.jobs("app-blog");
     assert_eq!(jobs.len(), 1, "one migrations Job");
     let job_name = jobs[0].metadata.name.clone().unwrap();
     assert!(job_name.starts_with("blog-migrate-"), "{job_name}");
@@ -137,12 +137,13 @@ async fn deploy_applies_every_object_waits_for_the_rollout_and_records_it(db: Db
     let dep_patch = index(&|r| {
         r.method == "PATCH"
             && r.path_query
-                .starts_with("/apis/apps/v1/namespaces/blog/deployments/blog?")
+                .starts_with("/apis/apps/v1/namespaces/app-blog/deployments/blog?")
     });
     let dep_get = writes
         .iter()
         .rposition(|r| {
-            r.method == "GET" && r.path_query == "/apis/apps/v1/namespaces/blog/deployments/blog"
+            r.method == "GET"
+                && r.path_query == "/apis/apps/v1/namespaces/app-blog/deployments/blog"
         })
         .expect("the rollout was read");
     assert!(
@@ -151,7 +152,7 @@ async fn deploy_applies_every_object_waits_for_the_rollout_and_records_it(db: Db
     );
 
     // The controller rolled it out with the plan's resources.
-    let d = api.deployment("blog", "blog");
+    let d = api.deployment("app-blog", "blog");
     assert_eq!(d.status.unwrap().available_replicas, Some(3));
     let c = &d.spec.unwrap().template.spec.unwrap().containers[0];
     let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
@@ -165,7 +166,7 @@ async fn deploy_applies_every_object_waits_for_the_rollout_and_records_it(db: Db
     // Recorded: the app and its deployment.
     let store = store(&db).await;
     let app = store.app("blog").await.unwrap().expect("app registered");
-    assert_eq!(app.namespace, "blog");
+    assert_eq!(app.namespace, "app-blog");
     assert_eq!(app.created_by, "cli");
     assert_eq!(app.spec["framework"], "django");
     let deps = store.deployments("blog", 10).await.unwrap();
@@ -260,7 +261,7 @@ async fn a_second_deploy_of_a_new_image_rolls_the_deployment_and_records_both() 
     std::fs::write(&next, spec).unwrap();
     let out = deploy(&api, &db, dir.path(), next.to_str().unwrap()).await;
     assert!(out.status.success(), "{}", out.stderr);
-    let d = api.deployment("shop", "shop");
+    let d = api.deployment("app-shop", "shop");
     assert_eq!(
         d.spec.unwrap().template.spec.unwrap().containers[0]
             .image
@@ -328,7 +329,7 @@ async fn a_failed_migration_stops_the_deploy_before_the_deployment_is_touched() 
     assert!(!out.status.success());
     assert!(out.stderr.contains("backoff limit"), "{}", out.stderr);
     assert!(
-        !api.has_deployment("blog", "blog"),
+        !api.has_deployment("app-blog", "blog"),
         "the Deployment was not applied"
     );
     let store = store(&db).await;
@@ -342,7 +343,7 @@ async fn a_failed_migration_stops_the_deploy_before_the_deployment_is_touched() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollout_past_its_progress_deadline_fails_the_deploy() {
     let api = FakeApi::start().await;
-    api.set_rollout_behaviour("shop", "shop", RolloutBehaviour::Fails);
+    api.set_rollout_behaviour("app-shop", "shop", RolloutBehaviour::Fails);
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(Db::Sqlite, dir.path()).await;
     let out = deploy(&api, &db, dir.path(), FLASK).await;

@@ -38,7 +38,7 @@ fn the_cases_cover_every_framework_and_every_plan() {
     let specs: Vec<AppSpec> = cases().iter().map(|c| AppSpec::load(c).unwrap()).collect();
     for fw in aiops::deploy::spec::Framework::ALL {
         assert!(
-            specs.iter().any(|s| s.framework == fw),
+            specs.iter().any(|s| s.framework() == Some(fw)),
             "no case for {fw:?}"
         );
     }
@@ -280,7 +280,7 @@ fn every_auto_repair_label_is_matched_by_a_shipped_rule_that_targets_the_deploym
                     target.kind.as_str(),
                     target.name.as_str()
                 ),
-                (spec.namespace(), "Deployment", spec.name.as_str()),
+                (&*spec.namespace(), "Deployment", spec.name.as_str()),
                 "{}: {} targets the wrong object",
                 case.display(),
                 labels["alertname"]
@@ -425,7 +425,7 @@ fn render_with_o_writes_one_file_per_object_and_the_snippets_apart() {
         .collect();
     files.sort();
     assert_eq!(files.len(), 15, "13 objects and two directories: {files:?}");
-    assert_eq!(files[0], "01-namespace-blog.yaml");
+    assert_eq!(files[0], "01-namespace-app-blog.yaml");
     assert!(files.contains(&"alertmanager".to_string()) && files.contains(&"grafana".to_string()));
     assert_eq!(
         stdout.lines().count(),
@@ -440,7 +440,7 @@ fn render_with_o_writes_one_file_per_object_and_the_snippets_apart() {
     let route: Value = serde_yaml::from_str(&route).unwrap();
     assert_eq!(
         route["route"]["routes"][0]["matchers"],
-        serde_json::json!(["namespace=\"blog\"", "auto_repair=~\".+\""])
+        serde_json::json!(["namespace=\"app-blog\"", "auto_repair=~\".+\""])
     );
     serde_json::from_str::<Value>(&std::fs::read_to_string(out.join("grafana/blog.json")).unwrap())
         .unwrap();

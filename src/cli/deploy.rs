@@ -13,7 +13,7 @@ use aiops::config::Settings;
 use aiops::notify::Outbox;
 use aiops::store::{DeploymentRecord, Notification, Store};
 
-use super::render::{TemplateArgs, load_and_render};
+use super::render::{TemplateArgs, load, render_with};
 
 const NEEDS_A_CLUSTER: &str = "aiops deploy needs a cluster: set cluster.kubeconfig (AIOPS_KUBECONFIG) or cluster.in_cluster (AIOPS_KUBE_IN_CLUSTER=true)";
 
@@ -32,7 +32,7 @@ pub struct Args {
 
 /// Deploys; exit 0 when every rollout completed, 1 otherwise.
 pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
-    let (settings, spec, rendered) = load_and_render(config, &args.file, &args.templates)?;
+    let (settings, mut spec) = load(config, &args.file, &args.templates)?;
     // Reading the kubeconfig sends nothing to the API server yet.
     let cluster = app::kube_cluster(&settings)
         .await?
@@ -46,11 +46,20 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             aiops::config::parse_duration(t).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
     }
     let store = app::open_store(&settings, StoreAccess::ReadWrite).await?;
+    if let Some(recorded) = store.app(&spec.name).await?
+        && spec.keep_namespace(&recorded.namespace)
+    {
+        println!(
+            "app {} is registered in namespace {}; it stays there (write `namespace:` to choose)",
+            spec.name, recorded.namespace
+        );
+    }
+    let rendered = render_with(&settings, &spec)?;
     println!(
         "deploying {} {} ({}) to namespace {}",
         spec.name,
         spec.version(),
-        spec.image,
+        spec.image().unwrap_or_default(),
         spec.namespace()
     );
     let outbox = app::outbox(&settings)?;

@@ -55,6 +55,17 @@ pub fn load_and_render(
     file: &Path,
     args: &TemplateArgs,
 ) -> Result<(Settings, AppSpec, Rendered)> {
+    let (settings, spec) = load(config, file, args)?;
+    let rendered = render_with(&settings, &spec)?;
+    Ok((settings, spec, rendered))
+}
+
+/// The settings (with the template arguments applied) and the spec, not yet rendered.
+pub fn load(
+    config: Option<&Path>,
+    file: &Path,
+    args: &TemplateArgs,
+) -> Result<(Settings, AppSpec)> {
     let mut settings = Settings::load(config)?;
     if let Some(url) = &args.webhook_url {
         settings.deploy.webhook_url = url.clone();
@@ -63,10 +74,14 @@ pub fn load_and_render(
         settings.deploy.templates_dir = Some(dir.clone());
     }
     let spec = AppSpec::load(file)?;
+    Ok((settings, spec))
+}
+
+/// Renders `spec` with the deploy settings.
+pub fn render_with(settings: &Settings, spec: &AppSpec) -> Result<Rendered> {
     let opts = aiops::deploy::Options {
         webhook_url: settings.deploy.webhook_url.clone(),
         templates_dir: settings.deploy.templates_dir.clone(),
     };
-    let rendered = aiops::deploy::render(&spec, &opts)?;
-    Ok((settings, spec, rendered))
+    Ok(aiops::deploy::render(spec, &opts)?)
 }

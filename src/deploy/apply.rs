@@ -249,11 +249,17 @@ pub async fn deploy(
 ) -> Result<(DeploymentRecord, Result<Outcome>)> {
     let spec_json = serde_json::to_value(spec).unwrap_or_default();
     store
-        .upsert_app(&spec.name, spec.namespace(), &spec_json, by)
+        .upsert_app(&spec.name, &spec.namespace(), &spec_json, by)
         .await?;
     let version = spec.version();
     let id = store
-        .start_deployment(&spec.name, spec.namespace(), &version, &spec.image)
+        .start_deployment(
+            &spec.name,
+            &spec.namespace(),
+            &version,
+            // `rendered` exists, so the image did: rendering refuses a spec without one.
+            spec.image().unwrap_or_default(),
+        )
         .await?;
     let result = apply_and_wait(cluster, rendered, opts).await;
     let detail = match &result {

@@ -77,6 +77,15 @@ const NOT_OBJECTS: [&str; 3] = ["dashboard.json", "alertmanager-route.yaml", "_p
 /// Rendering failures.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The spec lacks what only detection or a build gives (a git or upload app's framework
+    /// or image).
+    #[error("{field}: {message}")]
+    Unresolved {
+        /// `framework` or `image`.
+        field: &'static str,
+        /// What is missing and how to give it.
+        message: String,
+    },
     /// A template does not compile or fails to render.
     #[error("template {name}: {message}")]
     Template {
@@ -117,6 +126,7 @@ impl Error {
     /// A short, bounded label for metrics and logs.
     pub fn metric_label(&self) -> &'static str {
         match self {
+            Error::Unresolved { .. } => "unresolved",
             Error::Template { .. } => "template",
             Error::Output { .. } => "output",
             Error::Overrides { .. } => "overrides",
@@ -262,7 +272,7 @@ impl Rendered {
 #[derive(Serialize)]
 struct Context<'a> {
     name: &'a str,
-    namespace: &'a str,
+    namespace: std::borrow::Cow<'a, str>,
     display_name: String,
     domain: &'a str,
     framework: &'static str,
@@ -331,8 +341,24 @@ fn camel(name: &str) -> String {
         .collect()
 }
 
-fn context<'a>(spec: &'a AppSpec, opts: &'a Options) -> Context<'a> {
-    let fw = spec.framework;
+fn context<'a>(spec: &'a AppSpec, opts: &'a Options) -> Result<Context<'a>> {
+    // A git or upload app is rendered once detection and the build have filled these in.
+    let fw = spec.framework().ok_or_else(|| Error::Unresolved {
+        field: "framework",
+        message: format!(
+            "app {} names no framework and none was detected yet; write one ({}) or deploy it from its source_url, which detects it",
+            spec.name,
+            Framework::ALL.map(Framework::as_str).join(", ")
+        ),
+    })?;
+    let image = spec.image().ok_or_else(|| Error::Unresolved {
+        field: "image",
+        message: format!(
+            "app {} has no image yet: a {} source gets one when it is built; write `image` to render it before",
+            spec.name,
+            spec.source_type.as_str()
+        ),
+    })?;
     let version = spec.version();
     let labels = BTreeMap::from([
         ("app", spec.name.clone()),
@@ -344,7 +370,7 @@ fn context<'a>(spec: &'a AppSpec, opts: &'a Options) -> Context<'a> {
     let env_text = serde_json::to_string(&spec.env).unwrap_or_default();
     let django = spec.django.clone().unwrap_or_default();
     let is_django = fw == Framework::Django;
-    Context {
+    Ok(Context {
         name: &spec.name,
         namespace: spec.namespace(),
         display_name: spec
@@ -353,7 +379,7 @@ fn context<'a>(spec: &'a AppSpec, opts: &'a Options) -> Context<'a> {
             .unwrap_or_else(|| spec.name.clone()),
         domain: &spec.domain,
         framework: fw.as_str(),
-        image: &spec.image,
+        image,
         version,
         plan: spec.plan.as_str(),
         replicas: spec.replicas,
@@ -399,14 +425,14 @@ fn context<'a>(spec: &'a AppSpec, opts: &'a Options) -> Context<'a> {
             format!(
                 "{}-migrate-{:08x}",
                 spec.name,
-                fnv64(spec.image.as_bytes()) & 0xffff_ffff
+                fnv64(image.as_bytes()) & 0xffff_ffff
             )
         }),
         celery: if is_django { django.celery } else { None },
         alert_prefix: camel(&spec.name),
         webhook_url: &opts.webhook_url,
         dashboard_json: String::new(),
-    }
+    })
 }
 
 /// `{{ map | block(indent) }}`: the map as `"key": "value"` lines indented by `indent` spaces
@@ -487,7 +513,7 @@ pub fn render(spec: &AppSpec, opts: &Options) -> Result<Rendered> {
             .and_then(|t| t.render(Value::from(Serde(ctx))))
             .map_err(|e| template_err(name, &e))
     };
-    let mut ctx = context(spec, opts);
+    let mut ctx = context(spec, opts)?;
     let dashboard = run("dashboard.json", &ctx)?;
     let parsed: serde_json::Value =
         serde_json::from_str(&dashboard).map_err(|e| Error::Output {

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use checks::label_key_problem;
 pub use options::{
     Addon, Django, Framework, IngressOptions, Monitoring, Plan, Resources, STANDARD_LABELS,
+    SourceType,
 };
 pub use source::Position;
 
@@ -123,15 +124,30 @@ pub struct AppSpec {
     /// Human-readable name (dashboard title). Default: the name.
     #[serde(default)]
     pub display_name: Option<String>,
-    /// Namespace. Default: the name.
+    /// Namespace. Default `app-<name>`, as the original design put every app (an app
+    /// registered before that default keeps the namespace it was registered in: see
+    /// [`AppSpec::keep_namespace`]).
     #[serde(default)]
     pub namespace: Option<String>,
     /// The public host name, e.g. `shop.example.com`.
     pub domain: String,
-    /// flask, django, nodejs, nextjs, static or go.
-    pub framework: Framework,
-    /// Container image reference.
-    pub image: String,
+    /// docker (default: `image` is run as it is), git or upload (built from `source_url`).
+    #[serde(default)]
+    pub source_type: SourceType,
+    /// The source of a git or upload app: a git URL (`https://`, `http://`, `git://`,
+    /// `ssh://`, `file://` or `git@host:path`) or an archive (`https://`, `http://`,
+    /// `file://` or an absolute path). Credentials never go here: a URL is shown and stored.
+    #[serde(default)]
+    pub source_url: Option<String>,
+    /// flask, django, nodejs, nextjs, static or go. Required for a docker source (an image
+    /// does not say); detected from a git or upload source when not given.
+    #[serde(default)]
+    pub framework: Option<Framework>,
+    /// Container image reference. Required for a docker source; for a git or upload source,
+    /// where the build pushes the image (default: the deploy settings' registry, the name and
+    /// the version).
+    #[serde(default)]
+    pub image: Option<String>,
     /// Version recorded with each deployment and set as `app.kubernetes.io/version`.
     /// Default: the image tag (`latest` without one).
     #[serde(default)]
@@ -263,22 +279,63 @@ impl AppSpec {
                 ),
             );
         }
-        if self.image.trim().is_empty() {
+        // What each source requires is only known when the source type was readable.
+        let source_known = !substituted.contains(&"source_type");
+        if source_known && self.framework.is_none() && self.source_type == SourceType::Docker {
             bad(
+                Part::Key,
+                "framework",
+                format!(
+                    "is missing; it cannot be detected from an image, so a docker source names it: one of {}",
+                    Framework::ALL.map(Framework::as_str).join(", ")
+                ),
+            );
+        }
+        match &self.image {
+            None if source_known && self.source_type == SourceType::Docker => bad(
+                Part::Key,
+                "image",
+                "is missing; a docker source runs this image, e.g. ghcr.io/acme/shop:1.4.2 (or set source_type: git with a source_url to build one)".into(),
+            ),
+            None => {}
+            Some(image) if image.trim().is_empty() => bad(
                 Part::Value,
                 "image",
                 "is empty; e.g. ghcr.io/acme/shop:1.4.2".into(),
-            );
-        } else if self
-            .image
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-        {
-            bad(
+            ),
+            Some(image) if image.chars().any(|c| c.is_whitespace() || c.is_control()) => bad(
                 Part::Value,
                 "image",
-                format!("{:?} contains whitespace or control characters", self.image),
-            );
+                format!("{image:?} contains whitespace or control characters"),
+            ),
+            Some(_) => {}
+        }
+        match (&self.source_url, self.source_type) {
+            _ if !source_known => {}
+            (Some(_), SourceType::Docker) => bad(
+                Part::Key,
+                "source_url",
+                "only applies to source_type git or upload; a docker source names its image in `image`".into(),
+            ),
+            (None, t) if t.is_built() => bad(
+                Part::Key,
+                "source_url",
+                format!(
+                    "is missing; a {} source is built from it, e.g. {}",
+                    t.as_str(),
+                    if t == SourceType::Git {
+                        "https://github.com/acme/shop.git"
+                    } else {
+                        "https://files.example.com/shop.tar.gz"
+                    }
+                ),
+            ),
+            (Some(url), t) => {
+                if let Some(why) = checks::source_url_problem(url, t) {
+                    bad(Part::Value, "source_url", why);
+                }
+            }
+            (None, _) => {}
         }
         if let Some(v) = &self.version
             && let Some(why) = label_value_problem(v)
@@ -370,11 +427,13 @@ impl AppSpec {
             }
         }
         match (&self.django, self.framework) {
-            (Some(_), f) if f != Framework::Django && !substituted.contains(&"framework") => bad(
-                Part::Key,
-                "django",
-                format!("only applies to framework django, not {}", f.as_str()),
-            ),
+            (Some(_), Some(f)) if f != Framework::Django && !substituted.contains(&"framework") => {
+                bad(
+                    Part::Key,
+                    "django",
+                    format!("only applies to framework django, not {}", f.as_str()),
+                )
+            }
             (
                 Some(Django {
                     celery: Some(module),
@@ -462,9 +521,33 @@ impl AppSpec {
         }
     }
 
-    /// The namespace (default: the name).
-    pub fn namespace(&self) -> &str {
-        self.namespace.as_deref().unwrap_or(&self.name)
+    /// The namespace: as written, else `app-<name>`.
+    pub fn namespace(&self) -> std::borrow::Cow<'_, str> {
+        match &self.namespace {
+            Some(ns) => ns.as_str().into(),
+            None => format!("app-{}", self.name).into(),
+        }
+    }
+
+    /// An app registered before the `app-<name>` default (in the namespace named like the
+    /// app) stays where it is: a spec that names no namespace takes the one `recorded` for the
+    /// app, so a re-deploy never starts a second copy elsewhere. Returns whether it did.
+    pub fn keep_namespace(&mut self, recorded: &str) -> bool {
+        if self.namespace.is_some() || recorded == self.namespace() {
+            return false;
+        }
+        self.namespace = Some(recorded.to_string());
+        true
+    }
+
+    /// The framework, when the spec names one (or detection filled it in).
+    pub fn framework(&self) -> Option<Framework> {
+        self.framework
+    }
+
+    /// The image, when the spec names one (or a build filled it in).
+    pub fn image(&self) -> Option<&str> {
+        self.image.as_deref()
     }
 
     /// The version: as written, else the image tag, else `latest` (a digest-only image gives
@@ -473,9 +556,10 @@ impl AppSpec {
         if let Some(v) = &self.version {
             return v.clone();
         }
-        let (without_digest, digest) = match self.image.split_once('@') {
+        let image = self.image.as_deref().unwrap_or_default();
+        let (without_digest, digest) = match image.split_once('@') {
             Some((i, d)) => (i, Some(d)),
-            None => (self.image.as_str(), None),
+            None => (image, None),
         };
         let last = without_digest.rsplit('/').next().unwrap_or(without_digest);
         if let Some((_, tag)) = last.split_once(':')

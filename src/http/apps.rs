@@ -18,6 +18,7 @@ use super::auth::Claims;
 use super::limits;
 use super::respond::{audit, internal, not_found};
 use super::{ApiError, AppState};
+use crate::deploy::render::Error as RenderError;
 use crate::deploy::{AppSpec, render};
 use crate::store::{AppRecord, DeploymentRecord, Store};
 
@@ -84,10 +85,13 @@ pub fn render_stored(
     app: &AppRecord,
     opts: &crate::deploy::Options,
 ) -> Result<crate::deploy::Rendered, Unrendered> {
-    let spec: AppSpec = serde_json::from_value(app.spec.clone()).map_err(|e| Unrendered::Spec {
-        app: app.name.clone(),
-        message: e.to_string(),
-    })?;
+    let mut spec: AppSpec =
+        serde_json::from_value(app.spec.clone()).map_err(|e| Unrendered::Spec {
+            app: app.name.clone(),
+            message: e.to_string(),
+        })?;
+    // A spec stored before the app-<name> default names no namespace and meant its name.
+    spec.keep_namespace(&app.namespace);
     render(&spec, opts).map_err(|e| Unrendered::Render(e.to_string()))
 }
 
@@ -151,15 +155,23 @@ async fn registration(
                 json!({"error": "invalid app spec"}),
             )
         })?;
+    let store = st.pipeline.store();
+    let mut spec = spec;
+    let existing = store.app(&spec.name).await.map_err(|e| {
+        let detail = json!({"name": spec.name});
+        (internal(e), detail)
+    })?;
+    // Registered before the app-<name> default: it stays in its namespace, if this token may
+    // see that one (otherwise the conflict below answers as for any hidden app).
+    if let Some(other) = &existing
+        && claims.can_see(&other.namespace)
+    {
+        spec.keep_namespace(&other.namespace);
+    }
     let detail = json!({"name": spec.name, "namespace": spec.namespace()});
-    if !claims.can_see(spec.namespace()) {
+    if !claims.can_see(&spec.namespace()) {
         return Err((not_found("app"), detail));
     }
-    let store = st.pipeline.store();
-    let existing = store
-        .app(&spec.name)
-        .await
-        .map_err(|e| (internal(e), detail.clone()))?;
     // A name is unique across namespaces; one taken in an app this token cannot see must not
     // be revealed, nor taken over.
     if let Some(other) = &existing
@@ -181,15 +193,20 @@ async fn registration(
     }
     // Refuse what would not render (an override template the spec breaks, say) now, not at
     // the first deploy.
-    render(&spec, &st.deploy).map_err(|e| {
-        (
-            ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
-            detail.clone(),
-        )
-    })?;
+    // A git or upload app without a framework or image yet renders once they are detected
+    // and built; that is checked at its deploy.
+    match render(&spec, &st.deploy) {
+        Ok(_) | Err(RenderError::Unresolved { .. }) => {}
+        Err(e) => {
+            return Err((
+                ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
+                detail.clone(),
+            ));
+        }
+    }
     let spec_json = serde_json::to_value(&spec).unwrap_or_default();
     let app = store
-        .upsert_app(&spec.name, spec.namespace(), &spec_json, &claims.sub)
+        .upsert_app(&spec.name, &spec.namespace(), &spec_json, &claims.sub)
         .await
         .map_err(|e| (internal(e), detail))?;
     let status = if existing.is_some() {

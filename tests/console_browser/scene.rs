@@ -183,11 +183,12 @@ async fn alert_id(app: &TestApp, name: &str) -> i64 {
     found[0].id
 }
 
-/// Registers app `name` from the golden Flask spec through `/api/apps`, as an editor does.
+/// Registers app `name` in the namespace of the same name (where the scene's alerts are) from
+/// the golden Flask spec through `/api/apps`, as an editor does.
 async fn register_app(app: &TestApp, name: &str) {
     let spec = std::fs::read_to_string(repo().join("tests/golden/deploy/flask-basic.app.yaml"))
         .unwrap()
-        .replace("name: shop", &format!("name: {name}"));
+        .replace("name: shop", &format!("name: {name}\nnamespace: {name}"));
     let token = crate::common::api::token(JWT_SECRET, Role::Editor, &[name]);
     let req = app
         .client

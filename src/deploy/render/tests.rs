@@ -25,7 +25,7 @@ fn a_flask_app_renders_every_object_in_apply_order() {
     assert_eq!(
         kinds(&r),
         [
-            "Namespace/shop-api",
+            "Namespace/app-shop-api",
             "ServiceAccount/shop-api",
             "ConfigMap/shop-api-env",
             "NetworkPolicy/shop-api",
@@ -59,7 +59,7 @@ fn django_adds_a_migrations_job_per_image_and_the_worker_only_with_celery() {
     let dep_at = k.iter().position(|x| x == "Deployment/shop-api").unwrap();
     assert!(job_at < dep_at, "migrations run before the rollout: {k:?}");
     let other_image = AppSpec {
-        image: "ghcr.io/acme/shop:1.4.3".into(),
+        image: Some("ghcr.io/acme/shop:1.4.3".into()),
         ..d.clone()
     };
     let r2 = render(&other_image, &Options::default()).unwrap();
@@ -155,4 +155,27 @@ fn the_stream_ends_with_the_alertmanager_snippet_as_comments() {
 #[test]
 fn camel_case_prefixes_alert_names() {
     assert_eq!(camel("shop-api-2"), "ShopApi2");
+}
+
+#[test]
+fn a_git_app_renders_only_once_its_framework_and_image_are_known() {
+    let text = "name: shop\ndomain: shop.example.com\nsource_type: git\nsource_url: https://git.example.com/shop.git\n";
+    let mut s = AppSpec::parse(text, "app.yaml").unwrap();
+    let e = render(&s, &Options::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("framework: app shop names no framework and none was detected yet"),
+        "{e}"
+    );
+    s.framework = Some(Framework::Go);
+    let e = render(&s, &Options::default()).unwrap_err();
+    assert!(
+        e.to_string().starts_with(
+            "image: app shop has no image yet: a git source gets one when it is built"
+        ),
+        "{e}"
+    );
+    s.image = Some("registry.example.com/shop:abc123".into());
+    let r = render(&s, &Options::default()).unwrap();
+    assert_eq!(r.objects[0].name(), "app-shop");
 }

@@ -80,3 +80,72 @@ pub(super) fn is_python_module(s: &str) -> bool {
                 && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         })
 }
+
+/// Why `url` cannot be the `source_url` of a `source_type` source. Credentials are refused
+/// outright: a source URL is stored with the app and shown in the console and in errors, so a
+/// password or token in it would leak (private repositories take a deploy key or a token
+/// Secret instead).
+pub(super) fn source_url_problem(url: &str, source_type: super::SourceType) -> Option<String> {
+    use super::SourceType;
+    if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("must be a URL without whitespace".into());
+    }
+    // scp-like `git@github.com:acme/shop.git`: a git form with no scheme.
+    let scp_like = !url.contains("://")
+        && url
+            .split_once(':')
+            .is_some_and(|(host, path)| !host.contains('/') && !path.is_empty() && host.len() > 1);
+    if source_type == SourceType::Git && scp_like {
+        return None;
+    }
+    if source_type == SourceType::Upload && url.starts_with('/') {
+        return archive_problem(url);
+    }
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Some(match source_type {
+            SourceType::Git => {
+                "is not a git URL: https://, http://, git://, ssh://, file:// or git@host:path"
+                    .into()
+            }
+            _ => {
+                "is not an archive location: https://, http://, file:// or an absolute path".into()
+            }
+        });
+    };
+    let schemes: &[&str] = match source_type {
+        SourceType::Git => &["https", "http", "git", "ssh", "file"],
+        _ => &["https", "http", "file"],
+    };
+    if !schemes.contains(&parsed.scheme()) {
+        return Some(format!(
+            "has scheme {:?}; a {} source is one of {}",
+            parsed.scheme(),
+            source_type.as_str(),
+            schemes.join(", ")
+        ));
+    }
+    if parsed.password().is_some() || (!parsed.username().is_empty() && parsed.scheme() != "ssh") {
+        // Not echoed: the part before '@' is the secret.
+        return Some(
+            "carries credentials; they would be stored and shown with the app: use a deploy key (ssh://git@host/…) or a public URL"
+                .into(),
+        );
+    }
+    if source_type == SourceType::Upload {
+        return archive_problem(parsed.path());
+    }
+    None
+}
+
+/// Why `path` does not name an archive the upload source can unpack.
+fn archive_problem(path: &str) -> Option<String> {
+    const KINDS: [&str; 4] = [".tar.gz", ".tgz", ".tar", ".zip"];
+    if KINDS.iter().any(|k| path.ends_with(k)) {
+        None
+    } else {
+        Some(format!(
+            "does not name an archive; an upload source is one of {}",
+            KINDS.join(", ")
+        ))
+    }
+}

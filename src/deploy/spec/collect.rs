@@ -20,12 +20,15 @@ use super::{AppSpec, Problem};
 
 /// The fields a spec cannot do without, each with the placeholder that stands in for it once
 /// its problem is reported. A unit test holds this list to what serde requires.
-pub(super) const REQUIRED: [(&str, &str); 4] = [
+pub(super) const REQUIRED: [(&str, &str); 2] = [
     ("name", "placeholder"),
     ("domain", "placeholder.example.com"),
-    ("framework", "flask"),
-    ("image", "placeholder"),
 ];
+
+/// Optional fields that the checks require for some sources (`image` and `framework` for a
+/// docker source, `source_url` for a built one). Once such a field's unusable value is
+/// reported and taken out, the checks must not report it again as missing.
+const CONDITIONAL: [&str; 4] = ["framework", "image", "source_type", "source_url"];
 
 /// Past this many problems the rest is not looked for: a text this wrong is probably not an
 /// app spec, and each round parses it again.
@@ -39,7 +42,7 @@ pub(super) fn parse(text: &str) -> Result<AppSpec, Vec<Problem>> {
         Ok(None) => {
             return Err(vec![problem(
                 String::new(),
-                "the spec is empty; it needs at least name, domain, framework and image".into(),
+                "the spec is empty; it needs at least name, domain and either image and framework (docker) or source_type and source_url (git, upload)".into(),
                 None,
             )]);
         }
@@ -57,7 +60,7 @@ pub(super) fn parse(text: &str) -> Result<AppSpec, Vec<Problem>> {
             if !source.root_has(field) {
                 problems.push(problem(
                     field.into(),
-                    "is missing; every spec has name, domain, framework and image".into(),
+                    "is missing; every spec has a name and a domain".into(),
                     Some(source.start()),
                 ));
                 substituted.push(field);
@@ -142,8 +145,9 @@ pub(super) fn parse(text: &str) -> Result<AppSpec, Vec<Problem>> {
             .or_else(|| location(&inner));
         let required = REQUIRED
             .iter()
-            .find(|(f, _)| unusable && *f == field)
-            .map(|(f, _)| *f);
+            .map(|(f, _)| *f)
+            .chain(CONDITIONAL)
+            .find(|f| unusable && *f == field);
         problems.push(problem(field, message, position));
         match entry {
             Some(e) if source.remove(e) => substituted.extend(required),

@@ -202,6 +202,41 @@ impl Default for Django {
     }
 }
 
+/// Where the app's code comes from (the original design's `source_type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceType {
+    /// A built image, named by `image`. The default, so specs written before sources existed
+    /// mean what they meant. The framework cannot be read from an image: the spec names it.
+    #[default]
+    Docker,
+    /// A git repository at `source_url`, cloned shallowly; the framework is detected from it
+    /// when the spec names none, and a build Job makes the image.
+    Git,
+    /// An archive (`.tar.gz`, `.tgz`, `.tar` or `.zip`) at `source_url`; detected and built as
+    /// a git source is.
+    Upload,
+}
+
+impl SourceType {
+    /// Every source type, for messages.
+    pub const ALL: [SourceType; 3] = [SourceType::Docker, SourceType::Git, SourceType::Upload];
+
+    /// The name used in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceType::Docker => "docker",
+            SourceType::Git => "git",
+            SourceType::Upload => "upload",
+        }
+    }
+
+    /// Whether the image is built from source here (git, upload) rather than given.
+    pub fn is_built(self) -> bool {
+        self != SourceType::Docker
+    }
+}
+
 pub(super) fn yes() -> bool {
     true
 }

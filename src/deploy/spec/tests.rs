@@ -8,7 +8,8 @@ const MINIMAL: &str =
 #[test]
 fn a_minimal_spec_gets_the_documented_defaults() {
     let s = AppSpec::parse(MINIMAL, "app.yaml").unwrap();
-    assert_eq!(s.namespace(), "shop");
+    assert_eq!(s.namespace(), "app-shop");
+    assert_eq!(s.source_type, SourceType::Docker);
     assert_eq!(s.plan, Plan::Basic);
     assert_eq!(s.replicas, 2);
     assert!(s.auto_repair);
@@ -24,7 +25,7 @@ fn json_is_accepted_as_well_as_yaml() {
         )
         .unwrap();
     assert_eq!(s.plan, Plan::Advanced);
-    assert_eq!(s.framework.default_port(), 8080);
+    assert_eq!(s.framework().map(Framework::default_port), Some(8080));
 }
 
 #[test]
@@ -221,11 +222,15 @@ fn missing_and_unusable_required_fields_do_not_hide_the_other_checks() {
 
 #[test]
 fn the_required_fields_are_the_ones_serde_requires() {
-    // MINIMAL holds exactly the required fields, so every other field is optional.
+    // MINIMAL holds exactly the required fields and the two a docker source requires (image
+    // and framework, which serde leaves optional for git and upload sources).
     let minimal: serde_yaml::Mapping = serde_yaml::from_str(MINIMAL).unwrap();
     let keys: Vec<&str> = minimal.keys().filter_map(|k| k.as_str()).collect();
     let required: Vec<&str> = collect::REQUIRED.iter().map(|(f, _)| *f).collect();
-    assert_eq!(keys, required);
+    assert_eq!(
+        keys,
+        [required.as_slice(), &["framework", "image"]].concat()
+    );
     for (field, placeholder) in collect::REQUIRED {
         let mut without = minimal.clone();
         without.remove(field);
@@ -253,7 +258,9 @@ fn a_duplicate_key_and_a_syntax_error_are_placed_too() {
     );
     assert_eq!(
         report(""),
-        ["app.yaml: the spec is empty; it needs at least name, domain, framework and image"]
+        [
+            "app.yaml: the spec is empty; it needs at least name, domain and either image and framework (docker) or source_type and source_url (git, upload)"
+        ]
     );
 }
 
@@ -270,4 +277,141 @@ fn positions_come_from_the_text_as_written_after_earlier_entries_are_blanked() {
             "app.yaml:6:17: notifications[0]: \"x y\" is not a route name: letters, digits, '-' and '_'",
         ]
     );
+}
+
+/// The original design's example registration: a git source, no framework, no image.
+const GIT: &str = "name: shop\ndisplay_name: Shop\ndomain: shop.example.com\n\
+                   source_type: git\nsource_url: https://git.example.com/acme/shop.git\nplan: standard\n";
+
+#[test]
+fn the_original_designs_git_registration_is_accepted_without_framework_or_image() {
+    let s = AppSpec::parse(GIT, "app.yaml").unwrap();
+    assert_eq!(s.source_type, SourceType::Git);
+    assert_eq!(
+        s.source_url.as_deref(),
+        Some("https://git.example.com/acme/shop.git")
+    );
+    assert_eq!((s.framework(), s.image()), (None, None));
+    assert_eq!(s.namespace(), "app-shop");
+    assert_eq!(s.plan, Plan::Standard);
+}
+
+#[test]
+fn a_docker_source_names_its_image_and_framework_and_is_told_both_at_once() {
+    let lines = report("name: shop\ndomain: shop.example.com\n");
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(
+            "app.yaml:1:1: framework: is missing; it cannot be detected from an image"
+        ),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with("app.yaml:1:1: image: is missing; a docker source runs this image"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn each_source_type_requires_its_own_location() {
+    let no_url = GIT.replace("source_url: https://git.example.com/acme/shop.git\n", "");
+    assert_eq!(
+        report(&no_url),
+        [
+            "app.yaml:1:1: source_url: is missing; a git source is built from it, e.g. https://github.com/acme/shop.git"
+        ]
+    );
+    let docker_with_url = format!("{MINIMAL}source_url: https://git.example.com/a.git\n");
+    assert_eq!(
+        report(&docker_with_url),
+        [
+            "app.yaml:5:1: source_url: only applies to source_type git or upload; a docker source names its image in `image`"
+        ]
+    );
+}
+
+#[test]
+fn source_urls_are_checked_for_their_source_type() {
+    let with = |t: &str, url: &str| {
+        let text = GIT
+            .replace("source_type: git", &format!("source_type: {t}"))
+            .replace("https://git.example.com/acme/shop.git", url);
+        AppSpec::parse(&text, "app.yaml")
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    for (t, url) in [
+        ("git", "git@github.com:acme/shop.git"),
+        ("git", "ssh://git@git.example.com/acme/shop.git"),
+        ("git", "git://127.0.0.1:9418/shop"),
+        ("git", "file:///srv/git/shop"),
+        ("upload", "https://files.example.com/shop-1.2.tar.gz"),
+        ("upload", "/var/lib/aiops/uploads/shop.zip"),
+        ("upload", "file:///tmp/shop.tgz"),
+    ] {
+        assert_eq!(with(t, url), Ok(()), "{t} {url}");
+    }
+    for (t, url, says) in [
+        (
+            "git",
+            "ftp://example.com/shop.git",
+            "has scheme \"ftp\"; a git source is one of https, http, git, ssh, file",
+        ),
+        ("git", "shop", "is not a git URL"),
+        (
+            "upload",
+            "https://files.example.com/shop",
+            "does not name an archive",
+        ),
+        (
+            "upload",
+            "git@github.com:acme/shop.git",
+            "is not an archive location",
+        ),
+    ] {
+        let e = with(t, url).unwrap_err();
+        assert!(e.contains(&format!("source_url: {says}")), "{t} {url}: {e}");
+    }
+}
+
+#[test]
+fn credentials_in_a_source_url_are_refused_without_being_repeated() {
+    for url in [
+        "https://deploy:s3cr3t-token@git.example.com/acme/shop.git",
+        "https://s3cr3t-token@git.example.com/acme/shop.git",
+    ] {
+        let e = AppSpec::parse(
+            &GIT.replace("https://git.example.com/acme/shop.git", url),
+            "app.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("source_url: carries credentials"), "{e}");
+        assert!(!e.contains("s3cr3t"), "the secret is repeated: {e}");
+    }
+}
+
+#[test]
+fn an_unknown_source_type_is_reported_once_and_not_as_missing_fields() {
+    let lines = report(&GIT.replace("source_type: git", "source_type: svn"));
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("app.yaml:4:14: source_type: unknown value \"svn\""),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn an_app_registered_before_the_app_prefix_default_keeps_its_namespace() {
+    let mut s = AppSpec::parse(MINIMAL, "app.yaml").unwrap();
+    assert!(s.keep_namespace("shop"));
+    assert_eq!(s.namespace(), "shop");
+    // Already where the default puts it: nothing to keep.
+    let mut s = AppSpec::parse(MINIMAL, "app.yaml").unwrap();
+    assert!(!s.keep_namespace("app-shop"));
+    assert_eq!(s.namespace, None);
+    // A namespace written in the spec is what the spec means.
+    let mut s = AppSpec::parse(&format!("{MINIMAL}namespace: shop-v2\n"), "app.yaml").unwrap();
+    assert!(!s.keep_namespace("shop"));
+    assert_eq!(s.namespace(), "shop-v2");
 }
