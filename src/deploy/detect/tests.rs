@@ -14,6 +14,9 @@ fn write(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// A sample source: (path, contents) of each file.
+type Files<'a> = &'a [(&'a str, &'a str)];
+
 async fn detect_files(files: &[(&str, &str)]) -> Result<Detection, Error> {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), files);
@@ -28,7 +31,7 @@ const NEXT_PACKAGE: &str = r#"{"name":"web","scripts":{"start":"next start"},"de
 
 #[tokio::test]
 async fn each_sample_repository_is_detected_from_the_files_that_prove_it() {
-    let cases: &[(&str, &[(&str, &str)], Framework, &[&str])] = &[
+    let cases: &[(&str, Files, Framework, &[&str])] = &[
         (
             "requirements naming flask",
             &[
@@ -140,7 +143,7 @@ async fn each_sample_repository_is_detected_from_the_files_that_prove_it() {
 
 #[tokio::test]
 async fn sources_that_prove_no_framework_are_unknown_and_the_error_names_what_was_found() {
-    let cases: &[(&str, &[(&str, &str)], &[&str])] = &[
+    let cases: &[(&str, Files, &[&str])] = &[
         ("an empty directory", &[], &[]),
         (
             "a library of flask, not a flask app",
