@@ -167,10 +167,13 @@ struct GitDaemon {
 impl GitDaemon {
     async fn start(git_bin: &Path, base: &Path) -> GitDaemon {
         let log_dir = tempfile::tempdir().unwrap();
+        // The daemon's own binary, not `git daemon`: git runs it as a child, which killing
+        // git's PID would leave behind.
+        let exec_path = git(git_bin, base, &["--exec-path"]);
+        let daemon = Path::new(&exec_path).join("git-daemon");
         let (proc, port) = start_listening("git daemon", log_dir.path(), |port| {
-            let mut cmd = Command::new(git_bin);
-            cmd.arg("daemon")
-                .arg("--reuseaddr")
+            let mut cmd = Command::new(&daemon);
+            cmd.arg("--reuseaddr")
                 .arg(format!("--base-path={}", base.display()))
                 .arg("--export-all")
                 .arg(format!("--port={port}"))
