@@ -8,6 +8,7 @@
 //! - [`api`]: API tokens and authorised calls;
 //! - [`stand_ins`]: recording HTTP and SMTP servers for the services the daemon calls;
 //! - [`process`]: the binary as a child process (`serve`, one-shot commands);
+//! - [`programs`]: other programs a test starts (found on PATH, stopped by PID);
 //! - [`in_process`]: the daemon on the test's runtime;
 //! - [`wait`]: waiting on a condition with a deadline;
 //! - [`files`]: the repository's files.
@@ -26,6 +27,7 @@ pub mod files;
 pub mod in_process;
 pub mod payload;
 pub mod process;
+pub mod programs;
 pub mod stand_ins;
 pub mod wait;
 

@@ -1,0 +1,447 @@
+//! Detection over small sample sources written to temporary directories, and archives of them.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::*;
+
+/// Writes `files` (path, contents) under `dir`.
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+/// A sample source: (path, contents) of each file.
+type Files<'a> = &'a [(&'a str, &'a str)];
+
+async fn detect_files(files: &[(&str, &str)]) -> Result<Detection, Error> {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), files);
+    detect(
+        &Source::Path(dir.path().to_path_buf()),
+        &DetectOptions::default(),
+    )
+    .await
+}
+
+const NEXT_PACKAGE: &str = r#"{"name":"web","scripts":{"start":"next start"},"dependencies":{"next":"15.0.0","react":"19.0.0"}}"#;
+
+#[tokio::test]
+async fn each_sample_repository_is_detected_from_the_files_that_prove_it() {
+    let cases: &[(&str, Files, Framework, &[&str])] = &[
+        (
+            "requirements naming flask",
+            &[
+                ("requirements.txt", "# web\nFlask==3.0.2\ngunicorn>=21\n"),
+                ("app.py", "from flask import Flask\n"),
+            ],
+            Framework::Flask,
+            &["requirements.txt names flask"],
+        ),
+        (
+            "pyproject (PEP 621) naming flask with extras",
+            &[(
+                "pyproject.toml",
+                "[project]\nname = \"shop\"\ndependencies = [\"Flask[async]>=3\", \"requests\"]\n",
+            )],
+            Framework::Flask,
+            &["pyproject.toml names flask"],
+        ),
+        (
+            "manage.py and requirements naming django",
+            &[
+                ("manage.py", "#!/usr/bin/env python\n"),
+                ("requirements.txt", "Django>=5.0,<6\npsycopg[binary]\n"),
+            ],
+            Framework::Django,
+            &["requirements.txt names django", "manage.py"],
+        ),
+        (
+            "manage.py alone",
+            &[("manage.py", "#!/usr/bin/env python\n")],
+            Framework::Django,
+            &["manage.py"],
+        ),
+        (
+            "poetry naming django",
+            &[(
+                "pyproject.toml",
+                "[tool.poetry]\nname = \"shop\"\n[tool.poetry.dependencies]\npython = \"^3.12\"\ndjango = \"^5\"\n",
+            )],
+            Framework::Django,
+            &["pyproject.toml names django"],
+        ),
+        (
+            "package.json with next",
+            &[("package.json", NEXT_PACKAGE)],
+            Framework::Nextjs,
+            &["package.json depends on next"],
+        ),
+        (
+            "package.json with a start script",
+            &[(
+                "package.json",
+                r#"{"name":"api","scripts":{"start":"node server.js"},"dependencies":{"express":"^4"}}"#,
+            )],
+            Framework::Nodejs,
+            &["package.json has a start script (node server.js)"],
+        ),
+        (
+            "package.json with a main",
+            &[("package.json", r#"{"name":"api","main":"index.js"}"#)],
+            Framework::Nodejs,
+            &["package.json names main index.js"],
+        ),
+        (
+            "go.mod",
+            &[
+                ("go.mod", "module example.com/shop\n\ngo 1.22\n"),
+                ("main.go", "package main\n"),
+            ],
+            Framework::Go,
+            &["go.mod (module example.com/shop)"],
+        ),
+        (
+            "index.html only",
+            &[("index.html", "<!doctype html>"), ("style.css", "")],
+            Framework::Static,
+            &["index.html"],
+        ),
+        (
+            "index.html with a package.json that only builds",
+            &[
+                ("index.html", "<!doctype html>"),
+                (
+                    "package.json",
+                    r#"{"devDependencies":{"vite":"5"},"scripts":{"build":"vite build"}}"#,
+                ),
+            ],
+            Framework::Static,
+            &["index.html"],
+        ),
+        (
+            "everything in one wrapping directory, as GitHub's tarballs are",
+            &[
+                ("shop-main/go.mod", "module example.com/shop\n"),
+                (".DS_Store", ""),
+            ],
+            Framework::Go,
+            &["shop-main/go.mod (module example.com/shop)"],
+        ),
+    ];
+    for (what, files, framework, evidence) in cases {
+        let got = detect_files(files)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(got.framework, *framework, "{what}");
+        assert_eq!(got.evidence, *evidence, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn sources_that_prove_no_framework_are_unknown_and_the_error_names_what_was_found() {
+    let cases: &[(&str, Files, &[&str])] = &[
+        ("an empty directory", &[], &[]),
+        (
+            "a library of flask, not a flask app",
+            &[("requirements.txt", "flask-cors\ndjango-environ\n")],
+            &["requirements.txt"],
+        ),
+        (
+            "a package.json with neither next, a start script nor a main",
+            &[("package.json", r#"{"name":"lib"}"#), ("README.md", "")],
+            &[
+                "README.md",
+                "package.json",
+                "package.json without next, a start script or a main",
+            ],
+        ),
+        (
+            "an app one directory too deep",
+            &[("apps/web/go.mod", "module x\n"), ("docs/x.md", "")],
+            &["apps/", "docs/"],
+        ),
+    ];
+    for (what, files, found) in cases {
+        match detect_files(files).await {
+            Err(Error::Unknown { found: got }) => assert_eq!(got, *found, "{what}"),
+            other => panic!("{what}: expected Unknown, got {other:?}"),
+        }
+    }
+    let text = detect_files(&[("README.md", "")])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("found: README.md") && text.contains("name the framework in the app spec"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_root_with_go_mod_and_next_is_ambiguous_and_the_error_names_both_proofs() {
+    let e = detect_files(&[
+        ("go.mod", "module example.com/api\n"),
+        ("package.json", NEXT_PACKAGE),
+    ])
+    .await
+    .unwrap_err();
+    let Error::Ambiguous { candidates } = &e else {
+        panic!("expected Ambiguous, got {e:?}");
+    };
+    let frameworks: Vec<Framework> = candidates.iter().map(|c| c.framework).collect();
+    assert_eq!(frameworks, [Framework::Nextjs, Framework::Go]);
+    let text = e.to_string();
+    assert!(
+        text.contains("nextjs (package.json depends on next)")
+            && text.contains("go (go.mod (module example.com/api))"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn requirements_naming_both_flask_and_django_are_ambiguous() {
+    let e = detect_files(&[("requirements.txt", "flask\ndjango\n")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Ambiguous { ref candidates } if candidates.len() == 2),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_broken_manifest_is_an_error_naming_the_file_not_a_guess() {
+    for (file, text) in [
+        ("package.json", "{ not json"),
+        ("pyproject.toml", "[project\n"),
+    ] {
+        let e = detect_files(&[(file, text), ("index.html", "")])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Manifest { file: f, .. } if f == file),
+            "{file}: {e:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_path_is_an_io_error_naming_it() {
+    let e = detect(
+        &Source::Path("/nonexistent/aiops-source".into()),
+        &DetectOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().starts_with("/nonexistent/aiops-source: "),
+        "{e}"
+    );
+}
+
+/// A .tar.gz of `entries`: (name as stored, contents); names are written raw, so unsafe ones
+/// can be made.
+fn tar_gz(path: &Path, entries: &[(&str, &[u8])]) {
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    for (name, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        // Raw name bytes: `set_path` refuses `..`, which is the point of these tests.
+        let raw = &mut header.as_old_mut().name;
+        raw[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_cksum();
+        tar.append(&header, *data).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+}
+
+/// A .zip of `entries` (name as stored, contents).
+fn zip_file(path: &Path, entries: &[(&str, &[u8])]) {
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in entries {
+        zip.start_file(*name, opts).unwrap();
+        zip.write_all(data).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+async fn detect_archive(path: &Path, opts: &DetectOptions) -> Result<Detection, Error> {
+    detect(&Source::Archive(path.to_path_buf()), opts).await
+}
+
+#[tokio::test]
+async fn uploaded_tar_gz_and_zip_sources_are_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let tgz = dir.path().join("upload.bin");
+    tar_gz(
+        &tgz,
+        &[
+            ("shop-main/manage.py", b"#!/usr/bin/env python\n"),
+            ("shop-main/shop/settings.py", b""),
+        ],
+    );
+    let got = detect_archive(&tgz, &DetectOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(got.framework, Framework::Django);
+    assert_eq!(got.evidence, ["shop-main/manage.py"]);
+
+    let zip = dir.path().join("upload.zip");
+    zip_file(
+        &zip,
+        &[
+            ("package.json", NEXT_PACKAGE.as_bytes()),
+            ("pages/index.js", b""),
+        ],
+    );
+    let got = detect_archive(&zip, &DetectOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(got.framework, Framework::Nextjs);
+}
+
+#[tokio::test]
+async fn archive_entries_that_escape_the_destination_are_refused_and_nothing_lands_outside() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let opts = DetectOptions {
+        work_dir: Some(work.clone()),
+        ..DetectOptions::default()
+    };
+    for (kind, name) in [
+        ("tar", "../evil.txt"),
+        ("tar", "/tmp/aiops-evil.txt"),
+        ("zip", "../evil.txt"),
+        ("zip", "a/../../evil.txt"),
+        ("zip", "/evil.txt"),
+    ] {
+        let archive = dir.path().join("upload");
+        let entries: &[(&str, &[u8])] = &[("index.html", b"<!doctype html>"), (name, b"pwned")];
+        if kind == "tar" {
+            tar_gz(&archive, entries);
+        } else {
+            zip_file(&archive, entries);
+        }
+        let e = detect_archive(&archive, &opts).await.unwrap_err();
+        match &e {
+            Error::UnsafeEntry { entry, .. } => assert_eq!(entry, name, "{kind}"),
+            other => panic!("{kind} {name}: expected UnsafeEntry, got {other:?}"),
+        }
+        assert!(e.to_string().contains(name), "{e}");
+        assert!(!dir.path().join("evil.txt").exists());
+        assert!(!work.join("evil.txt").exists());
+        assert!(!Path::new("/tmp/aiops-evil.txt").exists());
+        // The extraction directory is gone too.
+        assert_eq!(
+            std::fs::read_dir(&work).unwrap().count(),
+            0,
+            "{kind} {name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn archives_over_the_entry_or_byte_caps_are_refused_with_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = vec![b'x'; 10_000];
+    let many: Vec<(String, &[u8])> = (0..20).map(|i| (format!("f{i}.txt"), &b"x"[..])).collect();
+    let many: Vec<(&str, &[u8])> = many.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+    let small = DetectOptions {
+        max_archive_bytes: 5_000,
+        max_archive_entries: 10,
+        ..DetectOptions::default()
+    };
+    for kind in ["tar", "zip"] {
+        let archive = dir.path().join(format!("upload-{kind}"));
+        let write_with = |entries: &[(&str, &[u8])]| {
+            if kind == "tar" {
+                tar_gz(&archive, entries)
+            } else {
+                zip_file(&archive, entries)
+            }
+        };
+        write_with(&[("index.html", b""), ("big.bin", &big)]);
+        let e = detect_archive(&archive, &small).await.unwrap_err();
+        assert!(
+            matches!(e, Error::TooLarge { limit: 5_000, .. }),
+            "{kind}: {e:?}"
+        );
+        assert!(e.to_string().contains("more than 5000 bytes"), "{e}");
+
+        write_with(&many);
+        let e = detect_archive(&archive, &small).await.unwrap_err();
+        assert!(
+            matches!(e, Error::TooManyEntries { limit: 10, .. }),
+            "{kind}: {e:?}"
+        );
+
+        // Exactly at the caps is fine.
+        let exact = DetectOptions {
+            max_archive_bytes: 10_000,
+            max_archive_entries: 2,
+            ..DetectOptions::default()
+        };
+        write_with(&[("index.html", b""), ("big.bin", &big)]);
+        assert_eq!(
+            detect_archive(&archive, &exact).await.unwrap().framework,
+            Framework::Static,
+            "{kind}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_upload_that_is_not_an_archive_says_so_with_its_first_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("upload.tar.gz");
+    std::fs::write(&path, "name: shop\n").unwrap();
+    let e = detect_archive(&path, &DetectOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::UnsupportedArchive { .. }), "{e:?}");
+    assert!(e.to_string().contains("6e 61 6d 65"), "{e}");
+}
+
+#[tokio::test]
+async fn links_in_an_archive_are_not_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("upload.tgz");
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&archive).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    tar.append_link(&mut header, "package.json", "/etc/passwd")
+        .unwrap();
+    let mut file = tar::Header::new_gnu();
+    file.set_size(0);
+    tar.append_data(&mut file, "index.html", &b""[..]).unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+
+    let dest = tempfile::tempdir().unwrap();
+    let got = archive::extract(
+        &archive,
+        dest.path(),
+        &archive::Limits::from(&DetectOptions::default()),
+    )
+    .unwrap();
+    assert_eq!(got.skipped, ["package.json"]);
+    assert_eq!(got.files, 1);
+    assert!(std::fs::symlink_metadata(dest.path().join("package.json")).is_err());
+}

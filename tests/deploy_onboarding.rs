@@ -1,0 +1,473 @@
+//! Onboarding checks against real servers on 127.0.0.1: framework detection of a git repository
+//! made here with the `git` CLI, fetched over file:// and from `git daemon` (git://), and the
+//! DNS check against Debian's `dnsmasq` serving right, wrong, missing and CNAME records.
+//!
+//! Outside CI a missing `git` or `dnsmasq` skips a test with the reason printed; in CI it fails
+//! (.ci/run installs them). Every server is started on a free port, waited on until its port
+//! answers, and stopped by PID when its guard drops.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use aiops::deploy::detect::{self, DetectOptions, Detection, Framework, Source};
+use aiops::deploy::dns::{self, Expected};
+use common::programs::{Proc, free_port, require};
+use common::wait;
+
+// ---------------------------------------------------------------------------------------------
+// git
+
+/// Runs `git args` in `dir`, isolated from this machine's git configuration; panics on failure.
+fn git(git_bin: &Path, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(git_bin)
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A bare repository `shop.git` under a temporary directory: `main` is a Go service after three
+/// commits (so a depth-1 fetch is distinguishable from a full one); `site` replaces it with a
+/// static site.
+struct SampleRepo {
+    root: tempfile::TempDir,
+    git: PathBuf,
+}
+
+impl SampleRepo {
+    fn new(git_bin: &Path) -> SampleRepo {
+        let root = tempfile::tempdir().unwrap();
+        let work = root.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let g = |args: &[&str]| git(git_bin, &work, args);
+        g(&["init", "-q", "-b", "main"]);
+        std::fs::write(work.join("README.md"), "shop\n").unwrap();
+        g(&["add", "."]);
+        g(&["commit", "-q", "-m", "readme"]);
+        std::fs::write(work.join("go.mod"), "module example.com/shop\n\ngo 1.22\n").unwrap();
+        g(&["add", "."]);
+        g(&["commit", "-q", "-m", "go module"]);
+        std::fs::write(work.join("main.go"), "package main\n\nfunc main() {}\n").unwrap();
+        g(&["add", "."]);
+        g(&["commit", "-q", "-m", "main"]);
+        g(&["checkout", "-q", "-b", "site"]);
+        g(&["rm", "-q", "go.mod", "main.go"]);
+        std::fs::write(work.join("index.html"), "<!doctype html>\n").unwrap();
+        g(&["add", "."]);
+        g(&["commit", "-q", "-m", "static site"]);
+        g(&["checkout", "-q", "main"]);
+        git(
+            git_bin,
+            root.path(),
+            &["clone", "-q", "--bare", "work", "shop.git"],
+        );
+        SampleRepo {
+            root,
+            git: git_bin.to_path_buf(),
+        }
+    }
+
+    fn bare(&self) -> PathBuf {
+        self.root.path().join("shop.git")
+    }
+
+    fn file_url(&self) -> String {
+        format!("file://{}", self.bare().display())
+    }
+
+    /// The commit `rev` names in the sample.
+    fn rev(&self, rev: &str) -> String {
+        git(&self.git, &self.bare(), &["rev-parse", rev])
+    }
+}
+
+/// The git binary, or `None` (skipped) outside CI.
+fn git_bin() -> Option<PathBuf> {
+    Some(require(&["git"], "apt-get install git")?.remove(0))
+}
+
+async fn detect_git(url: &str, reference: Option<&str>) -> Result<Detection, detect::Error> {
+    let source = Source::Git {
+        url: url.to_string(),
+        reference: reference.map(str::to_string),
+    };
+    detect::detect(&source, &DetectOptions::default()).await
+}
+
+/// Fetches `url` with depth 1 and checks the result is one commit, `expected`, and shallow.
+async fn assert_shallow_fetch(git_bin: &Path, url: &str, expected: &str) {
+    let dest = tempfile::tempdir().unwrap();
+    let repo = dest.path().join("fetched.git");
+    let fetched = detect::git::fetch(url, None, &repo, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("fetch {url}: {e}"));
+    assert_eq!(fetched.commit, expected);
+    assert!(
+        fetched.shallow,
+        "a depth-1 fetch of three commits is shallow"
+    );
+    let count = git(git_bin, &repo, &["rev-list", "--count", expected]);
+    assert_eq!(count, "1", "the fetch holds one commit of the history");
+}
+
+#[tokio::test]
+async fn a_repository_cloned_over_file_url_is_detected_from_its_head_or_a_branch() {
+    let Some(git_bin) = git_bin() else { return };
+    let repo = SampleRepo::new(&git_bin);
+
+    let head = detect_git(&repo.file_url(), None).await.unwrap();
+    assert_eq!(head.framework, Framework::Go);
+    assert_eq!(head.evidence, ["go.mod (module example.com/shop)"]);
+
+    let site = detect_git(&repo.file_url(), Some("site")).await.unwrap();
+    assert_eq!(site.framework, Framework::Static);
+    assert_eq!(site.evidence, ["index.html"]);
+
+    assert_shallow_fetch(&git_bin, &repo.file_url(), &repo.rev("main")).await;
+}
+
+#[tokio::test]
+async fn a_missing_branch_is_an_error_naming_the_url_and_the_branch() {
+    let Some(git_bin) = git_bin() else { return };
+    let repo = SampleRepo::new(&git_bin);
+    let e = detect_git(&repo.file_url(), Some("no-such-branch"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, detect::Error::Git { .. }), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&repo.file_url()) && text.contains("no-such-branch"),
+        "{text}"
+    );
+}
+
+/// `git daemon` serving a directory over git:// on 127.0.0.1; killed by PID on drop.
+struct GitDaemon {
+    _proc: Proc,
+    port: u16,
+    _log_dir: tempfile::TempDir,
+}
+
+impl GitDaemon {
+    async fn start(git_bin: &Path, base: &Path) -> GitDaemon {
+        let log_dir = tempfile::tempdir().unwrap();
+        // The daemon's own binary, not `git daemon`: git runs it as a child, which killing
+        // git's PID would leave behind.
+        let exec_path = git(git_bin, base, &["--exec-path"]);
+        let daemon = Path::new(&exec_path).join("git-daemon");
+        let (proc, port) = start_listening("git daemon", log_dir.path(), |port| {
+            let mut cmd = Command::new(&daemon);
+            cmd.arg("--reuseaddr")
+                .arg(format!("--base-path={}", base.display()))
+                .arg("--export-all")
+                .arg(format!("--port={port}"))
+                .arg("--listen=127.0.0.1")
+                .arg(base)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1");
+            cmd
+        })
+        .await;
+        GitDaemon {
+            _proc: proc,
+            port,
+            _log_dir: log_dir,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_repository_served_by_git_daemon_is_fetched_shallowly_and_detected() {
+    let Some(git_bin) = git_bin() else { return };
+    let repo = SampleRepo::new(&git_bin);
+    let daemon = GitDaemon::start(&git_bin, repo.root.path()).await;
+    let url = format!("git://127.0.0.1:{}/shop.git", daemon.port);
+
+    let head = detect_git(&url, None).await.unwrap();
+    assert_eq!(head.framework, Framework::Go);
+    let site = detect_git(&url, Some("site")).await.unwrap();
+    assert_eq!(site.framework, Framework::Static);
+
+    assert_shallow_fetch(&git_bin, &url, &repo.rev("main")).await;
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_with_the_url_and_the_limit() {
+    // Accepted by the kernel's backlog, never answered: a fetch waits for the server forever.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "git://127.0.0.1:{}/shop.git",
+        silent.local_addr().unwrap().port()
+    );
+    let opts = DetectOptions {
+        clone_timeout: Duration::from_millis(500),
+        ..DetectOptions::default()
+    };
+    let source = Source::Git {
+        url: url.clone(),
+        reference: None,
+    };
+    let started = std::time::Instant::now();
+    let e = detect::detect(&source, &opts).await.unwrap_err();
+    assert!(matches!(e, detect::Error::GitTimeout { .. }), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let text = e.to_string();
+    assert!(text.contains(&url) && text.contains("500ms"), "{text}");
+}
+
+#[tokio::test]
+async fn credentials_in_a_git_url_never_reach_the_error() {
+    let closed = common::stand_ins::closed_addr();
+    let url = format!("https://deploy:hunter2-token@{closed}/shop.git");
+    let e = detect_git(&url, None).await.unwrap_err();
+    let text = format!("{e} {e:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains(&closed.to_string()), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS
+
+/// Debian's dnsmasq answering for `.test` on 127.0.0.1, NXDOMAIN for names it does not know;
+/// killed by PID on drop.
+struct Dnsmasq {
+    proc: Proc,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Dnsmasq {
+    async fn start(bin: &Path) -> Dnsmasq {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("dnsmasq.pid");
+        let (proc, port) = start_listening("dnsmasq", dir.path(), |port| {
+            let mut cmd = Command::new(bin);
+            cmd.args([
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--conf-file=/dev/null",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--log-queries",
+                "--log-facility=-",
+                // Names in .test are answered here only: an unknown one is NXDOMAIN.
+                "--local=/test/",
+                "--host-record=right.test,10.0.0.5",
+                "--host-record=wrong.test,203.0.113.9",
+                "--host-record=lb.ingress.test,198.51.100.7",
+                "--host-record=split.test,10.0.0.5",
+                "--host-record=split.test,203.0.113.9",
+                // CNAME targets must be names dnsmasq knows itself (host records).
+                "--cname=alias.test,right.test",
+                "--cname=stale.test,wrong.test",
+                "--cname=lb-alias.test,lb.ingress.test",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--pid-file={}", pid_file.display()));
+            cmd
+        })
+        .await;
+        Dnsmasq {
+            proc,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            _dir: dir,
+        }
+    }
+
+    fn options(&self) -> dns::Options {
+        dns::Options {
+            nameserver: Some(self.addr),
+            timeout: Duration::from_secs(2),
+            attempts: 1,
+        }
+    }
+}
+
+fn ingress(addresses: &[&str], hostnames: &[&str]) -> Expected {
+    Expected {
+        addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+        hostnames: hostnames.iter().map(|h| h.to_string()).collect(),
+    }
+}
+
+fn ip(a: &str) -> IpAddr {
+    a.parse().unwrap()
+}
+
+/// dnsmasq, or `None` (skipped) outside CI.
+async fn dnsmasq() -> Option<Dnsmasq> {
+    let bin = require(&["dnsmasq"], "apt-get install dnsmasq-base")?.remove(0);
+    Some(Dnsmasq::start(&bin).await)
+}
+
+#[tokio::test]
+async fn a_domain_pointing_at_the_ingress_passes_directly_or_through_a_cname() {
+    let Some(server) = dnsmasq().await else {
+        return;
+    };
+    let opts = server.options();
+    let expected = ingress(&["10.0.0.5", "2001:db8::5"], &[]);
+
+    let direct = dns::verify("right.test", &expected, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.proc.log_tail()));
+    assert_eq!(direct.addresses, [ip("10.0.0.5")]);
+    assert!(direct.cnames.is_empty());
+
+    let alias = dns::verify("alias.test", &expected, &opts).await.unwrap();
+    assert_eq!(alias.addresses, [ip("10.0.0.5")]);
+    assert_eq!(alias.cnames, ["right.test"]);
+
+    // A CNAME to the ingress's host name passes whatever that name's addresses are.
+    let lb = dns::verify("lb-alias.test", &ingress(&[], &["LB.ingress.test."]), &opts)
+        .await
+        .unwrap();
+    assert_eq!(lb.cnames, ["lb.ingress.test"]);
+}
+
+#[tokio::test]
+async fn a_domain_pointing_elsewhere_is_a_mismatch_saying_what_was_found_and_the_fix() {
+    let Some(server) = dnsmasq().await else {
+        return;
+    };
+    let opts = server.options();
+    let expected = ingress(&["10.0.0.5"], &[]);
+
+    let e = dns::verify("wrong.test", &expected, &opts)
+        .await
+        .unwrap_err();
+    match &e {
+        dns::Error::Mismatch { found, cnames, .. } => {
+            assert_eq!(found, &[ip("203.0.113.9")]);
+            assert!(cnames.is_empty());
+        }
+        other => panic!("expected Mismatch, got {other:?}"),
+    }
+    assert_eq!(
+        e.to_string(),
+        "wrong.test resolves to 203.0.113.9 but the ingress is 10.0.0.5; point wrong.test's \
+         A/AAAA records at 10.0.0.5 or pass --skip-dns-check"
+    );
+
+    let e = dns::verify("stale.test", &expected, &opts)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("stale.test resolves to 203.0.113.9 (through CNAME wrong.test)"),
+        "{e}"
+    );
+
+    // One ingress address among others is not enough: part of the traffic goes elsewhere.
+    let e = dns::verify("split.test", &expected, &opts)
+        .await
+        .unwrap_err();
+    match e {
+        dns::Error::Mismatch { found, .. } => {
+            assert_eq!(found, [ip("10.0.0.5"), ip("203.0.113.9")])
+        }
+        other => panic!("expected Mismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_domain_without_records_is_nxdomain_and_the_error_says_what_to_create() {
+    let Some(server) = dnsmasq().await else {
+        return;
+    };
+    let e = dns::verify(
+        "missing.test",
+        &ingress(&["10.0.0.5"], &["lb.ingress.test"]),
+        &server.options(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, dns::Error::NoRecords { nxdomain: true, .. }),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("missing.test has no A or AAAA record (NXDOMAIN")
+            && text.contains("pointing at 10.0.0.5 (or make it a CNAME to lb.ingress.test)")
+            && text.contains("--skip-dns-check"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_dns_server_that_does_not_answer_is_a_resolver_error_naming_it() {
+    // A UDP port nobody serves: the query is refused or times out.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let opts = dns::Options {
+        nameserver: Some(addr),
+        timeout: Duration::from_millis(300),
+        attempts: 0,
+    };
+    let e = dns::verify("right.test", &ingress(&["10.0.0.5"], &[]), &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, dns::Error::Resolver { .. }), "{e:?}");
+    assert!(e.to_string().contains(&addr.to_string()), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Starting servers
+
+/// Starts a server that takes its port on the command line, on a free port, and waits until
+/// the port accepts TCP connections; tries another port when the one picked was taken in
+/// between (tests run concurrently).
+async fn start_listening(
+    name: &str,
+    log_dir: &Path,
+    command: impl Fn(u16) -> Command,
+) -> (Proc, u16) {
+    let mut last = String::new();
+    for attempt in 0..3 {
+        let port = free_port();
+        let log = log_dir.join(format!("{}-{attempt}.log", name.replace(' ', "-")));
+        let log_name = log.display().to_string();
+        let mut proc = Proc::spawn(name, command(port), log);
+        let up = wait::until(
+            &format!("{name} to listen on 127.0.0.1:{port} (or exit)"),
+            Duration::from_secs(20),
+            async || {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    Some(true)
+                } else if !proc.running() {
+                    Some(false)
+                } else {
+                    None
+                }
+            },
+            move || format!("its log: {log_name}"),
+        )
+        .await;
+        if up {
+            return (proc, port);
+        }
+        last = proc.log_tail();
+        if !last.contains("in use") {
+            break;
+        }
+    }
+    panic!("{name} did not start\n{last}")
+}
