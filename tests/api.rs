@@ -449,6 +449,7 @@ async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
                 "GET /api/apps",
                 "POST /api/apps",
                 "GET /api/apps/{name}/manifests",
+                "GET /api/templates",
                 "GET /api/maintenance",
                 "POST /api/maintenance",
                 "POST /api/maintenance/{id}/end",

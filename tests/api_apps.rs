@@ -193,3 +193,55 @@ async fn a_git_app_is_registered_before_its_framework_is_known(db: Db) {
     );
 }
 both_backends!(a_git_app_is_registered_before_its_framework_is_known);
+
+#[tokio::test]
+async fn any_token_reads_the_template_catalog_and_no_token_does_not() {
+    let app = spawn(Db::Sqlite).await;
+    let viewer = token(Role::Viewer, &["app-shop"]);
+    let (status, c) = app.api_get(&viewer, "/api/templates").await;
+    assert_eq!(status, 200, "{c}");
+    let names: Vec<&str> = c["frameworks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["flask", "django", "nodejs", "nextjs", "static", "go"]
+    );
+    let go = &c["frameworks"][5];
+    assert_eq!(
+        (go["port"].as_u64(), go["detected_by"].as_str()),
+        (Some(8080), Some("go.mod"))
+    );
+    assert_eq!(go["objects"][0], "Namespace/app-example");
+    let plans: Vec<&str> = c["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(plans, ["basic", "standard", "advanced", "professional"]);
+    let git = c["source_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "git")
+        .unwrap();
+    assert_eq!(git["requires"], serde_json::json!(["source_url"]));
+    assert!(
+        c["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "source_url" && p["required"] == "git, upload")
+    );
+    let r = app
+        .client
+        .get(app.url("/api/templates"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}

@@ -210,6 +210,19 @@ pub enum Error {
     Internal(String),
 }
 
+/// What proves `framework` in a source, in words: the table in the module documentation, for
+/// people choosing a framework (`GET /api/templates`). Kept beside the rules that apply it.
+pub fn proof(framework: Framework) -> &'static str {
+    match framework {
+        Framework::Flask => "requirements.txt or pyproject.toml naming flask",
+        Framework::Django => "manage.py, or requirements.txt or pyproject.toml naming django",
+        Framework::Nextjs => "package.json depending on next",
+        Framework::Nodejs => "package.json without next, with a start script or a main",
+        Framework::Go => "go.mod",
+        Framework::Static => "index.html, when nothing else is proven",
+    }
+}
+
 /// Tells the framework of `source` from the files that prove it.
 ///
 /// Archives are extracted and repositories fetched into temporary directories under

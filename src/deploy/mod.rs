@@ -7,12 +7,14 @@
 //! - [`apply`]: server-side apply (field manager `aiops`), rollout wait, deployment record.
 //! - [`detect`]: which framework a source (directory, upload, git URL) is, from its files.
 //! - [`dns`]: whether the app's domain resolves to the ingress before a deploy.
+//! - [`catalog`]: the frameworks, plans, source types and spec fields (`GET /api/templates`).
 //!
 //! Independent of the alert pipeline: nothing here imports `pipeline`, `executor` or
 //! `playbook`. The link is data: the PrometheusRule's `auto_repair` labels are the values the
 //! rules in `rules/` match (a test loads those rules and checks every label).
 
 pub mod apply;
+pub mod catalog;
 pub mod detect;
 pub mod dns;
 pub mod render;

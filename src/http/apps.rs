@@ -27,6 +27,14 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/apps", get(list_apps).post(register))
         .route("/api/apps/{name}/manifests", get(manifests))
+        .route("/api/templates", get(templates))
+}
+
+/// The template catalog: frameworks (with what each renders to), plans, source types and the
+/// spec's fields. Any token may read it: it holds nothing of any app.
+async fn templates(_claims: Claims, State(st): State<AppState>) -> Result<Response, ApiError> {
+    let catalog = crate::deploy::catalog::catalog(&st.deploy).map_err(internal)?;
+    Ok(Json(catalog).into_response())
 }
 
 async fn list_apps(claims: Claims, State(st): State<AppState>) -> Result<Response, ApiError> {
