@@ -183,6 +183,8 @@ pub const VARIABLES: &[Variable] = variables![
     "AIOPS_DEFAULT_MODE" => trust.default_mode,
     "AIOPS_APPROVAL_SECRET" => approval_secret,
     "AIOPS_MAINTENANCE_REFRESH" => maintenance_refresh,
+    "AIOPS_PROMETHEUS_URL" => monitoring.prometheus_url,
+    "AIOPS_GRAFANA_URL" => monitoring.grafana.url,
 ];
 
 /// Applies every variable of [`VARIABLES`] that `env` has with a non-empty value.
