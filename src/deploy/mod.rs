@@ -5,12 +5,14 @@
 //! - [`spec`]: the app spec (YAML or JSON) and its validation.
 //! - [`render`]: minijinja templates (embedded; a directory overrides them) → objects.
 //! - [`apply`]: server-side apply (field manager `aiops`), rollout wait, deployment record.
+//! - [`grafana`]: the dashboard pushed through Grafana's HTTP API, into a folder per app.
 //!
 //! Independent of the alert pipeline: nothing here imports `pipeline`, `executor` or
 //! `playbook`. The link is data: the PrometheusRule's `auto_repair` labels are the values the
 //! rules in `rules/` match (a test loads those rules and checks every label).
 
 pub mod apply;
+pub mod grafana;
 pub mod render;
 pub mod spec;
 
