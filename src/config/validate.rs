@@ -75,7 +75,8 @@ impl Settings {
                 *u = u.trim_end_matches('/').to_owned();
             }
         }
-        if self.monitoring.query_timeout.0.is_zero() || self.monitoring.grafana.timeout.0.is_zero() {
+        if self.monitoring.query_timeout.0.is_zero() || self.monitoring.grafana.timeout.0.is_zero()
+        {
             return Err(Error::Invalid(
                 "monitoring.query_timeout and monitoring.grafana.timeout must be above 0s".into(),
             ));

@@ -266,7 +266,9 @@ impl Grafana {
     pub async fn ensure_folder(&self, uid: &str, title: &str) -> Result<FolderState> {
         check_uid(uid, "folder")?;
         let action = "reading the app's folder";
-        let resp = self.send(self.http.get(self.url(&["api", "folders", uid])), action).await?;
+        let resp = self
+            .send(self.http.get(self.url(&["api", "folders", uid])), action)
+            .await?;
         match resp.status().as_u16() {
             200 => return Ok(FolderState::Existing),
             404 => {}
@@ -493,7 +495,11 @@ mod tests {
         let long = "a".repeat(63);
         let uid = folder_uid(&long);
         assert_eq!(uid.len(), MAX_UID, "{uid}");
-        assert_ne!(uid, folder_uid(&"a".repeat(62)), "distinct apps, distinct folders");
+        assert_ne!(
+            uid,
+            folder_uid(&"a".repeat(62)),
+            "distinct apps, distinct folders"
+        );
         assert_eq!(uid, folder_uid(&long), "stable");
     }
 

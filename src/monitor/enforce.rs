@@ -339,7 +339,12 @@ mod tests {
             .map(|m| m.value.clone())
             .collect();
         assert_eq!(ns, ["shop"], "{out}");
-        let job = vs.matchers.matchers.iter().find(|m| m.name == "job").unwrap();
+        let job = vs
+            .matchers
+            .matchers
+            .iter()
+            .find(|m| m.name == "job")
+            .unwrap();
         assert_eq!(job.value, r#"a",namespace="blog"#);
     }
 }

@@ -30,7 +30,8 @@ pub enum Error {
     /// The parameters do not make a query (the caller's to fix).
     #[error("{0}")]
     Params(String),
-    /// Prometheus refused the query as bad (`bad_data`): the caller's to fix; its message.
+    /// Prometheus refused the query as bad (`bad_data`) or could not evaluate it
+    /// (`execution`: duplicate label sets, many-to-many matching): the caller's to fix.
     #[error("Prometheus refused the query: {0}")]
     Refused(String),
     /// Prometheus did not answer in time (its own `timeout`, or ours).
@@ -199,7 +200,9 @@ impl Prometheus {
         let (path, mut params) = match when {
             When::Instant { time } => (
                 "api/v1/query",
-                time.iter().map(|t| ("time", t.as_str())).collect::<Vec<_>>(),
+                time.iter()
+                    .map(|t| ("time", t.as_str()))
+                    .collect::<Vec<_>>(),
             ),
             When::Range { start, end, step } => (
                 "api/v1/query_range",
@@ -219,18 +222,13 @@ impl Prometheus {
             .map_err(|e| Error::Upstream(e.to_string()))?;
         // Percent-encoded by `url`, so nothing in the query can add a parameter of its own.
         url.query_pairs_mut().extend_pairs(&params);
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    Error::Timeout(self.timeout)
-                } else {
-                    Error::Upstream(e.without_url().to_string())
-                }
-            })?;
+        let resp = self.http.get(url).send().await.map_err(|e| {
+            if e.is_timeout() {
+                Error::Timeout(self.timeout)
+            } else {
+                Error::Upstream(e.without_url().to_string())
+            }
+        })?;
         let status = resp.status();
         let body = resp
             .bytes()
@@ -244,7 +242,7 @@ impl Prometheus {
             _ => {
                 let message = env.error.unwrap_or_else(|| format!("HTTP {status}"));
                 Err(match env.error_type.as_deref() {
-                    Some("bad_data") => Error::Refused(message),
+                    Some("bad_data" | "execution") => Error::Refused(message),
                     Some("timeout") | Some("canceled") => Error::Timeout(self.timeout),
                     _ => Error::Upstream(message),
                 })

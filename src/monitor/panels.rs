@@ -87,9 +87,7 @@ impl Panel {
             )],
             Panel::Memory => vec![
                 format!("sum by (pod) (container_memory_working_set_bytes{{{ctr}}})"),
-                format!(
-                    r#"max(kube_pod_container_resource_limits{{{ctr}, resource="memory"}})"#
-                ),
+                format!(r#"max(kube_pod_container_resource_limits{{{ctr}, resource="memory"}})"#),
             ],
             Panel::ErrorRate => vec![format!(
                 r#"sum(rate(nginx_ingress_controller_requests{{{ing}, status=~"5.."}}[5m])) / sum(rate(nginx_ingress_controller_requests{{{ing}}}[5m]))"#
