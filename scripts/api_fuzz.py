@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -116,6 +117,45 @@ class Daemon:
         return [line for line in self.lines if "panicked" in line]
 
 
+class PrometheusStandIn:
+    """A stand-in for Prometheus's query API on 127.0.0.1 (port 0), so `/api/monitor` is fuzzed
+    through to the query it sends: every query answers an empty vector, as a Prometheus without
+    the app's series would. Without one the route answers 503 (not configured), a server error
+    to schemathesis. The queries it received are kept: each must carry the app's namespace."""
+
+    def __init__(self) -> None:
+        import http.server
+        import urllib.parse
+
+        queries = self.queries = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                url = urllib.parse.urlsplit(self.path)
+                if url.path in ("/api/v1/query", "/api/v1/query_range"):
+                    queries.extend(urllib.parse.parse_qs(url.query).get("query", []))
+                    kind = "matrix" if url.path.endswith("_range") else "vector"
+                    body, status = {"status": "success", "data": {"resultType": kind, "result": []}}, 200
+                else:
+                    body, status = {"status": "error", "errorType": "not_found", "error": "no such path"}, 404
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
 def request(method: str, url: str, token: str | None, body: bytes | None = None,
             content_type: str = "application/json") -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=body, method=method)
@@ -185,6 +225,8 @@ def main() -> int:
             "AIOPS_WEBHOOK_TOKEN": webhook_token,
             "AIOPS_LOG": "info,sqlx=warn",
         }
+        prometheus = PrometheusStandIn()
+        env["AIOPS_PROMETHEUS_URL"] = prometheus.url
         token = subprocess.run(
             [str(binary), "token", "issue", "--sub", "schemathesis", "--role", "admin", "--ttl", "2h"],
             cwd=work, env=env, check=True, stdout=subprocess.PIPE, text=True,
@@ -215,6 +257,18 @@ def main() -> int:
             rc = 1
         finally:
             daemon.stop()
+            prometheus.stop()
+        # Each query reaches Prometheus confined to one app: its namespace matchers are all
+        # `namespace="<one value>"`, never a pattern, a negation or two apps.
+        log(f"{len(prometheus.queries)} queries reached the Prometheus stand-in")
+        matcher = re.compile(r'(?<![A-Za-z0-9_])namespace\s*(=~|!=|!~|=)\s*"([^"]*)"')
+        leaked = [
+            q for q in prometheus.queries
+            if any(op != "=" for op, _ in matcher.findall(q)) or len({v for _, v in matcher.findall(q)}) > 1
+        ]
+        if leaked:
+            log(f"{len(leaked)} queries reached Prometheus not confined to one app: {leaked[:5]}")
+            rc = rc or 1
         if daemon.panics():
             log("the daemon panicked:")
             print("\n".join(daemon.panics()[:20]))

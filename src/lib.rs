@@ -31,6 +31,7 @@ pub mod kb;
 pub mod maintenance;
 pub mod manifests;
 pub mod metrics;
+pub mod monitor;
 pub mod notify;
 pub mod pipeline;
 pub mod playbook;

@@ -68,6 +68,75 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// A secret given inline (`<key>`), by environment variable (`<key>_env: VAR`) or by file
+/// (`<key>_file: PATH`, a mounted Kubernetes Secret); resolved once at load. The notification
+/// channels' secrets and Grafana's token are given this way.
+#[derive(Clone, Debug, Default)]
+pub struct SecretInput {
+    value: Option<Secret>,
+    env: Option<String>,
+    file: Option<std::path::PathBuf>,
+}
+
+impl SecretInput {
+    /// The three forms as written; [`SecretInput::resolve`] checks that exactly one is given.
+    pub fn new(
+        value: Option<Secret>,
+        env: Option<String>,
+        file: Option<std::path::PathBuf>,
+    ) -> SecretInput {
+        SecretInput { value, env, file }
+    }
+
+    /// Whether any of the three forms is given.
+    pub fn is_given(&self) -> bool {
+        self.value.is_some() || self.env.is_some() || self.file.is_some()
+    }
+
+    /// Reads the secret (`env` looks variables up): exactly one form must be given, and the
+    /// value must not be empty. The message names `key` and never the value.
+    pub fn resolve(
+        &mut self,
+        key: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Secret, String> {
+        let given = [
+            self.value.is_some(),
+            self.env.is_some(),
+            self.file.is_some(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
+        if given != 1 {
+            return Err(format!(
+                "give exactly one of {key}, {key}_env or {key}_file"
+            ));
+        }
+        let secret = if let Some(v) = &self.value {
+            v.clone()
+        } else if let Some(var) = &self.env {
+            Secret::new(
+                env(var)
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| format!("{key}_env: environment variable {var} is not set"))?
+                    .trim(),
+            )
+        } else if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{key}_file: cannot read {}: {e}", path.display()))?;
+            Secret::new(text.trim())
+        } else {
+            unreachable!("exactly one source was counted")
+        };
+        if secret.expose().is_empty() {
+            return Err(format!("{key} is empty"));
+        }
+        self.value = Some(secret.clone());
+        Ok(secret)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -456,6 +456,8 @@ async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
                 "GET /api/gitops/holds",
                 "GET /api/gitops/holds/{id}",
                 "POST /api/gitops/holds/{id}/release",
+                "GET /api/monitor/{app}",
+                "GET /api/monitor/{app}/panels",
             ]
             .map(String::from)
         )

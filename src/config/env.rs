@@ -183,6 +183,8 @@ pub const VARIABLES: &[Variable] = variables![
     "AIOPS_DEFAULT_MODE" => trust.default_mode,
     "AIOPS_APPROVAL_SECRET" => approval_secret,
     "AIOPS_MAINTENANCE_REFRESH" => maintenance_refresh,
+    "AIOPS_PROMETHEUS_URL" => monitoring.prometheus_url,
+    "AIOPS_GRAFANA_URL" => monitoring.grafana.url,
 ];
 
 /// Applies every variable of [`VARIABLES`] that `env` has with a non-empty value.
@@ -322,6 +324,64 @@ mod tests {
         assert_eq!(s.playbook.max_memory, ByteSize(2 << 20));
         assert_eq!(s.guard.storm.window.0, Duration::from_secs(90));
         assert_eq!(s.deploy.templates_dir, Some(PathBuf::from("/t")));
+    }
+
+    #[test]
+    fn monitoring_urls_are_checked_and_grafanas_token_is_read_by_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |yaml: &str| {
+            let f = dir.path().join("aiops.yaml");
+            std::fs::write(&f, yaml).unwrap();
+            f
+        };
+        let s = Settings::load_with(
+            Some(&file("monitoring: {grafana: {token_env: GRAFANA_TOKEN}}\n")),
+            env(&[
+                ("AIOPS_PROMETHEUS_URL", "http://prometheus:9090/"),
+                ("AIOPS_GRAFANA_URL", "https://grafana.example.com/grafana/"),
+                ("GRAFANA_TOKEN", "glsa_token-value-123"),
+            ]),
+        )
+        .unwrap();
+        let m = &s.monitoring;
+        assert_eq!(m.prometheus_url.as_deref(), Some("http://prometheus:9090"));
+        assert_eq!(
+            m.grafana.url.as_deref(),
+            Some("https://grafana.example.com/grafana")
+        );
+        assert_eq!(
+            m.grafana.resolved_token.as_ref().map(Secret::expose),
+            Some("glsa_token-value-123")
+        );
+        assert!(!format!("{s:?}").contains("token-value-123"));
+
+        for (yaml, vars, says) in [
+            (
+                "",
+                vec![("AIOPS_PROMETHEUS_URL", "prometheus:9090")],
+                "monitoring.prometheus_url (AIOPS_PROMETHEUS_URL) must be an http:// or https://",
+            ),
+            (
+                "",
+                vec![("AIOPS_GRAFANA_URL", "http://grafana")],
+                "monitoring.grafana: give exactly one of token, token_env or token_file",
+            ),
+            (
+                "monitoring: {grafana: {token_env: NOPE}}\n",
+                vec![("AIOPS_GRAFANA_URL", "http://grafana")],
+                "monitoring.grafana: token_env: environment variable NOPE is not set",
+            ),
+            (
+                "monitoring: {grafana: {token: t}}\n",
+                vec![],
+                "a token is given but no url",
+            ),
+        ] {
+            let err = Settings::load_with(Some(&file(yaml)), env(&vars))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{yaml} {vars:?}: {err}");
+        }
     }
 
     #[test]

@@ -136,6 +136,8 @@ pub struct Settings {
     /// that closed (default 15s): a window created through another replica holds alerts
     /// here within this time.
     pub maintenance_refresh: HumanDuration,
+    /// Prometheus and Grafana: where `/api/monitor` reads and dashboards are pushed.
+    pub monitoring: MonitoringSettings,
     /// What repairs do to objects Argo CD or Flux owns: tracking, the default policy of each
     /// kind of change, holds and the revert watch.
     pub gitops: crate::gitops::GitopsSettings,
@@ -169,6 +171,7 @@ impl Default for Settings {
             maintenance: Vec::new(),
             maintenance_refresh: HumanDuration(DEFAULT_MAINTENANCE_REFRESH),
             gitops: crate::gitops::GitopsSettings::default(),
+            monitoring: MonitoringSettings::default(),
         }
     }
 }
@@ -219,6 +222,7 @@ impl Settings {
         env::apply(&mut s, &env)?;
         // Channel secrets may come from the environment (`<key>_env`) or files (`<key>_file`).
         s.notify.resolve(&env)?;
+        s.monitoring.grafana.resolve(&env).map_err(Error::Invalid)?;
         s.finish()?;
         Ok(s)
     }

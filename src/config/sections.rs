@@ -205,6 +205,88 @@ impl Default for DeploySettings {
     }
 }
 
+/// Where the apps' monitoring lives: the Prometheus `/api/monitor` reads (each query confined
+/// to its app's namespace) and the Grafana the apps' dashboards are pushed to.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringSettings {
+    /// Prometheus's base URL, such as `http://prometheus-operated.monitoring.svc:9090`
+    /// (AIOPS_PROMETHEUS_URL). Unset: `/api/monitor` answers 503 and says so.
+    pub prometheus_url: Option<String>,
+    /// How long one query may take, sent to Prometheus as its `timeout` too. Default 30s.
+    pub query_timeout: HumanDuration,
+    /// Grafana, for the apps' dashboards.
+    pub grafana: GrafanaSettings,
+}
+
+impl Default for MonitoringSettings {
+    fn default() -> Self {
+        MonitoringSettings {
+            prometheus_url: None,
+            query_timeout: HumanDuration(Duration::from_secs(30)),
+            grafana: GrafanaSettings::default(),
+        }
+    }
+}
+
+/// Grafana's HTTP API, reached with a service-account token.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrafanaSettings {
+    /// Grafana's base URL, such as `http://grafana.monitoring.svc` (AIOPS_GRAFANA_URL).
+    /// Unset: dashboards are not pushed.
+    pub url: Option<String>,
+    /// The service-account token inline (prefer `token_env` or `token_file`).
+    pub token: Option<Secret>,
+    /// The environment variable holding the token.
+    pub token_env: Option<String>,
+    /// The file holding the token (a mounted Kubernetes Secret).
+    pub token_file: Option<PathBuf>,
+    /// The token, read from whichever of the three is given when the settings load.
+    #[serde(skip)]
+    pub resolved_token: Option<Secret>,
+    /// Timeout of one API call. Default 10s.
+    pub timeout: HumanDuration,
+}
+
+impl Default for GrafanaSettings {
+    fn default() -> Self {
+        GrafanaSettings {
+            url: None,
+            token: None,
+            token_env: None,
+            token_file: None,
+            resolved_token: None,
+            timeout: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl GrafanaSettings {
+    /// Reads the token when a URL is set (a token without a URL is refused, as a URL without
+    /// one is): the message names the key, never the value.
+    pub fn resolve(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+        let mut input = crate::secret::SecretInput::new(
+            self.token.clone(),
+            self.token_env.clone(),
+            self.token_file.clone(),
+        );
+        match &self.url {
+            None if input.is_given() => {
+                Err("monitoring.grafana: a token is given but no url (AIOPS_GRAFANA_URL)".into())
+            }
+            None => Ok(()),
+            Some(_) => {
+                let token = input
+                    .resolve("token", env)
+                    .map_err(|m| format!("monitoring.grafana: {m}"))?;
+                self.resolved_token = Some(token);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Which cluster playbooks act on.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -49,6 +49,38 @@ impl Settings {
             }
             self.external_url = Some(url.trim_end_matches('/').to_owned());
         }
+        for (key, url) in [
+            (
+                "monitoring.prometheus_url (AIOPS_PROMETHEUS_URL)",
+                &mut self.monitoring.prometheus_url,
+            ),
+            (
+                "monitoring.grafana.url (AIOPS_GRAFANA_URL)",
+                &mut self.monitoring.grafana.url,
+            ),
+        ] {
+            if let Some(u) = url {
+                // Paths are joined onto it: a query or fragment would end up in every request.
+                let ok = reqwest::Url::parse(u).ok().is_some_and(|p| {
+                    matches!(p.scheme(), "http" | "https")
+                        && p.host().is_some()
+                        && p.query().is_none()
+                        && p.fragment().is_none()
+                });
+                if !ok {
+                    return Err(Error::Invalid(format!(
+                        "{key} must be an http:// or https:// address without query or fragment; got {u:?}"
+                    )));
+                }
+                *u = u.trim_end_matches('/').to_owned();
+            }
+        }
+        if self.monitoring.query_timeout.0.is_zero() || self.monitoring.grafana.timeout.0.is_zero()
+        {
+            return Err(Error::Invalid(
+                "monitoring.query_timeout and monitoring.grafana.timeout must be above 0s".into(),
+            ));
+        }
         crate::maintenance::from_settings(&self.maintenance).map_err(Error::Invalid)?;
         if self.maintenance_refresh.0.is_zero() {
             return Err(Error::Invalid(

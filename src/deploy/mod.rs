@@ -8,6 +8,7 @@
 //! - [`detect`]: which framework a source (directory, upload, git URL) is, from its files.
 //! - [`dns`]: whether the app's domain resolves to the ingress before a deploy.
 //! - [`catalog`]: the frameworks, plans, source types and spec fields (`GET /api/templates`).
+//! - [`grafana`]: the dashboard pushed through Grafana's HTTP API, into a folder per app.
 //!
 //! Independent of the alert pipeline: nothing here imports `pipeline`, `executor` or
 //! `playbook`. The link is data: the PrometheusRule's `auto_repair` labels are the values the
@@ -17,6 +18,7 @@ pub mod apply;
 pub mod catalog;
 pub mod detect;
 pub mod dns;
+pub mod grafana;
 pub mod render;
 pub mod spec;
 

@@ -13,6 +13,7 @@ mod chat;
 pub(crate) mod gitops;
 pub mod limits;
 pub(crate) mod maintenance;
+pub mod monitor;
 mod openapi;
 mod ops;
 pub(crate) mod respond;
@@ -78,6 +79,8 @@ pub struct AppState {
     pub gitops: Option<crate::gitops::release::Releaser>,
     /// The web console (`/ui`); `None` when `ui.enabled` is off.
     pub console: Option<Arc<crate::ui::Console>>,
+    /// The Prometheus `/api/monitor` queries (`None`: not configured, those routes say so).
+    pub prometheus: Option<crate::monitor::Prometheus>,
 }
 
 impl AppState {
@@ -137,6 +140,12 @@ impl AppState {
             language: settings.notify.language,
             gitops: None,
             console: crate::ui::Console::from_settings(settings),
+            prometheus: crate::monitor::Prometheus::from_settings(&settings.monitoring).and_then(
+                |p| {
+                    p.inspect_err(|e| tracing::error!(error = %e, "cannot use the Prometheus of monitoring.prometheus_url"))
+                        .ok()
+                },
+            ),
         }
     }
 }
@@ -243,6 +252,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(approve::api_routes())
                 .merge(maintenance::routes())
                 .merge(gitops::routes())
+                .merge(monitor::routes())
                 .route("/api/{*rest}", axum::routing::any(api::fallback))
                 .layer(axum::middleware::from_fn(limits::reject_control_chars))
                 .layer(axum::middleware::map_response(limits::json_errors))

@@ -14,64 +14,9 @@ use super::line::LineConfig;
 use super::slack::SlackConfig;
 use super::telegram::TelegramConfig;
 use super::webhook::WebhookConfig;
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretInput};
 
 type Result<T, E = SettingsError> = std::result::Result<T, E>;
-
-/// A secret given inline, by environment variable or by file; resolved once at load.
-#[derive(Clone, Debug, Default)]
-pub struct SecretInput {
-    value: Option<Secret>,
-    env: Option<String>,
-    file: Option<PathBuf>,
-}
-
-impl SecretInput {
-    fn resolve(
-        &mut self,
-        channel: &str,
-        key: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Secret> {
-        let bad = |m: String| SettingsError(format!("notify.channels.{channel}: {m}"));
-        let given = [
-            self.value.is_some(),
-            self.env.is_some(),
-            self.file.is_some(),
-        ]
-        .iter()
-        .filter(|b| **b)
-        .count();
-        if given != 1 {
-            return Err(bad(format!(
-                "give exactly one of {key}, {key}_env or {key}_file"
-            )));
-        }
-        let secret = if let Some(v) = &self.value {
-            v.clone()
-        } else if let Some(var) = &self.env {
-            Secret::new(
-                env(var)
-                    .filter(|v| !v.trim().is_empty())
-                    .ok_or_else(|| {
-                        bad(format!("{key}_env: environment variable {var} is not set"))
-                    })?
-                    .trim(),
-            )
-        } else if let Some(path) = &self.file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| bad(format!("{key}_file: cannot read {}: {e}", path.display())))?;
-            Secret::new(text.trim())
-        } else {
-            unreachable!("exactly one source was counted")
-        };
-        if secret.expose().is_empty() {
-            return Err(bad(format!("{key} is empty")));
-        }
-        self.value = Some(secret.clone());
-        Ok(secret)
-    }
-}
 
 /// One channel: its kind, and how fast it may be sent to.
 #[derive(Clone, Debug)]
@@ -234,7 +179,7 @@ impl<'de> Deserialize<'de> for ChannelSpec {
         let mut put =
             |k: &'static str, value: Option<Secret>, env: Option<String>, file: Option<PathBuf>| {
                 if value.is_some() || env.is_some() || file.is_some() {
-                    secrets.insert(k, SecretInput { value, env, file });
+                    secrets.insert(k, SecretInput::new(value, env, file));
                 }
             };
         put(
@@ -402,7 +347,7 @@ impl ChannelSpec {
         }
         let mut secrets: BTreeMap<&'static str, Secret> = BTreeMap::new();
         for (key, input) in &mut self.secrets {
-            secrets.insert(key, input.resolve(name, key, env)?);
+            secrets.insert(key, input.resolve(key, env).map_err(bad)?);
         }
         let keys = Keys {
             kind: &self.kind,

@@ -226,6 +226,10 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// alerting to one Alertmanager, and the rule file given by the test.
 pub struct Prometheus {
     pub proc: Proc,
+    /// Its HTTP port on 127.0.0.1. Read by tests/monitor.rs (which queries it), not by
+    /// tests/e2e.rs, which also compiles this file.
+    #[allow(dead_code)]
+    pub port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -240,7 +244,7 @@ impl Prometheus {
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
         let data = dir.path().join("data");
-        let (proc, _) = start_on_free_port(
+        let (proc, port) = start_on_free_port(
             "prometheus",
             dir.path().join("prometheus.log"),
             |port| {
@@ -254,7 +258,11 @@ impl Prometheus {
             Duration::from_secs(60),
         )
         .await;
-        Prometheus { proc, _dir: dir }
+        Prometheus {
+            proc,
+            port,
+            _dir: dir,
+        }
     }
 }
 
