@@ -471,3 +471,86 @@ async fn start_listening(
     }
     panic!("{name} did not start\n{last}")
 }
+
+/// The original design's example registration through `POST /api/apps`: name, display name,
+/// domain, a git source, no framework, a plan. The framework is detected from the repository
+/// (served by git daemon) and stored with the app; a repository proving nothing is refused with
+/// what it holds, and a `file://` source is never read for an API caller.
+#[tokio::test]
+async fn the_original_designs_registration_is_accepted_with_its_framework_detected() {
+    use aiops::auth::Role;
+    let Some(git_bin) = git_bin() else { return };
+    let repo = SampleRepo::new(&git_bin);
+    // A second repository whose head proves no framework.
+    let work = repo.root.path().join("docs-work");
+    std::fs::create_dir(&work).unwrap();
+    git(&git_bin, &work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("NOTES.md"), "notes\n").unwrap();
+    git(&git_bin, &work, &["add", "."]);
+    git(&git_bin, &work, &["commit", "-q", "-m", "notes"]);
+    git(
+        &git_bin,
+        repo.root.path(),
+        &["clone", "-q", "--bare", "docs-work", "docs.git"],
+    );
+    let daemon = GitDaemon::start(&git_bin, repo.root.path()).await;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+    let app = common::TestApp::spawn_app(
+        common::Spawn::new(common::Db::Sqlite).env("AIOPS_JWT_SECRET", SECRET),
+    )
+    .await;
+    let editor = common::api::token(SECRET, Role::Editor, &["app-shop", "app-docs"]);
+    let register = |name: &str, url: String| {
+        let body = format!(
+            "name: {name}\ndisplay_name: Shop\ndomain: {name}.example.com\nsource_type: git\n\
+             source_url: {url}\nplan: standard\n"
+        );
+        let req = app
+            .client
+            .post(app.url("/api/apps"))
+            .header("content-type", "application/yaml")
+            .body(body);
+        app.api_send(req, &editor)
+    };
+
+    let (status, body) =
+        register("shop", format!("git://127.0.0.1:{}/shop.git", daemon.port)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["namespace"], "app-shop");
+    assert_eq!(body["spec"]["framework"], "go", "{body}");
+    assert_eq!(body["spec"]["source_type"], "git");
+    // Stored so: the manifests now wait only for the image (the build), not the framework.
+    let (status, m) = app.api_get(&editor, "/api/apps/shop/manifests").await;
+    assert_eq!(status, 422, "{m}");
+    assert!(
+        m["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("image: app shop has no image yet"),
+        "{m}"
+    );
+
+    let (status, body) =
+        register("docs", format!("git://127.0.0.1:{}/docs.git", daemon.port)).await;
+    assert_eq!(status, 422, "{body}");
+    let e = body["error"].as_str().unwrap();
+    assert!(
+        e.starts_with("framework: no framework found") && e.contains("NOTES.md"),
+        "{body}"
+    );
+    assert_eq!(body["field"], "framework");
+
+    let (status, body) = register("docs", repo.file_url()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("daemon's own disk"),
+        "{body}"
+    );
+    // Nothing refused was registered.
+    let (_, list) = app.api_get(&editor, "/api/apps").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+}

@@ -201,8 +201,17 @@ async fn registration(
     }
     // Refuse what would not render (an override template the spec breaks, say) now, not at
     // the first deploy.
-    // A git or upload app without a framework or image yet renders once they are detected
-    // and built; that is checked at its deploy.
+    // A git source names no framework: it is detected now, from the repository, so the app
+    // is registered with what its files prove (or refused with what was found).
+    if let Some(detected) = detect_for_registration(&spec)
+        .await
+        .map_err(|e| (e, detail.clone()))?
+    {
+        tracing::info!(app = %spec.name, framework = %detected.framework, evidence = ?detected.evidence, "framework detected");
+        spec.framework = Some(detected.framework);
+    }
+    // A git or upload app without an image yet renders once it is built; that is checked at
+    // its deploy.
     match render(&spec, &st.deploy) {
         Ok(_) | Err(RenderError::Unresolved { .. }) => {}
         Err(e) => {
@@ -223,6 +232,55 @@ async fn registration(
         StatusCode::CREATED
     };
     Ok((status, app))
+}
+
+/// Detects the framework of a git app that names none: `None` when there is nothing to detect
+/// (a docker app, a framework given, an upload, which is detected when its archive is read at
+/// deploy). Only anonymous network sources (https, http, git): a `file://` URL would let an API
+/// caller probe the daemon's own disk and ssh would use the daemon's keys, so both are refused
+/// here unless the spec names the framework.
+async fn detect_for_registration(
+    spec: &AppSpec,
+) -> Result<Option<crate::deploy::detect::Detection>, ApiError> {
+    use crate::deploy::detect::{self, DetectOptions, Source};
+    use crate::deploy::spec::SourceType;
+    let (SourceType::Git, None, Some(url)) = (spec.source_type, spec.framework, &spec.source_url)
+    else {
+        return Ok(None);
+    };
+    // Only anonymous network fetches: file:// is the daemon's own disk, and ssh (ssh:// or
+    // git@host:path) would run ssh with the daemon's own keys on an API caller's behalf.
+    if url.starts_with("file:") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "source_url: a file:// repository is on the daemon's own disk and is not read for an API caller; give a network URL or name the framework",
+        )
+        .field("source_url"));
+    }
+    if !["https://", "http://", "git://"]
+        .iter()
+        .any(|p| url.starts_with(p))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "source_url: an ssh repository would be fetched with the daemon's own keys, so its framework is not detected for an API caller; give an https:// or git:// URL or name the framework",
+        )
+        .field("source_url"));
+    }
+    let source = Source::Git {
+        url: url.clone(),
+        reference: None,
+    };
+    match detect::detect(&source, &DetectOptions::default()).await {
+        Ok(d) => Ok(Some(d)),
+        // Bad input about the source (nothing proven, two frameworks, an unreachable or
+        // unknown repository): the caller's to fix, with what was found.
+        Err(e) if !matches!(e, detect::Error::Internal(_) | detect::Error::Io { .. }) => Err(
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("framework: {e}"))
+                .field("framework"),
+        ),
+        Err(e) => Err(internal(e)),
+    }
 }
 
 /// Query of /api/apps/{name}/manifests.
