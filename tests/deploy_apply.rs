@@ -173,6 +173,17 @@ async fn deploy_applies_every_object_waits_for_the_rollout_and_records_it(db: Db
     assert_eq!(deps.len(), 1);
     assert_eq!(deps[0].status, "succeeded");
     assert_eq!(deps[0].version, "2024.06.1");
+    // No ingress addresses are configured: the DNS check did not run, and the record says so.
+    let detail = deps[0].detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.starts_with("dns: not checked (deploy.ingress_addresses is not set); "),
+        "{detail}"
+    );
+    assert!(
+        out.stdout.starts_with("dns: not checked (deploy.ingress_addresses is not set)\n"),
+        "{}",
+        out.stdout
+    );
     assert!(
         deps[0]
             .image

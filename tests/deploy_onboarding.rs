@@ -554,3 +554,81 @@ async fn the_original_designs_registration_is_accepted_with_its_framework_detect
     let (_, list) = app.api_get(&editor, "/api/apps").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
 }
+
+/// `aiops deploy` checks the domain before anything else, against the configured ingress and
+/// DNS server; a mismatch stops it, `--skip-dns-check` is said, and a git app's framework is
+/// detected from its repository. No cluster is configured here, so a deploy that passes its
+/// checks stops at the cluster, which proves the checks come first.
+#[tokio::test]
+async fn aiops_deploy_checks_dns_first_and_detects_a_git_apps_framework() {
+    let Some(server) = dnsmasq().await else {
+        return;
+    };
+    let Some(git_bin) = git_bin() else { return };
+    let repo = SampleRepo::new(&git_bin);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |domain: &str| {
+        let path = dir.path().join(format!("{domain}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name: shop\ndomain: {domain}\nsource_type: git\nsource_url: {}\n\
+                 image: registry.example.com/shop:1\n",
+                repo.file_url()
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let envs = std::collections::HashMap::from([
+        ("AIOPS_DEPLOY_INGRESS_ADDRESSES", "10.0.0.5".to_string()),
+        ("AIOPS_DEPLOY_DNS_SERVER", server.addr.to_string()),
+        (
+            "AIOPS_DATABASE_URL",
+            format!("sqlite://{}/a.db?mode=rwc", dir.path().display()),
+        ),
+        ("AIOPS_LOG", "warn".to_string()),
+    ]);
+    let deploy = |args: Vec<String>| {
+        let (dir, envs) = (dir.path().to_path_buf(), envs.clone());
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            common::run_cli(&dir, &args, &envs)
+        })
+    };
+
+    let (status, out, err) = deploy(vec!["deploy".into(), spec("wrong.test")])
+        .await
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("wrong.test resolves to 203.0.113.9 but the ingress is 10.0.0.5"),
+        "{out}\n{err}\n{}",
+        server.proc.log_tail()
+    );
+    assert!(!err.contains("needs a cluster"), "DNS comes first: {err}");
+
+    let (status, out, err) = deploy(vec!["deploy".into(), spec("right.test")])
+        .await
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        out.contains("dns: right.test → 10.0.0.5 (the ingress)"),
+        "{out}\n{err}"
+    );
+    assert!(out.contains("framework: go (go.mod (module example.com/shop))"), "{out}\n{err}");
+    assert!(err.contains("aiops deploy needs a cluster"), "{out}\n{err}");
+
+    let (_, out, err) = deploy(vec![
+        "deploy".into(),
+        spec("wrong.test"),
+        "--skip-dns-check".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        out.contains("dns: not checked (--skip-dns-check)"),
+        "{out}\n{err}"
+    );
+    assert!(err.contains("aiops deploy needs a cluster"), "{out}\n{err}");
+}

@@ -28,11 +28,32 @@ pub struct Args {
     /// deploy.rollout_timeout, 5m).
     #[arg(long, value_name = "DURATION")]
     timeout: Option<String>,
+    /// Deploy without checking that the domain resolves to the ingress
+    /// (deploy.ingress_addresses); the deployment records that it was not checked.
+    #[arg(long)]
+    skip_dns_check: bool,
 }
 
 /// Deploys; exit 0 when every rollout completed, 1 otherwise.
 pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let (settings, mut spec) = load(config, &args.file, &args.templates)?;
+    // Before anything else (even the cluster): the domain must lead to the ingress, or the
+    // record says why it was not checked.
+    let expected = aiops::deploy::dns::Expected {
+        addresses: settings.deploy.ingress_addresses.clone(),
+        hostnames: settings.deploy.ingress_hostnames.clone(),
+    };
+    let dns_opts = aiops::deploy::dns::Options {
+        nameserver: settings.deploy.dns_server,
+        ..Default::default()
+    };
+    let gate =
+        aiops::deploy::dns::gate(&spec.domain, &expected, &dns_opts, args.skip_dns_check).await?;
+    println!("{gate}");
+    if let Some(d) = detect(&spec).await? {
+        println!("framework: {} ({})", d.framework, d.evidence.join(", "));
+        spec.framework = Some(d.framework);
+    }
     // Reading the kubeconfig sends nothing to the API server yet.
     let cluster = app::kube_cluster(&settings)
         .await?
@@ -71,6 +92,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         &opts,
         "cli",
         Some(&outbox),
+        &[gate.to_string()],
     )
     .await?;
     let notified = deliver_now(&settings, &store, &outbox, record.started_at).await?;
@@ -92,6 +114,36 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The framework of a git or upload app that names none, detected from its source (here, on
+/// the machine running the command, `file://` and ssh sources are read as git would).
+async fn detect(spec: &aiops::deploy::AppSpec) -> Result<Option<aiops::deploy::detect::Detection>> {
+    use aiops::deploy::detect::{DetectOptions, Source};
+    use aiops::deploy::spec::SourceType;
+    let (Some(url), None) = (&spec.source_url, spec.framework) else {
+        return Ok(None);
+    };
+    let source = match spec.source_type {
+        SourceType::Docker => return Ok(None),
+        SourceType::Git => Source::Git {
+            url: url.clone(),
+            reference: None,
+        },
+        SourceType::Upload => match url
+            .strip_prefix("file://")
+            .or(url.starts_with('/').then_some(url.as_str()))
+        {
+            Some(path) => Source::Archive(PathBuf::from(path)),
+            None => anyhow::bail!(
+                "source_url: an upload at {url} is read from this machine only: download the archive and give its path, or name the framework"
+            ),
+        },
+    };
+    let d = aiops::deploy::detect::detect(&source, &DetectOptions::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("framework: {e}"))?;
+    Ok(Some(d))
 }
 
 /// Sends the notifications a command just queued, so `aiops deploy` tells people even when no

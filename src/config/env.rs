@@ -72,6 +72,17 @@ impl FromEnv for Vec<String> {
     }
 }
 
+/// A comma-separated list of IP addresses.
+impl FromEnv for Vec<std::net::IpAddr> {
+    fn from_env(v: &str) -> Result<Self, String> {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|a| a.parse().map_err(|e| format!("{a:?}: {e}")))
+            .collect()
+    }
+}
+
 impl FromEnv for HumanDuration {
     fn from_env(v: &str) -> Result<Self, String> {
         parse_duration(v).map(HumanDuration)
@@ -177,6 +188,8 @@ pub const VARIABLES: &[Variable] = variables![
     "AIOPS_DEPLOY_TEMPLATES" => deploy.templates_dir,
     "AIOPS_DEPLOY_TIMEOUT" => deploy.rollout_timeout,
     "AIOPS_DEPLOY_POLL" => deploy.poll,
+    "AIOPS_DEPLOY_INGRESS_ADDRESSES" => deploy.ingress_addresses,
+    "AIOPS_DEPLOY_DNS_SERVER" => deploy.dns_server,
     "AIOPS_DENY_NAMESPACES" => guard.namespaces.deny,
     "AIOPS_ALLOW_NAMESPACES" => guard.namespaces.allow,
     "AIOPS_EXTERNAL_URL" => external_url,

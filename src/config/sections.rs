@@ -192,6 +192,15 @@ pub struct DeploySettings {
     pub rollout_timeout: HumanDuration,
     /// How often it looks. Default 2s.
     pub poll: HumanDuration,
+    /// The addresses the ingress is reached at (AIOPS_DEPLOY_INGRESS_ADDRESSES, comma-separated):
+    /// before a deploy, the app's domain must resolve to them (A/AAAA, through any CNAME).
+    /// Empty (the default): the domain is not checked, and the deployment records that.
+    pub ingress_addresses: Vec<std::net::IpAddr>,
+    /// Host names the domain may instead be a CNAME of (a load balancer's name).
+    pub ingress_hostnames: Vec<String>,
+    /// The DNS server asked (AIOPS_DEPLOY_DNS_SERVER, `address:port`). Default: the system's
+    /// (/etc/resolv.conf).
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 impl Default for DeploySettings {
@@ -201,6 +210,9 @@ impl Default for DeploySettings {
             templates_dir: None,
             rollout_timeout: HumanDuration(Duration::from_secs(300)),
             poll: HumanDuration(Duration::from_secs(2)),
+            ingress_addresses: Vec::new(),
+            ingress_hostnames: Vec::new(),
+            dns_server: None,
         }
     }
 }

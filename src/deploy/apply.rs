@@ -237,7 +237,9 @@ pub struct Outcome {
 /// Applies, waits and records: the whole of `aiops deploy`. The app is registered (spec
 /// stored) first; the deployment is recorded `running`, then `succeeded` or `failed`, and
 /// announced either way (a success also through `outbox`, to the spec's `notifications` and
-/// the routes matching the app). Returns the record and, on success, what was done.
+/// the routes matching the app). `checks` are what was checked before (the DNS gate), each
+/// a line recorded ahead of the outcome. Returns the record and, on success, what was done.
+#[allow(clippy::too_many_arguments)]
 pub async fn deploy(
     cluster: &KubeCluster,
     store: &Store,
@@ -246,6 +248,7 @@ pub async fn deploy(
     opts: &Options,
     by: &str,
     outbox: Option<&crate::notify::Outbox>,
+    checks: &[String],
 ) -> Result<(DeploymentRecord, Result<Outcome>)> {
     let spec_json = serde_json::to_value(spec).unwrap_or_default();
     store
@@ -262,10 +265,16 @@ pub async fn deploy(
         )
         .await?;
     let result = apply_and_wait(cluster, rendered, opts).await;
-    let detail = match &result {
+    let outcome = match &result {
         Ok(o) => o.rollouts.join("; "),
         Err(e) => e.to_string(),
     };
+    let detail = checks
+        .iter()
+        .cloned()
+        .chain(std::iter::once(outcome))
+        .collect::<Vec<_>>()
+        .join("; ");
     let record = store.finish_deployment(id, result.is_ok(), &detail).await?;
     announce(store, outbox, spec, &record).await;
     Ok((record, result))

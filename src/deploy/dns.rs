@@ -364,3 +364,54 @@ mod tests {
         }
     }
 }
+
+/// What the DNS check before a deploy came to, in one line for the deployment's record: a
+/// check that did not run says why, so a skipped check is never silent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Skipped on request (`--skip-dns-check`).
+    Skipped,
+    /// No ingress addresses or host names are configured (`deploy.ingress_addresses`).
+    NotConfigured,
+    /// The domain resolves to the ingress.
+    Passed(Resolution),
+}
+
+impl std::fmt::Display for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gate::Skipped => f.write_str("dns: not checked (--skip-dns-check)"),
+            Gate::NotConfigured => {
+                f.write_str("dns: not checked (deploy.ingress_addresses is not set)")
+            }
+            Gate::Passed(r) => {
+                write!(f, "dns: {}", r.domain)?;
+                for c in &r.cnames {
+                    write!(f, " → {c}")?;
+                }
+                let addresses: Vec<String> = r.addresses.iter().map(ToString::to_string).collect();
+                if !addresses.is_empty() {
+                    write!(f, " → {}", addresses.join(", "))?;
+                }
+                f.write_str(" (the ingress)")
+            }
+        }
+    }
+}
+
+/// The DNS check before a deploy of `domain`: skipped on request, not run when nothing is
+/// expected (no ingress configured), else [`verify`], whose error stops the deploy.
+pub async fn gate(
+    domain: &str,
+    expected: &Expected,
+    opts: &Options,
+    skip: bool,
+) -> Result<Gate, Error> {
+    if skip {
+        return Ok(Gate::Skipped);
+    }
+    if expected.addresses.is_empty() && expected.hostnames.is_empty() {
+        return Ok(Gate::NotConfigured);
+    }
+    verify(domain, expected, opts).await.map(Gate::Passed)
+}
