@@ -369,7 +369,7 @@ struct Seen {
 }
 
 /// A stored dashboard.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq)]
 struct Stored {
     id: i64,
     version: i64,
@@ -831,4 +831,36 @@ async fn a_title_taken_a_foreign_folder_and_a_wrong_token_are_reported_clearly()
         .unwrap_err();
     assert!(matches!(err, grafana::Error::Dashboard(_)), "{err:?}");
     assert_eq!(st.lock().unwrap().seen.len(), before);
+}
+
+#[tokio::test]
+async fn a_dashboard_with_the_apps_uid_in_someone_elses_folder_is_neither_overwritten_nor_moved() {
+    let (url, st) = grafana_stand_in().await;
+    let (g, _dir) = client_from_settings(&url, GRAFANA_TOKEN);
+    let dashboard = shop_dashboard();
+    // A team's own dashboard that happens to have the uid "shop", in its folder.
+    g.ensure_folder("team-x", "Team X").await.unwrap();
+    let theirs = dashboard.replace("\"title\": \"", "\"title\": \"Team X ");
+    assert!(matches!(
+        g.push_dashboard("team-x", &theirs, "theirs").await.unwrap(),
+        Pushed::Created { .. }
+    ));
+    let before = st.lock().unwrap().dashboards["shop"].clone();
+
+    let err = g
+        .push_app("shop", "Shop", &dashboard, "deploy")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, grafana::Error::NotOurs { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with(
+            "dashboard shop already exists in folder team-x rather than aiops's folder aiops-shop"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        st.lock().unwrap().dashboards["shop"],
+        before,
+        "left as it was"
+    );
 }

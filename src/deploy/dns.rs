@@ -23,7 +23,7 @@ use hickory_resolver::config::{
     ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::proto::rr::{Name, RData};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use serde::Serialize;
 
 /// What the domain must lead to: the ingress's addresses, or its host names for a CNAME.
@@ -167,34 +167,49 @@ pub async fn verify(
     let nameserver = opts
         .nameserver
         .map_or_else(|| "the system's resolver".to_string(), |a| a.to_string());
-    let lookup = match resolver.lookup_ip(name).await {
-        Ok(l) => l,
-        Err(e) if e.is_no_records_found() => {
-            return Err(Error::NoRecords {
-                domain: domain.to_string(),
-                nxdomain: e.is_nx_domain(),
-                expected: expected.clone(),
-            });
-        }
-        Err(e) => {
-            return Err(Error::Resolver {
-                domain: domain.to_string(),
-                nameserver,
-                message: e.to_string(),
-            });
-        }
-    };
-    let mut addresses: Vec<IpAddr> = lookup.iter().collect();
-    addresses.sort();
-    addresses.dedup();
+    // A and AAAA asked apart: a combined lookup answers with one family when the other's
+    // query fails (a timeout, SERVFAIL), and the check must not pass on half the records. Only
+    // "no such records" counts as none; any other failure is the resolver's.
+    let mut addresses: Vec<IpAddr> = Vec::new();
     let mut cnames: Vec<String> = Vec::new();
-    for record in lookup.as_lookup().answers() {
-        if let RData::CNAME(target) = &record.data {
-            let target = plain(&target.to_ascii());
-            if !cnames.contains(&target) {
-                cnames.push(target);
+    let mut nxdomain = false;
+    for record_type in [RecordType::A, RecordType::AAAA] {
+        let lookup = match resolver.lookup(name.clone(), record_type).await {
+            Ok(l) => l,
+            Err(e) if e.is_no_records_found() => {
+                nxdomain |= e.is_nx_domain();
+                continue;
+            }
+            Err(e) => {
+                return Err(Error::Resolver {
+                    domain: domain.to_string(),
+                    nameserver,
+                    message: e.to_string(),
+                });
+            }
+        };
+        for record in lookup.answers() {
+            match &record.data {
+                RData::A(a) => addresses.push(IpAddr::V4(a.0)),
+                RData::AAAA(a) => addresses.push(IpAddr::V6(a.0)),
+                RData::CNAME(target) => {
+                    let target = plain(&target.to_ascii());
+                    if !cnames.contains(&target) {
+                        cnames.push(target);
+                    }
+                }
+                _ => {}
             }
         }
+    }
+    addresses.sort();
+    addresses.dedup();
+    if addresses.is_empty() && cnames.is_empty() {
+        return Err(Error::NoRecords {
+            domain: domain.to_string(),
+            nxdomain,
+            expected: expected.clone(),
+        });
     }
     let through_hostname = cnames.iter().any(|c| {
         expected
@@ -311,6 +326,57 @@ fn fix(expected: &Expected) -> String {
     }
 }
 
+/// What the DNS check before a deploy came to, in one line for the deployment's record: a
+/// check that did not run says why, so a skipped check is never silent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Skipped on request (`--skip-dns-check`).
+    Skipped,
+    /// No ingress addresses or host names are configured (`deploy.ingress_addresses`).
+    NotConfigured,
+    /// The domain resolves to the ingress.
+    Passed(Resolution),
+}
+
+impl std::fmt::Display for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gate::Skipped => f.write_str("dns: not checked (--skip-dns-check)"),
+            Gate::NotConfigured => {
+                f.write_str("dns: not checked (deploy.ingress_addresses is not set)")
+            }
+            Gate::Passed(r) => {
+                write!(f, "dns: {}", r.domain)?;
+                for c in &r.cnames {
+                    write!(f, " → {c}")?;
+                }
+                let addresses: Vec<String> = r.addresses.iter().map(ToString::to_string).collect();
+                if !addresses.is_empty() {
+                    write!(f, " → {}", addresses.join(", "))?;
+                }
+                f.write_str(" (the ingress)")
+            }
+        }
+    }
+}
+
+/// The DNS check before a deploy of `domain`: skipped on request, not run when nothing is
+/// expected (no ingress configured), else [`verify`], whose error stops the deploy.
+pub async fn gate(
+    domain: &str,
+    expected: &Expected,
+    opts: &Options,
+    skip: bool,
+) -> Result<Gate, Error> {
+    if skip {
+        return Ok(Gate::Skipped);
+    }
+    if expected.addresses.is_empty() && expected.hostnames.is_empty() {
+        return Ok(Gate::NotConfigured);
+    }
+    verify(domain, expected, opts).await.map(Gate::Passed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,55 +429,58 @@ mod tests {
             assert!(matches!(e, Error::InvalidDomain { .. }), "{domain:?}: {e}");
         }
     }
-}
 
-/// What the DNS check before a deploy came to, in one line for the deployment's record: a
-/// check that did not run says why, so a skipped check is never silent.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Gate {
-    /// Skipped on request (`--skip-dns-check`).
-    Skipped,
-    /// No ingress addresses or host names are configured (`deploy.ingress_addresses`).
-    NotConfigured,
-    /// The domain resolves to the ingress.
-    Passed(Resolution),
-}
-
-impl std::fmt::Display for Gate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Gate::Skipped => f.write_str("dns: not checked (--skip-dns-check)"),
-            Gate::NotConfigured => {
-                f.write_str("dns: not checked (deploy.ingress_addresses is not set)")
-            }
-            Gate::Passed(r) => {
-                write!(f, "dns: {}", r.domain)?;
-                for c in &r.cnames {
-                    write!(f, " → {c}")?;
+    /// A DNS server on 127.0.0.1 that answers A queries with 10.0.0.5 and fails every AAAA
+    /// query (SERVFAIL): a fault a real server is not easily made to produce for one family.
+    async fn half_failing_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
+        use hickory_resolver::proto::rr::Record;
+        use hickory_resolver::proto::rr::rdata::A;
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+                let Ok(query) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut answer = Message::response(query.metadata.id, OpCode::Query);
+                answer.metadata.recursion_desired = query.metadata.recursion_desired;
+                answer.metadata.recursion_available = true;
+                for q in &query.queries {
+                    answer.add_query(q.clone());
+                    match q.query_type() {
+                        RecordType::A => {
+                            answer.add_answer(Record::from_rdata(
+                                q.name().clone(),
+                                60,
+                                RData::A(A("10.0.0.5".parse().unwrap())),
+                            ));
+                        }
+                        _ => answer.metadata.response_code = ResponseCode::ServFail,
+                    }
                 }
-                let addresses: Vec<String> = r.addresses.iter().map(ToString::to_string).collect();
-                if !addresses.is_empty() {
-                    write!(f, " → {}", addresses.join(", "))?;
-                }
-                f.write_str(" (the ingress)")
+                let _ = socket.send_to(&answer.to_vec().unwrap(), peer).await;
             }
-        }
+        });
+        (addr, task)
     }
-}
 
-/// The DNS check before a deploy of `domain`: skipped on request, not run when nothing is
-/// expected (no ingress configured), else [`verify`], whose error stops the deploy.
-pub async fn gate(
-    domain: &str,
-    expected: &Expected,
-    opts: &Options,
-    skip: bool,
-) -> Result<Gate, Error> {
-    if skip {
-        return Ok(Gate::Skipped);
+    #[tokio::test]
+    async fn a_failed_aaaa_lookup_fails_the_check_rather_than_passing_on_the_a_records() {
+        let (addr, server) = half_failing_server().await;
+        let opts = Options {
+            nameserver: Some(addr),
+            timeout: Duration::from_secs(2),
+            attempts: 0,
+        };
+        let expected = Expected {
+            addresses: vec!["10.0.0.5".parse().unwrap()],
+            hostnames: vec![],
+        };
+        let e = verify("half.test", &expected, &opts).await.unwrap_err();
+        assert!(matches!(e, Error::Resolver { .. }), "{e}");
+        assert!(e.to_string().contains("half.test"), "{e}");
+        server.abort();
     }
-    if expected.addresses.is_empty() && expected.hostnames.is_empty() {
-        return Ok(Gate::NotConfigured);
-    }
-    verify(domain, expected, opts).await.map(Gate::Passed)
 }

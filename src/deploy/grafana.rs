@@ -11,6 +11,9 @@
 //! Grafana meanwhile is reported (412 `version-mismatch`), never overwritten. A dashboard equal
 //! to the one Grafana has (ignoring `id` and `version`, which Grafana sets) in the same folder
 //! is not sent again: a re-deploy of an unchanged app makes no new version.
+//! A dashboard with the app's uid found outside the app's folder is someone else's (a uid like
+//! the app's name collides easily): it is reported ([`Error::NotOurs`]), never overwritten or
+//! moved.
 //!
 //! The dashboard stays opaque JSON here: it is the template's, and Grafana's to read.
 
@@ -80,6 +83,20 @@ pub enum Error {
         /// Grafana's message.
         message: String,
     },
+    /// A dashboard with the app's uid exists outside the app's folder: someone else's (a uid
+    /// like the app's name collides easily), so it is neither overwritten nor moved.
+    #[error(
+        "dashboard {uid} already exists in {} rather than aiops's folder {folder}; not overwritten: move or delete it in Grafana, or give the app's dashboard template another uid",
+        their_folder.as_deref().map_or_else(|| "the General folder".to_string(), |f| format!("folder {f}"))
+    )]
+    NotOurs {
+        /// The dashboard.
+        uid: String,
+        /// The folder it is in (`None`: General).
+        their_folder: Option<String>,
+        /// The app's folder.
+        folder: String,
+    },
     /// Any other answer Grafana should not give to these calls.
     #[error("Grafana answered {status} to {action}: {message}")]
     Unexpected {
@@ -103,6 +120,7 @@ impl Error {
             Error::VersionMismatch { .. } => "version_mismatch",
             Error::NameExists { .. } => "name_exists",
             Error::FolderConflict { .. } => "folder_conflict",
+            Error::NotOurs { .. } => "not_ours",
             Error::Unexpected { .. } => "unexpected",
         }
     }
@@ -325,13 +343,20 @@ impl Grafana {
         let current = self.current(&uid).await?;
         let previous = match current {
             Some((mut theirs, their_folder)) => {
+                if their_folder.as_deref() != Some(folder) {
+                    return Err(Error::NotOurs {
+                        uid,
+                        their_folder,
+                        folder: folder.to_string(),
+                    });
+                }
                 let version = theirs.get("version").and_then(Value::as_i64).unwrap_or(0);
                 let id = theirs.get("id").cloned().unwrap_or(Value::Null);
                 if let Some(t) = theirs.as_object_mut() {
                     t.remove("id");
                     t.remove("version");
                 }
-                if theirs == dashboard && their_folder.as_deref() == Some(folder) {
+                if theirs == dashboard {
                     return Ok(Pushed::Unchanged { uid, version });
                 }
                 Some((version, id))

@@ -40,6 +40,14 @@ pub enum Error {
     /// Prometheus could not be reached, failed, or answered something that is not its API.
     #[error("Prometheus failed: {0}")]
     Upstream(String),
+    /// The answer is larger than the daemon holds for one query (the caller's to narrow).
+    #[error(
+        "the answer is larger than {limit} bytes; narrow the query (fewer series, a shorter range or a longer step)"
+    )]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
 }
 
 impl Error {
@@ -47,10 +55,14 @@ impl Error {
     pub fn is_callers(&self) -> bool {
         matches!(
             self,
-            Error::Confine(_) | Error::Params(_) | Error::Refused(_)
+            Error::Confine(_) | Error::Params(_) | Error::Refused(_) | Error::TooLarge { .. }
         )
     }
 }
+
+/// The largest Prometheus answer read for one query: 32 MiB of JSON is hundreds of thousands
+/// of samples, more than a person reads or a panel draws, and bounds what one request holds.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 
 /// `type Result<T, E = Error>` as in every module of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -230,10 +242,22 @@ impl Prometheus {
             }
         })?;
         let status = resp.status();
-        let body = resp
-            .bytes()
+        // Read in chunks up to a cap: any token may ask for every series of its app over a long
+        // range, and the answer is held (then decoded and encoded again) in memory.
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| Error::Upstream(e.without_url().to_string()))?;
+            .map_err(|e| Error::Upstream(e.without_url().to_string()))?
+        {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(Error::TooLarge {
+                    limit: MAX_ANSWER_BYTES,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
         let env: Envelope = serde_json::from_slice(&body).map_err(|_| {
             Error::Upstream(format!("HTTP {status} with a body that is not its API's"))
         })?;
@@ -304,5 +328,32 @@ mod tests {
         let s: QueryData =
             serde_json::from_str(r#"{"resultType":"scalar","result":[3,"1"]}"#).unwrap();
         assert_eq!(s, QueryData::Scalar(Point(3.0, "1".into())));
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_the_cap_is_refused_not_held() {
+        // A stand-in answering a valid envelope padded past the cap.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let big = format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[]}},"pad":"{}"}}"#,
+            "x".repeat(MAX_ANSWER_BYTES)
+        );
+        let app = axum::Router::new().route(
+            "/api/v1/query",
+            axum::routing::get(move || {
+                let big = big.clone();
+                async move { big }
+            }),
+        );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let p = Prometheus::new(&format!("http://{addr}"), Duration::from_secs(10)).unwrap();
+        let e = p
+            .query("shop", "up", &When::Instant { time: None })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+        assert!(e.is_callers());
+        server.abort();
     }
 }
