@@ -250,7 +250,9 @@ async fn detect_for_registration(
     };
     // Only anonymous network fetches: file:// is the daemon's own disk, and ssh (ssh:// or
     // git@host:path) would run ssh with the daemon's own keys on an API caller's behalf.
-    if url.starts_with("file:") {
+    // Schemes compare case-insensitively (the spec check parses `FILE://` as file).
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("file:") {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "source_url: a file:// repository is on the daemon's own disk and is not read for an API caller; give a network URL or name the framework",
@@ -259,7 +261,7 @@ async fn detect_for_registration(
     }
     if !["https://", "http://", "git://"]
         .iter()
-        .any(|p| url.starts_with(p))
+        .any(|p| lower.starts_with(p))
     {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
