@@ -389,11 +389,23 @@ mod tests {
                 vec![],
                 "a token is given but no url",
             ),
+            (
+                "",
+                vec![(
+                    "AIOPS_PROMETHEUS_URL",
+                    "http://admin:pr0m-pass@prometheus:9090",
+                )],
+                "monitoring.prometheus_url (AIOPS_PROMETHEUS_URL) must not carry credentials",
+            ),
         ] {
             let err = Settings::load_with(Some(&file(yaml)), env(&vars))
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(says), "{yaml} {vars:?}: {err}");
+            assert!(
+                !err.contains("pr0m-pass"),
+                "the password is repeated: {err}"
+            );
         }
     }
 

@@ -61,7 +61,18 @@ impl Settings {
         ] {
             if let Some(u) = url {
                 // Paths are joined onto it: a query or fragment would end up in every request.
-                let ok = reqwest::Url::parse(u).ok().is_some_and(|p| {
+                let parsed = reqwest::Url::parse(u).ok();
+                // Credentials in the URL would be repeated in errors and settings dumps: the
+                // token goes in its own setting (a secret), and the URL is never echoed then.
+                if parsed
+                    .as_ref()
+                    .is_some_and(|p| !p.username().is_empty() || p.password().is_some())
+                {
+                    return Err(Error::Invalid(format!(
+                        "{key} must not carry credentials (user:password@); give Grafana's token in monitoring.grafana.token (or _env, _file), and put Prometheus behind a URL without them"
+                    )));
+                }
+                let ok = parsed.is_some_and(|p| {
                     matches!(p.scheme(), "http" | "https")
                         && p.host().is_some()
                         && p.query().is_none()
