@@ -194,7 +194,8 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// `url` with the credentials of its authority (`user:token@`) replaced by `***`, for messages.
-/// `ssh`'s `git@host:path` keeps its user name, which is not a secret.
+/// `ssh`'s `git@host:path` keeps its user name, which is not a secret; an scp-like
+/// `user:token@host:path` loses both (a `:` after the user can only be a password).
 pub fn redact(url: &str) -> String {
     match userinfo(url) {
         Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
@@ -202,14 +203,35 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// The byte range of a URL's `user:password` before `@` in its authority, if any.
+/// The byte range of a URL's `user:password` before `@` in its authority, if any. In an
+/// scp-like URL (no scheme) only a user part with a password counts: `git@` is the usual
+/// public user name, and redacting it would hide nothing.
 fn userinfo(url: &str) -> Option<(usize, usize)> {
-    let start = url.find("://")? + 3;
+    let Some(scheme_end) = url.find("://") else {
+        let user = scp_user(url)?;
+        return user.contains(':').then_some((0, user.len()));
+    };
+    let start = scheme_end + 3;
     let authority_end = url[start..]
         .find(['/', '?', '#'])
         .map_or(url.len(), |i| start + i);
     let at = url[start..authority_end].rfind('@')?;
     Some((start, start + at))
+}
+
+/// The user part (before `@`) of an scp-like URL (`user@host:path`, no scheme), if it has one.
+///
+/// The host ends at the last `:` before the first `/`, and the user at the last `@` before
+/// that, so a path holding `@` or `:` (`git@host:a@b/c`) and a password holding `@`
+/// (`deploy:t@k@host:path`) both split where they should.
+pub(crate) fn scp_user(url: &str) -> Option<&str> {
+    if url.contains("://") {
+        return None;
+    }
+    let head = url.find('/').map_or(url, |i| &url[..i]);
+    let host_end = head.rfind(':')?;
+    let at = head[..host_end].rfind('@')?;
+    Some(&url[..at])
 }
 
 /// `message` with every form of `url`'s credentials removed: gitoxide's errors may quote the
@@ -300,7 +322,7 @@ impl<F> GitTree<'_, F> {
 
 #[cfg(test)]
 mod tests {
-    use super::{redact, scrub};
+    use super::{redact, scp_user, scrub};
 
     #[test]
     fn credentials_in_a_url_are_replaced_in_the_url_and_in_messages() {
@@ -321,8 +343,35 @@ mod tests {
             "git@github.com:acme/shop.git",
             "file:///srv/git/shop.git",
             "https://git.example.com/a@b",
+            "git@git.example.com:acme/a@b.git",
         ] {
             assert_eq!(redact(url), url);
         }
+    }
+
+    #[test]
+    fn a_password_in_an_scp_like_url_is_replaced_in_the_url_and_in_messages() {
+        let url = "deploy:s3cr3t-token@github.com:acme/shop.git";
+        assert_eq!(redact(url), "***@github.com:acme/shop.git");
+        let msg = scrub(
+            url,
+            "cannot reach deploy:s3cr3t-token@github.com (s3cr3t-token)",
+        );
+        assert!(!msg.contains("s3cr3t"), "{msg}");
+        assert!(msg.contains("github.com"), "{msg}");
+        // A password holding '@' is cut at the last '@' before the host.
+        assert_eq!(
+            redact("deploy:s3@cr3t@github.com:acme/shop.git"),
+            "***@github.com:acme/shop.git"
+        );
+    }
+
+    #[test]
+    fn the_user_of_an_scp_like_url_is_found_past_at_signs_and_colons_in_the_path() {
+        assert_eq!(scp_user("git@github.com:acme/shop.git"), Some("git"));
+        assert_eq!(scp_user("git@host:a@b/c:d"), Some("git"));
+        assert_eq!(scp_user("d:t@k@host:p"), Some("d:t@k"));
+        assert_eq!(scp_user("github.com:acme/shop.git"), None);
+        assert_eq!(scp_user("https://u:p@host/x"), None);
     }
 }
