@@ -180,7 +180,8 @@ async fn deploy_applies_every_object_waits_for_the_rollout_and_records_it(db: Db
         "{detail}"
     );
     assert!(
-        out.stdout.starts_with("dns: not checked (deploy.ingress_addresses is not set)\n"),
+        out.stdout
+            .starts_with("dns: not checked (deploy.ingress_addresses is not set)\n"),
         "{}",
         out.stdout
     );

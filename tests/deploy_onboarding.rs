@@ -616,7 +616,10 @@ async fn aiops_deploy_checks_dns_first_and_detects_a_git_apps_framework() {
         out.contains("dns: right.test → 10.0.0.5 (the ingress)"),
         "{out}\n{err}"
     );
-    assert!(out.contains("framework: go (go.mod (module example.com/shop))"), "{out}\n{err}");
+    assert!(
+        out.contains("framework: go (go.mod (module example.com/shop))"),
+        "{out}\n{err}"
+    );
     assert!(err.contains("aiops deploy needs a cluster"), "{out}\n{err}");
 
     let (_, out, err) = deploy(vec![

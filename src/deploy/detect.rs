@@ -1,9 +1,9 @@
 //! Framework detection: which [`Framework`] an app's source is, from the files that prove it,
 //! so onboarding from a repository or an upload does not ask the team for what the source says.
 //!
-//! A source is a local directory, an uploaded archive (`.tar.gz` or `.zip`, extracted safely
-//! into a temporary directory by [`archive::extract`]) or a git URL (fetched shallowly, depth 1,
-//! with gitoxide by [`git::fetch`]). Only the top level is read (or the one directory an archive
+//! A source is a local directory, an uploaded archive (`.tar.gz`, `.tar` or `.zip`, extracted
+//! safely into a temporary directory by [`archive::extract`]) or a git URL (fetched shallowly,
+//! depth 1, with gitoxide by [`git::fetch`]). Only the top level is read (or the one directory an archive
 //! wraps everything in, as GitHub's tarballs do); what proves each framework:
 //!
 //! | framework | proof |
@@ -35,11 +35,14 @@ use serde::Serialize;
 pub use super::spec::Framework;
 
 /// Where an app's source is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` is written by hand: a derived one would print a git URL's credentials in full into
+/// any log or error that debug-prints a source.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Source {
     /// A directory on this machine (a checkout, an extracted upload).
     Path(PathBuf),
-    /// An uploaded `.tar.gz` or `.zip` (recognised by its first bytes, not its name).
+    /// An uploaded `.tar.gz`, `.tar` or `.zip` (recognised by its bytes, not its name).
     Archive(PathBuf),
     /// A git repository: `https://`, `http://`, `git://`, `ssh://` or `file://`.
     Git {
@@ -48,6 +51,20 @@ pub enum Source {
         /// A branch or tag (`main`, `v1.2`, `refs/heads/main`); `None` is the remote's HEAD.
         reference: Option<String>,
     },
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Path(path) => f.debug_tuple("Path").field(path).finish(),
+            Source::Archive(path) => f.debug_tuple("Archive").field(path).finish(),
+            Source::Git { url, reference } => f
+                .debug_struct("Git")
+                .field("url", &git::redact(url))
+                .field("reference", reference)
+                .finish(),
+        }
+    }
 }
 
 /// Limits and places of a detection. The defaults suit an upload form and a public repository.
@@ -137,8 +154,8 @@ pub enum Error {
         /// The failure.
         source: std::io::Error,
     },
-    /// The upload is neither a gzip-compressed tar nor a zip.
-    #[error("{}: not a .tar.gz or .zip archive (it starts with bytes {magic}); upload a .tar.gz or .zip of the app's source", path.display())]
+    /// The upload is neither a tar (gzip-compressed or not) nor a zip.
+    #[error("{}: not a .tar.gz, .tar or .zip archive (it starts with bytes {magic}); upload a .tar.gz, .tar or .zip of the app's source", path.display())]
     UnsupportedArchive {
         /// The upload.
         path: PathBuf,
