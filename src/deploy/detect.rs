@@ -3,17 +3,22 @@
 //!
 //! A source is a local directory, an uploaded archive (`.tar.gz`, `.tar` or `.zip`, extracted
 //! safely into a temporary directory by [`archive::extract`]) or a git URL (fetched shallowly,
-//! depth 1, with gitoxide by [`git::fetch`]). Only the top level is read (or the one directory an archive
-//! wraps everything in, as GitHub's tarballs do); what proves each framework:
+//! depth 1, with gitoxide by [`git::fetch`]). Only the top level is read (or the one directory
+//! an archive wraps everything in, as GitHub's tarballs do), plus the local files a
+//! `requirements.txt` includes with `-r` (one level, inside the source); what proves each
+//! framework:
 //!
 //! | framework | proof |
 //! |-----------|-------|
-//! | flask     | `requirements.txt` or `pyproject.toml` naming `flask` |
+//! | flask     | `requirements.txt` (or a file it includes) or `pyproject.toml` naming `flask` |
 //! | django    | `manage.py`, or `requirements.txt` / `pyproject.toml` naming `django` |
-//! | nextjs    | `package.json` depending on `next` |
+//! | nextjs    | `package.json` with `next` in `dependencies` or `devDependencies`, or a `start` script running `next start` |
 //! | nodejs    | `package.json` without `next`, with a `start` script or a `main` |
 //! | go        | `go.mod` |
 //! | static    | `index.html`, when nothing above is proven |
+//!
+//! Manifests are read as their tools read them: a UTF-8 byte order mark at the start (which
+//! Windows editors write) is dropped.
 //!
 //! Two proven frameworks (a Go service with a Next.js front end at one root, say) are an
 //! [`Error::Ambiguous`] naming both proofs, and a source proving none is an
@@ -233,7 +238,7 @@ pub fn proof(framework: Framework) -> &'static str {
     match framework {
         Framework::Flask => "requirements.txt or pyproject.toml naming flask",
         Framework::Django => "manage.py, or requirements.txt or pyproject.toml naming django",
-        Framework::Nextjs => "package.json depending on next",
+        Framework::Nextjs => "package.json depending on next or starting with next start",
         Framework::Nodejs => "package.json without next, with a start script or a main",
         Framework::Go => "go.mod",
         Framework::Static => "index.html, when nothing else is proven",

@@ -572,3 +572,117 @@ fn a_git_source_debug_prints_without_the_credentials_in_its_url() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_byte_order_mark_at_the_start_of_a_manifest_is_ignored() {
+    let cases: &[(&str, &str, Framework)] = &[
+        ("requirements.txt", "\u{feff}Flask==3.0\n", Framework::Flask),
+        (
+            "pyproject.toml",
+            "\u{feff}[project]\nname = \"shop\"\ndependencies = [\"django\"]\n",
+            Framework::Django,
+        ),
+        (
+            "package.json",
+            "\u{feff}{\"main\":\"index.js\"}",
+            Framework::Nodejs,
+        ),
+    ];
+    for (file, text, framework) in cases {
+        let got = detect_files(&[(file, text)])
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(got.framework, *framework, "{file}");
+    }
+}
+
+#[tokio::test]
+async fn next_in_dev_dependencies_or_a_next_start_script_is_nextjs() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"scripts":{"build":"next build"},"devDependencies":{"next":"15"}}"#,
+            "package.json depends on next (devDependencies)",
+        ),
+        (
+            r#"{"scripts":{"start":"next start -p $PORT"}}"#,
+            "package.json has a start script running next start (next start -p $PORT)",
+        ),
+    ];
+    for (package, evidence) in cases {
+        let got = detect_files(&[("package.json", package)]).await.unwrap();
+        assert_eq!(got.framework, Framework::Nextjs, "{package}");
+        assert_eq!(got.evidence, [*evidence], "{package}");
+    }
+    // A start script merely mentioning next is still a Node.js app.
+    let got = detect_files(&[(
+        "package.json",
+        r#"{"scripts":{"start":"node next-server.js"}}"#,
+    )])
+    .await
+    .unwrap();
+    assert_eq!(got.framework, Framework::Nodejs);
+}
+
+#[tokio::test]
+async fn files_a_requirements_txt_includes_are_read_one_level_deep() {
+    let cases: &[(&str, Files, Framework, &[&str])] = &[
+        (
+            "-r into a directory",
+            &[
+                ("requirements.txt", "-r requirements/base.txt\ngunicorn\n"),
+                ("requirements/base.txt", "\u{feff}Django>=5\n"),
+            ],
+            Framework::Django,
+            &["requirements/base.txt (included by requirements.txt) names django"],
+        ),
+        (
+            "--requirement= and -rfile, inside a wrapping directory, one level only",
+            &[
+                (
+                    "shop-main/requirements.txt",
+                    "--requirement=./base.txt  # shared\n-rprod.txt\n",
+                ),
+                ("shop-main/base.txt", "flask\n-r deeper.txt\n"),
+                ("shop-main/prod.txt", "gunicorn\n"),
+                // Not read: an include of an include is two levels deep.
+                ("shop-main/deeper.txt", "django\n"),
+            ],
+            Framework::Flask,
+            &["shop-main/base.txt (included by shop-main/requirements.txt) names flask"],
+        ),
+    ];
+    for (what, files, framework, evidence) in cases {
+        let got = detect_files(files)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(got.framework, *framework, "{what}");
+        assert_eq!(got.evidence, *evidence, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn an_included_requirements_file_outside_the_source_or_missing_is_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "django\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("src");
+    std::fs::create_dir(&root).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), root.join("link.txt")).unwrap();
+    for (include, says) in [
+        ("../secret.txt", "outside the source"),
+        ("a/../../secret.txt", "outside the source"),
+        ("/etc/passwd", "outside the source"),
+        ("link.txt", "no such regular file"),
+        ("missing.txt", "no such regular file"),
+    ] {
+        std::fs::write(root.join("requirements.txt"), format!("-r {include}\n")).unwrap();
+        let e = detect(&Source::Path(root.clone()), &DetectOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Manifest { file, .. } if file == "requirements.txt"),
+            "{include}: {e:?}"
+        );
+        assert!(e.to_string().contains(says), "{include}: {e}");
+    }
+}
