@@ -79,8 +79,11 @@ pub struct DetectOptions {
     pub max_archive_bytes: u64,
     /// Most entries (files, directories, links) an archive may hold.
     pub max_archive_entries: usize,
-    /// How long a git fetch may take, connection included.
+    /// How long a git fetch may take, connection and the wait for a fetch slot included.
     pub clone_timeout: Duration,
+    /// Most bytes of pack a git fetch may receive: depth 1 bounds the history, not the size of
+    /// one commit's files.
+    pub max_fetch_bytes: u64,
     /// Where the temporary directories of extractions and fetches go (removed afterwards);
     /// `None` is the system's temporary directory.
     pub work_dir: Option<PathBuf>,
@@ -92,6 +95,7 @@ impl Default for DetectOptions {
             max_archive_bytes: 512 * 1024 * 1024,
             max_archive_entries: 50_000,
             clone_timeout: Duration::from_secs(120),
+            max_fetch_bytes: 256 * 1024 * 1024,
             work_dir: None,
         }
     }
@@ -226,6 +230,16 @@ pub enum Error {
         url: String,
         /// The timeout ([`DetectOptions::clone_timeout`]).
         after: Duration,
+    },
+    /// The fetch received more than allowed and was stopped.
+    #[error(
+        "fetching {url} received more than {limit} bytes and was stopped; deploy a smaller repository (without build output or large files), or raise the fetch limit"
+    )]
+    GitTooLarge {
+        /// The URL, credentials removed.
+        url: String,
+        /// The limit in bytes ([`DetectOptions::max_fetch_bytes`]).
+        limit: u64,
     },
     /// A temporary directory could not be made or a worker thread failed.
     #[error("{0}")]
