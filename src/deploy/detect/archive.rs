@@ -13,7 +13,7 @@
 //! Counting written bytes is not enough for a tar: the `tar` crate reads a GNU long name or a
 //! PAX header whole into memory, and steps over a skipped entry's data by reading it, neither
 //! of which writes anything. So every byte the tar reader takes from the decompressor is
-//! counted too ([`Metered`]) and capped at the byte limit plus [`HEADER_ALLOWANCE`] per entry
+//! counted too (`Metered`) and capped at the byte limit plus [`HEADER_ALLOWANCE`] per entry
 //! seen (one more for the entry being read): ordinary headers and padding fit that many times
 //! over, a bomb hidden in headers or in skipped entries does not. A zip needs no such meter:
 //! `ZipArchive` seeks to each entry, so only the files restored are ever inflated (and counted

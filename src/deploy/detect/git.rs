@@ -10,7 +10,7 @@
 //! A thread of its own rather than tokio's blocking pool, because a thread stuck on a silent
 //! server would hold a runtime's shutdown until the connection dropped.
 //!
-//! What a fetch may take is bounded three ways. The pack received is metered ([`PackMeter`],
+//! What a fetch may take is bounded three ways. The pack received is metered (`PackMeter`,
 //! gitoxide's progress counter of the bytes read from the server) and the fetch is stopped past
 //! [`DetectOptions::max_fetch_bytes`] with [`Error::GitTooLarge`]: depth 1 bounds the commits,
 //! not the size of one commit's blobs. Over HTTP the client's own connect and request timeouts
