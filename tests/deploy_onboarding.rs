@@ -114,7 +114,11 @@ async fn detect_git(url: &str, reference: Option<&str>) -> Result<Detection, det
 async fn assert_shallow_fetch(git_bin: &Path, url: &str, expected: &str) {
     let dest = tempfile::tempdir().unwrap();
     let repo = dest.path().join("fetched.git");
-    let fetched = detect::git::fetch(url, None, &repo, Duration::from_secs(60))
+    let opts = DetectOptions {
+        clone_timeout: Duration::from_secs(60),
+        ..DetectOptions::default()
+    };
+    let fetched = detect::git::fetch(url, None, &repo, &opts)
         .await
         .unwrap_or_else(|e| panic!("fetch {url}: {e}"));
     assert_eq!(fetched.commit, expected);
@@ -140,6 +144,51 @@ async fn a_repository_cloned_over_file_url_is_detected_from_its_head_or_a_branch
     assert_eq!(site.evidence, ["index.html"]);
 
     assert_shallow_fetch(&git_bin, &repo.file_url(), &repo.rev("main")).await;
+}
+
+#[tokio::test]
+async fn a_fetch_receiving_more_than_its_byte_cap_is_stopped_with_the_limit() {
+    let Some(git_bin) = git_bin() else { return };
+    let repo = SampleRepo::new(&git_bin);
+    // A branch `big` whose one commit holds 1 MiB that does not compress (xorshift bytes).
+    let work = repo.root.path().join("work");
+    let g = |args: &[&str]| git(&git_bin, &work, args);
+    g(&["checkout", "-q", "-b", "big"]);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(work.join("blob.bin"), noise).unwrap();
+    g(&["add", "."]);
+    g(&["commit", "-q", "-m", "a large file"]);
+    g(&["push", "-q", "../shop.git", "big"]);
+
+    let opts = DetectOptions {
+        max_fetch_bytes: 256 * 1024,
+        ..DetectOptions::default()
+    };
+    let source = |reference: &str| Source::Git {
+        url: repo.file_url(),
+        reference: Some(reference.to_string()),
+    };
+    let e = detect::detect(&source("big"), &opts).await.unwrap_err();
+    assert!(
+        matches!(e, detect::Error::GitTooLarge { limit: 262_144, .. }),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains(&repo.file_url()) && text.contains("more than 262144 bytes"),
+        "{text}"
+    );
+    // The cap stops the large pack only: the small branch fetches under it.
+    let main = detect::detect(&source("main"), &opts).await.unwrap();
+    assert_eq!(main.framework, Framework::Go);
 }
 
 #[tokio::test]

@@ -1,19 +1,24 @@
 //! Framework detection: which [`Framework`] an app's source is, from the files that prove it,
 //! so onboarding from a repository or an upload does not ask the team for what the source says.
 //!
-//! A source is a local directory, an uploaded archive (`.tar.gz` or `.zip`, extracted safely
-//! into a temporary directory by [`archive::extract`]) or a git URL (fetched shallowly, depth 1,
-//! with gitoxide by [`git::fetch`]). Only the top level is read (or the one directory an archive
-//! wraps everything in, as GitHub's tarballs do); what proves each framework:
+//! A source is a local directory, an uploaded archive (`.tar.gz`, `.tar` or `.zip`, extracted
+//! safely into a temporary directory by [`archive::extract`]) or a git URL (fetched shallowly,
+//! depth 1, with gitoxide by [`git::fetch`]). Only the top level is read (or the one directory
+//! an archive wraps everything in, as GitHub's tarballs do), plus the local files a
+//! `requirements.txt` includes with `-r` (one level, inside the source); what proves each
+//! framework:
 //!
 //! | framework | proof |
 //! |-----------|-------|
-//! | flask     | `requirements.txt` or `pyproject.toml` naming `flask` |
+//! | flask     | `requirements.txt` (or a file it includes) or `pyproject.toml` naming `flask` |
 //! | django    | `manage.py`, or `requirements.txt` / `pyproject.toml` naming `django` |
-//! | nextjs    | `package.json` depending on `next` |
+//! | nextjs    | `package.json` with `next` in `dependencies` or `devDependencies`, or a `start` script running `next start` |
 //! | nodejs    | `package.json` without `next`, with a `start` script or a `main` |
 //! | go        | `go.mod` |
 //! | static    | `index.html`, when nothing above is proven |
+//!
+//! Manifests are read as their tools read them: a UTF-8 byte order mark at the start (which
+//! Windows editors write) is dropped.
 //!
 //! Two proven frameworks (a Go service with a Next.js front end at one root, say) are an
 //! [`Error::Ambiguous`] naming both proofs, and a source proving none is an
@@ -35,11 +40,14 @@ use serde::Serialize;
 pub use super::spec::Framework;
 
 /// Where an app's source is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` is written by hand: a derived one would print a git URL's credentials in full into
+/// any log or error that debug-prints a source.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Source {
     /// A directory on this machine (a checkout, an extracted upload).
     Path(PathBuf),
-    /// An uploaded `.tar.gz` or `.zip` (recognised by its first bytes, not its name).
+    /// An uploaded `.tar.gz`, `.tar` or `.zip` (recognised by its bytes, not its name).
     Archive(PathBuf),
     /// A git repository: `https://`, `http://`, `git://`, `ssh://` or `file://`.
     Git {
@@ -50,6 +58,20 @@ pub enum Source {
     },
 }
 
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Path(path) => f.debug_tuple("Path").field(path).finish(),
+            Source::Archive(path) => f.debug_tuple("Archive").field(path).finish(),
+            Source::Git { url, reference } => f
+                .debug_struct("Git")
+                .field("url", &git::redact(url))
+                .field("reference", reference)
+                .finish(),
+        }
+    }
+}
+
 /// Limits and places of a detection. The defaults suit an upload form and a public repository.
 #[derive(Clone, Debug)]
 pub struct DetectOptions {
@@ -57,8 +79,11 @@ pub struct DetectOptions {
     pub max_archive_bytes: u64,
     /// Most entries (files, directories, links) an archive may hold.
     pub max_archive_entries: usize,
-    /// How long a git fetch may take, connection included.
+    /// How long a git fetch may take, connection and the wait for a fetch slot included.
     pub clone_timeout: Duration,
+    /// Most bytes of pack a git fetch may receive: depth 1 bounds the history, not the size of
+    /// one commit's files.
+    pub max_fetch_bytes: u64,
     /// Where the temporary directories of extractions and fetches go (removed afterwards);
     /// `None` is the system's temporary directory.
     pub work_dir: Option<PathBuf>,
@@ -70,6 +95,7 @@ impl Default for DetectOptions {
             max_archive_bytes: 512 * 1024 * 1024,
             max_archive_entries: 50_000,
             clone_timeout: Duration::from_secs(120),
+            max_fetch_bytes: 256 * 1024 * 1024,
             work_dir: None,
         }
     }
@@ -137,8 +163,8 @@ pub enum Error {
         /// The failure.
         source: std::io::Error,
     },
-    /// The upload is neither a gzip-compressed tar nor a zip.
-    #[error("{}: not a .tar.gz or .zip archive (it starts with bytes {magic}); upload a .tar.gz or .zip of the app's source", path.display())]
+    /// The upload is neither a tar (gzip-compressed or not) nor a zip.
+    #[error("{}: not a .tar.gz, .tar or .zip archive (it starts with bytes {magic}); upload a .tar.gz, .tar or .zip of the app's source", path.display())]
     UnsupportedArchive {
         /// The upload.
         path: PathBuf,
@@ -205,6 +231,16 @@ pub enum Error {
         /// The timeout ([`DetectOptions::clone_timeout`]).
         after: Duration,
     },
+    /// The fetch received more than allowed and was stopped.
+    #[error(
+        "fetching {url} received more than {limit} bytes and was stopped; deploy a smaller repository (without build output or large files), or raise the fetch limit"
+    )]
+    GitTooLarge {
+        /// The URL, credentials removed.
+        url: String,
+        /// The limit in bytes ([`DetectOptions::max_fetch_bytes`]).
+        limit: u64,
+    },
     /// A temporary directory could not be made or a worker thread failed.
     #[error("{0}")]
     Internal(String),
@@ -216,7 +252,7 @@ pub fn proof(framework: Framework) -> &'static str {
     match framework {
         Framework::Flask => "requirements.txt or pyproject.toml naming flask",
         Framework::Django => "manage.py, or requirements.txt or pyproject.toml naming django",
-        Framework::Nextjs => "package.json depending on next",
+        Framework::Nextjs => "package.json depending on next or starting with next start",
         Framework::Nodejs => "package.json without next, with a start script or a main",
         Framework::Go => "go.mod",
         Framework::Static => "index.html, when nothing else is proven",

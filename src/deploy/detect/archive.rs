@@ -1,5 +1,6 @@
-//! Safe extraction of an uploaded source: a gzip-compressed tar or a zip, told apart by their
-//! first bytes (an upload's name is the uploader's word, its bytes are not).
+//! Safe extraction of an uploaded source: a gzip-compressed tar, a plain tar or a zip, told
+//! apart by their bytes (gzip's and zip's magic at the start, `ustar` at offset 257 of a tar's
+//! first header): an upload's name is the uploader's word, its bytes are not.
 //!
 //! An upload is untrusted. Every entry's name is checked before anything is written: an
 //! absolute path, a Windows drive or a `..` component is refused (zip-slip), so nothing lands
@@ -8,10 +9,21 @@
 //! bomb declares small ones). Only regular files and directories are restored, with default
 //! permissions: links are skipped (a link followed by a file through it is the other way out
 //! of the destination) and so are devices and FIFOs; no owner, mode or setuid bit is kept.
-
+//!
+//! Counting written bytes is not enough for a tar: the `tar` crate reads a GNU long name or a
+//! PAX header whole into memory, and steps over a skipped entry's data by reading it, neither
+//! of which writes anything. So every byte the tar reader takes from the decompressor is
+//! counted too (`Metered`) and capped at the byte limit plus [`HEADER_ALLOWANCE`] per entry
+//! seen (one more for the entry being read): ordinary headers and padding fit that many times
+//! over, a bomb hidden in headers or in skipped entries does not. A zip needs no such meter:
+//! `ZipArchive` seeks to each entry, so only the files restored are ever inflated (and counted
+//! as written), and its names and central directory are stored uncompressed, bounded by the
+//! upload's own size.
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use super::{DetectOptions, Error};
 
@@ -47,10 +59,21 @@ pub struct Extracted {
 /// The formats told apart by their first bytes.
 enum Format {
     TarGz,
+    /// An uncompressed (POSIX or GNU) tar.
+    Tar,
     Zip,
 }
 
-/// Extracts `archive` (`.tar.gz` or `.zip`) into the existing directory `dest` within `limits`.
+/// Bytes of headers (a long name, PAX records) and padding allowed per tar entry on top of the
+/// byte limit: a 512-byte header and at most 511 bytes of padding per entry, and long names
+/// of a few kilobytes, fit many times over.
+pub const HEADER_ALLOWANCE: u64 = 64 * 1024;
+
+/// Where a tar's header block holds its magic (`ustar`), and the magic's length.
+const USTAR_AT: usize = 257;
+const USTAR: &[u8] = b"ustar";
+
+/// Extracts `archive` (`.tar.gz`, `.tar` or `.zip`) into the existing directory `dest` within `limits`.
 ///
 /// On an error, what was written so far stays in `dest`: extract into a directory of its own
 /// (a temporary one) and remove it.
@@ -60,13 +83,17 @@ pub fn extract(archive: &Path, dest: &Path, limits: &Limits) -> Result<Extracted
         source,
     };
     let mut file = File::open(archive).map_err(io)?;
-    let mut magic = [0u8; 4];
-    let n = read_up_to(&mut file, &mut magic).map_err(io)?;
-    let format = match &magic[..n] {
+    let mut head = [0u8; USTAR_AT + USTAR.len()];
+    let n = read_up_to(&mut file, &mut head).map_err(io)?;
+    let head = &head[..n];
+    let format = match head {
         [0x1f, 0x8b, ..] => Format::TarGz,
         // A local file header, or the end record of an empty zip.
-        [b'P', b'K', 3, 4] | [b'P', b'K', 5, 6] => Format::Zip,
-        other => {
+        [b'P', b'K', 3, 4, ..] | [b'P', b'K', 5, 6, ..] => Format::Zip,
+        _ if head.get(USTAR_AT..) == Some(USTAR) => Format::Tar,
+        _ => {
+            // The first bytes say what the file is to a person (`PK`, `{"`, `name:`).
+            let other = &head[..n.min(4)];
             return Err(Error::UnsupportedArchive {
                 path: archive.to_path_buf(),
                 magic: if other.is_empty() {
@@ -86,11 +113,13 @@ pub fn extract(archive: &Path, dest: &Path, limits: &Limits) -> Result<Extracted
         archive,
         dest,
         limits,
-        entries: 0,
+        entries: Rc::new(Cell::new(0)),
         done: Extracted::default(),
     };
+    let file = io::BufReader::new(file);
     match format {
-        Format::TarGz => extract_tar(file, &mut out)?,
+        Format::TarGz => extract_tar(flate2::read::GzDecoder::new(file), &mut out)?,
+        Format::Tar => extract_tar(file, &mut out)?,
         Format::Zip => extract_zip(file, &mut out)?,
     }
     Ok(out.done)
@@ -113,7 +142,8 @@ struct Writer<'a> {
     archive: &'a Path,
     dest: &'a Path,
     limits: &'a Limits,
-    entries: usize,
+    /// Entries seen, shared with the tar's [`Metered`] reader (its allowance grows with them).
+    entries: Rc<Cell<usize>>,
     done: Extracted,
 }
 
@@ -128,8 +158,8 @@ enum EntryKind {
 impl Writer<'_> {
     /// Counts one more entry against the limit.
     fn count(&mut self) -> Result<(), Error> {
-        self.entries += 1;
-        if self.entries > self.limits.max_entries {
+        self.entries.set(self.entries.get() + 1);
+        if self.entries.get() > self.limits.max_entries {
             return Err(Error::TooManyEntries {
                 path: self.archive.to_path_buf(),
                 limit: self.limits.max_entries,
@@ -215,12 +245,66 @@ fn safe_relative(name: &str) -> Result<Option<PathBuf>, &'static str> {
     Ok((!out.as_os_str().is_empty()).then_some(out))
 }
 
-fn extract_tar(file: File, out: &mut Writer<'_>) -> Result<(), Error> {
-    let bad = |e: io::Error| Error::Archive {
-        path: out.archive.to_path_buf(),
-        message: e.to_string(),
+/// A reader counting the bytes it yields, failing once they pass the byte limit plus
+/// [`HEADER_ALLOWANCE`] for each entry seen and the one being read. It sits between the
+/// decompressor and `tar::Archive`, so headers and skipped data count as well as files.
+struct Metered<R> {
+    inner: R,
+    read: u64,
+    max_bytes: u64,
+    entries: Rc<Cell<usize>>,
+    /// Set when the cap is passed, so the error that surfaces (wrapped by the tar reader, or
+    /// as a failed copy of an entry's data) is told apart from a corrupt archive.
+    over: Rc<Cell<bool>>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let entries = self.entries.get() as u64 + 1;
+        let cap = self
+            .max_bytes
+            .saturating_add(HEADER_ALLOWANCE.saturating_mul(entries));
+        if self.read > cap {
+            self.over.set(true);
+            return Err(io::Error::other(
+                "the archive decompresses to more than its byte limit allows",
+            ));
+        }
+        // At most one byte past the cap, so "over" is seen without reading further.
+        let room = usize::try_from(cap - self.read + 1).unwrap_or(usize::MAX);
+        let len = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..len])?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+fn extract_tar(reader: impl Read, out: &mut Writer<'_>) -> Result<(), Error> {
+    let over = Rc::new(Cell::new(false));
+    let metered = Metered {
+        inner: reader,
+        read: 0,
+        max_bytes: out.limits.max_bytes,
+        entries: out.entries.clone(),
+        over: over.clone(),
     };
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
+    let archive = out.archive.to_path_buf();
+    let limit = out.limits.max_bytes;
+    let too_large = || Error::TooLarge {
+        path: archive.clone(),
+        limit,
+    };
+    let bad = |e: io::Error| {
+        if over.get() {
+            too_large()
+        } else {
+            Error::Archive {
+                path: archive.clone(),
+                message: e.to_string(),
+            }
+        }
+    };
+    let mut tar = tar::Archive::new(metered);
     for entry in tar.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         // The raw bytes: `path()` would already have interpreted them.
@@ -230,17 +314,21 @@ fn extract_tar(file: File, out: &mut Writer<'_>) -> Result<(), Error> {
             tar::EntryType::Directory => EntryKind::Dir,
             _ => EntryKind::Skip,
         };
-        out.entry(&name, kind, &mut entry)?;
+        match out.entry(&name, kind, &mut entry) {
+            // A failed copy of the entry's data may be the meter's doing.
+            Err(Error::Archive { .. }) if over.get() => return Err(too_large()),
+            other => other?,
+        }
     }
     Ok(())
 }
 
-fn extract_zip(file: File, out: &mut Writer<'_>) -> Result<(), Error> {
+fn extract_zip(file: io::BufReader<File>, out: &mut Writer<'_>) -> Result<(), Error> {
     let bad = |e: zip::result::ZipError| Error::Archive {
         path: out.archive.to_path_buf(),
         message: e.to_string(),
     };
-    let mut zip = zip::ZipArchive::new(io::BufReader::new(file)).map_err(bad)?;
+    let mut zip = zip::ZipArchive::new(file).map_err(bad)?;
     // The central directory says how many entries there are: refuse before reading any.
     if zip.len() > out.limits.max_entries {
         return Err(Error::TooManyEntries {

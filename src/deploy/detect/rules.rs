@@ -50,9 +50,16 @@ pub(super) struct Snapshot {
     prefix: String,
     /// Every entry of the top level, directories ending in `/`.
     names: Vec<String>,
-    /// The contents of the files of [`READ`] that are there.
+    /// The contents of the files of [`READ`] that are there, byte order marks dropped.
     files: BTreeMap<&'static str, Vec<u8>>,
+    /// The local files requirements.txt includes (`-r base.txt`), by their path as written
+    /// there (normalised), with their contents.
+    included: Vec<(String, Vec<u8>)>,
 }
+
+/// The most files a requirements.txt may include: a few (base, prod) is usual, and each may be
+/// a megabyte read into memory.
+const MAX_INCLUDES: usize = 16;
 
 /// Reads the top level of `root`, stepping into the one directory an archive or repository
 /// wraps everything in (GitHub's tarballs hold `repo-main/…`; a zip of a folder holds the
@@ -76,14 +83,93 @@ pub(super) fn snapshot<T: Tree>(root: T) -> Result<Snapshot, Error> {
         if *kind == Kind::File
             && let Some(file) = READ.iter().find(|f| **f == name.as_str())
         {
-            snap.files.insert(file, tree.read(name)?);
+            snap.files.insert(file, strip_bom(tree.read(name)?));
         }
         snap.names.push(match kind {
             Kind::Dir => format!("{name}/"),
             _ => name.clone(),
         });
     }
+    if let Some(text) = snap.files.get("requirements.txt") {
+        let file = format!("{}requirements.txt", snap.prefix);
+        let paths = requirement_includes(&String::from_utf8_lossy(text));
+        if paths.len() > MAX_INCLUDES {
+            return Err(Error::Manifest {
+                file,
+                message: format!("includes more than {MAX_INCLUDES} files with -r"),
+            });
+        }
+        for path in paths {
+            let bad = |message: String| Error::Manifest {
+                file: file.clone(),
+                message: format!("-r {path}: {message}"),
+            };
+            // Resolved against the source root, as pip resolves it against the file's
+            // directory; a path leaving the source could read the daemon's own files.
+            let parts = inside_root(&path).ok_or_else(|| {
+                bad("names a file outside the source; include files inside it".into())
+            })?;
+            let Some(data) = read_at(&tree, &parts)? else {
+                return Err(bad("no such regular file in the source".into()));
+            };
+            snap.included.push((parts.join("/"), strip_bom(data)));
+        }
+    }
     Ok(snap)
+}
+
+/// `data` without a UTF-8 byte order mark at its start (Windows editors write one; pip, npm
+/// and TOML readers ignore it, serde_json and toml refuse it).
+fn strip_bom(mut data: Vec<u8>) -> Vec<u8> {
+    if data.starts_with(b"\xEF\xBB\xBF") {
+        data.drain(..3);
+    }
+    data
+}
+
+/// The components of `path` (relative to the source root) once `.` and `..` are resolved, or
+/// `None` when it is absolute or climbs out of the root.
+fn inside_root(path: &str) -> Option<Vec<String>> {
+    if path.starts_with(['/', '\\']) || path.as_bytes().get(1) == Some(&b':') {
+        return None;
+    }
+    let mut parts: Vec<String> = Vec::new();
+    for part in path.split(['/', '\\']) {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p.to_string()),
+        }
+    }
+    (!parts.is_empty()).then_some(parts)
+}
+
+/// The contents of regular file `parts` under `tree`, stepping only through directories (a
+/// symbolic link is never followed: it could point outside the source); `None` when there is
+/// no such file.
+fn read_at<T: Tree>(tree: &T, parts: &[String]) -> Result<Option<Vec<u8>>, Error> {
+    let [first, rest @ ..] = parts else {
+        return Ok(None);
+    };
+    let want = if rest.is_empty() {
+        Kind::File
+    } else {
+        Kind::Dir
+    };
+    if !tree
+        .entries()?
+        .iter()
+        .any(|(name, kind)| name == first && *kind == want)
+    {
+        return Ok(None);
+    }
+    if rest.is_empty() {
+        tree.read(first).map(Some)
+    } else {
+        read_at(&tree.child(first)?, rest)
+    }
 }
 
 /// Entries that say nothing about the app: version-control and editor folders, dotfiles, the
@@ -120,6 +206,17 @@ pub(super) fn classify(snap: &Snapshot) -> Result<Detection, Error> {
             }
         }
     }
+    for (path, text) in &snap.included {
+        for name in requirement_names(&String::from_utf8_lossy(text)) {
+            if let Some(fw) = python_framework(&name) {
+                add(
+                    &mut candidates,
+                    fw,
+                    format!("{p}{path} (included by {p}requirements.txt) names {name}"),
+                );
+            }
+        }
+    }
     if let Some(text) = snap.files.get("pyproject.toml") {
         for name in pyproject_names(&format!("{p}pyproject.toml"), text)? {
             if let Some(fw) = python_framework(&name) {
@@ -140,11 +237,26 @@ pub(super) fn classify(snap: &Snapshot) -> Result<Detection, Error> {
             file: file.clone(),
             message: format!("not a valid package.json: {e}"),
         })?;
+        // `next` only in devDependencies is common (the build needs it, `npm ci` installs it);
+        // `next start` as the start script says the same even with `next` missing.
+        let next_start = pkg.scripts.get("start").filter(|s| runs_next_start(s));
         if pkg.dependencies.contains_key("next") {
             add(
                 &mut candidates,
                 Framework::Nextjs,
                 format!("{file} depends on next"),
+            );
+        } else if pkg.dev_dependencies.contains_key("next") {
+            add(
+                &mut candidates,
+                Framework::Nextjs,
+                format!("{file} depends on next (devDependencies)"),
+            );
+        } else if let Some(start) = next_start {
+            add(
+                &mut candidates,
+                Framework::Nextjs,
+                format!("{file} has a start script running next start ({start})"),
             );
         } else {
             let start = pkg.scripts.get("start");
@@ -234,6 +346,26 @@ fn requirement_names(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The local files a requirements file includes: `-r other.txt`, `-rother.txt`,
+/// `--requirement other.txt` and `--requirement=other.txt`, in order; URLs (`-r https://…`)
+/// are not local and are left out.
+fn requirement_includes(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split(" #").next().unwrap_or_default().trim())
+        .filter_map(|l| {
+            let rest = match l.strip_prefix("--requirement") {
+                // `--requirement=x` or `--requirement x`; `--requirements…` is another option.
+                Some(r) if r.starts_with(['=', ' ', '\t']) => r.strip_prefix('=').unwrap_or(r),
+                Some(_) => return None,
+                // `-r x` and `-rx`.
+                None => l.strip_prefix("-r")?,
+            };
+            let path = rest.trim();
+            (!path.is_empty() && !path.contains("://")).then(|| path.to_string())
+        })
+        .collect()
+}
+
 /// The normalised name at the start of a PEP 508 requirement (`Flask[async]>=2.3 ; …`).
 fn requirement_name(req: &str) -> Option<String> {
     let name: String = req
@@ -299,11 +431,19 @@ fn pyproject_names(file: &str, text: &[u8]) -> Result<Vec<String>, Error> {
         .collect())
 }
 
+/// Whether an npm script runs `next start` (`next start -p $PORT`, `npx next start`).
+fn runs_next_start(script: &str) -> bool {
+    let words: Vec<&str> = script.split_whitespace().collect();
+    words.windows(2).any(|w| w == ["next", "start"])
+}
+
 /// The parts of a package.json detection reads.
 #[derive(Deserialize)]
 struct PackageJson {
     #[serde(default)]
     dependencies: BTreeMap<String, IgnoredAny>,
+    #[serde(default, rename = "devDependencies")]
+    dev_dependencies: BTreeMap<String, IgnoredAny>,
     #[serde(default)]
     scripts: BTreeMap<String, String>,
     main: Option<String>,

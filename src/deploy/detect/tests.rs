@@ -250,7 +250,17 @@ fn tar_gz(path: &Path, entries: &[(&str, &[u8])]) {
         std::fs::File::create(path).unwrap(),
         flate2::Compression::fast(),
     );
-    let mut tar = tar::Builder::new(gz);
+    tar_entries(gz, entries).finish().unwrap();
+}
+
+/// An uncompressed .tar of `entries`, as [`tar_gz`] writes them.
+fn plain_tar(path: &Path, entries: &[(&str, &[u8])]) {
+    tar_entries(std::fs::File::create(path).unwrap(), entries);
+}
+
+/// Writes `entries` as a tar into `out` and gives `out` back.
+fn tar_entries<W: Write>(out: W, entries: &[(&str, &[u8])]) -> W {
+    let mut tar = tar::Builder::new(out);
     for (name, data) in entries {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
@@ -262,7 +272,7 @@ fn tar_gz(path: &Path, entries: &[(&str, &[u8])]) {
         header.set_cksum();
         tar.append(&header, *data).unwrap();
     }
-    tar.into_inner().unwrap().finish().unwrap();
+    tar.into_inner().unwrap()
 }
 
 /// A .zip of `entries` (name as stored, contents).
@@ -444,4 +454,235 @@ async fn links_in_an_archive_are_not_restored() {
     assert_eq!(got.skipped, ["package.json"]);
     assert_eq!(got.files, 1);
     assert!(std::fs::symlink_metadata(dest.path().join("package.json")).is_err());
+}
+
+/// A .tar.gz holding a small index.html after `extra`, an entry nothing is written for: a PAX
+/// header (read whole into memory by the tar reader) or a link carrying data (stepped over by
+/// reading it).
+fn tar_gz_with_hidden_bulk(path: &Path, extra: tar::EntryType, bulk: usize) {
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(extra);
+    header.set_mode(0o644);
+    let data = if extra == tar::EntryType::XHeader {
+        // One PAX record, "<length> comment=<value>\n", its length counting itself.
+        let body = format!("comment={}\n", "x".repeat(bulk));
+        let mut len = body.len() + 2;
+        while format!("{len} {body}").len() != len {
+            len += 1;
+        }
+        format!("{len} {body}").into_bytes()
+    } else {
+        header.set_link_name("index.html").unwrap();
+        vec![b'x'; bulk]
+    };
+    header.set_path("bulk").unwrap();
+    header.set_size(data.len() as u64);
+    header.set_cksum();
+    tar.append(&header, data.as_slice()).unwrap();
+    let mut file = tar::Header::new_ustar();
+    file.set_size(15);
+    file.set_mode(0o644);
+    tar.append_data(&mut file, "index.html", &b"<!doctype html>"[..])
+        .unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+}
+
+#[tokio::test]
+async fn tar_headers_and_skipped_entries_count_against_the_byte_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = DetectOptions {
+        max_archive_bytes: 1_000,
+        ..DetectOptions::default()
+    };
+    // Far past the cap plus the allowance of the two entries, though only 15 bytes are written.
+    let bulk = 4 * archive::HEADER_ALLOWANCE as usize;
+    for extra in [tar::EntryType::XHeader, tar::EntryType::Symlink] {
+        let path = dir.path().join("upload.tgz");
+        tar_gz_with_hidden_bulk(&path, extra, bulk);
+        let e = detect_archive(&path, &opts).await.unwrap_err();
+        assert!(
+            matches!(e, Error::TooLarge { limit: 1_000, .. }),
+            "{extra:?}: {e:?}"
+        );
+        // The same archive under a cap it fits is extracted: the meter refuses bulk, not tars.
+        let roomy = DetectOptions {
+            max_archive_bytes: 2 * bulk as u64,
+            ..DetectOptions::default()
+        };
+        assert_eq!(
+            detect_archive(&path, &roomy).await.unwrap().framework,
+            Framework::Static,
+            "{extra:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_uncompressed_tar_upload_is_detected_and_held_to_the_same_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("upload.tar");
+    plain_tar(
+        &path,
+        &[
+            ("shop-main/go.mod", b"module example.com/shop\n"),
+            ("shop-main/main.go", b"package main\n"),
+        ],
+    );
+    let got = detect_archive(&path, &DetectOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(got.framework, Framework::Go);
+    assert_eq!(got.evidence, ["shop-main/go.mod (module example.com/shop)"]);
+
+    plain_tar(&path, &[("index.html", b""), ("big.bin", &[b'x'; 10_000])]);
+    let small = DetectOptions {
+        max_archive_bytes: 5_000,
+        ..DetectOptions::default()
+    };
+    let e = detect_archive(&path, &small).await.unwrap_err();
+    assert!(matches!(e, Error::TooLarge { limit: 5_000, .. }), "{e:?}");
+
+    plain_tar(&path, &[("../evil.txt", b"pwned")]);
+    let e = detect_archive(&path, &DetectOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::UnsafeEntry { .. }), "{e:?}");
+}
+
+#[test]
+fn a_git_source_debug_prints_without_the_credentials_in_its_url() {
+    for url in [
+        "https://deploy:hunter2-token@git.example.com/acme/shop.git",
+        "deploy:hunter2-token@git.example.com:acme/shop.git",
+    ] {
+        let source = Source::Git {
+            url: url.into(),
+            reference: Some("main".into()),
+        };
+        let text = format!("{source:?} {source:#?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("git.example.com") && text.contains("main"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_byte_order_mark_at_the_start_of_a_manifest_is_ignored() {
+    let cases: &[(&str, &str, Framework)] = &[
+        ("requirements.txt", "\u{feff}Flask==3.0\n", Framework::Flask),
+        (
+            "pyproject.toml",
+            "\u{feff}[project]\nname = \"shop\"\ndependencies = [\"django\"]\n",
+            Framework::Django,
+        ),
+        (
+            "package.json",
+            "\u{feff}{\"main\":\"index.js\"}",
+            Framework::Nodejs,
+        ),
+    ];
+    for (file, text, framework) in cases {
+        let got = detect_files(&[(file, text)])
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(got.framework, *framework, "{file}");
+    }
+}
+
+#[tokio::test]
+async fn next_in_dev_dependencies_or_a_next_start_script_is_nextjs() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"scripts":{"build":"next build"},"devDependencies":{"next":"15"}}"#,
+            "package.json depends on next (devDependencies)",
+        ),
+        (
+            r#"{"scripts":{"start":"next start -p $PORT"}}"#,
+            "package.json has a start script running next start (next start -p $PORT)",
+        ),
+    ];
+    for (package, evidence) in cases {
+        let got = detect_files(&[("package.json", package)]).await.unwrap();
+        assert_eq!(got.framework, Framework::Nextjs, "{package}");
+        assert_eq!(got.evidence, [*evidence], "{package}");
+    }
+    // A start script merely mentioning next is still a Node.js app.
+    let got = detect_files(&[(
+        "package.json",
+        r#"{"scripts":{"start":"node next-server.js"}}"#,
+    )])
+    .await
+    .unwrap();
+    assert_eq!(got.framework, Framework::Nodejs);
+}
+
+#[tokio::test]
+async fn files_a_requirements_txt_includes_are_read_one_level_deep() {
+    let cases: &[(&str, Files, Framework, &[&str])] = &[
+        (
+            "-r into a directory",
+            &[
+                ("requirements.txt", "-r requirements/base.txt\ngunicorn\n"),
+                ("requirements/base.txt", "\u{feff}Django>=5\n"),
+            ],
+            Framework::Django,
+            &["requirements/base.txt (included by requirements.txt) names django"],
+        ),
+        (
+            "--requirement= and -rfile, inside a wrapping directory, one level only",
+            &[
+                (
+                    "shop-main/requirements.txt",
+                    "--requirement=./base.txt  # shared\n-rprod.txt\n",
+                ),
+                ("shop-main/base.txt", "flask\n-r deeper.txt\n"),
+                ("shop-main/prod.txt", "gunicorn\n"),
+                // Not read: an include of an include is two levels deep.
+                ("shop-main/deeper.txt", "django\n"),
+            ],
+            Framework::Flask,
+            &["shop-main/base.txt (included by shop-main/requirements.txt) names flask"],
+        ),
+    ];
+    for (what, files, framework, evidence) in cases {
+        let got = detect_files(files)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(got.framework, *framework, "{what}");
+        assert_eq!(got.evidence, *evidence, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn an_included_requirements_file_outside_the_source_or_missing_is_refused() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "django\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("src");
+    std::fs::create_dir(&root).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), root.join("link.txt")).unwrap();
+    for (include, says) in [
+        ("../secret.txt", "outside the source"),
+        ("a/../../secret.txt", "outside the source"),
+        ("/etc/passwd", "outside the source"),
+        ("link.txt", "no such regular file"),
+        ("missing.txt", "no such regular file"),
+    ] {
+        std::fs::write(root.join("requirements.txt"), format!("-r {include}\n")).unwrap();
+        let e = detect(&Source::Path(root.clone()), &DetectOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Manifest { file, .. } if file == "requirements.txt"),
+            "{include}: {e:?}"
+        );
+        assert!(e.to_string().contains(says), "{include}: {e}");
+    }
 }

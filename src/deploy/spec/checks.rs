@@ -81,6 +81,9 @@ pub(super) fn is_python_module(s: &str) -> bool {
         })
 }
 
+/// The refusal of a source URL carrying credentials; it never repeats them.
+const CREDENTIALS: &str = "carries credentials; they would be stored and shown with the app: use a deploy key (ssh://git@host/…) or a public URL";
+
 /// Why `url` cannot be the `source_url` of a `source_type` source. Credentials are refused
 /// outright: a source URL is stored with the app and shown in the console and in errors, so a
 /// password or token in it would leak (private repositories take a deploy key or a token
@@ -96,6 +99,11 @@ pub(super) fn source_url_problem(url: &str, source_type: super::SourceType) -> O
             .split_once(':')
             .is_some_and(|(host, path)| !host.contains('/') && !path.is_empty() && host.len() > 1);
     if source_type == SourceType::Git && scp_like {
+        // `deploy:TOKEN@host:path` parses as scp-like too; the ':' in its user part can only
+        // be a password (not echoed: it is the secret). `git@` alone is the usual public user.
+        if crate::deploy::detect::git::scp_user(url).is_some_and(|user| user.contains(':')) {
+            return Some(CREDENTIALS.into());
+        }
         return None;
     }
     if source_type == SourceType::Upload && url.starts_with('/') {
@@ -126,10 +134,7 @@ pub(super) fn source_url_problem(url: &str, source_type: super::SourceType) -> O
     }
     if parsed.password().is_some() || (!parsed.username().is_empty() && parsed.scheme() != "ssh") {
         // Not echoed: the part before '@' is the secret.
-        return Some(
-            "carries credentials; they would be stored and shown with the app: use a deploy key (ssh://git@host/…) or a public URL"
-                .into(),
-        );
+        return Some(CREDENTIALS.into());
     }
     if source_type == SourceType::Upload {
         return archive_problem(parsed.path());

@@ -379,6 +379,8 @@ fn credentials_in_a_source_url_are_refused_without_being_repeated() {
     for url in [
         "https://deploy:s3cr3t-token@git.example.com/acme/shop.git",
         "https://s3cr3t-token@git.example.com/acme/shop.git",
+        "deploy:s3cr3t-token@github.com:acme/shop.git",
+        "deploy:s3cr3t@token@github.com:acme/shop.git",
     ] {
         let e = AppSpec::parse(
             &GIT.replace("https://git.example.com/acme/shop.git", url),
