@@ -224,6 +224,8 @@ def main() -> int:
             "AIOPS_JWT_SECRET": jwt_secret,
             "AIOPS_WEBHOOK_TOKEN": webhook_token,
             "AIOPS_LOG": "info,sqlx=warn",
+            # Registering a git app fetches its repository: only ever from this machine.
+            "AIOPS_DEPLOY_SOURCE_HOSTS": "127.0.0.1",
         }
         prometheus = PrometheusStandIn()
         env["AIOPS_PROMETHEUS_URL"] = prometheus.url

@@ -173,11 +173,14 @@ async fn an_app_registered_in_its_own_name_space_stays_there_when_its_spec_names
 }
 both_backends!(an_app_registered_in_its_own_name_space_stays_there_when_its_spec_names_none);
 
-async fn a_git_app_is_registered_before_its_framework_is_known(db: Db) {
+/// An upload's framework is detected when its archive is read (at deploy), so it is registered
+/// without one. (A git source is detected at registration: tests/deploy_onboarding.rs, against a
+/// repository served on 127.0.0.1.)
+async fn an_upload_app_is_registered_before_its_framework_is_known(db: Db) {
     let app = spawn(db).await;
     let editor = token(Role::Editor, &["app-shop"]);
-    let body = "name: shop\ndisplay_name: Shop\ndomain: shop.example.com\nsource_type: git\n\
-                source_url: https://git.example.com/acme/shop.git\nplan: standard\n";
+    let body = "name: shop\ndisplay_name: Shop\ndomain: shop.example.com\nsource_type: upload\n\
+                source_url: https://files.example.com/shop-1.2.tar.gz\nplan: standard\n";
     let (status, body) = post(&app, &editor, body.to_string()).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["namespace"], "app-shop");
@@ -192,7 +195,7 @@ async fn a_git_app_is_registered_before_its_framework_is_known(db: Db) {
         "{m}"
     );
 }
-both_backends!(a_git_app_is_registered_before_its_framework_is_known);
+both_backends!(an_upload_app_is_registered_before_its_framework_is_known);
 
 #[tokio::test]
 async fn any_token_reads_the_template_catalog_and_no_token_does_not() {

@@ -599,9 +599,48 @@ async fn the_original_designs_registration_is_accepted_with_its_framework_detect
             .contains("daemon's own disk"),
         "{body}"
     );
+    // The scheme's case does not matter: FILE:// is file://.
+    let (status, body) = register("docs", repo.file_url().replacen("file", "FILE", 1)).await;
+    assert_eq!(status, 400, "{body}");
+    // ssh would use the daemon's own keys.
+    let (status, body) = register("docs", "git@127.0.0.1:docs.git".into()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("the daemon's own keys"),
+        "{body}"
+    );
     // Nothing refused was registered.
     let (_, list) = app.api_get(&editor, "/api/apps").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+
+    // A daemon that lists its git hosts fetches from no other.
+    let strict = common::TestApp::spawn_app(
+        common::Spawn::new(common::Db::Sqlite)
+            .env("AIOPS_JWT_SECRET", SECRET)
+            .env("AIOPS_DEPLOY_SOURCE_HOSTS", "git.example.com"),
+    )
+    .await;
+    let body = format!(
+        "name: shop\ndomain: shop.example.com\nsource_type: git\n\
+         source_url: git://127.0.0.1:{}/shop.git\n",
+        daemon.port
+    );
+    let req = strict
+        .client
+        .post(strict.url("/api/apps"))
+        .header("content-type", "application/yaml")
+        .body(body);
+    let (status, body) = strict.api_send(req, &editor).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains(
+            "its host is not one this daemon fetches from (deploy.source_hosts: git.example.com)"
+        ),
+        "{body}"
+    );
 }
 
 /// `aiops deploy` checks the domain before anything else, against the configured ingress and

@@ -190,6 +190,7 @@ pub const VARIABLES: &[Variable] = variables![
     "AIOPS_DEPLOY_POLL" => deploy.poll,
     "AIOPS_DEPLOY_INGRESS_ADDRESSES" => deploy.ingress_addresses,
     "AIOPS_DEPLOY_DNS_SERVER" => deploy.dns_server,
+    "AIOPS_DEPLOY_SOURCE_HOSTS" => deploy.source_hosts,
     "AIOPS_DENY_NAMESPACES" => guard.namespaces.deny,
     "AIOPS_ALLOW_NAMESPACES" => guard.namespaces.allow,
     "AIOPS_EXTERNAL_URL" => external_url,

@@ -201,6 +201,11 @@ pub struct DeploySettings {
     /// The DNS server asked (AIOPS_DEPLOY_DNS_SERVER, `address:port`). Default: the system's
     /// (/etc/resolv.conf).
     pub dns_server: Option<std::net::SocketAddr>,
+    /// The hosts whose repositories `POST /api/apps` may fetch to detect a framework
+    /// (AIOPS_DEPLOY_SOURCE_HOSTS, comma-separated, e.g. `github.com,git.example.com`). Empty
+    /// (the default): any host. An editor's URL makes the daemon connect out, so a production
+    /// daemon should list its git hosts.
+    pub source_hosts: Vec<String>,
 }
 
 impl Default for DeploySettings {
@@ -213,6 +218,7 @@ impl Default for DeploySettings {
             ingress_addresses: Vec::new(),
             ingress_hostnames: Vec::new(),
             dns_server: None,
+            source_hosts: Vec::new(),
         }
     }
 }

@@ -203,7 +203,7 @@ async fn registration(
     // the first deploy.
     // A git source names no framework: it is detected now, from the repository, so the app
     // is registered with what its files prove (or refused with what was found).
-    if let Some(detected) = detect_for_registration(&spec)
+    if let Some(detected) = detect_for_registration(&spec, &st.source_hosts)
         .await
         .map_err(|e| (e, detail.clone()))?
     {
@@ -241,6 +241,7 @@ async fn registration(
 /// here unless the spec names the framework.
 async fn detect_for_registration(
     spec: &AppSpec,
+    allowed_hosts: &[String],
 ) -> Result<Option<crate::deploy::detect::Detection>, ApiError> {
     use crate::deploy::detect::{self, DetectOptions, Source};
     use crate::deploy::spec::SourceType;
@@ -268,6 +269,22 @@ async fn detect_for_registration(
             "source_url: an ssh repository would be fetched with the daemon's own keys, so its framework is not detected for an API caller; give an https:// or git:// URL or name the framework",
         )
         .field("source_url"));
+    }
+    // The daemon connects where the URL says: only to the configured git hosts, when listed.
+    if !allowed_hosts.is_empty() {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+        if !host.is_some_and(|h| allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(&h))) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "source_url: its host is not one this daemon fetches from (deploy.source_hosts: {}); name the framework, or ask an admin to add the host",
+                    allowed_hosts.join(", ")
+                ),
+            )
+            .field("source_url"));
+        }
     }
     let source = Source::Git {
         url: url.clone(),

@@ -66,6 +66,9 @@ pub struct AppState {
     pub max_page: i64,
     /// How /api/apps renders manifests (deploy.webhook_url, deploy.templates_dir).
     pub deploy: crate::deploy::Options,
+    /// The hosts `POST /api/apps` may fetch a repository from (`deploy.source_hosts`; empty:
+    /// any).
+    pub source_hosts: Arc<[String]>,
     /// The latest cluster preflight, shown by `/-/ready` (never a readiness condition).
     pub preflight: crate::preflight::Shared,
     /// Approval clicks from Slack and LINE (`/chat/...`).
@@ -125,6 +128,7 @@ impl AppState {
                 webhook_url: settings.deploy.webhook_url.clone(),
                 templates_dir: settings.deploy.templates_dir.clone(),
             },
+            source_hosts: settings.deploy.source_hosts.clone().into(),
             preflight: crate::preflight::Shared::default(),
             chat: crate::chat::Receivers::new(
                 &settings.notify,
