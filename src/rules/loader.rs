@@ -283,6 +283,12 @@ struct RawFile {
 /// problems the caller should not use the rules.
 pub(crate) fn parse_file(text: &str, file: &Path) -> (Vec<Rule>, Vec<Diagnostic>) {
     let diag = |e: &serde_yaml::Error, line_shift: isize| yaml_diagnostic(e, file, line_shift);
+    // Before YAML: characters it reads as line breaks but editors do not show as any would
+    // make every position after them wrong.
+    let unusual = unusual_line_breaks(text, file);
+    if !unusual.is_empty() {
+        return (Vec::new(), unusual);
+    }
     // Syntax first: it is the only error that makes the structure below meaningless.
     let value: serde_yaml::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
@@ -352,6 +358,47 @@ fn line_range(text: &str, start: usize, end: usize) -> &str {
     let a = offset(start);
     let b = offset(end).max(a);
     &text[a..b]
+}
+
+/// NEL (U+0085), LINE SEPARATOR (U+2028) and PARAGRAPH SEPARATOR (U+2029): YAML 1.1 reads each
+/// as a line break, so the parser's positions after one disagree with the lines an editor
+/// shows (a rule "at line 3" of what looks like a 1-line file). They come from pasted text and
+/// are never meant in a rules file, so each is refused where an editor shows it (lines ended by
+/// `\n`, `\r\n` or a lone `\r`, as the other diagnostics count them), at most a few.
+fn unusual_line_breaks(text: &str, file: &Path) -> Vec<Diagnostic> {
+    const SHOWN: usize = 5;
+    let mut out = Vec::new();
+    let (mut line, mut column) = (1, 1);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let name = match c {
+            '\u{85}' => Some("U+0085 NEXT LINE"),
+            '\u{2028}' => Some("U+2028 LINE SEPARATOR"),
+            '\u{2029}' => Some("U+2029 PARAGRAPH SEPARATOR"),
+            _ => None,
+        };
+        if let Some(name) = name {
+            out.push(Diagnostic {
+                location: Location {
+                    file: file.to_path_buf(),
+                    line,
+                },
+                column: Some(column),
+                message: format!(
+                    "contains {name}, which YAML reads as a line break but editors do not show; delete it (it usually comes from pasted text)"
+                ),
+            });
+            if out.len() == SHOWN {
+                break;
+            }
+        }
+        match c {
+            '\r' if chars.peek() == Some(&'\n') => column += 1,
+            '\n' | '\r' => (line, column) = (line + 1, 1),
+            _ => column += 1,
+        }
+    }
+    out
 }
 
 /// 1-based line of the top-level `rules:` key.

@@ -670,3 +670,26 @@ fn choose_best_takes_two_or_more_alternatives_and_nothing_else() {
         assert!(err.contains(message) && err.starts_with("a.yaml:"), "{err}");
     }
 }
+
+#[test]
+fn a_line_break_only_yaml_sees_is_refused_where_an_editor_shows_it() {
+    // The fuzzer's find: a paragraph separator inside a matcher made the parser place the
+    // error on line 3 of what an editor shows as one line.
+    let text = "{alertname=~\"Kube.*\u{2029}, severity!=info}";
+    let e = RuleSet::parse_str(text, Path::new("r.yaml")).unwrap_err();
+    let lines: Vec<String> = e.diagnostics().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "r.yaml:1:20: contains U+2029 PARAGRAPH SEPARATOR, which YAML reads as a line break but editors do not show; delete it (it usually comes from pasted text)"
+        ]
+    );
+    // Counted as the other diagnostics count lines: \r\n and a lone \r end one each.
+    let text = "rules:\r\n  - name: a\r  # x\u{85}\n";
+    let e = RuleSet::parse_str(text, Path::new("r.yaml")).unwrap_err();
+    let first = e.diagnostics()[0].to_string();
+    assert!(
+        first.starts_with("r.yaml:3:6: contains U+0085 NEXT LINE"),
+        "{first}"
+    );
+}
