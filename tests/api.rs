@@ -986,12 +986,7 @@ async fn every_time_the_api_answers_is_rfc_3339_in_utc() {
     let spec =
         std::fs::read_to_string(common::repo().join("tests/golden/deploy/flask-basic.app.yaml"))
             .unwrap();
-    let req = app
-        .client
-        .post(app.url("/api/apps"))
-        .header("content-type", "application/yaml")
-        .body(spec);
-    let (s, registered) = app.api_send(req, &admin).await;
+    let (s, registered) = app.api_register_app(&admin, spec).await;
     assert_eq!(s, 201, "{registered}");
     let mut answers = vec![note, registered];
     for path in [

@@ -31,12 +31,7 @@ fn spec(name: &str) -> String {
 
 /// Registers (or replaces) an app from its YAML spec.
 async fn post(app: &TestApp, token: &str, body: String) -> (StatusCode, Value) {
-    let req = app
-        .client
-        .post(app.url("/api/apps"))
-        .header("content-type", "application/yaml")
-        .body(body);
-    app.api_send(req, token).await
+    app.api_register_app(token, body).await
 }
 
 /// (subject, resource, status) of every audit entry, oldest first.

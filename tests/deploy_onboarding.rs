@@ -555,12 +555,7 @@ async fn the_original_designs_registration_is_accepted_with_its_framework_detect
             "name: {name}\ndisplay_name: Shop\ndomain: {name}.example.com\nsource_type: git\n\
              source_url: {url}\nplan: standard\n"
         );
-        let req = app
-            .client
-            .post(app.url("/api/apps"))
-            .header("content-type", "application/yaml")
-            .body(body);
-        app.api_send(req, &editor)
+        app.api_register_app(&editor, body)
     };
 
     let (status, body) =
@@ -628,12 +623,7 @@ async fn the_original_designs_registration_is_accepted_with_its_framework_detect
          source_url: git://127.0.0.1:{}/shop.git\n",
         daemon.port
     );
-    let req = strict
-        .client
-        .post(strict.url("/api/apps"))
-        .header("content-type", "application/yaml")
-        .body(body);
-    let (status, body) = strict.api_send(req, &editor).await;
+    let (status, body) = strict.api_register_app(&editor, body).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains(

@@ -152,12 +152,7 @@ async fn a_token_for_one_app_never_reads_another_apps_series_whatever_the_query(
         let spec = std::fs::read_to_string(repo().join("tests/golden/deploy/flask-basic.app.yaml"))
             .unwrap()
             .replace("name: shop", &format!("name: {name}\nnamespace: {name}"));
-        let req = app
-            .client
-            .post(app.url("/api/apps"))
-            .header("content-type", "application/yaml")
-            .body(spec);
-        let (status, body) = app.api_send(req, &editor).await;
+        let (status, body) = app.api_register_app(&editor, spec).await;
         assert_eq!(status, 201, "{body}");
     }
     let shop = common::api::token(SECRET, Role::Viewer, &["shop"]);
@@ -338,12 +333,7 @@ async fn without_a_configured_prometheus_the_route_says_how_to_configure_one() {
     let admin = common::api::token(SECRET, Role::Admin, &[]);
     let spec =
         std::fs::read_to_string(repo().join("tests/golden/deploy/flask-basic.app.yaml")).unwrap();
-    let req = app
-        .client
-        .post(app.url("/api/apps"))
-        .header("content-type", "application/yaml")
-        .body(spec);
-    assert_eq!(app.api_send(req, &admin).await.0, 201);
+    assert_eq!(app.api_register_app(&admin, spec).await.0, 201);
     let (status, body) = monitor(&app, &admin, "shop", &[("query", "up")]).await;
     assert_eq!(status, 503, "{body}");
     assert!(

@@ -62,4 +62,14 @@ impl TestApp {
         self.api_send(self.client.post(self.url(path)).json(&body), token)
             .await
     }
+
+    /// `POST /api/apps` with an app spec written in YAML, as an editor registers an app.
+    pub async fn api_register_app(&self, token: &str, spec: String) -> (StatusCode, Value) {
+        let req = self
+            .client
+            .post(self.url("/api/apps"))
+            .header("content-type", "application/yaml")
+            .body(spec);
+        self.api_send(req, token).await
+    }
 }

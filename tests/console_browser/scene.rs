@@ -190,12 +190,7 @@ async fn register_app(app: &TestApp, name: &str) {
         .unwrap()
         .replace("name: shop", &format!("name: {name}\nnamespace: {name}"));
     let token = crate::common::api::token(JWT_SECRET, Role::Editor, &[name]);
-    let req = app
-        .client
-        .post(app.url("/api/apps"))
-        .header("content-type", "application/yaml")
-        .body(spec);
-    let (status, body) = app.api_send(req, &token).await;
+    let (status, body) = app.api_register_app(&token, spec).await;
     assert_eq!(status, 201, "{body}");
 }
 

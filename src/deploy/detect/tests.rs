@@ -29,6 +29,17 @@ async fn detect_files(files: &[(&str, &str)]) -> Result<Detection, Error> {
 
 const NEXT_PACKAGE: &str = r#"{"name":"web","scripts":{"start":"next start"},"dependencies":{"next":"15.0.0","react":"19.0.0"}}"#;
 
+/// Each case's files are detected as its framework, with exactly its evidence.
+async fn assert_detected(cases: &[(&str, Files<'_>, Framework, &[&str])]) {
+    for (what, files, framework, evidence) in cases {
+        let got = detect_files(files)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(got.framework, *framework, "{what}");
+        assert_eq!(got.evidence, *evidence, "{what}");
+    }
+}
+
 #[tokio::test]
 async fn each_sample_repository_is_detected_from_the_files_that_prove_it() {
     let cases: &[(&str, Files, Framework, &[&str])] = &[
@@ -132,13 +143,7 @@ async fn each_sample_repository_is_detected_from_the_files_that_prove_it() {
             &["shop-main/go.mod (module example.com/shop)"],
         ),
     ];
-    for (what, files, framework, evidence) in cases {
-        let got = detect_files(files)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(got.framework, *framework, "{what}");
-        assert_eq!(got.evidence, *evidence, "{what}");
-    }
+    assert_detected(cases).await;
 }
 
 #[tokio::test]
@@ -651,13 +656,7 @@ async fn files_a_requirements_txt_includes_are_read_one_level_deep() {
             &["shop-main/base.txt (included by shop-main/requirements.txt) names flask"],
         ),
     ];
-    for (what, files, framework, evidence) in cases {
-        let got = detect_files(files)
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(got.framework, *framework, "{what}");
-        assert_eq!(got.evidence, *evidence, "{what}");
-    }
+    assert_detected(cases).await;
 }
 
 #[tokio::test]
