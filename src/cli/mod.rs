@@ -91,9 +91,13 @@ enum Command {
     /// Alertmanager route + receiver snippet as a comment. With -o DIR, one file per object,
     /// plus DIR/alertmanager/route.yaml and DIR/grafana/APP.json. Changes nothing.
     Render(render::Args),
-    /// Deploy an app: render, server-side apply (field manager aiops), wait for the rollout.
+    /// Deploy an app: check its DNS, render, server-side apply (field manager aiops), wait for
+    /// the rollout.
     ///
-    /// Needs a cluster (cluster.kubeconfig or cluster.in_cluster, as for serve) and the store:
+    /// First the domain must resolve to deploy.ingress_addresses (or CNAME to
+    /// deploy.ingress_hostnames); --skip-dns-check skips that, and with no ingress configured it
+    /// does not run: the first line printed and the recorded deployment say which. A git or
+    /// upload app naming no framework has it detected from its source_url. Then it needs a cluster (cluster.kubeconfig or cluster.in_cluster, as for serve) and the store:
     /// the app is registered and the deployment recorded there (version, image, status), then
     /// announced (deploy_success). For django the migrations Job must complete before the
     /// Deployment is applied. Exit 0 when every rollout completed, 1 otherwise (the failed
