@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 
 use aiops::store::{Job, JobState};
-use common::payload::{alert, group};
+use common::payload::{alert, group, minutes_ago};
 use common::stand_ins::StandIn;
 use common::{Db, Spawn, TestApp, raw_db, run_cli};
 use serde_json::{Value, json};
@@ -47,7 +47,9 @@ fn mem_high(n: &str, real: bool) -> String {
     if real {
         labels.push(("real", "yes"));
     }
-    group(vec![alert("firing", &labels, "2026-11-30T08:00:00Z")]).to_string()
+    // The wait counts from startsAt: a fixed date made these jobs due (and the lanes empty)
+    // once the date was a day old.
+    group(vec![alert("firing", &labels, &minutes_ago(5))]).to_string()
 }
 
 /// The detail of `job`'s one `set_memory` step.
@@ -436,7 +438,9 @@ fn busy(app: &str, real: bool) -> String {
     if real {
         labels.push(("real", "yes"));
     }
-    group(vec![alert("firing", &labels, "2026-11-30T08:00:00Z")]).to_string()
+    // The wait counts from startsAt: a fixed date made these jobs due (and the lanes empty)
+    // once the date was a day old.
+    group(vec![alert("firing", &labels, &minutes_ago(5))]).to_string()
 }
 
 async fn shadow_jobs_never_fill_the_queue_of_real_repairs_and_a_full_shadow_lane_only_refuses_the_shadow_rule(
