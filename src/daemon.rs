@@ -1,7 +1,8 @@
 //! `aiops serve`: runs what [`crate::app::Services::build`] builds (store, definitions,
 //! pipeline, outbox, cluster) with the workers, the HTTP server, the notification dispatcher,
 //! the Telegram approval pollers (`chat::telegram`), the retention, preflight, maintenance and
-//! GitOps release ([`crate::gitops::release`]) tasks, until SIGTERM or SIGINT.
+//! GitOps release ([`crate::gitops::release`]) tasks, and, with a Kubernetes cluster, the
+//! deploy worker ([`crate::deploy::steps::Runner::spawn`]), until SIGTERM or SIGINT.
 //!
 //! Shutdown order keeps every job recoverable: stop accepting connections, let in-flight webhooks
 //! finish (their transactions commit or roll back as a unit), stop workers from claiming, give
@@ -178,8 +179,43 @@ pub async fn run(
         })
     };
 
+    // Deployments queued through the API or `aiops deploy --detach`, run by this daemon when it
+    // has a Kubernetes cluster (the deploy role's; the playbooks' namespace guard is theirs).
+    let (deploy_stop_tx, deploy_stop_rx) = watch::channel(false);
+    let deployer = match app::kube_cluster(&settings).await? {
+        Some(cluster) => {
+            let grafana = match crate::deploy::grafana::Grafana::from_settings(
+                &settings.monitoring.grafana,
+            ) {
+                Some(Ok(g)) => Some(Arc::new(g)),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "cannot push dashboards to the Grafana of monitoring.grafana.url");
+                    None
+                }
+                None => None,
+            };
+            let rules = {
+                let pipeline = pipeline.clone();
+                Arc::new(move || pipeline.definitions().rules.clone())
+            };
+            let runner = crate::deploy::steps::Runner::new(
+                store.clone(),
+                cluster,
+                &settings,
+                rules,
+                Some(outbox.clone()),
+                grafana,
+                format!("{}-deploy", executor.owner()),
+                false,
+            );
+            let wake = Arc::new(tokio::sync::Notify::new());
+            Some((wake.clone(), runner.spawn(wake, deploy_stop_rx)))
+        }
+        None => None,
+    };
     let mut state = AppState::new(pipeline.clone(), &settings);
     state.gitops = Some(releaser);
+    state.deployer = deployer.as_ref().map(|(wake, _)| wake.clone());
     let preflight = {
         let pipeline = pipeline.clone();
         crate::preflight::spawn(
@@ -202,6 +238,15 @@ pub async fn run(
     )
     .await;
     reloader.abort();
+    // A deployment under way is failed now, naming its step, rather than left running.
+    let _ = deploy_stop_tx.send(true);
+    if let Some((_, worker)) = deployer
+        && tokio::time::timeout(std::time::Duration::from_secs(10), worker)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the deploy worker did not stop within 10 s");
+    }
     // The pollers stop taking clicks with the HTTP endpoints, and confirm what they handled.
     let _ = chat_stop_tx.send(true);
     if tokio::time::timeout(

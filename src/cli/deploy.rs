@@ -1,6 +1,8 @@
-//! `aiops deploy FILE`: render, server-side apply, wait for the rollouts, record and announce
-//! the deployment. The Kubernetes client, the store and the outbox are the daemon's
-//! ([`aiops::app`]); the announcement is sent at once, so people hear of it without a daemon.
+//! `aiops deploy FILE`: check DNS, detect the framework, then run the deployment's steps
+//! ([`aiops::deploy::steps`]) in this process, printing each as it ends, and announce it; or,
+//! with `--detach`, queue it for the daemon. The Kubernetes client, the store and the outbox
+//! are the daemon's ([`aiops::app`]); the announcement is sent at once, so people hear of it
+//! without a daemon.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -8,10 +10,14 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
+use std::sync::Arc;
+
 use aiops::app::{self, StoreAccess};
 use aiops::config::Settings;
+use aiops::deploy::grafana::Grafana;
+use aiops::deploy::steps::{self, DnsCheck, Finished, Prechecked, Runner};
 use aiops::notify::Outbox;
-use aiops::store::{DeploymentRecord, Notification, Store};
+use aiops::store::{Notification, StepStatus, Store};
 
 use super::render::{TemplateArgs, load, render_with};
 
@@ -32,11 +38,19 @@ pub struct Args {
     /// (deploy.ingress_addresses); the deployment records that it was not checked.
     #[arg(long)]
     skip_dns_check: bool,
+    /// Queue the deployment and return: a daemon with a cluster runs its steps, which
+    /// `GET /api/apps/NAME/deployments/ID` and the console show as they go.
+    #[arg(long)]
+    detach: bool,
 }
 
-/// Deploys; exit 0 when every rollout completed, 1 otherwise.
+/// Deploys; exit 0 when every step succeeded (or had nothing to do), 1 otherwise. With
+/// `--detach`, queues the deployment for the daemon and exits 0 at once.
 pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let (settings, mut spec) = load(config, &args.file, &args.templates)?;
+    if args.detach {
+        return detach(&settings, spec, args.skip_dns_check).await;
+    }
     // Before anything else (even the cluster): the domain must lead to the ingress, or the
     // record says why it was not checked.
     let expected = aiops::deploy::dns::Expected {
@@ -50,7 +64,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let gate =
         aiops::deploy::dns::gate(&spec.domain, &expected, &dns_opts, args.skip_dns_check).await?;
     println!("{gate}");
-    if let Some(d) = detect(&spec).await? {
+    let detected = detect(&spec).await?;
+    if let Some(d) = &detected {
         println!("framework: {} ({})", d.framework, d.evidence.join(", "));
         spec.framework = Some(d.framework);
     }
@@ -58,15 +73,86 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
     let cluster = app::kube_cluster(&settings)
         .await?
         .ok_or_else(|| anyhow::anyhow!(NEEDS_A_CLUSTER))?;
-    let mut opts = aiops::deploy::apply::Options {
-        timeout: settings.deploy.rollout_timeout.0,
-        poll: settings.deploy.poll.0,
+    let timeout = match &args.timeout {
+        Some(t) => {
+            Some(aiops::config::parse_duration(t).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?)
+        }
+        None => None,
     };
-    if let Some(t) = &args.timeout {
-        opts.timeout =
-            aiops::config::parse_duration(t).map_err(|e| anyhow::anyhow!("--timeout: {e}"))?;
-    }
+    // The rules the app's alerts must reach (setup_auto_repair), as the daemon loads them.
+    let rules = app::load_definitions(&settings)?.rules;
     let store = app::open_store(&settings, StoreAccess::ReadWrite).await?;
+    register(&store, &mut spec).await?;
+    println!(
+        "deploying {} {} to namespace {}",
+        spec.name,
+        spec.version(),
+        spec.namespace()
+    );
+    let outbox = Arc::new(app::outbox(&settings)?);
+    let grafana = match Grafana::from_settings(&settings.monitoring.grafana) {
+        Some(g) => Some(Arc::new(g?)),
+        None => None,
+    };
+    let owner = format!("cli-{}", std::process::id());
+    let mut runner = Runner::new(
+        store.clone(),
+        cluster,
+        &settings,
+        Arc::new(move || rules.clone()),
+        Some(outbox.clone()),
+        grafana,
+        owner.clone(),
+        true,
+    );
+    if let Some(t) = timeout {
+        runner = runner.with_timeout(t);
+    }
+    let id = steps::queue(
+        &store,
+        &settings.deploy,
+        &spec,
+        "cli",
+        args.skip_dns_check,
+        Some(&owner),
+    )
+    .await?;
+    let record = store
+        .deployment(id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("deployment {id} vanished from the store"))?;
+    let pre = Prechecked {
+        dns: DnsCheck::Done(gate),
+        detected,
+    };
+    let finished = runner
+        .run(&record, spec, pre, &|p| {
+            // Starts are for the log; each step's end is a line a person reads.
+            if p.status != StepStatus::Running {
+                println!("{p}");
+            }
+        })
+        .await?;
+    let notified = deliver_now(&settings, &store, &outbox, finished.record.started_at).await?;
+    store.close().await;
+    print!("{}", Notified(&notified));
+    match &finished.failed {
+        None => {
+            print!("{}", Deployed(&finished));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some((_, why)) => {
+            eprintln!(
+                "deployment {} of {} failed: {why}",
+                finished.record.id, finished.record.app
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Registers `spec` (an app registered before the `app-<name>` default keeps its namespace).
+async fn register(store: &Store, spec: &mut aiops::deploy::AppSpec) -> Result<()> {
     if let Some(recorded) = store.app(&spec.name).await?
         && spec.keep_namespace(&recorded.namespace)
     {
@@ -75,45 +161,43 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             spec.name, recorded.namespace
         );
     }
-    let rendered = render_with(&settings, &spec)?;
-    println!(
-        "deploying {} {} ({}) to namespace {}",
-        spec.name,
-        spec.version(),
-        spec.image().unwrap_or_default(),
-        spec.namespace()
-    );
-    let outbox = app::outbox(&settings)?;
-    let (record, result) = aiops::deploy::apply::deploy(
-        &cluster,
-        &store,
-        &spec,
-        &rendered,
-        &opts,
-        "cli",
-        Some(&outbox),
-        &[gate.to_string()],
-    )
-    .await?;
-    let notified = deliver_now(&settings, &store, &outbox, record.started_at).await?;
-    store.close().await;
-    print!("{}", Notified(&notified));
-    match result {
-        Ok(outcome) => {
-            print!(
-                "{}",
-                Deployed {
-                    record: &record,
-                    outcome: &outcome
-                }
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            eprintln!("deployment {} of {} failed: {e}", record.id, record.app);
-            Ok(ExitCode::FAILURE)
-        }
+    let spec_json = serde_json::to_value(&*spec)?;
+    store
+        .upsert_app(&spec.name, &spec.namespace(), &spec_json, "cli")
+        .await?;
+    Ok(())
+}
+
+/// `--detach`: registers the app and queues its deployment for a daemon with a cluster, which
+/// runs every step (the DNS check and detection included) and records them.
+async fn detach(settings: &Settings, mut spec: aiops::deploy::AppSpec, skip_dns: bool) -> Result<ExitCode> {
+    // The daemon's render must accept it: refuse now what would fail at once there.
+    if let Err(e) = render_with(settings, &spec)
+        && !e
+            .downcast_ref::<aiops::deploy::render::Error>()
+            .is_some_and(|e| matches!(e, aiops::deploy::render::Error::Unresolved { .. }))
+    {
+        return Err(e);
     }
+    let store = app::open_store(settings, StoreAccess::ReadWrite).await?;
+    register(&store, &mut spec).await?;
+    let id = steps::queue(&store, &settings.deploy, &spec, "cli", skip_dns, None).await?;
+    let steps = store.deployment_steps(id).await?;
+    store.close().await;
+    println!(
+        "deployment {id} of {} queued: a daemon with a cluster runs it ({})",
+        spec.name,
+        steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "follow it: GET /api/apps/{}/deployments/{id}, or the console's app page",
+        spec.name
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The framework of a git or upload app that names none, detected from its source (here, on
@@ -198,24 +282,18 @@ impl fmt::Display for Notified<'_> {
     }
 }
 
-/// A deployment whose rollouts completed.
-struct Deployed<'a> {
-    record: &'a DeploymentRecord,
-    outcome: &'a aiops::deploy::apply::Outcome,
-}
+/// A deployment whose steps all succeeded.
+struct Deployed<'a>(&'a Finished);
 
 impl fmt::Display for Deployed<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for o in &self.outcome.applied {
+        for o in &self.0.applied {
             writeln!(f, "  applied {o}")?;
-        }
-        for r in &self.outcome.rollouts {
-            writeln!(f, "  {r}")?;
         }
         writeln!(
             f,
             "deployment {} of {}: {}",
-            self.record.id, self.record.app, self.record.status
+            self.0.record.id, self.0.record.app, self.0.record.status
         )
     }
 }

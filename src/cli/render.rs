@@ -79,9 +79,8 @@ pub fn load(
 
 /// Renders `spec` with the deploy settings.
 pub fn render_with(settings: &Settings, spec: &AppSpec) -> Result<Rendered> {
-    let opts = aiops::deploy::Options {
-        webhook_url: settings.deploy.webhook_url.clone(),
-        templates_dir: settings.deploy.templates_dir.clone(),
-    };
-    Ok(aiops::deploy::render(spec, &opts)?)
+    Ok(aiops::deploy::render(
+        spec,
+        &aiops::deploy::Options::from_settings(&settings.deploy),
+    )?)
 }

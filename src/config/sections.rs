@@ -206,7 +206,25 @@ pub struct DeploySettings {
     /// (the default): any host. An editor's URL makes the daemon connect out, so a production
     /// daemon should list its git hosts.
     pub source_hosts: Vec<String>,
+    /// Where a git app's image is built to (AIOPS_DEPLOY_REGISTRY, e.g.
+    /// `registry.example.com/apps`): the image is `<registry>/<name>:<tag>`. Unset: a git app
+    /// must name its `image`, and its build_image step fails saying so.
+    pub registry: Option<String>,
+    /// A `kubernetes.io/dockerconfigjson` Secret in the app's namespace that the build pushes
+    /// with (AIOPS_DEPLOY_REGISTRY_SECRET). Unset: the registry takes anonymous pushes.
+    pub registry_secret: Option<String>,
+    /// The builder (Kaniko's executor) the build Job runs (AIOPS_DEPLOY_BUILDER_IMAGE).
+    pub builder_image: String,
+    /// How long the build Job may take (AIOPS_DEPLOY_BUILD_TIMEOUT). Default 20m.
+    pub build_timeout: HumanDuration,
+    /// How often a process running a deployment says it is alive; a deployment whose owner
+    /// has been silent for six of these is failed, visibly, by the next process to look.
+    /// Default 10s.
+    pub heartbeat: HumanDuration,
 }
+
+/// Kaniko's executor, pinned (a build must not change under a moving tag).
+pub const DEFAULT_BUILDER_IMAGE: &str = "gcr.io/kaniko-project/executor:v1.23.2";
 
 impl Default for DeploySettings {
     fn default() -> Self {
@@ -219,6 +237,11 @@ impl Default for DeploySettings {
             ingress_hostnames: Vec::new(),
             dns_server: None,
             source_hosts: Vec::new(),
+            registry: None,
+            registry_secret: None,
+            builder_image: DEFAULT_BUILDER_IMAGE.into(),
+            build_timeout: HumanDuration(Duration::from_secs(1200)),
+            heartbeat: HumanDuration(Duration::from_secs(10)),
         }
     }
 }

@@ -1,4 +1,6 @@
-//! `aiops deploy`: server-side apply of the rendered objects, the rollout wait, the record.
+//! How `aiops deploy` acts on the cluster: server-side apply of one rendered object, the waits
+//! for a Job and a rollout, and the announcement of a finished deployment. The order, the
+//! steps and the record are [`super::steps`]'.
 //!
 //! - Every object is applied with server-side apply as field manager `aiops`, forcing
 //!   conflicts (`kubectl apply --server-side --force-conflicts`, what CD tools do): the spec is
@@ -8,19 +10,18 @@
 //! - Kinds are a static table ([`resource_of`]), not discovery: the templates produce a known
 //!   set of kinds, and a CRD that is not installed (cert-manager, the Prometheus Operator)
 //!   answers 404, reported as such, naming what to install.
-//! - The migrations Job (django) must complete before the Deployment is applied; then every
+//! - A Job (the migrations, a build) must complete before anything after it is applied; a
 //!   Deployment must roll out, judged by the cluster backend's kubectl rollout-status logic
 //!   ([`crate::cluster::Cluster::rollout_status`]), within the timeout.
-//! - The deployment is recorded in the store (`running`, then `succeeded` or `failed` with
-//!   what happened) and announced through [`announce`] (a success also to the notification
-//!   outbox).
+//! - A finished deployment is announced through [`announce`] (a success also to the
+//!   notification outbox).
 
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 
-use super::render::{Manifest, Rendered};
+use super::render::Manifest;
 use super::spec::AppSpec;
 use crate::cluster::kubernetes::KubeCluster;
 use crate::cluster::{Cluster, Target};
@@ -225,91 +226,6 @@ impl Default for Options {
     }
 }
 
-/// What a deploy did.
-#[derive(Clone, Debug)]
-pub struct Outcome {
-    /// The objects applied, `Kind ns/name`, in order.
-    pub applied: Vec<String>,
-    /// The rollout messages of the Deployments.
-    pub rollouts: Vec<String>,
-}
-
-/// Applies, waits and records: the whole of `aiops deploy`. The app is registered (spec
-/// stored) first; the deployment is recorded `running`, then `succeeded` or `failed`, and
-/// announced either way (a success also through `outbox`, to the spec's `notifications` and
-/// the routes matching the app). `checks` are what was checked before (the DNS gate), each
-/// a line recorded ahead of the outcome. Returns the record and, on success, what was done.
-#[allow(clippy::too_many_arguments)]
-pub async fn deploy(
-    cluster: &KubeCluster,
-    store: &Store,
-    spec: &AppSpec,
-    rendered: &Rendered,
-    opts: &Options,
-    by: &str,
-    outbox: Option<&crate::notify::Outbox>,
-    checks: &[String],
-) -> Result<(DeploymentRecord, Result<Outcome>)> {
-    let spec_json = serde_json::to_value(spec).unwrap_or_default();
-    store
-        .upsert_app(&spec.name, &spec.namespace(), &spec_json, by)
-        .await?;
-    let version = spec.version();
-    let id = store
-        .start_deployment(
-            &spec.name,
-            &spec.namespace(),
-            &version,
-            // `rendered` exists, so the image did: rendering refuses a spec without one.
-            spec.image().unwrap_or_default(),
-        )
-        .await?;
-    let result = apply_and_wait(cluster, rendered, opts).await;
-    let outcome = match &result {
-        Ok(o) => o.rollouts.join("; "),
-        Err(e) => e.to_string(),
-    };
-    let detail = checks
-        .iter()
-        .cloned()
-        .chain(std::iter::once(outcome))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let record = store.finish_deployment(id, result.is_ok(), &detail).await?;
-    announce(store, outbox, spec, &record).await;
-    Ok((record, result))
-}
-
-/// Applies every object in order; waits for the migrations Job before the Deployments and for
-/// every Deployment's rollout at the end.
-pub async fn apply_and_wait(
-    cluster: &KubeCluster,
-    rendered: &Rendered,
-    opts: &Options,
-) -> Result<Outcome> {
-    // Refuse unknown kinds before changing anything.
-    for m in &rendered.objects {
-        resource_of(m)?;
-    }
-    let mut applied = Vec::new();
-    let mut deployments = Vec::new();
-    for m in &rendered.objects {
-        apply_one(cluster.client(), m).await?;
-        tracing::info!(object = %m.describe(), "applied");
-        applied.push(m.describe());
-        match m.kind() {
-            "Job" => wait_job(cluster.client(), m, opts).await?,
-            "Deployment" => deployments.push(m),
-            _ => {}
-        }
-    }
-    let mut rollouts = Vec::new();
-    for m in deployments {
-        rollouts.push(wait_rollout(cluster, m, opts).await?);
-    }
-    Ok(Outcome { applied, rollouts })
-}
-
 fn api_for(client: kube::Client, kind: &Kind, ns: Option<&str>) -> Api<DynamicObject> {
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(kind.group, kind.version, kind.kind),
@@ -381,7 +297,7 @@ where
     }
 }
 
-async fn wait_job(client: kube::Client, m: &Manifest, opts: &Options) -> Result<()> {
+pub(super) async fn wait_job(client: kube::Client, m: &Manifest, opts: &Options) -> Result<()> {
     let what = m.describe();
     let api: Api<Job> = Api::namespaced(client, m.namespace().unwrap_or_default());
     let (api, what) = (&api, &what);
@@ -408,7 +324,7 @@ async fn wait_job(client: kube::Client, m: &Manifest, opts: &Options) -> Result<
     .map(|_| ())
 }
 
-async fn wait_rollout(cluster: &KubeCluster, m: &Manifest, opts: &Options) -> Result<String> {
+pub(super) async fn wait_rollout(cluster: &KubeCluster, m: &Manifest, opts: &Options) -> Result<String> {
     let what = m.describe();
     let target = Target {
         namespace: m.namespace().unwrap_or_default().to_string(),

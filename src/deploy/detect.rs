@@ -259,6 +259,36 @@ pub fn proof(framework: Framework) -> &'static str {
     }
 }
 
+/// Whether a process serving others (the daemon, for an API caller) may fetch the git
+/// repository at `url`: only anonymous network fetches (https, http, git), since `file://` is
+/// the daemon's own disk and ssh (`ssh://`, `git@host:path`) would use the daemon's own keys;
+/// and, when `allowed_hosts` is not empty, only from those hosts (an editor's URL makes the
+/// daemon connect out). Schemes and hosts compare case-insensitively. `Err` says why not.
+pub fn remote_source_allowed(url: &str, allowed_hosts: &[String]) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("file:") {
+        return Err("source_url: a file:// repository is on the daemon's own disk and is not read for an API caller; give a network URL or name the framework".into());
+    }
+    if !["https://", "http://", "git://"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+    {
+        return Err("source_url: an ssh repository would be fetched with the daemon's own keys, so its framework is not detected for an API caller; give an https:// or git:// URL or name the framework".into());
+    }
+    if !allowed_hosts.is_empty() {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+        if !host.is_some_and(|h| allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(&h))) {
+            return Err(format!(
+                "source_url: its host is not one this daemon fetches from (deploy.source_hosts: {}); name the framework, or ask an admin to add the host",
+                allowed_hosts.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Tells the framework of `source` from the files that prove it.
 ///
 /// Archives are extracted and repositories fetched into temporary directories under

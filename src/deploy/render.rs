@@ -25,14 +25,16 @@ use super::spec::{AppSpec, Framework, IngressOptions, Resources};
 pub use crate::config::DEFAULT_WEBHOOK_URL;
 
 /// Every template, by file name, as shipped. Object templates are rendered in this order,
-/// which is also the order `aiops deploy` applies them in (the namespace first; the migrations
-/// Job before the Deployment it must precede; CRD objects last).
+/// which is also the order `aiops deploy` applies them in (the namespace first; a source
+/// build's Job before anything runs its image; the migrations Job before the Deployment it
+/// must precede; CRD objects last). Each belongs to one deploy step ([`super::steps`]).
 pub const TEMPLATES: &[(&str, &str)] = &[
     ("namespace.yaml", include_str!("templates/namespace.yaml")),
     (
         "serviceaccount.yaml",
         include_str!("templates/serviceaccount.yaml"),
     ),
+    ("build-job.yaml", include_str!("templates/build-job.yaml")),
     ("configmap.yaml", include_str!("templates/configmap.yaml")),
     (
         "networkpolicy.yaml",
@@ -145,6 +147,9 @@ pub struct Options {
     pub webhook_url: String,
     /// Templates overriding the embedded ones, by file name.
     pub templates_dir: Option<PathBuf>,
+    /// The image build of a git source ([`super::build::plan`]): rendered as a Job, and its
+    /// destination is the image when the spec names none.
+    pub build: Option<super::build::BuildPlan>,
 }
 
 impl Default for Options {
@@ -152,6 +157,18 @@ impl Default for Options {
         Options {
             webhook_url: DEFAULT_WEBHOOK_URL.into(),
             templates_dir: None,
+            build: None,
+        }
+    }
+}
+
+impl Options {
+    /// The deploy settings' webhook URL and templates, no build.
+    pub fn from_settings(deploy: &crate::config::DeploySettings) -> Options {
+        Options {
+            webhook_url: deploy.webhook_url.clone(),
+            templates_dir: deploy.templates_dir.clone(),
+            build: None,
         }
     }
 }
@@ -309,8 +326,20 @@ struct Context<'a> {
     /// CamelCase of the name, prefixing alert names (`ShopApiDown`).
     alert_prefix: String,
     webhook_url: &'a str,
+    /// The image build, for build-job.yaml.
+    build: Option<BuildCtx<'a>>,
     /// Set after dashboard.json is rendered.
     dashboard_json: String,
+}
+
+#[derive(Serialize)]
+struct BuildCtx<'a> {
+    job: String,
+    context: &'a str,
+    destination: &'a str,
+    builder_image: &'a str,
+    pull_method: Option<&'static str>,
+    push_secret: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -321,7 +350,7 @@ struct AddonCtx {
 
 /// FNV-1a 64: a hash that is stable across Rust releases (std's is not), so golden files and
 /// Job names do not change with the toolchain.
-fn fnv64(bytes: &[u8]) -> u64 {
+pub(super) fn fnv64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);
@@ -351,7 +380,8 @@ fn context<'a>(spec: &'a AppSpec, opts: &'a Options) -> Result<Context<'a>> {
             Framework::ALL.map(Framework::as_str).join(", ")
         ),
     })?;
-    let image = spec.image().ok_or_else(|| Error::Unresolved {
+    let built = opts.build.as_ref().map(|b| b.destination.as_str());
+    let image = spec.image().or(built).ok_or_else(|| Error::Unresolved {
         field: "image",
         message: format!(
             "app {} has no image yet: a {} source gets one when it is built; write `image` to render it before",
@@ -431,6 +461,14 @@ fn context<'a>(spec: &'a AppSpec, opts: &'a Options) -> Result<Context<'a>> {
         celery: if is_django { django.celery } else { None },
         alert_prefix: camel(&spec.name),
         webhook_url: &opts.webhook_url,
+        build: opts.build.as_ref().map(|b| BuildCtx {
+            job: b.job_name(&spec.name),
+            context: &b.context,
+            destination: &b.destination,
+            builder_image: &b.builder_image,
+            pull_method: b.pull_method,
+            push_secret: b.push_secret.as_deref(),
+        }),
         dashboard_json: String::new(),
     })
 }

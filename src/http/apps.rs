@@ -1,4 +1,5 @@
-//! `/api/apps`: register apps for the deploy module and read their manifests.
+//! `/api/apps`: register apps for the deploy module, read their manifests, deploy them and
+//! follow each deployment's steps.
 //!
 //! Same rules as the rest of `/api`: a token sees only the apps whose namespace it names
 //! (admins every app); another app answers 404 exactly as a missing one and never appears in
@@ -7,7 +8,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -27,6 +28,9 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/apps", get(list_apps).post(register))
         .route("/api/apps/{name}/manifests", get(manifests))
+        .route("/api/apps/{name}/deploy", post(deploy))
+        .route("/api/apps/{name}/deployments", get(list_deployments))
+        .route("/api/apps/{name}/deployments/{id}", get(get_deployment))
         .route("/api/templates", get(templates))
 }
 
@@ -249,42 +253,8 @@ async fn detect_for_registration(
     else {
         return Ok(None);
     };
-    // Only anonymous network fetches: file:// is the daemon's own disk, and ssh (ssh:// or
-    // git@host:path) would run ssh with the daemon's own keys on an API caller's behalf.
-    // Schemes compare case-insensitively (the spec check parses `FILE://` as file).
-    let lower = url.to_ascii_lowercase();
-    if lower.starts_with("file:") {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "source_url: a file:// repository is on the daemon's own disk and is not read for an API caller; give a network URL or name the framework",
-        )
-        .field("source_url"));
-    }
-    if !["https://", "http://", "git://"]
-        .iter()
-        .any(|p| lower.starts_with(p))
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "source_url: an ssh repository would be fetched with the daemon's own keys, so its framework is not detected for an API caller; give an https:// or git:// URL or name the framework",
-        )
-        .field("source_url"));
-    }
-    // The daemon connects where the URL says: only to the configured git hosts, when listed.
-    if !allowed_hosts.is_empty() {
-        let host = reqwest::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
-        if !host.is_some_and(|h| allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(&h))) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "source_url: its host is not one this daemon fetches from (deploy.source_hosts: {}); name the framework, or ask an admin to add the host",
-                    allowed_hosts.join(", ")
-                ),
-            )
-            .field("source_url"));
-        }
+    if let Err(problem) = detect::remote_source_allowed(url, allowed_hosts) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, problem).field("source_url"));
     }
     let source = Source::Git {
         url: url.clone(),
@@ -348,4 +318,177 @@ async fn manifests(
         )
         .field("format")),
     }
+}
+
+/// Body of `POST /api/apps/{name}/deploy` (may be empty).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// Deploy without checking that the domain resolves to the ingress; recorded.
+    #[serde(default)]
+    skip_dns_check: bool,
+}
+
+/// A deployment with its steps, as `/api/apps/{name}/deployments/{id}` shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct DeploymentView {
+    /// The deployment.
+    #[serde(flatten)]
+    pub deployment: DeploymentRecord,
+    /// Its steps, in order.
+    pub steps: Vec<crate::store::StepRecord>,
+}
+
+/// The app `name` if `claims` may see it, else 404 as for a missing one.
+async fn visible_app(st: &AppState, claims: &Claims, name: &str) -> Result<AppRecord, ApiError> {
+    st.pipeline
+        .store()
+        .app(name)
+        .await
+        .map_err(internal)?
+        .filter(|a| claims.can_see(&a.namespace))
+        .ok_or_else(|| not_found("app"))
+}
+
+/// Queues a deployment of a registered app (202, with its steps, all pending, and where to
+/// follow it); the daemon's deploy worker runs it. Editor or admin; audited.
+async fn deploy(
+    claims: Claims,
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Response {
+    let store = st.pipeline.store().clone();
+    let (resp, detail) = match deploying(&claims, &st, &name, body).await {
+        Ok(view) => {
+            let detail = json!({"deployment": view.deployment.id, "skip_dns_check": view.deployment.skip_dns_check});
+            let location = format!("/api/apps/{name}/deployments/{}", view.deployment.id);
+            (
+                (
+                    StatusCode::ACCEPTED,
+                    [(header::LOCATION, location)],
+                    Json(view),
+                )
+                    .into_response(),
+                detail,
+            )
+        }
+        Err((e, detail)) => (e.into_response(), detail),
+    };
+    let status = resp.status();
+    audit(
+        &store,
+        &claims,
+        "POST /api/apps/{name}/deploy",
+        format!("app {name}"),
+        status,
+        detail,
+    )
+    .await;
+    resp
+}
+
+async fn deploying(
+    claims: &Claims,
+    st: &AppState,
+    name: &str,
+    body: Body,
+) -> Result<DeploymentView, (ApiError, serde_json::Value)> {
+    let plain = |e: ApiError| {
+        let detail = json!({"error": e.status().as_u16()});
+        (e, detail)
+    };
+    if !claims.can_write() {
+        limits::discard(body, st.api_max_body_bytes).await;
+        return Err(plain(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "viewer tokens cannot write",
+        )));
+    }
+    let bytes = limits::read_body(body, st.api_max_body_bytes)
+        .await
+        .map_err(plain)?;
+    let request: DeployRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        DeployRequest::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            plain(ApiError::new(StatusCode::BAD_REQUEST, format!("body: {e}")).field("body"))
+        })?
+    };
+    let app = visible_app(st, claims, name).await.map_err(plain)?;
+    let Some(wake) = &st.deployer else {
+        return Err(plain(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this daemon has no cluster to deploy to (cluster.kubeconfig or cluster.in_cluster); `aiops deploy` runs a deployment from where a kubeconfig is",
+        )));
+    };
+    let mut spec: AppSpec = serde_json::from_value(app.spec.clone())
+        .map_err(|e| plain(internal(format!("stored spec of app {name}: {e}"))))?;
+    spec.keep_namespace(&app.namespace);
+    let store = st.pipeline.store();
+    let id = crate::deploy::steps::queue(
+        store,
+        &st.deploy_settings,
+        &spec,
+        &claims.sub,
+        request.skip_dns_check,
+        None,
+    )
+    .await
+    .map_err(|e| plain(internal(e)))?;
+    wake.notify_one();
+    let view = deployment_view(store, id)
+        .await
+        .map_err(|e| plain(internal(e)))?
+        .ok_or_else(|| plain(internal(format!("deployment {id} vanished"))))?;
+    Ok(view)
+}
+
+async fn deployment_view(
+    store: &Store,
+    id: i64,
+) -> Result<Option<DeploymentView>, crate::store::Error> {
+    let Some(deployment) = store.deployment(id).await? else {
+        return Ok(None);
+    };
+    let steps = store.deployment_steps(id).await?;
+    Ok(Some(DeploymentView { deployment, steps }))
+}
+
+/// The app's last 20 deployments, newest first (without their steps).
+async fn list_deployments(
+    claims: Claims,
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let app = visible_app(&st, &claims, &name).await?;
+    let items: Vec<DeploymentRecord> = st
+        .pipeline
+        .store()
+        .deployments(&app.name, 20)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        // An app name re-registered elsewhere keeps its old deployments: never show those.
+        .filter(|d| d.namespace == app.namespace)
+        .collect();
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
+/// One deployment of the app with its steps: what a portal polls while it runs.
+async fn get_deployment(
+    claims: Claims,
+    State(st): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let app = visible_app(&st, &claims, &name).await?;
+    let id: i64 = id.parse().map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "id: a deployment id is a number").field("id")
+    })?;
+    let view = deployment_view(st.pipeline.store(), id)
+        .await
+        .map_err(internal)?
+        .filter(|v| v.deployment.app == app.name && v.deployment.namespace == app.namespace)
+        .ok_or_else(|| not_found("deployment"))?;
+    Ok(Json(view).into_response())
 }

@@ -69,6 +69,11 @@ pub struct AppState {
     /// The hosts `POST /api/apps` may fetch a repository from (`deploy.source_hosts`; empty:
     /// any).
     pub source_hosts: Arc<[String]>,
+    /// The deploy settings a queued deployment is recorded with (its build's image).
+    pub deploy_settings: Arc<crate::config::DeploySettings>,
+    /// Wakes the daemon's deploy worker; `None` when no worker runs (no cluster configured):
+    /// `POST /api/apps/{name}/deploy` then answers 503 and says why.
+    pub deployer: Option<Arc<tokio::sync::Notify>>,
     /// The latest cluster preflight, shown by `/-/ready` (never a readiness condition).
     pub preflight: crate::preflight::Shared,
     /// Approval clicks from Slack and LINE (`/chat/...`).
@@ -124,11 +129,10 @@ impl AppState {
                 .clone()
                 .and_then(|s| crate::auth::Key::new(s).ok()),
             max_page: settings.api.max_page.unwrap_or(500),
-            deploy: crate::deploy::Options {
-                webhook_url: settings.deploy.webhook_url.clone(),
-                templates_dir: settings.deploy.templates_dir.clone(),
-            },
+            deploy: crate::deploy::Options::from_settings(&settings.deploy),
             source_hosts: settings.deploy.source_hosts.clone().into(),
+            deploy_settings: Arc::new(settings.deploy.clone()),
+            deployer: None,
             preflight: crate::preflight::Shared::default(),
             chat: crate::chat::Receivers::new(
                 &settings.notify,

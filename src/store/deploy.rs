@@ -1,4 +1,11 @@
-//! The deploy module's tables: registered apps and their deployments.
+//! The deploy module's tables: registered apps, their deployments and each deployment's
+//! steps.
+//!
+//! A deployment is `queued` (by `POST /api/apps/{name}/deploy` or `aiops deploy --detach`) or
+//! `running` from the start (`aiops deploy` runs it at once), then `succeeded` or `failed`. The
+//! process running it is its `owner` and beats `heartbeat_at`; [`Store::fail_stale_deployments`]
+//! fails one whose heartbeat stopped (its process died), so no deployment stays `running` after
+//! its process is gone, and says so in the step that was running.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -37,7 +44,7 @@ pub struct DeploymentRecord {
     pub version: String,
     /// The image deployed.
     pub image: String,
-    /// `running`, `succeeded` or `failed`.
+    /// `queued`, `running`, `succeeded` or `failed`.
     pub status: String,
     /// What happened (the rollout message or the error).
     pub detail: Option<String>,
@@ -47,6 +54,106 @@ pub struct DeploymentRecord {
     /// End (epoch ms), None while running.
     #[serde(serialize_with = "super::rfc3339::opt_ms")]
     pub finished_at: Option<i64>,
+    /// Who asked for it (`cli`, or the API token's subject); None for deployments recorded
+    /// before steps existed.
+    pub requested_by: Option<String>,
+    /// The process running it (`<host>-<pid>`), once claimed.
+    pub owner: Option<String>,
+    /// Its owner's last sign of life (epoch ms).
+    #[serde(serialize_with = "super::rfc3339::opt_ms")]
+    pub heartbeat_at: Option<i64>,
+    /// Whether the DNS check was skipped on request (`--skip-dns-check`, `skip_dns_check`).
+    pub skip_dns_check: bool,
+}
+
+/// Where a deployment step is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not started yet.
+    Pending,
+    /// Started, not finished.
+    Running,
+    /// Done.
+    Succeeded,
+    /// Failed: the deployment stops here, and its detail says why.
+    Failed,
+    /// Nothing to do for this app (a docker app is not built), or skipped on request; the
+    /// detail says which.
+    Skipped,
+    /// Never started, because an earlier step failed.
+    NotRun,
+}
+
+impl StepStatus {
+    /// Every status, as stored.
+    pub const ALL: [StepStatus; 6] = [
+        StepStatus::Pending,
+        StepStatus::Running,
+        StepStatus::Succeeded,
+        StepStatus::Failed,
+        StepStatus::Skipped,
+        StepStatus::NotRun,
+    ];
+
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::NotRun => "not_run",
+        }
+    }
+
+    /// Parses a stored status.
+    pub fn parse(s: &str) -> Option<StepStatus> {
+        StepStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// One step of a deployment.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StepRecord {
+    /// 0-based order.
+    pub position: i64,
+    /// `check_dns`, `detect_framework`, `create_namespace`, `build_image`, `deploy_app`,
+    /// `configure_ingress`, `setup_ssl`, `configure_monitoring` or `setup_auto_repair`.
+    pub name: String,
+    /// Where it is.
+    pub status: StepStatus,
+    /// What it did, or why it failed or was skipped.
+    pub detail: Option<String>,
+    /// Start (epoch ms).
+    #[serde(serialize_with = "super::rfc3339::opt_ms")]
+    pub started_at: Option<i64>,
+    /// End (epoch ms).
+    #[serde(serialize_with = "super::rfc3339::opt_ms")]
+    pub finished_at: Option<i64>,
+}
+
+/// A deployment about to be recorded, with its steps.
+#[derive(Clone, Debug)]
+pub struct NewDeployment<'a> {
+    /// The app (registered).
+    pub app: &'a str,
+    /// Its namespace.
+    pub namespace: &'a str,
+    /// The version to deploy.
+    pub version: &'a str,
+    /// The image to deploy (for a source build, where the build pushes it).
+    pub image: &'a str,
+    /// Who asks.
+    pub requested_by: &'a str,
+    /// The DNS check is skipped on request.
+    pub skip_dns_check: bool,
+    /// The steps' names, in order.
+    pub steps: &'a [&'a str],
+    /// `Some(owner)`: recorded `running`, owned by this process, which runs it now (`aiops
+    /// deploy`); `None`: recorded `queued`, for a daemon to claim.
+    pub run_by: Option<&'a str>,
 }
 
 fn app_row(row: &AnyRow) -> Result<AppRecord> {
@@ -65,6 +172,7 @@ fn app_row(row: &AnyRow) -> Result<AppRecord> {
 }
 
 fn deployment_row(row: &AnyRow) -> Result<DeploymentRecord> {
+    let skip: i64 = row.try_get("skip_dns_check")?;
     Ok(DeploymentRecord {
         id: row.try_get("id")?,
         app: row.try_get("app")?,
@@ -75,12 +183,32 @@ fn deployment_row(row: &AnyRow) -> Result<DeploymentRecord> {
         detail: row.try_get("detail")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
+        requested_by: row.try_get("requested_by")?,
+        owner: row.try_get("owner")?,
+        heartbeat_at: row.try_get("heartbeat_at")?,
+        skip_dns_check: skip != 0,
+    })
+}
+
+fn step_row(row: &AnyRow) -> Result<StepRecord> {
+    let status: String = row.try_get("status")?;
+    Ok(StepRecord {
+        position: row.try_get("position")?,
+        name: row.try_get("name")?,
+        status: StepStatus::parse(&status).ok_or_else(|| Error::Corrupt {
+            column: "deployment_steps.status",
+            message: format!("unknown status {status:?}"),
+        })?,
+        detail: row.try_get("detail")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
     })
 }
 
 const APP_COLUMNS: &str = "name, namespace, spec, created_by, created_at, updated_at";
-const DEPLOYMENT_COLUMNS: &str =
-    "id, app, namespace, version, image, status, detail, started_at, finished_at";
+const DEPLOYMENT_COLUMNS: &str = "id, app, namespace, version, image, status, detail, started_at, \
+     finished_at, requested_by, owner, heartbeat_at, skip_dns_check";
+const STEP_COLUMNS: &str = "position, name, status, detail, started_at, finished_at";
 
 impl Store {
     /// Registers an app, or replaces the spec of the app of that name. Returns the record.
@@ -163,23 +291,77 @@ impl Store {
         Ok(id)
     }
 
-    /// Records how a deployment ended (`succeeded` or `failed`) and returns the record.
-    pub async fn finish_deployment(
-        &self,
-        id: i64,
-        succeeded: bool,
-        detail: &str,
-    ) -> Result<DeploymentRecord> {
+    /// Records a deployment and its steps (all `pending`): `queued` for a daemon to claim, or
+    /// `running` and owned by `run_by`, which runs it now. Returns its id.
+    pub async fn queue_deployment(&self, new: &NewDeployment<'_>) -> Result<i64> {
+        let now = now_ms();
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE deployments SET status = $1, detail = $2, finished_at = $3 WHERE id = $4",
+        let row = sqlx::query(
+            "INSERT INTO deployments (app, namespace, version, image, status, started_at, \
+             requested_by, owner, heartbeat_at, skip_dns_check) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
-        .bind(if succeeded { "succeeded" } else { "failed" })
-        .bind(detail)
-        .bind(now_ms())
+        .bind(new.app)
+        .bind(new.namespace)
+        .bind(new.version)
+        .bind(new.image)
+        .bind(if new.run_by.is_some() {
+            "running"
+        } else {
+            "queued"
+        })
+        .bind(now)
+        .bind(new.requested_by)
+        .bind(new.run_by)
+        .bind(new.run_by.map(|_| now))
+        .bind(i64::from(new.skip_dns_check))
+        .fetch_one(&mut *tx.tx)
+        .await?;
+        let id: i64 = row.try_get("id")?;
+        for (position, name) in new.steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO deployment_steps (deployment_id, position, name, status) \
+                 VALUES ($1, $2, $3, 'pending')",
+            )
+            .bind(id)
+            .bind(position as i64)
+            .bind(*name)
+            .execute(&mut *tx.tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Claims the oldest queued deployment for `owner` (`running`, heartbeat now). Of two
+    /// processes claiming at once, exactly one gets it.
+    pub async fn claim_deployment(&self, owner: &str) -> Result<Option<DeploymentRecord>> {
+        let mut tx = self.begin_write().await?;
+        let Some(row) = sqlx::query(
+            "SELECT id FROM deployments WHERE status = 'queued' ORDER BY started_at, id LIMIT 1",
+        )
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let id: i64 = row.try_get("id")?;
+        let now = now_ms();
+        // The status test makes the claim safe on PostgreSQL too, where another replica's
+        // transaction may have claimed it since the SELECT: then nothing is updated.
+        let claimed = sqlx::query(
+            "UPDATE deployments SET status = 'running', owner = $1, heartbeat_at = $2, \
+             started_at = $2 WHERE id = $3 AND status = 'queued'",
+        )
+        .bind(owner)
+        .bind(now)
         .bind(id)
         .execute(&mut *tx.tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            return Ok(None);
+        }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1"
         )))
@@ -187,6 +369,143 @@ impl Store {
         .fetch_one(&mut *tx.tx)
         .await?;
         let record = deployment_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(record))
+    }
+
+    /// Beats a running deployment's heartbeat. False when it is no longer `owner`'s to run
+    /// (failed as stale by another process meanwhile): the owner must stop.
+    pub async fn heartbeat_deployment(&self, id: i64, owner: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE deployments SET heartbeat_at = $1 \
+             WHERE id = $2 AND owner = $3 AND status = 'running'",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx.tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    /// Marks a step `running` (with its start time).
+    pub async fn start_step(&self, id: i64, position: i64) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE deployment_steps SET status = 'running', started_at = $1 \
+             WHERE deployment_id = $2 AND position = $3",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .bind(position)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records how a step ended (`succeeded`, `failed` or `skipped`) and what it did or why.
+    pub async fn finish_step(
+        &self,
+        id: i64,
+        position: i64,
+        status: StepStatus,
+        detail: &str,
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE deployment_steps SET status = $1, detail = $2, finished_at = $3, \
+             started_at = COALESCE(started_at, $3) WHERE deployment_id = $4 AND position = $5",
+        )
+        .bind(status.as_str())
+        .bind(detail)
+        .bind(now)
+        .bind(id)
+        .bind(position)
+        .execute(&mut *tx.tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Fails every `running` deployment whose heartbeat is older than `stale_after` (its
+    /// process died or hung): the step that was running is failed with `why`, the steps after
+    /// it are `not_run`. Returns the deployments failed.
+    pub async fn fail_stale_deployments(
+        &self,
+        stale_after: std::time::Duration,
+        why: &str,
+    ) -> Result<Vec<DeploymentRecord>> {
+        let now = now_ms();
+        let before = now - super::ms(stale_after);
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(
+            "SELECT id, owner FROM deployments WHERE status = 'running' \
+             AND COALESCE(heartbeat_at, started_at) < $1",
+        )
+        .bind(before)
+        .fetch_all(&mut *tx.tx)
+        .await?;
+        let mut failed = Vec::new();
+        for row in &rows {
+            let id: i64 = row.try_get("id")?;
+            let owner: Option<String> = row.try_get("owner")?;
+            let reason = format!(
+                "{why} (owner {}, no heartbeat for over {})",
+                owner.as_deref().unwrap_or("unknown"),
+                humantime::format_duration(stale_after)
+            );
+            sqlx::query(
+                "UPDATE deployment_steps SET status = 'failed', detail = $1, finished_at = $2 \
+                 WHERE deployment_id = $3 AND status = 'running'",
+            )
+            .bind(&reason)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx.tx)
+            .await?;
+            failed.push(finish(&mut tx, id, false, &reason, now).await?);
+        }
+        tx.commit().await?;
+        Ok(failed)
+    }
+
+    /// One deployment by id.
+    pub async fn deployment(&self, id: i64) -> Result<Option<DeploymentRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(deployment_row).transpose()
+    }
+
+    /// A deployment's steps, in order (none for deployments recorded before steps existed).
+    pub async fn deployment_steps(&self, id: i64) -> Result<Vec<StepRecord>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {STEP_COLUMNS} FROM deployment_steps WHERE deployment_id = $1 ORDER BY position"
+        )))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(step_row).collect()
+    }
+
+    /// Records how a deployment ended (`succeeded` or `failed`) and returns the record; steps
+    /// still `pending` become `not_run`.
+    pub async fn finish_deployment(
+        &self,
+        id: i64,
+        succeeded: bool,
+        detail: &str,
+    ) -> Result<DeploymentRecord> {
+        let mut tx = self.begin_write().await?;
+        let record = finish(&mut tx, id, succeeded, detail, now_ms()).await?;
         tx.commit().await?;
         Ok(record)
     }
@@ -203,6 +522,37 @@ impl Store {
         .await?;
         rows.iter().map(deployment_row).collect()
     }
+}
+
+/// Ends deployment `id` inside `tx`: its status, detail and end; pending steps `not_run`.
+async fn finish(
+    tx: &mut WriteTx,
+    id: i64,
+    succeeded: bool,
+    detail: &str,
+    now: i64,
+) -> Result<DeploymentRecord> {
+    sqlx::query("UPDATE deployments SET status = $1, detail = $2, finished_at = $3 WHERE id = $4")
+        .bind(if succeeded { "succeeded" } else { "failed" })
+        .bind(detail)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx.tx)
+        .await?;
+    sqlx::query(
+        "UPDATE deployment_steps SET status = 'not_run' \
+         WHERE deployment_id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .execute(&mut *tx.tx)
+    .await?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_one(&mut *tx.tx)
+    .await?;
+    deployment_row(&row)
 }
 
 impl WriteTx {

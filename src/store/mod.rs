@@ -50,7 +50,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 pub use alert_center::Automation;
 pub use approvals::{ApprovalRecord, ApprovalTarget, NewApproval};
 pub use console::{ConsoleSession, ConsoleUser};
-pub use deploy::{AppRecord, DeploymentRecord};
+pub use deploy::{AppRecord, DeploymentRecord, NewDeployment, StepRecord, StepStatus};
 pub use gitops::{Hold, NewHold};
 pub use history::{CopiedRow, HistoryAlert, HistoryItem, HistoryTable, Position, RecordedDecision};
 pub use inbox::AwaitingApproval;

@@ -70,7 +70,19 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("apps.d.detail", "Detail", "詳細資訊"),
     ("apps.d.started", "Started", "開始時間"),
     ("apps.d.finished", "Finished", "結束時間"),
+    ("apps.status.queued", "queued", "排隊中"),
     ("apps.status.running", "running", "部署中"),
+    (
+        "apps.steps",
+        "Steps of the latest deployment",
+        "最近一次部署的步驟",
+    ),
+    ("apps.step.pending", "pending", "等待中"),
+    ("apps.step.running", "running", "進行中"),
+    ("apps.step.succeeded", "succeeded", "成功"),
+    ("apps.step.failed", "failed", "失敗"),
+    ("apps.step.skipped", "skipped", "略過"),
+    ("apps.step.not_run", "not run", "未執行"),
     ("apps.status.succeeded", "succeeded", "成功"),
     ("apps.status.failed", "failed", "失敗"),
 ];
@@ -93,7 +105,7 @@ pub(super) fn routes() -> Router<AppState> {
 struct Deployment {
     version: String,
     image: String,
-    /// `running`, `succeeded` or `failed`.
+    /// `queued`, `running`, `succeeded` or `failed`.
     status: String,
     /// Badge colour (the word is always next to it).
     tone: &'static str,
@@ -113,9 +125,9 @@ fn deployment(d: &DeploymentRecord) -> Deployment {
             "failed" => "bad",
             _ => "info",
         },
-        // Only the three states the store writes have words; anything else shows as running.
+        // Only the states the store writes have words; anything else shows as running.
         status: match d.status.as_str() {
-            s @ ("succeeded" | "failed") => s.to_string(),
+            s @ ("succeeded" | "failed" | "queued") => s.to_string(),
             _ => "running".to_string(),
         },
         detail: d.detail.clone(),
@@ -171,6 +183,18 @@ struct AppView {
     /// The manifests as one YAML stream (`aiops render`'s), or why they do not render.
     manifests: Result<String, String>,
     deployments: Vec<Deployment>,
+    /// The latest deployment's steps (none for one recorded before steps existed).
+    steps: Vec<Step>,
+}
+
+/// A deployment step as the app page lists it.
+#[derive(Debug, Serialize)]
+struct Step {
+    name: String,
+    /// `pending`, `running`, `succeeded`, `failed`, `skipped` or `not_run`.
+    status: &'static str,
+    tone: &'static str,
+    detail: Option<String>,
 }
 
 async fn app(
@@ -187,15 +211,34 @@ async fn app(
         .map_err(fail)?
         .filter(|a| viewer.claims.can_see(&a.namespace))
         .ok_or(UiError::NotFound)?;
-    let deployments: Vec<Deployment> = store
+    let records: Vec<DeploymentRecord> = store
         .deployments(&app.name, DEPLOYMENTS)
         .await
         .map_err(fail)?
-        .iter()
+        .into_iter()
         // Deployments of an earlier registration in another namespace are not this app's.
         .filter(|d| d.namespace == app.namespace)
-        .map(deployment)
         .collect();
+    let steps = match records.first() {
+        Some(latest) => store
+            .deployment_steps(latest.id)
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .map(|s| Step {
+                name: s.name,
+                status: s.status.as_str(),
+                tone: match s.status {
+                    crate::store::StepStatus::Succeeded => "ok",
+                    crate::store::StepStatus::Failed => "bad",
+                    _ => "info",
+                },
+                detail: s.detail,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let deployments: Vec<Deployment> = records.iter().map(deployment).collect();
     let manifests = render_stored(&app, &st.deploy)
         .map(|r| r.to_stream())
         .map_err(|e| e.to_string());
@@ -206,6 +249,7 @@ async fn app(
         spec,
         manifests,
         deployments,
+        steps,
     };
     page(c, &viewer, "app.html", view)
 }
@@ -225,6 +269,10 @@ mod tests {
             detail: None,
             started_at: 0,
             finished_at: None,
+            requested_by: None,
+            owner: None,
+            heartbeat_at: None,
+            skip_dns_check: false,
         }
     }
 

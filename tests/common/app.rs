@@ -229,6 +229,16 @@ impl TestApp {
         }
     }
 
+    /// SIGKILL (no chance to record anything) and wait for the exit.
+    pub fn kill(&mut self) -> ExitStatus {
+        let Runner::Process(mut child) = std::mem::replace(&mut self.runner, Runner::Stopped)
+        else {
+            panic!("only a daemon process can be killed: use TestApp::spawn")
+        };
+        child.kill().unwrap();
+        child.wait().unwrap()
+    }
+
     /// Stops this daemon and starts another over the same directory and store.
     pub async fn restart(mut self) -> TestApp {
         let status = self.stop();

@@ -1,0 +1,394 @@
+//! Deployments in steps through the daemon, against `fakeapi::FakeApi` (the stateful fake API
+//! server, reached through a kubeconfig as a user's daemon reaches its cluster):
+//! `POST /api/apps/{name}/deploy` answers 202 with the steps, the daemon's worker runs them,
+//! `GET /api/apps/{name}/deployments/{id}` shows each step's status while it runs and why one
+//! failed, and a daemon that dies or stops mid-deployment leaves it failed, never running.
+//! The same steps on the real control plane are in tests/real_cluster_deploy.rs.
+
+mod common;
+mod fakeapi;
+
+use std::time::Duration;
+
+use aiops::auth::Role;
+use common::wait::until;
+use common::{Db, Spawn, TestApp, repo};
+use fakeapi::{FakeApi, RolloutBehaviour};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+fn token(role: Role, apps: &[&str]) -> String {
+    common::api::token(SECRET, role, apps)
+}
+
+/// The flask case (a docker app: framework and image given), as an editor registers it.
+fn flask() -> String {
+    std::fs::read_to_string(repo().join("tests/golden/deploy/flask-basic.app.yaml")).unwrap()
+}
+
+/// Daemon options for a deploy to `api`: its kubeconfig, fast polls and heartbeats.
+fn spawn_opts(db: Db, api: &FakeApi, dir: &std::path::Path) -> Spawn {
+    let kubeconfig = dir.join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig);
+    Spawn::new(db)
+        .env("AIOPS_JWT_SECRET", SECRET)
+        .env("AIOPS_CLUSTER_STATE_FILE", "")
+        .env("AIOPS_KUBECONFIG", &kubeconfig.display().to_string())
+        .env("AIOPS_KUBE_CONTEXT", "fake")
+        .env("AIOPS_DEPLOY_POLL", "50ms")
+        .env("AIOPS_DEPLOY_TIMEOUT", "60s")
+        .env("AIOPS_DEPLOY_HEARTBEAT", "200ms")
+}
+
+/// `(name, status, detail)` of each step of a deployment as the API shows it.
+fn steps(view: &Value) -> Vec<(String, String, String)> {
+    view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+                s["detail"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Polls the deployment at `location` until `pred` holds; returns what the API showed.
+async fn wait_deployment(
+    app: &TestApp,
+    token: &str,
+    location: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    until(
+        what,
+        Duration::from_secs(60),
+        async || {
+            let (status, view) = app.api_get(token, location).await;
+            (status == 200 && pred(&view)).then_some(view)
+        },
+        || app.log_text(),
+    )
+    .await
+}
+
+fn finished(view: &Value) -> bool {
+    matches!(view["status"].as_str(), Some("succeeded" | "failed"))
+}
+
+/// Registers the flask app and asks for its deployment; returns the 202 body and Location.
+async fn register_and_deploy(app: &TestApp, editor: &str, body: Value) -> (Value, String) {
+    let (status, reg) = app.api_register_app(editor, flask()).await;
+    assert_eq!(status, 201, "{reg}");
+    let r = app
+        .client
+        .post(app.url("/api/apps/shop/deploy"))
+        .bearer_auth(editor)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    (r.json().await.unwrap(), location)
+}
+
+async fn an_api_deploy_answers_with_its_steps_at_once_and_the_daemon_runs_each_to_its_end(db: Db) {
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_app(spawn_opts(db, &api, dir.path())).await;
+    let editor = token(Role::Editor, &["app-shop"]);
+
+    let (queued, location) = register_and_deploy(&app, &editor, json!({})).await;
+    let id = queued["id"].as_i64().unwrap();
+    assert_eq!(location, format!("/api/apps/shop/deployments/{id}"));
+    assert_eq!(queued["requested_by"], "editor-user");
+    assert_eq!(queued["image"], "ghcr.io/acme/shop:1.4.2");
+    let names: Vec<String> = steps(&queued).into_iter().map(|s| s.0).collect();
+    assert_eq!(
+        names,
+        [
+            "check_dns",
+            "detect_framework",
+            "create_namespace",
+            "build_image",
+            "deploy_app",
+            "configure_ingress",
+            "setup_ssl",
+            "configure_monitoring",
+            "setup_auto_repair"
+        ]
+    );
+
+    let done = wait_deployment(&app, &editor, &location, "the deployment to finish", finished).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let by_name: std::collections::HashMap<String, (String, String)> = steps(&done)
+        .into_iter()
+        .map(|(n, s, d)| (n, (s, d)))
+        .collect();
+    let is = |name: &str, status: &str, says: &str| {
+        let (s, d) = &by_name[name];
+        assert!(
+            s == status && d.contains(says),
+            "{name}: {s} ({d}), wanted {status} saying {says:?}"
+        );
+    };
+    is(
+        "check_dns",
+        "skipped",
+        "dns: not checked (deploy.ingress_addresses is not set)",
+    );
+    is("detect_framework", "skipped", "the spec names flask");
+    is("create_namespace", "succeeded", "Namespace app-shop");
+    is(
+        "build_image",
+        "skipped",
+        "a docker app runs its image ghcr.io/acme/shop:1.4.2",
+    );
+    is("deploy_app", "succeeded", "successfully rolled out");
+    is("configure_ingress", "succeeded", "Ingress app-shop/shop");
+    is("setup_ssl", "succeeded", "Certificate app-shop/shop-tls");
+    is("configure_monitoring", "succeeded", "PrometheusRule app-shop/shop");
+    is("setup_auto_repair", "succeeded", "→ restart (rule");
+    for s in done["steps"].as_array().unwrap() {
+        assert!(
+            s["started_at"].is_string() && s["finished_at"].is_string(),
+            "{s}"
+        );
+    }
+    // What the steps applied is in the cluster, applied by aiops.
+    assert!(api.has_deployment("app-shop", "shop"));
+    assert!(api.object("Ingress", "app-shop", "shop").is_some());
+
+    // The listing has it, newest first; the audit log has the request.
+    let (status, list) = app
+        .api_get(&editor, "/api/apps/shop/deployments")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"][0]["id"], id);
+    let audit = app.store().await.audit_log(10).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "POST /api/apps/{name}/deploy"
+                && e.subject == "editor-user"
+                && e.status == 202),
+        "{audit:#?}"
+    );
+}
+both_backends!(
+    an_api_deploy_answers_with_its_steps_at_once_and_the_daemon_runs_each_to_its_end
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_step_records_its_reason_and_the_steps_after_it_are_not_run() {
+    let api = FakeApi::start().await;
+    api.without_group("monitoring.coreos.com");
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_app(spawn_opts(Db::Sqlite, &api, dir.path())).await;
+    let editor = token(Role::Editor, &["app-shop"]);
+    let (_, location) = register_and_deploy(&app, &editor, json!({"skip_dns_check": true})).await;
+    let done = wait_deployment(&app, &editor, &location, "the deployment to finish", finished).await;
+    assert_eq!(done["status"], "failed", "{done:#}");
+    assert_eq!(done["skip_dns_check"], true);
+    let s = steps(&done);
+    assert_eq!(
+        (s[0].1.as_str(), s[0].2.as_str()),
+        ("skipped", "dns: not checked (--skip-dns-check)")
+    );
+    assert_eq!(s[4].1, "succeeded", "the app rolled out before: {s:#?}");
+    let (name, status, why) = &s[7];
+    assert_eq!((name.as_str(), status.as_str()), ("configure_monitoring", "failed"));
+    assert!(
+        why.contains("monitoring.coreos.com/v1 ServiceMonitor")
+            && why.contains("install the Prometheus Operator"),
+        "{why}"
+    );
+    assert_eq!((s[8].1.as_str(), s[8].2.as_str()), ("not_run", ""));
+    let detail = done["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("configure_monitoring failed: ") && detail.contains("Prometheus Operator"),
+        "{detail}"
+    );
+}
+
+/// Registers the flask app whose rollout never completes, deploys it, and waits until the
+/// API shows deploy_app running after the steps before it ended: what a portal sees mid-way.
+async fn deploy_until_rolling_out(app: &TestApp, api: &FakeApi, editor: &str) -> String {
+    api.set_rollout_behaviour("app-shop", "shop", RolloutBehaviour::Stuck);
+    let (_, location) = register_and_deploy(app, editor, json!({})).await;
+    let view = wait_deployment(app, editor, &location, "deploy_app to be running", |v| {
+        steps(v)[4].1 == "running"
+    })
+    .await;
+    assert_eq!(view["status"], "running");
+    let s = steps(&view);
+    assert_eq!(
+        s.iter().map(|s| s.1.as_str()).collect::<Vec<_>>(),
+        [
+            "skipped",
+            "skipped",
+            "succeeded",
+            "skipped",
+            "running",
+            "pending",
+            "pending",
+            "pending",
+            "pending"
+        ],
+        "{view:#}"
+    );
+    location
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_mid_deployment_leaves_it_failed_at_its_step_once_another_looks() {
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = TestApp::spawn(spawn_opts(Db::Sqlite, &api, dir.path())).await;
+    let editor = token(Role::Editor, &["app-shop"]);
+    let location = deploy_until_rolling_out(&app, &api, &editor).await;
+
+    // kill -9: no chance to record anything. The next daemon finds its heartbeat stopped.
+    let status = app.kill();
+    assert!(!status.success());
+    let opts = Spawn {
+        env: app.env.clone(),
+        ..Spawn::new(Db::Sqlite)
+    };
+    let app = TestApp::spawn_in(app.dir.clone(), app.db.clone(), opts).await;
+    let done = wait_deployment(&app, &editor, &location, "the deployment to be failed", finished).await;
+    assert_eq!(done["status"], "failed", "{done:#}");
+    let s = steps(&done);
+    assert_eq!(s[4].1, "failed");
+    assert!(
+        s[4].2
+            .starts_with("the process running this deployment stopped (owner ")
+            && s[4].2.contains("no heartbeat for over 1s 200ms"),
+        "{}",
+        s[4].2
+    );
+    assert!(s[5..].iter().all(|s| s.1 == "not_run"), "{s:#?}");
+    assert!(
+        done["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the process running this deployment stopped"),
+        "{done:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_stopped_mid_deployment_fails_it_at_once_naming_the_step() {
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = TestApp::spawn(spawn_opts(Db::Sqlite, &api, dir.path())).await;
+    let editor = token(Role::Editor, &["app-shop"]);
+    let location = deploy_until_rolling_out(&app, &api, &editor).await;
+    let id: i64 = location.rsplit('/').next().unwrap().parse().unwrap();
+    assert!(app.stop().success());
+    let store = app.store().await;
+    let d = store.deployment(id).await.unwrap().unwrap();
+    assert_eq!(d.status, "failed");
+    assert_eq!(
+        d.detail.as_deref(),
+        Some("deploy_app failed: the daemon running this deployment was stopped")
+    );
+    let steps = store.deployment_steps(id).await.unwrap();
+    assert_eq!(steps[4].status, aiops::store::StepStatus::Failed);
+    assert_eq!(steps[8].status, aiops::store::StepStatus::NotRun);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_editors_of_the_app_deploy_it_and_a_daemon_without_a_cluster_says_so() {
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_app(spawn_opts(Db::Sqlite, &api, dir.path())).await;
+    let editor = token(Role::Editor, &["app-shop"]);
+    let (status, _) = app.api_register_app(&editor, flask()).await;
+    assert_eq!(status, 201);
+    let deploy = async |token: &str, body: &str| {
+        let r = app
+            .client
+            .post(app.url("/api/apps/shop/deploy"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let (status, _) = deploy(&token(Role::Viewer, &["app-shop"]), "").await;
+    assert_eq!(status, 403);
+    let (status, body) = deploy(&token(Role::Editor, &["app-blog"]), "").await;
+    assert_eq!((status.as_u16(), &body["error"]), (404, &json!("app not found")));
+    let (status, body) = deploy(&editor, r#"{"skip_dns": true}"#).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "body");
+    let (status, body) = app
+        .api_get(&token(Role::Editor, &["app-blog"]), "/api/apps/shop/deployments/1")
+        .await;
+    assert_eq!(status, 404, "{body}");
+    // Nothing was queued by any of those.
+    assert!(app.store().await.deployments("shop", 10).await.unwrap().is_empty());
+
+    // A daemon with no cluster cannot run a deployment, and says what to do instead.
+    let bare = TestApp::spawn_app(Spawn::new(Db::Sqlite).env("AIOPS_JWT_SECRET", SECRET)).await;
+    let (status, _) = bare.api_register_app(&editor, flask()).await;
+    assert_eq!(status, 201);
+    let (status, body) = bare
+        .api_post(&editor, "/api/apps/shop/deploy", json!({}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("cluster.kubeconfig"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiops_deploy_detach_queues_the_deployment_and_the_daemon_runs_it() {
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_app(spawn_opts(Db::Sqlite, &api, dir.path())).await;
+    let case = repo()
+        .join("tests/golden/deploy/flask-basic.app.yaml")
+        .display()
+        .to_string();
+    let env = std::collections::HashMap::from([
+        ("AIOPS_DATABASE_URL", app.db.url.clone()),
+        ("AIOPS_LOG", "warn".to_string()),
+    ]);
+    let cwd = app.dir.path().to_path_buf();
+    let (status, out, err) = tokio::task::spawn_blocking(move || {
+        common::run_cli(&cwd, &["deploy", &case, "--detach"], &env)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{out}{err}");
+    assert!(
+        out.starts_with("deployment 1 of shop queued: a daemon with a cluster runs it (check_dns, detect_framework,"),
+        "{out}"
+    );
+    assert!(out.contains("GET /api/apps/shop/deployments/1"), "{out}");
+    let editor = token(Role::Editor, &["app-shop"]);
+    let done = wait_deployment(
+        &app,
+        &editor,
+        "/api/apps/shop/deployments/1",
+        "the detached deployment to finish",
+        finished,
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["requested_by"], "cli");
+    assert_eq!(done["owner"].as_str().map(|o| o.ends_with("-deploy")), Some(true));
+}
