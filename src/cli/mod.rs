@@ -91,17 +91,21 @@ enum Command {
     /// Alertmanager route + receiver snippet as a comment. With -o DIR, one file per object,
     /// plus DIR/alertmanager/route.yaml and DIR/grafana/APP.json. Changes nothing.
     Render(render::Args),
-    /// Deploy an app: check its DNS, render, server-side apply (field manager aiops), wait for
-    /// the rollout.
+    /// Deploy an app in recorded steps: check its DNS, detect its framework, create its
+    /// namespace, build its image, deploy it, then its ingress, TLS, monitoring and auto-repair.
     ///
     /// First the domain must resolve to deploy.ingress_addresses (or CNAME to
     /// deploy.ingress_hostnames); --skip-dns-check skips that, and with no ingress configured it
     /// does not run: the first line printed and the recorded deployment say which. A git or
-    /// upload app naming no framework has it detected from its source_url. Then it needs a cluster (cluster.kubeconfig or cluster.in_cluster, as for serve) and the store:
-    /// the app is registered and the deployment recorded there (version, image, status), then
-    /// announced (deploy_success). For django the migrations Job must complete before the
-    /// Deployment is applied. Exit 0 when every rollout completed, 1 otherwise (the failed
-    /// deployment is recorded with the reason).
+    /// upload app naming no framework has it detected from its source_url. Then it needs a
+    /// cluster (cluster.kubeconfig or cluster.in_cluster, as for serve) and the store: the app
+    /// is registered, the deployment and each step recorded (printed as each ends), objects
+    /// applied by server-side apply (field manager aiops), a git app without an image built by
+    /// a Kaniko Job (deploy.registry), the migrations Job (django) waited for before the
+    /// Deployment, every rollout waited for, and the result announced (deploy_success). Exit 0
+    /// when every step succeeded or had nothing to do, 1 otherwise (the failed step is recorded
+    /// with the reason). With --detach, the deployment is queued for a daemon with a cluster,
+    /// and `GET /api/apps/NAME/deployments/ID` follows it.
     Deploy(deploy::Args),
     /// Knowledge base: how repairs went.
     #[command(subcommand)]
