@@ -11,6 +11,7 @@ mod fakeapi;
 use std::time::Duration;
 
 use aiops::auth::Role;
+use common::console::ConsoleClient;
 use common::wait::until;
 use common::{Db, Spawn, TestApp, repo};
 use fakeapi::{FakeApi, RolloutBehaviour};
@@ -233,6 +234,25 @@ async fn a_failed_step_records_its_reason_and_the_steps_after_it_are_not_run() {
         detail.contains("configure_monitoring failed: ") && detail.contains("Prometheus Operator"),
         "{detail}"
     );
+
+    // The console's app page lists the same steps, with the reason as text.
+    let alice = ConsoleClient::direct(&app, "alice", Role::Editor, &["app-shop"]).await;
+    let page = alice.get("/ui/apps/shop").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains(
+            r#"<li data-step="configure_monitoring"><code>configure_monitoring</code> <span class="badge bad" data-status="failed">failed</span>"#
+        ),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(r#"<li data-step="setup_auto_repair"><code>setup_auto_repair</code> <span class="badge info" data-status="not_run">not run</span></li>"#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("install the Prometheus Operator"));
 }
 
 /// Registers the flask app whose rollout never completes, deploys it, and waits until the
