@@ -455,3 +455,64 @@ async fn aiops_deploy_detach_queues_the_deployment_and_the_daemon_runs_it() {
         Some(true)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its_step() {
+    let api = FakeApi::start().await;
+    api.set_rollout_behaviour("app-shop", "shop", RolloutBehaviour::Stuck);
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::TestDb::new(Db::Sqlite, dir.path()).await;
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig);
+    let case = repo().join("tests/golden/deploy/flask-basic.app.yaml");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aiops"))
+        .args(["deploy", case.to_str().unwrap()])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AIOPS_KUBECONFIG", &kubeconfig)
+        .env("AIOPS_KUBE_CONTEXT", "fake")
+        .env("AIOPS_DATABASE_URL", &db.url)
+        .env("AIOPS_DEPLOY_POLL", "50ms")
+        .env("AIOPS_DEPLOY_TIMEOUT", "60s")
+        .env("AIOPS_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = aiops::store::Store::connect(&db.url, &Default::default())
+        .await
+        .unwrap();
+    // deploy_app is running (the rollout never completes): the moment a person presses Ctrl-C.
+    until(
+        "aiops deploy to be rolling out",
+        Duration::from_secs(30),
+        async || {
+            let d = store.deployments("shop", 1).await.ok()?.into_iter().next()?;
+            let steps = store.deployment_steps(d.id).await.ok()?;
+            (steps.get(4)?.status == aiops::store::StepStatus::Running).then_some(())
+        },
+        String::new,
+    )
+    .await;
+    common::process::signal(child.id(), "INT");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("deployment 1 of shop interrupted: recorded as failed"),
+        "{stderr}"
+    );
+    let d = store.deployment(1).await.unwrap().unwrap();
+    assert_eq!(d.status, "failed");
+    assert_eq!(
+        d.detail.as_deref(),
+        Some("deploy_app failed: aiops deploy was interrupted (Ctrl-C)")
+    );
+    let steps = store.deployment_steps(1).await.unwrap();
+    assert_eq!(steps[4].status, aiops::store::StepStatus::Failed);
+    assert!(steps[5..].iter().all(|s| s.status == aiops::store::StepStatus::NotRun));
+    store.close().await;
+}

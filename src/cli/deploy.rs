@@ -125,14 +125,30 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         dns: DnsCheck::Done(gate),
         detected,
     };
-    let finished = runner
-        .run(&record, spec, pre, &|p| {
-            // Starts are for the log; each step's end is a line a person reads.
-            if p.status != StepStatus::Running {
-                println!("{p}");
-            }
-        })
-        .await?;
+    // An earlier `aiops deploy` killed mid-way (no daemon with a cluster may be running to
+    // notice) is failed now rather than left running.
+    for stale in runner.fail_stale().await? {
+        println!(
+            "deployment {} of {} was left running by a process that stopped: failed",
+            stale.id, stale.app
+        );
+    }
+    let print = |p: &steps::Progress<'_>| {
+        // Starts are for the log; each step's end is a line a person reads.
+        if p.status != StepStatus::Running {
+            println!("{p}");
+        }
+    };
+    let finished = tokio::select! {
+        done = runner.run(&record, spec, pre, &print) => done?,
+        // Ctrl-C: the deployment is recorded failed at its step, not left running.
+        _ = tokio::signal::ctrl_c() => {
+            runner.abandon(&record, "aiops deploy was interrupted (Ctrl-C)").await?;
+            store.close().await;
+            eprintln!("deployment {} of {} interrupted: recorded as failed", record.id, record.app);
+            return Ok(ExitCode::from(130));
+        }
+    };
     let notified = deliver_now(&settings, &store, &outbox, finished.record.started_at).await?;
     store.close().await;
     print!("{}", Notified(&notified));

@@ -447,18 +447,25 @@ impl Runner {
         })
     }
 
-    /// One look: stale deployments failed, then every queued deployment run in turn.
-    async fn once(&self, stop: &mut watch::Receiver<bool>) -> Result<()> {
-        for d in self
+    /// Fails the deployments whose owner stopped beating their heartbeat (a killed daemon
+    /// or `aiops deploy`); returns them.
+    pub async fn fail_stale(&self) -> Result<Vec<DeploymentRecord>> {
+        let failed = self
             .store
             .fail_stale_deployments(
                 self.stale_after(),
                 "the process running this deployment stopped",
             )
-            .await?
-        {
+            .await?;
+        for d in &failed {
             tracing::warn!(deployment = d.id, app = %d.app, detail = d.detail.as_deref().unwrap_or_default(), "deployment failed: its process stopped");
         }
+        Ok(failed)
+    }
+
+    /// One look: stale deployments failed, then every queued deployment run in turn.
+    async fn once(&self, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        self.fail_stale().await?;
         while let Some(record) = self.store.claim_deployment(&self.owner).await? {
             if *stop.borrow() {
                 self.abandon(
@@ -499,9 +506,9 @@ impl Runner {
         Ok(())
     }
 
-    /// Fails a claimed deployment that will not run on: its running step (if any) failed
-    /// with `why`, the rest not run.
-    async fn abandon(&self, record: &DeploymentRecord, why: &str) -> Result<()> {
+    /// Fails a deployment that will not run on (its process is stopping): its running step
+    /// (if any) failed with `why`, the rest not run.
+    pub async fn abandon(&self, record: &DeploymentRecord, why: &str) -> Result<()> {
         let steps = self.store.deployment_steps(record.id).await?;
         let at = steps
             .iter()
