@@ -126,7 +126,14 @@ async fn an_api_deploy_answers_with_its_steps_at_once_and_the_daemon_runs_each_t
         ]
     );
 
-    let done = wait_deployment(&app, &editor, &location, "the deployment to finish", finished).await;
+    let done = wait_deployment(
+        &app,
+        &editor,
+        &location,
+        "the deployment to finish",
+        finished,
+    )
+    .await;
     assert_eq!(done["status"], "succeeded", "{done:#}");
     let by_name: std::collections::HashMap<String, (String, String)> = steps(&done)
         .into_iter()
@@ -154,7 +161,11 @@ async fn an_api_deploy_answers_with_its_steps_at_once_and_the_daemon_runs_each_t
     is("deploy_app", "succeeded", "successfully rolled out");
     is("configure_ingress", "succeeded", "Ingress app-shop/shop");
     is("setup_ssl", "succeeded", "Certificate app-shop/shop-tls");
-    is("configure_monitoring", "succeeded", "PrometheusRule app-shop/shop");
+    is(
+        "configure_monitoring",
+        "succeeded",
+        "PrometheusRule app-shop/shop",
+    );
     is("setup_auto_repair", "succeeded", "→ restart (rule");
     for s in done["steps"].as_array().unwrap() {
         assert!(
@@ -167,9 +178,7 @@ async fn an_api_deploy_answers_with_its_steps_at_once_and_the_daemon_runs_each_t
     assert!(api.object("Ingress", "app-shop", "shop").is_some());
 
     // The listing has it, newest first; the audit log has the request.
-    let (status, list) = app
-        .api_get(&editor, "/api/apps/shop/deployments")
-        .await;
+    let (status, list) = app.api_get(&editor, "/api/apps/shop/deployments").await;
     assert_eq!(status, 200);
     assert_eq!(list["items"][0]["id"], id);
     let audit = app.store().await.audit_log(10).await.unwrap();
@@ -182,9 +191,7 @@ async fn an_api_deploy_answers_with_its_steps_at_once_and_the_daemon_runs_each_t
         "{audit:#?}"
     );
 }
-both_backends!(
-    an_api_deploy_answers_with_its_steps_at_once_and_the_daemon_runs_each_to_its_end
-);
+both_backends!(an_api_deploy_answers_with_its_steps_at_once_and_the_daemon_runs_each_to_its_end);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_step_records_its_reason_and_the_steps_after_it_are_not_run() {
@@ -194,7 +201,14 @@ async fn a_failed_step_records_its_reason_and_the_steps_after_it_are_not_run() {
     let app = TestApp::spawn_app(spawn_opts(Db::Sqlite, &api, dir.path())).await;
     let editor = token(Role::Editor, &["app-shop"]);
     let (_, location) = register_and_deploy(&app, &editor, json!({"skip_dns_check": true})).await;
-    let done = wait_deployment(&app, &editor, &location, "the deployment to finish", finished).await;
+    let done = wait_deployment(
+        &app,
+        &editor,
+        &location,
+        "the deployment to finish",
+        finished,
+    )
+    .await;
     assert_eq!(done["status"], "failed", "{done:#}");
     assert_eq!(done["skip_dns_check"], true);
     let s = steps(&done);
@@ -204,7 +218,10 @@ async fn a_failed_step_records_its_reason_and_the_steps_after_it_are_not_run() {
     );
     assert_eq!(s[4].1, "succeeded", "the app rolled out before: {s:#?}");
     let (name, status, why) = &s[7];
-    assert_eq!((name.as_str(), status.as_str()), ("configure_monitoring", "failed"));
+    assert_eq!(
+        (name.as_str(), status.as_str()),
+        ("configure_monitoring", "failed")
+    );
     assert!(
         why.contains("monitoring.coreos.com/v1 ServiceMonitor")
             && why.contains("install the Prometheus Operator"),
@@ -263,7 +280,14 @@ async fn a_daemon_killed_mid_deployment_leaves_it_failed_at_its_step_once_anothe
         ..Spawn::new(Db::Sqlite)
     };
     let app = TestApp::spawn_in(app.dir.clone(), app.db.clone(), opts).await;
-    let done = wait_deployment(&app, &editor, &location, "the deployment to be failed", finished).await;
+    let done = wait_deployment(
+        &app,
+        &editor,
+        &location,
+        "the deployment to be failed",
+        finished,
+    )
+    .await;
     assert_eq!(done["status"], "failed", "{done:#}");
     let s = steps(&done);
     assert_eq!(s[4].1, "failed");
@@ -329,16 +353,29 @@ async fn only_editors_of_the_app_deploy_it_and_a_daemon_without_a_cluster_says_s
     let (status, _) = deploy(&token(Role::Viewer, &["app-shop"]), "").await;
     assert_eq!(status, 403);
     let (status, body) = deploy(&token(Role::Editor, &["app-blog"]), "").await;
-    assert_eq!((status.as_u16(), &body["error"]), (404, &json!("app not found")));
+    assert_eq!(
+        (status.as_u16(), &body["error"]),
+        (404, &json!("app not found"))
+    );
     let (status, body) = deploy(&editor, r#"{"skip_dns": true}"#).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "body");
     let (status, body) = app
-        .api_get(&token(Role::Editor, &["app-blog"]), "/api/apps/shop/deployments/1")
+        .api_get(
+            &token(Role::Editor, &["app-blog"]),
+            "/api/apps/shop/deployments/1",
+        )
         .await;
     assert_eq!(status, 404, "{body}");
     // Nothing was queued by any of those.
-    assert!(app.store().await.deployments("shop", 10).await.unwrap().is_empty());
+    assert!(
+        app.store()
+            .await
+            .deployments("shop", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A daemon with no cluster cannot run a deployment, and says what to do instead.
     let bare = TestApp::spawn_app(Spawn::new(Db::Sqlite).env("AIOPS_JWT_SECRET", SECRET)).await;
@@ -349,7 +386,10 @@ async fn only_editors_of_the_app_deploy_it_and_a_daemon_without_a_cluster_says_s
         .await;
     assert_eq!(status, 503, "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("cluster.kubeconfig"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("cluster.kubeconfig"),
         "{body}"
     );
 }
@@ -390,5 +430,8 @@ async fn aiops_deploy_detach_queues_the_deployment_and_the_daemon_runs_it() {
     .await;
     assert_eq!(done["status"], "succeeded", "{done:#}");
     assert_eq!(done["requested_by"], "cli");
-    assert_eq!(done["owner"].as_str().map(|o| o.ends_with("-deploy")), Some(true));
+    assert_eq!(
+        done["owner"].as_str().map(|o| o.ends_with("-deploy")),
+        Some(true)
+    );
 }

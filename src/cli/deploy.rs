@@ -170,7 +170,11 @@ async fn register(store: &Store, spec: &mut aiops::deploy::AppSpec) -> Result<()
 
 /// `--detach`: registers the app and queues its deployment for a daemon with a cluster, which
 /// runs every step (the DNS check and detection included) and records them.
-async fn detach(settings: &Settings, mut spec: aiops::deploy::AppSpec, skip_dns: bool) -> Result<ExitCode> {
+async fn detach(
+    settings: &Settings,
+    mut spec: aiops::deploy::AppSpec,
+    skip_dns: bool,
+) -> Result<ExitCode> {
     // The daemon's render must accept it: refuse now what would fail at once there.
     if let Err(e) = render_with(settings, &spec)
         && !e

@@ -324,7 +324,11 @@ pub(super) async fn wait_job(client: kube::Client, m: &Manifest, opts: &Options)
     .map(|_| ())
 }
 
-pub(super) async fn wait_rollout(cluster: &KubeCluster, m: &Manifest, opts: &Options) -> Result<String> {
+pub(super) async fn wait_rollout(
+    cluster: &KubeCluster,
+    m: &Manifest,
+    opts: &Options,
+) -> Result<String> {
     let what = m.describe();
     let target = Target {
         namespace: m.namespace().unwrap_or_default().to_string(),

@@ -141,7 +141,9 @@ mod tests {
         assert_eq!(plan(&spec("image: shop:1\n"), &s, 0), Ok(None));
         assert_eq!(
             plan(
-                &spec("source_type: git\nsource_url: https://git.example.com/shop.git\nimage: shop:1\n"),
+                &spec(
+                    "source_type: git\nsource_url: https://git.example.com/shop.git\nimage: shop:1\n"
+                ),
                 &s,
                 0
             ),

@@ -407,7 +407,9 @@ impl Runner {
                         );
                         return;
                     }
-                    Err(e) => tracing::warn!(deployment = id, error = %e, "deployment heartbeat failed"),
+                    Err(e) => {
+                        tracing::warn!(deployment = id, error = %e, "deployment heartbeat failed")
+                    }
                 }
             }
         })
@@ -459,8 +461,11 @@ impl Runner {
         }
         while let Some(record) = self.store.claim_deployment(&self.owner).await? {
             if *stop.borrow() {
-                self.abandon(&record, "the daemon was stopping when it claimed this deployment")
-                    .await?;
+                self.abandon(
+                    &record,
+                    "the daemon was stopping when it claimed this deployment",
+                )
+                .await?;
                 return Ok(());
             }
             let spec = match self.registered_spec(&record).await {
@@ -589,7 +594,11 @@ impl Run<'_> {
 
     async fn check_dns(&mut self) -> Result<Done, String> {
         let (expected, opts) = &self.runner.dns;
-        let gate = match self.dns_check.take().unwrap_or(DnsCheck::Ask { skip: false }) {
+        let gate = match self
+            .dns_check
+            .take()
+            .unwrap_or(DnsCheck::Ask { skip: false })
+        {
             DnsCheck::Done(g) => g,
             DnsCheck::Ask { skip } => dns::gate(&self.spec.domain, expected, opts, skip)
                 .await
@@ -766,7 +775,10 @@ impl Run<'_> {
 
     async fn configure_monitoring(&mut self) -> Result<Done, String> {
         let applied = self
-            .apply_step(Step::ConfigureMonitoring, "the spec renders no monitoring objects")
+            .apply_step(
+                Step::ConfigureMonitoring,
+                "the spec renders no monitoring objects",
+            )
             .await?;
         let Some(grafana) = &self.runner.grafana else {
             return Ok(applied);
@@ -787,7 +799,9 @@ impl Run<'_> {
             .await
         {
             Ok(Pushed::Created { url, version, .. }) => {
-                detail.push_str(&format!("; Grafana dashboard created ({url}, version {version})"));
+                detail.push_str(&format!(
+                    "; Grafana dashboard created ({url}, version {version})"
+                ));
             }
             Ok(Pushed::Updated {
                 url,
@@ -798,7 +812,9 @@ impl Run<'_> {
                 "; Grafana dashboard updated ({url}, version {previous} → {version})"
             )),
             Ok(Pushed::Unchanged { version, .. }) => {
-                detail.push_str(&format!("; Grafana dashboard unchanged (version {version})"));
+                detail.push_str(&format!(
+                    "; Grafana dashboard unchanged (version {version})"
+                ));
             }
             Err(e) => {
                 tracing::warn!(app = %self.spec.name, error = %e, "Grafana push failed");
@@ -830,7 +846,9 @@ impl Run<'_> {
                 .into_iter()
                 .find(|r| r.playbook == repair)
             {
-                Some(rule) => routed.push(format!("{name} → {} (rule {})", rule.playbook, rule.name)),
+                Some(rule) => {
+                    routed.push(format!("{name} → {} (rule {})", rule.playbook, rule.name))
+                }
                 None => missing.push(format!("{name} (auto_repair={repair})")),
             }
         }
@@ -857,8 +875,14 @@ impl Run<'_> {
             .flat_map(|r| &r.objects)
             .filter(|m| m.kind() == "PrometheusRule");
         for m in rules {
-            let groups = m.object["spec"]["groups"].as_array().cloned().unwrap_or_default();
-            for rule in groups.iter().flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default()) {
+            let groups = m.object["spec"]["groups"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for rule in groups
+                .iter()
+                .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+            {
                 let Some(alert) = rule["alert"].as_str() else {
                     continue;
                 };
@@ -887,13 +911,24 @@ mod tests {
         assert_eq!(step("namespace.yaml"), "create_namespace");
         assert_eq!(step("serviceaccount.yaml"), "create_namespace");
         assert_eq!(step("build-job.yaml"), "build_image");
-        for n in ["configmap.yaml", "networkpolicy.yaml", "service.yaml", "migrate-job.yaml", "deployment.yaml", "worker.yaml"] {
+        for n in [
+            "configmap.yaml",
+            "networkpolicy.yaml",
+            "service.yaml",
+            "migrate-job.yaml",
+            "deployment.yaml",
+            "worker.yaml",
+        ] {
             assert!(names.contains(&n), "{n}");
             assert_eq!(step(n), "deploy_app", "{n}");
         }
         assert_eq!(step("ingress.yaml"), "configure_ingress");
         assert_eq!(step("certificate.yaml"), "setup_ssl");
-        for n in ["servicemonitor.yaml", "prometheusrule.yaml", "grafana-dashboard.yaml"] {
+        for n in [
+            "servicemonitor.yaml",
+            "prometheusrule.yaml",
+            "grafana-dashboard.yaml",
+        ] {
             assert_eq!(step(n), "configure_monitoring", "{n}");
         }
     }
@@ -908,7 +943,10 @@ mod tests {
             !["dashboard.json", "alertmanager-route.yaml", "_pod.yaml"].contains(n)
         }) {
             let at = order(step_of(name));
-            assert!(at >= last, "{name} is applied by an earlier step than the template before it");
+            assert!(
+                at >= last,
+                "{name} is applied by an earlier step than the template before it"
+            );
             last = at;
         }
         assert_eq!(
