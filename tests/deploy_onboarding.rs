@@ -4,43 +4,24 @@
 //!
 //! Outside CI a missing `git` or `dnsmasq` skips a test with the reason printed; in CI it fails
 //! (.ci/run installs them). Every server is started on a free port, waited on until its port
-//! answers, and stopped by PID when its guard drops.
+//! answers, and stopped by PID when its guard drops. The git CLI, dnsmasq and the server starter
+//! are in tests/common (git.rs, dnsmasq.rs, programs.rs), shared with tests/real_cluster_deploy.rs.
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use aiops::deploy::detect::{self, DetectOptions, Detection, Framework, Source};
 use aiops::deploy::dns::{self, Expected};
-use common::programs::{Proc, free_port, require};
-use common::wait;
+use common::dnsmasq::Dnsmasq;
+use common::git::{git, git_bin};
+use common::programs::{Proc, start_listening};
 
 // ---------------------------------------------------------------------------------------------
 // git
-
-/// Runs `git args` in `dir`, isolated from this machine's git configuration; panics on failure.
-fn git(git_bin: &Path, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(git_bin)
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 /// A bare repository `shop.git` under a temporary directory: `main` is a Go service after three
 /// commits (so a depth-1 fetch is distinguishable from a full one); `site` replaces it with a
@@ -95,11 +76,6 @@ impl SampleRepo {
     fn rev(&self, rev: &str) -> String {
         git(&self.git, &self.bare(), &["rev-parse", rev])
     }
-}
-
-/// The git binary, or `None` (skipped) outside CI.
-fn git_bin() -> Option<PathBuf> {
-    Some(require(&["git"], "apt-get install git")?.remove(0))
 }
 
 async fn detect_git(url: &str, reference: Option<&str>) -> Result<Detection, detect::Error> {
@@ -293,62 +269,6 @@ async fn credentials_in_a_git_url_never_reach_the_error() {
 // ---------------------------------------------------------------------------------------------
 // DNS
 
-/// Debian's dnsmasq answering for `.test` on 127.0.0.1, NXDOMAIN for names it does not know;
-/// killed by PID on drop.
-struct Dnsmasq {
-    proc: Proc,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Dnsmasq {
-    async fn start(bin: &Path) -> Dnsmasq {
-        let dir = tempfile::tempdir().unwrap();
-        let pid_file = dir.path().join("dnsmasq.pid");
-        let (proc, port) = start_listening("dnsmasq", dir.path(), |port| {
-            let mut cmd = Command::new(bin);
-            cmd.args([
-                "--no-daemon",
-                "--no-resolv",
-                "--no-hosts",
-                "--conf-file=/dev/null",
-                "--listen-address=127.0.0.1",
-                "--bind-interfaces",
-                "--log-queries",
-                "--log-facility=-",
-                // Names in .test are answered here only: an unknown one is NXDOMAIN.
-                "--local=/test/",
-                "--host-record=right.test,10.0.0.5",
-                "--host-record=wrong.test,203.0.113.9",
-                "--host-record=lb.ingress.test,198.51.100.7",
-                "--host-record=split.test,10.0.0.5",
-                "--host-record=split.test,203.0.113.9",
-                // CNAME targets must be names dnsmasq knows itself (host records).
-                "--cname=alias.test,right.test",
-                "--cname=stale.test,wrong.test",
-                "--cname=lb-alias.test,lb.ingress.test",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--pid-file={}", pid_file.display()));
-            cmd
-        })
-        .await;
-        Dnsmasq {
-            proc,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            _dir: dir,
-        }
-    }
-
-    fn options(&self) -> dns::Options {
-        dns::Options {
-            nameserver: Some(self.addr),
-            timeout: Duration::from_secs(2),
-            attempts: 1,
-        }
-    }
-}
-
 fn ingress(addresses: &[&str], hostnames: &[&str]) -> Expected {
     Expected {
         addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
@@ -360,10 +280,23 @@ fn ip(a: &str) -> IpAddr {
     a.parse().unwrap()
 }
 
-/// dnsmasq, or `None` (skipped) outside CI.
+/// The records the DNS tests ask about: names in .test are answered here only (an unknown one
+/// is NXDOMAIN); CNAME targets must be names dnsmasq knows itself (host records).
+const RECORDS: &[&str] = &[
+    "--local=/test/",
+    "--host-record=right.test,10.0.0.5",
+    "--host-record=wrong.test,203.0.113.9",
+    "--host-record=lb.ingress.test,198.51.100.7",
+    "--host-record=split.test,10.0.0.5",
+    "--host-record=split.test,203.0.113.9",
+    "--cname=alias.test,right.test",
+    "--cname=stale.test,wrong.test",
+    "--cname=lb-alias.test,lb.ingress.test",
+];
+
+/// dnsmasq serving [`RECORDS`], or `None` (skipped) outside CI.
 async fn dnsmasq() -> Option<Dnsmasq> {
-    let bin = require(&["dnsmasq"], "apt-get install dnsmasq-base")?.remove(0);
-    Some(Dnsmasq::start(&bin).await)
+    Dnsmasq::require(RECORDS).await
 }
 
 #[tokio::test]
@@ -476,49 +409,6 @@ async fn a_dns_server_that_does_not_answer_is_a_resolver_error_naming_it() {
         .unwrap_err();
     assert!(matches!(e, dns::Error::Resolver { .. }), "{e:?}");
     assert!(e.to_string().contains(&addr.to_string()), "{e}");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Starting servers
-
-/// Starts a server that takes its port on the command line, on a free port, and waits until
-/// the port accepts TCP connections; tries another port when the one picked was taken in
-/// between (tests run concurrently).
-async fn start_listening(
-    name: &str,
-    log_dir: &Path,
-    command: impl Fn(u16) -> Command,
-) -> (Proc, u16) {
-    let mut last = String::new();
-    for attempt in 0..3 {
-        let port = free_port();
-        let log = log_dir.join(format!("{}-{attempt}.log", name.replace(' ', "-")));
-        let log_name = log.display().to_string();
-        let mut proc = Proc::spawn(name, command(port), log);
-        let up = wait::until(
-            &format!("{name} to listen on 127.0.0.1:{port} (or exit)"),
-            Duration::from_secs(20),
-            async || {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    Some(true)
-                } else if !proc.running() {
-                    Some(false)
-                } else {
-                    None
-                }
-            },
-            move || format!("its log: {log_name}"),
-        )
-        .await;
-        if up {
-            return (proc, port);
-        }
-        last = proc.log_tail();
-        if !last.contains("in use") {
-            break;
-        }
-    }
-    panic!("{name} did not start\n{last}")
 }
 
 /// The original design's example registration through `POST /api/apps`: name, display name,

@@ -488,7 +488,12 @@ async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its
         "aiops deploy to be rolling out",
         Duration::from_secs(30),
         async || {
-            let d = store.deployments("shop", 1).await.ok()?.into_iter().next()?;
+            let d = store
+                .deployments("shop", 1)
+                .await
+                .ok()?
+                .into_iter()
+                .next()?;
             let steps = store.deployment_steps(d.id).await.ok()?;
             (steps.get(4)?.status == aiops::store::StepStatus::Running).then_some(())
         },
@@ -513,6 +518,10 @@ async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its
     );
     let steps = store.deployment_steps(1).await.unwrap();
     assert_eq!(steps[4].status, aiops::store::StepStatus::Failed);
-    assert!(steps[5..].iter().all(|s| s.status == aiops::store::StepStatus::NotRun));
+    assert!(
+        steps[5..]
+            .iter()
+            .all(|s| s.status == aiops::store::StepStatus::NotRun)
+    );
     store.close().await;
 }

@@ -7,8 +7,14 @@
 //! minimal.
 //!
 //! Its own binary (and control plane) beside tests/real_cluster.rs, which proves the daemon's
-//! repair role: the two roles are separate, and so are their tests. Every test deploys the
-//! django case (every kind deploy applies) into a namespace of its own.
+//! repair role: the two roles are separate, and so are their tests. The role tests deploy the
+//! django case (every kind deploy applies), each into a namespace of its own.
+//!
+//! The issue's "done when" is here too: the original design's registration of a git app through
+//! `POST /api/apps` (its framework detected from a repository served by `git http-backend`),
+//! deployed by the daemon through `POST /api/apps/{name}/deploy` as the same role, its DNS
+//! checked against dnsmasq and its image "built" by the Kaniko Job, with `GET` showing each
+//! step while it runs.
 
 mod common;
 mod control_plane;
@@ -354,4 +360,344 @@ async fn without_create_a_first_deploy_is_refused_at_the_namespace_it_would_crea
         "{}",
         out.text()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The issue's "done when": the original design's registration, deployed through the API.
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+/// The ingress address the app's domain must resolve to.
+const INGRESS: &str = "10.0.0.5";
+
+/// Where builds push (nothing is pushed: see the test).
+const REGISTRY: &str = "registry.aiops.test/apps";
+
+/// A small flask app, as a developer's repository holds it: detection finds flask in
+/// requirements.txt; the Dockerfile is what Kaniko would build (the build Job names no other).
+const FLASK_APP: &[(&str, &str)] = &[
+    ("requirements.txt", "flask==3.0.3\ngunicorn==22.0.0\n"),
+    (
+        "app.py",
+        "from flask import Flask\n\napp = Flask(__name__)\n\n\n@app.get(\"/\")\ndef index():\n    return \"shop\"\n\n\n@app.get(\"/healthz\")\ndef healthz():\n    return \"ok\"\n",
+    ),
+    (
+        "Dockerfile",
+        "FROM python:3.12-slim\nWORKDIR /app\nCOPY requirements.txt .\nRUN pip install -r requirements.txt\nCOPY . .\nCMD [\"gunicorn\", \"-b\", \"0.0.0.0:8000\", \"app:app\"]\n",
+    ),
+];
+
+/// `(name, status, detail)` of each step of a deployment as the API shows it.
+fn steps_of(view: &Value) -> Vec<(String, String, String)> {
+    view["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no steps: {view:#}"))
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+                s["detail"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// What one poll of the deployment showed: its status and each step's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Snapshot {
+    status: String,
+    steps: Vec<(String, String)>,
+}
+
+impl Snapshot {
+    fn of(view: &Value) -> Snapshot {
+        Snapshot {
+            status: view["status"].as_str().unwrap_or_default().to_string(),
+            steps: steps_of(view).into_iter().map(|(n, s, _)| (n, s)).collect(),
+        }
+    }
+
+    /// The step running, when every step before it has finished (succeeded or skipped) and none
+    /// after it has started: a deployment caught mid-way, as a portal shows it.
+    fn running_step(&self) -> Option<&str> {
+        let at = self.steps.iter().position(|(_, s)| s == "running")?;
+        let before = self.steps[..at]
+            .iter()
+            .all(|(_, s)| s == "succeeded" || s == "skipped");
+        let after = self.steps[at + 1..].iter().all(|(_, s)| s == "pending");
+        (before && after).then(|| self.steps[at].0.as_str())
+    }
+}
+
+impl std::fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let steps: Vec<String> = self.steps.iter().map(|(n, s)| format!("{n}={s}")).collect();
+        write!(f, "{}: {}", self.status, steps.join(" "))
+    }
+}
+
+/// The issue's "done when": the original design's example registration (name, display name,
+/// domain, git source, no framework, plan) is accepted by `POST /api/apps` with its framework
+/// detected from a repository served over smart HTTP by `git http-backend`; `POST
+/// /api/apps/{name}/deploy` then runs, in the daemon (a process, as the ServiceAccount bound to
+/// exactly the printed deploy role), the DNS check against dnsmasq, the Kaniko build Job and
+/// every other step on the real control plane, while `GET` shows each step's status.
+///
+/// Nothing is pushed to the registry: nodesim completes the build Job's pod without running
+/// Kaniko (or any container), so the image is named but never built, and the Deployment's
+/// pods become Ready all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_designs_registration_is_detected_dns_checked_built_and_deployed_through_the_api_with_its_steps_visible()
+ {
+    use aiops::auth::Role;
+    use common::{Spawn, TestApp, git, git_http::GitHttp};
+    use k8s_openapi::api::batch::v1::Job;
+
+    let Some(env) = KubeEnv::get().await else {
+        return;
+    };
+    let Some(git_bin) = git::git_bin() else {
+        return;
+    };
+    let domain = "shop.example.com";
+    // The zone's own server: example.com is answered here (no AAAA record is NODATA, as from
+    // an authoritative server; without --local dnsmasq would refuse what it cannot forward).
+    let host_record = format!("--host-record={domain},{INGRESS}");
+    let Some(dns) =
+        common::dnsmasq::Dnsmasq::require(&["--local=/example.com/", host_record.as_str()]).await
+    else {
+        return;
+    };
+
+    // The repository, served over http as a git host serves it.
+    let repos = tempfile::tempdir().unwrap();
+    git::bare_repo(&git_bin, repos.path(), "shop", FLASK_APP);
+    let server = GitHttp::start(&git_bin, repos.path()).await;
+    let source_url = server.url("shop.git");
+
+    // The daemon, as the ServiceAccount bound to exactly the printed deploy role.
+    let sa_ns = env.namespace("deploy-e2e").await;
+    let app_ns = env.namespace_to_be_created("deploy-e2e-app");
+    let ns = app_ns.name.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = service_account_kubeconfig(
+        env,
+        &sa_ns.name,
+        &deploy_role(),
+        &dir.path().join("kubeconfig"),
+    )
+    .await;
+    let app = TestApp::spawn(
+        Spawn::new(Db::Sqlite)
+            .env("AIOPS_JWT_SECRET", SECRET)
+            .env("AIOPS_CLUSTER_STATE_FILE", "")
+            .env("AIOPS_KUBECONFIG", &kubeconfig.display().to_string())
+            .env("AIOPS_DEPLOY_INGRESS_ADDRESSES", INGRESS)
+            .env("AIOPS_DEPLOY_DNS_SERVER", &dns.addr.to_string())
+            .env("AIOPS_DEPLOY_SOURCE_HOSTS", "127.0.0.1")
+            .env("AIOPS_DEPLOY_REGISTRY", REGISTRY)
+            .env("AIOPS_DEPLOY_POLL", "100ms")
+            .env("AIOPS_DEPLOY_TIMEOUT", "90s"),
+    )
+    .await;
+    let editor = common::api::token(SECRET, Role::Editor, &[ns]);
+    let context = || {
+        format!(
+            "{}\n--- git http-backend served:\n{}\n{}",
+            app.log_text(),
+            server.served().join("\n"),
+            dns.proc.log_tail()
+        )
+    };
+
+    // The original design's registration, in a namespace of this test's.
+    let (status, registered) = app
+        .api_register_app(
+            &editor,
+            format!(
+                "name: shop\ndisplay_name: Shop\ndomain: {domain}\nsource_type: git\n\
+                 source_url: {source_url}\nplan: standard\nnamespace: {ns}\n"
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{registered}\n{}", context());
+    assert_eq!(registered["namespace"], ns);
+    assert_eq!(registered["spec"]["framework"], "flask", "{registered:#}");
+    assert_eq!(registered["spec"]["display_name"], "Shop");
+    // Detected by a fetch over smart HTTP (gix), through the real git http-backend.
+    let served = server.served();
+    assert!(
+        served
+            .iter()
+            .any(|r| r.starts_with("GET /shop.git/info/refs?service=git-upload-pack → 200"))
+            && served
+                .iter()
+                .any(|r| r == "POST /shop.git/git-upload-pack → 200"),
+        "{served:#?}"
+    );
+
+    // The deployment: 202 with its nine steps, then followed until it ends.
+    let r = app
+        .client
+        .post(app.url("/api/apps/shop/deploy"))
+        .bearer_auth(&editor)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let queued: Value = r.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/api/apps/shop/deployments/{}", queued["id"])
+    );
+    assert_eq!(
+        steps_of(&queued)
+            .iter()
+            .map(|s| s.0.as_str())
+            .collect::<Vec<_>>(),
+        aiops::deploy::steps::Step::names()
+    );
+    let image = queued["image"].as_str().unwrap().to_string();
+    assert!(
+        image.starts_with(&format!("{REGISTRY}/shop:b")),
+        "{queued:#}"
+    );
+
+    let mut seen: Vec<Snapshot> = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let done = loop {
+        let (status, view) = app.api_get(&editor, &location).await;
+        assert_eq!(status, 200, "{view}");
+        let snapshot = Snapshot::of(&view);
+        if seen.last() != Some(&snapshot) {
+            seen.push(snapshot);
+        }
+        if matches!(view["status"].as_str(), Some("succeeded" | "failed")) {
+            break view;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deployment did not finish: {view:#}\n{}",
+            context()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    for s in &seen {
+        eprintln!("seen: {s}");
+    }
+    assert_eq!(done["status"], "succeeded", "{done:#}\n{}", context());
+    let running: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.status == "running")
+        .filter_map(Snapshot::running_step)
+        .collect();
+    eprintln!("steps seen running: {running:?}");
+    assert!(
+        !running.is_empty(),
+        "no snapshot showed a step running after the ones before it ended: {seen:#?}"
+    );
+
+    let by_name: std::collections::HashMap<String, (String, String)> = steps_of(&done)
+        .into_iter()
+        .map(|(n, s, d)| (n, (s, d)))
+        .collect();
+    let is = |name: &str, status: &str, says: &str| {
+        let (s, d) = &by_name[name];
+        assert!(
+            s == status && d.contains(says),
+            "{name}: {s} ({d}), wanted {status} saying {says:?}"
+        );
+    };
+    is(
+        "check_dns",
+        "succeeded",
+        &format!("dns: {domain} → {INGRESS} (the ingress)"),
+    );
+    // Detected at registration and stored: the deployment reads it from the spec.
+    is("detect_framework", "skipped", "the spec names flask");
+    is("create_namespace", "succeeded", &format!("Namespace {ns}"));
+    is(
+        "build_image",
+        "succeeded",
+        &format!("built {image} from {source_url} (Job {ns}/shop-build-"),
+    );
+    is("deploy_app", "succeeded", "successfully rolled out");
+    is(
+        "configure_ingress",
+        "succeeded",
+        &format!("Ingress {ns}/shop"),
+    );
+    is(
+        "setup_ssl",
+        "succeeded",
+        &format!("Certificate {ns}/shop-tls"),
+    );
+    is(
+        "configure_monitoring",
+        "succeeded",
+        &format!("PrometheusRule {ns}/shop"),
+    );
+    is("setup_auto_repair", "succeeded", "→ restart");
+
+    // On the real server: the build Job, as Kaniko would have run it, completed...
+    let client = env.client().await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let builds = jobs
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/component=build"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(builds.len(), 1, "{builds:#?}");
+    let job = &builds[0];
+    let container = &job.spec.clone().unwrap().template.spec.unwrap().containers[0];
+    let port = server.addr.port();
+    assert_eq!(
+        container.args.clone().unwrap_or_default(),
+        [
+            format!("--context=git://127.0.0.1:{port}/shop.git"),
+            format!("--destination={image}"),
+        ]
+    );
+    let env_vars: Vec<(String, String)> = container
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        env_vars,
+        [("GIT_PULL_METHOD".to_string(), "http".to_string())]
+    );
+    // What Kaniko would clone (the context's host and path, over GIT_PULL_METHOD's scheme) is
+    // the repository, Dockerfile and all. In a real cluster the repository would be on a git
+    // host the pod reaches; here nodesim runs no container, so the test's 127.0.0.1 is fine.
+    let clone = tempfile::tempdir().unwrap();
+    let kaniko_url = format!("http://127.0.0.1:{port}/shop.git");
+    git::git(
+        &git_bin,
+        clone.path(),
+        &["clone", "-q", &kaniko_url, "shop"],
+    );
+    assert!(clone.path().join("shop/Dockerfile").is_file());
+    let status = job.status.clone().unwrap_or_default();
+    assert_eq!(status.succeeded, Some(1), "{status:#?}");
+    assert!(
+        status
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Complete" && c.status == "True"),
+        "{:#?}",
+        job.status
+    );
+
+    // ...and the Deployment runs exactly the image it named, rolled out.
+    let d = wait_deployment_rolled_out(&client, ns, "shop").await;
+    let pod = d.spec.clone().unwrap().template.spec.unwrap();
+    assert_eq!(pod.containers.len(), 1, "{pod:#?}");
+    assert_eq!(image_of(&d, &pod.containers[0].name), image);
 }

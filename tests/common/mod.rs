@@ -9,6 +9,8 @@
 //! - [`stand_ins`]: recording HTTP and SMTP servers for the services the daemon calls;
 //! - [`process`]: the binary as a child process (`serve`, one-shot commands);
 //! - [`programs`]: other programs a test starts (found on PATH, stopped by PID);
+//! - [`dnsmasq`]: Debian's dnsmasq as a test's DNS server;
+//! - [`git`], [`git_http`]: the git CLI, test repositories, and smart HTTP serving them;
 //! - [`in_process`]: the daemon on the test's runtime;
 //! - [`wait`]: waiting on a condition with a deadline;
 //! - [`files`]: the repository's files.
@@ -23,7 +25,10 @@ pub mod api;
 pub mod app;
 pub mod console;
 pub mod db;
+pub mod dnsmasq;
 pub mod files;
+pub mod git;
+pub mod git_http;
 pub mod in_process;
 pub mod payload;
 pub mod process;

@@ -3,8 +3,10 @@
 //! its PID. Shared by the end-to-end harness (tests/e2e/harness.rs) and the deploy tests.
 
 use std::fs::File;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use super::in_ci;
 use super::stand_ins::closed_addr;
@@ -107,4 +109,44 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts a server that takes its port on the command line, on a free port, and waits until
+/// the port accepts TCP connections; tries another port when the one picked was taken in
+/// between (tests run concurrently).
+pub async fn start_listening(
+    name: &str,
+    log_dir: &Path,
+    command: impl Fn(u16) -> Command,
+) -> (Proc, u16) {
+    let mut last = String::new();
+    for attempt in 0..3 {
+        let port = free_port();
+        let log = log_dir.join(format!("{}-{attempt}.log", name.replace(' ', "-")));
+        let log_name = log.display().to_string();
+        let mut proc = Proc::spawn(name, command(port), log);
+        let up = super::wait::until(
+            &format!("{name} to listen on 127.0.0.1:{port} (or exit)"),
+            Duration::from_secs(20),
+            async || {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    Some(true)
+                } else if !proc.running() {
+                    Some(false)
+                } else {
+                    None
+                }
+            },
+            move || format!("its log: {log_name}"),
+        )
+        .await;
+        if up {
+            return (proc, port);
+        }
+        last = proc.log_tail();
+        if !last.contains("in use") {
+            break;
+        }
+    }
+    panic!("{name} did not start\n{last}")
 }
