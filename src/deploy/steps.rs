@@ -628,7 +628,14 @@ impl Run<'_> {
             )));
         }
         if let Some(fw) = self.spec.framework {
-            return Ok(Done::Skipped(format!("the spec names {}", fw.as_str())));
+            return Ok(Done::Skipped(match self.spec.source_type {
+                SourceType::Docker => format!("the spec names {}", fw.as_str()),
+                // `POST /api/apps` stores what it detected in the spec.
+                _ => format!(
+                    "the spec names {} (written, or detected when the app was registered)",
+                    fw.as_str()
+                ),
+            }));
         }
         let url = self
             .spec
