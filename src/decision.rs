@@ -71,28 +71,33 @@ pub fn verdict_of(reason: &str) -> Option<Verdict> {
 }
 
 /// The decision in one sentence for the on-call: what matched, what aiops did, and why.
-/// `detail` is what the pipeline recorded (the guard's explanation, or the job's plan).
+/// `detail` is what the pipeline recorded (the guard's explanation, or the job's plan);
+/// `by_hand` who asked, when a person ran the repair by hand (`POST /api/repairs`) rather than
+/// a rule matching the alert.
 pub fn sentence(
     verdict: Verdict,
     reason: &str,
     rule: Option<&str>,
     detail: &str,
     job_id: Option<i64>,
+    by_hand: Option<&str>,
 ) -> String {
     let rule = rule.unwrap_or("-");
+    let cause = match by_hand {
+        Some(by) => format!("{by} ran a repair by hand under rule {rule}"),
+        None => format!("rule {rule} matched"),
+    };
     match verdict {
         Verdict::Job => {
             let job = job_id.map_or_else(|| "a job".to_string(), |id| format!("job {id}"));
             if reason == DRY_RUN {
-                format!(
-                    "rule {rule} matched; {job} records what it would do, changing nothing: {detail}"
-                )
+                format!("{cause}; {job} records what it would do, changing nothing: {detail}")
             } else {
-                format!("rule {rule} matched; {job} repairs it: {detail}")
+                format!("{cause}; {job} repairs it: {detail}")
             }
         }
         Verdict::Refused => {
-            format!("rule {rule} matched, but aiops did not act ({reason}): {detail}")
+            format!("{cause}, but aiops did not act ({reason}): {detail}")
         }
         Verdict::Skipped => {
             "no rule matches this alert's labels, so aiops did not act on it".to_string()
@@ -127,6 +132,7 @@ mod tests {
             Some("restart-on-down"),
             "the labels name no namespace",
             None,
+            None,
         );
         assert_eq!(
             s,
@@ -138,7 +144,38 @@ mod tests {
             Some("r"),
             "restart on a/Deployment/b",
             Some(7),
+            None,
         );
         assert!(s.contains("job 7") && s.contains("changing nothing"), "{s}");
+    }
+
+    #[test]
+    fn a_decision_made_by_hand_says_who_asked_instead_of_a_match() {
+        let s = sentence(
+            Verdict::Job,
+            PLAN,
+            Some("restart"),
+            "restart on prod/Deployment/web",
+            Some(3),
+            Some("alice"),
+        );
+        assert_eq!(
+            s,
+            "alice ran a repair by hand under rule restart; job 3 repairs it: restart on prod/Deployment/web"
+        );
+        let s = sentence(
+            Verdict::Refused,
+            "cooldown",
+            Some("restart"),
+            "cooldown 10m lasts until …",
+            None,
+            Some("alice"),
+        );
+        assert!(
+            s.starts_with(
+                "alice ran a repair by hand under rule restart, but aiops did not act (cooldown)"
+            ),
+            "{s}"
+        );
     }
 }

@@ -439,6 +439,7 @@ async fn the_openapi_document_describes_exactly_the_routes_that_answer() {
                 "GET /api/alerts",
                 "GET /api/alerts/{id}",
                 "GET /api/repairs",
+                "POST /api/repairs",
                 "GET /api/repairs/{id}",
                 "POST /api/repairs/{id}/approve",
                 "POST /api/repairs/{id}/reject",

@@ -1,4 +1,5 @@
-//! The JSON API under `/api`: alerts, repairs and the knowledge base, per app.
+//! The JSON API under `/api`: alerts, repairs and the knowledge base, per app. Running a
+//! repair by hand (`POST /api/repairs`) is in [`super::repairs`].
 //!
 //! Every route but `/api/openapi.json` needs a JWT ([`Claims`]). A token sees only the apps
 //! (namespaces) it names, admins every app: another app's item answers 404 exactly as a missing
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Claims;
+use super::repairs::run_repair;
 use super::respond::{audit, internal, not_found, unreadable};
 use super::{ApiError, AppState};
 use crate::decision::Verdict;
@@ -31,7 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/openapi.json", get(openapi))
         .route("/api/alerts", get(list_alerts))
         .route("/api/alerts/{id}", get(get_alert))
-        .route("/api/repairs", get(list_repairs))
+        .route("/api/repairs", get(list_repairs).post(run_repair))
         .route("/api/repairs/{id}", get(get_repair))
         .route("/api/kb/stats", get(kb_stats))
         .route("/api/kb/similar", get(kb_similar))

@@ -16,6 +16,7 @@ pub(crate) mod maintenance;
 pub mod monitor;
 mod openapi;
 mod ops;
+pub mod repairs;
 pub(crate) mod respond;
 pub mod server;
 pub mod throttle;
@@ -301,6 +302,17 @@ impl ApiError {
     pub fn field(mut self, field: impl Into<String>) -> ApiError {
         self.body["field"] = json!(field.into());
         self
+    }
+
+    /// Adds another key to the body (a refusal's `reason` code, say).
+    pub fn with(mut self, key: &'static str, value: serde_json::Value) -> ApiError {
+        self.body[key] = value;
+        self
+    }
+
+    /// The field the error names, if any.
+    pub fn field_name(&self) -> Option<&str> {
+        self.body["field"].as_str()
     }
 
     /// Adds a response header.

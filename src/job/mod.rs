@@ -9,6 +9,10 @@
 //! `notify`, or `choose: best` with `from`), so a spec reads like the rule it came from and the
 //! `/api/repairs` answer keeps its keys (`params`, `escalate`, `verify`).
 //!
+//! A repair an editor asked for through `POST /api/repairs` carries a [`ByHand`]: who asked
+//! and why. It is part of the spec so that every job of its chain keeps it and every reader of
+//! a job (the API, the console, the knowledge base's SQL through `jobs.requested_by`) sees it.
+//!
 //! This module imports only `rules` (the rule model it converts from).
 
 use std::collections::BTreeMap;
@@ -146,6 +150,19 @@ impl From<&EscalationStep> for ChainStep {
     }
 }
 
+/// Who started a repair by hand (`POST /api/repairs`), and why.
+///
+/// Snapshotted into the spec like the mode: every job of the chain the run starts keeps it,
+/// since the next step is part of the repair a person asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByHand {
+    /// The API token's subject (`sub`).
+    pub by: String,
+    /// The free text given with the request, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// What a job does: its playbook and parameters, the chain that follows a failure, and how a
 /// success is verified. Snapshotted from the rule when the job is created.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -173,6 +190,10 @@ pub struct JobSpec {
     /// `gitops.defaults` for each kind of change. Every job of a chain keeps the first one's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gitops: Option<GitopsPolicy>,
+    /// Set when a person started the repair through `POST /api/repairs` (`None`: an alert
+    /// matched the rule). Every job of a chain keeps the first one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_hand: Option<ByHand>,
 }
 
 impl JobSpec {
@@ -186,6 +207,7 @@ impl JobSpec {
             mode: Mode::Auto,
             approval: None,
             gitops: None,
+            by_hand: None,
         }
     }
 
@@ -207,6 +229,7 @@ impl JobSpec {
             mode,
             approval: (mode == Mode::Approve).then(|| trust.approval_of(rule)),
             gitops: rule.gitops,
+            by_hand: None,
         }
     }
 
@@ -221,6 +244,7 @@ impl JobSpec {
             mode: self.mode,
             approval: self.approval.clone(),
             gitops: self.gitops,
+            by_hand: self.by_hand.clone(),
         }
     }
 

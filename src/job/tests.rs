@@ -47,6 +47,10 @@ fn full_spec() -> JobSpec {
             approvers: vec!["telegram:42".parse().unwrap()],
         }),
         gitops: Some(crate::rules::GitopsPolicy::Hold),
+        by_hand: Some(ByHand {
+            by: "alice".into(),
+            reason: Some("web is stuck after the deploy".into()),
+        }),
     }
 }
 
@@ -81,6 +85,7 @@ fn the_stored_shape_is_the_rules_file_shape_with_durations_in_milliseconds() {
             "mode": "approve",
             "approval": {"expires_ms": 900_000, "approvers": ["telegram:42"]},
             "gitops": "hold",
+            "by_hand": {"by": "alice", "reason": "web is stuck after the deploy"},
         })
     );
 }
@@ -101,6 +106,8 @@ fn missing_keys_of_a_stored_spec_take_their_defaults() {
     assert_eq!(spec.approval, None);
     // Specs stored before GitOps awareness take the settings' defaults per kind of change.
     assert_eq!(spec.gitops, None);
+    // Every job before POST /api/repairs was started by an alert.
+    assert_eq!(spec.by_hand, None);
     assert_eq!(
         spec.chain,
         vec![ChainStep::Playbook {
@@ -156,6 +163,8 @@ rules:
         resolved_within: Some(Duration::from_secs(300)),
         ..Verify::default()
     };
+    // A rule's job is the rule's: nobody ran it by hand.
+    expected.by_hand = None;
     assert_eq!(spec, expected);
 }
 
@@ -169,6 +178,8 @@ fn the_next_job_of_a_chain_keeps_the_chain_and_the_verification() {
     // Every step of an approve-mode chain waits for approval again, under the same policy.
     assert_eq!((next.mode, next.approval), (spec.mode, spec.approval));
     assert_eq!(next.gitops, spec.gitops);
+    // A chain a person started by hand stays theirs to the end.
+    assert_eq!(next.by_hand, spec.by_hand);
 }
 
 #[test]

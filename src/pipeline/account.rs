@@ -1,4 +1,5 @@
-//! Counting a committed webhook's decisions in the metrics, and waking the workers for its jobs.
+//! Counting a committed webhook's decisions (or a repair run by hand) in the metrics, and
+//! waking the workers for their jobs.
 
 use super::{Core, Report, RuleVerdict};
 use crate::alert::Status;
@@ -37,36 +38,51 @@ impl Core {
                 m.decision(Verdict::Skipped, decision::NO_RULE, None);
             }
             for rv in &a.rules {
-                match rv {
-                    RuleVerdict::Job {
-                        rule,
-                        job_id,
-                        state,
-                        plan,
-                        ..
-                    } => {
-                        m.rule_matches.with_label_values(&[rule.as_str()]).inc();
-                        m.jobs.entered(state.as_str(), plan.mode);
-                        m.decision(
-                            Verdict::Job,
-                            decision::job_reason(plan.dry_run),
-                            Some(plan.mode),
-                        );
-                        report.jobs.push(*job_id);
-                    }
-                    RuleVerdict::Refused {
-                        rule, reason, mode, ..
-                    } => {
-                        m.rule_matches.with_label_values(&[rule.as_str()]).inc();
-                        m.refusal(reason.as_str(), *mode);
-                        report.refused += 1;
-                    }
+                let rule = match rv {
+                    RuleVerdict::Job { rule, .. } | RuleVerdict::Refused { rule, .. } => rule,
+                };
+                m.rule_matches.with_label_values(&[rule.as_str()]).inc();
+                match self.count_verdict(rv) {
+                    Some(job_id) => report.jobs.push(job_id),
+                    None => report.refused += 1,
                 }
             }
         }
         if !report.jobs.is_empty() {
-            self.wake.notify_waiters();
-            self.wake.notify_one();
+            self.wake_workers();
         }
+    }
+
+    /// Counts one committed decision (a job entering its first state, or a refusal), as the
+    /// intake and a repair run by hand both record them; returns the job's id, if one was
+    /// created.
+    pub(super) fn count_verdict(&self, rv: &RuleVerdict) -> Option<i64> {
+        let m = &self.metrics;
+        match rv {
+            RuleVerdict::Job {
+                job_id,
+                state,
+                plan,
+                ..
+            } => {
+                m.jobs.entered(state.as_str(), plan.mode);
+                m.decision(
+                    Verdict::Job,
+                    decision::job_reason(plan.dry_run),
+                    Some(plan.mode),
+                );
+                Some(*job_id)
+            }
+            RuleVerdict::Refused { reason, mode, .. } => {
+                m.refusal(reason.as_str(), *mode);
+                None
+            }
+        }
+    }
+
+    /// Tells idle workers a job was created, so one claims it now rather than at its next poll.
+    pub(super) fn wake_workers(&self) {
+        self.wake.notify_waiters();
+        self.wake.notify_one();
     }
 }

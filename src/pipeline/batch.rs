@@ -479,6 +479,7 @@ impl Core {
                             outbox: self.outbox.as_deref(),
                             maintenance: &maintenance,
                             trust: &self.trust,
+                            by_hand: None,
                         };
                         let outcome = guard::decide(
                             tx,

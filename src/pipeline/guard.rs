@@ -11,6 +11,12 @@
 //! lane of its own: its target lock, cooldown and budget count only shadow jobs (so "would act"
 //! is what the rule would really have done, given its own history), real repairs never see its
 //! jobs, and it reads the storm brake without feeding or engaging it. Its job is a dry run.
+//!
+//! A repair run by hand (`POST /api/repairs`, `pipeline::hand`) is decided here too, by the rule
+//! that governs it (`Ctx::by_hand` set): the same guards in the same order, recorded the same
+//! way. What differs: the job's spec and the decision carry who asked ([`crate::job::ByHand`],
+//! `decisions.requested_by`), and, because a person is waiting for the answer, a full queue is
+//! a recorded `queue_full` refusal rather than a failed webhook (no Alertmanager retries it).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -20,7 +26,7 @@ use serde::Serialize;
 use super::{Plan, RuleVerdict};
 use crate::alert::Alert;
 use crate::config;
-use crate::job::JobSpec;
+use crate::job::{ByHand, JobSpec};
 use crate::rules::{Mode, Rule, Trust};
 use crate::store::{self, Decision, NewEscalation, NewJob, WriteTx};
 
@@ -45,9 +51,9 @@ pub enum Refusal {
     Budget,
     /// A maintenance window covering the target's namespace, app or rule is open.
     Maintenance,
-    /// A shadow rule found the shadow lane's queue at `jobs.queue_capacity`. Only shadow
-    /// decisions are refused this way: a real decision that finds its lane full fails the
-    /// webhook with a 503, so Alertmanager retries it.
+    /// A shadow rule, or a repair run by hand, found its lane's queue at
+    /// `jobs.queue_capacity`. A real decision on an alert that finds its lane full is not
+    /// refused this way: it fails the webhook with a 503, so Alertmanager retries it.
     QueueFull,
 }
 
@@ -112,6 +118,8 @@ pub(super) struct Ctx<'a> {
     /// The settings' `trust:` section: each rule's mode (and approval policy) is resolved
     /// against it when its job is created.
     pub trust: &'a Trust,
+    /// Who asked, when a person runs the repair by hand (`None` for an alert's decision).
+    pub by_hand: Option<&'a ByHand>,
 }
 
 /// Each lane's count of pending jobs, kept for one intake batch: read from the store at a lane's
@@ -264,7 +272,7 @@ pub(super) async fn decide(
             Refusal::NoTarget,
             detail,
             event_id,
-            now,
+            ctx,
             false,
         )
         .await;
@@ -281,7 +289,7 @@ pub(super) async fn decide(
             Refusal::InvalidTarget,
             detail,
             event_id,
-            now,
+            ctx,
             false,
         )
         .await;
@@ -300,7 +308,7 @@ pub(super) async fn decide(
             Refusal::NamespaceDenied,
             detail,
             event_id,
-            now,
+            ctx,
             false,
         )
         .await;
@@ -320,7 +328,7 @@ pub(super) async fn decide(
             Refusal::Maintenance,
             detail,
             event_id,
-            now,
+            ctx,
             false,
         )
         .await;
@@ -381,7 +389,7 @@ pub(super) async fn decide(
                 Refusal::StormBrake,
                 detail,
                 event_id,
-                now,
+                ctx,
                 opened,
             )
             .await;
@@ -400,7 +408,7 @@ pub(super) async fn decide(
             Refusal::TargetBusy,
             detail,
             event_id,
-            now,
+            ctx,
             false,
         )
         .await;
@@ -424,7 +432,7 @@ pub(super) async fn decide(
             Refusal::Cooldown,
             detail,
             event_id,
-            now,
+            ctx,
             false,
         )
         .await;
@@ -448,7 +456,7 @@ pub(super) async fn decide(
                 Refusal::Budget,
                 detail,
                 event_id,
-                now,
+                ctx,
                 false,
             )
             .await;
@@ -462,13 +470,18 @@ pub(super) async fn decide(
         None => tx.pending_jobs(mode).await?,
     };
     if depth >= i64::try_from(ctx.queue_capacity).unwrap_or(i64::MAX) {
-        if mode != Mode::Shadow {
+        if mode != Mode::Shadow && ctx.by_hand.is_none() {
             return Err(Error::QueueFull);
         }
         // Evidence is not worth a retry: the shadow rule's alert is refused, the webhook's
-        // real decisions stand.
+        // real decisions stand. A person running a repair by hand is told now, and retries.
+        let lane = if mode == Mode::Shadow {
+            "shadow"
+        } else {
+            "real"
+        };
         let detail = format!(
-            "{depth} shadow jobs are already pending (jobs.queue_capacity {})",
+            "{depth} {lane} jobs are already pending (jobs.queue_capacity {})",
             ctx.queue_capacity
         );
         return refuse(
@@ -479,7 +492,7 @@ pub(super) async fn decide(
             Refusal::QueueFull,
             detail,
             event_id,
-            now,
+            ctx,
             false,
         )
         .await;
@@ -495,7 +508,10 @@ pub(super) async fn decide(
         fingerprint: alert.fingerprint.clone(),
         alertname: alert.alertname().to_string(),
         rule: rule.name.clone(),
-        spec: JobSpec::for_rule_in(rule, ctx.trust),
+        spec: JobSpec {
+            by_hand: ctx.by_hand.cloned(),
+            ..JobSpec::for_rule_in(rule, ctx.trust)
+        },
         chain_index: 0,
         parent_id: None,
         target_namespace: target.namespace.clone(),
@@ -517,7 +533,7 @@ pub(super) async fn decide(
             Refusal::TargetBusy,
             detail,
             event_id,
-            now,
+            ctx,
             false,
         )
         .await;
@@ -550,6 +566,7 @@ pub(super) async fn decide(
         job_id: Some(job_id),
         created_at: now,
         mode,
+        requested_by: ctx.by_hand.map(|h| h.by.as_str()),
     })
     .await?;
     Ok(Outcome::Job(RuleVerdict::Job {
@@ -570,7 +587,7 @@ async fn refuse(
     reason: Refusal,
     detail: String,
     event_id: i64,
-    now: i64,
+    ctx: &Ctx<'_>,
     storm_opened: bool,
 ) -> Result<Outcome, Error> {
     // The API and the logs show the detail: a shadow rule's refusal withheld nothing real, and
@@ -589,8 +606,9 @@ async fn refuse(
         reason: reason.as_str(),
         detail: &detail,
         job_id: None,
-        created_at: now,
+        created_at: ctx.now,
         mode,
+        requested_by: ctx.by_hand.map(|h| h.by.as_str()),
     })
     .await?;
     tracing::info!(rule = %rule.name, repair_target = key.as_deref().unwrap_or("-"), reason = reason.as_str(), %detail, "repair refused");

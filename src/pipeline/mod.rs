@@ -8,10 +8,14 @@
 //!
 //! The in-memory cache (`seen`) only short-cuts alerts this process has already committed; the
 //! store's unique index decides for everything else, including re-sends to another replica.
+//!
+//! A repair run by hand (`POST /api/repairs`) is decided by the same guards ([`hand`]), in a
+//! transaction of its own under the same intake lock.
 
 mod account;
 mod batch;
 mod guard;
+pub mod hand;
 mod seen;
 
 use std::sync::{Arc, RwLock};
@@ -28,6 +32,7 @@ use crate::rules::{Mode, Target, Trust};
 use crate::store::{self, Store};
 
 pub use guard::Refusal;
+pub use hand::{HandOutcome, HandPlan, HandRun};
 
 /// Every reason code an alert's decision can have: the ones that are no guard's (`plan`,
 /// `dry_run`, `no_rule`), then the guards'. What `/api/alerts?reason=` and the console's

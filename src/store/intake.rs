@@ -63,6 +63,8 @@ pub struct Decision<'a> {
     /// The rule's trust mode. A shadow rule's decisions do not feed the storm brake: a rule
     /// being watched must not pause real repairs.
     pub mode: Mode,
+    /// Who asked, for a repair run by hand (`POST /api/repairs`); `None` for the intake's.
+    pub requested_by: Option<&'a str>,
 }
 
 impl WriteTx {
@@ -216,6 +218,7 @@ impl WriteTx {
             detail: d.detail.to_string(),
             job_id: d.job_id,
             created_at: d.created_at,
+            requested_by: d.requested_by.map(str::to_string),
         });
         if let Some(key) = feeds_storm(d) {
             let t = self
@@ -237,12 +240,12 @@ impl WriteTx {
         let deferred = std::mem::take(&mut self.deferred);
         for chunk in super::pow2_chunks(&deferred.decisions, 128) {
             let mut sql = String::from(
-                "INSERT INTO decisions (alert_event_id, rule, target_key, verdict, reason, detail, job_id, created_at) VALUES ",
+                "INSERT INTO decisions (alert_event_id, rule, target_key, verdict, reason, detail, job_id, created_at, requested_by) VALUES ",
             );
             sql.push_str(&super::values_list(
                 self.backend,
                 chunk.len(),
-                "(?, ?, ?, ?, ?, ?, ?, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ));
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for d in chunk {
@@ -254,7 +257,8 @@ impl WriteTx {
                     .bind(d.reason.clone())
                     .bind(d.detail.clone())
                     .bind(d.job_id)
-                    .bind(d.created_at);
+                    .bind(d.created_at)
+                    .bind(d.requested_by.clone());
             }
             q.execute(&mut *self.tx).await?;
         }
@@ -278,8 +282,8 @@ impl WriteTx {
     /// Records a verdict.
     pub async fn insert_decision(&mut self, d: &Decision<'_>) -> Result<i64> {
         let row = sqlx::query(
-            "INSERT INTO decisions (alert_event_id, rule, target_key, verdict, reason, detail, job_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO decisions (alert_event_id, rule, target_key, verdict, reason, detail, job_id, created_at, requested_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(d.alert_event_id)
         .bind(d.rule)
@@ -289,6 +293,7 @@ impl WriteTx {
         .bind(d.detail)
         .bind(d.job_id)
         .bind(d.created_at)
+        .bind(d.requested_by)
         .fetch_one(&mut *self.tx)
         .await?;
         if let Some(key) = feeds_storm(d) {

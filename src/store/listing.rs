@@ -114,6 +114,9 @@ pub struct AlertDecision {
     /// When it was decided.
     #[serde(serialize_with = "super::rfc3339::ms")]
     pub decided_at: i64,
+    /// Who asked, when a person ran a repair by hand from this alert (`POST /api/repairs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// Which rows a listing returns. `namespaces: None` means every app (admin); `Some` limits to
@@ -224,7 +227,7 @@ impl Where {
     }
 
     /// Adds a raw clause (its binds already added through [`Where::bind`]).
-    fn clause(&mut self, sql: String) {
+    pub(super) fn clause(&mut self, sql: String) {
         self.clauses.push(sql);
     }
 
@@ -427,7 +430,10 @@ impl Store {
         Ok(self.alerts_where(w, "").await?.pop())
     }
 
-    async fn alerts_where(&self, w: Where, tail: &str) -> Result<Vec<AlertRecord>> {
+    async fn alerts_where(&self, mut w: Where, tail: &str) -> Result<Vec<AlertRecord>> {
+        // The occurrence a repair run by hand against a target is recorded as (`store::hand`)
+        // is no alert: no listing shows it, and by id it is missing.
+        w.clause("requested_by IS NULL".into());
         let sql = format!(
             "SELECT id, fingerprint, status, alertname, namespace, severity, labels, annotations, starts_at, ends_at, \
              {RESOLVED_AT} AS resolved_at, generator_url, received_at FROM alert_events{}{tail}",
@@ -479,7 +485,7 @@ impl Store {
         let ps: Vec<String> = alerts.iter().map(|a| w.bind(a.id)).collect();
         let sql = format!(
             "SELECT d.alert_event_id, d.rule, d.target_key, d.verdict, d.reason, d.detail, d.job_id, \
-             d.created_at, j.dry_run FROM decisions d LEFT JOIN jobs j ON j.id = d.job_id \
+             d.created_at, d.requested_by, j.dry_run FROM decisions d LEFT JOIN jobs j ON j.id = d.job_id \
              WHERE d.alert_event_id IN ({}) ORDER BY d.id",
             ps.join(", ")
         );
@@ -501,8 +507,17 @@ impl Store {
             let rule: String = r.try_get("rule")?;
             let detail: String = r.try_get("detail")?;
             let job_id: Option<i64> = r.try_get("job_id")?;
+            let requested_by: Option<String> = r.try_get("requested_by")?;
             let d = AlertDecision {
-                sentence: decision::sentence(verdict, &reason, Some(&rule), &detail, job_id),
+                sentence: decision::sentence(
+                    verdict,
+                    &reason,
+                    Some(&rule),
+                    &detail,
+                    job_id,
+                    requested_by.as_deref(),
+                ),
+                requested_by,
                 detail,
                 rule: Some(rule),
                 verdict,
@@ -529,9 +544,11 @@ impl Store {
                         None,
                         "",
                         None,
+                        None,
                     ),
                     detail: String::new(),
                     decided_at: a.received_at,
+                    requested_by: None,
                 });
             }
         }

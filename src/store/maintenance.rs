@@ -161,13 +161,14 @@ impl Store {
 }
 
 impl WriteTx {
-    /// The maintenance refusals decided in `[start, end)` (epoch ms), oldest first.
+    /// The alerts' maintenance refusals decided in `[start, end)` (epoch ms), oldest first: a
+    /// repair run by hand that a window refused held no alert.
     pub async fn maintenance_held(&mut self, start: i64, end: i64) -> Result<Vec<HeldAlert>> {
         let rows = sqlx::query(
             "SELECT d.alert_event_id, d.rule, d.target_key, a.alertname, a.labels FROM decisions d \
              JOIN alert_events a ON a.id = d.alert_event_id \
-             WHERE d.reason = 'maintenance' AND d.created_at >= $1 AND d.created_at < $2 \
-             ORDER BY d.id",
+             WHERE d.reason = 'maintenance' AND d.requested_by IS NULL \
+             AND d.created_at >= $1 AND d.created_at < $2 ORDER BY d.id",
         )
         .bind(start)
         .bind(end)
@@ -218,16 +219,18 @@ impl WriteTx {
 
     /// The id of a recorded firing occurrence whose every decision is a maintenance refusal:
     /// held, not decided. Its re-send (Alertmanager repeats firing alerts) is decided again,
-    /// so an alert still firing when its window closes is acted on then.
+    /// so an alert still firing when its window closes is acted on then. Only the intake's
+    /// decisions count: a repair run by hand from the alert was a person's, not the alert's.
     pub async fn held_occurrence(&mut self, key: &crate::alert::DedupKey) -> Result<Option<i64>> {
         // It reads decisions: the batch's own must be written first.
         self.flush().await?;
         let row = sqlx::query(
             "SELECT a.id FROM alert_events a WHERE a.fingerprint = $1 AND a.status = 'firing' \
              AND a.starts_at = $2 AND a.resolved_at IS NULL \
-             AND EXISTS (SELECT 1 FROM decisions d WHERE d.alert_event_id = a.id) \
+             AND EXISTS (SELECT 1 FROM decisions d WHERE d.alert_event_id = a.id \
+                         AND d.requested_by IS NULL) \
              AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.alert_event_id = a.id \
-                             AND d.reason <> 'maintenance')",
+                             AND d.requested_by IS NULL AND d.reason <> 'maintenance')",
         )
         .bind(&key.fingerprint)
         .bind(key.starts_at_ms)

@@ -103,6 +103,7 @@ pub(super) struct DeferredDecision {
     pub detail: String,
     pub job_id: Option<i64>,
     pub created_at: i64,
+    pub requested_by: Option<String>,
 }
 
 /// Rows recorded but not yet written (see the module documentation).

@@ -17,7 +17,8 @@
 //! `approvals` (approve mode's clicks, used link nonces, the expiry sweep's reads), `shadow`
 //! (shadow mode's evidence), `history` (the recorded history as a timeline, and its replay into
 //! a scratch store for `aiops replay`), `timeline` (the console's repair timeline: a job's
-//! notifications with their attempts, the rest of its chain).
+//! notifications with their attempts, the rest of its chain), `hand` (the occurrence a repair
+//! run by hand against a target is recorded as).
 
 mod alert_center;
 mod approvals;
@@ -25,6 +26,7 @@ mod catalog;
 mod console;
 mod deploy;
 mod gitops;
+mod hand;
 mod history;
 mod inbox;
 mod intake;

@@ -25,10 +25,13 @@ pub struct ShadowFilter<'a> {
 }
 
 impl ShadowFilter<'_> {
-    /// The WHERE over `jobs j` selecting the first jobs of shadow chains.
+    /// The WHERE over `jobs j` selecting the first jobs of shadow chains. A repair run by hand
+    /// in shadow mode is a person's question, not what the rule did on an alert: it is no
+    /// evidence for the rule (`jobs.requested_by`, migration 0017).
     fn clauses(&self) -> Where {
         let mut w = Where::new();
         w.eq("j.created_at", ">=", self.since);
+        w.clause("j.requested_by IS NULL".into());
         if let Some(rule) = self.rule {
             w.eq("j.rule", "=", rule.to_string());
         }

@@ -213,6 +213,7 @@ mod tests {
             sentence: String::new(),
             detail: String::new(),
             decided_at: 950,
+            requested_by: None,
         };
         let alert = AlertRecord {
             id: 7,

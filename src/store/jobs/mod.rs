@@ -416,9 +416,17 @@ impl WriteTx {
             chain_index: job.chain_index,
             created_at: now,
         });
-        let mut note = match job.parent_id {
-            Some(p) => format!("escalated from job {p}"),
-            None => format!("rule {} matched", job.rule),
+        let mut note = match (job.parent_id, &job.spec.by_hand) {
+            (Some(p), _) => format!("escalated from job {p}"),
+            (None, Some(hand)) => {
+                let mut note = format!("run by hand by {} (rule {})", hand.by, job.rule);
+                if let Some(reason) = &hand.reason {
+                    note.push_str(": ");
+                    note.push_str(reason);
+                }
+                note
+            }
+            (None, None) => format!("rule {} matched", job.rule),
         };
         if state == JobState::AwaitingApproval {
             note.push_str("; waiting for approval");

@@ -212,3 +212,51 @@ async fn the_timeline_page_renders_every_kind_of_entry_in_both_languages() {
         assert!(!html.contains("<b>check"), "notes are escaped: {html}");
     }
 }
+
+#[tokio::test]
+async fn a_repair_run_by_hand_says_who_ran_it_and_why_in_both_languages() {
+    let c = console();
+    let mut job = job(4, JobState::Queued);
+    job.spec.by_hand = Some(crate::job::ByHand {
+        by: "alice".into(),
+        reason: Some("web <stuck> after the deploy".into()),
+    });
+    for (lang, by_hand, badge) in [
+        (Lang::En, "Run by hand by", "by hand: alice"),
+        (Lang::ZhTw, "手動執行者", "手動: alice"),
+    ] {
+        let view = list_view(&ListParams::default(), vec![job.clone()], Vec::new());
+        let html = body(page(&c, &viewer(lang), "repairs.html", view).unwrap()).await;
+        assert!(html.contains(badge), "{html}");
+        let data = TimelineData {
+            chain: vec![job.clone()],
+            events: Vec::new(),
+            steps: Vec::new(),
+            gitops: None,
+            escalations: Vec::new(),
+            notifications: Vec::new(),
+            approvals: Vec::new(),
+            notes: Vec::new(),
+            alert: None,
+            job: job.clone(),
+        };
+        let html = body(page(&c, &viewer(lang), "repair.html", repair_view(data)).unwrap()).await;
+        assert!(html.contains(by_hand), "{html}");
+        assert!(
+            html.contains("<dd id=\"repair-by-hand\">alice</dd>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("web &lt;stuck&gt; after the deploy"),
+            "the reason is shown, escaped: {html}"
+        );
+    }
+    // A repair an alert started says nothing of the kind.
+    let view = list_view(
+        &ListParams::default(),
+        vec![self::job(5, JobState::Queued)],
+        Vec::new(),
+    );
+    let html = body(page(&c, &viewer(Lang::En), "repairs.html", view).unwrap()).await;
+    assert!(!html.contains("by-hand"), "{html}");
+}

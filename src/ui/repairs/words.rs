@@ -23,6 +23,7 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("repairs.col.created", "Created", "建立時間"),
     ("repairs.col.outcome", "Outcome", "結果"),
     ("repairs.dry_run", "dry run", "演練"),
+    ("repairs.by_hand", "by hand", "手動"),
     ("repairs.empty", "No repairs yet.", "目前沒有修復紀錄。"),
     (
         "repairs.empty_filtered",
@@ -71,6 +72,7 @@ pub(super) const WORDS: &[(&str, &str, &str)] = &[
     ("repairs.fact.rule", "Rule", "規則"),
     ("repairs.fact.mode", "Mode", "模式"),
     ("repairs.fact.approvers", "Who may approve", "可核准者"),
+    ("repairs.fact.by_hand", "Run by hand by", "手動執行者"),
     ("repairs.fact.playbook", "Playbook", "劇本"),
     ("repairs.fact.target", "Target", "目標"),
     ("repairs.fact.alertname", "Alert", "告警"),

@@ -59,6 +59,7 @@ fn decision(verdict: Verdict, reason: &str, detail: &str, job_id: Option<i64>) -
         sentence: format!("sentence for {reason}"),
         detail: detail.into(),
         decided_at: 1_700_000_001_000,
+        requested_by: None,
     }
 }
 

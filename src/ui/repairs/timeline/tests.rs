@@ -54,6 +54,7 @@ fn entries_are_in_time_order_and_steps_say_how_long_each_took() {
             sentence: "rule crashloop matched; job 5 repairs it".into(),
             detail: String::new(),
             decided_at: 950,
+            requested_by: None,
         }],
     });
     d.events = vec![JobEvent {
