@@ -465,7 +465,7 @@ async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig);
     let case = repo().join("tests/golden/deploy/flask-basic.app.yaml");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aiops"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_aiops"))
         .args(["deploy", case.to_str().unwrap()])
         .current_dir(dir.path())
         .env_clear()
