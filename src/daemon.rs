@@ -71,6 +71,9 @@ pub async fn run(
         cluster,
         pipeline,
     } = Services::build(settings, StoreAccess::ReadWrite).await?;
+    // The deploy worker's client, read from the kubeconfig now, with the playbooks' one, before
+    // anything listens.
+    let deploy_cluster = app::kube_cluster(&settings).await?;
     let notifiers = crate::notify::notifiers(&settings.notify)
         .map_err(|e| app::Error::Notify(e.to_string()))?;
     if notifiers.is_empty() {
@@ -182,7 +185,7 @@ pub async fn run(
     // Deployments queued through the API or `aiops deploy --detach`, run by this daemon when it
     // has a Kubernetes cluster (the deploy role's; the playbooks' namespace guard is theirs).
     let (deploy_stop_tx, deploy_stop_rx) = watch::channel(false);
-    let deployer = match app::kube_cluster(&settings).await? {
+    let deployer = match deploy_cluster {
         Some(cluster) => {
             let grafana = match crate::deploy::grafana::Grafana::from_settings(
                 &settings.monitoring.grafana,

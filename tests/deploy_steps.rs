@@ -465,6 +465,11 @@ async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig);
     let case = repo().join("tests/golden/deploy/flask-basic.app.yaml");
+    // Migrated before the command starts: two processes migrating one new SQLite file at once
+    // collide (SQLite migrations take no lock, PostgreSQL's do).
+    let store = aiops::store::Store::connect(&db.url, &Default::default())
+        .await
+        .unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_aiops"))
         .args(["deploy", case.to_str().unwrap()])
         .current_dir(dir.path())
@@ -479,9 +484,6 @@ async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
-    let store = aiops::store::Store::connect(&db.url, &Default::default())
-        .await
         .unwrap();
     // deploy_app is running (the rollout never completes): the moment a person presses Ctrl-C.
     until(
@@ -524,4 +526,190 @@ async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its
             .all(|s| s.status == aiops::store::StepStatus::NotRun)
     );
     store.close().await;
+}
+
+async fn a_deployment_failed_as_stale_is_never_written_again_by_its_late_owner(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::TestDb::new(db, dir.path()).await;
+    let store = aiops::store::Store::connect(&db.url, &Default::default())
+        .await
+        .unwrap();
+    let names = ["check_dns", "deploy_app"];
+    let id = store
+        .queue_deployment(&aiops::store::NewDeployment {
+            app: "shop",
+            namespace: "app-shop",
+            version: "1",
+            image: "shop:1",
+            requested_by: "cli",
+            skip_dns_check: false,
+            steps: &names,
+            run_by: Some("slow-owner"),
+            queued_at: aiops::store::now_ms(),
+        })
+        .await
+        .unwrap();
+    assert!(store.start_step(id, "slow-owner", 0).await.unwrap());
+    // Its heartbeat is older than zero seconds: another process fails it.
+    let failed = store
+        .fail_stale_deployments(
+            Duration::ZERO,
+            "the process running this deployment stopped",
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed.iter().map(|d| d.id).collect::<Vec<_>>(), [id]);
+    // The owner wakes up: nothing it writes lands, and it is told to stop.
+    use aiops::store::StepStatus;
+    assert!(
+        !store
+            .finish_step(id, "slow-owner", 0, StepStatus::Succeeded, "done")
+            .await
+            .unwrap()
+    );
+    assert!(!store.start_step(id, "slow-owner", 1).await.unwrap());
+    assert!(!store.heartbeat_deployment(id, "slow-owner").await.unwrap());
+    assert!(
+        store
+            .finish_owned_deployment(id, "slow-owner", true, "rolled out")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let d = store.deployment(id).await.unwrap().unwrap();
+    assert_eq!(d.status, "failed");
+    let steps = store.deployment_steps(id).await.unwrap();
+    assert_eq!(
+        steps.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [StepStatus::Failed, StepStatus::NotRun]
+    );
+    store.close().await;
+}
+both_backends!(a_deployment_failed_as_stale_is_never_written_again_by_its_late_owner);
+
+/// A git app naming its framework (so nothing is fetched), built to `registry` when set.
+fn git_app() -> String {
+    "name: shop\ndomain: shop.example.com\nsource_type: git\n\
+     source_url: https://git.example.com/acme/shop.git\nframework: flask\n"
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_app_is_built_to_the_registry_and_runs_exactly_the_image_recorded() {
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_app(
+        spawn_opts(Db::Sqlite, &api, dir.path()).env("AIOPS_DEPLOY_REGISTRY", "r.example.com/apps"),
+    )
+    .await;
+    let editor = token(Role::Editor, &["app-shop"]);
+    let (status, body) = app.api_register_app(&editor, git_app()).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, queued) = app
+        .api_post(&editor, "/api/apps/shop/deploy", json!({}))
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let recorded = queued["image"].as_str().unwrap().to_string();
+    assert!(
+        recorded.starts_with("r.example.com/apps/shop:b"),
+        "{recorded}"
+    );
+    // A second request while the first is under way is refused, naming it.
+    let (status, again) = app
+        .api_post(&editor, "/api/apps/shop/deploy", json!({}))
+        .await;
+    if status != 202 {
+        assert_eq!(status, 409, "{again}");
+        assert!(
+            again["error"]
+                .as_str()
+                .unwrap()
+                .contains("/api/apps/shop/deployments/1")
+        );
+    }
+    let done = wait_deployment(
+        &app,
+        &editor,
+        "/api/apps/shop/deployments/1",
+        "the build and deploy to finish",
+        finished,
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let s = steps(&done);
+    assert_eq!(s[3].1, "succeeded", "{s:#?}");
+    assert!(
+        s[3].2.starts_with(&format!(
+            "built {recorded} from https://git.example.com/acme/shop.git (Job app-shop/shop-build-"
+        )),
+        "{}",
+        s[3].2
+    );
+    let jobs = api.jobs("app-shop");
+    let build = jobs
+        .iter()
+        .find(|j| {
+            j.metadata
+                .name
+                .as_deref()
+                .unwrap()
+                .starts_with("shop-build-")
+        })
+        .expect("the build Job");
+    let pod = build.spec.clone().unwrap().template;
+    let args = pod.spec.unwrap().containers[0].args.clone().unwrap();
+    assert_eq!(
+        args,
+        [
+            "--context=git://git.example.com/acme/shop.git".to_string(),
+            format!("--destination={recorded}")
+        ]
+    );
+    // The build pod is outside the app's NetworkPolicy (which selects the instance label).
+    let labels = pod.metadata.unwrap().labels.unwrap();
+    assert!(
+        !labels.contains_key("app.kubernetes.io/instance"),
+        "{labels:?}"
+    );
+    let d = api.deployment("app-shop", "shop");
+    assert_eq!(
+        d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some(recorded.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_app_that_cannot_be_built_fails_at_build_image_after_its_namespace_exists() {
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_app(spawn_opts(Db::Sqlite, &api, dir.path())).await;
+    let editor = token(Role::Editor, &["app-shop"]);
+    let (status, body) = app.api_register_app(&editor, git_app()).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, queued) = app
+        .api_post(&editor, "/api/apps/shop/deploy", json!({}))
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let done = wait_deployment(
+        &app,
+        &editor,
+        "/api/apps/shop/deployments/1",
+        "the deployment to fail",
+        finished,
+    )
+    .await;
+    assert_eq!(done["status"], "failed", "{done:#}");
+    let s = steps(&done);
+    assert_eq!(s[2].1, "succeeded", "{s:#?}");
+    assert_eq!(s[3].1, "failed");
+    assert!(
+        s[3].2
+            .contains("deploy.registry (AIOPS_DEPLOY_REGISTRY) is not set"),
+        "{}",
+        s[3].2
+    );
+    assert!(s[4..].iter().all(|s| s.1 == "not_run"), "{s:#?}");
+    assert!(!api.has_deployment("app-shop", "shop"));
 }

@@ -26,14 +26,19 @@ pub struct BuildPlan {
     pub pull_method: Option<&'static str>,
     /// The dockerconfigjson Secret the push authenticates with.
     pub push_secret: Option<String>,
+    /// When the deployment was queued (epoch ms): the Job's name carries it, so each
+    /// deployment builds anew (a failed build is not answered by the old Job, a Job's pod
+    /// template cannot change, and the same `version` again is rebuilt from the source).
+    pub queued_at: i64,
 }
 
 impl BuildPlan {
-    /// The Job's name: one per destination (a Job's pod template cannot change).
+    /// The Job's name: one per deployment.
     pub fn job_name(&self, app: &str) -> String {
+        let key = format!("{}@{}", self.destination, self.queued_at);
         format!(
             "{app}-build-{:08x}",
-            super::render::fnv64(self.destination.as_bytes()) & 0xffff_ffff
+            super::render::fnv64(key.as_bytes()) & 0xffff_ffff
         )
     }
 }
@@ -55,7 +60,8 @@ pub enum Error {
 }
 
 /// The build of `spec`, if it needs one: `None` for a docker app or one that names its image.
-/// `now_ms` stamps the tag when the spec names no version.
+/// `now_ms` (when the deployment was queued) stamps the tag when the spec names no version,
+/// and the Job's name.
 pub fn plan(
     spec: &AppSpec,
     settings: &DeploySettings,
@@ -97,6 +103,7 @@ pub fn plan(
         builder_image: settings.builder_image.clone(),
         pull_method,
         push_secret: settings.registry_secret.clone(),
+        queued_at: now_ms,
     }))
 }
 

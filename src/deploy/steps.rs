@@ -124,6 +124,10 @@ pub enum Error {
     /// The app of a queued deployment is no longer registered, or its spec no longer parses.
     #[error("{0}")]
     App(String),
+    /// Another process failed the deployment while this one ran it (its heartbeat was late):
+    /// this one stopped writing to it.
+    #[error("deployment {0} was failed by another process while this one ran it; this one stopped")]
+    Lost(i64),
 }
 
 /// `type Result<T, E = Error>` as in every module of this crate.
@@ -158,6 +162,7 @@ pub async fn queue(
             skip_dns_check,
             steps: &names,
             run_by,
+            queued_at: now,
         })
         .await?;
     Ok(id)
@@ -321,7 +326,8 @@ impl Runner {
         progress: &(dyn Fn(&Progress<'_>) + Send + Sync),
     ) -> Result<Finished> {
         let id = record.id;
-        let heartbeat = self.beat(id);
+        // Aborted when the run ends, however it ends (an error or a panic included).
+        let _heartbeat = AbortOnDrop(self.beat(id));
         let mut run = Run {
             runner: self,
             spec,
@@ -339,7 +345,9 @@ impl Runner {
         for (position, step) in Step::ALL.into_iter().enumerate() {
             let number = position + 1;
             let position = position as i64;
-            self.store.start_step(id, position).await?;
+            if !self.store.start_step(id, &self.owner, position).await? {
+                return Err(Error::Lost(id));
+            }
             progress(&Progress {
                 number,
                 step,
@@ -351,9 +359,13 @@ impl Runner {
                 Ok(Done::Skipped(d)) => (StepStatus::Skipped, d),
                 Err(why) => (StepStatus::Failed, why),
             };
-            self.store
-                .finish_step(id, position, status, &detail)
-                .await?;
+            if !self
+                .store
+                .finish_step(id, &self.owner, position, status, &detail)
+                .await?
+            {
+                return Err(Error::Lost(id));
+            }
             progress(&Progress {
                 number,
                 step,
@@ -365,7 +377,6 @@ impl Runner {
                 break;
             }
         }
-        heartbeat.abort();
         let detail = match &failed {
             Some((step, why)) => run
                 .summary
@@ -378,8 +389,9 @@ impl Runner {
         };
         let record = self
             .store
-            .finish_deployment(id, failed.is_none(), &detail)
-            .await?;
+            .finish_owned_deployment(id, &self.owner, failed.is_none(), &detail)
+            .await?
+            .ok_or(Error::Lost(id))?;
         apply::announce(&self.store, self.outbox.as_deref(), &run.spec, &record).await;
         Ok(Finished {
             record,
@@ -483,21 +495,39 @@ impl Runner {
                 }
             };
             tracing::info!(deployment = record.id, app = %record.app, requested_by = record.requested_by.as_deref().unwrap_or_default(), "deployment started");
-            let skip = record.skip_dns_check;
             let pre = Prechecked {
-                dns: DnsCheck::Ask { skip },
+                dns: DnsCheck::Ask {
+                    skip: record.skip_dns_check,
+                },
                 detected: None,
             };
-            let log = |p: &Progress<'_>| {
-                tracing::info!(deployment = record.id, step = %p.step, status = p.status.as_str(), detail = p.detail, "deploy step");
-            };
-            let run = self.run(&record, spec, pre, &log);
-            tokio::select! {
-                done = run => {
-                    let done = done?;
-                    tracing::info!(deployment = record.id, app = %record.app, status = %done.record.status, "deployment finished");
+            // Its own task, so a panic in a step fails this deployment, not the worker.
+            let mut run = tokio::spawn({
+                let (me, record) = (self.clone(), record.clone());
+                async move {
+                    let log = |p: &Progress<'_>| {
+                        tracing::info!(deployment = record.id, step = %p.step, status = p.status.as_str(), detail = p.detail, "deploy step");
+                    };
+                    me.run(&record, spec, pre, &log).await
                 }
+            });
+            tokio::select! {
+                done = &mut run => match done {
+                    Ok(Ok(done)) => {
+                        tracing::info!(deployment = record.id, app = %record.app, status = %done.record.status, "deployment finished");
+                    }
+                    Ok(Err(Error::Lost(id))) => {
+                        tracing::warn!(deployment = id, "another process failed this deployment while it ran; stopped");
+                    }
+                    Ok(Err(e)) => {
+                        self.abandon(&record, &format!("the deploy worker failed: {e}")).await?;
+                    }
+                    Err(e) => {
+                        self.abandon(&record, &format!("the deploy worker failed: {e}")).await?;
+                    }
+                },
                 _ = stop.changed() => {
+                    run.abort();
                     self.abandon(&record, "the daemon running this deployment was stopped").await?;
                     return Ok(());
                 }
@@ -516,18 +546,21 @@ impl Runner {
             .map(|s| (s.position, s.name.clone()));
         if let Some((position, _)) = at {
             self.store
-                .finish_step(record.id, position, StepStatus::Failed, why)
+                .finish_step(record.id, &self.owner, position, StepStatus::Failed, why)
                 .await?;
         }
         let detail = match at {
             Some((_, name)) => format!("{name} failed: {why}"),
             None => why.to_string(),
         };
-        let r = self
+        // Not ours any more (failed as stale by another process): left as that one wrote it.
+        if let Some(r) = self
             .store
-            .finish_deployment(record.id, false, &detail)
-            .await?;
-        tracing::warn!(deployment = r.id, app = %r.app, detail, "deployment failed");
+            .finish_owned_deployment(record.id, &self.owner, false, &detail)
+            .await?
+        {
+            tracing::warn!(deployment = r.id, app = %r.app, detail, "deployment failed");
+        }
         Ok(())
     }
 
@@ -548,6 +581,15 @@ impl Runner {
             .map_err(|e| Error::App(format!("the registered spec no longer parses: {e}")))?;
         spec.keep_namespace(&app.namespace);
         Ok(spec)
+    }
+}
+
+/// Aborts a task when dropped: the heartbeat must stop with its run, however the run ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -686,15 +728,30 @@ impl Run<'_> {
     fn render(&mut self) -> Result<(), String> {
         match build::plan(&self.spec, &self.runner.settings, self.queued_at) {
             Ok(plan) => self.build = plan,
-            // Rendering must not stop here: the build step says why, in its place.
+            // The build step says why, in its place; rendering goes on without an image (a
+            // name nothing runs), so the namespace is still created and nothing after the
+            // build is applied.
             Err(e) => self.build_refused = Some(e.to_string()),
         }
-        if self.build_refused.is_some() {
-            return Ok(());
+        // The daemon fetches nothing an API caller could not have it fetch, and neither does
+        // the build it starts in the cluster.
+        if let (Some(_), Some(url), false) = (
+            &self.build,
+            &self.spec.source_url,
+            self.runner.local_sources,
+        ) && let Err(why) =
+            detect::remote_source_allowed(url, &self.runner.settings.source_hosts)
+        {
+            self.build = None;
+            self.build_refused = Some(why);
         }
         let mut opts = self.runner.render.clone();
         opts.build = self.build.clone();
-        let rendered = render::render(&self.spec, &opts).map_err(|e| e.to_string())?;
+        let mut spec = self.spec.clone();
+        if self.build_refused.is_some() && spec.image.is_none() {
+            spec.image = Some(format!("unbuilt.invalid/{}:unbuilt", spec.name));
+        }
+        let rendered = render::render(&spec, &opts).map_err(|e| e.to_string())?;
         for m in &rendered.objects {
             apply::resource_of(m).map_err(|e| e.to_string())?;
         }
@@ -715,11 +772,7 @@ impl Run<'_> {
     /// timeout) and, at the end, for the step's Deployments to roll out.
     async fn apply_step(&mut self, step: Step, nothing: &str) -> Result<Done, String> {
         if self.rendered.is_none() {
-            // Only a refused build leaves nothing rendered, and that step failed already.
-            return Err(self
-                .build_refused
-                .clone()
-                .unwrap_or_else(|| "nothing was rendered".into()));
+            return Err("nothing was rendered".into());
         }
         let objects = self.objects(step);
         if objects.is_empty() {

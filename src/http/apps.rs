@@ -422,10 +422,26 @@ async fn deploying(
             "this daemon has no cluster to deploy to (cluster.kubeconfig or cluster.in_cluster); `aiops deploy` runs a deployment from where a kubeconfig is",
         )));
     };
+    // One deployment of an app at a time: a second click must not race the first.
+    let store = st.pipeline.store();
+    if let Some(d) = store
+        .deployments(&app.name, 1)
+        .await
+        .map_err(|e| plain(internal(e)))?
+        .into_iter()
+        .find(|d| matches!(d.status.as_str(), "queued" | "running"))
+    {
+        return Err(plain(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "deployment {} of app {} is {}: follow it at /api/apps/{}/deployments/{}",
+                d.id, d.app, d.status, d.app, d.id
+            ),
+        )));
+    }
     let mut spec: AppSpec = serde_json::from_value(app.spec.clone())
         .map_err(|e| plain(internal(format!("stored spec of app {name}: {e}"))))?;
     spec.keep_namespace(&app.namespace);
-    let store = st.pipeline.store();
     let id = crate::deploy::steps::queue(
         store,
         &st.deploy_settings,

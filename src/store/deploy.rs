@@ -154,6 +154,9 @@ pub struct NewDeployment<'a> {
     /// `Some(owner)`: recorded `running`, owned by this process, which runs it now (`aiops
     /// deploy`); `None`: recorded `queued`, for a daemon to claim.
     pub run_by: Option<&'a str>,
+    /// When it is queued (epoch ms), kept as `started_at`: a build's tag and Job name derive
+    /// from it, so the process that runs it builds exactly the image recorded here.
+    pub queued_at: i64,
 }
 
 fn app_row(row: &AnyRow) -> Result<AppRecord> {
@@ -294,7 +297,7 @@ impl Store {
     /// Records a deployment and its steps (all `pending`): `queued` for a daemon to claim, or
     /// `running` and owned by `run_by`, which runs it now. Returns its id.
     pub async fn queue_deployment(&self, new: &NewDeployment<'_>) -> Result<i64> {
-        let now = now_ms();
+        let now = new.queued_at;
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO deployments (app, namespace, version, image, status, started_at, \
@@ -349,9 +352,10 @@ impl Store {
         let now = now_ms();
         // The status test makes the claim safe on PostgreSQL too, where another replica's
         // transaction may have claimed it since the SELECT: then nothing is updated.
+        // `started_at` stays the time it was queued (its build's tag derives from it).
         let claimed = sqlx::query(
-            "UPDATE deployments SET status = 'running', owner = $1, heartbeat_at = $2, \
-             started_at = $2 WHERE id = $3 AND status = 'queued'",
+            "UPDATE deployments SET status = 'running', owner = $1, heartbeat_at = $2 \
+             WHERE id = $3 AND status = 'queued'",
         )
         .bind(owner)
         .bind(now)
@@ -391,45 +395,81 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Marks a step `running` (with its start time).
-    pub async fn start_step(&self, id: i64, position: i64) -> Result<()> {
+    /// Marks a step `running` (with its start time), if deployment `id` is still `owner`'s to
+    /// run. False when it is not (another process failed it as stale): the owner must stop.
+    pub async fn start_step(&self, id: i64, owner: &str, position: i64) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let n = sqlx::query(
             "UPDATE deployment_steps SET status = 'running', started_at = $1 \
-             WHERE deployment_id = $2 AND position = $3",
+             WHERE deployment_id = $2 AND position = $3 AND EXISTS (SELECT 1 FROM deployments \
+             WHERE id = $2 AND owner = $4 AND status = 'running')",
         )
         .bind(now_ms())
         .bind(id)
         .bind(position)
+        .bind(owner)
         .execute(&mut *tx.tx)
-        .await?;
+        .await?
+        .rows_affected();
         tx.commit().await?;
-        Ok(())
+        Ok(n == 1)
     }
 
-    /// Records how a step ended (`succeeded`, `failed` or `skipped`) and what it did or why.
+    /// Records how a step ended (`succeeded`, `failed` or `skipped`) and what it did or why,
+    /// if deployment `id` is still `owner`'s; false when it is not.
     pub async fn finish_step(
         &self,
         id: i64,
+        owner: &str,
         position: i64,
         status: StepStatus,
         detail: &str,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        let n = sqlx::query(
             "UPDATE deployment_steps SET status = $1, detail = $2, finished_at = $3, \
-             started_at = COALESCE(started_at, $3) WHERE deployment_id = $4 AND position = $5",
+             started_at = COALESCE(started_at, $3) WHERE deployment_id = $4 AND position = $5 \
+             AND EXISTS (SELECT 1 FROM deployments WHERE id = $4 AND owner = $6 \
+             AND status = 'running')",
         )
         .bind(status.as_str())
         .bind(detail)
         .bind(now)
         .bind(id)
         .bind(position)
+        .bind(owner)
         .execute(&mut *tx.tx)
-        .await?;
+        .await?
+        .rows_affected();
         tx.commit().await?;
-        Ok(())
+        Ok(n == 1)
+    }
+
+    /// Ends deployment `id` (`succeeded` or `failed`) if it is still `owner`'s to run, and
+    /// returns the record; `None` when another process failed it meanwhile (left as it is).
+    pub async fn finish_owned_deployment(
+        &self,
+        id: i64,
+        owner: &str,
+        succeeded: bool,
+        detail: &str,
+    ) -> Result<Option<DeploymentRecord>> {
+        let mut tx = self.begin_write().await?;
+        let ours = sqlx::query(
+            "SELECT 1 AS one FROM deployments WHERE id = $1 AND owner = $2 AND status = 'running'",
+        )
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *tx.tx)
+        .await?
+        .is_some();
+        if !ours {
+            return Ok(None);
+        }
+        let record = finish(&mut tx, id, succeeded, detail, now_ms()).await?;
+        tx.commit().await?;
+        Ok(Some(record))
     }
 
     /// Fails every `running` deployment whose heartbeat is older than `stale_after` (its
@@ -459,6 +499,22 @@ impl Store {
                 owner.as_deref().unwrap_or("unknown"),
                 humantime::format_duration(stale_after)
             );
+            // Still running and still silent: on PostgreSQL its owner may have finished or
+            // beaten since the SELECT, and then it is left alone.
+            let still = sqlx::query(
+                "UPDATE deployments SET status = 'failed', detail = $1, finished_at = $2 \
+                 WHERE id = $3 AND status = 'running' AND COALESCE(heartbeat_at, started_at) < $4",
+            )
+            .bind(&reason)
+            .bind(now)
+            .bind(id)
+            .bind(before)
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected();
+            if still == 0 {
+                continue;
+            }
             sqlx::query(
                 "UPDATE deployment_steps SET status = 'failed', detail = $1, finished_at = $2 \
                  WHERE deployment_id = $3 AND status = 'running'",
