@@ -477,6 +477,9 @@ impl Runner {
 
     /// One look: stale deployments failed, then every queued deployment run in turn.
     async fn once(&self, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        if !self.store.has_active_deployments().await? {
+            return Ok(());
+        }
         self.fail_stale().await?;
         while let Some(record) = self.store.claim_deployment(&self.owner).await? {
             if *stop.borrow() {

@@ -377,6 +377,17 @@ impl Store {
         Ok(Some(record))
     }
 
+    /// Whether any deployment is queued or running: the deploy worker's cheap look (a read,
+    /// no write lock), so a daemon with nothing to deploy never competes with intake.
+    pub async fn has_active_deployments(&self) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 AS one FROM deployments WHERE status IN ('queued', 'running') LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     /// Beats a running deployment's heartbeat. False when it is no longer `owner`'s to run
     /// (failed as stale by another process meanwhile): the owner must stop.
     pub async fn heartbeat_deployment(&self, id: i64, owner: &str) -> Result<bool> {
