@@ -73,7 +73,17 @@ pub async fn run(
     } = Services::build(settings, StoreAccess::ReadWrite).await?;
     // The deploy worker's client, read from the kubeconfig now, with the playbooks' one, before
     // anything listens.
-    let deploy_cluster = app::kube_cluster(&settings).await?;
+    let deploy_cluster = if settings.deploy.worker {
+        let cluster = app::kube_cluster(&settings).await?;
+        if cluster.is_none() {
+            tracing::warn!(
+                "deploy.worker is on but no Kubernetes cluster is configured (cluster.kubeconfig or cluster.in_cluster): queued deployments are not run"
+            );
+        }
+        cluster
+    } else {
+        None
+    };
     let notifiers = crate::notify::notifiers(&settings.notify)
         .map_err(|e| app::Error::Notify(e.to_string()))?;
     if notifiers.is_empty() {

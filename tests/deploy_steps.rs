@@ -41,6 +41,7 @@ fn spawn_opts(db: Db, api: &FakeApi, dir: &std::path::Path) -> Spawn {
         .env("AIOPS_DEPLOY_POLL", "50ms")
         .env("AIOPS_DEPLOY_TIMEOUT", "60s")
         .env("AIOPS_DEPLOY_HEARTBEAT", "200ms")
+        .env("AIOPS_DEPLOY_WORKER", "true")
 }
 
 /// `(name, status, detail)` of each step of a deployment as the API shows it.

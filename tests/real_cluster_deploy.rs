@@ -497,6 +497,7 @@ async fn the_original_designs_registration_is_detected_dns_checked_built_and_dep
             .env("AIOPS_DEPLOY_DNS_SERVER", &dns.addr.to_string())
             .env("AIOPS_DEPLOY_SOURCE_HOSTS", "127.0.0.1")
             .env("AIOPS_DEPLOY_REGISTRY", REGISTRY)
+            .env("AIOPS_DEPLOY_WORKER", "true")
             .env("AIOPS_DEPLOY_POLL", "100ms")
             .env("AIOPS_DEPLOY_TIMEOUT", "90s"),
     )

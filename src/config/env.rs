@@ -196,6 +196,7 @@ pub const VARIABLES: &[Variable] = variables![
     "AIOPS_DEPLOY_BUILDER_IMAGE" => deploy.builder_image,
     "AIOPS_DEPLOY_BUILD_TIMEOUT" => deploy.build_timeout,
     "AIOPS_DEPLOY_HEARTBEAT" => deploy.heartbeat,
+    "AIOPS_DEPLOY_WORKER" => deploy.worker,
     "AIOPS_DENY_NAMESPACES" => guard.namespaces.deny,
     "AIOPS_ALLOW_NAMESPACES" => guard.namespaces.allow,
     "AIOPS_EXTERNAL_URL" => external_url,

@@ -217,6 +217,11 @@ pub struct DeploySettings {
     pub builder_image: String,
     /// How long the build Job may take (AIOPS_DEPLOY_BUILD_TIMEOUT). Default 20m.
     pub build_timeout: HumanDuration,
+    /// Whether this daemon runs deployments queued by `POST /api/apps/{name}/deploy` and
+    /// `aiops deploy --detach` (AIOPS_DEPLOY_WORKER). Off by default: its account then needs
+    /// the deploy ClusterRole (`aiops manifests --deploy-role`) besides the repair role, and a
+    /// cluster (`cluster.kubeconfig` or `cluster.in_cluster`).
+    pub worker: bool,
     /// How often a process running a deployment says it is alive; a deployment whose owner
     /// has been silent for six of these is failed, visibly, by the next process to look.
     /// Default 10s.
@@ -242,6 +247,7 @@ impl Default for DeploySettings {
             builder_image: DEFAULT_BUILDER_IMAGE.into(),
             build_timeout: HumanDuration(Duration::from_secs(1200)),
             heartbeat: HumanDuration(Duration::from_secs(10)),
+            worker: false,
         }
     }
 }

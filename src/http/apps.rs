@@ -419,7 +419,7 @@ async fn deploying(
     let Some(wake) = &st.deployer else {
         return Err(plain(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "this daemon has no cluster to deploy to (cluster.kubeconfig or cluster.in_cluster); `aiops deploy` runs a deployment from where a kubeconfig is",
+            "this daemon runs no deployments: it needs deploy.worker (AIOPS_DEPLOY_WORKER=true) and a cluster (cluster.kubeconfig or cluster.in_cluster); `aiops deploy` runs a deployment from where a kubeconfig is",
         )));
     };
     // One deployment of an app at a time: a second click must not race the first.
