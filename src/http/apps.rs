@@ -286,14 +286,7 @@ async fn manifests(
     Path(name): Path<String>,
     Query(q): Query<ManifestsQuery>,
 ) -> Result<Response, ApiError> {
-    let app = st
-        .pipeline
-        .store()
-        .app(&name)
-        .await
-        .map_err(internal)?
-        .filter(|a| claims.can_see(&a.namespace))
-        .ok_or_else(|| not_found("app"))?;
+    let app = visible_app(&st, &claims, &name).await?;
     let rendered = render_stored(&app, &st.deploy).map_err(|e| match e {
         Unrendered::Spec { .. } => internal(e),
         Unrendered::Render(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m),
@@ -339,8 +332,13 @@ pub struct DeploymentView {
     pub steps: Vec<crate::store::StepRecord>,
 }
 
-/// The app `name` if `claims` may see it, else 404 as for a missing one.
-async fn visible_app(st: &AppState, claims: &Claims, name: &str) -> Result<AppRecord, ApiError> {
+/// The app `name` if `claims` may see it, else 404 as for a missing one (shared with
+/// `/api/monitor`).
+pub(super) async fn visible_app(
+    st: &AppState,
+    claims: &Claims,
+    name: &str,
+) -> Result<AppRecord, ApiError> {
     st.pipeline
         .store()
         .app(name)

@@ -13,11 +13,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::apps::visible_app;
 use super::auth::Claims;
-use super::respond::{internal, not_found};
 use super::{ApiError, AppState};
 use crate::monitor::{self, Panel, QueryData, When};
-use crate::store::AppRecord;
 
 /// The /api/monitor routes (merged into the /api router).
 pub fn routes() -> Router<AppState> {
@@ -54,17 +53,6 @@ struct Answer {
     /// Prometheus's `resultType` and `result`.
     #[serde(flatten)]
     data: QueryData,
-}
-
-/// The app `name` if the token may see it, else 404 as for a missing one.
-async fn visible_app(st: &AppState, claims: &Claims, name: &str) -> Result<AppRecord, ApiError> {
-    st.pipeline
-        .store()
-        .app(name)
-        .await
-        .map_err(internal)?
-        .filter(|a| claims.can_see(&a.namespace))
-        .ok_or_else(|| not_found("app"))
 }
 
 fn monitor_error(e: monitor::Error) -> ApiError {
