@@ -655,6 +655,9 @@ async fn a_hold_on_a_flux_owned_deployment_keeps_the_raise_while_held_and_flux_r
         store.holds(false, 10).await.unwrap().is_empty()
     })
     .await;
+    // The store marks the hold released before the cluster is touched (so no two replicas
+    // undo it); the message goes out once the object is unpaused.
+    message(&app, "gitops_hold_released").await;
     let all = store.holds(true, 10).await.unwrap();
     assert_eq!(all[0].released_by.as_deref(), Some("expiry"), "{all:#?}");
     let d = deployments(&client, &ns.name).get("web").await.unwrap();
@@ -669,7 +672,6 @@ async fn a_hold_on_a_flux_owned_deployment_keeps_the_raise_while_held_and_flux_r
         live_limit(&client, &ns.name).await.as_deref() == Some(GIT_LIMIT)
     })
     .await;
-    message(&app, "gitops_hold_released").await;
     assert_no_failed_pass(&r);
     r.stop().await;
 }
@@ -723,6 +725,8 @@ async fn an_argo_hold_is_released_early_once_the_application_reports_git_synced_
         || async { store.holds(false, 10).await.unwrap().is_empty() },
     )
     .await;
+    // Claimed in the store first, then undone in the cluster, then announced.
+    message(&app, "gitops_hold_released").await;
     let all = store.holds(true, 10).await.unwrap();
     assert_eq!(all[0].released_by.as_deref(), Some("git"), "{all:#?}");
     let released = apps.get("app").await.unwrap();
@@ -733,7 +737,6 @@ async fn an_argo_hold_is_released_early_once_the_application_reports_git_synced_
     );
     r.wait_passes(3).await;
     assert_eq!(live_limit(&client, &ns.name).await.as_deref(), Some(RAISED));
-    message(&app, "gitops_hold_released").await;
     assert_no_failed_pass(&r);
     r.stop().await;
 }

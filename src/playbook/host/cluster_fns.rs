@@ -98,6 +98,7 @@ pub(super) fn register(engine: &mut Engine) {
             Ok(Some((Vec::new(), None)))
         })?;
         gate.checked(&c, c.call("restart", c.cluster.restart(&target, c.dry_run)))?;
+        gate.applied(&c, &[Field::RestartedAt]);
         c.record("restart", format!("restart {target}"));
         c.event(
             &target,
@@ -105,7 +106,6 @@ pub(super) fn register(engine: &mut Engine) {
             &format!("rollout restart of {target}"),
         );
         c.touch(&target);
-        gate.applied(&c, &[Field::RestartedAt]);
         Ok(())
     });
     engine.register_fn(
@@ -136,6 +136,8 @@ pub(super) fn register(engine: &mut Engine) {
             c.call("rollback", c.cluster.rollback(&target, c.dry_run)),
         )?;
         if r.done {
+            let fields: Vec<Field> = r.restores.iter().map(|f| f.field.clone()).collect();
+            gate.applied(&c, &fields);
             c.record(
                 "rollback",
                 format!(
@@ -152,8 +154,6 @@ pub(super) fn register(engine: &mut Engine) {
                 ),
             );
             c.touch(&target);
-            let fields: Vec<Field> = r.restores.iter().map(|f| f.field.clone()).collect();
-            gate.applied(&c, &fields);
         } else {
             gate.abandon(&c);
             c.record(
@@ -223,6 +223,7 @@ pub(super) fn register(engine: &mut Engine) {
                         .set_memory(&target, container, request, limit, c.dry_run),
                 ),
             )?;
+            gate.applied(&c, &fields);
             c.record(
                 "set_memory",
                 format!(
@@ -240,7 +241,6 @@ pub(super) fn register(engine: &mut Engine) {
                 ),
             );
             c.touch(&target);
-            gate.applied(&c, &fields);
             Ok(())
         },
     );

@@ -27,7 +27,8 @@ use super::outcome::{Applied, Outcome, Skipped};
 use super::script_fns::finish;
 use crate::cluster::Target;
 use crate::gitops::{
-    self, Controller, Field, FieldChange, GitChange, GitopsSettings, HoldMechanism, Ownership,
+    self, Controller, Field, FieldChange, FieldState, GitChange, GitopsSettings, HoldMechanism,
+    Ownership,
 };
 use crate::rules::{ChangeKind, GitopsPolicy};
 use crate::store::NewHold;
@@ -463,20 +464,23 @@ impl Gate {
     }
 
     /// The change was made: reads the changed `fields` back for verification's revert watch
-    /// and announces a hold. Nothing is recorded in a dry run (nothing changed).
+    /// and announces a hold. Nothing is recorded in a dry run (nothing changed). Called right
+    /// after the write, before anything else of the run (steps, Events), so the read-back is as
+    /// close to the change as the cluster allows.
+    ///
+    /// For an owned target the planned value of a field is what the watch expects, not the
+    /// read-back: a controller that sets the field back between the write and the read-back
+    /// (its interval can be that short) would otherwise have its value taken for the repair's,
+    /// and the revert would never be seen.
     pub(super) fn applied(self, c: &RunContext, fields: &[Field]) {
         if c.dry_run {
             return;
         }
+        let planned = self.git.as_ref().map_or(&[][..], |g| g.changes.as_slice());
         let observed = match c.try_call(c.cluster.observe(&self.target, fields)) {
             Ok(states) => states
                 .into_iter()
-                .filter_map(|s| {
-                    s.value.map(|value| FieldChange {
-                        field: s.field,
-                        value,
-                    })
-                })
+                .filter_map(|s| expected(planned, s))
                 .collect(),
             Err(e) => {
                 // Without the values read back, the planned ones are the best record there is.
@@ -505,6 +509,21 @@ impl Gate {
                 hold_id: self.hold.map(|h| h.id),
             });
     }
+}
+
+/// What the revert watch expects of field `live` right after the change: the planned value
+/// when there is one and the live value no longer holds it (already set back), else the live
+/// value (the cluster's own spelling of it); nothing for an unset field without a plan.
+fn expected(planned: &[FieldChange], live: FieldState) -> Option<FieldChange> {
+    if let Some(p) = planned.iter().find(|p| p.field == live.field)
+        && !p.holds(&live)
+    {
+        return Some(p.clone());
+    }
+    live.value.map(|value| FieldChange {
+        field: live.field,
+        value,
+    })
 }
 
 /// The loud `gitops_hold` message: the controller is paused, until when, and what Git needs.

@@ -31,6 +31,8 @@ struct Owned {
     holds: Mutex<Vec<String>>,
     /// The rollback's revisions differ only outside the container images.
     same_images: bool,
+    /// A controller faster than the read-back: every memory change is set back at once.
+    set_back_at_once: bool,
 }
 
 fn flux() -> BTreeMap<String, String> {
@@ -50,6 +52,7 @@ fn owned(labels: BTreeMap<String, String>) -> Arc<Owned> {
         refuse_hold: None,
         holds: Mutex::new(Vec::new()),
         same_images: false,
+        set_back_at_once: false,
     })
 }
 
@@ -85,7 +88,15 @@ impl Cluster for Owned {
         l: i64,
         d: bool,
     ) -> cluster::Result<()> {
-        self.inner.set_memory(t, c, r, l, d).await
+        let before = self.inner.memory(t, Some(c)).await?;
+        self.inner.set_memory(t, c, r, l, d).await?;
+        if self.set_back_at_once && !d {
+            let limit = before.limit.expect("a limit to set back");
+            self.inner
+                .set_memory(t, c, before.request, limit, d)
+                .await?;
+        }
+        Ok(())
     }
     async fn last_terminations(&self, t: &Target) -> cluster::Result<Vec<String>> {
         self.inner.last_terminations(t).await
@@ -387,6 +398,37 @@ fn act_changes_an_owned_object_and_keeps_the_git_change_for_a_revert() {
         git.instruction(),
         "set resources.limits.memory of container web to 615Mi"
     );
+}
+
+#[test]
+fn a_controller_that_sets_the_change_back_before_the_read_back_leaves_the_planned_value_to_watch() {
+    // Flux's interval can be shorter than the time between aiops's write and its read-back;
+    // the value read back is then Git's, and watching it would call the repair held.
+    let c = Arc::new(Owned {
+        set_back_at_once: true,
+        ..Arc::into_inner(owned(flux())).unwrap()
+    });
+    let r = gated(RAISE, c.clone(), false, Some(GitopsPolicy::Act), None);
+    assert_eq!(r.outcome, Outcome::Success("raised".into()), "{r:#?}");
+    let watched = &r.gitops.applied[0].changes;
+    assert_eq!(
+        watched,
+        &vec![FieldChange {
+            field: Field::MemoryLimit {
+                container: "web".into()
+            },
+            value: "615Mi".into(),
+        }],
+        "the watch expects the repair's value, so it sees the revert"
+    );
+
+    // Unowned, nothing was planned: what the cluster holds right after the write is expected.
+    let c = Arc::new(Owned {
+        set_back_at_once: true,
+        ..Arc::into_inner(owned(BTreeMap::new())).unwrap()
+    });
+    let r = gated(RAISE, c, false, Some(GitopsPolicy::Act), None);
+    assert_eq!(r.gitops.applied[0].changes[0].value, "512Mi");
 }
 
 #[test]

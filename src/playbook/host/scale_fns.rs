@@ -128,6 +128,7 @@ pub(super) fn register(engine: &mut Engine) {
                 &c,
                 c.call("scale", c.cluster.scale(&target, replicas, c.dry_run)),
             )?;
+            gate.applied(&c, &[Field::Replicas]);
             c.record(
                 "scale",
                 format!("scale {target} from {} to {} replicas", r.from, r.to),
@@ -138,7 +139,6 @@ pub(super) fn register(engine: &mut Engine) {
                 &format!("scaled {target} from {} to {} replicas", r.from, r.to),
             );
             c.touch(&target);
-            gate.applied(&c, &[Field::Replicas]);
             let mut m = Map::new();
             m.insert("from".into(), Dynamic::from_int(r.from));
             m.insert("to".into(), Dynamic::from_int(r.to));
