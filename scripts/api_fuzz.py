@@ -33,10 +33,11 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-# What the document promises, checked on every response; plus the server-error check itself.
+# What the document promises, checked on every response; plus the server-error check itself,
+# which excuses only the one documented 503 of a daemon without a cluster (api_fuzz_hooks.py).
 CHECKS = os.environ.get("API_FUZZ_CHECKS") or ",".join(
     [
-        "not_a_server_error",
+        "not_a_server_error_but_unconfigured",
         "status_code_conformance",
         "content_type_conformance",
         "response_headers_conformance",
