@@ -88,15 +88,13 @@ impl Cluster for Owned {
         l: i64,
         d: bool,
     ) -> cluster::Result<()> {
+        if !self.set_back_at_once || d {
+            return self.inner.set_memory(t, c, r, l, d).await;
+        }
         let before = self.inner.memory(t, Some(c)).await?;
         self.inner.set_memory(t, c, r, l, d).await?;
-        if self.set_back_at_once && !d {
-            let limit = before.limit.expect("a limit to set back");
-            self.inner
-                .set_memory(t, c, before.request, limit, d)
-                .await?;
-        }
-        Ok(())
+        let limit = before.limit.expect("a limit to set back");
+        self.inner.set_memory(t, c, before.request, limit, d).await
     }
     async fn last_terminations(&self, t: &Target) -> cluster::Result<Vec<String>> {
         self.inner.last_terminations(t).await
