@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""The store's own ceiling for fresh-alert intake, beside the bare server, in one run (issue 20).
+
+Why: `load.sh` says how fast aiops takes new alerts; this says how fast the database alone can
+record them the way aiops must, on the same machine, so a throughput target can be checked
+against what is possible at all before the daemon is blamed. It is a floor for the store's cost
+(a ceiling for throughput): it writes less than the daemon does and in the cheapest way SQL
+allows, so no implementation of the daemon on this store and schema can be faster.
+
+What one batch writes, per store, in one transaction (the daemon's group commit):
+  - BATCH rows of `alert_events` (the real schema: every migration of `migrations/<backend>/`
+    applied in order, its indexes and foreign keys included) with the labels, annotations and
+    generator URL of the grouped-3 fixture's alerts, each with a new fingerprint;
+  - one `decisions` row per alert (a fresh firing alert matched by a rule is decided once);
+  - PostgreSQL only: the intake's advisory lock first, as the daemon takes it.
+It leaves out everything else the daemon does (the storm, cooldown and queue reads, the storm
+activity upsert, jobs, the HTTP side): cheaper, so the bound holds.
+The rows are made by the database itself (`INSERT … SELECT` over a generated series): no client
+round trip per row or per statement inside a batch. SQLite runs in the `sqlite3` shell, one
+process, WAL, the daemon's `synchronous`; PostgreSQL runs under `pgbench` with two clients (the
+two replicas of load.sh's postgres cells).
+
+Usage (from anywhere): python3 benches/store_floor.py
+Environment:
+  STORES      list out of sqlite-full, sqlite-normal, postgres (default all three)
+  ALERTS      alerts to write per store (default 30000)
+  BATCH       alerts per transaction (default 99: 33 webhooks of 3 alerts, the size of the
+              daemon's batches at 64 connections in load.sh's fresh cells)
+  DURATION    seconds of the bare-server cell (default 10); BASELINE=0 skips it
+  BASELINE_BIN  the bare axum + serde_json server (default: build the `baseline` example in
+              release, as load.sh does)
+  PGHOST, PGPORT, PGUSER   as load.sh (default 127.0.0.1, 5432, postgres; trust auth); the
+              postgres store is skipped with a message when pg_isready fails, unless CI=true
+Output: a markdown table (store, batch, alerts/s, webhooks/s at 3 alerts each, that as a ratio of
+the bare server's req/s at 64 connections, the load average), also in
+$CARGO_TARGET_DIR/store-floor.md (or target/).
+Exit: 0 on success; 2 on a setup failure (a missing tool, a failed statement).
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests/fixtures/am-0.25-firing-grouped-3.json"
+PG_LOCK_KEY = 6990001116843713839  # src/store/intake.rs: WriteTx::lock_intake
+
+
+def die(msg):
+    print(f"store_floor.py: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def env_int(name, default, lo, hi):
+    raw = os.environ.get(name, str(default))
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        die(f"{name} must be {lo}..{hi}, got '{raw}'")
+    return int(raw)
+
+
+def need(tool):
+    if shutil.which(tool) is None:
+        die(f"{tool} is not installed (apt-get install {'sqlite3' if tool == 'sqlite3' else 'postgresql-client' if tool in ('psql', 'pgbench', 'pg_isready') else tool})")
+
+
+def quote(s):
+    return "'" + s.replace("'", "''") + "'"
+
+
+def fixture_rows():
+    """The fixture's alerts as the daemon stores them: labels and annotations are JSON objects
+    with sorted keys (serde_json of a BTreeMap), compact."""
+    alerts = json.loads(FIXTURE.read_text())["alerts"]
+    out = []
+    for a in alerts:
+        out.append({
+            "alertname": a["labels"].get("alertname", ""),
+            "namespace": a["labels"].get("namespace"),
+            "severity": a["labels"].get("severity"),
+            "labels": json.dumps(a["labels"], sort_keys=True, separators=(",", ":")),
+            "annotations": json.dumps(a["annotations"], sort_keys=True, separators=(",", ":")),
+            "generator_url": a["generatorURL"],
+        })
+    return out
+
+
+def pick(rows, key, k):
+    """A SQL CASE choosing row k % len(rows)'s `key`."""
+    arms = " ".join(
+        f"WHEN {i} THEN {quote(r[key]) if r[key] is not None else 'NULL'}"
+        for i, r in enumerate(rows)
+    )
+    return f"CASE {k} % {len(rows)} {arms} END"
+
+
+def batch_sql(backend, rows, batch, salt):
+    """One batch's statements (no BEGIN/COMMIT). `salt` makes fingerprints unique per batch."""
+    cols = ("fingerprint, status, starts_at, ends_at, alertname, namespace, labels, annotations, "
+            "generator_url, receiver, group_key, received_at, severity")
+    decision = ("'restart', 'prod/Deployment/demo', 'refused', 'cooldown', "
+                "'rule restart acted on prod/Deployment/demo 3s ago (cooldown 10m)', NULL")
+    vals = lambda k, fp, now: (  # noqa: E731
+        f"{fp}, 'firing', {now} - {k}, NULL, {pick(rows, 'alertname', k)}, "
+        f"{pick(rows, 'namespace', k)}, {pick(rows, 'labels', k)}, {pick(rows, 'annotations', k)}, "
+        f"{pick(rows, 'generator_url', k)}, 'aiops', '{{}}:{{alertname=\"Test\"}}', {now}, "
+        f"{pick(rows, 'severity', k)}")
+    if backend == "sqlite":
+        now = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+        fp = f"printf('%08x%08x', {salt}, k)"
+        return (
+            f"INSERT INTO alert_events ({cols}) "
+            f"WITH RECURSIVE s(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM s WHERE k < {batch - 1}) "
+            f"SELECT {vals('k', fp, now)} FROM s WHERE true ON CONFLICT DO NOTHING;\n"
+            "INSERT INTO decisions (alert_event_id, rule, target_key, verdict, reason, detail, job_id, created_at) "
+            f"SELECT id, {decision}, received_at FROM alert_events "
+            "WHERE id > (SELECT COALESCE(MAX(alert_event_id), 0) FROM decisions);\n")
+    now = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    fp = "substr(md5(random()::text || clock_timestamp()::text), 1, 16)"
+    return (
+        f"SELECT count(*) FROM (SELECT pg_advisory_xact_lock({PG_LOCK_KEY})) AS l;\n"
+        f"WITH ins AS (INSERT INTO alert_events ({cols}) "
+        f"SELECT {vals('k', fp, now)} FROM generate_series(0, {batch - 1}) AS s(k) "
+        "ON CONFLICT DO NOTHING RETURNING id, received_at) "
+        "INSERT INTO decisions (alert_event_id, rule, target_key, verdict, reason, detail, job_id, created_at) "
+        f"SELECT id, {decision}, received_at FROM ins;\n")
+
+
+def migrations(backend):
+    files = sorted((ROOT / "migrations" / backend).glob("*.sql"))
+    if not files:
+        die(f"no migrations under migrations/{backend}")
+    return files
+
+
+def loadavg():
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def sqlite_floor(rows, alerts, batch, sync):
+    need("sqlite3")
+    with tempfile.TemporaryDirectory(prefix="aiops-floor-") as tmp:
+        db = Path(tmp) / "floor.db"
+        schema = "".join(f.read_text() + "\n" for f in migrations("sqlite"))
+        subprocess.run(["sqlite3", "-bail", str(db)], input=schema, text=True, check=True,
+                       stdout=subprocess.DEVNULL)
+        batches = alerts // batch
+        script = ["PRAGMA journal_mode = WAL;", f"PRAGMA synchronous = {sync};",
+                  "PRAGMA foreign_keys = ON;", "PRAGMA busy_timeout = 5000;"]
+        for b in range(batches):
+            script.append("BEGIN IMMEDIATE;")
+            script.append(batch_sql("sqlite", rows, batch, b))
+            script.append("COMMIT;")
+        before = loadavg()
+        t = time.perf_counter()
+        r = subprocess.run(["sqlite3", "-bail", str(db)], input="\n".join(script), text=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        secs = time.perf_counter() - t
+        if r.returncode != 0:
+            die(f"sqlite3 failed: {r.stderr.strip()[:500]}")
+        n = subprocess.run(["sqlite3", str(db), "SELECT count(*) FROM alert_events; SELECT count(*) FROM decisions;"],
+                           capture_output=True, text=True, check=True).stdout.split()
+        if n != [str(batches * batch)] * 2:
+            die(f"sqlite3 wrote {n} rows (alert_events, decisions), expected {batches * batch} each")
+        return batches * batch / secs, f"{before} → {loadavg()}"
+
+
+def postgres_floor(rows, alerts, batch):
+    for tool in ("psql", "pgbench", "pg_isready"):
+        need(tool)
+    host = os.environ.get("PGHOST", "127.0.0.1")
+    port = os.environ.get("PGPORT", "5432")
+    user = os.environ.get("PGUSER", "postgres")
+    base = ["-h", host, "-p", port, "-U", user]
+    if subprocess.run(["pg_isready", *base], capture_output=True).returncode != 0:
+        if os.environ.get("CI") == "true":
+            die(f"PostgreSQL is not ready at {host}:{port}")
+        print(f"store_floor.py: no PostgreSQL at {host}:{port}; postgres skipped", file=sys.stderr)
+        return None
+    name = f"aiops_floor_{os.getpid()}"
+    psql = lambda db, sql: subprocess.run(  # noqa: E731
+        ["psql", *base, "-d", db, "-v", "ON_ERROR_STOP=1", "-q", "-X"], input=sql, text=True,
+        capture_output=True)
+    r = psql("postgres", f"CREATE DATABASE {name};")
+    if r.returncode != 0:
+        die(f"CREATE DATABASE failed: {r.stderr.strip()}")
+    try:
+        for f in migrations("postgres"):
+            r = psql(name, f.read_text())
+            if r.returncode != 0:
+                die(f"{f.name}: {r.stderr.strip()[:500]}")
+        with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+            script.write("BEGIN;\n" + batch_sql("postgres", rows, batch, 0) + "COMMIT;\n")
+        clients = 2
+        per_client = max(1, alerts // batch // clients)
+        before = loadavg()
+        r = subprocess.run(["pgbench", *base, "-n", "-c", str(clients), "-j", str(clients),
+                            "-t", str(per_client), "-f", script.name, name],
+                           capture_output=True, text=True)
+        os.unlink(script.name)
+        if r.returncode != 0:
+            die(f"pgbench failed: {(r.stderr or r.stdout).strip()[:500]}")
+        tps = None
+        for line in r.stdout.splitlines():
+            if line.startswith("tps = "):
+                tps = float(line.split()[2])
+        if tps is None:
+            die(f"no tps in pgbench's output: {r.stdout[-500:]}")
+        want = clients * per_client * batch
+        r = psql(name, "SELECT count(*) FROM alert_events UNION ALL SELECT count(*) FROM decisions;")
+        got = [int(x) for x in r.stdout.split() if x.isdigit()]
+        if got != [want, want]:
+            die(f"pgbench wrote {got} rows (alert_events, decisions), expected {want} each")
+        return tps * batch, f"{before} → {loadavg()}"
+    finally:
+        psql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bare_server(duration):
+    """req/s of the bare server at 64 connections, posting the fixture as load.sh's fresh cells
+    do (the same wrk script)."""
+    need("wrk")
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    binary = os.environ.get("BASELINE_BIN") or str(target / "release/examples/baseline")
+    if not os.environ.get("BASELINE_BIN"):
+        r = subprocess.run(["cargo", "build", "--release", "--example", "baseline"], cwd=ROOT)
+        if r.returncode != 0:
+            die("cargo build --release --example baseline failed")
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen([binary], env={**os.environ, "BASELINE_LISTEN": f"127.0.0.1:{port}"},
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(300):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            die("the baseline server did not listen within 30 s")
+        env = {**os.environ, "BODY_FILE": str(FIXTURE), "FRESH": "1", "UNIQUE": "0",
+               "FRESH_ID": os.urandom(4).hex(), "RUN_EPOCH": str(int(time.time()))}
+        url = f"http://127.0.0.1:{port}/webhook/alertmanager"
+        lua = str(ROOT / "benches/wrk-post.lua")
+        subprocess.run(["wrk", "-t2", "-c64", "-d2s", "-s", lua, url], env=env,
+                       capture_output=True, check=True)
+        env["FRESH_ID"] = os.urandom(4).hex()
+        before = loadavg()
+        r = subprocess.run(["wrk", "-t2", "-c64", f"-d{duration}s", "-s", lua, url], env=env,
+                           capture_output=True, text=True, check=True)
+        for line in r.stdout.splitlines():
+            if line.startswith("Requests/sec:"):
+                return float(line.split()[1]), f"{before} → {loadavg()}"
+        die(f"no Requests/sec in wrk's output: {r.stdout[-300:]}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=10)
+
+
+def main():
+    stores = os.environ.get("STORES", "sqlite-full sqlite-normal postgres").split()
+    for s in stores:
+        if s not in ("sqlite-full", "sqlite-normal", "postgres"):
+            die(f"unknown store '{s}' (sqlite-full, sqlite-normal, postgres)")
+    alerts = env_int("ALERTS", 30000, 100, 10_000_000)
+    batch = env_int("BATCH", 99, 1, 10_000)
+    duration = env_int("DURATION", 10, 1, 300)
+    rows = fixture_rows()
+
+    bare = None
+    if os.environ.get("BASELINE", "1") != "0":
+        bare = bare_server(duration)
+    table = ["| store | batch (alerts) | alerts/s | webhooks/s (3 alerts) | ratio vs bare | load |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    if bare:
+        table.append(f"| bare server, 64 connections | | | {bare[0]:.0f} req/s | 1 | {bare[1]} |")
+    for s in stores:
+        if s == "postgres":
+            got = postgres_floor(rows, alerts, batch)
+            if got is None:
+                continue
+        else:
+            got = sqlite_floor(rows, alerts, batch, "FULL" if s == "sqlite-full" else "NORMAL")
+        per_s, load = got
+        ratio = f"{per_s / 3 / bare[0]:.3f}" if bare else ""
+        table.append(f"| {s} | {batch} | {per_s:.0f} | {per_s / 3:.0f} | {ratio} | {load} |")
+    text = "\n".join(table) + "\n"
+    print(f"\nStore floor ({os.cpu_count()} cores):\n\n{text}")
+    out = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "store-floor.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
