@@ -947,6 +947,70 @@ async fn a_firing_alert_that_resolved_leaves_state_firing_and_shows_resolved_at(
 }
 both_backends!(a_firing_alert_that_resolved_leaves_state_firing_and_shows_resolved_at);
 
+async fn a_firing_occurrence_delivered_after_its_own_resolve_is_stored_ended(db: Db) {
+    let app = spawn(db).await;
+    let starts = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let ends = starts + chrono::Duration::minutes(4);
+    let late = [("alertname", "Late"), ("namespace", "shop")];
+    let again = [("alertname", "Again"), ("namespace", "shop")];
+    // Resolves arrive first: Late's for the occurrence that is about to be delivered late,
+    // Again's for an earlier occurrence (another startsAt) than the one that fires next.
+    let mut late_resolve = common::payload::alert("resolved", &late, &starts.to_rfc3339());
+    late_resolve["endsAt"] = json!(ends.to_rfc3339());
+    let earlier = starts - chrono::Duration::hours(1);
+    let mut again_resolve = common::payload::alert("resolved", &again, &earlier.to_rfc3339());
+    again_resolve["endsAt"] = json!((earlier + chrono::Duration::minutes(1)).to_rfc3339());
+    let resolves = common::payload::group(vec![late_resolve, again_resolve]).to_string();
+    assert_eq!(app.post_webhook(resolves).await.status(), 200);
+
+    let fire = payload(
+        &[(&late, "firing"), (&again, "firing")],
+        &starts.to_rfc3339(),
+    );
+    let answer = app.post_webhook_json(fire).await;
+    assert_eq!(answer["accepted"], 2, "{answer}");
+
+    let token = issue(&app, "alice", "shop", "viewer");
+    let (_, firing) = app.api_get(&token, "/api/alerts?state=firing").await;
+    assert_eq!(alertnames(&firing), ["Again"], "{firing}");
+    assert!(firing["items"][0]["resolved_at"].is_null(), "{firing}");
+    // Ended: both resolves and the late firing row, which carries its resolve's endsAt.
+    let (_, ended) = app.api_get(&token, "/api/alerts?state=resolved").await;
+    let firing_rows: Vec<&Value> = ended["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "firing")
+        .collect();
+    assert_eq!(firing_rows.len(), 1, "{ended}");
+    assert_eq!(firing_rows[0]["alertname"], "Late", "{ended}");
+    let resolved_at =
+        chrono::DateTime::parse_from_rfc3339(firing_rows[0]["resolved_at"].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {ended}"));
+    assert_eq!(
+        resolved_at.timestamp_millis(),
+        ends.timestamp_millis(),
+        "{ended}"
+    );
+    // Stored so, not only listed so: "firing now" reads the column and looks for no resolve.
+    let raw = common::raw_db(&app.db.url).await;
+    let stored: Vec<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT alertname, resolved_at FROM alert_events WHERE status = 'firing' ORDER BY alertname",
+    )
+    .fetch_all(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+    assert_eq!(
+        stored,
+        [
+            ("Again".to_string(), None),
+            ("Late".to_string(), Some(ends.timestamp_millis()))
+        ]
+    );
+}
+both_backends!(a_firing_occurrence_delivered_after_its_own_resolve_is_stored_ended);
+
 /// Every key of `v` (at any depth) that names a point in time, with its value.
 fn times<'a>(v: &'a Value, path: &str, out: &mut Vec<(String, &'a Value)>) {
     match v {

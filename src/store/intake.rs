@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::memo::{DeferredDecision, shadow};
 use super::{Result, Store, WriteTx};
-use crate::alert::Alert;
+use crate::alert::{Alert, Status};
 use crate::rules::Mode;
 
 /// The target whose storm-brake activity a decision feeds, if any. Denied namespaces
@@ -79,13 +79,10 @@ impl WriteTx {
         &mut self,
         evs: &[NewAlertEvent<'_>],
     ) -> Result<Vec<Option<i64>>> {
-        // The subquery reads the occurrence's resolve, if stored: fingerprint, startsAt and
-        // status are bound a second time.
-        const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-             (SELECT COALESCE(r.ends_at, r.received_at) FROM alert_events r \
-              WHERE r.fingerprint = ? AND r.status = 'resolved' AND r.starts_at = ? AND ? = 'firing'))";
+        const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         let mut out = Vec::with_capacity(evs.len());
         for chunk in super::pow2_chunks(evs, 64) {
+            let resolved = self.stored_resolves(chunk).await?;
             let mut sql = String::from(
                 "INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, namespace, labels, \
                  annotations, generator_url, receiver, group_key, received_at, severity, resolved_at) VALUES ",
@@ -98,6 +95,12 @@ impl WriteTx {
                 let labels = serde_json::to_string(&a.labels).expect("string maps serialize");
                 let annotations =
                     serde_json::to_string(&a.annotations).expect("string maps serialize");
+                let resolved_at = match a.status {
+                    Status::Firing => resolved
+                        .get(&(a.fingerprint.as_str(), a.starts_at_ms()))
+                        .copied(),
+                    Status::Resolved => None,
+                };
                 q = q
                     .bind(a.fingerprint.clone())
                     .bind(a.status.as_str())
@@ -112,9 +115,7 @@ impl WriteTx {
                     .bind(ev.group_key.to_string())
                     .bind(ev.received_at)
                     .bind(a.labels.get("severity").cloned())
-                    .bind(a.fingerprint.clone())
-                    .bind(a.starts_at_ms())
-                    .bind(a.status.as_str());
+                    .bind(resolved_at);
             }
             let rows = q.fetch_all(&mut *self.tx).await?;
             let mut ids: HashMap<(String, String, i64), i64> = HashMap::with_capacity(rows.len());
@@ -137,6 +138,54 @@ impl WriteTx {
                     a.starts_at_ms(),
                 ));
                 out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored resolves of `chunk`'s firing occurrences: (fingerprint, startsAt) → when the
+    /// occurrence ended (its `endsAt`, else when the resolve arrived). A firing row stored after
+    /// its own resolve (a delayed retry) is stored ended at that time.
+    ///
+    /// Why a read of its own rather than a subquery in each inserted row: a subquery reading
+    /// `alert_events` keeps a cursor open on the dedup index the insert writes to, and SQLite
+    /// then saves and restores that cursor around every row it inserts: a fifth of the store's
+    /// work in an alert storm. This is one indexed read per chunk, and most chunks find nothing.
+    /// Its list of keys has as many entries as the chunk has rows (the last one repeated), so
+    /// there is one statement text per chunk size, as for the insert.
+    async fn stored_resolves<'e>(
+        &mut self,
+        chunk: &'e [NewAlertEvent<'_>],
+    ) -> Result<HashMap<(&'e str, i64), i64>> {
+        let firing: Vec<(&str, i64)> = chunk
+            .iter()
+            .filter(|ev| ev.alert.status == Status::Firing)
+            .map(|ev| (ev.alert.fingerprint.as_str(), ev.alert.starts_at_ms()))
+            .collect();
+        let Some(&last) = firing.last() else {
+            return Ok(HashMap::new());
+        };
+        // The keys are joined to the dedup index, one seek each.
+        let mut sql = String::from("WITH k (fingerprint, starts_at) AS (VALUES ");
+        sql.push_str(&super::values_list(self.backend, chunk.len(), "(?, ?)"));
+        sql.push_str(
+            ") SELECT r.fingerprint, r.starts_at, COALESCE(r.ends_at, r.received_at) AS ended_at \
+             FROM k JOIN alert_events r ON r.fingerprint = k.fingerprint \
+             AND r.status = 'resolved' AND r.starts_at = k.starts_at",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for i in 0..chunk.len() {
+            let (fingerprint, starts_at) = firing.get(i).copied().unwrap_or(last);
+            q = q.bind(fingerprint).bind(starts_at);
+        }
+        let rows = q.fetch_all(&mut *self.tx).await?;
+        let mut out = HashMap::new();
+        for r in &rows {
+            let fingerprint: String = r.try_get("fingerprint")?;
+            let starts_at: i64 = r.try_get("starts_at")?;
+            // Keyed by the chunk's own strings, so the map borrows nothing from the rows.
+            if let Some(&(fp, _)) = firing.iter().find(|(f, _)| *f == fingerprint) {
+                out.insert((fp, starts_at), r.try_get("ended_at")?);
             }
         }
         Ok(out)
@@ -238,27 +287,33 @@ impl WriteTx {
             return Ok(());
         }
         let deferred = std::mem::take(&mut self.deferred);
-        for chunk in super::pow2_chunks(&deferred.decisions, 128) {
+        let sizes: Vec<usize> = super::pow2_chunks(&deferred.decisions, 128)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        // Moved into the statement, not copied: the rows are written once.
+        let mut decisions = deferred.decisions.into_iter();
+        for n in sizes {
             let mut sql = String::from(
                 "INSERT INTO decisions (alert_event_id, rule, target_key, verdict, reason, detail, job_id, created_at, requested_by) VALUES ",
             );
             sql.push_str(&super::values_list(
                 self.backend,
-                chunk.len(),
+                n,
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ));
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for d in chunk {
+            for d in decisions.by_ref().take(n) {
                 q = q
                     .bind(d.alert_event_id)
-                    .bind(d.rule.clone())
-                    .bind(d.target_key.clone())
-                    .bind(d.verdict.clone())
-                    .bind(d.reason.clone())
-                    .bind(d.detail.clone())
+                    .bind(d.rule)
+                    .bind(d.target_key)
+                    .bind(d.verdict)
+                    .bind(d.reason)
+                    .bind(d.detail)
                     .bind(d.job_id)
                     .bind(d.created_at)
-                    .bind(d.requested_by.clone());
+                    .bind(d.requested_by);
             }
             q.execute(&mut *self.tx).await?;
         }
