@@ -439,6 +439,92 @@ async fn an_apps_registered_channels_get_its_notifications(db: Db) {
 }
 both_backends!(an_apps_registered_channels_get_its_notifications);
 
+/// `alert_fired` is opt-in for label routes, but an app's own channels hear of every alert
+/// firing in its namespace; with neither, nothing is queued (both backends).
+async fn an_alert_firing_is_told_to_its_apps_channels_and_to_routes_that_opt_in(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let test_db = common::TestDb::new(db, dir.path()).await;
+    let store = aiops::store::Store::connect(&test_db.url, &aiops::store::Options::default())
+        .await
+        .unwrap();
+    let outbox = |routes: &str| {
+        let config = dir.path().join("aiops.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "notify:\n  channels:\n    ops: {{type: webhook, url: \"http://127.0.0.1:9/ops\"}}\n    \
+                 shop-team: {{type: webhook, url: \"http://127.0.0.1:9/shop\"}}\n  routes:\n{routes}"
+            ),
+        )
+        .unwrap();
+        let settings = aiops::config::Settings::load_with(Some(&config), |_| None).unwrap();
+        aiops::notify::Outbox::new(&settings.notify).unwrap()
+    };
+    let spec: serde_json::Value =
+        serde_yaml::from_str("{name: shop, notifications: [shop-team]}").unwrap();
+    store
+        .upsert_app("shop", "shop", &spec, "test")
+        .await
+        .unwrap();
+    async fn fired(
+        store: &aiops::store::Store,
+        outbox: &aiops::notify::Outbox,
+        namespace: &str,
+    ) -> usize {
+        let labels = [
+            ("alertname", "Down"),
+            ("namespace", namespace),
+            ("severity", "critical"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut tx = store.begin_write().await.unwrap();
+        let n = outbox
+            .alert_fired(
+                &mut tx,
+                &labels,
+                &Default::default(),
+                "",
+                aiops::store::now_ms(),
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        n
+    }
+    let channels = || async {
+        store
+            .notifications()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.event, n.channel))
+            .collect::<Vec<_>>()
+    };
+
+    // No route opts in: only the app's channel, and only for its namespace.
+    let quiet = outbox("    - matchers: ['severity=\"critical\"']\n      channels: [ops]\n");
+    assert_eq!(fired(&store, &quiet, "blog").await, 0);
+    assert_eq!(fired(&store, &quiet, "shop").await, 1);
+    assert_eq!(
+        channels().await,
+        [("alert_fired".to_string(), "shop-team".to_string())]
+    );
+
+    // A route that opts in hears of alerts in any namespace.
+    let told = outbox(
+        "    - matchers: ['severity=\"critical\"']\n      channels: [ops]\n      events: [alert_fired]\n",
+    );
+    assert_eq!(fired(&store, &told, "blog").await, 1);
+    assert_eq!(
+        channels().await.last().unwrap(),
+        &("alert_fired".to_string(), "ops".to_string())
+    );
+    store.close().await;
+}
+both_backends!(an_alert_firing_is_told_to_its_apps_channels_and_to_routes_that_opt_in);
+
 /// Pieces of the secret URLs below that a receiver echoes back; none may be shown anywhere.
 const ECHOED_FRAGMENTS: &[&str] = &[
     "T0TEAMSECRET",

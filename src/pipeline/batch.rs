@@ -463,13 +463,15 @@ impl Core {
                     // goes with the occurrence's first record only. Only routes that opt in take
                     // it; most alerts enqueue nothing.
                     if let Some(outbox) = self.outbox.as_ref().filter(|_| dedup == "new") {
-                        let event = crate::notify::Event::for_alert(
-                            crate::notify::EventKind::AlertFired,
-                            &alert.labels,
-                            &alert.annotations,
-                            &alert.generator_url,
-                        );
-                        notified += outbox.enqueue(tx, &event, &[], now).await?;
+                        notified += outbox
+                            .alert_fired(
+                                tx,
+                                &alert.labels,
+                                &alert.annotations,
+                                &alert.generator_url,
+                                now,
+                            )
+                            .await?;
                     }
                     for rule in defs.rules.matching(&alert.labels) {
                         let ctx = guard::Ctx {
