@@ -963,12 +963,24 @@ async fn a_firing_occurrence_delivered_after_its_own_resolve_is_stored_ended(db:
     let resolves = common::payload::group(vec![late_resolve, again_resolve]).to_string();
     assert_eq!(app.post_webhook(resolves).await.status(), 200);
 
-    let fire = payload(
-        &[(&late, "firing"), (&again, "firing")],
-        &starts.to_rfc3339(),
-    );
+    // The late firings arrive with two new resolves of other alerts: one chunk of four rows,
+    // whose list of keys to look up (the two firings) is filled up to the chunk's size.
+    let mut alerts = vec![
+        common::payload::alert("firing", &late, &starts.to_rfc3339()),
+        common::payload::alert("firing", &again, &starts.to_rfc3339()),
+    ];
+    for name in ["Other1", "Other2"] {
+        let mut resolve = common::payload::alert(
+            "resolved",
+            &[("alertname", name), ("namespace", "shop")],
+            &starts.to_rfc3339(),
+        );
+        resolve["endsAt"] = json!(ends.to_rfc3339());
+        alerts.push(resolve);
+    }
+    let fire = common::payload::group(alerts).to_string();
     let answer = app.post_webhook_json(fire).await;
-    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(answer["accepted"], 4, "{answer}");
 
     let token = issue(&app, "alice", "shop", "viewer");
     let (_, firing) = app.api_get(&token, "/api/alerts?state=firing").await;
