@@ -30,6 +30,11 @@ pub(super) fn lane(mode: Mode) -> &'static str {
     }
 }
 
+/// The columns of an `alert_events` row as intake writes them, in the order
+/// `WriteTx::bind_alert` binds them.
+const ALERT_COLUMNS: &str = "fingerprint, status, starts_at, ends_at, alertname, namespace, labels, \
+     annotations, generator_url, receiver, group_key, received_at, severity, resolved_at";
+
 /// One alert occurrence as received, to be recorded.
 pub struct NewAlertEvent<'a> {
     /// The alert.
@@ -79,68 +84,170 @@ impl WriteTx {
         &mut self,
         evs: &[NewAlertEvent<'_>],
     ) -> Result<Vec<Option<i64>>> {
-        const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         let mut out = Vec::with_capacity(evs.len());
+        // SQLite: ids chosen here, so no row has to come back (see `insert_alert_chunk`).
+        let mut next_id = match self.backend {
+            super::Backend::Sqlite if !evs.is_empty() => self.next_alert_event_id().await?,
+            _ => 0,
+        };
         for chunk in super::pow2_chunks(evs, 64) {
             let resolved = self.stored_resolves(chunk).await?;
-            let mut sql = String::from(
-                "INSERT INTO alert_events (fingerprint, status, starts_at, ends_at, alertname, namespace, labels, \
-                 annotations, generator_url, receiver, group_key, received_at, severity, resolved_at) VALUES ",
-            );
-            sql.push_str(&super::values_list(self.backend, chunk.len(), ROW));
-            sql.push_str(" ON CONFLICT DO NOTHING RETURNING id, fingerprint, status, starts_at");
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for ev in chunk {
-                let a = ev.alert;
-                let labels = serde_json::to_string(&a.labels).expect("string maps serialize");
-                let annotations =
-                    serde_json::to_string(&a.annotations).expect("string maps serialize");
-                let resolved_at = match a.status {
-                    Status::Firing => resolved
-                        .get(&(a.fingerprint.as_str(), a.starts_at_ms()))
-                        .copied(),
-                    Status::Resolved => None,
-                };
-                q = q
-                    .bind(a.fingerprint.clone())
-                    .bind(a.status.as_str())
-                    .bind(a.starts_at_ms())
-                    .bind(a.ends_at.map(|t| t.timestamp_millis()))
-                    .bind(a.alertname().to_string())
-                    .bind(a.labels.get("namespace").cloned())
-                    .bind(labels)
-                    .bind(annotations)
-                    .bind(a.generator_url.clone())
-                    .bind(ev.receiver.to_string())
-                    .bind(ev.group_key.to_string())
-                    .bind(ev.received_at)
-                    .bind(a.labels.get("severity").cloned())
-                    .bind(resolved_at);
-            }
-            let rows = q.fetch_all(&mut *self.tx).await?;
-            let mut ids: HashMap<(String, String, i64), i64> = HashMap::with_capacity(rows.len());
-            for r in &rows {
-                ids.insert(
-                    (
-                        r.try_get("fingerprint")?,
-                        r.try_get("status")?,
-                        r.try_get("starts_at")?,
-                    ),
-                    r.try_get("id")?,
-                );
-            }
-            for ev in chunk {
-                let a = ev.alert;
-                // `remove`: a second copy of an occurrence in the same statement was not stored.
-                let id = ids.remove(&(
-                    a.fingerprint.clone(),
-                    a.status.as_str().to_string(),
-                    a.starts_at_ms(),
-                ));
-                out.push(id);
+            match self.backend {
+                super::Backend::Sqlite => {
+                    out.extend(self.insert_alert_chunk(chunk, &resolved, next_id).await?);
+                    next_id += chunk.len() as i64;
+                }
+                super::Backend::Postgres => {
+                    out.extend(self.insert_alert_chunk_returning(chunk, &resolved).await?);
+                }
             }
         }
         Ok(out)
+    }
+
+    /// The id the next `alert_events` row gets on SQLite: above every id the table has had
+    /// (`AUTOINCREMENT` keeps deleted ids in `sqlite_sequence`). Exact for the rest of the
+    /// transaction: SQLite's write lock, taken at `BEGIN IMMEDIATE`, keeps every other
+    /// writer out.
+    async fn next_alert_event_id(&mut self) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'alert_events'), 0), \
+             COALESCE((SELECT MAX(id) FROM alert_events), 0)) + 1 AS next",
+        )
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(row.try_get("next")?)
+    }
+
+    /// Binds one occurrence's columns after `id` (if any), in the order of [`ALERT_COLUMNS`].
+    fn bind_alert<'q>(
+        mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        ev: &NewAlertEvent<'_>,
+        resolved: &HashMap<(&str, i64), i64>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        let a = ev.alert;
+        let labels = serde_json::to_string(&a.labels).expect("string maps serialize");
+        let annotations = serde_json::to_string(&a.annotations).expect("string maps serialize");
+        let resolved_at = match a.status {
+            Status::Firing => resolved
+                .get(&(a.fingerprint.as_str(), a.starts_at_ms()))
+                .copied(),
+            Status::Resolved => None,
+        };
+        q = q
+            .bind(a.fingerprint.clone())
+            .bind(a.status.as_str())
+            .bind(a.starts_at_ms())
+            .bind(a.ends_at.map(|t| t.timestamp_millis()))
+            .bind(a.alertname().to_string())
+            .bind(a.labels.get("namespace").cloned())
+            .bind(labels)
+            .bind(annotations)
+            .bind(a.generator_url.clone())
+            .bind(ev.receiver.to_string())
+            .bind(ev.group_key.to_string())
+            .bind(ev.received_at)
+            .bind(a.labels.get("severity").cloned())
+            .bind(resolved_at);
+        q
+    }
+
+    /// SQLite: one chunk inserted with the ids `first..first + chunk.len()`, in order.
+    ///
+    /// Why not `RETURNING id` as on PostgreSQL: sqlx's SQLite driver hands every returned row
+    /// from its database thread to the writer one by one, each a wake-up of the writer, and the
+    /// intake writer is the one serial path of an alert storm. Chosen ids need no rows back:
+    /// the insert reports how many it stored, and when that is all of them (every chunk but
+    /// one holding a re-send) the ids are known. Otherwise one read finds which ids were
+    /// stored; an id not stored belongs to an occurrence that was (a re-send, or a second copy
+    /// earlier in `chunk`). The conflict target names the dedup index only: a clash on `id`
+    /// itself would be a bug, and fails the batch rather than pass for a re-send.
+    async fn insert_alert_chunk(
+        &mut self,
+        chunk: &[NewAlertEvent<'_>],
+        resolved: &HashMap<(&str, i64), i64>,
+        first: i64,
+    ) -> Result<Vec<Option<i64>>> {
+        let mut sql = format!("INSERT INTO alert_events (id, {ALERT_COLUMNS}) VALUES ");
+        sql.push_str(&super::values_list(
+            self.backend,
+            chunk.len(),
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ));
+        sql.push_str(" ON CONFLICT (fingerprint, status, starts_at) DO NOTHING");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (i, ev) in chunk.iter().enumerate() {
+            q = Self::bind_alert(q.bind(first + i as i64), ev, resolved);
+        }
+        let n = chunk.len() as i64;
+        let stored = q.execute(&mut *self.tx).await?.rows_affected();
+        if stored == n as u64 {
+            return Ok((first..first + n).map(Some).collect());
+        }
+        let rows = sqlx::query("SELECT id FROM alert_events WHERE id >= $1 AND id < $2")
+            .bind(first)
+            .bind(first + n)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        let mut present = vec![false; chunk.len()];
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            if let Some(slot) = usize::try_from(id - first)
+                .ok()
+                .and_then(|i| present.get_mut(i))
+            {
+                *slot = true;
+            }
+        }
+        Ok(present
+            .into_iter()
+            .zip(first..)
+            .map(|(p, id)| p.then_some(id))
+            .collect())
+    }
+
+    /// PostgreSQL: one chunk inserted, its ids read back from `RETURNING` (a sequence hands
+    /// them out, and other replicas insert at the same time).
+    async fn insert_alert_chunk_returning(
+        &mut self,
+        chunk: &[NewAlertEvent<'_>],
+        resolved: &HashMap<(&str, i64), i64>,
+    ) -> Result<Vec<Option<i64>>> {
+        let mut sql = format!("INSERT INTO alert_events ({ALERT_COLUMNS}) VALUES ");
+        sql.push_str(&super::values_list(
+            self.backend,
+            chunk.len(),
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ));
+        sql.push_str(" ON CONFLICT DO NOTHING RETURNING id, fingerprint, status, starts_at");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for ev in chunk {
+            q = Self::bind_alert(q, ev, resolved);
+        }
+        let rows = q.fetch_all(&mut *self.tx).await?;
+        let mut ids: HashMap<(String, String, i64), i64> = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            ids.insert(
+                (
+                    r.try_get("fingerprint")?,
+                    r.try_get("status")?,
+                    r.try_get("starts_at")?,
+                ),
+                r.try_get("id")?,
+            );
+        }
+        Ok(chunk
+            .iter()
+            .map(|ev| {
+                let a = ev.alert;
+                // `remove`: a second copy of an occurrence in the same statement was not stored.
+                ids.remove(&(
+                    a.fingerprint.clone(),
+                    a.status.as_str().to_string(),
+                    a.starts_at_ms(),
+                ))
+            })
+            .collect())
     }
 
     /// The stored resolves of `chunk`'s firing occurrences: (fingerprint, startsAt) → when the
@@ -682,5 +789,79 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NewAlertEvent;
+    use crate::alert::Alert;
+    use crate::store::{Options, Store};
+
+    fn alert(fingerprint: &str) -> Alert {
+        serde_json::from_value(serde_json::json!({
+            "status": "firing",
+            "labels": {"alertname": "KubePodCrashLooping", "namespace": "shop", "pod": fingerprint},
+            "annotations": {},
+            "startsAt": "2026-01-01T00:00:00Z",
+            "fingerprint": fingerprint,
+        }))
+        .unwrap()
+    }
+
+    fn events(alerts: &[Alert]) -> Vec<NewAlertEvent<'_>> {
+        alerts
+            .iter()
+            .map(|alert| NewAlertEvent {
+                alert,
+                receiver: "aiops",
+                group_key: "{}",
+                received_at: 1,
+            })
+            .collect()
+    }
+
+    async fn fingerprint_of(store: &Store, id: i64) -> String {
+        store.alert_event(id).await.unwrap().unwrap().fingerprint
+    }
+
+    /// The SQLite insert chooses ids instead of reading them back: each id must still be its
+    /// own row's, when a chunk mixes new occurrences, stored ones and a second copy, and above
+    /// an id whose row was deleted (AUTOINCREMENT never hands an id out twice).
+    #[tokio::test]
+    async fn each_new_occurrence_gets_its_own_rows_id_and_stored_ones_and_second_copies_none() {
+        let store = Store::connect("sqlite::memory:", &Options::default())
+            .await
+            .unwrap();
+        let (a, b, c, d) = (alert("aa"), alert("bb"), alert("cc"), alert("dd"));
+        let mut tx = store.begin_write().await.unwrap();
+        let first = tx
+            .insert_alert_events(&events(&[b.clone(), d.clone()]))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let (b_id, d_id) = (first[0].unwrap(), first[1].unwrap());
+        assert_eq!(fingerprint_of(&store, b_id).await, "bb");
+        assert_eq!(fingerprint_of(&store, d_id).await, "dd");
+        // The newest row goes: its id must not be handed out again.
+        sqlx::query("DELETE FROM alert_events WHERE id = $1")
+            .bind(d_id)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+
+        let mut tx = store.begin_write().await.unwrap();
+        let ids = tx
+            .insert_alert_events(&events(&[a.clone(), b.clone(), c.clone(), a.clone()]))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(ids[1].is_none(), "bb is stored already: {ids:?}");
+        assert!(ids[3].is_none(), "the second copy of aa: {ids:?}");
+        let (a_id, c_id) = (ids[0].unwrap(), ids[2].unwrap());
+        assert!(a_id > d_id && c_id > d_id, "{ids:?} after {d_id}");
+        assert_eq!(fingerprint_of(&store, a_id).await, "aa");
+        assert_eq!(fingerprint_of(&store, c_id).await, "cc");
+        assert_eq!(store.count_alert_events().await.unwrap(), 3);
     }
 }
