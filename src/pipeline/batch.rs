@@ -63,7 +63,10 @@ impl Webhook {
 /// A webhook and where to send its outcome.
 struct Waiting {
     webhook: Webhook,
-    reply: oneshot::Sender<Result<Report>>,
+    /// The outcome goes back with the webhook itself, so that its handler, not the writer,
+    /// frees its alerts: the writer is the one serial path of a storm, and freeing a batch's
+    /// labels and annotations was a tenth of its time.
+    reply: oneshot::Sender<(Result<Report>, Webhook)>,
 }
 
 /// The webhooks waiting for the writer, and whether a writer runs.
@@ -152,9 +155,10 @@ pub(super) async fn submit(
     if start {
         start_writer(core.clone(), queue.clone());
     }
-    answer
-        .await
-        .unwrap_or(Err(Error::Unavailable("intake_writer_lost")))
+    match answer.await {
+        Ok((outcome, _webhook)) => outcome,
+        Err(_) => Err(Error::Unavailable("intake_writer_lost")),
+    }
 }
 
 /// Starts the writer, apart from the handlers: a handler dropped mid-batch (a client gone) must
@@ -189,9 +193,9 @@ async fn write(core: Arc<Core>, queue: Arc<Queue>) {
         let (webhooks, replies): (Vec<Webhook>, Vec<_>) =
             batch.into_iter().map(|w| (w.webhook, w.reply)).unzip();
         let outcomes = core.write_batch(&webhooks, store::now_ms()).await;
-        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        for ((reply, outcome), webhook) in replies.into_iter().zip(outcomes).zip(webhooks) {
             // A handler that stopped waiting lost nothing: its alerts are stored.
-            let _ = reply.send(outcome);
+            let _ = reply.send((outcome, webhook));
         }
     }
 }
