@@ -20,19 +20,28 @@ round trip per row or per statement inside a batch. SQLite runs in the `sqlite3`
 process, WAL, the daemon's `synchronous`; PostgreSQL runs under `pgbench` with two clients (the
 two replicas of load.sh's postgres cells).
 
+The http-sqlite-* stores add the HTTP side back: the `intake_floor` example
+(benches/intake_floor/main.rs) serves the webhook with the daemon's HTTP stack and typed parse
+and answers each webhook once its alerts and one decision each are committed by one SQLite writer
+thread (group commit, statements prepared once, no hand-off per statement), under the same wrk
+load as the bare server. It is the ceiling of any design with the daemon's durability contract
+(2xx ⇒ stored) on this machine; its row counts are checked against the answered webhooks.
+
 Usage (from anywhere): python3 benches/store_floor.py
 Environment:
-  STORES      list out of sqlite-full, sqlite-normal, postgres (default all three)
+  STORES      list out of http-sqlite-full, http-sqlite-normal, sqlite-full, sqlite-normal,
+              postgres (default all five)
   ALERTS      alerts to write per store (default 30000)
   BATCH       alerts per transaction (default 99: 33 webhooks of 3 alerts, the size of the
               daemon's batches at 64 connections in load.sh's fresh cells)
   DURATION    seconds of the bare-server cell (default 10); BASELINE=0 skips it
   BASELINE_BIN  the bare axum + serde_json server (default: build the `baseline` example in
               release, as load.sh does)
+  FLOOR_BIN   the intake_floor example (default: built in release like the baseline)
   PGHOST, PGPORT, PGUSER   as load.sh (default 127.0.0.1, 5432, postgres; trust auth); the
               postgres store is skipped with a message when pg_isready fails, unless CI=true
 Output: a markdown table (store, batch, alerts/s, webhooks/s at 3 alerts each, that as a ratio of
-the bare server's req/s at 64 connections, the load average), also in
+the bare server's req/s at 64 connections, p99 for the served ones, the load average), also in
 $CARGO_TARGET_DIR/store-floor.md (or target/).
 Exit: 0 on success; 2 on a setup failure (a missing tool, a failed statement).
 """
@@ -228,29 +237,61 @@ def free_port():
         return s.getsockname()[1]
 
 
-def bare_server(duration):
-    """req/s of the bare server at 64 connections, posting the fixture as load.sh's fresh cells
-    do (the same wrk script)."""
-    need("wrk")
+def examples_built(names):
+    """The release builds of these examples (built here unless BASELINE_BIN / FLOOR_BIN name
+    them), as load.sh builds the baseline."""
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    binary = os.environ.get("BASELINE_BIN") or str(target / "release/examples/baseline")
-    if not os.environ.get("BASELINE_BIN"):
-        r = subprocess.run(["cargo", "build", "--release", "--example", "baseline"], cwd=ROOT)
-        if r.returncode != 0:
-            die("cargo build --release --example baseline failed")
+    given = {"baseline": os.environ.get("BASELINE_BIN"), "intake_floor": os.environ.get("FLOOR_BIN")}
+    build = [n for n in names if not given[n]]
+    if build:
+        args = ["cargo", "build", "--release"]
+        for n in build:
+            args += ["--example", n]
+        if subprocess.run(args, cwd=ROOT).returncode != 0:
+            die(f"{' '.join(args)} failed")
+    return {n: given[n] or str(target / "release/examples" / n) for n in names}
+
+
+def wrk_requests(out):
+    """(requests, req/s, p99 in ms) from wrk's --latency report."""
+    reqs = rps = p99 = None
+    for line in out.splitlines():
+        words = line.split()
+        if "requests in" in line:
+            reqs = int(words[0])
+        elif line.startswith("Requests/sec:"):
+            rps = float(words[1])
+        elif words[:1] == ["99%"]:
+            v = words[1]
+            p99 = float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1000 if v.endswith("us") \
+                else float(v[:-1]) * 1000
+    if None in (reqs, rps, p99):
+        die(f"no request count, Requests/sec or 99% in wrk's output: {out[-300:]}")
+    if "Non-2xx" in out:
+        die(f"answers other than 2xx: {out[-300:]}")
+    return reqs, rps, p99
+
+
+def served(binary, args, env_name, duration):
+    """(requests measured, req/s, p99 ms, load) of a server on a free port, at 64 connections,
+    posting the fixture as load.sh's fresh cells do (the same wrk script, a 2 s warm-up first)."""
+    need("wrk")
     port = free_port()
     log = tempfile.TemporaryFile()
-    server = subprocess.Popen([binary], env={**os.environ, "BASELINE_LISTEN": f"127.0.0.1:{port}"},
+    server = subprocess.Popen([binary, *args], env={**os.environ, env_name: f"127.0.0.1:{port}"},
                               stdout=log, stderr=subprocess.STDOUT)
     try:
         for _ in range(300):
+            if server.poll() is not None:
+                log.seek(0)
+                die(f"{binary} exited: {log.read().decode(errors='replace')[-500:]}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
                 break
             except OSError:
                 time.sleep(0.1)
         else:
-            die("the baseline server did not listen within 30 s")
+            die(f"{binary} did not listen within 30 s")
         env = {**os.environ, "BODY_FILE": str(FIXTURE), "FRESH": "1", "UNIQUE": "0",
                "FRESH_ID": os.urandom(4).hex(), "RUN_EPOCH": str(int(time.time()))}
         url = f"http://127.0.0.1:{port}/webhook/alertmanager"
@@ -259,44 +300,68 @@ def bare_server(duration):
                        capture_output=True, check=True)
         env["FRESH_ID"] = os.urandom(4).hex()
         before = loadavg()
-        r = subprocess.run(["wrk", "-t2", "-c64", f"-d{duration}s", "-s", lua, url], env=env,
-                           capture_output=True, text=True, check=True)
-        for line in r.stdout.splitlines():
-            if line.startswith("Requests/sec:"):
-                return float(line.split()[1]), f"{before} → {loadavg()}"
-        die(f"no Requests/sec in wrk's output: {r.stdout[-300:]}")
+        r = subprocess.run(["wrk", "-t2", "-c64", f"-d{duration}s", "--latency", "-s", lua, url],
+                           env=env, capture_output=True, text=True, check=True)
+        return (*wrk_requests(r.stdout), f"{before} → {loadavg()}")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
 
 
+def http_floor(binary, sync, duration):
+    """The intake's floor with HTTP (benches/intake_floor): the daemon's HTTP stack and parse,
+    and each alert plus one decision committed by one SQLite writer thread before the answer.
+    Checks that every answered alert is stored with its decision."""
+    need("sqlite3")
+    with tempfile.TemporaryDirectory(prefix="aiops-floor-") as tmp:
+        db = Path(tmp) / "floor.db"
+        os.environ["FLOOR_SYNC"] = sync
+        reqs, rps, p99, load = served(binary, [str(db)], "FLOOR_LISTEN", duration)
+        n = subprocess.run(["sqlite3", str(db), "SELECT count(*) FROM alert_events; SELECT count(*) FROM decisions;"],
+                           capture_output=True, text=True, check=True).stdout.split()
+        if len(n) != 2 or n[0] != n[1] or int(n[0]) < 3 * reqs:
+            die(f"the floor server stored {n} rows (alert_events, decisions) for {reqs} answered "
+                f"webhooks of 3 alerts")
+        return rps, p99, load
+
+
 def main():
-    stores = os.environ.get("STORES", "sqlite-full sqlite-normal postgres").split()
+    kinds = ("http-sqlite-full", "http-sqlite-normal", "sqlite-full", "sqlite-normal", "postgres")
+    stores = os.environ.get("STORES", " ".join(kinds)).split()
     for s in stores:
-        if s not in ("sqlite-full", "sqlite-normal", "postgres"):
-            die(f"unknown store '{s}' (sqlite-full, sqlite-normal, postgres)")
+        if s not in kinds:
+            die(f"unknown store '{s}' ({', '.join(kinds)})")
     alerts = env_int("ALERTS", 30000, 100, 10_000_000)
     batch = env_int("BATCH", 99, 1, 10_000)
     duration = env_int("DURATION", 10, 1, 300)
     rows = fixture_rows()
 
+    names = (["baseline"] if os.environ.get("BASELINE", "1") != "0" else []) + \
+        (["intake_floor"] if any(s.startswith("http-") for s in stores) else [])
+    bins = examples_built(names) if names else {}
     bare = None
-    if os.environ.get("BASELINE", "1") != "0":
-        bare = bare_server(duration)
-    table = ["| store | batch (alerts) | alerts/s | webhooks/s (3 alerts) | ratio vs bare | load |",
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    if "baseline" in bins:
+        _, rps, p99, load = served(bins["baseline"], [], "BASELINE_LISTEN", duration)
+        bare = (rps, p99, load)
+    table = ["| store | batch (alerts) | alerts/s | webhooks/s (3 alerts) | ratio vs bare | p99 | load |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     if bare:
-        table.append(f"| bare server, 64 connections | | | {bare[0]:.0f} req/s | 1 | {bare[1]} |")
+        table.append(f"| bare server, 64 connections | | | {bare[0]:.0f} req/s | 1 | {bare[1]:.1f} ms | {bare[2]} |")
     for s in stores:
-        if s == "postgres":
+        p99 = ""
+        if s.startswith("http-"):
+            rps, ms, load = http_floor(bins["intake_floor"], s.rsplit("-", 1)[1], duration)
+            per_s, p99, shown_batch = rps * 3, f"{ms:.1f} ms", "≤ 128"
+        elif s == "postgres":
             got = postgres_floor(rows, alerts, batch)
             if got is None:
                 continue
+            (per_s, load), shown_batch = got, batch
         else:
-            got = sqlite_floor(rows, alerts, batch, "FULL" if s == "sqlite-full" else "NORMAL")
-        per_s, load = got
+            per_s, load = sqlite_floor(rows, alerts, batch, "FULL" if s == "sqlite-full" else "NORMAL")
+            shown_batch = batch
         ratio = f"{per_s / 3 / bare[0]:.3f}" if bare else ""
-        table.append(f"| {s} | {batch} | {per_s:.0f} | {per_s / 3:.0f} | {ratio} | {load} |")
+        table.append(f"| {s} | {shown_batch} | {per_s:.0f} | {per_s / 3:.0f} | {ratio} | {p99} | {load} |")
     text = "\n".join(table) + "\n"
     print(f"\nStore floor ({os.cpu_count()} cores):\n\n{text}")
     out = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "store-floor.md"
