@@ -24,8 +24,9 @@ The http-sqlite-* stores add the HTTP side back: the `intake_floor` example
 (benches/intake_floor/main.rs) serves the webhook with the daemon's HTTP stack and typed parse
 and answers each webhook once its alerts and one decision each are committed by one SQLite writer
 thread (group commit, statements prepared once, no hand-off per statement), under the same wrk
-load as the bare server. It is the ceiling of any design with the daemon's durability contract
-(2xx ⇒ stored) on this machine; its row counts are checked against the answered webhooks.
+load as the bare server. It keeps the daemon's durability contract (2xx ⇒ stored) as cheaply
+as its author could make it, so it bounds what the daemon's design reaches on this machine: the
+daemon does all of it and more. Its rows of the measured run are checked against the answered webhooks.
 
 Usage (from anywhere): python3 benches/store_floor.py
 Environment:
@@ -252,29 +253,23 @@ def examples_built(names):
     return {n: given[n] or str(target / "release/examples" / n) for n in names}
 
 
-def wrk_requests(out):
-    """(requests, req/s, p99 in ms) from wrk's --latency report."""
-    reqs = rps = p99 = None
+def wrk_result(out):
+    """(requests, req/s, p99 in ms) from the WRK_RESULT line wrk-post.lua prints; dies on any
+    non-2xx answer or socket error (a timed-out request is in neither the count nor the p99)."""
     for line in out.splitlines():
-        words = line.split()
-        if "requests in" in line:
-            reqs = int(words[0])
-        elif line.startswith("Requests/sec:"):
-            rps = float(words[1])
-        elif words[:1] == ["99%"]:
-            v = words[1]
-            p99 = float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1000 if v.endswith("us") \
-                else float(v[:-1]) * 1000
-    if None in (reqs, rps, p99):
-        die(f"no request count, Requests/sec or 99% in wrk's output: {out[-300:]}")
-    if "Non-2xx" in out:
-        die(f"answers other than 2xx: {out[-300:]}")
-    return reqs, rps, p99
+        if line.startswith("WRK_RESULT "):
+            r = dict(kv.split("=", 1) for kv in line.split()[1:])
+            errors = {k: r[k] for k in ("non2xx", "connect", "read", "write", "timeout") if r[k] != "0"}
+            if errors:
+                die(f"wrk saw errors {errors}: {line}")
+            return int(r["requests"]), float(r["rps"]), int(r["p99_us"]) / 1000
+    die(f"no WRK_RESULT line in wrk's output: {out[-300:]}")
 
 
 def served(binary, args, env_name, duration):
-    """(requests measured, req/s, p99 ms, load) of a server on a free port, at 64 connections,
-    posting the fixture as load.sh's fresh cells do (the same wrk script, a 2 s warm-up first)."""
+    """(requests measured, req/s, p99 ms, load, the measured run's FRESH_ID: its alerts'
+    fingerprints start with it) of a server on a free port, at 64 connections, posting the
+    fixture as load.sh's fresh cells do (the same wrk script, a 2 s warm-up first)."""
     need("wrk")
     port = free_port()
     log = tempfile.TemporaryFile()
@@ -300,9 +295,9 @@ def served(binary, args, env_name, duration):
                        capture_output=True, check=True)
         env["FRESH_ID"] = os.urandom(4).hex()
         before = loadavg()
-        r = subprocess.run(["wrk", "-t2", "-c64", f"-d{duration}s", "--latency", "-s", lua, url],
+        r = subprocess.run(["wrk", "-t2", "-c64", f"-d{duration}s", "-s", lua, url],
                            env=env, capture_output=True, text=True, check=True)
-        return (*wrk_requests(r.stdout), f"{before} → {loadavg()}")
+        return (*wrk_result(r.stdout), f"{before} → {loadavg()}", env["FRESH_ID"])
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=10)
@@ -316,11 +311,15 @@ def http_floor(binary, sync, duration):
     with tempfile.TemporaryDirectory(prefix="aiops-floor-") as tmp:
         db = Path(tmp) / "floor.db"
         os.environ["FLOOR_SYNC"] = sync
-        reqs, rps, p99, load = served(binary, [str(db)], "FLOOR_LISTEN", duration)
-        n = subprocess.run(["sqlite3", str(db), "SELECT count(*) FROM alert_events; SELECT count(*) FROM decisions;"],
+        reqs, rps, p99, load, fresh_id = served(binary, [str(db)], "FLOOR_LISTEN", duration)
+        # The measured run's alerts only (the warm-up wrote to the same file), each with its
+        # decision. A request still in flight when wrk stopped may be stored but not counted.
+        sql = (f"SELECT count(*), count(d.id) FROM alert_events a LEFT JOIN decisions d "
+               f"ON d.alert_event_id = a.id WHERE a.fingerprint LIKE '{fresh_id}%';")
+        n = subprocess.run(["sqlite3", "-separator", " ", str(db), sql],
                            capture_output=True, text=True, check=True).stdout.split()
-        if len(n) != 2 or n[0] != n[1] or int(n[0]) < 3 * reqs:
-            die(f"the floor server stored {n} rows (alert_events, decisions) for {reqs} answered "
+        if len(n) != 2 or n[0] != n[1] or not 3 * reqs <= int(n[0]) <= 3 * (reqs + 64):
+            die(f"the floor server stored {n} rows (alerts, with a decision) for {reqs} answered "
                 f"webhooks of 3 alerts")
         return rps, p99, load
 
@@ -341,7 +340,7 @@ def main():
     bins = examples_built(names) if names else {}
     bare = None
     if "baseline" in bins:
-        _, rps, p99, load = served(bins["baseline"], [], "BASELINE_LISTEN", duration)
+        _, rps, p99, load, _ = served(bins["baseline"], [], "BASELINE_LISTEN", duration)
         bare = (rps, p99, load)
     table = ["| store | batch (alerts) | alerts/s | webhooks/s (3 alerts) | ratio vs bare | p99 | load |",
              "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
@@ -351,7 +350,8 @@ def main():
         p99 = ""
         if s.startswith("http-"):
             rps, ms, load = http_floor(bins["intake_floor"], s.rsplit("-", 1)[1], duration)
-            per_s, p99, shown_batch = rps * 3, f"{ms:.1f} ms", "≤ 128"
+            per_s, p99 = rps * 3, f"{ms:.1f} ms"
+            shown_batch = f"≤ {os.environ.get('FLOOR_BATCH', '1000')}"
         elif s == "postgres":
             got = postgres_floor(rows, alerts, batch)
             if got is None:

@@ -5,7 +5,7 @@
 //! durable commit costs an fsync. One transaction per webhook made intake a queue of fsyncs and
 //! of round trips to the database, each holding the writer lock. Here a handler hands its
 //! webhook to the [`Queue`] and waits; the writer takes every webhook waiting (up to
-//! `store.batch_max_alerts` alerts), decides them in order in one transaction, commits once, and
+//! `intake.batch_max_alerts` alerts), decides them in order in one transaction, commits once, and
 //! answers each. No artificial wait: while one batch commits, the next gathers, so a lone
 //! webhook is written at once and a storm fills batches by itself.
 //!
