@@ -152,6 +152,17 @@ impl WriteTx {
         q
     }
 
+    /// `INSERT INTO alert_events` of `rows` rows: [`ALERT_COLUMNS`] after `lead` (`"id, "` when
+    /// the ids are chosen, else empty), then `tail` (the conflict clause).
+    fn alert_insert(&self, rows: usize, lead: &str, tail: &str) -> String {
+        let params = ALERT_COLUMNS.split(',').count() + usize::from(!lead.is_empty());
+        let row = format!("({})", vec!["?"; params].join(", "));
+        let mut sql = format!("INSERT INTO alert_events ({lead}{ALERT_COLUMNS}) VALUES ");
+        sql.push_str(&super::values_list(self.backend, rows, &row));
+        sql.push_str(tail);
+        sql
+    }
+
     /// SQLite: one chunk inserted with the ids `first..first + chunk.len()`, in order.
     ///
     /// Why not `RETURNING id` as on PostgreSQL: sqlx's SQLite driver hands every returned row
@@ -168,13 +179,11 @@ impl WriteTx {
         resolved: &HashMap<(&str, i64), i64>,
         first: i64,
     ) -> Result<Vec<Option<i64>>> {
-        let mut sql = format!("INSERT INTO alert_events (id, {ALERT_COLUMNS}) VALUES ");
-        sql.push_str(&super::values_list(
-            self.backend,
+        let sql = self.alert_insert(
             chunk.len(),
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ));
-        sql.push_str(" ON CONFLICT (fingerprint, status, starts_at) DO NOTHING");
+            "id, ",
+            " ON CONFLICT (fingerprint, status, starts_at) DO NOTHING",
+        );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (i, ev) in chunk.iter().enumerate() {
             q = Self::bind_alert(q.bind(first + i as i64), ev, resolved);
@@ -213,13 +222,11 @@ impl WriteTx {
         chunk: &[NewAlertEvent<'_>],
         resolved: &HashMap<(&str, i64), i64>,
     ) -> Result<Vec<Option<i64>>> {
-        let mut sql = format!("INSERT INTO alert_events ({ALERT_COLUMNS}) VALUES ");
-        sql.push_str(&super::values_list(
-            self.backend,
+        let sql = self.alert_insert(
             chunk.len(),
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ));
-        sql.push_str(" ON CONFLICT DO NOTHING RETURNING id, fingerprint, status, starts_at");
+            "",
+            " ON CONFLICT DO NOTHING RETURNING id, fingerprint, status, starts_at",
+        );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for ev in chunk {
             q = Self::bind_alert(q, ev, resolved);
