@@ -3,7 +3,8 @@
 //! retention, each alert's decisions (filters, `/api/alerts/{id}`, the metric), "firing now"
 //! and RFC 3339 times (both backends where the store is involved).
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -2,7 +2,8 @@
 //! registration by editors (audited), per-app visibility (another app's items are 404 and never
 //! listed), and the rendered manifests.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use aiops::auth::Role;
 use common::{Db, Spawn, TestApp, repo};

@@ -4,7 +4,8 @@
 //! it with their reason and the refusal is recorded; roles and apps are enforced before
 //! anything is recorded; approve mode waits for an approver; every call is audited.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use aiops::auth::{Claims, Key, Role};
 use aiops::config::Secret;

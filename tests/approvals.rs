@@ -5,7 +5,8 @@
 //! expiry) each do the documented thing and are recorded; two clicks and two daemons act once;
 //! no secret reaches the daemon's output.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use aiops::store::{Job, JobState, Store};
 use common::stand_ins::{Request, StandIn};

@@ -24,7 +24,8 @@
 //!   event <https://developers.line.biz/en/reference/messaging-api/#postback-event>; the reply
 //!   API <https://developers.line.biz/en/reference/messaging-api/#send-reply-message>.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::time::Duration;
 

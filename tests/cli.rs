@@ -1,7 +1,8 @@
 //! The command line and reloads: `check`, `simulate`, `POST /-/reload`, SIGHUP; what the
 //! binary logs (JSON keys, levels, colour) and what `--help` lists.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;

@@ -3,7 +3,7 @@
 //! and `ui.enabled: false`. (Each page group has its own test file, `tests/console_*.rs`; the
 //! browser tests are in `tests/console_browser.rs`.)
 
-mod common;
+use crate::common;
 
 use aiops::auth::Role;
 use common::console::{ConsoleClient, no_redirects};

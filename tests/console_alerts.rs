@@ -2,7 +2,8 @@
 //! payloads posted to the webhook, pages read as a browser without JavaScript reads them, on
 //! both store backends where the store's filters are involved.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use aiops::auth::Role;
 use aiops::store::{Job, JobState};

@@ -3,7 +3,8 @@
 //! the throttles on guessing, sessions that end when a password changes; and the store's
 //! console users and sessions on both backends.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -10,12 +10,9 @@
 //! `.ci/run` installs them and their absence fails. One browser runs at a time ([`ONE_BROWSER`]):
 //! the machine has two cores.
 
-#[path = "console_browser/a11y.rs"]
 mod a11y;
-#[path = "console_browser/browser.rs"]
 mod browser;
-mod common;
-#[path = "console_browser/scene.rs"]
+use crate::common;
 mod scene;
 
 use aiops::store::JobState;

@@ -3,7 +3,8 @@
 //! Alertmanager payloads over the viewer's apps only, playbook source highlighted and escaped,
 //! another app's page answering 404.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use aiops::auth::Role;
 use aiops::deploy::AppSpec;

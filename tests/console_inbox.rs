@@ -3,7 +3,8 @@
 //! app's user get, forms without the CSRF token, maintenance windows created and ended from
 //! the page (and holding alerts), and GitOps holds released from it.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use aiops::auth::Role;
 use aiops::gitops::{Controller, Field, FieldChange, GitChange, HoldMechanism, HoldPlacement};

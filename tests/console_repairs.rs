@@ -2,7 +2,8 @@
 //! sees what) and `/ui/repairs/{id}` (one repair's timeline), fed by real Alertmanager
 //! payloads whose playbooks run on the in-memory cluster.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use aiops::auth::Role;
 use aiops::store::JobState;

@@ -4,8 +4,9 @@
 //! the migrations Job waited for before the Deployment, the rollout waited for, the deployment
 //! recorded in the store (both backends), and failures recorded with their reason.
 
-mod common;
-mod fakeapi;
+use crate::both_backends;
+use crate::common;
+use crate::fakeapi;
 
 use std::collections::HashMap;
 use std::path::Path;

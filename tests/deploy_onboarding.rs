@@ -7,7 +7,7 @@
 //! answers, and stopped by PID when its guard drops. The git CLI, dnsmasq and the server starter
 //! are in tests/common (git.rs, dnsmasq.rs, programs.rs), shared with tests/real_cluster_deploy.rs.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -3,10 +3,10 @@
 //! and the rules checked by promtool.
 //!
 //! The cases are `tests/golden/deploy/*.app.yaml`; each renders (through the binary) to the
-//! `*.golden.yaml` beside it. `UPDATE_GOLDEN=1 cargo test --test deploy_render` rewrites them;
+//! `*.golden.yaml` beside it. `UPDATE_GOLDEN=1 cargo test --test suite deploy_render::` rewrites them;
 //! review the diff before committing.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -86,7 +86,7 @@ fn render_prints_exactly_the_golden_file_of_each_case() {
     }
     assert!(
         failures.is_empty(),
-        "{}\n(if the change is intended: UPDATE_GOLDEN=1 cargo test --test deploy_render, then review the diff)",
+        "{}\n(if the change is intended: UPDATE_GOLDEN=1 cargo test --test suite deploy_render::, then review the diff)",
         failures.join("\n")
     );
 }

@@ -5,8 +5,9 @@
 //! failed, and a daemon that dies or stops mid-deployment leaves it failed, never running.
 //! The same steps on the real control plane are in tests/real_cluster_deploy.rs.
 
-mod common;
-mod fakeapi;
+use crate::both_backends;
+use crate::common;
+use crate::fakeapi;
 
 use std::time::Duration;
 

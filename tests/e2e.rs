@@ -8,10 +8,9 @@
 //! Outside CI a missing `prometheus`/`prometheus-alertmanager`/PostgreSQL skips with a reason;
 //! in CI it fails (.ci/run installs them).
 
-mod common;
-mod fakeapi;
-#[path = "e2e/harness.rs"]
-mod harness;
+use crate::common;
+use crate::fakeapi;
+pub mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -1123,7 +1122,7 @@ async fn a_10_second_postgres_outage_answers_503_and_alertmanager_redelivers_eve
 #[test]
 fn the_demo_script_shows_a_newcomer_the_whole_loop() {
     let aiops = PathBuf::from(env!("CARGO_BIN_EXE_aiops"));
-    // `cargo test` builds the examples (not `cargo test --test e2e`).
+    // `cargo test` builds the examples (not `cargo test --test suite e2e::`).
     let fakeapi = aiops.parent().unwrap().join("examples/fakeapi");
     if !fakeapi.is_file() {
         assert!(

@@ -1,6 +1,6 @@
 //! Proves the fake Kubernetes API server (tests/fakeapi) against the real kube client.
 
-mod fakeapi;
+use crate::fakeapi;
 
 use fakeapi::{FakeApi, RolloutBehaviour};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};

@@ -3,7 +3,8 @@
 //! release by hand, audit). Holds are seeded through the store API, as a playbook run under
 //! `gitops: hold` records them; the daemons act on the in-memory cluster.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use aiops::auth::Role;
 use aiops::gitops::{Controller, Field, FieldChange, GitChange, HoldMechanism, HoldPlacement};

@@ -1,7 +1,8 @@
 //! Guards and the job state machine, seen from outside: cooldowns, budgets, storm brake,
 //! namespaces, waits cancelled by a resolve, interrupted jobs, escalation chains.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use aiops::store::JobState;
 use common::{Db, Spawn, TestApp, minutes_ago, payload};

@@ -5,7 +5,8 @@
 //! never arrives, idle keep-alive connections, more connections than the cap, token guessing,
 //! a too-short token, and the `/api` error surface (JSON errors, `BEARER`, NUL in a query).
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

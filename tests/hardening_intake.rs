@@ -7,8 +7,9 @@
 //! server; a storm of 4,000 alerts is answered in linear time; timestamps outside the accepted
 //! window are rejected.
 
-mod common;
-mod fakeapi;
+use crate::both_backends;
+use crate::common;
+use crate::fakeapi;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,8 @@
 //! bounded and the repair's record stays small. And `aiops test-playbook` follows no redirect
 //! out of `playbook.http_allow`.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

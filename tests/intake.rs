@@ -5,7 +5,8 @@
 //! `"version": "1"`, `orgId`, `state`, `title`, `message`, per alert `values`, `valueString`,
 //! `silenceURL`, `dashboardURL`, `panelURL` and `imageURL`.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::collections::HashMap;
 

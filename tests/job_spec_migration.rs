@@ -2,7 +2,8 @@
 //! (`params`, `escalate`, `verify`) read back as one typed `JobSpec` after the upgrade, on both
 //! backends, in mode `auto` (0010's `jobs.mode` says so too).
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::time::Duration;
 

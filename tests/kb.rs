@@ -2,7 +2,8 @@
 //! and a real repair's time to recover recorded when its alert resolves (the daemon in-process,
 //! `aiops kb` as the binary), and `aiops kb --json` speaking the API's vocabulary.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 

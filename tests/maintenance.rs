@@ -5,7 +5,8 @@
 //! replicas. (When a recurring window is open, DST included, is unit-tested in
 //! src/maintenance/schedule.rs.)
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use aiops::auth::Role;
 use aiops::maintenance::summary::Summaries;

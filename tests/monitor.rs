@@ -7,11 +7,8 @@
 //! - [`aiops::deploy::grafana`] against a Grafana stand-in on 127.0.0.1 that follows Grafana's
 //!   documented folder and dashboard API, versions and 412s included.
 
-mod common;
-mod fakeapi;
-#[allow(dead_code)]
-#[path = "e2e/harness.rs"]
-mod harness;
+use crate::common;
+use crate::e2e::harness;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,8 @@
 //! Notifications through `aiops serve`: a repair that fails and escalates tells every routed
 //! channel once, with the steps tried; failing channels never leak a configured secret.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use aiops::store::{JobState, Notification, NotificationState, Store};
 use common::stand_ins::{Answer, Request, StandIn, closed_addr};

@@ -2,7 +2,7 @@
 //! escaping, splitting, retry keys, retry-after; email over a real SMTP conversation; and
 //! `aiops notify test` end to end.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! repair, the failure verification must see, and every guard path. The knowledge-base cases run
 //! with a real (in-memory SQLite) store; the last tests drive `aiops test-playbook`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

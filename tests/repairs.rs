@@ -2,7 +2,8 @@
 //! playbook runs on the in-memory cluster, verification, escalation chains and their end
 //! ("manual intervention required").
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use aiops::store::JobState;
 use common::stand_ins::StandIn;

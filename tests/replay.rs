@@ -4,7 +4,8 @@
 //! the same rules (no difference) and under changed ones (exactly the expected differences, in
 //! text and JSON); the store is left as it was; bad arguments and broken rules exit 2.
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -3,7 +3,8 @@
 //! stopped with `file:line:column` and a specific reason, handed to humans, and never stop the
 //! daemon from serving; a script using `eval` is refused at load (`aiops check`, reload).
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

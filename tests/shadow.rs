@@ -4,7 +4,8 @@
 //! own, median time, would-be actions) equals values computed by hand from a seeded history, in
 //! the API and in `aiops kb shadow`; and every message, metric and API item says "shadow".
 
-mod common;
+use crate::both_backends;
+use crate::common;
 
 use std::collections::HashMap;
 

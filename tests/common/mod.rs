@@ -15,9 +15,9 @@
 //! - [`wait`]: waiting on a condition with a deadline;
 //! - [`files`]: the repository's files.
 //!
-//! Each test binary compiles this module whole (`mod common;`) and uses part of it, so a helper
-//! one binary leaves unused is used by another: `dead_code` is allowed here, once, for that
-//! reason. The names the tests use most are re-exported at this level.
+//! Each test binary (tests/suite.rs and the control-plane ones) compiles this module whole
+//! (`mod common;`) and uses part of it, so a helper one binary leaves unused is used by another:
+//! `dead_code` is allowed here, once, for that reason. The names the tests use most are re-exported at this level.
 
 #![allow(dead_code)]
 
