@@ -374,6 +374,67 @@ async fn a_rollout_past_its_progress_deadline_fails_the_deploy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_deploy_tells_the_apps_notification_channels_which_step_failed_and_why() {
+    let hooks = common::stand_ins::StandIn::start().await;
+    let api = FakeApi::start().await;
+    api.set_rollout_behaviour("app-shop", "shop", RolloutBehaviour::Fails);
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(Db::Sqlite, dir.path()).await;
+    let config = dir.path().join("aiops.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "notify:\n  channels:\n    team-shop: {{type: webhook, url: \"{}/hook\"}}\n",
+            hooks.url
+        ),
+    )
+    .unwrap();
+    let out = deploy_with(
+        &api,
+        &db,
+        dir.path(),
+        FLASK,
+        &[("AIOPS_CONFIG", config.display().to_string())],
+    )
+    .await;
+    assert!(!out.status.success(), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("notified team-shop: sent"),
+        "{}",
+        out.stdout
+    );
+    let sent = hooks.requests();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    let message = sent[0].json();
+    assert_eq!(message["event"], "deploy_failed", "{message:#}");
+    assert_eq!(
+        message["subject"], "[aiops] Deploy failed: Shop \"storefront\" (app-shop)",
+        "{message:#}"
+    );
+    let text = message["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Deployment 1 of Shop \"storefront\" 1.4.2 to app-shop failed: ")
+            && text.contains("deploy_app failed: ")
+            && text.contains("exceeded its progress deadline")
+            && text.contains("GET /api/apps/shop/deployments/1"),
+        "{text}"
+    );
+    let store = store(&db).await;
+    let recorded: Vec<(String, String)> = store
+        .notifications()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.event, n.channel))
+        .collect();
+    assert_eq!(
+        recorded,
+        [("deploy_failed".to_string(), "team-shop".to_string())]
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_without_a_cluster_configured_says_how_to_configure_one() {
     let dir = tempfile::tempdir().unwrap();
     let (status, _, stderr) = common::run_cli(

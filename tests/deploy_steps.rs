@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use aiops::auth::Role;
 use common::console::ConsoleClient;
+use common::stand_ins::StandIn;
 use common::wait::until;
 use common::{Db, Spawn, TestApp, repo};
 use fakeapi::{FakeApi, RolloutBehaviour};
@@ -286,11 +287,35 @@ async fn deploy_until_rolling_out(app: &TestApp, api: &FakeApi, editor: &str) ->
     location
 }
 
+/// A configuration whose only channel is `team-shop`, the one the flask case's spec names.
+fn team_shop_channel(hooks: &StandIn) -> String {
+    format!(
+        "notify:\n  channels:\n    team-shop: {{type: webhook, url: \"{}/hook\"}}\n",
+        hooks.url
+    )
+}
+
+/// `(event, channel, body)` of every notification the daemon's store holds.
+async fn notifications(app: &TestApp) -> Vec<(String, String, String)> {
+    let store = app.store().await;
+    let all = store
+        .notifications()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.event, n.channel, n.body))
+        .collect();
+    store.close().await;
+    all
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_killed_mid_deployment_leaves_it_failed_at_its_step_once_another_looks() {
     let api = FakeApi::start().await;
+    let hooks = StandIn::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut app = TestApp::spawn(spawn_opts(Db::Sqlite, &api, dir.path())).await;
+    let opts = spawn_opts(Db::Sqlite, &api, dir.path()).config(&team_shop_channel(&hooks));
+    let mut app = TestApp::spawn(opts).await;
     let editor = token(Role::Editor, &["app-shop"]);
     let location = deploy_until_rolling_out(&app, &api, &editor).await;
 
@@ -328,13 +353,45 @@ async fn a_daemon_killed_mid_deployment_leaves_it_failed_at_its_step_once_anothe
             .contains("the process running this deployment stopped"),
         "{done:#}"
     );
+
+    // The process that ran it is gone, so the daemon that failed it tells the app's channel.
+    let sent = hooks
+        .wait_for("the deploy_failed message", |r| !r.is_empty())
+        .await;
+    let message = sent[0].json();
+    assert_eq!(message["event"], "deploy_failed", "{message:#}");
+    assert_eq!(
+        message["subject"], "[aiops] Deploy failed: Shop \"storefront\" (app-shop)",
+        "{message:#}"
+    );
+    let text = message["text"].as_str().unwrap();
+    let id = location.rsplit('/').next().unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "Deployment {id} of Shop \"storefront\" 1.4.2 to app-shop failed: deploy_app failed: the process running this deployment stopped"
+        )) && text.contains(&format!("GET /api/apps/shop/deployments/{id}")),
+        "{text}"
+    );
+    let recorded = notifications(&app).await;
+    assert_eq!(
+        recorded
+            .iter()
+            .map(|(e, c, _)| (e.as_str(), c.as_str()))
+            .collect::<Vec<_>>(),
+        [("deploy_failed", "team-shop")],
+        "one message, by the one daemon that failed it: {recorded:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_stopped_mid_deployment_fails_it_at_once_naming_the_step() {
     let api = FakeApi::start().await;
+    // Never answered before the daemon stops: the message must be in the outbox, for the next
+    // daemon to deliver.
+    let hooks = StandIn::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut app = TestApp::spawn(spawn_opts(Db::Sqlite, &api, dir.path())).await;
+    let opts = spawn_opts(Db::Sqlite, &api, dir.path()).config(&team_shop_channel(&hooks));
+    let mut app = TestApp::spawn(opts).await;
     let editor = token(Role::Editor, &["app-shop"]);
     let location = deploy_until_rolling_out(&app, &api, &editor).await;
     let id: i64 = location.rsplit('/').next().unwrap().parse().unwrap();
@@ -349,6 +406,18 @@ async fn a_daemon_stopped_mid_deployment_fails_it_at_once_naming_the_step() {
     let steps = store.deployment_steps(id).await.unwrap();
     assert_eq!(steps[4].status, aiops::store::StepStatus::Failed);
     assert_eq!(steps[8].status, aiops::store::StepStatus::NotRun);
+    store.close().await;
+    let recorded = notifications(&app).await;
+    assert_eq!(recorded.len(), 1, "{recorded:#?}");
+    let (event, channel, body) = &recorded[0];
+    assert_eq!(
+        (event.as_str(), channel.as_str()),
+        ("deploy_failed", "team-shop")
+    );
+    assert!(
+        body.starts_with(&format!("Deployment {id} of Shop \"storefront\" 1.4.2 to app-shop failed: deploy_app failed: the daemon running this deployment was stopped")),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -580,6 +649,13 @@ async fn a_deployment_failed_as_stale_is_never_written_again_by_its_late_owner(d
     );
     let d = store.deployment(id).await.unwrap().unwrap();
     assert_eq!(d.status, "failed");
+    let detail = d.detail.unwrap_or_default();
+    assert!(
+        detail.starts_with(
+            "check_dns failed: the process running this deployment stopped (owner slow-owner, "
+        ),
+        "the deployment names the step it stopped at: {detail}"
+    );
     let steps = store.deployment_steps(id).await.unwrap();
     assert_eq!(
         steps.iter().map(|s| s.status).collect::<Vec<_>>(),

@@ -133,6 +133,9 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             stale.id, stale.app
         );
     }
+    // What is queued from here on is this deployment's announcement: a stale one's, queued just
+    // above, is delivered below as well, but is not this command's to report.
+    let since = aiops::store::now_ms();
     let print = |p: &steps::Progress<'_>| {
         // Starts are for the log; each step's end is a line a person reads.
         if p.status != StepStatus::Running {
@@ -149,7 +152,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
             return Ok(ExitCode::from(130));
         }
     };
-    let notified = deliver_now(&settings, &store, &outbox, finished.record.started_at).await?;
+    let notified = deliver_now(&settings, &store, &outbox, since).await?;
     store.close().await;
     print!("{}", Notified(&notified));
     match &finished.failed {
@@ -277,7 +280,9 @@ async fn deliver_now(
         .notifications()
         .await?
         .into_iter()
-        .filter(|n| n.created_at >= since && n.event == "deploy_success")
+        .filter(|n| {
+            n.created_at >= since && matches!(n.event.as_str(), "deploy_success" | "deploy_failed")
+        })
         .collect())
 }
 

@@ -102,10 +102,10 @@ enum Command {
     /// is registered, the deployment and each step recorded (printed as each ends), objects
     /// applied by server-side apply (field manager aiops), a git app without an image built by
     /// a Kaniko Job (deploy.registry), the migrations Job (django) waited for before the
-    /// Deployment, every rollout waited for, and the result announced (deploy_success). Exit 0
-    /// when every step succeeded or had nothing to do, 1 otherwise (the failed step is recorded
-    /// with the reason). With --detach, the deployment is queued for a daemon with a cluster,
-    /// and `GET /api/apps/NAME/deployments/ID` follows it.
+    /// Deployment, every rollout waited for, and the result announced (deploy_success or
+    /// deploy_failed). Exit 0 when every step succeeded or had nothing to do, 1 otherwise (the
+    /// failed step is recorded with the reason). With --detach, the deployment is queued for a
+    /// daemon with a cluster, and `GET /api/apps/NAME/deployments/ID` follows it.
     Deploy(deploy::Args),
     /// Knowledge base: how repairs went.
     #[command(subcommand)]

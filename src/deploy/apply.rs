@@ -25,6 +25,7 @@ use super::render::Manifest;
 use super::spec::AppSpec;
 use crate::cluster::kubernetes::KubeCluster;
 use crate::cluster::{Cluster, Target};
+use crate::notify::EventKind;
 use crate::store::{DeploymentRecord, Store};
 
 /// The field manager of every apply.
@@ -355,22 +356,27 @@ pub(super) async fn wait_rollout(
     .await
 }
 
-/// Tells people about a finished deployment: logs `deploy_success` (or `deploy_failed`) and
-/// queues `deploy_success` in the notification outbox. A notification that cannot be queued is
-/// logged, never turned into a failed deploy: the cluster already runs the new version.
+/// Tells people how a deployment ended: logs it and queues `deploy_success` or
+/// `deploy_failed` in the notification outbox, to the routes matching the app's `app` and
+/// `namespace` labels and to the channels or routes its spec names. `spec` is `None` when the
+/// registered spec is gone or no longer parses (a deployment failed by another process): the
+/// message then goes by the labels alone. A notification that cannot be queued is logged,
+/// never turned into a failed deploy: the cluster already runs what it runs.
 pub async fn announce(
     store: &Store,
     outbox: Option<&crate::notify::Outbox>,
-    spec: &AppSpec,
+    spec: Option<&AppSpec>,
     record: &DeploymentRecord,
 ) {
-    let event = if record.status == "succeeded" {
-        "deploy_success"
+    let succeeded = record.status == "succeeded";
+    let event = if succeeded {
+        EventKind::DeploySuccess
     } else {
-        "deploy_failed"
+        EventKind::DeployFailed
     };
     tracing::info!(
-        event,
+        event = event.as_str(),
+        deployment = record.id,
         app = %record.app,
         namespace = %record.namespace,
         version = %record.version,
@@ -378,7 +384,7 @@ pub async fn announce(
         detail = record.detail.as_deref().unwrap_or_default(),
         "deployment finished"
     );
-    let Some(outbox) = outbox.filter(|_| record.status == "succeeded") else {
+    let Some(outbox) = outbox else {
         return;
     };
     let labels = [
@@ -387,19 +393,38 @@ pub async fn announce(
     ]
     .into_iter()
     .collect();
-    let message = format!(
-        "{} {} deployed to {} ({}): {}",
-        spec.display_name.as_deref().unwrap_or(&record.app),
-        record.version,
-        record.namespace,
-        record.image,
-        record.detail.as_deref().unwrap_or("rolled out")
-    );
+    let message = announcement(spec.and_then(|s| s.display_name.as_deref()), record);
+    let explicit = spec.map(|s| s.notifications.as_slice()).unwrap_or_default();
     if let Err(e) = outbox
-        .deploy_success(store, &labels, &message, &spec.notifications)
+        .deploy_finished(store, event, &labels, &message, explicit)
         .await
     {
-        tracing::error!(error = %e, app = %record.app, "could not queue the deploy_success notification");
+        tracing::error!(error = %e, app = %record.app, event = event.as_str(), "could not queue the deployment's notification");
+    }
+}
+
+/// The message of [`announce`]: what was deployed where, or which deployment failed and why
+/// (its detail names the failed step), with where to follow it up.
+fn announcement(display_name: Option<&str>, record: &DeploymentRecord) -> String {
+    let name = display_name.unwrap_or(&record.app);
+    if record.status == "succeeded" {
+        format!(
+            "{name} {} deployed to {} ({}): {}",
+            record.version,
+            record.namespace,
+            record.image,
+            record.detail.as_deref().unwrap_or("rolled out")
+        )
+    } else {
+        format!(
+            "Deployment {} of {name} {} to {} failed: {}\nDetails: GET /api/apps/{}/deployments/{}, or the console's app page",
+            record.id,
+            record.version,
+            record.namespace,
+            record.detail.as_deref().unwrap_or("no reason was recorded"),
+            record.app,
+            record.id
+        )
     }
 }
 

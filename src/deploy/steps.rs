@@ -392,7 +392,13 @@ impl Runner {
             .finish_owned_deployment(id, &self.owner, failed.is_none(), &detail)
             .await?
             .ok_or(Error::Lost(id))?;
-        apply::announce(&self.store, self.outbox.as_deref(), &run.spec, &record).await;
+        apply::announce(
+            &self.store,
+            self.outbox.as_deref(),
+            Some(&run.spec),
+            &record,
+        )
+        .await;
         Ok(Finished {
             record,
             applied: run.applied,
@@ -460,7 +466,8 @@ impl Runner {
     }
 
     /// Fails the deployments whose owner stopped beating their heartbeat (a killed daemon
-    /// or `aiops deploy`); returns them.
+    /// or `aiops deploy`), announces each (`deploy_failed`: nobody else will, the process
+    /// that ran it is gone) and returns them.
     pub async fn fail_stale(&self) -> Result<Vec<DeploymentRecord>> {
         let failed = self
             .store
@@ -471,6 +478,8 @@ impl Runner {
             .await?;
         for d in &failed {
             tracing::warn!(deployment = d.id, app = %d.app, detail = d.detail.as_deref().unwrap_or_default(), "deployment failed: its process stopped");
+            let spec = self.registered_spec(d).await.ok();
+            apply::announce(&self.store, self.outbox.as_deref(), spec.as_ref(), d).await;
         }
         Ok(failed)
     }
@@ -563,6 +572,10 @@ impl Runner {
             .await?
         {
             tracing::warn!(deployment = r.id, app = %r.app, detail, "deployment failed");
+            // The spec may be why it was abandoned (no longer registered or parsed): then the
+            // message goes by the app's labels alone.
+            let spec = self.registered_spec(&r).await.ok();
+            apply::announce(&self.store, self.outbox.as_deref(), spec.as_ref(), &r).await;
         }
         Ok(())
     }

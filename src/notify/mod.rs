@@ -450,6 +450,9 @@ pub enum EventKind {
     AlertFired,
     /// The companion deploy module deployed an app.
     DeploySuccess,
+    /// A deployment of the deploy module failed: its step and why (the process running it
+    /// stopped included).
+    DeployFailed,
     /// A playbook called `notify(route, msg)`.
     PlaybookMessage,
     /// `aiops notify test`.
@@ -478,7 +481,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::RepairStarted,
         EventKind::AutoRepairSuccess,
         EventKind::AutoRepairFailed,
@@ -486,6 +489,7 @@ impl EventKind {
         EventKind::StormBrake,
         EventKind::AlertFired,
         EventKind::DeploySuccess,
+        EventKind::DeployFailed,
         EventKind::PlaybookMessage,
         EventKind::Test,
         EventKind::NoAction,
@@ -514,6 +518,7 @@ impl EventKind {
             EventKind::StormBrake => "storm_brake",
             EventKind::AlertFired => "alert_fired",
             EventKind::DeploySuccess => "deploy_success",
+            EventKind::DeployFailed => "deploy_failed",
             EventKind::PlaybookMessage => "playbook_message",
             EventKind::Test => "test",
             EventKind::NoAction => "no_action",

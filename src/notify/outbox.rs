@@ -420,16 +420,22 @@ impl Outbox {
         Ok(n)
     }
 
-    /// For the deploy module: "APP deployed" to the routes matching `labels` (at least
-    /// `app` and `namespace`) and to `explicit` channels or routes.
-    pub async fn deploy_success(
+    /// For the deploy module: how a deployment ended (`kind` is [`EventKind::DeploySuccess`]
+    /// or [`EventKind::DeployFailed`]), to the routes matching `labels` (at least `app` and
+    /// `namespace`) and to `explicit` channels or routes.
+    pub async fn deploy_finished(
         &self,
         store: &store::Store,
+        kind: EventKind,
         labels: &BTreeMap<String, String>,
         message: &str,
         explicit: &[String],
     ) -> Result<usize> {
-        let mut event = Event::for_alert(EventKind::DeploySuccess, labels, &BTreeMap::new(), "");
+        debug_assert!(matches!(
+            kind,
+            EventKind::DeploySuccess | EventKind::DeployFailed
+        ));
+        let mut event = Event::for_alert(kind, labels, &BTreeMap::new(), "");
         event.message = message.to_string();
         event.problem.clear();
         self.enqueue_now(store, &event, explicit).await

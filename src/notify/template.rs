@@ -202,6 +202,14 @@ fn defaults(lang: Language, kind: EventKind) -> (&'static str, String) {
             "[aiops] 部署成功：{{ app }}（{{ namespace }}）",
             "{{ message }}",
         ),
+        (E::DeployFailed, true) => (
+            "[aiops] Deploy failed: {{ app }} ({{ namespace }})",
+            "{{ message }}",
+        ),
+        (E::DeployFailed, false) => (
+            "[aiops] 部署失敗：{{ app }}（{{ namespace }}）",
+            "{{ message }}",
+        ),
         (E::PlaybookMessage, true) => (
             "[aiops] {{ app }} ({{ namespace }}): from playbook {{ action }}",
             "{{ message }}\nTarget: {{ target }}",

@@ -526,16 +526,22 @@ impl Store {
             if still == 0 {
                 continue;
             }
-            sqlx::query(
+            let step: Option<String> = sqlx::query_scalar(
                 "UPDATE deployment_steps SET status = 'failed', detail = $1, finished_at = $2 \
-                 WHERE deployment_id = $3 AND status = 'running'",
+                 WHERE deployment_id = $3 AND status = 'running' RETURNING name",
             )
             .bind(&reason)
             .bind(now)
             .bind(id)
-            .execute(&mut *tx.tx)
+            .fetch_optional(&mut *tx.tx)
             .await?;
-            failed.push(finish(&mut tx, id, false, &reason, now).await?);
+            // Named like a step that failed in its run ("deploy_app failed: …"), so the
+            // deployment's detail and its announcement say where it stopped.
+            let detail = match step {
+                Some(step) => format!("{step} failed: {reason}"),
+                None => reason,
+            };
+            failed.push(finish(&mut tx, id, false, &detail, now).await?);
         }
         tx.commit().await?;
         Ok(failed)
