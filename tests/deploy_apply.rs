@@ -170,7 +170,7 @@ async fn deploy_applies_every_object_waits_for_the_rollout_and_records_it(db: Db
     assert_eq!(app.namespace, "app-blog");
     assert_eq!(app.created_by, "cli");
     assert_eq!(app.spec["framework"], "django");
-    let deps = store.deployments("blog", 10).await.unwrap();
+    let deps = store.deployments("blog", "app-blog", 10).await.unwrap();
     assert_eq!(deps.len(), 1);
     assert_eq!(deps[0].status, "succeeded");
     assert_eq!(deps[0].version, "2024.06.1");
@@ -287,7 +287,7 @@ async fn a_second_deploy_of_a_new_image_rolls_the_deployment_and_records_both() 
     );
     let store = store(&db).await;
     let versions: Vec<(String, String)> = store
-        .deployments("shop", 10)
+        .deployments("shop", "app-shop", 10)
         .await
         .unwrap()
         .into_iter()
@@ -319,7 +319,7 @@ async fn a_cluster_without_the_prometheus_operator_fails_the_deploy_naming_it() 
         out.stderr
     );
     let store = store(&db).await;
-    let deps = store.deployments("shop", 10).await.unwrap();
+    let deps = store.deployments("shop", "app-shop", 10).await.unwrap();
     assert_eq!(deps[0].status, "failed");
     assert!(
         deps[0]
@@ -347,7 +347,7 @@ async fn a_failed_migration_stops_the_deploy_before_the_deployment_is_touched() 
     );
     let store = store(&db).await;
     assert_eq!(
-        store.deployments("blog", 1).await.unwrap()[0].status,
+        store.deployments("blog", "app-blog", 1).await.unwrap()[0].status,
         "failed"
     );
     store.close().await;
@@ -367,7 +367,7 @@ async fn a_rollout_past_its_progress_deadline_fails_the_deploy() {
         out.stderr
     );
     let store = store(&db).await;
-    let d = &store.deployments("shop", 1).await.unwrap()[0];
+    let d = &store.deployments("shop", "app-shop", 1).await.unwrap()[0];
     assert_eq!(d.status, "failed");
     assert!(d.detail.as_deref().unwrap().contains("progress deadline"));
     store.close().await;

@@ -462,7 +462,7 @@ async fn only_editors_of_the_app_deploy_it_and_a_daemon_without_a_cluster_says_s
     assert!(
         app.store()
             .await
-            .deployments("shop", 10)
+            .deployments("shop", "app-shop", 10)
             .await
             .unwrap()
             .is_empty()
@@ -562,7 +562,7 @@ async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its
         Duration::from_secs(30),
         async || {
             let d = store
-                .deployments("shop", 1)
+                .deployments("shop", "app-shop", 1)
                 .await
                 .ok()?
                 .into_iter()
@@ -664,6 +664,70 @@ async fn a_deployment_failed_as_stale_is_never_written_again_by_its_late_owner(d
     store.close().await;
 }
 both_backends!(a_deployment_failed_as_stale_is_never_written_again_by_its_late_owner);
+
+async fn an_app_registered_again_elsewhere_lists_only_that_registrations_deployments(db: Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::TestDb::new(db, dir.path()).await;
+    let store = aiops::store::Store::connect(&db.url, &Default::default())
+        .await
+        .unwrap();
+    // Three deployments in app-shop, then the app moved to shop-v2 and deployed twice there.
+    let mut ids = Vec::new();
+    for (at, namespace) in [
+        (1_000, "app-shop"),
+        (2_000, "app-shop"),
+        (3_000, "app-shop"),
+        (4_000, "shop-v2"),
+        (5_000, "shop-v2"),
+    ] {
+        let id = store
+            .queue_deployment(&aiops::store::NewDeployment {
+                app: "shop",
+                namespace,
+                version: "1",
+                image: "shop:1",
+                requested_by: "cli",
+                skip_dns_check: false,
+                steps: &["deploy_app"],
+                run_by: None,
+                queued_at: at,
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let listed = |namespace: &'static str, limit: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .deployments("shop", namespace, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| (d.id, d.namespace))
+                .collect::<Vec<_>>()
+        }
+    };
+    // The limit counts this registration's deployments only, newest first: the two newer ones
+    // in shop-v2 do not crowd them out.
+    assert_eq!(
+        listed("app-shop", 2).await,
+        [
+            (ids[2], "app-shop".to_string()),
+            (ids[1], "app-shop".to_string())
+        ]
+    );
+    assert_eq!(
+        listed("shop-v2", 20).await,
+        [
+            (ids[4], "shop-v2".to_string()),
+            (ids[3], "shop-v2".to_string())
+        ]
+    );
+    assert!(listed("elsewhere", 20).await.is_empty());
+    store.close().await;
+}
+both_backends!(an_app_registered_again_elsewhere_lists_only_that_registrations_deployments);
 
 /// A git app naming its framework (so nothing is fetched), built to `registry` when set.
 fn git_app() -> String {

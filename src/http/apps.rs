@@ -62,14 +62,13 @@ pub async fn visible(
         if !claims.can_see(&app.namespace) {
             continue;
         }
+        // Only this registration's: an earlier one in another namespace may be an app the
+        // token cannot see.
         let last = store
-            .deployments(&app.name, 1)
+            .deployments(&app.name, &app.namespace, 1)
             .await?
             .into_iter()
-            .next()
-            // An app name re-registered in another namespace keeps its old deployments: never
-            // show one from an app the token cannot see.
-            .filter(|d| d.namespace == app.namespace);
+            .next();
         items.push((app, last));
     }
     Ok(items)
@@ -423,7 +422,7 @@ async fn deploying(
     // One deployment of an app at a time: a second click must not race the first.
     let store = st.pipeline.store();
     if let Some(d) = store
-        .deployments(&app.name, 1)
+        .deployments(&app.name, &app.namespace, 1)
         .await
         .map_err(|e| plain(internal(e)))?
         .into_iter()
@@ -479,13 +478,9 @@ async fn list_deployments(
     let items: Vec<DeploymentRecord> = st
         .pipeline
         .store()
-        .deployments(&app.name, 20)
+        .deployments(&app.name, &app.namespace, 20)
         .await
-        .map_err(internal)?
-        .into_iter()
-        // An app name re-registered elsewhere keeps its old deployments: never show those.
-        .filter(|d| d.namespace == app.namespace)
-        .collect();
+        .map_err(internal)?;
     Ok(Json(json!({ "items": items })).into_response())
 }
 

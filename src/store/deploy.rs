@@ -583,13 +583,22 @@ impl Store {
         Ok(record)
     }
 
-    /// The last `limit` deployments of an app, newest first.
-    pub async fn deployments(&self, app: &str, limit: i64) -> Result<Vec<DeploymentRecord>> {
+    /// The last `limit` deployments of an app in `namespace`, newest first. An app name
+    /// registered again in another namespace keeps its earlier deployments; they are not this
+    /// registration's, so they are left out here, before the limit (not after it, which could
+    /// leave fewer than `limit` or none).
+    pub async fn deployments(
+        &self,
+        app: &str,
+        namespace: &str,
+        limit: i64,
+    ) -> Result<Vec<DeploymentRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE app = $1 \
-             ORDER BY started_at DESC, id DESC LIMIT $2"
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE app = $1 AND namespace = $2 \
+             ORDER BY started_at DESC, id DESC LIMIT $3"
         )))
         .bind(app)
+        .bind(namespace)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;

@@ -212,13 +212,9 @@ async fn app(
         .filter(|a| viewer.claims.can_see(&a.namespace))
         .ok_or(UiError::NotFound)?;
     let records: Vec<DeploymentRecord> = store
-        .deployments(&app.name, DEPLOYMENTS)
+        .deployments(&app.name, &app.namespace, DEPLOYMENTS)
         .await
-        .map_err(fail)?
-        .into_iter()
-        // Deployments of an earlier registration in another namespace are not this app's.
-        .filter(|d| d.namespace == app.namespace)
-        .collect();
+        .map_err(fail)?;
     let steps = match records.first() {
         Some(latest) => store
             .deployment_steps(latest.id)
