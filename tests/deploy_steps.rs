@@ -536,8 +536,7 @@ async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig);
     let case = repo().join("tests/golden/deploy/flask-basic.app.yaml");
-    // Migrated before the command starts: two processes migrating one new SQLite file at once
-    // collide (SQLite migrations take no lock, PostgreSQL's do).
+    // The test's own handle on the store, to read what the interrupted command recorded.
     let store = aiops::store::Store::connect(&db.url, &Default::default())
         .await
         .unwrap();

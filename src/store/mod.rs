@@ -310,10 +310,24 @@ impl Store {
         Ok(store)
     }
 
-    /// Applies pending migrations of this backend.
+    /// Applies pending migrations of this backend, one process at a time.
     pub async fn migrate(&self) -> Result<()> {
         match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Sqlite => {
+                // sqlx takes no lock around SQLite migrations (PostgreSQL's take an advisory
+                // lock): two processes starting on one new file (the daemon and `aiops user
+                // add`, say) both found migration 1 pending and one failed ("table alert_events
+                // already exists"). Run them all in one IMMEDIATE transaction instead: it holds
+                // SQLite's write lock, so the second process waits (busy_timeout) and then finds
+                // them applied. Each migration is a savepoint of it, and an upgrade that fails
+                // half-way leaves the file as it was.
+                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                // `run_direct`, not `run`: with `run(&mut *tx)` the daemon's future is no longer
+                // provably `Send` ("implementation of `Acquire` is not general enough"), the case
+                // sqlx keeps this entry point for.
+                SQLITE_MIGRATIONS.run_direct(None, &mut *tx, false).await?;
+                tx.commit().await?;
+            }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
         Ok(())
