@@ -416,6 +416,80 @@ fn the_chart_and_aiops_manifests_grant_the_same_cluster_role_rules() {
     );
 }
 
+/// The ClusterRole rules of `aiops manifests --deploy-role`.
+fn deploy_role_rules() -> Vec<PolicyRule> {
+    let docs = documents(&aiops::manifests::render_deploy_role(&[]).unwrap());
+    let role: ClusterRole = one(&docs, "ClusterRole", "");
+    role.rules.unwrap()
+}
+
+#[test]
+fn a_daemon_that_runs_deployments_gets_the_worker_setting_and_the_deploy_role_bound_to_its_account()
+{
+    let Some(helm) = helm_or_skip() else { return };
+    // Off by default: no deploy role, no worker.
+    let docs = documents(&template(&helm, "aiops", "ops", &[]).unwrap());
+    assert!(!settings(&docs).deploy.worker);
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d["metadata"]["name"].as_str().unwrap().ends_with("-deploy")),
+        "no deploy role by default"
+    );
+
+    // deployWorker: the setting, the role of `aiops manifests --deploy-role`, and a binding to
+    // the daemon's ServiceAccount beside the subjects rbac.deployRole names.
+    let docs = documents(
+        &template(
+            &helm,
+            "aiops",
+            "ops",
+            &[
+                "deployWorker=true",
+                "settings.deploy.poll=5s",
+                "rbac.deployRole.subjects[0].kind=ServiceAccount",
+                "rbac.deployRole.subjects[0].name=deployer",
+                "rbac.deployRole.subjects[0].namespace=ci",
+            ],
+        )
+        .unwrap(),
+    );
+    let s = settings(&docs);
+    assert!(s.deploy.worker);
+    assert_eq!(
+        s.deploy.poll.0,
+        std::time::Duration::from_secs(5),
+        "the team's own deploy settings are kept"
+    );
+    let role: ClusterRole = one(&docs, "ClusterRole", "-deploy");
+    assert_eq!(role.metadata.name.as_deref(), Some("aiops-ops-deploy"));
+    assert_eq!(role.rules.unwrap(), deploy_role_rules());
+    let binding: ClusterRoleBinding = one(&docs, "ClusterRoleBinding", "-deploy");
+    assert_eq!(binding.role_ref.name, "aiops-ops-deploy");
+    let sa: ServiceAccount = one(&docs, "ServiceAccount", "");
+    let subjects: Vec<(String, String, Option<String>)> = binding
+        .subjects
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.kind, s.name, s.namespace))
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            (
+                "ServiceAccount".to_string(),
+                "deployer".to_string(),
+                Some("ci".to_string())
+            ),
+            (
+                "ServiceAccount".to_string(),
+                sa.metadata.name.unwrap(),
+                Some("ops".to_string())
+            ),
+        ]
+    );
+}
+
 #[test]
 fn two_releases_or_two_namespaces_never_share_a_cluster_role_or_binding() {
     let Some(helm) = helm_or_skip() else { return };
@@ -807,4 +881,71 @@ async fn the_rendered_chart_installs_on_a_real_control_plane_and_its_deployment_
         .delete(&role_name, &DeleteParams::default())
         .await;
     let _ = pvs.delete(&pv_name, &DeleteParams::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_deploy_worker_the_daemons_account_may_apply_an_apps_objects_and_nothing_more() {
+    let Some(helm) = helm_or_skip() else { return };
+    let Some(env) = KubeEnv::get().await else {
+        return;
+    };
+    let ns = env.namespace("chart-deploy").await;
+    let client = env.client().await;
+    use kube::api::{Api, DeleteParams};
+
+    // The chart's identity objects, as `helm install --set deployWorker=true` creates them.
+    let docs = documents(&template(&helm, "aiops", &ns.name, &["deployWorker=true"]).unwrap());
+    let identity: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| {
+            ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]
+                .contains(&d["kind"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(identity.len(), 5, "account, two roles, two bindings");
+    apply_all(&client, &identity).await;
+
+    // Both roles' grants, in an app's namespace (the deploy role's are cluster-wide, for
+    // namespaces it creates), and still nothing beyond them.
+    let user = format!("system:serviceaccount:{}:aiops", ns.name);
+    let deploy = grants(&deploy_role_rules());
+    let first = deploy.iter().next().unwrap().clone();
+    wait_until("RBAC to know the deploy binding", TIMEOUT, || async {
+        let (gr, verb) = first.split_once(':').unwrap();
+        let (group, resource) = gr.split_once('/').unwrap();
+        allowed(&client, &user, "app-shop", group, resource, verb).await
+    })
+    .await;
+    for grant in deploy.union(&grants(&manifests_rules())) {
+        let (gr, verb) = grant.split_once(':').unwrap();
+        let (group, resource) = gr.split_once('/').unwrap();
+        assert!(
+            allowed(&client, &user, "app-shop", group, resource, verb).await,
+            "{user} cannot {grant}"
+        );
+    }
+    for (group, resource, verb) in [
+        ("", "secrets", "get"),
+        ("", "namespaces", "delete"),
+        ("apps", "deployments", "delete"),
+        ("rbac.authorization.k8s.io", "clusterroles", "create"),
+    ] {
+        assert!(
+            !allowed(&client, &user, "app-shop", group, resource, verb).await,
+            "{user} may {group}/{resource}:{verb}, which the chart must not grant"
+        );
+    }
+
+    // Cluster-scoped leftovers of this test: the namespace guard removes the account.
+    for name in [
+        format!("aiops-{}", ns.name),
+        format!("aiops-{}-deploy", ns.name),
+    ] {
+        let _ = Api::<ClusterRoleBinding>::all(client.clone())
+            .delete(&name, &DeleteParams::default())
+            .await;
+        let _ = Api::<ClusterRole>::all(client.clone())
+            .delete(&name, &DeleteParams::default())
+            .await;
+    }
 }

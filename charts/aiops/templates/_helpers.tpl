@@ -78,6 +78,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $own "database_url" "sqlite:///var/lib/aiops/aiops.db?mode=rwc" -}}
 {{- end -}}
 {{- $settings := deepCopy .Values.settings -}}
+{{- if .Values.deployWorker -}}
+{{- $deploy := deepCopy (default (dict) (get $settings "deploy")) -}}
+{{- $_ := set $deploy "worker" true -}}
+{{- $_ := set $settings "deploy" $deploy -}}
+{{- end -}}
 {{- if .Values.notify.config -}}
 {{- $_ := set $settings "notify" .Values.notify.config -}}
 {{- end -}}
