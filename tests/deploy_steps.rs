@@ -386,8 +386,8 @@ async fn a_daemon_killed_mid_deployment_leaves_it_failed_at_its_step_once_anothe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_stopped_mid_deployment_fails_it_at_once_naming_the_step() {
     let api = FakeApi::start().await;
-    // Never answered before the daemon stops: the message must be in the outbox, for the next
-    // daemon to deliver.
+    // Whether or not the stopping daemon still delivers it, the message must be in the outbox
+    // (for the next daemon to deliver otherwise).
     let hooks = StandIn::start().await;
     let dir = tempfile::tempdir().unwrap();
     let opts = spawn_opts(Db::Sqlite, &api, dir.path()).config(&team_shop_channel(&hooks));
@@ -536,6 +536,8 @@ async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig);
     let case = repo().join("tests/golden/deploy/flask-basic.app.yaml");
+    let hooks = StandIn::start().await;
+    std::fs::write(dir.path().join("aiops.yaml"), team_shop_channel(&hooks)).unwrap();
     // The test's own handle on the store, to read what the interrupted command recorded.
     let store = aiops::store::Store::connect(&db.url, &Default::default())
         .await
@@ -548,6 +550,7 @@ async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its
         .env("AIOPS_KUBECONFIG", &kubeconfig)
         .env("AIOPS_KUBE_CONTEXT", "fake")
         .env("AIOPS_DATABASE_URL", &db.url)
+        .env("AIOPS_CONFIG", dir.path().join("aiops.yaml"))
         .env("AIOPS_DEPLOY_POLL", "50ms")
         .env("AIOPS_DEPLOY_TIMEOUT", "60s")
         .env("AIOPS_LOG", "warn")
@@ -581,6 +584,20 @@ async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its
     assert!(
         stderr.contains("deployment 1 of shop interrupted: recorded as failed"),
         "{stderr}"
+    );
+    // Told like any failed deployment, by the command itself (no daemon runs here).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("notified team-shop: sent"), "{stdout}");
+    let sent = hooks.requests();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].json()["event"], "deploy_failed");
+    assert!(
+        sent[0].json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("failed: deploy_app failed: aiops deploy was interrupted (Ctrl-C)"),
+        "{:#}",
+        sent[0].json()
     );
     let d = store.deployment(1).await.unwrap().unwrap();
     assert_eq!(d.status, "failed");

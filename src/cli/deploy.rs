@@ -147,12 +147,19 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<ExitCode> {
         // Ctrl-C: the deployment is recorded failed at its step, not left running.
         _ = tokio::signal::ctrl_c() => {
             runner.abandon(&record, "aiops deploy was interrupted (Ctrl-C)").await?;
+            // Told like any failure, unless a second Ctrl-C says not to wait for the channels:
+            // then a daemon delivers it.
+            let notified = tokio::select! {
+                n = deliver_now(&settings, &store, &outbox, since, &record.app) => n?,
+                _ = tokio::signal::ctrl_c() => Vec::new(),
+            };
+            print!("{}", Notified(&notified));
             store.close().await;
             eprintln!("deployment {} of {} interrupted: recorded as failed", record.id, record.app);
             return Ok(ExitCode::from(130));
         }
     };
-    let notified = deliver_now(&settings, &store, &outbox, since).await?;
+    let notified = deliver_now(&settings, &store, &outbox, since, &record.app).await?;
     store.close().await;
     print!("{}", Notified(&notified));
     match &finished.failed {
@@ -255,12 +262,13 @@ async fn detect(spec: &aiops::deploy::AppSpec) -> Result<Option<aiops::deploy::d
 
 /// Sends the notifications a command just queued, so `aiops deploy` tells people even when no
 /// daemon runs; retries that are not due yet are left to the daemon's dispatcher. Returns the
-/// deployment's announcements as they stand.
+/// deployment's announcements (app `app`'s, queued from `since` on) as they stand.
 async fn deliver_now(
     settings: &Settings,
     store: &Store,
     outbox: &Outbox,
     since: i64,
+    app: &str,
 ) -> Result<Vec<Notification>> {
     let notifiers = aiops::notify::notifiers(&settings.notify)?;
     if notifiers.is_empty() {
@@ -281,7 +289,9 @@ async fn deliver_now(
         .await?
         .into_iter()
         .filter(|n| {
-            n.created_at >= since && matches!(n.event.as_str(), "deploy_success" | "deploy_failed")
+            n.created_at >= since
+                && n.app.as_deref() == Some(app)
+                && matches!(n.event.as_str(), "deploy_success" | "deploy_failed")
         })
         .collect())
 }

@@ -722,8 +722,11 @@ impl Run<'_> {
                         Source::Archive(std::path::PathBuf::from(path))
                     }
                     _ => {
+                        // The reason is recorded and sent to chat: a presigned URL's query
+                        // (or fragment) carries its token, so only where it points is shown.
+                        let shown = url.split(['?', '#']).next().unwrap_or_default();
                         return Err(format!(
-                            "an upload at {url} is read where `aiops deploy` runs, from a local path: run it there, or name the framework"
+                            "an upload at {shown} is read where `aiops deploy` runs, from a local path: run it there, or name the framework"
                         ));
                     }
                 }

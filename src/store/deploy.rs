@@ -467,14 +467,21 @@ impl Store {
         detail: &str,
     ) -> Result<Option<DeploymentRecord>> {
         let mut tx = self.begin_write().await?;
+        // A write, not a read: on PostgreSQL it takes the row's lock, and when a process
+        // failing the deployment as stale committed first, READ COMMITTED re-checks the WHERE
+        // on the row it waited for and finds it no longer running. So the two never both end
+        // it (nor both announce it); that one's UPDATE, in turn, waits here and then finds it
+        // ended. SQLite's BEGIN IMMEDIATE already runs the two one after the other.
         let ours = sqlx::query(
-            "SELECT 1 AS one FROM deployments WHERE id = $1 AND owner = $2 AND status = 'running'",
+            "UPDATE deployments SET owner = owner \
+             WHERE id = $1 AND owner = $2 AND status = 'running'",
         )
         .bind(id)
         .bind(owner)
-        .fetch_optional(&mut *tx.tx)
+        .execute(&mut *tx.tx)
         .await?
-        .is_some();
+        .rows_affected()
+            == 1;
         if !ours {
             return Ok(None);
         }
