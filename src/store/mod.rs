@@ -313,6 +313,12 @@ impl Store {
     /// Applies pending migrations of this backend, one process at a time.
     pub async fn migrate(&self) -> Result<()> {
         match self.backend {
+            // Nothing pending (every start but the first after an upgrade): no write lock, so a
+            // command opening the store while the daemon writes a large batch does not wait on
+            // it. sqlx still checks the applied ones' checksums.
+            Backend::Sqlite if !self.sqlite_migrations_pending().await? => {
+                SQLITE_MIGRATIONS.run(&self.pool).await?
+            }
             Backend::Sqlite => {
                 // sqlx takes no lock around SQLite migrations (PostgreSQL's take an advisory
                 // lock): two processes starting on one new file (the daemon and `aiops user
@@ -331,6 +337,28 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
         Ok(())
+    }
+
+    /// Whether one of the embedded SQLite migrations is not recorded as applied (or none is:
+    /// a new file). Read without a lock: a migration found pending is checked again under
+    /// SQLite's write lock, by sqlx, before it runs.
+    async fn sqlite_migrations_pending(&self) -> Result<bool> {
+        let table: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if table == 0 {
+            return Ok(true);
+        }
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = 1")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(SQLITE_MIGRATIONS
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .any(|m| !applied.contains(&m.version)))
     }
 
     /// Which database this is.
