@@ -488,6 +488,53 @@ fn a_daemon_that_runs_deployments_gets_the_worker_setting_and_the_deploy_role_bo
             ),
         ]
     );
+
+    // Never the namespace's default account: without an account of its own, it is refused.
+    let refused = template(
+        &helm,
+        "aiops",
+        "ops",
+        &["deployWorker=true", "serviceAccount.create=false"],
+    )
+    .unwrap_err();
+    assert!(
+        refused.contains("name that account (serviceAccount.name)"),
+        "{refused}"
+    );
+    // An account named by the team is bound instead; no other subjects is fine too.
+    let docs = documents(
+        &template(
+            &helm,
+            "aiops",
+            "ops",
+            &[
+                "deployWorker=true",
+                "serviceAccount.create=false",
+                "serviceAccount.name=aiops-daemon",
+                "rbac.deployRole.subjects=null",
+            ],
+        )
+        .unwrap(),
+    );
+    let binding: ClusterRoleBinding = one(&docs, "ClusterRoleBinding", "-deploy");
+    let subjects = binding.subjects.unwrap();
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert_eq!(subjects[0].name, "aiops-daemon");
+    // rbac.create=false: the team binds roles itself; the worker is still on.
+    let docs = documents(
+        &template(
+            &helm,
+            "aiops",
+            "ops",
+            &["deployWorker=true", "rbac.create=false"],
+        )
+        .unwrap(),
+    );
+    assert!(settings(&docs).deploy.worker);
+    assert!(
+        !kinds(&docs).contains("ClusterRoleBinding"),
+        "no binding with rbac.create=false"
+    );
 }
 
 #[test]
@@ -688,11 +735,18 @@ async fn allowed(
     verb: &str,
 ) -> bool {
     use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+    // The groups the API server gives a ServiceAccount's token: those of its own namespace
+    // (`system:serviceaccount:NS:NAME`), not of the namespace asked about.
+    let account_ns = user
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(ns, _)| ns)
+        .expect("a ServiceAccount's user name");
     let api: kube::Api<SubjectAccessReview> = kube::Api::all(client.clone());
     let review: SubjectAccessReview = serde_json::from_value(json!({
         "spec": {
             "user": user,
-            "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{ns}"), "system:authenticated"],
+            "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{account_ns}"), "system:authenticated"],
             "resourceAttributes": {"namespace": ns, "group": group, "resource": resource, "verb": verb}
         }
     }))

@@ -60,6 +60,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and (gt (int .Values.replicaCount) 1) (not (include "aiops.postgres" .)) -}}
 {{- fail (printf "replicaCount %d needs the PostgreSQL store (database.postgres.existingSecret): SQLite has one writer, and each SQLite pod would act on every alert" (int .Values.replicaCount)) -}}
 {{- end -}}
+{{- if and .Values.deployWorker .Values.rbac.create (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) -}}
+{{- fail "deployWorker binds the deploy role (it creates Namespaces, Deployments, Jobs...) to the daemon's ServiceAccount: with serviceAccount.create=false, name that account (serviceAccount.name) rather than give those rights to the namespace's default account" -}}
+{{- end -}}
 {{- if not .Values.webhookToken.existingSecret -}}
 {{- fail "webhookToken.existingSecret is required: the daemon listens beyond loopback only with a webhook token (kubectl create secret generic aiops-webhook-token --from-literal=token=$(openssl rand -hex 32))" -}}
 {{- end -}}
