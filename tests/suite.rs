@@ -4,9 +4,15 @@
 //! `cargo test --test suite NAME::`), sharing `tests/common` and the fake API server
 //! `tests/fakeapi`. They were one binary each; every binary links every dependency (~210 MB in a
 //! debug build), so 39 of them took ~8 GB of disk and as many links per `cargo test`, and a full
-//! CI machine's disk broke a link (`ld terminated with signal 7 [Bus error]`). The tests keep
-//! nothing process-wide (no environment changes, no working-directory changes, ports from port
-//! 0, a store per test), so sharing a process changes nothing for them.
+//! CI machine's disk broke a link (`ld terminated with signal 7 [Bus error]`). The tests change
+//! nothing process-wide (no environment or working-directory changes, ports from port 0, a
+//! store per test). What they do share now across files is what the tests of one file always
+//! shared: the library's process-wide limits, which bind only the daemons run on the test's
+//! runtime (`TestApp::spawn_app`: two git fetches at a time, and sign-in checks bounded by the
+//! cores), and the two test threads, so a file's timing bounds now run beside other files'
+//! tests as they ran beside their own.
+//!
+//! A filter is a substring of `FILE::test_name`: `intake::` also runs `hardening_intake::`.
 //!
 //! The tests that use the real control plane (`tests/control_plane`: one per test binary, torn
 //! down when the binary exits) stay binaries of their own: chart, preflight, readme,
