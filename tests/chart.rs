@@ -758,6 +758,41 @@ async fn allowed(
         .is_some_and(|s| s.allowed)
 }
 
+/// Waits until the API server's RBAC knows `user`'s bindings (its first grant is allowed),
+/// then checks that it may do every `group/resource:verb` of `grants` in `ns`, and none of
+/// `denied`.
+async fn assert_may_exactly(
+    client: &kube::Client,
+    user: &str,
+    ns: &str,
+    grants: &BTreeSet<String>,
+    denied: &[(&str, &str, &str)],
+) {
+    let split = |grant: &str| {
+        let (gr, verb) = grant.split_once(':').unwrap();
+        let (group, resource) = gr.split_once('/').unwrap();
+        (group.to_string(), resource.to_string(), verb.to_string())
+    };
+    let (group, resource, verb) = split(grants.iter().next().unwrap());
+    wait_until("RBAC to know the chart's bindings", TIMEOUT, || async {
+        allowed(client, user, ns, &group, &resource, &verb).await
+    })
+    .await;
+    for grant in grants {
+        let (group, resource, verb) = split(grant);
+        assert!(
+            allowed(client, user, ns, &group, &resource, &verb).await,
+            "{user} cannot {grant} in {ns}"
+        );
+    }
+    for (group, resource, verb) in denied {
+        assert!(
+            !allowed(client, user, ns, group, resource, verb).await,
+            "{user} may {group}/{resource}:{verb} in {ns}, which the chart must not grant"
+        );
+    }
+}
+
 /// Binds claim `pvc` to volume `pv` as the persistent-volume controller does.
 async fn bind(
     pvcs: &kube::Api<PersistentVolumeClaim>,
@@ -897,34 +932,20 @@ async fn the_rendered_chart_installs_on_a_real_control_plane_and_its_deployment_
     // The pod's identity may do exactly what `aiops manifests`' ClusterRole grants, in any
     // namespace, and nothing else this test asks.
     let user = format!("system:serviceaccount:{}:aiops", ns.name);
-    let expected = grants(&manifests_rules());
-    let first = expected.iter().next().unwrap().clone();
-    wait_until("RBAC to know the chart's binding", TIMEOUT, || async {
-        let (gr, verb) = first.split_once(':').unwrap();
-        let (group, resource) = gr.split_once('/').unwrap();
-        allowed(&client, &user, "default", group, resource, verb).await
-    })
+    assert_may_exactly(
+        &client,
+        &user,
+        "default",
+        &grants(&manifests_rules()),
+        &[
+            ("", "secrets", "get"),
+            ("apps", "deployments", "delete"),
+            ("apps", "deployments", "update"),
+            ("", "pods", "create"),
+            ("rbac.authorization.k8s.io", "clusterroles", "create"),
+        ],
+    )
     .await;
-    for grant in &expected {
-        let (gr, verb) = grant.split_once(':').unwrap();
-        let (group, resource) = gr.split_once('/').unwrap();
-        assert!(
-            allowed(&client, &user, "default", group, resource, verb).await,
-            "{user} cannot {grant}"
-        );
-    }
-    for (group, resource, verb) in [
-        ("", "secrets", "get"),
-        ("apps", "deployments", "delete"),
-        ("apps", "deployments", "update"),
-        ("", "pods", "create"),
-        ("rbac.authorization.k8s.io", "clusterroles", "create"),
-    ] {
-        assert!(
-            !allowed(&client, &user, "default", group, resource, verb).await,
-            "{user} may {group}/{resource}:{verb}, which the chart must not grant"
-        );
-    }
 
     // Cluster-scoped leftovers of this test: the namespace guard removes the rest.
     use kube::api::DeleteParams;
@@ -962,33 +983,23 @@ async fn with_deploy_worker_the_daemons_account_may_apply_an_apps_objects_and_no
     // Both roles' grants, in an app's namespace (the deploy role's are cluster-wide, for
     // namespaces it creates), and still nothing beyond them.
     let user = format!("system:serviceaccount:{}:aiops", ns.name);
-    let deploy = grants(&deploy_role_rules());
-    let first = deploy.iter().next().unwrap().clone();
-    wait_until("RBAC to know the deploy binding", TIMEOUT, || async {
-        let (gr, verb) = first.split_once(':').unwrap();
-        let (group, resource) = gr.split_once('/').unwrap();
-        allowed(&client, &user, "app-shop", group, resource, verb).await
-    })
+    let both: BTreeSet<String> = grants(&deploy_role_rules())
+        .union(&grants(&manifests_rules()))
+        .cloned()
+        .collect();
+    assert_may_exactly(
+        &client,
+        &user,
+        "app-shop",
+        &both,
+        &[
+            ("", "secrets", "get"),
+            ("", "namespaces", "delete"),
+            ("apps", "deployments", "delete"),
+            ("rbac.authorization.k8s.io", "clusterroles", "create"),
+        ],
+    )
     .await;
-    for grant in deploy.union(&grants(&manifests_rules())) {
-        let (gr, verb) = grant.split_once(':').unwrap();
-        let (group, resource) = gr.split_once('/').unwrap();
-        assert!(
-            allowed(&client, &user, "app-shop", group, resource, verb).await,
-            "{user} cannot {grant}"
-        );
-    }
-    for (group, resource, verb) in [
-        ("", "secrets", "get"),
-        ("", "namespaces", "delete"),
-        ("apps", "deployments", "delete"),
-        ("rbac.authorization.k8s.io", "clusterroles", "create"),
-    ] {
-        assert!(
-            !allowed(&client, &user, "app-shop", group, resource, verb).await,
-            "{user} may {group}/{resource}:{verb}, which the chart must not grant"
-        );
-    }
 
     // Cluster-scoped leftovers of this test: the namespace guard removes the account.
     for name in [

@@ -245,20 +245,25 @@ async fn a_successful_deploy_tells_the_apps_notification_channels_once() {
     let text = event.to_string();
     assert!(text.contains("deploy_success"), "{text}");
     assert!(text.contains("1.4.2") && text.contains("shop"), "{text}");
-    let store = store(&db).await;
-    let sent: Vec<(String, String)> = store
+    assert_recorded(&db, "deploy_success", "team-shop").await;
+    server.abort();
+}
+
+/// The subject of the flask case's `deploy_failed` (its display name, its namespace).
+pub const FAILED_SUBJECT: &str = "[aiops] Deploy failed: Shop \"storefront\" (app-shop)";
+
+/// Checks that the store holds exactly one notification: `event` to `channel`.
+async fn assert_recorded(db: &TestDb, event: &str, channel: &str) {
+    let store = store(db).await;
+    let all: Vec<(String, String)> = store
         .notifications()
         .await
         .unwrap()
         .into_iter()
         .map(|n| (n.event, n.channel))
         .collect();
-    assert_eq!(
-        sent,
-        [("deploy_success".to_string(), "team-shop".to_string())]
-    );
     store.close().await;
-    server.abort();
+    assert_eq!(all, [(event.to_string(), channel.to_string())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,13 +410,7 @@ async fn a_failed_deploy_tells_the_apps_notification_channels_which_step_failed_
     );
     let sent = hooks.requests();
     assert_eq!(sent.len(), 1, "{sent:#?}");
-    let message = sent[0].json();
-    assert_eq!(message["event"], "deploy_failed", "{message:#}");
-    assert_eq!(
-        message["subject"], "[aiops] Deploy failed: Shop \"storefront\" (app-shop)",
-        "{message:#}"
-    );
-    let text = message["text"].as_str().unwrap();
+    let text = sent[0].webhook_text("deploy_failed", FAILED_SUBJECT);
     assert!(
         text.starts_with("Deployment 1 of Shop \"storefront\" 1.4.2 to app-shop failed: ")
             && text.contains("deploy_app failed: ")
@@ -419,19 +418,7 @@ async fn a_failed_deploy_tells_the_apps_notification_channels_which_step_failed_
             && text.contains("GET /api/apps/shop/deployments/1"),
         "{text}"
     );
-    let store = store(&db).await;
-    let recorded: Vec<(String, String)> = store
-        .notifications()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| (n.event, n.channel))
-        .collect();
-    assert_eq!(
-        recorded,
-        [("deploy_failed".to_string(), "team-shop".to_string())]
-    );
-    store.close().await;
+    assert_recorded(&db, "deploy_failed", "team-shop").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

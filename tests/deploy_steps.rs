@@ -358,13 +358,7 @@ async fn a_daemon_killed_mid_deployment_leaves_it_failed_at_its_step_once_anothe
     let sent = hooks
         .wait_for("the deploy_failed message", |r| !r.is_empty())
         .await;
-    let message = sent[0].json();
-    assert_eq!(message["event"], "deploy_failed", "{message:#}");
-    assert_eq!(
-        message["subject"], "[aiops] Deploy failed: Shop \"storefront\" (app-shop)",
-        "{message:#}"
-    );
-    let text = message["text"].as_str().unwrap();
+    let text = sent[0].webhook_text("deploy_failed", crate::deploy_apply::FAILED_SUBJECT);
     let id = location.rsplit('/').next().unwrap();
     assert!(
         text.starts_with(&format!(
@@ -590,14 +584,10 @@ async fn aiops_deploy_interrupted_by_ctrl_c_records_the_deployment_failed_at_its
     assert!(stdout.contains("notified team-shop: sent"), "{stdout}");
     let sent = hooks.requests();
     assert_eq!(sent.len(), 1, "{sent:#?}");
-    assert_eq!(sent[0].json()["event"], "deploy_failed");
+    let text = sent[0].webhook_text("deploy_failed", crate::deploy_apply::FAILED_SUBJECT);
     assert!(
-        sent[0].json()["text"]
-            .as_str()
-            .unwrap()
-            .contains("failed: deploy_app failed: aiops deploy was interrupted (Ctrl-C)"),
-        "{:#}",
-        sent[0].json()
+        text.contains("failed: deploy_app failed: aiops deploy was interrupted (Ctrl-C)"),
+        "{text}"
     );
     let d = store.deployment(1).await.unwrap().unwrap();
     assert_eq!(d.status, "failed");

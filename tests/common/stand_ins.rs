@@ -38,6 +38,13 @@ impl Request {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap()
     }
+    /// The text of a message a webhook channel posted, once its event and subject are checked.
+    pub fn webhook_text(&self, event: &str, subject: &str) -> String {
+        let message = self.json();
+        assert_eq!(message["event"], event, "{message:#}");
+        assert_eq!(message["subject"], subject, "{message:#}");
+        message["text"].as_str().unwrap().to_string()
+    }
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers
             .get(name)
