@@ -219,20 +219,7 @@ async fn a_successful_deploy_tells_the_apps_notification_channels_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(Db::Sqlite, dir.path()).await;
     // The flask case names `notifications: [default, team-shop]`; only team-shop exists here.
-    let config = dir.path().join("aiops.yaml");
-    std::fs::write(
-        &config,
-        format!("notify:\n  channels:\n    team-shop: {{type: webhook, url: \"{url}\"}}\n"),
-    )
-    .unwrap();
-    let out = deploy_with(
-        &api,
-        &db,
-        dir.path(),
-        FLASK,
-        &[("AIOPS_CONFIG", config.display().to_string())],
-    )
-    .await;
+    let out = deploy_telling_team_shop(&api, &db, dir.path(), &url).await;
     assert!(out.status.success(), "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("notified team-shop: sent"),
@@ -247,6 +234,25 @@ async fn a_successful_deploy_tells_the_apps_notification_channels_once() {
     assert!(text.contains("1.4.2") && text.contains("shop"), "{text}");
     assert_recorded(&db, "deploy_success", "team-shop").await;
     server.abort();
+}
+
+/// `aiops deploy` of the flask case with one notification channel: `team-shop` (of the two its
+/// spec names, `default` and `team-shop`), a webhook to `url`.
+async fn deploy_telling_team_shop(api: &FakeApi, db: &TestDb, dir: &Path, url: &str) -> Deploy {
+    let config = dir.join("aiops.yaml");
+    std::fs::write(
+        &config,
+        format!("notify:\n  channels:\n    team-shop: {{type: webhook, url: \"{url}\"}}\n"),
+    )
+    .unwrap();
+    deploy_with(
+        api,
+        db,
+        dir,
+        FLASK,
+        &[("AIOPS_CONFIG", config.display().to_string())],
+    )
+    .await
 }
 
 /// The subject of the flask case's `deploy_failed` (its display name, its namespace).
@@ -385,23 +391,7 @@ async fn a_failed_deploy_tells_the_apps_notification_channels_which_step_failed_
     api.set_rollout_behaviour("app-shop", "shop", RolloutBehaviour::Fails);
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(Db::Sqlite, dir.path()).await;
-    let config = dir.path().join("aiops.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "notify:\n  channels:\n    team-shop: {{type: webhook, url: \"{}/hook\"}}\n",
-            hooks.url
-        ),
-    )
-    .unwrap();
-    let out = deploy_with(
-        &api,
-        &db,
-        dir.path(),
-        FLASK,
-        &[("AIOPS_CONFIG", config.display().to_string())],
-    )
-    .await;
+    let out = deploy_telling_team_shop(&api, &db, dir.path(), &format!("{}/hook", hooks.url)).await;
     assert!(!out.status.success(), "{}{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains("notified team-shop: sent"),
