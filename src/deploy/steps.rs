@@ -478,8 +478,7 @@ impl Runner {
             .await?;
         for d in &failed {
             tracing::warn!(deployment = d.id, app = %d.app, detail = d.detail.as_deref().unwrap_or_default(), "deployment failed: its process stopped");
-            let spec = self.registered_spec(d).await.ok();
-            apply::announce(&self.store, self.outbox.as_deref(), spec.as_ref(), d).await;
+            self.announce_failed(d).await;
         }
         Ok(failed)
     }
@@ -572,12 +571,17 @@ impl Runner {
             .await?
         {
             tracing::warn!(deployment = r.id, app = %r.app, detail, "deployment failed");
-            // The spec may be why it was abandoned (no longer registered or parsed): then the
-            // message goes by the app's labels alone.
-            let spec = self.registered_spec(&r).await.ok();
-            apply::announce(&self.store, self.outbox.as_deref(), spec.as_ref(), &r).await;
+            self.announce_failed(&r).await;
         }
         Ok(())
+    }
+
+    /// Announces a deployment this process failed without running it to its end (stale or
+    /// abandoned), with the registered spec's channels. The spec may be why it failed (no
+    /// longer registered or parsed): then the message goes by the app's labels alone.
+    async fn announce_failed(&self, record: &DeploymentRecord) {
+        let spec = self.registered_spec(record).await.ok();
+        apply::announce(&self.store, self.outbox.as_deref(), spec.as_ref(), record).await;
     }
 
     /// The spec registered for a queued deployment's app, in the namespace it was queued for.
@@ -723,8 +727,11 @@ impl Run<'_> {
                     }
                     _ => {
                         // The reason is recorded and sent to chat: a presigned URL's query
-                        // (or fragment) carries its token, so only where it points is shown.
-                        let shown = url.split(['?', '#']).next().unwrap_or_default();
+                        // carries its token, so a URL is shown as steps show URLs (without
+                        // it), a local path as it is.
+                        let shown = reqwest::Url::parse(url.as_str())
+                            .map(|u| crate::playbook::host::redact(&u))
+                            .unwrap_or_else(|_| url.clone());
                         return Err(format!(
                             "an upload at {shown} is read where `aiops deploy` runs, from a local path: run it there, or name the framework"
                         ));
